@@ -1,0 +1,22 @@
+/* app.h - the daemon's shared context, built by main.c and handed to every module that needs
+ * more than its own state. Fields are set before threads start; flags are atomics. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct config;
+struct db_pool;
+struct http_server;
+struct worker;
+
+struct app {
+        const struct config *cfg;
+        struct db_pool *db;
+        struct http_server *http;
+        struct worker *worker;
+        atomic_bool ready;    /* database reached, migrations ran, first reconcile done */
+        atomic_bool stopping; /* SIGTERM seen */
+        uint64_t started_usec;
+};

@@ -1,0 +1,51 @@
+/* db.h - PostgreSQL access: a bounded pool of connections for the HTTP threads, standalone
+ * connections for the worker, migrations and the command line, and one query helper that sorts
+ * failures into "database unavailable" (503), "duplicate" and internal errors. */
+#pragma once
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "smtptlsd/problem.h"
+#include "smtptlsd/util.h"
+
+struct config;
+struct db_pool;
+
+struct db_conn {
+        PGconn *pg;
+        struct db_pool *pool;
+        bool used; /* a statement ran since db_acquire() */
+        bool in_transaction;
+};
+
+/* Opens one connection (bounded by database_connect_timeout) and sets statement_timeout. On
+ * failure err holds libpq's reason, without the password. */
+int db_connect(const struct config *cfg, PGconn **ret, char *err, size_t errsize);
+
+int db_pool_new(const struct config *cfg, struct db_pool **ret);
+void db_pool_free(struct db_pool *p);
+/* Waits (bounded) for a free connection, reconnecting it if needed. When the database is
+ * unreachable fails fast with service_unavailable. */
+int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr);
+void db_release(struct db_conn *c);
+static inline void db_releasep(struct db_conn **c)
+{
+        if (*c)
+                db_release(*c);
+}
+#define _cleanup_db_conn_ _cleanup_(db_releasep)
+/* Whether the last attempt to reach the database worked (for /readyz and metrics). */
+bool db_pool_available(struct db_pool *p);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear)
+#define _cleanup_pgresult_ _cleanup_(PQclearp)
+
+/* Runs one parameterised statement. Returns 0 (result in *ret, may be NULL), -ENOTCONN or
+ * -ETIMEDOUT (problem service_unavailable), -EEXIST (unique violation; no problem set, the caller
+ * names the duplicate), -EAGAIN (serialization failure or deadlock; retry), -EIO (internal). */
+int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const char *sql, int nparams,
+            const char *const *params);
+/* The same on a bare connection (worker, command line). */
+int db_exec_pg(PGconn *pg, PGresult **ret, struct problem *reterr, const char *sql, int nparams,
+               const char *const *params);

@@ -1,0 +1,142 @@
+/* http.h - the HTTP layer: the request a handler sees, the route table's shape and the server.
+ * server.c runs libmicrohttpd's thread pool; handlers run on those threads. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtptlsd/problem.h"
+#include "smtptlsd/tokens.h"
+
+struct MHD_Connection;
+struct app;
+
+enum http_method {
+        HTTP_GET = 1 << 0,
+        HTTP_HEAD = 1 << 1,
+        HTTP_POST = 1 << 2,
+        HTTP_PUT = 1 << 3,
+        HTTP_PATCH = 1 << 4,
+        HTTP_DELETE = 1 << 5,
+        HTTP_OTHER = 1 << 6,
+};
+
+/* What a route accepts as a body. */
+enum {
+        BODY_NONE = 0,
+        BODY_JSON = 1 << 0,        /* application/json */
+        BODY_MERGE_PATCH = 1 << 1, /* application/merge-patch+json */
+        BODY_PEM = 1 << 2,         /* application/x-pem-file */
+        BODY_BULK = 1 << 3,        /* bulk_body_limit instead of body_limit */
+};
+
+#define ROUTE_MAX_PARAMS  2
+#define REPLY_MAX_HEADERS 6
+
+struct request;
+/* A handler returns >= 0 with a reply set on req (reply_*), or < 0 with reterr filled. */
+typedef int (*handler_fn)(struct request *req, struct problem *reterr);
+
+struct route_op {
+        enum http_method method;
+        handler_fn handler;
+        enum scope scope;
+        unsigned body;
+};
+
+struct route {
+        const char *pattern; /* "/api/v1/tokens/{name}": a {x} matches one segment */
+        struct route_op ops[6];
+};
+
+struct header {
+        const char *name;
+        char *value;
+};
+
+struct request {
+        struct app *app;
+        struct MHD_Connection *conn;
+        enum http_method method;
+        const char *method_name;
+        const struct route *route;
+        const struct route_op *op;
+        int route_index; /* for metrics; -1 = no route */
+        char *params[ROUTE_MAX_PARAMS];
+        const char *content_type;
+        /* who is asking */
+        char actor[72];
+        enum scope scope;
+        /* the body, collected by server.c up to the route's limit */
+        char *body;
+        size_t body_len, body_cap, body_limit;
+        bool body_too_large;
+        bool body_done;
+        uint64_t started_usec;
+        /* the reply, set by reply_*() */
+        int status;
+        char *reply_body;
+        size_t reply_len;
+        const char *reply_type;
+        struct header headers[REPLY_MAX_HEADERS];
+        size_t n_headers;
+        bool replied;
+};
+
+/* The route table (src/api/routes.c) and the matcher (src/http/router.c). */
+extern const struct route api_routes[];
+extern const size_t api_routes_count;
+
+/* Finds the route for path; fills params (percent-decoded, owned by the caller: free them).
+ * Returns the route index, -ENOENT when no pattern matches, -EINVAL for a bad escape. */
+int router_match(const struct route *routes, size_t n, const char *path,
+                 char *params[ROUTE_MAX_PARAMS]);
+const struct route_op *router_find_op(const struct route *r, enum http_method m);
+/* "GET, HEAD, PUT" for the Allow header (HEAD implied by GET). */
+void router_allow(const struct route *r, char *buf, size_t size);
+enum http_method http_method_from_string(const char *s);
+/* Decodes %XX escapes of [s, s+n) into a new string; refuses bad escapes and %00. In query
+ * strings '+' stands for a space. */
+int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret);
+
+/* Query arguments, percent-decoded into buf; NULL when absent. */
+const char *request_query(struct request *req, const char *key, char *buf, size_t size);
+/* A request header's value, or NULL. */
+const char *request_header(struct request *req, const char *name);
+
+/* Checks the request's bearer token against the scope the route needs (http/auth.c): 401, 403,
+ * or 503 while the database is unreachable. */
+int auth_request(struct request *req, enum scope needed, struct problem *reterr);
+
+/* Replies (http/reply.c): each takes ownership of what it is given. */
+int reply_json(struct request *req, int status, json_t *body);
+int reply_text(struct request *req, int status, const char *content_type, char *text, size_t len);
+int reply_empty(struct request *req, int status);
+int reply_header(struct request *req, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The one place where a problem code becomes an HTTP status. */
+int problem_http_status(enum problem_code code);
+int reply_problem(struct request *req, const struct problem *p);
+void request_reply_free(struct request *req);
+
+struct http_server;
+struct http_server_options {
+        const char *address;
+        unsigned port;
+        unsigned threads;
+        unsigned connection_timeout_sec;
+        unsigned connection_limit;
+        unsigned per_ip_connection_limit;
+        size_t connection_memory_limit;
+        size_t body_limit;
+        size_t bulk_body_limit;
+};
+int http_server_start(struct app *app, const struct http_server_options *o,
+                      struct http_server **ret);
+/* The port really bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *s);
+/* Stops accepting, waits up to timeout for in-flight requests, then stops the threads. */
+void http_server_stop(struct http_server *s, uint64_t timeout_usec);
+unsigned http_server_in_flight(const struct http_server *s);

@@ -1,0 +1,53 @@
+/* json_spec.h - table-driven validation of JSON request bodies: one spec array per resource,
+ * walked by json_dispatch(), which refuses unknown fields and names the failing field as a JSON
+ * pointer. Pure (no I/O); any thread. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtptlsd/problem.h"
+
+enum json_spec_type {
+        JS_STRING,       /* const char * (borrowed from the json_t) */
+        JS_CHOICE,       /* const char *, one of .choices */
+        JS_BOOL,         /* bool */
+        JS_INT,          /* int64_t in [min, max] */
+        JS_STRING_ARRAY, /* json_t * (borrowed), an array of strings, at most .max items */
+        JS_ANY,          /* json_t * (borrowed), checked by .check alone */
+};
+
+enum {
+        JS_REQUIRED = 1 << 0, /* missing: missing_field (unless dispatching a patch) */
+        JS_NULLABLE = 1 << 1, /* null allowed: strings become NULL, the field still counts as set */
+};
+
+struct json_spec;
+/* An extra check on a well-typed value; fills reterr (with field) and returns < 0 to refuse. */
+typedef int (*json_check_fn)(const struct json_spec *spec, json_t *value, const char *field,
+                             struct problem *reterr);
+
+struct json_spec {
+        const char *name;
+        enum json_spec_type type;
+        unsigned flags;
+        size_t offset;              /* where the value goes in the output struct */
+        const char *const *choices; /* JS_CHOICE: NULL-terminated */
+        int64_t min, max;           /* JS_INT: bounds; JS_STRING: max length in bytes (0: 4096) */
+        json_check_fn check;
+        enum problem_code invalid_code; /* code for a bad value; 0 = invalid_value */
+};
+
+enum {
+        JSON_DISPATCH_PATCH = 1 << 0, /* no field is required (merge-patch bodies) */
+};
+
+/* Validates obj against the NULL-name-terminated spec, writes values into out and sets bit i of
+ * *present for each spec[i] present in obj. prefix is the JSON pointer of obj ("" at the root). */
+int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t *present,
+                  unsigned flags, const char *prefix, struct problem *reterr);
+
+/* Parses a request body into a JSON object: invalid_json (with line and column) for bad JSON,
+ * duplicate keys or \u0000; invalid_value when the top level is not an object. */
+int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *reterr);

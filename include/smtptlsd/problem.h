@@ -1,0 +1,74 @@
+/* problem.h - what went wrong, for the client: a stable code, the field (a JSON pointer) and a
+ * detail. Any module fills one through an out-parameter; only http/reply.c turns it into an HTTP
+ * status and an application/problem+json body. Any thread (each request owns its own). */
+#pragma once
+
+#include <jansson.h>
+#include <stdarg.h>
+
+#include "smtptlsd/util.h"
+
+/* The stable codes of api.md. The HTTP status of each is decided in http/reply.c alone. */
+enum problem_code {
+        PROBLEM_NONE = 0,
+        PROBLEM_UNAUTHORIZED,
+        PROBLEM_FORBIDDEN,
+        PROBLEM_NOT_FOUND,
+        PROBLEM_METHOD_NOT_ALLOWED,
+        PROBLEM_INVALID_JSON,
+        PROBLEM_BAD_REQUEST,
+        PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+        PROBLEM_PAYLOAD_TOO_LARGE,
+        PROBLEM_PRECONDITION_FAILED,
+        PROBLEM_UNKNOWN_FIELD,
+        PROBLEM_MISSING_FIELD,
+        PROBLEM_INVALID_VALUE,
+        PROBLEM_CERTIFICATE_REQUIRED,
+        PROBLEM_CERTIFICATE_NOT_FOUND,
+        PROBLEM_SYSTEM_CERTIFICATE_REFUSED,
+        PROBLEM_CERTIFICATE_UNUSABLE,
+        PROBLEM_INVALID_DESTINATION,
+        PROBLEM_INVALID_ATTRIBUTE,
+        PROBLEM_DUPLICATE_DESTINATION,
+        PROBLEM_DUPLICATE_NAME,
+        PROBLEM_MANAGED_ROW,
+        PROBLEM_CERTIFICATE_IN_USE,
+        PROBLEM_SYSTEM_CERTIFICATE,
+        PROBLEM_INVALID_NAME,
+        PROBLEM_INVALID_PEM,
+        PROBLEM_NO_CERTIFICATE,
+        PROBLEM_NO_PRIVATE_KEY,
+        PROBLEM_ENCRYPTED_PRIVATE_KEY,
+        PROBLEM_KEY_MISMATCH,
+        PROBLEM_CERTIFICATE_EXPIRED,
+        PROBLEM_CERTIFICATE_NOT_YET_VALID,
+        PROBLEM_CHAIN_MISMATCH,
+        PROBLEM_WEAK_KEY,
+        PROBLEM_NOT_A_SERVER_CERTIFICATE,
+        PROBLEM_POSTFIX_REJECTED,
+        PROBLEM_DESTINATION_FAILS_PROBE,
+        PROBLEM_SERVICE_UNAVAILABLE,
+        PROBLEM_INTERNAL_ERROR,
+        _PROBLEM_MAX,
+};
+
+struct problem {
+        enum problem_code code;
+        char field[256];      /* JSON pointer of the offending field, "" when none */
+        char detail[512];     /* one human sentence; never a secret */
+        json_t *errors;       /* optional: further field errors [{code, field, detail}] */
+        json_t *extra;        /* optional: members merged into the problem body */
+        unsigned retry_after; /* seconds, for service_unavailable */
+};
+
+/* Fills p (when not NULL) and returns -EINVAL, so callers can `return problem_set(...)`. A
+ * problem already set is kept: the first failure is the one reported. */
+int problem_set(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
+    _printf_(4, 5);
+int problem_setv(struct problem *p, enum problem_code code, const char *field, const char *fmt,
+                 va_list ap) _printf_(4, 0);
+/* Adds one more field error to p->errors (the first also becomes the main code). */
+int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
+    _printf_(4, 5);
+void problem_done(struct problem *p);
+const char *problem_code_name(enum problem_code code);

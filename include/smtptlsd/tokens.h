@@ -1,0 +1,37 @@
+/* tokens.h - API bearer tokens: created once and shown once, stored only as SHA-256, revocable.
+ * Used by the HTTP threads (authentication, /api/v1/tokens) and the `token` command. */
+#pragma once
+
+#include <jansson.h>
+
+#include "smtptlsd/db.h"
+#include "smtptlsd/problem.h"
+
+enum scope {
+        SCOPE_NONE = 0, /* no token needed */
+        SCOPE_READ,
+        SCOPE_WRITE,
+        SCOPE_ADMIN,
+};
+
+#define TOKEN_PREFIX "stk_"
+/* "stk_" + 43 characters of base64url (32 random bytes) + NUL */
+#define TOKEN_SIZE     48
+#define TOKEN_NAME_MAX 64
+
+int scope_from_string(const char *s, enum scope *ret);
+const char *scope_to_string(enum scope s);
+/* Names of tokens (and certificates) are [a-z0-9][a-z0-9._-]{0,63}. */
+bool name_is_valid(const char *s);
+
+/* Creates a token; *row = {name, scope, created_at}. duplicate_name while an active token has
+ * that name. The plain token is written to token_out and nowhere else. */
+int tokens_add(struct db_conn *c, const char *name, enum scope scope,
+               char token_out[static TOKEN_SIZE], json_t **row, struct problem *reterr);
+int tokens_list(struct db_conn *c, json_t **items, struct problem *reterr);
+/* not_found when no active token has that name. */
+int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
+/* Looks a presented token up by its hash. Returns 0 and fills name/scope, or -ENOENT (unknown or
+ * revoked), or another error with reterr set. */
+int tokens_authenticate(struct db_conn *c, const char *token, char name_out[static 72],
+                        enum scope *scope, struct problem *reterr);

@@ -1,0 +1,93 @@
+/* util.h - small helpers every module uses: cleanup attributes for ownership, monotonic time,
+ * bounded string copies. No state; safe on any thread. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Ownership: a local marked _cleanup_xxx_ is released when it leaves scope; TAKE_PTR hands it on.
+ */
+#define _cleanup_(f)         __attribute__((cleanup(f)))
+#define _cleanup_free_       _cleanup_(freep)
+#define _cleanup_close_      _cleanup_(closep)
+#define _unused_             __attribute__((unused))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
+#define _warn_unused_result_ __attribute__((warn_unused_result))
+
+#define TAKE_PTR(p)                                                                                \
+        __extension__({                                                                            \
+                __typeof__(p) _p_ = (p);                                                           \
+                (p) = NULL;                                                                        \
+                _p_;                                                                               \
+        })
+
+#define TAKE_FD(fd)                                                                                \
+        __extension__({                                                                            \
+                int _fd_ = (fd);                                                                   \
+                (fd) = -1;                                                                         \
+                _fd_;                                                                              \
+        })
+
+/* Declares a cleanup function name##p that calls func(*p) when *p is not NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+        static inline void func##p(type *p)                                                        \
+        {                                                                                          \
+                if (*p)                                                                            \
+                        func(*p);                                                                  \
+        }
+
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+
+static inline bool streq(const char *a, const char *b)
+{
+        return strcmp(a, b) == 0;
+}
+
+static inline bool streq_ptr(const char *a, const char *b)
+{
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+
+static inline bool isempty(const char *s)
+{
+        return !s || !*s;
+}
+
+/* Monotonic and wall clocks in microseconds. */
+uint64_t now_monotonic_usec(void);
+uint64_t now_realtime_usec(void);
+/* Formats a wall-clock time in microseconds as RFC 3339 UTC ("2026-11-22T10:00:00Z"). */
+void format_rfc3339(uint64_t usec, char buf[static 32]);
+
+/* strlcpy-like: always terminates, returns -ENAMETOOLONG when truncated. */
+int strcpy_bounded(char *dst, size_t size, const char *src);
+
+/* Parses a whole decimal number in [min, max]; returns -EINVAL or -ERANGE. */
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+/* Hex encoding of bytes, lower case; out must hold 2*n+1 bytes. */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* Sleeps up to usec, returning early (-EINTR) when *stop becomes true; polls every 50 ms. */
+int sleep_unless(uint64_t usec, const volatile int *stop);

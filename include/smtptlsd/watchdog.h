@@ -1,0 +1,14 @@
+/* watchdog.h - the liveness check behind WATCHDOG=1: the worker's heartbeat is fresh and an HTTP
+ * request to our own /healthz is answered. Main thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct app;
+
+/* Returns true when the worker showed progress within stuck_usec and our own /healthz answers
+ * 200 within timeout_usec; otherwise false and a reason in why. */
+bool watchdog_check(struct app *app, unsigned port, uint64_t stuck_usec, uint64_t timeout_usec,
+                    char *why, size_t whysize);

@@ -1,0 +1,14 @@
+/* routes.c - the route table: every path, method, handler, scope and accepted body in one place.
+ * Read-only data, used by the HTTP threads and by /metrics for route labels. */
+#include "smtptlsd/api.h"
+
+const struct route api_routes[] = {
+        { "/healthz", { { HTTP_GET, api_healthz, SCOPE_NONE, BODY_NONE } } },
+        { "/readyz", { { HTTP_GET, api_readyz, SCOPE_NONE, BODY_NONE } } },
+        { "/metrics", { { HTTP_GET, api_metrics, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/tokens",
+          { { HTTP_GET, api_tokens_list, SCOPE_ADMIN, BODY_NONE },
+            { HTTP_POST, api_tokens_create, SCOPE_ADMIN, BODY_JSON } } },
+        { "/api/v1/tokens/{name}", { { HTTP_DELETE, api_tokens_delete, SCOPE_ADMIN, BODY_NONE } } },
+};
+const size_t api_routes_count = ARRAY_SIZE(api_routes);

@@ -1,0 +1,87 @@
+/* tokens.c (api) - /api/v1/tokens: list, create (the token is shown once), revoke. Token
+ * management is not configuration: it goes straight to the tokens table, not through the worker.
+ * HTTP threads. */
+#include <openssl/crypto.h>
+
+#include "smtptlsd/api.h"
+#include "smtptlsd/app.h"
+#include "smtptlsd/json_spec.h"
+#include "smtptlsd/tokens.h"
+
+struct token_body {
+        const char *name;
+        const char *scope;
+};
+
+static int check_name(const struct json_spec *s, json_t *v, const char *field,
+                      struct problem *reterr)
+{
+        if (!name_is_valid(json_string_value(v)))
+                return problem_set(reterr, PROBLEM_INVALID_NAME, field,
+                                   "names are 1 to 64 characters of [a-z0-9._-], starting with a "
+                                   "letter or digit");
+        return 0;
+}
+
+static const char *const scopes[] = { "read", "write", "admin", NULL };
+
+static const struct json_spec token_spec[] = {
+        { "name", JS_STRING, JS_REQUIRED, offsetof(struct token_body, name), .max = 64,
+          .check = check_name },
+        { "scope", JS_CHOICE, JS_REQUIRED, offsetof(struct token_body, scope), .choices = scopes },
+        { 0 },
+};
+
+int api_tokens_list(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        json_t *items = NULL;
+        int r = db_acquire(req->app->db, &c, reterr);
+        if (r < 0)
+                return r;
+        r = tokens_list(c, &items, reterr);
+        if (r < 0)
+                return r;
+        return reply_json(req, 200, json_pack("{s:o, s:n}", "items", items, "next"));
+}
+
+int api_tokens_create(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        struct token_body body = { 0 };
+        json_t *j = NULL, *row = NULL;
+        char token[TOKEN_SIZE] = "";
+        enum scope scope = SCOPE_NONE;
+        int r;
+
+        r = json_parse_body(req->body, req->body_len, &j, reterr);
+        if (r < 0)
+                return r;
+        r = json_dispatch(j, token_spec, &body, NULL, 0, "", reterr);
+        if (r >= 0 && scope_from_string(body.scope, &scope) < 0)
+                r = problem_set(reterr, PROBLEM_INVALID_VALUE, "/scope", "unknown scope");
+        if (r >= 0)
+                r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = tokens_add(c, body.name, scope, token, &row, reterr);
+        if (r >= 0) {
+                json_object_set_new(row, "token", json_string(token));
+                reply_header(req, "Location", "/api/v1/tokens/%s", body.name);
+                r = reply_json(req, 201, row);
+        }
+        OPENSSL_cleanse(token, sizeof(token));
+        json_decref(j);
+        return r;
+}
+
+int api_tokens_delete(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        int r = db_acquire(req->app->db, &c, reterr);
+        if (r < 0)
+                return r;
+        r = tokens_revoke(c, req->params[0], reterr);
+        if (r < 0)
+                return r;
+        return reply_empty(req, 204);
+}

@@ -1,0 +1,98 @@
+/* queue.c - the coalescing job queue (see queue.h). Producers: HTTP threads; consumer: the
+ * worker thread. Waits are bounded by the caller's timeout on CLOCK_MONOTONIC. */
+#include "smtptlsd/queue.h"
+
+#include <errno.h>
+#include <time.h>
+
+int queue_init(struct queue *q)
+{
+        pthread_condattr_t attr;
+        int r;
+
+        *q = (struct queue){ 0 };
+        r = pthread_mutex_init(&q->lock, NULL);
+        if (r)
+                return -r;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        r = pthread_cond_init(&q->cond, &attr);
+        pthread_condattr_destroy(&attr);
+        if (r) {
+                pthread_mutex_destroy(&q->lock);
+                return -r;
+        }
+        return 0;
+}
+
+void queue_destroy(struct queue *q)
+{
+        pthread_cond_destroy(&q->cond);
+        pthread_mutex_destroy(&q->lock);
+}
+
+int queue_push(struct queue *q, struct queue_item *item)
+{
+        pthread_mutex_lock(&q->lock);
+        if (q->closed) {
+                pthread_mutex_unlock(&q->lock);
+                return -ESHUTDOWN;
+        }
+        item->next = NULL;
+        if (q->tail)
+                q->tail->next = item;
+        else
+                q->head = item;
+        q->tail = item;
+        q->depth++;
+        pthread_cond_signal(&q->cond);
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
+{
+        struct timespec deadline;
+        struct queue_item *list;
+
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += (time_t)(timeout_usec / 1000000);
+        deadline.tv_nsec += (long)(timeout_usec % 1000000) * 1000;
+        if (deadline.tv_nsec >= 1000000000) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&q->lock);
+        while (!q->head && !q->closed)
+                if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
+                        break;
+        list = q->head;
+        q->head = q->tail = NULL;
+        q->depth = 0;
+        pthread_mutex_unlock(&q->lock);
+        return list;
+}
+
+void queue_close(struct queue *q)
+{
+        pthread_mutex_lock(&q->lock);
+        q->closed = true;
+        pthread_cond_broadcast(&q->cond);
+        pthread_mutex_unlock(&q->lock);
+}
+
+size_t queue_depth(struct queue *q)
+{
+        pthread_mutex_lock(&q->lock);
+        size_t n = q->depth;
+        pthread_mutex_unlock(&q->lock);
+        return n;
+}
+
+bool queue_closed(struct queue *q)
+{
+        pthread_mutex_lock(&q->lock);
+        bool closed = q->closed;
+        pthread_mutex_unlock(&q->lock);
+        return closed;
+}

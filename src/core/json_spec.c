@@ -1,0 +1,221 @@
+/* json_spec.c - json_dispatch(): the one walker of the per-resource spec tables. Pure; any
+ * thread. */
+#include "smtptlsd/json_spec.h"
+
+#include <stdio.h>
+
+#define STRING_MAX_DEFAULT 4096
+
+static const char *type_name(enum json_spec_type t)
+{
+        switch (t) {
+        case JS_STRING:
+        case JS_CHOICE:
+                return "a string";
+        case JS_BOOL:
+                return "true or false";
+        case JS_INT:
+                return "an integer";
+        case JS_STRING_ARRAY:
+                return "an array of strings";
+        case JS_ANY:
+        default:
+                return "a value";
+        }
+}
+
+static enum problem_code bad_code(const struct json_spec *s)
+{
+        return s->invalid_code ? s->invalid_code : PROBLEM_INVALID_VALUE;
+}
+
+static int dispatch_one(const struct json_spec *s, json_t *v, const char *field, void *out,
+                        struct problem *reterr)
+{
+        void *dst = (char *)out + s->offset;
+
+        if (json_is_null(v)) {
+                if (!(s->flags & JS_NULLABLE))
+                        return problem_set(reterr, bad_code(s), field, "%s must be %s, not null",
+                                           s->name, type_name(s->type));
+                switch (s->type) {
+                case JS_STRING:
+                case JS_CHOICE:
+                        *(const char **)dst = NULL;
+                        break;
+                case JS_STRING_ARRAY:
+                case JS_ANY:
+                        *(json_t **)dst = NULL;
+                        break;
+                default:
+                        break;
+                }
+                return 0;
+        }
+
+        switch (s->type) {
+        case JS_STRING:
+        case JS_CHOICE: {
+                if (!json_is_string(v))
+                        return problem_set(reterr, bad_code(s), field, "%s must be %s", s->name,
+                                           type_name(s->type));
+                const char *str = json_string_value(v);
+                size_t len = json_string_length(v);
+                size_t max = s->max > 0 ? (size_t)s->max : STRING_MAX_DEFAULT;
+                if (len > max)
+                        return problem_set(reterr, bad_code(s), field,
+                                           "%s is longer than %zu bytes", s->name, max);
+                if (s->type == JS_CHOICE) {
+                        size_t i;
+                        for (i = 0; s->choices[i]; i++)
+                                if (streq(s->choices[i], str))
+                                        break;
+                        if (!s->choices[i]) {
+                                char list[256] = "";
+                                size_t n = 0;
+                                for (size_t j = 0; s->choices[j]; j++) {
+                                        int w = snprintf(list + n, sizeof(list) - n, "%s%s",
+                                                         j ? ", " : "", s->choices[j]);
+                                        if (w < 0 || (size_t)w >= sizeof(list) - n)
+                                                break;
+                                        n += (size_t)w;
+                                }
+                                return problem_set(reterr, bad_code(s), field,
+                                                   "%s must be one of: %s", s->name, list);
+                        }
+                }
+                *(const char **)dst = str;
+                break;
+        }
+        case JS_BOOL:
+                if (!json_is_boolean(v))
+                        return problem_set(reterr, bad_code(s), field, "%s must be %s", s->name,
+                                           type_name(s->type));
+                *(bool *)dst = json_is_true(v);
+                break;
+        case JS_INT: {
+                if (!json_is_integer(v))
+                        return problem_set(reterr, bad_code(s), field, "%s must be %s", s->name,
+                                           type_name(s->type));
+                json_int_t i = json_integer_value(v);
+                if (i < s->min || i > s->max)
+                        return problem_set(reterr, bad_code(s), field,
+                                           "%s must be between %lld and %lld", s->name,
+                                           (long long)s->min, (long long)s->max);
+                *(int64_t *)dst = i;
+                break;
+        }
+        case JS_STRING_ARRAY: {
+                size_t idx;
+                json_t *item;
+                if (!json_is_array(v))
+                        return problem_set(reterr, bad_code(s), field, "%s must be %s", s->name,
+                                           type_name(s->type));
+                if (s->max > 0 && json_array_size(v) > (size_t)s->max)
+                        return problem_set(reterr, bad_code(s), field,
+                                           "%s takes at most %lld items", s->name,
+                                           (long long)s->max);
+                json_array_foreach(v, idx, item)
+                {
+                        if (!json_is_string(item)) {
+                                char f[320];
+                                if (snprintf(f, sizeof(f), "%s/%zu", field, idx) >= (int)sizeof(f))
+                                        f[0] = 0;
+                                return problem_set(reterr, bad_code(s), f,
+                                                   "%s must hold only strings", s->name);
+                        }
+                }
+                *(json_t **)dst = v;
+                break;
+        }
+        case JS_ANY:
+                *(json_t **)dst = v;
+                break;
+        }
+        if (s->check)
+                return s->check(s, v, field, reterr);
+        return 0;
+}
+
+int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t *present,
+                  unsigned flags, const char *prefix, struct problem *reterr)
+{
+        const char *key;
+        json_t *value;
+        char field[300];
+        uint64_t seen = 0;
+        int r;
+
+        if (!json_is_object(obj))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, prefix, "expected a JSON object");
+
+        /* Unknown fields first: a typo must not be silently ignored. */
+        json_object_foreach(obj, key, value)
+        {
+                size_t i;
+                for (i = 0; spec[i].name; i++)
+                        if (streq(spec[i].name, key))
+                                break;
+                if (!spec[i].name) {
+                        /* A key may hold '/' or '~'; RFC 6901 escapes them. Keep it readable. */
+                        char esc[200];
+                        size_t n = 0;
+                        for (const char *p = key; *p && n < sizeof(esc) - 3; p++) {
+                                if (*p == '~' || *p == '/') {
+                                        esc[n++] = '~';
+                                        esc[n++] = *p == '~' ? '0' : '1';
+                                } else if ((unsigned char)*p < 0x20) {
+                                        esc[n++] = '?';
+                                } else {
+                                        esc[n++] = *p;
+                                }
+                        }
+                        esc[n] = 0;
+                        snprintf(field, sizeof(field), "%s/%s", prefix, esc);
+                        return problem_set(reterr, PROBLEM_UNKNOWN_FIELD, field,
+                                           "unknown field '%s'", esc);
+                }
+        }
+
+        for (size_t i = 0; spec[i].name; i++) {
+                snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
+                value = json_object_get(obj, spec[i].name);
+                if (!value) {
+                        if ((spec[i].flags & JS_REQUIRED) && !(flags & JSON_DISPATCH_PATCH))
+                                return problem_set(reterr, PROBLEM_MISSING_FIELD, field,
+                                                   "%s is required", spec[i].name);
+                        continue;
+                }
+                r = dispatch_one(&spec[i], value, field, out, reterr);
+                if (r < 0)
+                        return r;
+                if (i < 64)
+                        seen |= UINT64_C(1) << i;
+        }
+        if (present)
+                *present = seen;
+        return 0;
+}
+
+int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *reterr)
+{
+        json_error_t err;
+        json_t *j;
+
+        if (len == 0)
+                return problem_set(reterr, PROBLEM_INVALID_JSON, "",
+                                   "the request body is empty; a JSON object is expected");
+        /* A UTF-8 byte order mark is not JSON (RFC 8259 section 8.1 lets parsers refuse it). */
+        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+        if (!j)
+                return problem_set(reterr, PROBLEM_INVALID_JSON, "",
+                                   "invalid JSON at line %d, column %d: %s", err.line, err.column,
+                                   err.text);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "",
+                                   "the request body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
+}

@@ -1,0 +1,105 @@
+/* problem.c - filling struct problem (see problem.h). Any thread; no I/O. */
+#include "smtptlsd/problem.h"
+
+#include <stdio.h>
+
+static const char *const code_names[_PROBLEM_MAX] = {
+        [PROBLEM_NONE] = "none",
+        [PROBLEM_UNAUTHORIZED] = "unauthorized",
+        [PROBLEM_FORBIDDEN] = "forbidden",
+        [PROBLEM_NOT_FOUND] = "not_found",
+        [PROBLEM_METHOD_NOT_ALLOWED] = "method_not_allowed",
+        [PROBLEM_INVALID_JSON] = "invalid_json",
+        [PROBLEM_BAD_REQUEST] = "bad_request",
+        [PROBLEM_UNSUPPORTED_MEDIA_TYPE] = "unsupported_media_type",
+        [PROBLEM_PAYLOAD_TOO_LARGE] = "payload_too_large",
+        [PROBLEM_PRECONDITION_FAILED] = "precondition_failed",
+        [PROBLEM_UNKNOWN_FIELD] = "unknown_field",
+        [PROBLEM_MISSING_FIELD] = "missing_field",
+        [PROBLEM_INVALID_VALUE] = "invalid_value",
+        [PROBLEM_CERTIFICATE_REQUIRED] = "certificate_required",
+        [PROBLEM_CERTIFICATE_NOT_FOUND] = "certificate_not_found",
+        [PROBLEM_SYSTEM_CERTIFICATE_REFUSED] = "system_certificate_refused",
+        [PROBLEM_CERTIFICATE_UNUSABLE] = "certificate_unusable",
+        [PROBLEM_INVALID_DESTINATION] = "invalid_destination",
+        [PROBLEM_INVALID_ATTRIBUTE] = "invalid_attribute",
+        [PROBLEM_DUPLICATE_DESTINATION] = "duplicate_destination",
+        [PROBLEM_DUPLICATE_NAME] = "duplicate_name",
+        [PROBLEM_MANAGED_ROW] = "managed_row",
+        [PROBLEM_CERTIFICATE_IN_USE] = "certificate_in_use",
+        [PROBLEM_SYSTEM_CERTIFICATE] = "system_certificate",
+        [PROBLEM_INVALID_NAME] = "invalid_name",
+        [PROBLEM_INVALID_PEM] = "invalid_pem",
+        [PROBLEM_NO_CERTIFICATE] = "no_certificate",
+        [PROBLEM_NO_PRIVATE_KEY] = "no_private_key",
+        [PROBLEM_ENCRYPTED_PRIVATE_KEY] = "encrypted_private_key",
+        [PROBLEM_KEY_MISMATCH] = "key_mismatch",
+        [PROBLEM_CERTIFICATE_EXPIRED] = "certificate_expired",
+        [PROBLEM_CERTIFICATE_NOT_YET_VALID] = "certificate_not_yet_valid",
+        [PROBLEM_CHAIN_MISMATCH] = "chain_mismatch",
+        [PROBLEM_WEAK_KEY] = "weak_key",
+        [PROBLEM_NOT_A_SERVER_CERTIFICATE] = "not_a_server_certificate",
+        [PROBLEM_POSTFIX_REJECTED] = "postfix_rejected",
+        [PROBLEM_DESTINATION_FAILS_PROBE] = "destination_fails_probe",
+        [PROBLEM_SERVICE_UNAVAILABLE] = "service_unavailable",
+        [PROBLEM_INTERNAL_ERROR] = "internal_error",
+};
+
+const char *problem_code_name(enum problem_code code)
+{
+        if ((unsigned)code >= _PROBLEM_MAX || !code_names[code])
+                return "internal_error";
+        return code_names[code];
+}
+
+int problem_setv(struct problem *p, enum problem_code code, const char *field, const char *fmt,
+                 va_list ap)
+{
+        if (!p || p->code != PROBLEM_NONE)
+                return -EINVAL;
+        p->code = code;
+        strcpy_bounded(p->field, sizeof(p->field), field ? field : "");
+        if (fmt)
+                vsnprintf(p->detail, sizeof(p->detail), fmt, ap);
+        else
+                p->detail[0] = 0;
+        return -EINVAL;
+}
+
+int problem_set(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = problem_setv(p, code, field, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
+{
+        char detail[512];
+        va_list ap;
+
+        if (!p)
+                return -EINVAL;
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        va_end(ap);
+        if (p->code == PROBLEM_NONE)
+                problem_set(p, code, field, "%s", detail);
+        if (!p->errors)
+                p->errors = json_array();
+        json_array_append_new(p->errors,
+                              json_pack("{s:s, s:s, s:s}", "code", problem_code_name(code), "field",
+                                        field ? field : "", "detail", detail));
+        return -EINVAL;
+}
+
+void problem_done(struct problem *p)
+{
+        if (!p)
+                return;
+        json_decref(p->errors);
+        json_decref(p->extra);
+        p->errors = p->extra = NULL;
+}

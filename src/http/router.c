@@ -1,0 +1,137 @@
+/* router.c - matching a request path against the route table: exact segments and {param}
+ * segments, each param percent-decoded. Pure; HTTP threads. */
+#include <stdio.h>
+
+#include "smtptlsd/http.h"
+
+enum http_method http_method_from_string(const char *s)
+{
+        static const struct {
+                const char *name;
+                enum http_method m;
+        } methods[] = {
+                { "GET", HTTP_GET }, { "HEAD", HTTP_HEAD },   { "POST", HTTP_POST },
+                { "PUT", HTTP_PUT }, { "PATCH", HTTP_PATCH }, { "DELETE", HTTP_DELETE },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
+                if (streq(methods[i].name, s))
+                        return methods[i].m;
+        return HTTP_OTHER;
+}
+
+static int hexval(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
+{
+        char *out = malloc(n + 1), *o = out;
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '%') {
+                        if (i + 2 >= n) {
+                                free(out);
+                                return -EINVAL;
+                        }
+                        int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+                        if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+                                free(out);
+                                return -EINVAL;
+                        }
+                        *o++ = (char)(a << 4 | b);
+                        i += 2;
+                } else {
+                        *o++ = plus_is_space && s[i] == '+' ? ' ' : s[i];
+                }
+        }
+        *o = 0;
+        *ret = out;
+        return 0;
+}
+
+int router_match(const struct route *routes, size_t n, const char *path,
+                 char *params[ROUTE_MAX_PARAMS])
+{
+        for (size_t i = 0; i < n; i++) {
+                const char *p = routes[i].pattern, *s = path;
+                const char *pbeg[ROUTE_MAX_PARAMS];
+                size_t plen[ROUTE_MAX_PARAMS];
+                size_t np = 0;
+                bool ok = true;
+
+                while (*p && ok) {
+                        if (*p == '{') {
+                                const char *e = strchr(s, '/');
+                                size_t len = e ? (size_t)(e - s) : strlen(s);
+                                if (len == 0 || np >= ROUTE_MAX_PARAMS) {
+                                        ok = false;
+                                        break;
+                                }
+                                pbeg[np] = s;
+                                plen[np++] = len;
+                                s += len;
+                                const char *close = strchr(p, '}');
+                                p = close ? close + 1 : p + strlen(p);
+                        } else if (*p == *s) {
+                                p++;
+                                s++;
+                        } else {
+                                ok = false;
+                        }
+                }
+                if (!ok || *s)
+                        continue;
+                for (size_t k = 0; k < np; k++) {
+                        int r = http_percent_decode(pbeg[k], plen[k], false, &params[k]);
+                        if (r < 0) {
+                                for (size_t j = 0; j < k; j++) {
+                                        free(params[j]);
+                                        params[j] = NULL;
+                                }
+                                return r;
+                        }
+                }
+                return (int)i;
+        }
+        return -ENOENT;
+}
+
+const struct route_op *router_find_op(const struct route *r, enum http_method m)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(r->ops) && r->ops[i].handler; i++)
+                if (r->ops[i].method == m)
+                        return &r->ops[i];
+        /* HEAD is GET without the body. */
+        if (m == HTTP_HEAD)
+                return router_find_op(r, HTTP_GET);
+        return NULL;
+}
+
+void router_allow(const struct route *r, char *buf, size_t size)
+{
+        static const struct {
+                enum http_method m;
+                const char *name;
+        } order[] = {
+                { HTTP_GET, "GET" }, { HTTP_HEAD, "HEAD" },   { HTTP_POST, "POST" },
+                { HTTP_PUT, "PUT" }, { HTTP_PATCH, "PATCH" }, { HTTP_DELETE, "DELETE" },
+        };
+        size_t n = 0;
+        buf[0] = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+                if (!router_find_op(r, order[i].m))
+                        continue;
+                int w = snprintf(buf + n, size - n, "%s%s", n ? ", " : "", order[i].name);
+                if (w < 0 || (size_t)w >= size - n)
+                        break;
+                n += (size_t)w;
+        }
+}

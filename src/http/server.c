@@ -1,0 +1,365 @@
+/* server.c - libmicrohttpd glue: limits, the per-request state machine (route, auth, media type,
+ * body collection, handler, reply), metrics and the in-flight count for a clean stop. Runs on
+ * MHD's thread pool (epoll); http_server_start/stop run on the main thread. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "smtptlsd/app.h"
+#include "smtptlsd/http.h"
+#include "smtptlsd/log.h"
+#include "smtptlsd/metrics.h"
+
+struct http_server {
+        struct MHD_Daemon *mhd;
+        struct app *app;
+        struct http_server_options opt;
+        atomic_uint in_flight;
+        unsigned port;
+};
+
+const char *request_header(struct request *req, const char *name)
+{
+        return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *request_query(struct request *req, const char *key, char *buf, size_t size)
+{
+        const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+        char *dec = NULL;
+        if (!raw)
+                return NULL;
+        if (http_percent_decode(raw, strlen(raw), true, &dec) < 0)
+                return NULL;
+        int r = strcpy_bounded(buf, size, dec);
+        free(dec);
+        return r < 0 ? NULL : buf;
+}
+
+/* The media type of Content-Type without parameters, compared case-insensitively. */
+static bool media_type_is(const char *ct, const char *want)
+{
+        size_t n = strlen(want);
+        if (!ct)
+                return false;
+        while (*ct == ' ')
+                ct++;
+        if (strncasecmp(ct, want, n) != 0)
+                return false;
+        ct += n;
+        while (*ct == ' ')
+                ct++;
+        return *ct == 0 || *ct == ';';
+}
+
+static int check_media_type(struct request *req, struct problem *reterr)
+{
+        static const struct {
+                unsigned flag;
+                const char *type;
+        } accepted[] = {
+                { BODY_JSON, "application/json" },
+                { BODY_MERGE_PATCH, "application/merge-patch+json" },
+                { BODY_PEM, "application/x-pem-file" },
+        };
+        unsigned body = req->op->body;
+        char list[128] = "";
+        size_t n = 0;
+
+        /* PATCH takes merge-patch+json as well as plain JSON. */
+        if (req->method == HTTP_PATCH && (body & BODY_JSON))
+                body |= BODY_MERGE_PATCH;
+        for (size_t i = 0; i < ARRAY_SIZE(accepted); i++) {
+                if (!(body & accepted[i].flag))
+                        continue;
+                if (media_type_is(req->content_type, accepted[i].type))
+                        return 0;
+                n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", n ? " or " : "",
+                                      accepted[i].type);
+        }
+        return problem_set(reterr, PROBLEM_UNSUPPORTED_MEDIA_TYPE, NULL,
+                           "send the body as %s (got %s)", list,
+                           req->content_type ? req->content_type : "no Content-Type");
+}
+
+/* Everything decided before the body arrives: route, method, token, media type, size. */
+static int admit(struct request *req, const char *url, struct problem *reterr)
+{
+        struct http_server *srv = req->app->http;
+        int r = router_match(api_routes, api_routes_count, url, req->params);
+        if (r == -ENOENT)
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no resource at %.200s", url);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL,
+                                   "the path holds an invalid percent-escape");
+        req->route_index = r;
+        req->route = &api_routes[r];
+        req->op = router_find_op(req->route, req->method);
+        if (!req->op) {
+                char allow[96];
+                router_allow(req->route, allow, sizeof(allow));
+                reply_header(req, "Allow", "%s", allow);
+                return problem_set(reterr, PROBLEM_METHOD_NOT_ALLOWED, NULL,
+                                   "%s is not allowed here; allowed: %s", req->method_name, allow);
+        }
+        /* Tokens in URLs end up in proxy logs and shell history: refuse them outright. */
+        if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "access_token") ||
+            MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "token"))
+                return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL,
+                                   "tokens are not accepted in the URL; send "
+                                   "'Authorization: Bearer <token>'");
+        r = auth_request(req, req->op->scope, reterr);
+        if (r < 0)
+                return r;
+
+        req->content_type = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *cl = request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *te = request_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        bool has_body = (cl && strcmp(cl, "0") != 0) || te;
+        req->body_limit =
+            (req->op->body & BODY_BULK) ? srv->opt.bulk_body_limit : srv->opt.body_limit;
+        if (req->op->body == BODY_NONE)
+                return 0; /* a stray body is read and dropped */
+        if (!has_body && req->method != HTTP_DELETE)
+                return problem_set(reterr, PROBLEM_INVALID_JSON, NULL, "the request body is empty");
+        if (has_body) {
+                r = check_media_type(req, reterr);
+                if (r < 0)
+                        return r;
+        }
+        if (cl) {
+                int64_t n;
+                if (parse_int64(cl, 0, INT64_MAX, &n) == 0 && (uint64_t)n > req->body_limit)
+                        return problem_set(reterr, PROBLEM_PAYLOAD_TOO_LARGE, NULL,
+                                           "the body has %lld bytes; the limit is %zu",
+                                           (long long)n, req->body_limit);
+        }
+        return 0;
+}
+
+static int append_body(struct request *req, const char *data, size_t n)
+{
+        if (req->op == NULL || req->op->body == BODY_NONE)
+                return 0;
+        if (req->body_too_large || req->body_len + n > req->body_limit) {
+                req->body_too_large = true;
+                return 0;
+        }
+        if (req->body_len + n + 1 > req->body_cap) {
+                size_t cap = req->body_cap ? req->body_cap : 4096;
+                while (cap < req->body_len + n + 1)
+                        cap *= 2;
+                if (cap > req->body_limit + 1)
+                        cap = req->body_limit + 1;
+                char *p = realloc(req->body, cap);
+                if (!p)
+                        return -ENOMEM;
+                req->body = p;
+                req->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, data, n);
+        req->body_len += n;
+        req->body[req->body_len] = 0;
+        return 0;
+}
+
+static enum MHD_Result send_reply(struct request *req)
+{
+        struct MHD_Response *resp;
+        resp =
+            MHD_create_response_from_buffer(req->reply_len, req->reply_body, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+                return MHD_NO;
+        req->reply_body = NULL;
+        if (req->reply_type)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        for (size_t i = 0; i < req->n_headers; i++)
+                MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+        enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result fail(struct request *req, struct problem *p)
+{
+        reply_problem(req, p);
+        problem_done(p);
+        return send_reply(req);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+        struct http_server *srv = cls;
+        struct request *req = *con_cls;
+        struct problem p = { 0 };
+
+        if (!req) {
+                req = calloc(1, sizeof(*req));
+                if (!req)
+                        return MHD_NO;
+                *con_cls = req;
+                atomic_fetch_add(&srv->in_flight, 1);
+                req->app = srv->app;
+                req->conn = conn;
+                req->started_usec = now_monotonic_usec();
+                req->method = http_method_from_string(method);
+                req->method_name = method;
+                req->route_index = -1;
+                if (admit(req, url, &p) < 0) {
+                        /* Answer before the body: a refused upload is not read. */
+                        req->body_done = true;
+                        return fail(req, &p);
+                }
+                return MHD_YES;
+        }
+        if (req->body_done) {
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                if (append_body(req, upload_data, *upload_data_size) < 0)
+                        return MHD_NO;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        req->body_done = true;
+        if (req->body_too_large) {
+                problem_set(&p, PROBLEM_PAYLOAD_TOO_LARGE, NULL,
+                            "the body is larger than the limit of %zu bytes", req->body_limit);
+                return fail(req, &p);
+        }
+        int r = req->op->handler(req, &p);
+        if (r < 0 || !req->replied) {
+                if (p.code == PROBLEM_NONE)
+                        problem_set(&p, PROBLEM_INTERNAL_ERROR, NULL, "internal error");
+                return fail(req, &p);
+        }
+        problem_done(&p);
+        return send_reply(req);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+        struct http_server *srv = cls;
+        struct request *req = *con_cls;
+        if (!req)
+                return;
+        uint64_t usec = now_monotonic_usec() - req->started_usec;
+        int status = req->replied ? req->status : 0;
+        metrics_observe_request(req->route_index, req->method, status, usec);
+        log_debug("%s %s -> %d in %.1f ms (%s)", req->method_name,
+                  req->route ? req->route->pattern : "-", status, (double)usec / 1000.0,
+                  req->actor[0] ? req->actor : "anonymous");
+        for (size_t i = 0; i < ROUTE_MAX_PARAMS; i++)
+                free(req->params[i]);
+        free(req->body);
+        request_reply_free(req);
+        free(req);
+        *con_cls = NULL;
+        atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* Keep the path as sent: the router splits segments first and decodes each, so "%2F" inside a
+ * destination never turns into a path separator. Query values are decoded by request_query. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+        return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char buf[512];
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        size_t n = strlen(buf);
+        while (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = 0;
+        /* MHD reports client misbehaviour here (timeouts, bad requests): not our errors. */
+        log_debug("libmicrohttpd: %s", buf);
+}
+
+int http_server_start(struct app *app, const struct http_server_options *o,
+                      struct http_server **ret)
+{
+        struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE,
+                                  .ai_socktype = SOCK_STREAM };
+        struct addrinfo *ai = NULL;
+        char port[8];
+        unsigned flags =
+            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+
+        snprintf(port, sizeof(port), "%u", o->port);
+        int r = getaddrinfo(o->address, port, &hints, &ai);
+        if (r != 0) {
+                log_error("listen_address '%s' is not a numeric IPv4 or IPv6 address: %s",
+                          o->address, gai_strerror(r));
+                return -EINVAL;
+        }
+        if (ai->ai_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+
+        struct http_server *srv = calloc(1, sizeof(*srv));
+        if (!srv) {
+                freeaddrinfo(ai);
+                return -ENOMEM;
+        }
+        srv->app = app;
+        srv->opt = *o;
+        app->http = srv;
+        srv->mhd = MHD_start_daemon(
+            flags, (uint16_t)o->port, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
+            ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
+            MHD_OPTION_CONNECTION_TIMEOUT, o->connection_timeout_sec, MHD_OPTION_CONNECTION_LIMIT,
+            o->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_connection_limit,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory_limit,
+            MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
+            no_unescape, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        freeaddrinfo(ai);
+        if (!srv->mhd) {
+                log_error("cannot listen on %s port %u: %s", o->address, o->port, strerror(errno));
+                app->http = NULL;
+                free(srv);
+                return -EADDRINUSE;
+        }
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        srv->port = info ? info->port : o->port;
+        *ret = srv;
+        return 0;
+}
+
+unsigned http_server_port(const struct http_server *s)
+{
+        return s->port;
+}
+
+unsigned http_server_in_flight(const struct http_server *s)
+{
+        return atomic_load(&((struct http_server *)s)->in_flight);
+}
+
+void http_server_stop(struct http_server *s, uint64_t timeout_usec)
+{
+        if (!s)
+                return;
+        /* Stop accepting; let requests in progress finish (bounded), then stop the threads. */
+        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+        uint64_t end = now_monotonic_usec() + timeout_usec;
+        while (atomic_load(&s->in_flight) > 0 && now_monotonic_usec() < end)
+                sleep_unless(20000, NULL);
+        if (atomic_load(&s->in_flight) > 0)
+                log_warning("stopping with %u requests still in progress",
+                            atomic_load(&s->in_flight));
+        MHD_stop_daemon(s->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+        free(s);
+}

@@ -1,0 +1,52 @@
+/* log.c - stderr logging with <N> prefixes (sd-daemon(3) style). Any thread; one write per line. */
+#include "smtptlsd/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int log_max_level = LOG_INFO;
+
+static const char *const level_names[] = {
+        [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+int log_level_from_string(const char *s)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
+                if (level_names[i] && streq(level_names[i], s))
+                        return (int)i;
+        return -EINVAL;
+}
+
+const char *log_level_to_string(int level)
+{
+        if (level < 0 || (size_t)level >= ARRAY_SIZE(level_names) || !level_names[level])
+                return "?";
+        return level_names[level];
+}
+
+void log_internal(int level, const char *fmt, ...)
+{
+        char buf[2048];
+        int saved = errno;
+        int n = snprintf(buf, sizeof(buf), "<%d>", level);
+        va_list ap;
+
+        va_start(ap, fmt);
+        int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+        va_end(ap);
+        if (m < 0)
+                m = 0;
+        size_t len = (size_t)n + (size_t)m;
+        if (len > sizeof(buf) - 2)
+                len = sizeof(buf) - 2;
+        /* One line per message: a newline inside a message would forge a second log record. */
+        for (size_t i = (size_t)n; i < len; i++)
+                if (buf[i] == '\n' || buf[i] == '\r')
+                        buf[i] = ' ';
+        buf[len++] = '\n';
+        ssize_t w = write(STDERR_FILENO, buf, len);
+        (void)w;
+        errno = saved;
+}

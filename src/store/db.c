@@ -1,0 +1,303 @@
+/* db.c - PostgreSQL connections: the pool used by HTTP threads (mutex + condition variable,
+ * bounded waits), reconnects with back-off, and db_exec()'s error sorting. */
+#include "smtptlsd/db.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "smtptlsd/conf.h"
+#include "smtptlsd/log.h"
+
+#define ACQUIRE_TIMEOUT_USEC   (5 * 1000000ull)
+#define RECONNECT_BACKOFF_USEC (1000000ull)
+
+struct db_pool {
+        const struct config *cfg;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        size_t size;
+        struct db_conn *conns;
+        bool *busy;
+        uint64_t retry_after_usec; /* no reconnect attempt before this (monotonic) */
+        bool available;
+};
+
+/* Server notices ("relation already exists, skipping") are not errors: keep them at debug. */
+static void notice_to_log(void *arg, const char *message)
+{
+        log_debug("database notice: %s", message);
+}
+
+int db_connect(const struct config *cfg, PGconn **ret, char *err, size_t errsize)
+{
+        char timeout[32], stmt[64];
+        snprintf(timeout, sizeof(timeout), "%lld",
+                 (long long)(cfg->database_connect_timeout / 1000000));
+        const char *keys[] = { "dbname",     "connect_timeout", "application_name",
+                               "keepalives", "keepalives_idle", NULL };
+        const char *vals[] = { cfg->database_url, timeout, "smtptlsd", "1", "30", NULL };
+
+        PGconn *pg = PQconnectdbParams(keys, vals, 1);
+        if (!pg)
+                return -ENOMEM;
+        if (PQstatus(pg) != CONNECTION_OK) {
+                /* libpq's message names host and reason, never the password. */
+                snprintf(err, errsize, "%s", PQerrorMessage(pg));
+                size_t n = strlen(err);
+                while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+                        err[--n] = 0;
+                PQfinish(pg);
+                return -ENOTCONN;
+        }
+        PQsetNoticeProcessor(pg, notice_to_log, NULL);
+        snprintf(stmt, sizeof(stmt), "%lldms", (long long)(cfg->database_statement_timeout / 1000));
+        const char *params[] = { stmt };
+        PGresult *res = PQexecParams(pg, "SELECT set_config('statement_timeout', $1, false)", 1,
+                                     NULL, params, NULL, NULL, 0);
+        bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        PQclear(res);
+        if (!ok) {
+                snprintf(err, errsize, "cannot set statement_timeout: %s", PQerrorMessage(pg));
+                PQfinish(pg);
+                return -EIO;
+        }
+        *ret = pg;
+        return 0;
+}
+
+int db_pool_new(const struct config *cfg, struct db_pool **ret)
+{
+        struct db_pool *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->cfg = cfg;
+        p->size = (size_t)cfg->database_pool_size;
+        p->conns = calloc(p->size, sizeof(*p->conns));
+        p->busy = calloc(p->size, sizeof(*p->busy));
+        if (!p->conns || !p->busy) {
+                db_pool_free(p);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < p->size; i++)
+                p->conns[i].pool = p;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        *ret = p;
+        return 0;
+}
+
+void db_pool_free(struct db_pool *p)
+{
+        if (!p)
+                return;
+        if (p->conns) {
+                for (size_t i = 0; i < p->size; i++)
+                        if (p->conns[i].pg)
+                                PQfinish(p->conns[i].pg);
+                pthread_mutex_destroy(&p->lock);
+                pthread_cond_destroy(&p->cond);
+        }
+        free(p->conns);
+        free(p->busy);
+        free(p);
+}
+
+bool db_pool_available(struct db_pool *p)
+{
+        pthread_mutex_lock(&p->lock);
+        bool a = p->available;
+        pthread_mutex_unlock(&p->lock);
+        return a;
+}
+
+static void set_available(struct db_pool *p, bool available, const char *why)
+{
+        pthread_mutex_lock(&p->lock);
+        bool was = p->available;
+        p->available = available;
+        if (!available)
+                p->retry_after_usec = now_monotonic_usec() + RECONNECT_BACKOFF_USEC;
+        pthread_mutex_unlock(&p->lock);
+        if (was && !available)
+                log_warning("database unavailable: %s", why);
+        else if (!was && available)
+                log_notice("database connection established");
+}
+
+static int unavailable(struct problem *reterr)
+{
+        if (reterr && reterr->code == PROBLEM_NONE) {
+                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "the database is unavailable; try again shortly");
+                reterr->retry_after = 2;
+        }
+        return -ENOTCONN;
+}
+
+static void abs_deadline(struct timespec *ts, uint64_t usec)
+{
+        clock_gettime(CLOCK_MONOTONIC, ts);
+        ts->tv_sec += (time_t)(usec / 1000000);
+        ts->tv_nsec += (long)(usec % 1000000) * 1000;
+        if (ts->tv_nsec >= 1000000000) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000;
+        }
+}
+
+int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
+{
+        struct timespec deadline;
+        struct db_conn *c = NULL;
+        size_t i;
+
+        abs_deadline(&deadline, ACQUIRE_TIMEOUT_USEC);
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                for (i = 0; i < p->size; i++)
+                        if (!p->busy[i])
+                                break;
+                if (i < p->size)
+                        break;
+                /* The pool's condition variable uses CLOCK_REALTIME by default; we wait in
+                 * short slices against a monotonic deadline instead. */
+                struct timespec now, slice;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec > deadline.tv_sec ||
+                    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+                        pthread_mutex_unlock(&p->lock);
+                        problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                                    "all database connections are busy; try again shortly");
+                        if (reterr)
+                                reterr->retry_after = 1;
+                        return -EBUSY;
+                }
+                clock_gettime(CLOCK_REALTIME, &slice);
+                slice.tv_nsec += 100 * 1000000;
+                if (slice.tv_nsec >= 1000000000) {
+                        slice.tv_sec++;
+                        slice.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&p->cond, &p->lock, &slice);
+        }
+        p->busy[i] = true;
+        c = &p->conns[i];
+        bool need_connect = !c->pg || PQstatus(c->pg) != CONNECTION_OK;
+        bool backoff = need_connect && now_monotonic_usec() < p->retry_after_usec;
+        pthread_mutex_unlock(&p->lock);
+
+        c->used = false;
+        c->in_transaction = false;
+        if (backoff) {
+                db_release(c);
+                return unavailable(reterr);
+        }
+        if (need_connect) {
+                char err[512];
+                if (c->pg) {
+                        PQfinish(c->pg);
+                        c->pg = NULL;
+                }
+                int r = db_connect(p->cfg, &c->pg, err, sizeof(err));
+                if (r < 0) {
+                        set_available(p, false, err);
+                        db_release(c);
+                        return unavailable(reterr);
+                }
+                set_available(p, true, NULL);
+        }
+        *ret = c;
+        return 0;
+}
+
+void db_release(struct db_conn *c)
+{
+        struct db_pool *p = c->pool;
+        if (c->in_transaction && c->pg) {
+                PGresult *r = PQexec(c->pg, "ROLLBACK");
+                PQclear(r);
+                c->in_transaction = false;
+        }
+        pthread_mutex_lock(&p->lock);
+        p->busy[c - p->conns] = false;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+}
+
+static bool sqlstate_is(const PGresult *res, const char *prefix)
+{
+        const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int classify(PGconn *pg, PGresult *res, struct problem *reterr)
+{
+        if (PQstatus(pg) != CONNECTION_OK || sqlstate_is(res, "08") || sqlstate_is(res, "57P01") ||
+            sqlstate_is(res, "57P02") || sqlstate_is(res, "57P03"))
+                return unavailable(reterr);
+        if (sqlstate_is(res, "23505"))
+                return -EEXIST;
+        if (sqlstate_is(res, "40001") || sqlstate_is(res, "40P01"))
+                return -EAGAIN;
+        if (sqlstate_is(res, "57014")) {
+                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "the database did not answer in time; try again shortly");
+                if (reterr)
+                        reterr->retry_after = 2;
+                return -ETIMEDOUT;
+        }
+        const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(pg);
+        log_error("database error: %s", msg);
+        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "database error");
+        return -EIO;
+}
+
+int db_exec_pg(PGconn *pg, PGresult **ret, struct problem *reterr, const char *sql, int nparams,
+               const char *const *params)
+{
+        PGresult *res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+                if (ret)
+                        *ret = res;
+                else
+                        PQclear(res);
+                return 0;
+        }
+        int r = classify(pg, res, reterr);
+        PQclear(res);
+        return r;
+}
+
+int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const char *sql, int nparams,
+            const char *const *params)
+{
+        struct problem scratch = { 0 };
+        bool first = !c->used && !c->in_transaction;
+        c->used = true;
+
+        /* A pooled connection may have died while idle (database restarted). When this is the
+         * first statement since acquire and no transaction is open, reconnect once and retry, so
+         * that recovery needs no failed request. */
+        int r = db_exec_pg(c->pg, ret, first ? &scratch : reterr, sql, nparams, params);
+        if (r == -ENOTCONN && first && c->pool) {
+                char err[512];
+                PQfinish(c->pg);
+                c->pg = NULL;
+                if (db_connect(c->pool->cfg, &c->pg, err, sizeof(err)) < 0) {
+                        set_available(c->pool, false, err);
+                        problem_done(&scratch);
+                        return unavailable(reterr);
+                }
+                set_available(c->pool, true, NULL);
+                r = db_exec_pg(c->pg, ret, reterr, sql, nparams, params);
+        } else if (first && r < 0 && reterr && reterr->code == PROBLEM_NONE) {
+                *reterr = scratch;
+                scratch = (struct problem){ 0 };
+        }
+        problem_done(&scratch);
+        if (r == -ENOTCONN && c->pool)
+                set_available(c->pool, false, PQerrorMessage(c->pg));
+        return r;
+}

@@ -1,0 +1,186 @@
+/* tokens.c - the tokens table: create (random, shown once), list, revoke, authenticate by
+ * SHA-256. HTTP threads and the command line. Never logs a token. */
+#include "smtptlsd/tokens.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+
+static const char *const scope_names[] = {
+        [SCOPE_NONE] = "none",
+        [SCOPE_READ] = "read",
+        [SCOPE_WRITE] = "write",
+        [SCOPE_ADMIN] = "admin",
+};
+
+int scope_from_string(const char *s, enum scope *ret)
+{
+        for (size_t i = SCOPE_READ; i < ARRAY_SIZE(scope_names); i++)
+                if (streq(scope_names[i], s)) {
+                        *ret = (enum scope)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *scope_to_string(enum scope s)
+{
+        return (size_t)s < ARRAY_SIZE(scope_names) ? scope_names[s] : "none";
+}
+
+bool name_is_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > TOKEN_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+                        return false;
+        }
+        return true;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+        unsigned char md[32];
+        unsigned int len = 0;
+        EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
+        hex_encode(md, 32, out);
+        OPENSSL_cleanse(md, sizeof(md));
+}
+
+static int make_token(char out[static TOKEN_SIZE])
+{
+        static const char b64url[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        unsigned char raw[33]; /* 32 random bytes, padded to a multiple of 3 */
+        size_t n = strlen(TOKEN_PREFIX);
+
+        if (RAND_bytes(raw, 32) != 1)
+                return -EIO;
+        raw[32] = 0;
+        memcpy(out, TOKEN_PREFIX, n);
+        for (size_t i = 0; i < 33; i += 3) {
+                uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+                out[n++] = b64url[(v >> 18) & 63];
+                out[n++] = b64url[(v >> 12) & 63];
+                out[n++] = b64url[(v >> 6) & 63];
+                if (i + 3 < 33)
+                        out[n++] = b64url[v & 63];
+        }
+        out[n] = 0; /* 4 + 43 characters */
+        OPENSSL_cleanse(raw, sizeof(raw));
+        return 0;
+}
+
+int tokens_add(struct db_conn *c, const char *name, enum scope scope,
+               char token_out[static TOKEN_SIZE], json_t **row, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char hash[65];
+        int r;
+
+        if (!name_is_valid(name))
+                return problem_set(reterr, PROBLEM_INVALID_NAME, "/name",
+                                   "token names are [a-z0-9][a-z0-9._-]{0,63}");
+        r = make_token(token_out);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "no random bytes available");
+        sha256_hex(token_out, hash);
+        const char *params[] = { name, scope_to_string(scope), hash };
+        r = db_exec(c, &res, reterr,
+                    "INSERT INTO tokens (name, scope, sha256) VALUES ($1, $2, $3) "
+                    "RETURNING to_char(created_at AT TIME ZONE 'UTC', "
+                    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                    3, params);
+        if (r == -EEXIST)
+                return problem_set(reterr, PROBLEM_DUPLICATE_NAME, "/name",
+                                   "a token named '%s' exists; revoke it first", name);
+        if (r < 0)
+                return r;
+        if (row)
+                *row = json_pack("{s:s, s:s, s:s}", "name", name, "scope", scope_to_string(scope),
+                                 "created_at", PQgetvalue(res, 0, 0));
+        return 0;
+}
+
+int tokens_list(struct db_conn *c, json_t **items, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name, scope, "
+                        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                        "to_char(last_used_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                        "FROM tokens WHERE revoked_at IS NULL ORDER BY name",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+                json_t *o = json_pack("{s:s, s:s, s:s}", "name", PQgetvalue(res, i, 0), "scope",
+                                      PQgetvalue(res, i, 1), "created_at", PQgetvalue(res, i, 2));
+                json_object_set_new(o, "last_used_at",
+                                    PQgetisnull(res, i, 3) ? json_null()
+                                                           : json_string(PQgetvalue(res, i, 3)));
+                json_array_append_new(a, o);
+        }
+        *items = a;
+        return 0;
+}
+
+int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { name };
+        int r = db_exec(c, &res, reterr,
+                        "UPDATE tokens SET revoked_at = now() "
+                        "WHERE name = $1 AND revoked_at IS NULL",
+                        1, params);
+        if (r < 0)
+                return r;
+        if (strtol(PQcmdTuples(res), NULL, 10) == 0)
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'",
+                                   name);
+        return 0;
+}
+
+int tokens_authenticate(struct db_conn *c, const char *token, char name_out[static 72],
+                        enum scope *scope, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char hash[65];
+        int r;
+
+        /* Only well-formed tokens reach the database; the lookup is by hash, so its timing
+         * reveals nothing about the secret. */
+        if (strlen(token) != TOKEN_SIZE - 1 || strncmp(token, TOKEN_PREFIX, 4) != 0)
+                return -ENOENT;
+        sha256_hex(token, hash);
+        const char *params[] = { hash };
+        r = db_exec(c, &res, reterr,
+                    "SELECT name, scope, sha256, "
+                    "last_used_at IS NULL OR last_used_at < now() - interval '1 minute' "
+                    "FROM tokens WHERE sha256 = $1 AND revoked_at IS NULL",
+                    1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1 || CRYPTO_memcmp(PQgetvalue(res, 0, 2), hash, 64) != 0)
+                return -ENOENT;
+        if (scope_from_string(PQgetvalue(res, 0, 1), scope) < 0)
+                return -ENOENT;
+        snprintf(name_out, 72, "%s", PQgetvalue(res, 0, 0));
+        if (streq(PQgetvalue(res, 0, 3), "t")) {
+                /* last_used_at, at most once a minute per token: cheap and good enough. */
+                _cleanup_pgresult_ PGresult *upd = NULL;
+                struct problem ignore = { 0 };
+                db_exec(c, &upd, &ignore,
+                        "UPDATE tokens SET last_used_at = now() WHERE sha256 = $1", 1, params);
+                problem_done(&ignore);
+        }
+        return 0;
+}

@@ -1,0 +1,86 @@
+/* util.c - helpers declared in util.h: clocks, bounded copies, number parsing. Any thread. */
+#include "smtptlsd/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+uint64_t now_monotonic_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t now_realtime_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void format_rfc3339(uint64_t usec, char buf[static 32])
+{
+        time_t t = (time_t)(usec / 1000000u);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int strcpy_bounded(char *dst, size_t size, const char *src)
+{
+        size_t n = strlen(src);
+        if (size == 0)
+                return -ENAMETOOLONG;
+        if (n >= size) {
+                memcpy(dst, src, size - 1);
+                dst[size - 1] = 0;
+                return -ENAMETOOLONG;
+        }
+        memcpy(dst, src, n + 1);
+        return 0;
+}
+
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+        char *end;
+        long long v;
+
+        if (isempty(s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end || end == s)
+                return -EINVAL;
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 0xf];
+        }
+        out[2 * n] = 0;
+}
+
+int sleep_unless(uint64_t usec, const volatile int *stop)
+{
+        uint64_t end = now_monotonic_usec() + usec;
+        for (;;) {
+                if (stop && *stop)
+                        return -EINTR;
+                uint64_t now = now_monotonic_usec();
+                if (now >= end)
+                        return 0;
+                uint64_t step = end - now < 50000 ? end - now : 50000;
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000 };
+                nanosleep(&ts, NULL);
+        }
+}

@@ -1,0 +1,183 @@
+/* test_json_spec.c - the table-driven body validator: types, bounds, choices, required fields,
+ * unknown fields, nulls, patch mode, JSON pointers, and the body parser's refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "smtptlsd/json_spec.h"
+
+struct body {
+        const char *mode;
+        const char *certificate;
+        bool auth_only;
+        int64_t loglevel;
+        json_t *match;
+};
+
+static const char *const modes[] = { "none", "may", "encrypt", NULL };
+
+static int check_no_upper(const struct json_spec *s, json_t *v, const char *field,
+                          struct problem *p)
+{
+        for (const char *c = json_string_value(v); *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                        return problem_set(p, PROBLEM_INVALID_NAME, field, "lower case only");
+        return 0;
+}
+
+static const struct json_spec spec[] = {
+        { "mode", JS_CHOICE, JS_REQUIRED, offsetof(struct body, mode), .choices = modes },
+        { "certificate", JS_STRING, JS_NULLABLE, offsetof(struct body, certificate), .max = 64,
+          .check = check_no_upper },
+        { "auth_only", JS_BOOL, 0, offsetof(struct body, auth_only), .choices = NULL },
+        { "loglevel", JS_INT, 0, offsetof(struct body, loglevel), .min = 0, .max = 4 },
+        { "match", JS_STRING_ARRAY, 0, offsetof(struct body, match), .max = 3 },
+        { 0 },
+};
+
+static int run(const char *text, struct body *b, uint64_t *present, unsigned flags,
+               struct problem *p)
+{
+        json_t *j = NULL;
+        int r = json_parse_body(text, strlen(text), &j, p);
+        if (r < 0)
+                return r;
+        memset(b, 0, sizeof(*b));
+        r = json_dispatch(j, spec, b, present, flags, "", p);
+        json_decref(j); /* borrowed strings are not used after this in the tests below */
+        return r;
+}
+
+static void expect(const char *text, unsigned flags, enum problem_code code, const char *field)
+{
+        struct body b;
+        struct problem p = { 0 };
+        int r = run(text, &b, NULL, flags, &p);
+        if (r >= 0)
+                fail_msg("accepted: %s", text);
+        if (p.code != code)
+                fail_msg("%s: got %s, want %s", text, problem_code_name(p.code),
+                         problem_code_name(code));
+        if (field && !streq(p.field, field))
+                fail_msg("%s: field '%s', want '%s'", text, p.field, field);
+        problem_done(&p);
+}
+
+static void test_accepts(void **state)
+{
+        struct body b;
+        struct problem p = { 0 };
+        uint64_t present = 0;
+        json_t *j = NULL;
+        const char *text = "{\"mode\":\"may\",\"certificate\":\"mx1\",\"auth_only\":true,"
+                           "\"loglevel\":2,\"match\":[\"a\",\"b\"]}";
+        assert_int_equal(json_parse_body(text, strlen(text), &j, &p), 0);
+        assert_int_equal(json_dispatch(j, spec, &b, &present, 0, "", &p), 0);
+        assert_string_equal(b.mode, "may");
+        assert_string_equal(b.certificate, "mx1");
+        assert_true(b.auth_only);
+        assert_int_equal(b.loglevel, 2);
+        assert_int_equal(json_array_size(b.match), 2);
+        assert_int_equal(present, 0x1f);
+        json_decref(j);
+}
+
+static void test_refusals(void **state)
+{
+        expect("{}", 0, PROBLEM_MISSING_FIELD, "/mode");
+        expect("{\"mode\":\"may\",\"mdoe\":1}", 0, PROBLEM_UNKNOWN_FIELD, "/mdoe");
+        expect("{\"mode\":\"sometimes\"}", 0, PROBLEM_INVALID_VALUE, "/mode");
+        expect("{\"mode\":1}", 0, PROBLEM_INVALID_VALUE, "/mode");
+        expect("{\"mode\":null}", 0, PROBLEM_INVALID_VALUE, "/mode");
+        expect("{\"mode\":\"may\",\"auth_only\":\"yes\"}", 0, PROBLEM_INVALID_VALUE, "/auth_only");
+        expect("{\"mode\":\"may\",\"loglevel\":5}", 0, PROBLEM_INVALID_VALUE, "/loglevel");
+        expect("{\"mode\":\"may\",\"loglevel\":1.5}", 0, PROBLEM_INVALID_VALUE, "/loglevel");
+        expect("{\"mode\":\"may\",\"match\":[\"a\",2]}", 0, PROBLEM_INVALID_VALUE, "/match/1");
+        expect("{\"mode\":\"may\",\"match\":[\"a\",\"b\",\"c\",\"d\"]}", 0, PROBLEM_INVALID_VALUE,
+               "/match");
+        expect("{\"mode\":\"may\",\"certificate\":\"MX1\"}", 0, PROBLEM_INVALID_NAME,
+               "/certificate");
+        expect("{\"mode\":\"may\",\"certificate\":"
+               "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+               0, PROBLEM_INVALID_VALUE, "/certificate");
+        expect("{\"a/b\":1,\"mode\":\"may\"}", 0, PROBLEM_UNKNOWN_FIELD, "/a~1b");
+}
+
+static void test_null_and_patch(void **state)
+{
+        struct body b;
+        struct problem p = { 0 };
+        uint64_t present = 0;
+        assert_int_equal(run("{\"mode\":\"none\",\"certificate\":null}", &b, &present, 0, &p), 0);
+        assert_null(b.certificate);
+        assert_int_equal(present, 0x3); /* null counts as set: it clears the field */
+        /* patch: nothing is required, only what is sent is marked present */
+        assert_int_equal(run("{\"loglevel\":0}", &b, &present, JSON_DISPATCH_PATCH, &p), 0);
+        assert_int_equal(present, 0x8);
+        assert_int_equal(run("{}", &b, &present, JSON_DISPATCH_PATCH, &p), 0);
+        assert_int_equal(present, 0);
+}
+
+static void test_parser_refusals(void **state)
+{
+        static const char *const bad[] = {
+                "",
+                "{",
+                "{\"mode\":\"may\",\"mode\":\"none\"}", /* duplicate key */
+                "{\"mode\":\"a\\u0000b\"}",             /* NUL inside a string */
+                "\xef\xbb\xbf{\"mode\":\"may\"}",       /* byte order mark */
+                "{\"mode\":\"may\"} trailing",
+                "{'mode':'may'}",
+                "{\"loglevel\":01}",
+                "{\"mode\":\"may\" /* comment */}",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                struct problem p = { 0 };
+                json_t *j = NULL;
+                if (json_parse_body(bad[i], strlen(bad[i]), &j, &p) >= 0)
+                        fail_msg("parsed case %zu", i);
+                assert_int_equal(p.code, PROBLEM_INVALID_JSON);
+        }
+        /* the detail names line and column */
+        struct problem p = { 0 };
+        json_t *j = NULL;
+        json_parse_body("{\n  \"mode\": may\n}", 16, &j, &p);
+        assert_non_null(strstr(p.detail, "line 2"));
+        assert_non_null(strstr(p.detail, "column"));
+        /* a top level that is not an object */
+        struct problem q = { 0 };
+        assert_true(json_parse_body("[1]", 3, &j, &q) < 0);
+        assert_int_equal(q.code, PROBLEM_INVALID_VALUE);
+}
+
+static void test_deep_nesting_refused(void **state)
+{
+        size_t depth = 5000;
+        char *text = malloc(2 * depth + 16);
+        size_t n = 0;
+        n += (size_t)sprintf(text, "{\"a\":");
+        for (size_t i = 0; i < depth; i++)
+                text[n++] = '[';
+        for (size_t i = 0; i < depth; i++)
+                text[n++] = ']';
+        text[n++] = '}';
+        struct problem p = { 0 };
+        json_t *j = NULL;
+        assert_true(json_parse_body(text, n, &j, &p) < 0);
+        assert_int_equal(p.code, PROBLEM_INVALID_JSON);
+        free(text);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_accepts),
+                cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_null_and_patch),
+                cmocka_unit_test(test_parser_refusals),
+                cmocka_unit_test(test_deep_nesting_refused),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,155 @@
+/* test_router.c - route matching, percent-decoding of path parameters, 405's Allow list. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "smtptlsd/http.h"
+
+static int h(struct request *req, struct problem *p)
+{
+        return 0;
+}
+
+static const struct route routes[] = {
+        { "/healthz", { { HTTP_GET, h, SCOPE_NONE, BODY_NONE } } },
+        { "/api/v1/tls-policies",
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE },
+            { HTTP_PUT, h, SCOPE_WRITE, BODY_JSON },
+            { HTTP_POST, h, SCOPE_WRITE, BODY_JSON } } },
+        { "/api/v1/tls-policies/{destination}",
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE },
+            { HTTP_DELETE, h, SCOPE_WRITE, BODY_NONE },
+            { HTTP_PATCH, h, SCOPE_WRITE, BODY_JSON } } },
+        { "/api/v1/certificates/rescan", { { HTTP_POST, h, SCOPE_WRITE, BODY_NONE } } },
+        { "/api/v1/certificates/{name}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/a/{x}/b/{y}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE } } },
+};
+
+static int match(const char *path, char *params[ROUTE_MAX_PARAMS])
+{
+        memset(params, 0, sizeof(char *) * ROUTE_MAX_PARAMS);
+        return router_match(routes, ARRAY_SIZE(routes), path, params);
+}
+
+static void free_params(char *params[ROUTE_MAX_PARAMS])
+{
+        for (size_t i = 0; i < ROUTE_MAX_PARAMS; i++) {
+                free(params[i]);
+                params[i] = NULL;
+        }
+}
+
+static void test_exact_and_missing(void **state)
+{
+        char *p[ROUTE_MAX_PARAMS];
+        assert_int_equal(match("/healthz", p), 0);
+        assert_int_equal(match("/api/v1/tls-policies", p), 1);
+        assert_int_equal(match("/healthz/", p), -ENOENT);
+        assert_int_equal(match("/healthzz", p), -ENOENT);
+        assert_int_equal(match("/", p), -ENOENT);
+        assert_int_equal(match("", p), -ENOENT);
+        assert_int_equal(match("/api/v1/tls-policies/", p), -ENOENT); /* empty parameter */
+        assert_int_equal(match("/api/v1/tls-policies/a/b", p), -ENOENT);
+}
+
+static void test_params_are_decoded(void **state)
+{
+        char *p[ROUTE_MAX_PARAMS];
+        assert_int_equal(match("/api/v1/tls-policies/.example.com", p), 2);
+        assert_string_equal(p[0], ".example.com");
+        free_params(p);
+        assert_int_equal(match("/api/v1/tls-policies/%5Bmx.example.net%5D%3A465", p), 2);
+        assert_string_equal(p[0], "[mx.example.net]:465");
+        free_params(p);
+        /* %2F decodes inside the segment; it never splits the path. */
+        assert_int_equal(match("/api/v1/tls-policies/a%2Fb", p), 2);
+        assert_string_equal(p[0], "a/b");
+        free_params(p);
+        /* '+' is a plus in a path, not a space */
+        assert_int_equal(match("/api/v1/tls-policies/a+b", p), 2);
+        assert_string_equal(p[0], "a+b");
+        free_params(p);
+        assert_int_equal(match("/api/v1/a/one/b/two", p), 5);
+        assert_string_equal(p[0], "one");
+        assert_string_equal(p[1], "two");
+        free_params(p);
+}
+
+static void test_bad_escapes(void **state)
+{
+        char *p[ROUTE_MAX_PARAMS];
+        assert_int_equal(match("/api/v1/tls-policies/a%00b", p), -EINVAL);
+        assert_int_equal(match("/api/v1/tls-policies/a%2", p), -EINVAL);
+        assert_int_equal(match("/api/v1/tls-policies/%zz", p), -EINVAL);
+        assert_int_equal(match("/api/v1/tls-policies/%", p), -EINVAL);
+        assert_null(p[0]);
+}
+
+static void test_literal_before_param(void **state)
+{
+        char *p[ROUTE_MAX_PARAMS];
+        assert_int_equal(match("/api/v1/certificates/rescan", p), 3);
+        assert_int_equal(match("/api/v1/certificates/mx1", p), 4);
+        assert_string_equal(p[0], "mx1");
+        free_params(p);
+}
+
+static void test_methods_and_allow(void **state)
+{
+        char allow[96];
+        assert_non_null(router_find_op(&routes[0], HTTP_GET));
+        assert_non_null(router_find_op(&routes[0], HTTP_HEAD)); /* HEAD follows GET */
+        assert_null(router_find_op(&routes[0], HTTP_POST));
+        assert_null(router_find_op(&routes[3], HTTP_GET));
+        router_allow(&routes[0], allow, sizeof(allow));
+        assert_string_equal(allow, "GET, HEAD");
+        router_allow(&routes[1], allow, sizeof(allow));
+        assert_string_equal(allow, "GET, HEAD, POST, PUT");
+        router_allow(&routes[2], allow, sizeof(allow));
+        assert_string_equal(allow, "GET, HEAD, PATCH, DELETE");
+        router_allow(&routes[3], allow, sizeof(allow));
+        assert_string_equal(allow, "POST");
+        assert_int_equal(http_method_from_string("GET"), HTTP_GET);
+        assert_int_equal(http_method_from_string("get"), HTTP_OTHER);
+        assert_int_equal(http_method_from_string("TRACE"), HTTP_OTHER);
+}
+
+static void test_query_decoding(void **state)
+{
+        char *out = NULL;
+        assert_int_equal(http_percent_decode("a+b%20c", 7, true, &out), 0);
+        assert_string_equal(out, "a b c");
+        free(out);
+        assert_int_equal(http_percent_decode("%41%62", 6, true, &out), 0);
+        assert_string_equal(out, "Ab");
+        free(out);
+        assert_int_equal(http_percent_decode("%0", 2, true, &out), -EINVAL);
+}
+
+/* The real table: every route has at least one handler, patterns are unique, and no two
+ * routes could both match the same concrete path. */
+static void test_api_table(void **state)
+{
+        for (size_t i = 0; i < api_routes_count; i++) {
+                assert_non_null(api_routes[i].ops[0].handler);
+                assert_true(api_routes[i].pattern[0] == '/');
+                for (size_t j = 0; j < i; j++)
+                        assert_string_not_equal(api_routes[i].pattern, api_routes[j].pattern);
+        }
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_exact_and_missing),
+                cmocka_unit_test(test_params_are_decoded),
+                cmocka_unit_test(test_bad_escapes),
+                cmocka_unit_test(test_literal_before_param),
+                cmocka_unit_test(test_methods_and_allow),
+                cmocka_unit_test(test_query_decoding),
+                cmocka_unit_test(test_api_table),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
