@@ -22,11 +22,11 @@ CREATE TABLE certificates (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- One row. `adopted` is false until the worker has read the live main.cf once, so that the first
--- start takes over the administrator's current TLS settings instead of overwriting them.
+-- One row. `managed` is false until the first settings write: until then smtptlsd leaves the
+-- administrator's TLS parameters in main.cf exactly as they are.
 CREATE TABLE settings (
     id boolean PRIMARY KEY DEFAULT true CHECK (id),
-    adopted boolean NOT NULL DEFAULT false,
+    managed boolean NOT NULL DEFAULT false,
     mode text NOT NULL DEFAULT 'none' CHECK (mode IN ('none', 'may', 'encrypt')),
     inbound_mode text CHECK (inbound_mode IN ('none', 'may', 'encrypt')),
     outbound_mode text CHECK (outbound_mode IN ('none', 'may', 'encrypt')),

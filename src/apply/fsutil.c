@@ -1,0 +1,183 @@
+/* fsutil.c - atomic file replacement and small file helpers (see fsutil.h). Worker thread and
+ * start-up. Every write is fsynced before it becomes visible under its final name. */
+#include "smtptlsd/fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtptlsd/util.h"
+
+int fs_write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+        _cleanup_close_ int fd =
+            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        /* The mode of an existing file is not changed by open(): set it explicitly. */
+        if (fchmod(fd, mode) < 0)
+                return -errno;
+        const char *p = data;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        if (fsync(fd) < 0)
+                return -errno;
+        int r = close(TAKE_FD(fd));
+        return r < 0 ? -errno : 0;
+}
+
+int fs_read_file(const char *path, size_t max, char **ret, size_t *len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EISDIR;
+        if ((size_t)st.st_size > max)
+                return -EFBIG;
+        char *buf = malloc((size_t)st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        buf[got] = 0;
+        *ret = buf;
+        if (len)
+                *len = got;
+        return 0;
+}
+
+int fs_fsync_dir(const char *dir)
+{
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int fsync_parent(const char *path)
+{
+        char buf[PATH_MAX];
+        if (strcpy_bounded(buf, sizeof(buf), path) < 0)
+                return -ENAMETOOLONG;
+        return fs_fsync_dir(dirname(buf));
+}
+
+int fs_replace(const char *staged, const char *target, const char *lkg)
+{
+        int r;
+        if (lkg) {
+                if (unlink(lkg) < 0 && errno != ENOENT)
+                        return -errno;
+                if (link(target, lkg) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        if (rename(staged, target) < 0)
+                return -errno;
+        r = fsync_parent(target);
+        if (r < 0)
+                return r;
+        if (lkg) {
+                r = fsync_parent(lkg);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int fs_mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        if (strcpy_bounded(buf, sizeof(buf), path) < 0)
+                return -ENAMETOOLONG;
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = 0;
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int remove_at(int parent, const char *name)
+{
+        if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+                return 0;
+        if (errno != EISDIR && errno != EPERM)
+                return -errno;
+        int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        struct dirent *de;
+        int r = 0;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                int k = remove_at(dirfd(d), de->d_name);
+                if (k < 0 && r == 0)
+                        r = k;
+        }
+        closedir(d);
+        if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        return r;
+}
+
+int fs_remove_tree(const char *path)
+{
+        return remove_at(AT_FDCWD, path);
+}
+
+int fs_set_mtime_ago(const char *path, unsigned seconds)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        now.tv_sec -= seconds;
+        struct timespec times[2] = { now, now };
+        return utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+int fs_same_content(const char *a, const void *data, size_t len)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+        int r = fs_read_file(a, len + 1, &buf, &n);
+        if (r < 0)
+                return 0;
+        return n == len && memcmp(buf, data, len) == 0;
+}

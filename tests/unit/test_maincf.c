@@ -1,0 +1,168 @@
+/* test_maincf.c - reading and editing main.cf: continuation lines, comments between a line and
+ * its continuation, duplicates, missing keys, no trailing newline, and every unmanaged byte kept.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "smtptlsd/maincf.h"
+#include "smtptlsd/util.h"
+
+static char *get(const char *text, const char *name)
+{
+        char *v = NULL;
+        int r = maincf_get(text, strlen(text), name, &v);
+        return r < 0 ? NULL : v;
+}
+
+static char *edit(const char *text, const struct maincf_param *p, size_t n)
+{
+        char *out = NULL;
+        size_t len = 0;
+        assert_int_equal(maincf_edit(text, strlen(text), p, n, &out, &len), 0);
+        assert_int_equal(strlen(out), len);
+        return out;
+}
+
+static void expect_get(const char *text, const char *name, const char *want)
+{
+        char *v = get(text, name);
+        if (!want) {
+                if (v)
+                        fail_msg("%s: got '%s', want none", name, v);
+                return;
+        }
+        if (!v || !streq(v, want))
+                fail_msg("%s: got '%s', want '%s'", name, v ? v : "(none)", want);
+        free(v);
+}
+
+static void test_get(void **state)
+{
+        const char *cf = "# smtpd_tls_security_level = encrypt\n"
+                         "myhostname = mx.example.com\n"
+                         "smtpd_tls_security_level=may\n"
+                         "smtpd_tls_chain_files =\n"
+                         "    /k.pem,\n"
+                         "# a comment inside\n"
+                         "\t/c.pem\n"
+                         "smtpd_tls_security_level_x = none\n"
+                         "  \n"
+                         "mydestination = a, b\n"
+                         "mydestination = c\n";
+        expect_get(cf, "smtpd_tls_security_level", "may");
+        expect_get(cf, "smtpd_tls_chain_files", "/k.pem, /c.pem");
+        expect_get(cf, "mydestination", "c"); /* the last definition wins */
+        expect_get(cf, "myhostname", "mx.example.com");
+        expect_get(cf, "smtp_tls_security_level", NULL);
+        expect_get(cf, "smtpd_tls", NULL); /* a prefix is not a name */
+        expect_get("x = 1", "x", "1");     /* no newline at the end */
+        expect_get("x =\n", "x", "");
+}
+
+static void test_edit_keeps_everything_else(void **state)
+{
+        const char *cf = "# Administrator's notes, keep me\n"
+                         "myhostname = mx.example.com\n"
+                         "\n"
+                         "smtpd_tls_security_level = none   # old\n"
+                         "smtpd_banner = $myhostname ESMTP\n"
+                         "smtpd_tls_cert_file = /etc/ssl/certs/ssl-cert-snakeoil.pem\n"
+                         "smtpd_tls_key_file = /etc/ssl/private/ssl-cert-snakeoil.key\n"
+                         "relay_domains =\n"
+                         "    a.example,\n"
+                         "    b.example\n";
+        const struct maincf_param p[] = {
+                { "smtpd_tls_security_level", "may" },
+                { "smtpd_tls_cert_file", NULL },
+                { "smtpd_tls_key_file", NULL },
+                { "smtpd_tls_chain_files", "/k.pem, /c.pem" },
+        };
+        char *out = edit(cf, p, ARRAY_SIZE(p));
+        assert_string_equal(out, "# Administrator's notes, keep me\n"
+                                 "myhostname = mx.example.com\n"
+                                 "\n"
+                                 "smtpd_tls_security_level = may\n"
+                                 "smtpd_banner = $myhostname ESMTP\n"
+                                 "relay_domains =\n"
+                                 "    a.example,\n"
+                                 "    b.example\n"
+                                 "smtpd_tls_chain_files = /k.pem, /c.pem\n");
+        free(out);
+}
+
+static void test_continuations_and_duplicates(void **state)
+{
+        const char *cf = "smtp_tls_policy_maps =\n"
+                         "  hash:/etc/postfix/a,\n"
+                         "# comment between value lines stays\n"
+                         "  hash:/etc/postfix/b\n"
+                         "other = 1\n"
+                         "smtp_tls_policy_maps = hash:/etc/postfix/c\n"
+                         "  , hash:/etc/postfix/d\n"
+                         "last = 2";
+        const struct maincf_param p[] = { { "smtp_tls_policy_maps", "hash:/x/tls_policy" } };
+        char *out = edit(cf, p, 1);
+        assert_string_equal(out, "smtp_tls_policy_maps = hash:/x/tls_policy\n"
+                                 "# comment between value lines stays\n"
+                                 "other = 1\n"
+                                 "last = 2");
+        expect_get(out, "smtp_tls_policy_maps", "hash:/x/tls_policy");
+        free(out);
+
+        /* a missing key after a file without a final newline */
+        const struct maincf_param q[] = { { "x", "1" } };
+        out = edit("a = 1", q, 1);
+        assert_string_equal(out, "a = 1\nx = 1\n");
+        free(out);
+        out = edit("", q, 1);
+        assert_string_equal(out, "x = 1\n");
+        free(out);
+}
+
+static void test_edit_is_idempotent(void **state)
+{
+        const char *cf = "a = 1\nsmtpd_tls_loglevel = 0\nb = 2\n";
+        const struct maincf_param p[] = { { "smtpd_tls_loglevel", "1" }, { "c", "3" } };
+        char *once = edit(cf, p, 2);
+        char *twice = edit(once, p, 2);
+        assert_string_equal(once, twice);
+        free(once);
+        free(twice);
+}
+
+static void test_refuses_multiline_values(void **state)
+{
+        static const char *const bad[] = { "may\nsmtpd_tls_security_level = none", "a\rb", "a\tb",
+                                           "a\x7f" };
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                const struct maincf_param p[] = { { "smtpd_tls_security_level", bad[i] } };
+                char *out = NULL;
+                size_t len;
+                assert_int_equal(maincf_edit("a = 1\n", 6, p, 1, &out, &len), -EINVAL);
+                assert_null(out);
+        }
+}
+
+static void test_removing_everything(void **state)
+{
+        const struct maincf_param p[] = { { "a", NULL } };
+        char *out = edit("a = 1\n  continued\n# kept\na = 2\n", p, 1);
+        assert_string_equal(out, "# kept\n");
+        free(out);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_get),
+                cmocka_unit_test(test_edit_keeps_everything_else),
+                cmocka_unit_test(test_continuations_and_duplicates),
+                cmocka_unit_test(test_edit_is_idempotent),
+                cmocka_unit_test(test_refuses_multiline_values),
+                cmocka_unit_test(test_removing_everything),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
