@@ -17,6 +17,7 @@
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/migrate.h"
 #include "smtptlsd/notify.h"
+#include "smtptlsd/pending.h"
 #include "smtptlsd/tokens.h"
 #include "smtptlsd/watchdog.h"
 #include "smtptlsd/worker.h"
@@ -168,8 +169,13 @@ static int run_serve(const struct config *cfg)
         notify_status("listening on %s; connecting to the database", url);
 
         r = wait_for_database(cfg, sfd);
-        if (r >= 0)
+        if (r >= 0) {
+                notify_status("reconciling Postfix's files with the committed state");
+                notify_extend_timeout(2 * (uint64_t)cfg->command_timeout + 30000000);
                 r = worker_start(&app, &app.worker);
+        }
+        if (r >= 0)
+                r = pending_start();
         if (r >= 0) {
                 atomic_store(&app.ready, true);
                 metrics_gauge_set(METRIC_READY, 1);
@@ -179,12 +185,16 @@ static int run_serve(const struct config *cfg)
                 uint64_t wd = notify_watchdog_usec();
                 uint64_t tick = wd ? wd / 2 : IDLE_TICK_USEC;
                 uint64_t probe_timeout = wd ? (wd / 4 < 2000000 ? wd / 4 : 2000000) : 0;
+                /* The idle worker beats every 0.5 s: a limit below a few beats would call a
+                 * healthy worker stuck. */
+                uint64_t stuck = wd > 2000000 ? wd : 2000000;
                 bool was_ok = true;
                 while (!wait_signal(sfd, tick)) {
                         if (!wd)
                                 continue;
                         char why[256];
-                        bool ok = watchdog_check(&app, port, wd, probe_timeout, why, sizeof(why));
+                        bool ok =
+                            watchdog_check(&app, port, stuck, probe_timeout, why, sizeof(why));
                         if (ok)
                                 notify_watchdog();
                         else if (was_ok)
@@ -196,8 +206,14 @@ static int run_serve(const struct config *cfg)
         atomic_store(&app.stopping, true);
         atomic_store(&app.ready, false);
         notify_stopping();
-        http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
+        /* Stop accepting; the worker finishes the batch it holds (its requests get their reply),
+         * waiting requests whose job had not started get 202 (the job is durable), then the
+         * requests in progress finish and the HTTP threads stop. */
+        http_server_quiesce(http);
         worker_stop(app.worker);
+        pending_stop();
+        http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
+        worker_free(app.worker);
         db_pool_free(app.db);
         log_info("stopped");
         return r == -ECANCELED ? 0 : r;
@@ -221,6 +237,7 @@ static int open_db(const struct config *cfg, struct db_conn *c)
         return r;
 }
 
+/* A refused command (duplicate, unknown name, database down) is a runtime error: exit 1. */
 static int print_problem(int r, struct problem *p)
 {
         if (p->code != PROBLEM_NONE)
@@ -228,7 +245,7 @@ static int print_problem(int r, struct problem *p)
         else
                 fprintf(stderr, "smtptlsd: %s\n", strerror(-r));
         problem_done(p);
-        return r;
+        return EXIT_FAILURE;
 }
 
 static int run_token(const struct config *cfg, int argc, char **argv)
@@ -257,6 +274,10 @@ static int run_token(const struct config *cfg, int argc, char **argv)
                         }
                 }
                 enum scope scope;
+                if (name && !name_is_valid(name)) {
+                        fprintf(stderr, "smtptlsd: token names are [a-z0-9][a-z0-9._-]{0,63}\n");
+                        return -EINVAL;
+                }
                 if (!name || !scope_s || scope_from_string(scope_s, &scope) < 0) {
                         fprintf(stderr,
                                 "Usage: smtptlsd token add NAME --scope read|write|admin\n");
@@ -265,7 +286,7 @@ static int run_token(const struct config *cfg, int argc, char **argv)
                 char token[TOKEN_SIZE];
                 r = open_db(cfg, &c);
                 if (r < 0)
-                        return 1;
+                        return EXIT_FAILURE;
                 r = tokens_add(&c, name, scope, token, NULL, &p);
                 PQfinish(c.pg);
                 if (r < 0)
@@ -278,20 +299,17 @@ static int run_token(const struct config *cfg, int argc, char **argv)
                 size_t i;
                 r = open_db(cfg, &c);
                 if (r < 0)
-                        return 1;
-                r = tokens_list(&c, &items, &p);
+                        return EXIT_FAILURE;
+                r = tokens_list(&c, true, &items, &p);
                 PQfinish(c.pg);
                 if (r < 0)
                         return print_problem(r, &p);
-                printf("%-32s %-6s %-21s %s\n", "NAME", "SCOPE", "CREATED", "LAST USED");
-                json_array_foreach(items, i, it)
-                {
-                        json_t *lu = json_object_get(it, "last_used_at");
-                        printf("%-32s %-6s %-21s %s\n",
-                               json_string_value(json_object_get(it, "name")),
+                /* One line per token: NAME SCOPE CREATED [revoked] (easy to grep and awk). */
+                json_array_foreach (items, i, it) {
+                        printf("%s %s %s%s\n", json_string_value(json_object_get(it, "name")),
                                json_string_value(json_object_get(it, "scope")),
                                json_string_value(json_object_get(it, "created_at")),
-                               json_is_string(lu) ? json_string_value(lu) : "never");
+                               json_object_get(it, "revoked_at") ? " revoked" : "");
                 }
                 json_decref(items);
                 return 0;
@@ -299,7 +317,7 @@ static int run_token(const struct config *cfg, int argc, char **argv)
         if (streq(verb, "revoke") && argc == 2) {
                 r = open_db(cfg, &c);
                 if (r < 0)
-                        return 1;
+                        return EXIT_FAILURE;
                 r = tokens_revoke(&c, argv[1], &p);
                 PQfinish(c.pg);
                 if (r < 0)

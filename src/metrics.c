@@ -184,6 +184,8 @@ int metrics_render(const struct route *routes, size_t n_routes, char **ret, size
                         route, (unsigned long long)total);
         }
 
+        bprintf(&b, "# HELP smtptlsd_up 1 while the process runs.\n# TYPE smtptlsd_up gauge\n"
+                    "smtptlsd_up 1\n");
         for (size_t c = 0; c < _METRIC_COUNTER_MAX; c++)
                 bprintf(
                     &b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counter_info[c].name,

@@ -11,3 +11,19 @@ int api_metrics(struct request *req, struct problem *reterr);
 int api_tokens_list(struct request *req, struct problem *reterr);
 int api_tokens_create(struct request *req, struct problem *reterr);
 int api_tokens_delete(struct request *req, struct problem *reterr);
+
+int api_settings_get(struct request *req, struct problem *reterr);
+int api_settings_put(struct request *req, struct problem *reterr);
+int api_settings_patch(struct request *req, struct problem *reterr);
+
+int api_jobs_list(struct request *req, struct problem *reterr);
+int api_jobs_get(struct request *req, struct problem *reterr);
+int api_status(struct request *req, struct problem *reterr);
+int api_config(struct request *req, struct problem *reterr);
+
+/* Common to writes (api/write.c): reads ?wait and ?dry_run, records the job, queues it and
+ * suspends the request (HANDLER_SUSPENDED), or answers 202 at once for ?wait=0. */
+int api_submit(struct request *req, const char *action, const char *target, json_t *body,
+               struct problem *reterr);
+/* ?limit= for lists: 1..1000, default 100. */
+int api_list_limit(struct request *req, int *limit, struct problem *reterr);

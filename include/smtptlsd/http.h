@@ -83,6 +83,8 @@ struct request {
         struct header headers[REPLY_MAX_HEADERS];
         size_t n_headers;
         bool replied;
+        bool suspended;     /* waiting for its job (http/pending.c) */
+        uint64_t wait_usec; /* ?wait, for writes */
 };
 
 /* The route table (src/api/routes.c) and the matcher (src/http/router.c). */
@@ -100,6 +102,10 @@ enum http_method http_method_from_string(const char *s);
 /* Decodes %XX escapes of [s, s+n) into a new string; refuses bad escapes and %00. In query
  * strings '+' stands for a space. */
 int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret);
+
+/* Handlers return this (> 0) after handing the request to http/pending.c: the reply comes
+ * later, from the worker or the reaper. */
+#define HANDLER_SUSPENDED 1
 
 /* Query arguments, percent-decoded into buf; NULL when absent. */
 const char *request_query(struct request *req, const char *key, char *buf, size_t size);
@@ -137,6 +143,8 @@ int http_server_start(struct app *app, const struct http_server_options *o,
                       struct http_server **ret);
 /* The port really bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
+/* Stops accepting new connections (idempotent). */
+void http_server_quiesce(struct http_server *s);
 /* Stops accepting, waits up to timeout for in-flight requests, then stops the threads. */
 void http_server_stop(struct http_server *s, uint64_t timeout_usec);
 unsigned http_server_in_flight(const struct http_server *s);

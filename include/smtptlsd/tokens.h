@@ -28,7 +28,9 @@ bool name_is_valid(const char *s);
  * that name. The plain token is written to token_out and nowhere else. */
 int tokens_add(struct db_conn *c, const char *name, enum scope scope,
                char token_out[static TOKEN_SIZE], json_t **row, struct problem *reterr);
-int tokens_list(struct db_conn *c, json_t **items, struct problem *reterr);
+/* Active tokens [{name, scope, created_at, last_used_at}]; with include_revoked also the revoked
+ * ones, each with revoked_at. */
+int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct problem *reterr);
 /* not_found when no active token has that name. */
 int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
 /* Looks a presented token up by its hash. Returns 0 and fills name/scope, or -ENOENT (unknown or

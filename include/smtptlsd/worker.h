@@ -1,14 +1,25 @@
 /* worker.h - the reconcile worker: the one thread that writes configuration rows and Postfix
- * files. Started by main.c after migrations; fed through its queue by the HTTP threads. */
+ * files. Started by main.c after migrations (its first reconcile runs before READY); fed through
+ * its queue by the HTTP threads. */
 #pragma once
 
+#include <jansson.h>
 #include <stdint.h>
 
 struct app;
 struct worker;
+struct job;
 
+/* Connects, cleans up after an interrupted apply, reconciles the committed state with the live
+ * files, then starts the thread that runs queued jobs. */
 int worker_start(struct app *app, struct worker **ret);
-/* Closes the queue, lets the worker finish the jobs it holds (bounded), joins it. */
+/* Closes the queue (later submits fail with -ESHUTDOWN), lets the worker finish the batch it
+ * holds (bounded), joins it. The struct stays valid for HTTP threads until worker_free. */
 void worker_stop(struct worker *w);
+void worker_free(struct worker *w);
+/* Hands a job to the worker (ownership passes). -ESHUTDOWN when stopping. */
+int worker_submit(struct worker *w, struct job *job);
 /* Microseconds since the worker last showed progress (its loop or a bounded wait it is in). */
 uint64_t worker_heartbeat_age(struct worker *w);
+/* A snapshot for /api/v1/status: state, applied generation, last job, drift, verification. */
+json_t *worker_status(struct worker *w);

@@ -10,5 +10,13 @@ const struct route api_routes[] = {
           { { HTTP_GET, api_tokens_list, SCOPE_ADMIN, BODY_NONE },
             { HTTP_POST, api_tokens_create, SCOPE_ADMIN, BODY_JSON } } },
         { "/api/v1/tokens/{name}", { { HTTP_DELETE, api_tokens_delete, SCOPE_ADMIN, BODY_NONE } } },
+        { "/api/v1/settings",
+          { { HTTP_GET, api_settings_get, SCOPE_READ, BODY_NONE },
+            { HTTP_PUT, api_settings_put, SCOPE_WRITE, BODY_JSON },
+            { HTTP_PATCH, api_settings_patch, SCOPE_WRITE, BODY_JSON } } },
+        { "/api/v1/jobs", { { HTTP_GET, api_jobs_list, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/jobs/{id}", { { HTTP_GET, api_jobs_get, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/status", { { HTTP_GET, api_status, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/config", { { HTTP_GET, api_config, SCOPE_READ, BODY_NONE } } },
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);

@@ -1,40 +1,662 @@
-/* worker.c - the reconcile worker thread: drains the job queue and proves it is alive through a
- * heartbeat that the watchdog path reads. Runs on its own thread. */
+/* worker.c - the reconcile worker thread. It takes every queued job at once; each job runs in its
+ * own SAVEPOINT (a bad job fails alone), then one render, one validation and one swap serve the
+ * whole batch, and the transaction commits only after Postfix has the new files. Only this
+ * thread writes configuration rows and Postfix files. */
 #include "smtptlsd/worker.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "smtptlsd/app.h"
+#include "smtptlsd/cert.h"
+#include "smtptlsd/conf.h"
+#include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/notify.h"
+#include "smtptlsd/pending.h"
+#include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
+#include "smtptlsd/reconcile.h"
+#include "smtptlsd/spawn.h"
+#include "smtptlsd/store.h"
 #include "smtptlsd/util.h"
+#include "smtptlsd/verifier.h"
 
 #define IDLE_TICK_USEC (500 * 1000)
+#define MAX_BATCH      1024
+#define MAX_ATTEMPTS   3
+#define EXPIRING_DAYS  21
 
 struct worker {
         struct app *app;
         struct queue queue;
         pthread_t thread;
         atomic_uint_fast64_t heartbeat;
+        struct db_conn db; /* the worker's own connection (no pool) */
+        struct verifier *verifier;
+        pthread_mutex_t lock; /* guards the status fields below */
+        char state[16];
+        int64_t applied_generation;
+        json_t *last_job;
+        json_t *drift;
+        char last_error[512];
+        uint64_t last_reload_usec;
+        unsigned reloads;
+        bool stopped;
 };
+
+static struct worker *current; /* for spawn's progress hook */
+
+static void touch(void)
+{
+        if (current)
+                atomic_store(&current->heartbeat, now_monotonic_usec());
+}
+
+static void set_state(struct worker *w, const char *state, const char *error)
+{
+        pthread_mutex_lock(&w->lock);
+        snprintf(w->state, sizeof(w->state), "%s", state);
+        if (error)
+                snprintf(w->last_error, sizeof(w->last_error), "%s", error);
+        pthread_mutex_unlock(&w->lock);
+}
+
+static int ensure_db(struct worker *w, struct problem *reterr)
+{
+        char err[512];
+        if (w->db.pg && PQstatus(w->db.pg) == CONNECTION_OK)
+                return 0;
+        if (w->db.pg)
+                PQfinish(w->db.pg);
+        w->db.pg = NULL;
+        int r = db_connect(w->app->cfg, &w->db.pg, err, sizeof(err));
+        if (r < 0) {
+                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "the database is unavailable: %s", err);
+                return r;
+        }
+        return 0;
+}
+
+static int sql(struct worker *w, const char *stmt, struct problem *reterr)
+{
+        return db_exec(&w->db, NULL, reterr, stmt, 0, NULL);
+}
+
+/* ---- loading the desired state ---------------------------------------------------------- */
+
+static int load_desired(struct worker *w, struct desired *d, struct problem *reterr)
+{
+        return desired_load(&w->db, d, reterr);
+}
+
+/* ---- one job ------------------------------------------------------------------------------- */
+
+static void settings_etag(int64_t version, char *buf, size_t size)
+{
+        snprintf(buf, size, "\"settings-%lld\"", (long long)version);
+}
+
+static int check_if_match(json_t *request, const char *etag, struct problem *reterr)
+{
+        const char *want = json_string_value(json_object_get(request, "if_match"));
+        if (!want || streq(want, "*"))
+                return 0;
+        /* A weak tag compares equal to its strong form (RFC 9110 weak comparison). */
+        if (strncmp(want, "W/", 2) == 0)
+                want += 2;
+        if (streq(want, etag))
+                return 0;
+        return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
+                           "the settings changed since %s was read (now %s)", want, etag);
+}
+
+static int run_settings(struct worker *w, struct job *job, json_t **before, json_t **after)
+{
+        struct settings s;
+        int64_t version = 0;
+        char etag[48];
+        int r = store_settings_load(&w->db, &s, &version, true, &job->problem);
+        if (r < 0)
+                return r;
+        settings_etag(version, etag, sizeof(etag));
+        r = check_if_match(job->request, etag, &job->problem);
+        if (r < 0)
+                return r;
+        *before = settings_to_json(&s);
+        r = settings_apply_json(&s, json_object_get(job->request, "body"),
+                                streq(job->action, "settings.patch"), &job->problem);
+        if (r < 0)
+                return r;
+        if (s.certificate[0]) {
+                struct cert_row row;
+                r = store_cert_by_name(&w->db, s.certificate, &row, &job->problem);
+                if (r == -ENOENT)
+                        return problem_set(&job->problem, PROBLEM_CERTIFICATE_NOT_FOUND,
+                                           "/certificate", "no certificate named '%s'",
+                                           s.certificate);
+                if (r < 0)
+                        return r;
+                bool expired = row.not_after > 0 && row.not_after < time(NULL);
+                bool system = row.system;
+                cert_row_done(&row);
+                if (!system && expired)
+                        return problem_set(&job->problem, PROBLEM_CERTIFICATE_UNUSABLE,
+                                           "/certificate", "certificate '%s' has expired",
+                                           s.certificate);
+        }
+        r = store_settings_save(&w->db, &s, &job->problem);
+        if (r < 0)
+                return r;
+        r = store_settings_load(&w->db, &s, &version, false, &job->problem);
+        if (r < 0)
+                return r;
+        *after = settings_to_json(&s);
+        job->result = json_incref(*after);
+        return 0;
+}
+
+static int run_job(struct worker *w, struct job *job, json_t **before, json_t **after)
+{
+        if (streq(job->action, "settings.put") || streq(job->action, "settings.patch"))
+                return run_settings(w, job, before, after);
+        return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "unknown action %s",
+                           job->action);
+}
+
+/* ---- warnings on a settings reply ---------------------------------------------------------- */
+
+static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
+{
+        char detail[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        va_end(ap);
+        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
+}
+
+static json_t *settings_warnings(struct worker *w, const struct desired *d, const struct plan *p)
+{
+        json_t *warnings = json_array();
+        const struct settings *s = &d->settings;
+        if (!s->managed)
+                return warnings;
+        if (settings_inbound(s) == MODE_ENCRYPT)
+                add_warning(warnings, "mandatory_inbound",
+                            "inbound TLS is mandatory: a public MX then refuses mail from every "
+                            "sender that cannot do STARTTLS");
+        if (!d->has_cert || !p->key_path[0])
+                return warnings;
+        struct cert_info info = { 0 };
+        struct problem ignore = { 0 };
+        if (cert_check_files(p->key_path, p->chain_path, time(NULL), &info, &ignore) >= 0) {
+                long days = (long)((info.not_after - time(NULL)) / 86400);
+                if (days < EXPIRING_DAYS)
+                        add_warning(warnings, "certificate_expiring",
+                                    "certificate '%s' expires in %ld days", d->cert.name, days);
+                char *host = NULL;
+                if (postconf_value(w->app->cfg, "myhostname", &host) >= 0) {
+                        if (!cert_covers_hostname(&info, host))
+                                add_warning(warnings, "hostname_mismatch",
+                                            "certificate '%s' does not cover myhostname '%s': "
+                                            "strict peers will refuse it",
+                                            d->cert.name, host);
+                        free(host);
+                }
+        }
+        cert_info_done(&info);
+        problem_done(&ignore);
+        return warnings;
+}
+
+/* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
+static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
+{
+        struct problem p = { 0 };
+        pthread_mutex_lock(&w->lock);
+        w->applied_generation = gen;
+        json_decref(w->drift);
+        w->drift = json_array();
+        if (reloaded) {
+                w->last_reload_usec = now_monotonic_usec();
+                w->reloads++;
+        }
+        pthread_mutex_unlock(&w->lock);
+        set_state(w, "in_sync", "");
+        metrics_gauge_set(METRIC_DESIRED_GENERATION, gen);
+        metrics_gauge_set(METRIC_APPLIED_GENERATION, gen);
+        if (reloaded)
+                metrics_count(METRIC_RELOADS, 1);
+        reconcile_prune_certs(w->app->cfg);
+        store_node_update(&w->db, w->app->cfg->node_name, gen, "in_sync", "", &p);
+        problem_done(&p);
+}
+
+/* ---- a batch --------------------------------------------------------------------------------- */
+
+struct slot {
+        struct job *job;
+        bool ok;
+        json_t *before, *after;
+};
+
+static void finish_failed(struct worker *w, struct job *job)
+{
+        job->failed = true;
+        metrics_count(METRIC_JOBS_FAILED, 1);
+        if (job->id <= 0)
+                return;
+        json_t *err = json_pack("{s:s, s:s, s:s}", "code", problem_code_name(job->problem.code),
+                                "detail", job->problem.detail, "field", job->problem.field);
+        struct job_outcome o = { .status = "failed", .error = err };
+        struct problem ignore = { 0 };
+        if (store_job_finish(&w->db, job->id, &o, &ignore) < 0)
+                log_warning("job %lld: cannot record its failure: %s", (long long)job->id,
+                            ignore.detail);
+        problem_done(&ignore);
+        json_decref(err);
+}
+
+static void record_last_job(struct worker *w, const struct job *job)
+{
+        pthread_mutex_lock(&w->lock);
+        json_decref(w->last_job);
+        w->last_job =
+            json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)job->id, "action", job->action,
+                      "target", job->target, "status", job->failed ? "failed" : "applied");
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Runs the jobs in one transaction. Returns < 0 (with the slots' problems set) when the batch as
+ * a whole failed after its jobs had run: the caller may retry them one by one. */
+static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_run)
+{
+        const struct config *cfg = w->app->cfg;
+        struct problem p = { 0 };
+        struct desired d = { 0 };
+        struct plan plan = { 0 };
+        struct apply_result res = { 0 };
+        size_t ok = 0;
+        int64_t gen = 0;
+        int r;
+
+        r = sql(w, "BEGIN", &p);
+        if (r >= 0)
+                r = store_generation(&w->db, &gen, true, &p); /* one writer across nodes */
+        if (r < 0)
+                goto fail_all;
+        for (size_t i = 0; i < n; i++) {
+                touch();
+                r = sql(w, "SAVEPOINT job", &p);
+                if (r < 0)
+                        goto fail_all;
+                r = run_job(w, slots[i].job, &slots[i].before, &slots[i].after);
+                if (r < 0 && slots[i].job->problem.code == PROBLEM_SERVICE_UNAVAILABLE) {
+                        problem_set(&p, PROBLEM_SERVICE_UNAVAILABLE, NULL, "%s",
+                                    slots[i].job->problem.detail);
+                        goto fail_all;
+                }
+                r = sql(w, r < 0 ? "ROLLBACK TO SAVEPOINT job" : "RELEASE SAVEPOINT job", &p);
+                if (r < 0)
+                        goto fail_all;
+                slots[i].ok = slots[i].job->problem.code == PROBLEM_NONE;
+                ok += slots[i].ok;
+        }
+        if (ok == 0 && !dry_run) {
+                sql(w, "ROLLBACK", &p);
+                return 0;
+        }
+        if (!dry_run) {
+                r = store_generation_bump(&w->db, &gen, &p);
+                if (r < 0)
+                        goto fail_all;
+                /* The replies and the audit trail show the generation this batch creates. */
+                for (size_t i = 0; i < n; i++) {
+                        if (!slots[i].ok)
+                                continue;
+                        if (json_is_object(slots[i].after))
+                                json_object_set_new(slots[i].after, "generation",
+                                                    json_integer(gen));
+                        if (json_is_object(slots[i].job->result))
+                                json_object_set_new(slots[i].job->result, "generation",
+                                                    json_integer(gen));
+                }
+        }
+        r = load_desired(w, &d, &p);
+        if (r >= 0)
+                r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r < 0)
+                goto fail_ok;
+
+        if (dry_run) {
+                json_t *pl = reconcile_plan_json(&plan);
+                json_t *errors = json_array();
+                for (size_t i = 0; i < n; i++)
+                        if (!slots[i].ok)
+                                json_array_append_new(
+                                    errors, json_pack("{s:s, s:s, s:s}", "code",
+                                                      problem_code_name(slots[i].job->problem.code),
+                                                      "field", slots[i].job->problem.field,
+                                                      "detail", slots[i].job->problem.detail));
+                json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
+                json_object_set_new(pl, "errors", errors);
+                json_object_set_new(pl, "warnings", settings_warnings(w, &d, &plan));
+                json_object_set_new(pl, "tls_policy_diff", json_string(""));
+                sql(w, "ROLLBACK", &p);
+                for (size_t i = 0; i < n; i++) {
+                        struct job *job = slots[i].job;
+                        problem_done(&job->problem);
+                        job->problem = (struct problem){ 0 };
+                        json_decref(job->result);
+                        job->result = json_pack("{s:O}", "plan", pl);
+                }
+                json_decref(pl);
+                goto out;
+        }
+
+        set_state(w, "applying", NULL);
+        r = reconcile_apply(cfg, &plan, &res, &p);
+        if (r < 0)
+                goto fail_ok;
+        json_t *warnings = settings_warnings(w, &d, &plan);
+        if (res.swapped && !res.postfix_running)
+                add_warning(warnings, "postfix_not_running",
+                            "Postfix is not running: the new files are in place and will be used "
+                            "when it starts");
+        for (size_t i = 0; i < n; i++) {
+                if (!slots[i].ok)
+                        continue;
+                struct job_outcome o = {
+                        .status = "applied",
+                        .generation = gen,
+                        .reload = res.reloaded,
+                        .output = res.output,
+                        .before = slots[i].before,
+                        .after = slots[i].after,
+                        .warnings = warnings,
+                };
+                r = slots[i].job->id > 0 ? store_job_finish(&w->db, slots[i].job->id, &o, &p) : 0;
+                if (r < 0)
+                        break;
+                slots[i].job->warnings = json_incref(warnings);
+        }
+        json_decref(warnings);
+        if (r >= 0)
+                r = sql(w, "COMMIT", &p);
+        if (r < 0) {
+                /* Nothing committed: the files must be the committed state again. */
+                if (res.swapped)
+                        reconcile_restore(cfg, &plan);
+                goto fail_ok;
+        }
+
+        /* committed */
+        metrics_count(METRIC_RECONCILES, 1);
+        metrics_count(METRIC_JOBS_APPLIED, ok);
+        mark_applied(w, gen, res.reloaded);
+        if (res.reloaded && res.postfix_running) {
+                int64_t ids[MAX_BATCH];
+                size_t nids = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (slots[i].ok && slots[i].job->id > 0)
+                                ids[nids++] = slots[i].job->id;
+                verifier_submit(w->verifier, ids, nids, plan.expect_starttls,
+                                plan.expect_fingerprint);
+        }
+        problem_done(&p);
+        goto out;
+
+fail_ok:
+        /* The batch could not be applied: every job that had run fails with the reason. */
+        sql(w, "ROLLBACK", NULL);
+        for (size_t i = 0; i < n; i++) {
+                if (!slots[i].ok)
+                        continue;
+                problem_done(&slots[i].job->problem);
+                slots[i].job->problem = (struct problem){ 0 };
+                problem_set(&slots[i].job->problem, p.code, p.field, "%s", p.detail);
+                slots[i].ok = false;
+        }
+        set_state(w, "degraded", p.detail);
+        problem_done(&p);
+        r = ok > 1 ? -EAGAIN : 0;
+        goto out_r;
+
+fail_all:
+        sql(w, "ROLLBACK", NULL);
+        for (size_t i = 0; i < n; i++) {
+                struct job *job = slots[i].job;
+                if (job->problem.code == PROBLEM_NONE ||
+                    job->problem.code == PROBLEM_SERVICE_UNAVAILABLE) {
+                        problem_done(&job->problem);
+                        job->problem = (struct problem){ 0 };
+                        problem_set(&job->problem, p.code ? p.code : PROBLEM_INTERNAL_ERROR,
+                                    p.field, "%s", p.detail);
+                }
+                slots[i].ok = false;
+        }
+        problem_done(&p);
+        r = -ENOTCONN;
+        goto out_r;
+
+out:
+        r = 0;
+out_r:
+        apply_result_done(&res);
+        plan_done(&plan);
+        desired_done(&d);
+        return r;
+}
+
+static void complete(struct worker *w, struct slot *s)
+{
+        struct job *job = s->job;
+        if (!s->ok && !job->dry_run)
+                finish_failed(w, job);
+        job->done = true;
+        if (!job->dry_run)
+                record_last_job(w, job);
+        pending_complete(job);
+        json_decref(s->before);
+        json_decref(s->after);
+        job_free(job);
+}
+
+static void process(struct worker *w, struct job **jobs, size_t n)
+{
+        struct slot slots[MAX_BATCH];
+        size_t m = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                struct job *job = jobs[i];
+                if (job->dry_run) {
+                        struct slot s = { .job = job };
+                        run_batch(w, &s, 1, true);
+                        s.ok = job->problem.code == PROBLEM_NONE;
+                        complete(w, &s);
+                        continue;
+                }
+                slots[m++] = (struct slot){ .job = job };
+        }
+        if (m == 0)
+                return;
+        int r = run_batch(w, slots, m, false);
+        if (r == -EAGAIN) {
+                /* One job spoiled the batch (Postfix refused the combined result): run each
+                 * alone so that the good ones land and the bad one fails by itself. */
+                for (size_t i = 0; i < m; i++) {
+                        problem_done(&slots[i].job->problem);
+                        slots[i].job->problem = (struct problem){ 0 };
+                        json_decref(slots[i].job->result);
+                        slots[i].job->result = NULL;
+                        json_decref(slots[i].before);
+                        json_decref(slots[i].after);
+                        slots[i].before = slots[i].after = NULL;
+                        run_batch(w, &slots[i], 1, false);
+                }
+        }
+        for (size_t i = 0; i < m; i++)
+                complete(w, &slots[i]);
+        pthread_mutex_lock(&w->lock);
+        int64_t gen = w->applied_generation;
+        uint64_t since = w->last_reload_usec;
+        pthread_mutex_unlock(&w->lock);
+        if (since)
+                notify_status("generation %lld applied, %zu queued, last reload %.2f s ago",
+                              (long long)gen, queue_depth(&w->queue),
+                              (double)(now_monotonic_usec() - since) / 1e6);
+        else
+                notify_status("generation %lld applied, %zu queued", (long long)gen,
+                              queue_depth(&w->queue));
+}
+
+/* Jobs left queued in the database (by a crash, or by an HTTP thread whose push raced a stop):
+ * they were acknowledged, so they run. */
+static size_t recover(struct worker *w, struct job **jobs, size_t n, size_t cap)
+{
+        struct problem p = { 0 };
+        json_t *rows = NULL, *row;
+        size_t i;
+        if (store_jobs_pending(&w->db, w->app->cfg->node_name, &rows, &p) < 0) {
+                problem_done(&p);
+                return n;
+        }
+        json_array_foreach (rows, i, row) {
+                int64_t id = json_integer_value(json_object_get(row, "id"));
+                bool known = false;
+                for (size_t k = 0; k < n; k++)
+                        if (jobs[k]->id == id)
+                                known = true;
+                if (known || n >= cap)
+                        continue;
+                int attempts = 0;
+                struct job *job = job_new(json_string_value(json_object_get(row, "action")),
+                                          json_string_value(json_object_get(row, "target")),
+                                          json_string_value(json_object_get(row, "actor")),
+                                          json_object_get(row, "request"));
+                if (!job)
+                        break;
+                job->id = id;
+                store_job_attempt(&w->db, id, &attempts, &p);
+                if (attempts > MAX_ATTEMPTS) {
+                        problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL,
+                                    "given up after %d attempts", MAX_ATTEMPTS);
+                        struct slot s = { .job = job };
+                        complete(w, &s);
+                        continue;
+                }
+                log_notice("resuming job %lld (%s %s) left by a previous run", (long long)id,
+                           job->action, job->target);
+                jobs[n++] = job;
+        }
+        json_decref(rows);
+        problem_done(&p);
+        return n;
+}
 
 static void *worker_main(void *arg)
 {
         struct worker *w = arg;
+        static struct job *jobs[MAX_BATCH];
+        bool check_db = true;
 
-        log_debug("worker started");
+        current = w;
+        spawn_progress = touch;
         for (;;) {
-                atomic_store(&w->heartbeat, now_monotonic_usec());
+                touch();
                 struct queue_item *list = queue_drain(&w->queue, IDLE_TICK_USEC);
+                size_t n = 0;
+                while (list && n < MAX_BATCH) {
+                        struct queue_item *next = list->next;
+                        jobs[n++] = (struct job *)list;
+                        list = next;
+                }
+                /* more than MAX_BATCH: the rest waits for the next round */
+                while (list) {
+                        struct queue_item *next = list->next;
+                        queue_push(&w->queue, list);
+                        list = next;
+                }
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
-                if (!list && queue_closed(&w->queue))
-                        break;
+                if (n == 0 && !check_db) {
+                        if (queue_closed(&w->queue))
+                                break;
+                        continue;
+                }
+                struct problem p = { 0 };
+                if (ensure_db(w, &p) < 0) {
+                        /* Jobs are durable in the database: keep their requests waiting (their
+                         * ?wait ends in a 202) and try again shortly. */
+                        set_state(w, "degraded", p.detail);
+                        problem_done(&p);
+                        for (size_t i = 0; i < n; i++)
+                                queue_push(&w->queue, &jobs[i]->item);
+                        if (queue_closed(&w->queue))
+                                break;
+                        struct timespec ts = { 0, 500 * 1000000 };
+                        nanosleep(&ts, NULL);
+                        continue;
+                }
+                n = recover(w, jobs, n, MAX_BATCH);
+                check_db = false;
+                if (n > 0)
+                        process(w, jobs, n);
+                metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
         }
-        log_debug("worker stopped");
+        current = NULL;
         return NULL;
+}
+
+static int initial_reconcile(struct worker *w)
+{
+        const struct config *cfg = w->app->cfg;
+        struct problem p = { 0 };
+        struct desired d = { 0 };
+        struct plan plan = { 0 };
+        struct apply_result res = { 0 };
+        int64_t gen = 0;
+        int r;
+
+        reconcile_cleanup_staging(cfg);
+        r = ensure_db(w, &p);
+        if (r >= 0)
+                r = store_generation(&w->db, &gen, false, &p);
+        if (r >= 0)
+                r = load_desired(w, &d, &p);
+        if (r >= 0)
+                r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r >= 0) {
+                json_t *drift = reconcile_drift(cfg, &plan);
+                if (json_array_size(drift) > 0)
+                        log_notice("main.cf differs from the committed state in %zu managed "
+                                   "parameter(s): applying generation %lld",
+                                   json_array_size(drift), (long long)gen);
+                pthread_mutex_lock(&w->lock);
+                w->drift = drift;
+                pthread_mutex_unlock(&w->lock);
+                r = reconcile_apply(cfg, &plan, &res, &p);
+        }
+        if (r < 0) {
+                log_error("start-up reconcile failed: %s", p.detail);
+                set_state(w, "failed", p.detail);
+        } else {
+                mark_applied(w, gen, res.reloaded);
+        }
+        apply_result_done(&res);
+        plan_done(&plan);
+        desired_done(&d);
+        problem_done(&p);
+        /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
+        return 0;
 }
 
 int worker_start(struct app *app, struct worker **ret)
@@ -45,14 +667,20 @@ int worker_start(struct app *app, struct worker **ret)
         if (!w)
                 return -ENOMEM;
         w->app = app;
+        pthread_mutex_init(&w->lock, NULL);
+        snprintf(w->state, sizeof(w->state), "applying");
         atomic_store(&w->heartbeat, now_monotonic_usec());
         r = queue_init(&w->queue);
+        if (r >= 0)
+                r = verifier_start(app->cfg, &w->verifier);
         if (r < 0) {
                 free(w);
                 return r;
         }
+        initial_reconcile(w);
         r = pthread_create(&w->thread, NULL, worker_main, w);
         if (r) {
+                verifier_stop(w->verifier);
                 queue_destroy(&w->queue);
                 free(w);
                 return -r;
@@ -61,13 +689,40 @@ int worker_start(struct app *app, struct worker **ret)
         return 0;
 }
 
+int worker_submit(struct worker *w, struct job *job)
+{
+        return queue_push(&w->queue, &job->item);
+}
+
 void worker_stop(struct worker *w)
 {
-        if (!w)
+        if (!w || w->stopped)
                 return;
         queue_close(&w->queue);
         pthread_join(w->thread, NULL);
+        w->stopped = true;
+        verifier_stop(w->verifier);
+        w->verifier = NULL;
+}
+
+void worker_free(struct worker *w)
+{
+        if (!w)
+                return;
+        worker_stop(w);
+        /* Jobs still queued in memory are durable in the database: the next start runs them. */
+        struct queue_item *rest = queue_drain(&w->queue, 0);
+        while (rest) {
+                struct queue_item *next = rest->next;
+                job_free((struct job *)rest);
+                rest = next;
+        }
         queue_destroy(&w->queue);
+        if (w->db.pg)
+                PQfinish(w->db.pg);
+        json_decref(w->last_job);
+        json_decref(w->drift);
+        pthread_mutex_destroy(&w->lock);
         free(w);
 }
 
@@ -75,4 +730,22 @@ uint64_t worker_heartbeat_age(struct worker *w)
 {
         uint64_t now = now_monotonic_usec(), hb = atomic_load(&w->heartbeat);
         return now > hb ? now - hb : 0;
+}
+
+json_t *worker_status(struct worker *w)
+{
+        pthread_mutex_lock(&w->lock);
+        json_t *j = json_pack("{s:s, s:I, s:o, s:o, s:s*, s:i}", "state", w->state,
+                              "applied_generation", (json_int_t)w->applied_generation, "last_job",
+                              w->last_job ? json_deep_copy(w->last_job) : json_null(), "drift",
+                              w->drift ? json_deep_copy(w->drift) : json_array(), "last_error",
+                              w->last_error[0] ? w->last_error : NULL, "reloads", w->reloads);
+        if (w->last_reload_usec)
+                json_object_set_new(
+                    j, "last_reload_seconds_ago",
+                    json_real((double)(now_monotonic_usec() - w->last_reload_usec) / 1e6));
+        pthread_mutex_unlock(&w->lock);
+        json_object_set_new(j, "verification",
+                            w->verifier ? verifier_status(w->verifier) : json_null());
+        return j;
 }

@@ -115,8 +115,7 @@ static int dispatch_one(const struct json_spec *s, json_t *v, const char *field,
                         return problem_set(reterr, bad_code(s), field,
                                            "%s takes at most %lld items", s->name,
                                            (long long)s->max);
-                json_array_foreach(v, idx, item)
-                {
+                json_array_foreach (v, idx, item) {
                         if (!json_is_string(item)) {
                                 char f[320];
                                 if (snprintf(f, sizeof(f), "%s/%zu", field, idx) >= (int)sizeof(f))
@@ -150,8 +149,7 @@ int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, prefix, "expected a JSON object");
 
         /* Unknown fields first: a typo must not be silently ignored. */
-        json_object_foreach(obj, key, value)
-        {
+        json_object_foreach (obj, key, value) {
                 size_t i;
                 for (i = 0; spec[i].name; i++)
                         if (streq(spec[i].name, key))

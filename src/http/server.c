@@ -15,6 +15,7 @@
 
 struct http_server {
         struct MHD_Daemon *mhd;
+        MHD_socket listen_fd; /* after quiesce, closed at stop */
         struct app *app;
         struct http_server_options opt;
         atomic_uint in_flight;
@@ -220,6 +221,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 }
                 return MHD_YES;
         }
+        if (req->suspended) {
+                /* Resumed by the worker or the reaper, with the reply set. */
+                req->suspended = false;
+                return send_reply(req);
+        }
         if (req->body_done) {
                 *upload_data_size = 0;
                 return MHD_YES;
@@ -237,6 +243,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return fail(req, &p);
         }
         int r = req->op->handler(req, &p);
+        if (r == HANDLER_SUSPENDED) {
+                problem_done(&p);
+                return MHD_YES;
+        }
         if (r < 0 || !req->replied) {
                 if (p.code == PROBLEM_NONE)
                         problem_set(&p, PROBLEM_INTERNAL_ERROR, NULL, "internal error");
@@ -313,6 +323,7 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         }
         srv->app = app;
         srv->opt = *o;
+        srv->listen_fd = MHD_INVALID_SOCKET;
         app->http = srv;
         srv->mhd = MHD_start_daemon(
             flags, (uint16_t)o->port, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
@@ -336,6 +347,12 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         return 0;
 }
 
+void http_server_quiesce(struct http_server *s)
+{
+        if (s->listen_fd == MHD_INVALID_SOCKET)
+                s->listen_fd = MHD_quiesce_daemon(s->mhd);
+}
+
 unsigned http_server_port(const struct http_server *s)
 {
         return s->port;
@@ -351,7 +368,7 @@ void http_server_stop(struct http_server *s, uint64_t timeout_usec)
         if (!s)
                 return;
         /* Stop accepting; let requests in progress finish (bounded), then stop the threads. */
-        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+        http_server_quiesce(s);
         uint64_t end = now_monotonic_usec() + timeout_usec;
         while (atomic_load(&s->in_flight) > 0 && now_monotonic_usec() < end)
                 sleep_unless(20000, NULL);
@@ -359,7 +376,7 @@ void http_server_stop(struct http_server *s, uint64_t timeout_usec)
                 log_warning("stopping with %u requests still in progress",
                             atomic_load(&s->in_flight));
         MHD_stop_daemon(s->mhd);
-        if (fd != MHD_INVALID_SOCKET)
-                close(fd);
+        if (s->listen_fd != MHD_INVALID_SOCKET)
+                close(s->listen_fd);
         free(s);
 }

@@ -108,16 +108,19 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
         return 0;
 }
 
-int tokens_list(struct db_conn *c, json_t **items, struct problem *reterr)
+int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { include_revoked ? "t" : "f" };
         int r = db_exec(c, &res, reterr,
                         "SELECT name, scope, "
                         "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                         "to_char(last_used_at AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                        "FROM tokens WHERE revoked_at IS NULL ORDER BY name",
-                        0, NULL);
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                        "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                        "FROM tokens WHERE revoked_at IS NULL OR $1::boolean "
+                        "ORDER BY name, created_at",
+                        1, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();
@@ -127,6 +130,8 @@ int tokens_list(struct db_conn *c, json_t **items, struct problem *reterr)
                 json_object_set_new(o, "last_used_at",
                                     PQgetisnull(res, i, 3) ? json_null()
                                                            : json_string(PQgetvalue(res, i, 3)));
+                if (include_revoked && !PQgetisnull(res, i, 4))
+                        json_object_set_new(o, "revoked_at", json_string(PQgetvalue(res, i, 4)));
                 json_array_append_new(a, o);
         }
         *items = a;

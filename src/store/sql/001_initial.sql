@@ -27,6 +27,7 @@ CREATE TABLE certificates (
 CREATE TABLE settings (
     id boolean PRIMARY KEY DEFAULT true CHECK (id),
     managed boolean NOT NULL DEFAULT false,
+    version bigint NOT NULL DEFAULT 0,
     mode text NOT NULL DEFAULT 'none' CHECK (mode IN ('none', 'may', 'encrypt')),
     inbound_mode text CHECK (inbound_mode IN ('none', 'may', 'encrypt')),
     outbound_mode text CHECK (outbound_mode IN ('none', 'may', 'encrypt')),
@@ -59,7 +60,9 @@ CREATE INDEX tls_policies_managed_by ON tls_policies (managed_by) WHERE managed_
 -- Every write is a job: the queue's durable half and the audit trail.
 CREATE TABLE jobs (
     id bigserial PRIMARY KEY,
+    node text NOT NULL,
     status text NOT NULL CHECK (status IN ('queued', 'running', 'applied', 'failed')),
+    attempts integer NOT NULL DEFAULT 0,
     actor text NOT NULL,
     action text NOT NULL,
     target text NOT NULL,
@@ -76,7 +79,7 @@ CREATE TABLE jobs (
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
-CREATE INDEX jobs_queued ON jobs (id) WHERE status IN ('queued', 'running');
+CREATE INDEX jobs_queued ON jobs (node, id) WHERE status IN ('queued', 'running');
 
 -- API tokens: only the SHA-256 of a token is stored.
 CREATE TABLE tokens (

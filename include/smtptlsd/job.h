@@ -1,0 +1,31 @@
+/* job.h - one write on its way through the worker: what to do (action, target, the validated
+ * request), who asked, and what came of it. Created by an HTTP thread, owned by the worker once
+ * queued; its waiting request is reached only through http/pending.c. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtptlsd/problem.h"
+#include "smtptlsd/queue.h"
+
+struct job {
+        struct queue_item item;
+        int64_t id; /* jobs.id; 0 for a dry run (not recorded) */
+        char action[40];
+        char target[300];
+        char actor[72];
+        json_t *request; /* {"body": ..., "if_match": ...} */
+        bool dry_run;
+        /* results, set by the worker */
+        bool done;
+        bool failed;
+        struct problem problem;
+        json_t *result;   /* the resource after the write, or the dry-run plan */
+        json_t *warnings; /* [{code, detail}] */
+        int http_status;  /* 200 or 201 on success */
+};
+
+struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);
+void job_free(struct job *j);

@@ -1,0 +1,31 @@
+/* layout.h - the one place that knows where smtptlsd's files live: main.cf and its staging and
+ * last-known-good copies under the Postfix directory, and the rendered certificate files. Pure
+ * (path arithmetic only); worker thread and the API (to show file paths). */
+#pragma once
+
+#include <stddef.h>
+
+struct config;
+
+#define LAYOUT_STATE_DIR ".smtptlsd" /* inside the Postfix directory: staging and lkg */
+
+/* <postfix_dir>/main.cf */
+int layout_main_cf(const struct config *cfg, char *buf, size_t size);
+/* <postfix_dir>/.smtptlsd: staged and last-known-good copies (same file system as main.cf) */
+int layout_state_dir(const struct config *cfg, char *buf, size_t size);
+/* <postfix_dir>/.smtptlsd/check: a directory postconf -c can read (main.cf + master.cf) */
+int layout_check_dir(const struct config *cfg, char *buf, size_t size);
+/* <postfix_dir>/.smtptlsd/main.cf.lkg */
+int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size);
+
+/* An imported certificate's files live in a directory named after its content, so that a new
+ * version never overwrites the files the live main.cf points at:
+ * <certificate_directory>/<name>/<first 16 hex of the SHA-256 fingerprint>/{privkey,fullchain}.pem
+ */
+int layout_imported_dir(const struct config *cfg, const char *name, const char *fingerprint,
+                        char *buf, size_t size);
+/* <certificate_directory>/<name> */
+int layout_imported_parent(const struct config *cfg, const char *name, char *buf, size_t size);
+/* ACME certificates are used in place: <acme_live_directory>/<name>/{privkey,fullchain}.pem */
+int layout_acme_dir(const struct config *cfg, const char *name, char *buf, size_t size);
+int layout_join(const char *dir, const char *file, char *buf, size_t size);

@@ -1,0 +1,21 @@
+/* postfix.h - the Postfix commands the worker runs, each with `-c <postfix_config_directory>`
+ * (or a check directory), through spawn (argv, no shell, bounded by command_timeout). Worker
+ * thread and start-up. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "smtptlsd/spawn.h"
+
+struct config;
+
+/* `postfix -c DIR status`: whether the master runs. */
+bool postfix_is_running(const struct config *cfg);
+/* `postfix -c DIR reload`; the output goes to res (caller frees with spawn_result_done). */
+int postfix_reload(const struct config *cfg, struct spawn_result *res);
+/* `postconf -c DIR -n` on a staged configuration: fails (-EPROTO) when postconf fails or warns
+ * about one of the names given; res holds the output. */
+int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
+                   struct spawn_result *res);
+/* `postconf -c DIR -h NAME`: the effective value (defaults included) of one parameter. */
+int postconf_value(const struct config *cfg, const char *name, char **ret);

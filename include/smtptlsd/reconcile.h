@@ -1,0 +1,70 @@
+/* reconcile.h - from desired state to live files: plan (render against the live main.cf), apply
+ * (stage, validate, swap atomically, reload when needed), restore (put the last-known-good files
+ * back). Worker thread and start-up, never concurrently. */
+#pragma once
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+
+#include "smtptlsd/problem.h"
+#include "smtptlsd/settings.h"
+#include "smtptlsd/store.h"
+
+struct config;
+
+struct desired {
+        struct settings settings;
+        bool has_cert;
+        struct cert_row cert;
+};
+/* Reads the committed (or, inside the worker's transaction, the pending) desired state. */
+int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr);
+void desired_done(struct desired *d);
+
+struct plan {
+        char *main_cf_old, *main_cf_new;
+        size_t old_len, new_len;
+        bool main_cf_changed;
+        struct maincf_param params[SETTINGS_PARAMS_MAX];
+        size_t n_params;
+        char chain_value[2 * PATH_MAX + 4];
+        /* an imported certificate whose version directory does not exist yet */
+        bool write_cert;
+        char cert_dir[PATH_MAX];
+        char *fullchain_pem;
+        const char *key_pem;
+        char key_path[PATH_MAX], chain_path[PATH_MAX];
+        bool reload;
+        /* what a STARTTLS probe must see after the reload */
+        bool expect_starttls;
+        char expect_fingerprint[96];
+};
+void plan_done(struct plan *p);
+
+int reconcile_plan(const struct config *cfg, const struct desired *d, struct plan *p,
+                   struct problem *reterr);
+/* The plan for a dry run: [{name, old, new}] of main.cf parameters that change, reload. */
+json_t *reconcile_plan_json(const struct plan *p);
+
+struct apply_result {
+        bool swapped;
+        bool reloaded;
+        bool postfix_running;
+        char *output; /* what postconf/postfix said, for the job record */
+};
+void apply_result_done(struct apply_result *r);
+
+/* Stages, validates (OpenSSL loads the key and chain as Postfix will; postconf has no warning
+ * about our parameters), swaps and reloads. On any failure the live files are the previous ones
+ * again (and Postfix reloaded back if it had been reloaded) and reterr says why. */
+int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_result *res,
+                    struct problem *reterr);
+/* After a successful apply whose transaction could not commit: last-known-good back, reload. */
+int reconcile_restore(const struct config *cfg, const struct plan *p);
+/* Start-up: removes staged leftovers of an interrupted apply. */
+void reconcile_cleanup_staging(const struct config *cfg);
+/* After a commit: removes certificate version directories no main.cf (live or lkg) uses. */
+void reconcile_prune_certs(const struct config *cfg);
+/* Managed parameters whose live value differs from the desired one: [{name, live, desired}]. */
+json_t *reconcile_drift(const struct config *cfg, const struct plan *p);

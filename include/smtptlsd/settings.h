@@ -1,0 +1,63 @@
+/* settings.h - the global TLS settings: modes, the bound certificate's name, the protocol/cipher
+ * profile; their JSON form and validation (table-driven), and the main.cf parameters they render
+ * to. Pure; HTTP threads validate, the worker renders. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtptlsd/maincf.h"
+#include "smtptlsd/problem.h"
+
+enum tls_mode {
+        MODE_UNSET = -1, /* for inbound_mode/outbound_mode: follow mode */
+        MODE_NONE = 0,
+        MODE_MAY,
+        MODE_ENCRYPT,
+};
+
+enum tls_profile {
+        PROFILE_MODERN,
+        PROFILE_INTERMEDIATE,
+        PROFILE_LEGACY,
+};
+
+struct settings {
+        bool managed;
+        enum tls_mode mode, inbound_mode, outbound_mode;
+        char certificate[65]; /* "" = none bound */
+        enum tls_profile profile;
+        bool auth_only;
+        bool received_header;
+        int loglevel;
+        int64_t generation;
+        char updated_at[32];
+};
+
+const char *tls_mode_to_string(enum tls_mode m);
+int tls_mode_from_string(const char *s, enum tls_mode *ret); /* "" is none */
+const char *tls_profile_to_string(enum tls_profile p);
+int tls_profile_from_string(const char *s, enum tls_profile *ret);
+
+void settings_defaults(struct settings *s);
+enum tls_mode settings_inbound(const struct settings *s);
+enum tls_mode settings_outbound(const struct settings *s);
+
+/* Applies a PUT (replace: missing fields take their defaults) or PATCH (merge) body onto *s.
+ * Refuses unknown fields, bad values, and a non-none inbound level without a certificate. The
+ * certificate's existence and usability are the worker's to check. */
+int settings_apply_json(struct settings *s, json_t *body, bool patch, struct problem *reterr);
+json_t *settings_to_json(const struct settings *s);
+
+/* Where the bound certificate's files are, for rendering. NULL paths when none is bound. */
+struct cert_files {
+        const char *key;
+        const char *chain;
+};
+
+#define SETTINGS_PARAMS_MAX 20
+/* The managed main.cf parameters for s. With s->managed false there are none: smtptlsd leaves
+ * main.cf alone until the first settings write. Returns how many were written to out. */
+size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,
+                       size_t chain_buf_size, struct maincf_param out[SETTINGS_PARAMS_MAX]);

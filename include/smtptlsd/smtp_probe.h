@@ -1,0 +1,73 @@
+/* smtp_probe.h - an SMTP STARTTLS client that reports what a server serves: greeting, whether
+ * STARTTLS is offered, the TLS protocol and cipher, the peer certificate (SHA-256 fingerprint,
+ * subject, issuer, DNS names, expiry) and whether it verifies. Used by the worker after a Postfix
+ * reload (is the bound certificate served, or no STARTTLS with TLS mode none?) and by
+ * POST /api/v1/probe. Every step (resolve, connect, each reply, the handshake, QUIT) is bounded by
+ * one overall deadline; lines and replies are capped. No globals: any thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SMTP_PROBE_LINE_MAX        4096 /* bytes of one reply line, without CRLF */
+#define SMTP_PROBE_REPLY_LINES_MAX 100  /* lines of one (multi-line) reply */
+#define SMTP_PROBE_DNS_NAMES_MAX   256  /* subjectAltName DNS entries kept */
+
+struct smtp_probe_result {
+        bool connected;        /* TCP connection established */
+        bool starttls_offered; /* STARTTLS in the EHLO reply */
+        bool handshake_ok;     /* STARTTLS accepted (220) and the TLS handshake completed */
+        char protocol[32];     /* "TLSv1.3" */
+        char cipher[128];      /* "TLS_AES_256_GCM_SHA384" */
+        /* "AB:CD:..." of the peer leaf DER, as `openssl x509 -noout -fingerprint -sha256` */
+        char sha256_fingerprint[96];
+        char subject[512]; /* RFC 2253, non-ASCII escaped */
+        char issuer[512];
+        char **dns_names; /* subjectAltName DNS entries (owned) */
+        size_t n_dns_names;
+        time_t not_after;       /* 0 when unknown */
+        bool verified;          /* chain to the trust anchors and, with a servername, the name */
+        char verify_error[256]; /* why not verified, "" when verified */
+        char error[256];        /* why the conversation stopped ("step: reason"), "" when fine */
+        char banner[256];       /* first line of the greeting, "220 mx.example ESMTP" */
+        char address[64];       /* the address connected to, "127.0.0.1" or "::1" */
+};
+
+/* Frees what res owns (dns_names); safe on a zeroed or already released result. */
+void smtp_probe_result_done(struct smtp_probe_result *res);
+
+/* Connects to host (numeric IPv4/IPv6 or a name for getaddrinfo, each address tried in turn) on
+ * port, reads the 220 greeting, sends EHLO, and when STARTTLS is offered sends it, completes a TLS
+ * handshake (SNI and hostname check with servername when not NULL; an IP literal servername is
+ * checked against IP SANs and sent without SNI), collects the peer certificate and verifies it
+ * against ca_file (NULL: the system trust store, loaded only when STARTTLS is accepted), then
+ * QUITs. The whole conversation ends by now + timeout_usec.
+ *
+ * res is always initialised; call smtp_probe_result_done() after any return.
+ * Returns 0 when the conversation finished, whatever it found: look at starttls_offered,
+ * handshake_ok and verified; error is not empty when the server refused a step (greeting or EHLO
+ * not 2xx, STARTTLS not 220) or the TLS handshake failed. Returns a negative errno when it could
+ * not be had, with error naming the step: -EINVAL (arguments, unusable ca_file), -EHOSTUNREACH
+ * (name not resolved), the connect error (-ECONNREFUSED ...), -ETIMEDOUT, -ECONNRESET (the peer
+ * closed), -EPROTO (malformed reply, data after the STARTTLS reply), -EMSGSIZE (a line longer than
+ * SMTP_PROBE_LINE_MAX or a reply longer than SMTP_PROBE_REPLY_LINES_MAX lines), -ENOMEM. */
+int smtp_probe(const char *host, unsigned port, const char *servername, const char *ca_file,
+               uint64_t timeout_usec, struct smtp_probe_result *res);
+
+/* Whether two SHA-256 fingerprints are the same: case and ':' separators are ignored, so
+ * "AB:CD:.." matches "abcd..". False unless both hold 64 hex digits. */
+bool smtp_probe_fingerprint_equal(const char *a, const char *b);
+
+/* Probes host:port with a new connection every poll_interval_usec until the served certificate
+ * has the expected fingerprint (or, when fingerprint is NULL, until a finished conversation shows
+ * no STARTTLS), or until timeout_usec has passed. Each attempt is bounded by what is left of the
+ * timeout. No SNI, and no trust store is loaded (that costs tens of ms per attempt): in these
+ * observations verified is false and verify_error "not checked". Returns 0 on a match, -ETIMEDOUT
+ * otherwise (or -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by
+ * the deadline does not replace an earlier one); it is always initialised: call
+ * smtp_probe_result_done() on it. */
+int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
+                      uint64_t timeout_usec, uint64_t poll_interval_usec,
+                      struct smtp_probe_result *last);

@@ -1,0 +1,65 @@
+/* store.h - the configuration rows in PostgreSQL: settings, the generation counter, certificate
+ * lookups for binding, and the jobs table (the durable half of the queue and the audit trail).
+ * Reads run on HTTP threads (pooled connections); writes only on the worker's connection. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "smtptlsd/db.h"
+#include "smtptlsd/problem.h"
+#include "smtptlsd/settings.h"
+
+struct cert_row {
+        int64_t id;
+        char name[65];
+        char type[16]; /* imported, acme, system */
+        bool system;
+        char *certificate_pem; /* leaf */
+        char *chain_pem;
+        char *private_key_pem;
+        char sha256_fingerprint[96];
+        int64_t not_after; /* unix time, 0 when unknown */
+};
+void cert_row_done(struct cert_row *c);
+
+/* settings (+ the bound certificate's name, version for ETags). */
+int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version, bool for_update,
+                        struct problem *reterr);
+/* Saves s; the certificate name must exist (certificate_not_found) and not be a system
+ * certificate (system_certificate_refused). Bumps the version. */
+int store_settings_save(struct db_conn *c, const struct settings *s, struct problem *reterr);
+int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row,
+                       struct problem *reterr);
+
+int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr);
+int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reterr);
+
+/* jobs */
+int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
+                     const char *target, json_t *request, int64_t *id, struct problem *reterr);
+/* The job as api.md shows it (request bodies are never shown). not_found when absent. */
+int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *reterr);
+/* Newest first, ids below `before` (0: from the newest); *next = cursor or 0. */
+int store_job_list(struct db_conn *c, int64_t before, int limit, json_t **items, int64_t *next,
+                   struct problem *reterr);
+
+/* The worker's side of the jobs table. */
+struct job_outcome {
+        const char *status; /* applied or failed */
+        int64_t generation; /* 0: none */
+        bool postmap, reload;
+        const char *output;
+        json_t *error, *before, *after, *warnings; /* borrowed, may be NULL */
+};
+int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
+                     struct problem *reterr);
+/* Counts an attempt before the job runs (committed on its own, so a job that crashes the daemon
+ * is not retried forever). */
+int store_job_attempt(struct db_conn *c, int64_t id, int *attempts, struct problem *reterr);
+/* Jobs of this node still queued or running (left by a crash, or queued by another thread):
+ * [{id, action, target, actor, request}] oldest first. */
+int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struct problem *reterr);
+int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
+                      const char *detail, struct problem *reterr);

@@ -1,0 +1,96 @@
+/* write.c (api) - the common path of every write: ?wait and ?dry_run, the durable job row, the
+ * hand-over to the worker, and the suspended request. HTTP threads. */
+#include <stdio.h>
+
+#include "smtptlsd/api.h"
+#include "smtptlsd/app.h"
+#include "smtptlsd/conf.h"
+#include "smtptlsd/job.h"
+#include "smtptlsd/pending.h"
+#include "smtptlsd/store.h"
+#include "smtptlsd/worker.h"
+
+#define WAIT_DEFAULT 30
+#define WAIT_MAX     300
+
+static int parse_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
+{
+        char buf[16];
+        const char *v = request_query(req, name, buf, sizeof(buf));
+        *ret = false;
+        if (!v)
+                return 0;
+        if (streq(v, "true") || streq(v, "1") || streq(v, ""))
+                *ret = true;
+        else if (!streq(v, "false") && !streq(v, "0"))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, name, "%s must be true or false",
+                                   name);
+        return 0;
+}
+
+int api_submit(struct request *req, const char *action, const char *target, json_t *body,
+               struct problem *reterr)
+{
+        char buf[16];
+        int64_t wait = WAIT_DEFAULT;
+        bool dry_run = false;
+        int r;
+
+        const char *v = request_query(req, "wait", buf, sizeof(buf));
+        if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
+                                   "wait is a number of seconds from 0 to %d", WAIT_MAX);
+        r = parse_flag(req, "dry_run", &dry_run, reterr);
+        if (r < 0)
+                return r;
+
+        json_t *request = json_pack("{s:O}", "body", body ? body : json_null());
+        const char *if_match = request_header(req, "If-Match");
+        if (if_match)
+                json_object_set_new(request, "if_match", json_string(if_match));
+        struct job *job = job_new(action, target, req->actor, request);
+        json_decref(request);
+        if (!job)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        job->dry_run = dry_run;
+
+        if (!dry_run) {
+                _cleanup_db_conn_ struct db_conn *c = NULL;
+                r = db_acquire(req->app->db, &c, reterr);
+                if (r >= 0)
+                        r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
+                                             target, job->request, &job->id, reterr);
+                if (r < 0) {
+                        job_free(job);
+                        return r;
+                }
+        }
+        if (wait == 0 && !dry_run) {
+                /* Durable already: answer 202 and let the worker run it. */
+                int64_t id = job->id;
+                r = worker_submit(req->app->worker, job);
+                if (r < 0)
+                        job_free(job); /* still queued in the database: the next start runs it */
+                reply_header(req, "Location", "/api/v1/jobs/%lld", (long long)id);
+                reply_header(req, "Job-Id", "%lld", (long long)id);
+                return reply_json(req, 202,
+                                  json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "status",
+                                            "queued", "action", action, "target", target));
+        }
+        uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
+        r = pending_add(req, job, deadline);
+        if (r < 0) {
+                job_free(job);
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        }
+        r = worker_submit(req->app->worker, job);
+        if (r < 0) {
+                problem_set(&job->problem, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "smtptlsd is stopping; the write was %s",
+                            dry_run ? "not run" : "recorded and runs at the next start");
+                job->failed = true;
+                pending_complete(job);
+                job_free(job);
+        }
+        return HANDLER_SUSPENDED;
+}

@@ -1,0 +1,29 @@
+/* job.c - allocation of struct job (see job.h). Any thread. */
+#include "smtptlsd/job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct job *job_new(const char *action, const char *target, const char *actor, json_t *request)
+{
+        struct job *j = calloc(1, sizeof(*j));
+        if (!j)
+                return NULL;
+        snprintf(j->action, sizeof(j->action), "%s", action);
+        snprintf(j->target, sizeof(j->target), "%s", target);
+        snprintf(j->actor, sizeof(j->actor), "%s", actor);
+        j->request = json_incref(request);
+        j->http_status = 200;
+        return j;
+}
+
+void job_free(struct job *j)
+{
+        if (!j)
+                return;
+        json_decref(j->request);
+        json_decref(j->result);
+        json_decref(j->warnings);
+        problem_done(&j->problem);
+        free(j);
+}

@@ -1,0 +1,81 @@
+/* postfix.c - running postfix and postconf for the worker (see postfix.h). Worker thread. */
+#include "smtptlsd/postfix.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtptlsd/conf.h"
+#include "smtptlsd/log.h"
+#include "smtptlsd/util.h"
+
+static int run(char *const *cmd, const char *const *args, uint64_t timeout,
+               struct spawn_result *res)
+{
+        const char **argv = NULL;
+        int r = spawn_argv(cmd, args, &argv);
+        if (r < 0)
+                return r;
+        r = spawn_run(argv, timeout, res);
+        free((void *)argv);
+        return r;
+}
+
+bool postfix_is_running(const struct config *cfg)
+{
+        struct spawn_result res;
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "status", NULL };
+        int r = run(cfg->postfix_command, args, (uint64_t)cfg->command_timeout, &res);
+        bool running = r >= 0 && res.exit_status == 0;
+        spawn_result_done(&res);
+        return running;
+}
+
+int postfix_reload(const struct config *cfg, struct spawn_result *res)
+{
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "reload", NULL };
+        int r = run(cfg->postfix_command, args, (uint64_t)cfg->command_timeout, res);
+        if (r < 0)
+                return r;
+        return res->exit_status == 0 ? 0 : -EPROTO;
+}
+
+int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
+                   struct spawn_result *res)
+{
+        const char *const args[] = { "-c", dir, "-n", NULL };
+        int r = run(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, res);
+        if (r < 0)
+                return r;
+        if (res->exit_status != 0)
+                return -EPROTO;
+        /* Warnings about the administrator's own parameters are theirs; ours must be clean. */
+        for (const char *line = res->output; line && *line;) {
+                const char *end = strchr(line, '\n');
+                size_t len = end ? (size_t)(end - line) : strlen(line);
+                if (memmem(line, len, "warning:", 8))
+                        for (size_t i = 0; names[i]; i++)
+                                if (memmem(line, len, names[i], strlen(names[i])))
+                                        return -EPROTO;
+                line = end ? end + 1 : NULL;
+        }
+        return 0;
+}
+
+int postconf_value(const struct config *cfg, const char *name, char **ret)
+{
+        struct spawn_result res;
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "-h", name, NULL };
+        int r = run(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &res);
+        if (r >= 0 && res.exit_status != 0)
+                r = -EPROTO;
+        if (r >= 0) {
+                size_t n = res.output_len;
+                while (n > 0 && (res.output[n - 1] == '\n' || res.output[n - 1] == ' '))
+                        n--;
+                res.output[n] = 0;
+                *ret = TAKE_PTR(res.output);
+        }
+        spawn_result_done(&res);
+        return r;
+}

@@ -1,0 +1,205 @@
+/* verifier.c - the post-reload STARTTLS check (see verifier.h). Runs on its own thread so that a
+ * write returns as soon as Postfix has its files; every wait is bounded. */
+#include "smtptlsd/verifier.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "smtptlsd/conf.h"
+#include "smtptlsd/db.h"
+#include "smtptlsd/log.h"
+#include "smtptlsd/smtp_probe.h"
+#include "smtptlsd/util.h"
+
+#define VERIFY_TIMEOUT_USEC  (15ull * 1000000)
+#define VERIFY_INTERVAL_USEC (200ull * 1000)
+#define MAX_IDS              1024
+
+struct check {
+        int64_t ids[MAX_IDS];
+        size_t n;
+        bool expect_starttls;
+        char fingerprint[96];
+};
+
+struct verifier {
+        const struct config *cfg;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stopping;
+        bool has_check;
+        struct check next;
+        /* status */
+        char state[16];
+        int matches; /* -1 unknown, 0 no, 1 yes */
+        char detail[1024];
+};
+
+static int parse_address(const char *s, char *host, size_t size, unsigned *port)
+{
+        const char *colon = strrchr(s, ':');
+        if (!colon)
+                return -EINVAL;
+        const char *h = s;
+        size_t len = (size_t)(colon - s);
+        if (*h == '[' && len >= 2 && h[len - 1] == ']') {
+                h++;
+                len -= 2;
+        }
+        if (len == 0 || len >= size)
+                return -EINVAL;
+        memcpy(host, h, len);
+        host[len] = 0;
+        int64_t p;
+        if (parse_int64(colon + 1, 1, 65535, &p) < 0)
+                return -EINVAL;
+        *port = (unsigned)p;
+        return 0;
+}
+
+static void record(const struct config *cfg, const struct check *c, bool ok)
+{
+        char err[256], *list = NULL;
+        size_t cap = c->n * 21 + 3, o = 0;
+        PGconn *pg = NULL;
+        if (c->n == 0 || db_connect(cfg, &pg, err, sizeof(err)) < 0)
+                return;
+        list = malloc(cap);
+        if (!list) {
+                PQfinish(pg);
+                return;
+        }
+        list[o++] = '{';
+        for (size_t i = 0; i < c->n; i++)
+                o += (size_t)snprintf(list + o, cap - o, "%s%lld", i ? "," : "",
+                                      (long long)c->ids[i]);
+        list[o++] = '}';
+        list[o] = 0;
+        const char *params[] = { ok ? "t" : "f", list };
+        struct problem p = { 0 };
+        db_exec_pg(pg, NULL, &p, "UPDATE jobs SET verified = $1 WHERE id = ANY($2::bigint[])", 2,
+                   params);
+        problem_done(&p);
+        free(list);
+        PQfinish(pg);
+}
+
+static void *verifier_main(void *arg)
+{
+        struct verifier *v = arg;
+        char host[256];
+        unsigned port = 0;
+        bool addr_ok = parse_address(v->cfg->smtp_probe_address, host, sizeof(host), &port) >= 0;
+
+        pthread_mutex_lock(&v->lock);
+        for (;;) {
+                while (!v->has_check && !v->stopping)
+                        pthread_cond_wait(&v->cond, &v->lock);
+                if (v->stopping)
+                        break;
+                struct check c = v->next;
+                v->has_check = false;
+                snprintf(v->state, sizeof(v->state), "checking");
+                pthread_mutex_unlock(&v->lock);
+
+                struct smtp_probe_result last = { 0 };
+                int r = -EINVAL;
+                if (addr_ok)
+                        r = smtp_probe_expect(host, port, c.expect_starttls ? c.fingerprint : NULL,
+                                              VERIFY_TIMEOUT_USEC, VERIFY_INTERVAL_USEC, &last);
+                bool ok = r >= 0;
+                char detail[1024];
+                if (!addr_ok)
+                        snprintf(detail, sizeof(detail), "smtp_probe_address '%s' is not host:port",
+                                 v->cfg->smtp_probe_address);
+                else if (ok)
+                        snprintf(detail, sizeof(detail), "%s:%u %s", host, port,
+                                 c.expect_starttls ? "serves the bound certificate"
+                                                   : "offers no STARTTLS");
+                else if (c.expect_starttls)
+                        snprintf(
+                            detail, sizeof(detail),
+                            "%s:%u did not serve %s within %llu s (last seen: %s%s)", host, port,
+                            c.fingerprint, (unsigned long long)(VERIFY_TIMEOUT_USEC / 1000000),
+                            last.sha256_fingerprint[0] ? last.sha256_fingerprint : "no certificate",
+                            last.error[0] ? last.error : "");
+                else
+                        snprintf(detail, sizeof(detail), "%s:%u still offers STARTTLS", host, port);
+                if (!ok)
+                        log_warning("verification failed: %s", detail);
+                smtp_probe_result_done(&last);
+                record(v->cfg, &c, ok);
+
+                pthread_mutex_lock(&v->lock);
+                snprintf(v->state, sizeof(v->state), "%s", ok ? "verified" : "failed");
+                v->matches = ok ? 1 : 0;
+                snprintf(v->detail, sizeof(v->detail), "%s", detail);
+        }
+        pthread_mutex_unlock(&v->lock);
+        return NULL;
+}
+
+int verifier_start(const struct config *cfg, struct verifier **ret)
+{
+        struct verifier *v = calloc(1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        v->cfg = cfg;
+        v->matches = -1;
+        snprintf(v->state, sizeof(v->state), "idle");
+        pthread_mutex_init(&v->lock, NULL);
+        pthread_cond_init(&v->cond, NULL);
+        int r = pthread_create(&v->thread, NULL, verifier_main, v);
+        if (r) {
+                free(v);
+                return -r;
+        }
+        *ret = v;
+        return 0;
+}
+
+void verifier_stop(struct verifier *v)
+{
+        if (!v)
+                return;
+        pthread_mutex_lock(&v->lock);
+        v->stopping = true;
+        pthread_cond_signal(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+        pthread_join(v->thread, NULL);
+        pthread_cond_destroy(&v->cond);
+        pthread_mutex_destroy(&v->lock);
+        free(v);
+}
+
+void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
+                     const char *fingerprint)
+{
+        pthread_mutex_lock(&v->lock);
+        /* Jobs of a check that never started are verified by this newer one. */
+        size_t keep = v->has_check ? v->next.n : 0;
+        for (size_t i = 0; i < n && keep < MAX_IDS; i++)
+                v->next.ids[keep++] = job_ids[i];
+        v->next.n = keep;
+        v->next.expect_starttls = expect_starttls;
+        snprintf(v->next.fingerprint, sizeof(v->next.fingerprint), "%s",
+                 fingerprint ? fingerprint : "");
+        v->has_check = true;
+        v->matches = -1;
+        snprintf(v->state, sizeof(v->state), "checking");
+        pthread_cond_signal(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+}
+
+json_t *verifier_status(struct verifier *v)
+{
+        pthread_mutex_lock(&v->lock);
+        json_t *j =
+            json_pack("{s:s, s:o, s:s}", "state", v->state, "served_fingerprint_matches",
+                      v->matches < 0 ? json_null() : json_boolean(v->matches), "detail", v->detail);
+        pthread_mutex_unlock(&v->lock);
+        return j;
+}

@@ -1,0 +1,259 @@
+/* settings.c - the settings resource's rules and its rendering into main.cf parameters (see
+ * settings.h). Pure; any thread. */
+#include "smtptlsd/settings.h"
+
+#include <stdio.h>
+
+#include "smtptlsd/json_spec.h"
+#include "smtptlsd/tokens.h"
+
+static const char *const mode_names[] = { "none", "may", "encrypt", NULL };
+static const char *const modes_with_empty[] = { "none", "may", "encrypt", "", NULL };
+static const char *const profile_names[] = { "modern", "intermediate", "legacy", NULL };
+
+const char *tls_mode_to_string(enum tls_mode m)
+{
+        return m >= MODE_NONE && m <= MODE_ENCRYPT ? mode_names[m] : NULL;
+}
+
+int tls_mode_from_string(const char *s, enum tls_mode *ret)
+{
+        if (isempty(s)) {
+                *ret = MODE_NONE; /* the reference admin page's "" (Disabled) */
+                return 0;
+        }
+        for (int i = 0; mode_names[i]; i++)
+                if (streq(mode_names[i], s)) {
+                        *ret = (enum tls_mode)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *tls_profile_to_string(enum tls_profile p)
+{
+        return profile_names[p];
+}
+
+int tls_profile_from_string(const char *s, enum tls_profile *ret)
+{
+        for (int i = 0; profile_names[i]; i++)
+                if (streq(profile_names[i], s)) {
+                        *ret = (enum tls_profile)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+void settings_defaults(struct settings *s)
+{
+        int64_t gen = s->generation;
+        *s = (struct settings){
+                .mode = MODE_NONE,
+                .inbound_mode = MODE_UNSET,
+                .outbound_mode = MODE_UNSET,
+                .profile = PROFILE_INTERMEDIATE,
+                .auth_only = true,
+                .received_header = false,
+                .loglevel = 1,
+                .generation = gen,
+        };
+}
+
+enum tls_mode settings_inbound(const struct settings *s)
+{
+        return s->inbound_mode == MODE_UNSET ? s->mode : s->inbound_mode;
+}
+
+enum tls_mode settings_outbound(const struct settings *s)
+{
+        return s->outbound_mode == MODE_UNSET ? s->mode : s->outbound_mode;
+}
+
+struct settings_body {
+        const char *mode;
+        const char *inbound_mode;
+        const char *outbound_mode;
+        const char *certificate;
+        const char *profile;
+        bool auth_only;
+        bool received_header;
+        int64_t loglevel;
+        json_t *ignored;
+};
+
+static int check_certificate_name(const struct json_spec *spec, json_t *v, const char *field,
+                                  struct problem *reterr)
+{
+        if (!name_is_valid(json_string_value(v)))
+                return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, field,
+                                   "'%s' cannot be a certificate name (names are "
+                                   "[a-z0-9][a-z0-9._-]{0,63})",
+                                   json_string_value(v));
+        return 0;
+}
+
+enum {
+        F_MODE,
+        F_INBOUND,
+        F_OUTBOUND,
+        F_CERTIFICATE,
+        F_PROFILE,
+        F_AUTH_ONLY,
+        F_RECEIVED_HEADER,
+        F_LOGLEVEL,
+        F_GENERATION,
+        F_UPDATED_AT,
+        F_MANAGED,
+};
+
+#define SB(f) offsetof(struct settings_body, f)
+/* Read-only fields (generation, updated_at, managed) are accepted so that a client can PUT back
+ * what it got from GET; their values are ignored. */
+static const struct json_spec settings_spec[] = {
+        [F_MODE] = { "mode", JS_CHOICE, JS_REQUIRED, SB(mode), .choices = modes_with_empty },
+        [F_INBOUND] = { "inbound_mode", JS_CHOICE, JS_NULLABLE, SB(inbound_mode),
+                        .choices = modes_with_empty },
+        [F_OUTBOUND] = { "outbound_mode", JS_CHOICE, JS_NULLABLE, SB(outbound_mode),
+                         .choices = modes_with_empty },
+        [F_CERTIFICATE] = { "certificate", JS_STRING, JS_NULLABLE, SB(certificate), .max = 64,
+                            .check = check_certificate_name },
+        [F_PROFILE] = { "profile", JS_CHOICE, 0, SB(profile), .choices = profile_names },
+        [F_AUTH_ONLY] = { "auth_only", JS_BOOL, 0, SB(auth_only), .choices = NULL },
+        [F_RECEIVED_HEADER] = { "received_header", JS_BOOL, 0, SB(received_header),
+                                .choices = NULL },
+        [F_LOGLEVEL] = { "loglevel", JS_INT, 0, SB(loglevel), .min = 0, .max = 4 },
+        [F_GENERATION] = { "generation", JS_ANY, 0, SB(ignored), .choices = NULL },
+        [F_UPDATED_AT] = { "updated_at", JS_ANY, 0, SB(ignored), .choices = NULL },
+        [F_MANAGED] = { "managed", JS_ANY, 0, SB(ignored), .choices = NULL },
+        { 0 },
+};
+
+#define HAS(f) (present & (UINT64_C(1) << (f)))
+
+int settings_apply_json(struct settings *s, json_t *body, bool patch, struct problem *reterr)
+{
+        struct settings_body b = { 0 };
+        uint64_t present = 0;
+        struct settings n = *s;
+        int r;
+
+        r = json_dispatch(body, settings_spec, &b, &present, patch ? JSON_DISPATCH_PATCH : 0, "",
+                          reterr);
+        if (r < 0)
+                return r;
+        if (!patch) {
+                /* PUT replaces: what is not sent takes its default. */
+                settings_defaults(&n);
+                n.generation = s->generation;
+        }
+        if (HAS(F_MODE))
+                tls_mode_from_string(b.mode, &n.mode);
+        if (HAS(F_INBOUND)) {
+                n.inbound_mode = MODE_UNSET;
+                if (b.inbound_mode)
+                        tls_mode_from_string(b.inbound_mode, &n.inbound_mode);
+        }
+        if (HAS(F_OUTBOUND)) {
+                n.outbound_mode = MODE_UNSET;
+                if (b.outbound_mode)
+                        tls_mode_from_string(b.outbound_mode, &n.outbound_mode);
+        }
+        if (HAS(F_CERTIFICATE))
+                snprintf(n.certificate, sizeof(n.certificate), "%s",
+                         b.certificate ? b.certificate : "");
+        if (HAS(F_PROFILE))
+                tls_profile_from_string(b.profile, &n.profile);
+        if (HAS(F_AUTH_ONLY))
+                n.auth_only = b.auth_only;
+        if (HAS(F_RECEIVED_HEADER))
+                n.received_header = b.received_header;
+        if (HAS(F_LOGLEVEL))
+                n.loglevel = (int)b.loglevel;
+
+        if (settings_inbound(&n) != MODE_NONE && !n.certificate[0])
+                return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
+                                   "a certificate is required when the inbound mode is '%s'",
+                                   tls_mode_to_string(settings_inbound(&n)));
+        n.managed = true;
+        *s = n;
+        return 0;
+}
+
+static json_t *mode_or_null(enum tls_mode m)
+{
+        return m == MODE_UNSET ? json_null() : json_string(tls_mode_to_string(m));
+}
+
+json_t *settings_to_json(const struct settings *s)
+{
+        json_t *j = json_object();
+        json_object_set_new(j, "mode", json_string(tls_mode_to_string(s->mode)));
+        json_object_set_new(j, "inbound_mode", mode_or_null(s->inbound_mode));
+        json_object_set_new(j, "outbound_mode", mode_or_null(s->outbound_mode));
+        json_object_set_new(j, "certificate",
+                            s->certificate[0] ? json_string(s->certificate) : json_null());
+        json_object_set_new(j, "profile", json_string(tls_profile_to_string(s->profile)));
+        json_object_set_new(j, "auth_only", json_boolean(s->auth_only));
+        json_object_set_new(j, "received_header", json_boolean(s->received_header));
+        json_object_set_new(j, "loglevel", json_integer(s->loglevel));
+        json_object_set_new(j, "managed", json_boolean(s->managed));
+        json_object_set_new(j, "generation", json_integer(s->generation));
+        json_object_set_new(j, "updated_at",
+                            s->updated_at[0] ? json_string(s->updated_at) : json_null());
+        return j;
+}
+
+/* Protocol and cipher presets (after Mozilla's server-side guidance, adapted to SMTP: on port 25
+ * opportunistic TLS must never refuse a peer that only speaks old TLS, since the alternative is
+ * cleartext; mandatory TLS may be strict). NULL = Postfix's default. */
+static const struct profile {
+        const char *protocols, *mandatory_protocols, *mandatory_ciphers, *exclude_ciphers;
+} profiles[] = {
+        [PROFILE_MODERN] = { ">=TLSv1.2", ">=TLSv1.3", "high",
+                             "aNULL, eNULL, EXPORT, DES, RC4, MD5, PSK, SRP, 3DES" },
+        [PROFILE_INTERMEDIATE] = { "!SSLv2, !SSLv3", ">=TLSv1.2", "medium",
+                                   "aNULL, eNULL, EXPORT, DES, RC4, MD5" },
+        [PROFILE_LEGACY] = { NULL, NULL, NULL, NULL },
+};
+
+size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,
+                       size_t chain_buf_size, struct maincf_param out[SETTINGS_PARAMS_MAX])
+{
+        static const char *const yes_no[] = { "no", "yes" };
+        static const char *const levels[] = { "0", "1", "2", "3", "4" };
+        const struct profile *p = &profiles[s->profile];
+        size_t n = 0;
+
+        if (!s->managed)
+                return 0;
+        out[n++] = (struct maincf_param){ "smtpd_tls_security_level",
+                                          tls_mode_to_string(settings_inbound(s)) };
+        out[n++] = (struct maincf_param){ "smtp_tls_security_level",
+                                          tls_mode_to_string(settings_outbound(s)) };
+        const char *chain = NULL;
+        if (cert && cert->key && cert->chain) {
+                /* Postfix >= 3.4: key first, then the leaf and its intermediates. */
+                int w = snprintf(chain_buf, chain_buf_size, "%s, %s", cert->key, cert->chain);
+                if (w > 0 && (size_t)w < chain_buf_size)
+                        chain = chain_buf;
+        }
+        out[n++] = (struct maincf_param){ "smtpd_tls_chain_files", chain };
+        /* The legacy pair would be ignored beside chain_files; remove it so that nobody reads a
+         * stale path (Debian's default main.cf points it at the snakeoil pair). */
+        out[n++] = (struct maincf_param){ "smtpd_tls_cert_file", NULL };
+        out[n++] = (struct maincf_param){ "smtpd_tls_key_file", NULL };
+        out[n++] = (struct maincf_param){ "smtpd_tls_auth_only", yes_no[s->auth_only] };
+        out[n++] = (struct maincf_param){ "smtpd_tls_received_header", yes_no[s->received_header] };
+        out[n++] = (struct maincf_param){ "smtpd_tls_loglevel", levels[s->loglevel] };
+        out[n++] = (struct maincf_param){ "smtp_tls_loglevel", levels[s->loglevel] };
+        out[n++] = (struct maincf_param){ "smtpd_tls_protocols", p->protocols };
+        out[n++] = (struct maincf_param){ "smtp_tls_protocols", p->protocols };
+        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_protocols", p->mandatory_protocols };
+        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_protocols", p->mandatory_protocols };
+        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_ciphers", p->mandatory_ciphers };
+        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_ciphers", p->mandatory_ciphers };
+        out[n++] = (struct maincf_param){ "smtpd_tls_exclude_ciphers", p->exclude_ciphers };
+        out[n++] = (struct maincf_param){ "smtp_tls_exclude_ciphers", p->exclude_ciphers };
+        return n;
+}

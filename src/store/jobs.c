@@ -1,0 +1,202 @@
+/* jobs.c (store) - the jobs table: inserted as 'queued' by the HTTP thread that accepted a write
+ * (so an acknowledged write survives a crash), finished by the worker, read as the audit trail.
+ * HTTP threads and the worker. */
+#include <stdio.h>
+
+#include "config.h"
+#include "smtptlsd/store.h"
+
+#define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define JOB_COLUMNS                                                                                \
+        "id, status, actor, action, target, " TS("created_at") ", " TS(                            \
+            "finished_at") ", "                                                                    \
+                           "generation, postmap, reload, error::text, output, verified, "          \
+                           "before::text, after::text, "                                           \
+                           "warnings::text"
+
+int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
+                     const char *target, json_t *request, int64_t *id, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
+        const char *params[] = { node, actor, action, target, req };
+        int r = db_exec(c, &res, reterr,
+                        "INSERT INTO jobs (node, status, actor, action, target, request) "
+                        "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id",
+                        5, params);
+        if (r < 0)
+                return r;
+        *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+static json_t *json_or_null(const PGresult *res, int row, int col)
+{
+        if (PQgetisnull(res, row, col))
+                return json_null();
+        json_t *j = json_loads(PQgetvalue(res, row, col), JSON_DECODE_ANY, NULL);
+        return j ? j : json_null();
+}
+
+static json_t *text_or_null(const PGresult *res, int row, int col)
+{
+        return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
+}
+
+static json_t *bool_or_null(const PGresult *res, int row, int col)
+{
+        return PQgetisnull(res, row, col) ? json_null()
+                                          : json_boolean(streq(PQgetvalue(res, row, col), "t"));
+}
+
+static json_t *job_json(const PGresult *res, int i)
+{
+        json_t *j = json_object();
+        int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        json_object_set_new(j, "id", json_integer(id));
+        json_object_set_new(j, "status", json_string(PQgetvalue(res, i, 1)));
+        json_object_set_new(j, "actor", json_string(PQgetvalue(res, i, 2)));
+        json_object_set_new(j, "action", json_string(PQgetvalue(res, i, 3)));
+        json_object_set_new(j, "target", json_string(PQgetvalue(res, i, 4)));
+        json_object_set_new(j, "created_at", text_or_null(res, i, 5));
+        json_object_set_new(j, "finished_at", text_or_null(res, i, 6));
+        json_object_set_new(j, "generation",
+                            PQgetisnull(res, i, 7)
+                                ? json_null()
+                                : json_integer(strtoll(PQgetvalue(res, i, 7), NULL, 10)));
+        json_object_set_new(j, "postmap", json_boolean(streq(PQgetvalue(res, i, 8), "t")));
+        json_object_set_new(j, "reload", json_boolean(streq(PQgetvalue(res, i, 9), "t")));
+        json_object_set_new(j, "error", json_or_null(res, i, 10));
+        json_object_set_new(j, "output", json_string(PQgetvalue(res, i, 11)));
+        json_object_set_new(j, "verified", bool_or_null(res, i, 12));
+        json_object_set_new(j, "before", json_or_null(res, i, 13));
+        json_object_set_new(j, "after", json_or_null(res, i, 14));
+        json_object_set_new(j, "warnings", json_or_null(res, i, 15));
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/api/v1/jobs/%lld", (long long)id);
+        json_object_set_new(j, "location", json_string(loc));
+        return j;
+}
+
+int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char idbuf[24];
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+        const char *params[] = { idbuf };
+        int r =
+            db_exec(c, &res, reterr, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1", 1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no job %lld", (long long)id);
+        *ret = job_json(res, 0);
+        return 0;
+}
+
+int store_job_list(struct db_conn *c, int64_t before, int limit, json_t **items, int64_t *next,
+                   struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char b[24], l[16];
+        snprintf(b, sizeof(b), "%lld", (long long)(before > 0 ? before : INT64_MAX));
+        snprintf(l, sizeof(l), "%d", limit + 1);
+        const char *params[] = { b, l };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " JOB_COLUMNS " FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                        2, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        int n = PQntuples(res);
+        for (int i = 0; i < n && i < limit; i++)
+                json_array_append_new(a, job_json(res, i));
+        *next = n > limit ? strtoll(PQgetvalue(res, limit - 1, 0), NULL, 10) : 0;
+        *items = a;
+        return 0;
+}
+
+int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
+                     struct problem *reterr)
+{
+        char idbuf[24], gen[24];
+        _cleanup_free_ char *err = o->error ? json_dumps(o->error, JSON_COMPACT) : NULL;
+        _cleanup_free_ char *before = o->before ? json_dumps(o->before, JSON_COMPACT) : NULL;
+        _cleanup_free_ char *after = o->after ? json_dumps(o->after, JSON_COMPACT) : NULL;
+        _cleanup_free_ char *warn = o->warnings ? json_dumps(o->warnings, JSON_COMPACT) : NULL;
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+        snprintf(gen, sizeof(gen), "%lld", (long long)o->generation);
+        const char *params[] = {
+                idbuf,
+                o->status,
+                o->generation > 0 ? gen : NULL,
+                o->postmap ? "t" : "f",
+                o->reload ? "t" : "f",
+                o->output ? o->output : "",
+                err,
+                before,
+                after,
+                warn,
+        };
+        /* The request may hold a private key: it is dropped once the job has run. */
+        return db_exec(c, NULL, reterr,
+                       "UPDATE jobs SET status = $2, generation = $3, postmap = $4, reload = $5, "
+                       "output = $6, error = $7::jsonb, before = $8::jsonb, after = $9::jsonb, "
+                       "warnings = $10::jsonb, finished_at = now(), request = NULL WHERE id = $1",
+                       10, params);
+}
+
+int store_job_attempt(struct db_conn *c, int64_t id, int *attempts, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char idbuf[24];
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+        const char *params[] = { idbuf };
+        int r = db_exec(c, &res, reterr,
+                        "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+                        1, params);
+        if (r < 0)
+                return r;
+        *attempts = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
+        return 0;
+}
+
+int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { node };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT id, action, target, actor, coalesce(request::text, 'null') "
+                        "FROM jobs WHERE node = $1 AND status IN ('queued', 'running') "
+                        "ORDER BY id",
+                        1, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+                json_t *req = json_loads(PQgetvalue(res, i, 4), JSON_DECODE_ANY, NULL);
+                json_array_append_new(
+                    a, json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
+                                 (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "action",
+                                 PQgetvalue(res, i, 1), "target", PQgetvalue(res, i, 2), "actor",
+                                 PQgetvalue(res, i, 3), "request", req ? req : json_null()));
+        }
+        *rows = a;
+        return 0;
+}
+
+int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
+                      const char *detail, struct problem *reterr)
+{
+        char gen[24];
+        snprintf(gen, sizeof(gen), "%lld", (long long)applied);
+        const char *params[] = { node, gen, state, detail ? detail : "", SMTPTLSD_VERSION_STR };
+        return db_exec(c, NULL, reterr,
+                       "INSERT INTO nodes (name, applied_generation, state, detail, version, "
+                       "last_contact) VALUES ($1, $2, $3, $4, $5, now()) "
+                       "ON CONFLICT (name) DO UPDATE SET applied_generation = $2, state = $3, "
+                       "detail = $4, version = $5, last_contact = now()",
+                       5, params);
+}

@@ -1,0 +1,165 @@
+/* settings.c (store) - the settings row, certificates looked up for binding, the generation
+ * counter. HTTP threads read; the worker writes inside its transaction. */
+#include <stdio.h>
+
+#include "smtptlsd/store.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+void cert_row_done(struct cert_row *c)
+{
+        free(c->certificate_pem);
+        free(c->chain_pem);
+        if (c->private_key_pem) {
+                explicit_bzero(c->private_key_pem, strlen(c->private_key_pem));
+                free(c->private_key_pem);
+        }
+        c->certificate_pem = c->chain_pem = c->private_key_pem = NULL;
+}
+
+static enum tls_mode mode_of(const PGresult *res, int col)
+{
+        enum tls_mode m = MODE_UNSET;
+        if (!PQgetisnull(res, 0, col))
+                tls_mode_from_string(PQgetvalue(res, 0, col), &m);
+        return m;
+}
+
+/* clang-format off */
+#define SETTINGS_SELECT                                                                            \
+        "SELECT s.managed, s.version, s.mode, s.inbound_mode, s.outbound_mode, c.name, "           \
+        "s.profile, s.auth_only, s.received_header, s.loglevel, " TS("s.updated_at") ", "          \
+        "g.generation FROM settings s LEFT JOIN certificates c ON c.id = s.certificate_id, "       \
+        "config_state g"
+/* clang-format on */
+
+int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version, bool for_update,
+                        struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        for_update ? SETTINGS_SELECT " FOR UPDATE OF s" : SETTINGS_SELECT, 0, NULL);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "no settings row");
+        settings_defaults(s);
+        s->managed = streq(PQgetvalue(res, 0, 0), "t");
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        tls_mode_from_string(PQgetvalue(res, 0, 2), &s->mode);
+        s->inbound_mode = mode_of(res, 3);
+        s->outbound_mode = mode_of(res, 4);
+        snprintf(s->certificate, sizeof(s->certificate), "%s",
+                 PQgetisnull(res, 0, 5) ? "" : PQgetvalue(res, 0, 5));
+        tls_profile_from_string(PQgetvalue(res, 0, 6), &s->profile);
+        s->auth_only = streq(PQgetvalue(res, 0, 7), "t");
+        s->received_header = streq(PQgetvalue(res, 0, 8), "t");
+        s->loglevel = atoi(PQgetvalue(res, 0, 9));
+        snprintf(s->updated_at, sizeof(s->updated_at), "%s", PQgetvalue(res, 0, 10));
+        s->generation = strtoll(PQgetvalue(res, 0, 11), NULL, 10);
+        return 0;
+}
+
+int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row,
+                       struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { name };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT id, name, type, system, certificate_pem, chain_pem, "
+                        "private_key_pem, coalesce(sha256_fingerprint, ''), "
+                        "coalesce(extract(epoch from not_after)::bigint, 0) "
+                        "FROM certificates WHERE name = $1",
+                        1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        *row = (struct cert_row){ 0 };
+        row->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        snprintf(row->name, sizeof(row->name), "%s", PQgetvalue(res, 0, 1));
+        snprintf(row->type, sizeof(row->type), "%s", PQgetvalue(res, 0, 2));
+        row->system = streq(PQgetvalue(res, 0, 3), "t");
+        if (!PQgetisnull(res, 0, 4))
+                row->certificate_pem = strdup(PQgetvalue(res, 0, 4));
+        if (!PQgetisnull(res, 0, 5))
+                row->chain_pem = strdup(PQgetvalue(res, 0, 5));
+        if (!PQgetisnull(res, 0, 6))
+                row->private_key_pem = strdup(PQgetvalue(res, 0, 6));
+        snprintf(row->sha256_fingerprint, sizeof(row->sha256_fingerprint), "%s",
+                 PQgetvalue(res, 0, 7));
+        row->not_after = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
+        return 0;
+}
+
+int store_settings_save(struct db_conn *c, const struct settings *s, struct problem *reterr)
+{
+        char loglevel[8];
+        const char *cert_id = NULL;
+        char idbuf[24];
+        int r;
+
+        if (s->certificate[0]) {
+                struct cert_row row;
+                r = store_cert_by_name(c, s->certificate, &row, reterr);
+                if (r == -ENOENT)
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, "/certificate",
+                                           "no certificate named '%s'", s->certificate);
+                if (r < 0)
+                        return r;
+                bool system = row.system;
+                cert_row_done(&row);
+                /* Decided by the flag, never by an id (the reference page compared id = 1). */
+                if (system)
+                        return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE_REFUSED,
+                                           "/certificate",
+                                           "'%s' is the system's self-signed certificate: strict "
+                                           "peers refuse it; import a real certificate first",
+                                           s->certificate);
+                snprintf(idbuf, sizeof(idbuf), "%lld", (long long)row.id);
+                cert_id = idbuf;
+        }
+        snprintf(loglevel, sizeof(loglevel), "%d", s->loglevel);
+        const char *params[] = {
+                tls_mode_to_string(s->mode),
+                s->inbound_mode == MODE_UNSET ? NULL : tls_mode_to_string(s->inbound_mode),
+                s->outbound_mode == MODE_UNSET ? NULL : tls_mode_to_string(s->outbound_mode),
+                cert_id,
+                tls_profile_to_string(s->profile),
+                s->auth_only ? "t" : "f",
+                s->received_header ? "t" : "f",
+                loglevel,
+        };
+        return db_exec(c, NULL, reterr,
+                       "UPDATE settings SET managed = true, version = version + 1, mode = $1, "
+                       "inbound_mode = $2, outbound_mode = $3, certificate_id = $4, profile = $5, "
+                       "auth_only = $6, received_header = $7, loglevel = $8, updated_at = now()",
+                       8, params);
+}
+
+int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        for_update ? "SELECT generation FROM config_state FOR UPDATE"
+                                   : "SELECT generation FROM config_state",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        *gen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "UPDATE config_state SET generation = generation + 1, updated_at = now() "
+                        "RETURNING generation",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        *gen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
