@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 
 #include "config.h"
+#include "smtptlsd/acme_watch.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/db.h"
@@ -176,6 +177,11 @@ static int run_serve(const struct config *cfg)
         }
         if (r >= 0)
                 r = pending_start();
+        struct acme_watch *acme = NULL;
+        if (r >= 0 && acme_watch_start(&app, &acme) < 0)
+                log_warning("cannot watch %s; renewals are picked up by POST "
+                            "/api/v1/certificates/rescan",
+                            cfg->acme_live_directory);
         if (r >= 0) {
                 atomic_store(&app.ready, true);
                 metrics_gauge_set(METRIC_READY, 1);
@@ -210,6 +216,7 @@ static int run_serve(const struct config *cfg)
          * waiting requests whose job had not started get 202 (the job is durable), then the
          * requests in progress finish and the HTTP threads stop. */
         http_server_quiesce(http);
+        acme_watch_stop(acme);
         worker_stop(app.worker);
         pending_stop();
         http_server_stop(http, (uint64_t)cfg->shutdown_timeout);

@@ -16,6 +16,13 @@ int api_settings_get(struct request *req, struct problem *reterr);
 int api_settings_put(struct request *req, struct problem *reterr);
 int api_settings_patch(struct request *req, struct problem *reterr);
 
+int api_certificates_list(struct request *req, struct problem *reterr);
+int api_certificates_get(struct request *req, struct problem *reterr);
+int api_certificates_put(struct request *req, struct problem *reterr);
+int api_certificates_post(struct request *req, struct problem *reterr);
+int api_certificates_delete(struct request *req, struct problem *reterr);
+int api_certificates_rescan(struct request *req, struct problem *reterr);
+
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);

@@ -22,9 +22,10 @@ struct job {
         bool done;
         bool failed;
         struct problem problem;
-        json_t *result;   /* the resource after the write, or the dry-run plan */
-        json_t *warnings; /* [{code, detail}] */
-        int http_status;  /* 200 or 201 on success */
+        json_t *result;     /* the resource after the write, or the dry-run plan */
+        json_t *warnings;   /* [{code, detail}] */
+        int http_status;    /* 200 or 201 on success */
+        char location[400]; /* Location of a created resource */
 };
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);

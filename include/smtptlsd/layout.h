@@ -29,3 +29,8 @@ int layout_imported_parent(const struct config *cfg, const char *name, char *buf
 /* ACME certificates are used in place: <acme_live_directory>/<name>/{privkey,fullchain}.pem */
 int layout_acme_dir(const struct config *cfg, const char *name, char *buf, size_t size);
 int layout_join(const char *dir, const char *file, char *buf, size_t size);
+
+/* {"chain": path, "key": path} of a certificate as the API shows it (cert: name, type and
+ * sha256_fingerprint of its JSON). */
+#include <jansson.h>
+json_t *layout_cert_files_json(const struct config *cfg, const json_t *cert);

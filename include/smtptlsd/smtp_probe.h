@@ -62,12 +62,13 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
 
 /* Probes host:port with a new connection every poll_interval_usec until the served certificate
  * has the expected fingerprint (or, when fingerprint is NULL, until a finished conversation shows
- * no STARTTLS), or until timeout_usec has passed. Each attempt is bounded by what is left of the
- * timeout. No SNI, and no trust store is loaded (that costs tens of ms per attempt): in these
- * observations verified is false and verify_error "not checked". Returns 0 on a match, -ETIMEDOUT
- * otherwise (or -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by
- * the deadline does not replace an earlier one); it is always initialised: call
- * smtp_probe_result_done() on it. */
+ * no STARTTLS), or until timeout_usec has passed. Each attempt is bounded by a quarter of the
+ * timeout (at least 1 s) and by what is left of it, so one stuck connection cannot use it all. No
+ * SNI, and no trust store is loaded (that costs tens of ms per attempt): in these observations
+ * verified is false and verify_error "not checked". Returns 0 on a match, -ETIMEDOUT otherwise (or
+ * -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by the deadline
+ * does not replace an earlier one); it is always initialised: call smtp_probe_result_done() on it.
+ */
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
                       struct smtp_probe_result *last);

@@ -63,3 +63,30 @@ int store_job_attempt(struct db_conn *c, int64_t id, int *attempts, struct probl
 int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struct problem *reterr);
 int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
                       const char *detail, struct problem *reterr);
+
+/* The certificate store (store/certificates.c). */
+struct cert_import;
+struct cert_info;
+/* [{name, type, system, in_use, chain_verified, missing, ...info}] filtered by q (name, subject,
+ * DNS names; case-insensitive substring) and type; days_left is computed for now. */
+int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t **items,
+                     struct problem *reterr);
+/* One certificate as the API shows it; -ENOENT when absent. */
+int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr);
+/* Creates or replaces an imported certificate. *created tells which. A name held by an ACME or
+ * system certificate: acme_certificate / system_certificate. */
+int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
+                            bool chain_verified, bool *created, struct problem *reterr);
+/* Creates or refreshes an ACME or system row (files are used in place, no PEM kept). Returns
+ * -EEXIST when the name belongs to a certificate of another type. */
+int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *type,
+                               const struct cert_info *info, bool chain_verified,
+                               struct problem *reterr);
+/* Marks an ACME row whose directory is gone (missing = true) or back. */
+int store_cert_set_missing(struct db_conn *c, const char *name, bool missing,
+                           struct problem *reterr);
+/* Names of the rows of one type. */
+int store_cert_names(struct db_conn *c, const char *type, json_t **names, struct problem *reterr);
+int store_cert_delete(struct db_conn *c, const char *name, struct problem *reterr);
+/* [{name, not_after (unix)}] of every certificate, for the expiry metric. */
+int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr);

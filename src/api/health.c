@@ -1,11 +1,14 @@
 /* health.c - /healthz (the process and its worker live), /readyz (database reached, migrations
  * and first reconcile done) and /metrics. HTTP threads. */
 #include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/db.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/store.h"
 #include "smtptlsd/worker.h"
 
 /* A worker that has shown no progress for this long is stuck: its waits are all bounded. */
@@ -49,5 +52,45 @@ int api_metrics(struct request *req, struct problem *reterr)
         int r = metrics_render(api_routes, api_routes_count, &text, &len);
         if (r < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+
+        /* Per-certificate expiry, from the store (names are [a-z0-9._-]: safe as labels). */
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        json_t *items = NULL, *it;
+        size_t i;
+        struct problem ignore = { 0 };
+        if (db_acquire(req->app->db, &c, &ignore) >= 0 &&
+            store_cert_expiries(c, &items, &ignore) >= 0) {
+                char *more = NULL;
+                size_t cap = 160 + json_array_size(items) * 120, n;
+                more = malloc(cap);
+                if (more) {
+                        n = (size_t)snprintf(more, cap,
+                                             "# HELP smtptlsd_certificate_expiry_seconds Seconds "
+                                             "until the certificate expires (negative: expired).\n"
+                                             "# TYPE smtptlsd_certificate_expiry_seconds gauge\n");
+                        long long now = (long long)time(NULL);
+                        json_array_foreach (items, i, it) {
+                                int w = snprintf(
+                                    more + n, cap - n,
+                                    "smtptlsd_certificate_expiry_seconds{name=\"%s\"} %lld\n",
+                                    json_string_value(json_object_get(it, "name")),
+                                    (long long)json_integer_value(
+                                        json_object_get(it, "not_after")) -
+                                        now);
+                                if (w < 0 || (size_t)w >= cap - n)
+                                        break;
+                                n += (size_t)w;
+                        }
+                        char *all = realloc(text, len + n + 1);
+                        if (all) {
+                                memcpy(all + len, more, n + 1);
+                                text = all;
+                                len += n;
+                        }
+                        free(more);
+                }
+        }
+        json_decref(items);
+        problem_done(&ignore);
         return reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

@@ -44,7 +44,8 @@ int api_submit(struct request *req, const char *action, const char *target, json
         if (r < 0)
                 return r;
 
-        json_t *request = json_pack("{s:O}", "body", body ? body : json_null());
+        /* The job owns a copy: the caller's body dies with the request. */
+        json_t *request = json_pack("{s:o}", "body", body ? json_deep_copy(body) : json_null());
         const char *if_match = request_header(req, "If-Match");
         if (if_match)
                 json_object_set_new(request, "if_match", json_string(if_match));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "smtptlsd/conf.h"
+#include "smtptlsd/util.h"
 
 static int fmt(char *buf, size_t size, const char *a, const char *b, const char *c)
 {
@@ -59,4 +60,24 @@ int layout_imported_dir(const struct config *cfg, const char *name, const char *
 int layout_acme_dir(const struct config *cfg, const char *name, char *buf, size_t size)
 {
         return fmt(buf, size, cfg->acme_live_directory, "/", name);
+}
+
+json_t *layout_cert_files_json(const struct config *cfg, const json_t *cert)
+{
+        const char *name = json_string_value(json_object_get(cert, "name"));
+        const char *type = json_string_value(json_object_get(cert, "type"));
+        const char *fp = json_string_value(json_object_get(cert, "sha256_fingerprint"));
+        char dir[4096], key[4200], chain[4200];
+        if (!name || !type)
+                return json_null();
+        if (streq(type, "system"))
+                return json_pack("{s:s, s:s}", "chain", cfg->system_certificate_file, "key",
+                                 cfg->system_key_file);
+        int r = streq(type, "acme")
+                    ? layout_acme_dir(cfg, name, dir, sizeof(dir))
+                    : layout_imported_dir(cfg, name, fp ? fp : "", dir, sizeof(dir));
+        if (r < 0 || layout_join(dir, "fullchain.pem", chain, sizeof(chain)) < 0 ||
+            layout_join(dir, "privkey.pem", key, sizeof(key)) < 0)
+                return json_null();
+        return json_pack("{s:s, s:s}", "chain", chain, "key", key);
 }

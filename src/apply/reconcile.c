@@ -321,7 +321,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         int r;
 
         *res = (struct apply_result){ 0 };
-        if (!p->main_cf_changed && !p->write_cert)
+        if (!p->main_cf_changed && !p->write_cert && !p->reload)
                 return 0;
 
         /* 1. certificate files, in a directory of their own, loaded by OpenSSL as Postfix will */
@@ -329,11 +329,14 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 r = stage_cert(cfg, p, cert_staged, sizeof(cert_staged), reterr);
                 if (r < 0)
                         return r;
-        } else if (p->main_cf_changed && p->key_path[0]) {
+        } else if ((p->main_cf_changed || p->reload) && p->key_path[0]) {
                 r = cert_check_files(p->key_path, p->chain_path, time(NULL), NULL, reterr);
                 if (r < 0)
                         return r;
         }
+
+        if (!p->main_cf_changed && !p->write_cert)
+                goto reload; /* same paths, new content (an ACME renewal): reload only */
 
         /* 2. main.cf in a check directory that postconf can read */
         r = layout_check_dir(cfg, check, sizeof(check));
@@ -396,7 +399,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         }
         fs_remove_tree(check);
 
-        /* 4. reload, only when main.cf changed and Postfix runs */
+        /* 4. reload, only when what Postfix loads changed and Postfix runs */
+reload:
         res->postfix_running = postfix_is_running(cfg);
         if (p->reload && res->postfix_running) {
                 r = reload(cfg, res);

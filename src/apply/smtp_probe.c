@@ -31,6 +31,8 @@
 
 /* QUIT is a courtesy: it gets at most this long (and never more than the overall deadline). */
 #define QUIT_BUDGET_USEC (2 * 1000000ULL)
+/* smtp_probe_expect: each attempt gets a quarter of the timeout, but at least this */
+#define EXPECT_ATTEMPT_MIN_USEC (1000000ULL)
 
 static void set_error(struct smtp_probe_result *res, const char *fmt, ...) _printf_(2, 3);
 
@@ -947,6 +949,9 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
         struct smtp_probe_result *out = last ? last : &scratch;
         unsigned char want[32];
         uint64_t deadline = deadline_after(timeout_usec);
+        /* one stuck connection must not use up all the time: retry with a new one */
+        uint64_t attempt_max =
+            timeout_usec / 4 > EXPECT_ATTEMPT_MIN_USEC ? timeout_usec / 4 : EXPECT_ATTEMPT_MIN_USEC;
         unsigned attempts = 0;
         int r = -ETIMEDOUT;
 
@@ -958,8 +963,9 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
         for (;;) {
                 struct smtp_probe_result obs;
                 uint64_t now = now_monotonic_usec();
+                uint64_t budget = now < deadline ? deadline - now : 0;
                 int k = probe_run(host, port, NULL, NULL, false,
-                                  now < deadline ? deadline - now : 0, &obs);
+                                  budget < attempt_max ? budget : attempt_max, &obs);
                 unsigned char got[32];
                 bool match;
                 if (fingerprint)

@@ -13,6 +13,8 @@
 
 #include "smtptlsd/app.h"
 #include "smtptlsd/cert.h"
+#include "smtptlsd/certsync.h"
+#include "smtptlsd/layout.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
@@ -48,6 +50,9 @@ struct worker {
         uint64_t last_reload_usec;
         unsigned reloads;
         bool stopped;
+        /* the bound certificate's fingerprint that Postfix was last reloaded with ("" unknown):
+         * an ACME renewal changes it without changing main.cf */
+        char applied_fingerprint[96];
 };
 
 static struct worker *current; /* for spawn's progress hook */
@@ -162,10 +167,111 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
         return 0;
 }
 
+static json_t *cert_json(struct worker *w, const char *name)
+{
+        json_t *j = NULL;
+        struct problem ignore = { 0 };
+        if (store_cert_get_json(&w->db, name, &j, &ignore) < 0)
+                j = NULL;
+        problem_done(&ignore);
+        if (j)
+                json_object_set_new(j, "files", layout_cert_files_json(w->app->cfg, j));
+        return j;
+}
+
+static const char *body_string(const struct job *job, const char *key)
+{
+        return json_string_value(json_object_get(json_object_get(job->request, "body"), key));
+}
+
+/* PUT (create or replace) and POST (create) of an imported certificate. The HTTP thread already
+ * validated the upload; it is validated again here, at the time it is applied. */
+static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **before,
+                        json_t **after)
+{
+        const char *name = job->target;
+        const char *cert = body_string(job, "certificate"), *key = body_string(job, "private_key");
+        const char *chain = body_string(job, "chain");
+        struct cert_import imp = { 0 };
+        bool created = false, verified = false;
+        int r;
+
+        *before = cert_json(w, name);
+        if (post && *before)
+                return problem_set(&job->problem, PROBLEM_DUPLICATE_NAME, "/name",
+                                   "a certificate named '%s' exists; PUT replaces it", name);
+        r = cert_import(cert ? cert : "", cert ? strlen(cert) : 0, key ? key : "",
+                        key ? strlen(key) : 0, chain, chain ? strlen(chain) : 0, time(NULL), &imp,
+                        &job->problem);
+        if (r < 0)
+                return r;
+        if (cert_verify_chain(imp.cert_pem, strlen(imp.cert_pem), imp.chain_pem,
+                              strlen(imp.chain_pem), NULL, time(NULL), &verified) < 0)
+                verified = false;
+        r = store_cert_put_imported(&w->db, name, &imp, verified, &created, &job->problem);
+        cert_import_done(&imp);
+        if (r < 0)
+                return r;
+        *after = cert_json(w, name);
+        job->result = json_incref(*after);
+        if (created) {
+                job->http_status = 201;
+                snprintf(job->location, sizeof(job->location), "/api/v1/certificates/%s", name);
+        }
+        return 0;
+}
+
+static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
+{
+        const char *name = job->target;
+        *before = cert_json(w, name);
+        if (!*before)
+                return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL,
+                                   "no certificate named '%s'", name);
+        const char *type = json_string_value(json_object_get(*before, "type"));
+        if (json_is_true(json_object_get(*before, "system")))
+                return problem_set(&job->problem, PROBLEM_SYSTEM_CERTIFICATE, NULL,
+                                   "'%s' is the system certificate and cannot be deleted", name);
+        if (json_is_true(json_object_get(*before, "in_use")))
+                return problem_set(&job->problem, PROBLEM_CERTIFICATE_IN_USE, NULL,
+                                   "'%s' is bound to Postfix; bind another certificate first",
+                                   name);
+        if (streq(type, "acme"))
+                return problem_set(&job->problem, PROBLEM_ACME_CERTIFICATE, NULL,
+                                   "'%s' is an ACME certificate: remove it with the ACME client",
+                                   name);
+        int r = store_cert_delete(&w->db, name, &job->problem);
+        if (r < 0)
+                return r;
+        job->http_status = 204;
+        job->result = json_null();
+        return 0;
+}
+
+static int run_cert_rescan(struct worker *w, struct job *job, json_t **after)
+{
+        json_t *warnings = json_array(), *summary = NULL;
+        int r = certsync_run(w->app->cfg, &w->db, warnings, &summary, &job->problem);
+        if (r < 0) {
+                json_decref(warnings);
+                return r;
+        }
+        json_object_set_new(summary, "warnings", warnings);
+        *after = summary;
+        job->result = json_incref(summary);
+        return 0;
+}
+
 static int run_job(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
         if (streq(job->action, "settings.put") || streq(job->action, "settings.patch"))
                 return run_settings(w, job, before, after);
+        if (streq(job->action, "certificates.put") || streq(job->action, "certificates.post"))
+                return run_cert_put(w, job, streq(job->action, "certificates.post"), before, after);
+        if (streq(job->action, "certificates.delete"))
+                return run_cert_delete(w, job, before);
+        if (streq(job->action, "certificates.rescan"))
+                return run_cert_rescan(w, job, after);
         return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "unknown action %s",
                            job->action);
 }
@@ -363,6 +469,9 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 goto out;
         }
 
+        if (plan.expect_fingerprint[0] && w->applied_fingerprint[0] &&
+            !streq(plan.expect_fingerprint, w->applied_fingerprint))
+                plan.reload = true;
         set_state(w, "applying", NULL);
         r = reconcile_apply(cfg, &plan, &res, &p);
         if (r < 0)
@@ -403,6 +512,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         metrics_count(METRIC_RECONCILES, 1);
         metrics_count(METRIC_JOBS_APPLIED, ok);
         mark_applied(w, gen, res.reloaded);
+        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                 plan.expect_fingerprint);
         if (res.reloaded && res.postfix_running) {
                 int64_t ids[MAX_BATCH];
                 size_t nids = 0;
@@ -628,6 +739,23 @@ static int initial_reconcile(struct worker *w)
 
         reconcile_cleanup_staging(cfg);
         r = ensure_db(w, &p);
+        if (r >= 0) {
+                /* The files may have changed while we were away (renewals, a new system pair). */
+                json_t *warnings = json_array(), *summary = NULL;
+                struct problem sp = { 0 };
+                int k = sql(w, "BEGIN", &sp);
+                if (k >= 0)
+                        k = certsync_run(cfg, &w->db, warnings, &summary, &sp);
+                if (k >= 0)
+                        k = sql(w, "COMMIT", &sp);
+                if (k < 0) {
+                        sql(w, "ROLLBACK", NULL);
+                        log_warning("start-up certificate scan failed: %s", sp.detail);
+                }
+                problem_done(&sp);
+                json_decref(warnings);
+                json_decref(summary);
+        }
         if (r >= 0)
                 r = store_generation(&w->db, &gen, false, &p);
         if (r >= 0)
@@ -643,7 +771,13 @@ static int initial_reconcile(struct worker *w)
                 pthread_mutex_lock(&w->lock);
                 w->drift = drift;
                 pthread_mutex_unlock(&w->lock);
+                /* Postfix may still hold an ACME certificate renewed while we were away. */
+                if (d.has_cert && streq(d.cert.type, "acme") && postfix_is_running(cfg))
+                        plan.reload = true;
                 r = reconcile_apply(cfg, &plan, &res, &p);
+                if (r >= 0)
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 plan.expect_fingerprint);
         }
         if (r < 0) {
                 log_error("start-up reconcile failed: %s", p.detail);

@@ -28,6 +28,7 @@ static const char *const code_names[_PROBLEM_MAX] = {
         [PROBLEM_MANAGED_ROW] = "managed_row",
         [PROBLEM_CERTIFICATE_IN_USE] = "certificate_in_use",
         [PROBLEM_SYSTEM_CERTIFICATE] = "system_certificate",
+        [PROBLEM_ACME_CERTIFICATE] = "acme_certificate",
         [PROBLEM_INVALID_NAME] = "invalid_name",
         [PROBLEM_INVALID_PEM] = "invalid_pem",
         [PROBLEM_NO_CERTIFICATE] = "no_certificate",

@@ -47,6 +47,12 @@ static void reply_outcome(struct request *req, struct job *job)
                 reply_problem(req, &job->problem);
                 return;
         }
+        if (job->location[0])
+                reply_header(req, "Location", "%s", job->location);
+        if (job->http_status == 204) {
+                reply_empty(req, 204);
+                return;
+        }
         json_t *body = json_incref(job->result);
         if (json_is_object(body) && job->warnings && json_array_size(job->warnings) > 0)
                 json_object_set(body, "warnings", job->warnings);

@@ -34,6 +34,7 @@ static const struct {
         [PROBLEM_MANAGED_ROW] = { 409, "Managed row" },
         [PROBLEM_CERTIFICATE_IN_USE] = { 409, "Certificate in use" },
         [PROBLEM_SYSTEM_CERTIFICATE] = { 409, "System certificate" },
+        [PROBLEM_ACME_CERTIFICATE] = { 409, "ACME certificate is read-only" },
         [PROBLEM_INVALID_NAME] = { 422, "Invalid name" },
         [PROBLEM_INVALID_PEM] = { 422, "Invalid PEM" },
         [PROBLEM_NO_CERTIFICATE] = { 422, "No certificate" },

@@ -1,0 +1,22 @@
+/* certsync.h - certificates that live as files: every <acme_live_directory>/<name>/ with
+ * fullchain.pem and privkey.pem (type acme, used in place), and the bootstrap self-signed pair
+ * named in the configuration (type system, never bindable). The worker runs it inside its
+ * transaction at start-up and for a rescan job. */
+#pragma once
+
+#include <jansson.h>
+
+#include "smtptlsd/db.h"
+#include "smtptlsd/problem.h"
+
+struct config;
+
+/* Brings the acme and system rows in line with the files. Problems with single directories
+ * (unreadable, bad PEM, a name taken by an imported certificate, a bound certificate whose
+ * directory vanished) become warnings [{code, detail}] appended to warnings; they never fail the
+ * whole scan. *summary = {"acme": [names], "removed": [names], "missing": [names]}. */
+int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, json_t **summary,
+                 struct problem *reterr);
+/* The name the system certificate gets: its file's base name without .pem/.crt, when that is a
+ * valid certificate name, else "system". */
+void certsync_system_name(const struct config *cfg, char name[static 65]);

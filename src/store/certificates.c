@@ -1,0 +1,264 @@
+/* certificates.c (store) - the certificates table: imported rows carry their PEM, ACME and system
+ * rows point at files; every row keeps the parsed details (info) so lists need no OpenSSL. HTTP
+ * threads read; the worker writes. */
+#include <stdio.h>
+#include <time.h>
+
+#include "smtptlsd/cert.h"
+#include "smtptlsd/store.h"
+
+#define CERT_COLUMNS                                                                               \
+        "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, c.missing, "    \
+        "c.id = (SELECT certificate_id FROM settings), "                                           \
+        "coalesce(extract(epoch from c.not_after)::bigint, 0)"
+
+static json_t *row_json(const PGresult *res, int i)
+{
+        json_t *j = json_loads(PQgetvalue(res, i, 3), 0, NULL);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                j = json_object();
+        }
+        json_object_set_new(j, "name", json_string(PQgetvalue(res, i, 0)));
+        json_object_set_new(j, "type", json_string(PQgetvalue(res, i, 1)));
+        json_object_set_new(j, "system", json_boolean(streq(PQgetvalue(res, i, 2), "t")));
+        json_object_set_new(
+            j, "chain_verified",
+            PQgetisnull(res, i, 4) ? json_null() : json_boolean(streq(PQgetvalue(res, i, 4), "t")));
+        json_object_set_new(j, "missing", json_boolean(streq(PQgetvalue(res, i, 5), "t")));
+        json_object_set_new(j, "in_use", json_boolean(streq(PQgetvalue(res, i, 6), "t")));
+        long long not_after = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        if (not_after) {
+                /* floor((not_after - now) / 1 day), also below zero */
+                long long d = not_after - (long long)time(NULL);
+                long long days = d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
+                json_object_set_new(j, "days_left", json_integer(days));
+        }
+        return j;
+}
+
+/* LIKE treats % _ and \ specially: escape them so q matches literally. */
+static char *like_pattern(const char *q)
+{
+        size_t n = strlen(q);
+        char *p = malloc(2 * n + 3), *o = p;
+        if (!p)
+                return NULL;
+        *o++ = '%';
+        for (const char *s = q; *s; s++) {
+                if (*s == '%' || *s == '_' || *s == '\\')
+                        *o++ = '\\';
+                *o++ = *s;
+        }
+        *o++ = '%';
+        *o = 0;
+        return p;
+}
+
+int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t **items,
+                     struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        _cleanup_free_ char *pattern = q && *q ? like_pattern(q) : NULL;
+        const char *params[] = { pattern, type && *type ? type : NULL };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " CERT_COLUMNS " FROM certificates c "
+                        "WHERE ($1::text IS NULL OR c.name ILIKE $1 OR c.subject ILIKE $1 "
+                        "       OR array_to_string(c.dns_names, ' ') ILIKE $1) "
+                        "AND ($2::text IS NULL OR c.type = $2) ORDER BY c.name",
+                        2, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(a, row_json(res, i));
+        *items = a;
+        return 0;
+}
+
+int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { name };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " CERT_COLUMNS " FROM certificates c WHERE c.name = $1", 1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        *ret = row_json(res, 0);
+        return 0;
+}
+
+/* The text[] literal of info's DNS names: {"a","b"} with quotes and backslashes escaped. */
+static char *dns_array(const struct cert_info *info)
+{
+        size_t cap = 3;
+        for (size_t i = 0; i < info->n_dns_names; i++)
+                cap += 2 * strlen(info->dns_names[i]) + 3;
+        char *s = malloc(cap), *o = s;
+        if (!s)
+                return NULL;
+        *o++ = '{';
+        for (size_t i = 0; i < info->n_dns_names; i++) {
+                if (i)
+                        *o++ = ',';
+                *o++ = '"';
+                for (const char *p = info->dns_names[i]; *p; p++) {
+                        if (*p == '"' || *p == '\\')
+                                *o++ = '\\';
+                        *o++ = *p;
+                }
+                *o++ = '"';
+        }
+        *o++ = '}';
+        *o = 0;
+        return s;
+}
+
+static int existing_type(struct db_conn *c, const char *name, char type[16], struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { name };
+        int r =
+            db_exec(c, &res, reterr, "SELECT type FROM certificates WHERE name = $1", 1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        snprintf(type, 16, "%s", PQgetvalue(res, 0, 0));
+        return 0;
+}
+
+int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
+                            bool chain_verified, bool *created, struct problem *reterr)
+{
+        char type[16], not_after[32];
+        int r = existing_type(c, name, type, reterr);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        *created = r == -ENOENT;
+        if (!*created && streq(type, "acme"))
+                return problem_set(reterr, PROBLEM_ACME_CERTIFICATE, NULL,
+                                   "'%s' is an ACME certificate: renew it with the ACME client",
+                                   name);
+        if (!*created && streq(type, "system"))
+                return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE, NULL,
+                                   "'%s' is the system certificate and cannot be replaced here",
+                                   name);
+        _cleanup_free_ char *dns = dns_array(&imp->info);
+        json_t *info = cert_info_to_json(&imp->info, time(NULL));
+        json_object_del(info, "days_left");
+        _cleanup_free_ char *info_text = json_dumps(info, JSON_COMPACT);
+        json_decref(info);
+        snprintf(not_after, sizeof(not_after), "%lld", (long long)imp->info.not_after);
+        const char *params[] = {
+                name,
+                imp->cert_pem,
+                imp->chain_pem,
+                imp->key_pem,
+                imp->info.sha256_fingerprint,
+                not_after,
+                imp->info.subject,
+                dns,
+                info_text,
+                chain_verified ? "t" : "f",
+        };
+        return db_exec(
+            c, NULL, reterr,
+            "INSERT INTO certificates (name, type, system, certificate_pem, chain_pem, "
+            "private_key_pem, sha256_fingerprint, not_after, subject, dns_names, info, "
+            "chain_verified) VALUES ($1, 'imported', false, $2, $3, $4, $5, "
+            "to_timestamp($6), $7, $8::text[], $9::jsonb, $10) "
+            "ON CONFLICT (name) DO UPDATE SET certificate_pem = $2, chain_pem = $3, "
+            "private_key_pem = $4, sha256_fingerprint = $5, not_after = to_timestamp($6), "
+            "subject = $7, dns_names = $8::text[], info = $9::jsonb, "
+            "chain_verified = $10, missing = false, updated_at = now()",
+            10, params);
+}
+
+int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *type,
+                               const struct cert_info *info, bool chain_verified,
+                               struct problem *reterr)
+{
+        char existing[16], not_after[32];
+        int r = existing_type(c, name, existing, reterr);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0 && !streq(existing, type))
+                return -EEXIST;
+        _cleanup_free_ char *dns = dns_array(info);
+        json_t *j = cert_info_to_json(info, time(NULL));
+        json_object_del(j, "days_left");
+        _cleanup_free_ char *info_text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        snprintf(not_after, sizeof(not_after), "%lld", (long long)info->not_after);
+        const char *params[] = {
+                name,
+                type,
+                streq(type, "system") ? "t" : "f",
+                info->sha256_fingerprint,
+                not_after,
+                info->subject,
+                dns,
+                info_text,
+                chain_verified ? "t" : "f",
+        };
+        return db_exec(c, NULL, reterr,
+                       "INSERT INTO certificates (name, type, system, sha256_fingerprint, "
+                       "not_after, subject, dns_names, info, chain_verified) VALUES ($1, $2, $3, "
+                       "$4, to_timestamp($5), $6, $7::text[], $8::jsonb, $9) "
+                       "ON CONFLICT (name) DO UPDATE SET sha256_fingerprint = $4, "
+                       "not_after = to_timestamp($5), subject = $6, dns_names = $7::text[], "
+                       "info = $8::jsonb, chain_verified = $9, missing = false, "
+                       "updated_at = CASE WHEN certificates.sha256_fingerprint IS DISTINCT FROM $4 "
+                       "THEN now() ELSE certificates.updated_at END",
+                       9, params);
+}
+
+int store_cert_set_missing(struct db_conn *c, const char *name, bool missing,
+                           struct problem *reterr)
+{
+        const char *params[] = { name, missing ? "t" : "f" };
+        return db_exec(c, NULL, reterr, "UPDATE certificates SET missing = $2 WHERE name = $1", 2,
+                       params);
+}
+
+int store_cert_names(struct db_conn *c, const char *type, json_t **names, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { type };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name FROM certificates WHERE type = $1 ORDER BY name", 1, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(a, json_string(PQgetvalue(res, i, 0)));
+        *names = a;
+        return 0;
+}
+
+int store_cert_delete(struct db_conn *c, const char *name, struct problem *reterr)
+{
+        const char *params[] = { name };
+        return db_exec(c, NULL, reterr, "DELETE FROM certificates WHERE name = $1", 1, params);
+}
+
+int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name, extract(epoch from not_after)::bigint FROM certificates "
+                        "WHERE not_after IS NOT NULL ORDER BY name",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(
+                    a, json_pack("{s:s, s:I}", "name", PQgetvalue(res, i, 0), "not_after",
+                                 (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10)));
+        *items = a;
+        return 0;
+}
