@@ -54,6 +54,16 @@ int api_status(struct request *req, struct problem *reterr)
                                                                 "under 21 days"));
                         cert_row_done(&row);
                 }
+                json_t *details = NULL;
+                struct problem ignore = { 0 };
+                if (store_cert_get_json(c, s.certificate, &details, &ignore) >= 0 &&
+                    json_is_true(json_object_get(details, "missing")))
+                        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code",
+                                                                  "certificate_missing", "detail",
+                                                                  "the bound ACME certificate's "
+                                                                  "directory is gone"));
+                json_decref(details);
+                problem_done(&ignore);
         }
         if (json_array_size(json_object_get(ws, "drift")) > 0)
                 json_array_append_new(warnings,
