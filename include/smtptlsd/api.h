@@ -23,6 +23,14 @@ int api_certificates_post(struct request *req, struct problem *reterr);
 int api_certificates_delete(struct request *req, struct problem *reterr);
 int api_certificates_rescan(struct request *req, struct problem *reterr);
 
+int api_policies_list(struct request *req, struct problem *reterr);
+int api_policies_post(struct request *req, struct problem *reterr);
+int api_policies_bulk(struct request *req, struct problem *reterr);
+int api_policy_get(struct request *req, struct problem *reterr);
+int api_policy_put(struct request *req, struct problem *reterr);
+int api_policy_patch(struct request *req, struct problem *reterr);
+int api_policy_delete(struct request *req, struct problem *reterr);
+
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);

@@ -18,6 +18,17 @@ int layout_check_dir(const struct config *cfg, char *buf, size_t size);
 /* <postfix_dir>/.smtptlsd/main.cf.lkg */
 int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size);
 
+/* The TLS policy map: <postfix_dir>/smtptlsd_tls_policy (the text, for humans and postmap) and
+ * the indexed file postmap makes beside it (suffix by map type: .db, .lmdb, .cdb). Staged as
+ * <postfix_dir>/.smtptlsd/tls_policy.new(.db); the previous index kept as .smtptlsd/tls_policy.lkg.
+ */
+#define LAYOUT_POLICY_MAP "smtptlsd_tls_policy"
+int layout_policy_map(const struct config *cfg, char *buf, size_t size);
+int layout_policy_staged(const struct config *cfg, char *buf, size_t size);
+int layout_policy_lkg(const struct config *cfg, char *buf, size_t size);
+/* ".db" for hash and btree, ".lmdb", ".cdb" */
+const char *layout_map_suffix(const char *type);
+
 /* An imported certificate's files live in a directory named after its content, so that a new
  * version never overwrites the files the live main.cf points at:
  * <certificate_directory>/<name>/<first 16 hex of the SHA-256 fingerprint>/{privkey,fullchain}.pem

@@ -17,5 +17,11 @@ int postfix_reload(const struct config *cfg, struct spawn_result *res);
  * about one of the names given; res holds the output. */
 int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
                    struct spawn_result *res);
+/* `postmap -c DIR TYPE:PATH`: builds the indexed map next to PATH. */
+int postmap_build(const struct config *cfg, const char *type, const char *path,
+                  struct spawn_result *res);
+/* `postmap -c DIR -s TYPE:PATH`: every entry of the built map, "key value" per line. */
+int postmap_dump(const struct config *cfg, const char *type, const char *path,
+                 struct spawn_result *res);
 /* `postconf -c DIR -h NAME`: the effective value (defaults included) of one parameter. */
 int postconf_value(const struct config *cfg, const char *name, char **ret);

@@ -17,6 +17,11 @@ struct desired {
         struct settings settings;
         bool has_cert;
         struct cert_row cert;
+        /* the TLS policy map: managed once settings are, or as soon as a policy exists */
+        bool map_managed;
+        char *map_text; /* rendered from the enabled rows, sorted */
+        size_t map_len;
+        size_t map_entries;
 };
 /* Reads the committed (or, inside the worker's transaction, the pending) desired state. */
 int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr);
@@ -36,6 +41,12 @@ struct plan {
         const char *key_pem;
         char key_path[PATH_MAX], chain_path[PATH_MAX];
         bool reload;
+        /* the policy map: its text differs from the live one (or the index is missing) */
+        bool map_managed;
+        bool map_changed;
+        const char *map_text;
+        size_t map_len, map_entries;
+        char map_param[PATH_MAX + 16];
         /* what a STARTTLS probe must see after the reload */
         bool expect_starttls;
         char expect_fingerprint[96];
@@ -44,11 +55,14 @@ void plan_done(struct plan *p);
 
 int reconcile_plan(const struct config *cfg, const struct desired *d, struct plan *p,
                    struct problem *reterr);
-/* The plan for a dry run: [{name, old, new}] of main.cf parameters that change, reload. */
-json_t *reconcile_plan_json(const struct plan *p);
+/* The plan for a dry run: [{name, old, new}] of main.cf parameters that change, reload, and the
+ * unified diff of the policy map. */
+json_t *reconcile_plan_json(const struct config *cfg, const struct plan *p);
 
 struct apply_result {
         bool swapped;
+        bool map_swapped;
+        bool postmap;
         bool reloaded;
         bool postfix_running;
         char *output; /* what postconf/postfix said, for the job record */
@@ -61,7 +75,8 @@ void apply_result_done(struct apply_result *r);
 int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_result *res,
                     struct problem *reterr);
 /* After a successful apply whose transaction could not commit: last-known-good back, reload. */
-int reconcile_restore(const struct config *cfg, const struct plan *p);
+int reconcile_restore(const struct config *cfg, const struct plan *p,
+                      const struct apply_result *res);
 /* Start-up: removes staged leftovers of an interrupted apply. */
 void reconcile_cleanup_staging(const struct config *cfg);
 /* After a commit: removes certificate version directories no main.cf (live or lkg) uses. */

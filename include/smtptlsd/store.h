@@ -90,3 +90,23 @@ int store_cert_names(struct db_conn *c, const char *type, json_t **names, struct
 int store_cert_delete(struct db_conn *c, const char *name, struct problem *reterr);
 /* [{name, not_after (unix)}] of every certificate, for the expiry metric. */
 int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr);
+
+/* TLS policies (store/policies.c). */
+struct policy;
+/* The map text of the enabled rows (sorted), its entry count, and how many rows exist at all. */
+int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
+                          int64_t *rows, struct problem *reterr);
+/* One row as the API shows it; -ENOENT when absent. Fills *p when p is not NULL. */
+int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,
+                     struct problem *reterr);
+int store_policy_put(struct db_conn *c, const struct policy *p, bool *created,
+                     struct problem *reterr);
+int store_policy_delete(struct db_conn *c, const char *destination, struct problem *reterr);
+/* Filtered, ordered by destination, after the cursor; *next is the last destination of a full
+ * page (malloc'ed) or NULL. managed: -1 any, 0 unmanaged, 1 managed. */
+int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
+                        const char *after, int limit, json_t **items, char **next,
+                        struct problem *reterr);
+/* Makes the unmanaged rows exactly `items` (a JSON array of normalized policies). A destination
+ * held by a managed row: managed_row. Counts go to *counts {added, changed, removed, unchanged}. */
+int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr);

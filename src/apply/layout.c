@@ -81,3 +81,29 @@ json_t *layout_cert_files_json(const struct config *cfg, const json_t *cert)
                 return json_null();
         return json_pack("{s:s, s:s}", "chain", chain, "key", key);
 }
+
+int layout_policy_map(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/", LAYOUT_POLICY_MAP);
+}
+
+int layout_policy_staged(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/",
+                   LAYOUT_STATE_DIR "/tls_policy.new");
+}
+
+int layout_policy_lkg(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/",
+                   LAYOUT_STATE_DIR "/tls_policy.lkg");
+}
+
+const char *layout_map_suffix(const char *type)
+{
+        if (streq(type, "lmdb"))
+                return ".lmdb";
+        if (streq(type, "cdb"))
+                return ".cdb";
+        return ".db";
+}

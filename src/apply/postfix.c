@@ -2,6 +2,7 @@
 #include "smtptlsd/postfix.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,16 +10,50 @@
 #include "smtptlsd/log.h"
 #include "smtptlsd/util.h"
 
-static int run(char *const *cmd, const char *const *args, uint64_t timeout,
-               struct spawn_result *res)
+static int run_max(char *const *cmd, const char *const *args, uint64_t timeout, size_t max,
+                   struct spawn_result *res)
 {
         const char **argv = NULL;
         int r = spawn_argv(cmd, args, &argv);
         if (r < 0)
                 return r;
-        r = spawn_run(argv, timeout, res);
+        r = spawn_run_max(argv, timeout, max, res);
         free((void *)argv);
         return r;
+}
+
+static int run(char *const *cmd, const char *const *args, uint64_t timeout,
+               struct spawn_result *res)
+{
+        return run_max(cmd, args, timeout, SPAWN_OUTPUT_MAX, res);
+}
+
+/* A dump of a map with 100,000 entries is about 10 MiB; 1,000,000 fit in this. */
+#define MAP_DUMP_MAX (256u << 20)
+
+int postmap_build(const struct config *cfg, const char *type, const char *path,
+                  struct spawn_result *res)
+{
+        char map[4200];
+        snprintf(map, sizeof(map), "%s:%s", type, path);
+        const char *const args[] = { "-c", cfg->postfix_config_directory, map, NULL };
+        int r = run(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, res);
+        if (r < 0)
+                return r;
+        return res->exit_status == 0 ? 0 : -EPROTO;
+}
+
+int postmap_dump(const struct config *cfg, const char *type, const char *path,
+                 struct spawn_result *res)
+{
+        char map[4200];
+        snprintf(map, sizeof(map), "%s:%s", type, path);
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "-s", map, NULL };
+        int r =
+            run_max(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, MAP_DUMP_MAX, res);
+        if (r < 0)
+                return r;
+        return res->exit_status == 0 ? 0 : -EPROTO;
 }
 
 bool postfix_is_running(const struct config *cfg)

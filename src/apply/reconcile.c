@@ -5,6 +5,7 @@
 #include "smtptlsd/reconcile.h"
 
 #include <dirent.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include "smtptlsd/layout.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/maincf.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
 
 #define MAIN_CF_MAX (4u << 20)
@@ -39,6 +41,11 @@ int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
                         return r;
                 d->has_cert = true;
         }
+        int64_t rows = 0;
+        r = store_policies_render(c, &d->map_text, &d->map_len, &d->map_entries, &rows, reterr);
+        if (r < 0)
+                return r;
+        d->map_managed = d->settings.managed || rows > 0;
         return 0;
 }
 
@@ -46,6 +53,8 @@ void desired_done(struct desired *d)
 {
         cert_row_done(&d->cert);
         d->has_cert = false;
+        free(d->map_text);
+        d->map_text = NULL;
 }
 
 void plan_done(struct plan *p)
@@ -126,6 +135,24 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         }
         p->n_params = settings_render(&d->settings, files.key ? &files : NULL, p->chain_value,
                                       sizeof(p->chain_value), p->params);
+        if (d->map_managed) {
+                char map[PATH_MAX], index[PATH_MAX + 8];
+                r = layout_policy_map(cfg, map, sizeof(map));
+                if (r < 0)
+                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                           "policy map path too long");
+                snprintf(p->map_param, sizeof(p->map_param), "%s:%s", cfg->policy_map_type, map);
+                p->params[p->n_params++] =
+                    (struct maincf_param){ "smtp_tls_policy_maps", p->map_param };
+                snprintf(index, sizeof(index), "%s%s", map,
+                         layout_map_suffix(cfg->policy_map_type));
+                p->map_managed = true;
+                p->map_text = d->map_text;
+                p->map_len = d->map_len;
+                p->map_entries = d->map_entries;
+                p->map_changed =
+                    !fs_same_content(map, d->map_text, d->map_len) || !file_exists(index);
+        }
         r = maincf_edit(p->main_cf_old, p->old_len, p->params, p->n_params, &p->main_cf_new,
                         &p->new_len);
         if (r < 0)
@@ -143,7 +170,60 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         return 0;
 }
 
-json_t *reconcile_plan_json(const struct plan *p)
+/* A unified diff (no context lines) of two maps whose entries are sorted by key. */
+static char *map_diff(const char *old, size_t old_len, const char *new, size_t new_len)
+{
+        struct buf {
+                char *p;
+                size_t len, cap;
+        } out = { 0 };
+        FILE *f = open_memstream(&out.p, &out.len);
+        if (!f)
+                return NULL;
+        const char *a = old, *ae = old + old_len, *b = new, *be = new + new_len;
+        size_t la = 1, lb = 1;
+        bool header = false;
+        while (a < ae || b < be) {
+                const char *an = a < ae ? memchr(a, '\n', (size_t)(ae - a)) : NULL;
+                const char *bn = b < be ? memchr(b, '\n', (size_t)(be - b)) : NULL;
+                size_t alen = a < ae ? (an ? (size_t)(an - a) : (size_t)(ae - a)) : 0;
+                size_t blen = b < be ? (bn ? (size_t)(bn - b) : (size_t)(be - b)) : 0;
+                int cmp;
+                if (a >= ae)
+                        cmp = 1;
+                else if (b >= be)
+                        cmp = -1;
+                else {
+                        size_t m = alen < blen ? alen : blen;
+                        cmp = memcmp(a, b, m);
+                        if (cmp == 0 && alen != blen)
+                                cmp = alen < blen ? -1 : 1;
+                }
+                if (cmp != 0 && !header) {
+                        fprintf(f, "--- %s (live)\n+++ %s (planned)\n", LAYOUT_POLICY_MAP,
+                                LAYOUT_POLICY_MAP);
+                        header = true;
+                }
+                if (cmp == 0) {
+                        a += alen + (an ? 1 : 0);
+                        b += blen + (bn ? 1 : 0);
+                        la++;
+                        lb++;
+                } else if (cmp < 0) {
+                        fprintf(f, "@@ -%zu,1 +%zu,0 @@\n-%.*s\n", la, lb - 1, (int)alen, a);
+                        a += alen + (an ? 1 : 0);
+                        la++;
+                } else {
+                        fprintf(f, "@@ -%zu,0 +%zu,1 @@\n+%.*s\n", la - 1, lb, (int)blen, b);
+                        b += blen + (bn ? 1 : 0);
+                        lb++;
+                }
+        }
+        fclose(f);
+        return out.p;
+}
+
+json_t *reconcile_plan_json(const struct config *cfg, const struct plan *p)
 {
         json_t *changes = json_array();
         for (size_t i = 0; i < p->n_params; i++) {
@@ -161,7 +241,21 @@ json_t *reconcile_plan_json(const struct plan *p)
                                                 new ? json_string(new) : json_null()));
                 free(old);
         }
-        return json_pack("{s:o, s:b}", "main_cf", changes, "reload", p->reload);
+        json_t *plan = json_pack("{s:o, s:b, s:b}", "main_cf", changes, "reload", p->reload,
+                                 "postmap", p->map_changed);
+        char *diff = NULL;
+        if (p->map_managed && p->map_changed) {
+                char map[PATH_MAX];
+                _cleanup_free_ char *live = NULL;
+                size_t live_len = 0;
+                if (layout_policy_map(cfg, map, sizeof(map)) < 0 ||
+                    fs_read_file(map, 1u << 30, &live, &live_len) < 0)
+                        live_len = 0;
+                diff = map_diff(live ? live : "", live_len, p->map_text, p->map_len);
+        }
+        json_object_set_new(plan, "tls_policy_diff", json_string(diff ? diff : ""));
+        free(diff);
+        return plan;
 }
 
 json_t *reconcile_drift(const struct config *cfg, const struct plan *p)
@@ -267,9 +361,45 @@ static int reload(const struct config *cfg, struct apply_result *res)
         return r;
 }
 
-int reconcile_restore(const struct config *cfg, const struct plan *p)
+/* Puts the last-known-good policy index and text back (both kept by the swap). */
+static int restore_map(const struct config *cfg)
+{
+        char map[PATH_MAX], lkg[PATH_MAX], from[PATH_MAX + 8], to[PATH_MAX + 8], tmp[PATH_MAX + 16];
+        const char *suffix = layout_map_suffix(cfg->policy_map_type);
+        int r = layout_policy_map(cfg, map, sizeof(map));
+        if (r >= 0)
+                r = layout_policy_lkg(cfg, lkg, sizeof(lkg));
+        if (r < 0)
+                return r;
+        const char *sfx[] = { suffix, "" };
+        for (size_t i = 0; i < 2; i++) {
+                snprintf(from, sizeof(from), "%s%s", lkg, sfx[i]);
+                snprintf(to, sizeof(to), "%s%s", map, sfx[i]);
+                snprintf(tmp, sizeof(tmp), "%s.restore", from);
+                if (access(from, F_OK) < 0)
+                        continue;
+                unlink(tmp);
+                if (link(from, tmp) < 0)
+                        return -errno;
+                r = fs_replace(tmp, to, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int reconcile_restore(const struct config *cfg, const struct plan *p,
+                      const struct apply_result *res)
 {
         char lkg[PATH_MAX], staged[PATH_MAX], state[PATH_MAX];
+        if (res->map_swapped) {
+                int k = restore_map(cfg);
+                if (k < 0)
+                        log_error("cannot restore the last-known-good policy map: %s",
+                                  strerror(-k));
+        }
+        if (!res->swapped)
+                return 0;
         int r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
         if (r >= 0)
                 r = layout_state_dir(cfg, state, sizeof(state));
@@ -284,14 +414,117 @@ int reconcile_restore(const struct config *cfg, const struct plan *p)
                 return r;
         }
         if (p->reload && postfix_is_running(cfg)) {
-                struct apply_result res = { 0 };
-                r = reload(cfg, &res);
+                struct apply_result back = { 0 };
+                r = reload(cfg, &back);
                 if (r < 0)
                         log_error("postfix reload after restoring main.cf failed: %s",
-                                  res.output ? res.output : "");
-                apply_result_done(&res);
+                                  back.output ? back.output : "");
+                apply_result_done(&back);
         }
         return r;
+}
+
+/* Whether the dump of the built index holds exactly the rendered entries: same keys, same
+ * values, no more, no fewer (postmap -s prints them in its own order). */
+static int verify_dump(const struct plan *p, const char *dump, size_t dump_len,
+                       struct problem *reterr)
+{
+        struct policy_map_entry *want = NULL, *got = NULL;
+        size_t n_want = 0, n_got = 0;
+        int r = policy_map_parse(p->map_text, p->map_len, &want, &n_want);
+        if (r >= 0)
+                r = policy_map_parse(dump, dump_len, &got, &n_got);
+        if (r < 0) {
+                policy_map_entries_free(want, n_want);
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot read the policy map back");
+        }
+        policy_map_entries_sort(got, n_got);
+        policy_map_entries_sort(want, n_want);
+        size_t bad = n_got == n_want ? n_want : 0;
+        for (size_t i = 0; n_got == n_want && i < n_want; i++)
+                if (!streq(want[i].key, got[i].key) || !streq(want[i].value, got[i].value)) {
+                        bad = i;
+                        break;
+                }
+        if (n_got != n_want || bad < n_want)
+                r = problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
+                                "the built policy map holds %zu entries, %zu expected%s%s", n_got,
+                                n_want, bad < n_want ? "; first difference at " : "",
+                                bad < n_want ? want[bad].key : "");
+        policy_map_entries_free(want, n_want);
+        policy_map_entries_free(got, n_got);
+        return r;
+}
+
+static int stage_map(const struct config *cfg, struct plan *p, struct apply_result *res,
+                     struct problem *reterr)
+{
+        char state[PATH_MAX], staged[PATH_MAX], map[PATH_MAX], lkg[PATH_MAX];
+        char s_index[PATH_MAX + 8], index[PATH_MAX + 8], lkg_index[PATH_MAX + 8];
+        const char *suffix = layout_map_suffix(cfg->policy_map_type);
+        struct spawn_result out = { 0 };
+        int r = layout_state_dir(cfg, state, sizeof(state));
+        if (r >= 0)
+                r = fs_mkdir_p(state, 0700);
+        if (r >= 0)
+                r = layout_policy_staged(cfg, staged, sizeof(staged));
+        if (r >= 0)
+                r = layout_policy_map(cfg, map, sizeof(map));
+        if (r >= 0)
+                r = layout_policy_lkg(cfg, lkg, sizeof(lkg));
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot stage the policy map: %s", strerror(-r));
+        snprintf(s_index, sizeof(s_index), "%s%s", staged, suffix);
+        snprintf(index, sizeof(index), "%s%s", map, suffix);
+        snprintf(lkg_index, sizeof(lkg_index), "%s%s", lkg, suffix);
+        unlink(s_index);
+        r = fs_write_file(staged, p->map_text, p->map_len, 0644);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot write the policy map: %s", strerror(-r));
+        /* postmap writes hash/btree/lmdb in place: build under the staged name, never the live */
+        r = postmap_build(cfg, cfg->policy_map_type, staged, &out);
+        res->postmap = true;
+        if (r < 0) {
+                add_output(res, "postmap", out.output);
+                spawn_result_done(&out);
+                problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL, "postmap failed: %s",
+                            res->output ? res->output : strerror(-r));
+                goto fail;
+        }
+        spawn_result_done(&out);
+        r = postmap_dump(cfg, cfg->policy_map_type, staged, &out);
+        if (r < 0) {
+                add_output(res, "postmap -s", out.output);
+                problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
+                            "postmap -s cannot read the built map: %s",
+                            res->output ? res->output : strerror(-r));
+        } else {
+                r = verify_dump(p, out.output, out.output_len, reterr);
+        }
+        spawn_result_done(&out);
+        if (r < 0)
+                goto fail;
+        r = fs_fsync_dir(state);
+        /* index first (what Postfix reads), then the text beside it */
+        if (r >= 0)
+                r = fs_replace(s_index, index, lkg_index);
+        if (r >= 0) {
+                res->map_swapped = true;
+                r = fs_replace(staged, map, lkg);
+        }
+        if (r < 0) {
+                problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                            "cannot install the policy map: %s", strerror(-r));
+                goto fail;
+        }
+        return 0;
+fail:
+        unlink(staged);
+        unlink(s_index);
+        return r < 0 ? r : -EIO;
 }
 
 int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_result *res,
@@ -321,7 +554,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         int r;
 
         *res = (struct apply_result){ 0 };
-        if (!p->main_cf_changed && !p->write_cert && !p->reload)
+        if (!p->main_cf_changed && !p->write_cert && !p->reload && !p->map_changed)
                 return 0;
 
         /* 1. certificate files, in a directory of their own, loaded by OpenSSL as Postfix will */
@@ -335,10 +568,17 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                         return r;
         }
 
-        if (!p->main_cf_changed && !p->write_cert)
-                goto reload; /* same paths, new content (an ACME renewal): reload only */
+        /* 2. the policy map: postmap under a new name, check every entry, swap */
+        if (p->map_changed) {
+                r = stage_map(cfg, p, res, reterr);
+                if (r < 0)
+                        goto fail_unstaged;
+        }
 
-        /* 2. main.cf in a check directory that postconf can read */
+        if (!p->main_cf_changed && !p->write_cert)
+                goto reload; /* only the map, or an ACME renewal (same paths, new content) */
+
+        /* 3. main.cf in a check directory that postconf can read */
         r = layout_check_dir(cfg, check, sizeof(check));
         if (r >= 0)
                 r = fs_mkdir_p(check, 0700);
@@ -372,7 +612,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 goto fail_unstaged;
         }
 
-        /* 3. swap: certificate directory, then main.cf (the switch point) */
+        /* 4. swap: certificate directory, then main.cf (the switch point) */
         if (cert_staged[0]) {
                 if (rename(cert_staged, p->cert_dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
                         r = -errno;
@@ -399,7 +639,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         }
         fs_remove_tree(check);
 
-        /* 4. reload, only when what Postfix loads changed and Postfix runs */
+        /* 5. reload, only when main.cf or the certificate changed (Postfix notices a new
+         * indexed map by itself) and Postfix runs */
 reload:
         res->postfix_running = postfix_is_running(cfg);
         if (p->reload && res->postfix_running) {
@@ -409,8 +650,8 @@ reload:
                         problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
                                     "postfix reload failed: %s",
                                     res->output ? res->output : strerror(-r));
-                        reconcile_restore(cfg, p);
-                        res->swapped = false;
+                        reconcile_restore(cfg, p, res);
+                        res->swapped = res->map_swapped = false;
                         return -EPROTO;
                 }
         }
@@ -419,6 +660,10 @@ reload:
 fail_unstaged:
         if (cert_staged[0])
                 fs_remove_tree(cert_staged);
+        if (res->map_swapped) {
+                reconcile_restore(cfg, p, res);
+                res->map_swapped = false;
+        }
         return r < 0 ? r : -EIO;
 }
 

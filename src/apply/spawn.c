@@ -45,7 +45,7 @@ void spawn_result_done(struct spawn_result *res)
 
 static void append_output(struct spawn_result *res, const char *buf, size_t n)
 {
-        size_t room = SPAWN_OUTPUT_MAX - res->output_len;
+        size_t room = res->output_max - res->output_len;
         if (n > room)
                 n = room;
         memcpy(res->output + res->output_len, buf, n);
@@ -55,13 +55,19 @@ static void append_output(struct spawn_result *res, const char *buf, size_t n)
 
 int spawn_run(const char *const argv[], uint64_t timeout_usec, struct spawn_result *res)
 {
+        return spawn_run_max(argv, timeout_usec, SPAWN_OUTPUT_MAX, res);
+}
+
+int spawn_run_max(const char *const argv[], uint64_t timeout_usec, size_t output_max,
+                  struct spawn_result *res)
+{
         posix_spawn_file_actions_t fa;
         int pipefd[2];
         pid_t pid;
         int r;
 
-        *res = (struct spawn_result){ 0 };
-        res->output = malloc(SPAWN_OUTPUT_MAX + 1);
+        *res = (struct spawn_result){ .output_max = output_max };
+        res->output = malloc(output_max + 1);
         if (!res->output)
                 return -ENOMEM;
         res->output[0] = 0;
@@ -99,7 +105,7 @@ int spawn_run(const char *const argv[], uint64_t timeout_usec, struct spawn_resu
                         struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
                         int n = poll(&p, 1, 100);
                         if (n > 0) {
-                                char buf[4096];
+                                char buf[65536];
                                 ssize_t got = read(pipefd[0], buf, sizeof(buf));
                                 if (got > 0)
                                         append_output(res, buf, (size_t)got);

@@ -21,6 +21,7 @@
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
 #include "smtptlsd/reconcile.h"
@@ -262,8 +263,134 @@ static int run_cert_rescan(struct worker *w, struct job *job, json_t **after)
         return 0;
 }
 
+/* ---- TLS policies ---- */
+
+static json_t *policy_json(struct worker *w, const char *destination)
+{
+        json_t *j = NULL;
+        struct problem ignore = { 0 };
+        if (store_policy_get(&w->db, destination, NULL, &j, &ignore) < 0)
+                j = NULL;
+        problem_done(&ignore);
+        return j;
+}
+
+/* A managed row changes only when the request names its manager (?manager=, admin scope). */
+static int check_manager(struct job *job, const struct policy *cur)
+{
+        const char *manager = json_string_value(json_object_get(job->request, "manager"));
+        if (!cur->managed_by[0] || streq_ptr(manager, cur->managed_by))
+                return 0;
+        return problem_set(&job->problem, PROBLEM_MANAGED_ROW, NULL,
+                           "this row is managed by \"%s\"; change it there, or pass "
+                           "?manager=%s",
+                           cur->managed_by, cur->managed_by);
+}
+
+static void policy_location(struct job *job, const char *destination)
+{
+        size_t o = (size_t)snprintf(job->location, sizeof(job->location), "/api/v1/tls-policies/");
+        for (const char *p = destination; *p && o + 4 < sizeof(job->location); p++) {
+                if (*p == '[' || *p == ']' || *p == ':')
+                        o += (size_t)snprintf(job->location + o, sizeof(job->location) - o,
+                                              "%%%02X", (unsigned char)*p);
+                else
+                        job->location[o++] = *p;
+        }
+        job->location[o] = 0;
+}
+
+static int run_policy_write(struct worker *w, struct job *job, json_t **before, json_t **after)
+{
+        json_t *body = json_object_get(json_object_get(job->request, "body"), "policy");
+        bool patch = streq(job->action, "policies.patch");
+        bool post = streq(job->action, "policies.post");
+        struct policy cur = { 0 };
+        bool created = false;
+        int r = store_policy_get(&w->db, job->target, &cur, before, &job->problem);
+        bool exists = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (post && exists) {
+                policy_done(&cur);
+                return problem_set(&job->problem, PROBLEM_DUPLICATE_DESTINATION, "/destination",
+                                   "a TLS policy for '%s' exists; PUT replaces it", job->target);
+        }
+        if (patch && !exists)
+                return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
+                                   job->target);
+        if (exists && (r = check_manager(job, &cur)) < 0) {
+                policy_done(&cur);
+                return r;
+        }
+        /* PUT and POST carry the whole normalized policy; PATCH merges onto the row now */
+        struct policy next = { 0 };
+        if (patch) {
+                next = cur;
+                cur = (struct policy){ 0 };
+                r = policy_apply_json(&next, body, true, job->target, "", &job->problem);
+        } else {
+                r = policy_apply_json(&next, body, false, job->target, "", &job->problem);
+                /* a managed row keeps its manager unless the manager itself says otherwise */
+                if (r >= 0 && exists && !json_object_get(body, "managed_by"))
+                        snprintf(next.managed_by, sizeof(next.managed_by), "%s", cur.managed_by);
+        }
+        if (r >= 0)
+                r = store_policy_put(&w->db, &next, &created, &job->problem);
+        policy_done(&cur);
+        policy_done(&next);
+        if (r < 0)
+                return r;
+        *after = policy_json(w, job->target);
+        job->result = json_incref(*after);
+        if (created) {
+                job->http_status = 201;
+                policy_location(job, job->target);
+        }
+        return 0;
+}
+
+static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
+{
+        struct policy cur = { 0 };
+        int r = store_policy_get(&w->db, job->target, &cur, before, &job->problem);
+        if (r == -ENOENT)
+                return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
+                                   job->target);
+        if (r >= 0)
+                r = check_manager(job, &cur);
+        policy_done(&cur);
+        if (r >= 0)
+                r = store_policy_delete(&w->db, job->target, &job->problem);
+        if (r < 0)
+                return r;
+        job->http_status = 204;
+        job->result = json_null();
+        return 0;
+}
+
+static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
+{
+        json_t *items = json_object_get(json_object_get(job->request, "body"), "policy");
+        json_t *counts = NULL;
+        int r = store_policies_bulk(&w->db, items, &counts, &job->problem);
+        if (r < 0)
+                return r;
+        /* The audit trail keeps the counts, not 100,000 rows. */
+        *after = counts;
+        job->result = json_incref(counts);
+        return 0;
+}
+
 static int run_job(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
+        if (streq(job->action, "policies.put") || streq(job->action, "policies.patch") ||
+            streq(job->action, "policies.post"))
+                return run_policy_write(w, job, before, after);
+        if (streq(job->action, "policies.delete"))
+                return run_policy_delete(w, job, before);
+        if (streq(job->action, "policies.bulk"))
+                return run_policy_bulk(w, job, after);
         if (streq(job->action, "settings.put") || streq(job->action, "settings.patch"))
                 return run_settings(w, job, before, after);
         if (streq(job->action, "certificates.put") || streq(job->action, "certificates.post"))
@@ -444,7 +571,7 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 goto fail_ok;
 
         if (dry_run) {
-                json_t *pl = reconcile_plan_json(&plan);
+                json_t *pl = reconcile_plan_json(cfg, &plan);
                 json_t *errors = json_array();
                 for (size_t i = 0; i < n; i++)
                         if (!slots[i].ok)
@@ -456,14 +583,18 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
                 json_object_set_new(pl, "errors", errors);
                 json_object_set_new(pl, "warnings", settings_warnings(w, &d, &plan));
-                json_object_set_new(pl, "tls_policy_diff", json_string(""));
                 sql(w, "ROLLBACK", &p);
                 for (size_t i = 0; i < n; i++) {
                         struct job *job = slots[i].job;
                         problem_done(&job->problem);
                         job->problem = (struct problem){ 0 };
+                        json_t *counts =
+                            streq(job->action, "policies.bulk") && json_is_object(job->result)
+                                ? json_deep_copy(job->result)
+                                : json_object();
+                        json_object_set(counts, "plan", pl);
                         json_decref(job->result);
-                        job->result = json_pack("{s:O}", "plan", pl);
+                        job->result = counts;
                 }
                 json_decref(pl);
                 goto out;
@@ -488,6 +619,7 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         .status = "applied",
                         .generation = gen,
                         .reload = res.reloaded,
+                        .postmap = res.postmap,
                         .output = res.output,
                         .before = slots[i].before,
                         .after = slots[i].after,
@@ -503,13 +635,14 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 r = sql(w, "COMMIT", &p);
         if (r < 0) {
                 /* Nothing committed: the files must be the committed state again. */
-                if (res.swapped)
-                        reconcile_restore(cfg, &plan);
+                reconcile_restore(cfg, &plan, &res);
                 goto fail_ok;
         }
 
         /* committed */
         metrics_count(METRIC_RECONCILES, 1);
+        if (res.postmap)
+                metrics_count(METRIC_POSTMAP_RUNS, 1);
         metrics_count(METRIC_JOBS_APPLIED, ok);
         mark_applied(w, gen, res.reloaded);
         snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",

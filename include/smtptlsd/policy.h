@@ -1,0 +1,120 @@
+/* policy.h - per-destination TLS policies (smtp_tls_policy_maps): the destination grammar, the
+ * JSON form and its table-driven validation (shared by the single-row and the bulk paths), the
+ * level/attribute rules of Postfix's src/smtp/smtp_tls_policy.c, the rendering of the map text
+ * from whitelisted bytes only, and a reader of map source text that follows Postfix's rules.
+ * Pure (no I/O, no logging, no global state); any thread. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "smtptlsd/problem.h"
+
+enum tls_level {
+        TLS_LEVEL_NONE,
+        TLS_LEVEL_MAY,
+        TLS_LEVEL_ENCRYPT,
+        TLS_LEVEL_DANE,
+        TLS_LEVEL_DANE_ONLY,
+        TLS_LEVEL_FINGERPRINT,
+        TLS_LEVEL_VERIFY,
+        TLS_LEVEL_SECURE,
+        _TLS_LEVEL_MAX,
+};
+
+const char *tls_level_to_string(enum tls_level l);             /* NULL when out of range */
+int tls_level_from_string(const char *s, enum tls_level *ret); /* exact, lower case; -EINVAL */
+
+#define POLICY_DESTINATION_MAX 255  /* bytes, normalized */
+#define POLICY_NOTE_MAX        1024 /* bytes of UTF-8 */
+#define POLICY_MATCH_MAX       32   /* items */
+#define POLICY_EXCLUDE_MAX     32   /* items */
+#define POLICY_EXCLUDE_ITEM    64   /* bytes per cipher name */
+#define POLICY_MANAGER_MAX     64
+
+/* One policy row. The strings held here are normalized and validated (policy_apply_json() is
+ * the way in); match and exclude are NULL-terminated arrays of n_match/n_exclude strings, or
+ * NULL when empty. A zeroed struct is a valid empty value for policy_done()/policy_apply_json().
+ */
+struct policy {
+        char destination[POLICY_DESTINATION_MAX + 1]; /* normalized (lower case) */
+        enum tls_level level;
+        char **match; /* fingerprint: "AB:CD:..." (upper case); verify/secure: patterns */
+        size_t n_match;
+        char protocols[128]; /* normalized ("!SSLv2:!SSLv3", ">=TLSv1.2"); "" = none */
+        char ciphers[16];    /* export|low|medium|high|null; "" = none */
+        char **exclude;      /* OpenSSL cipher names or aliases */
+        size_t n_exclude;
+        char *note; /* stored, shown by the API, never rendered; NULL = "" */
+        bool enabled;
+        char managed_by[POLICY_MANAGER_MAX + 1]; /* "" = not managed */
+};
+
+/* An empty policy: level none, no attributes, enabled. */
+void policy_init(struct policy *p);
+/* Frees what p holds and leaves it zeroed. */
+void policy_done(struct policy *p);
+/* Deep copy into dst (which is overwritten, not freed); -ENOMEM. */
+int policy_copy(struct policy *dst, const struct policy *src);
+
+/* Normalizes a destination: "example.com" (a domain), ".example.com" (the domain and its
+ * subdomains), "[mx.example.net]", "[mx.example.net]:465", "[192.0.2.1]", "[192.0.2.1]:25".
+ * Upper case is folded. Anything else is invalid_destination at `field`, with a detail that says
+ * what is wrong. NUL-terminated input; out receives the key (at most 255 bytes). */
+int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
+                                 const char *field, struct problem *reterr);
+
+/* Normalizes a protocols attribute (SSLv2 SSLv3 TLSv1 TLSv1.1 TLSv1.2 TLSv1.3, each optionally
+ * with '!', or one ">=NAME" and/or one "<=NAME"; separated by ':', ',' or spaces) into
+ * ':'-joined canonical form. "" stays "". invalid_value at field. */
+int policy_protocols_normalize(const char *in, char out[static 128], const char *field,
+                               struct problem *reterr);
+
+/* Applies a body onto *p: PUT/POST/bulk item (patch = false: what is not sent takes its default,
+ * except managed_by, which keeps what *p holds) or PATCH (merge; null clears match, exclude,
+ * protocols, ciphers and note). url_destination is the destination named by the URL (NULL when
+ * the body names it: then "destination" is required unless patching). prefix is the JSON
+ * pointer of the body ("" or "/items/17"); problems name prefix + "/field". The combination is
+ * validated after the merge (level/attribute rules). On failure *p is unchanged. */
+int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,
+                      const char *prefix, struct problem *reterr);
+
+/* Validates a policy as a whole (e.g. a row read back from the database): destination, level,
+ * each attribute's form, and the level/attribute rules. Problems name prefix + "/field". */
+int policy_check(const struct policy *p, const char *prefix, struct problem *reterr);
+
+/* {destination, level, match, protocols|null, ciphers|null, exclude, note, enabled,
+ * managed_by|null}; created_at/updated_at are the caller's. */
+json_t *policy_to_json(const struct policy *p);
+
+/* One map entry, "destination<TAB>level attr=value ..." (no newline; attributes in the order
+ * match, protocols, ciphers, exclude). -EINVAL if the policy is invalid or a byte outside the
+ * whitelist would reach the line; -ENOMEM. */
+int policy_render_entry(const struct policy *p, char **line);
+
+#define POLICY_MAP_HEADER                                                                          \
+        "# Generated by smtptlsd: edits are overwritten; change policies through the API.\n"
+
+/* The map source text: POLICY_MAP_HEADER, then one line per enabled policy, sorted by
+ * destination (byte order), each ending in "\n". -EEXIST when two enabled policies share a
+ * destination, -EINVAL when one cannot be rendered, -ENOMEM. */
+int policy_map_render(const struct policy *const *items, size_t n, char **text, size_t *len);
+
+/* A key/value pair read from a map source (or from `postmap -s` output). */
+struct policy_map_entry {
+        char *key;   /* lower case */
+        char *value; /* trimmed */
+        size_t line; /* 1-based line where the entry starts */
+};
+
+/* Reads map source text as postmap(1) does: logical lines `key<whitespace>value`; blank lines
+ * and lines whose first non-blank is '#' skipped (also inside a logical line); a line starting
+ * with whitespace continues the previous one (joined without the newline); a logical line that
+ * starts with whitespace, or lacks a key or a value, is skipped; text after a NUL byte in a
+ * logical line is ignored; keys are lower-cased; the FIRST of duplicate keys wins. Entries come
+ * in file order. -ENOMEM. */
+int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret);
+/* Sorts entries by key (byte order). */
+void policy_map_entries_sort(struct policy_map_entry *e, size_t n);
+void policy_map_entries_free(struct policy_map_entry *e, size_t n);

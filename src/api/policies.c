@@ -1,0 +1,241 @@
+/* policies.c (api) - /api/v1/tls-policies: list (filters, cursor), one destination (GET, PUT,
+ * PATCH, DELETE), POST, and the bulk replace CI pipelines push. Bodies are validated here with the
+ * same table the worker uses (core/policy.c), so a bad item is refused before any job and named
+ * as /items/N/field. HTTP threads. */
+#include <stdio.h>
+
+#include "smtptlsd/api.h"
+#include "smtptlsd/app.h"
+#include "smtptlsd/json_spec.h"
+#include "smtptlsd/policy.h"
+#include "smtptlsd/store.h"
+
+/* The manager a request acts as (?manager=), and whether it may act on managed rows. */
+static int manager_of(struct request *req, char *buf, size_t size, const char **ret,
+                      struct problem *reterr)
+{
+        *ret = request_query(req, "manager", buf, size);
+        if (*ret && req->scope < SCOPE_ADMIN)
+                return problem_set(reterr, PROBLEM_FORBIDDEN, "manager",
+                                   "acting as a manager needs a token with scope 'admin'");
+        return 0;
+}
+
+/* The request the worker gets: the normalized policy or patch, and who acts. */
+static json_t *job_body(struct request *req, json_t *body, const char *manager)
+{
+        return json_pack("{s:O, s:s*, s:s}", "policy", body, "manager", manager, "scope",
+                         scope_to_string(req->scope));
+}
+
+int api_policies_list(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        char q[256], level[16], managed[8], after[300];
+        int limit, m = -1;
+        enum tls_level lv;
+        json_t *items = NULL;
+        _cleanup_free_ char *next = NULL;
+        int r = api_list_limit(req, &limit, reterr);
+        if (r < 0)
+                return r;
+        const char *qv = request_query(req, "q", q, sizeof(q));
+        const char *lvs = request_query(req, "level", level, sizeof(level));
+        if (lvs && tls_level_from_string(lvs, &lv) < 0)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "level",
+                                   "level is one of none, may, encrypt, dane, dane-only, "
+                                   "fingerprint, verify, secure");
+        const char *mv = request_query(req, "managed", managed, sizeof(managed));
+        if (mv) {
+                if (streq(mv, "true"))
+                        m = 1;
+                else if (streq(mv, "false"))
+                        m = 0;
+                else
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, "managed",
+                                           "managed is true or false");
+        }
+        const char *av = request_query(req, "after", after, sizeof(after));
+        r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_policies_list(c, qv, lvs, m, av, limit, &items, &next, reterr);
+        if (r < 0)
+                return r;
+        return reply_json(req, 200,
+                          json_pack("{s:o, s:o}", "items", items, "next",
+                                    next ? json_string(next) : json_null()));
+}
+
+/* The destination in the URL, normalized; a malformed one cannot exist: 404 for reads. */
+static int url_destination(struct request *req, char out[static 256], bool for_write,
+                           struct problem *reterr)
+{
+        struct problem p = { 0 };
+        int r = policy_destination_normalize(req->params[0], out, "", &p);
+        if (r >= 0) {
+                problem_done(&p);
+                return 0;
+        }
+        if (for_write) {
+                *reterr = p;
+                return r;
+        }
+        problem_done(&p);
+        return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no TLS policy for that destination");
+}
+
+int api_policy_get(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        char dest[256];
+        json_t *j = NULL;
+        int r = url_destination(req, dest, false, reterr);
+        if (r >= 0)
+                r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_policy_get(c, dest, NULL, &j, reterr);
+        if (r == -ENOENT)
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'", dest);
+        if (r < 0)
+                return r;
+        return reply_json(req, 200, j);
+}
+
+static int write_one(struct request *req, const char *action, bool patch, bool from_url,
+                     struct problem *reterr)
+{
+        char dest[256] = "", mbuf[80];
+        const char *manager = NULL;
+        struct policy p = { 0 };
+        json_t *body = NULL, *normalized = NULL;
+        int r = manager_of(req, mbuf, sizeof(mbuf), &manager, reterr);
+        if (r >= 0 && from_url)
+                r = url_destination(req, dest, true, reterr);
+        if (r >= 0)
+                r = json_parse_body(req->body, req->body_len, &body, reterr);
+        if (r >= 0 && !patch) {
+                /* the whole policy is known: validate and normalize it now */
+                r = policy_apply_json(&p, body, false, from_url ? dest : NULL, "", reterr);
+                if (r >= 0 && p.managed_by[0] && req->scope < SCOPE_ADMIN)
+                        r = problem_set(reterr, PROBLEM_FORBIDDEN, "/managed_by",
+                                        "creating a managed row needs a token with scope "
+                                        "'admin'");
+                if (r >= 0) {
+                        snprintf(dest, sizeof(dest), "%s", p.destination);
+                        normalized = policy_to_json(&p);
+                }
+        } else if (r >= 0) {
+                /* a patch merges into the stored row: check the merge now (the worker merges
+                 * again onto the row as it is when the job runs) */
+                _cleanup_db_conn_ struct db_conn *c = NULL;
+                struct policy cur = { 0 };
+                r = db_acquire(req->app->db, &c, reterr);
+                if (r >= 0)
+                        r = store_policy_get(c, dest, &cur, NULL, reterr);
+                if (r == -ENOENT)
+                        r = problem_set(reterr, PROBLEM_NOT_FOUND, NULL,
+                                        "no TLS policy for '%s'; PUT creates one", dest);
+                if (r >= 0)
+                        r = policy_apply_json(&cur, body, true, dest, "", reterr);
+                policy_done(&cur);
+                normalized = json_incref(body);
+        }
+        if (r >= 0) {
+                json_t *jb = job_body(req, normalized, manager);
+                r = api_submit(req, action, dest, jb, reterr);
+                json_decref(jb);
+        }
+        policy_done(&p);
+        json_decref(normalized);
+        json_decref(body);
+        return r;
+}
+
+int api_policy_put(struct request *req, struct problem *reterr)
+{
+        return write_one(req, "policies.put", false, true, reterr);
+}
+
+int api_policy_patch(struct request *req, struct problem *reterr)
+{
+        return write_one(req, "policies.patch", true, true, reterr);
+}
+
+int api_policies_post(struct request *req, struct problem *reterr)
+{
+        return write_one(req, "policies.post", false, false, reterr);
+}
+
+int api_policy_delete(struct request *req, struct problem *reterr)
+{
+        char dest[256], mbuf[80];
+        const char *manager = NULL;
+        int r = manager_of(req, mbuf, sizeof(mbuf), &manager, reterr);
+        if (r >= 0)
+                r = url_destination(req, dest, true, reterr);
+        if (r < 0)
+                return r;
+        json_t *jb = job_body(req, json_null(), manager);
+        r = api_submit(req, "policies.delete", dest, jb, reterr);
+        json_decref(jb);
+        return r;
+}
+
+/* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
+ * /items/N/...), duplicates refused, then one job. */
+int api_policies_bulk(struct request *req, struct problem *reterr)
+{
+        json_t *body = NULL, *items, *item, *normalized = NULL, *seen = NULL;
+        char prefix[48];
+        size_t i;
+        int r = json_parse_body(req->body, req->body_len, &body, reterr);
+        if (r < 0)
+                return r;
+        const char *key;
+        json_t *v;
+        json_object_foreach (body, key, v)
+                if (!streq(key, "items")) {
+                        r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "", "unknown field '%s'",
+                                        key);
+                        goto out;
+                }
+        items = json_object_get(body, "items");
+        if (!json_is_array(items)) {
+                r = problem_set(reterr, items ? PROBLEM_INVALID_VALUE : PROBLEM_MISSING_FIELD,
+                                "/items", "items must be an array of TLS policies");
+                goto out;
+        }
+        normalized = json_array();
+        seen = json_object();
+        json_array_foreach (items, i, item) {
+                struct policy p = { 0 };
+                snprintf(prefix, sizeof(prefix), "/items/%zu", i);
+                r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
+                if (r >= 0 && p.managed_by[0])
+                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, NULL,
+                                        "bulk replace sets unmanaged rows only");
+                if (r >= 0 && json_object_get(seen, p.destination)) {
+                        char field[64];
+                        snprintf(field, sizeof(field), "%s/destination", prefix);
+                        r = problem_set(
+                            reterr, PROBLEM_DUPLICATE_DESTINATION, field,
+                            "'%s' appears twice (first at /items/%lld)", p.destination,
+                            (long long)json_integer_value(json_object_get(seen, p.destination)));
+                }
+                if (r >= 0) {
+                        json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
+                        json_array_append_new(normalized, policy_to_json(&p));
+                }
+                policy_done(&p);
+                if (r < 0)
+                        goto out;
+        }
+        json_t *jb = job_body(req, normalized, NULL);
+        r = api_submit(req, "policies.bulk", "tls-policies", jb, reterr);
+        json_decref(jb);
+out:
+        json_decref(seen);
+        json_decref(normalized);
+        json_decref(body);
+        return r;
+}

@@ -1,0 +1,1443 @@
+/* policy.c - TLS policies: destination grammar, JSON validation (one spec table for the single-row
+ * and bulk paths), Postfix's level/attribute rules, whitelisted rendering of the map, and a reader
+ * of map source text (see policy.h). Pure; any thread. */
+#include "smtptlsd/policy.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "smtptlsd/json_spec.h"
+
+static const char *const level_names[] = {
+        [TLS_LEVEL_NONE] = "none",
+        [TLS_LEVEL_MAY] = "may",
+        [TLS_LEVEL_ENCRYPT] = "encrypt",
+        [TLS_LEVEL_DANE] = "dane",
+        [TLS_LEVEL_DANE_ONLY] = "dane-only",
+        [TLS_LEVEL_FINGERPRINT] = "fingerprint",
+        [TLS_LEVEL_VERIFY] = "verify",
+        [TLS_LEVEL_SECURE] = "secure",
+        [_TLS_LEVEL_MAX] = NULL,
+};
+
+static const char *const cipher_grades[] = { "export", "low", "medium", "high", "null", NULL };
+
+/* Indexes into proto_names are also the bit numbers of a protocol set. */
+static const char *const proto_names[] = { "SSLv2",   "SSLv3",   "TLSv1", "TLSv1.1",
+                                           "TLSv1.2", "TLSv1.3", NULL };
+#define PROTO_ALL 0x3fu
+#define PROTO_TLS 0x3cu /* what OpenSSL 3 can still negotiate: TLSv1 .. TLSv1.3 */
+
+/* The attributes smtptlsd renders, in rendering order, and which level takes which (after
+ * Postfix 3.7 src/smtp/smtp_tls_policy.c: every attribute is ignored at "none", which we refuse
+ * instead; "match" only at fingerprint, verify and secure; fingerprint needs at least one). */
+enum attr {
+        ATTR_MATCH,
+        ATTR_PROTOCOLS,
+        ATTR_CIPHERS,
+        ATTR_EXCLUDE,
+        _ATTR_MAX,
+};
+static const char *const attr_names[_ATTR_MAX] = { "match", "protocols", "ciphers", "exclude" };
+#define A(x)       (1u << ATTR_##x)
+#define ATTRS_TLS  (A(PROTOCOLS) | A(CIPHERS) | A(EXCLUDE))
+#define ATTRS_PKIX (A(MATCH) | ATTRS_TLS)
+
+static const struct level_rule {
+        unsigned allowed, required;
+} level_rules[_TLS_LEVEL_MAX] = {
+        [TLS_LEVEL_NONE] = { 0, 0 },
+        [TLS_LEVEL_MAY] = { ATTRS_TLS, 0 },
+        [TLS_LEVEL_ENCRYPT] = { ATTRS_TLS, 0 },
+        [TLS_LEVEL_DANE] = { ATTRS_TLS, 0 },
+        [TLS_LEVEL_DANE_ONLY] = { ATTRS_TLS, 0 },
+        [TLS_LEVEL_FINGERPRINT] = { ATTRS_PKIX, A(MATCH) },
+        [TLS_LEVEL_VERIFY] = { ATTRS_PKIX, 0 },
+        [TLS_LEVEL_SECURE] = { ATTRS_PKIX, 0 },
+};
+
+const char *tls_level_to_string(enum tls_level l)
+{
+        return (unsigned)l < _TLS_LEVEL_MAX ? level_names[l] : NULL;
+}
+
+int tls_level_from_string(const char *s, enum tls_level *ret)
+{
+        if (!s)
+                return -EINVAL;
+        for (unsigned i = 0; i < _TLS_LEVEL_MAX; i++)
+                if (streq(level_names[i], s)) {
+                        *ret = (enum tls_level)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* ---- small helpers ---- */
+
+static inline bool is_digit(unsigned char c)
+{
+        return c >= '0' && c <= '9';
+}
+
+static inline bool is_alnum(unsigned char c)
+{
+        return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static inline bool is_hex(unsigned char c)
+{
+        return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static inline char to_lower(char c)
+{
+        return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static inline char to_upper(char c)
+{
+        return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
+/* Postfix's ISSPACE (isspace() in the C locale). */
+static inline bool is_space(unsigned char c)
+{
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* A readable name for a byte in a detail: 'x' or 0x0a. */
+static const char *byte_name(unsigned char c, char buf[static 8])
+{
+        if (c > 0x20 && c < 0x7f)
+                snprintf(buf, 8, "'%c'", c);
+        else
+                snprintf(buf, 8, "0x%02x", c);
+        return buf;
+}
+
+static int bad(struct problem *reterr, enum problem_code code, const char *field, const char *fmt,
+               ...) _printf_(4, 5);
+static int bad(struct problem *reterr, enum problem_code code, const char *field, const char *fmt,
+               ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        problem_setv(reterr, code, field, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int oom(struct problem *reterr)
+{
+        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        return -ENOMEM;
+}
+
+static void strv_free(char **v, size_t n)
+{
+        if (!v)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static int strv_copy(char *const *v, size_t n, char ***ret)
+{
+        *ret = NULL;
+        if (n == 0)
+                return 0;
+        char **c = calloc(n + 1, sizeof(char *));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(v[i] ? v[i] : ""))) {
+                        strv_free(c, i);
+                        return -ENOMEM;
+                }
+        *ret = c;
+        return 0;
+}
+
+/* ---- struct policy ---- */
+
+void policy_init(struct policy *p)
+{
+        *p = (struct policy){ .level = TLS_LEVEL_NONE, .enabled = true };
+}
+
+void policy_done(struct policy *p)
+{
+        if (!p)
+                return;
+        strv_free(p->match, p->n_match);
+        strv_free(p->exclude, p->n_exclude);
+        free(p->note);
+        *p = (struct policy){ 0 };
+}
+
+int policy_copy(struct policy *dst, const struct policy *src)
+{
+        struct policy n = *src;
+        n.match = n.exclude = NULL;
+        n.note = NULL;
+        if (strv_copy(src->match, src->n_match, &n.match) < 0)
+                goto fail;
+        if (strv_copy(src->exclude, src->n_exclude, &n.exclude) < 0)
+                goto fail;
+        if (src->note && !(n.note = strdup(src->note)))
+                goto fail;
+        *dst = n;
+        return 0;
+fail:
+        n.n_match = n.match ? n.n_match : 0;
+        n.n_exclude = n.exclude ? n.n_exclude : 0;
+        policy_done(&n);
+        return -ENOMEM;
+}
+
+/* ---- names: destinations and verify patterns ---- */
+
+/* A DNS name of LDH labels: 1..63 characters each, no '-' at either end, at most 253 in all, no
+ * empty label, no trailing dot, and not ending in an all-digit label. `what` starts the detail. */
+static int check_domain(const char *s, size_t n, const char *what, bool bracketed,
+                        enum problem_code code, const char *field, struct problem *reterr)
+{
+        char cb[8];
+        if (n == 0)
+                return bad(reterr, code, field, "%s has no name", what);
+        for (size_t i = 0; i < n; i++)
+                if (!is_alnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+                        return bad(reterr, code, field,
+                                   "%s contains %s: a name is letters, digits, '-' and '.'", what,
+                                   byte_name((unsigned char)s[i], cb));
+        size_t start = 0, last = 0;
+        for (size_t i = 0; i <= n; i++) {
+                if (i < n && s[i] != '.')
+                        continue;
+                last = start;
+                size_t l = i - start;
+                if (l == 0 && i == n)
+                        return bad(reterr, code, field,
+                                   "%s ends with a dot: write the name without the trailing dot",
+                                   what);
+                if (l == 0)
+                        return bad(reterr, code, field, "%s has an empty label ('..')", what);
+                if (l > 63)
+                        return bad(reterr, code, field,
+                                   "%s has a label of %zu characters; at most 63 are allowed", what,
+                                   l);
+                if (s[start] == '-' || s[i - 1] == '-')
+                        return bad(reterr, code, field,
+                                   "%s has a label that starts or ends with '-'", what);
+                start = i + 1;
+        }
+        if (n > 253)
+                return bad(reterr, code, field,
+                           "%s is a name of %zu characters; at most 253 are allowed", what, n);
+        bool numeric = true;
+        for (size_t i = last; i < n && numeric; i++)
+                numeric = is_digit((unsigned char)s[i]);
+        if (numeric)
+                return bad(reterr, code, field,
+                           bracketed ? "%s ends in an all-digit label, which is not a host name"
+                                     : "%s ends in an all-digit label: an IP address must be "
+                                       "bracketed, as in [192.0.2.1]",
+                           what);
+        return 0;
+}
+
+static int check_ipv4(const char *s, size_t n, const char *field, struct problem *reterr)
+{
+        size_t i = 0;
+        int parts = 0;
+        for (;;) {
+                size_t st = i;
+                unsigned v = 0;
+                while (i < n && is_digit((unsigned char)s[i]) && i - st < 4)
+                        v = v * 10 + (unsigned)(s[i++] - '0');
+                size_t l = i - st;
+                if (l == 0 || l > 3 || v > 255)
+                        break;
+                if (l > 1 && s[st] == '0')
+                        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                                   "the destination's IPv4 address has a part with a leading "
+                                   "zero");
+                parts++;
+                if (i == n)
+                        return parts == 4 ? 0
+                                          : bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                                                "the destination's IPv4 address does not "
+                                                "have four parts");
+                if (s[i] != '.' || parts == 4)
+                        break;
+                i++;
+        }
+        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                   "the destination's IPv4 address is not a dotted quad of numbers 0..255");
+}
+
+static int check_port(const char *s, const char *field, struct problem *reterr)
+{
+        size_t n = strlen(s);
+        if (n == 0)
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                           "the destination has ':' but no port after it");
+        for (size_t i = 0; i < n; i++)
+                if (!is_digit((unsigned char)s[i]))
+                        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                                   "the destination's port must be a decimal number 1..65535");
+        if (n > 1 && s[0] == '0')
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                           "the destination's port must not have leading zeros");
+        unsigned long v = n <= 5 ? strtoul(s, NULL, 10) : 0;
+        if (v < 1 || v > 65535)
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                           "the destination's port must be between 1 and 65535");
+        return 0;
+}
+
+static bool digits_and_dots(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!is_digit((unsigned char)s[i]) && s[i] != '.')
+                        return false;
+        return true;
+}
+
+int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
+                                 const char *field, struct problem *reterr)
+{
+        const enum problem_code C = PROBLEM_INVALID_DESTINATION;
+        char cb[8];
+        size_t n;
+        int r;
+
+        out[0] = 0;
+        if (isempty(in))
+                return bad(reterr, C, field, "the destination is empty");
+        for (n = 0; in[n]; n++) {
+                unsigned char c = (unsigned char)in[n];
+                if (is_alnum(c) || c == '.' || c == '-' || c == '[' || c == ']' || c == ':')
+                        continue;
+                if (c >= 0x80)
+                        return bad(reterr, C, field,
+                                   "the destination contains non-ASCII characters: write an "
+                                   "internationalized name as its A-label (xn--...)");
+                if (c == ' ' || c == '\t')
+                        return bad(reterr, C, field, "the destination contains whitespace");
+                if (c == '\n' || c == '\r')
+                        return bad(reterr, C, field, "the destination contains a line break");
+                if (c < 0x20 || c == 0x7f)
+                        return bad(reterr, C, field,
+                                   "the destination contains a control character (0x%02x)", c);
+                if (c == '#')
+                        return bad(reterr, C, field,
+                                   "the destination contains '#', which starts a comment in a "
+                                   "Postfix map");
+                if (c == ',')
+                        return bad(reterr, C, field,
+                                   "the destination contains ',': one destination per policy");
+                return bad(reterr, C, field,
+                           "the destination contains %s; a destination is a domain "
+                           "(example.com), .domain, [host] or [host]:port",
+                           byte_name(c, cb));
+        }
+        if (n > POLICY_DESTINATION_MAX)
+                return bad(reterr, C, field,
+                           "the destination is %zu characters long; at most %d are allowed", n,
+                           POLICY_DESTINATION_MAX);
+
+        if (in[0] == '[') {
+                const char *close = strchr(in, ']');
+                if (!close)
+                        return bad(reterr, C, field, "the destination has an unclosed '['");
+                const char *host = in + 1;
+                size_t hn = (size_t)(close - host);
+                if (memchr(host, ':', hn))
+                        return bad(reterr, C, field,
+                                   "IPv6 next-hops are not supported; use a host name or an "
+                                   "IPv4 address");
+                if (memchr(host, '[', hn))
+                        return bad(reterr, C, field, "the destination has a '[' inside brackets");
+                if (hn == 0)
+                        return bad(reterr, C, field, "the destination has empty brackets");
+                if (host[0] == '.')
+                        return bad(reterr, C, field,
+                                   "a bracketed next-hop is one host: it cannot start with '.'");
+                if (digits_and_dots(host, hn))
+                        r = check_ipv4(host, hn, field, reterr);
+                else
+                        r = check_domain(host, hn, "the destination", true, C, field, reterr);
+                if (r < 0)
+                        return r;
+                if (close[1] == ':') {
+                        r = check_port(close + 2, field, reterr);
+                        if (r < 0)
+                                return r;
+                } else if (close[1]) {
+                        return bad(reterr, C, field,
+                                   "the destination has text after ']'; only :port may follow");
+                }
+        } else {
+                if (strchr(in, '[') || strchr(in, ']'))
+                        return bad(reterr, C, field,
+                                   "brackets must enclose the whole next-hop host: [host] or "
+                                   "[host]:port");
+                const char *colon = strchr(in, ':');
+                if (colon && strchr(colon + 1, ':'))
+                        return bad(reterr, C, field,
+                                   "IPv6 next-hops are not supported; use a host name or an "
+                                   "IPv4 address");
+                if (colon)
+                        return bad(reterr, C, field,
+                                   "a port is allowed only on a bracketed next-hop: write "
+                                   "[host]:port");
+                const char *d = in;
+                if (in[0] == '.') {
+                        if (n == 1)
+                                return bad(reterr, C, field,
+                                           "'.' alone is not a destination; write .example.com "
+                                           "for a domain and its subdomains");
+                        d++;
+                }
+                r = check_domain(d, n - (size_t)(d - in), "the destination", false, C, field,
+                                 reterr);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i <= n; i++)
+                out[i] = to_lower(in[i]);
+        return 0;
+}
+
+/* verify/secure "match" patterns: hostname, nexthop, dot-nexthop, a domain, or .domain. */
+static int pattern_normalize(const char *in, char out[static 256], const char *field,
+                             struct problem *reterr)
+{
+        size_t n = strlen(in);
+        out[0] = 0;
+        if (n == 0 || n > 254)
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "a match pattern is hostname, nexthop, dot-nexthop, a domain or "
+                           ".domain");
+        const char *d = in[0] == '.' ? in + 1 : in;
+        int r = check_domain(d, n - (size_t)(d - in), "the match pattern", true,
+                             PROBLEM_INVALID_VALUE, field, reterr);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i <= n; i++)
+                out[i] = to_lower(in[i]);
+        return 0;
+}
+
+#define FPR_MAX 256 /* a pattern (254) or a SHA-512 fingerprint (64 pairs and colons: 191) */
+
+/* fingerprint "match" items: a SHA-256 or SHA-512 digest, colon-separated hex pairs (or plain
+ * hex), normalized to upper-case pairs joined with ':'. */
+static int fingerprint_normalize(const char *in, char out[static FPR_MAX], const char *field,
+                                 struct problem *reterr)
+{
+        size_t n = strlen(in), bytes = 0, o = 0;
+        bool colons = strchr(in, ':') != NULL;
+        out[0] = 0;
+        if (colons ? (n + 1) % 3 == 0 : n % 2 == 0) {
+                bytes = colons ? (n + 1) / 3 : n / 2;
+                for (size_t i = 0; i < n && bytes; i++) {
+                        bool sep = colons && i % 3 == 2;
+                        if (sep ? in[i] != ':' : !is_hex((unsigned char)in[i]))
+                                bytes = 0;
+                }
+        }
+        if (bytes != 32 && bytes != 64)
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "a fingerprint is a SHA-256 or SHA-512 digest: 32 or 64 hex byte "
+                           "pairs separated by ':'");
+        for (size_t i = 0; i < bytes; i++) {
+                const char *h = in + (colons ? 3 * i : 2 * i);
+                if (i)
+                        out[o++] = ':';
+                out[o++] = to_upper(h[0]);
+                out[o++] = to_upper(h[1]);
+        }
+        out[o] = 0;
+        return 0;
+}
+
+/* ---- protocols ---- */
+
+static int proto_lookup(const char *s, size_t n)
+{
+        for (int i = 0; proto_names[i]; i++)
+                if (strlen(proto_names[i]) == n && strncasecmp(proto_names[i], s, n) == 0)
+                        return i;
+        return -1;
+}
+
+static int protocols_normalize(const char *in, char out[static 128], const char *field,
+                               struct problem *reterr)
+{
+        const enum problem_code C = PROBLEM_INVALID_VALUE;
+        unsigned include = 0, exclude = 0;
+        int lo = -1, hi = -1;
+        size_t o = 0, ntok = 0;
+        char cb[8];
+
+        out[0] = 0;
+        if (!in || !*in)
+                return 0;
+        for (const char *c = in; *c; c++)
+                if (!is_alnum((unsigned char)*c) && !strchr(".!<>=:, ", *c))
+                        return bad(reterr, C, field,
+                                   "protocols contains %s; it is a list such as '>=TLSv1.2' or "
+                                   "'!SSLv2:!SSLv3'",
+                                   byte_name((unsigned char)*c, cb));
+        for (const char *s = in; *s;) {
+                size_t tl = strcspn(s, ":, ");
+                if (tl == 0) {
+                        s++;
+                        continue;
+                }
+                const char *name = s;
+                char kind = 0; /* '>' floor, '<' ceiling, '!' exclude, 0 include */
+                if (tl >= 2 && (s[0] == '>' || s[0] == '<') && s[1] == '=') {
+                        kind = s[0];
+                        name += 2;
+                } else if (s[0] == '!') {
+                        kind = '!';
+                        name++;
+                }
+                size_t nl = tl - (size_t)(name - s);
+                int idx = proto_lookup(name, nl);
+                if (idx < 0)
+                        return bad(reterr, C, field,
+                                   "protocols: '%.*s' is not one of SSLv2, SSLv3, TLSv1, "
+                                   "TLSv1.1, TLSv1.2, TLSv1.3 (optionally after '!', '>=' or "
+                                   "'<=')",
+                                   (int)(tl > 40 ? 40 : tl), s);
+                unsigned bit = 1u << idx;
+                if (kind == '>' || kind == '<') {
+                        int *lim = kind == '>' ? &lo : &hi;
+                        if (*lim >= 0)
+                                return bad(reterr, C, field, "protocols has more than one '%c='",
+                                           kind);
+                        *lim = idx;
+                } else {
+                        if ((include | exclude) & bit)
+                                return bad(reterr, C, field, "protocols names %s twice",
+                                           proto_names[idx]);
+                        if (kind == '!')
+                                exclude |= bit;
+                        else
+                                include |= bit;
+                }
+                int w = snprintf(out + o, 128 - o, "%s%s%s", o ? ":" : "",
+                                 kind == '>'   ? ">="
+                                 : kind == '<' ? "<="
+                                 : kind == '!' ? "!"
+                                               : "",
+                                 proto_names[idx]);
+                if (w < 0 || (size_t)w >= 128 - o) {
+                        out[0] = 0;
+                        return bad(reterr, C, field, "protocols is too long");
+                }
+                o += (size_t)w;
+                ntok++;
+                s += tl;
+        }
+        if (ntok == 0)
+                return bad(reterr, C, field, "protocols names no protocol; send null to clear it");
+        if (lo >= 0 && hi >= 0 && lo > hi) {
+                out[0] = 0;
+                return bad(reterr, C, field, "protocols has its '>=' above its '<='");
+        }
+        unsigned set = (include ? include : PROTO_ALL) & ~exclude;
+        for (int i = 0; proto_names[i]; i++)
+                if ((lo >= 0 && i < lo) || (hi >= 0 && i > hi))
+                        set &= ~(1u << i);
+        if (!(set & PROTO_TLS)) {
+                out[0] = 0;
+                return bad(reterr, C, field,
+                           "protocols leaves no usable protocol (TLSv1 to TLSv1.3) enabled");
+        }
+        return 0;
+}
+
+int policy_protocols_normalize(const char *in, char out[static 128], const char *field,
+                               struct problem *reterr)
+{
+        int r = protocols_normalize(in, out, field, reterr);
+        if (r < 0)
+                out[0] = 0;
+        return r;
+}
+
+/* ---- attribute items ---- */
+
+static int check_exclude_item(const char *s, const char *field, struct problem *reterr)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > POLICY_EXCLUDE_ITEM || !is_alnum((unsigned char)s[0]))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "an exclude item is one OpenSSL cipher name or alias: 1 to %d of "
+                           "[A-Za-z0-9._+-], starting with a letter or digit",
+                           POLICY_EXCLUDE_ITEM);
+        for (size_t i = 0; i < n; i++) {
+                char cb[8];
+                unsigned char c = (unsigned char)s[i];
+                if (!is_alnum(c) && !strchr("._+-", c))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "an exclude item contains %s; send each cipher name as its "
+                                   "own item (characters [A-Za-z0-9._+-])",
+                                   byte_name(c, cb));
+        }
+        return 0;
+}
+
+static bool manager_is_valid(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > POLICY_MANAGER_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool ok = (c >= 'a' && c <= 'z') || is_digit((unsigned char)c) ||
+                          (i > 0 && (c == '.' || c == '_' || c == '-'));
+                if (!ok)
+                        return false;
+        }
+        return true;
+}
+
+/* match items whatever the level: one fingerprint or one pattern, nothing that could split. */
+static int check_match_item(const char *s, const char *field, struct problem *reterr)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > 254)
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "a match item is 1 to 254 characters: one fingerprint or one name "
+                           "pattern");
+        for (size_t i = 0; i < n; i++) {
+                char cb[8];
+                unsigned char c = (unsigned char)s[i];
+                if (!is_alnum(c) && c != '.' && c != ':' && c != '-')
+                        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "a match item contains %s; send each fingerprint or pattern "
+                                   "as its own item",
+                                   byte_name(c, cb));
+        }
+        return 0;
+}
+
+/* The normalized form of one match item at level l (fingerprint, verify or secure). */
+static int match_item_normalize(enum tls_level l, const char *s, char out[static FPR_MAX],
+                                const char *field, struct problem *reterr)
+{
+        int r = check_match_item(s, field, reterr);
+        if (r < 0)
+                return r;
+        if (l == TLS_LEVEL_FINGERPRINT)
+                return fingerprint_normalize(s, out, field, reterr);
+        return pattern_normalize(s, out, field, reterr);
+}
+
+/* ---- the JSON body ---- */
+
+static bool has_nul(json_t *v)
+{
+        return strlen(json_string_value(v)) != json_string_length(v);
+}
+
+static int check_destination(const struct json_spec *spec, json_t *v, const char *field,
+                             struct problem *reterr)
+{
+        char key[POLICY_DESTINATION_MAX + 1];
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
+                           "the destination contains a NUL byte");
+        return policy_destination_normalize(json_string_value(v), key, field, reterr);
+}
+
+static int check_items(json_t *v, const char *field, struct problem *reterr,
+                       int (*item)(const char *, const char *, struct problem *))
+{
+        size_t i;
+        json_t *it;
+        char f[320];
+        json_array_foreach (v, i, it) {
+                snprintf(f, sizeof(f), "%s/%zu", field, i);
+                if (has_nul(it))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, f,
+                                   "the item contains a NUL byte");
+                int r = item(json_string_value(it), f, reterr);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int check_match(const struct json_spec *spec, json_t *v, const char *field,
+                       struct problem *reterr)
+{
+        return check_items(v, field, reterr, check_match_item);
+}
+
+static int check_exclude(const struct json_spec *spec, json_t *v, const char *field,
+                         struct problem *reterr)
+{
+        return check_items(v, field, reterr, check_exclude_item);
+}
+
+static int check_protocols(const struct json_spec *spec, json_t *v, const char *field,
+                           struct problem *reterr)
+{
+        char out[128];
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field, "protocols contains a NUL byte");
+        return policy_protocols_normalize(json_string_value(v), out, field, reterr);
+}
+
+static int check_note(const struct json_spec *spec, json_t *v, const char *field,
+                      struct problem *reterr)
+{
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field, "note contains a NUL byte");
+        return 0;
+}
+
+static int check_manager(const struct json_spec *spec, json_t *v, const char *field,
+                         struct problem *reterr)
+{
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field, "managed_by contains a NUL byte");
+        if (!manager_is_valid(json_string_value(v)))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "managed_by is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
+        return 0;
+}
+
+struct policy_body {
+        const char *destination;
+        const char *level;
+        json_t *match;
+        const char *protocols;
+        const char *ciphers;
+        json_t *exclude;
+        const char *note;
+        bool enabled;
+        const char *managed_by;
+        json_t *ignored;
+};
+
+enum {
+        F_DESTINATION,
+        F_LEVEL,
+        F_MATCH,
+        F_PROTOCOLS,
+        F_CIPHERS,
+        F_EXCLUDE,
+        F_NOTE,
+        F_ENABLED,
+        F_MANAGED_BY,
+        F_CREATED_AT,
+        F_UPDATED_AT,
+};
+
+#define PB(f) offsetof(struct policy_body, f)
+/* "destination" is required unless the URL names it or a patch is applied: checked in
+ * policy_apply_json(). Read-only created_at/updated_at are accepted (a client may PUT back what
+ * it got) and ignored. The level/attribute rules need the merged result: policy_check(). */
+static const struct json_spec policy_spec[] = {
+        [F_DESTINATION] = { "destination", JS_STRING, 0, PB(destination),
+                            .max = POLICY_DESTINATION_MAX, .check = check_destination,
+                            .invalid_code = PROBLEM_INVALID_DESTINATION },
+        [F_LEVEL] = { "level", JS_CHOICE, JS_REQUIRED, PB(level), .choices = level_names },
+        [F_MATCH] = { "match", JS_STRING_ARRAY, JS_NULLABLE, PB(match), .max = POLICY_MATCH_MAX,
+                      .check = check_match },
+        [F_PROTOCOLS] = { "protocols", JS_STRING, JS_NULLABLE, PB(protocols), .max = 256,
+                          .check = check_protocols },
+        [F_CIPHERS] = { "ciphers", JS_CHOICE, JS_NULLABLE, PB(ciphers), .choices = cipher_grades },
+        [F_EXCLUDE] = { "exclude", JS_STRING_ARRAY, JS_NULLABLE, PB(exclude),
+                        .max = POLICY_EXCLUDE_MAX, .check = check_exclude },
+        [F_NOTE] = { "note", JS_STRING, JS_NULLABLE, PB(note), .max = POLICY_NOTE_MAX,
+                     .check = check_note },
+        [F_ENABLED] = { "enabled", JS_BOOL, 0, PB(enabled), .choices = NULL },
+        [F_MANAGED_BY] = { "managed_by", JS_STRING, JS_NULLABLE, PB(managed_by),
+                           .max = POLICY_MANAGER_MAX, .check = check_manager },
+        [F_CREATED_AT] = { "created_at", JS_ANY, 0, PB(ignored), .choices = NULL },
+        [F_UPDATED_AT] = { "updated_at", JS_ANY, 0, PB(ignored), .choices = NULL },
+        { 0 },
+};
+
+#define HAS(f) (present & (UINT64_C(1) << (f)))
+
+static int strv_from_json(json_t *a, char ***ret, size_t *n)
+{
+        size_t i, k = json_array_size(a);
+        json_t *it;
+        *ret = NULL;
+        *n = 0;
+        if (k == 0)
+                return 0;
+        char **v = calloc(k + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        json_array_foreach (a, i, it)
+                if (!(v[i] = strdup(json_string_value(it)))) {
+                        strv_free(v, i);
+                        return -ENOMEM;
+                }
+        *ret = v;
+        *n = k;
+        return 0;
+}
+
+/* Rewrites match items into their normalized form for the level that takes them. */
+static int normalize_match(struct policy *p, const char *prefix, struct problem *reterr)
+{
+        char buf[FPR_MAX], f[320];
+        if (!(level_rules[p->level].allowed & A(MATCH)))
+                return 0; /* policy_check() refuses the attribute itself */
+        for (size_t i = 0; i < p->n_match; i++) {
+                snprintf(f, sizeof(f), "%s/match/%zu", prefix, i);
+                int r = match_item_normalize(p->level, p->match[i], buf, f, reterr);
+                if (r < 0)
+                        return r;
+                if (!streq(buf, p->match[i])) {
+                        char *s = strdup(buf);
+                        if (!s)
+                                return oom(reterr);
+                        free(p->match[i]);
+                        p->match[i] = s;
+                }
+        }
+        return 0;
+}
+
+int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,
+                      const char *prefix, struct problem *reterr)
+{
+        struct policy_body b = { 0 };
+        uint64_t present = 0;
+        char key[POLICY_DESTINATION_MAX + 1], other[POLICY_DESTINATION_MAX + 1], field[300];
+        struct policy n;
+        int r;
+
+        if (!prefix)
+                prefix = "";
+        r = json_dispatch(body, policy_spec, &b, &present, patch ? JSON_DISPATCH_PATCH : 0, prefix,
+                          reterr);
+        if (r < 0)
+                return r;
+
+        snprintf(field, sizeof(field), "%s/destination", prefix);
+        if (url_destination) {
+                r = policy_destination_normalize(url_destination, key, "", reterr);
+                if (r < 0)
+                        return r;
+                if (HAS(F_DESTINATION)) {
+                        r = policy_destination_normalize(b.destination, other, field, reterr);
+                        if (r < 0)
+                                return r;
+                        if (!streq(key, other))
+                                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                           "the destination '%s' is not the one in the URL ('%s')",
+                                           other, key);
+                }
+        } else if (HAS(F_DESTINATION)) {
+                r = policy_destination_normalize(b.destination, key, field, reterr);
+                if (r < 0)
+                        return r;
+                if (patch && p->destination[0] && !streq(key, p->destination))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "a policy's destination cannot be changed ('%s' is not '%s')",
+                                   key, p->destination);
+        } else if (patch && p->destination[0]) {
+                memcpy(key, p->destination, sizeof(key));
+        } else {
+                return bad(reterr, PROBLEM_MISSING_FIELD, field, "destination is required");
+        }
+
+        if (patch) {
+                if (policy_copy(&n, p) < 0)
+                        return oom(reterr);
+        } else {
+                /* PUT replaces: what is not sent takes its default; the manager is the caller's */
+                policy_init(&n);
+                memcpy(n.managed_by, p->managed_by, sizeof(n.managed_by));
+                n.managed_by[sizeof(n.managed_by) - 1] = 0;
+        }
+        memcpy(n.destination, key, sizeof(n.destination));
+        if (HAS(F_LEVEL))
+                tls_level_from_string(b.level, &n.level);
+        if (HAS(F_MATCH)) {
+                strv_free(n.match, n.n_match);
+                n.match = NULL;
+                n.n_match = 0;
+                if (b.match && strv_from_json(b.match, &n.match, &n.n_match) < 0)
+                        goto nomem;
+        }
+        if (HAS(F_PROTOCOLS)) {
+                n.protocols[0] = 0;
+                if (b.protocols &&
+                    policy_protocols_normalize(b.protocols, n.protocols, "", NULL) < 0)
+                        n.protocols[0] = 0; /* cannot happen: checked by the spec */
+        }
+        if (HAS(F_CIPHERS))
+                snprintf(n.ciphers, sizeof(n.ciphers), "%s", b.ciphers ? b.ciphers : "");
+        if (HAS(F_EXCLUDE)) {
+                strv_free(n.exclude, n.n_exclude);
+                n.exclude = NULL;
+                n.n_exclude = 0;
+                if (b.exclude && strv_from_json(b.exclude, &n.exclude, &n.n_exclude) < 0)
+                        goto nomem;
+        }
+        if (HAS(F_NOTE)) {
+                free(n.note);
+                n.note = NULL;
+                if (b.note && !(n.note = strdup(b.note)))
+                        goto nomem;
+        }
+        if (HAS(F_ENABLED))
+                n.enabled = b.enabled;
+        if (HAS(F_MANAGED_BY))
+                snprintf(n.managed_by, sizeof(n.managed_by), "%s",
+                         b.managed_by ? b.managed_by : "");
+
+        r = normalize_match(&n, prefix, reterr);
+        if (r >= 0)
+                r = policy_check(&n, prefix, reterr);
+        if (r < 0) {
+                policy_done(&n);
+                return r;
+        }
+        policy_done(p);
+        *p = n;
+        return 0;
+nomem:
+        policy_done(&n);
+        return oom(reterr);
+}
+
+/* The JSON pointer prefix/name[/i] (i < 0: none), built only when a problem is reported. */
+static const char *fld(char f[static 320], const char *prefix, const char *name, ssize_t i)
+{
+        if (i >= 0)
+                snprintf(f, 320, "%s/%s/%zd", prefix, name, i);
+        else
+                snprintf(f, 320, "%s/%s", prefix, name);
+        return f;
+}
+
+/* Runs a check quietly first (the fast path), and again naming the field only if it fails. */
+#define CHECK_QUIET(call_quiet, call_loud)                                                         \
+        do {                                                                                       \
+                if ((call_quiet) < 0) {                                                            \
+                        (void)(call_loud);                                                         \
+                        return -EINVAL;                                                            \
+                }                                                                                  \
+        } while (0)
+
+int policy_check(const struct policy *p, const char *prefix, struct problem *reterr)
+{
+        char f[320], buf[FPR_MAX];
+        char key[POLICY_DESTINATION_MAX + 1];
+
+        if (!prefix)
+                prefix = "";
+        if ((unsigned)p->level >= _TLS_LEVEL_MAX)
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "level", -1),
+                           "unknown level");
+        const char *level = level_names[p->level];
+
+        if (!memchr(p->destination, 0, sizeof(p->destination)))
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, fld(f, prefix, "destination", -1),
+                           "the destination is too long");
+        CHECK_QUIET(policy_destination_normalize(p->destination, key, "", NULL),
+                    policy_destination_normalize(p->destination, key,
+                                                 fld(f, prefix, "destination", -1), reterr));
+        if (!streq(key, p->destination))
+                return bad(reterr, PROBLEM_INVALID_DESTINATION, fld(f, prefix, "destination", -1),
+                           "the destination is not in lower case");
+
+        /* Which level takes which attribute: Postfix defers all mail on a violation. */
+        unsigned have = (p->n_match ? A(MATCH) : 0) | (p->protocols[0] ? A(PROTOCOLS) : 0) |
+                        (p->ciphers[0] ? A(CIPHERS) : 0) | (p->n_exclude ? A(EXCLUDE) : 0);
+        const struct level_rule *rule = &level_rules[p->level];
+        for (unsigned a = 0; a < _ATTR_MAX; a++) {
+                if (!(have & (1u << a)) || (rule->allowed & (1u << a)))
+                        continue;
+                fld(f, prefix, attr_names[a], -1);
+                if (p->level == TLS_LEVEL_NONE)
+                        return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, f,
+                                   "level none takes no attributes (TLS is off); remove %s",
+                                   attr_names[a]);
+                return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, f,
+                           "%s is not valid at level %s (Postfix would defer all mail to this "
+                           "destination)%s",
+                           attr_names[a], level,
+                           a == ATTR_MATCH ? "; match is for fingerprint, verify and secure" : "");
+        }
+        if (rule->required & ~have)
+                return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, fld(f, prefix, "match", -1),
+                           "level %s requires match: the SHA-256 or SHA-512 fingerprints of the "
+                           "server certificates",
+                           level);
+
+        /* Each attribute in its normalized, whitelisted form. */
+        if (p->n_match > POLICY_MATCH_MAX || (p->n_match && !p->match))
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "match", -1),
+                           "match takes at most %d items", POLICY_MATCH_MAX);
+        for (size_t i = 0; i < p->n_match; i++) {
+                if (!p->match[i])
+                        return bad(reterr, PROBLEM_INVALID_VALUE,
+                                   fld(f, prefix, "match", (ssize_t)i), "empty match item");
+                CHECK_QUIET(match_item_normalize(p->level, p->match[i], buf, "", NULL),
+                            match_item_normalize(p->level, p->match[i], buf,
+                                                 fld(f, prefix, "match", (ssize_t)i), reterr));
+                if (!streq(buf, p->match[i]))
+                        return bad(reterr, PROBLEM_INVALID_VALUE,
+                                   fld(f, prefix, "match", (ssize_t)i),
+                                   "match item not normalized");
+        }
+        if (!memchr(p->protocols, 0, sizeof(p->protocols)))
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "protocols", -1),
+                           "protocols is too long");
+        if (p->protocols[0]) {
+                CHECK_QUIET(policy_protocols_normalize(p->protocols, buf, "", NULL),
+                            policy_protocols_normalize(p->protocols, buf,
+                                                       fld(f, prefix, "protocols", -1), reterr));
+                if (!streq(buf, p->protocols))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "protocols", -1),
+                                   "protocols is not normalized");
+        }
+        if (p->ciphers[0]) {
+                size_t i;
+                for (i = 0; cipher_grades[i]; i++)
+                        if (strncmp(cipher_grades[i], p->ciphers, sizeof(p->ciphers)) == 0)
+                                break;
+                if (!cipher_grades[i])
+                        return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "ciphers", -1),
+                                   "ciphers must be one of: export, low, medium, high, null");
+        }
+        if (p->n_exclude > POLICY_EXCLUDE_MAX || (p->n_exclude && !p->exclude))
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "exclude", -1),
+                           "exclude takes at most %d items", POLICY_EXCLUDE_MAX);
+        for (size_t i = 0; i < p->n_exclude; i++) {
+                if (!p->exclude[i])
+                        return bad(reterr, PROBLEM_INVALID_VALUE,
+                                   fld(f, prefix, "exclude", (ssize_t)i), "empty exclude item");
+                CHECK_QUIET(check_exclude_item(p->exclude[i], "", NULL),
+                            check_exclude_item(p->exclude[i], fld(f, prefix, "exclude", (ssize_t)i),
+                                               reterr));
+        }
+        if (p->note && strlen(p->note) > POLICY_NOTE_MAX)
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "note", -1),
+                           "note is longer than %d bytes", POLICY_NOTE_MAX);
+        if (!memchr(p->managed_by, 0, sizeof(p->managed_by)) ||
+            (p->managed_by[0] && !manager_is_valid(p->managed_by)))
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "managed_by", -1),
+                           "managed_by is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
+        return 0;
+}
+
+static json_t *strv_json(char *const *v, size_t n)
+{
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_string(v[i] ? v[i] : ""));
+        return a;
+}
+
+json_t *policy_to_json(const struct policy *p)
+{
+        json_t *j = json_object();
+        if (!j)
+                return NULL;
+        const char *level = tls_level_to_string(p->level);
+        json_object_set_new(j, "destination", json_string(p->destination));
+        json_object_set_new(j, "level", level ? json_string(level) : json_null());
+        json_object_set_new(j, "match", strv_json(p->match, p->n_match));
+        json_object_set_new(j, "protocols",
+                            p->protocols[0] ? json_string(p->protocols) : json_null());
+        json_object_set_new(j, "ciphers", p->ciphers[0] ? json_string(p->ciphers) : json_null());
+        json_object_set_new(j, "exclude", strv_json(p->exclude, p->n_exclude));
+        json_object_set_new(j, "note", json_string(p->note ? p->note : ""));
+        json_object_set_new(j, "enabled", json_boolean(p->enabled));
+        json_object_set_new(j, "managed_by",
+                            p->managed_by[0] ? json_string(p->managed_by) : json_null());
+        return j;
+}
+
+/* ---- rendering ---- */
+
+struct buf {
+        char *p;
+        size_t len, cap;
+};
+
+static int buf_add(struct buf *b, const char *s, size_t n)
+{
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 256;
+                while (cap < b->len + n + 1)
+                        cap *= 2;
+                char *np = realloc(b->p, cap);
+                if (!np)
+                        return -ENOMEM;
+                b->p = np;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        b->p[b->len] = 0;
+        return 0;
+}
+
+static int buf_adds(struct buf *b, const char *s)
+{
+        return buf_add(b, s, strlen(s));
+}
+
+static bool key_byte_ok(unsigned char c)
+{
+        return (c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-' || c == '[' ||
+               c == ']' || c == ':';
+}
+
+static bool value_byte_ok(unsigned char c)
+{
+        return is_alnum(c) || (c && strchr(".:!|<>=+_-", c));
+}
+
+/* The last word on what reaches the map: "key<TAB>token[ token]...", each byte whitelisted. */
+static bool entry_bytes_ok(const char *s, size_t n)
+{
+        size_t i = 0;
+        while (i < n && key_byte_ok((unsigned char)s[i]))
+                i++;
+        if (i == 0 || i >= n || s[i] != '\t')
+                return false;
+        i++;
+        bool token = false; /* inside a token */
+        for (; i < n; i++) {
+                if (s[i] == ' ') {
+                        if (!token)
+                                return false; /* leading or double space */
+                        token = false;
+                } else if (value_byte_ok((unsigned char)s[i])) {
+                        token = true;
+                } else {
+                        return false;
+                }
+        }
+        return token;
+}
+
+static int join_attr(struct buf *b, const char *name, char *const *v, size_t n, const char *sep)
+{
+        int r = buf_adds(b, " ");
+        if (r >= 0)
+                r = buf_adds(b, name);
+        if (r >= 0)
+                r = buf_adds(b, "=");
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (i)
+                        r = buf_adds(b, sep);
+                if (r >= 0)
+                        r = buf_adds(b, v[i]);
+        }
+        return r;
+}
+
+static int add_attr(struct buf *b, const char *name, const char *value)
+{
+        int r = buf_adds(b, " ");
+        if (r >= 0)
+                r = buf_adds(b, name);
+        if (r >= 0)
+                r = buf_adds(b, "=");
+        if (r >= 0)
+                r = buf_adds(b, value);
+        return r;
+}
+
+static int render_into(struct buf *b, const struct policy *p)
+{
+        struct problem ignore = { 0 };
+        size_t start = b->len;
+        int r;
+
+        if (policy_check(p, "", &ignore) < 0) {
+                problem_done(&ignore);
+                return -EINVAL;
+        }
+        problem_done(&ignore);
+        r = buf_adds(b, p->destination);
+        if (r >= 0)
+                r = buf_adds(b, "\t");
+        if (r >= 0)
+                r = buf_adds(b, level_names[p->level]);
+        if (r >= 0 && p->n_match)
+                r = join_attr(b, "match", p->match, p->n_match,
+                              p->level == TLS_LEVEL_FINGERPRINT ? "|" : ":");
+        if (r >= 0 && p->protocols[0])
+                r = add_attr(b, "protocols", p->protocols);
+        if (r >= 0 && p->ciphers[0])
+                r = add_attr(b, "ciphers", p->ciphers);
+        if (r >= 0 && p->n_exclude)
+                r = join_attr(b, "exclude", p->exclude, p->n_exclude, ":");
+        if (r >= 0 && !entry_bytes_ok(b->p + start, b->len - start))
+                r = -EINVAL;
+        if (r < 0) {
+                b->len = start;
+                if (b->p)
+                        b->p[start] = 0;
+        }
+        return r;
+}
+
+int policy_render_entry(const struct policy *p, char **line)
+{
+        struct buf b = { 0 };
+        int r = render_into(&b, p);
+        if (r < 0) {
+                free(b.p);
+                return r;
+        }
+        *line = b.p;
+        return 0;
+}
+
+static int cmp_destination(const void *a, const void *b)
+{
+        const struct policy *x = *(const struct policy *const *)a;
+        const struct policy *y = *(const struct policy *const *)b;
+        return strcmp(x->destination, y->destination);
+}
+
+int policy_map_render(const struct policy *const *items, size_t n, char **text, size_t *len)
+{
+        const struct policy **v = malloc((n ? n : 1) * sizeof(*v));
+        struct buf b = { 0 };
+        size_t m = 0;
+        int r;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (items[i] && items[i]->enabled)
+                        v[m++] = items[i];
+        qsort(v, m, sizeof(*v), cmp_destination);
+        r = buf_adds(&b, POLICY_MAP_HEADER);
+        for (size_t i = 0; r >= 0 && i < m; i++) {
+                if (i && streq(v[i - 1]->destination, v[i]->destination))
+                        r = -EEXIST;
+                if (r >= 0)
+                        r = render_into(&b, v[i]);
+                if (r >= 0)
+                        r = buf_adds(&b, "\n");
+        }
+        free(v);
+        if (r < 0) {
+                free(b.p);
+                return r;
+        }
+        *text = b.p;
+        if (len)
+                *len = b.len;
+        return 0;
+}
+
+/* ---- reading map source text ---- */
+
+void policy_map_entries_free(struct policy_map_entry *e, size_t n)
+{
+        if (!e)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                free(e[i].key);
+                free(e[i].value);
+        }
+        free(e);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+        const struct policy_map_entry *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+        if (c)
+                return c;
+        return x->line < y->line ? -1 : x->line > y->line;
+}
+
+void policy_map_entries_sort(struct policy_map_entry *e, size_t n)
+{
+        if (n > 1)
+                qsort(e, n, sizeof(*e), cmp_entry);
+}
+
+struct key_ref {
+        const char *key;
+        size_t idx;
+};
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+        const struct key_ref *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+        if (c)
+                return c;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Drops every entry whose key an earlier entry has (postmap keeps the first), keeping order. */
+static int drop_duplicates(struct policy_map_entry *e, size_t *n)
+{
+        if (*n < 2)
+                return 0;
+        struct key_ref *refs = malloc(*n * sizeof(*refs));
+        bool *dup = calloc(*n, sizeof(bool));
+        if (!refs || !dup) {
+                free(refs);
+                free(dup);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < *n; i++)
+                refs[i] = (struct key_ref){ e[i].key, i };
+        qsort(refs, *n, sizeof(*refs), cmp_key_ref);
+        for (size_t i = 1; i < *n; i++)
+                if (streq(refs[i - 1].key, refs[i].key))
+                        dup[refs[i].idx] = true;
+        size_t o = 0;
+        for (size_t i = 0; i < *n; i++) {
+                if (dup[i]) {
+                        free(e[i].key);
+                        free(e[i].value);
+                } else {
+                        e[o++] = e[i];
+                }
+        }
+        *n = o;
+        free(refs);
+        free(dup);
+        return 0;
+}
+
+static char *strndup_trim(const char *s, size_t n)
+{
+        while (n > 0 && is_space((unsigned char)s[n - 1]))
+                n--;
+        return strndup(s, n);
+}
+
+/* One logical line (as Postfix's readllines()) into *line; returns false at the end of text. */
+static int read_logical_line(const char *text, size_t len, size_t *pos, size_t *lineno,
+                             struct buf *line, size_t *first_line, bool *got)
+{
+        *got = false;
+        line->len = 0;
+        if (line->p)
+                line->p[0] = 0;
+        if (*pos >= len)
+                return 0;
+        *got = true;
+        for (;;) {
+                size_t start = line->len, from = *pos, eol = *pos;
+                while (eol < len && text[eol] != '\n')
+                        eol++;
+                bool newline = eol < len;
+                if (buf_add(line, text + from, eol - from) < 0)
+                        return -ENOMEM;
+                *pos = newline ? eol + 1 : eol;
+                if (newline || eol > from)
+                        (*lineno)++;
+                /* Comment lines, blank lines and whitespace-only lines go, even mid-entry. */
+                size_t k = start;
+                while (k < line->len && is_space((unsigned char)line->p[k]))
+                        k++;
+                if (k == line->len || line->p[k] == '#') {
+                        line->len = start;
+                        line->p[start] = 0;
+                } else if (start == 0) {
+                        *first_line = *lineno;
+                }
+                if (!newline || *pos >= len)
+                        break;
+                if (line->len > 0) {
+                        char next = text[*pos];
+                        if (next != '#' && !is_space((unsigned char)next))
+                                break;
+                }
+        }
+        return 0;
+}
+
+int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret)
+{
+        struct policy_map_entry *e = NULL;
+        size_t n = 0, cap = 0, pos = 0, lineno = 0;
+        struct buf line = { 0 };
+        int r = 0;
+
+        *ret = NULL;
+        *n_ret = 0;
+        for (;;) {
+                size_t first = 0;
+                bool got;
+                r = read_logical_line(text, len, &pos, &lineno, &line, &first, &got);
+                if (r < 0 || !got)
+                        break;
+                if (line.len == 0 || is_space((unsigned char)line.p[0]))
+                        continue; /* nothing, or continuation text without a first line */
+                size_t ln = strnlen(line.p, line.len); /* text after a NUL is lost */
+                const char *s = line.p;
+                size_t kl = 0;
+                while (kl < ln && !strchr(" \t\r\n", s[kl]))
+                        kl++;
+                size_t v = kl < ln ? kl + 1 : kl;
+                while (v < ln && is_space((unsigned char)s[v]))
+                        v++;
+                size_t vl = ln - v;
+                while (vl > 0 && is_space((unsigned char)s[v + vl - 1]))
+                        vl--;
+                size_t kt = kl;
+                while (kt > 0 && is_space((unsigned char)s[kt - 1]))
+                        kt--;
+                if (kt == 0 || vl == 0)
+                        continue; /* "expected format: key whitespace value" */
+                if (n == cap) {
+                        size_t nc = cap ? 2 * cap : 64;
+                        struct policy_map_entry *ne = realloc(e, nc * sizeof(*e));
+                        if (!ne) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        e = ne;
+                        cap = nc;
+                }
+                char *key = strndup(s, kt), *value = strndup_trim(s + v, vl);
+                if (!key || !value) {
+                        free(key);
+                        free(value);
+                        r = -ENOMEM;
+                        break;
+                }
+                for (char *c = key; *c; c++)
+                        *c = to_lower(*c);
+                e[n++] = (struct policy_map_entry){ key, value, first };
+        }
+        free(line.p);
+        if (r >= 0)
+                r = drop_duplicates(e, &n);
+        if (r < 0) {
+                policy_map_entries_free(e, n);
+                return r;
+        }
+        *ret = e;
+        *n_ret = n;
+        return 0;
+}

@@ -1,0 +1,280 @@
+/* policies.c (store) - the tls_policies table: rows as the API shows them, the map rendered from
+ * the enabled ones, and the bulk replace CI pipelines use (one statement per step, whatever the
+ * number of items). HTTP threads read; the worker writes. */
+#include <stdio.h>
+
+#include "smtptlsd/policy.h"
+#include "smtptlsd/store.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define POLICY_COLUMNS                                                                             \
+        "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
+        "array_to_json(exclude)::text, note, enabled, managed_by, " TS("created_at") ", " TS(      \
+            "updated_at")
+
+static char **strv_from_json(const char *text, size_t *n)
+{
+        json_t *a = json_loads(text, 0, NULL), *it;
+        size_t i;
+        *n = 0;
+        if (!json_is_array(a) || json_array_size(a) == 0) {
+                json_decref(a);
+                return NULL;
+        }
+        char **v = calloc(json_array_size(a) + 1, sizeof(char *));
+        if (v)
+                json_array_foreach (a, i, it)
+                        v[(*n)++] = strdup(json_string_value(it) ? json_string_value(it) : "");
+        json_decref(a);
+        return v;
+}
+
+static void row_policy(const PGresult *res, int i, struct policy *p)
+{
+        *p = (struct policy){ 0 };
+        snprintf(p->destination, sizeof(p->destination), "%s", PQgetvalue(res, i, 0));
+        tls_level_from_string(PQgetvalue(res, i, 1), &p->level);
+        p->match = strv_from_json(PQgetvalue(res, i, 2), &p->n_match);
+        snprintf(p->protocols, sizeof(p->protocols), "%s", PQgetvalue(res, i, 3));
+        snprintf(p->ciphers, sizeof(p->ciphers), "%s", PQgetvalue(res, i, 4));
+        p->exclude = strv_from_json(PQgetvalue(res, i, 5), &p->n_exclude);
+        p->note = strdup(PQgetvalue(res, i, 6));
+        p->enabled = streq(PQgetvalue(res, i, 7), "t");
+        snprintf(p->managed_by, sizeof(p->managed_by), "%s", PQgetvalue(res, i, 8));
+}
+
+static json_t *row_json(const PGresult *res, int i)
+{
+        struct policy p;
+        row_policy(res, i, &p);
+        json_t *j = policy_to_json(&p);
+        policy_done(&p);
+        json_object_set_new(j, "created_at", json_string(PQgetvalue(res, i, 9)));
+        json_object_set_new(j, "updated_at", json_string(PQgetvalue(res, i, 10)));
+        return j;
+}
+
+int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
+                          int64_t *rows, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL, *count = NULL;
+        int r = db_exec(c, &count, reterr, "SELECT count(*) FROM tls_policies", 0, NULL);
+        if (r < 0)
+                return r;
+        *rows = strtoll(PQgetvalue(count, 0, 0), NULL, 10);
+        r = db_exec(c, &res, reterr,
+                    "SELECT " POLICY_COLUMNS " FROM tls_policies WHERE enabled "
+                    "ORDER BY destination COLLATE \"C\"",
+                    0, NULL);
+        if (r < 0)
+                return r;
+        size_t n = (size_t)PQntuples(res);
+        struct policy *v = calloc(n ? n : 1, sizeof(*v));
+        const struct policy **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        if (!v || !ptrs) {
+                free(v);
+                free(ptrs);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                row_policy(res, (int)i, &v[i]);
+                ptrs[i] = &v[i];
+        }
+        r = policy_map_render(ptrs, n, text, len);
+        for (size_t i = 0; i < n; i++)
+                policy_done(&v[i]);
+        free(v);
+        free(ptrs);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot render the policy map: %s", strerror(-r));
+        *entries = n;
+        return 0;
+}
+
+int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,
+                     struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { destination };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " POLICY_COLUMNS " FROM tls_policies WHERE destination = $1", 1,
+                        params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        if (p)
+                row_policy(res, 0, p);
+        if (json)
+                *json = row_json(res, 0);
+        return 0;
+}
+
+static char *strv_json(char **v, size_t n)
+{
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        char *s = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        return s;
+}
+
+int store_policy_put(struct db_conn *c, const struct policy *p, bool *created,
+                     struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        _cleanup_free_ char *match = strv_json(p->match, p->n_match);
+        _cleanup_free_ char *exclude = strv_json(p->exclude, p->n_exclude);
+        const char *params[] = {
+                p->destination,
+                tls_level_to_string(p->level),
+                match,
+                p->protocols[0] ? p->protocols : NULL,
+                p->ciphers[0] ? p->ciphers : NULL,
+                exclude,
+                p->note ? p->note : "",
+                p->enabled ? "t" : "f",
+                p->managed_by[0] ? p->managed_by : NULL,
+        };
+        int r = db_exec(c, &res, reterr,
+                        "INSERT INTO tls_policies (destination, level, match, protocols, ciphers, "
+                        "exclude, note, enabled, managed_by) VALUES ($1, $2, "
+                        "ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5, "
+                        "ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7, $8, $9) "
+                        "ON CONFLICT (destination) DO UPDATE SET level = $2, "
+                        "match = EXCLUDED.match, protocols = $4, ciphers = $5, "
+                        "exclude = EXCLUDED.exclude, note = $7, enabled = $8, managed_by = $9, "
+                        "updated_at = now() RETURNING (xmax = 0)",
+                        9, params);
+        if (r < 0)
+                return r;
+        *created = streq(PQgetvalue(res, 0, 0), "t");
+        return 0;
+}
+
+int store_policy_delete(struct db_conn *c, const char *destination, struct problem *reterr)
+{
+        const char *params[] = { destination };
+        return db_exec(c, NULL, reterr, "DELETE FROM tls_policies WHERE destination = $1", 1,
+                       params);
+}
+
+int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
+                        const char *after, int limit, json_t **items, char **next,
+                        struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char lim[16], man[8];
+        _cleanup_free_ char *pattern = NULL;
+        if (q && *q) {
+                pattern = malloc(2 * strlen(q) + 3);
+                if (!pattern)
+                        return -ENOMEM;
+                char *o = pattern;
+                *o++ = '%';
+                for (const char *s = q; *s; s++) {
+                        if (*s == '%' || *s == '_' || *s == '\\')
+                                *o++ = '\\';
+                        *o++ = *s;
+                }
+                *o++ = '%';
+                *o = 0;
+        }
+        snprintf(lim, sizeof(lim), "%d", limit + 1);
+        snprintf(man, sizeof(man), "%d", managed);
+        const char *params[] = { pattern, level, man, after, lim };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " POLICY_COLUMNS " FROM tls_policies "
+                        "WHERE ($1::text IS NULL OR destination ILIKE $1 OR note ILIKE $1) "
+                        "AND ($2::text IS NULL OR level = $2) "
+                        "AND ($3::int < 0 OR (managed_by IS NOT NULL) = ($3::int = 1)) "
+                        "AND ($4::text IS NULL OR destination COLLATE \"C\" > $4) "
+                        "ORDER BY destination COLLATE \"C\" LIMIT $5::int",
+                        5, params);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        json_t *a = json_array();
+        for (int i = 0; i < n && i < limit; i++)
+                json_array_append_new(a, row_json(res, i));
+        *next = n > limit ? strdup(PQgetvalue(res, limit - 1, 0)) : NULL;
+        *items = a;
+        return 0;
+}
+
+int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL;
+        _cleanup_free_ char *text = json_dumps(items, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        const char *params[] = { text };
+        int r = db_exec(c, NULL, reterr,
+                        "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                        "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(destination text, "
+                        "level text, match text[], protocols text, ciphers text, exclude text[], "
+                        "note text, enabled boolean)",
+                        1, params);
+        if (r < 0)
+                return r;
+        r = db_exec(c, &clash, reterr,
+                    "SELECT i.destination, p.managed_by FROM incoming i JOIN tls_policies p "
+                    "USING (destination) WHERE p.managed_by IS NOT NULL ORDER BY 1 LIMIT 1",
+                    0, NULL);
+        if (r < 0)
+                goto out;
+        if (PQntuples(clash) > 0) {
+                r = problem_set(reterr, PROBLEM_MANAGED_ROW, NULL,
+                                "'%s' is managed by '%s'; bulk replace leaves managed rows alone",
+                                PQgetvalue(clash, 0, 0), PQgetvalue(clash, 0, 1));
+                goto out;
+        }
+        r = db_exec(
+            c, &res, reterr,
+            "SELECT "
+            " (SELECT count(*) FROM incoming i WHERE NOT EXISTS "
+            "   (SELECT 1 FROM tls_policies p WHERE p.destination = i.destination)), "
+            " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
+            "   WHERE (p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) "
+            "   IS DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, "
+            "   i.enabled)), "
+            " (SELECT count(*) FROM tls_policies p WHERE p.managed_by IS NULL AND NOT EXISTS "
+            "   (SELECT 1 FROM incoming i WHERE i.destination = p.destination)), "
+            " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
+            "   WHERE (p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) "
+            "   IS NOT DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, "
+            "   i.note, i.enabled))",
+            0, NULL);
+        if (r < 0)
+                goto out;
+        *counts = json_pack("{s:I, s:I, s:I, s:I}", "added",
+                            (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "changed",
+                            (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "removed",
+                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "unchanged",
+                            (json_int_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10));
+        r = db_exec(c, NULL, reterr,
+                    "DELETE FROM tls_policies p WHERE p.managed_by IS NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
+                    0, NULL);
+        if (r >= 0)
+                r = db_exec(c, NULL, reterr,
+                            "INSERT INTO tls_policies (destination, level, match, protocols, "
+                            "ciphers, exclude, note, enabled) SELECT destination, level, "
+                            "coalesce(match, '{}'), protocols, ciphers, coalesce(exclude, '{}'), "
+                            "coalesce(note, ''), coalesce(enabled, true) FROM incoming "
+                            "ON CONFLICT (destination) DO UPDATE SET level = EXCLUDED.level, "
+                            "match = EXCLUDED.match, protocols = EXCLUDED.protocols, "
+                            "ciphers = EXCLUDED.ciphers, exclude = EXCLUDED.exclude, "
+                            "note = EXCLUDED.note, enabled = EXCLUDED.enabled, updated_at = now() "
+                            "WHERE (tls_policies.level, tls_policies.match, "
+                            "tls_policies.protocols, tls_policies.ciphers, tls_policies.exclude, "
+                            "tls_policies.note, tls_policies.enabled) IS DISTINCT FROM "
+                            "(EXCLUDED.level, EXCLUDED.match, EXCLUDED.protocols, "
+                            "EXCLUDED.ciphers, EXCLUDED.exclude, EXCLUDED.note, EXCLUDED.enabled)",
+                            0, NULL);
+out:
+        db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
+        return r;
+}
