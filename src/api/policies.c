@@ -123,6 +123,10 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                 if (r >= 0) {
                         snprintf(dest, sizeof(dest), "%s", p.destination);
                         normalized = policy_to_json(&p);
+                        /* Not sent: the worker keeps the row's manager (a PUT by the manager
+                         * must not release its own row by omission). */
+                        if (!json_object_get(body, "managed_by"))
+                                json_object_del(normalized, "managed_by");
                 }
         } else if (r >= 0) {
                 /* a patch merges into the stored row: check the merge now (the worker merges

@@ -300,6 +300,42 @@ static void policy_location(struct job *job, const char *destination)
         job->location[o] = 0;
 }
 
+static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Entries Postfix accepts but that will not do what their author expects. */
+static json_t *policy_warnings(struct worker *w, const struct policy *p)
+{
+        json_t *warnings = json_array();
+        char *value = NULL;
+        if (p->level == TLS_LEVEL_DANE_ONLY &&
+            postconf_value(w->app->cfg, "smtp_dns_support_level", &value) >= 0) {
+                if (!streq(value, "dnssec"))
+                        add_warning(warnings, "dane_without_dnssec",
+                                    "dane-only needs smtp_dns_support_level = dnssec (it is "
+                                    "'%s'): until then Postfix defers all mail to %s",
+                                    value, p->destination);
+                free(value);
+                value = NULL;
+        }
+        if (p->level == TLS_LEVEL_FINGERPRINT && p->n_match > 0 &&
+            postconf_value(w->app->cfg, "smtp_tls_fingerprint_digest", &value) >= 0) {
+                /* 32 bytes = 95 characters "AB:..", 64 bytes = 191 */
+                size_t want = streq(value, "sha512") ? 191 : streq(value, "sha256") ? 95 : 0;
+                for (size_t i = 0; want && i < p->n_match; i++)
+                        if (strlen(p->match[i]) != want) {
+                                add_warning(warnings, "fingerprint_digest_mismatch",
+                                            "match holds a digest of another length than "
+                                            "smtp_tls_fingerprint_digest (%s) produces: it never "
+                                            "matches",
+                                            value);
+                                break;
+                        }
+                free(value);
+        }
+        return warnings;
+}
+
 static int run_policy_write(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
         json_t *body = json_object_get(json_object_get(job->request, "body"), "policy");
@@ -337,6 +373,8 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
         }
         if (r >= 0)
                 r = store_policy_put(&w->db, &next, &created, &job->problem);
+        if (r >= 0)
+                job->warnings = policy_warnings(w, &next);
         policy_done(&cur);
         policy_done(&next);
         if (r < 0)
@@ -607,7 +645,9 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         r = reconcile_apply(cfg, &plan, &res, &p);
         if (r < 0)
                 goto fail_ok;
-        json_t *warnings = settings_warnings(w, &d, &plan);
+        /* Warnings about the bound certificate and modes go to settings writes; that Postfix
+         * is not running concerns every write. */
+        json_t *settings_warn = settings_warnings(w, &d, &plan), *warnings = json_array();
         if (res.swapped && !res.postfix_running)
                 add_warning(warnings, "postfix_not_running",
                             "Postfix is not running: the new files are in place and will be used "
@@ -615,6 +655,12 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;
+                /* the job's own warnings (a policy's), then the batch's (settings, Postfix) */
+                if (!slots[i].job->warnings)
+                        slots[i].job->warnings = json_array();
+                if (strncmp(slots[i].job->action, "settings.", 9) == 0)
+                        json_array_extend(slots[i].job->warnings, settings_warn);
+                json_array_extend(slots[i].job->warnings, warnings);
                 struct job_outcome o = {
                         .status = "applied",
                         .generation = gen,
@@ -623,14 +669,14 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         .output = res.output,
                         .before = slots[i].before,
                         .after = slots[i].after,
-                        .warnings = warnings,
+                        .warnings = slots[i].job->warnings,
                 };
                 r = slots[i].job->id > 0 ? store_job_finish(&w->db, slots[i].job->id, &o, &p) : 0;
                 if (r < 0)
                         break;
-                slots[i].job->warnings = json_incref(warnings);
         }
         json_decref(warnings);
+        json_decref(settings_warn);
         if (r >= 0)
                 r = sql(w, "COMMIT", &p);
         if (r < 0) {
@@ -742,6 +788,8 @@ static void process(struct worker *w, struct job **jobs, size_t n)
                         slots[i].job->problem = (struct problem){ 0 };
                         json_decref(slots[i].job->result);
                         slots[i].job->result = NULL;
+                        json_decref(slots[i].job->warnings);
+                        slots[i].job->warnings = NULL;
                         json_decref(slots[i].before);
                         json_decref(slots[i].after);
                         slots[i].before = slots[i].after = NULL;
