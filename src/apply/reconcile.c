@@ -324,8 +324,11 @@ static int stage_cert(const struct config *cfg, const struct plan *p, char *stag
                                    "cannot write the certificate files under %s: %s", parent,
                                    strerror(-r));
         r = cert_check_files(key, chain, time(NULL), NULL, reterr);
-        if (r < 0)
+        if (r < 0) {
+                if (reterr && !reterr->field[0])
+                        snprintf(reterr->field, sizeof(reterr->field), "/certificate");
                 fs_remove_tree(staged);
+        }
         return r;
 }
 
@@ -564,8 +567,11 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                         return r;
         } else if ((p->main_cf_changed || p->reload) && p->key_path[0]) {
                 r = cert_check_files(p->key_path, p->chain_path, time(NULL), NULL, reterr);
-                if (r < 0)
+                if (r < 0) {
+                        if (reterr && !reterr->field[0])
+                                snprintf(reterr->field, sizeof(reterr->field), "/certificate");
                         return r;
+                }
         }
 
         /* 2. the policy map: postmap under a new name, check every entry, swap */
@@ -710,19 +716,17 @@ void reconcile_cleanup_staging(const struct config *cfg)
         each_cert_entry(cfg, remove_staged, NULL);
 }
 
-struct referenced {
-        const char *live, *lkg;
-};
-
-/* Keeps the version directories the live or the last-known-good main.cf points at. */
+/* Keeps only the version directories the live main.cf points at. The last-known-good main.cf
+ * is needed only inside an apply (restore before commit), and pruning runs after the commit: an
+ * old private key must not outlive its rotation or deletion. */
 static void remove_unreferenced(const char *dir, const char *entry, void *arg)
 {
-        const struct referenced *ref = arg;
+        const char *live = arg;
         char version[PATH_MAX + 1];
         if (entry[0] == '.' ||
             snprintf(version, sizeof(version), "%s/%s/", dir, entry) >= (int)sizeof(version))
                 return;
-        if (strstr(ref->live, version) || (ref->lkg && strstr(ref->lkg, version)))
+        if (strstr(live, version))
                 return;
         version[strlen(version) - 1] = 0;
         fs_remove_tree(version);
@@ -730,15 +734,22 @@ static void remove_unreferenced(const char *dir, const char *entry, void *arg)
 
 void reconcile_prune_certs(const struct config *cfg)
 {
-        char main_cf[PATH_MAX], lkg[PATH_MAX];
-        _cleanup_free_ char *live = NULL, *old = NULL;
-        if (layout_main_cf(cfg, main_cf, sizeof(main_cf)) < 0 ||
-            layout_main_cf_lkg(cfg, lkg, sizeof(lkg)) < 0)
+        char main_cf[PATH_MAX];
+        _cleanup_free_ char *live = NULL;
+        if (layout_main_cf(cfg, main_cf, sizeof(main_cf)) < 0)
                 return;
         if (fs_read_file(main_cf, MAIN_CF_MAX, &live, NULL) < 0)
                 return;
-        if (fs_read_file(lkg, MAIN_CF_MAX, &old, NULL) < 0)
-                old = NULL;
-        struct referenced ref = { live, old };
-        each_cert_entry(cfg, remove_unreferenced, &ref);
+        each_cert_entry(cfg, remove_unreferenced, live);
+        /* Empty <name> directories of certificates no longer rendered go too. */
+        DIR *d = opendir(cfg->certificate_directory);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                char sub[PATH_MAX];
+                if (de->d_name[0] != '.' &&
+                    layout_join(cfg->certificate_directory, de->d_name, sub, sizeof(sub)) >= 0)
+                        rmdir(sub); /* fails, harmlessly, when not empty */
+        }
+        if (d)
+                closedir(d);
 }

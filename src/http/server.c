@@ -124,7 +124,11 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
             (req->op->body & BODY_BULK) ? srv->opt.bulk_body_limit : srv->opt.body_limit;
         if (req->op->body == BODY_NONE)
                 return 0; /* a stray body is read and dropped */
-        if (!has_body && req->method != HTTP_DELETE)
+        /* An empty PEM upload is judged by the certificate rules (no_certificate), not as
+         * JSON. */
+        if (!has_body && req->method != HTTP_DELETE &&
+            !((req->op->body & BODY_PEM) &&
+              media_type_is(req->content_type, "application/x-pem-file")))
                 return problem_set(reterr, PROBLEM_INVALID_JSON, NULL, "the request body is empty");
         if (has_body) {
                 r = check_media_type(req, reterr);
