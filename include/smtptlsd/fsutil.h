@@ -15,6 +15,8 @@ int fs_fsync_dir(const char *dir);
  * hard-linked as lkg (replacing an older lkg), so the previous version stays available. Both
  * directories are fsynced. All paths must be on one file system. */
 int fs_replace(const char *staged, const char *target, const char *lkg);
+/* Copies a regular file to a new inode at dst (staged and renamed, so dst is never partial). */
+int fs_copy_file(const char *src, const char *dst, mode_t mode);
 /* mkdir -p with mode for the directories it creates. */
 int fs_mkdir_p(const char *path, mode_t mode);
 /* Removes a directory tree (no symlinks followed). Missing is not an error. */

@@ -69,6 +69,7 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
  * -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by the deadline
  * does not replace an earlier one); it is always initialised: call smtp_probe_result_done() on it.
  */
+/* stop (may be NULL): when it becomes non-zero the polling ends early (-ETIMEDOUT). */
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
-                      struct smtp_probe_result *last);
+                      struct smtp_probe_result *last, const volatile int *stop);

@@ -105,9 +105,11 @@ int api_config(struct request *req, struct problem *reterr)
                 json_object_set_new(params, plan.params[i].name,
                                     plan.params[i].value ? json_string(plan.params[i].value)
                                                          : json_null());
-        json_t *body = json_pack("{s:I, s:b, s:o, s:s, s:o}", "generation", (json_int_t)gen,
-                                 "managed", d.settings.managed, "main_cf", params, "tls_policy_map",
-                                 "", "drift", reconcile_drift(cfg, &plan));
+        json_t *body =
+            json_pack("{s:I, s:b, s:o, s:s, s:o, s:b}", "generation", (json_int_t)gen, "managed",
+                      d.settings.managed, "main_cf", params, "tls_policy_map",
+                      plan.map_text ? plan.map_text : "", "drift", reconcile_drift(cfg, &plan),
+                      "tls_policy_map_drift", plan.map_changed);
         desired_done(&d);
         plan_done(&plan);
         return reply_json(req, 200, body);

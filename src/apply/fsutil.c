@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,4 +181,21 @@ int fs_same_content(const char *a, const void *data, size_t len)
         if (r < 0)
                 return 0;
         return n == len && memcmp(buf, data, len) == 0;
+}
+
+int fs_copy_file(const char *src, const char *dst, mode_t mode)
+{
+        _cleanup_free_ char *data = NULL, *tmp = NULL;
+        size_t len = 0;
+        int r = fs_read_file(src, SIZE_MAX / 2, &data, &len);
+        if (r < 0)
+                return r;
+        if (asprintf(&tmp, "%s.tmp", dst) < 0)
+                return -ENOMEM;
+        r = fs_write_file(tmp, data, len, mode);
+        if (r >= 0 && rename(tmp, dst) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "smtptlsd/cdb.h"
 #include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/fsutil.h"
@@ -135,7 +136,17 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         }
         p->n_params = settings_render(&d->settings, files.key ? &files : NULL, p->chain_value,
                                       sizeof(p->chain_value), p->params);
-        if (d->map_managed) {
+        if (!d->map_managed) {
+                /* Still ours while main.cf names our map: the last policy deleted must leave an
+                 * empty map, not the old one in force. */
+                char map[PATH_MAX], *live = NULL;
+                if (layout_policy_map(cfg, map, sizeof(map)) >= 0 &&
+                    maincf_get(p->main_cf_old, p->old_len, "smtp_tls_policy_maps", &live) >= 0 &&
+                    strstr(live, map))
+                        p->map_managed = true;
+                free(live);
+        }
+        if (d->map_managed || p->map_managed) {
                 char map[PATH_MAX], index[PATH_MAX + 8];
                 r = layout_policy_map(cfg, map, sizeof(map));
                 if (r < 0)
@@ -381,10 +392,10 @@ static int restore_map(const struct config *cfg)
                 snprintf(tmp, sizeof(tmp), "%s.restore", from);
                 if (access(from, F_OK) < 0)
                         continue;
-                unlink(tmp);
-                if (link(from, tmp) < 0)
-                        return -errno;
-                r = fs_replace(tmp, to, NULL);
+                /* a copy, for the same reason as in stage_map */
+                r = fs_copy_file(from, tmp, 0644);
+                if (r >= 0)
+                        r = fs_replace(tmp, to, NULL);
                 if (r < 0)
                         return r;
         }
@@ -429,16 +440,30 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
 
 /* Whether the dump of the built index holds exactly the rendered entries: same keys, same
  * values, no more, no fewer (postmap -s prints them in its own order). */
+static int verify_entries(const struct plan *p, struct policy_map_entry *got, size_t n_got,
+                          struct problem *reterr);
+
 static int verify_dump(const struct plan *p, const char *dump, size_t dump_len,
                        struct problem *reterr)
 {
-        struct policy_map_entry *want = NULL, *got = NULL;
-        size_t n_want = 0, n_got = 0;
+        struct policy_map_entry *got = NULL;
+        size_t n_got = 0;
+        if (policy_map_parse(dump, dump_len, &got, &n_got) < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot read the policy map back");
+        return verify_entries(p, got, n_got, reterr);
+}
+
+/* Takes ownership of got. */
+static int verify_entries(const struct plan *p, struct policy_map_entry *got, size_t n_got,
+                          struct problem *reterr)
+{
+        struct policy_map_entry *want = NULL;
+        size_t n_want = 0;
         int r = policy_map_parse(p->map_text, p->map_len, &want, &n_want);
-        if (r >= 0)
-                r = policy_map_parse(dump, dump_len, &got, &n_got);
         if (r < 0) {
                 policy_map_entries_free(want, n_want);
+                policy_map_entries_free(got, n_got);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot read the policy map back");
         }
@@ -498,6 +523,20 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
                 goto fail;
         }
         spawn_result_done(&out);
+        if (streq(cfg->policy_map_type, "cdb")) {
+                /* postmap -s has no sequence operation for cdb: read the file itself */
+                struct policy_map_entry *got = NULL;
+                size_t n_got = 0;
+                r = cdb_read_entries(s_index, &got, &n_got);
+                if (r < 0)
+                        problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
+                                    "cannot read the built cdb map %s: %s", s_index, strerror(-r));
+                else
+                        r = verify_entries(p, got, n_got, reterr);
+                if (r < 0)
+                        goto fail;
+                goto verified;
+        }
         r = postmap_dump(cfg, cfg->policy_map_type, staged, &out);
         if (r < 0) {
                 add_output(res, "postmap -s", out.output);
@@ -510,10 +549,15 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
         spawn_result_done(&out);
         if (r < 0)
                 goto fail;
+verified:
         r = fs_fsync_dir(state);
-        /* index first (what Postfix reads), then the text beside it */
+        /* The previous index is kept as a COPY: a running smtp process notices a new map only
+         * when the file it has open loses its last link (or changes), so the replaced inode must
+         * not live on under another name. Index first (what Postfix reads), then the text. */
+        if (r >= 0 && access(index, F_OK) == 0)
+                r = fs_copy_file(index, lkg_index, 0644);
         if (r >= 0)
-                r = fs_replace(s_index, index, lkg_index);
+                r = fs_replace(s_index, index, NULL);
         if (r >= 0) {
                 res->map_swapped = true;
                 r = fs_replace(staged, map, lkg);

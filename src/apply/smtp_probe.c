@@ -943,7 +943,7 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b)
 
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
-                      struct smtp_probe_result *last)
+                      struct smtp_probe_result *last, const volatile int *stop)
 {
         struct smtp_probe_result scratch;
         struct smtp_probe_result *out = last ? last : &scratch;
@@ -991,10 +991,10 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
                         r = k; /* will not get better */
                         break;
                 }
-                if (now >= deadline)
+                if (now >= deadline || (stop && *stop))
                         break;
                 uint64_t left = deadline - now;
-                sleep_unless(poll_interval_usec < left ? poll_interval_usec : left, NULL);
+                sleep_unless(poll_interval_usec < left ? poll_interval_usec : left, stop);
         }
         if (!last)
                 smtp_probe_result_done(&scratch);

@@ -30,6 +30,7 @@ struct verifier {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool stopping;
+        volatile int stop_probe; /* ends a check in progress when stopping */
         bool has_check;
         struct check next;
         /* status */
@@ -109,7 +110,8 @@ static void *verifier_main(void *arg)
                 int r = -EINVAL;
                 if (addr_ok)
                         r = smtp_probe_expect(host, port, c.expect_starttls ? c.fingerprint : NULL,
-                                              VERIFY_TIMEOUT_USEC, VERIFY_INTERVAL_USEC, &last);
+                                              VERIFY_TIMEOUT_USEC, VERIFY_INTERVAL_USEC, &last,
+                                              &v->stop_probe);
                 bool ok = r >= 0;
                 char detail[1024];
                 if (!addr_ok)
@@ -126,6 +128,9 @@ static void *verifier_main(void *arg)
                             c.fingerprint, (unsigned long long)(VERIFY_TIMEOUT_USEC / 1000000),
                             last.sha256_fingerprint[0] ? last.sha256_fingerprint : "no certificate",
                             last.error[0] ? last.error : "");
+                else if (last.error[0])
+                        snprintf(detail, sizeof(detail), "%s:%u could not be checked: %s", host,
+                                 port, last.error);
                 else
                         snprintf(detail, sizeof(detail), "%s:%u still offers STARTTLS", host, port);
                 if (!ok)
@@ -167,6 +172,7 @@ void verifier_stop(struct verifier *v)
                 return;
         pthread_mutex_lock(&v->lock);
         v->stopping = true;
+        v->stop_probe = 1;
         pthread_cond_signal(&v->cond);
         pthread_mutex_unlock(&v->lock);
         pthread_join(v->thread, NULL);

@@ -278,7 +278,8 @@ static json_t *policy_json(struct worker *w, const char *destination)
 /* A managed row changes only when the request names its manager (?manager=, admin scope). */
 static int check_manager(struct job *job, const struct policy *cur)
 {
-        const char *manager = json_string_value(json_object_get(job->request, "manager"));
+        const char *manager =
+            json_string_value(json_object_get(json_object_get(job->request, "body"), "manager"));
         if (!cur->managed_by[0] || streq_ptr(manager, cur->managed_by))
                 return 0;
         return problem_set(&job->problem, PROBLEM_MANAGED_ROW, NULL,

@@ -144,7 +144,8 @@ int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
         return db_exec(c, NULL, reterr,
                        "UPDATE jobs SET status = $2, generation = $3, postmap = $4, reload = $5, "
                        "output = $6, error = $7::jsonb, before = $8::jsonb, after = $9::jsonb, "
-                       "warnings = $10::jsonb, finished_at = now(), request = NULL WHERE id = $1",
+                       "warnings = $10::jsonb, finished_at = clock_timestamp(), request = NULL "
+                       "WHERE id = $1",
                        10, params);
 }
 

@@ -429,7 +429,7 @@ static void use_mode(enum tls_mode mode)
         assert_int_equal(write_main_cf(mode), 0);
         assert_int_equal(postfix("reload"), 0);
         const char *fp = mode == MODE_NONE ? NULL : mode == MODE_LEAF1 ? fx.fp1 : fx.fp2;
-        int r = smtp_probe_expect("127.0.0.1", fx.port, fp, 10 * SEC, 50000, &last);
+        int r = smtp_probe_expect("127.0.0.1", fx.port, fp, 10 * SEC, 50000, &last, NULL);
         if (r != 0) {
                 fprintf(stderr, "# still served: %s (%s)\n", last.sha256_fingerprint, last.error);
                 print_maillog();
@@ -661,8 +661,8 @@ static void test_reload_serves_new_certificate(void **state)
         assert_int_equal(write_main_cf(MODE_LEAF2), 0);
         assert_int_equal(postfix("reload"), 0);
         uint64_t t0 = now_monotonic_usec();
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 10 * SEC, 50000, &last),
-                         0);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 10 * SEC, 50000, &last, NULL), 0);
         print_message("# new certificate served %.1f ms after the reload returned\n",
                       (double)elapsed_since(t0) / 1000);
         assert_string_equal(last.sha256_fingerprint, fx.fp2);
@@ -671,8 +671,9 @@ static void test_reload_serves_new_certificate(void **state)
 
         /* the old one is not coming back: -ETIMEDOUT in time, last holds what is served */
         t0 = now_monotonic_usec();
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &last),
-                         -ETIMEDOUT);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &last, NULL),
+            -ETIMEDOUT);
         assert_true(elapsed_since(t0) >= 800000 && elapsed_since(t0) < 1800000);
         assert_string_equal(last.sha256_fingerprint, fx.fp2);
         assert_false(last.verified);
@@ -684,10 +685,12 @@ static void test_reload_serves_new_certificate(void **state)
         for (const char *p = fx.fp2; *p; p++)
                 if (*p != ':')
                         plain[strlen(plain)] = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, plain, 5 * SEC, 50000, &last), 0);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, plain, 5 * SEC, 50000, &last, NULL), 0);
         smtp_probe_result_done(&last);
         /* and without one to keep */
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 5 * SEC, 50000, NULL), 0);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 5 * SEC, 50000, NULL, NULL), 0);
 }
 
 static void test_tls_disabled(void **state)
@@ -697,7 +700,8 @@ static void test_tls_disabled(void **state)
 
         assert_int_equal(write_main_cf(MODE_NONE), 0);
         assert_int_equal(postfix("reload"), 0);
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, NULL, 10 * SEC, 50000, &res), 0);
+        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, NULL, 10 * SEC, 50000, &res, NULL),
+                         0);
         assert_false(res.starttls_offered);
         smtp_probe_result_done(&res);
 
@@ -714,8 +718,9 @@ static void test_tls_disabled(void **state)
         smtp_probe_result_done(&res);
 
         /* waiting for a certificate on a server without TLS ends with -ETIMEDOUT */
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &res),
-                         -ETIMEDOUT);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &res, NULL),
+            -ETIMEDOUT);
         assert_true(res.connected);
         assert_false(res.starttls_offered);
         smtp_probe_result_done(&res);
@@ -766,7 +771,8 @@ static void test_nothing_listening(void **state)
         smtp_probe_result_done(&res);
         assert_int_equal(smtp_probe("127.0.0.1", 70000, NULL, NULL, SEC, &res), -EINVAL);
         smtp_probe_result_done(&res);
-        assert_int_equal(smtp_probe_expect("127.0.0.1", 25, "AB:CD", SEC, 1000, &res), -EINVAL);
+        assert_int_equal(smtp_probe_expect("127.0.0.1", 25, "AB:CD", SEC, 1000, &res, NULL),
+                         -EINVAL);
         smtp_probe_result_done(&res);
 }
 
@@ -789,7 +795,7 @@ static void test_silent_server(void **state)
 
         /* smtp_probe_expect keeps to its own limit as well */
         t0 = now_monotonic_usec();
-        assert_int_equal(smtp_probe_expect("127.0.0.1", port, NULL, 300000, 100000, &res),
+        assert_int_equal(smtp_probe_expect("127.0.0.1", port, NULL, 300000, 100000, &res, NULL),
                          -ETIMEDOUT);
         assert_true(elapsed_since(t0) < 300000 + SEC);
         smtp_probe_result_done(&res);
