@@ -65,6 +65,22 @@ int api_status(struct request *req, struct problem *reterr)
                 json_decref(details);
                 problem_done(&ignore);
         }
+        /* Drift is what the live main.cf says now, not what it said at start-up. */
+        json_t *drift = NULL;
+        {
+                struct desired d = { 0 };
+                struct plan plan = { 0 };
+                struct problem ignore = { 0 };
+                if (desired_load(c, &d, &ignore) >= 0 &&
+                    reconcile_plan(cfg, &d, &plan, &ignore) >= 0)
+                        drift = reconcile_drift(cfg, &plan);
+                desired_done(&d);
+                plan_done(&plan);
+                problem_done(&ignore);
+        }
+        if (!drift)
+                drift = json_array();
+        json_object_set_new(ws, "drift", drift);
         if (json_array_size(json_object_get(ws, "drift")) > 0)
                 json_array_append_new(warnings,
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",

@@ -1,5 +1,7 @@
 /* write.c (api) - the common path of every write: ?wait and ?dry_run, the durable job row, the
  * hand-over to the worker, and the suspended request. HTTP threads. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
@@ -36,6 +38,12 @@ int api_submit(struct request *req, const char *action, const char *target, json
         bool dry_run = false;
         int r;
 
+        if (!atomic_load(&req->app->ready) || !req->app->worker) {
+                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "smtptlsd is starting or stopping; try again shortly");
+                reterr->retry_after = 2;
+                return -EAGAIN;
+        }
         const char *v = request_query(req, "wait", buf, sizeof(buf));
         if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
@@ -55,6 +63,10 @@ int api_submit(struct request *req, const char *action, const char *target, json
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         job->dry_run = dry_run;
 
+        /* Job ids and queue order must agree (the worker applies jobs in queue order, the
+         * audit trail reads in id order): numbering and queueing happen under one lock. */
+        static pthread_mutex_t order = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&order);
         if (!dry_run) {
                 _cleanup_db_conn_ struct db_conn *c = NULL;
                 r = db_acquire(req->app->db, &c, reterr);
@@ -62,6 +74,7 @@ int api_submit(struct request *req, const char *action, const char *target, json
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
                                              target, job->request, &job->id, reterr);
                 if (r < 0) {
+                        pthread_mutex_unlock(&order);
                         job_free(job);
                         return r;
                 }
@@ -70,6 +83,7 @@ int api_submit(struct request *req, const char *action, const char *target, json
                 /* Durable already: answer 202 and let the worker run it. */
                 int64_t id = job->id;
                 r = worker_submit(req->app->worker, job);
+                pthread_mutex_unlock(&order);
                 if (r < 0)
                         job_free(job); /* still queued in the database: the next start runs it */
                 reply_header(req, "Location", "/api/v1/jobs/%lld", (long long)id);
@@ -81,10 +95,12 @@ int api_submit(struct request *req, const char *action, const char *target, json
         uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
         r = pending_add(req, job, deadline);
         if (r < 0) {
+                pthread_mutex_unlock(&order);
                 job_free(job);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         }
         r = worker_submit(req->app->worker, job);
+        pthread_mutex_unlock(&order);
         if (r < 0) {
                 problem_set(&job->problem, PROBLEM_SERVICE_UNAVAILABLE, NULL,
                             "smtptlsd is stopping; the write was %s",

@@ -339,6 +339,7 @@ static int stage_cert(const struct config *cfg, const struct plan *p, char *stag
                 if (reterr && !reterr->field[0])
                         snprintf(reterr->field, sizeof(reterr->field), "/certificate");
                 fs_remove_tree(staged);
+                rmdir(parent); /* a refused first version leaves no trace */
         }
         return r;
 }
@@ -664,12 +665,25 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
 
         /* 4. swap: certificate directory, then main.cf (the switch point) */
         if (cert_staged[0]) {
-                if (rename(cert_staged, p->cert_dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
+                /* A version directory that exists but lost a file (deleted behind our back) is
+                 * moved aside and rendered again from the database. */
+                char broken[PATH_MAX + 16];
+                snprintf(broken, sizeof(broken), "%s.broken", cert_staged);
+                fs_remove_tree(broken);
+                if (rename(p->cert_dir, broken) < 0 && errno != ENOENT) {
+                        r = -errno;
+                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                    "cannot replace the damaged certificate files: %s",
+                                    strerror(-r));
+                        goto fail_unstaged;
+                }
+                if (rename(cert_staged, p->cert_dir) < 0) {
                         r = -errno;
                         problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                     "cannot install the certificate files: %s", strerror(-r));
                         goto fail_unstaged;
                 }
+                fs_remove_tree(broken);
                 char parent[PATH_MAX];
                 snprintf(parent, sizeof(parent), "%s", p->cert_dir);
                 *strrchr(parent, '/') = 0;
@@ -747,7 +761,8 @@ static void remove_staged(const char *dir, const char *entry, void *arg)
 {
         size_t n = strlen(entry);
         char p[PATH_MAX];
-        if (entry[0] == '.' && n > 5 && streq(entry + n - 4, ".new") &&
+        if (entry[0] == '.' && n > 5 &&
+            (streq(entry + n - 4, ".new") || (n > 12 && streq(entry + n - 11, ".new.broken"))) &&
             layout_join(dir, entry, p, sizeof(p)) >= 0)
                 fs_remove_tree(p);
 }

@@ -717,7 +717,13 @@ fail_ok:
                 problem_set(&slots[i].job->problem, p.code, p.field, "%s", p.detail);
                 slots[i].ok = false;
         }
-        set_state(w, "degraded", p.detail);
+        /* The live files are the committed ones again. A write refused for its own content
+         * (a certificate that does not load) leaves the daemon in sync; a tool or the system
+         * failing (postmap, reload, disk) makes it degraded until a later apply works. */
+        if (p.code == PROBLEM_CERTIFICATE_UNUSABLE)
+                set_state(w, "in_sync", NULL);
+        else
+                set_state(w, "degraded", p.detail);
         problem_done(&p);
         r = ok > 1 ? -EAGAIN : 0;
         goto out_r;
@@ -860,7 +866,6 @@ static void *worker_main(void *arg)
 {
         struct worker *w = arg;
         static struct job *jobs[MAX_BATCH];
-        bool check_db = true;
 
         current = w;
         spawn_progress = touch;
@@ -880,7 +885,7 @@ static void *worker_main(void *arg)
                         list = next;
                 }
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
-                if (n == 0 && !check_db) {
+                if (n == 0) {
                         if (queue_closed(&w->queue))
                                 break;
                         continue;
@@ -899,8 +904,6 @@ static void *worker_main(void *arg)
                         nanosleep(&ts, NULL);
                         continue;
                 }
-                n = recover(w, jobs, n, MAX_BATCH);
-                check_db = false;
                 if (n > 0)
                         process(w, jobs, n);
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
@@ -994,6 +997,15 @@ int worker_start(struct app *app, struct worker **ret)
                 return r;
         }
         initial_reconcile(w);
+        /* Jobs a previous run acknowledged but did not finish go first. This runs before READY
+         * and before any write is accepted (api_submit answers 503 until then), so no job can be
+         * both recovered here and queued by an HTTP thread. */
+        {
+                static struct job *left[MAX_BATCH];
+                size_t n = w->db.pg ? recover(w, left, 0, MAX_BATCH) : 0;
+                for (size_t i = 0; i < n; i++)
+                        queue_push(&w->queue, &left[i]->item);
+        }
         r = pthread_create(&w->thread, NULL, worker_main, w);
         if (r) {
                 verifier_stop(w->verifier);
