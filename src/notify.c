@@ -6,6 +6,8 @@
 #include <systemd/sd-daemon.h>
 
 static void send_with_status(const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void send_with_status(const char *prefix, const char *fmt, va_list ap)
 {
         char status[512];
         vsnprintf(status, sizeof(status), fmt, ap);

@@ -24,6 +24,19 @@ static const char *type_name(enum json_spec_type t)
         }
 }
 
+/* The length of the longest prefix of s[0..n) that does not end inside a UTF-8 sequence. */
+static size_t utf8_complete_prefix(const char *s, size_t n)
+{
+        size_t k = 0; /* continuation bytes at the end */
+        while (k < n && k < 4 && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
+                k++;
+        if (k == n)
+                return 0;
+        unsigned char lead = (unsigned char)s[n - 1 - k];
+        size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+        return need == k + 1 ? n : n - 1 - k;
+}
+
 static enum problem_code bad_code(const struct json_spec *s)
 {
         return s->invalid_code ? s->invalid_code : PROBLEM_INVALID_VALUE;
@@ -162,12 +175,15 @@ int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t
                                 if (*p == '~' || *p == '/') {
                                         esc[n++] = '~';
                                         esc[n++] = *p == '~' ? '0' : '1';
-                                } else if ((unsigned char)*p < 0x20) {
+                                } else if ((unsigned char)*p < 0x20 || *p == 0x7f) {
                                         esc[n++] = '?';
                                 } else {
                                         esc[n++] = *p;
                                 }
                         }
+                        /* Cut short: never in the middle of a UTF-8 character (jansson would
+                         * refuse the string and the field would vanish from the reply). */
+                        n = utf8_complete_prefix(esc, n);
                         esc[n] = 0;
                         snprintf(field, sizeof(field), "%s/%s", prefix, esc);
                         return problem_set(reterr, PROBLEM_UNKNOWN_FIELD, field,
@@ -205,10 +221,16 @@ int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *
                                    "the request body is empty; a JSON object is expected");
         /* A UTF-8 byte order mark is not JSON (RFC 8259 section 8.1 lets parsers refuse it). */
         j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
-        if (!j)
+        if (!j) {
+                /* jansson quotes the input "near '...'", possibly cut inside a UTF-8 character:
+                 * keep the detail plain ASCII. */
+                for (char *c = err.text; *c; c++)
+                        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                                *c = '?';
                 return problem_set(reterr, PROBLEM_INVALID_JSON, "",
                                    "invalid JSON at line %d, column %d: %s", err.line, err.column,
                                    err.text);
+        }
         if (!json_is_object(j)) {
                 json_decref(j);
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "",

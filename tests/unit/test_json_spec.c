@@ -170,6 +170,38 @@ static void test_deep_nesting_refused(void **state)
         free(text);
 }
 
+/* Found by fuzzing: a field or detail must stay valid UTF-8 without control characters, or
+ * jansson drops it from the problem body. */
+static void test_problem_text_stays_clean(void **state)
+{
+        struct body b;
+        struct problem p = { 0 };
+        assert_true(run("{\"mode\":\"may\",\"le\\u007fvel\":1}", &b, NULL, 0, &p) < 0);
+        assert_string_equal(p.field, "/le?vel");
+        problem_done(&p);
+
+        char text[512] = "{\"";
+        for (int i = 0; i < 100; i++)
+                strcat(text, "\xc3\xa9"); /* é */
+        strcat(text, "\":1}");
+        struct problem q = { 0 };
+        assert_true(run(text, &b, NULL, 0, &q) < 0);
+        assert_int_equal(q.code, PROBLEM_UNKNOWN_FIELD);
+        json_t *f = json_string(q.field), *d = json_string(q.detail);
+        assert_non_null(f); /* NULL would mean invalid UTF-8 */
+        assert_non_null(d);
+        json_decref(f);
+        json_decref(d);
+        problem_done(&q);
+
+        struct problem r = { 0 };
+        json_t *j = NULL;
+        assert_true(json_parse_body("{\"\\\xc3\xa9\":1}", 9, &j, &r) < 0);
+        d = json_string(r.detail);
+        assert_non_null(d);
+        json_decref(d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -178,6 +210,7 @@ int main(void)
                 cmocka_unit_test(test_null_and_patch),
                 cmocka_unit_test(test_parser_refusals),
                 cmocka_unit_test(test_deep_nesting_refused),
+                cmocka_unit_test(test_problem_text_stays_clean),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
