@@ -769,9 +769,25 @@ static void remove_staged(const char *dir, const char *entry, void *arg)
 
 void reconcile_cleanup_staging(const struct config *cfg)
 {
-        char check[PATH_MAX];
+        char check[PATH_MAX], state[PATH_MAX];
         if (layout_check_dir(cfg, check, sizeof(check)) >= 0)
                 fs_remove_tree(check);
+        /* leftovers of an interrupted restore or map build */
+        if (layout_state_dir(cfg, state, sizeof(state)) >= 0) {
+                DIR *d = opendir(state);
+                struct dirent *de;
+                while (d && (de = readdir(d))) {
+                        size_t n = strlen(de->d_name);
+                        char path[PATH_MAX];
+                        bool stale = (n > 8 && streq(de->d_name + n - 8, ".restore")) ||
+                                     (n > 4 && streq(de->d_name + n - 4, ".tmp")) ||
+                                     strncmp(de->d_name, "tls_policy.new", 14) == 0;
+                        if (stale && layout_join(state, de->d_name, path, sizeof(path)) >= 0)
+                                unlink(path);
+                }
+                if (d)
+                        closedir(d);
+        }
         each_cert_entry(cfg, remove_staged, NULL);
 }
 

@@ -124,10 +124,10 @@ static void *verifier_main(void *arg)
                 else if (c.expect_starttls)
                         snprintf(
                             detail, sizeof(detail),
-                            "%s:%u did not serve %s within %llu s (last seen: %s%s)", host, port,
+                            "%s:%u did not serve %s within %llu s (last seen: %s%s%s)", host, port,
                             c.fingerprint, (unsigned long long)(VERIFY_TIMEOUT_USEC / 1000000),
                             last.sha256_fingerprint[0] ? last.sha256_fingerprint : "no certificate",
-                            last.error[0] ? last.error : "");
+                            last.error[0] ? "; " : "", last.error);
                 else if (last.error[0])
                         snprintf(detail, sizeof(detail), "%s:%u could not be checked: %s", host,
                                  port, last.error);

@@ -114,9 +114,7 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
         const char *want = json_string_value(json_object_get(request, "if_match"));
         if (!want || streq(want, "*"))
                 return 0;
-        /* A weak tag compares equal to its strong form (RFC 9110 weak comparison). */
-        if (strncmp(want, "W/", 2) == 0)
-                want += 2;
+        /* If-Match uses the strong comparison (RFC 9110 13.1.1): a weak tag never matches. */
         if (streq(want, etag))
                 return 0;
         return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",

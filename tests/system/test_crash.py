@@ -154,8 +154,8 @@ def leftover_problems(site):
     if os.path.isdir(site.state_dir):
         for entry in os.listdir(site.state_dir):
             path = os.path.join(site.state_dir, entry)
-            if entry == "main.cf.lkg":
-                continue
+            if ".lkg" in entry and not entry.endswith((".restore", ".tmp", ".new")):
+                continue  # last-known-good main.cf (and policy map)
             if entry == "check" and os.path.isdir(path) and not os.listdir(path):
                 continue
             problems.append(f"left in {site.state_dir}: {entry} "
