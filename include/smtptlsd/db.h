@@ -41,6 +41,10 @@ bool db_pool_available(struct db_pool *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear)
 #define _cleanup_pgresult_ _cleanup_(PQclearp)
 
+/* "%q%" for ILIKE with %, _ and \ in q escaped so that q matches literally (malloc'ed; NULL when
+ * q is empty or on allocation failure). */
+char *db_like_pattern(const char *q);
+
 /* Runs one parameterised statement. Returns 0 (result in *ret, may be NULL), -ENOTCONN or
  * -ETIMEDOUT (problem service_unavailable), -EEXIST (unique violation; no problem set, the caller
  * names the duplicate), -EAGAIN (serialization failure or deadlock; retry), -EIO (internal). */

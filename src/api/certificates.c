@@ -67,25 +67,24 @@ struct upload {
 /* The PEM fields may be large; cert_import decides payload_too_large, the body limit caps all. */
 #define PEM_FIELD_MAX (4 * CERT_PEM_MAX)
 
-static const struct json_spec upload_spec[] = {
-        { "certificate", JS_STRING, JS_REQUIRED, offsetof(struct upload, certificate),
-          .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },
-        { "private_key", JS_STRING, JS_REQUIRED, offsetof(struct upload, private_key),
-          .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },
-        { "chain", JS_STRING, JS_NULLABLE, offsetof(struct upload, chain), .max = PEM_FIELD_MAX,
-          .invalid_code = PROBLEM_INVALID_PEM },
-        { 0 },
-};
+#define PEM_FIELDS                                                                                 \
+        { "certificate",        JS_STRING,                                                         \
+          JS_REQUIRED,          offsetof(struct upload, certificate),                              \
+          .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },                             \
+            { "private_key",        JS_STRING,                                                     \
+              JS_REQUIRED,          offsetof(struct upload, private_key),                          \
+              .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },                         \
+        {                                                                                          \
+                "chain", JS_STRING, JS_NULLABLE, offsetof(struct upload, chain),                   \
+                    .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM                      \
+        }
 
+/* PUT names the certificate in the URL; POST in the body. */
+static const struct json_spec upload_spec[] = { PEM_FIELDS, { 0 } };
 static const struct json_spec post_spec[] = {
         { "name", JS_STRING, JS_REQUIRED, offsetof(struct upload, name), .max = 256,
           .invalid_code = PROBLEM_INVALID_NAME },
-        { "certificate", JS_STRING, JS_REQUIRED, offsetof(struct upload, certificate),
-          .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },
-        { "private_key", JS_STRING, JS_REQUIRED, offsetof(struct upload, private_key),
-          .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM },
-        { "chain", JS_STRING, JS_NULLABLE, offsetof(struct upload, chain), .max = PEM_FIELD_MAX,
-          .invalid_code = PROBLEM_INVALID_PEM },
+        PEM_FIELDS,
         { 0 },
 };
 

@@ -37,29 +37,11 @@ static json_t *row_json(const PGresult *res, int i)
         return j;
 }
 
-/* LIKE treats % _ and \ specially: escape them so q matches literally. */
-static char *like_pattern(const char *q)
-{
-        size_t n = strlen(q);
-        char *p = malloc(2 * n + 3), *o = p;
-        if (!p)
-                return NULL;
-        *o++ = '%';
-        for (const char *s = q; *s; s++) {
-                if (*s == '%' || *s == '_' || *s == '\\')
-                        *o++ = '\\';
-                *o++ = *s;
-        }
-        *o++ = '%';
-        *o = 0;
-        return p;
-}
-
 int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t **items,
                      struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        _cleanup_free_ char *pattern = q && *q ? like_pattern(q) : NULL;
+        _cleanup_free_ char *pattern = db_like_pattern(q);
         const char *params[] = { pattern, type && *type ? type : NULL };
         int r = db_exec(c, &res, reterr,
                         "SELECT " CERT_COLUMNS " FROM certificates c "

@@ -301,3 +301,21 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
                 set_available(c->pool, false, PQerrorMessage(c->pg));
         return r;
 }
+
+char *db_like_pattern(const char *q)
+{
+        if (isempty(q))
+                return NULL;
+        char *p = malloc(2 * strlen(q) + 3), *o = p;
+        if (!p)
+                return NULL;
+        *o++ = '%';
+        for (const char *s = q; *s; s++) {
+                if (*s == '%' || *s == '_' || *s == '\\')
+                        *o++ = '\\';
+                *o++ = *s;
+        }
+        *o++ = '%';
+        *o = 0;
+        return p;
+}

@@ -167,21 +167,7 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         char lim[16], man[8];
-        _cleanup_free_ char *pattern = NULL;
-        if (q && *q) {
-                pattern = malloc(2 * strlen(q) + 3);
-                if (!pattern)
-                        return -ENOMEM;
-                char *o = pattern;
-                *o++ = '%';
-                for (const char *s = q; *s; s++) {
-                        if (*s == '%' || *s == '_' || *s == '\\')
-                                *o++ = '\\';
-                        *o++ = *s;
-                }
-                *o++ = '%';
-                *o = 0;
-        }
+        _cleanup_free_ char *pattern = db_like_pattern(q);
         snprintf(lim, sizeof(lim), "%d", limit + 1);
         snprintf(man, sizeof(man), "%d", managed);
         const char *params[] = { pattern, level, man, after, lim };
