@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 #include <jansson.h>
 
@@ -43,6 +44,11 @@ struct cert_info {
 };
 
 void cert_info_done(struct cert_info *info);
+
+/* Under this many days left, the bound certificate is reported as expiring. */
+#define CERT_EXPIRING_DAYS 21
+/* Whole days from now until not_after, rounded down (negative once expired). */
+int64_t cert_days_left(time_t not_after, time_t now);
 
 /* The members of api.md's certificate object that come from the PEM: subject, issuer, serial,
  * not_before, not_after (RFC 3339 UTC), days_left (floor, negative once expired), dns_names,

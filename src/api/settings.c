@@ -19,7 +19,9 @@ int api_settings_get(struct request *req, struct problem *reterr)
                 r = store_settings_load(c, &s, &version, false, reterr);
         if (r < 0)
                 return r;
-        reply_header(req, "ETag", "\"settings-%lld\"", (long long)version);
+        char etag[48];
+        settings_etag(version, etag, sizeof(etag));
+        reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, settings_to_json(&s));
 }
 

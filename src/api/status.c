@@ -6,13 +6,12 @@
 
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
+#include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/reconcile.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/worker.h"
-
-#define EXPIRING_DAYS 21
 
 int api_status(struct request *req, struct problem *reterr)
 {
@@ -40,13 +39,13 @@ int api_status(struct request *req, struct problem *reterr)
                 struct cert_row row;
                 if (store_cert_by_name(c, s.certificate, &row, reterr) >= 0) {
                         long days =
-                            row.not_after ? (long)((row.not_after - time(NULL)) / 86400) : 0;
+                            row.not_after ? (long)cert_days_left(row.not_after, time(NULL)) : 0;
                         json_t *v = json_object_get(ws, "verification");
                         cert = json_pack("{s:s, s:o, s:O}", "name", row.name, "days_left",
                                          row.not_after ? json_integer(days) : json_null(),
                                          "served_fingerprint_matches",
                                          json_object_get(v, "served_fingerprint_matches"));
-                        if (row.not_after && days < EXPIRING_DAYS)
+                        if (row.not_after && days < CERT_EXPIRING_DAYS)
                                 json_array_append_new(warnings,
                                                       json_pack("{s:s, s:s}", "code",
                                                                 "certificate_expiring", "detail",

@@ -33,7 +33,6 @@
 #define IDLE_TICK_USEC (500 * 1000)
 #define MAX_BATCH      1024
 #define MAX_ATTEMPTS   3
-#define EXPIRING_DAYS  21
 
 struct worker {
         struct app *app;
@@ -103,11 +102,6 @@ static int load_desired(struct worker *w, struct desired *d, struct problem *ret
 }
 
 /* ---- one job ------------------------------------------------------------------------------- */
-
-static void settings_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"settings-%lld\"", (long long)version);
-}
 
 static int check_if_match(json_t *request, const char *etag, struct problem *reterr)
 {
@@ -469,8 +463,8 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         struct cert_info info = { 0 };
         struct problem ignore = { 0 };
         if (cert_check_files(p->key_path, p->chain_path, time(NULL), &info, &ignore) >= 0) {
-                long days = (long)((info.not_after - time(NULL)) / 86400);
-                if (days < EXPIRING_DAYS)
+                long days = (long)cert_days_left(info.not_after, time(NULL));
+                if (days < CERT_EXPIRING_DAYS)
                         add_warning(warnings, "certificate_expiring",
                                     "certificate '%s' expires in %ld days", d->cert.name, days);
                 char *host = NULL;

@@ -644,7 +644,7 @@ static json_t *time_json(time_t t)
         return json_string(buf);
 }
 
-static int64_t days_between(time_t now, time_t then)
+int64_t cert_days_left(time_t then, time_t now)
 {
         int64_t diff = (int64_t)then - (int64_t)now;
         int64_t d = diff / 86400;
@@ -679,7 +679,7 @@ json_t *cert_info_to_json(const struct cert_info *info, time_t now)
                          "subject", info->subject ? info->subject : "", "issuer",
                          info->issuer ? info->issuer : "", "serial",
                          info->serial ? info->serial : "", "not_before", nb, "not_after", na,
-                         "days_left", (json_int_t)days_between(now, info->not_after), "dns_names",
+                         "days_left", (json_int_t)cert_days_left(info->not_after, now), "dns_names",
                          names, "key", "type", info->key_type, "bits", info->key_bits,
                          "sha256_fingerprint", info->sha256_fingerprint, "spki_sha256",
                          info->spki_sha256, "chain", chain, "self_signed", (int)info->self_signed);

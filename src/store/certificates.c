@@ -29,10 +29,8 @@ static json_t *row_json(const PGresult *res, int i)
         json_object_set_new(j, "in_use", json_boolean(streq(PQgetvalue(res, i, 6), "t")));
         long long not_after = strtoll(PQgetvalue(res, i, 7), NULL, 10);
         if (not_after) {
-                /* floor((not_after - now) / 1 day), also below zero */
-                long long d = not_after - (long long)time(NULL);
-                long long days = d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
-                json_object_set_new(j, "days_left", json_integer(days));
+                json_object_set_new(j, "days_left",
+                                    json_integer(cert_days_left((time_t)not_after, time(NULL))));
         }
         return j;
 }
