@@ -18,18 +18,14 @@
 
 #define PEM_FILE_MAX (1u << 20)
 
-static void warn(json_t *warnings, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void warn(json_t *warnings, const char *code, const char *fmt, ...)
-{
-        char detail[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(detail, sizeof(detail), fmt, ap);
-        va_end(ap);
-        log_warning("%s", detail);
-        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
-}
+/* Scan problems are logged as well as returned: the watch runs with nobody waiting. */
+#define warn(warnings, code, ...)                                                                  \
+        do {                                                                                       \
+                warnings_add((warnings), (code), __VA_ARGS__);                                     \
+                log_warning("%s", json_string_value(json_object_get(                               \
+                                      json_array_get((warnings), json_array_size(warnings) - 1),   \
+                                      "detail")));                                                 \
+        } while (0)
 
 void certsync_system_name(const struct config *cfg, char name[static 65])
 {

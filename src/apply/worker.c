@@ -293,9 +293,6 @@ static void policy_location(struct job *job, const char *destination)
         job->location[o] = 0;
 }
 
-static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Entries Postfix accepts but that will not do what their author expects. */
 static json_t *policy_warnings(struct worker *w, const struct policy *p)
 {
@@ -304,10 +301,10 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
         if (p->level == TLS_LEVEL_DANE_ONLY &&
             postconf_value(w->app->cfg, "smtp_dns_support_level", &value) >= 0) {
                 if (!streq(value, "dnssec"))
-                        add_warning(warnings, "dane_without_dnssec",
-                                    "dane-only needs smtp_dns_support_level = dnssec (it is "
-                                    "'%s'): until then Postfix defers all mail to %s",
-                                    value, p->destination);
+                        warnings_add(warnings, "dane_without_dnssec",
+                                     "dane-only needs smtp_dns_support_level = dnssec (it is "
+                                     "'%s'): until then Postfix defers all mail to %s",
+                                     value, p->destination);
                 free(value);
                 value = NULL;
         }
@@ -317,11 +314,11 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
                 size_t want = streq(value, "sha512") ? 191 : streq(value, "sha256") ? 95 : 0;
                 for (size_t i = 0; want && i < p->n_match; i++)
                         if (strlen(p->match[i]) != want) {
-                                add_warning(warnings, "fingerprint_digest_mismatch",
-                                            "match holds a digest of another length than "
-                                            "smtp_tls_fingerprint_digest (%s) produces: it never "
-                                            "matches",
-                                            value);
+                                warnings_add(warnings, "fingerprint_digest_mismatch",
+                                             "match holds a digest of another length than "
+                                             "smtp_tls_fingerprint_digest (%s) produces: it never "
+                                             "matches",
+                                             value);
                                 break;
                         }
                 free(value);
@@ -436,18 +433,6 @@ static int run_job(struct worker *w, struct job *job, json_t **before, json_t **
 
 /* ---- warnings on a settings reply ---------------------------------------------------------- */
 
-static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void add_warning(json_t *warnings, const char *code, const char *fmt, ...)
-{
-        char detail[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(detail, sizeof(detail), fmt, ap);
-        va_end(ap);
-        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
-}
-
 static json_t *settings_warnings(struct worker *w, const struct desired *d, const struct plan *p)
 {
         json_t *warnings = json_array();
@@ -455,9 +440,9 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         if (!s->managed)
                 return warnings;
         if (settings_inbound(s) == MODE_ENCRYPT)
-                add_warning(warnings, "mandatory_inbound",
-                            "inbound TLS is mandatory: a public MX then refuses mail from every "
-                            "sender that cannot do STARTTLS");
+                warnings_add(warnings, "mandatory_inbound",
+                             "inbound TLS is mandatory: a public MX then refuses mail from every "
+                             "sender that cannot do STARTTLS");
         if (!d->has_cert || !p->key_path[0])
                 return warnings;
         struct cert_info info = { 0 };
@@ -465,15 +450,15 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         if (cert_check_files(p->key_path, p->chain_path, time(NULL), &info, &ignore) >= 0) {
                 long days = (long)cert_days_left(info.not_after, time(NULL));
                 if (days < CERT_EXPIRING_DAYS)
-                        add_warning(warnings, "certificate_expiring",
-                                    "certificate '%s' expires in %ld days", d->cert.name, days);
+                        warnings_add(warnings, "certificate_expiring",
+                                     "certificate '%s' expires in %ld days", d->cert.name, days);
                 char *host = NULL;
                 if (postconf_value(w->app->cfg, "myhostname", &host) >= 0) {
                         if (!cert_covers_hostname(&info, host))
-                                add_warning(warnings, "hostname_mismatch",
-                                            "certificate '%s' does not cover myhostname '%s': "
-                                            "strict peers will refuse it",
-                                            d->cert.name, host);
+                                warnings_add(warnings, "hostname_mismatch",
+                                             "certificate '%s' does not cover myhostname '%s': "
+                                             "strict peers will refuse it",
+                                             d->cert.name, host);
                         free(host);
                 }
         }
@@ -642,9 +627,9 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
          * is not running concerns every write. */
         json_t *settings_warn = settings_warnings(w, &d, &plan), *warnings = json_array();
         if (res.swapped && !res.postfix_running)
-                add_warning(warnings, "postfix_not_running",
-                            "Postfix is not running: the new files are in place and will be used "
-                            "when it starts");
+                warnings_add(warnings, "postfix_not_running",
+                             "Postfix is not running: the new files are in place and will be used "
+                             "when it starts");
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;

@@ -104,3 +104,13 @@ void problem_done(struct problem *p)
         json_decref(p->extra);
         p->errors = p->extra = NULL;
 }
+
+void warnings_add(json_t *warnings, const char *code, const char *fmt, ...)
+{
+        char detail[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        va_end(ap);
+        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
+}
