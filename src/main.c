@@ -13,6 +13,7 @@
 #include "smtptlsd/app.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/db.h"
+#include "smtptlsd/fault.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -360,6 +361,8 @@ int main(int argc, char **argv)
                         return 0;
                 case 'V':
                         printf("smtptlsd %s\n", SMTPTLSD_VERSION);
+                        if (fault_injection_compiled_in())
+                                printf("fault injection compiled in (a test build)\n");
                         return 0;
                 default:
                         usage(stderr);

@@ -13,6 +13,7 @@
 #include "smtptlsd/cdb.h"
 #include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/fault.h"
 #include "smtptlsd/fsutil.h"
 #include "smtptlsd/layout.h"
 #include "smtptlsd/log.h"
@@ -551,6 +552,7 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
         if (r < 0)
                 goto fail;
 verified:
+        fault_point("after_postmap");
         r = fs_fsync_dir(state);
         /* The previous index is kept as a COPY: a running smtp process notices a new map only
          * when the file it has open loses its last link (or changes), so the replaced inode must
@@ -568,6 +570,7 @@ verified:
                             "cannot install the policy map: %s", strerror(-r));
                 goto fail;
         }
+        fault_point("after_map_rename");
         return 0;
 fail:
         unlink(staged);
@@ -663,6 +666,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 goto fail_unstaged;
         }
 
+        fault_point("after_stage");
+
         /* 4. swap: certificate directory, then main.cf (the switch point) */
         if (cert_staged[0]) {
                 /* A version directory that exists but lost a file (deleted behind our back) is
@@ -700,6 +705,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                         goto fail_unstaged;
                 }
                 res->swapped = true;
+                fault_point("after_rename");
         }
         fs_remove_tree(check);
 
@@ -718,6 +724,7 @@ reload:
                         res->swapped = res->map_swapped = false;
                         return -EPROTO;
                 }
+                fault_point("after_reload");
         }
         return 0;
 

@@ -16,6 +16,7 @@
 #include "smtptlsd/certsync.h"
 #include "smtptlsd/layout.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/fault.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -655,8 +656,10 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         }
         json_decref(warnings);
         json_decref(settings_warn);
-        if (r >= 0)
+        if (r >= 0) {
+                fault_point("before_commit");
                 r = sql(w, "COMMIT", &p);
+        }
         if (r < 0) {
                 /* Nothing committed: the files must be the committed state again. */
                 reconcile_restore(cfg, &plan, &res);
@@ -664,6 +667,7 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         }
 
         /* committed */
+        fault_point("after_commit");
         metrics_count(METRIC_RECONCILES, 1);
         if (res.postmap)
                 metrics_count(METRIC_POSTMAP_RUNS, 1);

@@ -50,6 +50,11 @@ class NotifyListener:
         with self._cond:
             return [m for _, m in self._messages]
 
+    def timed_messages(self):
+        """Every message so far as (time.monotonic() at arrival, dict), oldest first."""
+        with self._cond:
+            return list(self._messages)
+
     def values(self, key):
         """Every value sent for key (e.g. all STATUS= lines), oldest first."""
         return [m[key] for m in self.messages() if key in m]
