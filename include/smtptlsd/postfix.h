@@ -1,6 +1,6 @@
 /* postfix.h - the Postfix commands the worker runs, each with `-c <postfix_config_directory>`
  * (or a check directory), through spawn (argv, no shell, bounded by command_timeout). Worker
- * thread and start-up. */
+ * thread and start-up; postfix_running_recent any thread. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,6 +11,11 @@ struct config;
 
 /* `postfix -c DIR status`: whether the master runs. */
 bool postfix_is_running(const struct config *cfg);
+/* The answer of a check at most POSTFIX_RUNNING_MAX_AGE_USEC old (the worker's own checks count),
+ * else a new check; while another thread checks, its predecessor's answer. For HTTP handlers: a
+ * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread). */
+#define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
+bool postfix_running_recent(const struct config *cfg);
 /* `postfix -c DIR reload`; the output goes to res (caller frees with spawn_result_done). */
 int postfix_reload(const struct config *cfg, struct spawn_result *res);
 /* `postconf -c DIR -n` on a staged configuration: fails (-EPROTO) when postconf fails or warns

@@ -85,13 +85,14 @@ int api_status(struct request *req, struct problem *reterr)
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "
                                                 "the next apply restores them"));
-        json_t *body = json_pack(
-            "{s:s, s:I, s:I, s:O, s:{s:s, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}", "state", state,
-            "desired_generation", (json_int_t)desired, "applied_generation", (json_int_t)applied,
-            "last_job", json_object_get(ws, "last_job"), "postfix", "config_directory",
-            cfg->postfix_config_directory, "running", postfix_is_running(cfg), "certificate", cert,
-            "drift", json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
-            "verification", json_object_get(ws, "verification"), "managed", s.managed);
+        json_t *body =
+            json_pack("{s:s, s:I, s:I, s:O, s:{s:s, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}", "state",
+                      state, "desired_generation", (json_int_t)desired, "applied_generation",
+                      (json_int_t)applied, "last_job", json_object_get(ws, "last_job"), "postfix",
+                      "config_directory", cfg->postfix_config_directory, "running",
+                      postfix_running_recent(cfg), "certificate", cert, "drift",
+                      json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
+                      "verification", json_object_get(ws, "verification"), "managed", s.managed);
         json_decref(ws);
         return reply_json(req, 200, body);
 }

@@ -513,6 +513,45 @@ def test_switching_certificates_serves_the_new_one_on_the_next_connection(site):
     assert len(versions) <= 2, f"certificate versions left behind: {versions}"
 
 
+def test_status_does_not_run_postfix_status_per_request(make_site, tmp_path):
+    """GET /api/v1/status reports whether Postfix runs from a check at most 2 s old: 40 requests
+    from 4 clients in about a second start `postfix status` at most twice (once per 2 s, plus
+    the worker's own), not 40 times on the HTTP threads."""
+    calls = tmp_path / "status-calls"
+    wrapper = tmp_path / "postfix-counting"
+    wrapper.write_text("#!/bin/sh\n"
+                       "for a in \"$@\"; do [ \"$a\" = status ] && echo x >> '%s'; done\n"
+                       "exec postfix \"$@\"\n" % calls)
+    wrapper.chmod(0o755)
+    site = make_site({"postfix_command": str(wrapper)})
+    site.status()
+    time.sleep(2.1)
+    before = len(calls.read_text().splitlines()) if calls.exists() else 0
+    answers = []
+
+    def client():
+        for _ in range(10):
+            answers.append(site.status()["postfix"]["running"])
+            time.sleep(0.08)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    elapsed = time.monotonic() - t0
+    made = len(calls.read_text().splitlines()) - before
+    assert answers == [True] * 40, answers
+    assert made <= 2 + int(elapsed / 2), f"{made} `postfix status` runs for 40 requests in {elapsed:.1f} s"
+    site.pf.stop()
+    try:
+        wait_until(lambda: site.status()["postfix"]["running"] is False, 5,
+                   "/status to see Postfix stopped")
+    finally:
+        site.pf.start()
+
+
 def test_warnings_on_the_reply(site, certs):
     site.add_cert("good")
     site.add_cert("other-host", dns=("other.test.example",))
