@@ -49,6 +49,8 @@ static void reply_outcome(struct request *req, struct job *job)
         }
         if (job->location[0])
                 reply_header(req, "Location", "%s", job->location);
+        if (job->etag[0] && job->http_status != 204)
+                reply_header(req, "ETag", "%s", job->etag);
         if (job->http_status == 204) {
                 reply_empty(req, 204);
                 return;

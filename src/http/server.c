@@ -1,17 +1,39 @@
 /* server.c - libmicrohttpd glue: limits, the per-request state machine (route, auth, media type,
- * body collection, handler, reply), metrics and the in-flight count for a clean stop. Runs on
- * MHD's thread pool (epoll); http_server_start/stop run on the main thread. */
+ * body collection, handler, reply), request deadlines, metrics and the in-flight count for a
+ * clean stop. Runs on MHD's thread pool (poll) and one watchdog thread; http_server_start/stop
+ * run on the main thread. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "smtptlsd/app.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
+
+/* Request deadlines. MHD's connection_timeout is an idle timeout: a client that sends a byte now
+ * and then is never idle and could hold its connection (and a slot of connection_limit and
+ * per_ip_connection_limit) for ever - slowloris. So a connection also has a deadline by which
+ * its request must have arrived: the request line and headers within connection_timeout of the
+ * moment the daemon starts waiting for them (the connection is accepted, or the previous reply
+ * is done), and the body within another connection_timeout, plus one more per MiB received. The
+ * watchdog shuts down the socket of a connection past its deadline; MHD then sees the end of the
+ * stream and closes the connection. Body data arriving late is refused in the handler too. */
+#define BODY_ALLOWANCE_BYTES (1024 * 1024)
+
+struct conn_watch {
+        struct conn_watch *prev, *next;
+        MHD_socket fd;
+        bool receiving;       /* waiting for (the rest of) a request: the deadline applies */
+        uint64_t phase_start; /* when the current wait began */
+        uint64_t deadline;
+        uint64_t body_bytes; /* of the current request */
+};
 
 struct http_server {
         struct MHD_Daemon *mhd;
@@ -20,7 +42,151 @@ struct http_server {
         struct http_server_options opt;
         atomic_uint in_flight;
         unsigned port;
+        /* request deadlines: the watched connections, under watch_lock */
+        pthread_mutex_t watch_lock;
+        struct conn_watch *watches;
+        uint64_t timeout_usec;
+        pthread_t watchdog;
+        bool watchdog_started;
+        volatile int watchdog_stop;
 };
+
+/* Starts a wait for a request (phase_start = now) or moves the deadline of the body's. Call
+ * with watch_lock held. */
+static void watch_arm(struct http_server *srv, struct conn_watch *w, uint64_t now)
+{
+        w->receiving = true;
+        w->phase_start = now;
+        w->body_bytes = 0;
+        w->deadline = now + srv->timeout_usec;
+}
+
+static struct conn_watch *watch_of(struct MHD_Connection *conn)
+{
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+/* The headers are in: the body's wait begins. Returns false if the headers came too late. */
+static bool watch_headers_done(struct http_server *srv, struct MHD_Connection *conn)
+{
+        struct conn_watch *w = watch_of(conn);
+        uint64_t now = now_monotonic_usec();
+        bool in_time = true;
+        if (!w)
+                return true;
+        pthread_mutex_lock(&srv->watch_lock);
+        if (w->receiving && now > w->deadline)
+                in_time = false;
+        watch_arm(srv, w, now);
+        pthread_mutex_unlock(&srv->watch_lock);
+        return in_time;
+}
+
+/* n more bytes of body: each MiB buys another connection_timeout. Returns false if the body is
+ * late. */
+static bool watch_body(struct http_server *srv, struct MHD_Connection *conn, size_t n)
+{
+        struct conn_watch *w = watch_of(conn);
+        uint64_t now = now_monotonic_usec();
+        bool in_time;
+        if (!w)
+                return true;
+        pthread_mutex_lock(&srv->watch_lock);
+        w->body_bytes += n;
+        w->deadline =
+            w->phase_start + srv->timeout_usec * (1 + w->body_bytes / BODY_ALLOWANCE_BYTES);
+        in_time = !w->receiving || now <= w->deadline;
+        pthread_mutex_unlock(&srv->watch_lock);
+        return in_time;
+}
+
+/* The request is complete (or answered before its body): no deadline while it is handled, waits
+ * for its job or is answered; the next request's wait begins when it is done (watch_rearm). */
+static void watch_stop(struct http_server *srv, struct MHD_Connection *conn)
+{
+        struct conn_watch *w = watch_of(conn);
+        if (!w)
+                return;
+        pthread_mutex_lock(&srv->watch_lock);
+        w->receiving = false;
+        pthread_mutex_unlock(&srv->watch_lock);
+}
+
+static void watch_rearm(struct http_server *srv, struct MHD_Connection *conn)
+{
+        struct conn_watch *w = watch_of(conn);
+        if (!w)
+                return;
+        pthread_mutex_lock(&srv->watch_lock);
+        watch_arm(srv, w, now_monotonic_usec());
+        pthread_mutex_unlock(&srv->watch_lock);
+}
+
+/* MHD calls this when it accepts a connection and before it closes its socket, so a watched fd
+ * is always still this connection's while it is in the list (the watchdog holds the lock). */
+static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+        struct http_server *srv = cls;
+        struct conn_watch *w;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                const union MHD_ConnectionInfo *ci =
+                    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                if (!ci || !(w = calloc(1, sizeof(*w))))
+                        return; /* unwatched: the idle timeout still applies */
+                w->fd = ci->connect_fd;
+                pthread_mutex_lock(&srv->watch_lock);
+                watch_arm(srv, w, now_monotonic_usec());
+                w->next = srv->watches;
+                if (w->next)
+                        w->next->prev = w;
+                srv->watches = w;
+                pthread_mutex_unlock(&srv->watch_lock);
+                *socket_context = w;
+        } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && (w = *socket_context)) {
+                pthread_mutex_lock(&srv->watch_lock);
+                if (w->prev)
+                        w->prev->next = w->next;
+                else
+                        srv->watches = w->next;
+                if (w->next)
+                        w->next->prev = w->prev;
+                pthread_mutex_unlock(&srv->watch_lock);
+                free(w);
+                *socket_context = NULL;
+        }
+}
+
+static void *watchdog_main(void *arg)
+{
+        struct http_server *srv = arg;
+        /* A few checks per timeout: a connection is cut at most this late. */
+        uint64_t period = srv->timeout_usec / 8;
+        if (period < 50000)
+                period = 50000;
+        if (period > 1000000)
+                period = 1000000;
+        while (sleep_unless(period, &srv->watchdog_stop) == 0) {
+                uint64_t now = now_monotonic_usec();
+                unsigned cut = 0;
+                pthread_mutex_lock(&srv->watch_lock);
+                for (struct conn_watch *w = srv->watches; w; w = w->next)
+                        if (w->receiving && now > w->deadline) {
+                                w->receiving = false;
+                                shutdown(w->fd, SHUT_RDWR);
+                                cut++;
+                        }
+                pthread_mutex_unlock(&srv->watch_lock);
+                if (cut)
+                        log_debug("closed %u connection(s) whose request did not arrive within "
+                                  "connection_timeout",
+                                  cut);
+        }
+        return NULL;
+}
 
 const char *request_header(struct request *req, const char *name)
 {
@@ -86,11 +252,57 @@ static int check_media_type(struct request *req, struct problem *reterr)
                            req->content_type ? req->content_type : "no Content-Type");
 }
 
-/* Everything decided before the body arrives: route, method, token, media type, size. */
+struct header_count {
+        unsigned content_length, transfer_encoding, authorization;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        struct header_count *n = cls;
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                n->content_length++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+                n->transfer_encoding++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+                n->authorization++;
+        return MHD_YES;
+}
+
+/* Where the body ends and who is asking must be unambiguous: a proxy in front that reads the
+ * message differently would otherwise smuggle a second request past it (RFC 9112 6.1, 6.3).
+ * Refused requests close the connection, so nothing after them is read. */
+static int check_framing(struct request *req, struct problem *reterr)
+{
+        struct header_count n = { 0 };
+        const char *te = request_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        const char *why = NULL;
+
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &n);
+        if (n.content_length > 1)
+                why = "send one Content-Length header";
+        else if (n.transfer_encoding > 1)
+                why = "send one Transfer-Encoding header";
+        else if (n.content_length && n.transfer_encoding)
+                why = "send either Content-Length or Transfer-Encoding, not both";
+        else if (te && strcasecmp(te, "chunked") != 0)
+                why = "the only transfer coding accepted is chunked";
+        else if (n.authorization > 1)
+                why = "send one Authorization header";
+        if (!why)
+                return 0;
+        reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL, "%s", why);
+}
+
+/* Everything decided before the body arrives: framing, route, method, token, media type, size. */
 static int admit(struct request *req, const char *url, struct problem *reterr)
 {
         struct http_server *srv = req->app->http;
-        int r = router_match(api_routes, api_routes_count, url, req->params);
+        int r = check_framing(req, reterr);
+        if (r < 0)
+                return r;
+        r = router_match(api_routes, api_routes_count, url, req->params);
         if (r == -ENOENT)
                 return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no resource at %.200s", url);
         if (r < 0)
@@ -218,9 +430,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 req->method = http_method_from_string(method);
                 req->method_name = method;
                 req->route_index = -1;
+                if (!watch_headers_done(srv, conn)) {
+                        log_debug("closing a connection whose request headers came too late");
+                        return MHD_NO;
+                }
                 if (admit(req, url, &p) < 0) {
                         /* Answer before the body: a refused upload is not read. */
                         req->body_done = true;
+                        watch_stop(srv, conn);
                         return fail(req, &p);
                 }
                 return MHD_YES;
@@ -235,12 +452,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return MHD_YES;
         }
         if (*upload_data_size) {
+                if (!watch_body(srv, conn, *upload_data_size)) {
+                        log_debug("closing a connection whose request body is too slow");
+                        return MHD_NO;
+                }
                 if (append_body(req, upload_data, *upload_data_size) < 0)
                         return MHD_NO;
                 *upload_data_size = 0;
                 return MHD_YES;
         }
         req->body_done = true;
+        watch_stop(srv, conn);
         if (req->body_too_large) {
                 problem_set(&p, PROBLEM_PAYLOAD_TOO_LARGE, NULL,
                             "the body is larger than the limit of %zu bytes", req->body_limit);
@@ -265,6 +487,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 {
         struct http_server *srv = cls;
         struct request *req = *con_cls;
+        /* Keep-alive: the wait for the next request begins now. */
+        watch_rearm(srv, conn);
         if (!req)
                 return;
         uint64_t usec = now_monotonic_usec() - req->started_usec;
@@ -308,8 +532,11 @@ int http_server_start(struct app *app, const struct http_server_options *o,
                                   .ai_socktype = SOCK_STREAM };
         struct addrinfo *ai = NULL;
         char port[8];
+        /* poll, not epoll: with edge-triggered epoll, MHD 0.9.75 misses a client's close that
+         * arrives with its last bytes (a short read clears its "read ready"), and keeps such a
+         * connection, and its slot in the connection limits, until the idle timeout. */
         unsigned flags =
-            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+            MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
         snprintf(port, sizeof(port), "%u", o->port);
         int r = getaddrinfo(o->address, port, &hints, &ai);
@@ -329,23 +556,32 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         srv->app = app;
         srv->opt = *o;
         srv->listen_fd = MHD_INVALID_SOCKET;
+        srv->timeout_usec = (uint64_t)o->connection_timeout_sec * 1000000;
+        pthread_mutex_init(&srv->watch_lock, NULL);
         app->http = srv;
         srv->mhd = MHD_start_daemon(
-            flags, (uint16_t)o->port, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR,
-            ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
-            MHD_OPTION_CONNECTION_TIMEOUT, o->connection_timeout_sec, MHD_OPTION_CONNECTION_LIMIT,
-            o->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->per_ip_connection_limit,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory_limit,
-            MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
-            no_unescape, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+            flags, (uint16_t)o->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER,
+            mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+            (unsigned)o->threads, MHD_OPTION_CONNECTION_TIMEOUT, o->connection_timeout_sec,
+            MHD_OPTION_CONNECTION_LIMIT, o->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            o->per_ip_connection_limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            o->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, connection_notify, srv, MHD_OPTION_UNESCAPE_CALLBACK,
+            no_unescape, NULL, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+            1, MHD_OPTION_END);
         freeaddrinfo(ai);
         if (!srv->mhd) {
                 log_error("cannot listen on %s port %u: %s", o->address, o->port, strerror(errno));
                 app->http = NULL;
+                pthread_mutex_destroy(&srv->watch_lock);
                 free(srv);
                 return -EADDRINUSE;
         }
+        r = pthread_create(&srv->watchdog, NULL, watchdog_main, srv);
+        if (r != 0)
+                /* Not fatal: the idle timeout still closes idle connections. */
+                log_warning("cannot start the request deadline watchdog: %s", strerror(r));
+        srv->watchdog_started = r == 0;
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
         srv->port = info ? info->port : o->port;
         *ret = srv;
@@ -381,6 +617,11 @@ void http_server_stop(struct http_server *s, uint64_t timeout_usec)
                 log_warning("stopping with %u requests still in progress",
                             atomic_load(&s->in_flight));
         MHD_stop_daemon(s->mhd);
+        if (s->watchdog_started) {
+                s->watchdog_stop = 1;
+                pthread_join(s->watchdog, NULL);
+        }
+        pthread_mutex_destroy(&s->watch_lock);
         if (s->listen_fd != MHD_INVALID_SOCKET)
                 close(s->listen_fd);
         free(s);
