@@ -19,6 +19,13 @@
 #define CERT_BUNDLE_MAX_BLOCKS 11            /* key + leaf + chain */
 #define CERT_KEY_MAX_BLOCKS    2             /* the key, and the EC PARAMETERS ecparam writes */
 
+/* The ETags of one certificate and of the whole collection at a version (versions come from one
+ * sequence, store.h): "\"certificate-N\"" and "\"certificates-N\"" (quotes included).
+ * CERT_ETAG_MAX bytes always suffice. */
+#define CERT_ETAG_MAX 48
+void cert_etag(int64_t version, char *buf, size_t size);
+void certs_etag(int64_t version, char *buf, size_t size);
+
 struct cert_chain_entry {
         char *subject;
         char *issuer;

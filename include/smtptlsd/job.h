@@ -26,6 +26,11 @@ struct job {
         json_t *warnings;   /* [{code, detail}] */
         int http_status;    /* 200 or 201 on success */
         char location[400]; /* Location of a created resource */
+        char etag[64];      /* ETag of the resource in result ("" none) */
+        /* what the tools printed and did in a failed apply (the audit trail keeps it) */
+        char *output;
+        bool postmap, reloaded;
+        bool retry; /* put back after the database went away: it may have committed */
 };
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "smtptlsd/problem.h"
 
@@ -87,6 +88,13 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
 /* {destination, level, match, protocols|null, ciphers|null, exclude, note, enabled,
  * managed_by|null}; created_at/updated_at are the caller's. */
 json_t *policy_to_json(const struct policy *p);
+
+/* The ETags of one row and of the whole collection at a version (store.h: versions come from one
+ * sequence, so no tag is ever issued twice): "\"policy-N\"" and "\"policies-N\"" (quotes
+ * included). POLICY_ETAG_MAX bytes always suffice. */
+#define POLICY_ETAG_MAX 48
+void policy_etag(int64_t version, char *buf, size_t size);
+void policies_etag(int64_t version, char *buf, size_t size);
 
 /* One map entry, "destination<TAB>level attr=value ..." (no newline; attributes in the order
  * match, protocols, ciphers, exclude). -EINVAL if the policy is invalid or a byte outside the

@@ -49,6 +49,7 @@ enum problem_code {
         PROBLEM_POSTFIX_REJECTED,
         PROBLEM_DESTINATION_FAILS_PROBE,
         PROBLEM_SERVICE_UNAVAILABLE,
+        PROBLEM_INSUFFICIENT_STORAGE,
         PROBLEM_INTERNAL_ERROR,
         _PROBLEM_MAX,
 };
@@ -75,3 +76,5 @@ void problem_done(struct problem *p);
 /* Appends {code, detail} to a JSON array of warnings (the "warnings" of replies and jobs). */
 void warnings_add(json_t *warnings, const char *code, const char *fmt, ...) _printf_(3, 4);
 const char *problem_code_name(enum problem_code code);
+/* The code of a name problem_code_name gives; PROBLEM_INTERNAL_ERROR for an unknown one. */
+enum problem_code problem_code_from_name(const char *name);

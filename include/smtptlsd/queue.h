@@ -24,6 +24,10 @@ int queue_init(struct queue *q);
 void queue_destroy(struct queue *q);
 /* Appends an item; -ESHUTDOWN once the queue is closed (the caller still owns the item). */
 int queue_push(struct queue *q, struct queue_item *item);
+/* Puts a list (linked by next, in its order) back at the head, before everything queued since it
+ * was taken: the consumer returning what it could not run. Works on a closed queue too (the last
+ * drain takes it). */
+void queue_push_front(struct queue *q, struct queue_item *list);
 /* Waits up to timeout_usec for at least one item, then takes every queued item in FIFO order.
  * Returns the list (NULL on timeout or when closed and empty). */
 struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec);

@@ -64,15 +64,27 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
 int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
                       const char *detail, struct problem *reterr);
 
+/* Versions (ETags, If-Match): every certificate and TLS policy row has a version, and each of the
+ * two collections one (config_state), all from one sequence (never reused, not even after a delete
+ * and a re-create). Triggers (sql/003_etags.sql) give a row a new version when it is inserted or
+ * really changed (a certificate also when it is bound or unbound: in_use), and the collection one
+ * when a statement inserted, changed or deleted a row; an UPDATE that changes nothing changes no
+ * version. */
+
 /* The certificate store (store/certificates.c). */
 struct cert_import;
 struct cert_info;
 /* [{name, type, system, in_use, chain_verified, missing, ...info}] filtered by q (name, subject,
- * DNS names; case-insensitive substring) and type; days_left is computed for now. */
+ * DNS names; case-insensitive substring) and type; days_left is computed for now. *version (when
+ * not NULL) is the version of the whole collection, read in the same snapshot as the items. */
 int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t **items,
-                     struct problem *reterr);
-/* One certificate as the API shows it; -ENOENT when absent. */
+                     int64_t *version, struct problem *reterr);
+/* One certificate as the API shows it, and its version (when not NULL); -ENOENT when absent. */
+int store_cert_get(struct db_conn *c, const char *name, json_t **ret, int64_t *version,
+                   struct problem *reterr);
 int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr);
+/* The version of the certificate collection. */
+int store_certs_version(struct db_conn *c, int64_t *version, struct problem *reterr);
 /* Creates or replaces an imported certificate. *created tells which. A name held by an ACME or
  * system certificate: acme_certificate / system_certificate. */
 int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
@@ -96,17 +108,21 @@ struct policy;
 /* The map text of the enabled rows (sorted), its entry count, and how many rows exist at all. */
 int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
                           int64_t *rows, struct problem *reterr);
-/* One row as the API shows it; -ENOENT when absent. Fills *p when p is not NULL. */
+/* One row as the API shows it; -ENOENT when absent. Fills *p, *json and *version (the row's)
+ * when not NULL. */
 int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,
-                     struct problem *reterr);
+                     int64_t *version, struct problem *reterr);
 int store_policy_put(struct db_conn *c, const struct policy *p, bool *created,
                      struct problem *reterr);
 int store_policy_delete(struct db_conn *c, const char *destination, struct problem *reterr);
 /* Filtered, ordered by destination, after the cursor; *next is the last destination of a full
- * page (malloc'ed) or NULL. managed: -1 any, 0 unmanaged, 1 managed. */
+ * page (malloc'ed) or NULL. managed: -1 any, 0 unmanaged, 1 managed. *version (when not NULL) is
+ * the version of the whole collection (not of the page), read in the same snapshot. */
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
-                        const char *after, int limit, json_t **items, char **next,
+                        const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr);
+/* The version of the TLS policy collection. */
+int store_policies_version(struct db_conn *c, int64_t *version, struct problem *reterr);
 /* Makes the unmanaged rows exactly `items` (a JSON array of normalized policies). A destination
  * held by a managed row: managed_row. Counts go to *counts {added, changed, removed, unchanged}. */
 int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr);

@@ -31,13 +31,18 @@ int api_certificates_list(struct request *req, struct problem *reterr)
                         return problem_set(reterr, PROBLEM_INVALID_VALUE, "type",
                                            "type is imported, acme or system");
         }
+        int64_t version = 0;
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_certs_list(c, qv, tv, &items, reterr);
+                r = store_certs_list(c, qv, tv, &items, &version, reterr);
         if (r < 0)
                 return r;
         json_array_foreach (items, i, it)
                 json_object_set_new(it, "files", layout_cert_files_json(req->app->cfg, it));
+        /* the tag of the whole collection, whatever the filters */
+        char etag[CERT_ETAG_MAX];
+        certs_etag(version, etag, sizeof(etag));
+        reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, json_pack("{s:o, s:n}", "items", items, "next"));
 }
 
@@ -45,15 +50,19 @@ int api_certificates_get(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
         json_t *cert = NULL;
+        int64_t version = 0;
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_cert_get_json(c, req->params[0], &cert, reterr);
+                r = store_cert_get(c, req->params[0], &cert, &version, reterr);
         if (r == -ENOENT)
                 return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no certificate named '%s'",
                                    req->params[0]);
         if (r < 0)
                 return r;
         json_object_set_new(cert, "files", layout_cert_files_json(req->app->cfg, cert));
+        char etag[CERT_ETAG_MAX];
+        cert_etag(version, etag, sizeof(etag));
+        reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, cert);
 }
 

@@ -56,11 +56,16 @@ int api_policies_list(struct request *req, struct problem *reterr)
                                            "managed is true or false");
         }
         const char *av = request_query(req, "after", after, sizeof(after));
+        int64_t version = 0;
         r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_policies_list(c, qv, lvs, m, av, limit, &items, &next, reterr);
+                r = store_policies_list(c, qv, lvs, m, av, limit, &items, &next, &version, reterr);
         if (r < 0)
                 return r;
+        /* the tag of the whole collection, whatever the filters and the page */
+        char etag[POLICY_ETAG_MAX];
+        policies_etag(version, etag, sizeof(etag));
+        reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200,
                           json_pack("{s:o, s:o}", "items", items, "next",
                                     next ? json_string(next) : json_null()));
@@ -89,15 +94,19 @@ int api_policy_get(struct request *req, struct problem *reterr)
         _cleanup_db_conn_ struct db_conn *c = NULL;
         char dest[256];
         json_t *j = NULL;
+        int64_t version = 0;
         int r = url_destination(req, dest, false, reterr);
         if (r >= 0)
                 r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_policy_get(c, dest, NULL, &j, reterr);
+                r = store_policy_get(c, dest, NULL, &j, &version, reterr);
         if (r == -ENOENT)
                 return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'", dest);
         if (r < 0)
                 return r;
+        char etag[POLICY_ETAG_MAX];
+        policy_etag(version, etag, sizeof(etag));
+        reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, j);
 }
 
@@ -135,11 +144,14 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                 struct policy cur = { 0 };
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0)
-                        r = store_policy_get(c, dest, &cur, NULL, reterr);
-                if (r == -ENOENT)
+                        r = store_policy_get(c, dest, &cur, NULL, NULL, reterr);
+                bool if_match = request_header(req, "If-Match") != NULL;
+                if (r == -ENOENT && if_match)
+                        r = 0; /* a failed precondition (412), which the worker decides */
+                else if (r == -ENOENT)
                         r = problem_set(reterr, PROBLEM_NOT_FOUND, NULL,
                                         "no TLS policy for '%s'; PUT creates one", dest);
-                if (r >= 0)
+                else if (r >= 0)
                         r = policy_apply_json(&cur, body, true, dest, "", reterr);
                 policy_done(&cur);
                 normalized = json_incref(body);

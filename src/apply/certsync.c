@@ -100,9 +100,15 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
         json_t *seen = json_array(), *removed = json_array(), *missing = json_array();
         json_t *known = NULL, *name_j;
         size_t idx;
+        int64_t gen;
         int r;
 
-        r = sync_system(cfg, c, warnings, reterr);
+        /* config_state first, as every writer does (the worker's batch holds it already; the
+         * start-up scan does not): the version triggers update it after each certificate row,
+         * and two transactions taking the two in opposite orders could deadlock. */
+        r = store_generation(c, &gen, true, reterr);
+        if (r >= 0)
+                r = sync_system(cfg, c, warnings, reterr);
         if (r < 0)
                 goto out;
 

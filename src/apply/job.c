@@ -25,5 +25,6 @@ void job_free(struct job *j)
         json_decref(j->result);
         json_decref(j->warnings);
         problem_done(&j->problem);
+        free(j->output);
         free(j);
 }

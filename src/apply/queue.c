@@ -50,6 +50,24 @@ int queue_push(struct queue *q, struct queue_item *item)
         return 0;
 }
 
+void queue_push_front(struct queue *q, struct queue_item *list)
+{
+        if (!list)
+                return;
+        struct queue_item *last = list;
+        size_t n = 1;
+        for (; last->next; last = last->next)
+                n++;
+        pthread_mutex_lock(&q->lock);
+        last->next = q->head;
+        q->head = list;
+        if (!q->tail)
+                q->tail = last;
+        q->depth += n;
+        pthread_cond_signal(&q->cond);
+        pthread_mutex_unlock(&q->lock);
+}
+
 struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
 {
         struct timespec deadline;

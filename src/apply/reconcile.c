@@ -289,6 +289,18 @@ json_t *reconcile_drift(const struct config *cfg, const struct plan *p)
         return drift;
 }
 
+/* The problem code of a failed file operation: a full disk or quota is the operator's to fix
+ * (507, logged), anything else a fault of ours (500). */
+static enum problem_code fs_problem(int r)
+{
+        if (r == -ENOSPC || r == -EDQUOT) {
+                log_error("the disk holding the Postfix or certificate files is full: %s",
+                          strerror(-r));
+                return PROBLEM_INSUFFICIENT_STORAGE;
+        }
+        return PROBLEM_INTERNAL_ERROR;
+}
+
 static void add_output(struct apply_result *res, const char *what, const char *text)
 {
         char *n = NULL;
@@ -332,7 +344,7 @@ static int stage_cert(const struct config *cfg, const struct plan *p, char *stag
         if (r >= 0)
                 r = fs_fsync_dir(staged);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                return problem_set(reterr, fs_problem(r), NULL,
                                    "cannot write the certificate files under %s: %s", parent,
                                    strerror(-r));
         r = cert_check_files(key, chain, time(NULL), NULL, reterr);
@@ -421,11 +433,16 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
                 r = layout_state_dir(cfg, state, sizeof(state));
         if (r >= 0)
                 r = layout_join(state, "main.cf.restore", staged, sizeof(staged));
-        if (r >= 0)
-                r = copy_file(lkg, staged, 0644);
+        /* A second name for the last-known-good file, renamed over main.cf: no data is written,
+         * so a full disk cannot stop the way back. */
+        if (r >= 0 && (unlink(staged) < 0 && errno != ENOENT))
+                r = -errno;
+        if (r >= 0 && link(lkg, staged) < 0)
+                r = errno == EXDEV || errno == EPERM ? copy_file(lkg, staged, 0644) : -errno;
         if (r >= 0)
                 r = put_main_cf(cfg, staged, NULL);
         if (r < 0) {
+                unlink(staged);
                 log_error("cannot restore the last-known-good main.cf: %s", strerror(-r));
                 return r;
         }
@@ -504,16 +521,18 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
         if (r >= 0)
                 r = layout_policy_lkg(cfg, lkg, sizeof(lkg));
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "cannot stage the policy map: %s", strerror(-r));
+                return problem_set(reterr, fs_problem(r), NULL, "cannot stage the policy map: %s",
+                                   strerror(-r));
         snprintf(s_index, sizeof(s_index), "%s%s", staged, suffix);
         snprintf(index, sizeof(index), "%s%s", map, suffix);
         snprintf(lkg_index, sizeof(lkg_index), "%s%s", lkg, suffix);
         unlink(s_index);
         r = fs_write_file(staged, p->map_text, p->map_len, 0644);
-        if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "cannot write the policy map: %s", strerror(-r));
+        if (r < 0) {
+                problem_set(reterr, fs_problem(r), NULL, "cannot write the policy map: %s",
+                            strerror(-r));
+                goto fail;
+        }
         /* postmap writes hash/btree/lmdb in place: build under the staged name, never the live */
         r = postmap_build(cfg, cfg->policy_map_type, staged, &out);
         res->postmap = true;
@@ -566,8 +585,8 @@ verified:
                 r = fs_replace(staged, map, lkg);
         }
         if (r < 0) {
-                problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                            "cannot install the policy map: %s", strerror(-r));
+                problem_set(reterr, fs_problem(r), NULL, "cannot install the policy map: %s",
+                            strerror(-r));
                 goto fail;
         }
         fault_point("after_map_rename");
@@ -651,8 +670,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                         r = copy_file(from, master, 0644);
         }
         if (r < 0) {
-                problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "cannot stage main.cf: %s",
-                            strerror(-r));
+                problem_set(reterr, fs_problem(r), NULL, "cannot stage main.cf: %s", strerror(-r));
                 goto fail_unstaged;
         }
         struct spawn_result out;
@@ -677,14 +695,14 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 fs_remove_tree(broken);
                 if (rename(p->cert_dir, broken) < 0 && errno != ENOENT) {
                         r = -errno;
-                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                        problem_set(reterr, fs_problem(r), NULL,
                                     "cannot replace the damaged certificate files: %s",
                                     strerror(-r));
                         goto fail_unstaged;
                 }
                 if (rename(cert_staged, p->cert_dir) < 0) {
                         r = -errno;
-                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                        problem_set(reterr, fs_problem(r), NULL,
                                     "cannot install the certificate files: %s", strerror(-r));
                         goto fail_unstaged;
                 }
@@ -700,8 +718,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 if (r >= 0)
                         r = put_main_cf(cfg, staged_main, lkg);
                 if (r < 0) {
-                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                    "cannot replace main.cf: %s", strerror(-r));
+                        problem_set(reterr, fs_problem(r), NULL, "cannot replace main.cf: %s",
+                                    strerror(-r));
                         goto fail_unstaged;
                 }
                 res->swapped = true;
@@ -731,6 +749,8 @@ reload:
 fail_unstaged:
         if (cert_staged[0])
                 fs_remove_tree(cert_staged);
+        if (layout_check_dir(cfg, check, sizeof(check)) >= 0)
+                fs_remove_tree(check);
         if (res->map_swapped) {
                 reconcile_restore(cfg, p, res);
                 res->map_swapped = false;

@@ -104,16 +104,47 @@ static int load_desired(struct worker *w, struct desired *d, struct problem *ret
 
 /* ---- one job ------------------------------------------------------------------------------- */
 
-static int check_if_match(json_t *request, const char *etag, struct problem *reterr)
+/* Whether the If-Match value `list` ("*" or a comma-separated list of entity tags) holds etag.
+ * The strong comparison (RFC 9110 13.1.1): a weak tag (W/"...") never matches. */
+static bool if_match_holds(const char *list, const char *etag)
+{
+        const char *p = list + strspn(list, " \t");
+        if (p[0] == '*' && p[1 + strspn(p + 1, " \t")] == 0)
+                return true;
+        while (*p) {
+                p += strspn(p, " \t,");
+                bool weak = strncmp(p, "W/", 2) == 0;
+                const char *tag = weak ? p + 2 : p;
+                const char *end = *tag == '"' ? strchr(tag + 1, '"') : NULL;
+                if (!end)
+                        return false; /* not a list of entity tags */
+                size_t len = (size_t)(end + 1 - tag);
+                if (!weak && len == strlen(etag) && strncmp(tag, etag, len) == 0)
+                        return true;
+                p = end + 1;
+        }
+        return false;
+}
+
+/* Checks the job's If-Match against `what` (for the message) whose current tag is etag ("" when
+ * it does not exist). Without If-Match anything goes; "*" needs it to exist. Runs inside the
+ * transaction that applies the job, so no other write comes between check and change. */
+static int check_precondition(json_t *request, const char *what, const char *etag,
+                              struct problem *reterr)
 {
         const char *want = json_string_value(json_object_get(request, "if_match"));
-        if (!want || streq(want, "*"))
+        if (!want || (etag[0] && if_match_holds(want, etag)))
                 return 0;
-        /* If-Match uses the strong comparison (RFC 9110 13.1.1): a weak tag never matches. */
-        if (streq(want, etag))
-                return 0;
+        if (!etag[0])
+                return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
+                                   "%s does not exist (If-Match: %s)", what, want);
         return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                           "the settings changed since %s was read (now %s)", want, etag);
+                           "%s changed since %s was read (now %s)", what, want, etag);
+}
+
+static int check_if_match(json_t *request, const char *etag, struct problem *reterr)
+{
+        return check_precondition(request, "the settings", etag, reterr);
 }
 
 static int run_settings(struct worker *w, struct job *job, json_t **before, json_t **after)
@@ -161,16 +192,43 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
         return 0;
 }
 
-static json_t *cert_json(struct worker *w, const char *name)
+static json_t *cert_json(struct worker *w, const char *name, int64_t *version)
 {
         json_t *j = NULL;
         struct problem ignore = { 0 };
-        if (store_cert_get_json(&w->db, name, &j, &ignore) < 0)
+        if (store_cert_get(&w->db, name, &j, version, &ignore) < 0)
                 j = NULL;
         problem_done(&ignore);
         if (j)
                 json_object_set_new(j, "files", layout_cert_files_json(w->app->cfg, j));
         return j;
+}
+
+/* If-Match of a certificate job: the tag of the collection (POST, rescan) or of the row. */
+static int cert_check_if_match(struct worker *w, struct job *job, bool collection)
+{
+        char etag[CERT_ETAG_MAX] = "", what[sizeof(job->target) + 32];
+        int64_t version = 0;
+        json_t *j = NULL;
+        int r;
+        if (!json_object_get(job->request, "if_match"))
+                return 0;
+        if (collection) {
+                r = store_certs_version(&w->db, &version, &job->problem);
+                if (r < 0)
+                        return r;
+                certs_etag(version, etag, sizeof(etag));
+                snprintf(what, sizeof(what), "the certificate collection");
+        } else {
+                r = store_cert_get(&w->db, job->target, &j, &version, &job->problem);
+                json_decref(j);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (r >= 0)
+                        cert_etag(version, etag, sizeof(etag));
+                snprintf(what, sizeof(what), "certificate '%s'", job->target);
+        }
+        return check_precondition(job->request, what, etag, &job->problem);
 }
 
 static const char *body_string(const struct job *job, const char *key)
@@ -188,9 +246,11 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         const char *chain = body_string(job, "chain");
         struct cert_import imp = { 0 };
         bool created = false, verified = false;
-        int r;
-
-        *before = cert_json(w, name);
+        int64_t version = 0;
+        int r = cert_check_if_match(w, job, post);
+        if (r < 0)
+                return r;
+        *before = cert_json(w, name, NULL);
         if (post && *before)
                 return problem_set(&job->problem, PROBLEM_DUPLICATE_NAME, "/name",
                                    "a certificate named '%s' exists; PUT replaces it", name);
@@ -206,8 +266,10 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         cert_import_done(&imp);
         if (r < 0)
                 return r;
-        *after = cert_json(w, name);
+        *after = cert_json(w, name, &version);
         job->result = json_incref(*after);
+        if (*after && !job->dry_run)
+                cert_etag(version, job->etag, sizeof(job->etag));
         if (created) {
                 job->http_status = 201;
                 snprintf(job->location, sizeof(job->location), "/api/v1/certificates/%s", name);
@@ -218,7 +280,10 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
 static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
 {
         const char *name = job->target;
-        *before = cert_json(w, name);
+        int r = cert_check_if_match(w, job, false);
+        if (r < 0)
+                return r;
+        *before = cert_json(w, name, NULL);
         if (!*before)
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL,
                                    "no certificate named '%s'", name);
@@ -234,7 +299,7 @@ static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
                 return problem_set(&job->problem, PROBLEM_ACME_CERTIFICATE, NULL,
                                    "'%s' is an ACME certificate: remove it with the ACME client",
                                    name);
-        int r = store_cert_delete(&w->db, name, &job->problem);
+        r = store_cert_delete(&w->db, name, &job->problem);
         if (r < 0)
                 return r;
         job->http_status = 204;
@@ -245,27 +310,60 @@ static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
 static int run_cert_rescan(struct worker *w, struct job *job, json_t **after)
 {
         json_t *warnings = json_array(), *summary = NULL;
-        int r = certsync_run(w->app->cfg, &w->db, warnings, &summary, &job->problem);
+        int64_t version = 0;
+        int r = cert_check_if_match(w, job, true);
+        if (r >= 0)
+                r = certsync_run(w->app->cfg, &w->db, warnings, &summary, &job->problem);
+        if (r >= 0)
+                r = store_certs_version(&w->db, &version, &job->problem);
         if (r < 0) {
                 json_decref(warnings);
+                json_decref(summary);
                 return r;
         }
         json_object_set_new(summary, "warnings", warnings);
         *after = summary;
         job->result = json_incref(summary);
+        if (!job->dry_run)
+                certs_etag(version, job->etag, sizeof(job->etag));
         return 0;
 }
 
 /* ---- TLS policies ---- */
 
-static json_t *policy_json(struct worker *w, const char *destination)
+static json_t *policy_json(struct worker *w, const char *destination, int64_t *version)
 {
         json_t *j = NULL;
         struct problem ignore = { 0 };
-        if (store_policy_get(&w->db, destination, NULL, &j, &ignore) < 0)
+        if (store_policy_get(&w->db, destination, NULL, &j, version, &ignore) < 0)
                 j = NULL;
         problem_done(&ignore);
         return j;
+}
+
+/* If-Match of a policy job: the tag of the collection (POST, bulk) or of the row. */
+static int policy_check_if_match(struct worker *w, struct job *job, bool collection)
+{
+        char etag[POLICY_ETAG_MAX] = "", what[sizeof(job->target) + 32];
+        int64_t version = 0;
+        int r;
+        if (!json_object_get(job->request, "if_match"))
+                return 0;
+        if (collection) {
+                r = store_policies_version(&w->db, &version, &job->problem);
+                if (r < 0)
+                        return r;
+                policies_etag(version, etag, sizeof(etag));
+                snprintf(what, sizeof(what), "the TLS policy collection");
+        } else {
+                r = store_policy_get(&w->db, job->target, NULL, NULL, &version, &job->problem);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (r >= 0)
+                        policy_etag(version, etag, sizeof(etag));
+                snprintf(what, sizeof(what), "the TLS policy for '%s'", job->target);
+        }
+        return check_precondition(job->request, what, etag, &job->problem);
 }
 
 /* A managed row changes only when the request names its manager (?manager=, admin scope). */
@@ -334,7 +432,11 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
         bool post = streq(job->action, "policies.post");
         struct policy cur = { 0 };
         bool created = false;
-        int r = store_policy_get(&w->db, job->target, &cur, before, &job->problem);
+        int64_t version = 0;
+        int r = policy_check_if_match(w, job, post);
+        if (r < 0)
+                return r;
+        r = store_policy_get(&w->db, job->target, &cur, before, NULL, &job->problem);
         bool exists = r >= 0;
         if (r < 0 && r != -ENOENT)
                 return r;
@@ -370,8 +472,10 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
         policy_done(&next);
         if (r < 0)
                 return r;
-        *after = policy_json(w, job->target);
+        *after = policy_json(w, job->target, &version);
         job->result = json_incref(*after);
+        if (*after && !job->dry_run)
+                policy_etag(version, job->etag, sizeof(job->etag));
         if (created) {
                 job->http_status = 201;
                 policy_location(job, job->target);
@@ -382,7 +486,9 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
 static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
 {
         struct policy cur = { 0 };
-        int r = store_policy_get(&w->db, job->target, &cur, before, &job->problem);
+        int r = policy_check_if_match(w, job, false);
+        if (r >= 0)
+                r = store_policy_get(&w->db, job->target, &cur, before, NULL, &job->problem);
         if (r == -ENOENT)
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
                                    job->target);
@@ -402,12 +508,21 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
 {
         json_t *items = json_object_get(json_object_get(job->request, "body"), "policy");
         json_t *counts = NULL;
-        int r = store_policies_bulk(&w->db, items, &counts, &job->problem);
-        if (r < 0)
+        int64_t version = 0;
+        int r = policy_check_if_match(w, job, true);
+        if (r >= 0)
+                r = store_policies_bulk(&w->db, items, &counts, &job->problem);
+        if (r >= 0)
+                r = store_policies_version(&w->db, &version, &job->problem);
+        if (r < 0) {
+                json_decref(counts);
                 return r;
+        }
         /* The audit trail keeps the counts, not 100,000 rows. */
         *after = counts;
         job->result = json_incref(counts);
+        if (!job->dry_run)
+                policies_etag(version, job->etag, sizeof(job->etag));
         return 0;
 }
 
@@ -507,7 +622,11 @@ static void finish_failed(struct worker *w, struct job *job)
                 return;
         json_t *err = json_pack("{s:s, s:s, s:s}", "code", problem_code_name(job->problem.code),
                                 "detail", job->problem.detail, "field", job->problem.field);
-        struct job_outcome o = { .status = "failed", .error = err };
+        struct job_outcome o = { .status = "failed",
+                                 .error = err,
+                                 .output = job->output,
+                                 .postmap = job->postmap,
+                                 .reload = job->reloaded };
         struct problem ignore = { 0 };
         if (store_job_finish(&w->db, job->id, &o, &ignore) < 0)
                 log_warning("job %lld: cannot record its failure: %s", (long long)job->id,
@@ -526,8 +645,9 @@ static void record_last_job(struct worker *w, const struct job *job)
         pthread_mutex_unlock(&w->lock);
 }
 
-/* Runs the jobs in one transaction. Returns < 0 (with the slots' problems set) when the batch as
- * a whole failed after its jobs had run: the caller may retry them one by one. */
+/* Runs the jobs in one transaction. Returns -EAGAIN (the slots' problems set) when the batch as a
+ * whole failed after its jobs had run: the caller may retry them one by one; -ENOTCONN when the
+ * database went away: nothing is committed and the caller puts the jobs back. */
 static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_run)
 {
         const struct config *cfg = w->app->cfg;
@@ -661,8 +781,11 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 r = sql(w, "COMMIT", &p);
         }
         if (r < 0) {
-                /* Nothing committed: the files must be the committed state again. */
+                /* Nothing committed (or, the connection lost in COMMIT, perhaps everything: the
+                 * retry looks): the files must be the committed state again. */
                 reconcile_restore(cfg, &plan, &res);
+                if (p.code == PROBLEM_SERVICE_UNAVAILABLE)
+                        goto fail_all;
                 goto fail_ok;
         }
 
@@ -697,6 +820,10 @@ fail_ok:
                 slots[i].job->problem = (struct problem){ 0 };
                 problem_set(&slots[i].job->problem, p.code, p.field, "%s", p.detail);
                 slots[i].ok = false;
+                free(slots[i].job->output);
+                slots[i].job->output = res.output ? strdup(res.output) : NULL;
+                slots[i].job->postmap = res.postmap;
+                slots[i].job->reloaded = res.reloaded;
         }
         /* The live files are the committed ones again. A write refused for its own content
          * (a certificate that does not load) leaves the daemon in sync; a tool or the system
@@ -710,6 +837,8 @@ fail_ok:
         goto out_r;
 
 fail_all:
+        /* Nothing of the batch is committed. Without the database the jobs are put back (the
+         * caller retries them once it answers); another failure fails them all. */
         sql(w, "ROLLBACK", NULL);
         for (size_t i = 0; i < n; i++) {
                 struct job *job = slots[i].job;
@@ -722,8 +851,8 @@ fail_all:
                 }
                 slots[i].ok = false;
         }
+        r = p.code == PROBLEM_SERVICE_UNAVAILABLE ? -ENOTCONN : -EIO;
         problem_done(&p);
-        r = -ENOTCONN;
         goto out_r;
 
 out:
@@ -749,13 +878,94 @@ static void complete(struct worker *w, struct slot *s)
         job_free(job);
 }
 
-static void process(struct worker *w, struct job **jobs, size_t n)
+/* Puts jobs whose batch lost the database back at the head of the queue, as they were queued:
+ * their requests keep waiting (a ?wait that ends answers 202) and nothing is recorded yet. */
+static void requeue(struct worker *w, struct slot *slots, size_t n)
+{
+        struct queue_item *list = NULL, **tail = &list;
+        for (size_t i = 0; i < n; i++) {
+                struct job *job = slots[i].job;
+                problem_done(&job->problem);
+                job->problem = (struct problem){ 0 };
+                json_decref(job->result);
+                json_decref(job->warnings);
+                job->result = job->warnings = NULL;
+                free(job->output);
+                job->output = NULL;
+                job->postmap = job->reloaded = false;
+                job->http_status = 200;
+                job->location[0] = job->etag[0] = 0;
+                job->retry = true;
+                json_decref(slots[i].before);
+                json_decref(slots[i].after);
+                *tail = &job->item;
+                tail = &job->item.next;
+        }
+        *tail = NULL;
+        queue_push_front(&w->queue, list);
+}
+
+/* A job put back by requeue() may have committed after all (the connection lost in COMMIT): its
+ * record decides. Returns 1 when it is finished (complete it as it is), 0 to run it, < 0 when
+ * the database does not answer. */
+static int settled_before(struct worker *w, struct job *job)
+{
+        json_t *row = NULL;
+        struct problem p = { 0 };
+        int r = store_job_get(&w->db, job->id, &row, &p);
+        if (r < 0) {
+                r = p.code == PROBLEM_SERVICE_UNAVAILABLE ? -ENOTCONN : 0;
+                problem_done(&p);
+                return r;
+        }
+        const char *status = json_string_value(json_object_get(row, "status"));
+        r = 0;
+        if (status && streq(status, "applied")) {
+                job->result = json_incref(json_object_get(row, "after"));
+                r = 1;
+        } else if (status && streq(status, "failed")) {
+                json_t *e = json_object_get(row, "error");
+                problem_set(&job->problem,
+                            problem_code_from_name(json_string_value(json_object_get(e, "code"))),
+                            json_string_value(json_object_get(e, "field")), "%s",
+                            json_string_value(json_object_get(e, "detail")));
+                job->failed = true;
+                r = 1;
+        }
+        json_decref(row);
+        return r;
+}
+
+/* Returns -ENOTCONN when jobs were put back for want of the database. */
+static int process(struct worker *w, struct job **jobs, size_t n)
 {
         struct slot slots[MAX_BATCH];
         size_t m = 0;
 
         for (size_t i = 0; i < n; i++) {
                 struct job *job = jobs[i];
+                if (job->retry && !job->dry_run) {
+                        int k = settled_before(w, job);
+                        if (k < 0) {
+                                struct slot rest[MAX_BATCH];
+                                size_t nrest = 0;
+                                for (size_t j = 0; j < m; j++)
+                                        rest[nrest++] = slots[j];
+                                for (size_t j = i; j < n; j++)
+                                        rest[nrest++] = (struct slot){ .job = jobs[j] };
+                                requeue(w, rest, nrest);
+                                return -ENOTCONN;
+                        }
+                        job->retry = false;
+                        if (k > 0) {
+                                /* finished by the attempt that lost the connection */
+                                job->done = true;
+                                record_last_job(w, job);
+                                pending_complete(job);
+                                job_free(job);
+                                continue;
+                        }
+                }
                 if (job->dry_run) {
                         struct slot s = { .job = job };
                         run_batch(w, &s, 1, true);
@@ -766,8 +976,12 @@ static void process(struct worker *w, struct job **jobs, size_t n)
                 slots[m++] = (struct slot){ .job = job };
         }
         if (m == 0)
-                return;
+                return 0;
         int r = run_batch(w, slots, m, false);
+        if (r == -ENOTCONN) {
+                requeue(w, slots, m);
+                return r;
+        }
         if (r == -EAGAIN) {
                 /* One job spoiled the batch (Postfix refused the combined result): run each
                  * alone so that the good ones land and the bad one fails by itself. */
@@ -781,11 +995,18 @@ static void process(struct worker *w, struct job **jobs, size_t n)
                         json_decref(slots[i].before);
                         json_decref(slots[i].after);
                         slots[i].before = slots[i].after = NULL;
-                        run_batch(w, &slots[i], 1, false);
+                        if (run_batch(w, &slots[i], 1, false) == -ENOTCONN) {
+                                requeue(w, &slots[i], m - i);
+                                m = i;
+                                r = -ENOTCONN;
+                                break;
+                        }
                 }
         }
         for (size_t i = 0; i < m; i++)
                 complete(w, &slots[i]);
+        if (r == -ENOTCONN)
+                return r;
         pthread_mutex_lock(&w->lock);
         int64_t gen = w->applied_generation;
         uint64_t since = w->last_reload_usec;
@@ -797,6 +1018,7 @@ static void process(struct worker *w, struct job **jobs, size_t n)
         else
                 notify_status("generation %lld applied, %zu queued", (long long)gen,
                               queue_depth(&w->queue));
+        return 0;
 }
 
 /* Jobs left queued in the database (by a crash, or by an HTTP thread whose push raced a stop):
@@ -859,12 +1081,8 @@ static void *worker_main(void *arg)
                         jobs[n++] = (struct job *)list;
                         list = next;
                 }
-                /* more than MAX_BATCH: the rest waits for the next round */
-                while (list) {
-                        struct queue_item *next = list->next;
-                        queue_push(&w->queue, list);
-                        list = next;
-                }
+                /* more than MAX_BATCH: the rest waits for the next round, still first in line */
+                queue_push_front(&w->queue, list);
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
                 if (n == 0) {
                         if (queue_closed(&w->queue))
@@ -872,21 +1090,28 @@ static void *worker_main(void *arg)
                         continue;
                 }
                 struct problem p = { 0 };
-                if (ensure_db(w, &p) < 0) {
+                int r = ensure_db(w, &p);
+                if (r < 0) {
                         /* Jobs are durable in the database: keep their requests waiting (their
                          * ?wait ends in a 202) and try again shortly. */
                         set_state(w, "degraded", p.detail);
-                        problem_done(&p);
-                        for (size_t i = 0; i < n; i++)
-                                queue_push(&w->queue, &jobs[i]->item);
+                        for (size_t i = n; i-- > 0;) {
+                                jobs[i]->item.next = i + 1 < n ? &jobs[i + 1]->item : NULL;
+                        }
+                        queue_push_front(&w->queue, &jobs[0]->item);
+                } else {
+                        r = process(w, jobs, n);
+                        if (r == -ENOTCONN)
+                                set_state(w, "degraded", "the database went away during an apply");
+                }
+                problem_done(&p);
+                if (r < 0) { /* the database is away: wait a little, bounded */
                         if (queue_closed(&w->queue))
                                 break;
                         struct timespec ts = { 0, 500 * 1000000 };
                         nanosleep(&ts, NULL);
                         continue;
                 }
-                if (n > 0)
-                        process(w, jobs, n);
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
         }
         current = NULL;

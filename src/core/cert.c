@@ -644,6 +644,16 @@ static json_t *time_json(time_t t)
         return json_string(buf);
 }
 
+void cert_etag(int64_t version, char *buf, size_t size)
+{
+        snprintf(buf, size, "\"certificate-%lld\"", (long long)version);
+}
+
+void certs_etag(int64_t version, char *buf, size_t size)
+{
+        snprintf(buf, size, "\"certificates-%lld\"", (long long)version);
+}
+
 int64_t cert_days_left(time_t then, time_t now)
 {
         int64_t diff = (int64_t)then - (int64_t)now;

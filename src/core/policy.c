@@ -58,6 +58,16 @@ static const struct level_rule {
         [TLS_LEVEL_SECURE] = { ATTRS_PKIX, 0 },
 };
 
+void policy_etag(int64_t version, char *buf, size_t size)
+{
+        snprintf(buf, size, "\"policy-%lld\"", (long long)version);
+}
+
+void policies_etag(int64_t version, char *buf, size_t size)
+{
+        snprintf(buf, size, "\"policies-%lld\"", (long long)version);
+}
+
 const char *tls_level_to_string(enum tls_level l)
 {
         return (unsigned)l < _TLS_LEVEL_MAX ? level_names[l] : NULL;

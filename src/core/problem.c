@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 
+#include "smtptlsd/util.h"
+
 static const char *const code_names[_PROBLEM_MAX] = {
         [PROBLEM_NONE] = "none",
         [PROBLEM_UNAUTHORIZED] = "unauthorized",
@@ -43,6 +45,7 @@ static const char *const code_names[_PROBLEM_MAX] = {
         [PROBLEM_POSTFIX_REJECTED] = "postfix_rejected",
         [PROBLEM_DESTINATION_FAILS_PROBE] = "destination_fails_probe",
         [PROBLEM_SERVICE_UNAVAILABLE] = "service_unavailable",
+        [PROBLEM_INSUFFICIENT_STORAGE] = "insufficient_storage",
         [PROBLEM_INTERNAL_ERROR] = "internal_error",
 };
 
@@ -51,6 +54,14 @@ const char *problem_code_name(enum problem_code code)
         if ((unsigned)code >= _PROBLEM_MAX || !code_names[code])
                 return "internal_error";
         return code_names[code];
+}
+
+enum problem_code problem_code_from_name(const char *name)
+{
+        for (enum problem_code c = PROBLEM_NONE + 1; name && c < _PROBLEM_MAX; c++)
+                if (code_names[c] && streq(code_names[c], name))
+                        return c;
+        return PROBLEM_INTERNAL_ERROR;
 }
 
 int problem_setv(struct problem *p, enum problem_code code, const char *field, const char *fmt,

@@ -49,6 +49,7 @@ static const struct {
         [PROBLEM_POSTFIX_REJECTED] = { 422, "Postfix rejected the configuration" },
         [PROBLEM_DESTINATION_FAILS_PROBE] = { 422, "Destination fails probe" },
         [PROBLEM_SERVICE_UNAVAILABLE] = { 503, "Service unavailable" },
+        [PROBLEM_INSUFFICIENT_STORAGE] = { 507, "Insufficient Storage" },
         [PROBLEM_INTERNAL_ERROR] = { 500, "Internal Server Error" },
 };
 

@@ -10,7 +10,8 @@
 #define CERT_COLUMNS                                                                               \
         "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, c.missing, "    \
         "c.id = (SELECT certificate_id FROM settings), "                                           \
-        "coalesce(extract(epoch from c.not_after)::bigint, 0)"
+        "coalesce(extract(epoch from c.not_after)::bigint, 0), c.version"
+#define COL_VERSION 8 /* the row's version (ETag) */
 
 static json_t *row_json(const PGresult *res, int i)
 {
@@ -36,27 +37,41 @@ static json_t *row_json(const PGresult *res, int i)
 }
 
 int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t **items,
-                     struct problem *reterr)
+                     int64_t *version, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *pattern = db_like_pattern(q);
         const char *params[] = { pattern, type && *type ? type : NULL };
+        /* One statement, so that the collection's version and the items are of one snapshot; the
+         * outer join yields one row (of NULLs but the version) when nothing matches. (LIMIT 1:
+         * the planner then expects one row of config_state, not 1330, and does not JIT.) */
         int r = db_exec(c, &res, reterr,
-                        "SELECT " CERT_COLUMNS " FROM certificates c "
+                        "WITH page AS (SELECT " CERT_COLUMNS " FROM certificates c "
                         "WHERE ($1::text IS NULL OR c.name ILIKE $1 OR c.subject ILIKE $1 "
                         "       OR array_to_string(c.dns_names, ' ') ILIKE $1) "
-                        "AND ($2::text IS NULL OR c.type = $2) ORDER BY c.name",
+                        "AND ($2::text IS NULL OR c.type = $2)) "
+                        "SELECT page.*, s.certificates_version "
+                        "FROM (SELECT certificates_version FROM config_state LIMIT 1) s "
+                        "LEFT JOIN page ON true ORDER BY page.name",
                         2, params);
         if (r < 0)
                 return r;
+        int n = PQntuples(res);
+        if (n < 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, COL_VERSION + 1), NULL, 10);
+        if (n == 1 && PQgetisnull(res, 0, 0))
+                n = 0;
         json_t *a = json_array();
-        for (int i = 0; i < PQntuples(res); i++)
+        for (int i = 0; i < n; i++)
                 json_array_append_new(a, row_json(res, i));
         *items = a;
         return 0;
 }
 
-int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr)
+int store_cert_get(struct db_conn *c, const char *name, json_t **ret, int64_t *version,
+                   struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { name };
@@ -67,6 +82,25 @@ int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struc
         if (PQntuples(res) != 1)
                 return -ENOENT;
         *ret = row_json(res, 0);
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, COL_VERSION), NULL, 10);
+        return 0;
+}
+
+int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr)
+{
+        return store_cert_get(c, name, ret, NULL, reterr);
+}
+
+int store_certs_version(struct db_conn *c, int64_t *version, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr, "SELECT certificates_version FROM config_state", 0, NULL);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         return 0;
 }
 

@@ -10,7 +10,8 @@
 #define POLICY_COLUMNS                                                                             \
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
         "array_to_json(exclude)::text, note, enabled, managed_by, " TS("created_at") ", " TS(      \
-            "updated_at")
+            "updated_at") ", version"
+#define COL_VERSION 11 /* the row's version (ETag) */
 
 static char **strv_from_json(const char *text, size_t *n)
 {
@@ -93,7 +94,7 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
 }
 
 int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,
-                     struct problem *reterr)
+                     int64_t *version, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { destination };
@@ -108,6 +109,8 @@ int store_policy_get(struct db_conn *c, const char *destination, struct policy *
                 row_policy(res, 0, p);
         if (json)
                 *json = row_json(res, 0);
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, COL_VERSION), NULL, 10);
         return 0;
 }
 
@@ -161,8 +164,20 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
                        params);
 }
 
+int store_policies_version(struct db_conn *c, int64_t *version, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr, "SELECT policies_version FROM config_state", 0, NULL);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
-                        const char *after, int limit, json_t **items, char **next,
+                        const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
@@ -171,17 +186,29 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
         snprintf(lim, sizeof(lim), "%d", limit + 1);
         snprintf(man, sizeof(man), "%d", managed);
         const char *params[] = { pattern, level, man, after, lim };
+        /* One statement, so that the collection's version and the page are of one snapshot; the
+         * outer join yields one row (of NULLs but the version) for an empty page. (LIMIT 1: the
+         * planner then expects one row of config_state, not 1330, and does not JIT.) */
         int r = db_exec(c, &res, reterr,
-                        "SELECT " POLICY_COLUMNS " FROM tls_policies "
+                        "WITH page AS (SELECT " POLICY_COLUMNS " FROM tls_policies "
                         "WHERE ($1::text IS NULL OR destination ILIKE $1 OR note ILIKE $1) "
                         "AND ($2::text IS NULL OR level = $2) "
                         "AND ($3::int < 0 OR (managed_by IS NOT NULL) = ($3::int = 1)) "
                         "AND ($4::text IS NULL OR destination COLLATE \"C\" > $4) "
-                        "ORDER BY destination COLLATE \"C\" LIMIT $5::int",
+                        "ORDER BY destination COLLATE \"C\" LIMIT $5::int) "
+                        "SELECT page.*, s.policies_version "
+                        "FROM (SELECT policies_version FROM config_state LIMIT 1) s "
+                        "LEFT JOIN page ON true ORDER BY page.destination COLLATE \"C\"",
                         5, params);
         if (r < 0)
                 return r;
         int n = PQntuples(res);
+        if (n < 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, COL_VERSION + 1), NULL, 10);
+        if (n == 1 && PQgetisnull(res, 0, 0))
+                n = 0;
         json_t *a = json_array();
         for (int i = 0; i < n && i < limit; i++)
                 json_array_append_new(a, row_json(res, i));

@@ -1,5 +1,6 @@
 /* test_queue.c - the job queue: FIFO order, draining everything at once, bounded waits, close,
  * and many producers racing one consumer without losing or duplicating an item. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +30,41 @@ static void test_fifo_and_drain_all(void **state)
         for (struct queue_item *it = list; it; it = it->next)
                 assert_int_equal(((struct item *)it)->value, expect++);
         assert_int_equal(expect, 5);
+        assert_int_equal(queue_depth(&q), 0);
+        queue_destroy(&q);
+}
+
+/* A batch the consumer gives back goes before what was pushed meanwhile, in its own order, on an
+ * open or a closed queue. */
+static void test_push_front_keeps_id_order(void **state)
+{
+        struct queue q;
+        struct item items[6];
+        assert_int_equal(queue_init(&q), 0);
+        for (int i = 0; i < 6; i++)
+                items[i].value = i;
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(queue_push(&q, &items[i].q), 0);
+        struct queue_item *taken = queue_drain(&q, 1000);
+        assert_ptr_equal(taken, &items[0].q);
+        assert_int_equal(queue_push(&q, &items[3].q), 0);
+        assert_int_equal(queue_push(&q, &items[4].q), 0);
+        queue_push_front(&q, taken);
+        assert_int_equal(queue_depth(&q), 5);
+        int expect = 0;
+        for (struct queue_item *it = queue_drain(&q, 1000); it; it = it->next)
+                assert_int_equal(((struct item *)it)->value, expect++);
+        assert_int_equal(expect, 5);
+        /* into an empty, closed queue: the tail is set, a later drain takes them */
+        queue_close(&q);
+        items[1].q.next = NULL;
+        queue_push_front(&q, &items[0].q);
+        assert_int_equal(queue_push(&q, &items[5].q), -ESHUTDOWN);
+        assert_int_equal(queue_depth(&q), 2);
+        struct queue_item *list = queue_drain(&q, 1000);
+        assert_ptr_equal(list, &items[0].q);
+        assert_ptr_equal(list->next, &items[1].q);
+        assert_null(list->next->next);
         assert_int_equal(queue_depth(&q), 0);
         queue_destroy(&q);
 }
@@ -131,6 +167,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fifo_and_drain_all),
+                cmocka_unit_test(test_push_front_keeps_id_order),
                 cmocka_unit_test(test_timeout_is_bounded),
                 cmocka_unit_test(test_close),
                 cmocka_unit_test(test_many_producers),

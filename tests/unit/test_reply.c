@@ -49,6 +49,7 @@ static const struct {
         { "postfix_rejected", 422 },
         { "destination_fails_probe", 422 },
         { "service_unavailable", 503 },
+        { "insufficient_storage", 507 },
 };
 
 static void test_contract_statuses(void **state)
@@ -70,6 +71,7 @@ static void test_every_code_has_a_name_and_status(void **state)
 {
         for (enum problem_code c = PROBLEM_NONE + 1; c < _PROBLEM_MAX; c++) {
                 assert_string_not_equal(problem_code_name(c), "");
+                assert_int_equal(problem_code_from_name(problem_code_name(c)), c);
                 int s = problem_http_status(c);
                 assert_true(s >= 400 && s < 600);
         }
