@@ -35,6 +35,10 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
 
 int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr);
 int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reterr);
+/* The version of a collection (its ETag), bumped by the triggers of 003_etags.sql. */
+enum store_collection { STORE_POLICIES, STORE_CERTIFICATES };
+int store_collection_version(struct db_conn *c, enum store_collection which, int64_t *version,
+                             struct problem *reterr);
 
 /* jobs */
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
@@ -83,8 +87,6 @@ int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t 
 int store_cert_get(struct db_conn *c, const char *name, json_t **ret, int64_t *version,
                    struct problem *reterr);
 int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr);
-/* The version of the certificate collection. */
-int store_certs_version(struct db_conn *c, int64_t *version, struct problem *reterr);
 /* Creates or replaces an imported certificate. *created tells which. A name held by an ACME or
  * system certificate: acme_certificate / system_certificate. */
 int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
@@ -121,8 +123,6 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
                         const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr);
-/* The version of the TLS policy collection. */
-int store_policies_version(struct db_conn *c, int64_t *version, struct problem *reterr);
 /* Makes the unmanaged rows exactly `items` (a JSON array of normalized policies). A destination
  * held by a managed row: managed_row. Counts go to *counts {added, changed, removed, unchanged}. */
 int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr);

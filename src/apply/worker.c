@@ -189,6 +189,8 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
                 return r;
         *after = settings_to_json(&s);
         job->result = json_incref(*after);
+        if (!job->dry_run)
+                settings_etag(version, job->etag, sizeof(job->etag));
         return 0;
 }
 
@@ -214,7 +216,7 @@ static int cert_check_if_match(struct worker *w, struct job *job, bool collectio
         if (!json_object_get(job->request, "if_match"))
                 return 0;
         if (collection) {
-                r = store_certs_version(&w->db, &version, &job->problem);
+                r = store_collection_version(&w->db, STORE_CERTIFICATES, &version, &job->problem);
                 if (r < 0)
                         return r;
                 certs_etag(version, etag, sizeof(etag));
@@ -315,7 +317,7 @@ static int run_cert_rescan(struct worker *w, struct job *job, json_t **after)
         if (r >= 0)
                 r = certsync_run(w->app->cfg, &w->db, warnings, &summary, &job->problem);
         if (r >= 0)
-                r = store_certs_version(&w->db, &version, &job->problem);
+                r = store_collection_version(&w->db, STORE_CERTIFICATES, &version, &job->problem);
         if (r < 0) {
                 json_decref(warnings);
                 json_decref(summary);
@@ -350,7 +352,7 @@ static int policy_check_if_match(struct worker *w, struct job *job, bool collect
         if (!json_object_get(job->request, "if_match"))
                 return 0;
         if (collection) {
-                r = store_policies_version(&w->db, &version, &job->problem);
+                r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
                 if (r < 0)
                         return r;
                 policies_etag(version, etag, sizeof(etag));
@@ -513,7 +515,7 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         if (r >= 0)
                 r = store_policies_bulk(&w->db, items, &counts, &job->problem);
         if (r >= 0)
-                r = store_policies_version(&w->db, &version, &job->problem);
+                r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {
                 json_decref(counts);
                 return r;

@@ -92,18 +92,6 @@ int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struc
         return store_cert_get(c, name, ret, NULL, reterr);
 }
 
-int store_certs_version(struct db_conn *c, int64_t *version, struct problem *reterr)
-{
-        _cleanup_pgresult_ PGresult *res = NULL;
-        int r = db_exec(c, &res, reterr, "SELECT certificates_version FROM config_state", 0, NULL);
-        if (r < 0)
-                return r;
-        if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
-        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        return 0;
-}
-
 /* The text[] literal of info's DNS names: {"a","b"} with quotes and backslashes escaped. */
 static char *dns_array(const struct cert_info *info)
 {

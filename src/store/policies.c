@@ -164,18 +164,6 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
                        params);
 }
 
-int store_policies_version(struct db_conn *c, int64_t *version, struct problem *reterr)
-{
-        _cleanup_pgresult_ PGresult *res = NULL;
-        int r = db_exec(c, &res, reterr, "SELECT policies_version FROM config_state", 0, NULL);
-        if (r < 0)
-                return r;
-        if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
-        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        return 0;
-}
-
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
                         const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr)

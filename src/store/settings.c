@@ -151,6 +151,23 @@ int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct pr
         return 0;
 }
 
+int store_collection_version(struct db_conn *c, enum store_collection which, int64_t *version,
+                             struct problem *reterr)
+{
+        static const char *const query[] = {
+                [STORE_POLICIES] = "SELECT policies_version FROM config_state",
+                [STORE_CERTIFICATES] = "SELECT certificates_version FROM config_state",
+        };
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr, query[which], 0, NULL);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
 int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;

@@ -1070,6 +1070,7 @@ def test_etag_and_if_match(site):
     assert r.status == 200, r
     new_tag = site.d.get("/api/v1/settings").headers.get("ETag")
     assert new_tag != tag
+    assert r.headers.get("ETag") == new_tag, "the write's reply carries the new ETag"
     gen, row = site.generation(), site.settings_row()
     main = site.main_cf()
     r = site.patch({"loglevel": 3}, headers={"If-Match": tag})  # stale
@@ -1078,6 +1079,7 @@ def test_etag_and_if_match(site):
     assert site.d.get("/api/v1/settings").headers.get("ETag") == new_tag
     r = site.patch({"loglevel": 2}, headers={"If-Match": new_tag})
     assert r.status == 200, r
+    assert r.headers.get("ETag") == site.d.get("/api/v1/settings").headers.get("ETag")
     r = site.patch({"loglevel": 1}, headers={"If-Match": "*"})
     assert r.status == 200, r
 
