@@ -13,7 +13,7 @@
 # apply failed, and the next write converges. The defects these tests found (jobs of a batch that
 # lost the database left queued and applied at the next start; a failed job without the tools'
 # output; staged files left on a full disk; a restore that needed free space) are checked last in
-# their tests, as KnownDaemonBug failures.
+# their tests, with a message that names what came back.
 # Contract: docs/api.md ("Jobs", "State", "Errors you will meet"), docs/operations.md ("What the
 # daemon writes where", Troubleshooting), docs/architecture.md ("Why crashes leave old-or-new
 # files").
@@ -185,11 +185,6 @@ def hold_reload_wrapper(directory):
                         "done\n"
                         "exec postfix \"$@\"\n")
     return path, hold, started
-
-
-class KnownDaemonBug(AssertionError):
-    """A defect these tests found once (fixed): raised only after every other check of its test
-    has passed, so that its message says what came back."""
 
 
 def assert_not_in_sync_after_failure(site, job_id):
@@ -486,7 +481,7 @@ def test_database_outage_under_load(private_pg, make_fault_site, tmp_path):
             pass
         again = jobs_table(site)
         rows = site.policy_rows()
-        raise KnownDaemonBug(
+        raise AssertionError(
             f"{len(stuck)} job(s) still queued/running {SETTLE}s after the load ended: "
             f"{[(j['id'], j['action'], j['target'], j['status']) for j in stuck]}; after a "
             f"daemon restart: {[(i, again[i]['status']) for i in ids]}, policy rows now present "
@@ -618,7 +613,7 @@ def test_a_failed_job_keeps_what_the_tools_printed_in_output(make_fault_site, tm
     if reload_job["reload"] is not True:
         problems.append(f"reload job: reload {reload_job['reload']}")
     if problems:
-        raise KnownDaemonBug("; ".join(problems))
+        raise AssertionError("; ".join(problems))
 
 
 # == 4. the Postfix configuration directory full ===================================================
@@ -793,4 +788,4 @@ def test_full_configuration_directory_changes_nothing_and_the_next_write_converg
         known.append(f"staged files left after the next successful write: {left}")
     print("\n" + "\n".join(seen))
     if known:
-        raise KnownDaemonBug("\n".join(known))
+        raise AssertionError("\n".join(known))
