@@ -90,38 +90,45 @@ def test_worker_checks_the_scope_recorded_in_the_job(site):
     it there (here: inserted into PostgreSQL as the API would, then run by the start-up
     recovery)."""
     site.put_ok("victim.example", {"level": "encrypt"}, status=201)
+    site.put_ok("held.example", {"level": "encrypt", "managed_by": "domains"}, status=201)
     node = site.sql("SELECT node FROM jobs ORDER BY id LIMIT 1")
     assert node, "no job row to take the node name from"
     site.d.stop()
-    bodies = {
-        "policies.patch": {"policy": {"managed_by": "domains"}, "manager": None, "scope": "write"},
-        "policies.put": {"policy": {"destination": "victim.example", "level": "encrypt",
-                                    "managed_by": "domains"}, "manager": None, "scope": "write"},
+    jobs = [  # (action, target, request body, the field the failure names)
+        ("policies.patch", "victim.example",
+         {"policy": {"managed_by": "domains"}, "manager": None, "scope": "write"}, "/managed_by"),
+        ("policies.put", "victim.example",
+         {"policy": {"destination": "victim.example", "level": "encrypt",
+                     "managed_by": "domains"}, "manager": None, "scope": "write"}, "/managed_by"),
         # no scope recorded at all counts as below admin
-        "policies.post": {"policy": {"destination": "new.example", "level": "may",
-                                     "managed_by": "domains"}, "manager": None},
-    }
-    ids = {}
-    for action, body in bodies.items():
-        target = body["policy"].get("destination", "victim.example")
+        ("policies.post", "new.example",
+         {"policy": {"destination": "new.example", "level": "may", "managed_by": "domains"},
+          "manager": None}, "/managed_by"),
+        # acting as a manager (?manager=) needs admin too
+        ("policies.patch", "held.example",
+         {"policy": {"level": "may"}, "manager": "domains", "scope": "write"}, "manager"),
+    ]
+    ids = []
+    for action, target, body, field in jobs:
         req = json.dumps({"body": body}).replace("'", "''")
-        ids[action] = site.sql(
+        ids.append((action, target, field, site.sql(
             "INSERT INTO jobs (node, status, actor, action, target, request) VALUES "
             f"('{node}', 'queued', 'writer', '{action}', '{target}', '{req}'::jsonb) RETURNING id"
-        ).splitlines()[0]
+        ).splitlines()[0]))
     site.d.start()
     site.d.mark_fd_baseline()
-    for action, jid in ids.items():
+    for action, target, field, jid in ids:
         wait_until(lambda: site.sql(f"SELECT status FROM jobs WHERE id = {jid}")
                    in ("applied", "failed"), 60, f"job {jid} to run")
         job = site.job(jid)
-        assert job["status"] == "failed", f"{action}: {job}"
+        assert job["status"] == "failed", f"{action} {target}: {job}"
         err = job["error"]
-        assert err and err.get("code") == "forbidden" and err.get("field") == "/managed_by", \
-            f"{action}: {job}"
+        assert err and err.get("code") == "forbidden" and err.get("field") == field, \
+            f"{action} {target}: {job}"
     assert site.get("victim.example").body["managed_by"] is None
+    assert site.get("held.example").body["level"] == "encrypt"
     assert site.get("new.example").status == 404
-    assert [p["destination"] for p in site.policies("managed=true")] == []
+    assert [p["destination"] for p in site.policies("managed=true")] == ["held.example"]
     site.assert_map_is_the_enabled_rows()
 
 
