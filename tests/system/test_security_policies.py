@@ -233,7 +233,7 @@ def assert_bank_mail_needs_tls(site):
     to the plain MX in cleartext."""
     rcpt = f"m{next(_counter)}@bank.example"
     site.pf.send_mail(rcpt)
-    m = site.pf.wait_maillog(rf"to=<{re.escape(rcpt)}>, relay=.*? status=(\w+) \((.*)\)$", 30)
+    m = site.pf.wait_maillog(rf"(?m)to=<{re.escape(rcpt)}>, relay=.*? status=(\w+) \((.*)\)$", 30)
     assert m.group(1) == "deferred" and TLS_NOT_OFFERED in m.group(2), m.group(0)
 
 
