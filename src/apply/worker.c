@@ -532,6 +532,8 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         json_t *counts = NULL;
         int64_t version = 0;
         int r = policy_check_if_match(w, job, true);
+        /* bulk replace writes unmanaged rows only (store_policies_bulk refuses managed ones) */
+        enum scope scope = job_scope(job);
         size_t i;
         json_t *item;
         char prefix[48];
@@ -540,8 +542,8 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
                         break;
                 snprintf(prefix, sizeof(prefix), "/items/%zu", i);
                 r = policy_check_manager_change(
-                    "", json_string_value(json_object_get(item, "managed_by")), job_scope(job),
-                    prefix, &job->problem);
+                    "", json_string_value(json_object_get(item, "managed_by")), scope, prefix,
+                    &job->problem);
         }
         if (r >= 0)
                 r = store_policies_bulk(&w->db, items, &counts, &job->problem);

@@ -104,6 +104,10 @@ def test_worker_checks_the_scope_recorded_in_the_job(site):
         ("policies.post", "new.example",
          {"policy": {"destination": "new.example", "level": "may", "managed_by": "domains"},
           "manager": None}, "/managed_by"),
+        ("policies.bulk", "tls-policies",
+         {"policy": [{"destination": "victim.example", "level": "encrypt", "managed_by": None},
+                     {"destination": "bulk.example", "level": "may", "managed_by": "domains"}],
+          "manager": None, "scope": "write"}, "/items/1/managed_by"),
         # acting as a manager (?manager=) needs admin too
         ("policies.patch", "held.example",
          {"policy": {"level": "may"}, "manager": "domains", "scope": "write"}, "manager"),
@@ -128,6 +132,7 @@ def test_worker_checks_the_scope_recorded_in_the_job(site):
     assert site.get("victim.example").body["managed_by"] is None
     assert site.get("held.example").body["level"] == "encrypt"
     assert site.get("new.example").status == 404
+    assert site.get("bulk.example").status == 404
     assert [p["destination"] for p in site.policies("managed=true")] == ["held.example"]
     site.assert_map_is_the_enabled_rows()
 
