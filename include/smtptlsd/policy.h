@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "smtptlsd/problem.h"
+#include "smtptlsd/tokens.h"
 
 enum tls_level {
         TLS_LEVEL_NONE,
@@ -80,6 +81,13 @@ int policy_protocols_normalize(const char *in, char out[static 128], const char 
  * validated after the merge (level/attribute rules). On failure *p is unchanged. */
 int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,
                       const char *prefix, struct problem *reterr);
+
+/* The one rule for who may change a row's manager (every write path, in the API and again in the
+ * worker): turning managed_by from `was` into `now` ("" or NULL = unmanaged; a new row was "")
+ * needs scope 'admin'. Keeping the manager as it is needs nothing more. forbidden at
+ * prefix + "/managed_by" otherwise. */
+int policy_check_manager_change(const char *was, const char *now, enum scope scope,
+                                const char *prefix, struct problem *reterr);
 
 /* Validates a policy as a whole (e.g. a row read back from the database): destination, level,
  * each attribute's form, and the level/attribute rules. Problems name prefix + "/field". */

@@ -46,7 +46,7 @@ struct plan {
         bool map_changed;
         const char *map_text;
         size_t map_len, map_entries;
-        char map_param[PATH_MAX + 16];
+        char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */
         /* what a STARTTLS probe must see after the reload */
         bool expect_starttls;
         char expect_fingerprint[96];

@@ -110,6 +110,26 @@ int api_policy_get(struct request *req, struct problem *reterr)
         return reply_json(req, 200, j);
 }
 
+/* A PUT or POST that names managed_by: the rule (core/policy.c) against the row as stored now
+ * (the worker checks again against the row as it is when the job runs). */
+static int check_manager_change(struct request *req, const char *dest, const char *now,
+                                struct problem *reterr)
+{
+        if (req->scope >= SCOPE_ADMIN)
+                return 0;
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        struct policy cur = { 0 };
+        int r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_policy_get(c, dest, &cur, NULL, NULL, reterr);
+        if (r == -ENOENT)
+                r = 0; /* a new row: it was unmanaged */
+        if (r >= 0)
+                r = policy_check_manager_change(cur.managed_by, now, req->scope, "", reterr);
+        policy_done(&cur);
+        return r;
+}
+
 static int write_one(struct request *req, const char *action, bool patch, bool from_url,
                      struct problem *reterr)
 {
@@ -125,10 +145,9 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
         if (r >= 0 && !patch) {
                 /* the whole policy is known: validate and normalize it now */
                 r = policy_apply_json(&p, body, false, from_url ? dest : NULL, "", reterr);
-                if (r >= 0 && p.managed_by[0] && req->scope < SCOPE_ADMIN)
-                        r = problem_set(reterr, PROBLEM_FORBIDDEN, "/managed_by",
-                                        "creating a managed row needs a token with scope "
-                                        "'admin'");
+                /* not sent: the worker keeps the row's manager, which is no change */
+                if (r >= 0 && json_object_get(body, "managed_by"))
+                        r = check_manager_change(req, p.destination, p.managed_by, reterr);
                 if (r >= 0) {
                         snprintf(dest, sizeof(dest), "%s", p.destination);
                         normalized = policy_to_json(&p);
@@ -151,8 +170,14 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                 else if (r == -ENOENT)
                         r = problem_set(reterr, PROBLEM_NOT_FOUND, NULL,
                                         "no TLS policy for '%s'; PUT creates one", dest);
-                else if (r >= 0)
+                else if (r >= 0) {
+                        char was[sizeof(cur.managed_by)];
+                        memcpy(was, cur.managed_by, sizeof(was));
                         r = policy_apply_json(&cur, body, true, dest, "", reterr);
+                        if (r >= 0)
+                                r = policy_check_manager_change(was, cur.managed_by, req->scope, "",
+                                                                reterr);
+                }
                 policy_done(&cur);
                 normalized = json_incref(body);
         }
@@ -227,9 +252,16 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 struct policy p = { 0 };
                 snprintf(prefix, sizeof(prefix), "/items/%zu", i);
                 r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
-                if (r >= 0 && p.managed_by[0])
-                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, NULL,
+                /* bulk replace writes unmanaged rows only (a managed one is refused): was "" */
+                if (r >= 0)
+                        r = policy_check_manager_change("", p.managed_by, req->scope, prefix,
+                                                        reterr);
+                if (r >= 0 && p.managed_by[0]) {
+                        char field[64];
+                        snprintf(field, sizeof(field), "%s/managed_by", prefix);
+                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, field,
                                         "bulk replace sets unmanaged rows only");
+                }
                 if (r >= 0 && json_object_get(seen, p.destination)) {
                         char field[64];
                         snprintf(field, sizeof(field), "%s/destination", prefix);

@@ -201,3 +201,81 @@ int maincf_edit(const char *text, size_t len, const struct maincf_param *params,
         *retlen = o;
         return 0;
 }
+
+/* ---- map lists --------------------------------------------------------------------------- */
+
+#define MAP_SEPARATORS ", \t\r\n"
+
+/* The next token of a map list at *p (Postfix's mystrtokq() with "{}"): its start and length,
+ * *p moved past it; false at the end. */
+static bool next_map(const char **p, const char **start, size_t *len)
+{
+        const char *s = *p + strspn(*p, MAP_SEPARATORS);
+        if (!*s) {
+                *p = s;
+                return false;
+        }
+        int level = 0;
+        const char *c = s;
+        for (; *c; c++) {
+                if (*c == '{')
+                        level++;
+                else if (level > 0 && *c == '}')
+                        level--;
+                else if (level == 0 && strchr(MAP_SEPARATORS, *c))
+                        break;
+        }
+        *start = s;
+        *len = (size_t)(c - s);
+        *p = c;
+        return true;
+}
+
+/* "type:path" or "type:type:path" (a chain such as proxy:hash), types [A-Za-z0-9_-]. */
+static bool token_names(const char *t, size_t len, const char *path)
+{
+        size_t n = strlen(path);
+        if (n == 0 || len < n + 2 || memcmp(t + len - n, path, n) != 0 || t[len - n - 1] != ':')
+                return false;
+        size_t type_len = len - n - 1;
+        if (t[0] == ':' || t[type_len - 1] == ':')
+                return false;
+        for (size_t i = 0; i < type_len; i++)
+                if (!isalnum((unsigned char)t[i]) && t[i] != '_' && t[i] != '-' &&
+                    !(t[i] == ':' && t[i - 1] != ':'))
+                        return false;
+        return true;
+}
+
+bool maincf_maps_names(const char *value, const char *path)
+{
+        const char *p = value ? value : "", *t;
+        size_t len;
+        while (next_map(&p, &t, &len))
+                if (token_names(t, len, path))
+                        return true;
+        return false;
+}
+
+int maincf_maps_merge(const char *value, const char *ours, const char *path, char **ret)
+{
+        const char *p = value ? value : "", *t;
+        size_t len, o = strlen(ours);
+        /* ", " between tokens never takes more than the separators and the tokens themselves
+         * plus two bytes per token */
+        char *out = malloc(o + 3 * strlen(p) + 3);
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, ours, o);
+        while (next_map(&p, &t, &len)) {
+                if (token_names(t, len, path))
+                        continue;
+                out[o++] = ',';
+                out[o++] = ' ';
+                for (size_t i = 0; i < len; i++)
+                        out[o++] = (unsigned char)t[i] < 0x20 ? ' ' : t[i];
+        }
+        out[o] = 0;
+        *ret = out;
+        return 0;
+}

@@ -64,6 +64,7 @@ void plan_done(struct plan *p)
         free(p->main_cf_old);
         free(p->main_cf_new);
         free(p->fullchain_pem);
+        free(p->map_param);
         *p = (struct plan){ 0 };
 }
 
@@ -137,23 +138,26 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         }
         p->n_params = settings_render(&d->settings, files.key ? &files : NULL, p->chain_value,
                                       sizeof(p->chain_value), p->params);
-        if (!d->map_managed) {
-                /* Still ours while main.cf names our map: the last policy deleted must leave an
-                 * empty map, not the old one in force. */
-                char map[PATH_MAX], *live = NULL;
-                if (layout_policy_map(cfg, map, sizeof(map)) >= 0 &&
-                    maincf_get(p->main_cf_old, p->old_len, "smtp_tls_policy_maps", &live) >= 0 &&
-                    strstr(live, map))
-                        p->map_managed = true;
-                free(live);
-        }
+        /* The administrator's own policy maps (and anything else listed) stay after ours. */
+        char map[PATH_MAX], ours[PATH_MAX + 32];
+        _cleanup_free_ char *live_maps = NULL;
+        r = layout_policy_map(cfg, map, sizeof(map));
+        if (r >= 0 &&
+            snprintf(ours, sizeof(ours), "%s:%s", cfg->policy_map_type, map) >= (int)sizeof(ours))
+                r = -ENAMETOOLONG;
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "policy map path too long");
+        if (maincf_get(p->main_cf_old, p->old_len, "smtp_tls_policy_maps", &live_maps) < 0)
+                live_maps = NULL;
+        /* Still ours while main.cf names our map: the last policy deleted must leave an empty
+         * map, not the old one in force. */
+        if (!d->map_managed && maincf_maps_names(live_maps, map))
+                p->map_managed = true;
         if (d->map_managed || p->map_managed) {
-                char map[PATH_MAX], index[PATH_MAX + 8];
-                r = layout_policy_map(cfg, map, sizeof(map));
-                if (r < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                           "policy map path too long");
-                snprintf(p->map_param, sizeof(p->map_param), "%s:%s", cfg->policy_map_type, map);
+                char index[PATH_MAX + 8];
+                if (maincf_maps_merge(live_maps, ours, map, &p->map_param) < 0)
+                        return -ENOMEM;
                 p->params[p->n_params++] =
                     (struct maincf_param){ "smtp_tls_policy_maps", p->map_param };
                 snprintf(index, sizeof(index), "%s%s", map,

@@ -368,11 +368,26 @@ static int policy_check_if_match(struct worker *w, struct job *job, bool collect
         return check_precondition(job->request, what, etag, &job->problem);
 }
 
+/* The scope the job's request was made with, as the API recorded it; none recorded (or one not
+ * known) counts as the lowest, so a job nobody vouched for cannot do what needs admin. */
+static enum scope job_scope(const struct job *job)
+{
+        enum scope scope = SCOPE_NONE;
+        const char *s =
+            json_string_value(json_object_get(json_object_get(job->request, "body"), "scope"));
+        if (!s || scope_from_string(s, &scope) < 0)
+                return SCOPE_NONE;
+        return scope;
+}
+
 /* A managed row changes only when the request names its manager (?manager=, admin scope). */
 static int check_manager(struct job *job, const struct policy *cur)
 {
         const char *manager =
             json_string_value(json_object_get(json_object_get(job->request, "body"), "manager"));
+        if (manager && job_scope(job) < SCOPE_ADMIN)
+                return problem_set(&job->problem, PROBLEM_FORBIDDEN, "manager",
+                                   "acting as a manager needs a token with scope 'admin'");
         if (!cur->managed_by[0] || streq_ptr(manager, cur->managed_by))
                 return 0;
         return problem_set(&job->problem, PROBLEM_MANAGED_ROW, NULL,
@@ -454,6 +469,8 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 policy_done(&cur);
                 return r;
         }
+        char was[sizeof(cur.managed_by)];
+        memcpy(was, cur.managed_by, sizeof(was));
         /* PUT and POST carry the whole normalized policy; PATCH merges onto the row now */
         struct policy next = { 0 };
         if (patch) {
@@ -466,6 +483,9 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 if (r >= 0 && exists && !json_object_get(body, "managed_by"))
                         snprintf(next.managed_by, sizeof(next.managed_by), "%s", cur.managed_by);
         }
+        if (r >= 0)
+                r = policy_check_manager_change(was, next.managed_by, job_scope(job), "",
+                                                &job->problem);
         if (r >= 0)
                 r = store_policy_put(&w->db, &next, &created, &job->problem);
         if (r >= 0)
@@ -512,6 +532,19 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         json_t *counts = NULL;
         int64_t version = 0;
         int r = policy_check_if_match(w, job, true);
+        /* bulk replace writes unmanaged rows only (store_policies_bulk refuses managed ones) */
+        enum scope scope = job_scope(job);
+        size_t i;
+        json_t *item;
+        char prefix[48];
+        json_array_foreach (items, i, item) {
+                if (r < 0)
+                        break;
+                snprintf(prefix, sizeof(prefix), "/items/%zu", i);
+                r = policy_check_manager_change(
+                    "", json_string_value(json_object_get(item, "managed_by")), scope, prefix,
+                    &job->problem);
+        }
         if (r >= 0)
                 r = store_policies_bulk(&w->db, items, &counts, &job->problem);
         if (r >= 0)

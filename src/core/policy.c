@@ -942,6 +942,25 @@ static const char *fld(char f[static 320], const char *prefix, const char *name,
         return f;
 }
 
+int policy_check_manager_change(const char *was, const char *now, enum scope scope,
+                                const char *prefix, struct problem *reterr)
+{
+        char f[320];
+        was = was ? was : "";
+        now = now ? now : "";
+        if (scope >= SCOPE_ADMIN || streq(was, now))
+                return 0;
+        if (!*was)
+                return problem_set(reterr, PROBLEM_FORBIDDEN, fld(f, prefix, "managed_by", -1),
+                                   "making a row managed (by \"%s\") needs a token with scope "
+                                   "'admin'",
+                                   now);
+        return problem_set(reterr, PROBLEM_FORBIDDEN, fld(f, prefix, "managed_by", -1),
+                           "changing the manager of a row managed by \"%s\" needs a token with "
+                           "scope 'admin'",
+                           was);
+}
+
 /* Runs a check quietly first (the fast path), and again naming the field only if it fails. */
 #define CHECK_QUIET(call_quiet, call_loud)                                                         \
         do {                                                                                       \

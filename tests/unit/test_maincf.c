@@ -154,6 +154,99 @@ static void test_removing_everything(void **state)
         free(out);
 }
 
+/* smtp_tls_policy_maps: ours first, every other token kept verbatim and in order. */
+#define OURS_PATH "/etc/postfix/smtptlsd_tls_policy"
+#define OURS      "hash:" OURS_PATH
+
+static void expect_merge(const char *value, const char *want)
+{
+        char *got = NULL;
+        assert_int_equal(maincf_maps_merge(value, OURS, OURS_PATH, &got), 0);
+        if (!streq(got, want))
+                fail_msg("merge of '%s': got '%s', want '%s'", value ? value : "(unset)", got,
+                         want);
+        /* idempotent: merging the result again gives the result */
+        char *again = NULL;
+        assert_int_equal(maincf_maps_merge(got, OURS, OURS_PATH, &again), 0);
+        if (!streq(again, want))
+                fail_msg("merge of '%s' is not idempotent: '%s'", want, again);
+        assert_true(maincf_maps_names(got, OURS_PATH));
+        free(again);
+        free(got);
+}
+
+static void test_maps_merge(void **state)
+{
+        (void)state;
+        expect_merge(NULL, OURS);
+        expect_merge("", OURS);
+        expect_merge(" , ,\t", OURS);
+        expect_merge(OURS, OURS);
+        /* commas and/or whitespace separate; the administrator's maps follow, in order */
+        expect_merge("hash:/etc/postfix/admin, texthash:/etc/postfix/second",
+                     OURS ", hash:/etc/postfix/admin, texthash:/etc/postfix/second");
+        expect_merge("hash:/a texthash:/b,,cdb:/c\t lmdb:/d",
+                     OURS ", hash:/a, texthash:/b, cdb:/c, lmdb:/d");
+        /* ours is moved first, never doubled; another type of ours (a changed map type, a
+         * proxy chain) is ours too */
+        expect_merge("hash:/a, " OURS ", hash:/b", OURS ", hash:/a, hash:/b");
+        expect_merge("lmdb:" OURS_PATH " proxy:hash:" OURS_PATH " hash:/a", OURS ", hash:/a");
+        /* a longer path, a path inside another, a bare path: not ours */
+        expect_merge("hash:" OURS_PATH "_extra, hash:/x" OURS_PATH "x",
+                     OURS ", hash:" OURS_PATH "_extra, hash:/x" OURS_PATH "x");
+        expect_merge(OURS_PATH, OURS ", " OURS_PATH);
+        expect_merge("::" OURS_PATH ", a::" OURS_PATH ", a b:" OURS_PATH,
+                     OURS ", ::" OURS_PATH ", a::" OURS_PATH ", a");
+        /* brace groups (inline maps with spaces, nested) are one token, kept verbatim */
+        expect_merge("inline:{ { a.example = encrypt }, { b.example = may } } hash:/a",
+                     OURS ", inline:{ { a.example = encrypt }, { b.example = may } }, hash:/a");
+        expect_merge("inline:{ {x = " OURS "} }", OURS ", inline:{ {x = " OURS "} }");
+        /* whitespace control characters inside a group become spaces: one clean line */
+        expect_merge("inline:{\t{ a = may }\r}", OURS ", inline:{ { a = may } }");
+        /* unbalanced: the rest of the value is one token, kept */
+        expect_merge("hash:/a inline:{ { a = may }, hash:/b",
+                     OURS ", hash:/a, inline:{ { a = may }, hash:/b");
+        expect_merge("hash:/a } hash:/b", OURS ", hash:/a, }, hash:/b");
+        /* $parameters and unknown tokens are kept as they are */
+        expect_merge("$smtp_tls_policy_maps_extra ${x}:/y socketmap:inet:127.0.0.1:8461:postfix",
+                     OURS ", $smtp_tls_policy_maps_extra, ${x}:/y, "
+                          "socketmap:inet:127.0.0.1:8461:postfix");
+
+        assert_false(maincf_maps_names(NULL, OURS_PATH));
+        assert_false(maincf_maps_names("hash:/a, hash:" OURS_PATH ".old", OURS_PATH));
+        assert_false(maincf_maps_names("inline:{ {k = hash:" OURS_PATH "} }", OURS_PATH));
+        assert_true(maincf_maps_names("hash:/a\thash:" OURS_PATH, OURS_PATH));
+}
+
+/* The merged list goes through maincf_edit() as a clean value, and a second render with it is
+ * byte for byte the same file. */
+static void test_maps_merge_through_edit(void **state)
+{
+        (void)state;
+        const char *cf = "smtp_tls_policy_maps = hash:/etc/postfix/admin,\n"
+                         "    texthash:/etc/postfix/second\n"
+                         "\tinline:{ {a = may} }\n"
+                         "biff = no\n";
+        char *live = get(cf, "smtp_tls_policy_maps"), *merged = NULL;
+        assert_int_equal(maincf_maps_merge(live, OURS, OURS_PATH, &merged), 0);
+        struct maincf_param p[] = { { "smtp_tls_policy_maps", merged } };
+        char *out = edit(cf, p, 1);
+        assert_string_equal(out, "smtp_tls_policy_maps = " OURS ", hash:/etc/postfix/admin, "
+                                 "texthash:/etc/postfix/second, inline:{ {a = may} }\n"
+                                 "biff = no\n");
+        char *live2 = get(out, "smtp_tls_policy_maps"), *merged2 = NULL;
+        assert_int_equal(maincf_maps_merge(live2, OURS, OURS_PATH, &merged2), 0);
+        struct maincf_param p2[] = { { "smtp_tls_policy_maps", merged2 } };
+        char *out2 = edit(out, p2, 1);
+        assert_string_equal(out2, out);
+        free(out2);
+        free(merged2);
+        free(live2);
+        free(out);
+        free(merged);
+        free(live);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -163,6 +256,8 @@ int main(void)
                 cmocka_unit_test(test_edit_is_idempotent),
                 cmocka_unit_test(test_refuses_multiline_values),
                 cmocka_unit_test(test_removing_everything),
+                cmocka_unit_test(test_maps_merge),
+                cmocka_unit_test(test_maps_merge_through_edit),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

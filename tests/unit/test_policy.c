@@ -1999,6 +1999,43 @@ static void test_etags(void **state)
         assert_string_equal(tiny, "\"poli");
 }
 
+/* One rule for managed_by on every path: a change needs admin, keeping it needs nothing. */
+static void test_manager_change_needs_admin(void **state)
+{
+        static const struct {
+                const char *was, *now;
+                enum scope scope;
+                bool ok;
+        } cases[] = {
+                { "", "", SCOPE_WRITE, true },
+                { NULL, NULL, SCOPE_WRITE, true },
+                { "", "domains", SCOPE_WRITE, false },
+                { NULL, "domains", SCOPE_READ, false },
+                { "domains", "", SCOPE_WRITE, false },
+                { "domains", "other", SCOPE_WRITE, false },
+                { "domains", "domains", SCOPE_WRITE, true },
+                { "", "domains", SCOPE_ADMIN, true },
+                { "domains", NULL, SCOPE_ADMIN, true },
+                { "", "domains", SCOPE_NONE, false },
+        };
+        (void)state;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct problem p = { 0 };
+                int r = policy_check_manager_change(cases[i].was, cases[i].now, cases[i].scope,
+                                                    i % 2 ? "/items/7" : "", &p);
+                if (cases[i].ok) {
+                        assert_int_equal(r, 0);
+                        assert_int_equal(p.code, 0);
+                } else {
+                        assert_true(r < 0);
+                        assert_int_equal(p.code, PROBLEM_FORBIDDEN);
+                        assert_string_equal(p.field, i % 2 ? "/items/7/managed_by" : "/managed_by");
+                        assert_non_null(strstr(p.detail, "admin"));
+                }
+                problem_done(&p);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -2020,6 +2057,7 @@ int main(void)
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
                 cmocka_unit_test(test_property_random_writes),
                 cmocka_unit_test(test_bulk_scale),
+                cmocka_unit_test(test_manager_change_needs_admin),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
