@@ -143,7 +143,10 @@ int http_server_start(struct app *app, const struct http_server_options *o,
                       struct http_server **ret);
 /* The port really bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
-/* Stops accepting new connections (idempotent). */
+/* A new connection to our own HTTP server that bypasses the listening socket (for the watchdog):
+ * *ret is our end; MHD's thread pool serves the other. -EAGAIN at connection_limit. */
+int http_server_connect_private(struct http_server *s, int *ret);
+/* Stops accepting new connections (idempotent); new clients are refused from then on. */
 void http_server_quiesce(struct http_server *s);
 /* Stops accepting, waits up to timeout for in-flight requests, then stops the threads. */
 void http_server_stop(struct http_server *s, uint64_t timeout_usec);

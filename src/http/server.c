@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "smtptlsd/app.h"
 #include "smtptlsd/http.h"
@@ -588,10 +589,39 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         return 0;
 }
 
+/* A connection that no client can make: one end of a socketpair handed to MHD, which serves it
+ * on its thread pool like an accepted one (same threads, same handler). Its address is AF_UNIX,
+ * which MHD does not count against per_ip_connection_limit; connection_limit still counts it, so
+ * a daemon at that limit refuses it (-EAGAIN). */
+int http_server_connect_private(struct http_server *s, int *ret)
+{
+        static const struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        int fds[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+                return -errno;
+        /* MHD owns fds[1] from here, and closes it even when it refuses it. */
+        if (MHD_add_connection(s->mhd, fds[1], (const struct sockaddr *)&addr,
+                               sizeof(sa_family_t)) != MHD_YES) {
+                int r = errno == ENFILE || errno == EAGAIN ? -EAGAIN : -(errno ? errno : EIO);
+                close(fds[0]);
+                return r;
+        }
+        *ret = fds[0];
+        return 0;
+}
+
 void http_server_quiesce(struct http_server *s)
 {
-        if (s->listen_fd == MHD_INVALID_SOCKET)
-                s->listen_fd = MHD_quiesce_daemon(s->mhd);
+        if (s->listen_fd != MHD_INVALID_SOCKET)
+                return;
+        s->listen_fd = MHD_quiesce_daemon(s->mhd);
+        /* MHD no longer accepts, but the socket still listens: the kernel would complete the
+         * handshake of new clients and queue them until the close at exit resets them. Shut it
+         * down now so that they are refused (ECONNREFUSED) and retry elsewhere. The descriptor
+         * stays open until stop, so a thread that has not yet dropped it from its poll set never
+         * sees its number reused. */
+        if (s->listen_fd != MHD_INVALID_SOCKET)
+                shutdown(s->listen_fd, SHUT_RDWR);
 }
 
 unsigned http_server_port(const struct http_server *s)

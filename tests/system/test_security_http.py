@@ -1,0 +1,96 @@
+# Security findings of issue 10 in the HTTP layer: the watchdog's liveness check cannot be silenced
+# from the network (1), no work before the token's shape is checked and /readyz is cheap (7), query
+# values that do not fit are refused rather than ignored (9), and new connections during the shutdown
+# drain are refused instead of accepted and reset (14).
+import errno
+import socket
+import time
+
+import pytest
+
+from tests.harness.util import wait_until
+from tests.system.test_foundation import assert_problem
+from tests.system.test_hostile import exchange, final, raw_problem, request, snapshot, \
+    assert_unchanged
+
+
+def connect_from(source, port, timeout=5.0):
+    """A TCP connection to the daemon on 127.0.0.1 whose source address is `source`."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def get_from(source, port, path, timeout=5.0):
+    """GET path from a client bound to `source`; returns the parsed final reply."""
+    s = connect_from(source, port, timeout)
+    got = b""
+    try:
+        s.sendall(request("GET", path))
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    from tests.system.test_hostile import split_replies
+    return final(split_replies(got))
+
+
+# -- 1. the watchdog cannot be silenced by idle connections ---------------------------------------
+def test_idle_connections_from_one_address_do_not_silence_the_watchdog(make_daemon):
+    """300 idle connections from 127.0.0.1 (more than the old per-address default of 256, the
+    address the old self-check came from) for three times WatchdogSec: WATCHDOG=1 keeps coming,
+    and a client from 127.0.0.2 is still served."""
+    d = make_daemon(start=False, env={"WATCHDOG_USEC": "1000000"})
+    d.start()
+    idle = []
+    try:
+        for _ in range(300):
+            try:
+                idle.append(connect_from("127.0.0.1", d.port))
+            except OSError:
+                break  # the backlog is full: the limit did its job
+        assert len(idle) >= 256, f"only {len(idle)} connections opened"
+        since = time.monotonic()
+        time.sleep(3.2)
+        pings = [t for t, m in d.notify.timed_messages() if t >= since and m.get("WATCHDOG") == "1"]
+        assert len(pings) >= 4, \
+            f"{len(pings)} WATCHDOG=1 in 3.2 s (WatchdogSec 1 s) with 300 idle connections open"
+        r = get_from("127.0.0.2", d.port, "/healthz")
+        assert r.status == 200, f"a client from another address was not served: {r}"
+    finally:
+        for s in idle:
+            s.close()
+    assert not [line for line in d.log_lines() if "watchdog: not pinging" in line]
+
+
+def test_per_address_connection_limit_defaults_to_32(make_daemon):
+    d = make_daemon(start=False)
+    proc = d.run_cli(["config"])
+    assert proc.returncode == 0, proc
+    assert "per_ip_connection_limit = 32" in proc.stdout, proc.stdout
+
+
+def test_a_full_connection_limit_is_not_a_liveness_failure(make_daemon):
+    """connection_limit filled with idle connections (from many addresses): the daemon refuses
+    more, which is not a hang; the watchdog keeps pinging."""
+    d = make_daemon(start=False, config={"connection_limit": 8, "log_level": "debug"},
+                    env={"WATCHDOG_USEC": "1000000"})
+    d.start()
+    idle = []
+    try:
+        for i in range(12):
+            idle.append(connect_from(f"127.0.1.{i + 1}", d.port))
+        since = time.monotonic()
+        time.sleep(3.2)
+        pings = [t for t, m in d.notify.timed_messages() if t >= since and m.get("WATCHDOG") == "1"]
+        assert len(pings) >= 4, f"{len(pings)} WATCHDOG=1 in 3.2 s at connection_limit"
+    finally:
+        for s in idle:
+            s.close()
+    assert not [line for line in d.log_lines() if "watchdog: not pinging" in line]
+    assert "connection_limit reached" in d.log_text(), "the limit was not reached"
