@@ -94,3 +94,66 @@ def test_a_full_connection_limit_is_not_a_liveness_failure(make_daemon):
             s.close()
     assert not [line for line in d.log_lines() if "watchdog: not pinging" in line]
     assert "connection_limit reached" in d.log_text(), "the limit was not reached"
+
+
+# -- 14. no connection is accepted during the shutdown drain and then reset -----------------------
+def test_new_connections_during_the_shutdown_drain_are_refused(make_daemon):
+    """A request in progress (its body half sent) holds the drain; SIGTERM; every new connection
+    is refused (ECONNREFUSED) or answered 503 with Retry-After, never accepted and left unanswered
+    or reset. The held request is still answered and the daemon exits 0."""
+    d = make_daemon(config={"shutdown_timeout": "8s"})
+    body = b'{"level": "may"}'
+    held = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    held.sendall(request("PUT", "/api/v1/tls-policies/held.example", d.token,
+                         ["Content-Type: application/json"], body)[:-len(body) + 3])
+    time.sleep(0.3)  # the headers are in: the request is in flight
+    d.proc.send_signal(15)
+    d.stopped = True
+    d.notify.wait_for("STOPPING=1", timeout=5)
+    time.sleep(0.2)
+    outcomes = []
+    for _ in range(5):
+        try:
+            s = connect_from("127.0.0.1", d.port, timeout=3)
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+            continue
+        got = b""
+        try:
+            s.sendall(request("GET", "/healthz"))
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            outcomes.append(f"accepted, no answer in 3 s ({got!r})")
+            continue
+        except OSError as e:
+            outcomes.append(f"accepted, then {errno.errorcode.get(e.errno, e)}")
+            continue
+        finally:
+            s.close()
+        from tests.system.test_hostile import split_replies
+        replies = split_replies(got)
+        ok = len(replies) == 1 and replies[0].status == 503 and \
+            replies[0].headers.get("retry-after", "").isdigit()
+        outcomes.append("503" if ok else f"answered {replies or got!r}")
+        time.sleep(0.1)
+    assert d.alive(), "the daemon exited before the held request finished: nothing was tested"
+    bad = [o for o in outcomes if o not in ("refused", "503")]
+    assert not bad, f"new connections during the drain: {outcomes}"
+    held.sendall(body[3:])
+    held.settimeout(10)
+    reply = b""
+    try:
+        while True:
+            chunk = held.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    finally:
+        held.close()
+    assert reply.startswith(b"HTTP/1.1 "), f"the request in flight got no reply: {reply!r}"
+    d.proc.wait(15)
+    assert d.proc.returncode == 0
