@@ -107,8 +107,11 @@ int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
  * later, from the worker or the reaper. */
 #define HANDLER_SUSPENDED 1
 
-/* Query arguments, percent-decoded into buf; NULL when absent. */
-const char *request_query(struct request *req, const char *key, char *buf, size_t size);
+/* The query argument key, percent-decoded into buf: returns 1 with *ret = buf, 0 with *ret = NULL
+ * when absent, or -EINVAL with invalid_value naming key (the parameter's name is the problem's
+ * field) when the value has a bad escape or does not fit in size - 1 characters. */
+int request_query(struct request *req, const char *key, char *buf, size_t size, const char **ret,
+                  struct problem *reterr);
 /* A request header's value, or NULL. */
 const char *request_header(struct request *req, const char *name);
 

@@ -194,17 +194,24 @@ const char *request_header(struct request *req, const char *name)
         return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-const char *request_query(struct request *req, const char *key, char *buf, size_t size)
+int request_query(struct request *req, const char *key, char *buf, size_t size, const char **ret,
+                  struct problem *reterr)
 {
         const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
-        char *dec = NULL;
+        _cleanup_free_ char *dec = NULL;
+        *ret = NULL;
         if (!raw)
-                return NULL;
+                return 0;
+        /* A value we cannot read is refused, never taken for an absent one: ?dry_run=<garbage>
+         * must not become a real write. */
         if (http_percent_decode(raw, strlen(raw), true, &dec) < 0)
-                return NULL;
-        int r = strcpy_bounded(buf, size, dec);
-        free(dec);
-        return r < 0 ? NULL : buf;
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, key,
+                                   "%s holds an invalid percent-escape", key);
+        if (strcpy_bounded(buf, size, dec) < 0)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, key,
+                                   "%s is longer than %zu characters", key, size - 1);
+        *ret = buf;
+        return 1;
 }
 
 /* The media type of Content-Type without parameters, compared case-insensitively. */

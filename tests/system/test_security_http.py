@@ -10,8 +10,7 @@ import pytest
 
 from tests.harness.util import wait_until
 from tests.system.test_foundation import assert_problem
-from tests.system.test_hostile import exchange, final, raw_problem, request, snapshot, \
-    assert_unchanged
+from tests.system.test_hostile import final, hostile, request, assert_unchanged  # noqa: F401
 
 
 def connect_from(source, port, timeout=5.0):
@@ -157,3 +156,44 @@ def test_new_connections_during_the_shutdown_drain_are_refused(make_daemon):
     assert reply.startswith(b"HTTP/1.1 "), f"the request in flight got no reply: {reply!r}"
     d.proc.wait(15)
     assert d.proc.returncode == 0
+
+
+# -- 9. query values that do not fit or cannot be read are refused --------------------------------
+POLICY = "/api/v1/tls-policies/hostile.example"
+# Every query parameter the API reads, with a request that reads it (writes would change something
+# if the parameter were ignored).
+QUERY_CASES = [
+    ("dry_run", "PUT", POLICY, {"level": "dane"}),
+    ("dry_run", "PATCH", "/api/v1/settings", {"loglevel": 3}),
+    ("wait", "PUT", POLICY, {"level": "dane"}),
+    ("manager", "PUT", POLICY, {"level": "dane"}),
+    ("limit", "GET", "/api/v1/jobs", None),
+    ("limit", "GET", "/api/v1/tls-policies", None),
+    ("after", "GET", "/api/v1/jobs", None),
+    ("after", "GET", "/api/v1/tls-policies", None),
+    ("q", "GET", "/api/v1/tls-policies", None),
+    ("level", "GET", "/api/v1/tls-policies", None),
+    ("managed", "GET", "/api/v1/tls-policies", None),
+    ("q", "GET", "/api/v1/certificates", None),
+    ("type", "GET", "/api/v1/certificates", None),
+]
+BAD_VALUES = {
+    "over-long": "1" * 5000,
+    "bad escape": "%zz",
+    "NUL": "true%00",
+}
+
+
+@pytest.mark.parametrize("name,method,path,body", QUERY_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2].rsplit('/', 1)[1]}" for c in QUERY_CASES])
+def test_query_values_that_do_not_fit_are_refused_naming_the_parameter(hostile, pg, name, method,
+                                                                      path, body):
+    d, before = hostile
+    for what, value in BAD_VALUES.items():
+        r = d.http(method, f"{path}?{name}={value}", body)
+        assert_problem(r, 422, "invalid_value", field=name)
+        assert name in r.body.get("detail", ""), f"{what}: {r}"
+    if name == "manager":
+        assert_problem(d.http(method, f"{path}?manager=Not%20A%20Name", body), 422,
+                       "invalid_value", field="manager")
+    assert_unchanged(d, pg, before)
