@@ -26,6 +26,8 @@
  * watchdog shuts down the socket of a connection past its deadline; MHD then sees the end of the
  * stream and closes the connection. Body data arriving late is refused in the handler too. */
 #define BODY_ALLOWANCE_BYTES (1024 * 1024)
+/* What a route that takes no body reads of one before it refuses it (413). */
+#define STRAY_BODY_LIMIT 1024
 
 struct conn_watch {
         struct conn_watch *prev, *next;
@@ -342,8 +344,19 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
         bool has_body = (cl && strcmp(cl, "0") != 0) || te;
         req->body_limit =
             (req->op->body & BODY_BULK) ? srv->opt.bulk_body_limit : srv->opt.body_limit;
-        if (req->op->body == BODY_NONE)
-                return 0; /* a stray body is read and dropped */
+        if (req->op->body == BODY_NONE) {
+                /* A route that takes no body reads a small one (a client library's "{}") and
+                 * drops it; a larger one, or a chunked one of unknown size, is refused unread. */
+                int64_t n;
+                if (has_body && (te || parse_int64(cl, 0, STRAY_BODY_LIMIT, &n) < 0)) {
+                        reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+                        return problem_set(reterr, PROBLEM_PAYLOAD_TOO_LARGE, NULL,
+                                           "%s %s takes no request body (one of at most %d "
+                                           "bytes is ignored)",
+                                           req->method_name, req->route->pattern, STRAY_BODY_LIMIT);
+                }
+                return 0;
+        }
         /* An empty PEM upload is judged by the certificate rules (no_certificate), not as
          * JSON. */
         if (!has_body && req->method != HTTP_DELETE &&

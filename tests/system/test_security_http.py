@@ -3,14 +3,16 @@
 # values that do not fit are refused rather than ignored (9), and new connections during the shutdown
 # drain are refused instead of accepted and reset (14).
 import errno
+import re
 import socket
 import time
 
 import pytest
 
 from tests.harness.util import wait_until
-from tests.system.test_foundation import assert_problem
-from tests.system.test_hostile import final, hostile, request, assert_unchanged  # noqa: F401
+from tests.system.test_foundation import DB_ERRORS, assert_problem
+from tests.system.test_hostile import assert_unchanged, exchange, final, hostile, request, \
+    split_replies  # noqa: F401 (hostile: a fixture)
 
 
 def connect_from(source, port, timeout=5.0):
@@ -35,7 +37,6 @@ def get_from(source, port, path, timeout=5.0):
             got += chunk
     finally:
         s.close()
-    from tests.system.test_hostile import split_replies
     return final(split_replies(got))
 
 
@@ -133,8 +134,7 @@ def test_new_connections_during_the_shutdown_drain_are_refused(make_daemon):
             continue
         finally:
             s.close()
-        from tests.system.test_hostile import split_replies
-        replies = split_replies(got)
+            replies = split_replies(got)
         ok = len(replies) == 1 and replies[0].status == 503 and \
             replies[0].headers.get("retry-after", "").isdigit()
         outcomes.append("503" if ok else f"answered {replies or got!r}")
@@ -197,3 +197,79 @@ def test_query_values_that_do_not_fit_are_refused_naming_the_parameter(hostile, 
         assert_problem(d.http(method, f"{path}?manager=Not%20A%20Name", body), 422,
                        "invalid_value", field="manager")
     assert_unchanged(d, pg, before)
+
+
+# -- 7. no work before authentication; /readyz is cheap; stray bodies are capped ------------------
+MALFORMED_TOKENS = ["wrong-token", "stk_short", "stk_" + "A" * 42 + "!", "stk_" + "A" * 44,
+                    "x" * 4000]
+
+
+@pytest.mark.expect_errors(DB_ERRORS)
+def test_a_malformed_token_is_refused_without_the_database(make_daemon, private_pg):
+    """With PostgreSQL stopped, a token that cannot be one of ours is 401 at once: its shape is
+    checked before a database connection is taken. A well-formed unknown token still needs the
+    database (503)."""
+    private_pg.start()
+    d = make_daemon(db=private_pg)
+    assert d.get("/api/v1/tokens").status == 200
+    private_pg.stop()
+    for token in MALFORMED_TOKENS:
+        start = time.monotonic()
+        r = d.get("/api/v1/settings", token=token)
+        assert_problem(r, 401, "unauthorized")
+        assert time.monotonic() - start < 2, f"{token[:20]}: {time.monotonic() - start:.1f}s"
+    assert_problem(d.get("/api/v1/settings", token="stk_" + "A" * 43), 503, "service_unavailable")
+
+
+def select_ones(pg):
+    """How many `SELECT 1` PostgreSQL has logged (log_statement = all)."""
+    with open(pg.logfile, errors="replace") as f:
+        return sum(1 for line in f if re.search(r"(statement|execute [^:]*): SELECT 1\s*$", line))
+
+
+@pytest.mark.expect_errors(DB_ERRORS)
+def test_readyz_asks_the_database_at_most_once_a_second(make_daemon, private_pg):
+    """40 GET /readyz within about a second cost at most two SELECT 1 (PostgreSQL's own log,
+    log_statement = all); and a /readyz right after PostgreSQL stopped says 503 (the cached
+    answer is dropped at once)."""
+    private_pg.start()
+    private_pg.psql("ALTER SYSTEM SET log_statement = 'all'")
+    private_pg.psql("SELECT pg_reload_conf()")
+    d = make_daemon(db=private_pg)
+    assert d.get("/readyz", token=None).status == 200
+    time.sleep(1.1)
+    wait_until(lambda: select_ones(private_pg) >= 1, 5, "PostgreSQL to log the first SELECT 1")
+    before = select_ones(private_pg)
+    start = time.monotonic()
+    for _ in range(40):
+        r = d.get("/readyz", token=None)
+        assert r.status == 200, r
+    elapsed = time.monotonic() - start
+    time.sleep(0.5)  # the log is written asynchronously
+    asked = select_ones(private_pg) - before
+    assert asked <= 1 + int(elapsed), \
+        f"40 /readyz in {elapsed:.2f}s ran {asked} SELECT 1 (at most one a second expected)"
+    private_pg.stop()
+    assert_problem(d.get("/readyz", token=None), 503, "service_unavailable")
+    private_pg.start()
+    wait_until(lambda: d.get("/readyz", token=None).status == 200, 20,
+               "/readyz to say ready again after PostgreSQL came back")
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/api/v1/settings"),
+                                         ("DELETE", "/api/v1/tls-policies/stray.example"),
+                                         ("GET", "/healthz")])
+def test_a_body_to_a_route_that_takes_none_is_refused_unread(daemon, method, path):
+    """A 100 MB Content-Length, or a chunked body, to a route that takes no body: 413 at once,
+    before the body is sent, and the connection closed; a small stray body ("{}") is ignored."""
+    big = request(method, path, daemon.token, ["Content-Length: 104857600"], None) + b"x" * 4096
+    replies, closed = exchange(daemon.port, big, 3)
+    assert replies and replies[-1].status == 413, f"{method} {path} with 100 MB announced: {replies}"
+    assert closed, "the connection stays open for the rest of the body"
+    chunked_req = request(method, path, daemon.token, ["Transfer-Encoding: chunked"], None)
+    replies, closed = exchange(daemon.port, chunked_req + b"1000\r\n" + b"x" * 4096, 3)
+    assert replies and replies[-1].status == 413, f"{method} {path} chunked: {replies}"
+    assert closed
+    small = request(method, path, daemon.token, ["Content-Type: application/json"], b"{}")
+    replies, _ = exchange(daemon.port, small, 5)
+    assert replies and replies[-1].status in (200, 404), f"{method} {path} with {{}}: {replies}"
