@@ -199,11 +199,14 @@ const char *request_header(struct request *req, const char *name)
 int request_query(struct request *req, const char *key, char *buf, size_t size, const char **ret,
                   struct problem *reterr)
 {
-        const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+        const char *raw = NULL;
         _cleanup_free_ char *dec = NULL;
         *ret = NULL;
-        if (!raw)
+        if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &raw,
+                                          NULL) != MHD_YES)
                 return 0;
+        if (!raw)
+                raw = ""; /* "?dry_run" is "?dry_run=", not an absent parameter */
         /* A value we cannot read is refused, never taken for an absent one: ?dry_run=<garbage>
          * must not become a real write. */
         if (http_percent_decode(raw, strlen(raw), true, &dec) < 0)

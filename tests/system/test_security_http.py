@@ -273,3 +273,14 @@ def test_a_body_to_a_route_that_takes_none_is_refused_unread(daemon, method, pat
     small = request(method, path, daemon.token, ["Content-Type: application/json"], b"{}")
     replies, _ = exchange(daemon.port, small, 5)
     assert replies and replies[-1].status in (200, 404), f"{method} {path} with {{}}: {replies}"
+
+
+@pytest.mark.parametrize("method,path,body", [("PUT", POLICY, {"level": "dane"}),
+                                              ("PATCH", "/api/v1/settings", {"loglevel": 3})])
+def test_a_bare_dry_run_flag_is_a_dry_run(hostile, pg, method, path, body):
+    """`?dry_run` without `=` is `?dry_run=` (true), never an absent parameter: nothing changes."""
+    d, before = hostile
+    r = d.http(method, f"{path}?dry_run", body)
+    assert r.status in (200, 422), r
+    assert "Job-Id" not in r.headers, f"a job was recorded for a dry run: {r}"
+    assert_unchanged(d, pg, before)
