@@ -580,6 +580,9 @@ class LoadRun:
             "acme_live_directory": os.path.join(workdir, "letsencrypt", "live"),
             "system_certificate_file": system.cert, "system_key_file": system.key,
             "smtp_probe_address": f"127.0.0.1:{self.pf.port}",
+            # every client of the bench is 127.0.0.1: wrk's connections alone can fill the
+            # default per-address limit (32)
+            "per_ip_connection_limit": 0,
         }
         self.d = Daemon(workdir, cfg, binary=self.binary, db_port=self.pg.port)
         log(f"starting {os.path.relpath(self.binary, REPO_ROOT)}")

@@ -63,7 +63,7 @@ const struct conf_key conf_keys[] = {
         KEY(connection_timeout, CONF_DURATION, "30s", SEC, 3600 * SEC,
             "idle time after which a connection is closed"),
         KEY(connection_limit, CONF_INT, "1024", 1, 1000000, "concurrent HTTP connections"),
-        KEY(per_ip_connection_limit, CONF_INT, "256", 0, 1000000,
+        KEY(per_ip_connection_limit, CONF_INT, "32", 0, 1000000,
             "concurrent HTTP connections from one address (0: no limit)"),
         KEY(connection_memory_limit, CONF_SIZE, "64K", 8192, 16 << 20,
             "memory for one connection's headers and buffers"),

@@ -200,8 +200,7 @@ static int run_serve(const struct config *cfg)
                         if (!wd)
                                 continue;
                         char why[256];
-                        bool ok =
-                            watchdog_check(&app, port, stuck, probe_timeout, why, sizeof(why));
+                        bool ok = watchdog_check(&app, stuck, probe_timeout, why, sizeof(why));
                         if (ok)
                                 notify_watchdog();
                         else if (was_ok)

@@ -1,52 +1,26 @@
 /* watchdog.c - proves the worker and the HTTP threads alive before each WATCHDOG=1: the worker's
- * heartbeat must be recent and GET /healthz over loopback must answer 200 in time (that handler
- * checks the heartbeat too). Main thread. */
+ * heartbeat must be recent and a GET /healthz must be answered 200 in time (that handler checks
+ * the heartbeat too). Main thread.
+ *
+ * The request does not go through the public port: a client holding per_ip_connection_limit
+ * idle connections from the address the probe comes from (or the kernel's backlog full of them)
+ * would have the probe refused, and systemd would kill a healthy daemon for anyone who can
+ * connect. It goes over a socketpair whose other end is handed to libmicrohttpd
+ * (http_server_connect_private): the same thread pool, request state machine and handler that
+ * serve clients answer it, so a 200 proves them responsive, not merely a thread that bumps a
+ * counter. A daemon at connection_limit refuses even that connection; that is a refusal, not a
+ * hang, so the round counts as passed (the worker's heartbeat is still checked). */
 #include "smtptlsd/watchdog.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
 #include "smtptlsd/app.h"
-#include "smtptlsd/conf.h"
+#include "smtptlsd/http.h"
+#include "smtptlsd/log.h"
 #include "smtptlsd/util.h"
 #include "smtptlsd/worker.h"
-
-static int connect_self(const char *address, unsigned port, int *ret)
-{
-        struct sockaddr_storage ss = { 0 };
-        socklen_t len;
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-        if (inet_pton(AF_INET, address, &in->sin_addr) == 1) {
-                in->sin_family = AF_INET;
-                in->sin_port = htons((uint16_t)port);
-                if (in->sin_addr.s_addr == htonl(INADDR_ANY))
-                        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                len = sizeof(*in);
-        } else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t)port);
-                if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
-                        in6->sin6_addr = in6addr_loopback;
-                len = sizeof(*in6);
-        } else {
-                return -EINVAL;
-        }
-        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret = fd;
-        return 0;
-}
 
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
@@ -60,7 +34,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         return r == 0 ? -ETIMEDOUT : 0;
 }
 
-static int probe_healthz(const char *address, unsigned port, uint64_t timeout_usec)
+static int probe_healthz(struct http_server *http, uint64_t timeout_usec)
 {
         static const char request[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
                                       "Connection: close\r\n\r\n";
@@ -70,10 +44,7 @@ static int probe_healthz(const char *address, unsigned port, uint64_t timeout_us
         size_t got = 0;
         int r;
 
-        r = connect_self(address, port, &fd);
-        if (r < 0)
-                return r;
-        r = wait_fd(fd, POLLOUT, deadline);
+        r = http_server_connect_private(http, &fd);
         if (r < 0)
                 return r;
         if (send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(request) - 1)
@@ -91,8 +62,8 @@ static int probe_healthz(const char *address, unsigned port, uint64_t timeout_us
         return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -EPROTO;
 }
 
-bool watchdog_check(struct app *app, unsigned port, uint64_t stuck_usec, uint64_t timeout_usec,
-                    char *why, size_t whysize)
+bool watchdog_check(struct app *app, uint64_t stuck_usec, uint64_t timeout_usec, char *why,
+                    size_t whysize)
 {
         uint64_t age = worker_heartbeat_age(app->worker);
         if (age > stuck_usec) {
@@ -100,9 +71,15 @@ bool watchdog_check(struct app *app, unsigned port, uint64_t stuck_usec, uint64_
                          (double)age / 1e6);
                 return false;
         }
-        int r = probe_healthz(app->cfg->listen_address, port, timeout_usec);
+        int r = probe_healthz(app->http, timeout_usec);
+        if (r == -EAGAIN) {
+                log_debug("watchdog: connection_limit reached; the HTTP threads are not probed "
+                          "this round");
+                return true;
+        }
         if (r < 0) {
-                snprintf(why, whysize, "GET /healthz on our own port failed: %s", strerror(-r));
+                snprintf(why, whysize, "GET /healthz on a private connection failed: %s",
+                         strerror(-r));
                 return false;
         }
         return true;

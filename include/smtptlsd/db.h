@@ -37,6 +37,13 @@ static inline void db_releasep(struct db_conn **c)
 #define _cleanup_db_conn_ _cleanup_(db_releasep)
 /* Whether the last attempt to reach the database worked (for /readyz and metrics). */
 bool db_pool_available(struct db_pool *p);
+/* When (monotonic) the database last could not be reached (a connect or a query lost the
+ * connection); 0: never. */
+uint64_t db_pool_failed_usec(struct db_pool *p);
+/* Whether the server has left every idle pooled connection open: reads, without waiting and
+ * without a query, what it sent on them (a server that shuts down closes them all). A closed
+ * one is reconnected by the next db_acquire(). Any thread; for /readyz. */
+bool db_pool_idle_open(struct db_pool *p);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear)
 #define _cleanup_pgresult_ _cleanup_(PQclearp)

@@ -107,8 +107,11 @@ int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
  * later, from the worker or the reaper. */
 #define HANDLER_SUSPENDED 1
 
-/* Query arguments, percent-decoded into buf; NULL when absent. */
-const char *request_query(struct request *req, const char *key, char *buf, size_t size);
+/* The query argument key, percent-decoded into buf: returns 1 with *ret = buf, 0 with *ret = NULL
+ * when absent, or -EINVAL with invalid_value naming key (the parameter's name is the problem's
+ * field) when the value has a bad escape or does not fit in size - 1 characters. */
+int request_query(struct request *req, const char *key, char *buf, size_t size, const char **ret,
+                  struct problem *reterr);
 /* A request header's value, or NULL. */
 const char *request_header(struct request *req, const char *name);
 
@@ -143,7 +146,10 @@ int http_server_start(struct app *app, const struct http_server_options *o,
                       struct http_server **ret);
 /* The port really bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
-/* Stops accepting new connections (idempotent). */
+/* A new connection to our own HTTP server that bypasses the listening socket (for the watchdog):
+ * *ret is our end; MHD's thread pool serves the other. -EAGAIN at connection_limit. */
+int http_server_connect_private(struct http_server *s, int *ret);
+/* Stops accepting new connections (idempotent); new clients are refused from then on. */
 void http_server_quiesce(struct http_server *s);
 /* Stops accepting, waits up to timeout for in-flight requests, then stops the threads. */
 void http_server_stop(struct http_server *s, uint64_t timeout_usec);

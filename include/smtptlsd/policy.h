@@ -34,6 +34,8 @@ int tls_level_from_string(const char *s, enum tls_level *ret); /* exact, lower c
 #define POLICY_EXCLUDE_MAX     32   /* items */
 #define POLICY_EXCLUDE_ITEM    64   /* bytes per cipher name */
 #define POLICY_MANAGER_MAX     64
+/* A manager name (managed_by, ?manager=): [a-z0-9][a-z0-9._-]{0,63}. */
+bool policy_manager_is_valid(const char *s);
 
 /* One policy row. The strings held here are normalized and validated (policy_apply_json() is
  * the way in); match and exclude are NULL-terminated arrays of n_match/n_exclude strings, or

@@ -19,6 +19,10 @@ enum scope {
 #define TOKEN_SIZE     48
 #define TOKEN_NAME_MAX 64
 
+/* Whether token has the shape of one we issue ("stk_" + 43 base64url characters); pure, so a
+ * request can be refused before it costs a database connection. */
+bool token_is_well_formed(const char *token);
+
 int scope_from_string(const char *s, enum scope *ret);
 const char *scope_to_string(enum scope s);
 /* Names of tokens (and certificates) are [a-z0-9][a-z0-9._-]{0,63}. */

@@ -19,10 +19,14 @@ int api_certificates_list(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
         char q[256], type[16];
-        const char *qv = request_query(req, "q", q, sizeof(q));
-        const char *tv = request_query(req, "type", type, sizeof(type));
+        const char *qv, *tv;
         json_t *items = NULL, *it;
         size_t i;
+        int r = request_query(req, "q", q, sizeof(q), &qv, reterr);
+        if (r >= 0)
+                r = request_query(req, "type", type, sizeof(type), &tv, reterr);
+        if (r < 0)
+                return r;
         if (tv) {
                 bool ok = false;
                 for (size_t k = 0; types[k]; k++)
@@ -32,7 +36,7 @@ int api_certificates_list(struct request *req, struct problem *reterr)
                                            "type is imported, acme or system");
         }
         int64_t version = 0;
-        int r = db_acquire(req->app->db, &c, reterr);
+        r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
                 r = store_certs_list(c, qv, tv, &items, &version, reterr);
         if (r < 0)

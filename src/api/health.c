@@ -1,5 +1,5 @@
-/* health.c - /healthz (the process and its worker live), /readyz (database reached, migrations
- * and first reconcile done) and /metrics. HTTP threads. */
+/* health.c - /healthz (the process and its worker live), /readyz (database reached - an answer at
+ * most 1 s old -, migrations and first reconcile done) and /metrics. HTTP threads. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -8,6 +8,7 @@
 #include "smtptlsd/app.h"
 #include "smtptlsd/db.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/recent.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/worker.h"
 
@@ -26,6 +27,22 @@ int api_healthz(struct request *req, struct problem *reterr)
         return reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Ready means the database answers now, not that it did once; but /readyz needs no token, so a
+ * flood of it must not become a flood of queries: one SELECT 1 per READYZ_MAX_AGE_USEC at most. */
+#define READYZ_MAX_AGE_USEC (1000000ull)
+static struct recent_answer database_answers = RECENT_ANSWER_INIT(READYZ_MAX_AGE_USEC);
+
+static bool ask_database(void *db)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        struct problem ignore = { 0 };
+        int r = db_acquire(db, &c, &ignore);
+        if (r >= 0)
+                r = db_exec(c, NULL, &ignore, "SELECT 1", 0, NULL);
+        problem_done(&ignore);
+        return r >= 0;
+}
+
 int api_readyz(struct request *req, struct problem *reterr)
 {
         struct app *app = req->app;
@@ -34,13 +51,18 @@ int api_readyz(struct request *req, struct problem *reterr)
                             "starting: waiting for the database and the first reconcile");
                 return -EAGAIN;
         }
-        /* Ready means the database answers now, not that it did once. */
-        _cleanup_db_conn_ struct db_conn *c = NULL;
-        int r = db_acquire(app->db, &c, reterr);
-        if (r >= 0)
-                r = db_exec(c, NULL, reterr, "SELECT 1", 0, NULL);
-        if (r < 0)
-                return r;
+        /* A yes is dropped at once when the database was lost since (a request found it gone,
+         * or the server closed an idle connection: it stopped); neither costs a query. */
+        uint64_t lost =
+            db_pool_idle_open(app->db) ? db_pool_failed_usec(app->db) : now_monotonic_usec();
+        if (lost)
+                recent_revoke(&database_answers, lost);
+        if (!recent_get(&database_answers, ask_database, app->db)) {
+                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                            "the database does not answer; try again shortly");
+                reterr->retry_after = 2;
+                return -ENOTCONN;
+        }
         return reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
 }
 

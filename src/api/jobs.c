@@ -10,7 +10,10 @@ int api_list_limit(struct request *req, int *limit, struct problem *reterr)
 {
         char buf[16];
         int64_t v = 100;
-        const char *s = request_query(req, "limit", buf, sizeof(buf));
+        const char *s;
+        int r = request_query(req, "limit", buf, sizeof(buf), &s, reterr);
+        if (r < 0)
+                return r;
         if (s && parse_int64(s, 1, 1000, &v) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "limit",
                                    "limit is a number from 1 to 1000");
@@ -28,7 +31,10 @@ int api_jobs_list(struct request *req, struct problem *reterr)
         int r = api_list_limit(req, &limit, reterr);
         if (r < 0)
                 return r;
-        const char *a = request_query(req, "after", buf, sizeof(buf));
+        const char *a;
+        r = request_query(req, "after", buf, sizeof(buf), &a, reterr);
+        if (r < 0)
+                return r;
         if (a && parse_int64(a, 1, INT64_MAX, &after) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "after",
                                    "after is the cursor of a previous page");

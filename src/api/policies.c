@@ -14,7 +14,12 @@
 static int manager_of(struct request *req, char *buf, size_t size, const char **ret,
                       struct problem *reterr)
 {
-        *ret = request_query(req, "manager", buf, size);
+        int r = request_query(req, "manager", buf, size, ret, reterr);
+        if (r < 0)
+                return r;
+        if (*ret && !policy_manager_is_valid(*ret))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "manager",
+                                   "manager is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
         if (*ret && req->scope < SCOPE_ADMIN)
                 return problem_set(reterr, PROBLEM_FORBIDDEN, "manager",
                                    "acting as a manager needs a token with scope 'admin'");
@@ -39,13 +44,20 @@ int api_policies_list(struct request *req, struct problem *reterr)
         int r = api_list_limit(req, &limit, reterr);
         if (r < 0)
                 return r;
-        const char *qv = request_query(req, "q", q, sizeof(q));
-        const char *lvs = request_query(req, "level", level, sizeof(level));
+        const char *qv, *lvs, *mv, *av;
+        r = request_query(req, "q", q, sizeof(q), &qv, reterr);
+        if (r >= 0)
+                r = request_query(req, "level", level, sizeof(level), &lvs, reterr);
+        if (r >= 0)
+                r = request_query(req, "managed", managed, sizeof(managed), &mv, reterr);
+        if (r >= 0)
+                r = request_query(req, "after", after, sizeof(after), &av, reterr);
+        if (r < 0)
+                return r;
         if (lvs && tls_level_from_string(lvs, &lv) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "level",
                                    "level is one of none, may, encrypt, dane, dane-only, "
                                    "fingerprint, verify, secure");
-        const char *mv = request_query(req, "managed", managed, sizeof(managed));
         if (mv) {
                 if (streq(mv, "true"))
                         m = 1;
@@ -55,7 +67,6 @@ int api_policies_list(struct request *req, struct problem *reterr)
                         return problem_set(reterr, PROBLEM_INVALID_VALUE, "managed",
                                            "managed is true or false");
         }
-        const char *av = request_query(req, "after", after, sizeof(after));
         int64_t version = 0;
         r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)

@@ -18,10 +18,11 @@
 static int parse_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
 {
         char buf[16];
-        const char *v = request_query(req, name, buf, sizeof(buf));
+        const char *v;
         *ret = false;
-        if (!v)
-                return 0;
+        int r = request_query(req, name, buf, sizeof(buf), &v, reterr);
+        if (r <= 0)
+                return r;
         if (streq(v, "true") || streq(v, "1") || streq(v, ""))
                 *ret = true;
         else if (!streq(v, "false") && !streq(v, "0"))
@@ -44,7 +45,10 @@ int api_submit(struct request *req, const char *action, const char *target, json
                 reterr->retry_after = 2;
                 return -EAGAIN;
         }
-        const char *v = request_query(req, "wait", buf, sizeof(buf));
+        const char *v;
+        r = request_query(req, "wait", buf, sizeof(buf), &v, reterr);
+        if (r < 0)
+                return r;
         if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
                                    "wait is a number of seconds from 0 to %d", WAIT_MAX);

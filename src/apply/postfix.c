@@ -3,14 +3,13 @@
 #include "smtptlsd/postfix.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smtptlsd/conf.h"
 #include "smtptlsd/log.h"
+#include "smtptlsd/recent.h"
 #include "smtptlsd/util.h"
 
 static int run_max(char *const *cmd, const char *const *args, uint64_t timeout, size_t max,
@@ -60,39 +59,27 @@ int postmap_dump(const struct config *cfg, const char *type, const char *path,
 }
 
 /* The last answer of `postfix status`, for readers that may not wait for one of their own. */
-static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER; /* one check at a time */
-static _Atomic bool running_last;
-static _Atomic uint64_t running_checked_usec; /* 0: never checked */
+static struct recent_answer running = RECENT_ANSWER_INIT(POSTFIX_RUNNING_MAX_AGE_USEC);
 
 bool postfix_is_running(const struct config *cfg)
 {
         struct spawn_result res;
         const char *const args[] = { "-c", cfg->postfix_config_directory, "status", NULL };
         int r = run(cfg->postfix_command, args, (uint64_t)cfg->command_timeout, &res);
-        bool running = r >= 0 && res.exit_status == 0;
+        bool is_running = r >= 0 && res.exit_status == 0;
         spawn_result_done(&res);
-        atomic_store(&running_last, running);
-        atomic_store(&running_checked_usec, now_monotonic_usec());
-        return running;
+        recent_store(&running, is_running);
+        return is_running;
+}
+
+static bool ask_running(void *cfg)
+{
+        return postfix_is_running(cfg);
 }
 
 bool postfix_running_recent(const struct config *cfg)
 {
-        uint64_t checked = atomic_load(&running_checked_usec);
-        if (checked && now_monotonic_usec() - checked < POSTFIX_RUNNING_MAX_AGE_USEC)
-                return atomic_load(&running_last);
-        /* One thread checks; the others take the last answer rather than queue behind it. */
-        if (checked ? pthread_mutex_trylock(&running_lock) != 0
-                    : pthread_mutex_lock(&running_lock) != 0)
-                return atomic_load(&running_last);
-        bool running;
-        checked = atomic_load(&running_checked_usec);
-        if (checked && now_monotonic_usec() - checked < POSTFIX_RUNNING_MAX_AGE_USEC)
-                running = atomic_load(&running_last);
-        else
-                running = postfix_is_running(cfg);
-        pthread_mutex_unlock(&running_lock);
-        return running;
+        return recent_get(&running, ask_running, (void *)cfg);
 }
 
 int postfix_reload(const struct config *cfg, struct spawn_result *res)

@@ -607,7 +607,7 @@ static int check_exclude_item(const char *s, const char *field, struct problem *
         return 0;
 }
 
-static bool manager_is_valid(const char *s)
+bool policy_manager_is_valid(const char *s)
 {
         size_t n = strlen(s);
         if (n == 0 || n > POLICY_MANAGER_MAX)
@@ -723,7 +723,7 @@ static int check_manager(const struct json_spec *spec, json_t *v, const char *fi
 {
         if (has_nul(v))
                 return bad(reterr, PROBLEM_INVALID_VALUE, field, "managed_by contains a NUL byte");
-        if (!manager_is_valid(json_string_value(v)))
+        if (!policy_manager_is_valid(json_string_value(v)))
                 return bad(reterr, PROBLEM_INVALID_VALUE, field,
                            "managed_by is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
         return 0;
@@ -1067,7 +1067,7 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
                 return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "note", -1),
                            "note is longer than %d bytes", POLICY_NOTE_MAX);
         if (!memchr(p->managed_by, 0, sizeof(p->managed_by)) ||
-            (p->managed_by[0] && !manager_is_valid(p->managed_by)))
+            (p->managed_by[0] && !policy_manager_is_valid(p->managed_by)))
                 return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "managed_by", -1),
                            "managed_by is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
         return 0;

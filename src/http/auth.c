@@ -23,11 +23,13 @@ int auth_request(struct request *req, enum scope needed, struct problem *reterr)
         h += 7;
         while (*h == ' ')
                 h++;
-
-        r = db_acquire(req->app->db, &c, reterr);
-        if (r < 0)
-                return r;
-        r = tokens_authenticate(c, h, req->actor, &have, reterr);
+        /* A token we cannot have issued costs no database connection. */
+        r = -ENOENT;
+        if (token_is_well_formed(h)) {
+                r = db_acquire(req->app->db, &c, reterr);
+                if (r >= 0)
+                        r = tokens_authenticate(c, h, req->actor, &have, reterr);
+        }
         if (r == -ENOENT)
                 return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
                                    "the token is not valid or has been revoked");

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "smtptlsd/app.h"
 #include "smtptlsd/http.h"
@@ -25,6 +26,8 @@
  * watchdog shuts down the socket of a connection past its deadline; MHD then sees the end of the
  * stream and closes the connection. Body data arriving late is refused in the handler too. */
 #define BODY_ALLOWANCE_BYTES (1024 * 1024)
+/* What a route that takes no body reads of one before it refuses it (413). */
+#define STRAY_BODY_LIMIT 1024
 
 struct conn_watch {
         struct conn_watch *prev, *next;
@@ -193,17 +196,27 @@ const char *request_header(struct request *req, const char *name)
         return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-const char *request_query(struct request *req, const char *key, char *buf, size_t size)
+int request_query(struct request *req, const char *key, char *buf, size_t size, const char **ret,
+                  struct problem *reterr)
 {
-        const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
-        char *dec = NULL;
+        const char *raw = NULL;
+        _cleanup_free_ char *dec = NULL;
+        *ret = NULL;
+        if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &raw,
+                                          NULL) != MHD_YES)
+                return 0;
         if (!raw)
-                return NULL;
+                raw = ""; /* "?dry_run" is "?dry_run=", not an absent parameter */
+        /* A value we cannot read is refused, never taken for an absent one: ?dry_run=<garbage>
+         * must not become a real write. */
         if (http_percent_decode(raw, strlen(raw), true, &dec) < 0)
-                return NULL;
-        int r = strcpy_bounded(buf, size, dec);
-        free(dec);
-        return r < 0 ? NULL : buf;
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, key,
+                                   "%s holds an invalid percent-escape", key);
+        if (strcpy_bounded(buf, size, dec) < 0)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, key,
+                                   "%s is longer than %zu characters", key, size - 1);
+        *ret = buf;
+        return 1;
 }
 
 /* The media type of Content-Type without parameters, compared case-insensitively. */
@@ -334,8 +347,19 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
         bool has_body = (cl && strcmp(cl, "0") != 0) || te;
         req->body_limit =
             (req->op->body & BODY_BULK) ? srv->opt.bulk_body_limit : srv->opt.body_limit;
-        if (req->op->body == BODY_NONE)
-                return 0; /* a stray body is read and dropped */
+        if (req->op->body == BODY_NONE) {
+                /* A route that takes no body reads a small one (a client library's "{}") and
+                 * drops it; a larger one, or a chunked one of unknown size, is refused unread. */
+                int64_t n;
+                if (has_body && (te || parse_int64(cl, 0, STRAY_BODY_LIMIT, &n) < 0)) {
+                        reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+                        return problem_set(reterr, PROBLEM_PAYLOAD_TOO_LARGE, NULL,
+                                           "%s %s takes no request body (one of at most %d "
+                                           "bytes is ignored)",
+                                           req->method_name, req->route->pattern, STRAY_BODY_LIMIT);
+                }
+                return 0;
+        }
         /* An empty PEM upload is judged by the certificate rules (no_certificate), not as
          * JSON. */
         if (!has_body && req->method != HTTP_DELETE &&
@@ -588,10 +612,39 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         return 0;
 }
 
+/* A connection that no client can make: one end of a socketpair handed to MHD, which serves it
+ * on its thread pool like an accepted one (same threads, same handler). Its address is AF_UNIX,
+ * which MHD does not count against per_ip_connection_limit; connection_limit still counts it, so
+ * a daemon at that limit refuses it (-EAGAIN). */
+int http_server_connect_private(struct http_server *s, int *ret)
+{
+        static const struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        int fds[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+                return -errno;
+        /* MHD owns fds[1] from here, and closes it even when it refuses it. */
+        if (MHD_add_connection(s->mhd, fds[1], (const struct sockaddr *)&addr,
+                               sizeof(sa_family_t)) != MHD_YES) {
+                int r = errno == ENFILE || errno == EAGAIN ? -EAGAIN : -(errno ? errno : EIO);
+                close(fds[0]);
+                return r;
+        }
+        *ret = fds[0];
+        return 0;
+}
+
 void http_server_quiesce(struct http_server *s)
 {
-        if (s->listen_fd == MHD_INVALID_SOCKET)
-                s->listen_fd = MHD_quiesce_daemon(s->mhd);
+        if (s->listen_fd != MHD_INVALID_SOCKET)
+                return;
+        s->listen_fd = MHD_quiesce_daemon(s->mhd);
+        /* MHD no longer accepts, but the socket still listens: the kernel would complete the
+         * handshake of new clients and queue them until the close at exit resets them. Shut it
+         * down now so that they are refused (ECONNREFUSED) and retry elsewhere. The descriptor
+         * stays open until stop, so a thread that has not yet dropped it from its poll set never
+         * sees its number reused. */
+        if (s->listen_fd != MHD_INVALID_SOCKET)
+                shutdown(s->listen_fd, SHUT_RDWR);
 }
 
 unsigned http_server_port(const struct http_server *s)

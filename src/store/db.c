@@ -2,6 +2,7 @@
  * bounded waits), reconnects with back-off, and db_exec()'s error sorting. */
 #include "smtptlsd/db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
@@ -20,6 +21,7 @@ struct db_pool {
         struct db_conn *conns;
         bool *busy;
         uint64_t retry_after_usec; /* no reconnect attempt before this (monotonic) */
+        uint64_t failed_usec;      /* the last time the database could not be reached; 0: never */
         bool available;
 };
 
@@ -111,13 +113,47 @@ bool db_pool_available(struct db_pool *p)
         return a;
 }
 
+uint64_t db_pool_failed_usec(struct db_pool *p)
+{
+        pthread_mutex_lock(&p->lock);
+        uint64_t t = p->failed_usec;
+        pthread_mutex_unlock(&p->lock);
+        return t;
+}
+
+/* At most a few reads per connection: what the server sent (a shutdown's FATAL), then its EOF. */
+#define IDLE_PROBE_READS 4
+
+bool db_pool_idle_open(struct db_pool *p)
+{
+        bool open = true;
+        pthread_mutex_lock(&p->lock);
+        for (size_t i = 0; i < p->size; i++) {
+                PGconn *pg = p->conns[i].pg;
+                if (p->busy[i] || !pg)
+                        continue;
+                for (int n = 0; n < IDLE_PROBE_READS && PQstatus(pg) == CONNECTION_OK; n++) {
+                        struct pollfd pfd = { .fd = PQsocket(pg), .events = POLLIN };
+                        /* Readable: data or EOF is there, so the read does not block. */
+                        if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || !PQconsumeInput(pg))
+                                break;
+                }
+                if (PQstatus(pg) != CONNECTION_OK)
+                        open = false;
+        }
+        pthread_mutex_unlock(&p->lock);
+        return open;
+}
+
 static void set_available(struct db_pool *p, bool available, const char *why)
 {
         pthread_mutex_lock(&p->lock);
         bool was = p->available;
         p->available = available;
-        if (!available)
-                p->retry_after_usec = now_monotonic_usec() + RECONNECT_BACKOFF_USEC;
+        if (!available) {
+                p->failed_usec = now_monotonic_usec();
+                p->retry_after_usec = p->failed_usec + RECONNECT_BACKOFF_USEC;
+        }
         pthread_mutex_unlock(&p->lock);
         if (was && !available)
                 log_warning("database unavailable: %s", why);

@@ -52,10 +52,17 @@ static void sha256_hex(const char *s, char out[65])
         OPENSSL_cleanse(md, sizeof(md));
 }
 
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+bool token_is_well_formed(const char *token)
+{
+        size_t n = strlen(TOKEN_PREFIX);
+        return strncmp(token, TOKEN_PREFIX, n) == 0 && strlen(token) == TOKEN_SIZE - 1 &&
+               strspn(token + n, b64url) == TOKEN_SIZE - 1 - n;
+}
+
 static int make_token(char out[static TOKEN_SIZE])
 {
-        static const char b64url[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         unsigned char raw[33]; /* 32 random bytes, padded to a multiple of 3 */
         size_t n = strlen(TOKEN_PREFIX);
 
@@ -163,7 +170,7 @@ int tokens_authenticate(struct db_conn *c, const char *token, char name_out[stat
 
         /* Only well-formed tokens reach the database; the lookup is by hash, so its timing
          * reveals nothing about the secret. */
-        if (strlen(token) != TOKEN_SIZE - 1 || strncmp(token, TOKEN_PREFIX, 4) != 0)
+        if (!token_is_well_formed(token))
                 return -ENOENT;
         sha256_hex(token, hash);
         const char *params[] = { hash };

@@ -48,11 +48,38 @@ static void test_names(void **state)
                         fail_msg("accepted '%s'", bad[i]);
 }
 
+static void test_token_shape(void **state)
+{
+        static const char *const good[] = {
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "stk_aZ09-_aZ09-_aZ09-_aZ09-_aZ09-_aZ09-_aZ09-zz",
+        };
+        static const char *const bad[] = {
+                "",
+                "stk_",
+                "wrong-token",
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 42 */
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 44 */
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA ",
+                "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+/",
+                "STK_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "xtk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++)
+                if (!token_is_well_formed(good[i]))
+                        fail_msg("refused '%s'", good[i]);
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+                if (token_is_well_formed(bad[i]))
+                        fail_msg("accepted '%s'", bad[i]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scopes),
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_token_shape),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

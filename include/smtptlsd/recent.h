@@ -1,0 +1,30 @@
+/* recent.h - a yes/no answer that is costly to get (a process to spawn, a database round trip),
+ * kept for a while and fetched by one thread at a time: the others take the last answer rather
+ * than queue behind the one asking. Any thread. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct recent_answer {
+        pthread_mutex_t lock; /* held by the one thread asking */
+        _Atomic bool value;
+        _Atomic uint64_t when_usec; /* monotonic; 0: never asked */
+        uint64_t max_age_usec;
+};
+
+#define RECENT_ANSWER_INIT(age)                                                                    \
+        {                                                                                          \
+                .lock = PTHREAD_MUTEX_INITIALIZER, .max_age_usec = (age)                           \
+        }
+
+/* The answer if it is at most max_age old; else ask(userdata) on this thread, unless another
+ * thread is asking: then the previous answer. The very first answer is waited for. */
+bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
+/* Records an answer got elsewhere (it counts as fresh). */
+void recent_store(struct recent_answer *a, bool value);
+/* Something went wrong at since_usec (monotonic): a yes got at or before then no longer holds and
+ * becomes a no from now (a no keeps its age, so it still expires and is asked again). */
+void recent_revoke(struct recent_answer *a, uint64_t since_usec);

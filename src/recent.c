@@ -1,0 +1,42 @@
+/* recent.c - a costly yes/no answer kept for a while, asked by one thread at a time (see
+ * recent.h). Any thread. */
+#include "smtptlsd/recent.h"
+
+#include "smtptlsd/util.h"
+
+static bool fresh(const struct recent_answer *a)
+{
+        uint64_t when = atomic_load(&a->when_usec);
+        return when && now_monotonic_usec() - when < a->max_age_usec;
+}
+
+void recent_store(struct recent_answer *a, bool value)
+{
+        atomic_store(&a->value, value);
+        atomic_store(&a->when_usec, now_monotonic_usec());
+}
+
+void recent_revoke(struct recent_answer *a, uint64_t since_usec)
+{
+        if (atomic_load(&a->value) && atomic_load(&a->when_usec) <= since_usec)
+                recent_store(a, false);
+}
+
+bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata)
+{
+        if (fresh(a))
+                return atomic_load(&a->value);
+        /* One thread asks; the others take the last answer rather than queue behind it. */
+        bool never = atomic_load(&a->when_usec) == 0;
+        if (never ? pthread_mutex_lock(&a->lock) != 0 : pthread_mutex_trylock(&a->lock) != 0)
+                return atomic_load(&a->value);
+        bool value;
+        if (fresh(a)) {
+                value = atomic_load(&a->value);
+        } else {
+                value = ask(userdata);
+                recent_store(a, value);
+        }
+        pthread_mutex_unlock(&a->lock);
+        return value;
+}
