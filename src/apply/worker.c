@@ -565,7 +565,7 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
                 return warnings;
         struct cert_info info = { 0 };
         struct problem ignore = { 0 };
-        if (cert_check_files(p->key_path, p->chain_path, time(NULL), &info, &ignore) >= 0) {
+        if (reconcile_check_cert(w->app->cfg, p, time(NULL), &info, &ignore) >= 0) {
                 long days = (long)cert_days_left(info.not_after, time(NULL));
                 if (days < CERT_EXPIRING_DAYS)
                         warnings_add(warnings, "certificate_expiring",
