@@ -193,3 +193,50 @@ def test_acme_directory_another_user_can_change_is_refused(make_site, certs, how
     os.chmod(os.path.join(lineage.archive, "privkey1.pem"), 0o600)
     site.rescan()
     assert "weak" in site.names("?type=acme")
+
+
+# -- 4. certificate rows are checked when loaded ------------------------------------------------------
+HOSTILE_ROWS = [
+    ("fingerprint", "sha256_fingerprint = '../../evil-fp-xx'"),
+    ("fingerprint", "sha256_fingerprint = lower(sha256_fingerprint)"),
+    ("name", "name = 'good/../../evil-name'"),
+    ("name", "name = 'good, /etc/ssl/private/evil.pem'"),
+    ("name", "name = 'good' || chr(10) || 'smtpd_tls_security_level = none'"),
+    ("name", "name = 'good /tmp/evil'"),
+]
+
+
+@pytest.mark.parametrize("column,assignment", HOSTILE_ROWS,
+                         ids=["fp-path", "fp-lower", "name-dotdot", "name-comma", "name-newline",
+                              "name-space"])
+def test_hostile_certificate_row_is_refused_when_loaded(make_site, certs, pg, column, assignment):
+    site = make_site()
+    leaf = certs.leaf("hostile-row", (HOST,), kind="ec")
+    site.put_ok("good", json_body(leaf))
+    site.bind("good")
+    assert site.served() == leaf.fingerprint()
+    db = site.d.config["database_url"].rsplit("/", 1)[1]
+    workdir = os.path.dirname(site.cert_dir)
+    main_cf = open(site.pf.main_cf, "rb").read()
+    # the row, written around the API (the name's CHECK constraint dropped first: a restored dump,
+    # a hand edit, another tool with the table's privileges)
+    if column == "name":
+        pg.psql("ALTER TABLE certificates DROP CONSTRAINT certificates_name_check", db=db)
+    # the version directory is gone (pruned, or a new host): the worker would render it again
+    shutil.rmtree(os.path.join(site.cert_dir, "good"))
+    before = tree(site.cert_dir, site.pf.config_dir)
+    pg.psql(f"UPDATE certificates SET {assignment} WHERE name = 'good'", db=db)
+
+    r = site.d.http("PATCH", "/api/v1/settings", {"loglevel": 2}, timeout=60)
+    assert r.status == 422 and r.body["code"] == "certificate_unusable", r
+    assert "is refused" in r.body["detail"] and column in r.body["detail"], r.body
+    assert any(re.search(r"certificates row id \d+ refused: its (sha256_)?" + column, line)
+               for line in site.d.log_lines()), site.d.log_tail()
+    # nothing written anywhere, main.cf byte for byte as it was
+    assert open(site.pf.main_cf, "rb").read() == main_cf
+    after = tree(site.cert_dir, site.pf.config_dir)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert changed == [], f"written by the refused apply: {changed}"
+    assert not os.path.exists(os.path.join(workdir, "evil-fp-xx"))
+    assert not os.path.exists(os.path.join(workdir, "evil-name"))
+    assert site.served() == leaf.fingerprint()
