@@ -75,6 +75,49 @@ def test_acme_renewal_is_one_reload_and_the_next_policy_write_none(make_site, ce
     assert site.served() == leaves[-1].fingerprint()
 
 
+MASTER_RELOAD = re.compile(r"postfix(?:/[\w.-]+)?/master\[\d+\]: reload -- ")
+
+
+def test_renewal_batch_that_loses_the_database_after_the_reload_is_not_reloaded_again(
+        make_site, certs, pg):
+    """The renewal's batch reloads Postfix, then loses the database before COMMIT: it is put back
+    and retried. Postfix already has the renewed files, so neither the retry nor the policy write
+    after it may reload again (the worker used to remember the reload only on COMMIT)."""
+    site, mail = acme_site(make_site, certs)
+    if "fault injection compiled in" not in site.d.run_cli(["--version"]).stdout:
+        pytest.skip("no fault points in this build (build-asan has them)")
+    fault = os.path.join(site.d.workdir, "fault")
+    site.d.stop()
+    site.d.extra_env["SMTPTLSD_FAULT_FILE"] = fault
+    site.d.start()
+    site.d.mark_fd_baseline()
+    db = site.d.config["database_url"].rsplit("/", 1)[1]
+    for n in range(2, 5):
+        renewed = acme_leaf(certs, "mail", n)
+        last_job = max(j["id"] for j in site.jobs())
+        start = len(site.pf.maillog())
+        with open(fault, "w") as f:
+            f.write("before_commit stall 3000\n")
+        mail.renew(renewed)
+        site.d.wait_log(r"fault injection: stalling 3000 ms at before_commit", timeout=20)
+        os.unlink(fault)
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{db}' AND pid <> pg_backend_pid()", db=db)
+        poll_served(site.pf.port, renewed.fingerprint(), timeout=30)
+
+        def watch_job():
+            return [j for j in site.jobs() if j["id"] > last_job and j["actor"] == "acme-watch"
+                    and j["status"] == "applied"]
+        wait_until(watch_job, 30, "the renewal's rescan job, retried, applied")
+        r = policy_put(site, "first.example", f"after renewal {n}")
+        assert site.job(int(r.headers["Job-Id"]))["reload"] is False
+        time.sleep(1)
+        reloads = MASTER_RELOAD.findall(site.pf.maillog()[start:])
+        assert len(reloads) == 1, \
+            f"renewal {n}: Postfix was reloaded {len(reloads)} times (maillog), expected once"
+    assert site.get("mail")["sha256_fingerprint"] == renewed.fingerprint()
+
+
 # -- 3. what the ACME directory holds is not trusted blindly ---------------------------------------
 def warnings_of(summary, code):
     return [w["detail"] for w in summary.get("warnings", []) if w["code"] == code]
