@@ -96,10 +96,24 @@ static int check_dirs(int rootfd, const char *root, const char *dir, struct prob
         }
 }
 
+/* The path the kernel has for an open fd. */
+static int fd_path(int fd, char buf[static PATH_MAX])
+{
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, buf, PATH_MAX - 1);
+        if (n < 0)
+                return -errno;
+        if (n == 0 || n >= PATH_MAX - 1)
+                return -ENAMETOOLONG;
+        buf[n] = 0;
+        return 0;
+}
+
 int certsync_acme_open(const struct config *cfg, const char *name, const char *file,
                        struct problem *reterr)
 {
-        char root[PATH_MAX], rel[PATH_MAX], dir[PATH_MAX], fdpath[64], real[PATH_MAX];
+        char root[PATH_MAX], rel[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
         struct stat st;
 
         /* root: the client's tree, the parent of live/; everything is resolved beneath it */
@@ -121,8 +135,8 @@ int certsync_acme_open(const struct config *cfg, const char *name, const char *f
 
         _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0 || fstat(rootfd, &st) < 0)
-                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
-                                   "cannot read %s: %s", root, strerror(errno));
+                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL, "cannot read %s: %s",
+                                   root, strerror(errno));
         int r = check_trusted(&st, root, ".", reterr);
         if (r >= 0)
                 r = check_dirs(rootfd, root, dir, reterr);
@@ -143,15 +157,15 @@ int certsync_acme_open(const struct config *cfg, const char *name, const char *f
         if (!S_ISREG(st.st_mode))
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
                                    "%s/%s is not a regular file", root, rel);
-        /* The file and the directories the symlinks led to (archive/<name>/) */
-        snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(fdpath, real, sizeof(real) - 1);
-        size_t rl = strlen(root);
-        if (n < 0 || (size_t)n <= rl)
+        /* The file and the directories the symlinks led to (archive/<name>/), relative to the
+         * tree as the kernel resolved both (root itself may be reached through a symlink) */
+        char base[PATH_MAX];
+        size_t bl = 0;
+        if (fd_path(rootfd, base) < 0 || fd_path(fd, real) < 0 ||
+            strncmp(real, base, bl = strlen(base)) != 0 || (bl > 1 && real[bl] != '/'))
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
-                                   "cannot resolve %s/%s", root, rel);
-        real[n] = 0;
-        const char *inside = real + (streq(root, "/") ? 1 : rl + 1);
+                                   "cannot resolve %s/%s inside %s", root, rel, root);
+        const char *inside = real + (bl > 1 ? bl + 1 : 1);
         r = check_trusted(&st, root, inside, reterr);
         char *last = strrchr(real, '/');
         if (r >= 0 && last && last > inside) {
@@ -170,8 +184,8 @@ int certsync_acme_read(const struct config *cfg, const char *name, const char *f
         int r = fs_read_fd(fd, PEM_FILE_MAX, ret, len);
         if (r < 0)
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
-                                   "cannot read %s/%s/%s: %s", cfg->acme_live_directory, name,
-                                   file, strerror(-r));
+                                   "cannot read %s/%s/%s: %s", cfg->acme_live_directory, name, file,
+                                   strerror(-r));
         return 0;
 }
 
@@ -267,8 +281,8 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                 int fd = certsync_acme_open(cfg, de->d_name, "privkey.pem", &p);
                 if (fd >= 0)
                         close(fd);
-                if (fd < 0 || certsync_acme_read(cfg, de->d_name, "fullchain.pem", &pem, &len,
-                                                 &p) < 0 ||
+                if (fd < 0 ||
+                    certsync_acme_read(cfg, de->d_name, "fullchain.pem", &pem, &len, &p) < 0 ||
                     pem_info(pem, len, &info, &verified, &p) < 0) {
                         warn(warnings, "acme_certificate_unreadable", "ACME certificate '%s': %s",
                              de->d_name, p.detail);

@@ -210,6 +210,25 @@ def test_certbot_symlinks_are_followed_inside_the_tree_only(make_site, certs):
     assert site.names("?type=acme") == ["mail"]
 
 
+def test_acme_tree_reached_through_a_symlink_works(make_site, certs):
+    """/etc/letsencrypt may itself be a symlink (to another disk): the checks are made on the tree
+    as the kernel resolves it, and certbot's layout below it still works."""
+    site = make_site(start=False)
+    le = os.path.dirname(site.live_dir)
+    real = le + "-real"
+    os.makedirs(os.path.join(real, "live"))
+    os.symlink(real, le)
+    site.d.start()
+    setup_tokens(site.d)
+    leaf = acme_leaf(certs, "linked", 1)
+    Lineage(site.live_dir, "linked").create(leaf)
+    summary = site.rescan()
+    assert summary.get("warnings") == [], summary
+    assert site.get("linked")["sha256_fingerprint"] == leaf.fingerprint()
+    site.bind("linked")
+    assert site.served() == leaf.fingerprint()
+
+
 @pytest.mark.parametrize("how", ["group-writable live dir", "archive owned by nobody",
                                  "other-writable key"])
 def test_acme_directory_another_user_can_change_is_refused(make_site, certs, how):
