@@ -761,8 +761,8 @@ static void test_check_pem(void **state)
         /* garbage as chain, a key as chain, garbage after the chain's certificates */
         expect_unusable("ok.key", key, "garbage.pem", "garbage\n", "garbage.pem");
         expect_unusable("ok.key", key, "key-as-chain.pem", key, "key-as-chain.pem");
-        char *broken = cat(chain, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-                           NULL);
+        char *broken =
+            cat(chain, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", NULL);
         expect_unusable("ok.key", key, "broken.pem", broken, "broken.pem");
         free(broken);
         /* an expired leaf loads, but is unusable */
