@@ -1,7 +1,7 @@
 /* cert.h - X.509 material: validating an upload (leaf, key, chain) into normalized PEM, splitting a
  * PEM bundle, describing a certificate for the API, checking rendered files the way Postfix loads
- * them, hostname coverage (RFC 6125) and chain verification. Pure, no I/O except the files
- * cert_check_files() and cert_verify_chain() are named; any thread (HTTP threads and the worker).
+ * them, hostname coverage (RFC 6125) and chain verification. Pure, no I/O except the CA file
+ * cert_verify_chain() may be named; any thread (HTTP threads and the worker).
  * Every public function leaves the calling thread's OpenSSL error queue empty. */
 #pragma once
 
@@ -108,12 +108,20 @@ int cert_import_bundle(const char *pem, size_t len, time_t now, struct cert_impo
 /* Wipes and frees a string holding a private key. */
 void cert_secret_free(char *s);
 
-/* Loads key and chain exactly as Postfix does (SSL_CTX_use_certificate_chain_file,
- * SSL_CTX_use_PrivateKey_file, SSL_CTX_check_private_key; never prompts for a passphrase). Any
+/* The bytes of a rendered key and fullchain file, read by the caller (apply/), and their paths (for
+ * messages only: nothing here opens a file). */
+struct cert_pair {
+        const char *key_path, *chain_path;
+        const char *key_pem, *chain_pem;
+        size_t key_len, chain_len;
+};
+/* Loads key and chain exactly as Postfix loads its files (SSL_CTX_use_certificate_chain_file's
+ * rules on the bytes: the first certificate is the leaf, the rest the chain;
+ * SSL_CTX_use_PrivateKey, SSL_CTX_check_private_key; never prompts for a passphrase). Any
  * failure, or a leaf expired at now: certificate_unusable (field "") with a detail naming the file
  * and OpenSSL's reason. On success fills *info_ret when not NULL. */
-int cert_check_files(const char *key_path, const char *chain_path, time_t now,
-                     struct cert_info *info_ret, struct problem *reterr);
+int cert_check_pem(const struct cert_pair *pair, time_t now, struct cert_info *info_ret,
+                   struct problem *reterr);
 
 /* RFC 6125: whether a dNSName of info covers hostname. Case-insensitive, a trailing dot ignored, a
  * wildcard only as the whole left-most label of a name with at least three labels ("*.example.com"

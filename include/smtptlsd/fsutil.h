@@ -8,8 +8,15 @@
 
 /* Creates or truncates path (never following a symlink), writes all of data, sets mode, fsyncs. */
 int fs_write_file(const char *path, const void *data, size_t len, mode_t mode);
-/* Reads a whole regular file of at most max bytes into a NUL-terminated buffer. */
+/* Reads a whole regular file of at most max bytes into a NUL-terminated buffer. The open never
+ * blocks (O_NONBLOCK): a FIFO or a device is refused (-EISDIR) without waiting for a writer. */
 int fs_read_file(const char *path, size_t max, char **ret, size_t *len);
+/* Opens dirfd/rel for reading, without blocking (O_NONBLOCK), resolving every component, symlinks
+ * included, beneath dirfd (openat2 RESOLVE_BENEATH): an absolute symlink, or one whose target
+ * leaves the tree, is refused (-EXDEV). Returns the fd or a negative errno. */
+int fs_open_beneath(int dirfd, const char *rel);
+/* fs_read_file() for a file already open. */
+int fs_read_fd(int fd, size_t max, char **ret, size_t *len);
 int fs_fsync_dir(const char *dir);
 /* Moves staged over target atomically. When lkg is given and target exists, target is first
  * hard-linked as lkg (replacing an older lkg), so the previous version stays available. Both

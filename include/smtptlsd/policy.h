@@ -69,6 +69,14 @@ int policy_copy(struct policy *dst, const struct policy *src);
 int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
                                  const char *field, struct problem *reterr);
 
+/* A fingerprint: a SHA-256 or SHA-512 digest, colon-separated hex pairs (or plain hex),
+ * normalized to upper-case pairs joined with ':' (the form `openssl x509 -fingerprint` prints and
+ * certificates rows hold). invalid_value at field. POLICY_FINGERPRINT_MAX holds a pattern (254)
+ * or a SHA-512 fingerprint (64 pairs and colons: 191). */
+#define POLICY_FINGERPRINT_MAX 256
+int policy_fingerprint_normalize(const char *in, char out[static POLICY_FINGERPRINT_MAX],
+                                 const char *field, struct problem *reterr);
+
 /* Normalizes a protocols attribute (SSLv2 SSLv3 TLSv1 TLSv1.1 TLSv1.2 TLSv1.3, each optionally
  * with '!', or one ">=NAME" and/or one "<=NAME"; separated by ':', ',' or spaces) into
  * ':'-joined canonical form. "" stays "". invalid_value at field. */

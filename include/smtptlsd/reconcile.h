@@ -40,6 +40,7 @@ struct plan {
         char *fullchain_pem;
         const char *key_pem;
         char key_path[PATH_MAX], chain_path[PATH_MAX];
+        char acme_name[65]; /* the bound ACME certificate's name; "" for any other */
         bool reload;
         /* the policy map: its text differs from the live one (or the index is missing) */
         bool map_managed;
@@ -74,6 +75,11 @@ void apply_result_done(struct apply_result *r);
  * again (and Postfix reloaded back if it had been reloaded) and reterr says why. */
 int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_result *res,
                     struct problem *reterr);
+/* Reads the bound certificate's key and fullchain (an ACME one only beneath its client's trusted
+ * tree, never blocking on a FIFO) and loads them as Postfix will: certificate_unusable when they
+ * do not load or the leaf expired at now. Fills *info when not NULL. */
+int reconcile_check_cert(const struct config *cfg, const struct plan *p, time_t now,
+                         struct cert_info *info, struct problem *reterr);
 /* After a successful apply whose transaction could not commit: last-known-good back, reload. */
 int reconcile_restore(const struct config *cfg, const struct plan *p,
                       const struct apply_result *res);

@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <linux/openat2.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,12 +45,12 @@ int fs_write_file(const char *path, const void *data, size_t len, mode_t mode)
         return r < 0 ? -errno : 0;
 }
 
-int fs_read_file(const char *path, size_t max, char **ret, size_t *len)
+/* Reads the whole regular file open as fd (at most max bytes). The caller opened it with
+ * O_NONBLOCK, so that a FIFO or a device never blocks the open; fstat then refuses anything but a
+ * regular file before a byte is read. */
+int fs_read_fd(int fd, size_t max, char **ret, size_t *len)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         struct stat st;
-        if (fd < 0)
-                return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
@@ -72,6 +74,24 @@ int fs_read_file(const char *path, size_t max, char **ret, size_t *len)
         if (len)
                 *len = got;
         return 0;
+}
+
+int fs_read_file(const char *path, size_t max, char **ret, size_t *len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return fs_read_fd(fd, max, ret, len);
+}
+
+int fs_open_beneath(int dirfd, const char *rel)
+{
+        struct open_how how = {
+                .flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+        return fd < 0 ? -errno : fd;
 }
 
 int fs_fsync_dir(const char *dir)

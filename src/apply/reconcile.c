@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <openssl/crypto.h>
 
 #include "smtptlsd/cdb.h"
 #include "smtptlsd/cert.h"
+#include "smtptlsd/certsync.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/fault.h"
 #include "smtptlsd/fsutil.h"
@@ -123,6 +125,7 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 }
         } else if (d->has_cert && streq(d->cert.type, "acme")) {
                 char dir[PATH_MAX];
+                snprintf(p->acme_name, sizeof(p->acme_name), "%s", d->cert.name);
                 r = layout_acme_dir(cfg, d->cert.name, dir, sizeof(dir));
                 if (r >= 0)
                         r = layout_join(dir, "privkey.pem", p->key_path, sizeof(p->key_path));
@@ -317,6 +320,58 @@ static void add_output(struct apply_result *res, const char *what, const char *t
         res->output = n;
 }
 
+static int read_pem(const char *path, char **ret, size_t *len, struct problem *reterr)
+{
+        int r = fs_read_file(path, CERT_BUNDLE_MAX, ret, len);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL, "cannot read %s: %s",
+                                   path, strerror(-r));
+        return 0;
+}
+
+/* Reads a key and fullchain (an ACME certificate's, acme_name not empty, through
+ * certsync_acme_read(): beneath the client's tree, which must be root's) and loads the bytes as
+ * Postfix will load the files. */
+static int check_pair(const struct config *cfg, const char *acme_name, const char *key_path,
+                      const char *chain_path, time_t now, struct cert_info *info,
+                      struct problem *reterr)
+{
+        _cleanup_free_ char *chain = NULL;
+        char *key = NULL;
+        size_t key_len = 0, chain_len = 0;
+        int r;
+        if (acme_name[0]) {
+                r = certsync_acme_read(cfg, acme_name, "privkey.pem", &key, &key_len, reterr);
+                if (r >= 0)
+                        r = certsync_acme_read(cfg, acme_name, "fullchain.pem", &chain, &chain_len,
+                                               reterr);
+        } else {
+                r = read_pem(key_path, &key, &key_len, reterr);
+                if (r >= 0)
+                        r = read_pem(chain_path, &chain, &chain_len, reterr);
+        }
+        if (r >= 0) {
+                const struct cert_pair pair = { .key_path = key_path,
+                                                .chain_path = chain_path,
+                                                .key_pem = key,
+                                                .key_len = key_len,
+                                                .chain_pem = chain,
+                                                .chain_len = chain_len };
+                r = cert_check_pem(&pair, now, info, reterr);
+        }
+        if (key) {
+                OPENSSL_cleanse(key, key_len);
+                free(key);
+        }
+        return r;
+}
+
+int reconcile_check_cert(const struct config *cfg, const struct plan *p, time_t now,
+                         struct cert_info *info, struct problem *reterr)
+{
+        return check_pair(cfg, p->acme_name, p->key_path, p->chain_path, now, info, reterr);
+}
+
 static int stage_cert(const struct config *cfg, const struct plan *p, char *staged, size_t size,
                       struct problem *reterr)
 {
@@ -351,7 +406,7 @@ static int stage_cert(const struct config *cfg, const struct plan *p, char *stag
                 return problem_set(reterr, fs_problem(r), NULL,
                                    "cannot write the certificate files under %s: %s", parent,
                                    strerror(-r));
-        r = cert_check_files(key, chain, time(NULL), NULL, reterr);
+        r = check_pair(cfg, "", key, chain, time(NULL), NULL, reterr);
         if (r < 0) {
                 if (reterr && !reterr->field[0])
                         snprintf(reterr->field, sizeof(reterr->field), "/certificate");
@@ -637,7 +692,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 if (r < 0)
                         return r;
         } else if ((p->main_cf_changed || p->reload) && p->key_path[0]) {
-                r = cert_check_files(p->key_path, p->chain_path, time(NULL), NULL, reterr);
+                r = reconcile_check_cert(cfg, p, time(NULL), NULL, reterr);
                 if (r < 0) {
                         if (reterr && !reterr->field[0])
                                 snprintf(reterr->field, sizeof(reterr->field), "/certificate");

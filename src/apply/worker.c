@@ -598,7 +598,7 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
                 return warnings;
         struct cert_info info = { 0 };
         struct problem ignore = { 0 };
-        if (cert_check_files(p->key_path, p->chain_path, time(NULL), &info, &ignore) >= 0) {
+        if (reconcile_check_cert(w->app->cfg, p, time(NULL), &info, &ignore) >= 0) {
                 long days = (long)cert_days_left(info.not_after, time(NULL));
                 if (days < CERT_EXPIRING_DAYS)
                         warnings_add(warnings, "certificate_expiring",
@@ -690,6 +690,7 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         struct desired d = { 0 };
         struct plan plan = { 0 };
         struct apply_result res = { 0 };
+        char served_before[sizeof(w->applied_fingerprint)] = "";
         size_t ok = 0;
         int64_t gen = 0;
         int r;
@@ -776,9 +777,17 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
             !streq(plan.expect_fingerprint, w->applied_fingerprint))
                 plan.reload = true;
         set_state(w, "applying", NULL);
+        snprintf(served_before, sizeof(served_before), "%s", w->applied_fingerprint);
         r = reconcile_apply(cfg, &plan, &res, &p);
         if (r < 0)
                 goto fail_ok;
+        /* Postfix has the new files from this moment, whatever becomes of the batch: a batch
+         * that loses the database after the reload (and is retried, or found committed) must not
+         * make the next write reload again for the same certificate. An ACME certificate's files
+         * stay new even then; only a restored main.cf is reloaded back (below). */
+        if (res.reloaded)
+                snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                         plan.expect_fingerprint);
         /* Warnings about the bound certificate and modes go to settings writes; that Postfix
          * is not running concerns every write. */
         json_t *settings_warn = settings_warnings(w, &d, &plan), *warnings = json_array();
@@ -819,6 +828,9 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 /* Nothing committed (or, the connection lost in COMMIT, perhaps everything: the
                  * retry looks): the files must be the committed state again. */
                 reconcile_restore(cfg, &plan, &res);
+                if (res.swapped && res.reloaded) /* reloaded back to the previous main.cf */
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 served_before);
                 if (p.code == PROBLEM_SERVICE_UNAVAILABLE)
                         goto fail_all;
                 goto fail_ok;

@@ -1,9 +1,10 @@
 /* cert.c - certificates and keys (see cert.h): a PEM lexer that bounds and classifies the blocks
  * before OpenSSL sees them, then OpenSSL for decoding, the checks and the normalized output. Pure:
- * no I/O but the files cert_check_files() and cert_verify_chain() are handed; any thread (HTTP
+ * no I/O but the CA file cert_verify_chain() may be handed; any thread (HTTP
  * threads and the worker). Never logs; no problem detail ever quotes key material. */
 #include "smtptlsd/cert.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <strings.h>
 #include <openssl/bio.h>
@@ -1206,7 +1207,7 @@ int cert_info_from_pem(const char *pem, size_t len, struct cert_info *ret, struc
         return 0;
 }
 
-/* ---- cert_check_files ------------------------------------------------------------------- */
+/* ---- cert_check_pem --------------------------------------------------------------------- */
 
 /* OpenSSL's reasons for the failure, earliest first, without the generic wrappers. */
 static const char *ossl_reasons(char *buf, size_t size)
@@ -1235,20 +1236,58 @@ static const char *ossl_reasons(char *buf, size_t size)
         return buf;
 }
 
-static int check_files_impl(const char *key_path, const char *chain_path, time_t now,
-                            struct cert_info *info_ret, struct problem *reterr)
+/* What Postfix's SSL_CTX_use_PrivateKey_file() (key) or SSL_CTX_use_certificate_chain_file()
+ * does, on bytes. A chain: the first certificate is the leaf (with its trust attributes, as
+ * OpenSSL reads it), every further one goes to the chain; a parse error other than running out of
+ * blocks fails the load. */
+static int use_pem(SSL_CTX *ctx, const char *pem, size_t len, bool key)
+{
+        if (len > INT_MAX)
+                return 0;
+        _cleanup_(BIO_freep) BIO *bio = BIO_new_mem_buf(pem, (int)len);
+        if (!bio)
+                return 0;
+        if (key) {
+                EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+                int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+                EVP_PKEY_free(k);
+                return ok;
+        }
+        X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, no_passphrase, NULL);
+        int ok =
+            leaf && SSL_CTX_use_certificate(ctx, leaf) == 1 && SSL_CTX_clear_chain_certs(ctx) == 1;
+        X509_free(leaf);
+        if (!ok)
+                return 0;
+        X509 *ca;
+        while ((ca = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)))
+                if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+                        X509_free(ca);
+                        return 0;
+                }
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+                ERR_clear_error();
+                return 1;
+        }
+        return 0;
+}
+
+static int check_pem_impl(const struct cert_pair *pair, time_t now, struct cert_info *info_ret,
+                          struct problem *reterr)
 {
         _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+        const char *key_path = pair->key_path, *chain_path = pair->chain_path;
         char why[256];
 
         if (!ctx)
                 return -ENOMEM;
         SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-        if (SSL_CTX_use_certificate_chain_file(ctx, chain_path) != 1)
+        if (use_pem(ctx, pair->chain_pem, pair->chain_len, false) != 1)
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "",
                                    "cannot load the certificate chain from %s: %s", chain_path,
                                    ossl_reasons(why, sizeof(why)));
-        if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1)
+        if (use_pem(ctx, pair->key_pem, pair->key_len, true) != 1)
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "",
                                    "cannot load the private key from %s: %s", key_path,
                                    ossl_reasons(why, sizeof(why)));
@@ -1287,13 +1326,13 @@ static int check_files_impl(const char *key_path, const char *chain_path, time_t
         return 0;
 }
 
-int cert_check_files(const char *key_path, const char *chain_path, time_t now,
-                     struct cert_info *info_ret, struct problem *reterr)
+int cert_check_pem(const struct cert_pair *pair, time_t now, struct cert_info *info_ret,
+                   struct problem *reterr)
 {
         if (info_ret)
                 *info_ret = (struct cert_info){ 0 };
         ERR_clear_error();
-        int r = check_files_impl(key_path, chain_path, now, info_ret, reterr);
+        int r = check_pem_impl(pair, now, info_ret, reterr);
         ERR_clear_error();
         return r;
 }

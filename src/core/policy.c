@@ -444,11 +444,9 @@ static int pattern_normalize(const char *in, char out[static 256], const char *f
         return 0;
 }
 
-#define FPR_MAX 256 /* a pattern (254) or a SHA-512 fingerprint (64 pairs and colons: 191) */
+#define FPR_MAX POLICY_FINGERPRINT_MAX
 
-/* fingerprint "match" items: a SHA-256 or SHA-512 digest, colon-separated hex pairs (or plain
- * hex), normalized to upper-case pairs joined with ':'. */
-static int fingerprint_normalize(const char *in, char out[static FPR_MAX], const char *field,
+int policy_fingerprint_normalize(const char *in, char out[static FPR_MAX], const char *field,
                                  struct problem *reterr)
 {
         size_t n = strlen(in), bytes = 0, o = 0;
@@ -650,7 +648,7 @@ static int match_item_normalize(enum tls_level l, const char *s, char out[static
         if (r < 0)
                 return r;
         if (l == TLS_LEVEL_FINGERPRINT)
-                return fingerprint_normalize(s, out, field, reterr);
+                return policy_fingerprint_normalize(s, out, field, reterr);
         return pattern_normalize(s, out, field, reterr);
 }
 

@@ -2,7 +2,10 @@
  * counter. HTTP threads read; the worker writes inside its transaction. */
 #include <stdio.h>
 
+#include "smtptlsd/log.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/store.h"
+#include "smtptlsd/tokens.h"
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
@@ -61,6 +64,36 @@ int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version,
         return 0;
 }
 
+/* A row read back is checked as an upload was: its name and fingerprint become directory names
+ * and main.cf's smtpd_tls_chain_files, so a row written around the API (a dropped constraint, a
+ * restored dump, a hand edit) must not smuggle a path or a separator in. The same validators as
+ * the API's (name_is_valid) and policies' (policy_fingerprint_normalize); the row is named by id,
+ * never by the bytes that failed (they may hold a newline). */
+static int cert_row_check(const struct cert_row *row, struct problem *reterr)
+{
+        static const char *const types[] = { "imported", "acme", "system" };
+        char fp[POLICY_FINGERPRINT_MAX];
+        struct problem ignore = { 0 };
+        const char *what = NULL;
+        bool type_ok = false;
+        for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+                type_ok = type_ok || streq(row->type, types[i]);
+        if (!name_is_valid(row->name))
+                what = "its name is not a certificate name ([a-z0-9][a-z0-9._-]{0,63})";
+        else if (!type_ok)
+                what = "its type is not imported, acme or system";
+        else if (policy_fingerprint_normalize(row->sha256_fingerprint, fp, "", &ignore) < 0 ||
+                 !streq(fp, row->sha256_fingerprint) || strlen(fp) != 95)
+                what = "its sha256_fingerprint is not 32 upper-case hex pairs joined by ':'";
+        problem_done(&ignore);
+        if (!what)
+                return 0;
+        log_warning("certificates row id %lld refused: %s", (long long)row->id, what);
+        return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "/certificate",
+                           "the certificates row id %lld in the database is refused: %s",
+                           (long long)row->id, what);
+}
+
 int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row,
                        struct problem *reterr)
 {
@@ -90,7 +123,17 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
         snprintf(row->sha256_fingerprint, sizeof(row->sha256_fingerprint), "%s",
                  PQgetvalue(res, 0, 7));
         row->not_after = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
-        return 0;
+        /* a value too long for its field is refused, not checked in its cut-down form */
+        if (strlen(PQgetvalue(res, 0, 1)) >= sizeof(row->name))
+                row->name[0] = 0;
+        if (strlen(PQgetvalue(res, 0, 2)) >= sizeof(row->type))
+                row->type[0] = 0;
+        if (strlen(PQgetvalue(res, 0, 7)) >= sizeof(row->sha256_fingerprint))
+                row->sha256_fingerprint[0] = 0;
+        r = cert_row_check(row, reterr);
+        if (r < 0)
+                cert_row_done(row);
+        return r;
 }
 
 int store_settings_save(struct db_conn *c, const struct settings *s, struct problem *reterr)

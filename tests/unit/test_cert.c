@@ -67,16 +67,6 @@ static char *cat(const char *a, ...)
         return buf;
 }
 
-static void write_file(const char *name, const char *text)
-{
-        char path[256];
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        FILE *f = fopen(path, "we");
-        assert_non_null(f);
-        fputs(text, f);
-        assert_int_equal(fclose(f), 0);
-}
-
 static const char *path_of(const char *name)
 {
         static char buf[4][256];
@@ -715,59 +705,71 @@ static void test_info_json(void **state)
         problem_done(&p);
 }
 
-/* ---- files as Postfix loads them -------------------------------------------------------- */
+/* ---- key and fullchain as Postfix loads them ------------------------------------------- */
 
-static void expect_unusable(const char *key, const char *chain, const char *needle)
+static int check_pem(const char *key_name, const char *key, const char *chain_name,
+                     const char *chain, struct cert_info *info, struct problem *p)
+{
+        const struct cert_pair pair = { .key_path = key_name,
+                                        .chain_path = chain_name,
+                                        .key_pem = key,
+                                        .key_len = strlen(key),
+                                        .chain_pem = chain,
+                                        .chain_len = strlen(chain) };
+        return cert_check_pem(&pair, now_, info, p);
+}
+
+static void expect_unusable(const char *key_name, const char *key, const char *chain_name,
+                            const char *chain, const char *needle)
 {
         struct cert_info info;
         struct problem p = { 0 };
-        int r = cert_check_files(key, chain, now_, &info, &p);
+        int r = check_pem(key_name, key, chain_name, chain, &info, &p);
         check_problem(r, &p, PROBLEM_CERTIFICATE_UNUSABLE, "", needle);
         if (!strstr(p.detail, needle))
                 fail_msg("detail '%s' lacks '%s'", p.detail, needle);
         assert_null(info.subject);
+        assert_int_equal(ERR_peek_error(), 0);
         problem_done(&p);
 }
 
-static void test_check_files(void **state)
+static void test_check_pem(void **state)
 {
         struct cert_import imp;
         struct cert_info info;
         struct problem p = { 0 };
 
         import_ok(pem("leaf.pem"), pem("leaf.rsa.key"), pem("int.pem"), &imp);
-        write_file("ok.key", imp.key_pem);
-        write_file("ok.fullchain", imp.fullchain_pem);
-        assert_int_equal(
-            cert_check_files(path_of("ok.key"), path_of("ok.fullchain"), now_, &info, &p), 0);
+        const char *key = imp.key_pem, *chain = imp.fullchain_pem;
+        assert_int_equal(check_pem("ok.key", key, "ok.fullchain", chain, &info, &p), 0);
         assert_int_equal(ERR_peek_error(), 0);
         assert_string_equal(info.subject, imp.info.subject);
         assert_string_equal(info.sha256_fingerprint, imp.info.sha256_fingerprint);
         assert_int_equal(info.n_chain, 1);
         cert_info_done(&info);
-        assert_int_equal(
-            cert_check_files(path_of("ok.key"), path_of("ok.fullchain"), now_, NULL, &p), 0);
-        cert_import_done(&imp);
+        assert_int_equal(check_pem("ok.key", key, "ok.fullchain", chain, NULL, &p), 0);
 
-        /* a missing key, a missing chain: the file and OpenSSL's reason */
-        expect_unusable(path_of("missing.key"), path_of("ok.fullchain"), "missing.key");
-        expect_unusable(path_of("missing.key"), path_of("ok.fullchain"),
-                        "No such file or directory");
-        expect_unusable(path_of("ok.key"), path_of("missing.pem"), "missing.pem");
+        /* empty files: the file named, and OpenSSL's reason */
+        expect_unusable("empty.key", "", "ok.fullchain", chain, "empty.key");
+        expect_unusable("ok.key", key, "empty.pem", "", "empty.pem");
         /* a different key */
-        expect_unusable(path_of("other.key"), path_of("ok.fullchain"), "key values mismatch");
-        expect_unusable(path_of("other.key"), path_of("ok.fullchain"), "other.key");
+        expect_unusable("other.key", pem("other.key"), "ok.fullchain", chain,
+                        "key values mismatch");
+        expect_unusable("other.key", pem("other.key"), "ok.fullchain", chain, "other.key");
         /* an encrypted key: refused without prompting */
-        expect_unusable(path_of("enc8.key"), path_of("ok.fullchain"), "enc8.key");
-        /* garbage as chain, a key as chain */
-        write_file("garbage.pem", "garbage\n");
-        expect_unusable(path_of("ok.key"), path_of("garbage.pem"), "garbage.pem");
-        expect_unusable(path_of("ok.key"), path_of("ok.key"), "ok.key");
+        expect_unusable("enc8.key", pem("enc8.key"), "ok.fullchain", chain, "enc8.key");
+        /* garbage as chain, a key as chain, garbage after the chain's certificates */
+        expect_unusable("ok.key", key, "garbage.pem", "garbage\n", "garbage.pem");
+        expect_unusable("ok.key", key, "key-as-chain.pem", key, "key-as-chain.pem");
+        char *broken =
+            cat(chain, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", NULL);
+        expect_unusable("ok.key", key, "broken.pem", broken, "broken.pem");
+        free(broken);
         /* an expired leaf loads, but is unusable */
         char *expired = cat(pem("expired.pem"), pem("int.pem"), NULL);
-        write_file("expired.fullchain", expired);
+        expect_unusable("ok.key", key, "expired.fullchain", expired, "expired on");
         free(expired);
-        expect_unusable(path_of("ok.key"), path_of("expired.fullchain"), "expired on");
+        cert_import_done(&imp);
 }
 
 /* ---- hostnames -------------------------------------------------------------------------- */
@@ -902,7 +904,7 @@ int main(void)
                 cmocka_unit_test(test_chain_reordered), cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_malformed),       cmocka_unit_test(test_too_large),
                 cmocka_unit_test(test_bundle_orders),   cmocka_unit_test(test_bundle_refusals),
-                cmocka_unit_test(test_info_json),       cmocka_unit_test(test_check_files),
+                cmocka_unit_test(test_info_json),       cmocka_unit_test(test_check_pem),
                 cmocka_unit_test(test_hostnames),       cmocka_unit_test(test_verify_chain),
                 cmocka_unit_test(test_etags),
         };
