@@ -560,7 +560,8 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
         }
         r = postmap_dump(cfg, cfg->policy_map_type, staged, &out);
         if (r < 0) {
-                add_output(res, "postmap -s", out.output);
+                /* the dump's stdout is the entries; why it failed is on stderr */
+                add_output(res, "postmap -s", !isempty(out.errors) ? out.errors : out.output);
                 problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
                             "postmap -s cannot read the built map: %s",
                             res->output ? res->output : strerror(-r));
