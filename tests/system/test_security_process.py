@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 
 import pytest
@@ -126,7 +127,12 @@ def test_tools_start_clean_and_a_postconf_value_is_stdout_only(make_site, tmp_pa
             f"{what}: process group {pgrp_of(sec['stat'])}, its pid {pid}, ours {daemon_pgrp}"
 
     # every descriptor of the daemon is close-on-exec (libpq's sockets, MHD's, inotify, signalfd,
-    # the spawn eventfd, files): a child started any other way would not inherit them either
+    # the spawn eventfd, files): a child started any other way would not inherit them either.
+    # A connection held half-sent gives MHD an accepted socket to show.
+    held = socket.create_connection((site.d.host, site.d.port), timeout=5)
+    held.sendall(b"GET /healthz HTTP/1.1\r\n")
+    wait_until(lambda: len(site.d.fds_except_db()) > len(site.d.fd_baseline), timeout=5,
+               what="the held connection to be accepted")
     pid = site.d.pid
     for fd in os.listdir(f"/proc/{pid}/fd"):
         if int(fd) <= 2:
@@ -138,6 +144,7 @@ def test_tools_start_clean_and_a_postconf_value_is_stdout_only(make_site, tmp_pa
         except FileNotFoundError:
             continue  # closed meanwhile
         assert flags & os.O_CLOEXEC, f"daemon fd {fd} ({target}) is not close-on-exec"
+    held.close()
 
 
 # == 13. SIGTERM while a reload hangs ==============================================================
