@@ -626,6 +626,7 @@ static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 struct slot {
         struct job *job;
         bool ok;
+        bool settled; /* committed: already out of the backlog */
         json_t *before, *after;
 };
 
@@ -818,7 +819,13 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 goto fail_ok;
         }
 
-        /* committed */
+        /* committed: out of the backlog now, so that no status between here and the replies
+         * says applying for jobs the database has as applied */
+        for (size_t i = 0; i < n; i++)
+                if (slots[i].ok && !slots[i].settled) {
+                        slots[i].settled = true;
+                        atomic_fetch_sub(&w->backlog, 1);
+                }
         fault_point("after_commit");
         metrics_count(METRIC_RECONCILES, 1);
         if (res.postmap)
@@ -909,7 +916,8 @@ static void complete(struct worker *w, struct slot *s)
         job->done = true;
         if (!job->dry_run)
                 record_last_job(w, job);
-        job_settled(w);
+        if (!s->settled)
+                job_settled(w);
         pending_complete(job);
         json_decref(s->before);
         json_decref(s->after);
@@ -1145,13 +1153,13 @@ static void *worker_main(void *arg)
                         if (r == -ENOTCONN)
                                 set_state(w, "degraded", "the database went away during an apply");
                 }
+                problem_done(&p);
                 if (r == -ECANCELED) {
                         log_notice("stopping: the running batch was interrupted; the %zu queued "
                                    "job(s) run at the next start",
                                    queue_depth(&w->queue));
                         break;
                 }
-                problem_done(&p);
                 if (r < 0) { /* the database is away: wait a little, bounded */
                         if (queue_closed(&w->queue))
                                 break;
