@@ -65,7 +65,10 @@ static int wait_signal(int sfd, uint64_t usec)
         if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
                 return 0;
         if (si.ssi_signo == SIGHUP) {
-                log_notice("SIGHUP: nothing to reload (the configuration file is read at start)");
+                /* documented in docs/operations.md ("Signals"); the unit has no ExecReload= */
+                log_notice("SIGHUP ignored: the configuration is read only at start (restart to "
+                           "apply a change); certificates are rescanned by POST "
+                           "/api/v1/certificates/rescan");
                 return 0;
         }
         log_notice("received %s, stopping", strsignal((int)si.ssi_signo));

@@ -31,8 +31,13 @@ int api_status(struct request *req, struct problem *reterr)
         json_t *warnings = json_array();
         const char *state = json_string_value(json_object_get(ws, "state"));
         int64_t applied = json_integer_value(json_object_get(ws, "applied_generation"));
+        json_int_t queued = json_integer_value(json_object_get(ws, "queued_jobs"));
         if (streq(state, "in_sync") && applied != desired)
                 state = "applying";
+        /* Jobs waiting or running will create the next generation: the backlog shows as
+         * applied < desired (as the desired_generation gauge does). */
+        if (queued > 0)
+                desired = (desired > applied ? desired : applied) + 1;
 
         json_t *cert = json_null();
         if (s.certificate[0]) {
@@ -85,14 +90,14 @@ int api_status(struct request *req, struct problem *reterr)
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "
                                                 "the next apply restores them"));
-        json_t *body =
-            json_pack("{s:s, s:I, s:I, s:O, s:{s:s, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}", "state",
-                      state, "desired_generation", (json_int_t)desired, "applied_generation",
-                      (json_int_t)applied, "last_job", json_object_get(ws, "last_job"), "postfix",
-                      "config_directory", cfg->postfix_config_directory, "running",
-                      postfix_running_recent(cfg), "certificate", cert, "drift",
-                      json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
-                      "verification", json_object_get(ws, "verification"), "managed", s.managed);
+        json_t *body = json_pack(
+            "{s:s, s:I, s:I, s:I, s:O, s:{s:s, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}", "state", state,
+            "desired_generation", (json_int_t)desired, "applied_generation", (json_int_t)applied,
+            "queued_jobs", queued, "last_job", json_object_get(ws, "last_job"), "postfix",
+            "config_directory", cfg->postfix_config_directory, "running",
+            postfix_running_recent(cfg), "certificate", cert, "drift", json_object_get(ws, "drift"),
+            "warnings", warnings, "node", cfg->node_name, "verification",
+            json_object_get(ws, "verification"), "managed", s.managed);
         json_decref(ws);
         return reply_json(req, 200, body);
 }

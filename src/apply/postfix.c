@@ -12,14 +12,16 @@
 #include "smtptlsd/recent.h"
 #include "smtptlsd/util.h"
 
-static int run_max(char *const *cmd, const char *const *args, uint64_t timeout, size_t max,
-                   struct spawn_result *res)
+static int run_opts(char *const *cmd, const char *const *args, uint64_t timeout,
+                    const struct spawn_options *o, struct spawn_result *res)
 {
         const char **argv = NULL;
         int r = spawn_argv(cmd, args, &argv);
-        if (r < 0)
+        if (r < 0) {
+                *res = (struct spawn_result){ 0 };
                 return r;
-        r = spawn_run_max(argv, timeout, max, res);
+        }
+        r = spawn_run_opts(argv, timeout, o, res);
         free((void *)argv);
         return r;
 }
@@ -27,7 +29,7 @@ static int run_max(char *const *cmd, const char *const *args, uint64_t timeout, 
 static int run(char *const *cmd, const char *const *args, uint64_t timeout,
                struct spawn_result *res)
 {
-        return run_max(cmd, args, timeout, SPAWN_OUTPUT_MAX, res);
+        return run_opts(cmd, args, timeout, NULL, res);
 }
 
 /* A dump of a map with 100,000 entries is about 10 MiB; 1,000,000 fit in this. */
@@ -51,8 +53,11 @@ int postmap_dump(const struct config *cfg, const char *type, const char *path,
         char map[4200];
         snprintf(map, sizeof(map), "%s:%s", type, path);
         const char *const args[] = { "-c", cfg->postfix_config_directory, "-s", map, NULL };
-        int r =
-            run_max(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, MAP_DUMP_MAX, res);
+        /* the entries are parsed: a warning on stderr must not become one */
+        const struct spawn_options o = { .output_max = MAP_DUMP_MAX, .stderr_apart = true };
+        int r = run_opts(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, &o, res);
+        if (r >= 0 && res->errors_len)
+                log_info("postmap -s %s: %s", map, res->errors);
         if (r < 0)
                 return r;
         return res->exit_status == 0 ? 0 : -EPROTO;
@@ -117,7 +122,12 @@ int postconf_value(const struct config *cfg, const char *name, char **ret)
 {
         struct spawn_result res;
         const char *const args[] = { "-c", cfg->postfix_config_directory, "-h", name, NULL };
-        int r = run(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &res);
+        /* the value is stdout alone: "postconf: warning: ..." lines (about any parameter of
+         * main.cf) come on stderr and are logged, never taken for the value */
+        const struct spawn_options o = { .stderr_apart = true };
+        int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
+        if (r >= 0 && res.errors_len)
+                log_info("postconf -h %s: %s", name, res.errors);
         if (r >= 0 && res.exit_status != 0)
                 r = -EPROTO;
         if (r >= 0) {

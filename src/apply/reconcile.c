@@ -619,7 +619,8 @@ static int stage_map(const struct config *cfg, struct plan *p, struct apply_resu
         }
         r = postmap_dump(cfg, cfg->policy_map_type, staged, &out);
         if (r < 0) {
-                add_output(res, "postmap -s", out.output);
+                /* the dump's stdout is the entries; why it failed is on stderr */
+                add_output(res, "postmap -s", !isempty(out.errors) ? out.errors : out.output);
                 problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
                             "postmap -s cannot read the built map: %s",
                             res->output ? res->output : strerror(-r));
@@ -790,6 +791,14 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
          * indexed map by itself) and Postfix runs */
 reload:
         res->postfix_running = postfix_is_running(cfg);
+        if (spawn_cancelled()) {
+                /* The daemon is stopping: "not running" is no answer, and no reload may run.
+                 * The committed files go back; the job runs again at the next start. */
+                problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "the daemon is stopping");
+                reconcile_restore(cfg, p, res);
+                res->swapped = res->map_swapped = false;
+                return -ECANCELED;
+        }
         if (p->reload && res->postfix_running) {
                 r = reload(cfg, res);
                 res->reloaded = true;

@@ -51,6 +51,9 @@ struct worker {
         uint64_t last_reload_usec;
         unsigned reloads;
         bool stopped;
+        /* jobs handed to the worker and not yet completed (queued, or in the running batch):
+         * while there are any the status says applying and desired_generation runs ahead */
+        atomic_size_t backlog;
         /* the bound certificate's fingerprint that Postfix was last reloaded with ("" unknown):
          * an ACME renewal changes it without changing main.cf */
         char applied_fingerprint[96];
@@ -71,6 +74,16 @@ static void set_state(struct worker *w, const char *state, const char *error)
         if (error)
                 snprintf(w->last_error, sizeof(w->last_error), "%s", error);
         pthread_mutex_unlock(&w->lock);
+}
+
+/* The desired_generation gauge: the applied generation, plus one while jobs wait or run (the
+ * generation their batch will create), so that "applied < desired" also sees a backlog. */
+static void publish_desired(struct worker *w)
+{
+        pthread_mutex_lock(&w->lock);
+        int64_t gen = w->applied_generation;
+        pthread_mutex_unlock(&w->lock);
+        metrics_gauge_set(METRIC_DESIRED_GENERATION, gen + (atomic_load(&w->backlog) > 0));
 }
 
 static int ensure_db(struct worker *w, struct problem *reterr)
@@ -632,7 +645,7 @@ static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
         }
         pthread_mutex_unlock(&w->lock);
         set_state(w, "in_sync", "");
-        metrics_gauge_set(METRIC_DESIRED_GENERATION, gen);
+        publish_desired(w);
         metrics_gauge_set(METRIC_APPLIED_GENERATION, gen);
         if (reloaded)
                 metrics_count(METRIC_RELOADS, 1);
@@ -646,13 +659,28 @@ static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 struct slot {
         struct job *job;
         bool ok;
+        bool settled; /* committed: already out of the backlog */
         json_t *before, *after;
 };
+
+/* A job handed to the worker is done (applied, failed, or found finished): out of the backlog,
+ * before its request gets the reply. */
+static void job_settled(struct worker *w)
+{
+        atomic_fetch_sub(&w->backlog, 1);
+        publish_desired(w);
+}
 
 static void finish_failed(struct worker *w, struct job *job)
 {
         job->failed = true;
         metrics_count(METRIC_JOBS_FAILED, 1);
+        /* Once per failed job, at warning: the code and field, not the detail (it may quote a
+         * tool's output); the job record has everything. */
+        log_warning("job %lld (%s %s) failed: %s%s%s; details in GET /api/v1/jobs/%lld",
+                    (long long)job->id, job->action, job->target,
+                    problem_code_name(job->problem.code), job->problem.field[0] ? " at " : "",
+                    job->problem.field, (long long)job->id);
         if (job->id <= 0)
                 return;
         json_t *err = json_pack("{s:s, s:s, s:s}", "code", problem_code_name(job->problem.code),
@@ -836,7 +864,13 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 goto fail_ok;
         }
 
-        /* committed */
+        /* committed: out of the backlog now, so that no status between here and the replies
+         * says applying for jobs the database has as applied */
+        for (size_t i = 0; i < n; i++)
+                if (slots[i].ok && !slots[i].settled) {
+                        slots[i].settled = true;
+                        atomic_fetch_sub(&w->backlog, 1);
+                }
         fault_point("after_commit");
         metrics_count(METRIC_RECONCILES, 1);
         if (res.postmap)
@@ -858,8 +892,16 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         goto out;
 
 fail_ok:
-        /* The batch could not be applied: every job that had run fails with the reason. */
         sql(w, "ROLLBACK", NULL);
+        if (spawn_cancelled()) {
+                /* The daemon is stopping and killed the running command at shutdown_timeout
+                 * (the files are the committed ones again): nothing is recorded, the caller
+                 * puts the jobs back, and the next start runs them. */
+                problem_done(&p);
+                r = -ECANCELED;
+                goto out_r;
+        }
+        /* The batch could not be applied: every job that had run fails with the reason. */
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;
@@ -919,6 +961,8 @@ static void complete(struct worker *w, struct slot *s)
         job->done = true;
         if (!job->dry_run)
                 record_last_job(w, job);
+        if (!s->settled)
+                job_settled(w);
         pending_complete(job);
         json_decref(s->before);
         json_decref(s->after);
@@ -1008,6 +1052,7 @@ static int process(struct worker *w, struct job **jobs, size_t n)
                                 /* finished by the attempt that lost the connection */
                                 job->done = true;
                                 record_last_job(w, job);
+                                job_settled(w);
                                 pending_complete(job);
                                 job_free(job);
                                 continue;
@@ -1025,7 +1070,7 @@ static int process(struct worker *w, struct job **jobs, size_t n)
         if (m == 0)
                 return 0;
         int r = run_batch(w, slots, m, false);
-        if (r == -ENOTCONN) {
+        if (r == -ENOTCONN || r == -ECANCELED) {
                 requeue(w, slots, m);
                 return r;
         }
@@ -1042,17 +1087,18 @@ static int process(struct worker *w, struct job **jobs, size_t n)
                         json_decref(slots[i].before);
                         json_decref(slots[i].after);
                         slots[i].before = slots[i].after = NULL;
-                        if (run_batch(w, &slots[i], 1, false) == -ENOTCONN) {
+                        int k = run_batch(w, &slots[i], 1, false);
+                        if (k == -ENOTCONN || k == -ECANCELED) {
                                 requeue(w, &slots[i], m - i);
                                 m = i;
-                                r = -ENOTCONN;
+                                r = k;
                                 break;
                         }
                 }
         }
         for (size_t i = 0; i < m; i++)
                 complete(w, &slots[i]);
-        if (r == -ENOTCONN)
+        if (r == -ENOTCONN || r == -ECANCELED)
                 return r;
         pthread_mutex_lock(&w->lock);
         int64_t gen = w->applied_generation;
@@ -1094,6 +1140,7 @@ static size_t recover(struct worker *w, struct job **jobs, size_t n, size_t cap)
                                           json_object_get(row, "request"));
                 if (!job)
                         break;
+                atomic_fetch_add(&w->backlog, 1);
                 job->id = id;
                 store_job_attempt(&w->db, id, &attempts, &p);
                 if (attempts > MAX_ATTEMPTS) {
@@ -1152,6 +1199,12 @@ static void *worker_main(void *arg)
                                 set_state(w, "degraded", "the database went away during an apply");
                 }
                 problem_done(&p);
+                if (r == -ECANCELED) {
+                        log_notice("stopping: the running batch was interrupted; the %zu queued "
+                                   "job(s) run at the next start",
+                                   queue_depth(&w->queue));
+                        break;
+                }
                 if (r < 0) { /* the database is away: wait a little, bounded */
                         if (queue_closed(&w->queue))
                                 break;
@@ -1242,7 +1295,9 @@ int worker_start(struct app *app, struct worker **ret)
         pthread_mutex_init(&w->lock, NULL);
         snprintf(w->state, sizeof(w->state), "applying");
         atomic_store(&w->heartbeat, now_monotonic_usec());
-        r = queue_init(&w->queue);
+        r = spawn_init(); /* before READY: its descriptor is there before anyone counts them */
+        if (r >= 0)
+                r = queue_init(&w->queue);
         if (r >= 0)
                 r = verifier_start(app->cfg, &w->verifier);
         if (r < 0) {
@@ -1258,6 +1313,7 @@ int worker_start(struct app *app, struct worker **ret)
                 size_t n = w->db.pg ? recover(w, left, 0, MAX_BATCH) : 0;
                 for (size_t i = 0; i < n; i++)
                         queue_push(&w->queue, &left[i]->item);
+                publish_desired(w);
         }
         r = pthread_create(&w->thread, NULL, worker_main, w);
         if (r) {
@@ -1272,7 +1328,12 @@ int worker_start(struct app *app, struct worker **ret)
 
 int worker_submit(struct worker *w, struct job *job)
 {
-        return queue_push(&w->queue, &job->item);
+        atomic_fetch_add(&w->backlog, 1);
+        int r = queue_push(&w->queue, &job->item);
+        if (r < 0)
+                atomic_fetch_sub(&w->backlog, 1);
+        publish_desired(w);
+        return r;
 }
 
 void worker_stop(struct worker *w)
@@ -1280,7 +1341,20 @@ void worker_stop(struct worker *w)
         if (!w || w->stopped)
                 return;
         queue_close(&w->queue);
-        pthread_join(w->thread, NULL);
+        /* The stop is bounded by shutdown_timeout: a command still running then (a `postfix
+         * reload` that hangs) is killed with its process group, and so is every later one (a
+         * rollback's reload). Its batch is not committed: the jobs run at the next start. */
+        uint64_t limit = (uint64_t)w->app->cfg->shutdown_timeout;
+        uint64_t end = now_monotonic_usec() + limit;
+        struct timespec ts = { .tv_sec = (time_t)(end / 1000000),
+                               .tv_nsec = (long)(end % 1000000) * 1000 };
+        if (pthread_clockjoin_np(w->thread, NULL, CLOCK_MONOTONIC, &ts) != 0) {
+                log_warning("stopping: the worker is still busy after shutdown_timeout (%.1f s); "
+                            "killing its running command",
+                            (double)limit / 1e6);
+                spawn_cancel_all();
+                pthread_join(w->thread, NULL);
+        }
         w->stopped = true;
         verifier_stop(w->verifier);
         w->verifier = NULL;
@@ -1316,11 +1390,15 @@ uint64_t worker_heartbeat_age(struct worker *w)
 json_t *worker_status(struct worker *w)
 {
         pthread_mutex_lock(&w->lock);
-        json_t *j = json_pack("{s:s, s:I, s:o, s:o, s:s*, s:i}", "state", w->state,
+        size_t backlog = atomic_load(&w->backlog);
+        /* jobs waiting or running: not in sync yet, whatever the last batch left */
+        const char *state = backlog && streq(w->state, "in_sync") ? "applying" : w->state;
+        json_t *j = json_pack("{s:s, s:I, s:o, s:o, s:s*, s:i, s:I}", "state", state,
                               "applied_generation", (json_int_t)w->applied_generation, "last_job",
                               w->last_job ? json_deep_copy(w->last_job) : json_null(), "drift",
                               w->drift ? json_deep_copy(w->drift) : json_array(), "last_error",
-                              w->last_error[0] ? w->last_error : NULL, "reloads", w->reloads);
+                              w->last_error[0] ? w->last_error : NULL, "reloads", w->reloads,
+                              "queued_jobs", (json_int_t)backlog);
         if (w->last_reload_usec)
                 json_object_set_new(
                     j, "last_reload_seconds_ago",

@@ -1,8 +1,18 @@
-/* test_spawn.c - child processes: output captured, exit codes, no shell, a hard time limit. */
+/* test_spawn.c - child processes: output captured (stderr together or apart), exit codes, no
+ * shell, a hard time limit that kills the whole process group, cancellation, and a clean start
+ * (signal mask and dispositions, environment, descriptors, process group). The shell in some
+ * children here is the test's, never the daemon's. */
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "smtptlsd/spawn.h"
@@ -69,12 +79,197 @@ static void test_argv_join(void **state)
         free((void *)v);
 }
 
+/* The state of a daemon that serves: SIGTERM/INT/HUP blocked (signalfd), SIGPIPE ignored, a
+ * database URL with a password in the environment, a descriptor without close-on-exec. */
+static void test_child_starts_clean(void **state)
+{
+        struct spawn_result res;
+        sigset_t mask, old;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        assert_int_equal(pthread_sigmask(SIG_BLOCK, &mask, &old), 0);
+        void (*pipe_was)(int) = signal(SIGPIPE, SIG_IGN);
+        setenv("SMTPTLSD_DATABASE_URL", "postgresql://smtptlsd:hunter2@db/smtptlsd", 1);
+        setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+        int null = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+        assert_true(null >= 0);
+        assert_int_equal(dup2(null, 100), 100);
+
+        const char *const status[] = { "cat", "/proc/self/status", NULL };
+        assert_int_equal(spawn_run(status, 5000000, &res), 0);
+        assert_non_null(strstr(res.output, "\nSigBlk:\t0000000000000000\n"));
+        /* glibc's posix_spawn leaves its own two internal signals (32, 33: thread cancellation
+         * and setxid) ignored, and the glibc of the child installs its handlers again; no other. */
+        const char *ign = strstr(res.output, "\nSigIgn:\t");
+        assert_non_null(ign);
+        unsigned long long ignored = strtoull(ign + 9, NULL, 16);
+        assert_int_equal(ignored & ~(3ULL << 31), 0);
+        spawn_result_done(&res);
+
+        const char *const env[] = { "env", NULL };
+        assert_int_equal(spawn_run(env, 5000000, &res), 0);
+        assert_null(strstr(res.output, "hunter2"));
+        assert_null(strstr(res.output, "SMTPTLSD_"));
+        assert_null(strstr(res.output, "NOTIFY_SOCKET"));
+        assert_non_null(strstr(res.output, "LANG=C\n"));
+        assert_non_null(strstr(res.output, "LC_ALL=C\n"));
+        assert_true(strncmp(res.output, "PATH=", 5) == 0 || strstr(res.output, "\nPATH="));
+        spawn_result_done(&res);
+
+        /* ls's own directory is 3: 0, 1, 2 and 3, nothing else */
+        const char *const fds[] = { "ls", "/proc/self/fd", NULL };
+        assert_int_equal(spawn_run(fds, 5000000, &res), 0);
+        assert_string_equal(res.output, "0\n1\n2\n3\n");
+        spawn_result_done(&res);
+
+        /* its own process group: /proc/self/stat's 5th field (pgrp) is its pid (the 1st) */
+        const char *const stat[] = { "cat", "/proc/self/stat", NULL };
+        assert_int_equal(spawn_run(stat, 5000000, &res), 0);
+        long pid = 0, pgrp = 0;
+        const char *after_comm = strrchr(res.output, ')');
+        assert_non_null(after_comm);
+        assert_int_equal(sscanf(res.output, "%ld", &pid), 1);
+        assert_int_equal(sscanf(after_comm + 2, "%*c %*d %ld", &pgrp), 1);
+        assert_int_equal(pgrp, pid);
+        assert_int_not_equal(pgrp, (long)getpgrp());
+        spawn_result_done(&res);
+
+        close(100);
+        close(null);
+        unsetenv("SMTPTLSD_DATABASE_URL");
+        unsetenv("NOTIFY_SOCKET");
+        signal(SIGPIPE, pipe_was);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Whether pid is gone: no such process, or a zombie that only waits for its reaper. */
+static bool gone(long pid)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return true;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')');
+        return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static bool gone_soon(long pid)
+{
+        for (int i = 0; i < 200 && !gone(pid); i++)
+                usleep(10000);
+        return gone(pid);
+}
+
+/* The child (a shell) starts a grandchild that would outlive it: both die at the limit. */
+static const char *const family[] = { "sh", "-c", "sleep 100 & echo $$ $!; sleep 100", NULL };
+
+static void assert_family_gone(const struct spawn_result *res)
+{
+        long child = 0, grandchild = 0;
+        assert_int_equal(sscanf(res->output, "%ld %ld", &child, &grandchild), 2);
+        assert_true(gone_soon(child));
+        assert_true(gone_soon(grandchild));
+}
+
+static void test_timeout_kills_the_group(void **state)
+{
+        struct spawn_result res;
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(spawn_run(family, 500000, &res), -ETIMEDOUT);
+        assert_true(now_monotonic_usec() - t0 < 3000000);
+        assert_true(res.timed_out);
+        assert_family_gone(&res);
+        spawn_result_done(&res);
+}
+
+static void *cancel_later(void *arg)
+{
+        usleep(300000);
+        spawn_cancel_all();
+        return NULL;
+}
+
+static void test_cancel_kills_the_group_and_later_spawns(void **state)
+{
+        struct spawn_result res;
+        pthread_t t;
+        assert_int_equal(spawn_init(), 0);
+        assert_int_equal(pthread_create(&t, NULL, cancel_later, NULL), 0);
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(spawn_run(family, 30000000, &res), -ECANCELED);
+        assert_true(now_monotonic_usec() - t0 < 3000000);
+        assert_true(res.cancelled);
+        assert_family_gone(&res);
+        spawn_result_done(&res);
+        pthread_join(t, NULL);
+
+        /* nothing starts any more */
+        const char *const touch[] = { "touch", "/proc/self/nothing-runs", NULL };
+        assert_int_equal(spawn_run(touch, 5000000, &res), -ECANCELED);
+        spawn_result_done(&res);
+
+        spawn_cancel_reset();
+        const char *const t_true[] = { "true", NULL };
+        assert_int_equal(spawn_run(t_true, 5000000, &res), 0);
+        spawn_result_done(&res);
+}
+
+static void test_stderr_apart(void **state)
+{
+        struct spawn_result res;
+        const char *const argv[] = { "sh", "-c",
+                                     "echo 'postconf: warning: x' >&2; echo dnssec; echo late >&2",
+                                     NULL };
+        const struct spawn_options o = { .stderr_apart = true };
+        assert_int_equal(spawn_run_opts(argv, 5000000, &o, &res), 0);
+        assert_string_equal(res.output, "dnssec\n");
+        assert_string_equal(res.errors, "postconf: warning: x\nlate\n");
+        spawn_result_done(&res);
+}
+
+static unsigned progress_calls;
+static void count_progress(void)
+{
+        progress_calls++;
+}
+
+/* A child that closed its output and runs on: the wait sleeps on its exit (pidfd), woken for the
+ * heartbeat about every 100 ms, not every 20 ms. */
+static void test_wait_is_on_events(void **state)
+{
+        struct spawn_result res;
+        const char *const argv[] = { "sh", "-c", "exec >&- 2>&-; sleep 0.6", NULL };
+        progress_calls = 0;
+        spawn_progress = count_progress;
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(spawn_run(argv, 5000000, &res), 0);
+        uint64_t took = now_monotonic_usec() - t0;
+        spawn_progress = NULL;
+        assert_int_equal(res.exit_status, 0);
+        assert_true(took >= 550000 && took < 2000000);
+        assert_true(progress_calls >= 3 && progress_calls <= 10);
+        spawn_result_done(&res);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_output_and_status), cmocka_unit_test(test_missing_command),
-                cmocka_unit_test(test_timeout_kills),     cmocka_unit_test(test_output_is_capped),
+                cmocka_unit_test(test_output_and_status),
+                cmocka_unit_test(test_missing_command),
+                cmocka_unit_test(test_timeout_kills),
+                cmocka_unit_test(test_output_is_capped),
                 cmocka_unit_test(test_argv_join),
+                cmocka_unit_test(test_child_starts_clean),
+                cmocka_unit_test(test_timeout_kills_the_group),
+                cmocka_unit_test(test_cancel_kills_the_group_and_later_spawns),
+                cmocka_unit_test(test_stderr_apart),
+                cmocka_unit_test(test_wait_is_on_events),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
