@@ -18,6 +18,7 @@
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/migrate.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
 #include "smtptlsd/tokens.h"
@@ -349,6 +350,9 @@ int main(int argc, char **argv)
         struct config cfg;
         char err[512];
         int c, r;
+
+        /* Request bodies may carry private keys: whatever jansson frees is wiped first. */
+        json_set_alloc_funcs(malloc, free_wiped);
 
         /* '+': stop at the first non-option so that `token add x --scope y` reaches run_token. */
         while ((c = getopt_long(argc, argv, "+c:hV", options, NULL)) >= 0) {

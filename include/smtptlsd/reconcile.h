@@ -38,7 +38,7 @@ struct plan {
         bool write_cert;
         char cert_dir[PATH_MAX];
         char *fullchain_pem;
-        const char *key_pem;
+        char *key_pem; /* decrypted when sealed; wiped by plan_done */
         char key_path[PATH_MAX], chain_path[PATH_MAX];
         bool reload;
         /* the policy map: its text differs from the live one (or the index is missing) */

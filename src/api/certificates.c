@@ -113,7 +113,9 @@ static bool is_pem_upload(struct request *req)
         return ct && strncasecmp(ct, "application/x-pem-file", 22) == 0;
 }
 
-/* Validates the upload and hands the normalized PEM to the worker. */
+/* Validates the upload and hands the normalized PEM to the worker; the key apart from the job's
+ * request (api_submit_key). The body's strings are wiped when freed (main.c gives jansson
+ * free_wiped), cert_import_done wipes the normalized key. */
 static int upload(struct request *req, const char *action, bool post, struct problem *reterr)
 {
         struct upload u = { 0 };
@@ -138,9 +140,9 @@ static int upload(struct request *req, const char *action, bool post, struct pro
         }
         const char *name = post ? u.name : req->params[0];
         if (r >= 0) {
-                json_t *normalized = json_pack("{s:s, s:s, s:s}", "certificate", imp.cert_pem,
-                                               "chain", imp.chain_pem, "private_key", imp.key_pem);
-                r = api_submit(req, action, name, normalized, reterr);
+                json_t *normalized =
+                    json_pack("{s:s, s:s}", "certificate", imp.cert_pem, "chain", imp.chain_pem);
+                r = api_submit_key(req, action, name, normalized, imp.key_pem, reterr);
                 json_decref(normalized);
         }
         cert_import_done(&imp);
