@@ -351,8 +351,8 @@ int main(int argc, char **argv)
         char err[512];
         int c, r;
 
-        /* Request bodies may carry private keys: whatever jansson frees is wiped first. */
-        json_set_alloc_funcs(malloc, free_wiped);
+        /* Upload bodies carry private keys: jansson frees through a wiping free there. */
+        json_wipe_install();
 
         /* '+': stop at the first non-option so that `token add x --scope y` reaches run_token. */
         while ((c = getopt_long(argc, argv, "+c:hV", options, NULL)) >= 0) {

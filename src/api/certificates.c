@@ -10,6 +10,7 @@
 #include "smtptlsd/cert.h"
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/layout.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/tokens.h"
 
@@ -114,9 +115,9 @@ static bool is_pem_upload(struct request *req)
 }
 
 /* Validates the upload and hands the normalized PEM to the worker; the key apart from the job's
- * request (api_submit_key). The body's strings are wiped when freed (main.c gives jansson
- * free_wiped), cert_import_done wipes the normalized key. */
-static int upload(struct request *req, const char *action, bool post, struct problem *reterr)
+ * request (api_submit_key). cert_import_done wipes the normalized key. */
+static int upload_checked(struct request *req, const char *action, bool post,
+                          struct problem *reterr)
 {
         struct upload u = { 0 };
         struct cert_import imp = { 0 };
@@ -147,6 +148,15 @@ static int upload(struct request *req, const char *action, bool post, struct pro
         }
         cert_import_done(&imp);
         json_decref(body);
+        return r;
+}
+
+/* What jansson frees meanwhile is wiped: the body's strings and the parser's buffers. */
+static int upload(struct request *req, const char *action, bool post, struct problem *reterr)
+{
+        json_wipe_begin();
+        int r = upload_checked(req, action, post, reterr);
+        json_wipe_end();
         return r;
 }
 

@@ -1263,7 +1263,9 @@ int worker_start(struct app *app, struct worker **ret)
          * both recovered here and queued by an HTTP thread. */
         {
                 static struct job *left[MAX_BATCH];
+                json_wipe_begin(); /* the rows hold the pending keys */
                 size_t n = w->db.pg ? recover(w, left, 0, MAX_BATCH) : 0;
+                json_wipe_end();
                 for (size_t i = 0; i < n; i++)
                         queue_push(&w->queue, &left[i]->item);
         }

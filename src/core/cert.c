@@ -4,8 +4,10 @@
  * threads and the worker). Never logs; no problem detail ever quotes key material. */
 #include "smtptlsd/cert.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <strings.h>
+#include <unistd.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -1235,6 +1237,45 @@ static const char *ossl_reasons(char *buf, size_t size)
         return buf;
 }
 
+/* SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM), the same steps (PEM_read_bio_
+ * PrivateKey, SSL_CTX_use_PrivateKey) but read through a buffer of ours that is wiped: OpenSSL's
+ * file BIO reads through a stdio buffer that is freed as it is. -errno, or -EBADMSG (OpenSSL's
+ * reasons in its error queue). */
+static int use_private_key_file(SSL_CTX *ctx, const char *path)
+{
+        size_t len = 0;
+        ssize_t n;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        char *buf = malloc(CERT_PEM_MAX);
+        if (!buf)
+                return -ENOMEM;
+        int r = 0;
+        while (len < CERT_PEM_MAX && (n = read(fd, buf + len, CERT_PEM_MAX - len)) != 0) {
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                len += (size_t)n;
+        }
+        if (r >= 0 && len == CERT_PEM_MAX)
+                r = -EFBIG;
+        if (r >= 0) {
+                BIO *bio = BIO_new_mem_buf(buf, (int)len);
+                EVP_PKEY *key =
+                    bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+                r = key && SSL_CTX_use_PrivateKey(ctx, key) == 1 ? 0 : -EBADMSG;
+                EVP_PKEY_free(key);
+                BIO_free(bio);
+        }
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+        return r;
+}
+
 static int check_files_impl(const char *key_path, const char *chain_path, time_t now,
                             struct cert_info *info_ret, struct problem *reterr)
 {
@@ -1248,10 +1289,11 @@ static int check_files_impl(const char *key_path, const char *chain_path, time_t
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "",
                                    "cannot load the certificate chain from %s: %s", chain_path,
                                    ossl_reasons(why, sizeof(why)));
-        if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1)
+        int r = use_private_key_file(ctx, key_path);
+        if (r < 0)
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "",
                                    "cannot load the private key from %s: %s", key_path,
-                                   ossl_reasons(why, sizeof(why)));
+                                   r == -EBADMSG ? ossl_reasons(why, sizeof(why)) : strerror(-r));
         if (SSL_CTX_check_private_key(ctx) != 1)
                 return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "",
                                    "the private key in %s does not match the certificate in %s: %s",
@@ -1273,7 +1315,7 @@ static int check_files_impl(const char *key_path, const char *chain_path, time_t
                 STACK_OF(X509) *chain = NULL;
                 if (SSL_CTX_get0_chain_certs(ctx, &chain) != 1)
                         return -ENOMEM;
-                int r = cert_info_fill(leaf, chain, info_ret);
+                r = cert_info_fill(leaf, chain, info_ret);
                 if (r < 0) {
                         cert_info_done(info_ret);
                         if (r == -EINVAL)

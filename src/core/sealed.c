@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -25,6 +26,32 @@ void free_wiped(void *p)
                 return;
         OPENSSL_cleanse(p, malloc_usable_size(p));
         free(p);
+}
+
+static _Thread_local unsigned json_wiping;
+
+static void json_free(void *p)
+{
+        if (json_wiping)
+                free_wiped(p);
+        else
+                free(p);
+}
+
+void json_wipe_install(void)
+{
+        json_set_alloc_funcs(malloc, json_free);
+}
+
+void json_wipe_begin(void)
+{
+        json_wiping++;
+}
+
+void json_wipe_end(void)
+{
+        if (json_wiping)
+                json_wiping--;
 }
 
 int kek_parse(const char *text, size_t len, struct kek *ret)

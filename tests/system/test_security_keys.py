@@ -3,8 +3,8 @@
 # with key_encryption_key_file configured nowhere in PostgreSQL in plaintext at all (no table, no
 # pg_dump, no WAL segment). The encrypted key serves end to end, survives a restart, and a wrong or
 # missing key file names the certificate without tearing anything; an upload acknowledged with 202
-# survives kill -9; the key file's permissions are checked at start. The envelope itself has a C
-# unit test (tests/unit/test_sealed.c).
+# survives kill -9; the key file's permissions are checked at start; no piece of a key is left in
+# the daemon's memory. The envelope itself has a C unit test (tests/unit/test_sealed.c).
 import json
 import os
 import re
@@ -333,3 +333,47 @@ def test_key_file_permissions_and_format_checked_at_start(make_daemon, case):
     d.start()
     assert d.alive()
     d.stop()
+
+
+def memory_holds(pid, chunks):
+    """Whether the process's readable, private memory holds one of the chunks."""
+    needles = [c.encode() for c in chunks]
+    hits = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            addr, perms = parts[0], parts[1]
+            path = parts[5] if len(parts) > 5 else ""
+            if not perms.startswith("r") or path.startswith("/") or path == "[vvar]":
+                continue
+            start, end = (int(x, 16) for x in addr.split("-"))
+            if end - start > (1 << 30):
+                continue  # ASan's shadow and reserved ranges
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for n in needles:
+                i = data.find(n)
+                if i >= 0:
+                    hits.append((line.strip(), hex(start + i)))
+                    break
+    return hits
+
+
+def test_key_not_left_in_daemon_memory(keys_site, certs):
+    """After a JSON and a PEM-bundle upload have been applied, no piece of the key is anywhere in
+    the daemon's anonymous memory (heap, ASan's quarantine of freed blocks included): the request
+    bodies, jansson's strings and parser buffers, the normalized key, the job's copy, libpq's
+    results and the rendered key were wiped. With the key file, since without it libpq's send
+    buffer keeps the PEM it sent until the connection's next statements overwrite it."""
+    k = keys_site(kek=True)
+    site, d = k.site, k.site.d
+    cert = fresh_leaf(certs)
+    chunks = key_chunks(cert.key)
+    site.put_ok("mx", json_body(cert))
+    site.put_ok("mx2", open(cert.cert).read() + open(cert.key).read())
+    site.bind("mx")  # renders privkey.pem from the decrypted key
+    hits = memory_holds(d.pid, chunks)
+    assert not hits, hits[:5]
