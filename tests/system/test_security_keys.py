@@ -260,6 +260,28 @@ def test_encrypted_key_serves_survives_restart_and_wrong_key_tears_nothing(keys_
     poll_served(site.pf.port, fp, 10)
 
 
+def test_envelope_moved_to_another_row_does_not_open(keys_site, certs):
+    """A database writer who copies one row's sealed key into another row gets nothing: the
+    envelope names its row (additional data), the binding fails naming the certificate, and
+    nothing changes."""
+    k = keys_site(kek=True)
+    site, d = k.site, k.site.d
+    a, b = fresh_leaf(certs, kind="ec"), fresh_leaf(certs, kind="ec")
+    site.put_ok("a", json_body(a))
+    site.put_ok("b", json_body(b))
+    k.sql("UPDATE certificates SET private_key_pem = "
+          "(SELECT private_key_pem FROM certificates WHERE name = 'a') WHERE name = 'b'")
+    main_cf = open(site.pf.main_cf, "rb").read()
+    r = d.http("PUT", "/api/v1/settings", {"mode": "may", "certificate": "b"}, timeout=60)
+    assert r.status == 422 and r.body["code"] == "certificate_unusable", r
+    assert "certificate 'b' is unusable: its encrypted private key does not decrypt" in \
+        r.body["detail"], r.body
+    assert open(site.pf.main_cf, "rb").read() == main_cf
+    assert site.status()["state"] == "in_sync"
+    site.bind("a")
+    poll_served(site.pf.port, a.fingerprint(), 10)
+
+
 def test_plaintext_rows_are_sealed_at_start(keys_site, certs):
     """Rows stored before the key file was configured keep working, and are sealed at the first
     start with the key file."""
