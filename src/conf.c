@@ -3,12 +3,16 @@
 #include "smtptlsd/conf.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
 
 #include "smtptlsd/log.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/util.h"
 
 #define SEC INT64_C(1000000)
@@ -53,6 +57,8 @@ const struct conf_key conf_keys[] = {
             "the bootstrap self-signed certificate (never bindable)"),
         KEY(system_key_file, CONF_STRING, "/etc/ssl/private/ssl-cert-snakeoil.key", 0, 0,
             "the key of the bootstrap self-signed certificate"),
+        KEY(key_encryption_key_file, CONF_STRING, "", 0, 0,
+            "file of the key that encrypts private keys in the database (empty: not encrypted)"),
         KEY(smtp_probe_address, CONF_STRING, "127.0.0.1:25", 0, 0,
             "host:port of the local smtpd checked after a reload"),
         KEY(node_name, CONF_STRING, "", 0, 0, "this node's name in fleet mode (empty: hostname)"),
@@ -323,6 +329,56 @@ static int load_env(struct config *c, char *err, size_t errsize)
         return 0;
 }
 
+/* key_encryption_key_file: a regular file (not a symbolic link) of root, or of the user the
+ * daemon runs as, that nobody else may read or write, holding 64 hex digits. */
+static int load_kek(struct config *c, char *err, size_t errsize)
+{
+        const char *path = c->key_encryption_key_file;
+        char buf[2 * KEK_SIZE + 2];
+        struct stat st;
+        ssize_t n = 0;
+        int r = 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "key_encryption_key_file %s: %s%s", path, strerror(errno),
+                         errno == ELOOP ? " (a symbolic link is refused)" : "");
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(err, errsize, "key_encryption_key_file %s: not a regular file", path);
+                return -EINVAL;
+        }
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                snprintf(err, errsize,
+                         "key_encryption_key_file %s: owned by uid %u; it must belong to root",
+                         path, (unsigned)st.st_uid);
+                return -EPERM;
+        }
+        if (st.st_mode & 077) {
+                snprintf(err, errsize,
+                         "key_encryption_key_file %s: mode %04o lets others read or write it; "
+                         "it must be readable by its owner only (chmod 600)",
+                         path, (unsigned)(st.st_mode & 07777));
+                return -EPERM;
+        }
+        n = read(fd, buf, sizeof(buf));
+        c->kek = malloc(sizeof(*c->kek));
+        if (!c->kek)
+                r = -ENOMEM;
+        else if (n < 0 || (size_t)n == sizeof(buf) || kek_parse(buf, (size_t)n, c->kek) < 0)
+                r = -EINVAL;
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (r < 0) {
+                free_wiped(TAKE_PTR(c->kek));
+                snprintf(err, errsize, "key_encryption_key_file %s: %s", path,
+                         r == -ENOMEM ? "out of memory"
+                                      : "it must hold 64 hex digits, 32 random bytes "
+                                        "(openssl rand -hex 32)");
+        }
+        return r;
+}
+
 int config_load(struct config *c, const char *path, int required, char *err, size_t errsize)
 {
         int r;
@@ -357,12 +413,18 @@ int config_load(struct config *c, const char *path, int required, char *err, siz
                 if (!c->node_name)
                         return -ENOMEM;
         }
+        if (!isempty(c->key_encryption_key_file)) {
+                r = load_kek(c, err, errsize);
+                if (r < 0)
+                        return r;
+        }
         log_max_level = log_level_from_string(c->log_level);
         return 0;
 }
 
 void config_free(struct config *c)
 {
+        free_wiped(TAKE_PTR(c->kek));
         for (size_t i = 0; i < conf_keys_count; i++) {
                 const struct conf_key *k = &conf_keys[i];
                 if (k->type == CONF_STRING || k->type == CONF_CHOICE) {

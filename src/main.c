@@ -18,6 +18,7 @@
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/migrate.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
 #include "smtptlsd/tokens.h"
@@ -351,6 +352,9 @@ int main(int argc, char **argv)
         struct config cfg;
         char err[512];
         int c, r;
+
+        /* Upload bodies carry private keys: jansson frees through a wiping free there. */
+        json_wipe_install();
 
         /* '+': stop at the first non-option so that `token add x --scope y` reaches run_token. */
         while ((c = getopt_long(argc, argv, "+c:hV", options, NULL)) >= 0) {

@@ -84,3 +84,14 @@ int sleep_unless(uint64_t usec, const volatile int *stop)
                 nanosleep(&ts, NULL);
         }
 }
+
+int hex_digit_value(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}

@@ -40,5 +40,9 @@ int api_config(struct request *req, struct problem *reterr);
  * suspends the request (HANDLER_SUSPENDED), or answers 202 at once for ?wait=0. */
 int api_submit(struct request *req, const char *action, const char *target, json_t *body,
                struct problem *reterr);
+/* The same for an upload with a private key: the job carries it in memory (job->secret) and the
+ * database keeps it in pending_keys (sealed with key_encryption_key_file), never in the job row. */
+int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
+                   const char *key_pem, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */
 int api_list_limit(struct request *req, int *limit, struct problem *reterr);

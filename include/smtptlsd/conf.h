@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct kek;
+
 enum conf_type {
         CONF_STRING,
         CONF_INT,
@@ -31,6 +33,7 @@ struct config {
         char *acme_live_directory;
         char *system_certificate_file;
         char *system_key_file;
+        char *key_encryption_key_file;
         char *smtp_probe_address;
         char *node_name;
         int64_t http_threads;
@@ -42,6 +45,8 @@ struct config {
         int64_t connection_memory_limit;
         int64_t shutdown_timeout;
         char *log_level;
+        /* not a key: what key_encryption_key_file holds, read by config_load (NULL: none) */
+        struct kek *kek;
 };
 
 struct conf_key {

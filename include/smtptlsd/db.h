@@ -51,6 +51,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear)
 /* "%q%" for ILIKE with %, _ and \ in q escaped so that q matches literally (malloc'ed; NULL when
  * q is empty or on allocation failure). */
 char *db_like_pattern(const char *q);
+/* Wipes a value of res that held a secret (PQclear does not); NULL values are left alone. */
+void db_wipe_value(PGresult *res, int row, int col);
 
 /* Runs one parameterised statement. Returns 0 (result in *ret, may be NULL), -ENOTCONN or
  * -ETIMEDOUT (problem service_unavailable), -EEXIST (unique violation; no problem set, the caller

@@ -30,6 +30,8 @@ enum {
         BODY_MERGE_PATCH = 1 << 1, /* application/merge-patch+json */
         BODY_PEM = 1 << 2,         /* application/x-pem-file */
         BODY_BULK = 1 << 3,        /* bulk_body_limit instead of body_limit */
+        BODY_SECRET = 1 << 4,      /* may carry a private key: the buffer is wiped when it grows
+                                    * and when the request ends */
 };
 
 #define ROUTE_MAX_PARAMS  2

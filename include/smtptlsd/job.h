@@ -16,7 +16,8 @@ struct job {
         char action[40];
         char target[300];
         char actor[72];
-        json_t *request; /* {"body": ..., "if_match": ...} */
+        json_t *request; /* {"body": ..., "if_match": ..., "private_key_ref": ...} */
+        char *secret;    /* an upload's private key PEM, never in request (wiped by job_free) */
         bool dry_run;
         /* results, set by the worker */
         bool done;

@@ -38,7 +38,7 @@ struct plan {
         bool write_cert;
         char cert_dir[PATH_MAX];
         char *fullchain_pem;
-        const char *key_pem;
+        char *key_pem; /* decrypted when sealed; wiped by plan_done */
         char key_path[PATH_MAX], chain_path[PATH_MAX];
         char acme_name[65]; /* the bound ACME certificate's name; "" for any other */
         bool reload;

@@ -18,7 +18,7 @@ struct cert_row {
         bool system;
         char *certificate_pem; /* leaf */
         char *chain_pem;
-        char *private_key_pem;
+        char *private_key_pem; /* as stored: PEM, or sealed (cert_row_private_key() opens it) */
         char sha256_fingerprint[96];
         int64_t not_after; /* unix time, 0 when unknown */
 };
@@ -43,6 +43,18 @@ int store_collection_version(struct db_conn *c, enum store_collection which, int
 /* jobs */
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                      const char *target, json_t *request, int64_t *id, struct problem *reterr);
+/* The same for an upload that carries a private key: the key never enters the request. It waits
+ * in pending_keys (sealed with kek when not NULL) under a random reference that is added to
+ * request as "private_key_ref"; job and key are inserted by one statement. */
+struct kek;
+int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
+                              const char *action, const char *target, json_t *request,
+                              const char *key_pem, const struct kek *kek, int64_t *id,
+                              struct problem *reterr);
+/* The pending key of a row of store_jobs_pending() (decrypted with kek when sealed) into *ret
+ * (free with free_wiped()); *ret NULL when the job has none. A key that cannot be had:
+ * certificate_unusable, naming the certificate. */
+int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct problem *reterr);
 /* The job as api.md shows it (request bodies are never shown). not_found when absent. */
 int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *reterr);
 /* Newest first, ids below `before` (0: from the newest); *next = cursor or 0. */
@@ -63,7 +75,8 @@ int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
  * is not retried forever). */
 int store_job_attempt(struct db_conn *c, int64_t id, int *attempts, struct problem *reterr);
 /* Jobs of this node still queued or running (left by a crash, or queued by another thread):
- * [{id, action, target, actor, request}] oldest first. */
+ * [{id, action, target, actor, request, private_key?}] oldest first (private_key: the stored
+ * pending key of an upload, sealed or not: open it with store_job_key_open()). */
 int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struct problem *reterr);
 int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
                       const char *detail, struct problem *reterr);
@@ -88,9 +101,29 @@ int store_cert_get(struct db_conn *c, const char *name, json_t **ret, int64_t *v
                    struct problem *reterr);
 int store_cert_get_json(struct db_conn *c, const char *name, json_t **ret, struct problem *reterr);
 /* Creates or replaces an imported certificate. *created tells which. A name held by an ACME or
- * system certificate: acme_certificate / system_certificate. */
+ * system certificate: acme_certificate / system_certificate. With kek the private key is stored
+ * sealed (sealed.h), its name and fingerprint the envelope's additional data. */
 int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
-                            bool chain_verified, bool *created, struct problem *reterr);
+                            const struct kek *kek, bool chain_verified, bool *created,
+                            struct problem *reterr);
+/* The private key PEM of a row read by store_cert_by_name() (row->private_key_pem as stored:
+ * sealed or plaintext), decrypted with kek when sealed, into *pem (free with free_wiped()). A key
+ * that cannot be had: certificate_unusable naming the certificate, and why (encrypted with
+ * another key, no key configured, does not decrypt). */
+int cert_row_private_key(const struct cert_row *row, const struct kek *kek, char **pem,
+                         struct problem *reterr);
+/* The common part: a stored key (PEM passes, an envelope opens with kek and context); `what`
+ * names it in the problem ("certificate 'mx'"). */
+int store_key_open(const struct kek *kek, const char *context, const char *stored, const char *what,
+                   char **pem, struct problem *reterr);
+/* Seals every plaintext private key with kek (start-up, in the caller's transaction): *count
+ * rows. The rows get new versions (ETags). */
+int store_certs_seal_keys(struct db_conn *c, const struct kek *kek, int *count,
+                          struct problem *reterr);
+/* [{name, key_id}] of the rows whose key is sealed with another key than kek (kek NULL: every
+ * sealed row). Reads the envelopes' headers only. */
+int store_certs_unreadable_keys(struct db_conn *c, const struct kek *kek, json_t **items,
+                                struct problem *reterr);
 /* Creates or refreshes an ACME or system row (files are used in place, no PEM kept). Returns
  * -EEXIST when the name belongs to a certificate of another type. */
 int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *type,

@@ -88,6 +88,8 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 
 /* Hex encoding of bytes, lower case; out must hold 2*n+1 bytes. */
 void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The value of one hex digit (either case), -1 for anything else. */
+int hex_digit_value(char c);
 
 /* Sleeps up to usec, returning early (-EINTR) when *stop becomes true; polls every 50 ms. */
 int sleep_unless(uint64_t usec, const volatile int *stop);

@@ -10,6 +10,7 @@
 #include "smtptlsd/cert.h"
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/layout.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/tokens.h"
 
@@ -117,8 +118,10 @@ static bool is_pem_upload(struct request *req)
         return ct && strncasecmp(ct, "application/x-pem-file", 22) == 0;
 }
 
-/* Validates the upload and hands the normalized PEM to the worker. */
-static int upload(struct request *req, const char *action, bool post, struct problem *reterr)
+/* Validates the upload and hands the normalized PEM to the worker; the key apart from the job's
+ * request (api_submit_key). cert_import_done wipes the normalized key. */
+static int upload_checked(struct request *req, const char *action, bool post,
+                          struct problem *reterr)
 {
         struct upload u = { 0 };
         struct cert_import imp = { 0 };
@@ -142,13 +145,22 @@ static int upload(struct request *req, const char *action, bool post, struct pro
         }
         const char *name = post ? u.name : req->params[0];
         if (r >= 0) {
-                json_t *normalized = json_pack("{s:s, s:s, s:s}", "certificate", imp.cert_pem,
-                                               "chain", imp.chain_pem, "private_key", imp.key_pem);
-                r = api_submit(req, action, name, normalized, reterr);
+                json_t *normalized =
+                    json_pack("{s:s, s:s}", "certificate", imp.cert_pem, "chain", imp.chain_pem);
+                r = api_submit_key(req, action, name, normalized, imp.key_pem, reterr);
                 json_decref(normalized);
         }
         cert_import_done(&imp);
         json_decref(body);
+        return r;
+}
+
+/* What jansson frees meanwhile is wiped: the body's strings and the parser's buffers. */
+static int upload(struct request *req, const char *action, bool post, struct problem *reterr)
+{
+        json_wipe_begin();
+        int r = upload_checked(req, action, post, reterr);
+        json_wipe_end();
         return r;
 }
 

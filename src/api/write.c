@@ -1,5 +1,6 @@
-/* write.c (api) - the common path of every write: ?wait and ?dry_run, the durable job row, the
- * hand-over to the worker, and the suspended request. HTTP threads. */
+/* write.c (api) - the common path of every write: ?wait and ?dry_run, the durable job row (and,
+ * for an upload, its pending private key: never in the row), the hand-over to the worker, and the
+ * suspended request. HTTP threads. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,8 +32,8 @@ static int parse_flag(struct request *req, const char *name, bool *ret, struct p
         return 0;
 }
 
-int api_submit(struct request *req, const char *action, const char *target, json_t *body,
-               struct problem *reterr)
+static int submit(struct request *req, const char *action, const char *target, json_t *body,
+                  const char *key_pem, struct problem *reterr)
 {
         char buf[16];
         int64_t wait = WAIT_DEFAULT;
@@ -66,6 +67,11 @@ int api_submit(struct request *req, const char *action, const char *target, json
         if (!job)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         job->dry_run = dry_run;
+        /* The key travels to the worker in memory; durable, it is only in pending_keys. */
+        if (key_pem && !(job->secret = strdup(key_pem))) {
+                job_free(job);
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        }
 
         /* Job ids and queue order must agree (the worker applies jobs in queue order, the
          * audit trail reads in id order): numbering and queueing happen under one lock. */
@@ -74,7 +80,11 @@ int api_submit(struct request *req, const char *action, const char *target, json
         if (!dry_run) {
                 _cleanup_db_conn_ struct db_conn *c = NULL;
                 r = db_acquire(req->app->db, &c, reterr);
-                if (r >= 0)
+                if (r >= 0 && key_pem)
+                        r = store_job_insert_with_key(c, req->app->cfg->node_name, req->actor,
+                                                      action, target, job->request, key_pem,
+                                                      req->app->cfg->kek, &job->id, reterr);
+                else if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
                                              target, job->request, &job->id, reterr);
                 if (r < 0) {
@@ -114,4 +124,16 @@ int api_submit(struct request *req, const char *action, const char *target, json
                 job_free(job);
         }
         return HANDLER_SUSPENDED;
+}
+
+int api_submit(struct request *req, const char *action, const char *target, json_t *body,
+               struct problem *reterr)
+{
+        return submit(req, action, target, body, NULL, reterr);
+}
+
+int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
+                   const char *key_pem, struct problem *reterr)
+{
+        return submit(req, action, target, body, key_pem, reterr);
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "smtptlsd/sealed.h"
+
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request)
 {
         struct job *j = calloc(1, sizeof(*j));
@@ -22,6 +24,7 @@ void job_free(struct job *j)
         if (!j)
                 return;
         json_decref(j->request);
+        free_wiped(j->secret);
         json_decref(j->result);
         json_decref(j->warnings);
         problem_done(&j->problem);

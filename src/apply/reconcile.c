@@ -22,6 +22,7 @@
 #include "smtptlsd/maincf.h"
 #include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
+#include "smtptlsd/sealed.h"
 
 #define MAIN_CF_MAX (4u << 20)
 /* Postfix re-reads a main.cf modified within the last second or so ("hot"), waiting 300 ms per
@@ -67,6 +68,7 @@ void plan_done(struct plan *p)
         free(p->main_cf_new);
         free(p->fullchain_pem);
         free(p->map_param);
+        free_wiped(p->key_pem);
         *p = (struct plan){ 0 };
 }
 
@@ -121,7 +123,9 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                                      d->cert.certificate_pem ? d->cert.certificate_pem : "",
                                      d->cert.chain_pem ? d->cert.chain_pem : "") < 0)
                                 return -ENOMEM;
-                        p->key_pem = d->cert.private_key_pem;
+                        r = cert_row_private_key(&d->cert, cfg->kek, &p->key_pem, reterr);
+                        if (r < 0)
+                                return r;
                 }
         } else if (d->has_cert && streq(d->cert.type, "acme")) {
                 char dir[PATH_MAX];

@@ -904,17 +904,6 @@ int smtp_probe(const char *host, unsigned port, const char *servername, const ch
         return probe_run(host, port, servername, ca_file, true, timeout_usec, res);
 }
 
-static int hex_digit(char ch)
-{
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 /* The 32 bytes of a fingerprint written as hex, with or without ':' separators. */
 static bool parse_fingerprint(const char *s, unsigned char out[32])
 {
@@ -922,10 +911,10 @@ static bool parse_fingerprint(const char *s, unsigned char out[32])
         for (const char *p = s; *p; p++) {
                 if (*p == ':')
                         continue;
-                int hi = hex_digit(*p);
+                int hi = hex_digit_value(*p);
                 if (hi < 0 || !p[1] || n == 32)
                         return false;
-                int lo = hex_digit(*++p);
+                int lo = hex_digit_value(*++p);
                 if (lo < 0)
                         return false;
                 out[n++] = (unsigned char)(hi << 4 | lo);

@@ -26,6 +26,7 @@
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
 #include "smtptlsd/reconcile.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/spawn.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/util.h"
@@ -257,8 +258,10 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
                         json_t **after)
 {
         const char *name = job->target;
-        const char *cert = body_string(job, "certificate"), *key = body_string(job, "private_key");
-        const char *chain = body_string(job, "chain");
+        const char *cert = body_string(job, "certificate"), *chain = body_string(job, "chain");
+        /* The key came in memory (or from pending_keys after a restart); a job queued by a
+         * version that kept it in the request still has it there. */
+        const char *key = job->secret ? job->secret : body_string(job, "private_key");
         struct cert_import imp = { 0 };
         bool created = false, verified = false;
         int64_t version = 0;
@@ -277,7 +280,8 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         if (cert_verify_chain(imp.cert_pem, strlen(imp.cert_pem), imp.chain_pem,
                               strlen(imp.chain_pem), NULL, time(NULL), &verified) < 0)
                 verified = false;
-        r = store_cert_put_imported(&w->db, name, &imp, verified, &created, &job->problem);
+        r = store_cert_put_imported(&w->db, name, &imp, w->app->cfg->kek, verified, &created,
+                                    &job->problem);
         cert_import_done(&imp);
         if (r < 0)
                 return r;
@@ -1143,9 +1147,15 @@ static size_t recover(struct worker *w, struct job **jobs, size_t n, size_t cap)
                 atomic_fetch_add(&w->backlog, 1);
                 job->id = id;
                 store_job_attempt(&w->db, id, &attempts, &p);
-                if (attempts > MAX_ATTEMPTS) {
+                if (attempts > MAX_ATTEMPTS)
                         problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL,
                                     "given up after %d attempts", MAX_ATTEMPTS);
+                else if (store_job_key_open(w->app->cfg->kek, row, &job->secret, &job->problem) ==
+                         -ENOMEM)
+                        problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                if (job->problem.code != PROBLEM_NONE) {
+                        log_warning("job %lld (%s %s) left by a previous run fails: %s",
+                                    (long long)id, job->action, job->target, job->problem.detail);
                         struct slot s = { .job = job };
                         complete(w, &s);
                         continue;
@@ -1218,6 +1228,47 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
+/* Start-up, key_encryption_key_file configured: the plaintext keys left in the database are
+ * sealed (one transaction, under the lock of one writer across nodes). Either way, certificates
+ * whose key no configured key opens are named. */
+static void keys_at_start(struct worker *w)
+{
+        const struct kek *kek = w->app->cfg->kek;
+        struct problem p = { 0 };
+        json_t *bad = NULL, *it;
+        size_t i;
+        int64_t gen = 0;
+        int n = 0;
+        if (kek) {
+                int r = sql(w, "BEGIN", &p);
+                if (r >= 0)
+                        r = store_generation(&w->db, &gen, true, &p);
+                if (r >= 0)
+                        r = store_certs_seal_keys(&w->db, kek, &n, &p);
+                if (r >= 0)
+                        r = sql(w, "COMMIT", &p);
+                if (r < 0) {
+                        sql(w, "ROLLBACK", NULL);
+                        log_error("cannot encrypt the private keys in the database: %s", p.detail);
+                } else if (n > 0) {
+                        log_notice("encrypted the private keys of %d certificate(s) with key %s "
+                                   "(key_encryption_key_file)",
+                                   n, kek->id);
+                }
+        }
+        problem_done(&p);
+        p = (struct problem){ 0 };
+        if (store_certs_unreadable_keys(&w->db, kek, &bad, &p) >= 0)
+                json_array_foreach (bad, i, it)
+                        log_error("certificate '%s' is unusable: its private key is encrypted with "
+                                  "key %s, and key_encryption_key_file %s",
+                                  json_string_value(json_object_get(it, "name")),
+                                  json_string_value(json_object_get(it, "key_id")),
+                                  kek ? "holds another key" : "is not configured");
+        json_decref(bad);
+        problem_done(&p);
+}
+
 static int initial_reconcile(struct worker *w)
 {
         const struct config *cfg = w->app->cfg;
@@ -1247,6 +1298,8 @@ static int initial_reconcile(struct worker *w)
                 json_decref(warnings);
                 json_decref(summary);
         }
+        if (r >= 0)
+                keys_at_start(w);
         if (r >= 0)
                 r = store_generation(&w->db, &gen, false, &p);
         if (r >= 0)
@@ -1310,7 +1363,9 @@ int worker_start(struct app *app, struct worker **ret)
          * both recovered here and queued by an HTTP thread. */
         {
                 static struct job *left[MAX_BATCH];
+                json_wipe_begin(); /* the rows hold the pending keys */
                 size_t n = w->db.pg ? recover(w, left, 0, MAX_BATCH) : 0;
+                json_wipe_end();
                 for (size_t i = 0; i < n; i++)
                         queue_push(&w->queue, &left[i]->item);
                 publish_desired(w);

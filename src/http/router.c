@@ -19,17 +19,6 @@ enum http_method http_method_from_string(const char *s)
         return HTTP_OTHER;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
 {
         char *out = malloc(n + 1), *o = out;
@@ -41,7 +30,7 @@ int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
                                 free(out);
                                 return -EINVAL;
                         }
-                        int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+                        int a = hex_digit_value(s[i + 1]), b = hex_digit_value(s[i + 2]);
                         if (a < 0 || b < 0 || (a == 0 && b == 0)) {
                                 free(out);
                                 return -EINVAL;

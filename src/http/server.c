@@ -16,6 +16,7 @@
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/sealed.h"
 
 /* Request deadlines. MHD's connection_timeout is an idle timeout: a client that sends a byte now
  * and then is never idle and could hold its connection (and a slot of connection_limit and
@@ -395,7 +396,17 @@ static int append_body(struct request *req, const char *data, size_t n)
                         cap *= 2;
                 if (cap > req->body_limit + 1)
                         cap = req->body_limit + 1;
-                char *p = realloc(req->body, cap);
+                char *p;
+                if (req->op->body & BODY_SECRET) {
+                        /* realloc would leave the old copy of a key behind, unwiped */
+                        p = malloc(cap);
+                        if (p && req->body)
+                                memcpy(p, req->body, req->body_len);
+                        if (p)
+                                free_wiped(req->body);
+                } else {
+                        p = realloc(req->body, cap);
+                }
                 if (!p)
                         return -ENOMEM;
                 req->body = p;
@@ -523,7 +534,10 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
                   req->actor[0] ? req->actor : "anonymous");
         for (size_t i = 0; i < ROUTE_MAX_PARAMS; i++)
                 free(req->params[i]);
-        free(req->body);
+        if (req->op && (req->op->body & BODY_SECRET))
+                free_wiped(req->body);
+        else
+                free(req->body);
         request_reply_free(req);
         free(req);
         *con_cls = NULL;

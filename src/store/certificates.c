@@ -1,10 +1,13 @@
 /* certificates.c (store) - the certificates table: imported rows carry their PEM, ACME and system
- * rows point at files; every row keeps the parsed details (info) so lists need no OpenSSL. HTTP
- * threads read; the worker writes. */
+ * rows point at files; every row keeps the parsed details (info) so lists need no OpenSSL. The
+ * private key column holds the PEM, or its envelope when key_encryption_key_file is configured
+ * (sealed.h; the row's name and fingerprint are its additional data). HTTP threads read; the
+ * worker writes. */
 #include <stdio.h>
 #include <time.h>
 
 #include "smtptlsd/cert.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
 
 #define CERT_COLUMNS                                                                               \
@@ -132,8 +135,112 @@ static int existing_type(struct db_conn *c, const char *name, char type[16], str
         return 0;
 }
 
+/* The additional data of a certificate's key envelope: it opens in its own row only. */
+static void key_context(char *buf, size_t size, const char *name, const char *fingerprint)
+{
+        snprintf(buf, size, "certificates.private_key_pem:%s:%s", name, fingerprint);
+}
+
+int store_key_open(const struct kek *kek, const char *context, const char *stored, const char *what,
+                   char **pem, struct problem *reterr)
+{
+        char id[KEK_ID_SIZE];
+        *pem = NULL;
+        if (!stored)
+                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
+                                   "%s is unusable: its private key is gone", what);
+        if (!sealed_is_sealed(stored)) {
+                *pem = strdup(stored);
+                return *pem ? 0 : -ENOMEM;
+        }
+        int r = sealed_open(kek, context, stored, pem);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -EKEYREJECTED && sealed_key_id(stored, id) >= 0)
+                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
+                                   "%s is unusable: its private key is encrypted with key %s, and "
+                                   "key_encryption_key_file %s",
+                                   what, id, kek ? "holds another key" : "is not configured");
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, NULL,
+                                   "%s is unusable: its encrypted private key does not decrypt "
+                                   "(damaged, or copied from another row)",
+                                   what);
+        return 0;
+}
+
+int cert_row_private_key(const struct cert_row *row, const struct kek *kek, char **pem,
+                         struct problem *reterr)
+{
+        char context[256], what[96];
+        key_context(context, sizeof(context), row->name, row->sha256_fingerprint);
+        snprintf(what, sizeof(what), "certificate '%s'", row->name);
+        return store_key_open(kek, context, row->private_key_pem, what, pem, reterr);
+}
+
+int store_certs_seal_keys(struct db_conn *c, const struct kek *kek, int *count,
+                          struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char context[256];
+        *count = 0;
+        int r =
+            db_exec(c, &res, reterr,
+                    "SELECT name, coalesce(sha256_fingerprint, ''), private_key_pem "
+                    "FROM certificates WHERE private_key_pem IS NOT NULL "
+                    "AND private_key_pem NOT LIKE '" SEALED_PREFIX "%' ORDER BY name FOR UPDATE",
+                    0, NULL);
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                _cleanup_free_ char *sealed = NULL;
+                const char *name = PQgetvalue(res, i, 0);
+                key_context(context, sizeof(context), name, PQgetvalue(res, i, 1));
+                r = sealed_seal(kek, context, PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2),
+                                &sealed);
+                if (r < 0) {
+                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                    "cannot encrypt the private key of '%s'", name);
+                        break;
+                }
+                const char *params[] = { name, sealed };
+                r = db_exec(c, NULL, reterr,
+                            "UPDATE certificates SET private_key_pem = $2 WHERE name = $1", 2,
+                            params);
+                if (r >= 0)
+                        (*count)++;
+        }
+        for (int i = 0; res && i < PQntuples(res); i++)
+                db_wipe_value(res, i, 2);
+        return r;
+}
+
+int store_certs_unreadable_keys(struct db_conn *c, const struct kek *kek, json_t **items,
+                                struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char id[KEK_ID_SIZE];
+        /* the envelopes' headers only: no key material leaves the database for this */
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name, left(private_key_pem, 64) FROM certificates "
+                        "WHERE private_key_pem LIKE '" SEALED_PREFIX "%' ORDER BY name",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+                if (sealed_key_id(PQgetvalue(res, i, 1), id) < 0)
+                        snprintf(id, sizeof(id), "?");
+                else if (kek && streq(id, kek->id))
+                        continue;
+                json_array_append_new(
+                    a, json_pack("{s:s, s:s}", "name", PQgetvalue(res, i, 0), "key_id", id));
+        }
+        *items = a;
+        return 0;
+}
+
 int store_cert_put_imported(struct db_conn *c, const char *name, const struct cert_import *imp,
-                            bool chain_verified, bool *created, struct problem *reterr)
+                            const struct kek *kek, bool chain_verified, bool *created,
+                            struct problem *reterr)
 {
         char type[16], not_after[32];
         int r = existing_type(c, name, type, reterr);
@@ -154,11 +261,19 @@ int store_cert_put_imported(struct db_conn *c, const char *name, const struct ce
         _cleanup_free_ char *info_text = json_dumps(info, JSON_COMPACT);
         json_decref(info);
         snprintf(not_after, sizeof(not_after), "%lld", (long long)imp->info.not_after);
+        _cleanup_free_ char *sealed = NULL;
+        if (kek) {
+                char context[256];
+                key_context(context, sizeof(context), name, imp->info.sha256_fingerprint);
+                if (sealed_seal(kek, context, imp->key_pem, strlen(imp->key_pem), &sealed) < 0)
+                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                           "cannot encrypt the private key of '%s'", name);
+        }
         const char *params[] = {
                 name,
                 imp->cert_pem,
                 imp->chain_pem,
-                imp->key_pem,
+                sealed ? sealed : imp->key_pem,
                 imp->info.sha256_fingerprint,
                 not_after,
                 imp->info.subject,

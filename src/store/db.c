@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "smtptlsd/conf.h"
 #include "smtptlsd/log.h"
 
@@ -354,4 +356,10 @@ char *db_like_pattern(const char *q)
         *o++ = '%';
         *o = 0;
         return p;
+}
+
+void db_wipe_value(PGresult *res, int row, int col)
+{
+        if (res && row < PQntuples(res) && col < PQnfields(res) && !PQgetisnull(res, row, col))
+                OPENSSL_cleanse(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }

@@ -2,8 +2,10 @@
  * (so an acknowledged write survives a crash), finished by the worker, read as the audit trail.
  * HTTP threads and the worker. */
 #include <stdio.h>
+#include <openssl/rand.h>
 
 #include "config.h"
+#include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
 
 #define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
@@ -16,20 +18,76 @@
                            "before::text, after::text, "                                           \
                            "warnings::text"
 
-int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
-                     const char *target, json_t *request, int64_t *id, struct problem *reterr)
+/* The additional data of a pending key's envelope: its reference and the job's target. */
+static void pending_key_context(char *buf, size_t size, const char *ref, const char *target)
+{
+        snprintf(buf, size, "pending_keys.private_key:%s:%s", ref, target);
+}
+
+static int job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
+                      const char *target, json_t *request, const char *ref, const char *key,
+                      int64_t *id, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
-        const char *params[] = { node, actor, action, target, req };
-        int r = db_exec(c, &res, reterr,
-                        "INSERT INTO jobs (node, status, actor, action, target, request) "
-                        "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id",
-                        5, params);
+        const char *params[] = { node, actor, action, target, req, ref, key };
+        /* One statement: the key is durable exactly when the job is. */
+        int r =
+            db_exec(c, &res, reterr,
+                    key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
+                          "request) VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id), "
+                          "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
+                          "SELECT $6, id, $7 FROM j) SELECT id FROM j"
+                        : "INSERT INTO jobs (node, status, actor, action, target, request) "
+                          "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id",
+                    key ? 7 : 5, params);
         if (r < 0)
                 return r;
         *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         return 0;
+}
+
+int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
+                     const char *target, json_t *request, int64_t *id, struct problem *reterr)
+{
+        return job_insert(c, node, actor, action, target, request, NULL, NULL, id, reterr);
+}
+
+int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
+                              const char *action, const char *target, json_t *request,
+                              const char *key_pem, const struct kek *kek, int64_t *id,
+                              struct problem *reterr)
+{
+        unsigned char raw[16];
+        char ref[33], context[400];
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "no random bytes");
+        hex_encode(raw, sizeof(raw), ref);
+        json_object_set_new(request, "private_key_ref", json_string(ref));
+        if (!kek)
+                return job_insert(c, node, actor, action, target, request, ref, key_pem, id,
+                                  reterr);
+        _cleanup_free_ char *sealed = NULL;
+        pending_key_context(context, sizeof(context), ref, target);
+        if (sealed_seal(kek, context, key_pem, strlen(key_pem), &sealed) < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot encrypt the private key");
+        return job_insert(c, node, actor, action, target, request, ref, sealed, id, reterr);
+}
+
+int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct problem *reterr)
+{
+        json_t *req = json_object_get(row, "request");
+        const char *ref = json_string_value(json_object_get(req, "private_key_ref"));
+        const char *target = json_string_value(json_object_get(row, "target"));
+        const char *stored = json_string_value(json_object_get(row, "private_key"));
+        char context[400], what[400];
+        *ret = NULL;
+        if (!ref)
+                return 0;
+        pending_key_context(context, sizeof(context), ref, target ? target : "");
+        snprintf(what, sizeof(what), "the pending upload of certificate '%s'", target);
+        return store_key_open(kek, context, stored, what, ret, reterr);
 }
 
 static json_t *json_or_null(const PGresult *res, int row, int col)
@@ -140,8 +198,10 @@ int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
                 after,
                 warn,
         };
-        /* The request may hold a private key: it is dropped once the job has run. */
+        /* The upload's pending key goes with the job's end (in the transaction that wrote the
+         * certificate, for an applied job); the request is not kept either. */
         return db_exec(c, NULL, reterr,
+                       "WITH gone AS (DELETE FROM pending_keys WHERE job_id = $1) "
                        "UPDATE jobs SET status = $2, generation = $3, postmap = $4, reload = $5, "
                        "output = $6, error = $7::jsonb, before = $8::jsonb, after = $9::jsonb, "
                        "warnings = $10::jsonb, finished_at = clock_timestamp(), request = NULL "
@@ -169,20 +229,26 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { node };
         int r = db_exec(c, &res, reterr,
-                        "SELECT id, action, target, actor, coalesce(request::text, 'null') "
-                        "FROM jobs WHERE node = $1 AND status IN ('queued', 'running') "
-                        "ORDER BY id",
+                        "SELECT j.id, j.action, j.target, j.actor, "
+                        "coalesce(j.request::text, 'null'), k.private_key "
+                        "FROM jobs j LEFT JOIN pending_keys k ON k.job_id = j.id "
+                        "WHERE j.node = $1 AND j.status IN ('queued', 'running') "
+                        "ORDER BY j.id",
                         1, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *req = json_loads(PQgetvalue(res, i, 4), JSON_DECODE_ANY, NULL);
-                json_array_append_new(
-                    a, json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
-                                 (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "action",
-                                 PQgetvalue(res, i, 1), "target", PQgetvalue(res, i, 2), "actor",
-                                 PQgetvalue(res, i, 3), "request", req ? req : json_null()));
+                json_t *row =
+                    json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
+                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "action",
+                              PQgetvalue(res, i, 1), "target", PQgetvalue(res, i, 2), "actor",
+                              PQgetvalue(res, i, 3), "request", req ? req : json_null());
+                if (!PQgetisnull(res, i, 5))
+                        json_object_set_new(row, "private_key", json_string(PQgetvalue(res, i, 5)));
+                db_wipe_value(res, i, 5);
+                json_array_append_new(a, row);
         }
         *rows = a;
         return 0;

@@ -120,6 +120,7 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
                 row->chain_pem = strdup(PQgetvalue(res, 0, 5));
         if (!PQgetisnull(res, 0, 6))
                 row->private_key_pem = strdup(PQgetvalue(res, 0, 6));
+        db_wipe_value(res, 0, 6);
         snprintf(row->sha256_fingerprint, sizeof(row->sha256_fingerprint), "%s",
                  PQgetvalue(res, 0, 7));
         row->not_after = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
