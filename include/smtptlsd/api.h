@@ -40,5 +40,10 @@ int api_config(struct request *req, struct problem *reterr);
  * suspends the request (HANDLER_SUSPENDED), or answers 202 at once for ?wait=0. */
 int api_submit(struct request *req, const char *action, const char *target, json_t *body,
                struct problem *reterr);
+/* The same for a bulk replace: body is the request's body without its "policy" member, and
+ * *items (taken, set to NULL) the validated items as JSON text: recorded as body.policy in the job
+ * row, not kept in memory as a second copy (job.h: items). */
+int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
+                     char **items, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */
 int api_list_limit(struct request *req, int *limit, struct problem *reterr);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,6 +19,12 @@ struct job {
         char actor[72];
         json_t *request; /* {"body": ..., "if_match": ...} */
         bool dry_run;
+        /* A bulk replace's items, as JSON text (the request's body.policy), kept out of request so
+         * the largest part of a write exists once: recorded with the job row, then dropped; the
+         * worker reads them from the row (a dry run, which has no row, from here). */
+        char *items;
+        /* a slot the job holds (app.bulk_busy), released when it is freed */
+        atomic_bool *slot;
         /* results, set by the worker */
         bool done;
         bool failed;

@@ -2,6 +2,7 @@
  * PATCH, DELETE), POST, and the bulk replace CI pipelines push. Bodies are validated here with the
  * same table the worker uses (core/policy.c), so a bad item is refused before any job and named
  * as /items/N/field. HTTP threads. */
+#include <malloc.h>
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
@@ -198,13 +199,21 @@ int api_policy_delete(struct request *req, struct problem *reterr)
 }
 
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
- * /items/N/...), duplicates refused, then one job. */
+ * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
+ * exists about once at a time: the raw body is freed once parsed, each parsed item once its
+ * normalized form is appended to the JSON text of the items, and the parsed body before the job
+ * is recorded; the job keeps only that text until its row has it. */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
-        json_t *body = NULL, *items, *item, *normalized = NULL, *seen = NULL;
+        json_t *body = NULL, *items, *item, *seen = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t text_len = 0;
+        FILE *out = NULL;
         char prefix[48];
         size_t i;
         int r = json_parse_body(req->body, req->body_len, &body, reterr);
+        free(TAKE_PTR(req->body));
+        req->body_len = req->body_cap = 0;
         if (r < 0)
                 return r;
         const char *key;
@@ -221,8 +230,12 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                                 "/items", "items must be an array of TLS policies");
                 goto out;
         }
-        normalized = json_array();
         seen = json_object();
+        out = open_memstream(&text, &text_len);
+        if (!seen || !out || fputc('[', out) == EOF) {
+                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
         json_array_foreach (items, i, item) {
                 struct policy p = { 0 };
                 snprintf(prefix, sizeof(prefix), "/items/%zu", i);
@@ -240,18 +253,36 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 }
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
-                        json_array_append_new(normalized, policy_to_json(&p));
+                        json_t *n = policy_to_json(&p);
+                        if (!n || (i && fputc(',', out) == EOF) ||
+                            json_dumpf(n, out, JSON_COMPACT) < 0)
+                                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                                "out of memory");
+                        json_decref(n);
+                        /* validated and copied out: the parsed item goes now */
+                        json_array_set_new(items, i, json_null());
                 }
                 policy_done(&p);
                 if (r < 0)
                         goto out;
         }
-        json_t *jb = job_body(req, normalized, NULL);
-        r = api_submit(req, "policies.bulk", "tls-policies", jb, reterr);
+        r = fputc(']', out) == EOF ? -ENOMEM : 0;
+        if (fclose(TAKE_PTR(out)) != 0 || r < 0) {
+                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
+        json_decref(TAKE_PTR(seen));
+        json_decref(TAKE_PTR(body));
+        /* The parsed body was many small blocks: give them back before the row is sent. */
+        malloc_trim(0);
+        /* body.policy is null here and the items in the row (api_submit_items) */
+        json_t *jb = job_body(req, json_null(), NULL);
+        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
         json_decref(jb);
 out:
+        if (out)
+                fclose(out);
         json_decref(seen);
-        json_decref(normalized);
         json_decref(body);
         return r;
 }

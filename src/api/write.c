@@ -33,6 +33,12 @@ static int parse_flag(struct request *req, const char *name, bool *ret, struct p
 int api_submit(struct request *req, const char *action, const char *target, json_t *body,
                struct problem *reterr)
 {
+        return api_submit_items(req, action, target, body, NULL, reterr);
+}
+
+int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
+                     char **items, struct problem *reterr)
+{
         char buf[16];
         int64_t wait = WAIT_DEFAULT;
         bool dry_run = false;
@@ -62,6 +68,9 @@ int api_submit(struct request *req, const char *action, const char *target, json
         if (!job)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         job->dry_run = dry_run;
+        job->items = items ? TAKE_PTR(*items) : NULL;
+        /* The job holds the request's slot (one bulk at a time) until it is done. */
+        job->slot = TAKE_PTR(req->slot);
 
         /* Job ids and queue order must agree (the worker applies jobs in queue order, the
          * audit trail reads in id order): numbering and queueing happen under one lock. */
@@ -72,12 +81,14 @@ int api_submit(struct request *req, const char *action, const char *target, json
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
-                                             target, job->request, &job->id, reterr);
+                                             target, job->request, job->items, &job->id, reterr);
                 if (r < 0) {
                         pthread_mutex_unlock(&order);
                         job_free(job);
                         return r;
                 }
+                /* The row has them now: the worker reads them from there. */
+                free(TAKE_PTR(job->items));
         }
         if (wait == 0 && !dry_run) {
                 /* Durable already: answer 202 and let the worker run it. */

@@ -508,12 +508,12 @@ static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
 
 static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
 {
-        json_t *items = json_object_get(json_object_get(job->request, "body"), "policy");
         json_t *counts = NULL;
         int64_t version = 0;
         int r = policy_check_if_match(w, job, true);
+        /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
         if (r >= 0)
-                r = store_policies_bulk(&w->db, items, &counts, &job->problem);
+                r = store_policies_bulk(&w->db, job->items, job->id, &counts, &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {

@@ -17,15 +17,18 @@
                            "warnings::text"
 
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
-                     const char *target, json_t *request, int64_t *id, struct problem *reterr)
+                     const char *target, json_t *request, const char *items, int64_t *id,
+                     struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
-        const char *params[] = { node, actor, action, target, req };
+        const char *params[] = { node, actor, action, target, req, items };
         int r = db_exec(c, &res, reterr,
                         "INSERT INTO jobs (node, status, actor, action, target, request) "
-                        "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id",
-                        5, params);
+                        "VALUES ($1, 'queued', $2, $3, $4, CASE WHEN $6::jsonb IS NULL THEN "
+                        "$5::jsonb ELSE jsonb_set($5::jsonb, '{body,policy}', $6::jsonb) END) "
+                        "RETURNING id",
+                        6, params);
         if (r < 0)
                 return r;
         *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -169,7 +172,10 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { node };
         int r = db_exec(c, &res, reterr,
-                        "SELECT id, action, target, actor, coalesce(request::text, 'null') "
+                        /* a bulk's items stay in the row: the worker reads them there */
+                        "SELECT id, action, target, actor, coalesce((CASE WHEN action = "
+                        "'policies.bulk' THEN request #- '{body,policy}' ELSE request END)::text, "
+                        "'null') "
                         "FROM jobs WHERE node = $1 AND status IN ('queued', 'running') "
                         "ORDER BY id",
                         1, params);

@@ -12,6 +12,16 @@
         "array_to_json(exclude)::text, note, enabled, managed_by, " TS("created_at") ", " TS(      \
             "updated_at") ", version"
 #define COL_VERSION 11 /* the row's version (ETag) */
+/* What the map needs, in the same positions: the note (up to 1 KiB a row) is never rendered. */
+#define POLICY_RENDER_COLUMNS                                                                      \
+        "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
+        "array_to_json(exclude)::text, NULL, enabled, managed_by"
+/* The columns of a bulk's items (jsonb_to_recordset). */
+#define INCOMING_RECORD                                                                            \
+        "AS x(destination text, level text, match text[], protocols text, ciphers text, "          \
+        "exclude text[], note text, enabled boolean)"
+/* Rows converted to struct policy at a time while rendering the map. */
+#define RENDER_CHUNK 4096
 
 static char **strv_from_json(const char *text, size_t *n)
 {
@@ -64,31 +74,63 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
                 return r;
         *rows = strtoll(PQgetvalue(count, 0, 0), NULL, 10);
         r = db_exec(c, &res, reterr,
-                    "SELECT " POLICY_COLUMNS " FROM tls_policies WHERE enabled "
+                    "SELECT " POLICY_RENDER_COLUMNS " FROM tls_policies WHERE enabled "
                     "ORDER BY destination COLLATE \"C\"",
                     0, NULL);
         if (r < 0)
                 return r;
-        size_t n = (size_t)PQntuples(res);
-        struct policy *v = calloc(n ? n : 1, sizeof(*v));
-        const struct policy **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        /* A chunk of rows at a time (100,000 struct policy would take 50 MiB): the rows come
+         * sorted by byte order and unique, so the chunks' lines, each chunk rendered after the
+         * header, append into the one map policy_map_render would give. */
+        size_t n = (size_t)PQntuples(res), header = strlen(POLICY_MAP_HEADER);
+        struct policy *v = calloc(RENDER_CHUNK, sizeof(*v));
+        const struct policy **ptrs = calloc(RENDER_CHUNK, sizeof(*ptrs));
+        _cleanup_free_ char *out = NULL;
+        size_t out_len = 0, out_cap = 0;
         if (!v || !ptrs) {
                 free(v);
                 free(ptrs);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++) {
-                row_policy(res, (int)i, &v[i]);
-                ptrs[i] = &v[i];
+        for (size_t at = 0; r >= 0 && (at < n || at == 0); at += RENDER_CHUNK) {
+                size_t m = n - at < RENDER_CHUNK ? n - at : RENDER_CHUNK;
+                _cleanup_free_ char *chunk = NULL;
+                size_t chunk_len = 0;
+                for (size_t i = 0; i < m; i++) {
+                        row_policy(res, (int)(at + i), &v[i]);
+                        ptrs[i] = &v[i];
+                }
+                r = policy_map_render(ptrs, m, &chunk, &chunk_len);
+                for (size_t i = 0; i < m; i++)
+                        policy_done(&v[i]);
+                size_t skip = at ? header : 0;
+                if (r >= 0 && out_len + chunk_len - skip + 1 > out_cap) {
+                        size_t cap = out_cap ? out_cap : 4096;
+                        while (cap < out_len + chunk_len - skip + 1)
+                                cap *= 2;
+                        char *p = realloc(out, cap);
+                        if (!p)
+                                r = -ENOMEM;
+                        else {
+                                out = p;
+                                out_cap = cap;
+                        }
+                }
+                if (r >= 0) {
+                        memcpy(out + out_len, chunk + skip, chunk_len - skip + 1);
+                        out_len += chunk_len - skip;
+                }
+                if (n == 0)
+                        break;
         }
-        r = policy_map_render(ptrs, n, text, len);
-        for (size_t i = 0; i < n; i++)
-                policy_done(&v[i]);
         free(v);
         free(ptrs);
         if (r < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot render the policy map: %s", strerror(-r));
+        *text = TAKE_PTR(out);
+        if (len)
+                *len = out_len;
         *entries = n;
         return 0;
 }
@@ -205,19 +247,24 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
         return 0;
 }
 
-int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr)
+int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, json_t **counts,
+                        struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL;
-        _cleanup_free_ char *text = json_dumps(items, JSON_COMPACT);
-        if (!text)
-                return -ENOMEM;
-        const char *params[] = { text };
-        int r = db_exec(c, NULL, reterr,
-                        "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-                        "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(destination text, "
-                        "level text, match text[], protocols text, ciphers text, exclude text[], "
-                        "note text, enabled boolean)",
-                        1, params);
+        char idbuf[24];
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
+        const char *params[] = { items ? items : idbuf };
+        /* From the job row, the items must be there: a row without them (its request already
+         * dropped) is an error ('null' is not an array), never an empty list, which would remove
+         * every unmanaged row. */
+        int r = db_exec(
+            c, NULL, reterr,
+            items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                    "SELECT * FROM jsonb_to_recordset($1::jsonb) " INCOMING_RECORD
+                  : "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                    "SELECT * FROM jsonb_to_recordset(coalesce((SELECT request->'body'->'policy' "
+                    "FROM jobs WHERE id = $1::bigint), 'null')) " INCOMING_RECORD,
+            1, params);
         if (r < 0)
                 return r;
         r = db_exec(c, &clash, reterr,
