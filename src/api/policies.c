@@ -198,6 +198,34 @@ int api_policy_delete(struct request *req, struct problem *reterr)
         return r;
 }
 
+/* The JSON text of a bulk's normalized items, grown geometrically (json_dump_callback). */
+struct text_buf {
+        char *p;
+        size_t len, cap;
+};
+
+static int text_add(const char *s, size_t n, void *data)
+{
+        struct text_buf *b = data;
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                while (cap < b->len + n + 1)
+                        cap *= 2;
+                char *p = realloc(b->p, cap);
+                if (!p)
+                        return -1;
+                b->p = p;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        b->p[b->len] = 0;
+        return 0;
+}
+
+/* Parsed items given back to the system while the text grows: every this many. */
+#define BULK_TRIM_EVERY 16384
+
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
  * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
  * exists about once at a time: the raw body is freed once parsed, each parsed item once its
@@ -206,9 +234,9 @@ int api_policy_delete(struct request *req, struct problem *reterr)
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
         json_t *body = NULL, *items, *item, *seen = NULL;
-        _cleanup_free_ char *text = NULL;
-        size_t text_len = 0;
-        FILE *out = NULL;
+        /* about the body's size (normalized items have every field): one allocation, in most
+         * cases, and large enough to be a mapping of its own, so it grows without copies */
+        struct text_buf text = { .cap = req->body_len + req->body_len / 4 + 64 };
         char prefix[48];
         size_t i;
         int r = json_parse_body(req->body, req->body_len, &body, reterr);
@@ -231,8 +259,10 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 goto out;
         }
         seen = json_object();
-        out = open_memstream(&text, &text_len);
-        if (!seen || !out || fputc('[', out) == EOF) {
+        text.p = malloc(text.cap);
+        if (!text.p)
+                text.cap = 0;
+        if (!seen || text_add("[", 1, &text) < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
@@ -254,20 +284,21 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
                         json_t *n = policy_to_json(&p);
-                        if (!n || (i && fputc(',', out) == EOF) ||
-                            json_dumpf(n, out, JSON_COMPACT) < 0)
+                        if (!n || (i && text_add(",", 1, &text) < 0) ||
+                            json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
                                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                                 "out of memory");
                         json_decref(n);
                         /* validated and copied out: the parsed item goes now */
                         json_array_set_new(items, i, json_null());
+                        if ((i + 1) % BULK_TRIM_EVERY == 0)
+                                malloc_trim(0);
                 }
                 policy_done(&p);
                 if (r < 0)
                         goto out;
         }
-        r = fputc(']', out) == EOF ? -ENOMEM : 0;
-        if (fclose(TAKE_PTR(out)) != 0 || r < 0) {
+        if (text_add("]", 1, &text) < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
@@ -277,11 +308,10 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
         malloc_trim(0);
         /* body.policy is null here and the items in the row (api_submit_items) */
         json_t *jb = job_body(req, json_null(), NULL);
-        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
+        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text.p, reterr);
         json_decref(jb);
 out:
-        if (out)
-                fclose(out);
+        free(text.p);
         json_decref(seen);
         json_decref(body);
         return r;

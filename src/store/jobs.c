@@ -29,6 +29,8 @@ int store_job_insert(struct db_conn *c, const char *node, const char *actor, con
                         "$5::jsonb ELSE jsonb_set($5::jsonb, '{body,policy}', $6::jsonb) END) "
                         "RETURNING id",
                         6, params);
+        if (items)
+                db_drop(c); /* its send buffer is as large as the items now */
         if (r < 0)
                 return r;
         *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
