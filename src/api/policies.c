@@ -198,29 +198,10 @@ int api_policy_delete(struct request *req, struct problem *reterr)
         return r;
 }
 
-/* The JSON text of a bulk's normalized items, grown geometrically (json_dump_callback). */
-struct text_buf {
-        char *p;
-        size_t len, cap;
-};
-
+/* json_dump_callback into a strbuf. */
 static int text_add(const char *s, size_t n, void *data)
 {
-        struct text_buf *b = data;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *p = realloc(b->p, cap);
-                if (!p)
-                        return -1;
-                b->p = p;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = 0;
-        return 0;
+        return strbuf_add(data, s, n) < 0 ? -1 : 0;
 }
 
 /* Parsed items given back to the system while the text grows: every this many. */
@@ -236,7 +217,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
         json_t *body = NULL, *items, *item, *seen = NULL;
         /* about the body's size (normalized items have every field): one allocation, in most
          * cases, and large enough to be a mapping of its own, so it grows without copies */
-        struct text_buf text = { .cap = req->body_len + req->body_len / 4 + 64 };
+        struct strbuf text = { .cap = req->body_len + req->body_len / 4 + 64 };
         char prefix[48];
         size_t i;
         int r = json_parse_body(req->body, req->body_len, &body, reterr);
@@ -259,10 +240,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 goto out;
         }
         seen = json_object();
-        text.p = malloc(text.cap);
-        if (!text.p)
-                text.cap = 0;
-        if (!seen || text_add("[", 1, &text) < 0) {
+        if (!seen || strbuf_add(&text, "[", 1) < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
@@ -284,7 +262,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
                         json_t *n = policy_to_json(&p);
-                        if (!n || (i && text_add(",", 1, &text) < 0) ||
+                        if (!n || (i && strbuf_add(&text, ",", 1) < 0) ||
                             json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
                                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                                 "out of memory");
@@ -298,7 +276,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 if (r < 0)
                         goto out;
         }
-        if (text_add("]", 1, &text) < 0) {
+        if (strbuf_add(&text, "]", 1) < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }

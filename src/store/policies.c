@@ -80,19 +80,19 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
         if (r < 0)
                 return r;
         /* A chunk of rows at a time (100,000 struct policy would take 50 MiB): the rows come
-         * sorted by byte order and unique, so the chunks' lines, each chunk rendered after the
-         * header, append into the one map policy_map_render would give. */
+         * sorted by byte order and unique, so the header and then each chunk's lines (a chunk
+         * renders after a header of its own) make the one map policy_map_render would give. */
         size_t n = (size_t)PQntuples(res), header = strlen(POLICY_MAP_HEADER);
         struct policy *v = calloc(RENDER_CHUNK, sizeof(*v));
         const struct policy **ptrs = calloc(RENDER_CHUNK, sizeof(*ptrs));
-        _cleanup_free_ char *out = NULL;
-        size_t out_len = 0, out_cap = 0;
+        struct strbuf out = { 0 };
         if (!v || !ptrs) {
                 free(v);
                 free(ptrs);
                 return -ENOMEM;
         }
-        for (size_t at = 0; r >= 0 && (at < n || at == 0); at += RENDER_CHUNK) {
+        r = strbuf_add(&out, POLICY_MAP_HEADER, header);
+        for (size_t at = 0; r >= 0 && at < n; at += RENDER_CHUNK) {
                 size_t m = n - at < RENDER_CHUNK ? n - at : RENDER_CHUNK;
                 _cleanup_free_ char *chunk = NULL;
                 size_t chunk_len = 0;
@@ -103,34 +103,19 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
                 r = policy_map_render(ptrs, m, &chunk, &chunk_len);
                 for (size_t i = 0; i < m; i++)
                         policy_done(&v[i]);
-                size_t skip = at ? header : 0;
-                if (r >= 0 && out_len + chunk_len - skip + 1 > out_cap) {
-                        size_t cap = out_cap ? out_cap : 4096;
-                        while (cap < out_len + chunk_len - skip + 1)
-                                cap *= 2;
-                        char *p = realloc(out, cap);
-                        if (!p)
-                                r = -ENOMEM;
-                        else {
-                                out = p;
-                                out_cap = cap;
-                        }
-                }
-                if (r >= 0) {
-                        memcpy(out + out_len, chunk + skip, chunk_len - skip + 1);
-                        out_len += chunk_len - skip;
-                }
-                if (n == 0)
-                        break;
+                if (r >= 0)
+                        r = strbuf_add(&out, chunk + header, chunk_len - header);
         }
         free(v);
         free(ptrs);
-        if (r < 0)
+        if (r < 0) {
+                free(out.p);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot render the policy map: %s", strerror(-r));
-        *text = TAKE_PTR(out);
+        }
+        *text = out.p;
         if (len)
-                *len = out_len;
+                *len = out.len;
         *entries = n;
         return 0;
 }
