@@ -11,11 +11,11 @@ import json
 import os
 import re
 import select
-import socket
 import time
 
 import pytest
 
+from tests.harness.daemon import RawRequest
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import proc_status_kib, wait_until
 from tests.system.test_foundation import assert_problem, parse_metrics
@@ -34,45 +34,6 @@ def bulk_body(n, note_bytes=0, prefix="b"):
 def bulk_body_of(mib, note_bytes=600, prefix="m"):
     """A valid bulk body of about mib MiB (each item ~ note_bytes + 70 bytes)."""
     return bulk_body((mib << 20) // (note_bytes + 70), note_bytes, prefix)
-
-
-class RawRequest:
-    """A request written by hand on its own connection, so that a test decides when (and whether)
-    the body is sent."""
-
-    def __init__(self, d, method, path, length, token=None):
-        self.sock = socket.create_connection((d.host, d.port), timeout=30)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {d.host}\r\n"
-                f"Authorization: Bearer {token or d.token}\r\n"
-                "Content-Type: application/json\r\n"
-                f"Content-Length: {length}\r\n\r\n")
-        self.sock.sendall(head.encode())
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def response(self, timeout=60):
-        """(status, {header: value}, body bytes) of the reply."""
-        self.sock.settimeout(timeout)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(65536)
-            assert chunk, f"connection closed before a reply: {data!r}"
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = self.sock.recv(65536)
-            assert chunk, "connection closed inside the reply body"
-            body += chunk
-        return status, headers, body[:length]
-
-    def close(self):
-        self.sock.close()
 
 
 def assert_refused_early(site, length):
