@@ -38,8 +38,8 @@ static struct {
         pthread_mutex_t lock;
         pthread_cond_t rendered;
         struct map_render *current;
-        int64_t rendering; /* the generation a request is rendering; 0 none */
-} map_cache = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0 };
+        int64_t rendering; /* the generation a request is rendering; -1 none */
+} map_cache = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, -1 };
 
 static void map_render_unref(struct map_render *m)
 {
@@ -108,7 +108,7 @@ static int map_get(struct db_conn *c, int64_t *generation, struct map_render **r
         if (map_cache.current && map_cache.current->generation == gen) {
                 m = map_cache.current;
                 m->refs++;
-        } else if (map_cache.rendering == 0) {
+        } else if (map_cache.rendering < 0) {
                 map_cache.rendering = gen;
                 mine = true;
         }
@@ -130,7 +130,7 @@ static int map_get(struct db_conn *c, int64_t *generation, struct map_render **r
                 m->refs++;
         }
         if (mine)
-                map_cache.rendering = 0;
+                map_cache.rendering = -1;
         pthread_cond_broadcast(&map_cache.rendered);
         pthread_mutex_unlock(&map_cache.lock);
         map_render_unref(old);
