@@ -209,3 +209,37 @@ def test_status_and_config_render_the_map_once_per_generation(make_release_site)
         assert site.d.get("/api/v1/status", timeout=60).status == 200
         assert site.d.get("/api/v1/config", timeout=60).body["generation"] == cfg["generation"]
     assert renders(site.d) - before == 1
+
+
+def test_a_bulk_killed_before_commit_is_resumed_from_its_job_row(fault_site):
+    """The items live in the job row only (not in the daemon's memory past the insert): a bulk
+    acknowledged with 202 whose daemon is killed before the commit is applied at the next start,
+    from the row, and the row's request is dropped once it has run."""
+    site = fault_site
+    with open(site.fault_file, "w") as f:
+        f.write("before_commit kill\n")
+    r = site.d.http("PUT", BULK + "?wait=0", bulk_body(500, 50, "k"), timeout=60)
+    assert r.status == 202, r
+    job = r.headers["Job-Id"]
+    site.d.proc.wait(60)
+    site.d.stopped = True
+    assert site.d.proc.returncode == -9, site.d.proc.returncode
+    assert rows(site) == 0
+    # the row holds the validated, normalized items
+    assert site.psql.query(f"SELECT jsonb_array_length(request->'body'->'policy') FROM jobs "
+                           f"WHERE id = {job}") == "500"
+    assert site.psql.query(f"SELECT request->'body'->'policy'->0 FROM jobs WHERE id = {job}") == \
+        site.psql.query("SELECT jsonb_build_object('destination', 'k0000000.example', 'level', "
+                        "'may', 'match', '[]'::jsonb, 'protocols', null, 'ciphers', null, "
+                        "'exclude', '[]'::jsonb, 'note', repeat('n', 50), 'enabled', true, "
+                        "'managed_by', null)")
+    os.unlink(site.fault_file)
+    site.d.start()
+    site.d.mark_fd_baseline()
+    wait_until(lambda: site.d.get(f"/api/v1/jobs/{job}").body["status"] == "applied",
+               timeout=120, what="the resumed bulk applied")
+    assert rows(site) == 500
+    assert site.psql.query(f"SELECT request IS NULL FROM jobs WHERE id = {job}") == "t"
+    # and the slot is free for the next one
+    r = site.d.http("PUT", BULK + "?wait=120", bulk_body(2, 0, "n"), timeout=120)
+    assert r.status == 200 and r.body["removed"] == 500, r
