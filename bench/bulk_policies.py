@@ -18,6 +18,7 @@ plus the job record (postmap, reload, created_at -> finished_at). Standard libra
                                           [--map-type hash] [--keep]
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -77,29 +78,28 @@ def postmap_seconds(pf, map_type, text, workdir):
     return time.monotonic() - t0
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="10000,100000",
-                    help="comma-separated numbers of policies (default 10000,100000)")
-    ap.add_argument("--binary", default=None,
-                    help="the daemon (default build/smtptlsd, else build-asan/smtptlsd)")
-    ap.add_argument("--map-type", default="hash", choices=sorted(INDEX_SUFFIX))
-    ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
-    args = ap.parse_args(argv)
-    sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
-    binary = args.binary or next(
+
+def daemon_binary(arg):
+    """The daemon to run: arg, else build/smtptlsd, else build-asan/smtptlsd (absolute), or None
+    (with a message)."""
+    binary = arg or next(
         (p for p in (os.path.join(REPO_ROOT, "build", "smtptlsd"),
                      os.path.join(REPO_ROOT, "build-asan", "smtptlsd")) if os.path.exists(p)), None)
     if not binary or not os.path.exists(binary):
         print("no daemon binary: build it (scripts/build) or pass --binary", file=sys.stderr)
-        return 2
-    binary = os.path.abspath(binary)
+        return None
+    return os.path.abspath(binary)
 
+
+@contextlib.contextmanager
+def bench_sandbox(binary, map_type="hash", keep=False, config=None):
+    """A private PostgreSQL (statement durations logged) and Postfix under /tmp/stls-bench-*, and
+    the daemon with an admin token (d.token); yields (base, pg, pf, d) and removes it all after.
+    config: more daemon configuration keys."""
     base = short_tempdir("stls-bench-")
     pg = PostgresSandbox(os.path.join(base, "pg"))
     pf = PostfixSandbox(os.path.join(base, "postfix"))
     d = None
-    rows = []
     try:
         pg.start()
         pg.psql("ALTER SYSTEM SET log_min_duration_statement = 0")
@@ -113,15 +113,45 @@ def main(argv=None):
             "listen_address": "127.0.0.1", "listen_port": 0, "database_url": url,
             "http_threads": 2, "log_level": "notice",
             "postfix_config_directory": pf.config_dir, **pf.argv_prefixes,
-            "policy_map_type": args.map_type,
+            "policy_map_type": map_type,
             "certificate_directory": os.path.join(workdir, "certs"),
             "acme_live_directory": os.path.join(workdir, "letsencrypt", "live"),
             "system_certificate_file": system.cert, "system_key_file": system.key,
             "smtp_probe_address": f"127.0.0.1:{pf.port}",
+            **(config or {}),
         }
         d = Daemon(workdir, cfg, binary=binary, db_port=pg.port)
         d.start()
         d.token = d.add_token("bench", "admin")
+        yield base, pg, pf, d
+    finally:
+        if d is not None:
+            d.stop()
+            d.close()
+        pf.stop()
+        pg.stop()
+        if keep:
+            print(f"sandbox kept in {base}", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,100000",
+                    help="comma-separated numbers of policies (default 10000,100000)")
+    ap.add_argument("--binary", default=None,
+                    help="the daemon (default build/smtptlsd, else build-asan/smtptlsd)")
+    ap.add_argument("--map-type", default="hash", choices=sorted(INDEX_SUFFIX))
+    ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    args = ap.parse_args(argv)
+    sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
+    binary = daemon_binary(args.binary)
+    if not binary:
+        return 2
+
+    rows = []
+    with bench_sandbox(binary, args.map_type, args.keep) as (base, pg, pf, d):
         log = PgLog(pg.logfile)
         map_path = os.path.join(pf.config_dir, "smtptlsd_tls_policy")
 
@@ -184,16 +214,6 @@ def main(argv=None):
               "-s of the resulting map, timed apart; rest: HTTP, JSON, validation, rendering, "
               "diff and files. created->finished: the job record's timestamps.")
         return 0
-    finally:
-        if d is not None:
-            d.stop()
-            d.close()
-        pf.stop()
-        pg.stop()
-        if args.keep:
-            print(f"sandbox kept in {base}", file=sys.stderr)
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ static const struct {
         [METRIC_RECONCILES] = { "smtptlsd_reconciles_total", "Render-validate-swap rounds." },
         [METRIC_DB_RECONNECTS] = { "smtptlsd_database_reconnects_total",
                                    "Database reconnections." },
+        [METRIC_STATUS_MAP_RENDERS] = { "smtptlsd_status_map_renders_total",
+                                        "Policy maps rendered for /api/v1/status and "
+                                        "/api/v1/config (once per generation; cached)." },
 }, gauge_info[_METRIC_GAUGE_MAX] = {
         [METRIC_READY] = { "smtptlsd_ready", "1 once the daemon is ready." },
         [METRIC_DESIRED_GENERATION] = { "smtptlsd_desired_generation",

@@ -60,6 +60,24 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
         return 0;
 }
 
+int strbuf_add(struct strbuf *b, const void *s, size_t n)
+{
+        if (!b->p || b->len + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 256;
+                while (cap < b->len + n + 1)
+                        cap *= 2;
+                char *p = realloc(b->p, cap);
+                if (!p)
+                        return -ENOMEM;
+                b->p = p;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        b->p[b->len] = 0;
+        return 0;
+}
+
 void hex_encode(const unsigned char *in, size_t n, char *out)
 {
         static const char digits[] = "0123456789abcdef";

@@ -44,5 +44,10 @@ int api_submit(struct request *req, const char *action, const char *target, json
  * database keeps it in pending_keys (sealed with key_encryption_key_file), never in the job row. */
 int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, struct problem *reterr);
+/* The same for a bulk replace: body is the request's body without its "policy" member, and
+ * *items (taken, set to NULL) the validated items as JSON text: recorded as body.policy in the job
+ * row, not kept in memory as a second copy (job.h: items). */
+int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
+                     char **items, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */
 int api_list_limit(struct request *req, int *limit, struct problem *reterr);

@@ -18,5 +18,8 @@ struct app {
         struct worker *worker;
         atomic_bool ready;    /* database reached, migrations ran, first reconcile done */
         atomic_bool stopping; /* SIGTERM seen */
+        /* One bulk replace at a time: taken when its headers are admitted (http/server.c), held
+         * by its job until the job is freed (job.h: slot). */
+        atomic_bool bulk_busy;
         uint64_t started_usec;
 };

@@ -29,6 +29,10 @@ void db_pool_free(struct db_pool *p);
  * unreachable fails fast with service_unavailable. */
 int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr);
 void db_release(struct db_conn *c);
+/* Closes c's connection outside a transaction; the next db_acquire of its slot opens a new one.
+ * For after a statement of many megabytes: libpq keeps its buffers at their largest for the
+ * connection's life. */
+void db_drop(struct db_conn *c);
 static inline void db_releasep(struct db_conn **c)
 {
         if (*c)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,7 +86,10 @@ struct request {
         struct header headers[REPLY_MAX_HEADERS];
         size_t n_headers;
         bool replied;
-        bool suspended;     /* waiting for its job (http/pending.c) */
+        bool suspended; /* waiting for its job (http/pending.c) */
+        /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
+         * handed it to the request's job */
+        atomic_bool *slot;
         uint64_t wait_usec; /* ?wait, for writes */
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,6 +20,12 @@ struct job {
         json_t *request; /* {"body": ..., "if_match": ..., "private_key_ref": ...} */
         char *secret;    /* an upload's private key PEM, never in request (wiped by job_free) */
         bool dry_run;
+        /* A bulk replace's items, as JSON text (the request's body.policy), kept out of request so
+         * the largest part of a write exists once: recorded with the job row, then dropped; the
+         * worker reads them from the row (a dry run, which has no row, from here). */
+        char *items;
+        /* a slot the job holds (app.bulk_busy), released when it is freed */
+        atomic_bool *slot;
         /* results, set by the worker */
         bool done;
         bool failed;

@@ -14,6 +14,7 @@ enum metric_counter {
         METRIC_RELOADS,
         METRIC_RECONCILES,
         METRIC_DB_RECONNECTS,
+        METRIC_STATUS_MAP_RENDERS,
         _METRIC_COUNTER_MAX,
 };
 

@@ -10,6 +10,7 @@
 #include "smtptlsd/db.h"
 #include "smtptlsd/problem.h"
 #include "smtptlsd/settings.h"
+#include "smtptlsd/tokens.h"
 
 struct cert_row {
         int64_t id;
@@ -41,8 +42,10 @@ int store_collection_version(struct db_conn *c, enum store_collection which, int
                              struct problem *reterr);
 
 /* jobs */
+/* items (JSON text, or NULL): a bulk replace's items, recorded as request.body.policy. */
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
-                     const char *target, json_t *request, int64_t *id, struct problem *reterr);
+                     const char *target, json_t *request, const char *items, int64_t *id,
+                     struct problem *reterr);
 /* The same for an upload that carries a private key: the key never enters the request. It waits
  * in pending_keys (sealed with kek when not NULL) under a random reference that is added to
  * request as "private_key_ref"; job and key are inserted by one statement. */
@@ -156,6 +159,10 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
                         const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr);
-/* Makes the unmanaged rows exactly `items` (a JSON array of normalized policies). A destination
- * held by a managed row: managed_row. Counts go to *counts {added, changed, removed, unchanged}. */
-int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr);
+/* Makes the unmanaged rows exactly the items: `items` (JSON text of an array of normalized
+ * policies) or, when NULL, request.body.policy of job `job_id`'s row (read by the database: the
+ * body is not copied through the daemon again). A destination held by a managed row: managed_row.
+ * An item with managed_by: forbidden below admin `scope`, invalid_value at admin (bulk writes
+ * unmanaged rows only). Counts go to *counts {added, changed, removed, unchanged}. */
+int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
+                        json_t **counts, struct problem *reterr);

@@ -86,6 +86,15 @@ int strcpy_bounded(char *dst, size_t size, const char *src);
 /* Parses a whole decimal number in [min, max]; returns -EINVAL or -ERANGE. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 
+/* A growable byte string, kept NUL-terminated: p is malloc'ed (free it), cap its size. */
+struct strbuf {
+        char *p;
+        size_t len, cap;
+};
+/* Appends n bytes, doubling cap as needed (a first cap may be set before p is allocated);
+ * -ENOMEM leaves b as it was. */
+int strbuf_add(struct strbuf *b, const void *s, size_t n);
+
 /* Hex encoding of bytes, lower case; out must hold 2*n+1 bytes. */
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), -1 for anything else. */

@@ -2,6 +2,7 @@
  * PATCH, DELETE), POST, and the bulk replace CI pipelines push. Bodies are validated here with the
  * same table the worker uses (core/policy.c), so a bad item is refused before any job and named
  * as /items/N/field. HTTP threads. */
+#include <malloc.h>
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
@@ -233,14 +234,31 @@ int api_policy_delete(struct request *req, struct problem *reterr)
         return r;
 }
 
+/* json_dump_callback into a strbuf. */
+static int text_add(const char *s, size_t n, void *data)
+{
+        return strbuf_add(data, s, n) < 0 ? -1 : 0;
+}
+
+/* Parsed items given back to the system while the text grows: every this many. */
+#define BULK_TRIM_EVERY 16384
+
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
- * /items/N/...), duplicates refused, then one job. */
+ * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
+ * exists about once at a time: the raw body is freed once parsed, each parsed item once its
+ * normalized form is appended to the JSON text of the items, and the parsed body before the job
+ * is recorded; the job keeps only that text until its row has it. */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
-        json_t *body = NULL, *items, *item, *normalized = NULL, *seen = NULL;
+        json_t *body = NULL, *items, *item, *seen = NULL;
+        /* about the body's size (normalized items have every field): one allocation, in most
+         * cases, and large enough to be a mapping of its own, so it grows without copies */
+        struct strbuf text = { .cap = req->body_len + req->body_len / 4 + 64 };
         char prefix[48];
         size_t i;
         int r = json_parse_body(req->body, req->body_len, &body, reterr);
+        free(TAKE_PTR(req->body));
+        req->body_len = req->body_cap = 0;
         if (r < 0)
                 return r;
         const char *key;
@@ -257,8 +275,11 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                                 "/items", "items must be an array of TLS policies");
                 goto out;
         }
-        normalized = json_array();
         seen = json_object();
+        if (!seen || strbuf_add(&text, "[", 1) < 0) {
+                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
         json_array_foreach (items, i, item) {
                 struct policy p = { 0 };
                 snprintf(prefix, sizeof(prefix), "/items/%zu", i);
@@ -283,18 +304,36 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 }
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
-                        json_array_append_new(normalized, policy_to_json(&p));
+                        json_t *n = policy_to_json(&p);
+                        if (!n || (i && strbuf_add(&text, ",", 1) < 0) ||
+                            json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
+                                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                                "out of memory");
+                        json_decref(n);
+                        /* validated and copied out: the parsed item goes now */
+                        json_array_set_new(items, i, json_null());
+                        if ((i + 1) % BULK_TRIM_EVERY == 0)
+                                malloc_trim(0);
                 }
                 policy_done(&p);
                 if (r < 0)
                         goto out;
         }
-        json_t *jb = job_body(req, normalized, NULL);
-        r = api_submit(req, "policies.bulk", "tls-policies", jb, reterr);
+        if (strbuf_add(&text, "]", 1) < 0) {
+                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
+        json_decref(TAKE_PTR(seen));
+        json_decref(TAKE_PTR(body));
+        /* The parsed body was many small blocks: give them back before the row is sent. */
+        malloc_trim(0);
+        /* body.policy is null here and the items in the row (api_submit_items) */
+        json_t *jb = job_body(req, json_null(), NULL);
+        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text.p, reterr);
         json_decref(jb);
 out:
+        free(text.p);
         json_decref(seen);
-        json_decref(normalized);
         json_decref(body);
         return r;
 }

@@ -1,6 +1,8 @@
 /* status.c (api) - GET /api/v1/status (is Postfix running what the database says, and is the
- * certificate served) and GET /api/v1/config (the rendered artefacts and any drift). HTTP
- * threads; they read files and run `postfix status`, never write. */
+ * certificate served) and GET /api/v1/config (the rendered artefacts and any drift), and the
+ * cache of the policy map they both need, one per generation. HTTP threads; they read files and
+ * run `postfix status`, never write. */
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -8,10 +10,154 @@
 #include "smtptlsd/app.h"
 #include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/metrics.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/reconcile.h"
 #include "smtptlsd/store.h"
 #include "smtptlsd/worker.h"
+
+/* The policy map rendered from the database at one generation (100,000 rows are 100,000 rows to
+ * read and render): the only part of these replies that depends on the generation alone. Drift,
+ * Postfix, the verification and the settings stay live. Shared read-only by the requests that
+ * hold a reference; freed by the last. */
+struct map_render {
+        unsigned refs; /* under map_cache.lock */
+        int64_t generation;
+        char *text;
+        size_t len, entries;
+        int64_t rows; /* all rows, enabled or not: the map is managed as soon as one exists */
+        char *json;   /* text as a JSON string, for /config */
+        size_t json_len;
+};
+
+/* How long a request waits for another that renders the same generation, before rendering
+ * itself. */
+#define MAP_RENDER_WAIT_SEC 30
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t rendered;
+        struct map_render *current;
+        int64_t rendering; /* the generation a request is rendering; -1 none */
+} map_cache = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, -1 };
+
+static void map_render_unref(struct map_render *m)
+{
+        if (!m)
+                return;
+        pthread_mutex_lock(&map_cache.lock);
+        bool last = --m->refs == 0;
+        pthread_mutex_unlock(&map_cache.lock);
+        if (!last)
+                return;
+        free(m->text);
+        free(m->json);
+        free(m);
+}
+
+static int map_render_new(struct db_conn *c, int64_t generation, struct map_render **ret,
+                          struct problem *reterr)
+{
+        struct map_render *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->refs = 1;
+        m->generation = generation;
+        int r = store_policies_render(c, &m->text, &m->len, &m->entries, &m->rows, reterr);
+        if (r >= 0) {
+                json_t *s = json_stringn(m->text, m->len);
+                m->json = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+                m->json_len = m->json ? strlen(m->json) : 0;
+                json_decref(s);
+                if (!m->json)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                map_render_unref(m);
+                return r;
+        }
+        metrics_count(METRIC_STATUS_MAP_RENDERS, 1);
+        *ret = m;
+        return 0;
+}
+
+/* The map of the generation *generation reads now: the cached one, or rendered once (a request
+ * that finds another rendering the same generation waits for it). It is cached only if the
+ * generation is the same after the render as before it: the worker bumps the generation in the
+ * transaction that changes the rows, so a cached map is always its generation's, and a write
+ * (a new generation) is never answered from the cache of an older one. */
+static int map_get(struct db_conn *c, int64_t *generation, struct map_render **ret,
+                   struct problem *reterr)
+{
+        int64_t gen = 0, after = 0;
+        struct map_render *m = NULL;
+        int r = store_generation(c, &gen, false, reterr);
+        if (r < 0)
+                return r;
+        *generation = gen;
+
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += MAP_RENDER_WAIT_SEC;
+        bool mine = false;
+        pthread_mutex_lock(&map_cache.lock);
+        while (!(map_cache.current && map_cache.current->generation == gen) &&
+               map_cache.rendering == gen)
+                if (pthread_cond_timedwait(&map_cache.rendered, &map_cache.lock, &until) != 0)
+                        break;
+        if (map_cache.current && map_cache.current->generation == gen) {
+                m = map_cache.current;
+                m->refs++;
+        } else if (map_cache.rendering < 0) {
+                map_cache.rendering = gen;
+                mine = true;
+        }
+        pthread_mutex_unlock(&map_cache.lock);
+        if (m) {
+                *ret = m;
+                return 0;
+        }
+
+        r = map_render_new(c, gen, &m, reterr);
+        if (r >= 0)
+                r = store_generation(c, &after, false, reterr);
+        pthread_mutex_lock(&map_cache.lock);
+        struct map_render *old = NULL;
+        if (r >= 0 && after == gen &&
+            (!map_cache.current || map_cache.current->generation <= gen)) {
+                old = map_cache.current;
+                map_cache.current = m;
+                m->refs++;
+        }
+        if (mine)
+                map_cache.rendering = -1;
+        pthread_cond_broadcast(&map_cache.rendered);
+        pthread_mutex_unlock(&map_cache.lock);
+        map_render_unref(old);
+        if (r < 0) {
+                map_render_unref(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+/* desired_load with the cached map of this generation: the map is borrowed from m. */
+static int desired_load_cached(struct db_conn *c, struct desired *d, int64_t *generation,
+                               struct map_render **m, struct problem *reterr)
+{
+        int r = map_get(c, generation, m, reterr);
+        if (r >= 0)
+                r = desired_load_settings(c, d, reterr);
+        if (r < 0)
+                return r;
+        d->map_text = (*m)->text;
+        d->map_len = (*m)->len;
+        d->map_entries = (*m)->entries;
+        d->map_borrowed = true;
+        d->map_managed = d->settings.managed || (*m)->rows > 0;
+        return 0;
+}
 
 int api_status(struct request *req, struct problem *reterr)
 {
@@ -75,11 +221,14 @@ int api_status(struct request *req, struct problem *reterr)
                 struct desired d = { 0 };
                 struct plan plan = { 0 };
                 struct problem ignore = { 0 };
-                if (desired_load(c, &d, &ignore) >= 0 &&
+                struct map_render *m = NULL;
+                int64_t gen = 0;
+                if (desired_load_cached(c, &d, &gen, &m, &ignore) >= 0 &&
                     reconcile_plan(cfg, &d, &plan, &ignore) >= 0)
                         drift = reconcile_drift(cfg, &plan);
                 desired_done(&d);
                 plan_done(&plan);
+                map_render_unref(m);
                 problem_done(&ignore);
         }
         if (!drift)
@@ -108,17 +257,17 @@ int api_config(struct request *req, struct problem *reterr)
         _cleanup_db_conn_ struct db_conn *c = NULL;
         struct desired d = { 0 };
         struct plan plan = { 0 };
+        struct map_render *m = NULL;
         int64_t gen = 0;
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_generation(c, &gen, false, reterr);
-        if (r >= 0)
-                r = desired_load(c, &d, reterr);
+                r = desired_load_cached(c, &d, &gen, &m, reterr);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, reterr);
         if (r < 0) {
                 desired_done(&d);
                 plan_done(&plan);
+                map_render_unref(m);
                 return r;
         }
         json_t *params = json_object();
@@ -126,12 +275,35 @@ int api_config(struct request *req, struct problem *reterr)
                 json_object_set_new(params, plan.params[i].name,
                                     plan.params[i].value ? json_string(plan.params[i].value)
                                                          : json_null());
+        /* The live part is serialized here; the map (a map of 100,000 rows is megabytes) goes in
+         * as the JSON string cached with it: an unmanaged map is "". */
+        bool with_map = plan.map_text != NULL;
         json_t *body =
-            json_pack("{s:I, s:b, s:o, s:s, s:o, s:b}", "generation", (json_int_t)gen, "managed",
-                      d.settings.managed, "main_cf", params, "tls_policy_map",
-                      plan.map_text ? plan.map_text : "", "drift", reconcile_drift(cfg, &plan),
+            json_pack("{s:I, s:b, s:o, s:o, s:b}", "generation", (json_int_t)gen, "managed",
+                      d.settings.managed, "main_cf", params, "drift", reconcile_drift(cfg, &plan),
                       "tls_policy_map_drift", plan.map_changed);
         desired_done(&d);
         plan_done(&plan);
-        return reply_json(req, 200, body);
+        char *head = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        static const char key[] = ",\"tls_policy_map\":";
+        const char *map = with_map ? m->json : "\"\"";
+        size_t head_len = head ? strlen(head) : 0, map_len = with_map ? m->json_len : 2;
+        size_t len = head_len - 1 + sizeof(key) - 1 + map_len + 2;
+        char *text = head && head_len > 1 ? malloc(len + 1) : NULL;
+        if (text) {
+                /* head is "{...}": its closing brace goes after the map */
+                size_t n = head_len - 1;
+                memcpy(text, head, n);
+                memcpy(text + n, key, sizeof(key) - 1);
+                n += sizeof(key) - 1;
+                memcpy(text + n, map, map_len);
+                n += map_len;
+                memcpy(text + n, "}\n", 3);
+        }
+        free(head);
+        map_render_unref(m);
+        if (!text)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        return reply_text(req, 200, "application/json", text, len);
 }

@@ -32,8 +32,10 @@ static int parse_flag(struct request *req, const char *name, bool *ret, struct p
         return 0;
 }
 
+/* One write: a private key (key_pem) or a bulk's items (JSON text, taken) travel beside the
+ * body; at most one of them is set. */
 static int submit(struct request *req, const char *action, const char *target, json_t *body,
-                  const char *key_pem, struct problem *reterr)
+                  const char *key_pem, char **items, struct problem *reterr)
 {
         char buf[16];
         int64_t wait = WAIT_DEFAULT;
@@ -72,6 +74,9 @@ static int submit(struct request *req, const char *action, const char *target, j
                 job_free(job);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         }
+        job->items = items ? TAKE_PTR(*items) : NULL;
+        /* The job holds the request's slot (one bulk at a time) until it is done. */
+        job->slot = TAKE_PTR(req->slot);
 
         /* Job ids and queue order must agree (the worker applies jobs in queue order, the
          * audit trail reads in id order): numbering and queueing happen under one lock. */
@@ -86,12 +91,14 @@ static int submit(struct request *req, const char *action, const char *target, j
                                                       req->app->cfg->kek, &job->id, reterr);
                 else if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
-                                             target, job->request, &job->id, reterr);
+                                             target, job->request, job->items, &job->id, reterr);
                 if (r < 0) {
                         pthread_mutex_unlock(&order);
                         job_free(job);
                         return r;
                 }
+                /* The row has them now: the worker reads them from there. */
+                free(TAKE_PTR(job->items));
         }
         if (wait == 0 && !dry_run) {
                 /* Durable already: answer 202 and let the worker run it. */
@@ -129,11 +136,17 @@ static int submit(struct request *req, const char *action, const char *target, j
 int api_submit(struct request *req, const char *action, const char *target, json_t *body,
                struct problem *reterr)
 {
-        return submit(req, action, target, body, NULL, reterr);
+        return submit(req, action, target, body, NULL, NULL, reterr);
 }
 
 int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, struct problem *reterr)
 {
-        return submit(req, action, target, body, key_pem, reterr);
+        return submit(req, action, target, body, key_pem, NULL, reterr);
+}
+
+int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
+                     char **items, struct problem *reterr)
+{
+        return submit(req, action, target, body, NULL, items, reterr);
 }

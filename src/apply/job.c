@@ -1,6 +1,7 @@
 /* job.c - allocation of struct job (see job.h). Any thread. */
 #include "smtptlsd/job.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -23,6 +24,12 @@ void job_free(struct job *j)
 {
         if (!j)
                 return;
+        if (j->slot) {
+                /* a bulk replace's: what it took (rendering, results) goes back to the system */
+                malloc_trim(0);
+                atomic_store(j->slot, false);
+        }
+        free(j->items);
         json_decref(j->request);
         free_wiped(j->secret);
         json_decref(j->result);

@@ -31,7 +31,7 @@
  * every Postfix process reads it at once. */
 #define MAIN_CF_AGE_SECONDS 2
 
-int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
+int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr)
 {
         *d = (struct desired){ 0 };
         int r = store_settings_load(c, &d->settings, NULL, false, reterr);
@@ -46,6 +46,14 @@ int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
                         return r;
                 d->has_cert = true;
         }
+        return 0;
+}
+
+int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
+{
+        int r = desired_load_settings(c, d, reterr);
+        if (r < 0)
+                return r;
         int64_t rows = 0;
         r = store_policies_render(c, &d->map_text, &d->map_len, &d->map_entries, &rows, reterr);
         if (r < 0)
@@ -58,7 +66,8 @@ void desired_done(struct desired *d)
 {
         cert_row_done(&d->cert);
         d->has_cert = false;
-        free(d->map_text);
+        if (!d->map_borrowed)
+                free(d->map_text);
         d->map_text = NULL;
 }
 

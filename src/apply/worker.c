@@ -545,25 +545,13 @@ static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
 
 static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
 {
-        json_t *items = json_object_get(json_object_get(job->request, "body"), "policy");
         json_t *counts = NULL;
         int64_t version = 0;
         int r = policy_check_if_match(w, job, true);
-        /* bulk replace writes unmanaged rows only (store_policies_bulk refuses managed ones) */
-        enum scope scope = job_scope(job);
-        size_t i;
-        json_t *item;
-        char prefix[48];
-        json_array_foreach (items, i, item) {
-                if (r < 0)
-                        break;
-                snprintf(prefix, sizeof(prefix), "/items/%zu", i);
-                r = policy_check_manager_change(
-                    "", json_string_value(json_object_get(item, "managed_by")), scope, prefix,
-                    &job->problem);
-        }
+        /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
         if (r >= 0)
-                r = store_policies_bulk(&w->db, items, &counts, &job->problem);
+                r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), &counts,
+                                        &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {

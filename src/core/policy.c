@@ -1101,32 +1101,14 @@ json_t *policy_to_json(const struct policy *p)
 
 /* ---- rendering ---- */
 
-struct buf {
-        char *p;
-        size_t len, cap;
-};
-
-static int buf_add(struct buf *b, const char *s, size_t n)
+static int buf_add(struct strbuf *b, const char *s, size_t n)
 {
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *np = realloc(b->p, cap);
-                if (!np)
-                        return -ENOMEM;
-                b->p = np;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = 0;
-        return 0;
+        return strbuf_add(b, s, n);
 }
 
-static int buf_adds(struct buf *b, const char *s)
+static int buf_adds(struct strbuf *b, const char *s)
 {
-        return buf_add(b, s, strlen(s));
+        return strbuf_add(b, s, strlen(s));
 }
 
 static bool key_byte_ok(unsigned char c)
@@ -1164,7 +1146,7 @@ static bool entry_bytes_ok(const char *s, size_t n)
         return token;
 }
 
-static int join_attr(struct buf *b, const char *name, char *const *v, size_t n, const char *sep)
+static int join_attr(struct strbuf *b, const char *name, char *const *v, size_t n, const char *sep)
 {
         int r = buf_adds(b, " ");
         if (r >= 0)
@@ -1180,7 +1162,7 @@ static int join_attr(struct buf *b, const char *name, char *const *v, size_t n, 
         return r;
 }
 
-static int add_attr(struct buf *b, const char *name, const char *value)
+static int add_attr(struct strbuf *b, const char *name, const char *value)
 {
         int r = buf_adds(b, " ");
         if (r >= 0)
@@ -1192,7 +1174,7 @@ static int add_attr(struct buf *b, const char *name, const char *value)
         return r;
 }
 
-static int render_into(struct buf *b, const struct policy *p)
+static int render_into(struct strbuf *b, const struct policy *p)
 {
         struct problem ignore = { 0 };
         size_t start = b->len;
@@ -1229,7 +1211,7 @@ static int render_into(struct buf *b, const struct policy *p)
 
 int policy_render_entry(const struct policy *p, char **line)
 {
-        struct buf b = { 0 };
+        struct strbuf b = { 0 };
         int r = render_into(&b, p);
         if (r < 0) {
                 free(b.p);
@@ -1249,7 +1231,7 @@ static int cmp_destination(const void *a, const void *b)
 int policy_map_render(const struct policy *const *items, size_t n, char **text, size_t *len)
 {
         const struct policy **v = malloc((n ? n : 1) * sizeof(*v));
-        struct buf b = { 0 };
+        struct strbuf b = { 0 };
         size_t m = 0;
         int r;
 
@@ -1363,7 +1345,7 @@ static char *strndup_trim(const char *s, size_t n)
 
 /* One logical line (as Postfix's readllines()) into *line; returns false at the end of text. */
 static int read_logical_line(const char *text, size_t len, size_t *pos, size_t *lineno,
-                             struct buf *line, size_t *first_line, bool *got)
+                             struct strbuf *line, size_t *first_line, bool *got)
 {
         *got = false;
         line->len = 0;
@@ -1407,7 +1389,7 @@ int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret
 {
         struct policy_map_entry *e = NULL;
         size_t n = 0, cap = 0, pos = 0, lineno = 0;
-        struct buf line = { 0 };
+        struct strbuf line = { 0 };
         int r = 0;
 
         *ret = NULL;

@@ -29,6 +29,8 @@
 #define BODY_ALLOWANCE_BYTES (1024 * 1024)
 /* What a route that takes no body reads of one before it refuses it (413). */
 #define STRAY_BODY_LIMIT 1024
+/* Retry-After of a bulk replace refused because another one is being received or applied. */
+#define BULK_RETRY_AFTER_SEC 10
 
 struct conn_watch {
         struct conn_watch *prev, *next;
@@ -379,6 +381,19 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
                                            "the body has %lld bytes; the limit is %zu",
                                            (long long)n, req->body_limit);
         }
+        /* One bulk replace at a time, from its headers until its job is done: each takes a
+         * multiple of its body in memory. Another is refused here, before its body is read. */
+        if (req->op->body & BODY_BULK) {
+                bool idle = false;
+                if (!atomic_compare_exchange_strong(&req->app->bulk_busy, &idle, true)) {
+                        problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                                    "another bulk replace is being received or applied; try "
+                                    "again when it is done");
+                        reterr->retry_after = BULK_RETRY_AFTER_SEC;
+                        return -EBUSY;
+                }
+                req->slot = &req->app->bulk_busy;
+        }
         return 0;
 }
 
@@ -391,7 +406,14 @@ static int append_body(struct request *req, const char *data, size_t n)
                 return 0;
         }
         if (req->body_len + n + 1 > req->body_cap) {
+                /* Sized by Content-Length when there is one (admit checked it against the limit):
+                 * one allocation, no copies while a large body grows. */
+                const char *cl = request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                int64_t want = 0;
                 size_t cap = req->body_cap ? req->body_cap : 4096;
+                if (!req->body_cap && cl &&
+                    parse_int64(cl, 0, (int64_t)req->body_limit, &want) == 0)
+                        cap = (size_t)want + 1;
                 while (cap < req->body_len + n + 1)
                         cap *= 2;
                 if (cap > req->body_limit + 1)
@@ -538,6 +560,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
                 free_wiped(req->body);
         else
                 free(req->body);
+        if (req->slot)
+                atomic_store(req->slot, false);
         request_reply_free(req);
         free(req);
         *con_cls = NULL;

@@ -249,6 +249,14 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
         return 0;
 }
 
+void db_drop(struct db_conn *c)
+{
+        if (c->in_transaction || !c->pg)
+                return;
+        PQfinish(c->pg);
+        c->pg = NULL;
+}
+
 void db_release(struct db_conn *c)
 {
         struct db_pool *p = c->pool;

@@ -24,23 +24,30 @@ static void pending_key_context(char *buf, size_t size, const char *ref, const c
         snprintf(buf, size, "pending_keys.private_key:%s:%s", ref, target);
 }
 
+/* items (a bulk's, JSON text) is set into request as body.policy by PostgreSQL, not copied here. */
 static int job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
-                      const char *target, json_t *request, const char *ref, const char *key,
-                      int64_t *id, struct problem *reterr)
+                      const char *target, json_t *request, const char *items, const char *ref,
+                      const char *key, int64_t *id, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
-        const char *params[] = { node, actor, action, target, req, ref, key };
+        const char *params[] = { node, actor, action, target, req, items, ref, key };
+#define JOB_REQUEST                                                                                \
+        "CASE WHEN $6::jsonb IS NULL THEN $5::jsonb ELSE jsonb_set($5::jsonb, '{body,policy}', "   \
+        "$6::jsonb) END"
         /* One statement: the key is durable exactly when the job is. */
-        int r =
-            db_exec(c, &res, reterr,
-                    key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
-                          "request) VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id), "
-                          "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
-                          "SELECT $6, id, $7 FROM j) SELECT id FROM j"
-                        : "INSERT INTO jobs (node, status, actor, action, target, request) "
-                          "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb) RETURNING id",
-                    key ? 7 : 5, params);
+        int r = db_exec(c, &res, reterr,
+                        key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
+                              "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
+                              ") RETURNING id), "
+                              "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
+                              "SELECT $7, id, $8 FROM j) SELECT id FROM j"
+                            : "INSERT INTO jobs (node, status, actor, action, target, request) "
+                              "VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST ") RETURNING id",
+                        key ? 8 : 6, params);
+#undef JOB_REQUEST
+        if (items)
+                db_drop(c); /* its send buffer is as large as the items now */
         if (r < 0)
                 return r;
         *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -48,9 +55,10 @@ static int job_insert(struct db_conn *c, const char *node, const char *actor, co
 }
 
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
-                     const char *target, json_t *request, int64_t *id, struct problem *reterr)
+                     const char *target, json_t *request, const char *items, int64_t *id,
+                     struct problem *reterr)
 {
-        return job_insert(c, node, actor, action, target, request, NULL, NULL, id, reterr);
+        return job_insert(c, node, actor, action, target, request, items, NULL, NULL, id, reterr);
 }
 
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
@@ -65,14 +73,14 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
         hex_encode(raw, sizeof(raw), ref);
         json_object_set_new(request, "private_key_ref", json_string(ref));
         if (!kek)
-                return job_insert(c, node, actor, action, target, request, ref, key_pem, id,
+                return job_insert(c, node, actor, action, target, request, NULL, ref, key_pem, id,
                                   reterr);
         _cleanup_free_ char *sealed = NULL;
         pending_key_context(context, sizeof(context), ref, target);
         if (sealed_seal(kek, context, key_pem, strlen(key_pem), &sealed) < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot encrypt the private key");
-        return job_insert(c, node, actor, action, target, request, ref, sealed, id, reterr);
+        return job_insert(c, node, actor, action, target, request, NULL, ref, sealed, id, reterr);
 }
 
 int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct problem *reterr)
@@ -229,8 +237,10 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { node };
         int r = db_exec(c, &res, reterr,
-                        "SELECT j.id, j.action, j.target, j.actor, "
-                        "coalesce(j.request::text, 'null'), k.private_key "
+                        /* a bulk's items stay in the row: the worker reads them there */
+                        "SELECT j.id, j.action, j.target, j.actor, coalesce((CASE WHEN j.action = "
+                        "'policies.bulk' THEN j.request #- '{body,policy}' ELSE j.request "
+                        "END)::text, 'null'), k.private_key "
                         "FROM jobs j LEFT JOIN pending_keys k ON k.job_id = j.id "
                         "WHERE j.node = $1 AND j.status IN ('queued', 'running') "
                         "ORDER BY j.id",

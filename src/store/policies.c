@@ -12,6 +12,18 @@
         "array_to_json(exclude)::text, note, enabled, managed_by, " TS("created_at") ", " TS(      \
             "updated_at") ", version"
 #define COL_VERSION 11 /* the row's version (ETag) */
+/* What the map needs, in the same positions: the note (up to 1 KiB a row) is never rendered. */
+#define POLICY_RENDER_COLUMNS                                                                      \
+        "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
+        "array_to_json(exclude)::text, NULL, enabled, managed_by"
+/* The columns of a bulk's items (jsonb_to_recordset). */
+#define INCOMING_COLUMNS                                                                           \
+        "AS (destination text, level text, match text[], protocols text, ciphers text, "           \
+        "exclude text[], note text, enabled boolean, managed_by text)) WITH ORDINALITY "           \
+        "AS x(destination, level, match, protocols, ciphers, exclude, note, enabled, managed_by, " \
+        "n)"
+/* Rows converted to struct policy at a time while rendering the map. */
+#define RENDER_CHUNK 4096
 
 static char **strv_from_json(const char *text, size_t *n)
 {
@@ -64,31 +76,48 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
                 return r;
         *rows = strtoll(PQgetvalue(count, 0, 0), NULL, 10);
         r = db_exec(c, &res, reterr,
-                    "SELECT " POLICY_COLUMNS " FROM tls_policies WHERE enabled "
+                    "SELECT " POLICY_RENDER_COLUMNS " FROM tls_policies WHERE enabled "
                     "ORDER BY destination COLLATE \"C\"",
                     0, NULL);
         if (r < 0)
                 return r;
-        size_t n = (size_t)PQntuples(res);
-        struct policy *v = calloc(n ? n : 1, sizeof(*v));
-        const struct policy **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        /* A chunk of rows at a time (100,000 struct policy would take 50 MiB): the rows come
+         * sorted by byte order and unique, so the header and then each chunk's lines (a chunk
+         * renders after a header of its own) make the one map policy_map_render would give. */
+        size_t n = (size_t)PQntuples(res), header = strlen(POLICY_MAP_HEADER);
+        struct policy *v = calloc(RENDER_CHUNK, sizeof(*v));
+        const struct policy **ptrs = calloc(RENDER_CHUNK, sizeof(*ptrs));
+        struct strbuf out = { 0 };
         if (!v || !ptrs) {
                 free(v);
                 free(ptrs);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++) {
-                row_policy(res, (int)i, &v[i]);
-                ptrs[i] = &v[i];
+        r = strbuf_add(&out, POLICY_MAP_HEADER, header);
+        for (size_t at = 0; r >= 0 && at < n; at += RENDER_CHUNK) {
+                size_t m = n - at < RENDER_CHUNK ? n - at : RENDER_CHUNK;
+                _cleanup_free_ char *chunk = NULL;
+                size_t chunk_len = 0;
+                for (size_t i = 0; i < m; i++) {
+                        row_policy(res, (int)(at + i), &v[i]);
+                        ptrs[i] = &v[i];
+                }
+                r = policy_map_render(ptrs, m, &chunk, &chunk_len);
+                for (size_t i = 0; i < m; i++)
+                        policy_done(&v[i]);
+                if (r >= 0)
+                        r = strbuf_add(&out, chunk + header, chunk_len - header);
         }
-        r = policy_map_render(ptrs, n, text, len);
-        for (size_t i = 0; i < n; i++)
-                policy_done(&v[i]);
         free(v);
         free(ptrs);
-        if (r < 0)
+        if (r < 0) {
+                free(out.p);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot render the policy map: %s", strerror(-r));
+        }
+        *text = out.p;
+        if (len)
+                *len = out.len;
         *entries = n;
         return 0;
 }
@@ -205,21 +234,47 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
         return 0;
 }
 
-int store_policies_bulk(struct db_conn *c, json_t *items, json_t **counts, struct problem *reterr)
+int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
+                        json_t **counts, struct problem *reterr)
 {
-        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL;
-        _cleanup_free_ char *text = json_dumps(items, JSON_COMPACT);
-        if (!text)
-                return -ENOMEM;
-        const char *params[] = { text };
-        int r = db_exec(c, NULL, reterr,
-                        "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-                        "SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(destination text, "
-                        "level text, match text[], protocols text, ciphers text, exclude text[], "
-                        "note text, enabled boolean)",
-                        1, params);
+        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL;
+        char idbuf[24];
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
+        const char *params[] = { items ? items : idbuf };
+        /* From the job row, the items must be there: a row without them (its request already
+         * dropped) is an error ('null' is not an array), never an empty list, which would remove
+         * every unmanaged row. */
+        int r = db_exec(
+            c, NULL, reterr,
+            items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                    "SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
+                  : "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                    "SELECT * FROM ROWS FROM (jsonb_to_recordset(coalesce((SELECT "
+                    "request->'body'->'policy' FROM jobs WHERE id = $1::bigint), "
+                    "'null')) " INCOMING_COLUMNS,
+            1, params);
         if (r < 0)
                 return r;
+        /* Bulk replace writes unmanaged rows only. The API refuses managed_by in items; a job
+         * that reached the queue some other way is checked against the scope it recorded. */
+        r = db_exec(c, &managed, reterr,
+                    "SELECT n - 1, managed_by FROM incoming WHERE managed_by IS NOT NULL "
+                    "ORDER BY n LIMIT 1",
+                    0, NULL);
+        if (r < 0)
+                goto out;
+        if (PQntuples(managed) > 0) {
+                char prefix[48], field[64];
+                snprintf(prefix, sizeof(prefix), "/items/%s", PQgetvalue(managed, 0, 0));
+                snprintf(field, sizeof(field), "%s/managed_by", prefix);
+                r = policy_check_manager_change("", PQgetvalue(managed, 0, 1), scope, prefix,
+                                                reterr);
+                if (r >= 0)
+                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                                        "bulk replace writes unmanaged rows only; set managed_by "
+                                        "with a single-policy write");
+                goto out;
+        }
         r = db_exec(c, &clash, reterr,
                     "SELECT i.destination, p.managed_by FROM incoming i JOIN tls_policies p "
                     "USING (destination) WHERE p.managed_by IS NOT NULL ORDER BY 1 LIMIT 1",

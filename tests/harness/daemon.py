@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -43,6 +44,45 @@ class Response(collections.namedtuple("Response", "status headers body raw")):
 
     def __repr__(self):
         return f"<Response {self.status} {self.headers.get('Content-Type')} {self.raw[:300]!r}>"
+
+
+class RawRequest:
+    """A request to daemon d written by hand on its own connection (Content-Length: length), so
+    that the caller decides when (and whether) the body is sent: send(), response()."""
+
+    def __init__(self, d, method, path, length, token=None):
+        self.sock = socket.create_connection((d.host, d.port), timeout=30)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {d.host}\r\n"
+                f"Authorization: Bearer {token or d.token}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {length}\r\n\r\n")
+        self.sock.sendall(head.encode())
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def response(self, timeout=60):
+        """(status, {header: value}, body bytes) of the reply."""
+        self.sock.settimeout(timeout)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed before a reply: {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed inside the reply body"
+            body += chunk
+        return status, headers, body[:length]
+
+    def close(self):
+        self.sock.close()
 
 
 class DaemonError(HarnessError):

@@ -9,6 +9,15 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def proc_status_kib(pid, key):
+    """A "<key>: N kB" line of /proc/<pid>/status (VmRSS, VmHWM...) -> N."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
 class HarnessError(RuntimeError):
     """A sandbox part (PostgreSQL, Postfix, openssl, the daemon) did not do what the harness asked."""
 

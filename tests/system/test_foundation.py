@@ -25,7 +25,7 @@ ALL_KEYS = {
     "certificate_directory", "acme_live_directory", "system_certificate_file", "system_key_file",
     "smtp_probe_address", "node_name", "http_threads", "body_limit", "bulk_body_limit",
     "connection_timeout", "connection_limit", "per_ip_connection_limit", "connection_memory_limit",
-    "shutdown_timeout", "log_level",
+    "shutdown_timeout", "log_level", "key_encryption_key_file",
 }
 DB_ERRORS = r"(?i)database|postgres|connect|server closed|terminat"
 

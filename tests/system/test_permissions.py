@@ -1,7 +1,7 @@
 # What the daemon writes is owned by the user it runs as (root in production and in CI), never group-
 # or other-writable, private keys 0600 and their directories 0700 — even when the daemon is started
 # with umask 000; `postfix check` has nothing to say about our files; the systemd unit's exposure
-# score stays at 2.5 or below (docs/operations.md explains what remains).
+# score stays at 1.8 or below (docs/operations.md explains what remains).
 import os
 import re
 import shutil
