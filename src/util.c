@@ -41,6 +41,24 @@ int strcpy_bounded(char *dst, size_t size, const char *src)
         return 0;
 }
 
+bool etag_list_has_weak(const char *list, const char *etag)
+{
+        const char *p = list + strspn(list, " \t");
+        if (p[0] == '*' && p[1 + strspn(p + 1, " \t")] == 0)
+                return true;
+        size_t want = strlen(etag);
+        while (*(p += strspn(p, " \t,"))) {
+                const char *tag = strncmp(p, "W/", 2) == 0 ? p + 2 : p;
+                const char *end = *tag == '"' ? strchr(tag + 1, '"') : NULL;
+                if (!end)
+                        return false; /* not a list of entity tags */
+                if ((size_t)(end + 1 - tag) == want && strncmp(tag, etag, want) == 0)
+                        return true;
+                p = end + 1;
+        }
+        return false;
+}
+
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
 {
         char *end;

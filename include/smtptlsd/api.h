@@ -35,6 +35,7 @@ int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
 int api_config(struct request *req, struct problem *reterr);
+int api_openapi(struct request *req, struct problem *reterr);
 
 /* Common to writes (api/write.c): reads ?wait and ?dry_run, records the job, queues it and
  * suspends the request (HANDLER_SUSPENDED), or answers 202 at once for ?wait=0. */

@@ -14,7 +14,8 @@ struct config;
 /* Brings the acme and system rows in line with the files. Problems with single directories
  * (unreadable, bad PEM, a name taken by an imported certificate, a bound certificate whose
  * directory vanished) become warnings [{code, detail}] appended to warnings; they never fail the
- * whole scan. *summary = {"acme": [names], "removed": [names], "missing": [names]}. */
+ * whole scan. *summary = {"added", "changed" (another fingerprint), "removed", "acme" (every ACME
+ * name seen), "missing" (bound, directory gone): [names]}. */
 int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, json_t **summary,
                  struct problem *reterr);
 /* The name the system certificate gets: its file's base name without .pem/.crt, when that is a

@@ -13,7 +13,8 @@
 
 struct job {
         struct queue_item item;
-        int64_t id; /* jobs.id; 0 for a dry run (not recorded) */
+        int64_t id;          /* jobs.id; 0 for a dry run (not recorded) */
+        char created_at[24]; /* jobs.created_at (RFC 3339, UTC); "" for a dry run */
         char action[40];
         char target[300];
         char actor[72];
@@ -43,3 +44,6 @@ struct job {
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);
 void job_free(struct job *j);
+/* The job as GET /api/v1/jobs/{id} shows it while it waits (status queued, nothing run yet):
+ * the body of a 202. NULL when out of memory. */
+json_t *job_accepted_json(const struct job *j);

@@ -16,6 +16,10 @@ bool postfix_is_running(const struct config *cfg);
  * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread). */
 #define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
 bool postfix_running_recent(const struct config *cfg);
+/* Postfix's mail_version (e.g. "3.7.11") into buf, "" when postconf cannot tell: asked at the
+ * first call and then whenever postfix_running_recent asks anew (a package upgrade shows within
+ * POSTFIX_RUNNING_MAX_AGE_USEC of /status being read). Any thread. */
+void postfix_version_recent(const struct config *cfg, char *buf, size_t size);
 /* `postfix -c DIR reload`; the output goes to res (caller frees with spawn_result_done). */
 int postfix_reload(const struct config *cfg, struct spawn_result *res);
 /* `postconf -c DIR -n` on a staged configuration: fails (-EPROTO) when postconf fails or warns

@@ -73,6 +73,9 @@ int problem_setv(struct problem *p, enum problem_code code, const char *field, c
 int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
     _printf_(4, 5);
 void problem_done(struct problem *p);
+/* {code, detail[, field]}: a problem as a job's error or a plan's error (no field member when
+ * the problem names none). NULL when out of memory. */
+json_t *problem_error_json(const struct problem *p);
 /* Appends {code, detail} to a JSON array of warnings (the "warnings" of replies and jobs). */
 void warnings_add(json_t *warnings, const char *code, const char *fmt, ...) _printf_(3, 4);
 const char *problem_code_name(enum problem_code code);

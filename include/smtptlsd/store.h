@@ -42,10 +42,13 @@ int store_collection_version(struct db_conn *c, enum store_collection which, int
                              struct problem *reterr);
 
 /* jobs */
-/* items (JSON text, or NULL): a bulk replace's items, recorded as request.body.policy. */
+/* The size of a timestamp of the API: RFC 3339 in UTC, whole seconds ("2026-11-22T10:00:00Z"). */
+#define STORE_TIME_SIZE 24
+/* items (JSON text, or NULL): a bulk replace's items, recorded as request.body.policy.
+ * created_at (STORE_TIME_SIZE bytes, or NULL) receives the row's created_at. */
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                      const char *target, json_t *request, const char *items, int64_t *id,
-                     struct problem *reterr);
+                     char *created_at, struct problem *reterr);
 /* The same for an upload that carries a private key: the key never enters the request. It waits
  * in pending_keys (sealed with kek when not NULL) under a random reference that is added to
  * request as "private_key_ref"; job and key are inserted by one statement. */
@@ -53,7 +56,7 @@ struct kek;
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
                               const char *action, const char *target, json_t *request,
                               const char *key_pem, const struct kek *kek, int64_t *id,
-                              struct problem *reterr);
+                              char *created_at, struct problem *reterr);
 /* The pending key of a row of store_jobs_pending() (decrypted with kek when sealed) into *ret
  * (free with free_wiped()); *ret NULL when the job has none. A key that cannot be had:
  * certificate_unusable, naming the certificate. */
@@ -128,7 +131,9 @@ int store_certs_seal_keys(struct db_conn *c, const struct kek *kek, int *count,
 int store_certs_unreadable_keys(struct db_conn *c, const struct kek *kek, json_t **items,
                                 struct problem *reterr);
 /* Creates or refreshes an ACME or system row (files are used in place, no PEM kept). Returns
- * -EEXIST when the name belongs to a certificate of another type. */
+ * STORE_CERT_ADDED (a new row), STORE_CERT_CHANGED (another fingerprint than the row's), 0 (the
+ * same certificate), or -EEXIST when the name belongs to a certificate of another type. */
+enum { STORE_CERT_ADDED = 1, STORE_CERT_CHANGED = 2 };
 int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *type,
                                const struct cert_info *info, bool chain_verified,
                                struct problem *reterr);

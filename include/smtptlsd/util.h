@@ -85,6 +85,9 @@ int strcpy_bounded(char *dst, size_t size, const char *src);
 
 /* Parses a whole decimal number in [min, max]; returns -EINVAL or -ERANGE. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* Whether the If-None-Match value `list` ("*" or a comma-separated list of entity tags) holds
+ * etag, by the weak comparison of RFC 9110 13.1.2 (W/ is ignored). */
+bool etag_list_has_weak(const char *list, const char *etag);
 
 /* A growable byte string, kept NUL-terminated: p is malloc'ed (free it), cap its size. */
 struct strbuf {

@@ -36,5 +36,7 @@ const struct route api_routes[] = {
         { "/api/v1/jobs/{id}", { { HTTP_GET, api_jobs_get, SCOPE_READ, BODY_NONE } } },
         { "/api/v1/status", { { HTTP_GET, api_status, SCOPE_READ, BODY_NONE } } },
         { "/api/v1/config", { { HTTP_GET, api_config, SCOPE_READ, BODY_NONE } } },
+        /* the contract itself: public, as the same file is in every copy of the source */
+        { "/api/v1/openapi.yaml", { { HTTP_GET, api_openapi, SCOPE_NONE, BODY_NONE } } },
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);

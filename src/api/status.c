@@ -239,14 +239,28 @@ int api_status(struct request *req, struct problem *reterr)
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "
                                                 "the next apply restores them"));
-        json_t *body = json_pack(
-            "{s:s, s:I, s:I, s:I, s:O, s:{s:s, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}", "state", state,
-            "desired_generation", (json_int_t)desired, "applied_generation", (json_int_t)applied,
-            "queued_jobs", queued, "last_job", json_object_get(ws, "last_job"), "postfix",
-            "config_directory", cfg->postfix_config_directory, "running",
-            postfix_running_recent(cfg), "certificate", cert, "drift", json_object_get(ws, "drift"),
-            "warnings", warnings, "node", cfg->node_name, "verification",
-            json_object_get(ws, "verification"), "managed", s.managed);
+        /* The last job as GET /api/v1/jobs/{id} shows it (the worker knows only its id). */
+        json_t *last_job = NULL;
+        json_t *last_id = json_object_get(json_object_get(ws, "last_job"), "id");
+        if (json_is_integer(last_id)) {
+                struct problem ignore = { 0 };
+                if (store_job_get(c, json_integer_value(last_id), &last_job, &ignore) < 0)
+                        last_job = NULL;
+                problem_done(&ignore);
+        }
+        bool running = postfix_running_recent(cfg);
+        char version[32];
+        postfix_version_recent(cfg, version, sizeof(version));
+        json_t *body =
+            json_pack("{s:s, s:I, s:I, s:I, s:o, s:{s:s, s:o, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}",
+                      "state", state, "desired_generation", (json_int_t)desired,
+                      "applied_generation", (json_int_t)applied, "queued_jobs", queued, "last_job",
+                      last_job ? last_job : json_null(), "postfix", "config_directory",
+                      cfg->postfix_config_directory, "version",
+                      version[0] ? json_string(version) : json_null(), "running", running,
+                      "certificate", cert, "drift", json_object_get(ws, "drift"), "warnings",
+                      warnings, "node", cfg->node_name, "verification",
+                      json_object_get(ws, "verification"), "managed", s.managed);
         json_decref(ws);
         return reply_json(req, 200, body);
 }
@@ -271,22 +285,27 @@ int api_config(struct request *req, struct problem *reterr)
                 return r;
         }
         json_t *params = json_object();
-        for (size_t i = 0; i < plan.n_params; i++)
+        const char *maps = NULL;
+        for (size_t i = 0; i < plan.n_params; i++) {
                 json_object_set_new(params, plan.params[i].name,
                                     plan.params[i].value ? json_string(plan.params[i].value)
                                                          : json_null());
+                if (streq(plan.params[i].name, "smtp_tls_policy_maps"))
+                        maps = plan.params[i].value;
+        }
         /* The live part is serialized here; the map (a map of 100,000 rows is megabytes) goes in
          * as the JSON string cached with it: an unmanaged map is "". */
         bool with_map = plan.map_text != NULL;
         json_t *body =
-            json_pack("{s:I, s:b, s:o, s:o, s:b}", "generation", (json_int_t)gen, "managed",
-                      d.settings.managed, "main_cf", params, "drift", reconcile_drift(cfg, &plan),
+            json_pack("{s:I, s:b, s:o, s:o, s:o, s:b}", "generation", (json_int_t)gen, "managed",
+                      d.settings.managed, "main_cf", params, "tls_policy_map",
+                      maps ? json_string(maps) : json_null(), "drift", reconcile_drift(cfg, &plan),
                       "tls_policy_map_drift", plan.map_changed);
         desired_done(&d);
         plan_done(&plan);
         char *head = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
-        static const char key[] = ",\"tls_policy_map\":";
+        static const char key[] = ",\"tls_policy\":";
         const char *map = with_map ? m->json : "\"\"";
         size_t head_len = head ? strlen(head) : 0, map_len = with_map ? m->json_len : 2;
         size_t len = head_len - 1 + sizeof(key) - 1 + map_len + 2;

@@ -86,12 +86,13 @@ static int submit(struct request *req, const char *action, const char *target, j
                 _cleanup_db_conn_ struct db_conn *c = NULL;
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0 && key_pem)
-                        r = store_job_insert_with_key(c, req->app->cfg->node_name, req->actor,
-                                                      action, target, job->request, key_pem,
-                                                      req->app->cfg->kek, &job->id, reterr);
+                        r = store_job_insert_with_key(
+                            c, req->app->cfg->node_name, req->actor, action, target, job->request,
+                            key_pem, req->app->cfg->kek, &job->id, job->created_at, reterr);
                 else if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
-                                             target, job->request, job->items, &job->id, reterr);
+                                             target, job->request, job->items, &job->id,
+                                             job->created_at, reterr);
                 if (r < 0) {
                         pthread_mutex_unlock(&order);
                         job_free(job);
@@ -101,17 +102,19 @@ static int submit(struct request *req, const char *action, const char *target, j
                 free(TAKE_PTR(job->items));
         }
         if (wait == 0 && !dry_run) {
-                /* Durable already: answer 202 and let the worker run it. */
+                /* Durable already: answer 202 (the job as GET /api/v1/jobs/{id} shows it now)
+                 * and let the worker run it. */
                 int64_t id = job->id;
+                json_t *accepted = job_accepted_json(job);
                 r = worker_submit(req->app->worker, job);
                 pthread_mutex_unlock(&order);
                 if (r < 0)
                         job_free(job); /* still queued in the database: the next start runs it */
                 reply_header(req, "Location", "/api/v1/jobs/%lld", (long long)id);
                 reply_header(req, "Job-Id", "%lld", (long long)id);
-                return reply_json(req, 202,
-                                  json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)id, "status",
-                                            "queued", "action", action, "target", target));
+                if (!accepted)
+                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return reply_json(req, 202, accepted);
         }
         uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
         r = pending_add(req, job, deadline);

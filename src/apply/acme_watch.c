@@ -73,7 +73,7 @@ static void submit_rescan(struct acme_watch *w)
         int r = job ? db_acquire(w->app->db, &c, &p) : -ENOMEM;
         if (r >= 0)
                 r = store_job_insert(c, w->app->cfg->node_name, "acme-watch", "certificates.rescan",
-                                     "certificates", NULL, NULL, &job->id, &p);
+                                     "certificates", NULL, NULL, &job->id, job->created_at, &p);
         if (r >= 0) {
                 log_info("ACME directory changed: rescanning (job %lld)", (long long)job->id);
                 if (worker_submit(w->app->worker, job) < 0)

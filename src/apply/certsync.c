@@ -237,6 +237,7 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                  struct problem *reterr)
 {
         json_t *seen = json_array(), *removed = json_array(), *missing = json_array();
+        json_t *added = json_array(), *changed = json_array();
         json_t *known = NULL, *name_j;
         size_t idx;
         int64_t gen;
@@ -267,7 +268,7 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                 if (access(chain, F_OK) < 0 && access(key, F_OK) < 0)
                         continue; /* not a certificate directory */
                 if (!name_is_valid(de->d_name)) {
-                        warn(warnings, "invalid_name",
+                        warn(warnings, "acme_invalid_name",
                              "ACME directory '%s' is not a valid certificate name; skipped",
                              de->d_name);
                         continue;
@@ -294,7 +295,7 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                 r = store_cert_put_file_backed(c, de->d_name, "acme", &info, verified, reterr);
                 cert_info_done(&info);
                 if (r == -EEXIST) {
-                        warn(warnings, "name_taken",
+                        warn(warnings, "acme_name_conflict",
                              "ACME certificate '%s' has the name of an imported certificate; "
                              "skipped",
                              de->d_name);
@@ -304,6 +305,9 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                         closedir(d);
                         goto out;
                 }
+                if (r == STORE_CERT_ADDED || r == STORE_CERT_CHANGED)
+                        json_array_append_new(r == STORE_CERT_ADDED ? added : changed,
+                                              json_string(de->d_name));
                 json_array_append_new(seen, json_string(de->d_name));
         }
         if (d)
@@ -347,8 +351,10 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
 out:
         json_decref(known);
         if (r >= 0 && summary)
-                *summary = json_pack("{s:O, s:O, s:O}", "acme", seen, "removed", removed, "missing",
-                                     missing);
+                *summary = json_pack("{s:O, s:O, s:O, s:O, s:O}", "added", added, "changed",
+                                     changed, "removed", removed, "acme", seen, "missing", missing);
+        json_decref(added);
+        json_decref(changed);
         json_decref(seen);
         json_decref(removed);
         json_decref(missing);

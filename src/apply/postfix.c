@@ -3,6 +3,7 @@
 #include "smtptlsd/postfix.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,40 @@ bool postfix_is_running(const struct config *cfg)
         return is_running;
 }
 
+/* mail_version, refreshed with the running answer; under version.lock */
+static struct {
+        pthread_mutex_t lock;
+        bool known;
+        char value[32];
+} version = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void version_refresh(const struct config *cfg)
+{
+        _cleanup_free_ char *v = NULL;
+        if (postconf_value(cfg, "mail_version", &v) < 0)
+                v = NULL;
+        pthread_mutex_lock(&version.lock);
+        snprintf(version.value, sizeof(version.value), "%s", v ? v : "");
+        version.known = true;
+        pthread_mutex_unlock(&version.lock);
+}
+
 static bool ask_running(void *cfg)
 {
+        version_refresh(cfg);
         return postfix_is_running(cfg);
+}
+
+void postfix_version_recent(const struct config *cfg, char *buf, size_t size)
+{
+        pthread_mutex_lock(&version.lock);
+        bool known = version.known;
+        pthread_mutex_unlock(&version.lock);
+        if (!known)
+                version_refresh(cfg);
+        pthread_mutex_lock(&version.lock);
+        snprintf(buf, size, "%s", version.value);
+        pthread_mutex_unlock(&version.lock);
 }
 
 bool postfix_running_recent(const struct config *cfg)

@@ -675,8 +675,7 @@ static void finish_failed(struct worker *w, struct job *job)
                     job->problem.field, (long long)job->id);
         if (job->id <= 0)
                 return;
-        json_t *err = json_pack("{s:s, s:s, s:s}", "code", problem_code_name(job->problem.code),
-                                "detail", job->problem.detail, "field", job->problem.field);
+        json_t *err = problem_error_json(&job->problem);
         struct job_outcome o = { .status = "failed",
                                  .error = err,
                                  .output = job->output,
@@ -768,11 +767,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 json_t *errors = json_array();
                 for (size_t i = 0; i < n; i++)
                         if (!slots[i].ok)
-                                json_array_append_new(
-                                    errors, json_pack("{s:s, s:s, s:s}", "code",
-                                                      problem_code_name(slots[i].job->problem.code),
-                                                      "field", slots[i].job->problem.field,
-                                                      "detail", slots[i].job->problem.detail));
+                                json_array_append_new(errors,
+                                                      problem_error_json(&slots[i].job->problem));
                 json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
                 json_object_set_new(pl, "errors", errors);
                 json_object_set_new(pl, "warnings", settings_warnings(w, &d, &plan));

@@ -107,6 +107,15 @@ int problem_add(struct problem *p, enum problem_code code, const char *field, co
         return -EINVAL;
 }
 
+json_t *problem_error_json(const struct problem *p)
+{
+        json_t *j =
+            json_pack("{s:s, s:s}", "code", problem_code_name(p->code), "detail", p->detail);
+        if (j && p->field[0])
+                json_object_set_new(j, "field", json_string(p->field));
+        return j;
+}
+
 void problem_done(struct problem *p)
 {
         if (!p)

@@ -28,15 +28,17 @@ static bool started;
 /* 202: the job is durable and will be applied; the client follows Location. */
 static void reply_accepted(struct request *req, struct job *job)
 {
-        json_t *body =
-            json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)job->id, "status", "queued",
-                      "action", job->action, "target", job->target, "location", "");
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/api/v1/jobs/%lld", (long long)job->id);
-        json_object_set_new(body, "location", json_string(loc));
-        reply_header(req, "Location", "%s", loc);
+        json_t *body = job_accepted_json(job);
+        reply_header(req, "Location", "/api/v1/jobs/%lld", (long long)job->id);
         reply_header(req, "Job-Id", "%lld", (long long)job->id);
-        reply_json(req, 202, body);
+        if (body) {
+                reply_json(req, 202, body);
+                return;
+        }
+        struct problem p = { 0 };
+        problem_set(&p, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        reply_problem(req, &p);
+        problem_done(&p);
 }
 
 static void reply_outcome(struct request *req, struct job *job)

@@ -321,16 +321,25 @@ int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *
                 info_text,
                 chain_verified ? "t" : "f",
         };
-        return db_exec(c, NULL, reterr,
-                       "INSERT INTO certificates (name, type, system, sha256_fingerprint, "
-                       "not_after, subject, dns_names, info, chain_verified) VALUES ($1, $2, $3, "
-                       "$4, to_timestamp($5), $6, $7::text[], $8::jsonb, $9) "
-                       "ON CONFLICT (name) DO UPDATE SET sha256_fingerprint = $4, "
-                       "not_after = to_timestamp($5), subject = $6, dns_names = $7::text[], "
-                       "info = $8::jsonb, chain_verified = $9, missing = false, "
-                       "updated_at = CASE WHEN certificates.sha256_fingerprint IS DISTINCT FROM $4 "
-                       "THEN now() ELSE certificates.updated_at END",
-                       9, params);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        /* the fingerprint before: none (added), another (changed) or the same */
+        r = db_exec(c, &res, reterr,
+                    "WITH old AS (SELECT sha256_fingerprint FROM certificates WHERE name = $1) "
+                    "INSERT INTO certificates (name, type, system, sha256_fingerprint, "
+                    "not_after, subject, dns_names, info, chain_verified) VALUES ($1, $2, $3, "
+                    "$4, to_timestamp($5), $6, $7::text[], $8::jsonb, $9) "
+                    "ON CONFLICT (name) DO UPDATE SET sha256_fingerprint = $4, "
+                    "not_after = to_timestamp($5), subject = $6, dns_names = $7::text[], "
+                    "info = $8::jsonb, chain_verified = $9, missing = false, "
+                    "updated_at = CASE WHEN certificates.sha256_fingerprint IS DISTINCT FROM $4 "
+                    "THEN now() ELSE certificates.updated_at END "
+                    "RETURNING (SELECT sha256_fingerprint FROM old)",
+                    9, params);
+        if (r < 0)
+                return r;
+        if (PQgetisnull(res, 0, 0))
+                return STORE_CERT_ADDED;
+        return streq(PQgetvalue(res, 0, 0), info->sha256_fingerprint) ? 0 : STORE_CERT_CHANGED;
 }
 
 int store_cert_set_missing(struct db_conn *c, const char *name, bool missing,

@@ -10,7 +10,8 @@
 
 #define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* RFC 3339 in UTC, whole seconds, as every timestamp of the API */
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define JOB_COLUMNS                                                                                \
         "id, status, actor, action, target, " TS("created_at") ", " TS(                            \
             "finished_at") ", "                                                                    \
@@ -27,7 +28,7 @@ static void pending_key_context(char *buf, size_t size, const char *ref, const c
 /* items (a bulk's, JSON text) is set into request as body.policy by PostgreSQL, not copied here. */
 static int job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                       const char *target, json_t *request, const char *items, const char *ref,
-                      const char *key, int64_t *id, struct problem *reterr)
+                      const char *key, int64_t *id, char *created_at, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
@@ -36,35 +37,40 @@ static int job_insert(struct db_conn *c, const char *node, const char *actor, co
         "CASE WHEN $6::jsonb IS NULL THEN $5::jsonb ELSE jsonb_set($5::jsonb, '{body,policy}', "   \
         "$6::jsonb) END"
         /* One statement: the key is durable exactly when the job is. */
-        int r = db_exec(c, &res, reterr,
-                        key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
-                              "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
-                              ") RETURNING id), "
-                              "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
-                              "SELECT $7, id, $8 FROM j) SELECT id FROM j"
-                            : "INSERT INTO jobs (node, status, actor, action, target, request) "
-                              "VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST ") RETURNING id",
-                        key ? 8 : 6, params);
+        int r = db_exec(
+            c, &res, reterr,
+            key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
+                  "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST ") RETURNING id, " TS(
+                      "created_at") " AS created_at), "
+                                    "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
+                                    "SELECT $7, id, $8 FROM j) SELECT id, created_at FROM j"
+                : "INSERT INTO jobs (node, status, actor, action, target, request) "
+                  "VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
+                  ") RETURNING id, " TS("created_at"),
+            key ? 8 : 6, params);
 #undef JOB_REQUEST
         if (items)
                 db_drop(c); /* its send buffer is as large as the items now */
         if (r < 0)
                 return r;
         *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        if (created_at)
+                snprintf(created_at, STORE_TIME_SIZE, "%s", PQgetvalue(res, 0, 1));
         return 0;
 }
 
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                      const char *target, json_t *request, const char *items, int64_t *id,
-                     struct problem *reterr)
+                     char *created_at, struct problem *reterr)
 {
-        return job_insert(c, node, actor, action, target, request, items, NULL, NULL, id, reterr);
+        return job_insert(c, node, actor, action, target, request, items, NULL, NULL, id,
+                          created_at, reterr);
 }
 
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
                               const char *action, const char *target, json_t *request,
                               const char *key_pem, const struct kek *kek, int64_t *id,
-                              struct problem *reterr)
+                              char *created_at, struct problem *reterr)
 {
         unsigned char raw[16];
         char ref[33], context[400];
@@ -74,13 +80,14 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
         json_object_set_new(request, "private_key_ref", json_string(ref));
         if (!kek)
                 return job_insert(c, node, actor, action, target, request, NULL, ref, key_pem, id,
-                                  reterr);
+                                  created_at, reterr);
         _cleanup_free_ char *sealed = NULL;
         pending_key_context(context, sizeof(context), ref, target);
         if (sealed_seal(kek, context, key_pem, strlen(key_pem), &sealed) < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot encrypt the private key");
-        return job_insert(c, node, actor, action, target, request, NULL, ref, sealed, id, reterr);
+        return job_insert(c, node, actor, action, target, request, NULL, ref, sealed, id,
+                          created_at, reterr);
 }
 
 int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct problem *reterr)
@@ -139,7 +146,11 @@ static json_t *job_json(const PGresult *res, int i)
         json_object_set_new(j, "verified", bool_or_null(res, i, 12));
         json_object_set_new(j, "before", json_or_null(res, i, 13));
         json_object_set_new(j, "after", json_or_null(res, i, 14));
-        json_object_set_new(j, "warnings", json_or_null(res, i, 15));
+        /* always a list: a failed job (none recorded) has [] */
+        json_t *warnings = json_or_null(res, i, 15);
+        json_object_set_new(j, "warnings", json_is_array(warnings) ? warnings : json_array());
+        if (!json_is_array(warnings))
+                json_decref(warnings);
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/jobs/%lld", (long long)id);
         json_object_set_new(j, "location", json_string(loc));

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 
+from . import contract
 from .notify import NotifyListener
 from .util import REPO_ROOT, HarnessError, run, tail
 
@@ -51,6 +52,7 @@ class RawRequest:
     that the caller decides when (and whether) the body is sent: send(), response()."""
 
     def __init__(self, d, method, path, length, token=None):
+        self.method, self.path = method, path
         self.sock = socket.create_connection((d.host, d.port), timeout=30)
         head = (f"{method} {path} HTTP/1.1\r\nHost: {d.host}\r\n"
                 f"Authorization: Bearer {token or d.token}\r\n"
@@ -79,6 +81,7 @@ class RawRequest:
             chunk = self.sock.recv(65536)
             assert chunk, "connection closed inside the reply body"
             body += chunk
+        contract.check(self.method, self.path, status, headers, body[:length])
         return status, headers, body[:length]
 
     def close(self):
@@ -221,9 +224,12 @@ class Daemon:
 
     # -- HTTP -------------------------------------------------------------------------------------
     def http(self, method, path, body=None, headers=None, token=_DEFAULT, timeout=15,
-             content_type=_DEFAULT):
+             content_type=_DEFAULT, unchecked=None):
         """One request on a fresh connection. body: dict/list -> JSON; str/bytes -> sent as is.
-        token: default self.token; None sends no Authorization header."""
+        token: default self.token; None sends no Authorization header. The reply is checked
+        against api/openapi.yaml (contract.check: a mismatch raises ContractError) unless
+        `unchecked` gives the reason it is not a reply of the API (e.g. a hand-made request
+        line the spec cannot describe)."""
         if self.url is None:
             raise DaemonError("daemon URL unknown (not started or not ready)")
         hdrs = {}
@@ -244,6 +250,8 @@ class Daemon:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
             raw = resp.read()
+            if unchecked is None:
+                contract.check(method, path, resp.status, resp.headers, raw)
             return Response(resp.status, resp.headers, _decode(resp.headers, raw), raw)
         finally:
             conn.close()

@@ -781,8 +781,8 @@ def test_config_shows_the_rendered_map(site):
     site.put_ok("[127.0.0.1]:2525", {"level": "may"})
     cfg = site.d.get("/api/v1/config").body
     assert cfg["main_cf"].get("smtp_tls_policy_maps") == f"hash:{site.map_path}", cfg
-    assert cfg["tls_policy_map"] == site.map_text(), \
-        f"/api/v1/config tls_policy_map {cfg['tls_policy_map']!r} is not the map text " \
+    assert cfg["tls_policy"] == site.map_text(), \
+        f"/api/v1/config tls_policy {cfg['tls_policy']!r} is not the map text " \
         f"{site.map_text()!r}"
 
 

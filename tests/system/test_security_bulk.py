@@ -175,7 +175,7 @@ def renders(d):
 
 
 def map_entries(cfg):
-    return [line for line in cfg["tls_policy_map"].splitlines()
+    return [line for line in cfg["tls_policy"].splitlines()
             if line and not line.startswith("#")]
 
 
@@ -193,7 +193,7 @@ def test_status_and_config_render_the_map_once_per_generation(make_release_site)
     assert len(map_entries(cfg.body)) == n
     assert st.body["drift"] == [] and cfg.body["tls_policy_map_drift"] is False
     with open(os.path.join(site.pf.config_dir, MAP_NAME)) as f:
-        assert cfg.body["tls_policy_map"] == f.read()
+        assert cfg.body["tls_policy"] == f.read()
     assert renders(site.d) - start <= 1, \
         "200 reads of /status and /config at one generation rendered the map more than once"
 
@@ -202,7 +202,7 @@ def test_status_and_config_render_the_map_once_per_generation(make_release_site)
     assert r.status == 201, r
     before = renders(site.d)
     cfg = site.d.get("/api/v1/config", timeout=60).body
-    assert re.search(r"^new\.example[ \t]+secure\b", cfg["tls_policy_map"], re.M)
+    assert re.search(r"^new\.example[ \t]+secure\b", cfg["tls_policy"], re.M)
     assert len(map_entries(cfg)) == n + 1
     assert cfg["generation"] == r.body["generation"]
     for _ in range(20):
