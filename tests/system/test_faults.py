@@ -29,6 +29,7 @@ import time
 
 import pytest
 
+from tests.harness import contract
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import run, wait_until
 from tests.system.test_foundation import DB_ERRORS, assert_problem
@@ -225,6 +226,7 @@ def timed_request(d, method, path, body=None, token=True):
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
+        contract.check(method, path, resp.status, resp.headers, raw)
         rec["status"] = resp.status
         rec["retry_after"] = resp.getheader("Retry-After")
         rec["job_id"] = resp.getheader("Job-Id")

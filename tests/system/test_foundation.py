@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.harness import contract
 from tests.harness.daemon import Daemon
 from tests.harness.util import free_port, wait_until
 from tests.system.conftest import setup_tokens
@@ -671,7 +672,7 @@ def test_concurrent_requests_and_keep_alive(daemon):
                              ("/api/v1/nope", daemon.token)][(i + j) % 5]
                 conn.request("GET", path, headers={"Authorization": f"Bearer {tok}"} if tok else {})
                 resp = conn.getresponse()
-                resp.read()
+                contract.check("GET", path, resp.status, resp.headers, resp.read())
                 statuses.append((path, tok == "bad", resp.status))
         finally:
             conn.close()

@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from tests.harness import contract
 from tests.harness.postfix import ADMIN_LINES
 from tests.harness.util import free_port, run, wait_until
 from tests.system.test_foundation import assert_problem, parse_metrics, sample
@@ -920,6 +921,7 @@ def test_200_concurrent_writes_coalesce(site):
                 conn.request("PUT", "/api/v1/settings", body=json.dumps(body), headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
+                contract.check("PUT", "/api/v1/settings", resp.status, resp.headers, raw)
                 with lock:
                     results.append((t, resp.headers.get("Job-Id"), resp.status, body, raw))
         except Exception as e:  # reported below
