@@ -41,7 +41,7 @@ class Contract:
 
     def __init__(self, path=SPEC_PATH):
         with open(path) as f:
-            self.spec = yaml.safe_load(f)
+            self.spec = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         jsonschema.Draft202012Validator.check_schema({"$defs": self.spec["components"]["schemas"]})
         self.resolver = jsonschema.RefResolver.from_schema(self.spec)
         self.paths = []
