@@ -95,6 +95,17 @@ def test_route_table_and_spec_declare_the_same_query_parameters():
     assert not differ, differ
 
 
+def test_job_action_filter_takes_the_actions_the_spec_declares():
+    with open(os.path.join(REPO_ROOT, "api", "openapi.yaml")) as f:
+        spec = yaml.safe_load(f)
+    with open(os.path.join(REPO_ROOT, "src", "api", "jobs.c")) as f:
+        table = re.findall(r'^\s*\{ "([a-z_.]+)", \{', f.read(), re.M)
+    declared = spec["components"]["schemas"]["Job"]["properties"]["action"]["enum"]
+    param = [p for p in spec["paths"]["/api/v1/jobs"]["get"]["parameters"]
+             if p.get("name") == "action"][0]["schema"]["enum"]
+    assert table == declared == param
+
+
 # == 2. unknown and repeated parameters are refused, changing nothing ==============================
 def test_unknown_or_repeated_query_parameters_are_refused_and_change_nothing(site):
     d = site.d
