@@ -27,6 +27,67 @@ void format_rfc3339(uint64_t usec, char buf[static 32])
         strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* n digits at *s as a number within [min, max], advancing *s; -1 when not so. */
+static int digits(const char **s, int n, int min, int max)
+{
+        int v = 0;
+        for (int i = 0; i < n; i++, (*s)++) {
+                if (**s < '0' || **s > '9')
+                        return -1;
+                v = v * 10 + (**s - '0');
+        }
+        return v < min || v > max ? -1 : v;
+}
+
+int parse_rfc3339(const char *s, int64_t *ret)
+{
+        static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        struct tm tm = { 0 };
+        int y = digits(&s, 4, 0, 9999);
+        int mo = *s++ == '-' ? digits(&s, 2, 1, 12) : -1;
+        int d = mo > 0 && *s++ == '-' ? digits(&s, 2, 1, mdays[mo - 1]) : -1;
+        if (y < 0 || d < 0 || (*s != 'T' && *s != 't'))
+                return -EINVAL;
+        s++;
+        int h = digits(&s, 2, 0, 23);
+        int mi = h >= 0 && *s++ == ':' ? digits(&s, 2, 0, 59) : -1;
+        int sec = mi >= 0 && *s++ == ':' ? digits(&s, 2, 0, 60) : -1;
+        if (sec < 0)
+                return -EINVAL;
+        if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+                return -EINVAL;
+        if (*s == '.') {
+                s++;
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                while (*s >= '0' && *s <= '9')
+                        s++;
+        }
+        int64_t offset = 0;
+        if (*s == 'Z' || *s == 'z') {
+                s++;
+        } else if (*s == '+' || *s == '-') {
+                int sign = *s++ == '-' ? -1 : 1;
+                int oh = digits(&s, 2, 0, 23);
+                int om = oh >= 0 && *s++ == ':' ? digits(&s, 2, 0, 59) : -1;
+                if (om < 0)
+                        return -EINVAL;
+                offset = sign * (oh * 3600 + om * 60);
+        } else {
+                return -EINVAL;
+        }
+        if (*s)
+                return -EINVAL;
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second counts as the one before it */
+        *ret = (int64_t)timegm(&tm) - offset;
+        return 0;
+}
+
 int strcpy_bounded(char *dst, size_t size, const char *src)
 {
         size_t n = strlen(src);
@@ -104,6 +165,54 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
                 out[2 * i + 1] = digits[in[i] & 0xf];
         }
         out[2 * n] = 0;
+}
+
+const char base64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+void base64url_encode(const unsigned char *in, size_t n, char *out)
+{
+        size_t o = 0;
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16;
+                if (i + 1 < n)
+                        v |= (uint32_t)in[i + 1] << 8;
+                if (i + 2 < n)
+                        v |= in[i + 2];
+                out[o++] = base64url_alphabet[(v >> 18) & 63];
+                out[o++] = base64url_alphabet[(v >> 12) & 63];
+                if (i + 1 < n)
+                        out[o++] = base64url_alphabet[(v >> 6) & 63];
+                if (i + 2 < n)
+                        out[o++] = base64url_alphabet[v & 63];
+        }
+        out[o] = 0;
+}
+
+ssize_t base64url_decode(const char *in, unsigned char *out, size_t size)
+{
+        size_t len = strlen(in), n = 0;
+        uint32_t acc = 0;
+        unsigned bits = 0;
+        if (len % 4 == 1)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                const char *p = strchr(base64url_alphabet, in[i]);
+                if (!p || !in[i])
+                        return -EINVAL;
+                acc = acc << 6 | (uint32_t)(p - base64url_alphabet);
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        if (n >= size)
+                                return -ENOBUFS;
+                        out[n++] = (unsigned char)(acc >> bits);
+                        acc &= (1u << bits) - 1;
+                }
+        }
+        if (acc != 0)
+                return -EINVAL;
+        return (ssize_t)n;
 }
 
 int sleep_unless(uint64_t usec, const volatile int *stop)

@@ -50,5 +50,8 @@ int api_submit_key(struct request *req, const char *action, const char *target, 
  * row, not kept in memory as a second copy (job.h: items). */
 int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
                      char **items, struct problem *reterr);
+/* A true/false query parameter (?dry_run, ?dry_run=true|1|false|0): *ret false when absent;
+ * invalid_value naming it otherwise. */
+int api_query_flag(struct request *req, const char *name, bool *ret, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */
 int api_list_limit(struct request *req, int *limit, struct problem *reterr);

@@ -35,6 +35,29 @@ enum {
                                     * and when the request ends */
 };
 
+/* The query parameters a route may accept: one bit each, named in router.c's table. A request
+ * with any other parameter, or with one of these twice, is refused before its handler runs. */
+enum {
+        QUERY_WAIT = 1 << 0,
+        QUERY_DRY_RUN = 1 << 1,
+        QUERY_LIMIT = 1 << 2,
+        QUERY_AFTER = 1 << 3,
+        QUERY_Q = 1 << 4,
+        QUERY_TYPE = 1 << 5,
+        QUERY_LEVEL = 1 << 6,
+        QUERY_MANAGED = 1 << 7,
+        QUERY_MANAGER = 1 << 8,
+        QUERY_STATUS = 1 << 9,
+        QUERY_ACTOR = 1 << 10,
+        QUERY_ACTION = 1 << 11,
+        QUERY_TARGET = 1 << 12,
+        QUERY_SINCE = 1 << 13,
+};
+/* What every write takes (api/write.c reads them). */
+#define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)
+/* What every paged list takes. */
+#define QUERY_PAGE (QUERY_LIMIT | QUERY_AFTER)
+
 #define ROUTE_MAX_PARAMS  2
 #define REPLY_MAX_HEADERS 6
 
@@ -47,6 +70,7 @@ struct route_op {
         handler_fn handler;
         enum scope scope;
         unsigned body;
+        unsigned query; /* QUERY_* the operation accepts */
 };
 
 struct route {
@@ -102,6 +126,15 @@ extern const size_t api_routes_count;
 int router_match(const struct route *routes, size_t n, const char *path,
                  char *params[ROUTE_MAX_PARAMS]);
 const struct route_op *router_find_op(const struct route *r, enum http_method m);
+/* The name of a QUERY_* bit ("dry_run"), NULL for none or several. */
+const char *router_query_name(unsigned bit);
+/* "dry_run, wait" for the QUERY_* bits of mask ("none" for 0). */
+void router_query_list(unsigned mask, char *buf, size_t size);
+/* Checks one query parameter of a request against what op accepts; *seen collects the bits met so
+ * far (start at 0), so a repeated one is refused. 422 unknown_parameter or invalid_value naming
+ * the parameter. Pure. */
+int router_check_query(const struct route_op *op, const char *method, const char *pattern,
+                       const char *name, unsigned *seen, struct problem *reterr);
 /* "GET, HEAD, PUT" for the Allow header (HEAD implied by GET). */
 void router_allow(const struct route *r, char *buf, size_t size);
 enum http_method http_method_from_string(const char *s);

@@ -63,9 +63,18 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
 int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct problem *reterr);
 /* The job as api.md shows it (request bodies are never shown). not_found when absent. */
 int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *reterr);
-/* Newest first, ids below `before` (0: from the newest); *next = cursor or 0. */
-int store_job_list(struct db_conn *c, int64_t before, int limit, json_t **items, int64_t *next,
-                   struct problem *reterr);
+/* Which jobs a list shows; NULL (or 0) members do not filter. */
+struct job_filter {
+        int64_t before;             /* ids below (the cursor's position) */
+        const char *status;         /* queued, running, applied or failed */
+        const char *actor;          /* exactly */
+        const char *const *actions; /* any of these (NULL-terminated) */
+        const char *target;         /* exactly */
+        int64_t since;              /* created at or after (seconds since the epoch); 0 none */
+};
+/* Newest first, those that pass f; *next = the id the page ended at, or 0 for the last page. */
+int store_job_list(struct db_conn *c, const struct job_filter *f, int limit, json_t **items,
+                   int64_t *next, struct problem *reterr);
 
 /* The worker's side of the jobs table. */
 struct job_outcome {

@@ -35,6 +35,10 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
 /* Active tokens [{name, scope, created_at, last_used_at}]; with include_revoked also the revoked
  * ones, each with revoked_at. */
 int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct problem *reterr);
+/* The scope of the active token `name` (scope may be NULL): 0, or -ENOENT with not_found. */
+int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct problem *reterr);
+/* Whether tokens_add could create `name` now (a dry run): 0, invalid_name or duplicate_name. */
+int tokens_check_new(struct db_conn *c, const char *name, struct problem *reterr);
 /* not_found when no active token has that name. */
 int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
 /* Looks a presented token up by its hash. Returns 0 and fills name/scope, or -ENOENT (unknown or

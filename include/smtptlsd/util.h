@@ -79,6 +79,10 @@ uint64_t now_monotonic_usec(void);
 uint64_t now_realtime_usec(void);
 /* Formats a wall-clock time in microseconds as RFC 3339 UTC ("2026-11-22T10:00:00Z"). */
 void format_rfc3339(uint64_t usec, char buf[static 32]);
+/* Parses an RFC 3339 date-time ("2026-11-22T10:00:00Z", "2026-11-22t10:00:00.5+02:00") into
+ * seconds since the epoch (fractions dropped): 0, or -EINVAL for anything else (a date or a time
+ * alone, a missing offset, a field out of range). */
+int parse_rfc3339(const char *s, int64_t *ret);
 
 /* strlcpy-like: always terminates, returns -ENAMETOOLONG when truncated. */
 int strcpy_bounded(char *dst, size_t size, const char *src);
@@ -102,6 +106,16 @@ int strbuf_add(struct strbuf *b, const void *s, size_t n);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), -1 for anything else. */
 int hex_digit_value(char c);
+
+/* The base64url alphabet (RFC 4648 section 5). */
+extern const char base64url_alphabet[];
+/* base64url of n bytes, without padding; out must hold BASE64URL_SIZE(n) bytes. */
+#define BASE64URL_SIZE(n) (((n)*4 + 2) / 3 + 1)
+void base64url_encode(const unsigned char *in, size_t n, char *out);
+/* Decodes unpadded base64url text into out (up to size bytes): the number of bytes, or -EINVAL
+ * for a character outside the alphabet, an impossible length or non-zero trailing bits (so each
+ * byte string has one text), -ENOBUFS when it does not fit. */
+ssize_t base64url_decode(const char *in, unsigned char *out, size_t size);
 
 /* Sleeps up to usec, returning early (-EINTR) when *stop becomes true; polls every 50 ms. */
 int sleep_unless(uint64_t usec, const volatile int *stop);

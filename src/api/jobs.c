@@ -1,9 +1,10 @@
-/* jobs.c (api) - GET /api/v1/jobs (the audit trail, newest first) and /api/v1/jobs/{id}. HTTP
- * threads. */
+/* jobs.c (api) - GET /api/v1/jobs (the audit trail, newest first; filters by status, actor,
+ * action, target and time) and /api/v1/jobs/{id}. HTTP threads. */
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
+#include "smtptlsd/cursor.h"
 #include "smtptlsd/store.h"
 
 int api_list_limit(struct request *req, int *limit, struct problem *reterr)
@@ -21,35 +22,118 @@ int api_list_limit(struct request *req, int *limit, struct problem *reterr)
         return 0;
 }
 
+/* ?action= takes the names of api/openapi.yaml's Job.action, the names the jobs are recorded under. */
+static const struct {
+        const char *name;
+        const char *recorded[2];
+} job_actions[] = {
+        { "settings.put", { "settings.put" } },
+        { "settings.patch", { "settings.patch" } },
+        { "certificates.post", { "certificates.post" } },
+        { "certificates.put", { "certificates.put" } },
+        { "certificates.delete", { "certificates.delete" } },
+        { "certificates.rescan", { "certificates.rescan" } },
+        { "policies.post", { "policies.post" } },
+        { "policies.put", { "policies.put" } },
+        { "policies.patch", { "policies.patch" } },
+        { "policies.delete", { "policies.delete" } },
+        { "policies.bulk", { "policies.bulk" } },
+};
+
+static const char *const job_statuses[] = { "queued", "running", "applied", "failed", NULL };
+
+/* One filter value of ?name=: absent (NULL), or checked by its rule. */
+static int filter_value(struct request *req, const char *name, char *buf, size_t size,
+                        const char **ret, struct problem *reterr)
+{
+        int r = request_query(req, name, buf, size, ret, reterr);
+        if (r <= 0)
+                return r;
+        if (!**ret)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, name,
+                                   "%s is empty; leave it out to list every job", name);
+        return 0;
+}
+
+static int jobs_filter(struct request *req, struct job_filter *f, char (*bufs)[CURSOR_MAX],
+                       struct problem *reterr)
+{
+        const char *after, *action, *since, *status;
+        char pos[CURSOR_POSITION_MAX + 1];
+        int r = filter_value(req, "after", bufs[0], CURSOR_MAX, &after, reterr);
+        if (r >= 0)
+                r = filter_value(req, "status", bufs[1], CURSOR_MAX, &status, reterr);
+        if (r >= 0)
+                r = filter_value(req, "actor", bufs[2], CURSOR_MAX, &f->actor, reterr);
+        if (r >= 0)
+                r = filter_value(req, "action", bufs[3], CURSOR_MAX, &action, reterr);
+        if (r >= 0)
+                r = filter_value(req, "target", bufs[4], CURSOR_MAX, &f->target, reterr);
+        if (r >= 0)
+                r = filter_value(req, "since", bufs[5], CURSOR_MAX, &since, reterr);
+        if (r < 0)
+                return r;
+        if (after) {
+                r = cursor_decode(CURSOR_JOBS, after, pos, sizeof(pos), reterr);
+                if (r < 0)
+                        return r;
+                if (parse_int64(pos, 1, INT64_MAX, &f->before) < 0)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, "after",
+                                           "after is not a valid cursor; use the `next` of the "
+                                           "previous page");
+        }
+        if (status) {
+                for (size_t i = 0; job_statuses[i] && !f->status; i++)
+                        if (streq(job_statuses[i], status))
+                                f->status = job_statuses[i];
+                if (!f->status)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, "status",
+                                           "status is one of queued, running, applied, failed");
+        }
+        if (f->actor && !name_is_valid(f->actor))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "actor",
+                                   "actor is a token name or cli, acme-watch, reconcile: "
+                                   "[a-z0-9][a-z0-9._-]{0,63}");
+        if (action) {
+                for (size_t i = 0; i < ARRAY_SIZE(job_actions) && !f->actions; i++)
+                        if (streq(job_actions[i].name, action))
+                                f->actions = job_actions[i].recorded;
+                if (!f->actions)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, "action",
+                                           "action is one of Job.action's values in "
+                                           "api/openapi.yaml (settings.put, policies.put, "
+                                           "certificates.post, ...)");
+        }
+        if (since && (parse_rfc3339(since, &f->since) < 0 || f->since <= 0))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "since",
+                                   "since is an RFC 3339 date-time after 1970, e.g. "
+                                   "2026-11-22T10:00:00Z");
+        return 0;
+}
+
 int api_jobs_list(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
-        char buf[24];
-        int64_t after = 0, next = 0;
+        char bufs[6][CURSOR_MAX], cursor[CURSOR_MAX], id[24];
+        struct job_filter f = { 0 };
+        int64_t next = 0;
         int limit = 100;
         json_t *items = NULL;
         int r = api_list_limit(req, &limit, reterr);
-        if (r < 0)
-                return r;
-        const char *a;
-        r = request_query(req, "after", buf, sizeof(buf), &a, reterr);
-        if (r < 0)
-                return r;
-        if (a && parse_int64(a, 1, INT64_MAX, &after) < 0)
-                return problem_set(reterr, PROBLEM_INVALID_VALUE, "after",
-                                   "after is the cursor of a previous page");
-        r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = store_job_list(c, after, limit, &items, &next, reterr);
+                r = jobs_filter(req, &f, bufs, reterr);
+        if (r >= 0)
+                r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_job_list(c, &f, limit, &items, &next, reterr);
         if (r < 0)
                 return r;
         json_t *body = json_pack("{s:o}", "items", items);
-        if (next) {
-                snprintf(buf, sizeof(buf), "%lld", (long long)next);
-                json_object_set_new(body, "next", json_string(buf));
-        } else {
+        snprintf(id, sizeof(id), "%lld", (long long)next);
+        if (next && cursor_encode(CURSOR_JOBS, id, cursor, sizeof(cursor)) >= 0)
+                json_object_set_new(body, "next", json_string(cursor));
+        else
                 json_object_set_new(body, "next", json_null());
-        }
         return reply_json(req, 200, body);
 }
 

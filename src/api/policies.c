@@ -7,6 +7,7 @@
 
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
+#include "smtptlsd/cursor.h"
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/policy.h"
 #include "smtptlsd/store.h"
@@ -37,7 +38,7 @@ static json_t *job_body(struct request *req, json_t *body, const char *manager)
 int api_policies_list(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
-        char q[256], level[16], managed[8], after[300];
+        char q[256], level[16], managed[8], after[CURSOR_MAX], pos[CURSOR_POSITION_MAX + 1];
         int limit, m = -1;
         enum tls_level lv;
         json_t *items = NULL;
@@ -55,6 +56,22 @@ int api_policies_list(struct request *req, struct problem *reterr)
                 r = request_query(req, "after", after, sizeof(after), &av, reterr);
         if (r < 0)
                 return r;
+        if (av) {
+                /* the position is a destination as stored (normalized): anything else was
+                 * not made here */
+                char dest[256];
+                struct problem p = { 0 };
+                r = cursor_decode(CURSOR_POLICIES, av, pos, sizeof(pos), reterr);
+                if (r < 0)
+                        return r;
+                r = policy_destination_normalize(pos, dest, "", &p);
+                problem_done(&p);
+                if (r < 0 || !streq(dest, pos))
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, "after",
+                                           "after is not a valid cursor; use the `next` of the "
+                                           "previous page");
+                av = pos;
+        }
         if (lvs && tls_level_from_string(lvs, &lv) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "level",
                                    "level is one of none, may, encrypt, dane, dane-only, "
@@ -78,9 +95,11 @@ int api_policies_list(struct request *req, struct problem *reterr)
         char etag[POLICY_ETAG_MAX];
         policies_etag(version, etag, sizeof(etag));
         reply_header(req, "ETag", "%s", etag);
+        char cursor[CURSOR_MAX];
+        bool more = next && cursor_encode(CURSOR_POLICIES, next, cursor, sizeof(cursor)) >= 0;
         return reply_json(req, 200,
                           json_pack("{s:o, s:o}", "items", items, "next",
-                                    next ? json_string(next) : json_null()));
+                                    more ? json_string(cursor) : json_null()));
 }
 
 /* The destination in the URL, normalized; a malformed one cannot exist: 404 for reads. */

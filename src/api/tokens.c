@@ -1,6 +1,6 @@
 /* tokens.c (api) - /api/v1/tokens: list, create (the token is shown once), revoke. Token
- * management is not configuration: it goes straight to the tokens table, not through the worker.
- * HTTP threads. */
+ * management is not configuration: it goes straight to the tokens table, not through the worker;
+ * ?dry_run=true checks the same and answers with a plan, writing nothing. HTTP threads. */
 #include <openssl/crypto.h>
 
 #include "smtptlsd/api.h"
@@ -45,6 +45,18 @@ int api_tokens_list(struct request *req, struct problem *reterr)
         return reply_json(req, 200, json_pack("{s:o, s:n}", "items", items, "next"));
 }
 
+/* The plan of a token write asked with ?dry_run=true (api/openapi.yaml Plan): tokens are not
+ * configuration, so nothing in main.cf or the map would change; the token is named, never its
+ * secret (none is made). */
+static int reply_plan(struct request *req, const char *action, const char *name, enum scope scope)
+{
+        json_t *plan = json_pack("{s:b, s:[], s:s, s:b, s:b, s:[], s:[], s:s, s:{s:s, s:s}}",
+                                 "valid", true, "main_cf", "tls_policy_diff", "", "reload", false,
+                                 "postmap", false, "warnings", "errors", "action", action, "token",
+                                 "name", name, "scope", scope_to_string(scope));
+        return reply_json(req, 200, json_pack("{s:o}", "plan", plan));
+}
+
 int api_tokens_create(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
@@ -52,9 +64,12 @@ int api_tokens_create(struct request *req, struct problem *reterr)
         json_t *j = NULL, *row = NULL;
         char token[TOKEN_SIZE] = "";
         enum scope scope = SCOPE_NONE;
+        bool dry_run = false;
         int r;
 
-        r = json_parse_body(req->body, req->body_len, &j, reterr);
+        r = api_query_flag(req, "dry_run", &dry_run, reterr);
+        if (r >= 0)
+                r = json_parse_body(req->body, req->body_len, &j, reterr);
         if (r < 0)
                 return r;
         r = json_dispatch(j, token_spec, &body, NULL, 0, "", reterr);
@@ -62,6 +77,13 @@ int api_tokens_create(struct request *req, struct problem *reterr)
                 r = problem_set(reterr, PROBLEM_INVALID_VALUE, "/scope", "unknown scope");
         if (r >= 0)
                 r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0 && dry_run) {
+                r = tokens_check_new(c, body.name, reterr);
+                if (r >= 0)
+                        r = reply_plan(req, "token.create", body.name, scope);
+                json_decref(j);
+                return r;
+        }
         if (r >= 0)
                 r = tokens_add(c, body.name, scope, token, &row, reterr);
         if (r >= 0) {
@@ -77,9 +99,17 @@ int api_tokens_create(struct request *req, struct problem *reterr)
 int api_tokens_delete(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
-        int r = db_acquire(req->app->db, &c, reterr);
+        enum scope scope;
+        bool dry_run = false;
+        int r = api_query_flag(req, "dry_run", &dry_run, reterr);
+        if (r >= 0)
+                r = db_acquire(req->app->db, &c, reterr);
         if (r < 0)
                 return r;
+        if (dry_run) {
+                r = tokens_find(c, req->params[0], &scope, reterr);
+                return r < 0 ? r : reply_plan(req, "token.revoke", req->params[0], scope);
+        }
         r = tokens_revoke(c, req->params[0], reterr);
         if (r < 0)
                 return r;

@@ -8,6 +8,7 @@
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/etag.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/pending.h"
 #include "smtptlsd/store.h"
@@ -16,7 +17,7 @@
 #define WAIT_DEFAULT 30
 #define WAIT_MAX     300
 
-static int parse_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
+int api_query_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
 {
         char buf[16];
         const char *v;
@@ -55,13 +56,16 @@ static int submit(struct request *req, const char *action, const char *target, j
         if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
                                    "wait is a number of seconds from 0 to %d", WAIT_MAX);
-        r = parse_flag(req, "dry_run", &dry_run, reterr);
+        r = api_query_flag(req, "dry_run", &dry_run, reterr);
         if (r < 0)
+                return r;
+        /* A malformed If-Match is the client's mistake, said now: no job is recorded for it. */
+        const char *if_match = request_header(req, "If-Match");
+        if (if_match && (r = if_match_check(if_match, reterr)) < 0)
                 return r;
 
         /* The job owns a copy: the caller's body dies with the request. */
         json_t *request = json_pack("{s:o}", "body", body ? json_deep_copy(body) : json_null());
-        const char *if_match = request_header(req, "If-Match");
         if (if_match)
                 json_object_set_new(request, "if_match", json_string(if_match));
         struct job *job = job_new(action, target, req->actor, request);

@@ -16,6 +16,7 @@
 #include "smtptlsd/certsync.h"
 #include "smtptlsd/layout.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/etag.h"
 #include "smtptlsd/fault.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
@@ -118,42 +119,14 @@ static int load_desired(struct worker *w, struct desired *d, struct problem *ret
 
 /* ---- one job ------------------------------------------------------------------------------- */
 
-/* Whether the If-Match value `list` ("*" or a comma-separated list of entity tags) holds etag.
- * The strong comparison (RFC 9110 13.1.1): a weak tag (W/"...") never matches. */
-static bool if_match_holds(const char *list, const char *etag)
-{
-        const char *p = list + strspn(list, " \t");
-        if (p[0] == '*' && p[1 + strspn(p + 1, " \t")] == 0)
-                return true;
-        while (*p) {
-                p += strspn(p, " \t,");
-                bool weak = strncmp(p, "W/", 2) == 0;
-                const char *tag = weak ? p + 2 : p;
-                const char *end = *tag == '"' ? strchr(tag + 1, '"') : NULL;
-                if (!end)
-                        return false; /* not a list of entity tags */
-                size_t len = (size_t)(end + 1 - tag);
-                if (!weak && len == strlen(etag) && strncmp(tag, etag, len) == 0)
-                        return true;
-                p = end + 1;
-        }
-        return false;
-}
-
 /* Checks the job's If-Match against `what` (for the message) whose current tag is etag ("" when
- * it does not exist). Without If-Match anything goes; "*" needs it to exist. Runs inside the
- * transaction that applies the job, so no other write comes between check and change. */
+ * it does not exist): core/etag.c. Runs inside the transaction that applies the job, so no other
+ * write comes between check and change. */
 static int check_precondition(json_t *request, const char *what, const char *etag,
                               struct problem *reterr)
 {
-        const char *want = json_string_value(json_object_get(request, "if_match"));
-        if (!want || (etag[0] && if_match_holds(want, etag)))
-                return 0;
-        if (!etag[0])
-                return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                                   "%s does not exist (If-Match: %s)", what, want);
-        return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                           "%s changed since %s was read (now %s)", what, want, etag);
+        return if_match_evaluate(json_string_value(json_object_get(request, "if_match")), what,
+                                 etag, reterr);
 }
 
 static int check_if_match(json_t *request, const char *etag, struct problem *reterr)

@@ -19,6 +19,7 @@ static const char *const code_names[_PROBLEM_MAX] = {
         [PROBLEM_UNKNOWN_FIELD] = "unknown_field",
         [PROBLEM_MISSING_FIELD] = "missing_field",
         [PROBLEM_INVALID_VALUE] = "invalid_value",
+        [PROBLEM_UNKNOWN_PARAMETER] = "unknown_parameter",
         [PROBLEM_CERTIFICATE_REQUIRED] = "certificate_required",
         [PROBLEM_CERTIFICATE_NOT_FOUND] = "certificate_not_found",
         [PROBLEM_SYSTEM_CERTIFICATE_REFUSED] = "system_certificate_refused",

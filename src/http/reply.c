@@ -23,6 +23,7 @@ static const struct {
         [PROBLEM_UNKNOWN_FIELD] = { 422, "Unknown field" },
         [PROBLEM_MISSING_FIELD] = { 422, "Missing field" },
         [PROBLEM_INVALID_VALUE] = { 422, "Invalid value" },
+        [PROBLEM_UNKNOWN_PARAMETER] = { 422, "Unknown query parameter" },
         [PROBLEM_CERTIFICATE_REQUIRED] = { 422, "Certificate required" },
         [PROBLEM_CERTIFICATE_NOT_FOUND] = { 422, "Certificate not found" },
         [PROBLEM_SYSTEM_CERTIFICATE_REFUSED] = { 422, "System certificate refused" },
@@ -128,7 +129,7 @@ int reply_problem(struct request *req, const struct problem *p)
         if (p->detail[0])
                 json_object_set_new(body, "detail", json_string(p->detail));
         if (p->field[0] || code == PROBLEM_UNKNOWN_FIELD || code == PROBLEM_MISSING_FIELD ||
-            code == PROBLEM_INVALID_VALUE)
+            code == PROBLEM_INVALID_VALUE || code == PROBLEM_UNKNOWN_PARAMETER)
                 json_object_set_new(body, "field", json_string(p->field));
         if (p->errors && json_array_size(p->errors) > 0)
                 json_object_set(body, "errors", p->errors);

@@ -124,3 +124,69 @@ void router_allow(const struct route *r, char *buf, size_t size)
                 n += (size_t)w;
         }
 }
+
+/* Every query parameter any route accepts. multi: may be given more than once (none yet; a
+ * handler reading one with request_query sees the first). */
+static const struct {
+        unsigned bit;
+        const char *name;
+        bool multi;
+} query_params[] = {
+        { QUERY_WAIT, "wait", false },
+        { QUERY_DRY_RUN, "dry_run", false },
+        { QUERY_LIMIT, "limit", false },
+        { QUERY_AFTER, "after", false },
+        { QUERY_Q, "q", false },
+        { QUERY_TYPE, "type", false },
+        { QUERY_LEVEL, "level", false },
+        { QUERY_MANAGED, "managed", false },
+        { QUERY_MANAGER, "manager", false },
+        { QUERY_STATUS, "status", false },
+        { QUERY_ACTOR, "actor", false },
+        { QUERY_ACTION, "action", false },
+        { QUERY_TARGET, "target", false },
+        { QUERY_SINCE, "since", false },
+};
+
+const char *router_query_name(unsigned bit)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(query_params); i++)
+                if (query_params[i].bit == bit)
+                        return query_params[i].name;
+        return NULL;
+}
+
+void router_query_list(unsigned mask, char *buf, size_t size)
+{
+        size_t n = 0;
+        buf[0] = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(query_params); i++) {
+                if (!(mask & query_params[i].bit))
+                        continue;
+                int w = snprintf(buf + n, size - n, "%s%s", n ? ", " : "", query_params[i].name);
+                if (w < 0 || (size_t)w >= size - n)
+                        break;
+                n += (size_t)w;
+        }
+        if (n == 0)
+                snprintf(buf, size, "none");
+}
+
+int router_check_query(const struct route_op *op, const char *method, const char *pattern,
+                       const char *name, unsigned *seen, struct problem *reterr)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(query_params); i++) {
+                if (!streq(query_params[i].name, name) || !(op->query & query_params[i].bit))
+                        continue;
+                if ((*seen & query_params[i].bit) && !query_params[i].multi)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, name,
+                                           "%s is given more than once; send it once", name);
+                *seen |= query_params[i].bit;
+                return 0;
+        }
+        char list[160];
+        router_query_list(op->query, list, sizeof(list));
+        return problem_set(reterr, PROBLEM_UNKNOWN_PARAMETER, name,
+                           "unknown query parameter '%.64s': %s %s accepts %s", name, method,
+                           pattern, list);
+}

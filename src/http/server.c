@@ -311,7 +311,34 @@ static int check_framing(struct request *req, struct problem *reterr)
         return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL, "%s", why);
 }
 
-/* Everything decided before the body arrives: framing, route, method, token, media type, size. */
+struct query_walk {
+        struct request *req;
+        unsigned seen;
+        int r;
+        struct problem *reterr;
+};
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+        struct query_walk *w = cls;
+        w->r = router_check_query(w->req->op, w->req->method_name, w->req->route->pattern, key,
+                                  &w->seen, w->reterr);
+        return w->r < 0 ? MHD_NO : MHD_YES;
+}
+
+/* Every query parameter must be one the operation accepts, each once: a typo (?dryrun=true) or
+ * an option not built (?probe=true) is refused, never ignored. Names are compared as sent (the
+ * handlers look them up so): "dry%5Frun" is not dry_run. */
+static int check_query(struct request *req, struct problem *reterr)
+{
+        struct query_walk w = { .req = req, .reterr = reterr };
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, &w);
+        return w.r;
+}
+
+/* Everything decided before the body arrives: framing, route, method, token, query parameters,
+ * media type, size. */
 static int admit(struct request *req, const char *url, struct problem *reterr)
 {
         struct http_server *srv = req->app->http;
@@ -341,6 +368,9 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
                                    "tokens are not accepted in the URL; send "
                                    "'Authorization: Bearer <token>'");
         r = auth_request(req, req->op->scope, reterr);
+        if (r < 0)
+                return r;
+        r = check_query(req, reterr);
         if (r < 0)
                 return r;
 

@@ -52,35 +52,69 @@ static void sha256_hex(const char *s, char out[65])
         OPENSSL_cleanse(md, sizeof(md));
 }
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 bool token_is_well_formed(const char *token)
 {
         size_t n = strlen(TOKEN_PREFIX);
         return strncmp(token, TOKEN_PREFIX, n) == 0 && strlen(token) == TOKEN_SIZE - 1 &&
-               strspn(token + n, b64url) == TOKEN_SIZE - 1 - n;
+               strspn(token + n, base64url_alphabet) == TOKEN_SIZE - 1 - n;
 }
 
 static int make_token(char out[static TOKEN_SIZE])
 {
-        unsigned char raw[33]; /* 32 random bytes, padded to a multiple of 3 */
+        unsigned char raw[32];
         size_t n = strlen(TOKEN_PREFIX);
 
-        if (RAND_bytes(raw, 32) != 1)
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
                 return -EIO;
-        raw[32] = 0;
         memcpy(out, TOKEN_PREFIX, n);
-        for (size_t i = 0; i < 33; i += 3) {
-                uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
-                out[n++] = b64url[(v >> 18) & 63];
-                out[n++] = b64url[(v >> 12) & 63];
-                out[n++] = b64url[(v >> 6) & 63];
-                if (i + 3 < 33)
-                        out[n++] = b64url[v & 63];
-        }
-        out[n] = 0; /* 4 + 43 characters */
+        base64url_encode(raw, sizeof(raw), out + n); /* 4 + 43 characters */
         OPENSSL_cleanse(raw, sizeof(raw));
         return 0;
+}
+
+static int duplicate_name(const char *name, struct problem *reterr)
+{
+        return problem_set(reterr, PROBLEM_DUPLICATE_NAME, "/name",
+                           "a token named '%s' exists; revoke it first", name);
+}
+
+static int no_such_token(const char *name, struct problem *reterr)
+{
+        return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'", name);
+}
+
+int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { name };
+        int r =
+            db_exec(c, &res, reterr,
+                    "SELECT scope FROM tokens WHERE name = $1 AND revoked_at IS NULL", 1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0) {
+                no_such_token(name, reterr);
+                return -ENOENT;
+        }
+        if (scope && scope_from_string(PQgetvalue(res, 0, 0), scope) < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "token '%s' has an unknown scope", name);
+        return 0;
+}
+
+int tokens_check_new(struct db_conn *c, const char *name, struct problem *reterr)
+{
+        struct problem p = { 0 };
+        if (!name_is_valid(name))
+                return problem_set(reterr, PROBLEM_INVALID_NAME, "/name",
+                                   "token names are [a-z0-9][a-z0-9._-]{0,63}");
+        int r = tokens_find(c, name, NULL, &p);
+        if (r < 0 && r != -ENOENT) {
+                *reterr = p;
+                return r;
+        }
+        problem_done(&p);
+        return r == 0 ? duplicate_name(name, reterr) : 0;
 }
 
 int tokens_add(struct db_conn *c, const char *name, enum scope scope,
@@ -105,8 +139,7 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
                     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
                     3, params);
         if (r == -EEXIST)
-                return problem_set(reterr, PROBLEM_DUPLICATE_NAME, "/name",
-                                   "a token named '%s' exists; revoke it first", name);
+                return duplicate_name(name, reterr);
         if (r < 0)
                 return r;
         if (row)
@@ -156,8 +189,7 @@ int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr)
         if (r < 0)
                 return r;
         if (strtol(PQcmdTuples(res), NULL, 10) == 0)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'",
-                                   name);
+                return no_such_token(name, reterr);
         return 0;
 }
 

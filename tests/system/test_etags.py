@@ -6,7 +6,7 @@
 #     collection's, no other row's);
 #  2. a stale If-Match (row, collection, weak, a row's tag where the collection's is due), and
 #     If-Match on a row that does not exist (`*` or a tag), is 412 precondition_failed naming
-#     If-Match, with a failed job, and changes nothing (rows, generation, the map files, main.cf,
+#     If-Match, with a failed job (an unquoted tag is malformed: 422, no job), and changes nothing (rows, generation, the map files, main.cf,
 #     postmap runs, reloads); a current tag, `*` on an existing row, or a list holding the current
 #     tag is applied; ?dry_run reports a stale tag in its plan;
 #  3. writers racing with the same If-Match: exactly one wins;
@@ -24,7 +24,7 @@ import pytest
 from tests.harness.util import REPO_ROOT, wait_until
 from tests.system.test_certificates import json_body, make_site  # noqa: F401 (fixture)
 from tests.system.test_foundation import assert_problem
-from tests.system.test_policies import make_policy_site, qd  # noqa: F401 (fixture)
+from tests.system.test_policies import make_policy_site, policy_cursor, qd  # noqa: F401 (fixture)
 
 POLICY_TAG = re.compile(r'"policy-\d+"')
 POLICIES_TAG = re.compile(r'"policies-\d+"')
@@ -100,8 +100,11 @@ def test_policy_tags_on_every_reply_change_only_with_the_resource(site):
     c2 = coll_tag(site)
     assert c2 not in (empty, c1)
     # the collection's tag is the whole collection's, whatever the filter or the page
-    for query in ("?limit=1", "?level=may", "?q=nothing-matches", "?after=zzz",
-                  "?managed=true", "?limit=1&after=.example.com"):
+    page = site.d.get(COLLECTION + "?limit=1")
+    assert page.status == 200 and page.body["next"], page
+    for query in ("?limit=1", "?level=may", "?q=nothing-matches", "?managed=true",
+                  "?limit=1&after=" + page.body["next"],
+                  "?after=" + policy_cursor("zzz.example")):  # past the end: an empty page
         assert coll_tag(site, query) == c2, query
 
     # the same content again: nothing changes, not even updated_at
@@ -177,9 +180,13 @@ def test_bulk_push_takes_the_collection_tag_and_keeps_unchanged_rows_tags(site):
     items2 = items[:5]
     before = site.snapshot()
     for tag in (c1, now["d1.example"], "W/" + c2, c2.replace("policies", "certificates"),
-                '"*"', "policies-0"):
+                '"*"'):
         r = site.bulk(items2, headers={"If-Match": tag})
         assert_412(site, r, before, f"bulk with If-Match {tag}")
+    # an unquoted tag is malformed: 422 at once, no job
+    r = site.bulk(items2, headers={"If-Match": "policies-0"})
+    assert_problem(r, 422, "invalid_value", field="If-Match")
+    assert "Job-Id" not in r.headers and site.snapshot() == before, r
     # If-Match: * (the collection always exists) and a list holding the current tag: applied
     r = site.bulk(items, headers={"If-Match": "*"})
     assert r.status == 200 and r.body["unchanged"] == 20 and etag(r, POLICIES_TAG) == c2, r
@@ -230,8 +237,6 @@ def test_stale_or_missing_if_match_on_a_policy_is_412_and_changes_nothing(site):
         ("PUT other row's", lambda h: site.put("a.example", {"level": "may"}, headers=h),
          row_tag(site, "b.example")),
         ("PUT collection's", lambda h: site.put("a.example", {"level": "may"}, headers=h), coll),
-        ("PUT unquoted", lambda h: site.put("a.example", {"level": "may"}, headers=h),
-         cur.strip('"')),
         # a row that does not exist: neither `*` nor any tag holds
         ("PUT * missing", lambda h: site.put("new.example", {"level": "may"}, headers=h), "*"),
         ("PATCH * missing", lambda h: site.patch("new.example", {"note": "x"}, headers=h), "*"),
@@ -250,6 +255,11 @@ def test_stale_or_missing_if_match_on_a_policy_is_412_and_changes_nothing(site):
         assert_412(site, r, before, what)
         assert "If-Match" in r.body["field"]
     assert row_tag(site, "a.example") == cur and coll_tag(site) == coll
+    # an unquoted tag is malformed, not stale: 422 naming If-Match, no job, nothing changed
+    r = site.put("a.example", {"level": "may"}, headers={"If-Match": cur.strip('"')})
+    assert_problem(r, 422, "invalid_value", field="If-Match")
+    assert "malformed" in r.body["detail"] and "Job-Id" not in r.headers, r
+    assert site.snapshot() == before
     # without If-Match a missing row is still 404
     assert_problem(site.patch("new.example", {"note": "x"}), 404, "not_found")
     assert_problem(site.delete("new.example"), 404, "not_found")

@@ -13,6 +13,7 @@
 #     rows on the release build, with timings (bench/bulk_policies.py breaks them down).
 # Contract: shared/design/api.md ("TLS policies", "Writes are jobs"); facts:
 # shared/design/postfix.md ("The policy map"); harness: tests/README.md.
+import base64
 import datetime
 import hashlib
 import itertools
@@ -152,6 +153,14 @@ def cdb_records(path):
         pos += klen + dlen
         out.append((key.rstrip(b"\0").decode(), value.rstrip(b"\0").decode()))
     return out
+
+
+def policy_cursor(destination):
+    """The cursor the policy list gives as `next` for a page ending at destination
+    (src/core/cursor.c: base64url of "p1:" + position + 6 bytes of SHA-256 over that)."""
+    raw = b"p1:" + destination.encode()
+    raw += hashlib.sha256(raw).digest()[:6]
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 # -- one daemon managing one Postfix ---------------------------------------------------------------
@@ -1221,7 +1230,8 @@ def test_bulk_100000_policies(make_release_site, capsys):
         assert job["reload"] is False and job["postmap"] is True, job
         assert site.map_query("d000001.example") == "may"
         r, _ = step("GET a page of 1000", "GET",
-                    "/api/v1/tls-policies?limit=1000&after=d050000.example", None)
+                    "/api/v1/tls-policies?limit=1000&after=" + policy_cursor("d050000.example"),
+                    None)
         assert r.status == 200 and r.body["items"][0]["destination"] == "d050001.example", r
 
         assert site.metric(RELOADS) == reloads

@@ -1,4 +1,5 @@
-/* test_router.c - route matching, percent-decoding of path parameters, 405's Allow list. */
+/* test_router.c - route matching, percent-decoding of path parameters, 405's Allow list, the
+ * query parameters each operation accepts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,18 +14,20 @@ static int h(struct request *req, struct problem *p)
 }
 
 static const struct route routes[] = {
-        { "/healthz", { { HTTP_GET, h, SCOPE_NONE, BODY_NONE } } },
+        { "/healthz", { { HTTP_GET, h, SCOPE_NONE, BODY_NONE, 0 } } },
         { "/api/v1/tls-policies",
-          { { HTTP_GET, h, SCOPE_READ, BODY_NONE },
-            { HTTP_PUT, h, SCOPE_WRITE, BODY_JSON },
-            { HTTP_POST, h, SCOPE_WRITE, BODY_JSON } } },
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q },
+            { HTTP_PUT, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE },
+            { HTTP_POST, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE } } },
         { "/api/v1/tls-policies/{destination}",
-          { { HTTP_GET, h, SCOPE_READ, BODY_NONE },
-            { HTTP_DELETE, h, SCOPE_WRITE, BODY_NONE },
-            { HTTP_PATCH, h, SCOPE_WRITE, BODY_JSON } } },
-        { "/api/v1/certificates/rescan", { { HTTP_POST, h, SCOPE_WRITE, BODY_NONE } } },
-        { "/api/v1/certificates/{name}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE } } },
-        { "/api/v1/a/{x}/b/{y}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE } } },
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q },
+            { HTTP_DELETE, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE },
+            { HTTP_PATCH, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE } } },
+        { "/api/v1/certificates/rescan",
+          { { HTTP_POST, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE } } },
+        { "/api/v1/certificates/{name}",
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q } } },
+        { "/api/v1/a/{x}/b/{y}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q } } },
 };
 
 static int match(const char *path, char *params[ROUTE_MAX_PARAMS])
@@ -128,6 +131,57 @@ static void test_query_decoding(void **state)
         assert_int_equal(http_percent_decode("%0", 2, true, &out), -EINVAL);
 }
 
+static int check_query(const struct route_op *op, const char *const *names, struct problem *p)
+{
+        unsigned seen = 0;
+        memset(p, 0, sizeof(*p));
+        for (size_t i = 0; names[i]; i++) {
+                int r = router_check_query(op, "PUT", "/x", names[i], &seen, p);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void test_query_parameters(void **state)
+{
+        const struct route_op *put = router_find_op(&routes[1], HTTP_PUT);
+        const struct route_op *get = router_find_op(&routes[1], HTTP_GET);
+        const struct route_op *health = router_find_op(&routes[0], HTTP_GET);
+        struct problem p;
+
+        assert_int_equal(check_query(put, (const char *[]){ "dry_run", "wait", NULL }, &p), 0);
+        assert_int_equal(check_query(get, (const char *[]){ "limit", "after", "q", NULL }, &p), 0);
+        assert_int_equal(check_query(health, (const char *[]){ NULL }, &p), 0);
+
+        /* a typo, an option not built, one of another route: named, with what the route takes */
+        assert_true(check_query(put, (const char *[]){ "dryrun", NULL }, &p) < 0);
+        assert_int_equal(p.code, PROBLEM_UNKNOWN_PARAMETER);
+        assert_string_equal(p.field, "dryrun");
+        assert_non_null(strstr(p.detail, "wait, dry_run"));
+        assert_true(check_query(put, (const char *[]){ "probe", NULL }, &p) < 0);
+        assert_int_equal(p.code, PROBLEM_UNKNOWN_PARAMETER);
+        assert_true(check_query(put, (const char *[]){ "limit", NULL }, &p) < 0);
+        assert_string_equal(p.field, "limit");
+        assert_true(check_query(health, (const char *[]){ "wait", NULL }, &p) < 0);
+        assert_non_null(strstr(p.detail, "accepts none"));
+        /* as sent: an escaped name is not the parameter the handlers read */
+        assert_true(check_query(put, (const char *[]){ "dry%5Frun", NULL }, &p) < 0);
+        assert_true(check_query(put, (const char *[]){ "", NULL }, &p) < 0);
+        assert_true(check_query(put, (const char *[]){ "DRY_RUN", NULL }, &p) < 0);
+
+        /* twice is refused, even with the same value */
+        assert_true(check_query(get, (const char *[]){ "limit", "q", "limit", NULL }, &p) < 0);
+        assert_int_equal(p.code, PROBLEM_INVALID_VALUE);
+        assert_string_equal(p.field, "limit");
+
+        char list[64];
+        router_query_list(QUERY_WRITE | QUERY_MANAGER, list, sizeof(list));
+        assert_string_equal(list, "wait, dry_run, manager");
+        assert_string_equal(router_query_name(QUERY_SINCE), "since");
+        assert_null(router_query_name(QUERY_WAIT | QUERY_DRY_RUN));
+}
+
 /* The real table: every route has at least one handler, patterns are unique, and no two
  * routes could both match the same concrete path. */
 static void test_api_table(void **state)
@@ -149,6 +203,7 @@ int main(void)
                 cmocka_unit_test(test_literal_before_param),
                 cmocka_unit_test(test_methods_and_allow),
                 cmocka_unit_test(test_query_decoding),
+                cmocka_unit_test(test_query_parameters),
                 cmocka_unit_test(test_api_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
