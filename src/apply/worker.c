@@ -623,6 +623,23 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         return warnings;
 }
 
+/* The warnings of one write, made in this one place for the write and for its dry run: the
+ * job's own (a policy's), then the batch's: the bound certificate's and the modes' for a settings
+ * write, and that Postfix is not running when the files change (files_change; running: whether
+ * Postfix runs). */
+static json_t *write_warnings(const struct job *job, json_t *settings_warn, bool files_change,
+                              bool running)
+{
+        json_t *warnings = job->warnings ? json_deep_copy(job->warnings) : json_array();
+        if (strncmp(job->action, "settings.", 9) == 0)
+                json_array_extend(warnings, settings_warn);
+        if (files_change && !running)
+                warnings_add(warnings, "postfix_not_running",
+                             "Postfix is not running: the new files are in place and will be used "
+                             "when it starts");
+        return warnings;
+}
+
 /* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
 static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 {
@@ -651,6 +668,7 @@ static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 struct slot {
         struct job *job;
         bool ok;
+        bool changed; /* the job changed the desired state (a version moved) */
         bool settled; /* committed: already out of the backlog */
         json_t *before, *after;
 };
@@ -713,11 +731,15 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         char served_before[sizeof(w->applied_fingerprint)] = "";
         size_t ok = 0;
         int64_t gen = 0;
+        struct state_versions was = { 0 }, now = { 0 };
+        bool changed = false;
         int r;
 
         r = sql(w, "BEGIN", &p);
         if (r >= 0)
                 r = store_generation(&w->db, &gen, true, &p); /* one writer across nodes */
+        if (r >= 0)
+                r = store_state_versions(&w->db, &was, &p);
         if (r < 0)
                 goto fail_all;
         for (size_t i = 0; i < n; i++) {
@@ -736,16 +758,26 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         goto fail_all;
                 slots[i].ok = slots[i].job->problem.code == PROBLEM_NONE;
                 ok += slots[i].ok;
+                /* A write that changes nothing changes no version: the job is applied, and
+                 * the batch made of such jobs bumps no generation and touches no file. */
+                r = store_state_versions(&w->db, &now, &p);
+                if (r < 0)
+                        goto fail_all;
+                slots[i].changed = slots[i].ok && memcmp(&was, &now, sizeof(now)) != 0;
+                changed = changed || slots[i].changed;
+                was = now;
         }
         if (ok == 0 && !dry_run) {
                 sql(w, "ROLLBACK", &p);
                 return 0;
         }
         if (!dry_run) {
-                r = store_generation_bump(&w->db, &gen, &p);
+                if (changed)
+                        r = store_generation_bump(&w->db, &gen, &p);
                 if (r < 0)
                         goto fail_all;
-                /* The replies and the audit trail show the generation this batch creates. */
+                /* The replies and the audit trail show the generation this batch creates (or,
+                 * when it changes nothing, the current one). */
                 for (size_t i = 0; i < n; i++) {
                         if (!slots[i].ok)
                                 continue;
@@ -775,21 +807,72 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                                                       "detail", slots[i].job->problem.detail));
                 json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
                 json_object_set_new(pl, "errors", errors);
-                json_object_set_new(pl, "warnings", settings_warnings(w, &d, &plan));
+                /* the warnings the write would get: files change where the plan says so */
+                bool files_change = plan.main_cf_changed || plan.map_changed || plan.write_cert;
+                bool running = files_change && postfix_is_running(cfg);
+                json_t *settings_warn = settings_warnings(w, &d, &plan);
                 sql(w, "ROLLBACK", &p);
                 for (size_t i = 0; i < n; i++) {
                         struct job *job = slots[i].job;
+                        json_t *mine = json_deep_copy(pl);
+                        json_object_set_new(
+                            mine, "warnings",
+                            slots[i].ok ? write_warnings(job, settings_warn, files_change, running)
+                                        : json_array());
                         problem_done(&job->problem);
                         job->problem = (struct problem){ 0 };
                         json_t *counts =
                             streq(job->action, "policies.bulk") && json_is_object(job->result)
                                 ? json_deep_copy(job->result)
                                 : json_object();
-                        json_object_set(counts, "plan", pl);
+                        json_object_set_new(counts, "plan", mine);
                         json_decref(job->result);
                         job->result = counts;
+                        /* nothing was created or deleted: 200 with the plan, no Location */
+                        json_decref(job->warnings);
+                        job->warnings = NULL;
+                        job->http_status = 200;
+                        job->location[0] = job->etag[0] = 0;
                 }
+                json_decref(settings_warn);
                 json_decref(pl);
+                goto out;
+        }
+        if (!changed) {
+                /* Nothing to render into Postfix's files: no swap, no postmap, no reload. */
+                json_t *settings_warn = settings_warnings(w, &d, &plan);
+                for (size_t i = 0; i < n; i++) {
+                        if (!slots[i].ok)
+                                continue;
+                        json_t *warnings = write_warnings(slots[i].job, settings_warn, false, true);
+                        json_decref(slots[i].job->warnings);
+                        slots[i].job->warnings = warnings;
+                        struct job_outcome o = { .status = "applied",
+                                                 .before = slots[i].before,
+                                                 .after = slots[i].after,
+                                                 .warnings = warnings };
+                        r = slots[i].job->id > 0
+                                ? store_job_finish(&w->db, slots[i].job->id, &o, &p)
+                                : 0;
+                        if (r < 0)
+                                break;
+                }
+                json_decref(settings_warn);
+                if (r >= 0)
+                        r = sql(w, "COMMIT", &p);
+                if (r < 0) {
+                        if (p.code == PROBLEM_SERVICE_UNAVAILABLE)
+                                goto fail_all;
+                        goto fail_ok;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (slots[i].ok && !slots[i].settled) {
+                                slots[i].settled = true;
+                                atomic_fetch_sub(&w->backlog, 1);
+                        }
+                metrics_count(METRIC_JOBS_APPLIED, ok);
+                publish_desired(w);
+                problem_done(&p);
                 goto out;
         }
 
@@ -810,35 +893,30 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                          plan.expect_fingerprint);
         /* Warnings about the bound certificate and modes go to settings writes; that Postfix
          * is not running concerns every write. */
-        json_t *settings_warn = settings_warnings(w, &d, &plan), *warnings = json_array();
-        if (res.swapped && !res.postfix_running)
-                warnings_add(warnings, "postfix_not_running",
-                             "Postfix is not running: the new files are in place and will be used "
-                             "when it starts");
+        json_t *settings_warn = settings_warnings(w, &d, &plan);
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;
-                /* the job's own warnings (a policy's), then the batch's (settings, Postfix) */
-                if (!slots[i].job->warnings)
-                        slots[i].job->warnings = json_array();
-                if (strncmp(slots[i].job->action, "settings.", 9) == 0)
-                        json_array_extend(slots[i].job->warnings, settings_warn);
-                json_array_extend(slots[i].job->warnings, warnings);
+                json_t *warnings = write_warnings(slots[i].job, settings_warn, res.swapped,
+                                                  res.postfix_running);
+                json_decref(slots[i].job->warnings);
+                slots[i].job->warnings = warnings;
+                /* a job that changed nothing in a batch that did: no generation of its own */
+                bool mine = slots[i].changed;
                 struct job_outcome o = {
                         .status = "applied",
-                        .generation = gen,
-                        .reload = res.reloaded,
-                        .postmap = res.postmap,
+                        .generation = mine ? gen : 0,
+                        .reload = mine && res.reloaded,
+                        .postmap = mine && res.postmap,
                         .output = res.output,
                         .before = slots[i].before,
                         .after = slots[i].after,
-                        .warnings = slots[i].job->warnings,
+                        .warnings = warnings,
                 };
                 r = slots[i].job->id > 0 ? store_job_finish(&w->db, slots[i].job->id, &o, &p) : 0;
                 if (r < 0)
                         break;
         }
-        json_decref(warnings);
         json_decref(settings_warn);
         if (r >= 0) {
                 fault_point("before_commit");

@@ -1,0 +1,188 @@
+# System tests of what a write answers and which versions it changes (issue 11, "the contract is
+# the truth"), black box against the real daemon, PostgreSQL and a Postfix sandbox:
+#  1. a dry run is always 200 with the plan, on every write route (a PUT or POST of something new
+#     is not 201, has no Location; a DELETE is not 204), changes nothing, and its plan carries the
+#     warnings the real write gets (dane_without_dnssec, hostname_mismatch, certificate_expiring);
+#  2. a write that changes nothing (PUT/PATCH of a policy or the settings, a bulk replace with
+#     added = changed = removed = 0) changes no version: not the ETag, not updated_at, not the
+#     generation (nor the collection's tag); no postmap, no reload; the job is applied with
+#     generation null and changed false;
+#  3. round trip: the body of a GET (or of a write reply), edited, is accepted by PUT/PATCH; a
+#     read-only member that differs from the current value is 422 naming it.
+# Contract: api/openapi.yaml ("Writes are jobs", "Concurrency", read-only members).
+import pytest
+
+from tests.system.test_certificates import HOST, json_body, make_site  # noqa: F401 (fixture)
+from tests.system.test_foundation import assert_problem
+from tests.system.test_policies import make_policy_site, qd  # noqa: F401 (fixture)
+
+POSTMAPS = "smtptlsd_postmap_runs_total"
+RELOADS = "smtptlsd_postfix_reloads_total"
+POLICIES = "/api/v1/tls-policies"
+CERTS = "/api/v1/certificates"
+
+
+def codes(warnings):
+    return sorted(w["code"] for w in warnings or [])
+
+
+def assert_plan(r, what):
+    """r is a dry run's reply: 200, a plan, no Location, no job."""
+    assert r.status == 200, f"{what}: a dry run answered {r}"
+    assert "Location" not in r.headers, f"{what}: a dry run has a Location: {r.headers}"
+    assert "Job-Id" not in r.headers, f"{what}: a dry run has a Job-Id: {r.headers}"
+    plan = r.body.get("plan")
+    assert isinstance(plan, dict), f"{what}: no plan in {r.body}"
+    assert set(plan) >= {"valid", "main_cf", "tls_policy_diff", "reload", "warnings",
+                         "errors"}, plan
+    assert "warnings" not in r.body, f"{what}: warnings beside the plan: {r.body}"
+    return plan
+
+
+# == 1. dry runs ====================================================================================
+def test_dry_run_is_200_with_the_plan_on_every_write_route(make_policy_site, certs):
+    site = make_policy_site()
+    d = site.d
+    before = site.snapshot()
+    jobs = d.get("/api/v1/jobs").body["items"]
+
+    plan = assert_plan(site.put("new.example", {"level": "encrypt"}, "?dry_run=true"),
+                       "PUT of a new policy")
+    assert plan["valid"] is True and "new.example" in plan["tls_policy_diff"], plan
+    assert_plan(site.post({"destination": "new.example", "level": "may"}, "?dry_run=true"),
+                "POST of a new policy")
+    cert = certs.leaf("dry", (HOST,), kind="ec")
+    assert_plan(d.http("PUT", f"{CERTS}/dry?dry_run=true", json_body(cert), timeout=60),
+                "PUT of a new certificate")
+    assert_plan(d.http("POST", f"{CERTS}?dry_run=true", json_body(cert, name="dry2"),
+                       timeout=60), "POST of a new certificate")
+    assert_plan(site.bulk([{"destination": "a.example", "level": "may"}], "?dry_run=true"),
+                "bulk replace")
+    assert_plan(d.http("PUT", "/api/v1/settings?dry_run=true", {"mode": "none"}, timeout=60),
+                "PUT of the settings")
+    assert site.snapshot() == before, "a dry run changed something"
+    assert d.get(f"{CERTS}/dry").status == 404 and d.get(f"{CERTS}/dry2").status == 404
+    assert d.get("/api/v1/jobs").body["items"] == jobs, "a dry run recorded a job"
+
+    # DELETE: 200 with the plan (the row would go from the map), not 204; the row stays
+    site.put_ok("gone.example", {"level": "encrypt"})
+    assert d.http("PUT", f"{CERTS}/dry", json_body(cert), timeout=60).status == 201
+    before = site.snapshot()
+    plan = assert_plan(site.delete("gone.example", "?dry_run=true"), "DELETE of a policy")
+    assert plan["valid"] is True and "-gone.example" in plan["tls_policy_diff"], plan
+    assert_plan(d.http("DELETE", f"{CERTS}/dry?dry_run=true", timeout=60),
+                "DELETE of a certificate")
+    assert site.snapshot() == before, "a dry-run DELETE changed something"
+    assert site.get("gone.example").status == 200 and d.get(f"{CERTS}/dry").status == 200
+
+    # a refusal is in the plan, still 200 (DELETE of what does not exist)
+    plan = assert_plan(site.delete("nothing.example", "?dry_run=true"), "DELETE of nothing")
+    assert plan["valid"] is False and plan["errors"][0]["code"] == "not_found", plan
+
+
+def test_dry_run_plan_has_the_warnings_of_the_real_write(make_policy_site, certs):
+    site = make_policy_site()
+    d = site.d
+    # a policy's own warning
+    r = site.put("dane.example", {"level": "dane-only"}, "?dry_run=true")
+    dry = assert_plan(r, "dane-only")["warnings"]
+    real = site.put_ok("dane.example", {"level": "dane-only"})
+    assert codes(real.body.get("warnings")) == ["dane_without_dnssec"], real.body
+    assert codes(dry) == codes(real.body["warnings"]), (dry, real.body)
+
+    # the bound certificate's: it does not cover myhostname and expires in 10 days
+    other = certs.leaf("other-host", ("other.test.example",), kind="ec")
+    for name, c in (("other", other), ("soon", certs.expiring(10))):
+        assert d.http("PUT", f"{CERTS}/{name}", json_body(c), timeout=60).status == 201
+        body = {"mode": "may", "certificate": name}
+        r = d.http("PUT", "/api/v1/settings?dry_run=true", body, timeout=60)
+        dry = assert_plan(r, f"binding {name}")["warnings"]
+        real = d.http("PUT", "/api/v1/settings", body, timeout=60)
+        assert real.status == 200, real
+        want = "hostname_mismatch" if name == "other" else "certificate_expiring"
+        assert want in codes(real.body.get("warnings")), real.body
+        assert codes(dry) == codes(real.body["warnings"]), \
+            f"binding {name}: dry run {codes(dry)}, real write {codes(real.body['warnings'])}"
+
+
+# == 2. a write that changes nothing changes no version ============================================
+def versions(site, dest):
+    r = site.get(dest)
+    assert r.status == 200, r
+    coll = site.d.get(POLICIES)
+    return {"etag": r.headers["ETag"], "updated_at": r.body["updated_at"],
+            "collection": coll.headers["ETag"], "generation": site.generation(),
+            "postmap runs": site.metric(POSTMAPS), "reloads": site.metric(RELOADS)}
+
+
+def assert_unchanged_job(site, r, what):
+    job = site.job(r)
+    assert job["status"] == "applied", f"{what}: {job}"
+    assert job["generation"] is None and job["changed"] is False, f"{what}: {job}"
+    assert job["postmap"] is False and job["reload"] is False, f"{what}: {job}"
+
+
+def test_policy_write_that_changes_nothing_changes_no_version(make_policy_site):
+    site = make_policy_site()
+    first = site.put_ok(".example.com", {"level": "encrypt", "note": "one"})
+    was = versions(site, ".example.com")
+    for what, r in (
+            ("PATCH, same note", site.patch(".example.com", {"note": "one"})),
+            ("PATCH, empty", site.patch(".example.com", {})),
+            ("PUT, same body", site.put(".example.com", {"level": "encrypt", "note": "one"}))):
+        assert r.status == 200, f"{what}: {r}"
+        assert r.headers["ETag"] == was["etag"], f"{what}: the ETag changed: {r.headers}"
+        assert r.body["updated_at"] == was["updated_at"], f"{what}: {r.body}"
+        assert r.body["generation"] == was["generation"], f"{what}: {r.body}"
+        assert versions(site, ".example.com") == was, f"{what} changed a version"
+        assert_unchanged_job(site, r, what)
+    # a real change after them still bumps everything
+    r = site.patch(".example.com", {"note": "two"})
+    assert r.status == 200 and r.body["generation"] == was["generation"] + 1, r
+    assert site.job(r)["changed"] is True
+    job = site.job(first)
+    assert job["changed"] is True and job["generation"] == was["generation"], job
+
+
+def test_bulk_that_changes_nothing_changes_no_version(make_policy_site):
+    site = make_policy_site()
+    items = [{"destination": f"d{i}.example", "level": "encrypt"} for i in range(3)]
+    r = site.bulk(items)
+    assert r.status == 200 and r.body["added"] == 3, r
+    was = versions(site, "d0.example")
+    r = site.bulk(items)
+    assert r.status == 200, r
+    assert (r.body["added"], r.body["changed"], r.body["removed"], r.body["unchanged"]) == \
+        (0, 0, 0, 3), r.body
+    assert r.headers["ETag"] == was["collection"], r.headers
+    assert r.body["generation"] == was["generation"], r.body
+    assert versions(site, "d0.example") == was, "an unchanged bulk changed a version"
+    assert_unchanged_job(site, r, "unchanged bulk")
+
+
+def test_settings_write_that_changes_nothing_changes_no_version(make_site, certs):
+    site = make_site()
+    d = site.d
+    site.put_ok("mx", json_body(certs.leaf("mx-same", (HOST,), kind="ec")))
+    bound = site.bind("mx")
+
+    def state():
+        g = d.get("/api/v1/settings")
+        return {"etag": g.headers["ETag"], "body": g.body,
+                "generation": site.status()["desired_generation"],
+                "reloads": site.metric(RELOADS), "main.cf": open(site.pf.main_cf).read()}
+
+    was = state()
+    for what, method, body in (("PUT, same", "PUT", {"mode": "may", "certificate": "mx"}),
+                               ("PATCH, same mode", "PATCH", {"mode": "may"}),
+                               ("PATCH, empty", "PATCH", {})):
+        r = d.http(method, "/api/v1/settings", body, timeout=60)
+        assert r.status == 200, f"{what}: {r}"
+        assert r.headers["ETag"] == was["etag"], f"{what}: {r.headers['ETag']} != {was['etag']}"
+        assert {k: r.body[k] for k in was["body"]} == was["body"], f"{what}: {r.body}"
+        assert state() == was, f"{what} changed a version"
+        job = site.job(r.headers["Job-Id"])
+        assert job["status"] == "applied" and job["changed"] is False, f"{what}: {job}"
+        assert job["generation"] is None and job["reload"] is False, f"{what}: {job}"
+    job = site.job(bound.headers["Job-Id"])
+    assert job["changed"] is True and job["generation"] is not None, job
