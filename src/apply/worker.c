@@ -897,8 +897,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;
-                json_t *warnings = write_warnings(slots[i].job, settings_warn, res.swapped,
-                                                  res.postfix_running);
+                json_t *warnings =
+                    write_warnings(slots[i].job, settings_warn, res.swapped, res.postfix_running);
                 json_decref(slots[i].job->warnings);
                 slots[i].job->warnings = warnings;
                 /* a job that changed nothing in a batch that did: no generation of its own */
