@@ -208,6 +208,17 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
         return 0;
 }
 
+/* Sets the current generation into a resource's representation (as a write's reply has it),
+ * to compare read-only members with. */
+static int with_generation(struct worker *w, struct job *job, json_t *resource)
+{
+        int64_t gen = 0;
+        int r = store_generation(&w->db, &gen, false, &job->problem);
+        if (r >= 0)
+                json_object_set_new(resource, "generation", json_integer(gen));
+        return r;
+}
+
 static json_t *cert_json(struct worker *w, const char *name, int64_t *version)
 {
         json_t *j = NULL;
@@ -272,6 +283,16 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         if (post && *before)
                 return problem_set(&job->problem, PROBLEM_DUPLICATE_NAME, "/name",
                                    "a certificate named '%s' exists; PUT replaces it", name);
+        json_t *read_only = json_object_get(json_object_get(job->request, "body"), "read_only");
+        if (*before && read_only) {
+                json_t *now = json_deep_copy(*before);
+                r = with_generation(w, job, now);
+                if (r >= 0)
+                        r = cert_check_read_only(read_only, now, &job->problem);
+                json_decref(now);
+                if (r < 0)
+                        return r;
+        }
         r = cert_import(cert ? cert : "", cert ? strlen(cert) : 0, key ? key : "",
                         key ? strlen(key) : 0, chain, chain ? strlen(chain) : 0, time(NULL), &imp,
                         &job->problem);
@@ -459,6 +480,18 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
         return warnings;
 }
 
+/* The read-only members of a policy write against the row as a GET shows it now, with the
+ * generation a write's reply carries. */
+static int policy_read_only(struct worker *w, struct job *job, json_t *body, json_t *row)
+{
+        json_t *now = json_deep_copy(row);
+        int r = with_generation(w, job, now);
+        if (r >= 0)
+                r = policy_check_read_only(body, now, "", &job->problem);
+        json_decref(now);
+        return r;
+}
+
 static int run_policy_write(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
         json_t *body = json_object_get(json_object_get(job->request, "body"), "policy");
@@ -483,6 +516,10 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
                                    job->target);
         if (exists && (r = check_manager(job, &cur)) < 0) {
+                policy_done(&cur);
+                return r;
+        }
+        if (exists && (r = policy_read_only(w, job, body, *before)) < 0) {
                 policy_done(&cur);
                 return r;
         }

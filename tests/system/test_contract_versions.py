@@ -186,3 +186,91 @@ def test_settings_write_that_changes_nothing_changes_no_version(make_site, certs
         assert job["generation"] is None and job["reload"] is False, f"{what}: {job}"
     job = site.job(bound.headers["Job-Id"])
     assert job["changed"] is True and job["generation"] is not None, job
+
+
+# == 3. round trip: GET -> edit -> PUT ============================================================
+def test_settings_round_trip_and_read_only_members(make_site, certs):
+    site = make_site()
+    d = site.d
+    site.put_ok("mx", json_body(certs.leaf("mx-rt", (HOST,), kind="ec")))
+    got = d.get("/api/v1/settings").body
+    assert {"generation", "updated_at", "managed"} <= set(got), got
+    # the GET body, edited, goes back with PUT (managed false: the current value) ...
+    r = d.http("PUT", "/api/v1/settings", {**got, "mode": "may", "certificate": "mx"}, timeout=60)
+    assert r.status == 200 and r.body["mode"] == "may" and r.body["managed"] is True, r
+    # ... and the write's reply with PATCH
+    r = d.http("PATCH", "/api/v1/settings", {**r.body, "loglevel": 2}, timeout=60)
+    assert r.status == 200 and r.body["loglevel"] == 2, r
+    now = d.get("/api/v1/settings")
+    for member, value in (("generation", now.body["generation"] - 1),
+                          ("updated_at", "2000-01-01T00:00:00Z"), ("managed", False)):
+        for method in ("PUT", "PATCH"):
+            body = {**now.body, member: value}
+            r = d.http(method, "/api/v1/settings", body, timeout=60)
+            assert_problem(r, 422, "invalid_value", field=f"/{member}")
+            assert "read-only" in r.body["detail"], r.body
+    assert d.get("/api/v1/settings").headers["ETag"] == now.headers["ETag"], \
+        "a refused round trip changed the settings"
+
+
+def test_policy_round_trip_and_read_only_members(make_policy_site):
+    site = make_policy_site()
+    r = site.put_ok(".example.com", {"level": "encrypt", "note": "one"})
+    reply = r.body
+    assert "generation" in reply, reply
+    # the write's reply, edited, goes back with PUT and PATCH
+    r = site.put(".example.com", {**reply, "note": "two"})
+    assert r.status == 200 and r.body["note"] == "two", r
+    got = site.get(".example.com").body
+    r = site.patch(".example.com", {**got, "note": "three"})
+    assert r.status == 200 and r.body["note"] == "three", r
+    got = site.get(".example.com")
+    stale = {"created_at": "2000-01-01T00:00:00Z", "updated_at": "2000-01-01T00:00:00Z",
+             "generation": r.body["generation"] + 5}
+    for member, value in stale.items():
+        for write in (site.put, site.patch):
+            r = write(".example.com", {**got.body, member: value, "note": "four"})
+            assert_problem(r, 422, "invalid_value", field=f"/{member}")
+            assert site.job(r)["status"] == "failed", r
+    after = site.get(".example.com")
+    assert after.headers["ETag"] == got.headers["ETag"] and after.body["note"] == "three", after
+    # a create has nothing to compare with: a body copied from elsewhere is taken
+    r = site.put("copy.example", {**got.body, "destination": "copy.example"})
+    assert r.status == 201, r
+    r = site.post({**got.body, "destination": "post.example"})
+    assert r.status == 201, r
+    # a dry run reports a stale read-only member in its plan
+    r = site.put(".example.com", {**got.body, "generation": 0}, "?dry_run=true")
+    plan = assert_plan(r, "stale generation")
+    assert plan["valid"] is False and plan["errors"][0]["field"] == "/generation", plan
+
+
+def test_certificate_round_trip_and_read_only_members(make_site, certs):
+    site = make_site()
+    d = site.d
+    one, two = certs.leaf("rt-one", (HOST,), kind="ec"), certs.leaf("rt-two", (HOST,), kind="ec")
+    r = site.put_ok("mx", json_body(one))
+    assert "generation" in r.body, r.body
+    got = site.get("mx")
+    # the GET reply with new PEM (its chain array is the read-only member) replaces it
+    body = {**got, **json_body(two)}
+    if "chain" not in json_body(two):
+        body["chain"] = got["chain"]
+    r = site.put("mx", body)
+    assert r.status == 200 and r.body["sha256_fingerprint"] == two.fingerprint(), r
+    # ... and so does the write's reply
+    r = site.put("mx", {**r.body, **json_body(one)})
+    assert r.status == 200 and r.body["sha256_fingerprint"] == one.fingerprint(), r
+    now = d.get(f"{CERTS}/mx")
+    for member, value in (("sha256_fingerprint", two.fingerprint()), ("in_use", True),
+                          ("updated_at", "2000-01-01T00:00:00Z"), ("chain", [{"x": 1}])):
+        r = site.put("mx", {**now.body, **json_body(two), member: value})
+        assert_problem(r, 422, "invalid_value", field=f"/{member}")
+    r = site.put("mx", {**json_body(two), "name": "other"})
+    assert_problem(r, 422, "invalid_value", field="/name")
+    r = site.put("mx", {**json_body(two), "name": "mx", "sha256_fingerprint": one.fingerprint()})
+    assert r.status == 200 and r.body["sha256_fingerprint"] == two.fingerprint(), r
+    assert d.get(f"{CERTS}/mx").headers["ETag"] != now.headers["ETag"]
+    # unknown members stay refused
+    r = site.put("mx", {**json_body(one), "fingerprint": "x"})
+    assert_problem(r, 422, "unknown_field", field="/fingerprint")
