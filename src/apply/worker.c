@@ -858,10 +858,12 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                                         : json_array());
                         problem_done(&job->problem);
                         job->problem = (struct problem){ 0 };
-                        json_t *counts =
-                            streq(job->action, "policies.bulk") && json_is_object(job->result)
-                                ? json_deep_copy(job->result)
-                                : json_object();
+                        /* the counts of a bulk replace or a rescan stay beside the plan */
+                        bool counts_too = streq(job->action, "policies.bulk") ||
+                                          streq(job->action, "certificates.rescan");
+                        json_t *counts = counts_too && json_is_object(job->result)
+                                             ? json_deep_copy(job->result)
+                                             : json_object();
                         json_object_set_new(counts, "plan", mine);
                         json_decref(job->result);
                         job->result = counts;

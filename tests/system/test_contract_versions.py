@@ -31,6 +31,7 @@ def assert_plan(r, what):
     assert r.status == 200, f"{what}: a dry run answered {r}"
     assert "Location" not in r.headers, f"{what}: a dry run has a Location: {r.headers}"
     assert "Job-Id" not in r.headers, f"{what}: a dry run has a Job-Id: {r.headers}"
+    assert "ETag" not in r.headers, f"{what}: a dry run has an ETag: {r.headers}"
     plan = r.body.get("plan")
     assert isinstance(plan, dict), f"{what}: no plan in {r.body}"
     assert set(plan) >= {"valid", "main_cf", "tls_policy_diff", "reload", "warnings",
@@ -80,16 +81,29 @@ def test_dry_run_is_200_with_the_plan_on_every_write_route(make_policy_site, cer
     assert plan["valid"] is False and plan["errors"][0]["code"] == "not_found", plan
 
 
+def test_dry_run_that_waits_too_long_is_503_never_202(make_policy_site, pg):
+    """A dry run is not recorded: when its wait runs out there is no job to follow, so the answer
+    is 503 (ask again), never a 202 naming job 0."""
+    from tests.system.test_policies import Psql
+    site = make_policy_site()
+    lock = Psql(pg, site.db)
+    try:
+        lock.query("BEGIN")
+        lock.query("SELECT generation FROM config_state FOR UPDATE")  # the worker's lock
+        r = site.put("busy.example", {"level": "may"}, "?dry_run=true&wait=1")
+        assert_problem(r, 503, "service_unavailable", field="wait")
+        assert r.headers.get("Retry-After"), r.headers
+        assert "Location" not in r.headers and "Job-Id" not in r.headers, r.headers
+    finally:
+        lock.query("ROLLBACK")
+        lock.close()
+    plan = assert_plan(site.put("busy.example", {"level": "may"}, "?dry_run=true"), "after")
+    assert plan["valid"] is True, plan
+
+
 def test_dry_run_plan_has_the_warnings_of_the_real_write(make_policy_site, certs):
     site = make_policy_site()
     d = site.d
-    # a policy's own warning
-    r = site.put("dane.example", {"level": "dane-only"}, "?dry_run=true")
-    dry = assert_plan(r, "dane-only")["warnings"]
-    real = site.put_ok("dane.example", {"level": "dane-only"})
-    assert codes(real.body.get("warnings")) == ["dane_without_dnssec"], real.body
-    assert codes(dry) == codes(real.body["warnings"]), (dry, real.body)
-
     # the bound certificate's: it does not cover myhostname and expires in 10 days
     other = certs.leaf("other-host", ("other.test.example",), kind="ec")
     for name, c in (("other", other), ("soon", certs.expiring(10))):
@@ -103,6 +117,13 @@ def test_dry_run_plan_has_the_warnings_of_the_real_write(make_policy_site, certs
         assert want in codes(real.body.get("warnings")), real.body
         assert codes(dry) == codes(real.body["warnings"]), \
             f"binding {name}: dry run {codes(dry)}, real write {codes(real.body['warnings'])}"
+
+    # a policy's own warning
+    r = site.put("dane.example", {"level": "dane-only"}, "?dry_run=true")
+    dry = assert_plan(r, "dane-only")["warnings"]
+    real = site.put_ok("dane.example", {"level": "dane-only"})
+    assert codes(real.body.get("warnings")) == ["dane_without_dnssec"], real.body
+    assert codes(dry) == codes(real.body["warnings"]), (dry, real.body)
 
 
 # == 2. a write that changes nothing changes no version ============================================
