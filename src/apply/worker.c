@@ -877,59 +877,26 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 json_decref(pl);
                 goto out;
         }
-        if (!changed) {
-                /* Nothing to render into Postfix's files: no swap, no postmap, no reload. */
-                json_t *settings_warn = settings_warnings(w, &d, &plan);
-                for (size_t i = 0; i < n; i++) {
-                        if (!slots[i].ok)
-                                continue;
-                        json_t *warnings = write_warnings(slots[i].job, settings_warn, false, true);
-                        json_decref(slots[i].job->warnings);
-                        slots[i].job->warnings = warnings;
-                        struct job_outcome o = { .status = "applied",
-                                                 .before = slots[i].before,
-                                                 .after = slots[i].after,
-                                                 .warnings = warnings };
-                        r = slots[i].job->id > 0
-                                ? store_job_finish(&w->db, slots[i].job->id, &o, &p)
-                                : 0;
-                        if (r < 0)
-                                break;
-                }
-                json_decref(settings_warn);
-                if (r >= 0)
-                        r = sql(w, "COMMIT", &p);
-                if (r < 0) {
-                        if (p.code == PROBLEM_SERVICE_UNAVAILABLE)
-                                goto fail_all;
+        /* A batch that changed nothing has nothing to render into Postfix's files: no swap, no
+         * postmap, no reload (res stays empty); its jobs are recorded and committed below. */
+        if (changed) {
+                if (plan.expect_fingerprint[0] && w->applied_fingerprint[0] &&
+                    !streq(plan.expect_fingerprint, w->applied_fingerprint))
+                        plan.reload = true;
+                set_state(w, "applying", NULL);
+                snprintf(served_before, sizeof(served_before), "%s", w->applied_fingerprint);
+                r = reconcile_apply(cfg, &plan, &res, &p);
+                if (r < 0)
                         goto fail_ok;
-                }
-                for (size_t i = 0; i < n; i++)
-                        if (slots[i].ok && !slots[i].settled) {
-                                slots[i].settled = true;
-                                atomic_fetch_sub(&w->backlog, 1);
-                        }
-                metrics_count(METRIC_JOBS_APPLIED, ok);
-                publish_desired(w);
-                problem_done(&p);
-                goto out;
+                /* Postfix has the new files from this moment, whatever becomes of the batch: a
+                 * batch that loses the database after the reload (and is retried, or found
+                 * committed) must not make the next write reload again for the same
+                 * certificate. An ACME certificate's files stay new even then; only a restored
+                 * main.cf is reloaded back (below). */
+                if (res.reloaded)
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 plan.expect_fingerprint);
         }
-
-        if (plan.expect_fingerprint[0] && w->applied_fingerprint[0] &&
-            !streq(plan.expect_fingerprint, w->applied_fingerprint))
-                plan.reload = true;
-        set_state(w, "applying", NULL);
-        snprintf(served_before, sizeof(served_before), "%s", w->applied_fingerprint);
-        r = reconcile_apply(cfg, &plan, &res, &p);
-        if (r < 0)
-                goto fail_ok;
-        /* Postfix has the new files from this moment, whatever becomes of the batch: a batch
-         * that loses the database after the reload (and is retried, or found committed) must not
-         * make the next write reload again for the same certificate. An ACME certificate's files
-         * stay new even then; only a restored main.cf is reloaded back (below). */
-        if (res.reloaded)
-                snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
-                         plan.expect_fingerprint);
         /* Warnings about the bound certificate and modes go to settings writes; that Postfix
          * is not running concerns every write. */
         json_t *settings_warn = settings_warnings(w, &d, &plan);
@@ -980,6 +947,12 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         slots[i].settled = true;
                         atomic_fetch_sub(&w->backlog, 1);
                 }
+        if (!changed) {
+                metrics_count(METRIC_JOBS_APPLIED, ok);
+                publish_desired(w);
+                problem_done(&p);
+                goto out;
+        }
         fault_point("after_commit");
         metrics_count(METRIC_RECONCILES, 1);
         if (res.postmap)
@@ -991,8 +964,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         if (res.reloaded && res.postfix_running) {
                 int64_t ids[MAX_BATCH];
                 size_t nids = 0;
-                for (size_t i = 0; i < n; i++)
-                        if (slots[i].ok && slots[i].job->id > 0)
+                for (size_t i = 0; i < n; i++) /* the jobs the reload was for */
+                        if (slots[i].ok && slots[i].changed && slots[i].job->id > 0)
                                 ids[nids++] = slots[i].job->id;
                 verifier_submit(w->verifier, ids, nids, plan.expect_starttls,
                                 plan.expect_fingerprint);
