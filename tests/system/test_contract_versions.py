@@ -3,6 +3,7 @@
 #  1. a dry run is always 200 with the plan, on every write route (a PUT or POST of something new
 #     is not 201, has no Location; a DELETE is not 204), changes nothing, and its plan carries the
 #     warnings the real write gets (dane_without_dnssec, hostname_mismatch, certificate_expiring);
+#     a dry run whose wait runs out is 503 (no job to follow), never 202;
 #  2. a write that changes nothing (PUT/PATCH of a policy or the settings, a bulk replace with
 #     added = changed = removed = 0) changes no version: not the ETag, not updated_at, not the
 #     generation (nor the collection's tag); no postmap, no reload; the job is applied with
@@ -10,11 +11,9 @@
 #  3. round trip: the body of a GET (or of a write reply), edited, is accepted by PUT/PATCH; a
 #     read-only member that differs from the current value is 422 naming it.
 # Contract: api/openapi.yaml ("Writes are jobs", "Concurrency", read-only members).
-import pytest
-
 from tests.system.test_certificates import HOST, json_body, make_site  # noqa: F401 (fixture)
 from tests.system.test_foundation import assert_problem
-from tests.system.test_policies import make_policy_site, qd  # noqa: F401 (fixture)
+from tests.system.test_policies import Psql, make_policy_site  # noqa: F401 (fixture)
 
 POSTMAPS = "smtptlsd_postmap_runs_total"
 RELOADS = "smtptlsd_postfix_reloads_total"
@@ -84,7 +83,6 @@ def test_dry_run_is_200_with_the_plan_on_every_write_route(make_policy_site, cer
 def test_dry_run_that_waits_too_long_is_503_never_202(make_policy_site, pg):
     """A dry run is not recorded: when its wait runs out there is no job to follow, so the answer
     is 503 (ask again), never a 202 naming job 0."""
-    from tests.system.test_policies import Psql
     site = make_policy_site()
     lock = Psql(pg, site.db)
     try:
