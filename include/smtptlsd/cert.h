@@ -26,6 +26,14 @@
 void cert_etag(int64_t version, char *buf, size_t size);
 void certs_etag(int64_t version, char *buf, size_t size);
 
+/* Read-only members of a certificate (what a GET shows, and the generation a write's reply
+ * carries) in an upload body, so that a GET reply can be sent back with the new PEM: taken out of
+ * the body into an object of their own (a `chain` only when it is the GET's array: an upload's
+ * chain is PEM text), and compared by the worker with the certificate as it is then: equal, or
+ * invalid_value naming the member; nothing to compare when it does not exist yet. */
+json_t *cert_take_read_only(json_t *body);
+int cert_check_read_only(json_t *read_only, json_t *current, struct problem *reterr);
+
 struct cert_chain_entry {
         char *subject;
         char *issuer;

@@ -21,6 +21,9 @@ enum json_spec_type {
 enum {
         JS_REQUIRED = 1 << 0, /* missing: missing_field (unless dispatching a patch) */
         JS_NULLABLE = 1 << 1, /* null allowed: strings become NULL, the field still counts as set */
+        /* a read-only member of the resource (generation, updated_at, ...): json_dispatch()
+         * takes any value and writes nothing; json_check_read_only() compares it */
+        JS_READ_ONLY = 1 << 2,
 };
 
 struct json_spec;
@@ -47,6 +50,16 @@ enum {
  * *present for each spec[i] present in obj. prefix is the JSON pointer of obj ("" at the root). */
 int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t *present,
                   unsigned flags, const char *prefix, struct problem *reterr);
+
+/* The read-only members of obj (spec entries flagged JS_READ_ONLY) must equal the member of the
+ * same name in current (the resource as a GET shows it now), so that a GET reply can be edited and
+ * sent back, and a value that is not the current one is refused, never dropped: invalid_value
+ * naming the member. current NULL (the resource does not exist yet): nothing to compare, accepted.
+ * Timestamps compare as the same instant whatever their form (fraction, offset). */
+int json_check_read_only(json_t *obj, const struct json_spec *spec, json_t *current,
+                         const char *prefix, struct problem *reterr);
+/* Copies the read-only members of from (per spec) into to, for a body normalized without them. */
+void json_copy_read_only(json_t *from, const struct json_spec *spec, json_t *to);
 
 /* Parses a request body into a JSON object: invalid_json (with line and column) for bad JSON,
  * duplicate keys or \u0000; invalid_value when the top level is not an object. */

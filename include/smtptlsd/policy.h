@@ -83,6 +83,14 @@ int policy_fingerprint_normalize(const char *in, char out[static POLICY_FINGERPR
 int policy_protocols_normalize(const char *in, char out[static 128], const char *field,
                                struct problem *reterr);
 
+/* The read-only members of a policy body (created_at, updated_at, generation) against current,
+ * the row as a GET shows it with the current generation (NULL: a new row, nothing to compare):
+ * invalid_value naming the member that differs. */
+int policy_check_read_only(json_t *body, json_t *current, const char *prefix,
+                           struct problem *reterr);
+/* Copies the read-only members of body into its normalized form, for the worker to check. */
+void policy_copy_read_only(json_t *body, json_t *normalized);
+
 /* Applies a body onto *p: PUT/POST/bulk item (patch = false: what is not sent takes its default,
  * except managed_by, which keeps what *p holds) or PATCH (merge; null clears match, exclude,
  * protocols, ciphers and note). url_destination is the destination named by the URL (NULL when

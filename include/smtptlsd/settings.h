@@ -48,7 +48,8 @@ enum tls_mode settings_outbound(const struct settings *s);
 
 /* Applies a PUT (replace: missing fields take their defaults) or PATCH (merge) body onto *s.
  * Refuses unknown fields, bad values, and a non-none inbound level without a certificate. The
- * certificate's existence and usability are the worker's to check. */
+ * certificate's existence and usability are the worker's to check. Read-only members
+ * (generation, updated_at, managed) must equal *s's, the current settings. */
 int settings_apply_json(struct settings *s, json_t *body, bool patch, struct problem *reterr);
 json_t *settings_to_json(const struct settings *s);
 

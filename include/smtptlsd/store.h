@@ -40,6 +40,13 @@ int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reter
 enum store_collection { STORE_POLICIES, STORE_CERTIFICATES };
 int store_collection_version(struct db_conn *c, enum store_collection which, int64_t *version,
                              struct problem *reterr);
+/* The versions of the whole desired state: the settings row's and both collections'. A write
+ * that leaves all three as they were changed nothing (the triggers keep a row and its collection
+ * as they were when an UPDATE changes no value; so does store_settings_save). */
+struct state_versions {
+        int64_t settings, policies, certificates;
+};
+int store_state_versions(struct db_conn *c, struct state_versions *v, struct problem *reterr);
 
 /* jobs */
 /* The size of a timestamp of the API: RFC 3339 in UTC, whole seconds ("2026-11-22T10:00:00Z"). */

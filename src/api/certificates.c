@@ -93,8 +93,14 @@ struct upload {
                     .max = PEM_FIELD_MAX, .invalid_code = PROBLEM_INVALID_PEM                      \
         }
 
-/* PUT names the certificate in the URL; POST in the body. */
-static const struct json_spec upload_spec[] = { PEM_FIELDS, { 0 } };
+/* PUT names the certificate in the URL (a name in the body must be that one); POST in the
+ * body. */
+static const struct json_spec upload_spec[] = {
+        { "name", JS_STRING, 0, offsetof(struct upload, name), .max = 256,
+          .invalid_code = PROBLEM_INVALID_VALUE },
+        PEM_FIELDS,
+        { 0 },
+};
 static const struct json_spec post_spec[] = {
         { "name", JS_STRING, JS_REQUIRED, offsetof(struct upload, name), .max = 256,
           .invalid_code = PROBLEM_INVALID_NAME },
@@ -125,7 +131,7 @@ static int upload_checked(struct request *req, const char *action, bool post,
 {
         struct upload u = { 0 };
         struct cert_import imp = { 0 };
-        json_t *body = NULL;
+        json_t *body = NULL, *read_only = NULL;
         int r;
 
         if (is_pem_upload(req)) {
@@ -133,11 +139,18 @@ static int upload_checked(struct request *req, const char *action, bool post,
                                        reterr);
         } else {
                 r = json_parse_body(req->body, req->body_len, &body, reterr);
+                /* a GET reply sent back: its read-only members go to the worker to compare */
+                if (r >= 0)
+                        read_only = cert_take_read_only(body);
                 if (r >= 0)
                         r = json_dispatch(body, post ? post_spec : upload_spec, &u, NULL, 0, "",
                                           reterr);
                 if (r >= 0 && post)
                         r = check_name(u.name, "/name", reterr);
+                if (r >= 0 && !post && u.name && !streq(u.name, req->params[0]))
+                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, "/name",
+                                        "the name '%s' is not the one in the URL ('%s')", u.name,
+                                        req->params[0]);
                 if (r >= 0)
                         r = cert_import(u.certificate, strlen(u.certificate), u.private_key,
                                         strlen(u.private_key), u.chain,
@@ -147,10 +160,13 @@ static int upload_checked(struct request *req, const char *action, bool post,
         if (r >= 0) {
                 json_t *normalized =
                     json_pack("{s:s, s:s}", "certificate", imp.cert_pem, "chain", imp.chain_pem);
+                if (json_object_size(read_only) > 0)
+                        json_object_set(normalized, "read_only", read_only);
                 r = api_submit_key(req, action, name, normalized, imp.key_pem, reterr);
                 json_decref(normalized);
         }
         cert_import_done(&imp);
+        json_decref(read_only);
         json_decref(body);
         return r;
 }

@@ -22,7 +22,8 @@ int api_list_limit(struct request *req, int *limit, struct problem *reterr)
         return 0;
 }
 
-/* ?action= takes the names of api/openapi.yaml's Job.action, the names the jobs are recorded under. */
+/* ?action= takes the names of api/openapi.yaml's Job.action, the names the jobs are recorded under.
+ */
 static const struct {
         const char *name;
         const char *recorded[2];

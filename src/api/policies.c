@@ -186,6 +186,8 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                          * must not release its own row by omission). */
                         if (!json_object_get(body, "managed_by"))
                                 json_object_del(normalized, "managed_by");
+                        /* the worker compares them with the row as it is then */
+                        policy_copy_read_only(body, normalized);
                 }
         } else if (r >= 0) {
                 /* a patch merges into the stored row: check the merge now (the worker merges

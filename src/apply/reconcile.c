@@ -382,6 +382,19 @@ static int check_pair(const struct config *cfg, const char *acme_name, const cha
 int reconcile_check_cert(const struct config *cfg, const struct plan *p, time_t now,
                          struct cert_info *info, struct problem *reterr)
 {
+        /* An imported certificate's new files exist only after the apply: before it (a dry
+         * run), the plan's copy of them is what Postfix will load. */
+        if (p->write_cert && p->fullchain_pem && !p->acme_name[0]) {
+                const struct cert_pair pair = {
+                        .key_path = p->key_path,
+                        .chain_path = p->chain_path,
+                        .key_pem = p->key_pem ? p->key_pem : "",
+                        .key_len = p->key_pem ? strlen(p->key_pem) : 0,
+                        .chain_pem = p->fullchain_pem,
+                        .chain_len = strlen(p->fullchain_pem),
+                };
+                return cert_check_pem(&pair, now, info, reterr);
+        }
         return check_pair(cfg, p->acme_name, p->key_path, p->chain_path, now, info, reterr);
 }
 

@@ -181,6 +181,17 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
         return 0;
 }
 
+/* Sets the current generation into a resource's representation (as a write's reply has it),
+ * to compare read-only members with. */
+static int with_generation(struct worker *w, struct job *job, json_t *resource)
+{
+        int64_t gen = 0;
+        int r = store_generation(&w->db, &gen, false, &job->problem);
+        if (r >= 0)
+                json_object_set_new(resource, "generation", json_integer(gen));
+        return r;
+}
+
 static json_t *cert_json(struct worker *w, const char *name, int64_t *version)
 {
         json_t *j = NULL;
@@ -245,6 +256,16 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         if (post && *before)
                 return problem_set(&job->problem, PROBLEM_DUPLICATE_NAME, "/name",
                                    "a certificate named '%s' exists; PUT replaces it", name);
+        json_t *read_only = json_object_get(json_object_get(job->request, "body"), "read_only");
+        if (*before && read_only) {
+                json_t *now = json_deep_copy(*before);
+                r = with_generation(w, job, now);
+                if (r >= 0)
+                        r = cert_check_read_only(read_only, now, &job->problem);
+                json_decref(now);
+                if (r < 0)
+                        return r;
+        }
         r = cert_import(cert ? cert : "", cert ? strlen(cert) : 0, key ? key : "",
                         key ? strlen(key) : 0, chain, chain ? strlen(chain) : 0, time(NULL), &imp,
                         &job->problem);
@@ -432,6 +453,18 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
         return warnings;
 }
 
+/* The read-only members of a policy write against the row as a GET shows it now, with the
+ * generation a write's reply carries. */
+static int policy_read_only(struct worker *w, struct job *job, json_t *body, json_t *row)
+{
+        json_t *now = json_deep_copy(row);
+        int r = with_generation(w, job, now);
+        if (r >= 0)
+                r = policy_check_read_only(body, now, "", &job->problem);
+        json_decref(now);
+        return r;
+}
+
 static int run_policy_write(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
         json_t *body = json_object_get(json_object_get(job->request, "body"), "policy");
@@ -456,6 +489,10 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
                                    job->target);
         if (exists && (r = check_manager(job, &cur)) < 0) {
+                policy_done(&cur);
+                return r;
+        }
+        if (exists && (r = policy_read_only(w, job, body, *before)) < 0) {
                 policy_done(&cur);
                 return r;
         }
@@ -596,6 +633,23 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         return warnings;
 }
 
+/* The warnings of one write, made in this one place for the write and for its dry run: the
+ * job's own (a policy's), then the batch's: the bound certificate's and the modes' for a settings
+ * write, and that Postfix is not running when the files change (files_change; running: whether
+ * Postfix runs). */
+static json_t *write_warnings(const struct job *job, json_t *settings_warn, bool files_change,
+                              bool running)
+{
+        json_t *warnings = job->warnings ? json_deep_copy(job->warnings) : json_array();
+        if (strncmp(job->action, "settings.", 9) == 0)
+                json_array_extend(warnings, settings_warn);
+        if (files_change && !running)
+                warnings_add(warnings, "postfix_not_running",
+                             "Postfix is not running: the new files are in place and will be used "
+                             "when it starts");
+        return warnings;
+}
+
 /* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
 static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 {
@@ -624,6 +678,7 @@ static void mark_applied(struct worker *w, int64_t gen, bool reloaded)
 struct slot {
         struct job *job;
         bool ok;
+        bool changed; /* the job changed the desired state (a version moved) */
         bool settled; /* committed: already out of the backlog */
         json_t *before, *after;
 };
@@ -685,11 +740,15 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         char served_before[sizeof(w->applied_fingerprint)] = "";
         size_t ok = 0;
         int64_t gen = 0;
+        struct state_versions was = { 0 }, now = { 0 };
+        bool changed = false;
         int r;
 
         r = sql(w, "BEGIN", &p);
         if (r >= 0)
                 r = store_generation(&w->db, &gen, true, &p); /* one writer across nodes */
+        if (r >= 0)
+                r = store_state_versions(&w->db, &was, &p);
         if (r < 0)
                 goto fail_all;
         for (size_t i = 0; i < n; i++) {
@@ -708,16 +767,26 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         goto fail_all;
                 slots[i].ok = slots[i].job->problem.code == PROBLEM_NONE;
                 ok += slots[i].ok;
+                /* A write that changes nothing changes no version: the job is applied, and
+                 * the batch made of such jobs bumps no generation and touches no file. */
+                r = store_state_versions(&w->db, &now, &p);
+                if (r < 0)
+                        goto fail_all;
+                slots[i].changed = slots[i].ok && memcmp(&was, &now, sizeof(now)) != 0;
+                changed = changed || slots[i].changed;
+                was = now;
         }
         if (ok == 0 && !dry_run) {
                 sql(w, "ROLLBACK", &p);
                 return 0;
         }
         if (!dry_run) {
-                r = store_generation_bump(&w->db, &gen, &p);
+                if (changed)
+                        r = store_generation_bump(&w->db, &gen, &p);
                 if (r < 0)
                         goto fail_all;
-                /* The replies and the audit trail show the generation this batch creates. */
+                /* The replies and the audit trail show the generation this batch creates (or,
+                 * when it changes nothing, the current one). */
                 for (size_t i = 0; i < n; i++) {
                         if (!slots[i].ok)
                                 continue;
@@ -744,70 +813,85 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                                                       problem_error_json(&slots[i].job->problem));
                 json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
                 json_object_set_new(pl, "errors", errors);
-                json_object_set_new(pl, "warnings", settings_warnings(w, &d, &plan));
+                /* the warnings the write would get: files change where the plan says so */
+                bool files_change = plan.main_cf_changed || plan.map_changed || plan.write_cert;
+                bool running = files_change && postfix_is_running(cfg);
+                json_t *settings_warn = settings_warnings(w, &d, &plan);
                 sql(w, "ROLLBACK", &p);
                 for (size_t i = 0; i < n; i++) {
                         struct job *job = slots[i].job;
+                        json_t *mine = json_deep_copy(pl);
+                        json_object_set_new(
+                            mine, "warnings",
+                            slots[i].ok ? write_warnings(job, settings_warn, files_change, running)
+                                        : json_array());
                         problem_done(&job->problem);
                         job->problem = (struct problem){ 0 };
-                        json_t *counts =
-                            streq(job->action, "policies.bulk") && json_is_object(job->result)
-                                ? json_deep_copy(job->result)
-                                : json_object();
-                        json_object_set(counts, "plan", pl);
+                        /* the counts of a bulk replace or a rescan stay beside the plan */
+                        bool counts_too = streq(job->action, "policies.bulk") ||
+                                          streq(job->action, "certificates.rescan");
+                        json_t *counts = counts_too && json_is_object(job->result)
+                                             ? json_deep_copy(job->result)
+                                             : json_object();
+                        json_object_set_new(counts, "plan", mine);
                         json_decref(job->result);
                         job->result = counts;
+                        /* nothing was created or deleted: 200 with the plan, no Location */
+                        json_decref(job->warnings);
+                        job->warnings = NULL;
+                        job->http_status = 200;
+                        job->location[0] = job->etag[0] = 0;
                 }
+                json_decref(settings_warn);
                 json_decref(pl);
                 goto out;
         }
-
-        if (plan.expect_fingerprint[0] && w->applied_fingerprint[0] &&
-            !streq(plan.expect_fingerprint, w->applied_fingerprint))
-                plan.reload = true;
-        set_state(w, "applying", NULL);
-        snprintf(served_before, sizeof(served_before), "%s", w->applied_fingerprint);
-        r = reconcile_apply(cfg, &plan, &res, &p);
-        if (r < 0)
-                goto fail_ok;
-        /* Postfix has the new files from this moment, whatever becomes of the batch: a batch
-         * that loses the database after the reload (and is retried, or found committed) must not
-         * make the next write reload again for the same certificate. An ACME certificate's files
-         * stay new even then; only a restored main.cf is reloaded back (below). */
-        if (res.reloaded)
-                snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
-                         plan.expect_fingerprint);
+        /* A batch that changed nothing has nothing to render into Postfix's files: no swap, no
+         * postmap, no reload (res stays empty); its jobs are recorded and committed below. */
+        if (changed) {
+                if (plan.expect_fingerprint[0] && w->applied_fingerprint[0] &&
+                    !streq(plan.expect_fingerprint, w->applied_fingerprint))
+                        plan.reload = true;
+                set_state(w, "applying", NULL);
+                snprintf(served_before, sizeof(served_before), "%s", w->applied_fingerprint);
+                r = reconcile_apply(cfg, &plan, &res, &p);
+                if (r < 0)
+                        goto fail_ok;
+                /* Postfix has the new files from this moment, whatever becomes of the batch: a
+                 * batch that loses the database after the reload (and is retried, or found
+                 * committed) must not make the next write reload again for the same
+                 * certificate. An ACME certificate's files stay new even then; only a restored
+                 * main.cf is reloaded back (below). */
+                if (res.reloaded)
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 plan.expect_fingerprint);
+        }
         /* Warnings about the bound certificate and modes go to settings writes; that Postfix
          * is not running concerns every write. */
-        json_t *settings_warn = settings_warnings(w, &d, &plan), *warnings = json_array();
-        if (res.swapped && !res.postfix_running)
-                warnings_add(warnings, "postfix_not_running",
-                             "Postfix is not running: the new files are in place and will be used "
-                             "when it starts");
+        json_t *settings_warn = settings_warnings(w, &d, &plan);
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].ok)
                         continue;
-                /* the job's own warnings (a policy's), then the batch's (settings, Postfix) */
-                if (!slots[i].job->warnings)
-                        slots[i].job->warnings = json_array();
-                if (strncmp(slots[i].job->action, "settings.", 9) == 0)
-                        json_array_extend(slots[i].job->warnings, settings_warn);
-                json_array_extend(slots[i].job->warnings, warnings);
+                json_t *warnings =
+                    write_warnings(slots[i].job, settings_warn, res.swapped, res.postfix_running);
+                json_decref(slots[i].job->warnings);
+                slots[i].job->warnings = warnings;
+                /* a job that changed nothing in a batch that did: no generation of its own */
+                bool mine = slots[i].changed;
                 struct job_outcome o = {
                         .status = "applied",
-                        .generation = gen,
-                        .reload = res.reloaded,
-                        .postmap = res.postmap,
+                        .generation = mine ? gen : 0,
+                        .reload = mine && res.reloaded,
+                        .postmap = mine && res.postmap,
                         .output = res.output,
                         .before = slots[i].before,
                         .after = slots[i].after,
-                        .warnings = slots[i].job->warnings,
+                        .warnings = warnings,
                 };
                 r = slots[i].job->id > 0 ? store_job_finish(&w->db, slots[i].job->id, &o, &p) : 0;
                 if (r < 0)
                         break;
         }
-        json_decref(warnings);
         json_decref(settings_warn);
         if (r >= 0) {
                 fault_point("before_commit");
@@ -832,6 +916,12 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         slots[i].settled = true;
                         atomic_fetch_sub(&w->backlog, 1);
                 }
+        if (!changed) {
+                metrics_count(METRIC_JOBS_APPLIED, ok);
+                publish_desired(w);
+                problem_done(&p);
+                goto out;
+        }
         fault_point("after_commit");
         metrics_count(METRIC_RECONCILES, 1);
         if (res.postmap)
@@ -843,8 +933,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
         if (res.reloaded && res.postfix_running) {
                 int64_t ids[MAX_BATCH];
                 size_t nids = 0;
-                for (size_t i = 0; i < n; i++)
-                        if (slots[i].ok && slots[i].job->id > 0)
+                for (size_t i = 0; i < n; i++) /* the jobs the reload was for */
+                        if (slots[i].ok && slots[i].changed && slots[i].job->id > 0)
                                 ids[nids++] = slots[i].job->id;
                 verifier_submit(w->verifier, ids, nids, plan.expect_starttls,
                                 plan.expect_fingerprint);

@@ -17,6 +17,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "smtptlsd/json_spec.h"
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free)
@@ -643,6 +645,54 @@ static json_t *time_json(time_t t)
         char buf[32];
         format_time(t, buf);
         return json_string(buf);
+}
+
+#define READ_ONLY(n)                                                                               \
+        {                                                                                          \
+                .name = n, .type = JS_ANY, .flags = JS_READ_ONLY                                   \
+        }
+static const struct json_spec read_only_spec[] = {
+        READ_ONLY("type"),
+        READ_ONLY("subject"),
+        READ_ONLY("issuer"),
+        READ_ONLY("serial"),
+        READ_ONLY("not_before"),
+        READ_ONLY("not_after"),
+        READ_ONLY("days_left"),
+        READ_ONLY("dns_names"),
+        READ_ONLY("key"),
+        READ_ONLY("sha256_fingerprint"),
+        READ_ONLY("spki_sha256"),
+        READ_ONLY("chain"),
+        READ_ONLY("chain_verified"),
+        READ_ONLY("self_signed"),
+        READ_ONLY("system"),
+        READ_ONLY("in_use"),
+        READ_ONLY("missing"),
+        READ_ONLY("files"),
+        READ_ONLY("created_at"),
+        READ_ONLY("updated_at"),
+        READ_ONLY("generation"),
+        { 0 },
+};
+
+json_t *cert_take_read_only(json_t *body)
+{
+        json_t *ro = json_object();
+        for (size_t i = 0; ro && read_only_spec[i].name; i++) {
+                const char *name = read_only_spec[i].name;
+                json_t *v = json_object_get(body, name);
+                if (!v || (streq(name, "chain") && !json_is_array(v)))
+                        continue;
+                json_object_set(ro, name, v);
+                json_object_del(body, name);
+        }
+        return ro;
+}
+
+int cert_check_read_only(json_t *read_only, json_t *current, struct problem *reterr)
+{
+        return json_check_read_only(read_only, read_only_spec, current, "", reterr);
 }
 
 void cert_etag(int64_t version, char *buf, size_t size)

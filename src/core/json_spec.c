@@ -3,6 +3,8 @@
 #include "smtptlsd/json_spec.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #define STRING_MAX_DEFAULT 4096
 
@@ -149,6 +151,89 @@ static int dispatch_one(const struct json_spec *s, json_t *v, const char *field,
         return 0;
 }
 
+/* An RFC 3339 date-time ("2026-11-22T10:00:00Z", "...:00.000+01:00") as seconds since the epoch
+ * and nanoseconds; false when s is not one. */
+static bool rfc3339_parse(const char *s, int64_t *sec, long *nsec)
+{
+        struct tm tm = { 0 };
+        int n = 0;
+        if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+            n != 19)
+                return false;
+        const char *p = s + n;
+        long frac = 0, scale = 1000000000;
+        if (*p == '.') {
+                if (!(p[1] >= '0' && p[1] <= '9'))
+                        return false;
+                for (p++; *p >= '0' && *p <= '9'; p++)
+                        if (scale > 1) {
+                                scale /= 10;
+                                frac += (*p - '0') * scale;
+                        }
+        }
+        int offset = 0, oh = 0, om = 0;
+        if (*p == 'Z' || *p == 'z') {
+                p++;
+        } else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+                   n == 5) {
+                offset = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+                p += 6;
+        } else {
+                return false;
+        }
+        if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+            tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+                return false;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        *sec = (int64_t)timegm(&tm) - offset;
+        *nsec = frac;
+        return true;
+}
+
+static bool same_value(json_t *a, json_t *b)
+{
+        int64_t sa, sb;
+        long na, nb;
+        if (json_equal(a, b))
+                return true;
+        return json_is_string(a) && json_is_string(b) &&
+               rfc3339_parse(json_string_value(a), &sa, &na) &&
+               rfc3339_parse(json_string_value(b), &sb, &nb) && sa == sb && na == nb;
+}
+
+int json_check_read_only(json_t *obj, const struct json_spec *spec, json_t *current,
+                         const char *prefix, struct problem *reterr)
+{
+        char field[300];
+        if (!current)
+                return 0;
+        for (size_t i = 0; spec[i].name; i++) {
+                json_t *v = json_object_get(obj, spec[i].name);
+                if (!(spec[i].flags & JS_READ_ONLY) || !v)
+                        continue;
+                json_t *now = json_object_get(current, spec[i].name);
+                if (now && same_value(v, now))
+                        continue;
+                snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
+                _cleanup_free_ char *want = now ? json_dumps(now, JSON_ENCODE_ANY) : NULL;
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "%s is read-only: leave it out, or send the current value (%s)",
+                                   spec[i].name, want ? want : "none");
+        }
+        return 0;
+}
+
+void json_copy_read_only(json_t *from, const struct json_spec *spec, json_t *to)
+{
+        for (size_t i = 0; spec[i].name; i++) {
+                json_t *v = json_object_get(from, spec[i].name);
+                if ((spec[i].flags & JS_READ_ONLY) && v)
+                        json_object_set(to, spec[i].name, v);
+        }
+}
+
 int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t *present,
                   unsigned flags, const char *prefix, struct problem *reterr)
 {
@@ -200,6 +285,8 @@ int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t
                                                    "%s is required", spec[i].name);
                         continue;
                 }
+                if (spec[i].flags & JS_READ_ONLY)
+                        continue; /* compared by json_check_read_only(), never written */
                 r = dispatch_one(&spec[i], value, field, out, reterr);
                 if (r < 0)
                         return r;

@@ -752,12 +752,14 @@ enum {
         F_MANAGED_BY,
         F_CREATED_AT,
         F_UPDATED_AT,
+        F_GENERATION,
 };
 
 #define PB(f) offsetof(struct policy_body, f)
 /* "destination" is required unless the URL names it or a patch is applied: checked in
- * policy_apply_json(). Read-only created_at/updated_at are accepted (a client may PUT back what
- * it got) and ignored. The level/attribute rules need the merged result: policy_check(). */
+ * policy_apply_json(). Read-only created_at, updated_at and generation (a write's reply) are
+ * accepted, so a client may PUT back what it got, when they are the row's current values:
+ * policy_check_read_only(). The level/attribute rules need the merged result: policy_check(). */
 static const struct json_spec policy_spec[] = {
         [F_DESTINATION] = { "destination", JS_STRING, 0, PB(destination),
                             .max = POLICY_DESTINATION_MAX, .check = check_destination,
@@ -775,8 +777,9 @@ static const struct json_spec policy_spec[] = {
         [F_ENABLED] = { "enabled", JS_BOOL, 0, PB(enabled), .choices = NULL },
         [F_MANAGED_BY] = { "managed_by", JS_STRING, JS_NULLABLE, PB(managed_by),
                            .max = POLICY_MANAGER_MAX, .check = check_manager },
-        [F_CREATED_AT] = { "created_at", JS_ANY, 0, PB(ignored), .choices = NULL },
-        [F_UPDATED_AT] = { "updated_at", JS_ANY, 0, PB(ignored), .choices = NULL },
+        [F_CREATED_AT] = { "created_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
+        [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
+        [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         { 0 },
 };
 
@@ -823,6 +826,17 @@ static int normalize_match(struct policy *p, const char *prefix, struct problem 
                 }
         }
         return 0;
+}
+
+int policy_check_read_only(json_t *body, json_t *current, const char *prefix,
+                           struct problem *reterr)
+{
+        return json_check_read_only(body, policy_spec, current, prefix ? prefix : "", reterr);
+}
+
+void policy_copy_read_only(json_t *body, json_t *normalized)
+{
+        json_copy_read_only(body, policy_spec, normalized);
 }
 
 int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,

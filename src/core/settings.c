@@ -114,7 +114,7 @@ enum {
 
 #define SB(f) offsetof(struct settings_body, f)
 /* Read-only fields (generation, updated_at, managed) are accepted so that a client can PUT back
- * what it got from GET; their values are ignored. */
+ * what it got from GET, when they are the current values (json_check_read_only). */
 static const struct json_spec settings_spec[] = {
         [F_MODE] = { "mode", JS_CHOICE, JS_REQUIRED, SB(mode), .choices = modes_with_empty },
         [F_INBOUND] = { "inbound_mode", JS_CHOICE, JS_NULLABLE, SB(inbound_mode),
@@ -128,9 +128,9 @@ static const struct json_spec settings_spec[] = {
         [F_RECEIVED_HEADER] = { "received_header", JS_BOOL, 0, SB(received_header),
                                 .choices = NULL },
         [F_LOGLEVEL] = { "loglevel", JS_INT, 0, SB(loglevel), .min = 0, .max = 4 },
-        [F_GENERATION] = { "generation", JS_ANY, 0, SB(ignored), .choices = NULL },
-        [F_UPDATED_AT] = { "updated_at", JS_ANY, 0, SB(ignored), .choices = NULL },
-        [F_MANAGED] = { "managed", JS_ANY, 0, SB(ignored), .choices = NULL },
+        [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
+        [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
+        [F_MANAGED] = { "managed", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
         { 0 },
 };
 
@@ -145,6 +145,11 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
 
         r = json_dispatch(body, settings_spec, &b, &present, patch ? JSON_DISPATCH_PATCH : 0, "",
                           reterr);
+        if (r < 0)
+                return r;
+        json_t *current = settings_to_json(s);
+        r = json_check_read_only(body, settings_spec, current, "", reterr);
+        json_decref(current);
         if (r < 0)
                 return r;
         if (!patch) {

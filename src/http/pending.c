@@ -25,9 +25,19 @@ static pthread_t reaper;
 static volatile int stopping;
 static bool started;
 
-/* 202: the job is durable and will be applied; the client follows Location. */
+/* 202: the job is durable and will be applied; the client follows Location. A dry run has no
+ * job to follow (it is not recorded): its plan did not come in time, 503 to ask again. */
 static void reply_accepted(struct request *req, struct job *job)
 {
+        if (job->dry_run) {
+                struct problem p = { .retry_after = 2 };
+                problem_set(&p, PROBLEM_SERVICE_UNAVAILABLE, "wait",
+                            "the worker is busy: the plan was not ready within the wait; ask "
+                            "again");
+                reply_problem(req, &p);
+                problem_done(&p);
+                return;
+        }
         json_t *body = job_accepted_json(job);
         reply_header(req, "Location", "/api/v1/jobs/%lld", (long long)job->id);
         reply_header(req, "Job-Id", "%lld", (long long)job->id);

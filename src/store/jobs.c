@@ -139,6 +139,11 @@ static json_t *job_json(const PGresult *res, int i)
                             PQgetisnull(res, i, 7)
                                 ? json_null()
                                 : json_integer(strtoll(PQgetvalue(res, i, 7), NULL, 10)));
+        /* An applied job that changed nothing has no generation of its own (no version moved,
+         * no file was touched): "changed" says so plainly. */
+        json_object_set_new(
+            j, "changed",
+            json_boolean(streq(PQgetvalue(res, i, 1), "applied") && !PQgetisnull(res, i, 7)));
         json_object_set_new(j, "postmap", json_boolean(streq(PQgetvalue(res, i, 8), "t")));
         json_object_set_new(j, "reload", json_boolean(streq(PQgetvalue(res, i, 9), "t")));
         json_object_set_new(j, "error", json_or_null(res, i, 10));

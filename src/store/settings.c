@@ -175,10 +175,16 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                 s->received_header ? "t" : "f",
                 loglevel,
         };
+        /* Settings that are already these change nothing: not the version (ETag), not
+         * updated_at (and the worker then bumps no generation). */
         return db_exec(c, NULL, reterr,
                        "UPDATE settings SET managed = true, version = version + 1, mode = $1, "
-                       "inbound_mode = $2, outbound_mode = $3, certificate_id = $4, profile = $5, "
-                       "auth_only = $6, received_header = $7, loglevel = $8, updated_at = now()",
+                       "inbound_mode = $2, outbound_mode = $3, certificate_id = $4::bigint, "
+                       "profile = $5, auth_only = $6, received_header = $7, loglevel = $8, "
+                       "updated_at = now() WHERE (managed, mode, inbound_mode, outbound_mode, "
+                       "certificate_id, profile, auth_only, received_header, loglevel) IS DISTINCT "
+                       "FROM (true, $1, $2, $3, $4::bigint, $5, $6::boolean, $7::boolean, "
+                       "$8::int)",
                        8, params);
 }
 
@@ -209,6 +215,24 @@ int store_collection_version(struct db_conn *c, enum store_collection which, int
         if (PQntuples(res) != 1)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
         *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+int store_state_versions(struct db_conn *c, struct state_versions *v, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT s.version, g.policies_version, g.certificates_version "
+                        "FROM settings s, config_state g",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "no settings or config_state row");
+        v->settings = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        v->policies = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        v->certificates = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         return 0;
 }
 

@@ -23,11 +23,7 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 # (METHOD, path template, status) -> "owner: <helper> - reason". A mismatch on such a key is not
 # raised. Every entry is work another part of issue 11 owns; the lead empties this at merge.
-KNOWN_DRIFT = {
-    ("PUT", "/api/v1/tls-policies", 200):
-        "owner: versions - a bulk dry run refused before counting (stale If-Match) answers "
-        "{plan} without the counts BulkResult requires (dry-run replies)",
-}
+KNOWN_DRIFT = {}
 
 
 class ContractError(HarnessError, AssertionError):

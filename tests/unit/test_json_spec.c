@@ -202,6 +202,63 @@ static void test_problem_text_stays_clean(void **state)
         json_decref(d);
 }
 
+/* Read-only members: any value passes json_dispatch (and nothing is written); against the
+ * current resource each must be equal (a timestamp: the same instant), else invalid_value naming
+ * it; with no current resource (a create) nothing is compared. */
+static void test_read_only(void **state)
+{
+        static const struct json_spec ro_spec[] = {
+                { "mode", JS_CHOICE, 0, offsetof(struct body, mode), .choices = modes },
+                { .name = "generation", .type = JS_ANY, .flags = JS_READ_ONLY },
+                { .name = "updated_at", .type = JS_ANY, .flags = JS_READ_ONLY },
+                { 0 },
+        };
+        static const struct {
+                const char *body;
+                int ok;
+                const char *field;
+        } cases[] = {
+                { "{\"mode\":\"may\"}", 1, NULL },
+                { "{\"generation\":7,\"updated_at\":\"2026-11-22T10:00:00Z\"}", 1, NULL },
+                { "{\"updated_at\":\"2026-11-22T10:00:00.000Z\"}", 1, NULL },
+                { "{\"updated_at\":\"2026-11-22T11:30:00+01:30\"}", 1, NULL },
+                { "{\"generation\":8}", 0, "/generation" },
+                { "{\"generation\":\"7\"}", 0, "/generation" },
+                { "{\"generation\":null}", 0, "/generation" },
+                { "{\"updated_at\":\"2026-11-22T10:00:01Z\"}", 0, "/updated_at" },
+                { "{\"updated_at\":\"2026-11-22T10:00:00.5Z\"}", 0, "/updated_at" },
+                { "{\"updated_at\":\"2026-11-22 10:00\"}", 0, "/updated_at" },
+        };
+        json_t *current = json_pack("{s:s, s:i, s:s}", "mode", "may", "generation", 7, "updated_at",
+                                    "2026-11-22T10:00:00Z");
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct body b = { 0 };
+                struct problem p = { 0 };
+                json_t *j = json_loads(cases[i].body, 0, NULL);
+                assert_non_null(j);
+                assert_int_equal(json_dispatch(j, ro_spec, &b, NULL, JSON_DISPATCH_PATCH, "", &p),
+                                 0);
+                assert_int_equal(json_check_read_only(j, ro_spec, NULL, "", &p), 0);
+                int r = json_check_read_only(j, ro_spec, current, "", &p);
+                if (cases[i].ok && r < 0)
+                        fail_msg("%s refused: %s", cases[i].body, p.detail);
+                if (!cases[i].ok &&
+                    (r >= 0 || p.code != PROBLEM_INVALID_VALUE || !streq(p.field, cases[i].field)))
+                        fail_msg("%s: %d %s at '%s'", cases[i].body, r, problem_code_name(p.code),
+                                 p.field);
+                problem_done(&p);
+                json_decref(j);
+        }
+        /* copied into a normalized body: only the read-only members */
+        json_t *from = json_pack("{s:s, s:i}", "mode", "may", "generation", 7), *to = json_object();
+        json_copy_read_only(from, ro_spec, to);
+        assert_int_equal(json_object_size(to), 1);
+        assert_int_equal(json_integer_value(json_object_get(to, "generation")), 7);
+        json_decref(from);
+        json_decref(to);
+        json_decref(current);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -211,6 +268,7 @@ int main(void)
                 cmocka_unit_test(test_parser_refusals),
                 cmocka_unit_test(test_deep_nesting_refused),
                 cmocka_unit_test(test_problem_text_stays_clean),
+                cmocka_unit_test(test_read_only),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
