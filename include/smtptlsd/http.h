@@ -86,7 +86,8 @@ struct request {
         struct header headers[REPLY_MAX_HEADERS];
         size_t n_headers;
         bool replied;
-        bool suspended; /* waiting for its job (http/pending.c) */
+        bool reply_secret; /* the body holds private keys: wiped when it is freed */
+        bool suspended;    /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
          * handed it to the request's job */
         atomic_bool *slot;

@@ -39,6 +39,7 @@ struct job {
         char *output;
         bool postmap, reloaded;
         bool retry; /* put back after the database went away: it may have committed */
+        bool noop;  /* it changed nothing: a batch of such jobs makes no new generation */
 };
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);

@@ -36,5 +36,8 @@ const struct route api_routes[] = {
         { "/api/v1/jobs/{id}", { { HTTP_GET, api_jobs_get, SCOPE_READ, BODY_NONE } } },
         { "/api/v1/status", { { HTTP_GET, api_status, SCOPE_READ, BODY_NONE } } },
         { "/api/v1/config", { { HTTP_GET, api_config, SCOPE_READ, BODY_NONE } } },
+        { "/api/v1/state",
+          { { HTTP_GET, api_state_get, SCOPE_READ, BODY_NONE },
+            { HTTP_PUT, api_state_put, SCOPE_WRITE, BODY_JSON | BODY_BULK | BODY_SECRET } } },
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);

@@ -16,7 +16,7 @@
 #define WAIT_DEFAULT 30
 #define WAIT_MAX     300
 
-static int parse_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
+int api_query_flag(struct request *req, const char *name, bool *ret, struct problem *reterr)
 {
         char buf[16];
         const char *v;
@@ -32,8 +32,8 @@ static int parse_flag(struct request *req, const char *name, bool *ret, struct p
         return 0;
 }
 
-/* One write: a private key (key_pem) or a bulk's items (JSON text, taken) travel beside the
- * body; at most one of them is set. */
+/* One write: a private key (key_pem) and a bulk's items (JSON text, taken) travel beside the
+ * body. */
 static int submit(struct request *req, const char *action, const char *target, json_t *body,
                   const char *key_pem, char **items, struct problem *reterr)
 {
@@ -55,7 +55,7 @@ static int submit(struct request *req, const char *action, const char *target, j
         if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
                                    "wait is a number of seconds from 0 to %d", WAIT_MAX);
-        r = parse_flag(req, "dry_run", &dry_run, reterr);
+        r = api_query_flag(req, "dry_run", &dry_run, reterr);
         if (r < 0)
                 return r;
 
@@ -86,9 +86,9 @@ static int submit(struct request *req, const char *action, const char *target, j
                 _cleanup_db_conn_ struct db_conn *c = NULL;
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0 && key_pem)
-                        r = store_job_insert_with_key(c, req->app->cfg->node_name, req->actor,
-                                                      action, target, job->request, key_pem,
-                                                      req->app->cfg->kek, &job->id, reterr);
+                        r = store_job_insert_with_key(
+                            c, req->app->cfg->node_name, req->actor, action, target, job->request,
+                            job->items, key_pem, req->app->cfg->kek, &job->id, reterr);
                 else if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
                                              target, job->request, job->items, &job->id, reterr);
@@ -149,4 +149,10 @@ int api_submit_items(struct request *req, const char *action, const char *target
                      char **items, struct problem *reterr)
 {
         return submit(req, action, target, body, NULL, items, reterr);
+}
+
+int api_submit_all(struct request *req, const char *action, const char *target, json_t *body,
+                   const char *key_pem, char **items, struct problem *reterr)
+{
+        return submit(req, action, target, body, key_pem, items, reterr);
 }

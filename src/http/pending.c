@@ -29,11 +29,11 @@ static bool started;
 static void reply_accepted(struct request *req, struct job *job)
 {
         json_t *body =
-            json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)job->id, "status", "queued",
-                      "action", job->action, "target", job->target, "location", "");
+            json_pack("{s:I, s:s, s:s, s:s, s:n}", "id", (json_int_t)job->id, "status", "queued",
+                      "action", job->action, "target", job->target, "location");
+        /* the job's own URL is the header; its location is the resource, once it is written */
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/jobs/%lld", (long long)job->id);
-        json_object_set_new(body, "location", json_string(loc));
         reply_header(req, "Location", "%s", loc);
         reply_header(req, "Job-Id", "%lld", (long long)job->id);
         reply_json(req, 202, body);
