@@ -1045,7 +1045,7 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 json_array_extend(slots[i].job->warnings, warnings);
                 struct job_outcome o = {
                         .status = "applied",
-                        .generation = gen,
+                        .generation = slots[i].job->noop ? 0 : gen, /* none made */
                         .reload = res.reloaded,
                         .postmap = res.postmap,
                         .output = res.output,

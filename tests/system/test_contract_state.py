@@ -116,6 +116,7 @@ def test_put_state_round_trip_changes_nothing_and_makes_no_generation(site, cert
     job = site.job(r)
     assert job["action"] == "state.put" and job["status"] == "applied"
     assert job["location"] == STATE, job
+    assert job["generation"] is None, job  # it made none
     assert get_state(d).body == doc
 
 
@@ -234,3 +235,29 @@ def test_jobs_location_leads_to_the_resource_written(site, certs):
     listed = {j["id"]: j for j in d.get("/api/v1/jobs").body["items"]}
     assert all("location" in j for j in listed.values())
     assert loc.endswith(urllib.parse.quote("[10.0.0.1]:25", safe=""))
+
+
+def test_put_state_below_admin_leaves_keys_and_managed_rows_alone(site, certs):
+    d = site.d
+    populate(site, certs)
+    writer = d.add_token("writer", "write")
+    doc = get_state(d).body
+    before = site.snapshot()
+    # a document without the managed row would remove it: not below admin
+    unmanaged = copy.deepcopy(doc)
+    unmanaged["tls_policies"] = [p for p in doc["tls_policies"] if not p["managed_by"]]
+    r = d.http("PUT", STATE, unmanaged, token=writer)
+    assert r.status == 409 and r.body["code"] == "managed_row", r
+    assert "m.example" in r.body["detail"], r.body
+    # keys come in only from an admin
+    keyed = get_state(d, "?include_keys=true").body
+    keyed["tls_policies"] = unmanaged["tls_policies"]
+    r = d.http("PUT", STATE, keyed, token=writer)
+    idx = [c["name"] for c in keyed["certificates"]].index("mx")
+    assert r.status == 403 and r.body["field"] == f"/certificates/{idx}/private_key", r
+    assert site.snapshot() == before
+    # an admin may: the managed row goes, in a new generation
+    r = d.http("PUT", STATE + "?wait=60", unmanaged)
+    assert r.status == 200, r
+    assert r.body["tls_policies"]["removed"] == 1 and r.body["generation"] == before["generation"] + 1
+    assert site.get("m.example").status == 404
