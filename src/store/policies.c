@@ -278,6 +278,8 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                         bool whole, const char *base, json_t **counts, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL;
+        /* declared before any goto out (their cleanup runs there) */
+        _cleanup_free_ char *count_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         char idbuf[24];
         snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
         const char *params[] = { items ? items : idbuf };
@@ -340,7 +342,6 @@ apply:;
         /* the rows this write owns: the unmanaged ones (bulk), all of them (the whole state) */
         const char *mine = whole ? "true" : "p.managed_by IS NULL";
         const char *same = whole ? SAME_WHOLE : SAME_BULK;
-        _cleanup_free_ char *count_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         if (asprintf(&count_sql,
                      "SELECT "
                      " (SELECT count(*) FROM incoming i WHERE NOT EXISTS "
