@@ -9,11 +9,14 @@
 #  - jobs carry `location`, the resource the job wrote (null for a deletion or a failed job).
 # Contract: api/openapi.yaml (State, Job.location), docs/api.md "Backup and restore".
 import copy
+import os
 import urllib.parse
 
 import pytest
 
+from tests.harness.util import wait_until
 from tests.system.test_policies import PolicySite, make_policy_site  # noqa: F401
+from tests.system.test_security_bulk import fault_site  # noqa: F401
 
 HOST = "mx.test.example"  # the Postfix sandbox's myhostname
 STATE = "/api/v1/state"
@@ -261,3 +264,35 @@ def test_put_state_below_admin_leaves_keys_and_managed_rows_alone(site, certs):
     assert r.status == 200, r
     assert r.body["tls_policies"]["removed"] == 1 and r.body["generation"] == before["generation"] + 1
     assert site.get("m.example").status == 404
+
+
+def test_a_restore_killed_before_commit_is_resumed_with_its_keys_outside_the_job_row(
+        make_policy_site, fault_site, certs):
+    """The document's keys wait in pending_keys (never in the job row), its policies in the row:
+    a restore acknowledged with 202 whose daemon is killed before the commit is applied at the
+    next start, keys included."""
+    a = make_policy_site()
+    populate(a, certs)
+    backup = get_state(a.d, "?include_keys=true").body
+    b = fault_site
+    with open(b.fault_file, "w") as f:
+        f.write("before_commit kill\n")
+    r = b.d.http("PUT", STATE + "?wait=0", backup, timeout=60)
+    assert r.status == 202, r
+    job = r.headers["Job-Id"]
+    b.d.proc.wait(60)
+    b.d.stopped = True
+    assert b.d.proc.returncode == -9, b.d.proc.returncode
+    assert b.psql.query(f"SELECT position('PRIVATE KEY' in request::text) FROM jobs "
+                        f"WHERE id = {job}") == "0"
+    assert b.psql.query(f"SELECT count(*) FROM pending_keys WHERE job_id = {job}") == "1"
+    os.unlink(b.fault_file)
+    b.d.start()
+    b.d.mark_fd_baseline()
+    wait_until(lambda: b.d.get(f"/api/v1/jobs/{job}").body["status"] == "applied",
+               timeout=120, what="the resumed restore applied")
+    assert b.d.get(f"/api/v1/jobs/{job}").body["location"] == STATE
+    assert without_generation(get_state(b.d, "?include_keys=true").body) == \
+        without_generation(backup)
+    assert b.pf.served_certificate(servername=HOST, cafile=certs.ca().cert) == \
+        certs.leaf("mx", (HOST,)).fingerprint()
