@@ -7,7 +7,8 @@ state (--rounds times) and prints the size of the document, each GET's wall time
 VmHWM after; then writes the document back (PUT, no change: no new generation) and times that.
 Standard library only, run as root:
 
-  /usr/bin/python3 bench/state.py [--policies 100000] [--rounds 3] [--binary build/smtptlsd] [--keep]
+  /usr/bin/python3 bench/state.py [--policies 100000] [--rounds 3] [--binary build/smtptlsd]
+                                  [--keep]
 """
 import argparse
 import json
@@ -43,7 +44,8 @@ def main(argv=None):
     print("$ " + shlex.join([sys.executable] + sys.argv))
     items = [{"destination": f"s{i:07d}.example", "level": "encrypt" if i % 2 else "may",
               "note": f"row {i}"} for i in range(args.policies)]
-    with bench_sandbox(binary, keep=args.keep, config={"bulk_body_limit": "256M"}) as (_, _pg, _pf, d):
+    config = {"bulk_body_limit": "256M"}
+    with bench_sandbox(binary, keep=args.keep, config=config) as (_, _pg, _pf, d):
         r = d.http("PUT", "/api/v1/tls-policies?wait=300", {"items": items}, timeout=600)
         assert r.status == 200, r
         pid = d.pid

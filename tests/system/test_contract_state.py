@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 
 from tests.harness.util import wait_until
-from tests.system.test_policies import PolicySite, make_policy_site  # noqa: F401
+from tests.system.test_policies import make_policy_site  # noqa: F401
 from tests.system.test_security_bulk import fault_site  # noqa: F401
 
 HOST = "mx.test.example"  # the Postfix sandbox's myhostname
@@ -139,7 +139,8 @@ def test_put_state_dry_run_if_match_and_refusals_change_nothing(site, certs):
 
     r = d.http("PUT", STATE + "?dry_run=true", new)
     assert r.status == 200, r
-    assert r.body["tls_policies"] == {"added": 1, "changed": 1, "removed": 1, "unchanged": 2}, r.body
+    assert r.body["tls_policies"] == \
+        {"added": 1, "changed": 1, "removed": 1, "unchanged": 2}, r.body
     assert r.body["settings"] == {"changed": True}
     assert "plan" in r.body and "generation" not in r.body
     assert site.snapshot() == before
@@ -262,7 +263,8 @@ def test_put_state_below_admin_leaves_keys_and_managed_rows_alone(site, certs):
     # an admin may: the managed row goes, in a new generation
     r = d.http("PUT", STATE + "?wait=60", unmanaged)
     assert r.status == 200, r
-    assert r.body["tls_policies"]["removed"] == 1 and r.body["generation"] == before["generation"] + 1
+    assert r.body["tls_policies"]["removed"] == 1, r.body
+    assert r.body["generation"] == before["generation"] + 1, r.body
     assert site.get("m.example").status == 404
 
 
