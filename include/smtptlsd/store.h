@@ -181,4 +181,6 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
  * timestamps: the desired state) to *out. Reads through a cursor a chunk at a time, so the
  * caller must be in a transaction (one snapshot with whatever else it reads). */
 struct strbuf;
+/* About the size of what store_policies_dump appends (escapes aside): to size its buffer once. */
+int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr);
 int store_policies_dump(struct db_conn *c, struct strbuf *out, struct problem *reterr);

@@ -38,9 +38,14 @@ static int state_read(struct request *req, struct db_conn *c, bool keys, struct 
             db_exec(c, NULL, reterr, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
         if (r < 0)
                 return r;
+        size_t size = 0;
         r = store_generation(c, generation, false, reterr);
         if (r >= 0)
                 r = store_settings_load(c, &s, NULL, false, reterr);
+        /* one buffer of about the document's size: no copy of 100,000 rows while it grows */
+        if (r >= 0)
+                r = store_policies_json_size(c, &size, reterr);
+        out->cap = size + size / 8 + 64 * 1024;
         if (r >= 0) {
                 snprintf(head, sizeof(head),
                          "{\"generation\":%lld,\"settings\":", (long long)*generation);

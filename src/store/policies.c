@@ -397,6 +397,24 @@ out:
         return r;
 }
 
+int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        /* the values, and 130 bytes of member names, quotes, level and nulls a row */
+        int r =
+            db_exec(c, &res, reterr,
+                    "SELECT coalesce(sum(octet_length(destination) + octet_length(note) + "
+                    "coalesce(octet_length(protocols), 0) + coalesce(octet_length(ciphers), 0) + "
+                    "octet_length(array_to_json(match)::text) + "
+                    "octet_length(array_to_json(exclude)::text) + "
+                    "coalesce(octet_length(managed_by), 0) + 130), 0) FROM tls_policies",
+                    0, NULL);
+        if (r < 0)
+                return r;
+        *bytes = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
 /* Rows fetched at a time by store_policies_dump: the daemon holds one chunk, not every row. */
 int store_policies_dump(struct db_conn *c, struct strbuf *out, struct problem *reterr)
 {
