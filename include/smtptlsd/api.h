@@ -36,6 +36,8 @@ int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
 int api_config(struct request *req, struct problem *reterr);
 int api_openapi(struct request *req, struct problem *reterr);
+int api_state_get(struct request *req, struct problem *reterr);
+int api_state_put(struct request *req, struct problem *reterr);
 
 /* Common to writes (api/write.c): reads ?wait and ?dry_run, records the job, queues it and
  * suspends the request (HANDLER_SUSPENDED), or answers 202 at once for ?wait=0. */
@@ -50,8 +52,19 @@ int api_submit_key(struct request *req, const char *action, const char *target, 
  * row, not kept in memory as a second copy (job.h: items). */
 int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
                      char **items, struct problem *reterr);
-/* A true/false query parameter (?dry_run, ?dry_run=true|1|false|0): *ret false when absent;
- * invalid_value naming it otherwise. */
+/* Both: a key (or a state document's keys, as JSON text) and items (PUT /api/v1/state). */
+int api_submit_all(struct request *req, const char *action, const char *target, json_t *body,
+                   const char *key_pem, char **items, struct problem *reterr);
+/* A boolean query parameter: absent false; "true", "1" or "" (a bare ?name) true; "false", "0"
+ * false; anything else invalid_value naming it. */
 int api_query_flag(struct request *req, const char *name, bool *ret, struct problem *reterr);
+/* Validates a JSON array of TLS policies (a bulk's items, a state's tls_policies) into the JSON
+ * text of the normalized items (*text, malloc'ed; body_len, the request's size, sizes it), freeing
+ * each parsed item as it goes; problems name base/N/field. managed_by in an item: needs admin,
+ * and only with allow_managed. */
+int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
+                     bool allow_managed, char **text, struct problem *reterr);
+/* A certificate name: [a-z0-9][a-z0-9._-]{0,63}, not "rescan"; invalid_name naming field. */
+int api_certificate_name_check(const char *name, const char *field, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */
 int api_list_limit(struct request *req, int *limit, struct problem *reterr);

@@ -52,6 +52,7 @@ enum {
         QUERY_ACTION = 1 << 11,
         QUERY_TARGET = 1 << 12,
         QUERY_SINCE = 1 << 13,
+        QUERY_INCLUDE_KEYS = 1 << 14,
 };
 /* What every write takes (api/write.c reads them). */
 #define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)
@@ -110,7 +111,8 @@ struct request {
         struct header headers[REPLY_MAX_HEADERS];
         size_t n_headers;
         bool replied;
-        bool suspended; /* waiting for its job (http/pending.c) */
+        bool reply_secret; /* the body holds private keys: wiped when it is freed */
+        bool suspended;    /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
          * handed it to the request's job */
         atomic_bool *slot;

@@ -24,6 +24,9 @@ enum {
         /* a read-only member of the resource (generation, updated_at, ...): json_dispatch()
          * takes any value and writes nothing; json_check_read_only() compares it */
         JS_READ_ONLY = 1 << 2,
+        /* with JS_READ_ONLY: a count the clock moves (a certificate's days_left) - a reply read
+         * a moment ago may be one off, so the current value +-1 is accepted */
+        JS_CLOCK = 1 << 3,
 };
 
 struct json_spec;

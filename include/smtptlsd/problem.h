@@ -80,5 +80,8 @@ json_t *problem_error_json(const struct problem *p);
 /* Appends {code, detail} to a JSON array of warnings (the "warnings" of replies and jobs). */
 void warnings_add(json_t *warnings, const char *code, const char *fmt, ...) _printf_(3, 4);
 const char *problem_code_name(enum problem_code code);
+/* Puts prefix (a JSON pointer) before p's field: a check written for a resource's own body
+ * names the field inside a larger document ("/certificate" -> "/certificates/2/certificate"). */
+void problem_prefix_field(struct problem *p, const char *prefix);
 /* The code of a name problem_code_name gives; PROBLEM_INTERNAL_ERROR for an unknown one. */
 enum problem_code problem_code_from_name(const char *name);

@@ -52,6 +52,9 @@ enum tls_mode settings_outbound(const struct settings *s);
  * (generation, updated_at, managed) must equal *s's, the current settings. */
 int settings_apply_json(struct settings *s, json_t *body, bool patch, struct problem *reterr);
 json_t *settings_to_json(const struct settings *s);
+/* The settings as desired state (/api/v1/state): settings_to_json without what the daemon keeps
+ * (generation, updated_at); managed stays (whether smtptlsd has taken over main.cf). */
+json_t *settings_desired_json(const struct settings *s);
 
 /* Where the bound certificate's files are, for rendering. NULL paths when none is bound. */
 struct cert_files {

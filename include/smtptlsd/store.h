@@ -56,14 +56,15 @@ int store_state_versions(struct db_conn *c, struct state_versions *v, struct pro
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                      const char *target, json_t *request, const char *items, int64_t *id,
                      char *created_at, struct problem *reterr);
-/* The same for an upload that carries a private key: the key never enters the request. It waits
+/* The same for an upload that carries a private key (or a state document its keys, as one JSON
+ * text {name: PEM}, with its items beside): the key never enters the request. It waits
  * in pending_keys (sealed with kek when not NULL) under a random reference that is added to
  * request as "private_key_ref"; job and key are inserted by one statement. */
 struct kek;
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
                               const char *action, const char *target, json_t *request,
-                              const char *key_pem, const struct kek *kek, int64_t *id,
-                              char *created_at, struct problem *reterr);
+                              const char *items, const char *key_pem, const struct kek *kek,
+                              int64_t *id, char *created_at, struct problem *reterr);
 /* The pending key of a row of store_jobs_pending() (decrypted with kek when sealed) into *ret
  * (free with free_wiped()); *ret NULL when the job has none. A key that cannot be had:
  * certificate_unusable, naming the certificate. */
@@ -156,6 +157,11 @@ int store_cert_put_file_backed(struct db_conn *c, const char *name, const char *
 /* Marks an ACME row whose directory is gone (missing = true) or back. */
 int store_cert_set_missing(struct db_conn *c, const char *name, bool missing,
                            struct problem *reterr);
+/* Every certificate as the desired-state document (/api/v1/state) lists it, ordered by name:
+ * {name, type, sha256_fingerprint}, and for an imported one its certificate and chain PEM, and
+ * with `keys` its private key (opened with kek: free the array between json_wipe_begin/end). */
+int store_certs_state(struct db_conn *c, const struct kek *kek, bool keys, json_t **items,
+                      struct problem *reterr);
 /* Names of the rows of one type. */
 int store_cert_names(struct db_conn *c, const char *type, json_t **names, struct problem *reterr);
 int store_cert_delete(struct db_conn *c, const char *name, struct problem *reterr);
@@ -185,5 +191,17 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
  * body is not copied through the daemon again). A destination held by a managed row: managed_row.
  * An item with managed_by: forbidden below admin `scope`, invalid_value at admin (bulk writes
  * unmanaged rows only). Counts go to *counts {added, changed, removed, unchanged}. */
+/* With `whole` (PUT /api/v1/state) the items are every row, managed ones included: rows not in
+ * them are removed whatever their manager, managed_by is written and compared; below admin
+ * `scope` a managed row (in the items or in the table) must stay exactly as it is (forbidden or
+ * managed_row otherwise). `base` is the JSON pointer of the items in the request ("/items",
+ * "/tls_policies"), for the fields of problems. */
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
-                        json_t **counts, struct problem *reterr);
+                        bool whole, const char *base, json_t **counts, struct problem *reterr);
+/* Appends every row, ordered by destination, as a JSON array of normalized policies (no
+ * timestamps: the desired state) to *out. Reads through a cursor a chunk at a time, so the
+ * caller must be in a transaction (one snapshot with whatever else it reads). */
+struct strbuf;
+/* About the size of what store_policies_dump appends (escapes aside): to size its buffer once. */
+int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr);
+int store_policies_dump(struct db_conn *c, struct strbuf *out, struct problem *reterr);

@@ -108,7 +108,7 @@ static const struct json_spec post_spec[] = {
         { 0 },
 };
 
-static int check_name(const char *name, const char *field, struct problem *reterr)
+int api_certificate_name_check(const char *name, const char *field, struct problem *reterr)
 {
         /* "rescan" would collide with POST /api/v1/certificates/rescan. */
         if (!name_is_valid(name) || streq(name, "rescan"))
@@ -146,7 +146,7 @@ static int upload_checked(struct request *req, const char *action, bool post,
                         r = json_dispatch(body, post ? post_spec : upload_spec, &u, NULL, 0, "",
                                           reterr);
                 if (r >= 0 && post)
-                        r = check_name(u.name, "/name", reterr);
+                        r = api_certificate_name_check(u.name, "/name", reterr);
                 if (r >= 0 && !post && u.name && !streq(u.name, req->params[0]))
                         r = problem_set(reterr, PROBLEM_INVALID_VALUE, "/name",
                                         "the name '%s' is not the one in the URL ('%s')", u.name,
@@ -182,7 +182,7 @@ static int upload(struct request *req, const char *action, bool post, struct pro
 
 int api_certificates_put(struct request *req, struct problem *reterr)
 {
-        int r = check_name(req->params[0], "", reterr);
+        int r = api_certificate_name_check(req->params[0], "", reterr);
         if (r < 0)
                 return r;
         return upload(req, "certificates.put", false, reterr);

@@ -39,6 +39,7 @@ static const struct {
         { "policies.patch", { "policies.patch" } },
         { "policies.delete", { "policies.delete" } },
         { "policies.bulk", { "policies.bulk" } },
+        { "state.put", { "state.put" } },
 };
 
 static const char *const job_statuses[] = { "queued", "running", "applied", "failed", NULL };

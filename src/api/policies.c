@@ -264,52 +264,29 @@ static int text_add(const char *s, size_t n, void *data)
 /* Parsed items given back to the system while the text grows: every this many. */
 #define BULK_TRIM_EVERY 16384
 
-/* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
- * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
- * exists about once at a time: the raw body is freed once parsed, each parsed item once its
- * normalized form is appended to the JSON text of the items, and the parsed body before the job
- * is recorded; the job keeps only that text until its row has it. */
-int api_policies_bulk(struct request *req, struct problem *reterr)
+int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
+                     bool allow_managed, char **ret, struct problem *reterr)
 {
-        json_t *body = NULL, *items, *item, *seen = NULL;
         /* about the body's size (normalized items have every field): one allocation, in most
          * cases, and large enough to be a mapping of its own, so it grows without copies */
-        struct strbuf text = { .cap = req->body_len + req->body_len / 4 + 64 };
+        struct strbuf text = { .cap = body_len + body_len / 4 + 64 };
+        json_t *seen = json_object(), *item;
         char prefix[48];
         size_t i;
-        int r = json_parse_body(req->body, req->body_len, &body, reterr);
-        free(TAKE_PTR(req->body));
-        req->body_len = req->body_cap = 0;
-        if (r < 0)
-                return r;
-        const char *key;
-        json_t *v;
-        json_object_foreach (body, key, v)
-                if (!streq(key, "items")) {
-                        r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "", "unknown field '%s'",
-                                        key);
-                        goto out;
-                }
-        items = json_object_get(body, "items");
-        if (!json_is_array(items)) {
-                r = problem_set(reterr, items ? PROBLEM_INVALID_VALUE : PROBLEM_MISSING_FIELD,
-                                "/items", "items must be an array of TLS policies");
-                goto out;
-        }
-        seen = json_object();
+        int r = 0;
         if (!seen || strbuf_add(&text, "[", 1) < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
         json_array_foreach (items, i, item) {
                 struct policy p = { 0 };
-                snprintf(prefix, sizeof(prefix), "/items/%zu", i);
+                snprintf(prefix, sizeof(prefix), "%s/%zu", base, i);
                 r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
-                /* bulk replace writes unmanaged rows only (a managed one is refused): was "" */
+                /* a new or replaced row: managed_by needs admin (was "") */
                 if (r >= 0)
                         r = policy_check_manager_change("", p.managed_by, req->scope, prefix,
                                                         reterr);
-                if (r >= 0 && p.managed_by[0]) {
+                if (r >= 0 && p.managed_by[0] && !allow_managed) {
                         char field[64];
                         snprintf(field, sizeof(field), "%s/managed_by", prefix);
                         r = problem_set(reterr, PROBLEM_INVALID_VALUE, field,
@@ -320,7 +297,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                         snprintf(field, sizeof(field), "%s/destination", prefix);
                         r = problem_set(
                             reterr, PROBLEM_DUPLICATE_DESTINATION, field,
-                            "'%s' appears twice (first at /items/%lld)", p.destination,
+                            "'%s' appears twice (first at %s/%lld)", p.destination, base,
                             (long long)json_integer_value(json_object_get(seen, p.destination)));
                 }
                 if (r >= 0) {
@@ -344,17 +321,53 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
-        json_decref(TAKE_PTR(seen));
+        *ret = TAKE_PTR(text.p);
+out:
+        free(text.p);
+        json_decref(seen);
+        return r;
+}
+
+/* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
+ * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
+ * exists about once at a time: the raw body is freed once parsed, each parsed item once its
+ * normalized form is appended to the JSON text of the items, and the parsed body before the job
+ * is recorded; the job keeps only that text until its row has it. */
+int api_policies_bulk(struct request *req, struct problem *reterr)
+{
+        json_t *body = NULL, *items;
+        _cleanup_free_ char *text = NULL;
+        size_t body_len = req->body_len;
+        int r = json_parse_body(req->body, req->body_len, &body, reterr);
+        free(TAKE_PTR(req->body));
+        req->body_len = req->body_cap = 0;
+        if (r < 0)
+                return r;
+        const char *key;
+        json_t *v;
+        json_object_foreach (body, key, v)
+                if (!streq(key, "items")) {
+                        r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "", "unknown field '%s'",
+                                        key);
+                        goto out;
+                }
+        items = json_object_get(body, "items");
+        if (!json_is_array(items)) {
+                r = problem_set(reterr, items ? PROBLEM_INVALID_VALUE : PROBLEM_MISSING_FIELD,
+                                "/items", "items must be an array of TLS policies");
+                goto out;
+        }
+        r = api_policy_items(req, items, body_len, "/items", false, &text, reterr);
+        if (r < 0)
+                goto out;
         json_decref(TAKE_PTR(body));
         /* The parsed body was many small blocks: give them back before the row is sent. */
         malloc_trim(0);
         /* body.policy is null here and the items in the row (api_submit_items) */
         json_t *jb = job_body(req, json_null(), NULL);
-        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text.p, reterr);
+        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
         json_decref(jb);
 out:
-        free(text.p);
-        json_decref(seen);
         json_decref(body);
         return r;
 }

@@ -47,5 +47,9 @@ const struct route api_routes[] = {
         { "/api/v1/config", { { HTTP_GET, api_config, SCOPE_READ, BODY_NONE, 0 } } },
         /* the contract itself: public, as the same file is in every copy of the source */
         { "/api/v1/openapi.yaml", { { HTTP_GET, api_openapi, SCOPE_NONE, BODY_NONE, 0 } } },
+        { "/api/v1/state",
+          { { HTTP_GET, api_state_get, SCOPE_READ, BODY_NONE, QUERY_INCLUDE_KEYS },
+            { HTTP_PUT, api_state_put, SCOPE_WRITE, BODY_JSON | BODY_BULK | BODY_SECRET,
+              QUERY_WRITE } } },
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);

@@ -33,8 +33,8 @@ int api_query_flag(struct request *req, const char *name, bool *ret, struct prob
         return 0;
 }
 
-/* One write: a private key (key_pem) or a bulk's items (JSON text, taken) travel beside the
- * body; at most one of them is set. */
+/* One write: a private key (key_pem) and a bulk's items (JSON text, taken) travel beside the
+ * body. */
 static int submit(struct request *req, const char *action, const char *target, json_t *body,
                   const char *key_pem, char **items, struct problem *reterr)
 {
@@ -90,9 +90,10 @@ static int submit(struct request *req, const char *action, const char *target, j
                 _cleanup_db_conn_ struct db_conn *c = NULL;
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0 && key_pem)
-                        r = store_job_insert_with_key(
-                            c, req->app->cfg->node_name, req->actor, action, target, job->request,
-                            key_pem, req->app->cfg->kek, &job->id, job->created_at, reterr);
+                        r = store_job_insert_with_key(c, req->app->cfg->node_name, req->actor,
+                                                      action, target, job->request, job->items,
+                                                      key_pem, req->app->cfg->kek, &job->id,
+                                                      job->created_at, reterr);
                 else if (r >= 0)
                         r = store_job_insert(c, req->app->cfg->node_name, req->actor, action,
                                              target, job->request, job->items, &job->id,
@@ -156,4 +157,10 @@ int api_submit_items(struct request *req, const char *action, const char *target
                      char **items, struct problem *reterr)
 {
         return submit(req, action, target, body, NULL, items, reterr);
+}
+
+int api_submit_all(struct request *req, const char *action, const char *target, json_t *body,
+                   const char *key_pem, char **items, struct problem *reterr)
+{
+        return submit(req, action, target, body, key_pem, items, reterr);
 }

@@ -22,15 +22,12 @@ struct job *job_new(const char *action, const char *target, const char *actor, j
 
 json_t *job_accepted_json(const struct job *j)
 {
-        char location[64];
-        snprintf(location, sizeof(location), "/api/v1/jobs/%lld", (long long)j->id);
         return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:n, s:n, s:b, s:b, s:n, s:s, s:n, "
-                         "s:[], s:n, s:n, s:s, s:b}",
+                         "s:[], s:n, s:n, s:n, s:b}",
                          "id", (json_int_t)j->id, "status", "queued", "actor", j->actor, "action",
                          j->action, "target", j->target, "created_at", j->created_at, "finished_at",
                          "generation", "postmap", false, "reload", false, "error", "output", "",
-                         "verified", "warnings", "before", "after", "location", location, "changed",
-                         false);
+                         "verified", "warnings", "before", "after", "location", "changed", false);
 }
 
 void job_free(struct job *j)

@@ -27,6 +27,7 @@
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
 #include "smtptlsd/reconcile.h"
+#include "smtptlsd/resource.h"
 #include "smtptlsd/sealed.h"
 #include "smtptlsd/spawn.h"
 #include "smtptlsd/store.h"
@@ -59,6 +60,10 @@ struct worker {
         /* the bound certificate's fingerprint that Postfix was last reloaded with ("" unknown):
          * an ACME renewal changes it without changing main.cf */
         char applied_fingerprint[96];
+        /* the batch running: its generation before the bump, and whether a job before the one
+         * running changed something (a state If-Match must then fail: the state moved on) */
+        int64_t batch_generation;
+        bool batch_dirty;
 };
 
 static struct worker *current; /* for spawn's progress hook */
@@ -134,6 +139,32 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
         return check_precondition(request, "the settings", etag, reterr);
 }
 
+/* A settings write onto the row loaded (for update) into *s: body applied (PUT or PATCH), the
+ * bound certificate checked, saved. */
+static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
+                          struct problem *reterr)
+{
+        int r = settings_apply_json(s, body, patch, reterr);
+        if (r < 0)
+                return r;
+        if (s->certificate[0]) {
+                struct cert_row row;
+                r = store_cert_by_name(&w->db, s->certificate, &row, reterr);
+                if (r == -ENOENT)
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, "/certificate",
+                                           "no certificate named '%s'", s->certificate);
+                if (r < 0)
+                        return r;
+                bool expired = row.not_after > 0 && row.not_after < time(NULL);
+                bool system = row.system;
+                cert_row_done(&row);
+                if (!system && expired)
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "/certificate",
+                                           "certificate '%s' has expired", s->certificate);
+        }
+        return store_settings_save(&w->db, s, reterr);
+}
+
 static int run_settings(struct worker *w, struct job *job, json_t **before, json_t **after)
 {
         struct settings s;
@@ -147,28 +178,8 @@ static int run_settings(struct worker *w, struct job *job, json_t **before, json
         if (r < 0)
                 return r;
         *before = settings_to_json(&s);
-        r = settings_apply_json(&s, json_object_get(job->request, "body"),
-                                streq(job->action, "settings.patch"), &job->problem);
-        if (r < 0)
-                return r;
-        if (s.certificate[0]) {
-                struct cert_row row;
-                r = store_cert_by_name(&w->db, s.certificate, &row, &job->problem);
-                if (r == -ENOENT)
-                        return problem_set(&job->problem, PROBLEM_CERTIFICATE_NOT_FOUND,
-                                           "/certificate", "no certificate named '%s'",
-                                           s.certificate);
-                if (r < 0)
-                        return r;
-                bool expired = row.not_after > 0 && row.not_after < time(NULL);
-                bool system = row.system;
-                cert_row_done(&row);
-                if (!system && expired)
-                        return problem_set(&job->problem, PROBLEM_CERTIFICATE_UNUSABLE,
-                                           "/certificate", "certificate '%s' has expired",
-                                           s.certificate);
-        }
-        r = store_settings_save(&w->db, &s, &job->problem);
+        r = settings_store(w, &s, json_object_get(job->request, "body"),
+                           streq(job->action, "settings.patch"), &job->problem);
         if (r < 0)
                 return r;
         r = store_settings_load(&w->db, &s, &version, false, &job->problem);
@@ -236,6 +247,26 @@ static const char *body_string(const struct job *job, const char *key)
         return json_string_value(json_object_get(json_object_get(job->request, "body"), key));
 }
 
+/* Validates an imported certificate again, at the time it is applied, and stores it. */
+static int cert_store(struct worker *w, const char *name, const char *cert, const char *chain,
+                      const char *key, bool *created, struct problem *reterr)
+{
+        struct cert_import imp = { 0 };
+        bool verified = false;
+        int r = cert_import(cert ? cert : "", cert ? strlen(cert) : 0, key ? key : "",
+                            key ? strlen(key) : 0, chain, chain ? strlen(chain) : 0, time(NULL),
+                            &imp, reterr);
+        if (r < 0)
+                return r;
+        if (cert_verify_chain(imp.cert_pem, strlen(imp.cert_pem), imp.chain_pem,
+                              strlen(imp.chain_pem), NULL, time(NULL), &verified) < 0)
+                verified = false;
+        r = store_cert_put_imported(&w->db, name, &imp, w->app->cfg->kek, verified, created,
+                                    reterr);
+        cert_import_done(&imp);
+        return r;
+}
+
 /* PUT (create or replace) and POST (create) of an imported certificate. The HTTP thread already
  * validated the upload; it is validated again here, at the time it is applied. */
 static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **before,
@@ -246,8 +277,7 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
         /* The key came in memory (or from pending_keys after a restart); a job queued by a
          * version that kept it in the request still has it there. */
         const char *key = job->secret ? job->secret : body_string(job, "private_key");
-        struct cert_import imp = { 0 };
-        bool created = false, verified = false;
+        bool created = false;
         int64_t version = 0;
         int r = cert_check_if_match(w, job, post);
         if (r < 0)
@@ -266,17 +296,7 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
                 if (r < 0)
                         return r;
         }
-        r = cert_import(cert ? cert : "", cert ? strlen(cert) : 0, key ? key : "",
-                        key ? strlen(key) : 0, chain, chain ? strlen(chain) : 0, time(NULL), &imp,
-                        &job->problem);
-        if (r < 0)
-                return r;
-        if (cert_verify_chain(imp.cert_pem, strlen(imp.cert_pem), imp.chain_pem,
-                              strlen(imp.chain_pem), NULL, time(NULL), &verified) < 0)
-                verified = false;
-        r = store_cert_put_imported(&w->db, name, &imp, w->app->cfg->kek, verified, &created,
-                                    &job->problem);
-        cert_import_done(&imp);
+        r = cert_store(w, name, cert, chain, key, &created, &job->problem);
         if (r < 0)
                 return r;
         *after = cert_json(w, name, &version);
@@ -285,9 +305,28 @@ static int run_cert_put(struct worker *w, struct job *job, bool post, json_t **b
                 cert_etag(version, job->etag, sizeof(job->etag));
         if (created) {
                 job->http_status = 201;
-                snprintf(job->location, sizeof(job->location), "/api/v1/certificates/%s", name);
+                job_location(job->action, name, job->location);
         }
         return 0;
+}
+
+/* Deletes the certificate `cur` (as cert_json shows it) unless it is the system's, bound, or
+ * an ACME one. */
+static int cert_remove(struct worker *w, const char *name, json_t *cur, struct problem *reterr)
+{
+        const char *type = json_string_value(json_object_get(cur, "type"));
+        if (json_is_true(json_object_get(cur, "system")))
+                return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE, NULL,
+                                   "'%s' is the system certificate and cannot be deleted", name);
+        if (json_is_true(json_object_get(cur, "in_use")))
+                return problem_set(reterr, PROBLEM_CERTIFICATE_IN_USE, NULL,
+                                   "'%s' is bound to Postfix; bind another certificate first",
+                                   name);
+        if (streq(type, "acme"))
+                return problem_set(reterr, PROBLEM_ACME_CERTIFICATE, NULL,
+                                   "'%s' is an ACME certificate: remove it with the ACME client",
+                                   name);
+        return store_cert_delete(&w->db, name, reterr);
 }
 
 static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
@@ -300,19 +339,7 @@ static int run_cert_delete(struct worker *w, struct job *job, json_t **before)
         if (!*before)
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL,
                                    "no certificate named '%s'", name);
-        const char *type = json_string_value(json_object_get(*before, "type"));
-        if (json_is_true(json_object_get(*before, "system")))
-                return problem_set(&job->problem, PROBLEM_SYSTEM_CERTIFICATE, NULL,
-                                   "'%s' is the system certificate and cannot be deleted", name);
-        if (json_is_true(json_object_get(*before, "in_use")))
-                return problem_set(&job->problem, PROBLEM_CERTIFICATE_IN_USE, NULL,
-                                   "'%s' is bound to Postfix; bind another certificate first",
-                                   name);
-        if (streq(type, "acme"))
-                return problem_set(&job->problem, PROBLEM_ACME_CERTIFICATE, NULL,
-                                   "'%s' is an ACME certificate: remove it with the ACME client",
-                                   name);
-        r = store_cert_delete(&w->db, name, &job->problem);
+        r = cert_remove(w, name, *before, &job->problem);
         if (r < 0)
                 return r;
         job->http_status = 204;
@@ -405,19 +432,6 @@ static int check_manager(struct job *job, const struct policy *cur)
                            "this row is managed by \"%s\"; change it there, or pass "
                            "?manager=%s",
                            cur->managed_by, cur->managed_by);
-}
-
-static void policy_location(struct job *job, const char *destination)
-{
-        size_t o = (size_t)snprintf(job->location, sizeof(job->location), "/api/v1/tls-policies/");
-        for (const char *p = destination; *p && o + 4 < sizeof(job->location); p++) {
-                if (*p == '[' || *p == ']' || *p == ':')
-                        o += (size_t)snprintf(job->location + o, sizeof(job->location) - o,
-                                              "%%%02X", (unsigned char)*p);
-                else
-                        job->location[o++] = *p;
-        }
-        job->location[o] = 0;
 }
 
 /* Entries Postfix accepts but that will not do what their author expects. */
@@ -527,7 +541,7 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 policy_etag(version, job->etag, sizeof(job->etag));
         if (created) {
                 job->http_status = 201;
-                policy_location(job, job->target);
+                job_location(job->action, job->target, job->location);
         }
         return 0;
 }
@@ -560,8 +574,8 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         int r = policy_check_if_match(w, job, true);
         /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
         if (r >= 0)
-                r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), &counts,
-                                        &job->problem);
+                r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), false,
+                                        "/items", &counts, &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {
@@ -573,6 +587,191 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         job->result = json_incref(counts);
         if (!job->dry_run)
                 policies_etag(version, job->etag, sizeof(job->etag));
+        return 0;
+}
+
+/* ---- the whole desired state (PUT /api/v1/state) ---- */
+
+/* The certificates of the document, in order: an ACME or system one must exist as such; an
+ * imported one is unchanged when stored with the same certificate and chain (it keeps its key: a
+ * GET without keys round-trips), imported when the document carries its key, refused otherwise.
+ * Fills plan {added, changed, unchanged} with names. */
+static int state_certs(struct worker *w, struct job *job, json_t *certs, json_t *keys, json_t *plan,
+                       json_t *warnings)
+{
+        json_t *item;
+        size_t i;
+        json_array_foreach (certs, i, item) {
+                const char *name = json_string_value(json_object_get(item, "name"));
+                const char *type = json_string_value(json_object_get(item, "type"));
+                const char *fpr = json_string_value(json_object_get(item, "sha256_fingerprint"));
+                const char *cert = json_string_value(json_object_get(item, "certificate"));
+                const char *chain = json_string_value(json_object_get(item, "chain"));
+                const char *key = json_string_value(json_object_get(keys, name));
+                char prefix[48], field[64];
+                struct cert_row row = { 0 };
+                snprintf(prefix, sizeof(prefix), "/certificates/%zu", i);
+                int r = store_cert_by_name(&w->db, name, &row, &job->problem);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                bool exists = r >= 0, same_type = exists && streq(row.type, type);
+                bool same =
+                    same_type && fpr && streq(row.sha256_fingerprint, fpr) &&
+                    (!cert || streq(chain ? chain : "", row.chain_pem ? row.chain_pem : ""));
+                cert_row_done(&row);
+                const char *bucket = "unchanged";
+                if (!streq(type, "imported")) {
+                        if (!same_type) {
+                                snprintf(field, sizeof(field), "%s/name", prefix);
+                                return problem_set(
+                                    &job->problem, PROBLEM_CERTIFICATE_NOT_FOUND, field,
+                                    "the document lists the %s certificate '%s', "
+                                    "which is not here: its files come from %s",
+                                    type, name,
+                                    streq(type, "acme") ? "the ACME client" : "the system");
+                        }
+                        if (!same && fpr)
+                                warnings_add(warnings, "certificate_differs",
+                                             "the %s certificate '%s' here is not the one the "
+                                             "document lists (%s)",
+                                             type, name, fpr);
+                } else if (!same) {
+                        if (!key) {
+                                snprintf(field, sizeof(field), "%s/private_key", prefix);
+                                return problem_set(&job->problem, PROBLEM_MISSING_FIELD, field,
+                                                   "certificate '%s' is not stored here with this "
+                                                   "certificate and chain: the document must "
+                                                   "carry its private key (GET "
+                                                   "?include_keys=true)",
+                                                   name);
+                        }
+                        bool created = false;
+                        r = cert_store(w, name, cert, chain, key, &created, &job->problem);
+                        if (r < 0) {
+                                problem_prefix_field(&job->problem, prefix);
+                                return r;
+                        }
+                        bucket = created ? "added" : "changed";
+                }
+                json_array_append_new(json_object_get(plan, bucket), json_string(name));
+        }
+        return 0;
+}
+
+/* The settings of the document: written when they differ (or when the document's are managed
+ * and main.cf is not taken over yet); a document whose settings are not managed leaves an
+ * unmanaged site alone. */
+static int state_settings(struct worker *w, struct job *job, json_t *body, json_t *plan)
+{
+        json_t *doc = json_object_get(body, "settings");
+        bool managed = json_is_true(json_object_get(body, "managed"));
+        struct settings s, n;
+        int r = store_settings_load(&w->db, &s, NULL, true, &job->problem);
+        if (r < 0)
+                return r;
+        n = s;
+        r = settings_apply_json(&n, doc, false, &job->problem);
+        if (r < 0) {
+                problem_prefix_field(&job->problem, "/settings");
+                return r;
+        }
+        json_t *a = settings_desired_json(&s), *b = settings_desired_json(&n);
+        json_object_del(a, "managed");
+        json_object_del(b, "managed");
+        bool differ = !json_equal(a, b);
+        json_decref(a);
+        json_decref(b);
+        bool write = s.managed ? differ : managed;
+        json_object_set_new(plan, "changed", json_boolean(write));
+        if (!write)
+                return 0;
+        r = settings_store(w, &s, doc, false, &job->problem);
+        problem_prefix_field(&job->problem, "/settings");
+        return r;
+}
+
+/* Imported certificates the document does not list are removed (after the settings, which may
+ * have bound another); ACME and system ones follow their files and stay. */
+static int state_prune_certs(struct worker *w, struct job *job, json_t *certs, json_t *plan,
+                             json_t *warnings)
+{
+        json_t *stored = NULL, *it, *doc;
+        size_t i, k;
+        int r = store_certs_list(&w->db, NULL, NULL, &stored, NULL, &job->problem);
+        if (r < 0)
+                return r;
+        json_array_foreach (stored, i, it) {
+                const char *name = json_string_value(json_object_get(it, "name"));
+                const char *type = json_string_value(json_object_get(it, "type"));
+                bool listed = false;
+                json_array_foreach (certs, k, doc)
+                        listed |= streq(name, json_string_value(json_object_get(doc, "name")));
+                if (listed)
+                        continue;
+                if (!streq(type, "imported")) {
+                        warnings_add(warnings, "certificate_kept",
+                                     "the %s certificate '%s' is not in the document: it stays "
+                                     "(its files are not the API's)",
+                                     type, name);
+                        continue;
+                }
+                r = cert_remove(w, name, it, &job->problem);
+                if (r < 0)
+                        break;
+                json_array_append_new(json_object_get(plan, "removed"), json_string(name));
+        }
+        json_decref(stored);
+        return r;
+}
+
+/* PUT /api/v1/state: the whole desired state in this one job (one transaction, one generation),
+ * through the code of each resource's own writes: certificates imported first (the settings may
+ * bind one), then the settings, the policies (the bulk replace over every row), and last the
+ * imported certificates no longer listed. A document equal to the state changes nothing and
+ * makes no generation (no version moves). */
+static int run_state(struct worker *w, struct job *job, json_t **after)
+{
+        json_t *body = json_object_get(job->request, "body");
+        json_t *certs = json_object_get(body, "certificates"), *keys = NULL, *counts = NULL;
+        char etag[STATE_ETAG_MAX];
+        state_etag(w->batch_generation + (w->batch_dirty ? 1 : 0), etag);
+        int r = check_precondition(job->request, "the desired state", etag, &job->problem);
+        if (r < 0)
+                return r;
+        if (job->secret) {
+                keys = json_loads(job->secret, 0, NULL);
+                if (!keys)
+                        return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL,
+                                           "the private keys of the document are unreadable");
+                if (job_scope(job) < SCOPE_ADMIN) {
+                        json_decref(keys);
+                        return problem_set(&job->problem, PROBLEM_FORBIDDEN, "/certificates",
+                                           "a document with private keys needs a token with "
+                                           "scope 'admin'");
+                }
+        }
+        json_t *plan = json_pack("{s:{}, s:{s:[], s:[], s:[], s:[]}}", "settings", "certificates",
+                                 "added", "changed", "removed", "unchanged");
+        json_t *cplan = json_object_get(plan, "certificates"), *warnings = json_array();
+        r = state_certs(w, job, certs, keys, cplan, warnings);
+        json_decref(keys);
+        if (r >= 0)
+                r = state_settings(w, job, body, json_object_get(plan, "settings"));
+        if (r >= 0)
+                r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), true,
+                                        "/tls_policies", &counts, &job->problem);
+        if (r >= 0) {
+                json_object_set_new(plan, "tls_policies", counts);
+                r = state_prune_certs(w, job, certs, cplan, warnings);
+        }
+        if (r < 0) {
+                json_decref(plan);
+                json_decref(warnings);
+                return r;
+        }
+        job->warnings = warnings;
+        *after = plan;
+        job->result = json_incref(plan);
         return 0;
 }
 
@@ -593,6 +792,8 @@ static int run_job(struct worker *w, struct job *job, json_t **before, json_t **
                 return run_cert_delete(w, job, before);
         if (streq(job->action, "certificates.rescan"))
                 return run_cert_rescan(w, job, after);
+        if (streq(job->action, "state.put"))
+                return run_state(w, job, after);
         return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "unknown action %s",
                            job->action);
 }
@@ -756,6 +957,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 r = sql(w, "SAVEPOINT job", &p);
                 if (r < 0)
                         goto fail_all;
+                w->batch_generation = gen;
+                w->batch_dirty = changed;
                 r = run_job(w, slots[i].job, &slots[i].before, &slots[i].after);
                 if (r < 0 && slots[i].job->problem.code == PROBLEM_SERVICE_UNAVAILABLE) {
                         problem_set(&p, PROBLEM_SERVICE_UNAVAILABLE, NULL, "%s",
@@ -796,6 +999,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         if (json_is_object(slots[i].job->result))
                                 json_object_set_new(slots[i].job->result, "generation",
                                                     json_integer(gen));
+                        if (streq(slots[i].job->action, "state.put"))
+                                state_etag(gen, slots[i].job->etag);
                 }
         }
         r = load_desired(w, &d, &p);
@@ -829,7 +1034,8 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                         job->problem = (struct problem){ 0 };
                         /* the counts of a bulk replace or a rescan stay beside the plan */
                         bool counts_too = streq(job->action, "policies.bulk") ||
-                                          streq(job->action, "certificates.rescan");
+                                          streq(job->action, "certificates.rescan") ||
+                                          streq(job->action, "state.put");
                         json_t *counts = counts_too && json_is_object(job->result)
                                              ? json_deep_copy(job->result)
                                              : json_object();

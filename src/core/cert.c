@@ -658,7 +658,7 @@ static const struct json_spec read_only_spec[] = {
         READ_ONLY("serial"),
         READ_ONLY("not_before"),
         READ_ONLY("not_after"),
-        READ_ONLY("days_left"),
+        { .name = "days_left", .type = JS_ANY, .flags = JS_READ_ONLY | JS_CLOCK },
         READ_ONLY("dns_names"),
         READ_ONLY("key"),
         READ_ONLY("sha256_fingerprint"),

@@ -192,12 +192,15 @@ static bool rfc3339_parse(const char *s, int64_t *sec, long *nsec)
         return true;
 }
 
-static bool same_value(json_t *a, json_t *b)
+static bool same_value(json_t *a, json_t *b, unsigned flags)
 {
         int64_t sa, sb;
         long na, nb;
         if (json_equal(a, b))
                 return true;
+        if ((flags & JS_CLOCK) && json_is_integer(a) && json_is_integer(b))
+                return llabs((long long)json_integer_value(a) - (long long)json_integer_value(b)) <=
+                       1;
         return json_is_string(a) && json_is_string(b) &&
                rfc3339_parse(json_string_value(a), &sa, &na) &&
                rfc3339_parse(json_string_value(b), &sb, &nb) && sa == sb && na == nb;
@@ -214,7 +217,7 @@ int json_check_read_only(json_t *obj, const struct json_spec *spec, json_t *curr
                 if (!(spec[i].flags & JS_READ_ONLY) || !v)
                         continue;
                 json_t *now = json_object_get(current, spec[i].name);
-                if (now && same_value(v, now))
+                if (now && same_value(v, now, spec[i].flags))
                         continue;
                 snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
                 _cleanup_free_ char *want = now ? json_dumps(now, JSON_ENCODE_ANY) : NULL;

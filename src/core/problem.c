@@ -135,3 +135,12 @@ void warnings_add(json_t *warnings, const char *code, const char *fmt, ...)
         va_end(ap);
         json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
 }
+
+void problem_prefix_field(struct problem *p, const char *prefix)
+{
+        char field[sizeof(p->field)];
+        if (!p || p->code == PROBLEM_NONE)
+                return;
+        snprintf(field, sizeof(field), "%s%s", prefix, p->field);
+        memcpy(p->field, field, sizeof(field));
+}

@@ -214,6 +214,14 @@ json_t *settings_to_json(const struct settings *s)
         return j;
 }
 
+json_t *settings_desired_json(const struct settings *s)
+{
+        json_t *j = settings_to_json(s);
+        json_object_del(j, "generation");
+        json_object_del(j, "updated_at");
+        return j;
+}
+
 /* Protocol and cipher presets (after Mozilla's server-side guidance, adapted to SMTP: on port 25
  * opportunistic TLS must never refuse a peer that only speaks old TLS, since the alternative is
  * cleartext; mandatory TLS may be strict). NULL = Postfix's default. */

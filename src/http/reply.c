@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "smtptlsd/http.h"
+#include "smtptlsd/sealed.h"
 
 static const struct {
         int status;
@@ -61,9 +62,18 @@ int problem_http_status(enum problem_code code)
         return problem_table[code].status;
 }
 
+/* A body with private keys (reply_secret) is wiped. */
+static void release_body(struct request *req)
+{
+        if (req->reply_secret)
+                free_wiped(req->reply_body);
+        else
+                free(req->reply_body);
+}
+
 static int set_body(struct request *req, int status, const char *type, char *body, size_t len)
 {
-        free(req->reply_body);
+        release_body(req);
         req->status = status;
         req->reply_type = type;
         req->reply_body = body;
@@ -150,7 +160,7 @@ int reply_problem(struct request *req, const struct problem *p)
 
 void request_reply_free(struct request *req)
 {
-        free(req->reply_body);
+        release_body(req);
         req->reply_body = NULL;
         for (size_t i = 0; i < req->n_headers; i++)
                 free(req->headers[i].value);

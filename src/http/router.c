@@ -146,6 +146,7 @@ static const struct {
         { QUERY_ACTION, "action", false },
         { QUERY_TARGET, "target", false },
         { QUERY_SINCE, "since", false },
+        { QUERY_INCLUDE_KEYS, "include_keys", false },
 };
 
 const char *router_query_name(unsigned bit)

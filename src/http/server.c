@@ -473,8 +473,10 @@ static int append_body(struct request *req, const char *data, size_t n)
 static enum MHD_Result send_reply(struct request *req)
 {
         struct MHD_Response *resp;
-        resp =
-            MHD_create_response_from_buffer(req->reply_len, req->reply_body, MHD_RESPMEM_MUST_FREE);
+        resp = req->reply_secret ? MHD_create_response_from_buffer_with_free_callback(
+                                       req->reply_len, req->reply_body, free_wiped)
+                                 : MHD_create_response_from_buffer(req->reply_len, req->reply_body,
+                                                                   MHD_RESPMEM_MUST_FREE);
         if (!resp)
                 return MHD_NO;
         req->reply_body = NULL;

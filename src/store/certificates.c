@@ -388,3 +388,48 @@ int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reter
         *items = a;
         return 0;
 }
+
+int store_certs_state(struct db_conn *c, const struct kek *kek, bool keys, json_t **items,
+                      struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name, type, coalesce(sha256_fingerprint, ''), certificate_pem, "
+                        "chain_pem, CASE WHEN $1::bool THEN private_key_pem END "
+                        "FROM certificates ORDER BY name",
+                        1, (const char *[]){ keys ? "t" : "f" });
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                const char *type = PQgetvalue(res, i, 1);
+                json_t *j = json_pack("{s:s, s:s, s:s}", "name", PQgetvalue(res, i, 0), "type",
+                                      type, "sha256_fingerprint", PQgetvalue(res, i, 2));
+                json_array_append_new(a, j);
+                /* ACME and system certificates follow their files: a reference, not content */
+                if (!streq(type, "imported"))
+                        continue;
+                json_object_set_new(j, "certificate", json_string(PQgetvalue(res, i, 3)));
+                json_object_set_new(j, "chain", json_string(PQgetvalue(res, i, 4)));
+                if (!keys || PQgetisnull(res, i, 5))
+                        continue;
+                struct cert_row row = { .private_key_pem = PQgetvalue(res, i, 5) };
+                snprintf(row.name, sizeof(row.name), "%s", PQgetvalue(res, i, 0));
+                snprintf(row.sha256_fingerprint, sizeof(row.sha256_fingerprint), "%s",
+                         PQgetvalue(res, i, 2));
+                char *pem = NULL;
+                r = cert_row_private_key(&row, kek, &pem, reterr);
+                db_wipe_value(res, i, 5);
+                if (r >= 0)
+                        json_object_set_new(j, "private_key", json_string(pem));
+                free_wiped(pem);
+        }
+        for (int i = 0; i < PQntuples(res); i++)
+                db_wipe_value(res, i, 5);
+        if (r < 0) {
+                json_decref(a);
+                return r;
+        }
+        *items = a;
+        return 0;
+}

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include "config.h"
+#include "smtptlsd/resource.h"
 #include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
 
@@ -69,8 +70,8 @@ int store_job_insert(struct db_conn *c, const char *node, const char *actor, con
 
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
                               const char *action, const char *target, json_t *request,
-                              const char *key_pem, const struct kek *kek, int64_t *id,
-                              char *created_at, struct problem *reterr)
+                              const char *items, const char *key_pem, const struct kek *kek,
+                              int64_t *id, char *created_at, struct problem *reterr)
 {
         unsigned char raw[16];
         char ref[33], context[400];
@@ -79,14 +80,14 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
         hex_encode(raw, sizeof(raw), ref);
         json_object_set_new(request, "private_key_ref", json_string(ref));
         if (!kek)
-                return job_insert(c, node, actor, action, target, request, NULL, ref, key_pem, id,
+                return job_insert(c, node, actor, action, target, request, items, ref, key_pem, id,
                                   created_at, reterr);
         _cleanup_free_ char *sealed = NULL;
         pending_key_context(context, sizeof(context), ref, target);
         if (sealed_seal(kek, context, key_pem, strlen(key_pem), &sealed) < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot encrypt the private key");
-        return job_insert(c, node, actor, action, target, request, NULL, ref, sealed, id,
+        return job_insert(c, node, actor, action, target, request, items, ref, sealed, id,
                           created_at, reterr);
 }
 
@@ -133,6 +134,14 @@ static json_t *job_json(const PGresult *res, int i)
         json_object_set_new(j, "actor", json_string(PQgetvalue(res, i, 2)));
         json_object_set_new(j, "action", json_string(PQgetvalue(res, i, 3)));
         json_object_set_new(j, "target", json_string(PQgetvalue(res, i, 4)));
+        /* the resource the job wrote: none before it is applied, nor for a deletion */
+        char location[RESOURCE_PATH_MAX];
+        json_object_set_new(
+            j, "location",
+            streq(PQgetvalue(res, i, 1), "applied") &&
+                    job_location(PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), location)
+                ? json_string(location)
+                : json_null());
         json_object_set_new(j, "created_at", text_or_null(res, i, 5));
         json_object_set_new(j, "finished_at", text_or_null(res, i, 6));
         json_object_set_new(j, "generation",
@@ -156,9 +165,6 @@ static json_t *job_json(const PGresult *res, int i)
         json_object_set_new(j, "warnings", json_is_array(warnings) ? warnings : json_array());
         if (!json_is_array(warnings))
                 json_decref(warnings);
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/api/v1/jobs/%lld", (long long)id);
-        json_object_set_new(j, "location", json_string(loc));
         return j;
 }
 

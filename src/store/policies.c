@@ -234,10 +234,52 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
         return 0;
 }
 
+/* Whether a stored row p and an incoming one i are the same: a bulk compares what it writes, the
+ * whole state the manager too. */
+#define SAME_BULK                                                                                  \
+        "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) IS NOT "         \
+        "DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, i.enabled)"
+#define SAME_WHOLE                                                                                 \
+        "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled, p.managed_by) "  \
+        "IS NOT DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, "      \
+        "i.enabled, i.managed_by)"
+
+/* The whole state below admin: managed rows stay exactly as they are (issue 10's rule: a managed
+ * row changes only with its manager's name, which needs admin). The first row that would change
+ * is refused, named by its position in the items when it is there. */
+static int check_managed_unchanged(struct db_conn *c, const char *base, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT coalesce(i.destination, p.destination), i.n - 1, p.managed_by, "
+                        "i.managed_by FROM incoming i FULL JOIN tls_policies p USING (destination) "
+                        "WHERE (p.managed_by IS NOT NULL OR i.managed_by IS NOT NULL) AND "
+                        "(i.destination IS NULL OR p.destination IS NULL OR NOT " SAME_WHOLE ") "
+                        "ORDER BY i.n NULLS LAST, 1 LIMIT 1",
+                        0, NULL);
+        if (r < 0 || PQntuples(res) == 0)
+                return r;
+        const char *dest = PQgetvalue(res, 0, 0), *was = PQgetvalue(res, 0, 2);
+        const char *now = PQgetvalue(res, 0, 3);
+        char prefix[64] = "", field[80] = "";
+        if (!PQgetisnull(res, 0, 1)) {
+                snprintf(prefix, sizeof(prefix), "%s/%s", base, PQgetvalue(res, 0, 1));
+                snprintf(field, sizeof(field), "%s/managed_by", prefix);
+        }
+        if (!streq(was, now) && prefix[0])
+                return policy_check_manager_change(was, now, SCOPE_WRITE, prefix, reterr);
+        return problem_set(reterr, PROBLEM_MANAGED_ROW, field,
+                           "'%s' is managed by '%s': only a token with scope 'admin' replaces "
+                           "managed rows (the document must carry it unchanged)",
+                           dest, was[0] ? was : now);
+}
+
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
-                        json_t **counts, struct problem *reterr)
+                        bool whole, const char *base, json_t **counts, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL;
+        /* declared before any goto out (their cleanup runs there) */
+        _cleanup_free_ char *count_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         char idbuf[24];
         snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
         const char *params[] = { items ? items : idbuf };
@@ -255,6 +297,15 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
             1, params);
         if (r < 0)
                 return r;
+        if (whole) {
+                /* The whole state: managed rows too, at admin; below, they must not change. */
+                r = db_exec(c, NULL, reterr, "ANALYZE incoming", 0, NULL);
+                if (r >= 0 && scope < SCOPE_ADMIN)
+                        r = check_managed_unchanged(c, base, reterr);
+                if (r < 0)
+                        goto out;
+                goto apply;
+        }
         /* Bulk replace writes unmanaged rows only. The API refuses managed_by in items; a job
          * that reached the queue some other way is checked against the scope it recorded. */
         r = db_exec(c, &managed, reterr,
@@ -265,7 +316,7 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                 goto out;
         if (PQntuples(managed) > 0) {
                 char prefix[48], field[64];
-                snprintf(prefix, sizeof(prefix), "/items/%s", PQgetvalue(managed, 0, 0));
+                snprintf(prefix, sizeof(prefix), "%s/%s", base, PQgetvalue(managed, 0, 0));
                 snprintf(field, sizeof(field), "%s/managed_by", prefix);
                 r = policy_check_manager_change("", PQgetvalue(managed, 0, 1), scope, prefix,
                                                 reterr);
@@ -287,22 +338,50 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                                 PQgetvalue(clash, 0, 0), PQgetvalue(clash, 0, 1));
                 goto out;
         }
-        r = db_exec(
-            c, &res, reterr,
-            "SELECT "
-            " (SELECT count(*) FROM incoming i WHERE NOT EXISTS "
-            "   (SELECT 1 FROM tls_policies p WHERE p.destination = i.destination)), "
-            " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
-            "   WHERE (p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) "
-            "   IS DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, "
-            "   i.enabled)), "
-            " (SELECT count(*) FROM tls_policies p WHERE p.managed_by IS NULL AND NOT EXISTS "
-            "   (SELECT 1 FROM incoming i WHERE i.destination = p.destination)), "
-            " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
-            "   WHERE (p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) "
-            "   IS NOT DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, "
-            "   i.note, i.enabled))",
-            0, NULL);
+apply:;
+        /* the rows this write owns: the unmanaged ones (bulk), all of them (the whole state) */
+        const char *mine = whole ? "true" : "p.managed_by IS NULL";
+        const char *same = whole ? SAME_WHOLE : SAME_BULK;
+        if (asprintf(&count_sql,
+                     "SELECT "
+                     " (SELECT count(*) FROM incoming i WHERE NOT EXISTS "
+                     "   (SELECT 1 FROM tls_policies p WHERE p.destination = i.destination)), "
+                     " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
+                     "   WHERE NOT %s), "
+                     " (SELECT count(*) FROM tls_policies p WHERE %s AND NOT EXISTS "
+                     "   (SELECT 1 FROM incoming i WHERE i.destination = p.destination)), "
+                     " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
+                     "   WHERE %s)",
+                     same, mine, same) < 0 ||
+            asprintf(&delete_sql,
+                     "DELETE FROM tls_policies p WHERE %s AND NOT EXISTS "
+                     "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
+                     mine) < 0 ||
+            asprintf(&insert_sql,
+                     "INSERT INTO tls_policies AS p (destination, level, match, protocols, "
+                     "ciphers, exclude, note, enabled%s) SELECT destination, level, "
+                     "coalesce(match, '{}'), protocols, ciphers, coalesce(exclude, '{}'), "
+                     "coalesce(note, ''), coalesce(enabled, true)%s FROM incoming "
+                     "ON CONFLICT (destination) DO UPDATE SET level = EXCLUDED.level, "
+                     "match = EXCLUDED.match, protocols = EXCLUDED.protocols, "
+                     "ciphers = EXCLUDED.ciphers, exclude = EXCLUDED.exclude, "
+                     "note = EXCLUDED.note, enabled = EXCLUDED.enabled%s, updated_at = now() "
+                     "WHERE NOT %s",
+                     whole ? ", managed_by" : "", whole ? ", managed_by" : "",
+                     whole ? ", managed_by = EXCLUDED.managed_by" : "",
+                     whole ? "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, "
+                             "p.enabled, p.managed_by) IS NOT DISTINCT FROM (EXCLUDED.level, "
+                             "EXCLUDED.match, EXCLUDED.protocols, EXCLUDED.ciphers, "
+                             "EXCLUDED.exclude, EXCLUDED.note, EXCLUDED.enabled, "
+                             "EXCLUDED.managed_by)"
+                           : "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, "
+                             "p.enabled) IS NOT DISTINCT FROM (EXCLUDED.level, EXCLUDED.match, "
+                             "EXCLUDED.protocols, EXCLUDED.ciphers, EXCLUDED.exclude, "
+                             "EXCLUDED.note, EXCLUDED.enabled)") < 0) {
+                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
+        r = db_exec(c, &res, reterr, count_sql, 0, NULL);
         if (r < 0)
                 goto out;
         *counts = json_pack("{s:I, s:I, s:I, s:I}", "added",
@@ -310,27 +389,65 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                             (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "removed",
                             (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "unchanged",
                             (json_int_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10));
-        r = db_exec(c, NULL, reterr,
-                    "DELETE FROM tls_policies p WHERE p.managed_by IS NULL AND NOT EXISTS "
-                    "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
-                    0, NULL);
+        r = db_exec(c, NULL, reterr, delete_sql, 0, NULL);
         if (r >= 0)
-                r = db_exec(c, NULL, reterr,
-                            "INSERT INTO tls_policies (destination, level, match, protocols, "
-                            "ciphers, exclude, note, enabled) SELECT destination, level, "
-                            "coalesce(match, '{}'), protocols, ciphers, coalesce(exclude, '{}'), "
-                            "coalesce(note, ''), coalesce(enabled, true) FROM incoming "
-                            "ON CONFLICT (destination) DO UPDATE SET level = EXCLUDED.level, "
-                            "match = EXCLUDED.match, protocols = EXCLUDED.protocols, "
-                            "ciphers = EXCLUDED.ciphers, exclude = EXCLUDED.exclude, "
-                            "note = EXCLUDED.note, enabled = EXCLUDED.enabled, updated_at = now() "
-                            "WHERE (tls_policies.level, tls_policies.match, "
-                            "tls_policies.protocols, tls_policies.ciphers, tls_policies.exclude, "
-                            "tls_policies.note, tls_policies.enabled) IS DISTINCT FROM "
-                            "(EXCLUDED.level, EXCLUDED.match, EXCLUDED.protocols, "
-                            "EXCLUDED.ciphers, EXCLUDED.exclude, EXCLUDED.note, EXCLUDED.enabled)",
-                            0, NULL);
+                r = db_exec(c, NULL, reterr, insert_sql, 0, NULL);
 out:
         db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
+        return r;
+}
+
+int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        /* the values, and 130 bytes of member names, quotes, level and nulls a row */
+        int r =
+            db_exec(c, &res, reterr,
+                    "SELECT coalesce(sum(octet_length(destination) + octet_length(note) + "
+                    "coalesce(octet_length(protocols), 0) + coalesce(octet_length(ciphers), 0) + "
+                    "octet_length(array_to_json(match)::text) + "
+                    "octet_length(array_to_json(exclude)::text) + "
+                    "coalesce(octet_length(managed_by), 0) + 130), 0) FROM tls_policies",
+                    0, NULL);
+        if (r < 0)
+                return r;
+        *bytes = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+/* Rows fetched at a time by store_policies_dump: the daemon holds one chunk, not every row. */
+int store_policies_dump(struct db_conn *c, struct strbuf *out, struct problem *reterr)
+{
+        int r = db_exec(c, NULL, reterr,
+                        "DECLARE state_policies NO SCROLL CURSOR FOR SELECT " POLICY_COLUMNS
+                        " FROM tls_policies ORDER BY destination COLLATE \"C\"",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        bool first = true;
+        r = strbuf_add(out, "[", 1);
+        for (int n = 1; r >= 0 && n > 0;) {
+                _cleanup_pgresult_ PGresult *res = NULL;
+                r = db_exec(c, &res, reterr, "FETCH 5000 FROM state_policies", 0, NULL);
+                n = r < 0 ? 0 : PQntuples(res);
+                for (int i = 0; r >= 0 && i < n; i++) {
+                        struct policy p;
+                        row_policy(res, i, &p);
+                        json_t *j = policy_to_json(&p);
+                        policy_done(&p);
+                        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                        json_decref(j);
+                        if (!text || (!first && strbuf_add(out, ",", 1) < 0) ||
+                            strbuf_add(out, text, strlen(text)) < 0)
+                                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                                "out of memory");
+                        first = false;
+                }
+        }
+        if (r >= 0)
+                r = strbuf_add(out, "]", 1) < 0
+                        ? problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory")
+                        : 0;
+        db_exec(c, NULL, NULL, "CLOSE state_policies", 0, NULL);
         return r;
 }

@@ -211,6 +211,7 @@ static void test_read_only(void **state)
                 { "mode", JS_CHOICE, 0, offsetof(struct body, mode), .choices = modes },
                 { .name = "generation", .type = JS_ANY, .flags = JS_READ_ONLY },
                 { .name = "updated_at", .type = JS_ANY, .flags = JS_READ_ONLY },
+                { .name = "days_left", .type = JS_ANY, .flags = JS_READ_ONLY | JS_CLOCK },
                 { 0 },
         };
         static const struct {
@@ -228,9 +229,16 @@ static void test_read_only(void **state)
                 { "{\"updated_at\":\"2026-11-22T10:00:01Z\"}", 0, "/updated_at" },
                 { "{\"updated_at\":\"2026-11-22T10:00:00.5Z\"}", 0, "/updated_at" },
                 { "{\"updated_at\":\"2026-11-22 10:00\"}", 0, "/updated_at" },
+                /* read a moment ago, across the second the count moved: one off is current */
+                { "{\"days_left\":364}", 1, NULL },
+                { "{\"days_left\":365}", 1, NULL },
+                { "{\"days_left\":363}", 1, NULL },
+                { "{\"days_left\":366}", 0, "/days_left" },
+                { "{\"days_left\":\"364\"}", 0, "/days_left" },
+                { "{\"generation\":6}", 0, "/generation" },
         };
-        json_t *current = json_pack("{s:s, s:i, s:s}", "mode", "may", "generation", 7, "updated_at",
-                                    "2026-11-22T10:00:00Z");
+        json_t *current = json_pack("{s:s, s:i, s:s, s:i}", "mode", "may", "generation", 7,
+                                    "updated_at", "2026-11-22T10:00:00Z", "days_left", 364);
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 struct body b = { 0 };
                 struct problem p = { 0 };
