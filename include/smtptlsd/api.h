@@ -16,6 +16,7 @@ int api_metrics(struct request *req, struct problem *reterr);
 
 int api_tokens_list(struct request *req, struct problem *reterr);
 int api_tokens_create(struct request *req, struct problem *reterr);
+int api_tokens_get(struct request *req, struct problem *reterr);
 int api_tokens_delete(struct request *req, struct problem *reterr);
 
 int api_settings_get(struct request *req, struct problem *reterr);
