@@ -174,6 +174,10 @@ def test_api_md_examples_run(reader):
             if isinstance(v, dict) and isinstance(v.get("status"), int) and v["status"] >= 400 \
                     and "code" in v and v["code"] not in expected:
                 problems.append(f"problem {v['code']}: {where}")
+        seen = {v.get("code") for v in values if isinstance(v, dict)} | set(statuses)
+        for code in expected:
+            if code not in seen:
+                problems.append(f"the doc announces {code}, which did not come: {where}")
         if re.search(r"^null$", out, re.M):
             problems.append(f"printed null (a field that is not there?): {where}")
         if b.sample is not None:
