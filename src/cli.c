@@ -274,7 +274,7 @@ static int parse_options(int argc, char *const *argv, int *i, const struct cli_o
                          size_t n_sets, const struct cli_command_spec *c, const char *what,
                          struct cli_invocation *inv, bool *version, FILE *err)
 {
-        unsigned seen_options = 0, *seen = &seen_options;
+        unsigned seen = 0; /* bit k: c->options[k] was given */
         bool arg_seen = false, positional_only = false;
         for (; *i < argc; (*i)++) {
                 const char *a = argv[*i];
@@ -320,12 +320,12 @@ static int parse_options(int argc, char *const *argv, int *i, const struct cli_o
                         return usage_error(err, what, "%s", why);
                 for (unsigned k = 0; c && c->options[k].name && k < MAX_OPTIONS; k++)
                         if (&c->options[k] == o)
-                                *seen |= 1u << k;
+                                seen |= 1u << k;
         }
         if (c && c->arg && !arg_seen)
                 return usage_error(err, what, "missing %s", c->arg);
         for (const struct cli_option *o = c ? c->options : NULL; o && o->name; o++)
-                if (o->required && !(*seen & 1u << (o - c->options)))
+                if (o->required && !(seen & 1u << (o - c->options)))
                         return usage_error(err, what, "missing --%s %s", o->name, o->value);
         return 0;
 }
