@@ -136,6 +136,8 @@ def reader(make_site, certs, tmp_path):
 
 
 def test_api_md_examples_run(reader):
+    import shutil
+    assert shutil.which("jq") and shutil.which("curl"), "the examples need curl and jq (Debian)"
     site, work, env = reader
     base = site.d.url
     state = work / "state.sh"
