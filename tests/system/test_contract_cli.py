@@ -2,13 +2,17 @@
 # neither the configuration nor the database touched; `token revoke --help` is never a token name),
 # and a wrong invocation says what is wrong and where to look (stderr, exit 2).
 import os
+import re
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
 from tests.harness.daemon import default_binary, sanitizer_env
+from tests.system.test_foundation import parse_metrics
+from tests.system.test_settings import fail_reload_wrapper, make_site  # noqa: F401 (a fixture)
 
 # Every command and group, with the first line of the help it must print.
 HELP = {
@@ -157,7 +161,6 @@ def test_bad_invocation_says_what_is_wrong(argv, first, hint, db_trap):
 def test_version_is_the_project_version():
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "meson.build")) as f:
         text = f.read()
-    import re
     version = re.search(r"version\s*:\s*'([^']+)'", text).group(1)
     for flag in ("--version", "-V"):
         p = cli([flag])
@@ -175,8 +178,6 @@ def test_token_create_is_token_add(daemon):
 
 
 # == /metrics: what docs/operations.md lists, the Prometheus way ==================================
-from tests.system.test_foundation import parse_metrics, sample  # noqa: E402
-from tests.system.test_settings import fail_reload_wrapper, make_site  # noqa: E402,F401
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -186,7 +187,6 @@ VALUE = r"([-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[
 
 def documented_metrics():
     """{name: (type, {labels})} from the metrics table of docs/operations.md."""
-    import re
     with open(os.path.join(REPO, "docs", "operations.md")) as f:
         text = f.read()
     out = {}
@@ -201,7 +201,6 @@ def strict_exposition(text):
     """Checks every line of a Prometheus text 0.0.4 exposition: HELP then TYPE before each
     family's samples, each family once and its samples together, label values escaped, values
     numbers. Returns {family: {"type", "samples": [(name, {labels}, value)]}}."""
-    import re
     assert text.endswith("\n"), "the exposition does not end with a line feed"
     families, current, seen_order = {}, None, []
     sample_rx = re.compile(rf"^({METRIC_NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*)?\}})? {VALUE}$")
@@ -279,8 +278,6 @@ def test_strict_parser_refuses_what_prometheus_refuses():
 def test_metrics_are_the_documented_ones(make_site, tmp_path):
     """Every family docs/operations.md lists is exported with its type and labels, every exported
     family is listed, and they move as the docs say after a write, a failed reload and drift."""
-    import re
-    import time
     docs = documented_metrics()
     wrapper, flag = fail_reload_wrapper(str(tmp_path))
     site = make_site(config={"postfix_command": wrapper})
@@ -374,7 +371,6 @@ def test_metrics_are_the_documented_ones(make_site, tmp_path):
 def test_documented_alert_rules_use_exported_metrics():
     """Every metric an alert of docs/operations.md uses is exported (or is Prometheus' `up`), and
     no alert relies on a daemon reporting itself down."""
-    import re
     docs = documented_metrics()
     with open(os.path.join(REPO, "docs", "operations.md")) as f:
         text = f.read()

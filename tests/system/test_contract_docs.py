@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from tests.harness.daemon import sanitizer_env
-from tests.system.test_settings import HOST, make_site  # noqa: F401  (fixture)
+from tests.system.test_settings import make_site  # noqa: F401  (a fixture)
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 API_MD = os.path.join(REPO, "docs", "api.md")
