@@ -940,16 +940,21 @@ def report(lr, res, start, end, m0, m1, st, state_problems):
     problems += [f"warm-up: {c}" for c in wstats.checks]
 
     # jobs, Postfix, metrics
-    def delta(name):
+    APPLIED, FAILED, RELOAD_OK = '{result="applied"}', '{result="failed"}', '{result="ok"}'
+
+    def delta(name, labels=""):
+        """Of one family (all its label sets), or of one series with labels '{k="v"}'."""
+        if labels:
+            return int(m1[1].get((name, labels), 0) - m0[1].get((name, labels), 0))
         return int(m1[0].get(name, 0) - m0[0].get(name, 0))
     metric_5xx = int(sum(v - m0[1].get(k, 0) for k, v in m1[1].items()
                          if k[0] == "smtptlsd_http_requests_total" and
                          re.search(r'code="(5|other)', k[1])))
     print()
-    print(f"jobs applied {delta('smtptlsd_jobs_applied_total')}, failed/refused "
-          f"{delta('smtptlsd_jobs_failed_total')}; postmap runs "
+    print(f"jobs applied {delta('smtptlsd_jobs_total', APPLIED)}, failed/refused "
+          f"{delta('smtptlsd_jobs_total', FAILED)}; postmap runs "
           f"{delta('smtptlsd_postmap_runs_total')}; Postfix reloads "
-          f"{delta('smtptlsd_postfix_reloads_total')}; reconciles "
+          f"{delta('smtptlsd_postfix_reloads_total', RELOAD_OK)}; reconciles "
           f"{delta('smtptlsd_reconciles_total')}; database reconnects "
           f"{delta('smtptlsd_database_reconnects_total')}  (deltas of /metrics over the run)")
     print("server-side time per route over the run (smtptlsd_http_request_duration_seconds; a "
@@ -971,11 +976,11 @@ def report(lr, res, start, end, m0, m1, st, state_problems):
                                                                 "policy GET", "collection GET"))
                     and "-> applied" not in op)
     n412 = sum(c.get(412, 0) for c in stats.status.values())
-    if delta("smtptlsd_jobs_applied_total") != ok_writes:
-        problems.append(f"jobs applied {delta('smtptlsd_jobs_applied_total')} != 2xx writes "
+    if delta('smtptlsd_jobs_total', APPLIED) != ok_writes:
+        problems.append(f"jobs applied {delta('smtptlsd_jobs_total', APPLIED)} != 2xx writes "
                         f"{ok_writes}")
-    if delta("smtptlsd_jobs_failed_total") != n412:
-        problems.append(f"jobs failed/refused {delta('smtptlsd_jobs_failed_total')} != 412 "
+    if delta('smtptlsd_jobs_total', FAILED) != n412:
+        problems.append(f"jobs failed/refused {delta('smtptlsd_jobs_total', FAILED)} != 412 "
                         f"answers {n412}")
     if get_5xx or write_5xx or metric_5xx:
         problems.append(f"5xx replies: {get_5xx} GET, {write_5xx} write, {metric_5xx} counted "

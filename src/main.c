@@ -1,7 +1,6 @@
 /* main.c - the smtptlsd command: parses the command line, and for `serve` owns the start and stop
  * order (HTTP, database wait, migrations, worker, READY; then signals and the watchdog loop).
  * Main thread. */
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -11,9 +10,9 @@
 #include "config.h"
 #include "smtptlsd/acme_watch.h"
 #include "smtptlsd/app.h"
+#include "smtptlsd/cli.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/db.h"
-#include "smtptlsd/fault.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -25,35 +24,9 @@
 #include "smtptlsd/watchdog.h"
 #include "smtptlsd/worker.h"
 
-#define EXIT_USAGE          2
 #define DB_BACKOFF_MIN_USEC (500ull * 1000)
 #define DB_BACKOFF_MAX_USEC (10ull * 1000000)
 #define IDLE_TICK_USEC      (1000ull * 1000)
-
-static void usage(FILE *f)
-{
-        fprintf(f,
-                "Usage: smtptlsd [-c FILE] [COMMAND]\n"
-                "\n"
-                "Owns the TLS part of a Postfix server and serves it as a JSON REST API.\n"
-                "\n"
-                "Commands:\n"
-                "  serve                          run the daemon (the default)\n"
-                "  migrate                        apply database migrations and exit\n"
-                "  token add NAME --scope SCOPE   create an API token (read, write or admin);\n"
-                "                                 the token is printed once\n"
-                "  token list                     list active tokens\n"
-                "  token revoke NAME              revoke a token\n"
-                "  config                         print the effective configuration\n"
-                "\n"
-                "Options:\n"
-                "  -c, --config FILE   configuration file (default %s)\n"
-                "  -h, --help          show this help\n"
-                "  -V, --version       show the version\n"
-                "\n"
-                "Every configuration key can be overridden by SMTPTLSD_<KEY> in the environment.\n",
-                SMTPTLSD_DEFAULT_CONFIG);
-}
 
 /* Waits up to usec for a termination signal on sfd. Returns 1 when one arrived. */
 static int wait_signal(int sfd, uint64_t usec)
@@ -259,155 +232,115 @@ static int print_problem(int r, struct problem *p)
         return EXIT_FAILURE;
 }
 
-static int run_token(const struct config *cfg, int argc, char **argv)
+static int run_token_add(const struct config *cfg, const struct cli_invocation *inv)
 {
         struct db_conn c = { 0 };
         struct problem p = { 0 };
-        int r;
-
-        if (argc < 1) {
-                usage(stderr);
-                return -EINVAL;
-        }
-        const char *verb = argv[0];
-        if (streq(verb, "add")) {
-                const char *name = NULL, *scope_s = NULL;
-                for (int i = 1; i < argc; i++) {
-                        if (streq(argv[i], "--scope") && i + 1 < argc)
-                                scope_s = argv[++i];
-                        else if (strncmp(argv[i], "--scope=", 8) == 0)
-                                scope_s = argv[i] + 8;
-                        else if (!name && argv[i][0] != '-')
-                                name = argv[i];
-                        else {
-                                fprintf(stderr, "smtptlsd: unexpected argument '%s'\n", argv[i]);
-                                return -EINVAL;
-                        }
-                }
-                enum scope scope;
-                if (name && !name_is_valid(name)) {
-                        fprintf(stderr, "smtptlsd: token names are [a-z0-9][a-z0-9._-]{0,63}\n");
-                        return -EINVAL;
-                }
-                if (!name || !scope_s || scope_from_string(scope_s, &scope) < 0) {
-                        fprintf(stderr,
-                                "Usage: smtptlsd token add NAME --scope read|write|admin\n");
-                        return -EINVAL;
-                }
-                char token[TOKEN_SIZE];
-                r = open_db(cfg, &c);
-                if (r < 0)
-                        return EXIT_FAILURE;
-                r = tokens_add(&c, name, scope, token, NULL, &p);
-                PQfinish(c.pg);
-                if (r < 0)
-                        return print_problem(r, &p);
-                printf("%s\n", token);
-                return 0;
-        }
-        if (streq(verb, "list") && argc == 1) {
-                json_t *items = NULL, *it;
-                size_t i;
-                r = open_db(cfg, &c);
-                if (r < 0)
-                        return EXIT_FAILURE;
-                r = tokens_list(&c, true, &items, &p);
-                PQfinish(c.pg);
-                if (r < 0)
-                        return print_problem(r, &p);
-                /* One line per token: NAME SCOPE CREATED [revoked] (easy to grep and awk). */
-                json_array_foreach (items, i, it) {
-                        printf("%s %s %s%s\n", json_string_value(json_object_get(it, "name")),
-                               json_string_value(json_object_get(it, "scope")),
-                               json_string_value(json_object_get(it, "created_at")),
-                               json_object_get(it, "revoked_at") ? " revoked" : "");
-                }
-                json_decref(items);
-                return 0;
-        }
-        if (streq(verb, "revoke") && argc == 2) {
-                r = open_db(cfg, &c);
-                if (r < 0)
-                        return EXIT_FAILURE;
-                r = tokens_revoke(&c, argv[1], &p);
-                PQfinish(c.pg);
-                if (r < 0)
-                        return print_problem(r, &p);
-                printf("revoked %s\n", argv[1]);
-                return 0;
-        }
-        usage(stderr);
-        return -EINVAL;
+        char token[TOKEN_SIZE];
+        int r = open_db(cfg, &c);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = tokens_add(&c, inv->name, inv->scope, token, NULL, &p);
+        PQfinish(c.pg);
+        if (r < 0)
+                return print_problem(r, &p);
+        printf("%s\n", token);
+        return 0;
 }
+
+static int run_token_list(const struct config *cfg, _unused_ const struct cli_invocation *inv)
+{
+        struct db_conn c = { 0 };
+        struct problem p = { 0 };
+        json_t *items = NULL, *it;
+        size_t i;
+        int r = open_db(cfg, &c);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = tokens_list(&c, true, &items, &p);
+        PQfinish(c.pg);
+        if (r < 0)
+                return print_problem(r, &p);
+        /* One line per token: NAME SCOPE CREATED [revoked] (easy to grep and awk). */
+        json_array_foreach (items, i, it) {
+                printf("%s %s %s%s\n", json_string_value(json_object_get(it, "name")),
+                       json_string_value(json_object_get(it, "scope")),
+                       json_string_value(json_object_get(it, "created_at")),
+                       json_object_get(it, "revoked_at") ? " revoked" : "");
+        }
+        json_decref(items);
+        return 0;
+}
+
+static int run_token_revoke(const struct config *cfg, const struct cli_invocation *inv)
+{
+        struct db_conn c = { 0 };
+        struct problem p = { 0 };
+        int r = open_db(cfg, &c);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = tokens_revoke(&c, inv->name, &p);
+        PQfinish(c.pg);
+        if (r < 0)
+                return print_problem(r, &p);
+        printf("revoked %s\n", inv->name);
+        return 0;
+}
+
+static int run_migrate(const struct config *cfg, _unused_ const struct cli_invocation *inv)
+{
+        struct db_conn conn = { 0 };
+        int r = open_db(cfg, &conn);
+        if (r < 0)
+                return EXIT_FAILURE;
+        printf("database schema at version %u\n", migrations_count);
+        PQfinish(conn.pg);
+        return 0;
+}
+
+static int run_config(const struct config *cfg, _unused_ const struct cli_invocation *inv)
+{
+        config_print(cfg, stdout);
+        return 0;
+}
+
+static int run_serve_command(const struct config *cfg, _unused_ const struct cli_invocation *inv)
+{
+        return run_serve(cfg) < 0 ? EXIT_FAILURE : 0;
+}
+
+/* What each command of the table in cli.c runs, once the configuration is loaded; returns the
+ * exit status. */
+static int (*const runners[_CLI_COMMAND_MAX])(const struct config *,
+                                              const struct cli_invocation *) = {
+        [CLI_SERVE] = run_serve_command,   [CLI_MIGRATE] = run_migrate,
+        [CLI_CONFIG] = run_config,         [CLI_TOKEN_ADD] = run_token_add,
+        [CLI_TOKEN_LIST] = run_token_list, [CLI_TOKEN_REVOKE] = run_token_revoke,
+};
 
 int main(int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "config", required_argument, NULL, 'c' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                { 0 },
-        };
-        const char *config_path = NULL;
+        struct cli_invocation inv;
         struct config cfg;
         char err[512];
-        int c, r;
+
+        /* Help and usage errors are answered before the configuration or the database is
+         * touched. */
+        int r = cli_parse(argc, argv, &inv, stdout, stderr);
+        if (r != 0)
+                return r > 0 ? 0 : CLI_EXIT_USAGE;
 
         /* Upload bodies carry private keys: jansson frees through a wiping free there. */
         json_wipe_install();
 
-        /* '+': stop at the first non-option so that `token add x --scope y` reaches run_token. */
-        while ((c = getopt_long(argc, argv, "+c:hV", options, NULL)) >= 0) {
-                switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case 'V':
-                        printf("smtptlsd %s\n", SMTPTLSD_VERSION);
-                        if (fault_injection_compiled_in())
-                                printf("fault injection compiled in (a test build)\n");
-                        return 0;
-                default:
-                        usage(stderr);
-                        return EXIT_USAGE;
-                }
-        }
-        const char *cmd = optind < argc ? argv[optind] : "serve";
-
-        r = config_load(&cfg, config_path ? config_path : SMTPTLSD_DEFAULT_CONFIG,
-                        config_path != NULL, err, sizeof(err));
+        r = config_load(&cfg, inv.config_path ? inv.config_path : SMTPTLSD_DEFAULT_CONFIG,
+                        inv.config_path != NULL, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "smtptlsd: %s\n", err);
                 config_free(&cfg);
-                return EXIT_USAGE;
+                return CLI_EXIT_USAGE;
         }
-
-        if (streq(cmd, "serve") && optind + 1 >= argc) {
-                r = run_serve(&cfg);
-        } else if (streq(cmd, "migrate") && optind + 1 >= argc) {
-                struct db_conn conn = { 0 };
-                r = open_db(&cfg, &conn);
-                if (r >= 0) {
-                        printf("database schema at version %u\n", migrations_count);
-                        PQfinish(conn.pg);
-                }
-        } else if (streq(cmd, "token")) {
-                r = run_token(&cfg, argc - optind - 1, argv + optind + 1);
-                if (r == -EINVAL) {
-                        config_free(&cfg);
-                        return EXIT_USAGE;
-                }
-        } else if (streq(cmd, "config") && optind + 1 >= argc) {
-                config_print(&cfg, stdout);
-                r = 0;
-        } else {
-                usage(stderr);
-                config_free(&cfg);
-                return EXIT_USAGE;
-        }
+        r = runners[inv.command](&cfg, &inv);
         config_free(&cfg);
-        return r < 0 ? EXIT_FAILURE : r;
+        return r;
 }

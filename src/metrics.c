@@ -1,10 +1,14 @@
-/* metrics.c - counters and latency histograms kept in atomics, rendered for /metrics. Any
+/* metrics.c - counters and latency histograms kept in atomics, and the rendering of /metrics
+ * (those plus what a scrape reads live: state, drift, served certificate, expiries) in the
+ * Prometheus text format; the family names and labels are the ones docs/operations.md lists. Any
  * thread counts; an HTTP thread renders. */
 #include "smtptlsd/metrics.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+
+#include "config.h"
 
 #define MAX_ROUTES  48
 #define ROUTE_SLOTS (MAX_ROUTES + 1) /* the last slot: requests that matched no route */
@@ -28,27 +32,41 @@ static atomic_uint_fast64_t latency_sum_usec[ROUTE_SLOTS];
 static atomic_uint_fast64_t counters[_METRIC_COUNTER_MAX];
 static atomic_int_fast64_t gauges[_METRIC_GAUGE_MAX];
 
+/* A family with labels has one entry per label value, next to each other. */
 static const struct {
-        const char *name, *help;
+        const char *name, *label, *help; /* label: `key="value"`, or NULL */
 } counter_info[_METRIC_COUNTER_MAX] = {
-        [METRIC_JOBS_APPLIED] = { "smtptlsd_jobs_applied_total", "Jobs applied." },
-        [METRIC_JOBS_FAILED] = { "smtptlsd_jobs_failed_total", "Jobs refused or failed." },
-        [METRIC_POSTMAP_RUNS] = { "smtptlsd_postmap_runs_total", "postmap runs." },
-        [METRIC_RELOADS] = { "smtptlsd_postfix_reloads_total", "postfix reloads." },
-        [METRIC_RECONCILES] = { "smtptlsd_reconciles_total", "Render-validate-swap rounds." },
-        [METRIC_DB_RECONNECTS] = { "smtptlsd_database_reconnects_total",
+        [METRIC_JOBS_APPLIED] = { "smtptlsd_jobs_total", "result=\"applied\"",
+                                  "Jobs finished, by result (failed: refused or failed)." },
+        [METRIC_JOBS_FAILED] = { "smtptlsd_jobs_total", "result=\"failed\"", NULL },
+        [METRIC_POSTMAP_RUNS] = { "smtptlsd_postmap_runs_total", NULL, "postmap runs." },
+        [METRIC_RELOADS] = { "smtptlsd_postfix_reloads_total", "result=\"ok\"",
+                             "postfix reloads, by result (ok: a new configuration went live; "
+                             "failed: Postfix refused it and the last-known-good files are "
+                             "back)." },
+        [METRIC_RELOADS_FAILED] = { "smtptlsd_postfix_reloads_total", "result=\"failed\"", NULL },
+        [METRIC_RECONCILES] = { "smtptlsd_reconciles_total", NULL, "Render-validate-swap rounds." },
+        [METRIC_DB_RECONNECTS] = { "smtptlsd_database_reconnects_total", NULL,
                                    "Database reconnections." },
-        [METRIC_STATUS_MAP_RENDERS] = { "smtptlsd_status_map_renders_total",
+        [METRIC_STATUS_MAP_RENDERS] = { "smtptlsd_status_map_renders_total", NULL,
                                         "Policy maps rendered for /api/v1/status and "
                                         "/api/v1/config (once per generation; cached)." },
-}, gauge_info[_METRIC_GAUGE_MAX] = {
+};
+
+static const struct {
+        const char *name, *help;
+} gauge_info[_METRIC_GAUGE_MAX] = {
         [METRIC_READY] = { "smtptlsd_ready", "1 once the daemon is ready." },
         [METRIC_DESIRED_GENERATION] = { "smtptlsd_desired_generation",
-                                        "Configuration generation in the database." },
+                                        "Configuration generation in the database (one ahead of "
+                                        "the applied one while jobs wait or run)." },
         [METRIC_APPLIED_GENERATION] = { "smtptlsd_applied_generation",
                                         "Configuration generation live in Postfix." },
         [METRIC_QUEUE_DEPTH] = { "smtptlsd_queue_depth", "Jobs waiting for the worker." },
 };
+
+/* The values of smtptlsd_state's label: exactly one is 1 when the state is known. */
+static const char *const states[] = { "in_sync", "applying", "degraded" };
 
 static size_t method_index(enum http_method m)
 {
@@ -124,7 +142,74 @@ static void bprintf(struct buf *b, const char *fmt, ...)
         }
 }
 
-int metrics_render(const struct route *routes, size_t n_routes, char **ret, size_t *len)
+/* A label value, escaped as the text format wants (backslash, double quote, line feed). */
+static void blabel(struct buf *b, const char *key, const char *value)
+{
+        bprintf(b, "%s=\"", key);
+        for (const char *p = value; *p; p++) {
+                size_t n = strcspn(p, "\\\"\n");
+                bprintf(b, "%.*s", (int)n, p);
+                p += n;
+                if (!*p)
+                        break;
+                bprintf(b, "\\%c", *p == '\n' ? 'n' : *p);
+        }
+        bprintf(b, "\"");
+}
+
+static void bfamily(struct buf *b, const char *name, const char *type, const char *help)
+{
+        bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_live(struct buf *b, const struct metrics_live *live)
+{
+        bfamily(b, "smtptlsd_build_info", "gauge", "Always 1; the version in a label.");
+        bprintf(b, "smtptlsd_build_info{");
+        blabel(b, "version", SMTPTLSD_VERSION);
+        bprintf(b, "} 1\n");
+
+        bfamily(b, "smtptlsd_database_up", "gauge",
+                "1 when the database answered this scrape's queries, else 0.");
+        bprintf(b, "smtptlsd_database_up %d\n", live->database_up ? 1 : 0);
+
+        bfamily(b, "smtptlsd_state", "gauge",
+                "1 for the state /api/v1/status reports (in_sync, applying, degraded), 0 for the "
+                "others.");
+        for (size_t i = 0; i < ARRAY_SIZE(states); i++)
+                bprintf(b, "smtptlsd_state{state=\"%s\"} %d\n", states[i],
+                        streq_ptr(live->state, states[i]) ? 1 : 0);
+
+        bfamily(b, "smtptlsd_drift_parameters", "gauge",
+                "Managed main.cf parameters whose live value differs from the desired one "
+                "(edited by hand; the next apply restores them).");
+        bprintf(b, "smtptlsd_drift_parameters %lld\n", (long long)live->drift);
+
+        bfamily(b, "smtptlsd_served_certificate_info", "gauge",
+                "1, with the SHA-256 fingerprint of the certificate smtpd served at the last "
+                "check (none before the first check, or when it offered no STARTTLS).");
+        if (!isempty(live->served_fingerprint)) {
+                bprintf(b, "smtptlsd_served_certificate_info{");
+                blabel(b, "fingerprint", live->served_fingerprint);
+                bprintf(b, "} 1\n");
+        }
+
+        bfamily(b, "smtptlsd_certificate_expiry_seconds", "gauge",
+                "Seconds until the certificate expires (negative: expired); in_use=\"true\" for "
+                "the one settings bind.");
+        for (size_t i = 0; i < live->n_certificates; i++) {
+                const struct metrics_certificate *c = &live->certificates[i];
+                bprintf(b, "smtptlsd_certificate_expiry_seconds{");
+                blabel(b, "name", c->name);
+                bprintf(b, ",");
+                blabel(b, "type", c->type);
+                bprintf(b, ",in_use=\"%s\"} %lld\n", c->in_use ? "true" : "false",
+                        (long long)c->expiry_seconds);
+        }
+}
+
+int metrics_render(const struct route *routes, size_t n_routes, const struct metrics_live *live,
+                   char **ret, size_t *len)
 {
         struct buf b = { .cap = 16384 };
         b.p = malloc(b.cap);
@@ -187,17 +272,22 @@ int metrics_render(const struct route *routes, size_t n_routes, char **ret, size
                         route, (unsigned long long)total);
         }
 
-        bprintf(&b, "# HELP smtptlsd_up 1 while the process runs.\n# TYPE smtptlsd_up gauge\n"
-                    "smtptlsd_up 1\n");
-        for (size_t c = 0; c < _METRIC_COUNTER_MAX; c++)
+        for (size_t c = 0; c < _METRIC_COUNTER_MAX; c++) {
+                const char *name = counter_info[c].name;
+                if (c == 0 || !streq(name, counter_info[c - 1].name))
+                        bfamily(&b, name, "counter", counter_info[c].help);
+                const char *label = counter_info[c].label;
                 bprintf(
-                    &b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counter_info[c].name,
-                    counter_info[c].help, counter_info[c].name, counter_info[c].name,
+                    &b, "%s%s%s%s %llu\n", name, label ? "{" : "", label ? label : "",
+                    label ? "}" : "",
                     (unsigned long long)atomic_load_explicit(&counters[c], memory_order_relaxed));
-        for (size_t g = 0; g < _METRIC_GAUGE_MAX; g++)
-                bprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauge_info[g].name,
-                        gauge_info[g].help, gauge_info[g].name, gauge_info[g].name,
+        }
+        for (size_t g = 0; g < _METRIC_GAUGE_MAX; g++) {
+                bfamily(&b, gauge_info[g].name, "gauge", gauge_info[g].help);
+                bprintf(&b, "%s %lld\n", gauge_info[g].name,
                         (long long)atomic_load_explicit(&gauges[g], memory_order_relaxed));
+        }
+        render_live(&b, live);
         if (b.err) {
                 free(b.p);
                 return b.err;

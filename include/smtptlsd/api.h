@@ -2,7 +2,13 @@
  * an HTTP thread: parse, check, read or enqueue, reply. */
 #pragma once
 
+#include <jansson.h>
+#include <stdint.h>
+
 #include "smtptlsd/http.h"
+
+struct config;
+struct db_conn;
 
 int api_healthz(struct request *req, struct problem *reterr);
 int api_readyz(struct request *req, struct problem *reterr);
@@ -10,6 +16,7 @@ int api_metrics(struct request *req, struct problem *reterr);
 
 int api_tokens_list(struct request *req, struct problem *reterr);
 int api_tokens_create(struct request *req, struct problem *reterr);
+int api_tokens_get(struct request *req, struct problem *reterr);
 int api_tokens_delete(struct request *req, struct problem *reterr);
 
 int api_settings_get(struct request *req, struct problem *reterr);
@@ -34,6 +41,12 @@ int api_policy_delete(struct request *req, struct problem *reterr);
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
+/* The state /status reports (in_sync, applying, degraded) from worker_status() and the committed
+ * generation: "applying" while that is not live yet. */
+const char *api_state(json_t *worker_status, int64_t desired);
+/* The managed main.cf parameters whose live value differs from the desired state now (a JSON
+ * array; empty when it cannot be told). */
+json_t *api_drift(const struct config *cfg, struct db_conn *c);
 int api_config(struct request *req, struct problem *reterr);
 int api_openapi(struct request *req, struct problem *reterr);
 int api_state_get(struct request *req, struct problem *reterr);

@@ -39,6 +39,9 @@ int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct 
 int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct problem *reterr);
 /* Whether tokens_add could create `name` now (a dry run): 0, invalid_name or duplicate_name. */
 int tokens_check_new(struct db_conn *c, const char *name, struct problem *reterr);
+/* The active token named name: {name, scope, created_at, last_used_at}, never the secret (only
+ * its hash is stored); not_found when there is none. */
+int tokens_get(struct db_conn *c, const char *name, json_t **row, struct problem *reterr);
 /* not_found when no active token has that name. */
 int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
 /* Looks a presented token up by its hash. Returns 0 and fills name/scope, or -ENOENT (unknown or

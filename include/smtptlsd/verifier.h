@@ -20,3 +20,6 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
 /* {"state": "idle"|"checking"|"verified"|"failed", "served_fingerprint_matches": bool|null,
  *  "detail": "..."} */
 json_t *verifier_status(struct verifier *v);
+/* The SHA-256 fingerprint smtpd served at the last finished check ("" before one, or when it
+ * offered no STARTTLS). */
+void verifier_served(struct verifier *v, char *buf, size_t size);

@@ -23,3 +23,5 @@ int worker_submit(struct worker *w, struct job *job);
 uint64_t worker_heartbeat_age(struct worker *w);
 /* A snapshot for /api/v1/status: state, applied generation, last job, drift, verification. */
 json_t *worker_status(struct worker *w);
+/* What the post-reload check saw smtpd serve last (verifier_served). */
+void worker_served_fingerprint(struct worker *w, char *buf, size_t size);

@@ -68,51 +68,55 @@ int api_readyz(struct request *req, struct problem *reterr)
 
 int api_metrics(struct request *req, struct problem *reterr)
 {
-        char *text = NULL;
-        size_t len = 0;
-        metrics_gauge_set(METRIC_READY, atomic_load(&req->app->ready) ? 1 : 0);
-        int r = metrics_render(api_routes, api_routes_count, &text, &len);
-        if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
-
-        /* Per-certificate expiry, from the store (names are [a-z0-9._-]: safe as labels). */
+        struct app *app = req->app;
         _cleanup_db_conn_ struct db_conn *c = NULL;
-        json_t *items = NULL, *it;
-        size_t i;
         struct problem ignore = { 0 };
-        if (db_acquire(req->app->db, &c, &ignore) >= 0 &&
-            store_cert_expiries(c, &items, &ignore) >= 0) {
-                char *more = NULL;
-                size_t cap = 160 + json_array_size(items) * 120, n;
-                more = malloc(cap);
-                if (more) {
-                        n = (size_t)snprintf(more, cap,
-                                             "# HELP smtptlsd_certificate_expiry_seconds Seconds "
-                                             "until the certificate expires (negative: expired).\n"
-                                             "# TYPE smtptlsd_certificate_expiry_seconds gauge\n");
-                        long long now = (long long)time(NULL);
-                        json_array_foreach (items, i, it) {
-                                int w = snprintf(
-                                    more + n, cap - n,
-                                    "smtptlsd_certificate_expiry_seconds{name=\"%s\"} %lld\n",
-                                    json_string_value(json_object_get(it, "name")),
-                                    (long long)json_integer_value(
-                                        json_object_get(it, "not_after")) -
-                                        now);
-                                if (w < 0 || (size_t)w >= cap - n)
-                                        break;
-                                n += (size_t)w;
-                        }
-                        char *all = realloc(text, len + n + 1);
-                        if (all) {
-                                memcpy(all + len, more, n + 1);
-                                text = all;
-                                len += n;
-                        }
-                        free(more);
+        json_t *items = NULL, *ws = NULL, *drift = NULL, *it;
+        int64_t desired = 0;
+        char served[96] = "";
+        size_t i;
+
+        metrics_gauge_set(METRIC_READY, atomic_load(&app->ready) ? 1 : 0);
+        struct metrics_live live = { 0 };
+        live.database_up = db_acquire(app->db, &c, &ignore) >= 0 &&
+                           store_generation(c, &desired, false, &ignore) >= 0 &&
+                           store_cert_expiries(c, &items, &ignore) >= 0;
+        /* The worker exists once the daemon is ready; before, state and drift are unknown. */
+        if (atomic_load(&app->ready) && app->worker) {
+                ws = worker_status(app->worker);
+                worker_served_fingerprint(app->worker, served, sizeof(served));
+                live.served_fingerprint = served;
+                if (live.database_up) {
+                        live.state = api_state(ws, desired);
+                        drift = api_drift(app->cfg, c);
+                        live.drift = (int64_t)json_array_size(drift);
                 }
         }
+        _cleanup_free_ struct metrics_certificate *certs =
+            calloc(json_array_size(items) + 1, sizeof(*certs));
+        long long now = (long long)time(NULL);
+        json_array_foreach (items, i, it) {
+                if (!certs)
+                        break;
+                certs[i] = (struct metrics_certificate){
+                        .name = json_string_value(json_object_get(it, "name")),
+                        .type = json_string_value(json_object_get(it, "type")),
+                        .in_use = json_is_true(json_object_get(it, "in_use")),
+                        .expiry_seconds =
+                            json_integer_value(json_object_get(it, "not_after")) - now,
+                };
+                live.n_certificates = i + 1;
+        }
+        live.certificates = certs;
+
+        char *text = NULL;
+        size_t len = 0;
+        int r = metrics_render(api_routes, api_routes_count, &live, &text, &len);
         json_decref(items);
+        json_decref(ws);
+        json_decref(drift);
         problem_done(&ignore);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         return reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

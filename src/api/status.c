@@ -159,6 +159,34 @@ static int desired_load_cached(struct db_conn *c, struct desired *d, int64_t *ge
         return 0;
 }
 
+const char *api_state(json_t *worker_status, int64_t desired)
+{
+        const char *state = json_string_value(json_object_get(worker_status, "state"));
+        int64_t applied = json_integer_value(json_object_get(worker_status, "applied_generation"));
+        if (streq(state, "in_sync") && applied != desired)
+                state = "applying";
+        return state;
+}
+
+json_t *api_drift(const struct config *cfg, struct db_conn *c)
+{
+        /* Drift is what the live main.cf says now, not what it said at start-up. */
+        json_t *drift = NULL;
+        struct desired d = { 0 };
+        struct plan plan = { 0 };
+        struct problem ignore = { 0 };
+        struct map_render *m = NULL;
+        int64_t gen = 0;
+        if (desired_load_cached(c, &d, &gen, &m, &ignore) >= 0 &&
+            reconcile_plan(cfg, &d, &plan, &ignore) >= 0)
+                drift = reconcile_drift(cfg, &plan);
+        desired_done(&d);
+        plan_done(&plan);
+        map_render_unref(m);
+        problem_done(&ignore);
+        return drift ? drift : json_array();
+}
+
 int api_status(struct request *req, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
@@ -175,11 +203,9 @@ int api_status(struct request *req, struct problem *reterr)
 
         json_t *ws = worker_status(req->app->worker);
         json_t *warnings = json_array();
-        const char *state = json_string_value(json_object_get(ws, "state"));
+        const char *state = api_state(ws, desired);
         int64_t applied = json_integer_value(json_object_get(ws, "applied_generation"));
         json_int_t queued = json_integer_value(json_object_get(ws, "queued_jobs"));
-        if (streq(state, "in_sync") && applied != desired)
-                state = "applying";
         /* Jobs waiting or running will create the next generation: the backlog shows as
          * applied < desired (as the desired_generation gauge does). */
         if (queued > 0)
@@ -215,25 +241,7 @@ int api_status(struct request *req, struct problem *reterr)
                 json_decref(details);
                 problem_done(&ignore);
         }
-        /* Drift is what the live main.cf says now, not what it said at start-up. */
-        json_t *drift = NULL;
-        {
-                struct desired d = { 0 };
-                struct plan plan = { 0 };
-                struct problem ignore = { 0 };
-                struct map_render *m = NULL;
-                int64_t gen = 0;
-                if (desired_load_cached(c, &d, &gen, &m, &ignore) >= 0 &&
-                    reconcile_plan(cfg, &d, &plan, &ignore) >= 0)
-                        drift = reconcile_drift(cfg, &plan);
-                desired_done(&d);
-                plan_done(&plan);
-                map_render_unref(m);
-                problem_done(&ignore);
-        }
-        if (!drift)
-                drift = json_array();
-        json_object_set_new(ws, "drift", drift);
+        json_object_set_new(ws, "drift", api_drift(cfg, c));
         if (json_array_size(json_object_get(ws, "drift")) > 0)
                 json_array_append_new(warnings,
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",

@@ -1,6 +1,7 @@
-/* tokens.c (api) - /api/v1/tokens: list, create (the token is shown once), revoke. Token
- * management is not configuration: it goes straight to the tokens table, not through the worker;
- * ?dry_run=true checks the same and answers with a plan, writing nothing. HTTP threads. */
+/* tokens.c (api) - /api/v1/tokens: list, create (the token is shown once), read one (never its
+ * secret), revoke. Token management is not configuration: it goes straight to the tokens table,
+ * not through the worker; ?dry_run=true checks the same and answers with a plan, writing nothing.
+ * HTTP threads. */
 #include <openssl/crypto.h>
 
 #include "smtptlsd/api.h"
@@ -94,6 +95,18 @@ int api_tokens_create(struct request *req, struct problem *reterr)
         OPENSSL_cleanse(token, sizeof(token));
         json_decref(j);
         return r;
+}
+
+int api_tokens_get(struct request *req, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        json_t *row = NULL;
+        int r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = tokens_get(c, req->params[0], &row, reterr);
+        if (r < 0)
+                return r;
+        return reply_json(req, 200, row);
 }
 
 int api_tokens_delete(struct request *req, struct problem *reterr)

@@ -20,6 +20,7 @@
 #include "smtptlsd/layout.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/maincf.h"
+#include "smtptlsd/metrics.h"
 #include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/sealed.h"
@@ -829,6 +830,7 @@ reload:
                 r = reload(cfg, res);
                 res->reloaded = true;
                 if (r < 0) {
+                        metrics_count(METRIC_RELOADS_FAILED, 1);
                         problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
                                     "postfix reload failed: %s",
                                     res->output ? res->output : strerror(-r));

@@ -35,7 +35,8 @@ struct verifier {
         struct check next;
         /* status */
         char state[16];
-        int matches; /* -1 unknown, 0 no, 1 yes */
+        int matches;     /* -1 unknown, 0 no, 1 yes */
+        char served[96]; /* the fingerprint smtpd served at the last check; "": none */
         char detail[1024];
 };
 
@@ -135,12 +136,16 @@ static void *verifier_main(void *arg)
                         snprintf(detail, sizeof(detail), "%s:%u still offers STARTTLS", host, port);
                 if (!ok)
                         log_warning("verification failed: %s", detail);
+                char served[sizeof(v->served)];
+                snprintf(served, sizeof(served), "%s", last.sha256_fingerprint);
                 smtp_probe_result_done(&last);
                 record(v->cfg, &c, ok);
 
                 pthread_mutex_lock(&v->lock);
                 snprintf(v->state, sizeof(v->state), "%s", ok ? "verified" : "failed");
                 v->matches = ok ? 1 : 0;
+                snprintf(v->served, sizeof(v->served), "%s",
+                         ok && c.expect_starttls ? c.fingerprint : served);
                 snprintf(v->detail, sizeof(v->detail), "%s", detail);
         }
         pthread_mutex_unlock(&v->lock);
@@ -197,6 +202,13 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");
         pthread_cond_signal(&v->cond);
+        pthread_mutex_unlock(&v->lock);
+}
+
+void verifier_served(struct verifier *v, char *buf, size_t size)
+{
+        pthread_mutex_lock(&v->lock);
+        snprintf(buf, size, "%s", v->served);
         pthread_mutex_unlock(&v->lock);
 }
 

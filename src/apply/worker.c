@@ -1695,6 +1695,14 @@ uint64_t worker_heartbeat_age(struct worker *w)
         return now > hb ? now - hb : 0;
 }
 
+void worker_served_fingerprint(struct worker *w, char *buf, size_t size)
+{
+        if (w->verifier)
+                verifier_served(w->verifier, buf, size);
+        else if (size)
+                buf[0] = 0;
+}
+
 json_t *worker_status(struct worker *w)
 {
         pthread_mutex_lock(&w->lock);

@@ -375,16 +375,19 @@ int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reter
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r = db_exec(c, &res, reterr,
-                        "SELECT name, extract(epoch from not_after)::bigint FROM certificates "
-                        "WHERE not_after IS NOT NULL ORDER BY name",
+                        "SELECT c.name, extract(epoch from c.not_after)::bigint, c.type, "
+                        "c.id = (SELECT certificate_id FROM settings) FROM certificates c "
+                        "WHERE c.not_after IS NOT NULL ORDER BY c.name",
                         0, NULL);
         if (r < 0)
                 return r;
         json_t *a = json_array();
         for (int i = 0; i < PQntuples(res); i++)
                 json_array_append_new(
-                    a, json_pack("{s:s, s:I}", "name", PQgetvalue(res, i, 0), "not_after",
-                                 (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10)));
+                    a,
+                    json_pack("{s:s, s:I, s:s, s:b}", "name", PQgetvalue(res, i, 0), "not_after",
+                              (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10), "type",
+                              PQgetvalue(res, i, 2), "in_use", streq(PQgetvalue(res, i, 3), "t")));
         *items = a;
         return 0;
 }

@@ -148,19 +148,21 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
         return 0;
 }
 
-int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct problem *reterr)
+/* The tokens named name (NULL: all), active ones only unless include_revoked. */
+static int tokens_select(struct db_conn *c, bool include_revoked, const char *name, json_t **items,
+                         struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        const char *params[] = { include_revoked ? "t" : "f" };
+        const char *params[] = { include_revoked ? "t" : "f", name };
         int r = db_exec(c, &res, reterr,
                         "SELECT name, scope, "
                         "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                         "to_char(last_used_at AT TIME ZONE 'UTC', "
                         "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                         "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                        "FROM tokens WHERE revoked_at IS NULL OR $1::boolean "
-                        "ORDER BY name, created_at",
-                        1, params);
+                        "FROM tokens WHERE (revoked_at IS NULL OR $1::boolean) "
+                        "AND ($2::text IS NULL OR name = $2) ORDER BY name, created_at",
+                        2, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();
@@ -175,6 +177,27 @@ int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct 
                 json_array_append_new(a, o);
         }
         *items = a;
+        return 0;
+}
+
+int tokens_list(struct db_conn *c, bool include_revoked, json_t **items, struct problem *reterr)
+{
+        return tokens_select(c, include_revoked, NULL, items, reterr);
+}
+
+int tokens_get(struct db_conn *c, const char *name, json_t **row, struct problem *reterr)
+{
+        json_t *items = NULL;
+        int r = tokens_select(c, false, name, &items, reterr);
+        if (r < 0)
+                return r;
+        if (json_array_size(items) == 0) {
+                json_decref(items);
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'",
+                                   name);
+        }
+        *row = json_incref(json_array_get(items, 0));
+        json_decref(items);
         return 0;
 }
 

@@ -718,10 +718,11 @@ def test_metrics_format_and_counters(daemon):
     assert sample(after, "smtptlsd_http_request_duration_seconds_sum", route="/healthz") >= 0
 
 
-def test_metrics_has_smtptlsd_up(daemon):
+def test_metrics_has_no_smtptlsd_up(daemon):
+    """A daemon cannot report itself down: liveness is Prometheus' own `up` (issue 11)."""
     samples, types = parse_metrics(daemon.get("/metrics", token=daemon.read_token).body)
-    assert types.get("smtptlsd_up") == "gauge", f"no smtptlsd_up gauge (interface.md): {sorted(types)}"
-    assert sample(samples, "smtptlsd_up") == 1.0
+    assert "smtptlsd_up" not in types, sorted(types)
+    assert sample(samples, "smtptlsd_ready") == 1.0
 
 
 def test_metrics_every_family_has_help_and_type(daemon):

@@ -758,7 +758,7 @@ def test_ten_thousand_junk_connections(make_daemon):
     r = d.get("/metrics", token=d.read_token)
     assert r.status == 200, r
     samples, _ = parse_metrics(r.body)
-    assert sample(samples, "smtptlsd_up") == 1.0
+    assert sample(samples, "smtptlsd_ready") == 1.0
     assert not d.fd_leaks(settle=5), "fds left open after the 90 connections"
     assert d.stop() == 0
     assert "still in progress" not in d.log_text(), "requests left in flight by dropped connections"

@@ -325,7 +325,7 @@ class Site:
             **db,
             "main.cf": (self.main_cf(), st.st_mtime_ns, st.st_ino),
             "files": tree(self.cert_dir, self.pf.config_dir),
-            "reloads": self.metric(RELOADS),
+            "reloads": self.metric(RELOADS, result="ok"),
         }
 
     def served(self):
@@ -832,7 +832,7 @@ def test_failed_reload_restores_main_cf_and_the_old_certificate_stays(make_site,
     assert job["status"] == "failed" and job["error"]["code"] == "postfix_rejected", job
     assert "simulated reload failure" in job["output"] + json.dumps(job["error"]), job
     assert smtp_observe(site.pf.port) == (True, fp_a), "the old certificate is no longer served"
-    assert site.metric(RELOADS) == before["reloads"], "a failed reload counted as a reload"
+    assert site.metric(RELOADS, result="ok") == before["reloads"], "a failed reload counted as a reload"
     staged = [p for p in tree(site.cert_dir, site.state_dir)
               if p.endswith((".new", ".restore", ".tmp")) or "/check/" in p]
     assert not staged, f"staged files left behind: {staged}"
@@ -902,8 +902,8 @@ def test_200_concurrent_writes_coalesce(site):
     fps = {n: site.add_cert(n) for n in names}
     site.put_ok({"mode": "may", "certificate": "c0"})
     site.wait_verified()
-    reloads_before = site.metric(RELOADS)
-    applied_before = site.metric("smtptlsd_jobs_applied_total")
+    reloads_before = site.metric(RELOADS, result="ok")
+    applied_before = site.metric("smtptlsd_jobs_total", result="applied")
     profiles = ["modern", "intermediate", "legacy"]
     results = []  # (thread, job id, status, body sent, reply)
     lock = threading.Lock()
@@ -944,8 +944,8 @@ def test_200_concurrent_writes_coalesce(site):
     for t, jid, st, body, raw in results:
         reply = json.loads(raw)
         assert settings_view(reply) == expected_state(body), (jid, body, reply)
-    reloads = site.metric(RELOADS) - reloads_before
-    applied = site.metric("smtptlsd_jobs_applied_total") - applied_before
+    reloads = site.metric(RELOADS, result="ok") - reloads_before
+    applied = site.metric("smtptlsd_jobs_total", result="applied") - applied_before
     print(f"\n200 concurrent writes by 20 clients in {elapsed:.1f} s: {int(reloads)} Postfix reloads, "
           f"{int(applied)} jobs applied")
 
@@ -958,7 +958,7 @@ def test_200_concurrent_writes_coalesce(site):
     if not_applied:
         problems.append(f"{len(not_applied)} jobs not applied: {not_applied[:3]}")
     if applied != 200:
-        problems.append(f"smtptlsd_jobs_applied_total grew by {int(applied)} for 200 writes: some "
+        problems.append(f"smtptlsd_jobs_total{{result=applied}} grew by {int(applied)} for 200 writes: some "
                         f"jobs ran more than once")
     resumed = re.findall(r"resuming job (\d+)", site.d.log_text())
     if resumed:
@@ -1146,11 +1146,11 @@ def test_dry_run_changes_nothing_and_shows_the_diff(site):
 def test_unchanged_write_does_not_reload(site):
     site.add_cert("mx")
     site.put_ok({"mode": "may", "certificate": "mx"})
-    reloads, main = site.metric(RELOADS), os.stat(site.pf.main_cf)
+    reloads, main = site.metric(RELOADS, result="ok"), os.stat(site.pf.main_cf)
     r = site.put_ok({"mode": "may", "certificate": "mx"})
     job = site.d.get(f"/api/v1/jobs/{r.headers['Job-Id']}").body
     assert job["status"] == "applied" and job["reload"] is False, job
-    assert site.metric(RELOADS) == reloads
+    assert site.metric(RELOADS, result="ok") == reloads
     now = os.stat(site.pf.main_cf)
     assert (now.st_ino, now.st_mtime_ns) == (main.st_ino, main.st_mtime_ns), "main.cf rewritten"
 
