@@ -4,7 +4,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "smtptlsd/maincf.h"
@@ -154,6 +156,60 @@ static void test_removing_everything(void **state)
         free(out);
 }
 
+/* Issue 12 item 4: the name alone on its line, "= value" on an indented line after it (comments
+ * and blank lines may come between). Postfix reads one definition; an edit replaces it rather
+ * than appending a second one (postconf: "overriding earlier entry"). */
+static void test_name_and_value_on_separate_lines(void **state)
+{
+        (void)state;
+        const char *cf = "smtpd_tls_security_level\n"
+                         "    = encrypt\n"
+                         "smtp_tls_security_level\n"
+                         "# a comment between the name and '='\n"
+                         "\n"
+                         "\t=\n"
+                         "\tdane\n"
+                         "biff = no\n";
+        expect_get(cf, "smtpd_tls_security_level", "encrypt");
+        expect_get(cf, "smtp_tls_security_level", "dane");
+        const struct maincf_param p[] = { { "smtpd_tls_security_level", "may" },
+                                          { "smtp_tls_security_level", "may" } };
+        char *out = edit(cf, p, ARRAY_SIZE(p));
+        assert_string_equal(out, "smtpd_tls_security_level = may\n"
+                                 "smtp_tls_security_level = may\n"
+                                 "# a comment between the name and '='\n"
+                                 "\n"
+                                 "biff = no\n");
+        free(out);
+}
+
+/* Values read as postconf shows them: the physical lines are joined as they are (Postfix's
+ * readllines() keeps the leading whitespace of a continuation line), then every run of
+ * whitespace becomes one space (postconf's output). CRLF files keep their line endings. */
+static void test_whitespace_and_crlf(void **state)
+{
+        (void)state;
+        const char *cf = "a = x    y\t\tz  \r\n"
+                         "b = 1,\r\n"
+                         "  2\r\n"
+                         "c\r\n"
+                         "  = may\r\n"
+                         "d =\r\n";
+        expect_get(cf, "a", "x y z");
+        expect_get(cf, "b", "1, 2");
+        expect_get(cf, "c", "may");
+        expect_get(cf, "d", "");
+        const struct maincf_param p[] = { { "c", "encrypt" }, { "e", "1" } };
+        char *out = edit(cf, p, ARRAY_SIZE(p));
+        assert_string_equal(out, "a = x    y\t\tz  \r\n"
+                                 "b = 1,\r\n"
+                                 "  2\r\n"
+                                 "c = encrypt\r\n"
+                                 "d =\r\n"
+                                 "e = 1\r\n");
+        free(out);
+}
+
 /* smtp_tls_policy_maps: ours first, every other token kept verbatim and in order. */
 #define OURS_PATH "/etc/postfix/smtptlsd_tls_policy"
 #define OURS      "hash:" OURS_PATH
@@ -256,6 +312,8 @@ int main(void)
                 cmocka_unit_test(test_edit_is_idempotent),
                 cmocka_unit_test(test_refuses_multiline_values),
                 cmocka_unit_test(test_removing_everything),
+                cmocka_unit_test(test_name_and_value_on_separate_lines),
+                cmocka_unit_test(test_whitespace_and_crlf),
                 cmocka_unit_test(test_maps_merge),
                 cmocka_unit_test(test_maps_merge_through_edit),
         };
