@@ -229,3 +229,21 @@ def test_drift_is_read_as_postfix_reads_it(make_site):  # noqa: F811
     assert "warning:" not in stderr, stderr
     assert live["smtpd_tls_security_level"] == "may" and live["smtpd_tls_loglevel"] == "2", live
     assert site.config()["drift"] == []
+
+
+def test_a_commented_out_path_keeps_no_certificate_version(make_site):  # noqa: F811
+    """Pruning reads main.cf with the same parser: a version directory that only a comment names
+    (the administrator kept the old line, commented out) is not in use, and its private key goes."""
+    site = make_site()
+    site.add_cert("a")
+    fp_b = site.add_cert("b")
+    site.put_ok({"mode": "may", "certificate": "a"})
+    live, _ = postconf_n(site.pf)
+    key_a, chain_a = re.split(r"[,\s]+", live["smtpd_tls_chain_files"])
+    with open(site.pf.main_cf, "a") as f:
+        f.write(f"#smtpd_tls_chain_files = {key_a},\n#    {chain_a}\n")
+    site.put_ok({"mode": "may", "certificate": "b"})
+    assert smtp_observe(site.pf.port) == (True, fp_b)
+    assert f"#smtpd_tls_chain_files = {key_a},\n" in site.main_cf().decode()
+    assert not os.path.exists(os.path.dirname(key_a)), \
+        f"{os.path.dirname(key_a)} (private key included) is kept though only a comment names it"
