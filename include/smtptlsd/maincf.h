@@ -1,6 +1,8 @@
-/* maincf.h - main.cf as text: read the value of a parameter the way Postfix does, and rewrite only
- * the managed parameters, keeping every other byte (comments, order, spacing) as it was. Pure; the
- * worker thread uses it. */
+/* maincf.h - main.cf as text: read parameters the way Postfix does (logical lines after
+ * readllines(): continuation lines, comments and blank lines between them, the name and its
+ * "= value" possibly on different lines), and rewrite only the managed parameters, keeping every
+ * other byte (comments, order, spacing, line endings) as it was. The one parser of main.cf text
+ * in smtptlsd. Pure; the worker thread uses it. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,14 +13,26 @@ struct maincf_param {
         const char *value; /* NULL: remove the parameter (back to Postfix's default) */
 };
 
-/* The value of the LAST definition of name (Postfix: a later definition wins), continuation lines
- * joined by single spaces. -ENOENT when not defined; *ret is malloc'ed. */
+/* One definition: name, and its value as `postconf -n`/`-h` print it (unexpanded, trimmed, every
+ * run of whitespace, line breaks of continuation lines included, as one space). A negative return
+ * stops the walk and is returned. */
+typedef int (*maincf_each_fn)(const char *name, const char *value, void *arg);
+
+/* Calls fn for every definition, in file order (duplicates included: Postfix keeps the last). A
+ * logical line without '=' after its name (which Postfix refuses) is skipped. */
+int maincf_each(const char *text, size_t len, maincf_each_fn fn, void *arg);
+
+/* The value (as maincf_each gives it) of the LAST definition of name (Postfix: a later
+ * definition wins). -ENOENT when not defined; *ret is malloc'ed. */
 int maincf_get(const char *text, size_t len, const char *name, char **ret);
 
-/* Rewrites text so that each param has exactly its value: the first definition is replaced by
- * one line "name = value", later duplicates are removed with their continuation lines, missing
- * parameters are appended. Values must be one line without control characters (-EINVAL).
- * *ret is malloc'ed and NUL-terminated. */
+/* Rewrites text so that each param has exactly its value: the first definition (its whole
+ * logical line: every physical line of it) is replaced by one line "name = value", later
+ * duplicates are removed with their continuation lines, missing parameters are appended; comment
+ * and blank lines between continuation lines stay, as every line of other parameters. Written
+ * lines end as the line they replace ("\r\n" or "\n"); appended ones as the file's first line.
+ * Values must be one line without control characters (-EINVAL). *ret is malloc'ed and
+ * NUL-terminated. */
 int maincf_edit(const char *text, size_t len, const struct maincf_param *params, size_t n,
                 char **ret, size_t *retlen);
 

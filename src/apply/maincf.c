@@ -1,7 +1,14 @@
-/* maincf.c - reading and editing main.cf text after Postfix's readlline() rules: a logical line
- * starts with non-whitespace text, a line starting with whitespace continues it, blank lines and
- * lines whose first non-blank character is '#' are skipped (they neither start nor end a logical
- * line). Pure; worker thread. */
+/* maincf.c - reading and editing main.cf text as Postfix does (src/util/readlline.c,
+ * split_nameval.c; postconf's -n/-h output and its -e editor, src/postconf/postconf_edit.c):
+ *  - a physical line whose first character is not whitespace starts a logical line; one that
+ *    starts with whitespace continues it; blank lines and lines whose first non-whitespace
+ *    character is '#' are skipped and neither end nor join a logical line (so a comment may sit
+ *    between a name and its "= value");
+ *  - a logical line is its physical lines joined as they are (the newlines dropped, the leading
+ *    whitespace of a continuation kept), then "name = value": the name ends at whitespace or '=',
+ *    whitespace may surround the '=' (also across lines), the value is trimmed;
+ *  - a value is reported as postconf prints it: every run of whitespace is one space.
+ * Pure; worker thread (and the HTTP threads through reconcile_drift). */
 #include "smtptlsd/maincf.h"
 
 #include <ctype.h>
@@ -10,6 +17,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "smtptlsd/util.h"
+
+/* Postfix's ISSPACE() (isspace() in the C locale): what readllines() and split_nameval() skip. */
+static bool is_space(char c)
+{
+        return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* postconf's PCF_SEPARATORS: what its output turns into single spaces. */
+static bool is_separator(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 enum line_kind {
         LINE_SKIP,     /* blank or comment */
@@ -26,10 +47,9 @@ struct line {
 static enum line_kind classify(const char *p, size_t len)
 {
         size_t i = 0;
-        while (i < len &&
-               (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\v' || p[i] == '\f'))
+        while (i < len && is_space(p[i]))
                 i++;
-        if (i == len || p[i] == '\n' || p[i] == '#')
+        if (i == len || p[i] == '#')
                 return LINE_SKIP;
         return i == 0 ? LINE_START : LINE_CONTINUE;
 }
@@ -62,69 +82,129 @@ static int split_lines(const char *text, size_t len, struct line **ret, size_t *
         return 0;
 }
 
-/* Whether a START line defines name: "name", optional blanks, "=". */
+/* The length of the name a START line begins with (split_nameval(): up to whitespace or '='; the
+ * key postconf -e matches). */
+static size_t key_len(const struct line *l)
+{
+        size_t i = 0;
+        while (i < l->len && !is_space(l->p[i]) && l->p[i] != '=')
+                i++;
+        return i;
+}
+
 static bool defines(const struct line *l, const char *name)
 {
         size_t n = strlen(name);
-        if (l->kind != LINE_START || l->len <= n || strncmp(l->p, name, n) != 0)
-                return false;
-        size_t i = n;
-        while (i < l->len && (l->p[i] == ' ' || l->p[i] == '\t'))
-                i++;
-        return i < l->len && l->p[i] == '=';
+        return l->kind == LINE_START && key_len(l) == n && memcmp(l->p, name, n) == 0;
 }
 
-/* Appends the trimmed text of [p, p+len) to out, space-separated. */
-static void append_trimmed(char *out, size_t *o, const char *p, size_t len)
+/* The logical line starting at lines[first] (a START line): its extent [first, *end) and its
+ * value as postconf prints it (malloc'ed); -EINVAL when it has no '=' after the name (Postfix
+ * refuses such a file). */
+static int logical_value(const struct line *lines, size_t n, size_t first, size_t *end, char **ret)
 {
-        while (len > 0 && isspace((unsigned char)*p)) {
-                p++;
-                len--;
+        size_t total = 0, last = first + 1;
+        while (last < n && lines[last].kind != LINE_START)
+                total += lines[last++].len;
+        *end = last;
+        total += lines[first].len;
+        _cleanup_free_ char *joined = malloc(total + 1);
+        if (!joined)
+                return -ENOMEM;
+        size_t j = 0;
+        for (size_t i = first; i < last; i++) {
+                if (lines[i].kind == LINE_SKIP)
+                        continue;
+                size_t l = lines[i].len - (lines[i].p[lines[i].len - 1] == '\n');
+                memcpy(joined + j, lines[i].p, l);
+                j += l;
         }
-        while (len > 0 && isspace((unsigned char)p[len - 1]))
-                len--;
-        if (len == 0)
-                return;
-        if (*o > 0)
-                out[(*o)++] = ' ';
-        memcpy(out + *o, p, len);
-        *o += len;
+        /* "name", whitespace, "=", the value trimmed (split_nameval) */
+        size_t i = key_len(&lines[first]);
+        while (i < j && is_space(joined[i]))
+                i++;
+        if (i == j || joined[i] != '=')
+                return -EINVAL;
+        i++;
+        while (i < j && is_space(joined[i]))
+                i++;
+        while (j > i && is_space(joined[j - 1]))
+                j--;
+        /* runs of whitespace as one space (postconf's output) */
+        char *out = malloc(j - i + 1);
+        if (!out)
+                return -ENOMEM;
+        size_t o = 0;
+        for (; i < j; i++) {
+                if (!is_separator(joined[i]))
+                        out[o++] = joined[i];
+                else if (o > 0 && out[o - 1] != ' ')
+                        out[o++] = ' ';
+        }
+        if (o > 0 && out[o - 1] == ' ')
+                o--;
+        out[o] = 0;
+        *ret = out;
+        return 0;
+}
+
+int maincf_each(const char *text, size_t len, maincf_each_fn fn, void *arg)
+{
+        _cleanup_free_ struct line *lines = NULL;
+        size_t n = 0;
+        int r = split_lines(text, len, &lines, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n;) {
+                if (lines[i].kind != LINE_START) {
+                        i++; /* before the first logical line (Postfix ignores a continuation
+                              * there, with a warning) */
+                        continue;
+                }
+                size_t end, k = key_len(&lines[i]);
+                _cleanup_free_ char *value = NULL;
+                _cleanup_free_ char *name = strndup(lines[i].p, k);
+                if (!name)
+                        return -ENOMEM;
+                r = logical_value(lines, n, i, &end, &value);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0 && (r = fn(name, value, arg)) < 0)
+                        return r;
+                i = end;
+        }
+        return 0;
+}
+
+struct get_ctx {
+        const char *name;
+        char *value;
+};
+
+static int get_one(const char *name, const char *value, void *arg)
+{
+        struct get_ctx *c = arg;
+        if (!streq(name, c->name))
+                return 0;
+        char *v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        free(c->value);
+        c->value = v; /* a later definition wins */
+        return 0;
 }
 
 int maincf_get(const char *text, size_t len, const char *name, char **ret)
 {
-        struct line *lines = NULL;
-        size_t n = 0, last = (size_t)-1;
-        int r = split_lines(text, len, &lines, &n);
-        if (r < 0)
+        struct get_ctx c = { .name = name };
+        int r = maincf_each(text, len, get_one, &c);
+        if (r < 0) {
+                free(c.value);
                 return r;
-        for (size_t i = 0; i < n; i++)
-                if (defines(&lines[i], name))
-                        last = i;
-        if (last == (size_t)-1) {
-                free(lines);
+        }
+        if (!c.value)
                 return -ENOENT;
-        }
-        size_t total = 0;
-        for (size_t i = last; i < n; i++) {
-                if (i > last && lines[i].kind == LINE_START)
-                        break;
-                total += lines[i].len + 1;
-        }
-        char *out = malloc(total + 1);
-        if (!out) {
-                free(lines);
-                return -ENOMEM;
-        }
-        size_t o = 0;
-        const char *eq = memchr(lines[last].p, '=', lines[last].len);
-        append_trimmed(out, &o, eq + 1, lines[last].len - (size_t)(eq + 1 - lines[last].p));
-        for (size_t i = last + 1; i < n && lines[i].kind != LINE_START; i++)
-                if (lines[i].kind == LINE_CONTINUE)
-                        append_trimmed(out, &o, lines[i].p, lines[i].len);
-        out[o] = 0;
-        free(lines);
-        *ret = out;
+        *ret = c.value;
         return 0;
 }
 
@@ -136,10 +216,18 @@ static bool value_is_clean(const char *v)
         return true;
 }
 
+/* The line ending of a physical line ("\r\n" or "\n"), or NULL when it has none. */
+static const char *line_end(const struct line *l)
+{
+        if (l->len == 0 || l->p[l->len - 1] != '\n')
+                return NULL;
+        return l->len >= 2 && l->p[l->len - 2] == '\r' ? "\r\n" : "\n";
+}
+
 int maincf_edit(const char *text, size_t len, const struct maincf_param *params, size_t np,
                 char **ret, size_t *retlen)
 {
-        struct line *lines = NULL;
+        _cleanup_free_ struct line *lines = NULL;
         size_t n = 0;
         int r;
 
@@ -149,20 +237,21 @@ int maincf_edit(const char *text, size_t len, const struct maincf_param *params,
         r = split_lines(text, len, &lines, &n);
         if (r < 0)
                 return r;
+        /* New lines end as the file's first line does (a CRLF file stays CRLF). */
+        const char *eol = n > 0 && line_end(&lines[0]) ? line_end(&lines[0]) : "\n";
 
         size_t cap = len + 2;
         for (size_t k = 0; k < np; k++)
-                cap += strlen(params[k].name) + (params[k].value ? strlen(params[k].value) : 0) + 4;
+                cap += strlen(params[k].name) + (params[k].value ? strlen(params[k].value) : 0) + 5;
         char *out = malloc(cap + 1);
-        bool *written = calloc(np ? np : 1, sizeof(bool));
+        _cleanup_free_ bool *written = calloc(np ? np : 1, sizeof(bool));
         if (!out || !written) {
                 free(out);
-                free(written);
-                free(lines);
                 return -ENOMEM;
         }
         size_t o = 0;
-        /* While skipping a removed definition, its continuation lines go too. */
+        /* A replaced or removed definition goes with all its continuation lines; the comments and
+         * blank lines between them stay (as with postconf -e). */
         bool dropping = false;
         for (size_t i = 0; i < n; i++) {
                 const struct line *l = &lines[i];
@@ -177,8 +266,9 @@ int maincf_edit(const char *text, size_t len, const struct maincf_param *params,
                         if (k < np) {
                                 dropping = true;
                                 if (params[k].value && !written[k]) {
-                                        o += (size_t)sprintf(out + o, "%s = %s\n", params[k].name,
-                                                             params[k].value);
+                                        const char *end = line_end(l) ? line_end(l) : eol;
+                                        o += (size_t)sprintf(out + o, "%s = %s%s", params[k].name,
+                                                             params[k].value, end);
                                         written[k] = true;
                                 }
                                 continue;
@@ -191,12 +281,10 @@ int maincf_edit(const char *text, size_t len, const struct maincf_param *params,
                 if (!params[k].value || written[k])
                         continue;
                 if (o > 0 && out[o - 1] != '\n')
-                        out[o++] = '\n';
-                o += (size_t)sprintf(out + o, "%s = %s\n", params[k].name, params[k].value);
+                        o += (size_t)sprintf(out + o, "%s", eol);
+                o += (size_t)sprintf(out + o, "%s = %s%s", params[k].name, params[k].value, eol);
         }
         out[o] = 0;
-        free(written);
-        free(lines);
         *ret = out;
         *retlen = o;
         return 0;

@@ -914,9 +914,10 @@ void reconcile_cleanup_staging(const struct config *cfg)
         each_cert_entry(cfg, remove_staged, NULL);
 }
 
-/* Keeps only the version directories the live main.cf points at. The last-known-good main.cf
- * is needed only inside an apply (restore before commit), and pruning runs after the commit: an
- * old private key must not outlive its rotation or deletion. */
+/* Keeps only the version directories the live main.cf points at: those some parameter's value
+ * names, as Postfix reads main.cf (a commented-out line names nothing). The last-known-good
+ * main.cf is needed only inside an apply (restore before commit), and pruning runs after the
+ * commit: an old private key must not outlive its rotation or deletion. */
 static void remove_unreferenced(const char *dir, const char *entry, void *arg)
 {
         const char *live = arg;
@@ -930,15 +931,29 @@ static void remove_unreferenced(const char *dir, const char *entry, void *arg)
         fs_remove_tree(version);
 }
 
+/* Every value of main.cf, one a line. */
+static int collect_value(const char *name, const char *value, void *arg)
+{
+        (void)name;
+        return fputs(value, arg) < 0 || fputc('\n', arg) < 0 ? -ENOMEM : 0;
+}
+
 void reconcile_prune_certs(const struct config *cfg)
 {
         char main_cf[PATH_MAX];
-        _cleanup_free_ char *live = NULL;
+        _cleanup_free_ char *text = NULL, *values = NULL;
+        size_t len, values_len = 0;
         if (layout_main_cf(cfg, main_cf, sizeof(main_cf)) < 0)
                 return;
-        if (fs_read_file(main_cf, MAIN_CF_MAX, &live, NULL) < 0)
+        if (fs_read_file(main_cf, MAIN_CF_MAX, &text, &len) < 0)
                 return;
-        each_cert_entry(cfg, remove_unreferenced, live);
+        FILE *f = open_memstream(&values, &values_len);
+        if (!f)
+                return;
+        int r = maincf_each(text, len, collect_value, f);
+        if (fclose(f) != 0 || r < 0)
+                return; /* nothing is removed on doubt */
+        each_cert_entry(cfg, remove_unreferenced, values);
         /* Empty <name> directories of certificates no longer rendered go too. */
         DIR *d = opendir(cfg->certificate_directory);
         struct dirent *de;

@@ -229,6 +229,10 @@ static const struct cf_line {
         { "# a comment inside a definition is kept\n", NULL },
         { "\teNULL\n", "smtpd_tls_exclude_ciphers" },
         { "smtpd_tls_loglevel_x = 9\n", NULL },
+        /* the name alone, its "= value" on a continuation line (issue 12 item 4) */
+        { "smtpd_tls_received_header\n", "smtpd_tls_received_header" },
+        { "# between the name and '='\n", NULL },
+        { "    = no\n", "smtpd_tls_received_header" },
         { "smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated "
           "defer_unauth_destination\n",
           NULL },

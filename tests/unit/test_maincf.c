@@ -1,12 +1,16 @@
 /* test_maincf.c - reading and editing main.cf: continuation lines, comments between a line and
  * its continuation, duplicates, missing keys, no trailing newline, and every unmanaged byte kept.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
+#include "smtptlsd/fsutil.h"
 #include "smtptlsd/maincf.h"
 #include "smtptlsd/util.h"
 
@@ -154,6 +158,60 @@ static void test_removing_everything(void **state)
         free(out);
 }
 
+/* Issue 12 item 4: the name alone on its line, "= value" on an indented line after it (comments
+ * and blank lines may come between). Postfix reads one definition; an edit replaces it rather
+ * than appending a second one (postconf: "overriding earlier entry"). */
+static void test_name_and_value_on_separate_lines(void **state)
+{
+        (void)state;
+        const char *cf = "smtpd_tls_security_level\n"
+                         "    = encrypt\n"
+                         "smtp_tls_security_level\n"
+                         "# a comment between the name and '='\n"
+                         "\n"
+                         "\t=\n"
+                         "\tdane\n"
+                         "biff = no\n";
+        expect_get(cf, "smtpd_tls_security_level", "encrypt");
+        expect_get(cf, "smtp_tls_security_level", "dane");
+        const struct maincf_param p[] = { { "smtpd_tls_security_level", "may" },
+                                          { "smtp_tls_security_level", "may" } };
+        char *out = edit(cf, p, ARRAY_SIZE(p));
+        assert_string_equal(out, "smtpd_tls_security_level = may\n"
+                                 "smtp_tls_security_level = may\n"
+                                 "# a comment between the name and '='\n"
+                                 "\n"
+                                 "biff = no\n");
+        free(out);
+}
+
+/* Values read as postconf shows them: the physical lines are joined as they are (Postfix's
+ * readllines() keeps the leading whitespace of a continuation line), then every run of
+ * whitespace becomes one space (postconf's output). CRLF files keep their line endings. */
+static void test_whitespace_and_crlf(void **state)
+{
+        (void)state;
+        const char *cf = "a = x    y\t\tz  \r\n"
+                         "b = 1,\r\n"
+                         "  2\r\n"
+                         "c\r\n"
+                         "  = may\r\n"
+                         "d =\r\n";
+        expect_get(cf, "a", "x y z");
+        expect_get(cf, "b", "1, 2");
+        expect_get(cf, "c", "may");
+        expect_get(cf, "d", "");
+        const struct maincf_param p[] = { { "c", "encrypt" }, { "e", "1" } };
+        char *out = edit(cf, p, ARRAY_SIZE(p));
+        assert_string_equal(out, "a = x    y\t\tz  \r\n"
+                                 "b = 1,\r\n"
+                                 "  2\r\n"
+                                 "c = encrypt\r\n"
+                                 "d =\r\n"
+                                 "e = 1\r\n");
+        free(out);
+}
+
 /* smtp_tls_policy_maps: ours first, every other token kept verbatim and in order. */
 #define OURS_PATH "/etc/postfix/smtptlsd_tls_policy"
 #define OURS      "hash:" OURS_PATH
@@ -247,6 +305,193 @@ static void test_maps_merge_through_edit(void **state)
         free(live);
 }
 
+/* ---- the corpus: tests/data/maincf (see tests/system/test_postfix_maincf.py) -------------- */
+
+/* NAME.cf is read as NAME.n says postconf -n prints it (the system test holds NAME.n to the real
+ * postconf), and edited with EDIT_PARAMS into NAME.edited byte for byte (which the system test
+ * has the real postconf read). SMTPTLSD_UPDATE_CORPUS=1 writes NAME.edited instead of comparing:
+ * review the diff before committing it. */
+#define CORPUS_MAX_PARAMS 32
+
+static char *corpus_path(const char *name, const char *ext)
+{
+        const char *root = getenv("SMTPTLSD_SOURCE_ROOT");
+        char *p = NULL;
+        assert_true(asprintf(&p, "%s/tests/data/maincf/%s%s", root ? root : "..", name, ext) > 0);
+        return p;
+}
+
+static char *corpus_read(const char *name, const char *ext, size_t *len)
+{
+        _cleanup_free_ char *path = corpus_path(name, ext);
+        char *text = NULL;
+        size_t n = 0;
+        int r = fs_read_file(path, 1u << 20, &text, &n);
+        if (r < 0)
+                fail_msg("%s: %s", path, strerror(-r));
+        if (len)
+                *len = n;
+        return text;
+}
+
+struct listing {
+        char *names[256];
+        char *values[256];
+        size_t n;
+};
+
+static int list_one(const char *name, const char *value, void *arg)
+{
+        struct listing *l = arg;
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->names[i], name)) {
+                        free(l->values[i]);
+                        l->values[i] = strdup(value); /* the last definition wins */
+                        return 0;
+                }
+        assert_true(l->n < ARRAY_SIZE(l->names));
+        l->names[l->n] = strdup(name);
+        l->values[l->n++] = strdup(value);
+        return 0;
+}
+
+/* What postconf -n prints for text (without config_directory): sorted "name = value" lines. */
+static char *postconf_n(const char *text, size_t len)
+{
+        struct listing l = { 0 };
+        assert_int_equal(maincf_each(text, len, list_one, &l), 0);
+        for (size_t i = 1; i < l.n; i++) /* insertion sort by name */
+                for (size_t j = i; j > 0 && strcmp(l.names[j - 1], l.names[j]) > 0; j--) {
+                        char *n = l.names[j], *v = l.values[j];
+                        l.names[j] = l.names[j - 1];
+                        l.values[j] = l.values[j - 1];
+                        l.names[j - 1] = n;
+                        l.values[j - 1] = v;
+                }
+        char *out = NULL;
+        size_t outlen = 0;
+        FILE *f = open_memstream(&out, &outlen);
+        assert_non_null(f);
+        for (size_t i = 0; i < l.n; i++) {
+                fprintf(f, "%s =%s%s\n", l.names[i], *l.values[i] ? " " : "", l.values[i]);
+                free(l.names[i]);
+                free(l.values[i]);
+        }
+        fclose(f);
+        return out;
+}
+
+struct edit_spec {
+        struct maincf_param p[CORPUS_MAX_PARAMS];
+        bool merge[CORPUS_MAX_PARAMS];
+        char *merged[CORPUS_MAX_PARAMS];
+        size_t n;
+        char *text;
+};
+
+/* EDIT_PARAMS: "name = value"; "-name": removed; "+name = type:path": path's map first in the
+ * live list. */
+static void edit_spec_load(struct edit_spec *e)
+{
+        *e = (struct edit_spec){ 0 };
+        e->text = corpus_read("EDIT_PARAMS", "", NULL);
+        for (char *line = strtok(e->text, "\n"); line; line = strtok(NULL, "\n")) {
+                if (*line == '#' || !*line)
+                        continue;
+                assert_true(e->n < CORPUS_MAX_PARAMS);
+                size_t k = e->n++;
+                if (*line == '-') {
+                        e->p[k].name = line + 1;
+                        continue;
+                }
+                e->merge[k] = *line == '+';
+                char *eq = strstr(line, " = ");
+                assert_non_null(eq);
+                *eq = 0;
+                e->p[k].name = line + e->merge[k];
+                e->p[k].value = eq + 3;
+        }
+}
+
+/* The params to set on text: merged map lists computed from text's live value. */
+static void edit_spec_bind(struct edit_spec *e, const char *text, size_t len,
+                           struct maincf_param *out)
+{
+        for (size_t k = 0; k < e->n; k++) {
+                out[k] = e->p[k];
+                if (!e->merge[k])
+                        continue;
+                _cleanup_free_ char *live = NULL;
+                const char *ours = e->p[k].value, *path = strchr(ours, ':') + 1;
+                if (maincf_get(text, len, e->p[k].name, &live) < 0)
+                        live = NULL;
+                free(e->merged[k]);
+                assert_int_equal(maincf_maps_merge(live, ours, path, &e->merged[k]), 0);
+                out[k].value = e->merged[k];
+        }
+}
+
+static void edit_spec_done(struct edit_spec *e)
+{
+        for (size_t k = 0; k < e->n; k++)
+                free(e->merged[k]);
+        free(e->text);
+}
+
+static void corpus_case(const char *name, struct edit_spec *spec)
+{
+        size_t len, edited_len = 0, again_len;
+        _cleanup_free_ char *text = corpus_read(name, ".cf", &len);
+        _cleanup_free_ char *want_n = corpus_read(name, ".n", NULL);
+        _cleanup_free_ char *got_n = postconf_n(text, len);
+        if (!streq(got_n, want_n))
+                fail_msg("%s.cf: read as\n%s\npostconf -n prints\n%s", name, got_n, want_n);
+
+        struct maincf_param p[CORPUS_MAX_PARAMS];
+        _cleanup_free_ char *edited = NULL, *again = NULL;
+        edit_spec_bind(spec, text, len, p);
+        assert_int_equal(maincf_edit(text, len, p, spec->n, &edited, &edited_len), 0);
+        _cleanup_free_ char *path = corpus_path(name, ".edited");
+        if (getenv("SMTPTLSD_UPDATE_CORPUS")) {
+                assert_int_equal(fs_write_file(path, edited, edited_len, 0644), 0);
+        } else {
+                size_t want_len;
+                _cleanup_free_ char *want = corpus_read(name, ".edited", &want_len);
+                if (want_len != edited_len || memcmp(want, edited, want_len) != 0)
+                        fail_msg("%s.cf edited:\n%s\n--- %s.edited:\n%s", name, edited, name, want);
+        }
+        /* a second edit with the same settings changes nothing */
+        edit_spec_bind(spec, edited, edited_len, p);
+        assert_int_equal(maincf_edit(edited, edited_len, p, spec->n, &again, &again_len), 0);
+        if (again_len != edited_len || memcmp(again, edited, edited_len) != 0)
+                fail_msg("%s: a second edit changed the file:\n%s", name, again);
+}
+
+static void test_corpus(void **state)
+{
+        (void)state;
+        struct edit_spec spec;
+        edit_spec_load(&spec);
+        _cleanup_free_ char *dir = corpus_path("", "");
+        struct dirent **names = NULL;
+        int n = scandir(dir, &names, NULL, alphasort);
+        if (n < 0)
+                fail_msg("%s: %s", dir, strerror(errno));
+        size_t cases = 0;
+        for (int i = 0; i < n; i++) {
+                size_t l = strlen(names[i]->d_name);
+                if (l > 3 && streq(names[i]->d_name + l - 3, ".cf")) {
+                        names[i]->d_name[l - 3] = 0;
+                        corpus_case(names[i]->d_name, &spec);
+                        cases++;
+                }
+                free(names[i]);
+        }
+        free(names);
+        edit_spec_done(&spec);
+        assert_true(cases >= 10);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -256,8 +501,11 @@ int main(void)
                 cmocka_unit_test(test_edit_is_idempotent),
                 cmocka_unit_test(test_refuses_multiline_values),
                 cmocka_unit_test(test_removing_everything),
+                cmocka_unit_test(test_name_and_value_on_separate_lines),
+                cmocka_unit_test(test_whitespace_and_crlf),
                 cmocka_unit_test(test_maps_merge),
                 cmocka_unit_test(test_maps_merge_through_edit),
+                cmocka_unit_test(test_corpus),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
