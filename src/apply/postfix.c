@@ -128,6 +128,28 @@ int postfix_reload(const struct config *cfg, struct spawn_result *res)
         return res->exit_status == 0 ? 0 : -EPROTO;
 }
 
+static bool name_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+}
+
+/* Whether the line names the parameter as a whole word (smtpd_tls_security_level is not named
+ * by a warning about smtpd_tls_security_level_x). */
+static bool names_parameter(const char *line, size_t len, const char *name)
+{
+        size_t n = strlen(name);
+        for (const char *p = line; (p = memmem(p, len - (size_t)(p - line), name, n)); p++) {
+                bool start = p == line || !name_char(p[-1]);
+                bool end = (size_t)(p - line) + n == len || !name_char(p[n]);
+                if (start && end)
+                        return true;
+                if ((size_t)(p - line) + n >= len)
+                        break;
+        }
+        return false;
+}
+
 int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
                    struct spawn_result *res)
 {
@@ -143,7 +165,7 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
                 size_t len = end ? (size_t)(end - line) : strlen(line);
                 if (memmem(line, len, "warning:", 8))
                         for (size_t i = 0; names[i]; i++)
-                                if (memmem(line, len, names[i], strlen(names[i])))
+                                if (names_parameter(line, len, names[i]))
                                         return -EPROTO;
                 line = end ? end + 1 : NULL;
         }

@@ -247,3 +247,16 @@ def test_a_commented_out_path_keeps_no_certificate_version(make_site):  # noqa: 
     assert f"#smtpd_tls_chain_files = {key_a},\n" in site.main_cf().decode()
     assert not os.path.exists(os.path.dirname(key_a)), \
         f"{os.path.dirname(key_a)} (private key included) is kept though only a comment names it"
+
+
+def test_a_warning_about_a_longer_admin_name_is_not_ours(make_site):  # noqa: F811
+    """postconf warns about the administrator's unused `smtpd_tls_loglevel_note`; that is not a
+    warning about the managed `smtpd_tls_loglevel` (a substring match refused every apply)."""
+    site = make_site(admin_lines="smtpd_tls_loglevel_note = kept by the administrator\n")
+    _, stderr = postconf_n(site.pf)
+    assert "unused parameter: smtpd_tls_loglevel_note" in stderr, stderr
+    fp = site.add_cert("mx")
+    r = site.put_ok({"mode": "may", "certificate": "mx", "loglevel": 1})
+    assert r.body["managed"] is True, r.body
+    assert smtp_observe(site.pf.port) == (True, fp)
+    assert "smtpd_tls_loglevel_note = kept by the administrator\n" in site.main_cf().decode()
