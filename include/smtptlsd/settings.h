@@ -56,13 +56,18 @@ json_t *settings_to_json(const struct settings *s);
  * (generation, updated_at); managed stays (whether smtptlsd has taken over main.cf). */
 json_t *settings_desired_json(const struct settings *s);
 
+/* Appends the warnings that s (managed) earns as state, for a write's reply, its dry run and
+ * /status: legal combinations that are likely wrong, each naming its field. sasl_auth_enabled:
+ * the administrator's smtpd_sasl_auth_enable is yes (auth_only matters only then). */
+void settings_state_warnings(const struct settings *s, bool sasl_auth_enabled, json_t *warnings);
+
 /* Where the bound certificate's files are, for rendering. NULL paths when none is bound. */
 struct cert_files {
         const char *key;
         const char *chain;
 };
 
-#define SETTINGS_PARAMS_MAX 20
+#define SETTINGS_PARAMS_MAX 32
 /* The managed main.cf parameters for s. With s->managed false there are none: smtptlsd leaves
  * main.cf alone until the first settings write. Returns how many were written to out. */
 size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,

@@ -802,14 +802,9 @@ static int run_job(struct worker *w, struct job *job, json_t **before, json_t **
 
 static json_t *settings_warnings(struct worker *w, const struct desired *d, const struct plan *p)
 {
-        json_t *warnings = json_array();
-        const struct settings *s = &d->settings;
-        if (!s->managed)
+        json_t *warnings = reconcile_settings_warnings(d, p);
+        if (!d->settings.managed)
                 return warnings;
-        if (settings_inbound(s) == MODE_ENCRYPT)
-                warnings_add(warnings, "mandatory_inbound",
-                             "inbound TLS is mandatory: a public MX then refuses mail from every "
-                             "sender that cannot do STARTTLS");
         if (!d->has_cert || !p->key_path[0])
                 return warnings;
         struct cert_info info = { 0 };
