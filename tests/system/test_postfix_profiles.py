@@ -13,10 +13,11 @@ import os
 import re
 import smtplib
 import ssl
+from urllib.parse import quote
 
 import pytest
 
-from tests.harness.util import REPO_ROOT, run, wait_until
+from tests.harness.util import REPO_ROOT, free_port, port_is_open, run, wait_until
 from tests.system.test_settings import make_site  # noqa: F401 (a fixture)
 
 PROFILES = ("modern", "intermediate", "legacy")
@@ -105,7 +106,8 @@ def test_docs_show_what_each_profile_renders():
 
 # -- outbound: real deliveries at encrypt to a TLS 1.2-only and a TLS 1.3 peer -----------------------
 def sender_attempt(pf, rcpt):
-    """(status, TLS protocol of that session or None) of the managed instance's delivery of rcpt."""
+    """(status, TLS protocol of that session or None, reason) of the managed instance's last
+    delivery attempt for rcpt; None before there is one."""
     log = pf.maillog()
     m = list(re.finditer(rf"postfix/smtp\[(\d+)\]: \w+: to=<{re.escape(rcpt)}>, .*? status=(\w+)"
                          rf" \((.*)\)$", log, re.M))
@@ -113,8 +115,12 @@ def sender_attempt(pf, rcpt):
         return None
     last = m[-1]
     pid, status = last.group(1), last.group(2)
+    # this session only: after the same process's previous delivery
+    before = log[:last.start()]
+    prev = list(re.finditer(rf"postfix/smtp\[{pid}\]: \w+: to=<.*status=", before))
+    session = before[prev[-1].end():] if prev else before
     tls = re.findall(rf"postfix/smtp\[{pid}\]: .*TLS connection established to [^:]+:\d+: "
-                     rf"(TLSv[\d.]+) ", log[:last.start()])
+                     rf"(TLSv[\d.]+) ", session)
     return status, (tls[-1] if tls else None), last.group(3)
 
 
@@ -125,12 +131,19 @@ def test_outbound_encrypt_reaches_tls12_and_tls13_peers_under_every_profile(make
     # the TLS 1.2-only MX: neither opportunistic nor mandatory TLS above 1.2
     tls12.postconf("-e", "smtpd_tls_protocols = <=TLSv1.2",
                    "smtpd_tls_mandatory_protocols = <=TLSv1.2", "smtpd_tls_loglevel = 1")
+    # a second next hop on the same TLS 1.2-only MX, for a fingerprint policy
+    fp_port = free_port()
+    tls12.postconf("-M", f"127.0.0.1:{fp_port}/inet = 127.0.0.1:{fp_port} inet n - n - - smtpd")
     tls12.reload()
+    wait_until(lambda: port_is_open(fp_port), 20, "the TLS 1.2-only MX's second listener")
     tls13 = make_postfix(remote=True, starttls=True, cert=peer_cert.cert, key=peer_cert.key)
-    peers = {"tls12": tls12, "tls13": tls13}
-    transport = ", ".join(f"{name}.example=smtp:[127.0.0.1]:{pf.port}" for name, pf in peers.items())
+    hops = {"tls12": tls12.port, "tls13": tls13.port, "fp12": fp_port}
+    transport = ", ".join(f"{name}.example=smtp:[127.0.0.1]:{port}" for name, port in hops.items())
     site = make_site(extra={"transport_maps": f"inline:{{ {transport} }}"})
     site.add_cert("mx")
+    r = site.d.http("PUT", f"/api/v1/tls-policies/{quote(f'[127.0.0.1]:{fp_port}', safe='')}",
+                    {"level": "fingerprint", "match": [peer_cert.fingerprint()]})
+    assert r.status == 201, r
     n = 0
     failures, replies = [], []
     for profile in PROFILES:
@@ -138,14 +151,14 @@ def test_outbound_encrypt_reaches_tls12_and_tls13_peers_under_every_profile(make
                          "profile": profile})
         assert site.live_params()["smtp_tls_security_level"] == "encrypt"
         replies.append(r.body)
-        for name in peers:
+        for name in hops:  # encrypt (the global level) to tls12/tls13, fingerprint to fp12
             n += 1
             rcpt = f"p{n}-{profile}@{name}.example"
             site.pf.send_mail(rcpt)
             got = wait_until(lambda: sender_attempt(site.pf, rcpt), 60, f"delivery of {rcpt}",
                              interval=0.05)
             status, proto, reason = got
-            want = "TLSv1.2" if name == "tls12" else "TLSv1.3"
+            want = "TLSv1.3" if name == "tls13" else "TLSv1.2"
             if status != "sent" or proto != want:
                 failures.append(f"{profile} -> {name}: {status} over {proto} ({reason})")
     assert not failures, "deliveries at encrypt that the profile's intent allows:\n" + \
@@ -180,7 +193,14 @@ def handshake(port, args):
 
 
 def test_inbound_handshakes_follow_the_profile_table(make_site):  # noqa: F811
+    """The managed smtpd at the settings' level (may, then encrypt), and a submission-like
+    service of the administrator's (master.cf `-o smtpd_tls_security_level=encrypt`) beside it."""
     site = make_site()
+    submission = free_port()
+    site.pf.postconf("-M", f"127.0.0.1:{submission}/inet = 127.0.0.1:{submission} inet n - n - - "
+                     "smtpd -o smtpd_tls_security_level=encrypt")
+    site.pf.reload()
+    wait_until(lambda: port_is_open(submission), 20, "the submission-like service")
     site.add_cert("mx")
     wrong = []
     for profile in PROFILES:
@@ -188,13 +208,17 @@ def test_inbound_handshakes_follow_the_profile_table(make_site):  # noqa: F811
             site.put_ok({"mode": level, "outbound_mode": "may", "certificate": "mx",
                          "profile": profile})
             site.wait_served(site.fingerprints["mx"])
-            for client, args in CLIENTS.items():
-                ok, what = handshake(site.pf.port, args)
-                if ok != expect_inbound(client, profile, level):
-                    wrong.append(f"{profile}/{level}/{client}: "
-                                 f"{'succeeded' if ok else 'failed'} ({what})")
-                elif ok and client != "anon":
-                    assert what == ("TLSv1.2" if client == "tls1_2" else "TLSv1.3"), what
+            services = [(f"smtpd at {level}", site.pf.port, level)]
+            if level == "may":
+                services.append(("submission (-o ...=encrypt)", submission, "encrypt"))
+            for service, port, effective in services:
+                for client, args in CLIENTS.items():
+                    ok, what = handshake(port, args)
+                    if ok != expect_inbound(client, profile, effective):
+                        wrong.append(f"{profile}, {service}, client {client}: "
+                                     f"{'succeeded' if ok else 'failed'} ({what})")
+                    elif ok and client != "anon":
+                        assert what == ("TLSv1.2" if client == "tls1_2" else "TLSv1.3"), what
     assert not wrong, "handshakes that differ from the profile table:\n" + "\n".join(wrong)
 
 
