@@ -140,13 +140,22 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
 }
 
 /* A settings write onto the row loaded (for update) into *s: body applied (PUT or PATCH), the
- * bound certificate checked, saved. */
+ * bound certificate checked (or, with none, that no master.cf service needs one), saved. */
 static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
                           struct problem *reterr)
 {
         int r = settings_apply_json(s, body, patch, reterr);
         if (r < 0)
                 return r;
+        if (!s->certificate[0]) {
+                /* a master.cf service that needs main.cf's certificate (submission at encrypt) */
+                _cleanup_free_ char *services = NULL;
+                if (postconf_service_params(w->app->cfg, &services) < 0)
+                        log_info("postconf -P failed: master.cf services not checked");
+                r = settings_check_services(s, services, reterr);
+                if (r < 0)
+                        return r;
+        }
         if (s->certificate[0]) {
                 struct cert_row row;
                 r = store_cert_by_name(&w->db, s->certificate, &row, reterr);

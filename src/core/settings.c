@@ -3,6 +3,8 @@
 #include "smtptlsd/settings.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/tokens.h"
@@ -223,6 +225,74 @@ void settings_state_warnings(const struct settings *s, bool sasl_auth_enabled, j
                                    "(smtpd_tls_auth_only = yes needs STARTTLS first): clients "
                                    "cannot authenticate; set auth_only to false or enable "
                                    "inbound TLS");
+}
+
+/* One service's -o parameters, from consecutive `postconf -P` lines (grouped by service). */
+struct service_tls {
+        char name[128];
+        const char *needs; /* "smtpd_tls_security_level = encrypt" or the like; NULL: no TLS need */
+        bool own_cert;
+};
+
+static int service_verdict(const struct service_tls *svc, struct problem *reterr)
+{
+        if (!svc->name[0] || !svc->needs || svc->own_cert)
+                return 0;
+        return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
+                           "master.cf service '%s' sets %s and uses main.cf's certificate: "
+                           "without a bound certificate it cannot do TLS and refuses every "
+                           "client; bind a certificate (it is rendered whatever the inbound level)",
+                           svc->name, svc->needs);
+}
+
+int settings_check_services(const struct settings *s, const char *service_params,
+                            struct problem *reterr)
+{
+        static const char *const cert_params[] = { "smtpd_tls_chain_files", "smtpd_tls_cert_file",
+                                                   "smtpd_tls_eccert_file",
+                                                   "smtpd_tls_dcert_file" };
+        static const struct {
+                const char *name, *value, *needs;
+        } needs[] = {
+                { "smtpd_tls_security_level", "encrypt", "smtpd_tls_security_level = encrypt" },
+                { "smtpd_enforce_tls", "yes", "smtpd_enforce_tls = yes" },
+                { "smtpd_tls_wrappermode", "yes", "smtpd_tls_wrappermode = yes" },
+        };
+        struct service_tls svc = { 0 };
+        if (s->certificate[0] || !service_params)
+                return 0;
+        for (const char *line = service_params; *line;) {
+                const char *end = strchrnul(line, '\n');
+                /* service/type/name = value (names have neither '/' nor spaces; values may) */
+                const char *eq = memmem(line, (size_t)(end - line), " = ", 3);
+                const char *slash = eq ? memrchr(line, '/', (size_t)(eq - line)) : NULL;
+                if (slash) {
+                        size_t svc_len = (size_t)(slash - line);
+                        if (svc_len != strlen(svc.name) || strncmp(svc.name, line, svc_len) != 0) {
+                                int r = service_verdict(&svc, reterr);
+                                if (r < 0)
+                                        return r;
+                                svc = (struct service_tls){ 0 };
+                                snprintf(svc.name, sizeof(svc.name), "%.*s", (int)svc_len, line);
+                        }
+                        size_t name_len = (size_t)(eq - slash - 1);
+                        const char *value = eq + 3;
+                        size_t value_len = (size_t)(end - value);
+                        for (size_t i = 0; i < ARRAY_SIZE(needs); i++)
+                                if (strlen(needs[i].name) == name_len &&
+                                    strncmp(needs[i].name, slash + 1, name_len) == 0 &&
+                                    strlen(needs[i].value) == value_len &&
+                                    strncasecmp(needs[i].value, value, value_len) == 0)
+                                        svc.needs = needs[i].needs;
+                        for (size_t i = 0; i < ARRAY_SIZE(cert_params); i++)
+                                if (strlen(cert_params[i]) == name_len &&
+                                    strncmp(cert_params[i], slash + 1, name_len) == 0 &&
+                                    value_len > 0)
+                                        svc.own_cert = true;
+                }
+                line = *end ? end + 1 : end;
+        }
+        return service_verdict(&svc, reterr);
 }
 
 static json_t *mode_or_null(enum tls_mode m)

@@ -289,3 +289,48 @@ def test_auth_only_with_inbound_none_warns_where_sasl_is_on(make_site):  # noqa:
     assert "auth_without_tls" not in codes(r.body), r.body
     site.wait_served(site.fingerprints["mx"])
     assert not ehlo_offers_auth(site.pf.port) and ehlo_offers_auth(site.pf.port, starttls=True)
+
+
+# -- refusal: a master.cf service that needs main.cf's certificate --------------------------------------
+def add_service(pf, options):
+    """One more smtpd on a free port of the running sandbox, with master.cf `-o` options."""
+    port = free_port()
+    pf.postconf("-M", f"127.0.0.1:{port}/inet = 127.0.0.1:{port} inet n - n - - smtpd {options}")
+    pf.reload()
+    wait_until(lambda: port_is_open(port), 20, f"the service at 127.0.0.1:{port}")
+    return port
+
+
+def test_no_certificate_is_refused_while_a_submission_service_needs_it(make_site, certs):  # noqa: F811
+    """A submission service at `-o smtpd_tls_security_level=encrypt` takes main.cf's certificate:
+    a write leaving none bound (inbound none needs none for port 25) would make that service
+    refuse every client, so it is refused, naming /certificate, and changes nothing. A service
+    with a certificate of its own does not count."""
+    site = make_site()
+    submission = add_service(site.pf, "-o smtpd_tls_security_level=encrypt")
+    before = site.main_cf()
+    for body in ({"mode": "none"}, {"mode": "may", "inbound_mode": "none", "certificate": None}):
+        r = site.put(body)
+        assert r.status == 422 and r.body["code"] == "certificate_required", r
+        assert r.body["field"] == "/certificate" and f"127.0.0.1:{submission}/inet" in \
+            r.body["detail"], r.body
+        assert site.main_cf() == before and site.settings()["managed"] is False
+    # the dry run says so too (its plan is not valid)
+    r = site.put({"mode": "none"}, query="?dry_run=true")
+    assert r.status == 200 and r.body["plan"]["valid"] is False, r
+    assert [(e["code"], e.get("field")) for e in r.body["plan"]["errors"]] == \
+        [("certificate_required", "/certificate")], r.body
+    # bound, the certificate serves the submission service although port 25 has no TLS
+    site.add_cert("mx")
+    r = site.put_ok({"mode": "none", "certificate": "mx"})
+    assert handshake(submission, ["-tls1_2"])[0] and handshake(submission, ["-tls1_3"])[0]
+    # unbinding it again is refused while the service is there
+    r = site.patch({"certificate": None})
+    assert r.status == 422 and r.body["field"] == "/certificate", r
+    assert handshake(submission, ["-tls1_2"])[0]
+
+    # a service with its own certificate (smtps with a chain of its own) needs nothing of ours
+    other = make_site()
+    own = certs.leaf("smtps-own", ("mx.test.example",))
+    add_service(other.pf, f"-o smtpd_tls_wrappermode=yes -o smtpd_tls_chain_files={own.key},{own.cert}")
+    other.put_ok({"mode": "none"})

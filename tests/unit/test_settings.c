@@ -113,11 +113,75 @@ static void test_state_warnings(void **state)
         }
 }
 
+static void test_services_needing_a_certificate(void **state)
+{
+        static const struct {
+                const char *params; /* postconf -P */
+                bool refused;
+        } cases[] = {
+                { "", false },
+                { "relay/unix/syslog_name = postfix/$service_name\n", false },
+                { "submission/inet/smtpd_tls_security_level = encrypt\n", true },
+                { "submission/inet/smtpd_client_restrictions = permit_sasl_authenticated,reject\n"
+                  "submission/inet/smtpd_tls_security_level = encrypt\n"
+                  "submission/inet/syslog_name = postfix/submission",
+                  true },
+                { "submission/inet/smtpd_tls_security_level = may\n", false },
+                { "submission/inet/smtpd_tls_security_level = ENCRYPT\n", true },
+                { "submission/inet/smtpd_tls_security_level = encrypted\n", false },
+                { "submission/inet/smtpd_enforce_tls = yes\n", true },
+                { "smtps/inet/smtpd_tls_wrappermode = yes\n", true },
+                { "smtps/inet/smtpd_tls_wrappermode = no\n", false },
+                /* a certificate of its own, before or after the level, with paths in it */
+                { "127.0.0.1:2525/inet/smtpd_tls_chain_files = /x/k,/x/c\n"
+                  "127.0.0.1:2525/inet/smtpd_tls_security_level = encrypt\n",
+                  false },
+                { "smtps/inet/smtpd_tls_cert_file = /etc/c.pem\n"
+                  "smtps/inet/smtpd_tls_wrappermode = yes\n",
+                  false },
+                { "smtps/inet/smtpd_tls_eccert_file = /e.pem\nsmtps/inet/smtpd_tls_wrappermode = "
+                  "yes\n",
+                  false },
+                /* an empty override is no certificate */
+                { "smtps/inet/smtpd_tls_chain_files = \nsmtps/inet/smtpd_tls_wrappermode = yes\n",
+                  true },
+                /* another service's certificate does not count */
+                { "a/inet/smtpd_tls_chain_files = /k,/c\nb/inet/smtpd_tls_security_level = "
+                  "encrypt\n",
+                  true },
+                { "b/inet/smtpd_tls_security_level = encrypt\nb/inet/smtpd_tls_dcert_file = /d\n"
+                  "c/inet/syslog_name = c\n",
+                  false },
+                /* the value's '/' is not the service's */
+                { "x/inet/milter_macro_daemon_name = a/b/smtpd_tls_wrappermode = yes\n", false },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct settings s = { 0 };
+                struct problem p = { 0 };
+                settings_defaults(&s);
+                int r = settings_check_services(&s, cases[i].params, &p);
+                if ((r < 0) != cases[i].refused)
+                        fail_msg("case %zu: %s (%s)", i, r < 0 ? "refused" : "accepted", p.detail);
+                if (r < 0) {
+                        assert_int_equal(p.code, PROBLEM_CERTIFICATE_REQUIRED);
+                        assert_string_equal(p.field, "/certificate");
+                }
+                problem_done(&p);
+                /* a bound certificate serves them all */
+                snprintf(s.certificate, sizeof(s.certificate), "mx");
+                assert_int_equal(settings_check_services(&s, cases[i].params, &p), 0);
+        }
+        struct settings s = { 0 };
+        settings_defaults(&s);
+        assert_int_equal(settings_check_services(&s, NULL, NULL), 0); /* unknown: no refusal */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_profiles),
                 cmocka_unit_test(test_state_warnings),
+                cmocka_unit_test(test_services_needing_a_certificate),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
