@@ -328,9 +328,10 @@ json_t *settings_desired_json(const struct settings *s)
 }
 
 /* Protocol and cipher presets. Only mandatory TLS differs between them: opportunistic TLS
- * (`*_tls_protocols`, `*_tls_exclude_ciphers`) stays at Postfix's defaults in every profile,
- * because a peer it refused would talk in cleartext instead (postconf(5): "DO NOT exclude ciphers
- * unless it is essential"; TLS_README: never make opportunistic TLS stricter than cleartext).
+ * (`*_tls_protocols`, `*_tls_exclude_ciphers`, which postconf(5) applies "at all TLS security
+ * levels") stays at Postfix's defaults in every profile, because a peer it refused would talk in
+ * cleartext instead: opportunistic TLS is never made stricter than cleartext. Exclusions go to
+ * `*_tls_mandatory_exclude_ciphers` ("at mandatory TLS security levels").
  * Mandatory TLS (inbound encrypt, such as a submission service with `-o
  * smtpd_tls_security_level=encrypt`; outbound encrypt, dane, fingerprint, verify, secure) takes
  * TLS 1.2 or later in modern and intermediate, Mozilla's floor for servers that must still serve
