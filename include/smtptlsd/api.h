@@ -45,8 +45,9 @@ int api_status(struct request *req, struct problem *reterr);
  * generation: "applying" while that is not live yet. */
 const char *api_state(json_t *worker_status, int64_t desired);
 /* The managed main.cf parameters whose live value differs from the desired state now (a JSON
- * array; empty when it cannot be told). */
-json_t *api_drift(const struct config *cfg, struct db_conn *c);
+ * array; empty when it cannot be told). With warnings, the desired settings' state warnings
+ * (reconcile_settings_warnings) are appended to it. */
+json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings);
 int api_config(struct request *req, struct problem *reterr);
 int api_openapi(struct request *req, struct problem *reterr);
 int api_state_get(struct request *req, struct problem *reterr);

@@ -34,3 +34,6 @@ int postmap_dump(const struct config *cfg, const char *type, const char *path,
                  struct spawn_result *res);
 /* `postconf -c DIR -h NAME`: the effective value (defaults included) of one parameter. */
 int postconf_value(const struct config *cfg, const char *name, char **ret);
+/* `postconf -c DIR -P`: master.cf's `-o` parameters as Postfix reads them (continuation lines,
+ * `-o { name = value }`), one "service/type/name = value" per line (stdout alone). */
+int postconf_service_params(const struct config *cfg, char **ret);

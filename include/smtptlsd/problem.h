@@ -79,6 +79,9 @@ void problem_done(struct problem *p);
 json_t *problem_error_json(const struct problem *p);
 /* Appends {code, detail} to a JSON array of warnings (the "warnings" of replies and jobs). */
 void warnings_add(json_t *warnings, const char *code, const char *fmt, ...) _printf_(3, 4);
+/* The same with the member "field": the JSON pointer of the request field the warning is about. */
+void warnings_add_field(json_t *warnings, const char *code, const char *field, const char *fmt, ...)
+    _printf_(4, 5);
 const char *problem_code_name(enum problem_code code);
 /* Puts prefix (a JSON pointer) before p's field: a check written for a resource's own body
  * names the field inside a larger document ("/certificate" -> "/certificates/2/certificate"). */

@@ -91,5 +91,8 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
 void reconcile_cleanup_staging(const struct config *cfg);
 /* After a commit: removes certificate version directories no main.cf (live or lkg) uses. */
 void reconcile_prune_certs(const struct config *cfg);
+/* The warnings the desired settings earn as state (settings_state_warnings), judged against the
+ * main.cf the plan renders: for a settings write, its dry run and /status. */
+json_t *reconcile_settings_warnings(const struct desired *d, const struct plan *p);
 /* Managed parameters whose live value differs from the desired one: [{name, live, desired}]. */
 json_t *reconcile_drift(const struct config *cfg, const struct plan *p);

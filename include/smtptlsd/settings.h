@@ -56,13 +56,27 @@ json_t *settings_to_json(const struct settings *s);
  * (generation, updated_at); managed stays (whether smtptlsd has taken over main.cf). */
 json_t *settings_desired_json(const struct settings *s);
 
+/* Appends the warnings that s (managed) earns as state, for a write's reply, its dry run and
+ * /status: legal combinations that are likely wrong, each naming its field. sasl_auth_enabled:
+ * the administrator's smtpd_sasl_auth_enable is yes (auth_only matters only then). */
+void settings_state_warnings(const struct settings *s, bool sasl_auth_enabled, json_t *warnings);
+
+/* Refuses (422 certificate_required, field /certificate) settings without a bound certificate
+ * while a master.cf service needs main.cf's: one that sets `-o smtpd_tls_security_level=encrypt`
+ * (a submission service; or the obsolete smtpd_enforce_tls = yes) or smtpd_tls_wrappermode = yes
+ * (smtps) without a certificate of its own (smtpd_tls_chain_files, _cert_file, _eccert_file,
+ * _dcert_file): with none it could not do TLS and would refuse every client. service_params:
+ * `postconf -P` output ("service/type/name = value" lines), NULL when unknown. */
+int settings_check_services(const struct settings *s, const char *service_params,
+                            struct problem *reterr);
+
 /* Where the bound certificate's files are, for rendering. NULL paths when none is bound. */
 struct cert_files {
         const char *key;
         const char *chain;
 };
 
-#define SETTINGS_PARAMS_MAX 20
+#define SETTINGS_PARAMS_MAX 32
 /* The managed main.cf parameters for s. With s->managed false there are none: smtptlsd leaves
  * main.cf alone until the first settings write. Returns how many were written to out. */
 size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,

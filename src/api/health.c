@@ -88,7 +88,7 @@ int api_metrics(struct request *req, struct problem *reterr)
                 live.served_fingerprint = served;
                 if (live.database_up) {
                         live.state = api_state(ws, desired);
-                        drift = api_drift(app->cfg, c);
+                        drift = api_drift(app->cfg, c, NULL);
                         live.drift = (int64_t)json_array_size(drift);
                 }
         }

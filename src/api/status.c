@@ -168,7 +168,7 @@ const char *api_state(json_t *worker_status, int64_t desired)
         return state;
 }
 
-json_t *api_drift(const struct config *cfg, struct db_conn *c)
+json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
 {
         /* Drift is what the live main.cf says now, not what it said at start-up. */
         json_t *drift = NULL;
@@ -178,8 +178,14 @@ json_t *api_drift(const struct config *cfg, struct db_conn *c)
         struct map_render *m = NULL;
         int64_t gen = 0;
         if (desired_load_cached(c, &d, &gen, &m, &ignore) >= 0 &&
-            reconcile_plan(cfg, &d, &plan, &ignore) >= 0)
+            reconcile_plan(cfg, &d, &plan, &ignore) >= 0) {
                 drift = reconcile_drift(cfg, &plan);
+                if (warnings) {
+                        json_t *mine = reconcile_settings_warnings(&d, &plan);
+                        json_array_extend(warnings, mine);
+                        json_decref(mine);
+                }
+        }
         desired_done(&d);
         plan_done(&plan);
         map_render_unref(m);
@@ -241,7 +247,7 @@ int api_status(struct request *req, struct problem *reterr)
                 json_decref(details);
                 problem_done(&ignore);
         }
-        json_object_set_new(ws, "drift", api_drift(cfg, c));
+        json_object_set_new(ws, "drift", api_drift(cfg, c, warnings));
         if (json_array_size(json_object_get(ws, "drift")) > 0)
                 json_array_append_new(warnings,
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",

@@ -172,16 +172,17 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
         return 0;
 }
 
-int postconf_value(const struct config *cfg, const char *name, char **ret)
+/* postconf with args; *ret = stdout (trailing newlines and spaces cut). "postconf: warning: ..."
+ * lines (about any parameter of main.cf) come on stderr and are logged, never taken for the
+ * value. */
+static int postconf_stdout(const struct config *cfg, const char *const *args, const char *what,
+                           char **ret)
 {
         struct spawn_result res;
-        const char *const args[] = { "-c", cfg->postfix_config_directory, "-h", name, NULL };
-        /* the value is stdout alone: "postconf: warning: ..." lines (about any parameter of
-         * main.cf) come on stderr and are logged, never taken for the value */
         const struct spawn_options o = { .stderr_apart = true };
         int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
         if (r >= 0 && res.errors_len)
-                log_info("postconf -h %s: %s", name, res.errors);
+                log_info("postconf %s: %s", what, res.errors);
         if (r >= 0 && res.exit_status != 0)
                 r = -EPROTO;
         if (r >= 0) {
@@ -193,4 +194,16 @@ int postconf_value(const struct config *cfg, const char *name, char **ret)
         }
         spawn_result_done(&res);
         return r;
+}
+
+int postconf_value(const struct config *cfg, const char *name, char **ret)
+{
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "-h", name, NULL };
+        return postconf_stdout(cfg, args, name, ret);
+}
+
+int postconf_service_params(const struct config *cfg, char **ret)
+{
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "-P", NULL };
+        return postconf_stdout(cfg, args, "-P", ret);
 }

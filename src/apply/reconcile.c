@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <unistd.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <openssl/crypto.h>
@@ -289,6 +290,20 @@ json_t *reconcile_plan_json(const struct config *cfg, const struct plan *p)
         json_object_set_new(plan, "tls_policy_diff", json_string(diff ? diff : ""));
         free(diff);
         return plan;
+}
+
+json_t *reconcile_settings_warnings(const struct desired *d, const struct plan *p)
+{
+        json_t *warnings = json_array();
+        _cleanup_free_ char *sasl = NULL;
+        /* the administrator's parameter, as written (a boolean; "$name" values are not
+         * expanded: then no warning) */
+        const char *text = p->main_cf_new ? p->main_cf_new : p->main_cf_old;
+        size_t len = p->main_cf_new ? p->new_len : p->old_len;
+        bool sasl_on = text && maincf_get(text, len, "smtpd_sasl_auth_enable", &sasl) >= 0 &&
+                       strcasecmp(sasl, "yes") == 0;
+        settings_state_warnings(&d->settings, sasl_on, warnings);
+        return warnings;
 }
 
 json_t *reconcile_drift(const struct config *cfg, const struct plan *p)
@@ -699,6 +714,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 "smtp_tls_mandatory_ciphers",
                 "smtpd_tls_exclude_ciphers",
                 "smtp_tls_exclude_ciphers",
+                "smtpd_tls_mandatory_exclude_ciphers",
+                "smtp_tls_mandatory_exclude_ciphers",
                 "smtpd_tls_auth_only",
                 "smtpd_tls_received_header",
                 "smtpd_tls_loglevel",

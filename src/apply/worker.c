@@ -140,13 +140,22 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
 }
 
 /* A settings write onto the row loaded (for update) into *s: body applied (PUT or PATCH), the
- * bound certificate checked, saved. */
+ * bound certificate checked (or, with none, that no master.cf service needs one), saved. */
 static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
                           struct problem *reterr)
 {
         int r = settings_apply_json(s, body, patch, reterr);
         if (r < 0)
                 return r;
+        if (!s->certificate[0]) {
+                /* a master.cf service that needs main.cf's certificate (submission at encrypt) */
+                _cleanup_free_ char *services = NULL;
+                if (postconf_service_params(w->app->cfg, &services) < 0)
+                        log_info("postconf -P failed: master.cf services not checked");
+                r = settings_check_services(s, services, reterr);
+                if (r < 0)
+                        return r;
+        }
         if (s->certificate[0]) {
                 struct cert_row row;
                 r = store_cert_by_name(&w->db, s->certificate, &row, reterr);
@@ -802,14 +811,9 @@ static int run_job(struct worker *w, struct job *job, json_t **before, json_t **
 
 static json_t *settings_warnings(struct worker *w, const struct desired *d, const struct plan *p)
 {
-        json_t *warnings = json_array();
-        const struct settings *s = &d->settings;
-        if (!s->managed)
+        json_t *warnings = reconcile_settings_warnings(d, p);
+        if (!d->settings.managed)
                 return warnings;
-        if (settings_inbound(s) == MODE_ENCRYPT)
-                warnings_add(warnings, "mandatory_inbound",
-                             "inbound TLS is mandatory: a public MX then refuses mail from every "
-                             "sender that cannot do STARTTLS");
         if (!d->has_cert || !p->key_path[0])
                 return warnings;
         struct cert_info info = { 0 };

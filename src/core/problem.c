@@ -126,14 +126,31 @@ void problem_done(struct problem *p)
         p->errors = p->extra = NULL;
 }
 
-void warnings_add(json_t *warnings, const char *code, const char *fmt, ...)
+static void warnings_addv(json_t *warnings, const char *code, const char *field, const char *fmt,
+                          va_list ap)
 {
         char detail[512];
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        json_t *w = json_pack("{s:s, s:s}", "code", code, "detail", detail);
+        if (w && field)
+                json_object_set_new(w, "field", json_string(field));
+        json_array_append_new(warnings, w);
+}
+
+void warnings_add(json_t *warnings, const char *code, const char *fmt, ...)
+{
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(detail, sizeof(detail), fmt, ap);
+        warnings_addv(warnings, code, NULL, fmt, ap);
         va_end(ap);
-        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code", code, "detail", detail));
+}
+
+void warnings_add_field(json_t *warnings, const char *code, const char *field, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        warnings_addv(warnings, code, field, fmt, ap);
+        va_end(ap);
 }
 
 void problem_prefix_field(struct problem *p, const char *prefix)

@@ -3,6 +3,8 @@
 #include "smtptlsd/settings.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/tokens.h"
@@ -190,6 +192,109 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
         return 0;
 }
 
+/* The field that decides one side's level: its override when set, else mode. */
+static const char *side_field(enum tls_mode side, const char *override)
+{
+        return side == MODE_UNSET ? "/mode" : override;
+}
+
+void settings_state_warnings(const struct settings *s, bool sasl_auth_enabled, json_t *warnings)
+{
+        if (!s->managed)
+                return;
+        if (settings_inbound(s) == MODE_ENCRYPT)
+                warnings_add_field(warnings, "mandatory_inbound",
+                                   side_field(s->inbound_mode, "/inbound_mode"),
+                                   "inbound TLS is mandatory: a public MX then refuses mail from "
+                                   "every sender that cannot do STARTTLS");
+        if (settings_outbound(s) == MODE_ENCRYPT)
+                warnings_add_field(warnings, "mandatory_outbound",
+                                   side_field(s->outbound_mode, "/outbound_mode"),
+                                   "outbound TLS is mandatory for every destination "
+                                   "(smtp_tls_security_level = encrypt): mail to any MX that "
+                                   "does not offer STARTTLS is deferred and finally bounced; "
+                                   "prefer 'may' and encrypt policies for the destinations "
+                                   "that need it");
+        /* smtpd_tls_auth_only = yes offers AUTH only after STARTTLS; at level none STARTTLS is
+         * never offered, so AUTH never is (on every smtpd that keeps main.cf's level). That
+         * matters only where SASL AUTH is on (smtpd_sasl_auth_enable, default no). */
+        if (s->auth_only && settings_inbound(s) == MODE_NONE && sasl_auth_enabled)
+                warnings_add_field(warnings, "auth_without_tls", "/auth_only",
+                                   "smtpd_sasl_auth_enable = yes, but with auth_only and the "
+                                   "inbound level none AUTH is never offered "
+                                   "(smtpd_tls_auth_only = yes needs STARTTLS first): clients "
+                                   "cannot authenticate; set auth_only to false or enable "
+                                   "inbound TLS");
+}
+
+/* One service's -o parameters, from consecutive `postconf -P` lines (grouped by service). */
+struct service_tls {
+        char name[128];
+        const char *needs; /* "smtpd_tls_security_level = encrypt" or the like; NULL: no TLS need */
+        bool own_cert;
+};
+
+static int service_verdict(const struct service_tls *svc, struct problem *reterr)
+{
+        if (!svc->name[0] || !svc->needs || svc->own_cert)
+                return 0;
+        return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
+                           "master.cf service '%s' sets %s and uses main.cf's certificate: "
+                           "without a bound certificate it cannot do TLS and refuses every "
+                           "client; bind a certificate (it is rendered whatever the inbound level)",
+                           svc->name, svc->needs);
+}
+
+int settings_check_services(const struct settings *s, const char *service_params,
+                            struct problem *reterr)
+{
+        static const char *const cert_params[] = { "smtpd_tls_chain_files", "smtpd_tls_cert_file",
+                                                   "smtpd_tls_eccert_file",
+                                                   "smtpd_tls_dcert_file" };
+        static const struct {
+                const char *name, *value, *needs;
+        } needs[] = {
+                { "smtpd_tls_security_level", "encrypt", "smtpd_tls_security_level = encrypt" },
+                { "smtpd_enforce_tls", "yes", "smtpd_enforce_tls = yes" },
+                { "smtpd_tls_wrappermode", "yes", "smtpd_tls_wrappermode = yes" },
+        };
+        struct service_tls svc = { 0 };
+        if (s->certificate[0] || !service_params)
+                return 0;
+        for (const char *line = service_params; *line;) {
+                const char *end = strchrnul(line, '\n');
+                /* service/type/name = value (names have neither '/' nor spaces; values may) */
+                const char *eq = memmem(line, (size_t)(end - line), " = ", 3);
+                const char *slash = eq ? memrchr(line, '/', (size_t)(eq - line)) : NULL;
+                if (slash) {
+                        size_t svc_len = (size_t)(slash - line);
+                        if (svc_len != strlen(svc.name) || strncmp(svc.name, line, svc_len) != 0) {
+                                int r = service_verdict(&svc, reterr);
+                                if (r < 0)
+                                        return r;
+                                svc = (struct service_tls){ 0 };
+                                snprintf(svc.name, sizeof(svc.name), "%.*s", (int)svc_len, line);
+                        }
+                        size_t name_len = (size_t)(eq - slash - 1);
+                        const char *value = eq + 3;
+                        size_t value_len = (size_t)(end - value);
+                        for (size_t i = 0; i < ARRAY_SIZE(needs); i++)
+                                if (strlen(needs[i].name) == name_len &&
+                                    strncmp(needs[i].name, slash + 1, name_len) == 0 &&
+                                    strlen(needs[i].value) == value_len &&
+                                    strncasecmp(needs[i].value, value, value_len) == 0)
+                                        svc.needs = needs[i].needs;
+                        for (size_t i = 0; i < ARRAY_SIZE(cert_params); i++)
+                                if (strlen(cert_params[i]) == name_len &&
+                                    strncmp(cert_params[i], slash + 1, name_len) == 0 &&
+                                    value_len > 0)
+                                        svc.own_cert = true;
+                }
+                line = *end ? end + 1 : end;
+        }
+        return service_verdict(&svc, reterr);
+}
+
 static json_t *mode_or_null(enum tls_mode m)
 {
         return m == MODE_UNSET ? json_null() : json_string(tls_mode_to_string(m));
@@ -222,17 +327,23 @@ json_t *settings_desired_json(const struct settings *s)
         return j;
 }
 
-/* Protocol and cipher presets (after Mozilla's server-side guidance, adapted to SMTP: on port 25
- * opportunistic TLS must never refuse a peer that only speaks old TLS, since the alternative is
- * cleartext; mandatory TLS may be strict). NULL = Postfix's default. */
+/* Protocol and cipher presets. Only mandatory TLS differs between them: opportunistic TLS
+ * (`*_tls_protocols`, `*_tls_exclude_ciphers`, which postconf(5) applies "at all TLS security
+ * levels") stays at Postfix's defaults in every profile, because a peer it refused would talk in
+ * cleartext instead: opportunistic TLS is never made stricter than cleartext. Exclusions go to
+ * `*_tls_mandatory_exclude_ciphers` ("at mandatory TLS security levels").
+ * Mandatory TLS (inbound encrypt, such as a submission service with `-o
+ * smtpd_tls_security_level=encrypt`; outbound encrypt, dane, fingerprint, verify, secure) takes
+ * TLS 1.2 or later in modern and intermediate, Mozilla's floor for servers that must still serve
+ * TLS 1.2 clients: a TLSv1.3 floor would defer mail to every TLS 1.2-only MX. NULL = removed,
+ * Postfix's default. docs/api.md shows this table. */
 static const struct profile {
-        const char *protocols, *mandatory_protocols, *mandatory_ciphers, *exclude_ciphers;
+        const char *mandatory_protocols, *mandatory_ciphers, *mandatory_exclude_ciphers;
 } profiles[] = {
-        [PROFILE_MODERN] = { ">=TLSv1.2", ">=TLSv1.3", "high",
+        [PROFILE_MODERN] = { ">=TLSv1.2", "high",
                              "aNULL, eNULL, EXPORT, DES, RC4, MD5, PSK, SRP, 3DES" },
-        [PROFILE_INTERMEDIATE] = { "!SSLv2, !SSLv3", ">=TLSv1.2", "medium",
-                                   "aNULL, eNULL, EXPORT, DES, RC4, MD5" },
-        [PROFILE_LEGACY] = { NULL, NULL, NULL, NULL },
+        [PROFILE_INTERMEDIATE] = { ">=TLSv1.2", "medium", "aNULL, eNULL, EXPORT, DES, RC4, MD5" },
+        [PROFILE_LEGACY] = { NULL, NULL, NULL },
 };
 
 size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,
@@ -265,13 +376,18 @@ size_t settings_render(const struct settings *s, const struct cert_files *cert, 
         out[n++] = (struct maincf_param){ "smtpd_tls_received_header", yes_no[s->received_header] };
         out[n++] = (struct maincf_param){ "smtpd_tls_loglevel", levels[s->loglevel] };
         out[n++] = (struct maincf_param){ "smtp_tls_loglevel", levels[s->loglevel] };
-        out[n++] = (struct maincf_param){ "smtpd_tls_protocols", p->protocols };
-        out[n++] = (struct maincf_param){ "smtp_tls_protocols", p->protocols };
+        /* opportunistic TLS: Postfix's defaults in every profile (see profiles[]) */
+        out[n++] = (struct maincf_param){ "smtpd_tls_protocols", NULL };
+        out[n++] = (struct maincf_param){ "smtp_tls_protocols", NULL };
+        out[n++] = (struct maincf_param){ "smtpd_tls_exclude_ciphers", NULL };
+        out[n++] = (struct maincf_param){ "smtp_tls_exclude_ciphers", NULL };
         out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_protocols", p->mandatory_protocols };
         out[n++] = (struct maincf_param){ "smtp_tls_mandatory_protocols", p->mandatory_protocols };
         out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_ciphers", p->mandatory_ciphers };
         out[n++] = (struct maincf_param){ "smtp_tls_mandatory_ciphers", p->mandatory_ciphers };
-        out[n++] = (struct maincf_param){ "smtpd_tls_exclude_ciphers", p->exclude_ciphers };
-        out[n++] = (struct maincf_param){ "smtp_tls_exclude_ciphers", p->exclude_ciphers };
+        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_exclude_ciphers",
+                                          p->mandatory_exclude_ciphers };
+        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_exclude_ciphers",
+                                          p->mandatory_exclude_ciphers };
         return n;
 }

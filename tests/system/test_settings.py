@@ -33,7 +33,8 @@ MANAGED = (
     "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_protocols",
     "smtpd_tls_mandatory_protocols", "smtp_tls_protocols", "smtp_tls_mandatory_protocols",
     "smtpd_tls_mandatory_ciphers", "smtp_tls_mandatory_ciphers", "smtpd_tls_exclude_ciphers",
-    "smtp_tls_exclude_ciphers", "smtpd_tls_auth_only", "smtpd_tls_received_header",
+    "smtp_tls_exclude_ciphers", "smtpd_tls_mandatory_exclude_ciphers",
+    "smtp_tls_mandatory_exclude_ciphers", "smtpd_tls_auth_only", "smtpd_tls_received_header",
     "smtpd_tls_loglevel", "smtp_tls_loglevel", "smtp_tls_policy_maps",
 )
 SETTINGS_FIELDS = ("mode", "inbound_mode", "outbound_mode", "certificate", "profile", "auth_only",
@@ -379,10 +380,11 @@ class Site:
             assert os.stat(key).st_mode & 0o777 == 0o600, oct(os.stat(key).st_mode)
         else:
             assert "smtpd_tls_chain_files" not in p, p
-        if state["profile"] == "modern":
-            assert "TLSv1.3" in p.get("smtpd_tls_mandatory_protocols", ""), p
-        elif state["profile"] == "legacy":
-            assert "smtpd_tls_mandatory_protocols" not in p and "smtpd_tls_protocols" not in p, p
+        # opportunistic TLS at Postfix's defaults in every profile; mandatory TLS >= 1.2 but in
+        # legacy (test_postfix_profiles.py checks the whole table)
+        assert "smtpd_tls_protocols" not in p and "smtp_tls_protocols" not in p, p
+        if state["profile"] == "legacy":
+            assert "smtpd_tls_mandatory_protocols" not in p, p
         else:
             assert p.get("smtpd_tls_mandatory_protocols") == ">=TLSv1.2", p
 
@@ -561,7 +563,7 @@ def test_warnings_on_the_reply(site, certs):
     assert r.body.get("warnings", []) == [], r.body
     codes = lambda r: {w["code"] for w in r.body.get("warnings", [])}  # noqa: E731
     r = site.patch_ok({"mode": "encrypt"})
-    assert codes(r) == {"mandatory_inbound"}, r.body
+    assert codes(r) == {"mandatory_inbound", "mandatory_outbound"}, r.body
     assert all(w.get("detail") for w in r.body["warnings"]), r.body
     r = site.put_ok({"mode": "may", "certificate": "other-host"})
     assert codes(r) == {"hostname_mismatch"}, r.body
@@ -1122,8 +1124,9 @@ def test_dry_run_changes_nothing_and_shows_the_diff(site):
     assert plan and plan["valid"] is True and plan["errors"] == [] and plan["reload"] is True, r.body
     diff = {c["name"]: (c["old"], c["new"]) for c in plan["main_cf"]}
     assert diff["smtpd_tls_loglevel"] == ("1", "2"), diff
-    assert diff["smtpd_tls_mandatory_protocols"] == (">=TLSv1.2", diff["smtpd_tls_mandatory_protocols"][1])
-    assert "TLSv1.3" in diff["smtpd_tls_mandatory_protocols"][1]
+    # intermediate -> modern: the same TLS 1.2 floor, stronger mandatory ciphers
+    assert diff["smtpd_tls_mandatory_ciphers"] == ("medium", "high"), diff
+    assert "smtpd_tls_mandatory_protocols" not in diff, diff
     old_chain, new_chain = diff["smtpd_tls_chain_files"]
     assert old_chain == site.live_params()["smtpd_tls_chain_files"]
     assert fp_new.replace(":", "").lower()[:16] in new_chain and "/mx-new/" in new_chain
