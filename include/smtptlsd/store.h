@@ -197,6 +197,8 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
  * `scope` a managed row (in the items or in the table) must stay exactly as it is (forbidden or
  * managed_row otherwise). `base` is the JSON pointer of the items in the request ("/items",
  * "/tls_policies"), for the fields of problems. */
+/* Whether an enabled policy at verify or secure exists (they need trust anchors). */
+int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr);
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
                         bool whole, const struct fingerprint_digest *digest, const char *base,
                         json_t **counts, struct problem *reterr);

@@ -247,6 +247,16 @@ int api_status(struct request *req, struct problem *reterr)
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "
                                                 "the next apply restores them"));
+        char why[POSTFIX_TRUST_WHY_MAX];
+        bool need = false;
+        struct problem unknown = { 0 };
+        if (postfix_outbound_trust_recent(cfg, why, sizeof(why)) == 0 &&
+            store_policies_need_trust(c, &need, &unknown) >= 0 && need)
+                warnings_add(warnings, "no_trust_anchors",
+                             "%s; the verify and secure TLS policies defer all mail to their "
+                             "destinations",
+                             why);
+        problem_done(&unknown);
         /* The last job as GET /api/v1/jobs/{id} shows it (the worker knows only its id). */
         json_t *last_job = NULL;
         json_t *last_id = json_object_get(json_object_get(ws, "last_job"), "id");

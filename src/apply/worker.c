@@ -144,9 +144,18 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
 static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
                           struct problem *reterr)
 {
+        char ca_was[sizeof(s->outbound_ca)];
+        memcpy(ca_was, s->outbound_ca, sizeof(ca_was));
         int r = settings_apply_json(s, body, patch, reterr);
         if (r < 0)
                 return r;
+        /* a file named now must load as Postfix will load it ("system" may be missing: then no
+         * smtp_tls_CAfile is rendered, and /status warns) */
+        if (!streq(s->outbound_ca, OUTBOUND_CA_SYSTEM) && !streq(s->outbound_ca, ca_was)) {
+                r = reconcile_check_ca_file(s->outbound_ca, "/outbound_ca", reterr);
+                if (r < 0)
+                        return r;
+        }
         if (s->certificate[0]) {
                 struct cert_row row;
                 r = store_cert_by_name(&w->db, s->certificate, &row, reterr);

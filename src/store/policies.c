@@ -418,6 +418,18 @@ out:
         return r;
 }
 
+int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT EXISTS (SELECT 1 FROM tls_policies WHERE enabled AND level IN "
+                        "('verify', 'secure'))",
+                        0, NULL);
+        if (r >= 0)
+                *ret = streq(PQgetvalue(res, 0, 0), "t");
+        return r;
+}
+
 int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;

@@ -123,3 +123,138 @@ def test_dane_without_dnssec_is_warned(make_policy_site):
     assert w and "smtp_dns_support_level" in w["detail"] and "may" in w["detail"], r
     r = site.put_ok("dane-only.example", {"level": "dane-only"}, status=201)
     assert warning(r, "dane_without_dnssec"), r
+
+
+# == 3. trust anchors of verify and secure ==========================================================
+def settings(site, body, method="PATCH"):
+    ctype = {"content_type": "application/merge-patch+json"} if method == "PATCH" else {}
+    return site.d.http(method, "/api/v1/settings", body, timeout=60, **ctype)
+
+
+def status_warnings(site):
+    r = site.d.get("/api/v1/status")
+    assert r.status == 200, r
+    return {w["code"]: w["detail"] for w in r.body["warnings"]}
+
+
+def jailed_smtp(pf):
+    """The pids of smtp processes whose root is pf's queue directory."""
+    jail = os.path.realpath(pf.queue_dir)
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "smtp":
+                    continue
+            if os.readlink(f"/proc/{pid}/root") == jail:
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_outbound_ca_is_a_setting_checked_byte_by_byte(make_policy_site, certs, tmp_path):
+    """outbound_ca: "system" by default (rendered as the daemon's system_ca_file), or the path of
+    a file of CA certificates; a path Postfix would read otherwise, or a file that does not load,
+    is refused and changes nothing."""
+    site = make_policy_site()
+    r = site.d.get("/api/v1/settings")
+    assert r.status == 200 and r.body["outbound_ca"] == "system", r
+    r = settings(site, {"mode": "none"})
+    assert r.status == 200 and r.body["outbound_ca"] == "system", r
+    assert site.pf.param("smtp_tls_CAfile") == "/etc/ssl/certs/ca-certificates.crt"
+
+    not_pem = tmp_path / "not-pem.txt"
+    not_pem.write_text("no certificate here\n")
+    for bad in ("relative/ca.pem", "/etc/ssl/../ssl/certs/ca-certificates.crt", "/etc/./ca.pem",
+                "/etc//ca.pem", "/etc/ssl/certs/", "/a b.pem", "/a$b.pem", "/a\nb.pem",
+                "/a,b.pem", "", "/" + "a" * 1024, "System", 7, None):
+        r = settings(site, {"outbound_ca": bad})
+        assert_problem(r, 422, "invalid_value", "/outbound_ca")
+    for missing in ("/nonexistent/ca.pem", str(not_pem), str(tmp_path)):
+        r = settings(site, {"outbound_ca": missing})
+        body = assert_problem(r, 422, "invalid_value", "/outbound_ca")
+        assert missing in body["detail"], body
+    assert site.pf.param("smtp_tls_CAfile") == "/etc/ssl/certs/ca-certificates.crt"
+    assert site.d.get("/api/v1/settings").body["outbound_ca"] == "system"
+
+    ca = certs.ca().cert
+    r = settings(site, {"outbound_ca": ca})
+    assert r.status == 200 and r.body["outbound_ca"] == ca, r
+    assert site.pf.param("smtp_tls_CAfile") == ca
+    state = site.d.get("/api/v1/state").body
+    assert state["settings"]["outbound_ca"] == ca, state["settings"]
+    # PUT: omitted takes the default
+    r = settings(site, {"mode": "none"}, method="PUT")
+    assert r.status == 200 and r.body["outbound_ca"] == "system", r
+    assert site.pf.param("smtp_tls_CAfile") == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_missing_system_bundle_renders_no_cafile_and_status_warns(make_policy_site, tmp_path):
+    """A system bundle that cannot be read is not rendered (a CAfile Postfix cannot load turns
+    TLS off in its smtp client); a verify policy then warns, and so does /status while it
+    exists."""
+    site = make_policy_site(config={"system_ca_file": str(tmp_path / "no-such-bundle.crt")})
+    r = settings(site, {"mode": "none"})
+    assert r.status == 200, r
+    assert site.pf.param("smtp_tls_CAfile") == ""
+    r = site.put_ok("verify.example", {"level": "verify"}, status=201)
+    w = warning(r, "no_trust_anchors")
+    assert w and "smtp_tls_CAfile" in w["detail"] and "verify.example" in w["detail"], r
+    r = site.put_ok("secure.example", {"level": "secure", "match": ["nexthop"]}, status=201)
+    assert warning(r, "no_trust_anchors"), r
+    r = site.put_ok("may.example", {"level": "may"}, status=201)
+    assert not warning(r, "no_trust_anchors"), r
+    got = wait_until(lambda: status_warnings(site).get("no_trust_anchors"), 10,
+                     "the status warning no_trust_anchors")
+    assert "smtp_tls_CAfile" in got, got
+    # the policies gone: no warning
+    for dest in ("verify.example", "secure.example"):
+        assert site.delete(dest).status == 204
+    wait_until(lambda: "no_trust_anchors" not in status_warnings(site), 10,
+               "the status warning to go")
+
+
+def test_verify_delivery_needs_the_ca_store_even_with_smtp_chrooted(make_policy_site, make_postfix,
+                                                                   certs):
+    """A remote MX with a certificate of the test CA, a verify policy for its next hop. Without
+    trust anchors (Postfix 3.7's defaults) the message is deferred; with outbound_ca naming the
+    test CA file it goes out over TLS - with smtp chrooted (master.cf chroot y, Debian's default)
+    and the CA file outside the jail: Postfix reads smtp_tls_CAfile before it enters the jail."""
+    leaf = certs.leaf("ca-peer", ("remote.test.example",))
+    mx = make_postfix(remote=True, starttls=True, cert=leaf.cert, key=leaf.key)
+    nexthop = f"[127.0.0.1]:{mx.port}"
+    site = make_policy_site(extra={"transport_maps": f"inline:{{ ca.test=smtp:{nexthop} }}",
+                                   "smtp_tls_loglevel": "1"})
+    pf = site.pf
+    pf.postconf("-F", "smtp/unix/chroot = y")
+    old = time.time() - 10
+    os.utime(pf.master_cf, (old, old))
+    pf.reload()
+    ca = certs.ca().cert
+    assert not os.path.realpath(ca).startswith(os.path.realpath(pf.queue_dir) + "/")
+    assert pf.param("smtp_tls_CAfile") == "" and pf.param("smtp_tls_CApath") == ""
+
+    r = site.put_ok(nexthop, {"level": "verify", "match": ["remote.test.example"]}, status=201)
+    assert warning(r, "no_trust_anchors"), r
+    pf.send_mail("held@ca.test")
+    m = pf.wait_maillog(r"to=<held@ca\.test>, relay=.*status=deferred \((.*)\)", timeout=60)
+    assert "certificate" in m.group(1).lower(), m.group(1)
+    assert re.search(r"unable to get local issuer certificate|untrusted issuer",
+                     pf.maillog()), "the log does not say why the certificate was not trusted"
+    assert "held@ca.test" not in mx.maillog()
+    assert "no_trust_anchors" in status_warnings(site)
+
+    r = settings(site, {"mode": "none", "outbound_mode": "may", "outbound_ca": ca})
+    assert r.status == 200, r
+    assert pf.param("smtp_tls_CAfile") == ca
+    assert pf.postconf("-F", "smtp/unix/chroot").strip() == "smtp/unix/chroot = y"
+    run(["postqueue", "-c", pf.config_dir, "-f"])
+    pf.wait_maillog(r"to=<held@ca\.test>, relay=.*status=sent", timeout=60)
+    mx.wait_maillog(r"to=<held@ca\.test>, relay=none, .*status=sent", timeout=30)
+    assert re.search(r"smtp\[(\d+)\]: Verified TLS connection established to 127\.0\.0\.1\[",
+                     pf.maillog()), "the delivery was not verified"
+    # and the smtp process that delivered it ran in the jail (it lingers, idle, max_idle)
+    assert jailed_smtp(pf), "no smtp process of this instance runs chrooted in its queue directory"
+    wait_until(lambda: "no_trust_anchors" not in status_warnings(site), 10,
+               "the status warning to go")
