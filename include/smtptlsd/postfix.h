@@ -51,3 +51,5 @@ int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_dige
 int postfix_outbound_trust(const struct config *cfg, char *why, size_t size);
 /* The same as of the last postfix_running_recent check (for /status). Any thread. */
 int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t size);
+/* postfix_fingerprint_digest as of the last postfix_running_recent check (len 0: unknown). */
+void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret);

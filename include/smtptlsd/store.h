@@ -199,6 +199,10 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
  * "/tls_policies"), for the fields of problems. */
 /* Whether an enabled policy at verify or secure exists (they need trust anchors). */
 int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr);
+/* The first enabled fingerprint policy (by destination) with a digest of another length than len
+ * into *destination (NULL when none; the caller frees it). */
+int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
+                                   struct problem *reterr);
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
                         bool whole, const struct fingerprint_digest *digest, const char *base,
                         json_t **counts, struct problem *reterr);

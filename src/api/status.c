@@ -11,6 +11,7 @@
 #include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/reconcile.h"
 #include "smtptlsd/store.h"
@@ -256,6 +257,17 @@ int api_status(struct request *req, struct problem *reterr)
                              "%s; the verify and secure TLS policies defer all mail to their "
                              "destinations",
                              why);
+        /* smtp_tls_fingerprint_digest edited after the policies were written */
+        struct fingerprint_digest digest;
+        _cleanup_free_ char *fp_dest = NULL;
+        postfix_fingerprint_digest_recent(cfg, &digest);
+        if (digest.len && store_policies_digest_mismatch(c, digest.len, &fp_dest, &unknown) >= 0 &&
+            fp_dest)
+                warnings_add(warnings, "fingerprint_digest_mismatch",
+                             "the fingerprint policy for '%s' (and maybe others) holds a digest "
+                             "that Postfix's smtp_tls_fingerprint_digest (%s) cannot produce: it "
+                             "never matches, and all mail to the destination is deferred",
+                             fp_dest, digest.name);
         problem_done(&unknown);
         /* The last job as GET /api/v1/jobs/{id} shows it (the worker knows only its id). */
         json_t *last_job = NULL;

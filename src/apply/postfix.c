@@ -88,11 +88,28 @@ static struct {
         char version[32];
         int trust; /* postfix_outbound_trust's answer */
         char trust_why[POSTFIX_TRUST_WHY_MAX];
+        struct fingerprint_digest digest; /* len 0: unknown */
 } facts = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-enum { V_VERSION, V_CAFILE, V_CAPATH, V_APPEND, V_MAX };
-static const char *const fact_names[] = { "mail_version", "smtp_tls_CAfile", "smtp_tls_CApath",
-                                          "tls_append_default_CA", NULL };
+enum { V_VERSION, V_CAFILE, V_CAPATH, V_APPEND, V_DIGEST, V_MAX };
+static const char *const fact_names[] = { "mail_version",
+                                          "smtp_tls_CAfile",
+                                          "smtp_tls_CApath",
+                                          "tls_append_default_CA",
+                                          "smtp_tls_fingerprint_digest",
+                                          NULL };
+
+/* The digest named v (Postfix asks OpenSSL for it by name, tls_validate_digest). */
+static int digest_from(const char *v, struct fingerprint_digest *ret)
+{
+        *ret = (struct fingerprint_digest){ 0 };
+        const EVP_MD *md = v ? EVP_get_digestbyname(v) : NULL;
+        if (!md || EVP_MD_get_size(md) <= 0 || strlen(v) >= sizeof(ret->name))
+                return -EINVAL;
+        snprintf(ret->name, sizeof(ret->name), "%s", v);
+        ret->len = 3 * (size_t)EVP_MD_get_size(md) - 1;
+        return 0;
+}
 
 /* Trust anchors of the smtp client from the values of fact_names (expanded). */
 static int trust_from(char *const *v, char *why, size_t size)
@@ -120,10 +137,13 @@ static void facts_refresh(const struct config *cfg)
 {
         char *v[V_MAX] = { 0 };
         char why[POSTFIX_TRUST_WHY_MAX] = "";
+        struct fingerprint_digest digest;
         int trust = postconf_values(cfg, fact_names, v);
         if (trust >= 0)
                 trust = trust_from(v, why, sizeof(why));
+        digest_from(v[V_DIGEST], &digest);
         pthread_mutex_lock(&facts.lock);
+        facts.digest = digest;
         snprintf(facts.version, sizeof(facts.version), "%s", v[V_VERSION] ? v[V_VERSION] : "");
         facts.trust = trust;
         snprintf(facts.trust_why, sizeof(facts.trust_why), "%s", why);
@@ -164,6 +184,14 @@ int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t si
         snprintf(why, size, "%s", facts.trust_why);
         pthread_mutex_unlock(&facts.lock);
         return r;
+}
+
+void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret)
+{
+        facts_known(cfg);
+        pthread_mutex_lock(&facts.lock);
+        *ret = facts.digest;
+        pthread_mutex_unlock(&facts.lock);
 }
 
 int postfix_outbound_trust(const struct config *cfg, char *why, size_t size)
@@ -271,13 +299,5 @@ int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_dige
         _cleanup_free_ char *v = NULL;
         *ret = (struct fingerprint_digest){ 0 };
         int r = postconf_value(cfg, "smtp_tls_fingerprint_digest", &v);
-        if (r < 0)
-                return r;
-        /* Postfix asks OpenSSL for the digest by this name (tls_validate_digest) */
-        const EVP_MD *md = EVP_get_digestbyname(v);
-        if (!md || EVP_MD_get_size(md) <= 0 || strlen(v) >= sizeof(ret->name))
-                return -EINVAL;
-        snprintf(ret->name, sizeof(ret->name), "%s", v);
-        ret->len = 3 * (size_t)EVP_MD_get_size(md) - 1;
-        return 0;
+        return r < 0 ? r : digest_from(v, ret);
 }

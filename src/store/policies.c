@@ -430,6 +430,24 @@ int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *rete
         return r;
 }
 
+int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
+                                   struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%zu", len);
+        const char *params[] = { buf };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT destination FROM tls_policies WHERE enabled AND level = "
+                        "'fingerprint' AND EXISTS (SELECT 1 FROM unnest(match) v WHERE length(v) "
+                        "<> $1::int) ORDER BY destination LIMIT 1",
+                        1, params);
+        *destination = NULL;
+        if (r >= 0 && PQntuples(res) > 0 && !(*destination = strdup(PQgetvalue(res, 0, 0))))
+                r = -ENOMEM;
+        return r;
+}
+
 int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;

@@ -87,6 +87,13 @@ def test_fingerprint_digest_length_must_be_the_effective_digest(make_policy_site
     body = assert_problem(r, 422, "invalid_value", "/match/0")
     assert "sha512" in body["detail"], body
     site.put_ok("fp2.example", {"level": "fingerprint", "match": [f512]}, status=201)
+    # the row written under sha256 never matches now: the status says so
+    got = wait_until(lambda: status_warnings(site).get("fingerprint_digest_mismatch"), 10,
+                     "the status warning fingerprint_digest_mismatch")
+    assert "'fp.example'" in got and "sha512" in got, got
+    assert site.delete("fp.example").status == 204
+    wait_until(lambda: "fingerprint_digest_mismatch" not in status_warnings(site), 10,
+               "the status warning to go")
 
 
 # == 2. postconf's warnings are not values ===========================================================

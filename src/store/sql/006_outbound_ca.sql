@@ -10,3 +10,7 @@ ALTER TABLE settings ADD COLUMN outbound_ca text NOT NULL DEFAULT 'system'
 -- whether any exists, at once among a million rows.
 CREATE INDEX tls_policies_need_trust ON tls_policies (destination)
     WHERE enabled AND level IN ('verify', 'secure');
+-- ... and whether a fingerprint policy holds a digest that smtp_tls_fingerprint_digest (edited
+-- after it was written) cannot produce: the fingerprint rows alone are read.
+CREATE INDEX tls_policies_fingerprint ON tls_policies (destination)
+    WHERE enabled AND level = 'fingerprint';
