@@ -68,6 +68,36 @@ def test_fingerprint_policy_refused_under_md5_default_of_old_compatibility_level
     site.put_ok("fp.example", {"level": "fingerprint", "match": [fp]}, status=201)
 
 
+def test_md5_host_defers_a_sha256_fingerprint_and_delivers_once_the_digest_is_set(
+        make_policy_site, make_postfix, certs):
+    """What Postfix does, which is why the write is refused: on a compatibility_level 2 host a
+    SHA-256 fingerprint entry (the administrator's own map here) defers the mail; smtptlsd
+    refuses the same entry; once main.cf sets smtp_tls_fingerprint_digest = sha256, smtptlsd's
+    entry (its map comes first) delivers the held message over TLS."""
+    leaf = certs.leaf("md5-peer", ("remote.test.example",))
+    mx = make_postfix(remote=True, starttls=True, cert=leaf.cert, key=leaf.key)
+    nexthop = f"[127.0.0.1]:{mx.port}"
+    fp = fingerprint(leaf, "sha256")
+    site = make_policy_site(extra={
+        "compatibility_level": "2", "smtp_tls_loglevel": "1",
+        "transport_maps": f"inline:{{ md5.test=smtp:{nexthop} }}",
+        "smtp_tls_policy_maps": f"inline:{{ {{{nexthop}=fingerprint match={fp}}} }}"})
+    pf = site.pf
+    pf.send_mail("held@md5.test")
+    m = pf.wait_maillog(r"to=<held@md5\.test>, relay=.*status=deferred \((.*)\)", timeout=60)
+    assert "certificate not verified" in m.group(1).lower(), m.group(1)
+
+    assert_problem(site.put(nexthop, {"level": "fingerprint", "match": [fp]}), 422,
+                   "invalid_value", "/match/0")
+    append_main_cf(pf, "smtp_tls_fingerprint_digest = sha256")
+    pf.reload()
+    site.put_ok(nexthop, {"level": "fingerprint", "match": [fp]}, status=201)
+    assert pf.param("smtp_tls_policy_maps").startswith(f"hash:{site.map_path}")
+    run(["postqueue", "-c", pf.config_dir, "-f"])
+    pf.wait_maillog(r"to=<held@md5\.test>, relay=.*status=sent", timeout=60)
+    assert re.search(r"Verified TLS connection established to 127\.0\.0\.1\[", pf.maillog())
+
+
 def test_fingerprint_digest_length_must_be_the_effective_digest(make_policy_site, certs):
     """smtp_tls_fingerprint_digest = sha256 (explicit): a SHA-512 fingerprint is refused, also as
     the second of several; SHA-256 is accepted. With sha512, the other way round."""
