@@ -57,6 +57,8 @@ const struct conf_key conf_keys[] = {
             "the bootstrap self-signed certificate (never bindable)"),
         KEY(system_key_file, CONF_STRING, "/etc/ssl/private/ssl-cert-snakeoil.key", 0, 0,
             "the key of the bootstrap self-signed certificate"),
+        KEY(system_ca_file, CONF_STRING, "/etc/ssl/certs/ca-certificates.crt", 0, 0,
+            "the system's CA bundle: smtp_tls_CAfile when the settings' outbound_ca is system"),
         KEY(key_encryption_key_file, CONF_STRING, "", 0, 0,
             "file of the key that encrypts private keys in the database (empty: not encrypted)"),
         KEY(smtp_probe_address, CONF_STRING, "127.0.0.1:25", 0, 0,

@@ -33,6 +33,7 @@ struct config {
         char *acme_live_directory;
         char *system_certificate_file;
         char *system_key_file;
+        char *system_ca_file;
         char *key_encryption_key_file;
         char *smtp_probe_address;
         char *node_name;

@@ -77,6 +77,19 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
 int policy_fingerprint_normalize(const char *in, char out[static POLICY_FINGERPRINT_MAX],
                                  const char *field, struct problem *reterr);
 
+/* The digest Postfix computes fingerprints with (the effective smtp_tls_fingerprint_digest, one
+ * for the whole smtp client): its name and the length of one of its fingerprints in the normalized
+ * form above (3 characters a byte, less one: md5 47, sha256 95, sha512 191). */
+struct fingerprint_digest {
+        char name[32];
+        size_t len;
+};
+/* A normalized fingerprint `fpr` that digest d can never produce (another length) is
+ * invalid_value at field, naming smtp_tls_fingerprint_digest: Postfix would compare it with
+ * every certificate's digest and defer all mail to the destination. */
+int policy_check_fingerprint_digest(const struct fingerprint_digest *d, const char *fpr,
+                                    const char *field, struct problem *reterr);
+
 /* Normalizes a protocols attribute (SSLv2 SSLv3 TLSv1 TLSv1.1 TLSv1.2 TLSv1.3, each optionally
  * with '!', or one ">=NAME" and/or one "<=NAME"; separated by ':', ',' or spaces) into
  * ':'-joined canonical form. "" stays "". invalid_value at field. */

@@ -8,6 +8,7 @@
 #include "smtptlsd/spawn.h"
 
 struct config;
+struct fingerprint_digest;
 
 /* `postfix -c DIR status`: whether the master runs. */
 bool postfix_is_running(const struct config *cfg);
@@ -32,8 +33,26 @@ int postmap_build(const struct config *cfg, const char *type, const char *path,
 /* `postmap -c DIR -s TYPE:PATH`: every entry of the built map, "key value" per line. */
 int postmap_dump(const struct config *cfg, const char *type, const char *path,
                  struct spawn_result *res);
-/* `postconf -c DIR -h NAME`: the effective value (defaults included) of one parameter. */
+/* `postconf -c DIR -x -h NAME`: the effective value of one parameter, defaults included and
+ * expanded ($name, ${{...} <level {...} ? ...}) as Postfix uses it; postconf's warnings (stderr)
+ * are logged, never part of it. */
 int postconf_value(const struct config *cfg, const char *name, char **ret);
 /* `postconf -c DIR -P`: master.cf's `-o` parameters as Postfix reads them (continuation lines,
  * `-o { name = value }`), one "service/type/name = value" per line (stdout alone). */
 int postconf_service_params(const struct config *cfg, char **ret);
+/* The same for the NULL-terminated names at once (one postconf): ret[i] for names[i], each
+ * freed by the caller (all NULL on failure). */
+int postconf_values(const struct config *cfg, const char *const *names, char **ret);
+/* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
+ * name OpenSSL does not know (then Postfix refuses it too). */
+int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret);
+/* Whether the smtp client has trust anchors for the verify and secure levels (`postconf -x`):
+ * 1 when smtp_tls_CAfile names a readable file, or smtp_tls_CApath is set, or
+ * tls_append_default_CA = yes; 0 when not, with why (naming the parameter); negative when postconf
+ * cannot tell. Worker thread. */
+#define POSTFIX_TRUST_WHY_MAX 512
+int postfix_outbound_trust(const struct config *cfg, char *why, size_t size);
+/* The same as of the last postfix_running_recent check (for /status). Any thread. */
+int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t size);
+/* postfix_fingerprint_digest as of the last postfix_running_recent check (len 0: unknown). */
+void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret);

@@ -38,6 +38,7 @@ struct plan {
         struct maincf_param params[SETTINGS_PARAMS_MAX];
         size_t n_params;
         char chain_value[2 * PATH_MAX + 4];
+        char ca_file[PATH_MAX]; /* smtp_tls_CAfile's value ("" when none is rendered) */
         /* an imported certificate whose version directory does not exist yet */
         bool write_cert;
         char cert_dir[PATH_MAX];
@@ -79,6 +80,11 @@ void apply_result_done(struct apply_result *r);
  * again (and Postfix reloaded back if it had been reloaded) and reterr says why. */
 int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_result *res,
                     struct problem *reterr);
+/* The CA file the settings' outbound_ca names ("system": system_ca_file) into buf. */
+void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size);
+/* Loads path as Postfix loads smtp_tls_CAfile (SSL_CTX_load_verify_locations): invalid_value at
+ * field, naming the file, when it cannot be read or holds no certificate. */
+int reconcile_check_ca_file(const char *path, const char *field, struct problem *reterr);
 /* Reads the bound certificate's key and fullchain (an ACME one only beneath its client's trusted
  * tree, never blocking on a FIFO) and loads them as Postfix will: certificate_unusable when they
  * do not load or the leaf expired at now. Fills *info when not NULL. */

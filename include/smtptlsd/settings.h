@@ -23,6 +23,10 @@ enum tls_profile {
         PROFILE_LEGACY,
 };
 
+/* outbound_ca: "system" (the system's CA bundle, config system_ca_file) or an absolute path. */
+#define OUTBOUND_CA_SYSTEM "system"
+#define OUTBOUND_CA_MAX    1024
+
 struct settings {
         bool managed;
         enum tls_mode mode, inbound_mode, outbound_mode;
@@ -31,6 +35,7 @@ struct settings {
         bool auth_only;
         bool received_header;
         int loglevel;
+        char outbound_ca[OUTBOUND_CA_MAX + 1]; /* rendered as smtp_tls_CAfile */
         int64_t generation;
         char updated_at[32];
 };
@@ -70,10 +75,19 @@ void settings_state_warnings(const struct settings *s, bool sasl_auth_enabled, j
 int settings_check_services(const struct settings *s, const char *service_params,
                             struct problem *reterr);
 
-/* Where the bound certificate's files are, for rendering. NULL paths when none is bound. */
+/* Whether s is a path outbound_ca takes: absolute, at most OUTBOUND_CA_MAX bytes of
+ * [A-Za-z0-9._+@/-], no empty, "." or ".." component, no trailing '/' (nothing Postfix would
+ * expand, split or read as a second line). */
+bool outbound_ca_path_is_valid(const char *s);
+
+/* Where the bound certificate's files are, for rendering. NULL paths when none is bound.
+ * ca_file: the file outbound_ca names (system_ca_file for "system"), NULL when it cannot be
+ * read: smtp_tls_CAfile is then left empty (a CAfile Postfix cannot load disables TLS in its
+ * smtp client altogether). */
 struct cert_files {
         const char *key;
         const char *chain;
+        const char *ca_file;
 };
 
 #define SETTINGS_PARAMS_MAX 32

@@ -61,6 +61,7 @@ int store_job_insert(struct db_conn *c, const char *node, const char *actor, con
  * in pending_keys (sealed with kek when not NULL) under a random reference that is added to
  * request as "private_key_ref"; job and key are inserted by one statement. */
 struct kek;
+struct fingerprint_digest;
 int store_job_insert_with_key(struct db_conn *c, const char *node, const char *actor,
                               const char *action, const char *target, json_t *request,
                               const char *items, const char *key_pem, const struct kek *kek,
@@ -196,8 +197,15 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
  * `scope` a managed row (in the items or in the table) must stay exactly as it is (forbidden or
  * managed_row otherwise). `base` is the JSON pointer of the items in the request ("/items",
  * "/tls_policies"), for the fields of problems. */
+/* Whether an enabled policy at verify or secure exists (they need trust anchors). */
+int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr);
+/* The first enabled fingerprint policy (by destination) with a digest of another length than len
+ * into *destination (NULL when none; the caller frees it). */
+int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
+                                   struct problem *reterr);
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
-                        bool whole, const char *base, json_t **counts, struct problem *reterr);
+                        bool whole, const struct fingerprint_digest *digest, const char *base,
+                        json_t **counts, struct problem *reterr);
 /* Appends every row, ordered by destination, as a JSON array of normalized policies (no
  * timestamps: the desired state) to *out. Reads through a cursor a chunk at a time, so the
  * caller must be in a transaction (one snapshot with whatever else it reads). */

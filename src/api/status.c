@@ -11,6 +11,7 @@
 #include "smtptlsd/cert.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/metrics.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/reconcile.h"
 #include "smtptlsd/store.h"
@@ -253,6 +254,27 @@ int api_status(struct request *req, struct problem *reterr)
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "
                                                 "the next apply restores them"));
+        char why[POSTFIX_TRUST_WHY_MAX];
+        bool need = false;
+        struct problem unknown = { 0 };
+        if (postfix_outbound_trust_recent(cfg, why, sizeof(why)) == 0 &&
+            store_policies_need_trust(c, &need, &unknown) >= 0 && need)
+                warnings_add(warnings, "no_trust_anchors",
+                             "%s; the verify and secure TLS policies defer all mail to their "
+                             "destinations",
+                             why);
+        /* smtp_tls_fingerprint_digest edited after the policies were written */
+        struct fingerprint_digest digest;
+        _cleanup_free_ char *fp_dest = NULL;
+        postfix_fingerprint_digest_recent(cfg, &digest);
+        if (digest.len && store_policies_digest_mismatch(c, digest.len, &fp_dest, &unknown) >= 0 &&
+            fp_dest)
+                warnings_add(warnings, "fingerprint_digest_mismatch",
+                             "the fingerprint policy for '%s' (and maybe others) holds a digest "
+                             "that Postfix's smtp_tls_fingerprint_digest (%s) cannot produce: it "
+                             "never matches, and all mail to the destination is deferred",
+                             fp_dest, digest.name);
+        problem_done(&unknown);
         /* The last job as GET /api/v1/jobs/{id} shows it (the worker knows only its id). */
         json_t *last_job = NULL;
         json_t *last_id = json_object_get(json_object_get(ws, "last_job"), "id");

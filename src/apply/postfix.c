@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <openssl/evp.h>
 
 #include "smtptlsd/conf.h"
 #include "smtptlsd/log.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/recent.h"
 #include "smtptlsd/util.h"
 
@@ -78,40 +81,128 @@ bool postfix_is_running(const struct config *cfg)
         return is_running;
 }
 
-/* mail_version, refreshed with the running answer; under version.lock */
+/* What /status shows of Postfix, refreshed with the running answer; under facts.lock */
 static struct {
         pthread_mutex_t lock;
         bool known;
-        char value[32];
-} version = { .lock = PTHREAD_MUTEX_INITIALIZER };
+        char version[32];
+        int trust; /* postfix_outbound_trust's answer */
+        char trust_why[POSTFIX_TRUST_WHY_MAX];
+        struct fingerprint_digest digest; /* len 0: unknown */
+} facts = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static void version_refresh(const struct config *cfg)
+enum { V_VERSION, V_CAFILE, V_CAPATH, V_APPEND, V_DIGEST, V_MAX };
+static const char *const fact_names[] = { "mail_version",
+                                          "smtp_tls_CAfile",
+                                          "smtp_tls_CApath",
+                                          "tls_append_default_CA",
+                                          "smtp_tls_fingerprint_digest",
+                                          NULL };
+
+/* The digest named v (Postfix asks OpenSSL for it by name, tls_validate_digest). */
+static int digest_from(const char *v, struct fingerprint_digest *ret)
 {
-        _cleanup_free_ char *v = NULL;
-        if (postconf_value(cfg, "mail_version", &v) < 0)
-                v = NULL;
-        pthread_mutex_lock(&version.lock);
-        snprintf(version.value, sizeof(version.value), "%s", v ? v : "");
-        version.known = true;
-        pthread_mutex_unlock(&version.lock);
+        *ret = (struct fingerprint_digest){ 0 };
+        const EVP_MD *md = v ? EVP_get_digestbyname(v) : NULL;
+        if (!md || EVP_MD_get_size(md) <= 0 || strlen(v) >= sizeof(ret->name))
+                return -EINVAL;
+        snprintf(ret->name, sizeof(ret->name), "%s", v);
+        ret->len = 3 * (size_t)EVP_MD_get_size(md) - 1;
+        return 0;
+}
+
+/* Trust anchors of the smtp client from the values of fact_names (expanded). */
+static int trust_from(char *const *v, char *why, size_t size)
+{
+        *why = 0;
+        if (!isempty(v[V_CAFILE])) {
+                /* read before smtp enters its chroot jail: the file as named here */
+                if (access(v[V_CAFILE], R_OK) == 0)
+                        return 1;
+                snprintf(why, size,
+                         "smtp_tls_CAfile (%s) cannot be read: Postfix then disables TLS in the "
+                         "smtp client (%s)",
+                         v[V_CAFILE], strerror(errno));
+                return 0;
+        }
+        if (!isempty(v[V_CAPATH]) || streq(v[V_APPEND], "yes"))
+                return 1;
+        snprintf(why, size,
+                 "no trust anchors for verify and secure: smtp_tls_CAfile and smtp_tls_CApath are "
+                 "empty and tls_append_default_CA = no (set the settings' outbound_ca)");
+        return 0;
+}
+
+static void facts_refresh(const struct config *cfg)
+{
+        char *v[V_MAX] = { 0 };
+        char why[POSTFIX_TRUST_WHY_MAX] = "";
+        struct fingerprint_digest digest;
+        int trust = postconf_values(cfg, fact_names, v);
+        if (trust >= 0)
+                trust = trust_from(v, why, sizeof(why));
+        digest_from(v[V_DIGEST], &digest);
+        pthread_mutex_lock(&facts.lock);
+        facts.digest = digest;
+        snprintf(facts.version, sizeof(facts.version), "%s", v[V_VERSION] ? v[V_VERSION] : "");
+        facts.trust = trust;
+        snprintf(facts.trust_why, sizeof(facts.trust_why), "%s", why);
+        facts.known = true;
+        pthread_mutex_unlock(&facts.lock);
+        for (size_t i = 0; i < V_MAX; i++)
+                free(v[i]);
 }
 
 static bool ask_running(void *cfg)
 {
-        version_refresh(cfg);
+        facts_refresh(cfg);
         return postfix_is_running(cfg);
+}
+
+static void facts_known(const struct config *cfg)
+{
+        pthread_mutex_lock(&facts.lock);
+        bool known = facts.known;
+        pthread_mutex_unlock(&facts.lock);
+        if (!known)
+                facts_refresh(cfg);
 }
 
 void postfix_version_recent(const struct config *cfg, char *buf, size_t size)
 {
-        pthread_mutex_lock(&version.lock);
-        bool known = version.known;
-        pthread_mutex_unlock(&version.lock);
-        if (!known)
-                version_refresh(cfg);
-        pthread_mutex_lock(&version.lock);
-        snprintf(buf, size, "%s", version.value);
-        pthread_mutex_unlock(&version.lock);
+        facts_known(cfg);
+        pthread_mutex_lock(&facts.lock);
+        snprintf(buf, size, "%s", facts.version);
+        pthread_mutex_unlock(&facts.lock);
+}
+
+int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t size)
+{
+        facts_known(cfg);
+        pthread_mutex_lock(&facts.lock);
+        int r = facts.trust;
+        snprintf(why, size, "%s", facts.trust_why);
+        pthread_mutex_unlock(&facts.lock);
+        return r;
+}
+
+void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret)
+{
+        facts_known(cfg);
+        pthread_mutex_lock(&facts.lock);
+        *ret = facts.digest;
+        pthread_mutex_unlock(&facts.lock);
+}
+
+int postfix_outbound_trust(const struct config *cfg, char *why, size_t size)
+{
+        char *v[V_MAX] = { 0 };
+        int r = postconf_values(cfg, fact_names, v);
+        if (r >= 0)
+                r = trust_from(v, why, size);
+        for (size_t i = 0; i < V_MAX; i++)
+                free(v[i]);
+        return r;
 }
 
 bool postfix_running_recent(const struct config *cfg)
@@ -172,38 +263,80 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
         return 0;
 }
 
-/* postconf with args; *ret = stdout (trailing newlines and spaces cut). "postconf: warning: ..."
- * lines (about any parameter of main.cf) come on stderr and are logged, never taken for the
- * value. */
-static int postconf_stdout(const struct config *cfg, const char *const *args, const char *what,
-                           char **ret)
+int postconf_values(const struct config *cfg, const char *const *names, char **ret)
 {
         struct spawn_result res;
+        size_t n = 0;
+        while (names[n])
+                n++;
+        /* -x: the values as Postfix uses them ("${{$compatibility_level} <level {3.6} ? {md5}
+         * : {sha256}}" is md5 or sha256, $myhostname its value) */
+        const char *const head[] = { "-c", cfg->postfix_config_directory, "-x", "-h", NULL };
+        _cleanup_free_ const char **args = calloc(n + 5, sizeof(char *));
+        if (!args)
+                return -ENOMEM;
+        memcpy(args, head, 4 * sizeof(char *));
+        memcpy(args + 4, names, n * sizeof(char *));
+        /* the values are stdout alone: "postconf: warning: ..." lines (about any parameter of
+         * main.cf) come on stderr and are logged, never taken for a value */
         const struct spawn_options o = { .stderr_apart = true };
         int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
         if (r >= 0 && res.errors_len)
-                log_info("postconf %s: %s", what, res.errors);
+                log_info("postconf -x -h %s%s: %s", names[0], n > 1 ? " ..." : "", res.errors);
         if (r >= 0 && res.exit_status != 0)
                 r = -EPROTO;
-        if (r >= 0) {
-                size_t n = res.output_len;
-                while (n > 0 && (res.output[n - 1] == '\n' || res.output[n - 1] == ' '))
-                        n--;
-                res.output[n] = 0;
-                *ret = TAKE_PTR(res.output);
+        /* one line a name, in order */
+        const char *line = res.output ? res.output : "";
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *end = strchr(line, '\n');
+                if (!end) {
+                        r = -EPROTO;
+                        break;
+                }
+                size_t len = (size_t)(end - line);
+                while (len > 0 && line[len - 1] == ' ')
+                        len--;
+                ret[i] = strndup(line, len);
+                if (!ret[i])
+                        r = -ENOMEM;
+                line = end + 1;
         }
+        if (r < 0)
+                for (size_t i = 0; i < n; i++) {
+                        free(ret[i]);
+                        ret[i] = NULL;
+                }
         spawn_result_done(&res);
         return r;
 }
 
 int postconf_value(const struct config *cfg, const char *name, char **ret)
 {
-        const char *const args[] = { "-c", cfg->postfix_config_directory, "-h", name, NULL };
-        return postconf_stdout(cfg, args, name, ret);
+        const char *const names[] = { name, NULL };
+        return postconf_values(cfg, names, ret);
 }
 
 int postconf_service_params(const struct config *cfg, char **ret)
 {
+        /* master.cf's -o parameters: stdout alone (warnings are logged), as postconf prints it */
         const char *const args[] = { "-c", cfg->postfix_config_directory, "-P", NULL };
-        return postconf_stdout(cfg, args, "-P", ret);
+        struct spawn_result res;
+        const struct spawn_options o = { .stderr_apart = true };
+        int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
+        if (r >= 0 && res.errors_len)
+                log_info("postconf -P: %s", res.errors);
+        if (r >= 0 && res.exit_status != 0)
+                r = -EPROTO;
+        if (r >= 0)
+                *ret = TAKE_PTR(res.output);
+        spawn_result_done(&res);
+        return r;
+}
+
+int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret)
+{
+        _cleanup_free_ char *v = NULL;
+        *ret = (struct fingerprint_digest){ 0 };
+        int r = postconf_value(cfg, "smtp_tls_fingerprint_digest", &v);
+        return r < 0 ? r : digest_from(v, ret);
 }

@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "smtptlsd/cdb.h"
 #include "smtptlsd/cert.h"
@@ -32,6 +35,35 @@
  * before it gets its name (rename of an fsynced file), so we date it this many seconds back and
  * every Postfix process reads it at once. */
 #define MAIN_CF_AGE_SECONDS 2
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free)
+
+void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s",
+                 streq(s->outbound_ca, OUTBOUND_CA_SYSTEM) ? cfg->system_ca_file : s->outbound_ca);
+}
+
+int reconcile_check_ca_file(const char *path, const char *field, struct problem *reterr)
+{
+        _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        struct stat st;
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+            SSL_CTX_load_verify_locations(ctx, path, NULL) != 1) {
+                ERR_clear_error();
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "%s is not a readable file of PEM CA certificates: Postfix "
+                                   "could not load it as smtp_tls_CAfile (and would then disable "
+                                   "TLS in its smtp client)",
+                                   path);
+        }
+        if (sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx))) < 1)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, field, "%s holds no certificate",
+                                   path);
+        return 0;
+}
 
 int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr)
 {
@@ -154,8 +186,12 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 files.key = p->key_path;
                 files.chain = p->chain_path;
         }
-        p->n_params = settings_render(&d->settings, files.key ? &files : NULL, p->chain_value,
-                                      sizeof(p->chain_value), p->params);
+        /* a CAfile Postfix cannot read disables TLS in its smtp client: rendered when readable */
+        reconcile_ca_file(cfg, &d->settings, p->ca_file, sizeof(p->ca_file));
+        if (p->ca_file[0] && access(p->ca_file, R_OK) == 0)
+                files.ca_file = p->ca_file;
+        p->n_params = settings_render(&d->settings, &files, p->chain_value, sizeof(p->chain_value),
+                                      p->params);
         /* The administrator's own policy maps (and anything else listed) stay after ours. */
         char map[PATH_MAX], ours[PATH_MAX + 32];
         _cleanup_free_ char *live_maps = NULL;
@@ -721,6 +757,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 "smtpd_tls_loglevel",
                 "smtp_tls_loglevel",
                 "smtp_tls_policy_maps",
+                "smtp_tls_CAfile",
                 NULL,
         };
         char check[PATH_MAX], staged_main[PATH_MAX], master[PATH_MAX], lkg[PATH_MAX];

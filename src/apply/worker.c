@@ -144,6 +144,8 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
 static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
                           struct problem *reterr)
 {
+        char ca_was[sizeof(s->outbound_ca)];
+        memcpy(ca_was, s->outbound_ca, sizeof(ca_was));
         int r = settings_apply_json(s, body, patch, reterr);
         if (r < 0)
                 return r;
@@ -153,6 +155,13 @@ static int settings_store(struct worker *w, struct settings *s, json_t *body, bo
                 if (postconf_service_params(w->app->cfg, &services) < 0)
                         log_info("postconf -P failed: master.cf services not checked");
                 r = settings_check_services(s, services, reterr);
+                if (r < 0)
+                        return r;
+        }
+        /* a file named now must load as Postfix will load it ("system" may be missing: then no
+         * smtp_tls_CAfile is rendered, and /status warns) */
+        if (!streq(s->outbound_ca, OUTBOUND_CA_SYSTEM) && !streq(s->outbound_ca, ca_was)) {
+                r = reconcile_check_ca_file(s->outbound_ca, "/outbound_ca", reterr);
                 if (r < 0)
                         return r;
         }
@@ -447,33 +456,58 @@ static int check_manager(struct job *job, const struct policy *cur)
 static json_t *policy_warnings(struct worker *w, const struct policy *p)
 {
         json_t *warnings = json_array();
-        char *value = NULL;
-        if (p->level == TLS_LEVEL_DANE_ONLY &&
-            postconf_value(w->app->cfg, "smtp_dns_support_level", &value) >= 0) {
-                if (!streq(value, "dnssec"))
+        static const char *const dns[] = { "smtp_dns_support_level", "smtp_host_lookup", NULL };
+        char *v[2] = { 0 };
+        bool dane = p->level == TLS_LEVEL_DANE || p->level == TLS_LEVEL_DANE_ONLY;
+        /* Postfix looks up TLSA records only with DNSSEC lookups on, and host addresses from DNS
+         * (smtp_tls_policy.c dane_init): otherwise dane is may and dane-only defers */
+        if (dane && postconf_values(w->app->cfg, dns, v) >= 0) {
+                bool dns_hosts = strstr(v[1], "dns") != NULL;
+                if (!streq(v[0], "dnssec") || !dns_hosts)
                         warnings_add(warnings, "dane_without_dnssec",
-                                     "dane-only needs smtp_dns_support_level = dnssec (it is "
-                                     "'%s'): until then Postfix defers all mail to %s",
-                                     value, p->destination);
-                free(value);
-                value = NULL;
+                                     "%s needs smtp_dns_support_level = dnssec and dns in "
+                                     "smtp_host_lookup (they are '%s' and '%s'): until then "
+                                     "Postfix looks up no TLSA record and %s",
+                                     p->level == TLS_LEVEL_DANE ? "dane" : "dane-only", v[0], v[1],
+                                     p->level == TLS_LEVEL_DANE
+                                         ? "treats the level as may (unauthenticated, optional TLS)"
+                                         : "defers all mail to the destination");
         }
-        if (p->level == TLS_LEVEL_FINGERPRINT && p->n_match > 0 &&
-            postconf_value(w->app->cfg, "smtp_tls_fingerprint_digest", &value) >= 0) {
-                /* 32 bytes = 95 characters "AB:..", 64 bytes = 191 */
-                size_t want = streq(value, "sha512") ? 191 : streq(value, "sha256") ? 95 : 0;
-                for (size_t i = 0; want && i < p->n_match; i++)
-                        if (strlen(p->match[i]) != want) {
-                                warnings_add(warnings, "fingerprint_digest_mismatch",
-                                             "match holds a digest of another length than "
-                                             "smtp_tls_fingerprint_digest (%s) produces: it never "
-                                             "matches",
-                                             value);
-                                break;
-                        }
-                free(value);
-        }
+        free(v[0]);
+        free(v[1]);
+        char why[POSTFIX_TRUST_WHY_MAX];
+        if ((p->level == TLS_LEVEL_VERIFY || p->level == TLS_LEVEL_SECURE) &&
+            postfix_outbound_trust(w->app->cfg, why, sizeof(why)) == 0)
+                warnings_add(warnings, "no_trust_anchors",
+                             "%s; until then Postfix defers all mail to %s (certificate not "
+                             "trusted)",
+                             why, p->destination);
         return warnings;
+}
+
+/* The effective smtp_tls_fingerprint_digest into *d; NULL when postconf cannot tell (then nothing
+ * is checked against it). */
+static const struct fingerprint_digest *fingerprint_digest(struct worker *w,
+                                                           struct fingerprint_digest *d)
+{
+        return postfix_fingerprint_digest(w->app->cfg, d) >= 0 ? d : NULL;
+}
+
+/* Fingerprints the effective smtp_tls_fingerprint_digest cannot produce never match (Postfix
+ * then defers all mail to the destination): refused. */
+static int check_fingerprint_digest(struct worker *w, const struct policy *p, struct problem *pb)
+{
+        struct fingerprint_digest d;
+        if (p->level != TLS_LEVEL_FINGERPRINT || !fingerprint_digest(w, &d))
+                return 0;
+        for (size_t i = 0; i < p->n_match; i++) {
+                char field[32];
+                snprintf(field, sizeof(field), "/match/%zu", i);
+                int r = policy_check_fingerprint_digest(&d, p->match[i], field, pb);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 /* The read-only members of a policy write against the row as a GET shows it now, with the
@@ -537,6 +571,8 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 r = policy_check_manager_change(was, next.managed_by, job_scope(job), "",
                                                 &job->problem);
         if (r >= 0)
+                r = check_fingerprint_digest(w, &next, &job->problem);
+        if (r >= 0)
                 r = store_policy_put(&w->db, &next, &created, &job->problem);
         if (r >= 0)
                 job->warnings = policy_warnings(w, &next);
@@ -580,11 +616,13 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
 {
         json_t *counts = NULL;
         int64_t version = 0;
+        struct fingerprint_digest digest;
         int r = policy_check_if_match(w, job, true);
         /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
         if (r >= 0)
                 r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), false,
-                                        "/items", &counts, &job->problem);
+                                        fingerprint_digest(w, &digest), "/items", &counts,
+                                        &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {
@@ -742,6 +780,7 @@ static int run_state(struct worker *w, struct job *job, json_t **after)
 {
         json_t *body = json_object_get(job->request, "body");
         json_t *certs = json_object_get(body, "certificates"), *keys = NULL, *counts = NULL;
+        struct fingerprint_digest digest;
         char etag[STATE_ETAG_MAX];
         state_etag(w->batch_generation + (w->batch_dirty ? 1 : 0), etag);
         int r = check_precondition(job->request, "the desired state", etag, &job->problem);
@@ -768,7 +807,8 @@ static int run_state(struct worker *w, struct job *job, json_t **after)
                 r = state_settings(w, job, body, json_object_get(plan, "settings"));
         if (r >= 0)
                 r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), true,
-                                        "/tls_policies", &counts, &job->problem);
+                                        fingerprint_digest(w, &digest), "/tls_policies", &counts,
+                                        &job->problem);
         if (r >= 0) {
                 json_object_set_new(plan, "tls_policies", counts);
                 r = state_prune_certs(w, job, certs, cplan, warnings);

@@ -620,6 +620,34 @@ bool policy_manager_is_valid(const char *s)
         return true;
 }
 
+static const char *digest_of_length(size_t len)
+{
+        return len == 95 ? "SHA-256" : len == 191 ? "SHA-512" : "other";
+}
+
+int policy_check_fingerprint_digest(const struct fingerprint_digest *d, const char *fpr,
+                                    const char *field, struct problem *reterr)
+{
+        size_t n = strlen(fpr);
+        if (!d->len || n == d->len)
+                return 0;
+        const char *fits = n == 191 ? "sha512" : "sha256";
+        if (d->len != 95 && d->len != 191)
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "a %s fingerprint never matches: Postfix computes %s fingerprints "
+                           "(smtp_tls_fingerprint_digest = %s%s), and smtptlsd takes SHA-256 and "
+                           "SHA-512 ones only; set smtp_tls_fingerprint_digest = %s in main.cf",
+                           digest_of_length(n), d->name, d->name,
+                           streq(d->name, "md5") ? ", the default below compatibility_level 3.6"
+                                                 : "",
+                           fits);
+        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                   "a %s fingerprint never matches: Postfix computes %s fingerprints "
+                   "(smtp_tls_fingerprint_digest = %s); send the %s digest instead, or set "
+                   "smtp_tls_fingerprint_digest = %s in main.cf (one digest for every policy)",
+                   digest_of_length(n), d->name, d->name, digest_of_length(d->len), fits);
+}
+
 /* match items whatever the level: one fingerprint or one pattern, nothing that could split. */
 static int check_match_item(const char *s, const char *field, struct problem *reterr)
 {

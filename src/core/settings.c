@@ -63,6 +63,7 @@ void settings_defaults(struct settings *s)
                 .auth_only = true,
                 .received_header = false,
                 .loglevel = 1,
+                .outbound_ca = OUTBOUND_CA_SYSTEM,
                 .generation = gen,
         };
 }
@@ -86,6 +87,7 @@ struct settings_body {
         bool auth_only;
         bool received_header;
         int64_t loglevel;
+        const char *outbound_ca;
         json_t *ignored;
 };
 
@@ -100,6 +102,43 @@ static int check_certificate_name(const struct json_spec *spec, json_t *v, const
         return 0;
 }
 
+bool outbound_ca_path_is_valid(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n < 2 || n > OUTBOUND_CA_MAX || s[0] != '/' || s[n - 1] == '/')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '+' || c == '@' ||
+                          c == '-' || c == '/';
+                if (!ok)
+                        return false;
+        }
+        /* each component after a '/': not empty, ".", or ".." */
+        for (const char *c = s; c; c = strchr(c + 1, '/')) {
+                size_t len = strcspn(c + 1, "/");
+                if (len == 0 || (len == 1 && c[1] == '.') ||
+                    (len == 2 && c[1] == '.' && c[2] == '.'))
+                        return false;
+        }
+        return true;
+}
+
+static int check_outbound_ca(const struct json_spec *spec, json_t *v, const char *field,
+                             struct problem *reterr)
+{
+        const char *s = json_string_value(v);
+        if (streq(s, OUTBOUND_CA_SYSTEM) ||
+            (strlen(s) == json_string_length(v) && outbound_ca_path_is_valid(s)))
+                return 0;
+        return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                           "outbound_ca is \"system\" or the absolute path of a PEM file of CA "
+                           "certificates (at most %d bytes of A-Z a-z 0-9 . _ + @ - /, no \".\" "
+                           "or \"..\" component)",
+                           OUTBOUND_CA_MAX);
+}
+
 enum {
         F_MODE,
         F_INBOUND,
@@ -109,6 +148,7 @@ enum {
         F_AUTH_ONLY,
         F_RECEIVED_HEADER,
         F_LOGLEVEL,
+        F_OUTBOUND_CA,
         F_GENERATION,
         F_UPDATED_AT,
         F_MANAGED,
@@ -130,6 +170,8 @@ static const struct json_spec settings_spec[] = {
         [F_RECEIVED_HEADER] = { "received_header", JS_BOOL, 0, SB(received_header),
                                 .choices = NULL },
         [F_LOGLEVEL] = { "loglevel", JS_INT, 0, SB(loglevel), .min = 0, .max = 4 },
+        [F_OUTBOUND_CA] = { "outbound_ca", JS_STRING, 0, SB(outbound_ca), .max = OUTBOUND_CA_MAX,
+                            .check = check_outbound_ca },
         [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
         [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
         [F_MANAGED] = { "managed", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
@@ -182,6 +224,8 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
                 n.received_header = b.received_header;
         if (HAS(F_LOGLEVEL))
                 n.loglevel = (int)b.loglevel;
+        if (HAS(F_OUTBOUND_CA))
+                snprintf(n.outbound_ca, sizeof(n.outbound_ca), "%s", b.outbound_ca);
 
         if (settings_inbound(&n) != MODE_NONE && !n.certificate[0])
                 return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
@@ -312,6 +356,7 @@ json_t *settings_to_json(const struct settings *s)
         json_object_set_new(j, "auth_only", json_boolean(s->auth_only));
         json_object_set_new(j, "received_header", json_boolean(s->received_header));
         json_object_set_new(j, "loglevel", json_integer(s->loglevel));
+        json_object_set_new(j, "outbound_ca", json_string(s->outbound_ca));
         json_object_set_new(j, "managed", json_boolean(s->managed));
         json_object_set_new(j, "generation", json_integer(s->generation));
         json_object_set_new(j, "updated_at",
@@ -389,5 +434,7 @@ size_t settings_render(const struct settings *s, const struct cert_files *cert, 
                                           p->mandatory_exclude_ciphers };
         out[n++] = (struct maincf_param){ "smtp_tls_mandatory_exclude_ciphers",
                                           p->mandatory_exclude_ciphers };
+        /* the trust anchors of verify and secure; read by smtp before it enters a chroot jail */
+        out[n++] = (struct maincf_param){ "smtp_tls_CAfile", cert ? cert->ca_file : NULL };
         return n;
 }

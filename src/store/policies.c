@@ -275,9 +275,10 @@ static int check_managed_unchanged(struct db_conn *c, const char *base, struct p
 }
 
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
-                        bool whole, const char *base, json_t **counts, struct problem *reterr)
+                        bool whole, const struct fingerprint_digest *digest, const char *base,
+                        json_t **counts, struct problem *reterr)
 {
-        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL, *fpr = NULL;
         /* declared before any goto out (their cleanup runs there) */
         _cleanup_free_ char *count_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         char idbuf[24];
@@ -297,6 +298,26 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
             1, params);
         if (r < 0)
                 return r;
+        if (digest && digest->len) {
+                /* the first fingerprint the effective digest cannot produce */
+                char len[24];
+                snprintf(len, sizeof(len), "%zu", digest->len);
+                const char *p[] = { len };
+                r = db_exec(c, &fpr, reterr,
+                            "SELECT n - 1, k - 1, v FROM incoming, unnest(match) WITH ORDINALITY "
+                            "AS m(v, k) WHERE level = 'fingerprint' AND length(v) <> $1::int "
+                            "ORDER BY n, k LIMIT 1",
+                            1, p);
+                if (r >= 0 && PQntuples(fpr) > 0) {
+                        char field[96];
+                        snprintf(field, sizeof(field), "%s/%s/match/%s", base,
+                                 PQgetvalue(fpr, 0, 0), PQgetvalue(fpr, 0, 1));
+                        r = policy_check_fingerprint_digest(digest, PQgetvalue(fpr, 0, 2), field,
+                                                            reterr);
+                }
+                if (r < 0)
+                        goto out;
+        }
         if (whole) {
                 /* The whole state: managed rows too, at admin; below, they must not change. */
                 r = db_exec(c, NULL, reterr, "ANALYZE incoming", 0, NULL);
@@ -394,6 +415,36 @@ apply:;
                 r = db_exec(c, NULL, reterr, insert_sql, 0, NULL);
 out:
         db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
+        return r;
+}
+
+int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT EXISTS (SELECT 1 FROM tls_policies WHERE enabled AND level IN "
+                        "('verify', 'secure'))",
+                        0, NULL);
+        if (r >= 0)
+                *ret = streq(PQgetvalue(res, 0, 0), "t");
+        return r;
+}
+
+int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
+                                   struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%zu", len);
+        const char *params[] = { buf };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT destination FROM tls_policies WHERE enabled AND level = "
+                        "'fingerprint' AND EXISTS (SELECT 1 FROM unnest(match) v WHERE length(v) "
+                        "<> $1::int) ORDER BY destination LIMIT 1",
+                        1, params);
+        *destination = NULL;
+        if (r >= 0 && PQntuples(res) > 0 && !(*destination = strdup(PQgetvalue(res, 0, 0))))
+                r = -ENOMEM;
         return r;
 }
 

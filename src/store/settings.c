@@ -32,7 +32,7 @@ static enum tls_mode mode_of(const PGresult *res, int col)
 #define SETTINGS_SELECT                                                                            \
         "SELECT s.managed, s.version, s.mode, s.inbound_mode, s.outbound_mode, c.name, "           \
         "s.profile, s.auth_only, s.received_header, s.loglevel, " TS("s.updated_at") ", "          \
-        "g.generation FROM settings s LEFT JOIN certificates c ON c.id = s.certificate_id, "       \
+        "g.generation, s.outbound_ca FROM settings s LEFT JOIN certificates c ON c.id = s.certificate_id, "       \
         "config_state g"
 /* clang-format on */
 
@@ -61,6 +61,11 @@ int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version,
         s->loglevel = atoi(PQgetvalue(res, 0, 9));
         snprintf(s->updated_at, sizeof(s->updated_at), "%s", PQgetvalue(res, 0, 10));
         s->generation = strtoll(PQgetvalue(res, 0, 11), NULL, 10);
+        /* a path becomes main.cf's smtp_tls_CAfile: a row written around the API is checked as
+         * the API checks it (else the default) */
+        const char *ca = PQgetvalue(res, 0, 12);
+        if (streq(ca, OUTBOUND_CA_SYSTEM) || outbound_ca_path_is_valid(ca))
+                snprintf(s->outbound_ca, sizeof(s->outbound_ca), "%s", ca);
         return 0;
 }
 
@@ -174,6 +179,7 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                 s->auth_only ? "t" : "f",
                 s->received_header ? "t" : "f",
                 loglevel,
+                s->outbound_ca,
         };
         /* Settings that are already these change nothing: not the version (ETag), not
          * updated_at (and the worker then bumps no generation). */
@@ -181,11 +187,11 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                        "UPDATE settings SET managed = true, version = version + 1, mode = $1, "
                        "inbound_mode = $2, outbound_mode = $3, certificate_id = $4::bigint, "
                        "profile = $5, auth_only = $6, received_header = $7, loglevel = $8, "
-                       "updated_at = now() WHERE (managed, mode, inbound_mode, outbound_mode, "
-                       "certificate_id, profile, auth_only, received_header, loglevel) IS DISTINCT "
-                       "FROM (true, $1, $2, $3, $4::bigint, $5, $6::boolean, $7::boolean, "
-                       "$8::int)",
-                       8, params);
+                       "outbound_ca = $9, updated_at = now() WHERE (managed, mode, inbound_mode, "
+                       "outbound_mode, certificate_id, profile, auth_only, received_header, "
+                       "loglevel, outbound_ca) IS DISTINCT FROM (true, $1, $2, $3, $4::bigint, $5, "
+                       "$6::boolean, $7::boolean, $8::int, $9)",
+                       9, params);
 }
 
 int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr)

@@ -95,18 +95,18 @@ def test_tools_start_clean_and_a_postconf_value_is_stdout_only(make_site, tmp_pa
     site.d.mark_fd_baseline()
 
     site.put_ok({"mode": "none"})  # takes main.cf over: postconf -n, postfix status, reload
-    r = site.put_policy("dane.example", {"level": "dane-only"})  # postmap, postmap -s, postconf -h
+    r = site.put_policy("dane.example", {"level": "dane-only"})  # postmap, postmap -s, postconf -x -h
     assert r.status == 201, r
     warnings = {w["code"]: w["detail"] for w in r.body.get("warnings", [])}
     # smtp_dns_support_level is `disabled` in the test Postfix: the warning quotes the value,
     # which is postconf's stdout alone, not its stderr warning
     assert "dane_without_dnssec" in warnings, r.body
-    assert "(it is 'disabled')" in warnings["dane_without_dnssec"], warnings
+    assert "(they are 'disabled' and" in warnings["dane_without_dnssec"], warnings
 
     runs = parse_record(record)
     seen = {(tool, re.sub(r"-c \S+ ?", "", args).split(" ")[0]) for tool, args, _, _ in runs}
     for want in [("postfix", "status"), ("postfix", "reload"), ("postconf", "-n"),
-                 ("postconf", "-h"), ("postmap", "-s")]:
+                 ("postconf", "-x"), ("postmap", "-s")]:
         assert want in seen, f"{want} not run: {sorted(seen)}"
     daemon_pgrp = os.getpgid(site.d.pid)
     for tool, args, sec, pid in runs:

@@ -35,7 +35,7 @@ MANAGED = (
     "smtpd_tls_mandatory_ciphers", "smtp_tls_mandatory_ciphers", "smtpd_tls_exclude_ciphers",
     "smtp_tls_exclude_ciphers", "smtpd_tls_mandatory_exclude_ciphers",
     "smtp_tls_mandatory_exclude_ciphers", "smtpd_tls_auth_only", "smtpd_tls_received_header",
-    "smtpd_tls_loglevel", "smtp_tls_loglevel", "smtp_tls_policy_maps",
+    "smtpd_tls_loglevel", "smtp_tls_loglevel", "smtp_tls_policy_maps", "smtp_tls_CAfile",
 )
 SETTINGS_FIELDS = ("mode", "inbound_mode", "outbound_mode", "certificate", "profile", "auth_only",
                    "received_header", "loglevel")

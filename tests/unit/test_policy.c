@@ -128,6 +128,44 @@ static void test_levels(void **state)
 
 /* ---- the destination grammar ---- */
 
+/* A fingerprint of another length than the effective digest's never matches: refused, naming
+ * the field and smtp_tls_fingerprint_digest (md5 with the compatibility_level hint). */
+static void test_fingerprint_digest_length(void **state)
+{
+        (void)state;
+        char f256[96] = "", f512[192] = "";
+        for (int i = 0; i < 64; i++) {
+                if (i < 32)
+                        strcat(f256, i ? ":AB" : "AB");
+                strcat(f512, i ? ":CD" : "CD");
+        }
+        assert_int_equal(strlen(f256), 95);
+        assert_int_equal(strlen(f512), 191);
+        const struct fingerprint_digest md5 = { "md5", 47 }, sha256 = { "sha256", 95 },
+                                        sha512 = { "sha512", 191 }, unknown = { "", 0 };
+        struct problem p = { 0 };
+        assert_int_equal(policy_check_fingerprint_digest(&sha256, f256, "/match/0", &p), 0);
+        assert_int_equal(policy_check_fingerprint_digest(&sha512, f512, "/match/0", &p), 0);
+        assert_int_equal(policy_check_fingerprint_digest(&unknown, f512, "/match/0", &p), 0);
+        assert_int_equal(policy_check_fingerprint_digest(&sha256, f512, "/match/1", &p), -EINVAL);
+        assert_int_equal(p.code, PROBLEM_INVALID_VALUE);
+        assert_string_equal(p.field, "/match/1");
+        assert_non_null(strstr(p.detail, "SHA-512 fingerprint never matches"));
+        assert_non_null(strstr(p.detail, "smtp_tls_fingerprint_digest = sha256"));
+        problem_done(&p);
+        p = (struct problem){ 0 };
+        assert_int_equal(policy_check_fingerprint_digest(&md5, f256, "/items/3/match/0", &p),
+                         -EINVAL);
+        assert_string_equal(p.field, "/items/3/match/0");
+        assert_non_null(strstr(p.detail, "compatibility_level 3.6"));
+        problem_done(&p);
+        p = (struct problem){ 0 };
+        assert_int_equal(policy_check_fingerprint_digest(&sha512, f256, "/match/0", &p), -EINVAL);
+        assert_non_null(strstr(p.detail, "smtp_tls_fingerprint_digest = sha512"));
+        problem_done(&p);
+        p = (struct problem){ 0 };
+}
+
 static void test_destination_accepts(void **state)
 {
         static const struct {
@@ -2041,6 +2079,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_etags),
                 cmocka_unit_test(test_levels),
+                cmocka_unit_test(test_fingerprint_digest_length),
                 cmocka_unit_test(test_destination_accepts),
                 cmocka_unit_test(test_destination_refusals),
                 cmocka_unit_test(test_destination_fold_and_nul),
