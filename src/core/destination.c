@@ -405,8 +405,8 @@ static int check_fold_stable(const char *ukey, const char *field, struct problem
         return 0;
 }
 
-int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
-                                 const char *field, struct problem *reterr)
+static int normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1], const char *field,
+                     bool roundtrip, struct problem *reterr)
 {
         char key[DESTINATION_KEY_MAX + 64], ukey[DESTINATION_UKEY_MAX + 1];
         size_t o = 0;
@@ -430,15 +430,30 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
         if (r < 0)
                 return r;
         key[o] = 0;
-        r = destination_unicode_key(key, ukey);
+        int has_u = r = destination_unicode_key(key, ukey);
         if (r > 0)
                 r = check_fold_stable(ukey, field, reterr);
         else if (r < 0)
                 r = bad(reterr, field, "the destination's A-label cannot be read back");
+        if (r >= 0 && has_u > 0 && roundtrip) {
+                /* the U-label key must name this destination again (an A-label that libidn2
+                 * takes but whose U-label it refuses would give the map a key of no one) */
+                char back[DESTINATION_KEY_MAX + 1];
+                if (normalize(ukey, back, field, false, NULL) < 0 || !streq(back, key))
+                        r = bad(reterr, field,
+                                "the destination's A-label does not convert back to itself "
+                                "through its U-label");
+        }
         if (r < 0)
                 return r;
         memcpy(out, key, o + 1);
         return 0;
+}
+
+int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
+                                 const char *field, struct problem *reterr)
+{
+        return normalize(in, out, field, true, reterr);
 }
 
 int destination_unicode_key(const char *key, char out[static DESTINATION_UKEY_MAX + 1])
