@@ -8,9 +8,10 @@
 #  3. Spellings that normalize to one key are one row (409 duplicate_destination, bulk too);
 #     paging with cursors, the job location and the state document carry the new forms.
 #  4. Real deliveries through a sandbox Postfix to a remote MX without STARTTLS: next-hops
-#     `localhost:PORT` (unbracketed host:port) and `[127.0.0.1]:<service name>`, each with an
-#     encrypt policy, are deferred "TLS is required"; the same peer named by the port number
-#     (no policy under that spelling) gets the mail in clear.
+#     `localhost:PORT` (unbracketed host:port), `[127.0.0.1]:<service name>` and
+#     `[ipv6:::1]:PORT`, each with an encrypt policy, are deferred "TLS is required"; the same
+#     peers named by the port number or as `[::1]:PORT` (no policy under that spelling) get the
+#     mail in clear.
 import os
 import socket
 import urllib.parse
@@ -18,6 +19,7 @@ import urllib.parse
 import pytest
 
 from tests.harness.postfix import PostfixSandbox
+from tests.harness.util import free_port
 from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import (  # noqa: F401 (fixtures)
     TLS_NOT_OFFERED, Outbound, add_listeners, assert_unchanged, make_policy_site, map_keys, qd,
@@ -203,20 +205,25 @@ def free_named_port():
 
 @pytest.fixture
 def delivery(make_policy_site, session_dir):  # noqa: F811
-    """A remote MX without STARTTLS listening on a random port and on a named port, and a
-    managed site relaying hp.example to localhost:PORT, svc.example to [127.0.0.1]:<service>
-    and num.example to [127.0.0.1]:<the same port as a number>."""
+    """A remote MX without STARTTLS listening on a random port, on a named port and on ::1, and
+    a managed site relaying hp.example to localhost:PORT, svc.example to [127.0.0.1]:<service>,
+    num.example to [127.0.0.1]:<the same port as a number>, v6.example to [ipv6:::1]:PORT6 and
+    v6b.example to [::1]:PORT6."""
     plain = PostfixSandbox.remote_mx(os.path.join(session_dir, "dest-plain"))
+    plain.extra.update({"inet_protocols": "all", "mynetworks": "127.0.0.0/8 [::1]/128"})
     plain.setup()
     ports = add_listeners(plain, ["hp"])
     service, sport = free_named_port()
+    p6 = free_port()
     plain.postconf("-M", f"127.0.0.1:{sport}/inet = 127.0.0.1:{sport} inet n - n - - smtpd")
+    plain.postconf("-M", f"[::1]:{p6}/inet = [::1]:{p6} inet n - n - - smtpd")
     os.utime(plain.master_cf, (0, 0))
     plain.start()
     try:
         hops = {"hp": f"localhost:{ports['hp']}", "svc": f"[127.0.0.1]:{service}",
-                "num": f"[127.0.0.1]:{sport}"}
-        s = make_policy_site(transport={f"{case}.example": f"smtp:{hop}"
+                "num": f"[127.0.0.1]:{sport}", "v6": f"[ipv6:::1]:{p6}", "v6b": f"[::1]:{p6}"}
+        s = make_policy_site(extra={"inet_protocols": "all"},
+                             transport={f"{case}.example": f"smtp:{hop}"
                                         for case, hop in hops.items()})
         o = Outbound(s, plain, plain, ports, None)
         o.hops = hops
@@ -225,28 +232,30 @@ def delivery(make_policy_site, session_dir):  # noqa: F811
         plain.stop()
 
 
-def test_delivery_matches_host_port_and_service_name_next_hops(delivery):
+def test_delivery_matches_host_port_service_name_and_ipv6_next_hops(delivery):
     o, site = delivery, delivery.site
-    r = site.bulk([{"destination": o.hops["hp"], "level": "encrypt"},
-                   {"destination": o.hops["svc"], "level": "encrypt"}])
-    assert r.status == 200 and r.body["added"] == 2, r
-    assert site.map_query(o.hops["hp"]) == "encrypt"
-    assert site.map_query(o.hops["svc"]) == "encrypt"
-    assert site.map_query(o.hops["num"]) is None
-    rcpts = {case: o.send(case) for case in ("hp", "svc", "num")}
+    matched = ("hp", "svc", "v6")
+    # written as an administrator might (upper case); stored and looked up folded
+    r = site.bulk([{"destination": o.hops[case].upper(), "level": "encrypt"} for case in matched])
+    assert r.status == 200 and r.body["added"] == 3, r
+    for case in matched:
+        assert site.map_query(o.hops[case]) == "encrypt", case
+    assert site.map_query(o.hops["num"], o.hops["v6b"]) == {}
+    rcpts = {case: o.send(case) for case in o.hops}
     outcome = {case: o.wait_attempt(rcpt) for case, rcpt in rcpts.items()}
-    for case in ("hp", "svc"):  # the policy under the next-hop as written matched
+    for case in matched:  # the policy under the next-hop as written matched
         status, reason = outcome[case]
         assert status == "deferred" and TLS_NOT_OFFERED in reason, (case, outcome[case])
         assert f"to=<{rcpts[case]}>" not in o.plain.maillog(), f"{case}: the peer got it"
-    # the same peer and port, spelt as a number: no policy under that key, delivered in clear
-    assert outcome["num"][0] == "sent", outcome["num"]
-    assert o.received(rcpts["num"]) is False
+    # the same peers and ports spelt otherwise (a port number, [::1] without "ipv6:"): no policy
+    # under those keys, delivered in clear
+    for case in ("num", "v6b"):
+        assert outcome[case][0] == "sent", (case, outcome[case])
+        assert o.received(rcpts[case]) is False
     # the policy changed to may: the deferred mail goes out (Postfix sees the map change)
-    r = site.bulk([{"destination": o.hops["hp"], "level": "may"},
-                   {"destination": o.hops["svc"], "level": "may"}])
+    r = site.bulk([{"destination": o.hops[case], "level": "may"} for case in matched])
     assert r.status == 200, r
     o.flush()
-    for case in ("hp", "svc"):
+    for case in matched:
         status, _ = o.wait_attempt(rcpts[case], after=1, timeout=60)
         assert status == "sent", (case, o.attempts(rcpts[case]))
