@@ -135,13 +135,14 @@ static bool all_ascii(const char *s, size_t n)
         return true;
 }
 
-/* A host name (with IDNA when it has non-ASCII bytes or an A-label) into out at *o, lower case,
- * as its A-label. */
+/* A host name into out at *o, lower case: ASCII as written (valid_hostname(), whatever its
+ * "xn--" labels hold: Postfix compares ASCII next-hops as text), a name with non-ASCII bytes as
+ * its A-label (IDNA). */
 static int host_name(const char *s, size_t n, unsigned flags, char *out, size_t *o,
                      const char *field, struct problem *reterr)
 {
         const char *what = "the destination";
-        if (all_ascii(s, n) && !has_a_label(s, n)) {
+        if (all_ascii(s, n)) {
                 int r = destination_check_name(s, n, what, flags | NAME_UNDERSCORE, DEST, field,
                                                reterr);
                 if (r < 0)
@@ -395,18 +396,73 @@ static int unbracketed(const char *in, char *out, size_t *o, const char *field,
 
 /* U-labels that Postfix's UTF-8 case folding changes (RFC 5892's two PVALID exceptions that are
  * not fold-stable): the map would hold the folded name, not this one. */
-static int check_fold_stable(const char *ukey, const char *field, struct problem *reterr)
+static bool fold_unstable(const char *u)
 {
-        if (strstr(ukey, "\xc3\x9f") || strstr(ukey, "\xcf\x82"))
-                return bad(reterr, field,
-                           "the destination's name has 'ß' or final 'ς', which Postfix folds to "
-                           "'ss' or 'σ' before it looks a UTF-8 name up, so the map could not "
-                           "tell it from the folded name: not supported");
-        return 0;
+        return strstr(u, "\xc3\x9f") || strstr(u, "\xcf\x82");
 }
 
-static int normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1], const char *field,
-                     bool roundtrip, struct problem *reterr)
+enum ukey_result {
+        UKEY_NONE,    /* no A-label */
+        UKEY_OK,      /* out holds the U-label spelling */
+        UKEY_NO_IDNA, /* the A-labels are no IDNA name that converts back to them */
+        UKEY_FOLDED,  /* the U-label has a character Postfix's case folding changes */
+        UKEY_NO_MEMORY,
+};
+
+static enum ukey_result unicode_key(const char *key, char out[static DESTINATION_UKEY_MAX + 1])
+{
+        const char *host = key, *end;
+        out[0] = 0;
+        if (key[0] == '[') {
+                host++;
+                if (strncmp(host, "ipv6:", 5) == 0 || !(end = strchr(host, ']')))
+                        return UKEY_NONE;
+        } else {
+                if (key[0] == '.')
+                        host++;
+                end = host + strcspn(host, ":");
+        }
+        size_t hn = (size_t)(end - host);
+        if (!has_a_label(host, hn) || hn > DESTINATION_KEY_MAX)
+                return UKEY_NONE;
+        char a[DESTINATION_KEY_MAX + 1];
+        memcpy(a, host, hn);
+        a[hn] = 0;
+        char *u = NULL, *back = NULL;
+        enum ukey_result res = UKEY_OK;
+        int r = idn2_to_unicode_8z8z(a, &u, 0);
+        if (r == IDN2_OK)
+                r = idn2_lookup_u8((const uint8_t *)u, (uint8_t **)&back,
+                                   IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+        if (r == IDN2_MALLOC)
+                res = UKEY_NO_MEMORY;
+        else if (r != IDN2_OK || strcasecmp(back, a) != 0 || all_ascii(u, strlen(u)))
+                res = UKEY_NO_IDNA;
+        else if (fold_unstable(u))
+                res = UKEY_FOLDED;
+        size_t pre = (size_t)(host - key), un = u ? strlen(u) : 0, post = strlen(end);
+        if (res == UKEY_OK && pre + un + post > DESTINATION_UKEY_MAX)
+                res = UKEY_NO_IDNA;
+        if (res == UKEY_OK) {
+                memcpy(out, key, pre);
+                memcpy(out + pre, u, un);
+                memcpy(out + pre + un, end, post + 1);
+        }
+        free(u);
+        free(back);
+        return res;
+}
+
+int destination_unicode_key(const char *key, char out[static DESTINATION_UKEY_MAX + 1])
+{
+        enum ukey_result r = unicode_key(key, out);
+        if (r != UKEY_OK)
+                out[0] = 0;
+        return r == UKEY_OK ? 1 : r == UKEY_NO_MEMORY ? -ENOMEM : 0;
+}
+
+int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
+                                 const char *field, struct problem *reterr)
 {
         char key[DESTINATION_KEY_MAX + 64], ukey[DESTINATION_UKEY_MAX + 1];
         size_t o = 0;
@@ -430,65 +486,25 @@ static int normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1]
         if (r < 0)
                 return r;
         key[o] = 0;
-        int has_u = r = destination_unicode_key(key, ukey);
-        if (r > 0)
-                r = check_fold_stable(ukey, field, reterr);
-        else if (r < 0)
-                r = bad(reterr, field, "the destination's A-label cannot be read back");
-        if (r >= 0 && has_u > 0 && roundtrip) {
-                /* the U-label key must name this destination again (an A-label that libidn2
-                 * takes but whose U-label it refuses would give the map a key of no one) */
-                char back[DESTINATION_KEY_MAX + 1];
-                if (normalize(ukey, back, field, false, NULL) < 0 || !streq(back, key))
-                        r = bad(reterr, field,
-                                "the destination's A-label does not convert back to itself "
-                                "through its U-label");
-        }
-        if (r < 0)
-                return r;
+        /* a name written with U-labels must get its U-label key, or it would match nothing */
+        enum ukey_result u = all_ascii(in, n) ? UKEY_NONE : unicode_key(key, ukey);
+        if (u == UKEY_NO_MEMORY)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        if (u == UKEY_FOLDED)
+                return bad(reterr, field,
+                           "the destination's name has 'ß' or final 'ς', which Postfix folds to "
+                           "'ss' or 'σ' before it looks a UTF-8 name up: not supported (its "
+                           "A-label %s is, for ASCII next-hops)",
+                           key);
+        if (u == UKEY_NONE && !all_ascii(in, n))
+                return bad(reterr, field,
+                           "the destination's name is the ASCII name %s under IDNA mapping (UTS "
+                           "#46): write that, as Postfix would look the name up as written",
+                           key);
+        if (u == UKEY_NO_IDNA)
+                return bad(reterr, field,
+                           "the destination's internationalized name does not convert back to "
+                           "itself through its A-label");
         memcpy(out, key, o + 1);
         return 0;
-}
-
-int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
-                                 const char *field, struct problem *reterr)
-{
-        return normalize(in, out, field, true, reterr);
-}
-
-int destination_unicode_key(const char *key, char out[static DESTINATION_UKEY_MAX + 1])
-{
-        const char *host = key, *end;
-        out[0] = 0;
-        if (key[0] == '[') {
-                host++;
-                if (strncmp(host, "ipv6:", 5) == 0 || !(end = strchr(host, ']')))
-                        return 0;
-        } else {
-                if (key[0] == '.')
-                        host++;
-                end = host + strcspn(host, ":");
-        }
-        size_t hn = (size_t)(end - host);
-        if (!has_a_label(host, hn) || hn > DESTINATION_KEY_MAX)
-                return 0;
-        char a[DESTINATION_KEY_MAX + 1];
-        memcpy(a, host, hn);
-        a[hn] = 0;
-        char *u = NULL;
-        int r = idn2_to_unicode_8z8z(a, &u, 0);
-        if (r != IDN2_OK) {
-                free(u);
-                return r == IDN2_MALLOC ? -ENOMEM : -EINVAL;
-        }
-        size_t pre = (size_t)(host - key), un = strlen(u), post = strlen(end);
-        if (pre + un + post > DESTINATION_UKEY_MAX) {
-                free(u);
-                return -E2BIG;
-        }
-        memcpy(out, key, pre);
-        memcpy(out + pre, u, un);
-        memcpy(out + pre + un, end, post + 1);
-        free(u);
-        return 1;
 }

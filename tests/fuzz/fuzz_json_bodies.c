@@ -19,7 +19,6 @@
  *    exactly once, reading back (maincf_get) to the rendered values. */
 #include <jansson.h>
 #include <stdlib.h>
-#include <strings.h>
 
 #include "fuzz_common.h"
 #include "smtptlsd/destination.h"
@@ -46,16 +45,14 @@ static void lower_into(char *dst, size_t size, const char *src)
         dst[i] = 0;
 }
 
-/* The key a destination is stored under. ASCII without an A-label: the input in lower case;
- * an internationalized name (non-ASCII, or a label starting xn--) is judged by libidn2 in
- * policy_destination_normalize (fuzz_destination covers it): its result, when it accepts. */
+/* The key a destination is stored under. ASCII: the input in lower case; a name written with
+ * U-labels is judged by libidn2 in policy_destination_normalize (fuzz_destination covers it):
+ * its result, when it accepts. */
 static void destination_into(char *dst, size_t size, const char *src)
 {
         bool idn = false;
         for (size_t i = 0; src[i]; i++)
-                idn =
-                    idn || (unsigned char)src[i] >= 0x80 ||
-                    ((i == 0 || strchr(".[", src[i - 1])) && strncasecmp(src + i, "xn--", 4) == 0);
+                idn = idn || (unsigned char)src[i] >= 0x80;
         char key[POLICY_DESTINATION_MAX + 1];
         struct problem p = { 0 };
         if (idn && size > POLICY_DESTINATION_MAX &&
