@@ -170,6 +170,12 @@ def test_paging_state_and_locations_carry_the_new_forms(site):
         if not after:
             break
     assert got == keys
+    # the filter: '_' is a character, not a LIKE wildcard; the stored (A-label) form is searched
+    for q, want in (("_tcp", ["_smtp._tcp.example"]), ("a_b", [".a_b.example"]),
+                    ("xn--bcher", ["." + ABUCHER, f"[{ABUCHER}]:25", ABUCHER]),
+                    (":submission", ["[mx.example]:submission", "relay.example:submission"])):
+        r = site.d.get("/api/v1/tls-policies?q=" + urllib.parse.quote(q, safe=""))
+        assert r.status == 200 and [p["destination"] for p in r.body["items"]] == want, (q, r)
     # the state document round-trips them (one PUT of what GET gave changes nothing)
     s = site.d.get("/api/v1/state")
     assert s.status == 200, s
