@@ -1,4 +1,4 @@
-/* policy.c - TLS policies: destination grammar, JSON validation (one spec table for the single-row
+/* policy.c - TLS policies: JSON validation (one spec table for the single-row
  * and bulk paths), Postfix's level/attribute rules, whitelisted rendering of the map, and a reader
  * of map source text (see policy.h). Pure; any thread. */
 #include "smtptlsd/policy.h"
