@@ -62,10 +62,14 @@ void policy_done(struct policy *p);
 /* Deep copy into dst (which is overwritten, not freed); -ENOMEM. */
 int policy_copy(struct policy *dst, const struct policy *src);
 
-/* Normalizes a destination: "example.com" (a domain), ".example.com" (the domain and its
- * subdomains), "[mx.example.net]", "[mx.example.net]:465", "[192.0.2.1]", "[192.0.2.1]:25".
- * Upper case is folded. Anything else is invalid_destination at `field`, with a detail that says
- * what is wrong. NUL-terminated input; out receives the key (at most 255 bytes). */
+/* Normalizes a destination (src/core/destination.c, destination.h): "example.com" (a domain),
+ * ".example.com" (its subdomains only), "relay.example:587" and "relay.example:submission"
+ * (host:port), "[mx.example.net]", "[mx.example.net]:465", "[mx.example.net]:submission",
+ * "[192.0.2.1]:25", "[ipv6:2001:db8::1]:25", "[2001:db8::1]"; '_' in names; an
+ * internationalized name becomes its A-label. Upper case is folded; otherwise the spelling is
+ * kept (Postfix looks the next-hop up as written). Anything else is invalid_destination at
+ * `field`, with a detail that says what is wrong. NUL-terminated input; out receives the key
+ * (ASCII, at most 255 bytes). */
 int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
                                  const char *field, struct problem *reterr);
 

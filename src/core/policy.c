@@ -1,4 +1,4 @@
-/* policy.c - TLS policies: destination grammar, JSON validation (one spec table for the single-row
+/* policy.c - TLS policies: JSON validation (one spec table for the single-row
  * and bulk paths), Postfix's level/attribute rules, whitelisted rendering of the map, and a reader
  * of map source text (see policy.h). Pure; any thread. */
 #include "smtptlsd/policy.h"
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "smtptlsd/destination.h"
 #include "smtptlsd/json_spec.h"
 
 static const char *const level_names[] = {
@@ -211,217 +212,12 @@ fail:
 
 /* ---- names: destinations and verify patterns ---- */
 
-/* A DNS name of LDH labels: 1..63 characters each, no '-' at either end, at most 253 in all, no
- * empty label, no trailing dot, and not ending in an all-digit label. `what` starts the detail. */
+/* A DNS name of LDH labels (destination.h); `what` starts the detail. */
 static int check_domain(const char *s, size_t n, const char *what, bool bracketed,
                         enum problem_code code, const char *field, struct problem *reterr)
 {
-        char cb[8];
-        if (n == 0)
-                return bad(reterr, code, field, "%s has no name", what);
-        for (size_t i = 0; i < n; i++)
-                if (!is_alnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
-                        return bad(reterr, code, field,
-                                   "%s contains %s: a name is letters, digits, '-' and '.'", what,
-                                   byte_name((unsigned char)s[i], cb));
-        size_t start = 0, last = 0;
-        for (size_t i = 0; i <= n; i++) {
-                if (i < n && s[i] != '.')
-                        continue;
-                last = start;
-                size_t l = i - start;
-                if (l == 0 && i == n)
-                        return bad(reterr, code, field,
-                                   "%s ends with a dot: write the name without the trailing dot",
-                                   what);
-                if (l == 0)
-                        return bad(reterr, code, field, "%s has an empty label ('..')", what);
-                if (l > 63)
-                        return bad(reterr, code, field,
-                                   "%s has a label of %zu characters; at most 63 are allowed", what,
-                                   l);
-                if (s[start] == '-' || s[i - 1] == '-')
-                        return bad(reterr, code, field,
-                                   "%s has a label that starts or ends with '-'", what);
-                start = i + 1;
-        }
-        if (n > 253)
-                return bad(reterr, code, field,
-                           "%s is a name of %zu characters; at most 253 are allowed", what, n);
-        bool numeric = true;
-        for (size_t i = last; i < n && numeric; i++)
-                numeric = is_digit((unsigned char)s[i]);
-        if (numeric)
-                return bad(reterr, code, field,
-                           bracketed ? "%s ends in an all-digit label, which is not a host name"
-                                     : "%s ends in an all-digit label: an IP address must be "
-                                       "bracketed, as in [192.0.2.1]",
-                           what);
-        return 0;
-}
-
-static int check_ipv4(const char *s, size_t n, const char *field, struct problem *reterr)
-{
-        size_t i = 0;
-        int parts = 0;
-        for (;;) {
-                size_t st = i;
-                unsigned v = 0;
-                while (i < n && is_digit((unsigned char)s[i]) && i - st < 4)
-                        v = v * 10 + (unsigned)(s[i++] - '0');
-                size_t l = i - st;
-                if (l == 0 || l > 3 || v > 255)
-                        break;
-                if (l > 1 && s[st] == '0')
-                        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                                   "the destination's IPv4 address has a part with a leading "
-                                   "zero");
-                parts++;
-                if (i == n)
-                        return parts == 4 ? 0
-                                          : bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                                                "the destination's IPv4 address does not "
-                                                "have four parts");
-                if (s[i] != '.' || parts == 4)
-                        break;
-                i++;
-        }
-        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                   "the destination's IPv4 address is not a dotted quad of numbers 0..255");
-}
-
-static int check_port(const char *s, const char *field, struct problem *reterr)
-{
-        size_t n = strlen(s);
-        if (n == 0)
-                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                           "the destination has ':' but no port after it");
-        for (size_t i = 0; i < n; i++)
-                if (!is_digit((unsigned char)s[i]))
-                        return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                                   "the destination's port must be a decimal number 1..65535");
-        if (n > 1 && s[0] == '0')
-                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                           "the destination's port must not have leading zeros");
-        unsigned long v = n <= 5 ? strtoul(s, NULL, 10) : 0;
-        if (v < 1 || v > 65535)
-                return bad(reterr, PROBLEM_INVALID_DESTINATION, field,
-                           "the destination's port must be between 1 and 65535");
-        return 0;
-}
-
-static bool digits_and_dots(const char *s, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (!is_digit((unsigned char)s[i]) && s[i] != '.')
-                        return false;
-        return true;
-}
-
-int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
-                                 const char *field, struct problem *reterr)
-{
-        const enum problem_code C = PROBLEM_INVALID_DESTINATION;
-        char cb[8];
-        size_t n;
-        int r;
-
-        out[0] = 0;
-        if (isempty(in))
-                return bad(reterr, C, field, "the destination is empty");
-        for (n = 0; in[n]; n++) {
-                unsigned char c = (unsigned char)in[n];
-                if (is_alnum(c) || c == '.' || c == '-' || c == '[' || c == ']' || c == ':')
-                        continue;
-                if (c >= 0x80)
-                        return bad(reterr, C, field,
-                                   "the destination contains non-ASCII characters: write an "
-                                   "internationalized name as its A-label (xn--...)");
-                if (c == ' ' || c == '\t')
-                        return bad(reterr, C, field, "the destination contains whitespace");
-                if (c == '\n' || c == '\r')
-                        return bad(reterr, C, field, "the destination contains a line break");
-                if (c < 0x20 || c == 0x7f)
-                        return bad(reterr, C, field,
-                                   "the destination contains a control character (0x%02x)", c);
-                if (c == '#')
-                        return bad(reterr, C, field,
-                                   "the destination contains '#', which starts a comment in a "
-                                   "Postfix map");
-                if (c == ',')
-                        return bad(reterr, C, field,
-                                   "the destination contains ',': one destination per policy");
-                return bad(reterr, C, field,
-                           "the destination contains %s; a destination is a domain "
-                           "(example.com), .domain, [host] or [host]:port",
-                           byte_name(c, cb));
-        }
-        if (n > POLICY_DESTINATION_MAX)
-                return bad(reterr, C, field,
-                           "the destination is %zu characters long; at most %d are allowed", n,
-                           POLICY_DESTINATION_MAX);
-
-        if (in[0] == '[') {
-                const char *close = strchr(in, ']');
-                if (!close)
-                        return bad(reterr, C, field, "the destination has an unclosed '['");
-                const char *host = in + 1;
-                size_t hn = (size_t)(close - host);
-                if (memchr(host, ':', hn))
-                        return bad(reterr, C, field,
-                                   "IPv6 next-hops are not supported; use a host name or an "
-                                   "IPv4 address");
-                if (memchr(host, '[', hn))
-                        return bad(reterr, C, field, "the destination has a '[' inside brackets");
-                if (hn == 0)
-                        return bad(reterr, C, field, "the destination has empty brackets");
-                if (host[0] == '.')
-                        return bad(reterr, C, field,
-                                   "a bracketed next-hop is one host: it cannot start with '.'");
-                if (digits_and_dots(host, hn))
-                        r = check_ipv4(host, hn, field, reterr);
-                else
-                        r = check_domain(host, hn, "the destination", true, C, field, reterr);
-                if (r < 0)
-                        return r;
-                if (close[1] == ':') {
-                        r = check_port(close + 2, field, reterr);
-                        if (r < 0)
-                                return r;
-                } else if (close[1]) {
-                        return bad(reterr, C, field,
-                                   "the destination has text after ']'; only :port may follow");
-                }
-        } else {
-                if (strchr(in, '[') || strchr(in, ']'))
-                        return bad(reterr, C, field,
-                                   "brackets must enclose the whole next-hop host: [host] or "
-                                   "[host]:port");
-                const char *colon = strchr(in, ':');
-                if (colon && strchr(colon + 1, ':'))
-                        return bad(reterr, C, field,
-                                   "IPv6 next-hops are not supported; use a host name or an "
-                                   "IPv4 address");
-                if (colon)
-                        return bad(reterr, C, field,
-                                   "a port is allowed only on a bracketed next-hop: write "
-                                   "[host]:port");
-                const char *d = in;
-                if (in[0] == '.') {
-                        if (n == 1)
-                                return bad(reterr, C, field,
-                                           "'.' alone is not a destination; write .example.com "
-                                           "for a domain and its subdomains");
-                        d++;
-                }
-                r = check_domain(d, n - (size_t)(d - in), "the destination", false, C, field,
-                                 reterr);
-                if (r < 0)
-                        return r;
-        }
-        for (size_t i = 0; i <= n; i++)
-                out[i] = to_lower(in[i]);
-        return 0;
+        return destination_check_name(s, n, what, bracketed ? NAME_BRACKETED : 0, code, field,
+                                      reterr);
 }
 
 /* verify/secure "match" patterns: hostname, nexthop, dot-nexthop, a domain, or .domain. */
@@ -1153,10 +949,12 @@ static int buf_adds(struct strbuf *b, const char *s)
         return strbuf_add(b, s, strlen(s));
 }
 
+/* Bytes >= 0x80 come only from the U-label spelling of a key (destination.h): never
+ * whitespace, '#' or a control to Postfix, whose ctype macros are ASCII-only. */
 static bool key_byte_ok(unsigned char c)
 {
-        return (c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-' || c == '[' ||
-               c == ']' || c == ':';
+        return (c >= 'a' && c <= 'z') || is_digit(c) || c >= 0x80 || c == '.' || c == '-' ||
+               c == '_' || c == '[' || c == ']' || c == ':';
 }
 
 static bool value_byte_ok(unsigned char c)
@@ -1270,6 +1068,37 @@ static int cmp_destination(const void *a, const void *b)
         return strcmp(x->destination, y->destination);
 }
 
+/* An internationalized destination is looked up as Postfix finds it in the delivery request:
+ * the A-label, or the U-label of SMTPUTF8 mail. The entry just rendered at `line` (its key, an
+ * A-label spelling) is repeated under the U-label key; the two keys never collide with another
+ * row's (the U-label has bytes >= 0x80, keys of rows have none). */
+static int render_unicode_key(struct strbuf *b, size_t line)
+{
+        char ukey[DESTINATION_UKEY_MAX + 1];
+        char *tab = memchr(b->p + line, '\t', b->len - line);
+        if (!tab)
+                return -EINVAL;
+        size_t kl = (size_t)(tab - (b->p + line));
+        char key[POLICY_DESTINATION_MAX + 1];
+        if (kl > POLICY_DESTINATION_MAX)
+                return -EINVAL;
+        memcpy(key, b->p + line, kl);
+        key[kl] = 0;
+        int r = destination_unicode_key(key, ukey);
+        if (r <= 0)
+                return r;
+        size_t start = b->len;
+        _cleanup_free_ char *value = strndup(tab, b->len - line - kl); /* "\t...\n" */
+        if (!value)
+                return -ENOMEM;
+        r = buf_adds(b, ukey);
+        if (r >= 0)
+                r = buf_adds(b, value);
+        if (r >= 0 && !entry_bytes_ok(b->p + start, b->len - start - 1))
+                r = -EINVAL;
+        return r;
+}
+
 int policy_map_render(const struct policy *const *items, size_t n, char **text, size_t *len)
 {
         const struct policy **v = malloc((n ? n : 1) * sizeof(*v));
@@ -1287,10 +1116,13 @@ int policy_map_render(const struct policy *const *items, size_t n, char **text, 
         for (size_t i = 0; r >= 0 && i < m; i++) {
                 if (i && streq(v[i - 1]->destination, v[i]->destination))
                         r = -EEXIST;
+                size_t line = b.len;
                 if (r >= 0)
                         r = render_into(&b, v[i]);
                 if (r >= 0)
                         r = buf_adds(&b, "\n");
+                if (r >= 0)
+                        r = render_unicode_key(&b, line);
         }
         free(v);
         if (r < 0) {

@@ -11,16 +11,23 @@
  *  - http_percent_decode() and router_match() agree with reference implementations written here
  *    from http.h (segments split before decoding, first matching pattern wins, %00 and bad
  *    escapes refused);
- *  - policy_destination_normalize() accepts exactly the grammar of policy.h (domain, .domain,
- *    [host], [host]:port, [IPv4], [IPv4]:port; LDH labels of 1..63, names of at most 253, keys of
- *    at most 255, no all-digit last label, no leading zeros, ports 1..65535), also written here;
+ *  - policy_destination_normalize() accepts exactly the grammar of destination.h for ASCII input
+ *    without A-labels (domain, .domain, host:port, [host], [host]:port, [IPv4], [IPv4]:port,
+ *    [ipv6:IPv6], [IPv6], with :port; labels of 1..63 letters, digits, '_' and inner '-', names
+ *    of at most 253, keys of at most 255, no all-digit last label; ports 1..65535 without leading
+ *    zeros or RFC 6335 service names; IPv6 as Postfix's valid_hostaddr() and an address), also
+ *    written here (ASCII "xn--" labels are kept as written); input with U-labels is judged by
+ *    libidn2, not here, and when accepted has a U-label key;
  *  - a refusal is invalid_destination at the field given, with nothing left in the output;
- *  - an accepted destination is the input in lower case, only [a-z0-9.-[]:], a fixed point of the
- *    normalizer, the key of a policy_apply_json() with it in the URL, and renders into exactly one
- *    map entry that postmap's reading gives back. */
+ *  - an accepted destination is ASCII [a-z0-9._-[]:] (the input in lower case unless written
+ *    with U-labels), a fixed point of the normalizer, the key of a policy_apply_json() with it
+ *    in the URL, and renders into one map entry read back identically, plus its U-label entry
+ *    when its A-labels convert back and forth (a key that normalizes back to it). */
 #include <stdlib.h>
+#include <strings.h>
 
 #include "fuzz_common.h"
+#include "smtptlsd/destination.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/policy.h"
 
@@ -163,13 +170,24 @@ static char *check_route(const char *path)
         return params[0];
 }
 
-/* ---- reference destination grammar (policy.h) ---- */
+/* ---- reference destination grammar (destination.h, docs/api.md "Destinations") ---- */
 
 static bool is_digit(char c)
 {
         return c >= '0' && c <= '9';
 }
 
+static bool is_alpha(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_hex(char c)
+{
+        return is_digit(c) || (c >= 'a' && c <= 'f');
+}
+
+/* Postfix's valid_hostname() (with '_'), plus our limits: 253 bytes, no all-digit last label. */
 static bool ref_domain(const char *s, size_t n)
 {
         if (n == 0 || n > 253)
@@ -178,7 +196,7 @@ static bool ref_domain(const char *s, size_t n)
         for (size_t i = 0; i <= n; i++) {
                 if (i < n && s[i] != '.') {
                         char c = s[i];
-                        if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '-'))
+                        if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_'))
                                 return false;
                         continue;
                 }
@@ -218,10 +236,66 @@ static bool ref_ipv4(const char *s, size_t n)
         return false;
 }
 
+/* Postfix 3.7's valid_ipv6_hostaddr(), restated: at most 7 ':' and one "::", hex fields of 1..4
+ * digits, no lone ':' at either end, an IPv4 tail after 2..6 ':'; and it must be an address. */
+static bool ref_ipv6(const char *s, size_t n)
+{
+        size_t colons = 0, field = 0, doubles = 0;
+        for (size_t i = 0; i < n; i++)
+                if (s[i] == ':')
+                        colons++;
+        if (n == 0 || colons < 2 || colons > 7)
+                return false;
+        if ((s[0] == ':' && s[1] != ':') || (s[n - 1] == ':' && s[n - 2] != ':'))
+                return false;
+        for (size_t i = 0; i < n;) {
+                if (s[i] == ':') {
+                        if (i + 1 < n && s[i + 1] == ':') {
+                                if (++doubles > 1 || (i + 2 < n && s[i + 2] == ':'))
+                                        return false;
+                                i += 2;
+                        } else {
+                                i++;
+                        }
+                        field++;
+                        continue;
+                }
+                size_t st = i;
+                while (i < n && is_hex(s[i]))
+                        i++;
+                if (i < n && s[i] == '.') { /* the dotted tail: the rest is one IPv4 address */
+                        size_t seen = 0;
+                        for (size_t k = 0; k < st; k++)
+                                seen += s[k] == ':';
+                        return seen >= 2 && seen <= 6 && ref_ipv4(s + st, n - st) &&
+                               (doubles || seen == 6);
+                }
+                if (i - st == 0 || i - st > 4)
+                        return false;
+        }
+        /* eight fields, or fewer with "::" */
+        size_t groups = 0;
+        for (size_t i = 0; i < n; i++)
+                if (is_hex(s[i]) && (i == 0 || s[i - 1] == ':'))
+                        groups++;
+        return doubles ? groups <= 7 : groups == 8;
+}
+
+/* A decimal port 1..65535 without leading zeros, or a service name of RFC 6335. */
 static bool ref_port(const char *s)
 {
         size_t n = strlen(s);
-        if (n == 0 || n > 5 || s[0] == '0')
+        if (n == 0)
+                return false;
+        if (is_alpha(s[0])) {
+                if (n > 15 || s[n - 1] == '-' || strstr(s, "--"))
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '-')
+                                return false;
+                return true;
+        }
+        if (n > 5 || s[0] == '0')
                 return false;
         unsigned long v = 0;
         for (size_t i = 0; i < n; i++) {
@@ -230,6 +304,25 @@ static bool ref_port(const char *s)
                 v = v * 10 + (unsigned long)(s[i] - '0');
         }
         return v >= 1 && v <= 65535;
+}
+
+/* Whether the input is for the IDNA code (non-ASCII): the reference does not judge those; the
+ * properties below still hold for what is accepted. */
+static bool idn_input(const char *s)
+{
+        for (size_t i = 0; s[i]; i++)
+                if ((unsigned char)s[i] >= 0x80)
+                        return true;
+        return false;
+}
+
+/* Whether an ASCII key has a label that starts "xn--". */
+static bool has_a_label(const char *s)
+{
+        for (size_t i = 0; s[i]; i++)
+                if ((i == 0 || strchr(".[", s[i - 1])) && strncasecmp(s + i, "xn--", 4) == 0)
+                        return true;
+        return false;
 }
 
 static bool ref_destination(const char *in)
@@ -248,15 +341,70 @@ static bool ref_destination(const char *in)
                 size_t hn = (size_t)(close - host);
                 if (close[1] && (close[1] != ':' || !ref_port(close + 2)))
                         return false;
+                if (hn >= 5 && strncmp(host, "ipv6:", 5) == 0)
+                        return ref_ipv6(host + 5, hn - 5);
+                if (memchr(host, ':', hn))
+                        return ref_ipv6(host, hn);
                 bool dotted = hn > 0;
                 for (size_t i = 0; i < hn; i++)
                         dotted = dotted && (is_digit(host[i]) || host[i] == '.');
                 return dotted ? ref_ipv4(host, hn) : ref_domain(host, hn);
         }
-        return l[0] == '.' ? ref_domain(l + 1, n - 1) : ref_domain(l, n);
+        if (l[0] == '.')
+                return !strchr(l, ':') && ref_domain(l + 1, n - 1);
+        const char *colon = strchr(l, ':');
+        if (!colon)
+                return ref_domain(l, n);
+        return ref_port(colon + 1) && ref_domain(l, (size_t)(colon - l));
 }
 
 /* ---- the destination under test ---- */
+
+/* The map entries of one policy: its key, and for an internationalized one its U-label too. */
+static void check_map(const struct policy *pol, const char *out)
+{
+        char *line = NULL, *text = NULL, want_line[POLICY_DESTINATION_MAX + 40];
+        char ukey[DESTINATION_UKEY_MAX + 1];
+        size_t len = 0;
+        int has_u = destination_unicode_key(out, ukey);
+        FUZZ_ASSERT(has_u == 0 || has_u == 1, "destination_unicode_key('%s'): %d", out, has_u);
+        FUZZ_ASSERT(!has_u || has_a_label(out),
+                    "destination_unicode_key('%s'): %d without an A-label", out, has_u);
+        if (has_u) {
+                char back[POLICY_DESTINATION_MAX + 1];
+                struct problem p = { 0 };
+                int r = policy_destination_normalize(ukey, back, "", &p);
+                FUZZ_ASSERT(r == 0 && strcmp(back, out) == 0,
+                            "the U-label key '%s' of '%s' normalizes to '%s' (%s)", ukey, out,
+                            r == 0 ? back : "", p.detail);
+                problem_done(&p);
+                for (const char *c = ukey; *c; c++)
+                        FUZZ_ASSERT((unsigned char)*c >= 0x80 || (*c >= 'a' && *c <= 'z') ||
+                                        is_digit(*c) || strchr("._-[]:", *c),
+                                    "U-label key '%s': byte 0x%02x", ukey, (unsigned char)*c);
+        }
+        snprintf(want_line, sizeof(want_line), "%s\tencrypt protocols=>=TLSv1.2", out);
+        int r = policy_render_entry(pol, &line);
+        FUZZ_ASSERT(r == 0 && strcmp(line, want_line) == 0, "render('%s'): %d '%s'", out, r,
+                    r == 0 ? line : "");
+        FUZZ_ASSERT(!strchr(line, '\n') && !strchr(line, '\r'), "render: a line break");
+        const struct policy *one = pol;
+        r = policy_map_render(&one, 1, &text, &len);
+        FUZZ_ASSERT(r == 0, "policy_map_render('%s'): %d", out, r);
+        struct policy_map_entry *e = NULL;
+        size_t ne = 0;
+        r = policy_map_parse(text, len, &e, &ne);
+        FUZZ_ASSERT(r == 0 && ne == (size_t)(1 + has_u) && strcmp(e[0].key, out) == 0 &&
+                        strcmp(e[0].value, "encrypt protocols=>=TLSv1.2") == 0,
+                    "map of '%s' reads back as %zu entries ('%s')", out, ne, ne ? e[0].key : "");
+        if (has_u)
+                FUZZ_ASSERT(strcmp(e[1].key, ukey) == 0 &&
+                                strcmp(e[1].value, "encrypt protocols=>=TLSv1.2") == 0,
+                            "map of '%s': second entry '%s', want '%s'", out, e[1].key, ukey);
+        policy_map_entries_free(e, ne);
+        free(text);
+        free(line);
+}
 
 static void check_destination(const char *in)
 {
@@ -265,9 +413,16 @@ static void check_destination(const char *in)
 
         memset(out, 'x', sizeof(out));
         int r = policy_destination_normalize(in, out, "/items/7/destination", &p);
-        bool want = ref_destination(in);
-        FUZZ_ASSERT((r == 0) == want, "policy_destination_normalize('%s'): %s, reference: %s (%s)",
-                    in, r == 0 ? "accepted" : "refused", want ? "valid" : "invalid", p.detail);
+        bool idn = idn_input(in);
+        bool want = !idn && ref_destination(in);
+        if (idn && r == 0) { /* written with U-labels: an A-label key with its U-label twin */
+                char ukey[DESTINATION_UKEY_MAX + 1];
+                FUZZ_ASSERT(destination_unicode_key(out, ukey) == 1,
+                            "'%s' accepted as '%s' without a U-label key", in, out);
+        }
+        FUZZ_ASSERT(idn || (r == 0) == want,
+                    "policy_destination_normalize('%s'): %s, reference: %s (%s)", in,
+                    r == 0 ? "accepted" : "refused", want ? "valid" : "invalid", p.detail);
         if (r < 0) {
                 fuzz_check_problem(&p, "/items/7/destination", "policy_destination_normalize");
                 FUZZ_ASSERT(p.code == PROBLEM_INVALID_DESTINATION &&
@@ -280,14 +435,22 @@ static void check_destination(const char *in)
                 return;
         }
         FUZZ_ASSERT(r == 0 && p.code == PROBLEM_NONE, "normalize: accepted with a problem");
-        size_t n = strlen(in);
-        FUZZ_ASSERT(strlen(out) == n && n <= POLICY_DESTINATION_MAX, "normalize: length changed");
-        for (size_t i = 0; i < n; i++) {
-                char c = out[i], lc = in[i] >= 'A' && in[i] <= 'Z' ? (char)(in[i] + 32) : in[i];
-                FUZZ_ASSERT(c == lc, "normalize('%s') = '%s': not the input in lower case", in,
-                            out);
-                FUZZ_ASSERT((c >= 'a' && c <= 'z') || is_digit(c) || strchr(".-[]:", c),
+        size_t n = strlen(in), on = strlen(out);
+        FUZZ_ASSERT(on > 0 && on <= POLICY_DESTINATION_MAX, "normalize: length %zu", on);
+        for (size_t i = 0; i < on; i++) {
+                char c = out[i];
+                FUZZ_ASSERT((c >= 'a' && c <= 'z') || is_digit(c) || strchr("._-[]:", c),
                             "normalize('%s') = '%s': byte 0x%02x", in, out, (unsigned char)c);
+        }
+        if (!idn) { /* ASCII: the input in lower case */
+                FUZZ_ASSERT(on == n, "normalize: length changed");
+                for (size_t i = 0; i < n; i++) {
+                        char lc = in[i] >= 'A' && in[i] <= 'Z' ? (char)(in[i] + 32) : in[i];
+                        FUZZ_ASSERT(out[i] == lc,
+                                    "normalize('%s') = '%s': not the input in lower "
+                                    "case",
+                                    in, out);
+                }
         }
         r = policy_destination_normalize(out, again, "", &p);
         FUZZ_ASSERT(r == 0 && strcmp(again, out) == 0, "normalize('%s') is not a fixed point", out);
@@ -302,27 +465,7 @@ static void check_destination(const char *in)
                     "policy_apply_json with URL '%s': %d '%s' (%s)", in, r, pol.destination,
                     p.detail);
         json_decref(body);
-
-        /* one line, one entry, read back identically */
-        char *line = NULL, *text = NULL, want_line[POLICY_DESTINATION_MAX + 40];
-        size_t len = 0;
-        snprintf(want_line, sizeof(want_line), "%s\tencrypt protocols=>=TLSv1.2", out);
-        r = policy_render_entry(&pol, &line);
-        FUZZ_ASSERT(r == 0 && strcmp(line, want_line) == 0, "render('%s'): %d '%s'", out, r,
-                    r == 0 ? line : "");
-        FUZZ_ASSERT(!strchr(line, '\n') && !strchr(line, '\r'), "render: a line break");
-        const struct policy *one = &pol;
-        r = policy_map_render(&one, 1, &text, &len);
-        FUZZ_ASSERT(r == 0, "policy_map_render('%s'): %d", out, r);
-        struct policy_map_entry *e = NULL;
-        size_t ne = 0;
-        r = policy_map_parse(text, len, &e, &ne);
-        FUZZ_ASSERT(r == 0 && ne == 1 && strcmp(e[0].key, out) == 0 &&
-                        strcmp(e[0].value, "encrypt protocols=>=TLSv1.2") == 0,
-                    "map of '%s' reads back as %zu entries ('%s')", out, ne, ne ? e[0].key : "");
-        policy_map_entries_free(e, ne);
-        free(text);
-        free(line);
+        check_map(&pol, out);
         policy_done(&pol);
         problem_done(&p);
 }

@@ -51,6 +51,17 @@ def qd(destination):
     return urllib.parse.quote(destination, safe="")
 
 
+def map_keys(destination):
+    """The keys a stored destination has in the map: itself, and for an internationalized one
+    (A-labels, xn--...) its U-label spelling too (docs/api.md "Destinations")."""
+    m = re.match(r"(\[|\.)?([^\]:]*)(.*)$", destination)
+    if destination.startswith("[ipv6:") or not re.search(r"(^|\.)xn--", m.group(2)):
+        return [destination]
+    labels = [lb[4:].encode().decode("punycode") if lb.startswith("xn--") else lb
+              for lb in m.group(2).split(".")]
+    return [destination, (m.group(1) or "") + ".".join(labels) + m.group(3)]
+
+
 def expected_value(p):
     """The map value the API row `p` stands for, in Postfix's terms: (level, {attribute: value})."""
     attrs = {}
@@ -317,8 +328,9 @@ class PolicySite:
         `absent` key), and the text source beside it says the same, sorted, one line per entry,
         with nothing else than comments."""
         rows = self.policies()
-        enabled = {p["destination"]: expected_value(p) for p in rows if p["enabled"]}
-        disabled = [p["destination"] for p in rows if not p["enabled"]]
+        enabled = {k: expected_value(p) for p in rows if p["enabled"]
+                   for k in map_keys(p["destination"])}
+        disabled = [k for p in rows if not p["enabled"] for k in map_keys(p["destination"])]
         assert int(self.sql("SELECT count(*) FROM tls_policies")) == len(rows)
         param = self.main_cf_param("smtp_tls_policy_maps")
         if not rows and not param:
@@ -351,7 +363,9 @@ class PolicySite:
         assert comments and text.startswith("#"), "the map source should start with a comment"
         keys = [k for k, _ in entries]
         assert "<continuation>" not in keys, f"continuation line in the map source: {entries}"
-        assert keys == sorted(keys, key=lambda k: k.encode()), "the map source is not sorted"
+        rows_order = [k for k in keys if k.isascii()]  # a U-label key follows its A-label's
+        assert rows_order == sorted(rows_order, key=lambda k: k.encode()), \
+            "the map source is not sorted"
         assert len(keys) == len(set(keys)), "a key twice in the map source"
         assert {k: parse_value(v) for k, v in entries} == enabled, \
             "the map source beside the index does not hold the enabled rows"
@@ -822,9 +836,9 @@ BAD_DESTINATIONS = [
     "bank.example\tnone", "bank .example", " bank.example", "bank.example ", "#bank.example",
     "bank.example#x", "bank,victim.example", "{bank}.example", "bank.example}", "bank/x.example",
     "$bank.example", "bank.$example", ".", "..bank.example", "bank.example.", "bank..example",
-    LABEL63 + "a.example", NAME254, "bücher.example", "[mx.example]:0", "[mx.example]:65536",
+    LABEL63 + "a.example", NAME254, "\u2603.example", "[mx.example]:0", "[mx.example]:65536",
     "[mx.example]:", "[mx.example]:2x", "[mx.example", "[mx.example:25", "mx.example]",
-    "[::1]:25", "host:25", "", "[]", "[]:25", "-bank.example", "[127.0.0.1]:25:25",
+    "[::1::2]:25", ".host:25", "", "[]", "[]:25", "-bank.example", "[127.0.0.1]:25:25", "*",
 ]
 
 
@@ -864,7 +878,8 @@ def test_injection_destinations_are_refused_and_change_nothing(site):
     site.assert_map_is_the_enabled_rows(absent=("victim.example",))
     # the edges that are accepted
     for dest in (LABEL63 + ".example", NAME253, "[mx.example]:1", "[mx.example]:65535",
-                 "[192.0.2.1]", "xn--bcher-kva.example", ".sub.example"):
+                 "[192.0.2.1]", "xn--bcher-kva.example", ".sub.example", "relay.example:587",
+                 "[ipv6:2001:db8::1]:25", "_dmarc.example"):
         r = site.put(dest, {"level": "may"})
         assert r.status == 201, f"PUT {dest!r}: {r}"
     site.assert_map_is_the_enabled_rows()

@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 
+#include "smtptlsd/destination.h"
 #include "smtptlsd/policy.h"
 
 #define OK    PROBLEM_NONE
@@ -190,6 +191,58 @@ static void test_destination_accepts(void **state)
                 { "[0.0.0.0]:10025", "[0.0.0.0]:10025" },
                 { "[255.255.255.255]", "[255.255.255.255]" },
                 { "[localhost]:2525", "[localhost]:2525" },
+                /* issue 12: the next-hop as Postfix looks it up (smtp_tls_policy.c) */
+                { "relay.example:587", "relay.example:587" },
+                { "Relay.Example:587", "relay.example:587" },
+                { "host:25", "host:25" },
+                { "relay.example:submission", "relay.example:submission" },
+                { "[mx.example.net]:submission", "[mx.example.net]:submission" },
+                { "[MX.example.net]:SMTP", "[mx.example.net]:smtp" },
+                { "[mx.example.net]:x-1", "[mx.example.net]:x-1" },
+                { "[192.0.2.1]:submissions", "[192.0.2.1]:submissions" },
+                { "[ipv6:2001:db8::1]:25", "[ipv6:2001:db8::1]:25" },
+                { "[IPv6:2001:DB8::1]", "[ipv6:2001:db8::1]" },
+                { "[2001:db8::1]", "[2001:db8::1]" },
+                { "[2001:db8::1]:2525", "[2001:db8::1]:2525" },
+                { "[::1]", "[::1]" },
+                { "[::]:25", "[::]:25" },
+                { "[ipv6:::ffff:192.0.2.1]", "[ipv6:::ffff:192.0.2.1]" },
+                { "[ipv6:2001:db8:0:0:1:0:0:1]", "[ipv6:2001:db8:0:0:1:0:0:1]" },
+                { "_dmarc.example", "_dmarc.example" },
+                { "a_b.example", "a_b.example" },
+                { "_a_.example", "_a_.example" },
+                { ".sub_domain.example", ".sub_domain.example" },
+                { "[a_b.example]:25", "[a_b.example]:25" },
+                { "a_b.example:587", "a_b.example:587" },
+                /* internationalized names: one key, the A-label (UTS #46 non-transitional) */
+                { "b\xc3\xbc"
+                  "cher.example",
+                  "xn--bcher-kva.example" },
+                { "B\xc3\x9c"
+                  "CHER.Example",
+                  "xn--bcher-kva.example" },
+                { "XN--BCHER-KVA.example", "xn--bcher-kva.example" },
+                { ".b\xc3\xbc"
+                  "cher.example",
+                  ".xn--bcher-kva.example" },
+                { "[b\xc3\xbc"
+                  "cher.example]:25",
+                  "[xn--bcher-kva.example]:25" },
+                { "mx.b\xc3\xbc"
+                  "cher.example:587",
+                  "mx.xn--bcher-kva.example:587" },
+                { "_dmarc.b\xc3\xbc"
+                  "cher.example",
+                  "_dmarc.xn--bcher-kva.example" },
+                { "\xc3\xa9"
+                  "xample.com",
+                  "xn--xample-9ua.com" },
+                /* ASCII is kept as written, whatever its xn-- labels hold (Postfix compares the
+                 * text); such a key just has no U-label twin (test_destination_idn_keys) */
+                { "xn--garbage.example", "xn--garbage.example" },
+                { "XN--STRAE-OQA.example", "xn--strae-oqa.example" },
+                { "xn--rexn--resat-oqa.sat-oqa.le", "xn--rexn--resat-oqa.sat-oqa.le" },
+                { "ab--c.xn--bcher-kva.example", "ab--c.xn--bcher-kva.example" },
         };
         char out[POLICY_DESTINATION_MAX + 1];
         for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
@@ -250,14 +303,19 @@ static void test_destination_refusals(void **state)
                   "control character (0x01)" },
                 { "example\x7f.com", "control character (0x7f)" },
                 { "\x1b[31mexample.com", "control character (0x1b)" },
+                { "\xe2\x98\x83.example", "not valid IDNA" },
                 { "b\xc3\xbc"
-                  "cher.example",
-                  "A-label" },
-                { "\xef\xbc\x8e"
-                  "example",
-                  "A-label" },
-                { "exa_mple.com", "'_'" },
-                { "*.example.com", "'*'" },
+                  "cher\xff.example",
+                  "not valid IDNA" },
+                { "stra\xc3\x9f"
+                  "e.example",
+                  "folds" },
+                { "\xcf\x82.example", "folds" },
+                /* found by fuzz_destination: U+00BA maps to 'o', an ASCII name */
+                { "a-be\xc2\xba.example", "ASCII name a-beo.example" },
+                { "*.example.com", "outbound_mode" },
+                { "*", "outbound_mode" },
+                { "[*]:25", "outbound_mode" },
                 { "user@example.com", "'@'" },
                 { "\"example.com\"", "'\"'" },
                 { "example.com;", "';'" },
@@ -286,12 +344,23 @@ static void test_destination_refusals(void **state)
                 { "[mx.example.net]:025", "leading zeros" },
                 { "[mx.example.net]:", "no port" },
                 { "[mx.example.net]:2a", "decimal" },
-                { "[mx.example.net]:-25", "decimal" },
+                { "[mx.example.net]:-25", "service name" },
                 { "[mx.example.net]:+25", "'+'" },
                 { "[mx.example.net]:25:25", "decimal" },
-                { "host:25", "bracketed next-hop" },
-                { "example.com:smtp", "bracketed next-hop" },
-                { ".example.com:25", "bracketed next-hop" },
+                { "[mx.example.net]:sub--mission", "service name" },
+                { "[mx.example.net]:submission-", "service name" },
+                { "[mx.example.net]:abcdefghijklmnop", "at most 15" },
+                { "[mx.example.net]:sub_mission", "service name" },
+                { "[mx.example.net]:s\xc3\xbc"
+                  "b",
+                  "service name" },
+                { "relay.example:", "no port" },
+                { "relay.example:0", "between 1 and 65535" },
+                { "relay.example:2a", "decimal" },
+                { ":25", "no host" },
+                { ".example.com:25", "takes no port" },
+                { "192.0.2.1:25", "bracketed" },
+                { "relay.example:25:25", "more than one ':'" },
                 /* brackets */
                 { "[mx.example.net", "unclosed" },
                 { "[mx.example.net:25", "unclosed" },
@@ -315,12 +384,23 @@ static void test_destination_refusals(void **state)
                 { "[192.0.02.1]", "leading zero" },
                 { "[192.0.2.1]:0", "between 1 and 65535" },
                 { "[1234.0.2.1]", "dotted quad" },
-                { "[::1]:25", "IPv6" },
-                { "[::1]", "IPv6" },
-                { "[2001:db8::1]", "IPv6" },
-                { "[ipv6:2001:db8::1]:25", "IPv6" },
                 { "::1", "IPv6" },
                 { "2001:db8::1", "IPv6" },
+                { "[ipv6:]", "IPv6 address is not valid" },
+                { "[ipv6:2001:db8::1::2]", "IPv6 address is not valid" },
+                { "[ipv6:2001:db8:12345::1]", "IPv6 address is not valid" },
+                { "[ipv6:1:2:3:4:5:6:7::]", "IPv6 address is not valid" },
+                { "[ipv6:1:2:3:4:5:6:7:8:9]", "IPv6 address is not valid" },
+                { "[ipv6:2001:db8::g]", "IPv6 address is not valid" },
+                { "[ipv6:192.0.2.1]", "IPv6 address is not valid" },
+                { "[ipv6:::ffff:192.0.2.256]", "IPv6 address is not valid" },
+                { "[2001:db8::1%eth0]", "'%'" },
+                { "[ipv6:fe80::1]:0", "between 1 and 65535" },
+                { "[ipv6:b\xc3\xbc"
+                  "cher]",
+                  "IPv6 address is not valid" },
+                { "[:1]", "IPv6 address is not valid" },
+                { "[1:]", "IPv6 address is not valid" },
         };
         char out[POLICY_DESTINATION_MAX + 1];
         for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -338,6 +418,122 @@ static void test_destination_refusals(void **state)
         free(l64);
         free(n254);
         free(n253);
+}
+
+static int postmap_roundtrip(const char *text, size_t len, char **dump, size_t *dump_len);
+
+/* Spellings of one next-hop are one key after normalization (duplicates are found there); the
+ * U-label spelling of a key; the map holds an internationalized row under both keys, and
+ * postmap reads back exactly that. */
+static void test_destination_idn_keys(void **state)
+{
+        static const struct {
+                const char *a, *b;
+        } same[] = {
+                { "b\xc3\xbc"
+                  "cher.example",
+                  "xn--bcher-kva.example" },
+                { "B\xc3\x9c"
+                  "cher.example",
+                  "XN--BCHER-KVA.EXAMPLE" },
+                { "[b\xc3\xbc"
+                  "cher.example]:25",
+                  "[xn--bcher-kva.example]:25" },
+                { "[IPv6:2001:DB8::1]:25", "[ipv6:2001:db8::1]:25" },
+                { "Relay.example:Submission", "relay.example:submission" },
+        };
+        char a[POLICY_DESTINATION_MAX + 1], b[POLICY_DESTINATION_MAX + 1];
+        for (size_t i = 0; i < ARRAY_SIZE(same); i++) {
+                struct problem p = { 0 };
+                assert_int_equal(policy_destination_normalize(same[i].a, a, "", &p), 0);
+                assert_int_equal(policy_destination_normalize(same[i].b, b, "", &p), 0);
+                assert_string_equal(a, b);
+        }
+        /* Postfix compares the text: other spellings of one address or port are other keys */
+        static const struct {
+                const char *a, *b;
+        } other[] = {
+                { "[ipv6:2001:db8::1]", "[2001:db8::1]" },
+                { "[ipv6:2001:db8::1]", "[ipv6:2001:db8:0::1]" },
+                { "[mx.example]:submission", "[mx.example]:587" },
+                { "relay.example:587", "[relay.example]:587" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(other); i++) {
+                struct problem p = { 0 };
+                assert_int_equal(policy_destination_normalize(other[i].a, a, "", &p), 0);
+                assert_int_equal(policy_destination_normalize(other[i].b, b, "", &p), 0);
+                assert_string_not_equal(a, b);
+        }
+
+        static const struct {
+                const char *key, *ukey;
+        } u[] = {
+                { "xn--bcher-kva.example", "b\xc3\xbc"
+                                           "cher.example" },
+                { ".xn--bcher-kva.example", ".b\xc3\xbc"
+                                            "cher.example" },
+                { "[xn--bcher-kva.example]:25", "[b\xc3\xbc"
+                                                "cher.example]:25" },
+                { "mx.xn--bcher-kva.example:submission", "mx.b\xc3\xbc"
+                                                         "cher.example:submission" },
+                { "_dmarc.xn--bcher-kva.example", "_dmarc.b\xc3\xbc"
+                                                  "cher.example" },
+                { "example.com", "" },
+                { "[192.0.2.1]:25", "" },
+                { "[ipv6:2001:db8::1]:25", "" },
+                { "[2001:db8::1]", "" },
+                { "relay.example:587", "" },
+                /* A-labels that are no IDNA name converting back to them, or whose U-label
+                 * Postfix folds (ß): no U-label key */
+                { "xn--garbage.example", "" },
+                { "xn--strae-oqa.example", "" },
+                { "xn--rexn--resat-oqa.sat-oqa.le", "" }, /* found by fuzz_destination */
+        };
+        char ukey[DESTINATION_UKEY_MAX + 1];
+        for (size_t i = 0; i < ARRAY_SIZE(u); i++) {
+                assert_int_equal(destination_unicode_key(u[i].key, ukey), u[i].ukey[0] ? 1 : 0);
+                assert_string_equal(ukey, u[i].ukey);
+        }
+
+        /* the map: the A-label entry and the U-label entry, one value */
+        struct policy rows[3];
+        const char *dests[] = { "xn--bcher-kva.example", "a_b.example:587",
+                                "[ipv6:2001:db8::1]:25" };
+        const struct policy *items[3];
+        for (size_t i = 0; i < 3; i++) {
+                policy_init(&rows[i]);
+                snprintf(rows[i].destination, sizeof(rows[i].destination), "%s", dests[i]);
+                rows[i].level = TLS_LEVEL_ENCRYPT;
+                items[i] = &rows[i];
+        }
+        char *text = NULL, *dump = NULL;
+        size_t len = 0, dump_len = 0;
+        assert_int_equal(policy_map_render(items, 3, &text, &len), 0);
+        assert_non_null(strstr(text, "\nxn--bcher-kva.example\tencrypt\n"
+                                     "b\xc3\xbc"
+                                     "cher.example\tencrypt\n"));
+        assert_non_null(strstr(text, "\na_b.example:587\tencrypt\n"));
+        assert_non_null(strstr(text, "\n[ipv6:2001:db8::1]:25\tencrypt\n"));
+        for (int pass = 0; pass < 2; pass++) {
+                struct policy_map_entry *e = NULL;
+                size_t n = 0;
+                if (pass == 1 && postmap_roundtrip(text, len, &dump, &dump_len) == -ENOENT)
+                        break;
+                assert_int_equal(
+                    policy_map_parse(pass ? dump : text, pass ? dump_len : len, &e, &n), 0);
+                assert_int_equal(n, 4);
+                policy_map_entries_sort(e, n);
+                assert_string_equal(e[0].key, "[ipv6:2001:db8::1]:25");
+                assert_string_equal(e[1].key, "a_b.example:587");
+                assert_string_equal(e[2].key, "b\xc3\xbc"
+                                              "cher.example");
+                assert_string_equal(e[3].key, "xn--bcher-kva.example");
+                for (size_t i = 0; i < n; i++)
+                        assert_string_equal(e[i].value, "encrypt");
+                policy_map_entries_free(e, n);
+        }
+        free(dump);
+        free(text);
 }
 
 /* Upper-case duplicates are one key; a NUL cannot truncate a destination into another key. */
@@ -1343,11 +1539,12 @@ static const char *const bad_destinations[] = {
         "..",
         "a..b.example",
         "a.example.",
-        "b\xc3\xbc"
-        "cher.example",
+        "\xe2\x98\x83.example",
         "[a.example",
-        "[::1]:25",
-        "host:25",
+        "[::1::2]:25",
+        ".host:25",
+        "*.example",
+        "[a.example]:sub--mission",
         "[a.example]:0",
         "[a.example]:65536",
         "[a.example]:00025",
@@ -1359,8 +1556,31 @@ static const char *const bad_destinations[] = {
 /* A valid destination, in random case, from a small space so that writes collide. */
 static void gen_destination(char *out, size_t size)
 {
+        /* forms whose key is not the input in lower case (the map oracle knows the U-label) */
+        static const char *const idn[] = { "b\xc3\xbc"
+                                           "cher.example",
+                                           ".b\xc3\xbc"
+                                           "cher.example",
+                                           "[b\xc3\xbc"
+                                           "cher.example]:25",
+                                           "xn--bcher-kva.example:587" };
         unsigned k = pick(40);
-        switch (pick(5)) {
+        switch (pick(10)) {
+        case 5:
+                snprintf(out, size, "relay%u.example:%s", k, chance(50) ? "587" : "submission");
+                break;
+        case 6:
+                snprintf(out, size, "[ipv6:2001:db8::%x]:25", k);
+                break;
+        case 7:
+                snprintf(out, size, "_smtp%u.example", k);
+                break;
+        case 8:
+                snprintf(out, size, "%s", idn[pick(ARRAY_SIZE(idn))]);
+                break;
+        case 9:
+                snprintf(out, size, "[2001:db8::%x]", k);
+                break;
         case 0:
                 snprintf(out, size, ".d%u.example", k);
                 break;
@@ -1715,7 +1935,7 @@ static void check_map_matches(const struct model *m, bool with_postmap)
         assert_int_equal(policy_map_render(items, m->n, &text, &len), 0);
         free(items);
 
-        char **want = malloc((m->n + 1) * sizeof(char *));
+        char **want = malloc((2 * m->n + 1) * sizeof(char *));
         size_t n_want = 0;
         for (size_t i = 0; i < m->n; i++) {
                 if (!m->rows[i].enabled)
@@ -1724,6 +1944,17 @@ static void check_map_matches(const struct model *m, bool with_postmap)
                 oracle_value(&m->rows[i], value, sizeof(value));
                 assert_true(asprintf(&line, "%s\t%s", m->rows[i].destination, value) > 0);
                 want[n_want++] = line;
+                /* an internationalized destination is also keyed by its U-label */
+                const char *a = strstr(m->rows[i].destination, "xn--bcher-kva");
+                if (a) {
+                        int at = (int)(a - m->rows[i].destination);
+                        assert_true(asprintf(&line,
+                                             "%.*sb\xc3\xbc"
+                                             "cher%s\t%s",
+                                             at, m->rows[i].destination,
+                                             a + strlen("xn--bcher-kva"), value) > 0);
+                        want[n_want++] = line;
+                }
         }
         qsort(want, n_want, sizeof(char *), cmp_str);
 
@@ -2083,6 +2314,7 @@ int main(void)
                 cmocka_unit_test(test_destination_accepts),
                 cmocka_unit_test(test_destination_refusals),
                 cmocka_unit_test(test_destination_fold_and_nul),
+                cmocka_unit_test(test_destination_idn_keys),
                 cmocka_unit_test(test_apply_post_put),
                 cmocka_unit_test(test_apply_note),
                 cmocka_unit_test(test_apply_patch),
