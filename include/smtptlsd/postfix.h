@@ -34,3 +34,5 @@ int postmap_dump(const struct config *cfg, const char *type, const char *path,
                  struct spawn_result *res);
 /* `postconf -c DIR -h NAME`: the effective value (defaults included) of one parameter. */
 int postconf_value(const struct config *cfg, const char *name, char **ret);
+/* `postconf -c DIR -M NAME/TYPE`: whether master.cf defines the service (not commented out). */
+int postconf_service(const struct config *cfg, const char *service, bool *ret);

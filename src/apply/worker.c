@@ -24,6 +24,7 @@
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
 #include "smtptlsd/policy.h"
+#include "smtptlsd/policy_host.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
 #include "smtptlsd/reconcile.h"
@@ -467,6 +468,18 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
         return warnings;
 }
 
+/* What smtptlsd itself can tell of the written row (issue 12): its attributes, the live
+ * configuration, and the ".d" without "d" it leaves. */
+static int policy_own_warnings(struct worker *w, struct job *job, const struct policy *p)
+{
+        if (!job->warnings && !(job->warnings = json_array()))
+                return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        if (p->enabled)
+                policy_warnings_add(p, job->warnings);
+        policy_host_warnings(w->app->cfg, p, job->warnings);
+        return policy_parent_warnings(&w->db, p->destination, job->warnings, &job->problem);
+}
+
 /* The read-only members of a policy write against the row as a GET shows it now, with the
  * generation a write's reply carries. */
 static int policy_read_only(struct worker *w, struct job *job, json_t *body, json_t *row)
@@ -531,6 +544,8 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 r = store_policy_put(&w->db, &next, &created, &job->problem);
         if (r >= 0)
                 job->warnings = policy_warnings(w, &next);
+        if (r >= 0)
+                r = policy_own_warnings(w, job, &next);
         policy_done(&cur);
         policy_done(&next);
         if (r < 0)
@@ -560,6 +575,9 @@ static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
         policy_done(&cur);
         if (r >= 0)
                 r = store_policy_delete(&w->db, job->target, &job->problem);
+        /* the job record and a dry run show it (a 204 has no body) */
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(&w->db, job->target, job->warnings, &job->problem);
         if (r < 0)
                 return r;
         job->http_status = 204;
@@ -576,6 +594,8 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
         if (r >= 0)
                 r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), false,
                                         "/items", &counts, &job->problem);
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(&w->db, NULL, job->warnings, &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {
@@ -764,6 +784,8 @@ static int run_state(struct worker *w, struct job *job, json_t **after)
                 json_object_set_new(plan, "tls_policies", counts);
                 r = state_prune_certs(w, job, certs, cplan, warnings);
         }
+        if (r >= 0)
+                r = policy_parent_warnings(&w->db, NULL, warnings, &job->problem);
         if (r < 0) {
                 json_decref(plan);
                 json_decref(warnings);

@@ -424,7 +424,8 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
                         if (n == 1)
                                 return bad(reterr, C, field,
                                            "'.' alone is not a destination; write .example.com "
-                                           "for a domain and its subdomains");
+                                           "for the subdomains of example.com (only: "
+                                           "example.com itself needs its own policy)");
                         d++;
                 }
                 r = check_domain(d, n - (size_t)(d - in), "the destination", false, C, field,

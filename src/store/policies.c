@@ -214,6 +214,34 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
                        params);
 }
 
+int store_policies_uncovered(struct db_conn *c, const char *destination, int limit, json_t **names,
+                             bool *more, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char lim[16];
+        snprintf(lim, sizeof(lim), "%d", limit + 1);
+        const char *params[] = { destination, lim };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT p.destination FROM tls_policies p WHERE p.enabled "
+                        "AND left(p.destination, 1) = '.' "
+                        "AND ($1::text IS NULL OR p.destination IN ($1, '.' || $1)) "
+                        "AND NOT EXISTS (SELECT 1 FROM tls_policies q WHERE q.enabled "
+                        "AND q.destination = substr(p.destination, 2)) "
+                        "ORDER BY p.destination COLLATE \"C\" LIMIT $2::int",
+                        2, params);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        json_t *a = json_array();
+        for (int i = 0; a && i < n && i < limit; i++)
+                json_array_append_new(a, json_string(PQgetvalue(res, i, 0)));
+        if (!a)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        *names = a;
+        *more = n > limit;
+        return 0;
+}
+
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
                         const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr)

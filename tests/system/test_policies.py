@@ -62,6 +62,11 @@ def expected_value(p):
         attrs["ciphers"] = p["ciphers"]
     if p.get("exclude"):
         attrs["exclude"] = ":".join(p["exclude"])
+    for name in ("servername", "tafile"):
+        if p.get(name):
+            attrs[name] = p[name]
+    if p.get("connection_reuse") is not None:
+        attrs["connection_reuse"] = "yes" if p["connection_reuse"] else "no"
     return p["level"], attrs
 
 
