@@ -130,6 +130,12 @@ int policy_check_manager_change(const char *was, const char *now, enum scope sco
  * the TLSA base domain). */
 void policy_warnings_add(const struct policy *p, json_t *warnings);
 
+/* What a policy's non-empty exclude drops of a main.cf exclusion list (smtp_tls_exclude_ciphers
+ * or smtp_tls_mandatory_exclude_ciphers, items split at commas, colons and blanks): Postfix's
+ * set_cipher_grade() takes the policy's list INSTEAD of main.cf's, then adds eNULL at encrypt
+ * and aNULL above it. The items p->exclude lacks, joined by ", " into out ("" when none). */
+void policy_exclude_dropped(const struct policy *p, const char *list, char *out, size_t size);
+
 /* Validates a policy as a whole (e.g. a row read back from the database): destination, level,
  * each attribute's form, and the level/attribute rules. Problems name prefix + "/field". */
 int policy_check(const struct policy *p, const char *prefix, struct problem *reterr);

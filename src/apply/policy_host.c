@@ -67,32 +67,6 @@ static int count_trust_anchors(const char *path)
         return n;
 }
 
-/* The items of an OpenSSL/Postfix cipher list ("aNULL, eNULL:MD5") that p->exclude lacks. */
-static void dropped_items(const char *list, const struct policy *p, char *out, size_t size)
-{
-        size_t o = 0;
-        out[0] = 0;
-        for (const char *s = list; *s;) {
-                size_t n = strcspn(s, ", \t:");
-                bool kept = n == 0;
-                for (size_t i = 0; !kept && i < p->n_exclude; i++)
-                        kept = strlen(p->exclude[i]) == n && strncmp(p->exclude[i], s, n) == 0;
-                /* Postfix adds these itself whatever the policy says (set_cipher_grade) */
-                if (!kept && p->level == TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "eNULL", 5))
-                        kept = true;
-                if (!kept && p->level > TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "aNULL", 5))
-                        kept = true;
-                if (!kept) {
-                        int w = snprintf(out + o, size - o, "%s%.*s", o ? ", " : "", (int)n, s);
-                        if (w < 0 || (size_t)w >= size - o)
-                                break;
-                        o += (size_t)w;
-                }
-                s += n;
-                s += strspn(s, ", \t:");
-        }
-}
-
 static void exclude_warning(const struct config *cfg, const struct policy *p, json_t *warnings)
 {
         static const char *const params[] = { "smtp_tls_exclude_ciphers",
@@ -106,7 +80,7 @@ static void exclude_warning(const struct config *cfg, const struct policy *p, js
                         continue;
                 if (postconf_value(cfg, params[k], &value) < 0)
                         continue;
-                dropped_items(value, p, dropped[k], sizeof(dropped[k]));
+                policy_exclude_dropped(p, value, dropped[k], sizeof(dropped[k]));
                 any = any || dropped[k][0];
         }
         if (!any)

@@ -1163,6 +1163,35 @@ void policy_warnings_add(const struct policy *p, json_t *warnings)
                              p->destination, level);
 }
 
+void policy_exclude_dropped(const struct policy *p, const char *list, char *out, size_t size)
+{
+        size_t o = 0;
+        out[0] = 0;
+        if (!p->n_exclude)
+                return; /* no exclude of its own: main.cf's lists apply */
+        for (const char *s = list; *s;) {
+                size_t n = strcspn(s, ", \t:");
+                bool kept = n == 0;
+                for (size_t i = 0; !kept && i < p->n_exclude; i++)
+                        kept = strlen(p->exclude[i]) == n && strncmp(p->exclude[i], s, n) == 0;
+                /* Postfix adds these itself whatever the policy says (set_cipher_grade) */
+                if (!kept && p->level == TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "eNULL", 5))
+                        kept = true;
+                if (!kept && p->level > TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "aNULL", 5))
+                        kept = true;
+                if (!kept) {
+                        int w = snprintf(out + o, size - o, "%s%.*s", o ? ", " : "", (int)n, s);
+                        if (w < 0 || (size_t)w >= size - o) {
+                                out[o] = 0; /* what fits, never a cut item */
+                                break;
+                        }
+                        o += (size_t)w;
+                }
+                s += n;
+                s += strspn(s, ", \t:");
+        }
+}
+
 int policy_check(const struct policy *p, const char *prefix, struct problem *reterr)
 {
         char f[320], buf[FPR_MAX];

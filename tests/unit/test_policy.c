@@ -1254,6 +1254,34 @@ static void test_impossible_combinations(void **state)
         free_policy(p);
 }
 
+/* Issue 12 item 7: a policy's exclude replaces main.cf's exclusions (Postfix's
+ * set_cipher_grade); what it drops, minus what Postfix adds back by level. */
+static void test_exclude_dropped(void **state)
+{
+        char out[256];
+        struct policy *p = make("{\"destination\":\"a.example\",\"level\":\"encrypt\"}");
+        policy_exclude_dropped(p, "aNULL, eNULL, RC4", out, sizeof(out));
+        assert_string_equal(out, ""); /* no exclude: main.cf's list applies */
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"encrypt\",\"exclude\":[\"RC4\"]}");
+        policy_exclude_dropped(p, "aNULL, eNULL, EXPORT:RC4\tMD5", out, sizeof(out));
+        assert_string_equal(out, "aNULL, EXPORT, MD5"); /* eNULL: Postfix adds it at encrypt */
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"secure\",\"exclude\":[\"MD5\"]}");
+        policy_exclude_dropped(p, " aNULL,, eNULL ,MD5 ", out, sizeof(out));
+        assert_string_equal(out, "eNULL"); /* aNULL: Postfix adds it above encrypt */
+        policy_exclude_dropped(p, "", out, sizeof(out));
+        assert_string_equal(out, "");
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"may\",\"exclude\":[\"x\"]}");
+        policy_exclude_dropped(p, "aNULL, eNULL", out, sizeof(out));
+        assert_string_equal(out, "aNULL, eNULL"); /* may: nothing added back */
+        char tiny[8];
+        policy_exclude_dropped(p, "aNULL, eNULL", tiny, sizeof(tiny));
+        assert_string_equal(tiny, "aNULL"); /* what fits, never a cut item */
+        free_policy(p);
+}
+
 /* Defence in depth: a struct that never went through policy_apply_json() is not rendered. */
 static void test_render_refuses_bad_structs(void **state)
 {
@@ -2392,6 +2420,7 @@ int main(void)
                 cmocka_unit_test(test_render_refuses_bad_structs),
                 cmocka_unit_test(test_new_attributes),
                 cmocka_unit_test(test_impossible_combinations),
+                cmocka_unit_test(test_exclude_dropped),
                 cmocka_unit_test(test_map_render),
                 cmocka_unit_test(test_map_parse),
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
