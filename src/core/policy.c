@@ -853,13 +853,15 @@ enum {
         F_CREATED_AT,
         F_UPDATED_AT,
         F_GENERATION,
+        F_WARNINGS,
 };
 
 #define PB(f) offsetof(struct policy_body, f)
 /* "destination" is required unless the URL names it or a patch is applied: checked in
  * policy_apply_json(). Read-only created_at, updated_at and generation (a write's reply) are
  * accepted, so a client may PUT back what it got, when they are the row's current values:
- * policy_check_read_only(). The level/attribute rules need the merged result: policy_check(). */
+ * policy_check_read_only(); the reply's warnings are accepted and ignored. The level/attribute
+ * rules need the merged result: policy_check(). */
 static const struct json_spec policy_spec[] = {
         [F_DESTINATION] = { "destination", JS_STRING, 0, PB(destination),
                             .max = POLICY_DESTINATION_MAX, .check = check_destination,
@@ -886,6 +888,7 @@ static const struct json_spec policy_spec[] = {
         [F_CREATED_AT] = { "created_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
+        [F_WARNINGS] = { "warnings", JS_ANY, JS_REPLY_ONLY, PB(ignored), .choices = NULL },
         { 0 },
 };
 

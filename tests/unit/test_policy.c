@@ -1128,6 +1128,11 @@ static void test_new_attributes(void **state)
                 expect_apply(body, false, NULL, "", VALUE, "/connection_reuse");
         }
 
+        /* a write's reply sent back: its warnings are advice, ignored */
+        expect_apply("{\"destination\":\".a.example\",\"level\":\"may\",\"warnings\":[{\"code\":"
+                     "\"parent_domain_not_covered\",\"detail\":\"x\"}]}",
+                     false, NULL, "", OK, NULL);
+
         /* a struct that skipped validation is not rendered */
         struct policy r = { 0 };
         policy_init(&r);
