@@ -27,6 +27,9 @@ enum {
         /* with JS_READ_ONLY: a count the clock moves (a certificate's days_left) - a reply read
          * a moment ago may be one off, so the current value +-1 is accepted */
         JS_CLOCK = 1 << 3,
+        /* a member of a write's reply that is no part of the resource (warnings): accepted, so
+         * that a reply can be sent back, and otherwise ignored */
+        JS_REPLY_ONLY = 1 << 4,
 };
 
 struct json_spec;

@@ -34,8 +34,17 @@ int tls_level_from_string(const char *s, enum tls_level *ret); /* exact, lower c
 #define POLICY_EXCLUDE_MAX     32   /* items */
 #define POLICY_EXCLUDE_ITEM    64   /* bytes per cipher name */
 #define POLICY_MANAGER_MAX     64
+#define POLICY_SERVERNAME_MAX  253 /* bytes: a host name, or the keyword hostname or nexthop */
+#define POLICY_TAFILE_MAX      255 /* bytes of an absolute path */
 /* A manager name (managed_by, ?manager=): [a-z0-9][a-z0-9._-]{0,63}. */
 bool policy_manager_is_valid(const char *s);
+
+/* connection_reuse: not set (Postfix's smtp_tls_connection_reuse applies), no, yes. */
+enum policy_reuse {
+        POLICY_REUSE_UNSET,
+        POLICY_REUSE_NO,
+        POLICY_REUSE_YES,
+};
 
 /* One policy row. The strings held here are normalized and validated (policy_apply_json() is
  * the way in); match and exclude are NULL-terminated arrays of n_match/n_exclude strings, or
@@ -50,6 +59,9 @@ struct policy {
         char ciphers[16];    /* export|low|medium|high|null; "" = none */
         char **exclude;      /* OpenSSL cipher names or aliases */
         size_t n_exclude;
+        char servername[POLICY_SERVERNAME_MAX + 1]; /* SNI: host name, "hostname", "nexthop"; "" */
+        char tafile[POLICY_TAFILE_MAX + 1];         /* verify/secure trust anchors; "" = none */
+        enum policy_reuse connection_reuse;         /* UNSET: smtp_tls_connection_reuse */
         char *note; /* stored, shown by the API, never rendered; NULL = "" */
         bool enabled;
         char managed_by[POLICY_MANAGER_MAX + 1]; /* "" = not managed */
@@ -110,10 +122,14 @@ void policy_copy_read_only(json_t *body, json_t *normalized);
 
 /* Applies a body onto *p: PUT/POST/bulk item (patch = false: what is not sent takes its default,
  * except managed_by, which keeps what *p holds) or PATCH (merge; null clears match, exclude,
+ * servername, tafile, connection_reuse,
  * protocols, ciphers and note). url_destination is the destination named by the URL (NULL when
  * the body names it: then "destination" is required unless patching). prefix is the JSON
  * pointer of the body ("" or "/items/17"); problems name prefix + "/field". The combination is
- * validated after the merge (level/attribute rules). On failure *p is unchanged. */
+ * validated after the merge (level/attribute rules), and so are combinations that cannot
+ * deliver (invalid_attribute: ciphers null at encrypt; protocols below TLSv1.2 only at the
+ * levels that authenticate the peer), which policy_check() lets pass for rows already stored.
+ * On failure *p is unchanged. */
 int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,
                       const char *prefix, struct problem *reterr);
 
@@ -124,12 +140,25 @@ int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *ur
 int policy_check_manager_change(const char *was, const char *now, enum scope scope,
                                 const char *prefix, struct problem *reterr);
 
+/* Appends to warnings ({code, detail}, naming the destination) what p's own attributes make
+ * likely wrong though Postfix accepts it: null_ciphers (no encryption below TLSv1.3),
+ * weak_protocols (nothing from TLSv1.2 up at may/encrypt), servername_ignored (dane levels send
+ * the TLSA base domain). */
+void policy_warnings_add(const struct policy *p, json_t *warnings);
+
+/* What a policy's non-empty exclude drops of a main.cf exclusion list (smtp_tls_exclude_ciphers
+ * or smtp_tls_mandatory_exclude_ciphers, items split at commas, colons and blanks): Postfix's
+ * set_cipher_grade() takes the policy's list INSTEAD of main.cf's, then adds eNULL at encrypt
+ * and aNULL above it. The items p->exclude lacks, joined by ", " into out ("" when none). */
+void policy_exclude_dropped(const struct policy *p, const char *list, char *out, size_t size);
+
 /* Validates a policy as a whole (e.g. a row read back from the database): destination, level,
  * each attribute's form, and the level/attribute rules. Problems name prefix + "/field". */
 int policy_check(const struct policy *p, const char *prefix, struct problem *reterr);
 
-/* {destination, level, match, protocols|null, ciphers|null, exclude, note, enabled,
- * managed_by|null}; created_at/updated_at are the caller's. */
+/* {destination, level, match, protocols|null, ciphers|null, exclude, servername|null,
+ * tafile|null, connection_reuse|null, note, enabled, managed_by|null}; created_at/updated_at are
+ * the caller's. */
 json_t *policy_to_json(const struct policy *p);
 
 /* The ETags of one row and of the whole collection at a version (store.h: versions come from one
@@ -140,8 +169,8 @@ void policy_etag(int64_t version, char *buf, size_t size);
 void policies_etag(int64_t version, char *buf, size_t size);
 
 /* One map entry, "destination<TAB>level attr=value ..." (no newline; attributes in the order
- * match, protocols, ciphers, exclude). -EINVAL if the policy is invalid or a byte outside the
- * whitelist would reach the line; -ENOMEM. */
+ * match, protocols, ciphers, exclude, servername, tafile, connection_reuse). -EINVAL if the policy
+ * is invalid or a byte outside the whitelist would reach the line; -ENOMEM. */
 int policy_render_entry(const struct policy *p, char **line);
 
 #define POLICY_MAP_HEADER                                                                          \

@@ -56,3 +56,5 @@ int postfix_outbound_trust(const struct config *cfg, char *why, size_t size);
 int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t size);
 /* postfix_fingerprint_digest as of the last postfix_running_recent check (len 0: unknown). */
 void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret);
+/* `postconf -c DIR -M NAME/TYPE`: whether master.cf defines the service (not commented out). */
+int postconf_service(const struct config *cfg, const char *service, bool *ret);

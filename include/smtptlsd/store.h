@@ -181,6 +181,12 @@ int store_policy_get(struct db_conn *c, const char *destination, struct policy *
 int store_policy_put(struct db_conn *c, const struct policy *p, bool *created,
                      struct problem *reterr);
 int store_policy_delete(struct db_conn *c, const char *destination, struct problem *reterr);
+/* Enabled ".d" rows without an enabled "d" (Postfix looks up the full name, then its dotted
+ * parents: ".d" never covers d itself), sorted, at most limit of them into *names (a JSON array
+ * of destinations); *more when there are others. destination: only the row of that name and the
+ * ".d" of a plain "d" (a single write); NULL: the whole table (bulk, state). */
+int store_policies_uncovered(struct db_conn *c, const char *destination, int limit, json_t **names,
+                             bool *more, struct problem *reterr);
 /* Filtered, ordered by destination, after the cursor; *next is the last destination of a full
  * page (malloc'ed) or NULL. managed: -1 any, 0 unmanaged, 1 managed. *version (when not NULL) is
  * the version of the whole collection (not of the page), read in the same snapshot. */

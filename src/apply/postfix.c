@@ -340,3 +340,23 @@ int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_dige
         int r = postconf_value(cfg, "smtp_tls_fingerprint_digest", &v);
         return r < 0 ? r : digest_from(v, ret);
 }
+
+int postconf_service(const struct config *cfg, const char *service, bool *ret)
+{
+        struct spawn_result res;
+        const char *const args[] = { "-c", cfg->postfix_config_directory, "-M", service, NULL };
+        const struct spawn_options o = { .stderr_apart = true };
+        int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
+        if (r >= 0 && res.exit_status != 0)
+                r = -EPROTO;
+        if (r >= 0) {
+                /* "tlsproxy   unix  -  -  y  -  0  tlsproxy": a line that names the service */
+                size_t n = strlen(service);
+                const char *slash = strchr(service, '/');
+                size_t name = slash ? (size_t)(slash - service) : n;
+                *ret = res.output && strncmp(res.output, service, name) == 0 &&
+                       (res.output[name] == ' ' || res.output[name] == '\t');
+        }
+        spawn_result_done(&res);
+        return r;
+}

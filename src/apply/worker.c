@@ -24,6 +24,7 @@
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
 #include "smtptlsd/policy.h"
+#include "smtptlsd/policy_host.h"
 #include "smtptlsd/postfix.h"
 #include "smtptlsd/queue.h"
 #include "smtptlsd/reconcile.h"
@@ -476,7 +477,8 @@ static json_t *policy_warnings(struct worker *w, const struct policy *p)
         free(v[0]);
         free(v[1]);
         char why[POSTFIX_TRUST_WHY_MAX];
-        if ((p->level == TLS_LEVEL_VERIFY || p->level == TLS_LEVEL_SECURE) &&
+        /* a policy with its own tafile has its trust anchors (tafile_unusable checks the file) */
+        if ((p->level == TLS_LEVEL_VERIFY || p->level == TLS_LEVEL_SECURE) && !p->tafile[0] &&
             postfix_outbound_trust(w->app->cfg, why, sizeof(why)) == 0)
                 warnings_add(warnings, "no_trust_anchors",
                              "%s; until then Postfix defers all mail to %s (certificate not "
@@ -508,6 +510,18 @@ static int check_fingerprint_digest(struct worker *w, const struct policy *p, st
                         return r;
         }
         return 0;
+}
+
+/* What smtptlsd itself can tell of the written row (issue 12): its attributes, the live
+ * configuration, and the ".d" without "d" it leaves. */
+static int policy_own_warnings(struct worker *w, struct job *job, const struct policy *p)
+{
+        if (!job->warnings && !(job->warnings = json_array()))
+                return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        if (p->enabled)
+                policy_warnings_add(p, job->warnings);
+        policy_host_warnings(w->app->cfg, p, job->warnings);
+        return policy_parent_warnings(&w->db, p->destination, job->warnings, &job->problem);
 }
 
 /* The read-only members of a policy write against the row as a GET shows it now, with the
@@ -576,6 +590,8 @@ static int run_policy_write(struct worker *w, struct job *job, json_t **before, 
                 r = store_policy_put(&w->db, &next, &created, &job->problem);
         if (r >= 0)
                 job->warnings = policy_warnings(w, &next);
+        if (r >= 0)
+                r = policy_own_warnings(w, job, &next);
         policy_done(&cur);
         policy_done(&next);
         if (r < 0)
@@ -605,6 +621,9 @@ static int run_policy_delete(struct worker *w, struct job *job, json_t **before)
         policy_done(&cur);
         if (r >= 0)
                 r = store_policy_delete(&w->db, job->target, &job->problem);
+        /* the job record and a dry run show it (a 204 has no body) */
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(&w->db, job->target, job->warnings, &job->problem);
         if (r < 0)
                 return r;
         job->http_status = 204;
@@ -623,6 +642,8 @@ static int run_policy_bulk(struct worker *w, struct job *job, json_t **after)
                 r = store_policies_bulk(&w->db, job->items, job->id, job_scope(job), false,
                                         fingerprint_digest(w, &digest), "/items", &counts,
                                         &job->problem);
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(&w->db, NULL, job->warnings, &job->problem);
         if (r >= 0)
                 r = store_collection_version(&w->db, STORE_POLICIES, &version, &job->problem);
         if (r < 0) {
@@ -813,6 +834,8 @@ static int run_state(struct worker *w, struct job *job, json_t **after)
                 json_object_set_new(plan, "tls_policies", counts);
                 r = state_prune_certs(w, job, certs, cplan, warnings);
         }
+        if (r >= 0)
+                r = policy_parent_warnings(&w->db, NULL, warnings, &job->problem);
         if (r < 0) {
                 json_decref(plan);
                 json_decref(warnings);

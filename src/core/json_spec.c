@@ -290,6 +290,8 @@ int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t
                 }
                 if (spec[i].flags & JS_READ_ONLY)
                         continue; /* compared by json_check_read_only(), never written */
+                if (spec[i].flags & JS_REPLY_ONLY)
+                        continue; /* advice of a reply sent back: neither written nor compared */
                 r = dispatch_one(&spec[i], value, field, out, reterr);
                 if (r < 0)
                         return r;

@@ -28,35 +28,48 @@ static const char *const cipher_grades[] = { "export", "low", "medium", "high", 
 /* Indexes into proto_names are also the bit numbers of a protocol set. */
 static const char *const proto_names[] = { "SSLv2",   "SSLv3",   "TLSv1", "TLSv1.1",
                                            "TLSv1.2", "TLSv1.3", NULL };
-#define PROTO_ALL 0x3fu
-#define PROTO_TLS 0x3cu /* what OpenSSL 3 can still negotiate: TLSv1 .. TLSv1.3 */
+#define PROTO_ALL    0x3fu
+#define PROTO_TLS    0x3cu /* what OpenSSL 3 can still negotiate: TLSv1 .. TLSv1.3 */
+#define PROTO_STRONG 0x30u /* TLSv1.2, TLSv1.3: what OpenSSL 3 negotiates at security level 1 */
 
 /* The attributes smtptlsd renders, in rendering order, and which level takes which (after
  * Postfix 3.7 src/smtp/smtp_tls_policy.c: every attribute is ignored at "none", which we refuse
- * instead; "match" only at fingerprint, verify and secure; fingerprint needs at least one). */
+ * instead; "match" only at fingerprint, verify and secure; fingerprint needs at least one;
+ * "tafile" only where trust is PKIX (verify, secure); servername and connection_reuse at every
+ * level that has TLS). */
 enum attr {
         ATTR_MATCH,
         ATTR_PROTOCOLS,
         ATTR_CIPHERS,
         ATTR_EXCLUDE,
+        ATTR_SERVERNAME,
+        ATTR_TAFILE,
+        ATTR_REUSE,
         _ATTR_MAX,
 };
-static const char *const attr_names[_ATTR_MAX] = { "match", "protocols", "ciphers", "exclude" };
+static const char *const attr_names[_ATTR_MAX] = {
+        "match", "protocols", "ciphers", "exclude", "servername", "tafile", "connection_reuse",
+};
 #define A(x)       (1u << ATTR_##x)
-#define ATTRS_TLS  (A(PROTOCOLS) | A(CIPHERS) | A(EXCLUDE))
-#define ATTRS_PKIX (A(MATCH) | ATTRS_TLS)
+#define ATTRS_TLS  (A(PROTOCOLS) | A(CIPHERS) | A(EXCLUDE) | A(SERVERNAME) | A(REUSE))
+#define ATTRS_FPR  (A(MATCH) | ATTRS_TLS)
+#define ATTRS_PKIX (A(TAFILE) | ATTRS_FPR)
 
+/* weak_tls_ok: the security level Postfix gives OpenSSL is 0 (may, encrypt), so TLSv1 and
+ * TLSv1.1 can still be negotiated; at the levels that authenticate the peer it is 1, where
+ * OpenSSL 3 refuses them (Postfix's tls_client.c, TLS_MUST_MATCH). */
 static const struct level_rule {
         unsigned allowed, required;
+        bool weak_tls_ok;
 } level_rules[_TLS_LEVEL_MAX] = {
-        [TLS_LEVEL_NONE] = { 0, 0 },
-        [TLS_LEVEL_MAY] = { ATTRS_TLS, 0 },
-        [TLS_LEVEL_ENCRYPT] = { ATTRS_TLS, 0 },
-        [TLS_LEVEL_DANE] = { ATTRS_TLS, 0 },
-        [TLS_LEVEL_DANE_ONLY] = { ATTRS_TLS, 0 },
-        [TLS_LEVEL_FINGERPRINT] = { ATTRS_PKIX, A(MATCH) },
-        [TLS_LEVEL_VERIFY] = { ATTRS_PKIX, 0 },
-        [TLS_LEVEL_SECURE] = { ATTRS_PKIX, 0 },
+        [TLS_LEVEL_NONE] = { 0, 0, true },
+        [TLS_LEVEL_MAY] = { ATTRS_TLS, 0, true },
+        [TLS_LEVEL_ENCRYPT] = { ATTRS_TLS, 0, true },
+        [TLS_LEVEL_DANE] = { ATTRS_TLS, 0, false },
+        [TLS_LEVEL_DANE_ONLY] = { ATTRS_TLS, 0, false },
+        [TLS_LEVEL_FINGERPRINT] = { ATTRS_FPR, A(MATCH), false },
+        [TLS_LEVEL_VERIFY] = { ATTRS_PKIX, 0, false },
+        [TLS_LEVEL_SECURE] = { ATTRS_PKIX, 0, false },
 };
 
 void policy_etag(int64_t version, char *buf, size_t size)
@@ -281,8 +294,9 @@ static int proto_lookup(const char *s, size_t n)
         return -1;
 }
 
-static int protocols_normalize(const char *in, char out[static 128], const char *field,
-                               struct problem *reterr)
+/* *set (may be NULL) receives the protocols left enabled, as bits of proto_names. */
+static int protocols_normalize(const char *in, char out[static 128], unsigned *set_out,
+                               const char *field, struct problem *reterr)
 {
         const enum problem_code C = PROBLEM_INVALID_VALUE;
         unsigned include = 0, exclude = 0;
@@ -367,13 +381,15 @@ static int protocols_normalize(const char *in, char out[static 128], const char 
                 return bad(reterr, C, field,
                            "protocols leaves no usable protocol (TLSv1 to TLSv1.3) enabled");
         }
+        if (set_out)
+                *set_out = set;
         return 0;
 }
 
 int policy_protocols_normalize(const char *in, char out[static 128], const char *field,
                                struct problem *reterr)
 {
-        int r = protocols_normalize(in, out, field, reterr);
+        int r = protocols_normalize(in, out, NULL, field, reterr);
         if (r < 0)
                 out[0] = 0;
         return r;
@@ -397,6 +413,57 @@ static int check_exclude_item(const char *s, const char *field, struct problem *
                                    "an exclude item contains %s; send each cipher name as its "
                                    "own item (characters [A-Za-z0-9._+-])",
                                    byte_name(c, cb));
+        }
+        return 0;
+}
+
+/* servername: Postfix 3.7 takes a valid_hostname() (sent as SNI), or the keyword "hostname" (the
+ * MX host's name) or "nexthop" (the next-hop domain). We take LDH names, a subset, lower case. */
+static int servername_normalize(const char *in, char out[static POLICY_SERVERNAME_MAX + 1],
+                                const char *field, struct problem *reterr)
+{
+        size_t n = strlen(in);
+        out[0] = 0;
+        if (n == 0 || n > POLICY_SERVERNAME_MAX)
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "servername is a host name of 1 to %d characters, or hostname or "
+                           "nexthop",
+                           POLICY_SERVERNAME_MAX);
+        int r = check_domain(in, n, "servername", true, PROBLEM_INVALID_VALUE, field, reterr);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i <= n; i++)
+                out[i] = to_lower(in[i]);
+        return 0;
+}
+
+/* tafile: an absolute path of [A-Za-z0-9._+-] components, no '.' or '..' component, no empty
+ * one: nothing that could split the map value (Postfix splits attributes at commas and spaces)
+ * and nothing that hides where the file is. Whether the file loads is the worker's check. */
+static int check_tafile(const char *s, const char *field, struct problem *reterr)
+{
+        size_t n = strlen(s);
+        char cb[8];
+        if (n < 2 || n > POLICY_TAFILE_MAX || s[0] != '/')
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "tafile is the absolute path of a PEM file of trust anchors (at most "
+                           "%d characters)",
+                           POLICY_TAFILE_MAX);
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (!is_alnum(c) && !strchr("._+-/", c))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "tafile contains %s; a path here is made of [A-Za-z0-9._+-] "
+                                   "and '/'",
+                                   byte_name(c, cb));
+        }
+        for (const char *c = s; *c;) {
+                const char *e = strchrnul(c + 1, '/');
+                size_t l = (size_t)(e - c - 1);
+                if (l == 0 || (l == 1 && c[1] == '.') || (l == 2 && c[1] == '.' && c[2] == '.'))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "tafile has an empty, '.' or '..' path component");
+                c = e;
         }
         return 0;
 }
@@ -532,6 +599,32 @@ static int check_protocols(const struct json_spec *spec, json_t *v, const char *
         return policy_protocols_normalize(json_string_value(v), out, field, reterr);
 }
 
+static int check_servername(const struct json_spec *spec, json_t *v, const char *field,
+                            struct problem *reterr)
+{
+        char out[POLICY_SERVERNAME_MAX + 1];
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field, "servername contains a NUL byte");
+        return servername_normalize(json_string_value(v), out, field, reterr);
+}
+
+static int check_tafile_json(const struct json_spec *spec, json_t *v, const char *field,
+                             struct problem *reterr)
+{
+        if (has_nul(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field, "tafile contains a NUL byte");
+        return check_tafile(json_string_value(v), field, reterr);
+}
+
+static int check_reuse(const struct json_spec *spec, json_t *v, const char *field,
+                       struct problem *reterr)
+{
+        if (!json_is_boolean(v))
+                return bad(reterr, PROBLEM_INVALID_VALUE, field,
+                           "connection_reuse must be true, false or null");
+        return 0;
+}
+
 static int check_note(const struct json_spec *spec, json_t *v, const char *field,
                       struct problem *reterr)
 {
@@ -558,6 +651,9 @@ struct policy_body {
         const char *protocols;
         const char *ciphers;
         json_t *exclude;
+        const char *servername;
+        const char *tafile;
+        json_t *connection_reuse;
         const char *note;
         bool enabled;
         const char *managed_by;
@@ -571,19 +667,24 @@ enum {
         F_PROTOCOLS,
         F_CIPHERS,
         F_EXCLUDE,
+        F_SERVERNAME,
+        F_TAFILE,
+        F_REUSE,
         F_NOTE,
         F_ENABLED,
         F_MANAGED_BY,
         F_CREATED_AT,
         F_UPDATED_AT,
         F_GENERATION,
+        F_WARNINGS,
 };
 
 #define PB(f) offsetof(struct policy_body, f)
 /* "destination" is required unless the URL names it or a patch is applied: checked in
  * policy_apply_json(). Read-only created_at, updated_at and generation (a write's reply) are
  * accepted, so a client may PUT back what it got, when they are the row's current values:
- * policy_check_read_only(). The level/attribute rules need the merged result: policy_check(). */
+ * policy_check_read_only(); the reply's warnings are accepted and ignored. The level/attribute
+ * rules need the merged result: policy_check(). */
 static const struct json_spec policy_spec[] = {
         [F_DESTINATION] = { "destination", JS_STRING, 0, PB(destination),
                             .max = POLICY_DESTINATION_MAX, .check = check_destination,
@@ -596,6 +697,12 @@ static const struct json_spec policy_spec[] = {
         [F_CIPHERS] = { "ciphers", JS_CHOICE, JS_NULLABLE, PB(ciphers), .choices = cipher_grades },
         [F_EXCLUDE] = { "exclude", JS_STRING_ARRAY, JS_NULLABLE, PB(exclude),
                         .max = POLICY_EXCLUDE_MAX, .check = check_exclude },
+        [F_SERVERNAME] = { "servername", JS_STRING, JS_NULLABLE, PB(servername),
+                           .max = POLICY_SERVERNAME_MAX, .check = check_servername },
+        [F_TAFILE] = { "tafile", JS_STRING, JS_NULLABLE, PB(tafile), .max = POLICY_TAFILE_MAX,
+                       .check = check_tafile_json },
+        [F_REUSE] = { "connection_reuse", JS_ANY, JS_NULLABLE, PB(connection_reuse),
+                      .check = check_reuse },
         [F_NOTE] = { "note", JS_STRING, JS_NULLABLE, PB(note), .max = POLICY_NOTE_MAX,
                      .check = check_note },
         [F_ENABLED] = { "enabled", JS_BOOL, 0, PB(enabled), .choices = NULL },
@@ -604,6 +711,7 @@ static const struct json_spec policy_spec[] = {
         [F_CREATED_AT] = { "created_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
+        [F_WARNINGS] = { "warnings", JS_ANY, JS_REPLY_ONLY, PB(ignored), .choices = NULL },
         { 0 },
 };
 
@@ -662,6 +770,8 @@ void policy_copy_read_only(json_t *body, json_t *normalized)
 {
         json_copy_read_only(body, policy_spec, normalized);
 }
+
+static int check_combination(const struct policy *p, const char *prefix, struct problem *reterr);
 
 int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *url_destination,
                       const char *prefix, struct problem *reterr)
@@ -741,6 +851,17 @@ int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *ur
                 if (b.exclude && strv_from_json(b.exclude, &n.exclude, &n.n_exclude) < 0)
                         goto nomem;
         }
+        if (HAS(F_SERVERNAME)) {
+                n.servername[0] = 0;
+                if (b.servername && servername_normalize(b.servername, n.servername, "", NULL) < 0)
+                        n.servername[0] = 0; /* cannot happen: checked by the spec */
+        }
+        if (HAS(F_TAFILE))
+                snprintf(n.tafile, sizeof(n.tafile), "%s", b.tafile ? b.tafile : "");
+        if (HAS(F_REUSE))
+                n.connection_reuse = !b.connection_reuse                ? POLICY_REUSE_UNSET
+                                     : json_is_true(b.connection_reuse) ? POLICY_REUSE_YES
+                                                                        : POLICY_REUSE_NO;
         if (HAS(F_NOTE)) {
                 free(n.note);
                 n.note = NULL;
@@ -756,6 +877,8 @@ int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *ur
         r = normalize_match(&n, prefix, reterr);
         if (r >= 0)
                 r = policy_check(&n, prefix, reterr);
+        if (r >= 0)
+                r = check_combination(&n, prefix, reterr);
         if (r < 0) {
                 policy_done(&n);
                 return r;
@@ -806,6 +929,95 @@ int policy_check_manager_change(const char *was, const char *now, enum scope sco
                 }                                                                                  \
         } while (0)
 
+/* The protocols a policy leaves enabled (bits of proto_names): its own list, or every one when it
+ * sets none (main.cf decides; not ours to judge here). */
+static unsigned policy_protocol_set(const struct policy *p)
+{
+        char buf[128];
+        unsigned set = PROTO_ALL;
+        if (p->protocols[0] && protocols_normalize(p->protocols, buf, &set, "", NULL) < 0)
+                set = PROTO_ALL;
+        return set;
+}
+
+/* Combinations Postfix accepts in the map but that cannot deliver a message, checked on every
+ * write (not on rows read back: a row stored before this check keeps rendering as it was). Seen
+ * with Postfix 3.7 and OpenSSL 3.0 (tests/system/test_postfix_policy.py):
+ * - ciphers=null at encrypt: Postfix adds eNULL to the exclusions at encrypt, so no cipher is
+ *   left ("no cipher match"; every delivery deferred, whatever the peer).
+ * - protocols that leave neither TLSv1.2 nor TLSv1.3 at a level that authenticates the peer:
+ *   Postfix runs OpenSSL at security level 1 there, where OpenSSL 3 refuses TLSv1 and TLSv1.1. */
+static int check_combination(const struct policy *p, const char *prefix, struct problem *reterr)
+{
+        char f[320];
+        const char *level = level_names[p->level];
+        if (p->level == TLS_LEVEL_ENCRYPT && streq(p->ciphers, "null"))
+                return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, fld(f, prefix, "ciphers", -1),
+                           "ciphers null at level encrypt leaves no cipher (Postfix excludes "
+                           "eNULL at encrypt): every delivery to this destination would be "
+                           "deferred; use may for unencrypted TLS or another grade");
+        if (!level_rules[p->level].weak_tls_ok && !(policy_protocol_set(p) & PROTO_STRONG))
+                return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, fld(f, prefix, "protocols", -1),
+                           "protocols leaves only TLS versions below TLSv1.2, which OpenSSL 3 "
+                           "refuses at level %s (Postfix authenticates the peer at OpenSSL "
+                           "security level 1): every delivery would be deferred",
+                           level);
+        return 0;
+}
+
+void policy_warnings_add(const struct policy *p, json_t *warnings)
+{
+        const char *level = tls_level_to_string(p->level);
+        if (!level || p->level == TLS_LEVEL_NONE)
+                return;
+        if (streq(p->ciphers, "null") && p->level != TLS_LEVEL_ENCRYPT)
+                warnings_add(warnings, "null_ciphers",
+                             "%s: ciphers null offers TLSv1.2 and older peers only ciphers without "
+                             "encryption, which OpenSSL refuses: only TLSv1.3 (whose ciphers the "
+                             "grade does not restrict) can work",
+                             p->destination);
+        if (level_rules[p->level].weak_tls_ok && !(policy_protocol_set(p) & PROTO_STRONG))
+                warnings_add(warnings, "weak_protocols",
+                             "%s: protocols leaves only TLS versions below TLSv1.2 (deprecated, "
+                             "RFC 8996); peers that speak only TLSv1.2 or TLSv1.3 fail the "
+                             "handshake",
+                             p->destination);
+        if (p->servername[0] && (p->level == TLS_LEVEL_DANE || p->level == TLS_LEVEL_DANE_ONLY))
+                warnings_add(warnings, "servername_ignored",
+                             "%s: at level %s Postfix sends the TLSA base domain as SNI: "
+                             "servername is ignored",
+                             p->destination, level);
+}
+
+void policy_exclude_dropped(const struct policy *p, const char *list, char *out, size_t size)
+{
+        size_t o = 0;
+        out[0] = 0;
+        if (!p->n_exclude)
+                return; /* no exclude of its own: main.cf's lists apply */
+        for (const char *s = list; *s;) {
+                size_t n = strcspn(s, ", \t:");
+                bool kept = n == 0;
+                for (size_t i = 0; !kept && i < p->n_exclude; i++)
+                        kept = strlen(p->exclude[i]) == n && strncmp(p->exclude[i], s, n) == 0;
+                /* Postfix adds these itself whatever the policy says (set_cipher_grade) */
+                if (!kept && p->level == TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "eNULL", 5))
+                        kept = true;
+                if (!kept && p->level > TLS_LEVEL_ENCRYPT && n == 5 && !strncmp(s, "aNULL", 5))
+                        kept = true;
+                if (!kept) {
+                        int w = snprintf(out + o, size - o, "%s%.*s", o ? ", " : "", (int)n, s);
+                        if (w < 0 || (size_t)w >= size - o) {
+                                out[o] = 0; /* what fits, never a cut item */
+                                break;
+                        }
+                        o += (size_t)w;
+                }
+                s += n;
+                s += strspn(s, ", \t:");
+        }
+}
+
 int policy_check(const struct policy *p, const char *prefix, struct problem *reterr)
 {
         char f[320], buf[FPR_MAX];
@@ -830,7 +1042,9 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
 
         /* Which level takes which attribute: Postfix defers all mail on a violation. */
         unsigned have = (p->n_match ? A(MATCH) : 0) | (p->protocols[0] ? A(PROTOCOLS) : 0) |
-                        (p->ciphers[0] ? A(CIPHERS) : 0) | (p->n_exclude ? A(EXCLUDE) : 0);
+                        (p->ciphers[0] ? A(CIPHERS) : 0) | (p->n_exclude ? A(EXCLUDE) : 0) |
+                        (p->servername[0] ? A(SERVERNAME) : 0) | (p->tafile[0] ? A(TAFILE) : 0) |
+                        (p->connection_reuse != POLICY_REUSE_UNSET ? A(REUSE) : 0);
         const struct level_rule *rule = &level_rules[p->level];
         for (unsigned a = 0; a < _ATTR_MAX; a++) {
                 if (!(have & (1u << a)) || (rule->allowed & (1u << a)))
@@ -844,7 +1058,9 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
                            "%s is not valid at level %s (Postfix would defer all mail to this "
                            "destination)%s",
                            attr_names[a], level,
-                           a == ATTR_MATCH ? "; match is for fingerprint, verify and secure" : "");
+                           a == ATTR_MATCH    ? "; match is for fingerprint, verify and secure"
+                           : a == ATTR_TAFILE ? "; tafile is for verify and secure"
+                                              : "");
         }
         if (rule->required & ~have)
                 return bad(reterr, PROBLEM_INVALID_ATTRIBUTE, fld(f, prefix, "match", -1),
@@ -899,6 +1115,28 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
                             check_exclude_item(p->exclude[i], fld(f, prefix, "exclude", (ssize_t)i),
                                                reterr));
         }
+        if (p->servername[0]) {
+                char sn[POLICY_SERVERNAME_MAX + 1];
+                if (!memchr(p->servername, 0, sizeof(p->servername)))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "servername", -1),
+                                   "servername is too long");
+                CHECK_QUIET(servername_normalize(p->servername, sn, "", NULL),
+                            servername_normalize(p->servername, sn,
+                                                 fld(f, prefix, "servername", -1), reterr));
+                if (!streq(sn, p->servername))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "servername", -1),
+                                   "servername is not in lower case");
+        }
+        if (p->tafile[0]) {
+                if (!memchr(p->tafile, 0, sizeof(p->tafile)))
+                        return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "tafile", -1),
+                                   "tafile is too long");
+                CHECK_QUIET(check_tafile(p->tafile, "", NULL),
+                            check_tafile(p->tafile, fld(f, prefix, "tafile", -1), reterr));
+        }
+        if ((unsigned)p->connection_reuse > POLICY_REUSE_YES)
+                return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "connection_reuse", -1),
+                           "connection_reuse must be true, false or null");
         if (p->note && strlen(p->note) > POLICY_NOTE_MAX)
                 return bad(reterr, PROBLEM_INVALID_VALUE, fld(f, prefix, "note", -1),
                            "note is longer than %d bytes", POLICY_NOTE_MAX);
@@ -930,6 +1168,13 @@ json_t *policy_to_json(const struct policy *p)
                             p->protocols[0] ? json_string(p->protocols) : json_null());
         json_object_set_new(j, "ciphers", p->ciphers[0] ? json_string(p->ciphers) : json_null());
         json_object_set_new(j, "exclude", strv_json(p->exclude, p->n_exclude));
+        json_object_set_new(j, "servername",
+                            p->servername[0] ? json_string(p->servername) : json_null());
+        json_object_set_new(j, "tafile", p->tafile[0] ? json_string(p->tafile) : json_null());
+        json_object_set_new(j, "connection_reuse",
+                            p->connection_reuse == POLICY_REUSE_UNSET
+                                ? json_null()
+                                : json_boolean(p->connection_reuse == POLICY_REUSE_YES));
         json_object_set_new(j, "note", json_string(p->note ? p->note : ""));
         json_object_set_new(j, "enabled", json_boolean(p->enabled));
         json_object_set_new(j, "managed_by",
@@ -959,7 +1204,7 @@ static bool key_byte_ok(unsigned char c)
 
 static bool value_byte_ok(unsigned char c)
 {
-        return is_alnum(c) || (c && strchr(".:!|<>=+_-", c));
+        return is_alnum(c) || (c && strchr(".:!|<>=+_-/", c));
 }
 
 /* The last word on what reaches the map: "key<TAB>token[ token]...", each byte whitelisted. */
@@ -1039,6 +1284,13 @@ static int render_into(struct strbuf *b, const struct policy *p)
                 r = add_attr(b, "ciphers", p->ciphers);
         if (r >= 0 && p->n_exclude)
                 r = join_attr(b, "exclude", p->exclude, p->n_exclude, ":");
+        if (r >= 0 && p->servername[0])
+                r = add_attr(b, "servername", p->servername);
+        if (r >= 0 && p->tafile[0])
+                r = add_attr(b, "tafile", p->tafile);
+        if (r >= 0 && p->connection_reuse != POLICY_REUSE_UNSET)
+                r = add_attr(b, "connection_reuse",
+                             p->connection_reuse == POLICY_REUSE_YES ? "yes" : "no");
         if (r >= 0 && !entry_bytes_ok(b->p + start, b->len - start))
                 r = -EINVAL;
         if (r < 0) {

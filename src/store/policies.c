@@ -9,19 +9,27 @@
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define POLICY_COLUMNS                                                                             \
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
-        "array_to_json(exclude)::text, note, enabled, managed_by, " TS("created_at") ", " TS(      \
-            "updated_at") ", version"
-#define COL_VERSION 11 /* the row's version (ETag) */
+        "array_to_json(exclude)::text, note, enabled, managed_by, servername, tafile, "            \
+        "connection_reuse, " TS("created_at") ", " TS("updated_at") ", version"
+#define COL_CREATED_AT 12
+#define COL_UPDATED_AT 13
+#define COL_VERSION    14 /* the row's version (ETag) */
 /* What the map needs, in the same positions: the note (up to 1 KiB a row) is never rendered. */
 #define POLICY_RENDER_COLUMNS                                                                      \
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
-        "array_to_json(exclude)::text, NULL, enabled, managed_by"
+        "array_to_json(exclude)::text, NULL, enabled, managed_by, servername, tafile, "            \
+        "connection_reuse"
 /* The columns of a bulk's items (jsonb_to_recordset). */
 #define INCOMING_COLUMNS                                                                           \
         "AS (destination text, level text, match text[], protocols text, ciphers text, "           \
-        "exclude text[], note text, enabled boolean, managed_by text)) WITH ORDINALITY "           \
+        "exclude text[], note text, enabled boolean, managed_by text, servername text, "           \
+        "tafile text, connection_reuse boolean)) WITH ORDINALITY "                                 \
         "AS x(destination, level, match, protocols, ciphers, exclude, note, enabled, managed_by, " \
-        "n)"
+        "servername, tafile, connection_reuse, n)"
+/* The columns a write compares and sets beside destination, level and managed_by. */
+#define ATTR_COLUMNS(t)                                                                            \
+        t "match, " t "protocols, " t "ciphers, " t "exclude, " t "servername, " t "tafile, " t    \
+          "connection_reuse, " t "note, " t "enabled"
 /* Rows converted to struct policy at a time while rendering the map. */
 #define RENDER_CHUNK 4096
 
@@ -54,6 +62,11 @@ static void row_policy(const PGresult *res, int i, struct policy *p)
         p->note = strdup(PQgetvalue(res, i, 6));
         p->enabled = streq(PQgetvalue(res, i, 7), "t");
         snprintf(p->managed_by, sizeof(p->managed_by), "%s", PQgetvalue(res, i, 8));
+        snprintf(p->servername, sizeof(p->servername), "%s", PQgetvalue(res, i, 9));
+        snprintf(p->tafile, sizeof(p->tafile), "%s", PQgetvalue(res, i, 10));
+        p->connection_reuse = PQgetisnull(res, i, 11)              ? POLICY_REUSE_UNSET
+                              : streq(PQgetvalue(res, i, 11), "t") ? POLICY_REUSE_YES
+                                                                   : POLICY_REUSE_NO;
 }
 
 static json_t *row_json(const PGresult *res, int i)
@@ -62,8 +75,8 @@ static json_t *row_json(const PGresult *res, int i)
         row_policy(res, i, &p);
         json_t *j = policy_to_json(&p);
         policy_done(&p);
-        json_object_set_new(j, "created_at", json_string(PQgetvalue(res, i, 9)));
-        json_object_set_new(j, "updated_at", json_string(PQgetvalue(res, i, 10)));
+        json_object_set_new(j, "created_at", json_string(PQgetvalue(res, i, COL_CREATED_AT)));
+        json_object_set_new(j, "updated_at", json_string(PQgetvalue(res, i, COL_UPDATED_AT)));
         return j;
 }
 
@@ -169,17 +182,25 @@ int store_policy_put(struct db_conn *c, const struct policy *p, bool *created,
                 p->note ? p->note : "",
                 p->enabled ? "t" : "f",
                 p->managed_by[0] ? p->managed_by : NULL,
+                p->servername[0] ? p->servername : NULL,
+                p->tafile[0] ? p->tafile : NULL,
+                p->connection_reuse == POLICY_REUSE_UNSET ? NULL
+                : p->connection_reuse == POLICY_REUSE_YES ? "t"
+                                                          : "f",
         };
         int r = db_exec(c, &res, reterr,
                         "INSERT INTO tls_policies (destination, level, match, protocols, ciphers, "
-                        "exclude, note, enabled, managed_by) VALUES ($1, $2, "
+                        "exclude, note, enabled, managed_by, servername, tafile, "
+                        "connection_reuse) VALUES ($1, $2, "
                         "ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5, "
-                        "ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7, $8, $9) "
+                        "ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7, $8, $9, $10, "
+                        "$11, $12::boolean) "
                         "ON CONFLICT (destination) DO UPDATE SET level = $2, "
                         "match = EXCLUDED.match, protocols = $4, ciphers = $5, "
                         "exclude = EXCLUDED.exclude, note = $7, enabled = $8, managed_by = $9, "
+                        "servername = $10, tafile = $11, connection_reuse = $12::boolean, "
                         "updated_at = now() RETURNING (xmax = 0)",
-                        9, params);
+                        12, params);
         if (r < 0)
                 return r;
         *created = streq(PQgetvalue(res, 0, 0), "t");
@@ -191,6 +212,34 @@ int store_policy_delete(struct db_conn *c, const char *destination, struct probl
         const char *params[] = { destination };
         return db_exec(c, NULL, reterr, "DELETE FROM tls_policies WHERE destination = $1", 1,
                        params);
+}
+
+int store_policies_uncovered(struct db_conn *c, const char *destination, int limit, json_t **names,
+                             bool *more, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char lim[16];
+        snprintf(lim, sizeof(lim), "%d", limit + 1);
+        const char *params[] = { destination, lim };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT p.destination FROM tls_policies p WHERE p.enabled "
+                        "AND left(p.destination, 1) = '.' "
+                        "AND ($1::text IS NULL OR p.destination IN ($1, '.' || $1)) "
+                        "AND NOT EXISTS (SELECT 1 FROM tls_policies q WHERE q.enabled "
+                        "AND q.destination = substr(p.destination, 2)) "
+                        "ORDER BY p.destination COLLATE \"C\" LIMIT $2::int",
+                        2, params);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        json_t *a = json_array();
+        for (int i = 0; a && i < n && i < limit; i++)
+                json_array_append_new(a, json_string(PQgetvalue(res, i, 0)));
+        if (!a)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        *names = a;
+        *more = n > limit;
+        return 0;
 }
 
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
@@ -237,12 +286,10 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
 /* Whether a stored row p and an incoming one i are the same: a bulk compares what it writes, the
  * whole state the manager too. */
 #define SAME_BULK                                                                                  \
-        "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled) IS NOT "         \
-        "DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, i.enabled)"
+        "(p.level, " ATTR_COLUMNS("p.") ") IS NOT DISTINCT FROM (i.level, " ATTR_COLUMNS("i.") ")"
 #define SAME_WHOLE                                                                                 \
-        "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, p.enabled, p.managed_by) "  \
-        "IS NOT DISTINCT FROM (i.level, i.match, i.protocols, i.ciphers, i.exclude, i.note, "      \
-        "i.enabled, i.managed_by)"
+        "(p.level, " ATTR_COLUMNS("p.") ", p.managed_by) IS NOT DISTINCT FROM "                    \
+                                        "(i.level, " ATTR_COLUMNS("i.") ", i.managed_by)"
 
 /* The whole state below admin: managed rows stay exactly as they are (issue 10's rule: a managed
  * row changes only with its manager's name, which needs admin). The first row that would change
@@ -380,25 +427,26 @@ apply:;
                      mine) < 0 ||
             asprintf(&insert_sql,
                      "INSERT INTO tls_policies AS p (destination, level, match, protocols, "
-                     "ciphers, exclude, note, enabled%s) SELECT destination, level, "
-                     "coalesce(match, '{}'), protocols, ciphers, coalesce(exclude, '{}'), "
+                     "ciphers, exclude, servername, tafile, connection_reuse, note, enabled%s) "
+                     "SELECT destination, level, coalesce(match, '{}'), protocols, ciphers, "
+                     "coalesce(exclude, '{}'), servername, tafile, connection_reuse, "
                      "coalesce(note, ''), coalesce(enabled, true)%s FROM incoming "
                      "ON CONFLICT (destination) DO UPDATE SET level = EXCLUDED.level, "
                      "match = EXCLUDED.match, protocols = EXCLUDED.protocols, "
                      "ciphers = EXCLUDED.ciphers, exclude = EXCLUDED.exclude, "
+                     "servername = EXCLUDED.servername, tafile = EXCLUDED.tafile, "
+                     "connection_reuse = EXCLUDED.connection_reuse, "
                      "note = EXCLUDED.note, enabled = EXCLUDED.enabled%s, updated_at = now() "
                      "WHERE NOT %s",
                      whole ? ", managed_by" : "", whole ? ", managed_by" : "",
                      whole ? ", managed_by = EXCLUDED.managed_by" : "",
-                     whole ? "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, "
-                             "p.enabled, p.managed_by) IS NOT DISTINCT FROM (EXCLUDED.level, "
-                             "EXCLUDED.match, EXCLUDED.protocols, EXCLUDED.ciphers, "
-                             "EXCLUDED.exclude, EXCLUDED.note, EXCLUDED.enabled, "
-                             "EXCLUDED.managed_by)"
-                           : "(p.level, p.match, p.protocols, p.ciphers, p.exclude, p.note, "
-                             "p.enabled) IS NOT DISTINCT FROM (EXCLUDED.level, EXCLUDED.match, "
-                             "EXCLUDED.protocols, EXCLUDED.ciphers, EXCLUDED.exclude, "
-                             "EXCLUDED.note, EXCLUDED.enabled)") < 0) {
+                     whole ? "(p.level, " ATTR_COLUMNS("p.") ", p.managed_by) IS NOT DISTINCT "
+                                                             "FROM (EXCLUDED.level, " ATTR_COLUMNS(
+                                                                 "EXCLUDED.") ", "
+                                                                              "EXCLUDED.managed_by)"
+                           : "(p.level, " ATTR_COLUMNS("p.") ") IS NOT DISTINCT FROM "
+                                                             "(EXCLUDED.level, " ATTR_COLUMNS(
+                                                                 "EXCLUDED.") ")") < 0) {
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
                 goto out;
         }
@@ -451,14 +499,15 @@ int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destina
 int store_policies_json_size(struct db_conn *c, size_t *bytes, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        /* the values, and 130 bytes of member names, quotes, level and nulls a row */
+        /* the values, and 180 bytes of member names, quotes, level and nulls a row */
         int r =
             db_exec(c, &res, reterr,
                     "SELECT coalesce(sum(octet_length(destination) + octet_length(note) + "
                     "coalesce(octet_length(protocols), 0) + coalesce(octet_length(ciphers), 0) + "
                     "octet_length(array_to_json(match)::text) + "
                     "octet_length(array_to_json(exclude)::text) + "
-                    "coalesce(octet_length(managed_by), 0) + 130), 0) FROM tls_policies",
+                    "coalesce(octet_length(managed_by), 0) + coalesce(octet_length(servername), "
+                    "0) + coalesce(octet_length(tafile), 0) + 180), 0) FROM tls_policies",
                     0, NULL);
         if (r < 0)
                 return r;

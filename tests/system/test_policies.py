@@ -73,6 +73,11 @@ def expected_value(p):
         attrs["ciphers"] = p["ciphers"]
     if p.get("exclude"):
         attrs["exclude"] = ":".join(p["exclude"])
+    for name in ("servername", "tafile"):
+        if p.get(name):
+            attrs[name] = p[name]
+    if p.get("connection_reuse") is not None:
+        attrs["connection_reuse"] = "yes" if p["connection_reuse"] else "no"
     return p["level"], attrs
 
 
@@ -933,7 +938,11 @@ BAD_ATTRIBUTES = [
     ({"level": "encrypt", "exclude": ["RC4\nvictim.example"]}, ("invalid_value",), "/exclude"),
     ({"level": "bogus"}, ("invalid_value",), "/level"),
     ({"level": "ENCRYPT"}, ("invalid_value",), "/level"),
-    ({"level": "may", "servername": "x"}, ("unknown_field",), "/servername"),
+    ({"level": "may", "sni": "x"}, ("unknown_field",), "/sni"),
+    ({"level": "may", "servername": "x victim.example none"}, ("invalid_value",), "/servername"),
+    ({"level": "verify", "tafile": "/etc/ta.pem\nvictim.example none"}, ("invalid_value",),
+     "/tafile"),
+    ({"level": "encrypt", "tafile": "/etc/ta.pem"}, ("invalid_attribute",), "/tafile"),
     ({"level": "may", "enabled": "yes"}, ("invalid_value",), "/enabled"),
     ({"level": "may", "note": "x" * 5000}, ("invalid_value",), "/note"),
 ]

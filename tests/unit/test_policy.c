@@ -623,10 +623,12 @@ static void test_apply_post_put(void **state)
         /* to_json round-trips through apply */
         json_t *j = policy_to_json(&p);
         char *dump = json_dumps(j, JSON_SORT_KEYS);
-        assert_string_equal(dump, "{\"ciphers\": \"high\", \"destination\": \".example.com\", "
+        assert_string_equal(dump, "{\"ciphers\": \"high\", \"connection_reuse\": null, "
+                                  "\"destination\": \".example.com\", "
                                   "\"enabled\": true, \"exclude\": [], \"level\": \"encrypt\", "
                                   "\"managed_by\": null, \"match\": [], \"note\": \"partner "
-                                  "relay\", \"protocols\": \">=TLSv1.2\"}");
+                                  "relay\", \"protocols\": \">=TLSv1.2\", \"servername\": null, "
+                                  "\"tafile\": null}");
         struct policy q = { 0 };
         assert_int_equal(policy_apply_json(&q, j, false, NULL, "", &pr), 0);
         json_t *j2 = policy_to_json(&q);
@@ -676,8 +678,8 @@ static void test_apply_post_put(void **state)
                      PROBLEM_MISSING_FIELD, "/level");
         expect_apply("{\"destination\":\"a.example\",\"level\":\"may\",\"colour\":1}", false, NULL,
                      "/items/3", PROBLEM_UNKNOWN_FIELD, "/items/3/colour");
-        expect_apply("{\"destination\":\"a.example\",\"level\":\"may\",\"servername\":\"x\"}",
-                     false, NULL, "", PROBLEM_UNKNOWN_FIELD, "/servername");
+        expect_apply("{\"destination\":\"a.example\",\"level\":\"may\",\"sni\":\"x\"}", false, NULL,
+                     "", PROBLEM_UNKNOWN_FIELD, "/sni");
         expect_apply("{\"destination\":\"b.example\",\"level\":\"may\"}", false, "a.example", "",
                      VALUE, "/destination");
         expect_apply("{\"destination\":\"a.example\",\"level\":\"may\"}", false, "a..example", "",
@@ -1225,6 +1227,290 @@ static void free_policy(struct policy *p)
         free(p);
 }
 
+/* Issue 12 item 8: servername, tafile and connection_reuse with Postfix 3.7's per-level rules
+ * (smtp_tls_policy.c): servername and connection_reuse at every level with TLS, tafile at verify
+ * and secure only; each value whitelisted byte by byte. */
+static void test_new_attributes(void **state)
+{
+        /* accepted, normalized, rendered in order */
+        struct policy *p = make("{\"destination\":\"a.example\",\"level\":\"secure\","
+                                "\"match\":[\"nexthop\"],\"servername\":\"MX.Example.NET\","
+                                "\"tafile\":\"/etc/postfix/ta/partner-ca.pem\","
+                                "\"connection_reuse\":true}");
+        assert_string_equal(p->servername, "mx.example.net");
+        assert_string_equal(p->tafile, "/etc/postfix/ta/partner-ca.pem");
+        assert_int_equal(p->connection_reuse, POLICY_REUSE_YES);
+        char *line = NULL;
+        assert_int_equal(policy_render_entry(p, &line), 0);
+        assert_string_equal(line, "a.example\tsecure match=nexthop servername=mx.example.net "
+                                  "tafile=/etc/postfix/ta/partner-ca.pem connection_reuse=yes");
+        free(line);
+        json_t *j = policy_to_json(p);
+        assert_string_equal(json_string_value(json_object_get(j, "servername")), "mx.example.net");
+        assert_true(json_is_true(json_object_get(j, "connection_reuse")));
+        /* to_json round-trips */
+        struct policy q = { 0 };
+        struct problem pr = { 0 };
+        assert_int_equal(policy_apply_json(&q, j, false, NULL, "", &pr), 0);
+        assert_string_equal(q.tafile, p->tafile);
+        assert_int_equal(q.connection_reuse, POLICY_REUSE_YES);
+        policy_done(&q);
+        json_decref(j);
+        /* PATCH null clears each; false renders no */
+        struct problem pp = { 0 };
+        assert_int_equal(apply(p,
+                               "{\"servername\":null,\"tafile\":null,"
+                               "\"connection_reuse\":false}",
+                               true, "a.example", "", &pp),
+                         0);
+        assert_int_equal(policy_render_entry(p, &line), 0);
+        assert_string_equal(line, "a.example\tsecure match=nexthop connection_reuse=no");
+        free(line);
+        assert_int_equal(apply(p, "{\"connection_reuse\":null}", true, "a.example", "", &pp), 0);
+        assert_int_equal(p->connection_reuse, POLICY_REUSE_UNSET);
+        free_policy(p);
+
+        /* the keywords, at every level with TLS */
+        static const char *const tls_levels[] = { "may",       "encrypt", "dane",
+                                                  "dane-only", "verify",  "secure" };
+        for (size_t i = 0; i < ARRAY_SIZE(tls_levels); i++) {
+                char body[200];
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"%s\","
+                         "\"servername\":\"%s\",\"connection_reuse\":false}",
+                         tls_levels[i], i % 2 ? "hostname" : "nexthop");
+                expect_apply(body, false, NULL, "", OK, NULL);
+        }
+        /* none takes nothing; tafile only at verify and secure */
+        expect_apply("{\"destination\":\"a.example\",\"level\":\"none\",\"servername\":"
+                     "\"hostname\"}",
+                     false, NULL, "", ATTR, "/servername");
+        expect_apply("{\"destination\":\"a.example\",\"level\":\"none\","
+                     "\"connection_reuse\":true}",
+                     false, NULL, "", ATTR, "/connection_reuse");
+        static const char *const no_tafile[] = { "none", "may", "encrypt", "dane", "dane-only" };
+        for (size_t i = 0; i < ARRAY_SIZE(no_tafile); i++) {
+                char body[200];
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"%s\","
+                         "\"tafile\":\"/etc/ta.pem\"}",
+                         no_tafile[i]);
+                expect_apply(body, false, NULL, "/items/2", ATTR, "/items/2/tafile");
+        }
+        expect_apply("{\"destination\":\"a.example\",\"level\":\"fingerprint\",\"match\":"
+                     "[\"" FP32 "\"],\"tafile\":\"/etc/ta.pem\"}",
+                     false, NULL, "", ATTR, "/tafile");
+
+        /* values: nothing that splits, comments or escapes the value */
+        static const char *const bad_servername[] = {
+                "",           "a b",        "a,b",        "a\\nb none",           "#x",  "1.2.3.4",
+                "-a.example", "a..example", "a.example.", "b\\u00fccher.example", "x=y",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(bad_servername); i++) {
+                char body[200];
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"may\","
+                         "\"servername\":\"%s\"}",
+                         bad_servername[i]);
+                expect_apply(body, false, NULL, "", VALUE, "/servername");
+        }
+        static const char *const bad_tafile[] = {
+                "",
+                "/",
+                "ta.pem",
+                "./ta.pem",
+                "/etc/../shadow",
+                "/etc/./ta.pem",
+                "/etc//ta.pem",
+                "/etc/ta.pem/",
+                "/etc/ta pem",
+                "/etc/ta,pem",
+                "/etc/ta\\npem none",
+                "/etc/#ta",
+                "/etc/ta=pem",
+                "/etc/t\\u00e4.pem",
+                "~/ta.pem",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(bad_tafile); i++) {
+                char body[200];
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"verify\","
+                         "\"tafile\":\"%s\"}",
+                         bad_tafile[i]);
+                expect_apply(body, false, NULL, "", VALUE, "/tafile");
+        }
+        char longpath[POLICY_TAFILE_MAX + 64];
+        memset(longpath, 'a', sizeof(longpath));
+        longpath[0] = '/';
+        longpath[POLICY_TAFILE_MAX + 1] = 0;
+        char body[POLICY_TAFILE_MAX + 200];
+        snprintf(body, sizeof(body),
+                 "{\"destination\":\"a.example\",\"level\":\"verify\",\"tafile\":\"%s\"}",
+                 longpath);
+        expect_apply(body, false, NULL, "", VALUE, "/tafile");
+        longpath[POLICY_TAFILE_MAX] = 0;
+        snprintf(body, sizeof(body),
+                 "{\"destination\":\"a.example\",\"level\":\"verify\",\"tafile\":\"%s\"}",
+                 longpath);
+        expect_apply(body, false, NULL, "", OK, NULL);
+        static const char *const bad_reuse[] = { "\"yes\"", "1", "0", "[]", "{}" };
+        for (size_t i = 0; i < ARRAY_SIZE(bad_reuse); i++) {
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"may\","
+                         "\"connection_reuse\":%s}",
+                         bad_reuse[i]);
+                expect_apply(body, false, NULL, "", VALUE, "/connection_reuse");
+        }
+
+        /* a write's reply sent back: its warnings are advice, ignored */
+        expect_apply("{\"destination\":\".a.example\",\"level\":\"may\",\"warnings\":[{\"code\":"
+                     "\"parent_domain_not_covered\",\"detail\":\"x\"}]}",
+                     false, NULL, "", OK, NULL);
+
+        /* a struct that skipped validation is not rendered */
+        struct policy r = { 0 };
+        policy_init(&r);
+        snprintf(r.destination, sizeof(r.destination), "a.example");
+        r.level = TLS_LEVEL_VERIFY;
+        snprintf(r.tafile, sizeof(r.tafile), "/etc/ta pem\nb.example none");
+        assert_int_equal(policy_render_entry(&r, &line), -EINVAL);
+        r.tafile[0] = 0;
+        snprintf(r.servername, sizeof(r.servername), "Upper.example");
+        assert_int_equal(policy_render_entry(&r, &line), -EINVAL);
+        r.servername[0] = 0;
+        r.connection_reuse = (enum policy_reuse)7;
+        assert_int_equal(policy_render_entry(&r, &line), -EINVAL);
+        r.level = TLS_LEVEL_ENCRYPT;
+        r.connection_reuse = POLICY_REUSE_NO;
+        snprintf(r.tafile, sizeof(r.tafile), "/etc/ta.pem");
+        assert_int_equal(policy_render_entry(&r, &line), -EINVAL);
+        policy_done(&r);
+}
+
+/* Issue 12 item 7: what cannot deliver is refused on write, what is legal but likely wrong is a
+ * warning; rows already stored still render. */
+static void test_impossible_combinations(void **state)
+{
+        /* ciphers null: encrypt leaves no cipher (Postfix adds eNULL to the exclusions) */
+        expect_apply("{\"destination\":\"a.example\",\"level\":\"encrypt\",\"ciphers\":"
+                     "\"null\"}",
+                     false, NULL, "", ATTR, "/ciphers");
+        struct policy *p = make("{\"destination\":\"a.example\",\"level\":\"may\","
+                                "\"ciphers\":\"null\"}");
+        struct problem pr = { 0 };
+        /* a patch that makes the combination is refused too, and changes nothing */
+        assert_int_equal(apply(p, "{\"level\":\"encrypt\"}", true, "a.example", "", &pr), -EINVAL);
+        assert_int_equal(pr.code, ATTR);
+        assert_string_equal(pr.field, "/ciphers");
+        assert_int_equal(p->level, TLS_LEVEL_MAY);
+        problem_done(&pr);
+        json_t *w = json_array();
+        policy_warnings_add(p, w);
+        assert_int_equal(json_array_size(w), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(w, 0), "code")),
+                            "null_ciphers");
+        assert_non_null(strstr(json_string_value(json_object_get(json_array_get(w, 0), "detail")),
+                               "a.example"));
+        json_decref(w);
+        /* a row stored before the check still renders (Postfix has had it all along) */
+        p->level = TLS_LEVEL_ENCRYPT;
+        char *line = NULL;
+        assert_int_equal(policy_render_entry(p, &line), 0);
+        assert_string_equal(line, "a.example\tencrypt ciphers=null");
+        free(line);
+        free_policy(p);
+
+        /* protocols without TLSv1.2 and TLSv1.3: refused where Postfix authenticates the peer
+         * (OpenSSL security level 1), a warning at may and encrypt (level 0: it works) */
+        static const char *const weak[] = { "<=TLSv1.1", "TLSv1:TLSv1.1", "!TLSv1.2:!TLSv1.3",
+                                            "<=TLSv1" };
+        static const char *const strict[] = { "dane", "dane-only", "verify", "secure" };
+        for (size_t i = 0; i < ARRAY_SIZE(weak); i++) {
+                char body[300];
+                for (size_t k = 0; k < ARRAY_SIZE(strict); k++) {
+                        snprintf(body, sizeof(body),
+                                 "{\"destination\":\"a.example\",\"level\":\"%s\","
+                                 "\"protocols\":\"%s\"}",
+                                 strict[k], weak[i]);
+                        expect_apply(body, false, NULL, "", ATTR, "/protocols");
+                }
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"fingerprint\","
+                         "\"match\":[\"" FP32 "\"],\"protocols\":\"%s\"}",
+                         weak[i]);
+                expect_apply(body, false, NULL, "", ATTR, "/protocols");
+                for (int lv = TLS_LEVEL_MAY; lv <= TLS_LEVEL_ENCRYPT; lv++) {
+                        snprintf(body, sizeof(body),
+                                 "{\"destination\":\"a.example\",\"level\":\"%s\","
+                                 "\"protocols\":\"%s\"}",
+                                 tls_level_to_string(lv), weak[i]);
+                        p = make(body);
+                        w = json_array();
+                        policy_warnings_add(p, w);
+                        assert_int_equal(json_array_size(w), 1);
+                        assert_string_equal(
+                            json_string_value(json_object_get(json_array_get(w, 0), "code")),
+                            "weak_protocols");
+                        json_decref(w);
+                        free_policy(p);
+                }
+        }
+        /* TLSv1.2 or TLSv1.3 left: fine everywhere, no warning */
+        static const char *const fine[] = { ">=TLSv1.2", "TLSv1.1:TLSv1.2", "<=TLSv1.2",
+                                            "!SSLv2:!SSLv3", "TLSv1.3" };
+        for (size_t i = 0; i < ARRAY_SIZE(fine); i++) {
+                char body[300];
+                snprintf(body, sizeof(body),
+                         "{\"destination\":\"a.example\",\"level\":\"secure\","
+                         "\"protocols\":\"%s\",\"ciphers\":\"high\"}",
+                         fine[i]);
+                p = make(body);
+                w = json_array();
+                policy_warnings_add(p, w);
+                assert_int_equal(json_array_size(w), 0);
+                json_decref(w);
+                free_policy(p);
+        }
+        /* servername at the dane levels: Postfix sends the TLSA base domain instead */
+        p = make("{\"destination\":\"a.example\",\"level\":\"dane\",\"servername\":"
+                 "\"mx.a.example\"}");
+        w = json_array();
+        policy_warnings_add(p, w);
+        assert_int_equal(json_array_size(w), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(w, 0), "code")),
+                            "servername_ignored");
+        json_decref(w);
+        free_policy(p);
+}
+
+/* Issue 12 item 7: a policy's exclude replaces main.cf's exclusions (Postfix's
+ * set_cipher_grade); what it drops, minus what Postfix adds back by level. */
+static void test_exclude_dropped(void **state)
+{
+        char out[256];
+        struct policy *p = make("{\"destination\":\"a.example\",\"level\":\"encrypt\"}");
+        policy_exclude_dropped(p, "aNULL, eNULL, RC4", out, sizeof(out));
+        assert_string_equal(out, ""); /* no exclude: main.cf's list applies */
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"encrypt\",\"exclude\":[\"RC4\"]}");
+        policy_exclude_dropped(p, "aNULL, eNULL, EXPORT:RC4\tMD5", out, sizeof(out));
+        assert_string_equal(out, "aNULL, EXPORT, MD5"); /* eNULL: Postfix adds it at encrypt */
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"secure\",\"exclude\":[\"MD5\"]}");
+        policy_exclude_dropped(p, " aNULL,, eNULL ,MD5 ", out, sizeof(out));
+        assert_string_equal(out, "eNULL"); /* aNULL: Postfix adds it above encrypt */
+        policy_exclude_dropped(p, "", out, sizeof(out));
+        assert_string_equal(out, "");
+        free_policy(p);
+        p = make("{\"destination\":\"a.example\",\"level\":\"may\",\"exclude\":[\"x\"]}");
+        policy_exclude_dropped(p, "aNULL, eNULL", out, sizeof(out));
+        assert_string_equal(out, "aNULL, eNULL"); /* may: nothing added back */
+        char tiny[8];
+        policy_exclude_dropped(p, "aNULL, eNULL", tiny, sizeof(tiny));
+        assert_string_equal(tiny, "aNULL"); /* what fits, never a cut item */
+        free_policy(p);
+}
+
 /* Defence in depth: a struct that never went through policy_apply_json() is not rendered. */
 static void test_render_refuses_bad_structs(void **state)
 {
@@ -1603,16 +1889,25 @@ static void gen_destination(char *out, size_t size)
 }
 
 /* The test's own statement of the rules: which level takes which attribute. */
-enum { GA_MATCH, GA_PROTOCOLS, GA_CIPHERS, GA_EXCLUDE, _GA_MAX };
+enum {
+        GA_MATCH,
+        GA_PROTOCOLS,
+        GA_CIPHERS,
+        GA_EXCLUDE,
+        GA_SERVERNAME,
+        GA_TAFILE,
+        GA_REUSE,
+        _GA_MAX
+};
 static const bool level_takes[_TLS_LEVEL_MAX][_GA_MAX] = {
-        [TLS_LEVEL_NONE] = { false, false, false, false },
-        [TLS_LEVEL_MAY] = { false, true, true, true },
-        [TLS_LEVEL_ENCRYPT] = { false, true, true, true },
-        [TLS_LEVEL_DANE] = { false, true, true, true },
-        [TLS_LEVEL_DANE_ONLY] = { false, true, true, true },
-        [TLS_LEVEL_FINGERPRINT] = { true, true, true, true },
-        [TLS_LEVEL_VERIFY] = { true, true, true, true },
-        [TLS_LEVEL_SECURE] = { true, true, true, true },
+        [TLS_LEVEL_NONE] = { false, false, false, false, false, false, false },
+        [TLS_LEVEL_MAY] = { false, true, true, true, true, false, true },
+        [TLS_LEVEL_ENCRYPT] = { false, true, true, true, true, false, true },
+        [TLS_LEVEL_DANE] = { false, true, true, true, true, false, true },
+        [TLS_LEVEL_DANE_ONLY] = { false, true, true, true, true, false, true },
+        [TLS_LEVEL_FINGERPRINT] = { true, true, true, true, true, false, true },
+        [TLS_LEVEL_VERIFY] = { true, true, true, true, true, true, true },
+        [TLS_LEVEL_SECURE] = { true, true, true, true, true, true, true },
 };
 
 enum match_kind { MK_NONE, MK_FP, MK_PATTERN };
@@ -1623,6 +1918,7 @@ struct expect {
         int level;        /* -1: not sent */
         int has[_GA_MAX]; /* -1 not sent, 0 sent empty/null, 1 sent non-empty */
         enum match_kind match_kind;
+        bool null_ciphers; /* ciphers sent as the grade "null" */
 };
 
 static void gen_attributes(json_t *body, struct expect *x)
@@ -1707,10 +2003,58 @@ static void gen_attributes(json_t *body, struct expect *x)
                         x->valid = false;
                         x->has[GA_CIPHERS] = 1;
                 } else {
-                        json_object_set_new(
-                            body, "ciphers",
-                            json_string(good_ciphers[pick(ARRAY_SIZE(good_ciphers))]));
+                        const char *c = good_ciphers[pick(ARRAY_SIZE(good_ciphers))];
+                        json_object_set_new(body, "ciphers", json_string(c));
                         x->has[GA_CIPHERS] = 1;
+                        x->null_ciphers = streq(c, "null");
+                }
+        }
+        static const char *const good_servernames[] = { "hostname", "nexthop", "MX.Example.net" };
+        static const char *const bad_servernames[] = { "a b", "x\ny none", "", "1.2.3.4" };
+        static const char *const bad_tafiles[] = { "rel/ta.pem", "/a b", "/a/../b", "/a,b", "" };
+        if (chance(15)) {
+                if (chance(15)) {
+                        json_object_set_new(body, "servername", json_null());
+                        x->has[GA_SERVERNAME] = 0;
+                } else if (chance(10)) {
+                        json_object_set_new(
+                            body, "servername",
+                            json_string(bad_servernames[pick(ARRAY_SIZE(bad_servernames))]));
+                        x->valid = false;
+                        x->has[GA_SERVERNAME] = 1;
+                } else {
+                        json_object_set_new(
+                            body, "servername",
+                            json_string(good_servernames[pick(ARRAY_SIZE(good_servernames))]));
+                        x->has[GA_SERVERNAME] = 1;
+                }
+        }
+        if (chance(15)) {
+                if (chance(15)) {
+                        json_object_set_new(body, "tafile", json_null());
+                        x->has[GA_TAFILE] = 0;
+                } else if (chance(10)) {
+                        json_object_set_new(
+                            body, "tafile",
+                            json_string(bad_tafiles[pick(ARRAY_SIZE(bad_tafiles))]));
+                        x->valid = false;
+                        x->has[GA_TAFILE] = 1;
+                } else {
+                        json_object_set_new(body, "tafile", json_string("/etc/ssl/ta-1.pem"));
+                        x->has[GA_TAFILE] = 1;
+                }
+        }
+        if (chance(15)) {
+                if (chance(15)) {
+                        json_object_set_new(body, "connection_reuse", json_null());
+                        x->has[GA_REUSE] = 0;
+                } else if (chance(10)) {
+                        json_object_set_new(body, "connection_reuse", json_string("yes"));
+                        x->valid = false;
+                        x->has[GA_REUSE] = 1;
+                } else {
+                        json_object_set_new(body, "connection_reuse", json_boolean(chance(50)));
+                        x->has[GA_REUSE] = 1;
                 }
         }
         if (chance(35)) {
@@ -1792,14 +2136,24 @@ static bool expect_accepted(const struct expect *x, const struct policy *base)
         if (level < 0)
                 return false; /* PUT without a level: missing_field */
         int has[_GA_MAX];
-        int base_has[_GA_MAX] = { base && base->n_match, base && base->protocols[0],
-                                  base && base->ciphers[0], base && base->n_exclude };
+        int base_has[_GA_MAX] = { base && base->n_match,
+                                  base && base->protocols[0],
+                                  base && base->ciphers[0],
+                                  base && base->n_exclude,
+                                  base && base->servername[0],
+                                  base && base->tafile[0],
+                                  base && base->connection_reuse != POLICY_REUSE_UNSET };
         for (int a = 0; a < _GA_MAX; a++)
                 has[a] = x->has[a] >= 0 ? x->has[a] : (base ? base_has[a] : 0);
         for (int a = 0; a < _GA_MAX; a++)
                 if (has[a] && !level_takes[level][a])
                         return false;
         if (level == TLS_LEVEL_FINGERPRINT && !has[GA_MATCH])
+                return false;
+        /* ciphers null at encrypt leaves no cipher (the good protocols all keep TLSv1.2+) */
+        bool null_ciphers = x->has[GA_CIPHERS] >= 0 ? x->has[GA_CIPHERS] == 1 && x->null_ciphers
+                                                    : base && streq(base->ciphers, "null");
+        if (level == TLS_LEVEL_ENCRYPT && null_ciphers)
                 return false;
         if (has[GA_MATCH]) {
                 enum match_kind k = x->has[GA_MATCH] >= 0 ? x->match_kind : row_match_kind(base);
@@ -1910,9 +2264,16 @@ static void oracle_value(const struct policy *p, char *out, size_t size)
                         o += (size_t)snprintf(out + o, size - o, "%s%s", i ? ":" : "",
                                               p->exclude[i]);
         }
+        if (p->servername[0])
+                o += (size_t)snprintf(out + o, size - o, " servername=%s", p->servername);
+        if (p->tafile[0])
+                o += (size_t)snprintf(out + o, size - o, " tafile=%s", p->tafile);
+        if (p->connection_reuse != POLICY_REUSE_UNSET)
+                o += (size_t)snprintf(out + o, size - o, " connection_reuse=%s",
+                                      p->connection_reuse == POLICY_REUSE_YES ? "yes" : "no");
         for (const char *c = out; *c; c++)
                 if (!(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                             ".:!|<>=+_- ",
+                             ".:!|<>=+_-/ ",
                              *c)))
                         fail_msg("row %s: byte 0x%02x in its value", p->destination,
                                  (unsigned char)*c);
@@ -2323,6 +2684,9 @@ int main(void)
                 cmocka_unit_test(test_match_and_exclude_values),
                 cmocka_unit_test(test_smuggling),
                 cmocka_unit_test(test_render_refuses_bad_structs),
+                cmocka_unit_test(test_new_attributes),
+                cmocka_unit_test(test_impossible_combinations),
+                cmocka_unit_test(test_exclude_dropped),
                 cmocka_unit_test(test_map_render),
                 cmocka_unit_test(test_map_parse),
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
