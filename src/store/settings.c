@@ -2,6 +2,7 @@
  * counter. HTTP threads read; the worker writes inside its transaction. */
 #include <stdio.h>
 
+#include "smtptlsd/cert.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/policy.h"
 #include "smtptlsd/store.h"
@@ -129,6 +130,16 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
                  PQgetvalue(res, 0, 7));
         row->not_after = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
         snprintf(row->key_type, sizeof(row->key_type), "%s", PQgetvalue(res, 0, 9));
+        if (!row->key_type[0] && row->certificate_pem) {
+                /* a row without its details (written around the API): read the leaf */
+                struct cert_info info = { 0 };
+                struct problem ignore = { 0 };
+                if (cert_info_from_pem(row->certificate_pem, strlen(row->certificate_pem), &info,
+                                       &ignore) >= 0)
+                        snprintf(row->key_type, sizeof(row->key_type), "%s", info.key_type);
+                cert_info_done(&info);
+                problem_done(&ignore);
+        }
         /* a value too long for its field is refused, not checked in its cut-down form */
         if (strlen(PQgetvalue(res, 0, 1)) >= sizeof(row->name))
                 row->name[0] = 0;
