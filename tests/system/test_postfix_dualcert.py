@@ -285,3 +285,55 @@ def test_takeover_binding_an_ecdsa_certificate_replaces_the_eccert_file(dual, ce
     put_settings_ok(site, {"mode": "may", "certificate": "ec2"})
     assert "smtpd_tls_eccert_file" not in main_cf_params(site.pf.main_cf)
     assert served_with(site.pf.port, ECDSA_ONLY) == ec2.fingerprint()
+
+
+# == the post-reload check sees what each key type is served ========================================
+def drop_second_pair_wrapper(directory):
+    """A postfix_command that, on `reload` while FLAG exists, first cuts smtpd_tls_chain_files down
+    to its first pair (Postfix then serves RSA only, whatever the daemon wrote). Returns (path,
+    flag)."""
+    path, flag = os.path.join(directory, "postfix-cut"), os.path.join(directory, "cut-second")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                "dir=\n"
+                "prev=\n"
+                "for a in \"$@\"; do\n"
+                "  [ \"$prev\" = -c ] && dir=$a\n"
+                "  prev=$a\n"
+                "done\n"
+                f"if [ -e '{flag}' ] && [ \"$prev\" = reload ]; then\n"
+                "  chain=$(postconf -c \"$dir\" -h smtpd_tls_chain_files | cut -d, -f1,2)\n"
+                "  postconf -c \"$dir\" -e \"smtpd_tls_chain_files = $chain\"\n"
+                "fi\n"
+                "exec postfix \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path, flag
+
+
+def test_verifier_fails_when_one_key_type_is_not_served(make_daemon, make_postfix, certs):
+    pf = make_postfix()
+    wrapper, flag = drop_second_pair_wrapper(pf.basedir)
+    site = Site(make_daemon({"postfix_config_directory": pf.config_dir, **pf.argv_prefixes,
+                             "postfix_command": wrapper,
+                             "smtp_probe_address": f"127.0.0.1:{pf.port}"}), pf, certs)
+    rsa, ec = leaves(certs, "verify")
+    site.put_ok("rsa", json_body(rsa))
+    site.put_ok("ec", json_body(ec))
+    open(flag, "w").close()
+    r = put_settings_ok(site, {"mode": "may", "certificate": "rsa", "additional_certificate": "ec"})
+    # what Postfix really serves now: RSA to both kinds of client
+    assert served_with(site.pf.port, RSA_ONLY) == rsa.fingerprint()
+    assert served_with(site.pf.port, ECDSA_ONLY) != ec.fingerprint()
+    job = wait_verified(site, r.headers["Job-Id"])
+    assert job["verified"] is False, job
+    v = site.status()["verification"]
+    assert v["state"] == "failed" and v["served_fingerprint_matches"] is False, v
+    assert f"did not serve {ec.fingerprint()} to a client offering only EC signatures" \
+        in v["detail"], v
+
+    # Postfix serving both again: the next reload verifies
+    os.unlink(flag)
+    r = settings(site, "PATCH", {"loglevel": 2})
+    assert r.status == 200, r
+    assert wait_verified(site, r.headers["Job-Id"])["verified"] is True
+    assert_serves(site.pf.port, rsa.fingerprint(), ec.fingerprint())
