@@ -59,8 +59,8 @@ struct worker {
         /* jobs handed to the worker and not yet completed (queued, or in the running batch):
          * while there are any the status says applying and desired_generation runs ahead */
         atomic_size_t backlog;
-        /* the bound certificate's fingerprint that Postfix was last reloaded with ("" unknown):
-         * an ACME renewal changes it without changing main.cf */
+        /* the bound certificates' fingerprints (joined by ',') that Postfix was last reloaded
+         * with ("" unknown): an ACME renewal changes one without changing main.cf */
         char applied_fingerprint[SETTINGS_CERTS_MAX * 96];
         /* the batch running: its generation before the bump, and whether a job before the one
          * running changed something (a state If-Match must then fail: the state moved on) */
