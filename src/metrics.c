@@ -186,17 +186,27 @@ static void render_live(struct buf *b, const struct metrics_live *live)
         bprintf(b, "smtptlsd_drift_parameters %lld\n", (long long)live->drift);
 
         bfamily(b, "smtptlsd_served_certificate_info", "gauge",
-                "1, with the SHA-256 fingerprint of the certificate smtpd served at the last "
-                "check (none before the first check, or when it offered no STARTTLS).");
-        if (!isempty(live->served_fingerprint)) {
-                bprintf(b, "smtptlsd_served_certificate_info{");
-                blabel(b, "fingerprint", live->served_fingerprint);
-                bprintf(b, "} 1\n");
+                "1, with the SHA-256 fingerprint of each certificate smtpd served at the last "
+                "check (one per bound certificate; none before the first check, or when it "
+                "offered no STARTTLS).");
+        /* served_fingerprint holds one fingerprint per bound certificate, joined by ',' */
+        for (const char *f = live->served_fingerprint; !isempty(f);) {
+                const char *end = strchr(f, ',');
+                size_t len = end ? (size_t)(end - f) : strlen(f);
+                char one[96];
+                if (len > 0 && len < sizeof(one)) {
+                        memcpy(one, f, len);
+                        one[len] = 0;
+                        bprintf(b, "smtptlsd_served_certificate_info{");
+                        blabel(b, "fingerprint", one);
+                        bprintf(b, "} 1\n");
+                }
+                f = end ? end + 1 : NULL;
         }
 
         bfamily(b, "smtptlsd_certificate_expiry_seconds", "gauge",
                 "Seconds until the certificate expires (negative: expired); in_use=\"true\" for "
-                "the one settings bind.");
+                "those settings bind (certificate and additional_certificate).");
         for (size_t i = 0; i < live->n_certificates; i++) {
                 const struct metrics_certificate *c = &live->certificates[i];
                 bprintf(b, "smtptlsd_certificate_expiry_seconds{");

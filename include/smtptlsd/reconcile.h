@@ -15,8 +15,9 @@ struct config;
 
 struct desired {
         struct settings settings;
-        bool has_cert;
-        struct cert_row cert;
+        /* the bound certificates: settings.certificate, then additional_certificate */
+        struct cert_row certs[SETTINGS_CERTS_MAX];
+        size_t n_certs;
         /* the TLS policy map: managed once settings are, or as soon as a policy exists */
         bool map_managed;
         char *map_text; /* rendered from the enabled rows, sorted */
@@ -31,21 +32,32 @@ int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr);
 int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr);
 void desired_done(struct desired *d);
 
+/* One bound certificate's files. */
+struct plan_cert {
+        const char *field; /* the settings member that binds it: "/certificate", ... */
+        char name[65];
+        char key_type[16];
+        char fingerprint[96];
+        /* an imported certificate whose version directory does not exist yet */
+        bool write;
+        char dir[PATH_MAX];
+        char *fullchain_pem;
+        char *key_pem; /* decrypted when sealed; wiped by plan_done */
+        char key_path[PATH_MAX], chain_path[PATH_MAX];
+        char acme_name[65]; /* the ACME certificate's name; "" for any other type */
+};
+
 struct plan {
         char *main_cf_old, *main_cf_new;
         size_t old_len, new_len;
         bool main_cf_changed;
         struct maincf_param params[SETTINGS_PARAMS_MAX];
         size_t n_params;
-        char chain_value[2 * PATH_MAX + 4];
+        char chain_value[SETTINGS_CERTS_MAX * (2 * PATH_MAX + 4)];
+        struct plan_cert certs[SETTINGS_CERTS_MAX];
+        size_t n_certs;
+        bool write_cert;        /* some certs[i].write */
         char ca_file[PATH_MAX]; /* smtp_tls_CAfile's value ("" when none is rendered) */
-        /* an imported certificate whose version directory does not exist yet */
-        bool write_cert;
-        char cert_dir[PATH_MAX];
-        char *fullchain_pem;
-        char *key_pem; /* decrypted when sealed; wiped by plan_done */
-        char key_path[PATH_MAX], chain_path[PATH_MAX];
-        char acme_name[65]; /* the bound ACME certificate's name; "" for any other */
         bool reload;
         /* the policy map: its text differs from the live one (or the index is missing) */
         bool map_managed;
@@ -53,9 +65,11 @@ struct plan {
         const char *map_text;
         size_t map_len, map_entries;
         char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */
-        /* what a STARTTLS probe must see after the reload */
+        /* what a STARTTLS probe must see after the reload: each certs[i].fingerprint (with
+         * its key type's signature algorithms when there are two); expect_fingerprint joins
+         * them with ',' (a renewal that changes one of them needs a reload) */
         bool expect_starttls;
-        char expect_fingerprint[96];
+        char expect_fingerprint[SETTINGS_CERTS_MAX * 96];
 };
 void plan_done(struct plan *p);
 
@@ -85,10 +99,10 @@ void reconcile_ca_file(const struct config *cfg, const struct settings *s, char 
 /* Loads path as Postfix loads smtp_tls_CAfile (SSL_CTX_load_verify_locations): invalid_value at
  * field, naming the file, when it cannot be read or holds no certificate. */
 int reconcile_check_ca_file(const char *path, const char *field, struct problem *reterr);
-/* Reads the bound certificate's key and fullchain (an ACME one only beneath its client's trusted
+/* Reads a bound certificate's key and fullchain (an ACME one only beneath its client's trusted
  * tree, never blocking on a FIFO) and loads them as Postfix will: certificate_unusable when they
  * do not load or the leaf expired at now. Fills *info when not NULL. */
-int reconcile_check_cert(const struct config *cfg, const struct plan *p, time_t now,
+int reconcile_check_cert(const struct config *cfg, const struct plan_cert *pc, time_t now,
                          struct cert_info *info, struct problem *reterr);
 /* After a successful apply whose transaction could not commit: last-known-good back, reload. */
 int reconcile_restore(const struct config *cfg, const struct plan *p,

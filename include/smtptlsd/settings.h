@@ -31,6 +31,9 @@ struct settings {
         bool managed;
         enum tls_mode mode, inbound_mode, outbound_mode;
         char certificate[65]; /* "" = none bound */
+        /* a second certificate of another key type (RSA beside ECDSA); "" = none. Needs
+         * certificate; Postfix serves the one the client's signature algorithms support */
+        char additional_certificate[65];
         enum tls_profile profile;
         bool auth_only;
         bool received_header;
@@ -80,18 +83,28 @@ int settings_check_services(const struct settings *s, const char *service_params
  * expand, split or read as a second line). */
 bool outbound_ca_path_is_valid(const char *s);
 
-/* Where the bound certificate's files are, for rendering. NULL paths when none is bound.
- * ca_file: the file outbound_ca names (system_ca_file for "system"), NULL when it cannot be
- * read: smtp_tls_CAfile is then left empty (a CAfile Postfix cannot load disables TLS in its
- * smtp client altogether). */
+/* Where a bound certificate's files are, for rendering. */
 struct cert_files {
         const char *key;
         const char *chain;
-        const char *ca_file;
 };
+/* At most this many bound certificates: certificate and additional_certificate. */
+#define SETTINGS_CERTS_MAX 2
 
 #define SETTINGS_PARAMS_MAX 32
-/* The managed main.cf parameters for s. With s->managed false there are none: smtptlsd leaves
- * main.cf alone until the first settings write. Returns how many were written to out. */
-size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,
-                       size_t chain_buf_size, struct maincf_param out[SETTINGS_PARAMS_MAX]);
+/* The managed main.cf parameters for s, with the files of the n_certs bound certificates
+ * (certificate first) in smtpd_tls_chain_files and ca_file as smtp_tls_CAfile: the file
+ * outbound_ca names (system_ca_file for "system"), NULL when it cannot be read (a CAfile
+ * Postfix cannot load disables TLS in its smtp client altogether). With s->managed false
+ * there are none: smtptlsd leaves main.cf alone until the first settings write. Returns how
+ * many were written to out. */
+size_t settings_render(const struct settings *s, const struct cert_files *certs, size_t n_certs,
+                       const char *ca_file, char *chain_buf, size_t chain_buf_size,
+                       struct maincf_param out[SETTINGS_PARAMS_MAX]);
+/* The legacy certificate parameters that Postfix ignores once smtpd_tls_chain_files is set, as
+ * {certificate file, its key file, the key type it is for}; the key file defaults to the
+ * certificate file. NULL-terminated. */
+struct settings_legacy_pair {
+        const char *cert_param, *key_param, *key_type;
+};
+extern const struct settings_legacy_pair settings_legacy_pairs[];

@@ -28,6 +28,7 @@ struct smtp_probe_result {
         char **dns_names; /* subjectAltName DNS entries (owned) */
         size_t n_dns_names;
         time_t not_after;       /* 0 when unknown */
+        char key_type[16];      /* of the leaf's key: "RSA", "EC", "Ed25519", ... or "unknown" */
         bool verified;          /* chain to the trust anchors and, with a servername, the name */
         char verify_error[256]; /* why not verified, "" when verified */
         char error[256];        /* why the conversation stopped ("step: reason"), "" when fine */
@@ -69,7 +70,13 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
  * -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by the deadline
  * does not replace an earlier one); it is always initialised: call smtp_probe_result_done() on it.
  */
-/* stop (may be NULL): when it becomes non-zero the polling ends early (-ETIMEDOUT). */
-int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
+/* stop (may be NULL): when it becomes non-zero the polling ends early (-ETIMEDOUT).
+ * sigalgs (may be NULL: OpenSSL's defaults): the signature algorithms offered, in the syntax of
+ * SSL_CTX_set1_sigalgs_list (see smtp_probe_sigalgs): a server holding a certificate per key type
+ * must then serve the one of that type. A list OpenSSL refuses is -EINVAL. */
+int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
                       struct smtp_probe_result *last, const volatile int *stop);
+/* The signature algorithms that only a certificate with a key of key_type ("RSA", "EC",
+ * "Ed25519", as cert_info's key_type) can answer; NULL for a type without its own. */
+const char *smtp_probe_sigalgs(const char *key_type);

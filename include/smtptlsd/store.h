@@ -22,14 +22,16 @@ struct cert_row {
         char *private_key_pem; /* as stored: PEM, or sealed (cert_row_private_key() opens it) */
         char sha256_fingerprint[96];
         int64_t not_after; /* unix time, 0 when unknown */
+        char key_type[16]; /* as cert_info's: "RSA", "EC", ...; "" when unknown */
 };
 void cert_row_done(struct cert_row *c);
 
 /* settings (+ the bound certificate's name, version for ETags). */
 int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version, bool for_update,
                         struct problem *reterr);
-/* Saves s; the certificate name must exist (certificate_not_found) and not be a system
- * certificate (system_certificate_refused). Bumps the version. */
+/* Saves s; each bound certificate name must exist (certificate_not_found) and not be a system
+ * certificate (system_certificate_refused), and the two must differ in key type
+ * (duplicate_key_type). Bumps the version. */
 int store_settings_save(struct db_conn *c, const struct settings *s, struct problem *reterr);
 int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row,
                        struct problem *reterr);

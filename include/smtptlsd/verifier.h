@@ -14,12 +14,22 @@ struct verifier;
 
 int verifier_start(const struct config *cfg, struct verifier **ret);
 void verifier_stop(struct verifier *v);
-/* Replaces any check not yet started: only the newest expectation matters. */
+/* What one handshake must be served: a certificate, and (with two or more bound) its key type,
+ * whose signature algorithms alone the client then offers. */
+#define VERIFIER_EXPECT_MAX 2
+struct verifier_expect {
+        char fingerprint[96];
+        char key_type[16];
+};
+/* Replaces any check not yet started: only the newest expectation matters. With
+ * expect_starttls, each of the n_expect certificates must be served (with one, to a client
+ * offering OpenSSL's default signature algorithms; with more, to one offering only those of its
+ * key type); without, no STARTTLS may be offered. */
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
-                     const char *fingerprint);
+                     const struct verifier_expect *expect, size_t n_expect);
 /* {"state": "idle"|"checking"|"verified"|"failed", "served_fingerprint_matches": bool|null,
  *  "detail": "..."} */
 json_t *verifier_status(struct verifier *v);
-/* The SHA-256 fingerprint smtpd served at the last finished check ("" before one, or when it
- * offered no STARTTLS). */
+/* The SHA-256 fingerprints smtpd served at the last finished check, joined by ',' (one per
+ * expected certificate; "" before one, or when it offered no STARTTLS). */
 void verifier_served(struct verifier *v, char *buf, size_t size);

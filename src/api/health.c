@@ -10,6 +10,7 @@
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/recent.h"
 #include "smtptlsd/store.h"
+#include "smtptlsd/verifier.h"
 #include "smtptlsd/worker.h"
 
 /* A worker that has shown no progress for this long is stuck: its waits are all bounded. */
@@ -73,7 +74,7 @@ int api_metrics(struct request *req, struct problem *reterr)
         struct problem ignore = { 0 };
         json_t *items = NULL, *ws = NULL, *drift = NULL, *it;
         int64_t desired = 0;
-        char served[96] = "";
+        char served[VERIFIER_EXPECT_MAX * 96] = "";
         size_t i;
 
         metrics_gauge_set(METRIC_READY, atomic_load(&app->ready) ? 1 : 0);

@@ -194,6 +194,40 @@ json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
         return drift ? drift : json_array();
 }
 
+/* {name, days_left, served_fingerprint_matches} of the bound certificate `name` (null when
+ * "" or gone), with its warnings (expiring, an ACME directory gone) added to warnings. */
+static json_t *cert_status(struct db_conn *c, const char *name, json_t *ws, json_t *warnings)
+{
+        struct cert_row row;
+        struct problem ignore = { 0 };
+        json_t *cert = json_null();
+        if (!name[0])
+                return cert;
+        if (store_cert_by_name(c, name, &row, &ignore) >= 0) {
+                long days = row.not_after ? (long)cert_days_left(row.not_after, time(NULL)) : 0;
+                json_t *v = json_object_get(ws, "verification");
+                cert = json_pack("{s:s, s:o, s:O}", "name", row.name, "days_left",
+                                 row.not_after ? json_integer(days) : json_null(),
+                                 "served_fingerprint_matches",
+                                 json_object_get(v, "served_fingerprint_matches"));
+                if (row.not_after && days < CERT_EXPIRING_DAYS)
+                        warnings_add(warnings, "certificate_expiring",
+                                     "the bound certificate '%s' expires in under 21 days",
+                                     row.name);
+                cert_row_done(&row);
+        }
+        problem_done(&ignore);
+        ignore = (struct problem){ 0 };
+        json_t *details = NULL;
+        if (store_cert_get_json(c, name, &details, &ignore) >= 0 &&
+            json_is_true(json_object_get(details, "missing")))
+                warnings_add(warnings, "certificate_missing",
+                             "the directory of the bound ACME certificate '%s' is gone", name);
+        json_decref(details);
+        problem_done(&ignore);
+        return cert;
+}
+
 int api_status(struct request *req, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
@@ -218,36 +252,8 @@ int api_status(struct request *req, struct problem *reterr)
         if (queued > 0)
                 desired = (desired > applied ? desired : applied) + 1;
 
-        json_t *cert = json_null();
-        if (s.certificate[0]) {
-                struct cert_row row;
-                if (store_cert_by_name(c, s.certificate, &row, reterr) >= 0) {
-                        long days =
-                            row.not_after ? (long)cert_days_left(row.not_after, time(NULL)) : 0;
-                        json_t *v = json_object_get(ws, "verification");
-                        cert = json_pack("{s:s, s:o, s:O}", "name", row.name, "days_left",
-                                         row.not_after ? json_integer(days) : json_null(),
-                                         "served_fingerprint_matches",
-                                         json_object_get(v, "served_fingerprint_matches"));
-                        if (row.not_after && days < CERT_EXPIRING_DAYS)
-                                json_array_append_new(warnings,
-                                                      json_pack("{s:s, s:s}", "code",
-                                                                "certificate_expiring", "detail",
-                                                                "the bound certificate expires in "
-                                                                "under 21 days"));
-                        cert_row_done(&row);
-                }
-                json_t *details = NULL;
-                struct problem ignore = { 0 };
-                if (store_cert_get_json(c, s.certificate, &details, &ignore) >= 0 &&
-                    json_is_true(json_object_get(details, "missing")))
-                        json_array_append_new(warnings, json_pack("{s:s, s:s}", "code",
-                                                                  "certificate_missing", "detail",
-                                                                  "the bound ACME certificate's "
-                                                                  "directory is gone"));
-                json_decref(details);
-                problem_done(&ignore);
-        }
+        json_t *cert = cert_status(c, s.certificate, ws, warnings);
+        json_t *additional = cert_status(c, s.additional_certificate, ws, warnings);
         json_object_set_new(ws, "drift", api_drift(cfg, c, warnings));
         if (json_array_size(json_object_get(ws, "drift")) > 0)
                 json_array_append_new(warnings,
@@ -288,15 +294,16 @@ int api_status(struct request *req, struct problem *reterr)
         char version[32];
         postfix_version_recent(cfg, version, sizeof(version));
         json_t *body =
-            json_pack("{s:s, s:I, s:I, s:I, s:o, s:{s:s, s:o, s:b}, s:o, s:O, s:o, s:s, s:O, s:b}",
+            json_pack("{s:s, s:I, s:I, s:I, s:o, s:{s:s, s:o, s:b}, s:o, s:o, s:O, s:o, s:s, s:O, "
+                      "s:b}",
                       "state", state, "desired_generation", (json_int_t)desired,
                       "applied_generation", (json_int_t)applied, "queued_jobs", queued, "last_job",
                       last_job ? last_job : json_null(), "postfix", "config_directory",
                       cfg->postfix_config_directory, "version",
                       version[0] ? json_string(version) : json_null(), "running", running,
-                      "certificate", cert, "drift", json_object_get(ws, "drift"), "warnings",
-                      warnings, "node", cfg->node_name, "verification",
-                      json_object_get(ws, "verification"), "managed", s.managed);
+                      "certificate", cert, "additional_certificate", additional, "drift",
+                      json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
+                      "verification", json_object_get(ws, "verification"), "managed", s.managed);
         json_decref(ws);
         return reply_json(req, 200, body);
 }

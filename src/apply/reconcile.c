@@ -71,14 +71,17 @@ int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *
         int r = store_settings_load(c, &d->settings, NULL, false, reterr);
         if (r < 0)
                 return r;
-        if (d->settings.certificate[0]) {
-                r = store_cert_by_name(c, d->settings.certificate, &d->cert, reterr);
+        const char *names[SETTINGS_CERTS_MAX] = { d->settings.certificate,
+                                                  d->settings.additional_certificate };
+        for (size_t i = 0; i < SETTINGS_CERTS_MAX && names[i][0]; i++) {
+                r = store_cert_by_name(c, names[i], &d->certs[i], reterr);
                 if (r == -ENOENT)
-                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, "/certificate",
-                                           "certificate '%s' is gone", d->settings.certificate);
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND,
+                                           i ? "/additional_certificate" : "/certificate",
+                                           "certificate '%s' is gone", names[i]);
                 if (r < 0)
                         return r;
-                d->has_cert = true;
+                d->n_certs = i + 1;
         }
         return 0;
 }
@@ -98,8 +101,9 @@ int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
 
 void desired_done(struct desired *d)
 {
-        cert_row_done(&d->cert);
-        d->has_cert = false;
+        for (size_t i = 0; i < d->n_certs; i++)
+                cert_row_done(&d->certs[i]);
+        d->n_certs = 0;
         if (!d->map_borrowed)
                 free(d->map_text);
         d->map_text = NULL;
@@ -109,9 +113,11 @@ void plan_done(struct plan *p)
 {
         free(p->main_cf_old);
         free(p->main_cf_new);
-        free(p->fullchain_pem);
+        for (size_t i = 0; i < p->n_certs; i++) {
+                free(p->certs[i].fullchain_pem);
+                free_wiped(p->certs[i].key_pem);
+        }
         free(p->map_param);
-        free_wiped(p->key_pem);
         *p = (struct plan){ 0 };
 }
 
@@ -127,11 +133,54 @@ static bool file_exists(const char *path)
         return stat(path, &st) == 0;
 }
 
+/* Where a bound certificate's files are (an imported one's version directory, which the apply
+ * writes when it does not exist yet; an ACME one's live directory). */
+static int plan_one_cert(const struct config *cfg, const struct cert_row *row, const char *field,
+                         struct plan_cert *pc, struct problem *reterr)
+{
+        char dir[PATH_MAX];
+        int r = 0;
+        pc->field = field;
+        snprintf(pc->name, sizeof(pc->name), "%s", row->name);
+        snprintf(pc->key_type, sizeof(pc->key_type), "%s", row->key_type);
+        snprintf(pc->fingerprint, sizeof(pc->fingerprint), "%s", row->sha256_fingerprint);
+        if (streq(row->type, "imported")) {
+                r = layout_imported_dir(cfg, row->name, row->sha256_fingerprint, pc->dir,
+                                        sizeof(pc->dir));
+                if (r >= 0)
+                        r = layout_join(pc->dir, "privkey.pem", pc->key_path, sizeof(pc->key_path));
+                if (r >= 0)
+                        r = layout_join(pc->dir, "fullchain.pem", pc->chain_path,
+                                        sizeof(pc->chain_path));
+        } else if (streq(row->type, "acme")) {
+                snprintf(pc->acme_name, sizeof(pc->acme_name), "%s", row->name);
+                r = layout_acme_dir(cfg, row->name, dir, sizeof(dir));
+                if (r >= 0)
+                        r = layout_join(dir, "privkey.pem", pc->key_path, sizeof(pc->key_path));
+                if (r >= 0)
+                        r = layout_join(dir, "fullchain.pem", pc->chain_path,
+                                        sizeof(pc->chain_path));
+        }
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "certificate path too long");
+        if (!streq(row->type, "imported"))
+                return 0;
+        pc->write = !file_exists(pc->key_path) || !file_exists(pc->chain_path);
+        if (!pc->write)
+                return 0;
+        if (asprintf(&pc->fullchain_pem, "%s%s", row->certificate_pem ? row->certificate_pem : "",
+                     row->chain_pem ? row->chain_pem : "") < 0) {
+                pc->fullchain_pem = NULL;
+                return -ENOMEM;
+        }
+        return cert_row_private_key(row, cfg->kek, &pc->key_pem, reterr);
+}
+
 int reconcile_plan(const struct config *cfg, const struct desired *d, struct plan *p,
                    struct problem *reterr)
 {
         char path[PATH_MAX];
-        struct cert_files files = { 0 };
         int r;
 
         *p = (struct plan){ 0 };
@@ -148,50 +197,24 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 return problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL, "cannot read %s: %s",
                                    path, strerror(-r));
 
-        if (d->has_cert && streq(d->cert.type, "imported")) {
-                r = layout_imported_dir(cfg, d->cert.name, d->cert.sha256_fingerprint, p->cert_dir,
-                                        sizeof(p->cert_dir));
-                if (r >= 0)
-                        r = layout_join(p->cert_dir, "privkey.pem", p->key_path,
-                                        sizeof(p->key_path));
-                if (r >= 0)
-                        r = layout_join(p->cert_dir, "fullchain.pem", p->chain_path,
-                                        sizeof(p->chain_path));
+        struct cert_files files[SETTINGS_CERTS_MAX] = { 0 };
+        size_t n_files = 0;
+        for (size_t i = 0; i < d->n_certs; i++) {
+                r = plan_one_cert(cfg, &d->certs[i], i ? "/additional_certificate" : "/certificate",
+                                  &p->certs[i], reterr);
+                p->n_certs = i + 1;
                 if (r < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                           "certificate path too long");
-                p->write_cert = !file_exists(p->key_path) || !file_exists(p->chain_path);
-                if (p->write_cert) {
-                        if (asprintf(&p->fullchain_pem, "%s%s",
-                                     d->cert.certificate_pem ? d->cert.certificate_pem : "",
-                                     d->cert.chain_pem ? d->cert.chain_pem : "") < 0)
-                                return -ENOMEM;
-                        r = cert_row_private_key(&d->cert, cfg->kek, &p->key_pem, reterr);
-                        if (r < 0)
-                                return r;
-                }
-        } else if (d->has_cert && streq(d->cert.type, "acme")) {
-                char dir[PATH_MAX];
-                snprintf(p->acme_name, sizeof(p->acme_name), "%s", d->cert.name);
-                r = layout_acme_dir(cfg, d->cert.name, dir, sizeof(dir));
-                if (r >= 0)
-                        r = layout_join(dir, "privkey.pem", p->key_path, sizeof(p->key_path));
-                if (r >= 0)
-                        r = layout_join(dir, "fullchain.pem", p->chain_path, sizeof(p->chain_path));
-                if (r < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                           "certificate path too long");
-        }
-        if (p->key_path[0]) {
-                files.key = p->key_path;
-                files.chain = p->chain_path;
+                        return r;
+                p->write_cert = p->write_cert || p->certs[i].write;
+                if (p->certs[i].key_path[0])
+                        files[n_files++] =
+                            (struct cert_files){ p->certs[i].key_path, p->certs[i].chain_path };
         }
         /* a CAfile Postfix cannot read disables TLS in its smtp client: rendered when readable */
         reconcile_ca_file(cfg, &d->settings, p->ca_file, sizeof(p->ca_file));
-        if (p->ca_file[0] && access(p->ca_file, R_OK) == 0)
-                files.ca_file = p->ca_file;
-        p->n_params = settings_render(&d->settings, &files, p->chain_value, sizeof(p->chain_value),
-                                      p->params);
+        const char *ca_file = p->ca_file[0] && access(p->ca_file, R_OK) == 0 ? p->ca_file : NULL;
+        p->n_params = settings_render(&d->settings, files, n_files, ca_file, p->chain_value,
+                                      sizeof(p->chain_value), p->params);
         /* The administrator's own policy maps (and anything else listed) stay after ours. */
         char map[PATH_MAX], ours[PATH_MAX + 32];
         _cleanup_free_ char *live_maps = NULL;
@@ -233,9 +256,11 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         p->reload = p->main_cf_changed;
         if (d->settings.managed) {
                 p->expect_starttls = settings_inbound(&d->settings) != MODE_NONE;
-                if (p->expect_starttls && d->has_cert)
-                        snprintf(p->expect_fingerprint, sizeof(p->expect_fingerprint), "%s",
-                                 d->cert.sha256_fingerprint);
+                for (size_t i = 0; p->expect_starttls && i < p->n_certs; i++) {
+                        size_t o = strlen(p->expect_fingerprint);
+                        snprintf(p->expect_fingerprint + o, sizeof(p->expect_fingerprint) - o,
+                                 "%s%s", i ? "," : "", p->certs[i].fingerprint);
+                }
         }
         return 0;
 }
@@ -431,33 +456,33 @@ static int check_pair(const struct config *cfg, const char *acme_name, const cha
         return r;
 }
 
-int reconcile_check_cert(const struct config *cfg, const struct plan *p, time_t now,
+int reconcile_check_cert(const struct config *cfg, const struct plan_cert *pc, time_t now,
                          struct cert_info *info, struct problem *reterr)
 {
         /* An imported certificate's new files exist only after the apply: before it (a dry
          * run), the plan's copy of them is what Postfix will load. */
-        if (p->write_cert && p->fullchain_pem && !p->acme_name[0]) {
+        if (pc->write && pc->fullchain_pem && !pc->acme_name[0]) {
                 const struct cert_pair pair = {
-                        .key_path = p->key_path,
-                        .chain_path = p->chain_path,
-                        .key_pem = p->key_pem ? p->key_pem : "",
-                        .key_len = p->key_pem ? strlen(p->key_pem) : 0,
-                        .chain_pem = p->fullchain_pem,
-                        .chain_len = strlen(p->fullchain_pem),
+                        .key_path = pc->key_path,
+                        .chain_path = pc->chain_path,
+                        .key_pem = pc->key_pem ? pc->key_pem : "",
+                        .key_len = pc->key_pem ? strlen(pc->key_pem) : 0,
+                        .chain_pem = pc->fullchain_pem,
+                        .chain_len = strlen(pc->fullchain_pem),
                 };
                 return cert_check_pem(&pair, now, info, reterr);
         }
-        return check_pair(cfg, p->acme_name, p->key_path, p->chain_path, now, info, reterr);
+        return check_pair(cfg, pc->acme_name, pc->key_path, pc->chain_path, now, info, reterr);
 }
 
-static int stage_cert(const struct config *cfg, const struct plan *p, char *staged, size_t size,
-                      struct problem *reterr)
+static int stage_cert(const struct config *cfg, const struct plan_cert *p, char *staged,
+                      size_t size, struct problem *reterr)
 {
         char key[PATH_MAX], chain[PATH_MAX], parent[PATH_MAX];
         int r;
 
         /* <certdir>/<name>/.<version>.new, renamed to <version> at the swap */
-        snprintf(parent, sizeof(parent), "%s", p->cert_dir);
+        snprintf(parent, sizeof(parent), "%s", p->dir);
         char *slash = strrchr(parent, '/');
         if (!slash)
                 return -EINVAL;
@@ -487,11 +512,40 @@ static int stage_cert(const struct config *cfg, const struct plan *p, char *stag
         r = check_pair(cfg, "", key, chain, time(NULL), NULL, reterr);
         if (r < 0) {
                 if (reterr && !reterr->field[0])
-                        snprintf(reterr->field, sizeof(reterr->field), "/certificate");
+                        snprintf(reterr->field, sizeof(reterr->field), "%s", p->field);
                 fs_remove_tree(staged);
                 rmdir(parent); /* a refused first version leaves no trace */
         }
         return r;
+}
+
+/* Renames a staged version directory into place. A version directory that exists but lost a
+ * file (deleted behind our back) is moved aside and rendered again from the database. */
+static int install_cert(const struct plan_cert *pc, const char *staged, struct problem *reterr)
+{
+        char broken[PATH_MAX + 16];
+        int r;
+        if (snprintf(broken, sizeof(broken), "%s.broken", staged) >= (int)sizeof(broken))
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "certificate path too long");
+        fs_remove_tree(broken);
+        if (rename(pc->dir, broken) < 0 && errno != ENOENT) {
+                r = -errno;
+                return problem_set(reterr, fs_problem(r), NULL,
+                                   "cannot replace the damaged certificate files: %s",
+                                   strerror(-r));
+        }
+        if (rename(staged, pc->dir) < 0) {
+                r = -errno;
+                return problem_set(reterr, fs_problem(r), NULL,
+                                   "cannot install the certificate files: %s", strerror(-r));
+        }
+        fs_remove_tree(broken);
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", pc->dir);
+        *strrchr(parent, '/') = 0;
+        fs_fsync_dir(parent);
+        return 0;
 }
 
 static int copy_file(const char *from, const char *to, mode_t mode)
@@ -761,25 +815,25 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
                 NULL,
         };
         char check[PATH_MAX], staged_main[PATH_MAX], master[PATH_MAX], lkg[PATH_MAX];
-        char cert_staged[PATH_MAX] = "";
-        int r;
+        char cert_staged[SETTINGS_CERTS_MAX][PATH_MAX] = { "" };
+        int r = 0;
 
         *res = (struct apply_result){ 0 };
         if (!p->main_cf_changed && !p->write_cert && !p->reload && !p->map_changed)
                 return 0;
 
         /* 1. certificate files, in a directory of their own, loaded by OpenSSL as Postfix will */
-        if (p->write_cert) {
-                r = stage_cert(cfg, p, cert_staged, sizeof(cert_staged), reterr);
-                if (r < 0)
-                        return r;
-        } else if ((p->main_cf_changed || p->reload) && p->key_path[0]) {
-                r = reconcile_check_cert(cfg, p, time(NULL), NULL, reterr);
-                if (r < 0) {
-                        if (reterr && !reterr->field[0])
-                                snprintf(reterr->field, sizeof(reterr->field), "/certificate");
-                        return r;
+        for (size_t i = 0; i < p->n_certs; i++) {
+                const struct plan_cert *pc = &p->certs[i];
+                if (pc->write)
+                        r = stage_cert(cfg, pc, cert_staged[i], sizeof(cert_staged[i]), reterr);
+                else if ((p->main_cf_changed || p->reload) && pc->key_path[0]) {
+                        r = reconcile_check_cert(cfg, pc, time(NULL), NULL, reterr);
+                        if (r < 0 && reterr && !reterr->field[0])
+                                snprintf(reterr->field, sizeof(reterr->field), "%s", pc->field);
                 }
+                if (r < 0)
+                        goto fail_unstaged;
         }
 
         /* 2. the policy map: postmap under a new name, check every entry, swap */
@@ -828,31 +882,13 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         fault_point("after_stage");
 
         /* 4. swap: certificate directory, then main.cf (the switch point) */
-        if (cert_staged[0]) {
-                /* A version directory that exists but lost a file (deleted behind our back) is
-                 * moved aside and rendered again from the database. */
-                char broken[PATH_MAX + 16];
-                snprintf(broken, sizeof(broken), "%s.broken", cert_staged);
-                fs_remove_tree(broken);
-                if (rename(p->cert_dir, broken) < 0 && errno != ENOENT) {
-                        r = -errno;
-                        problem_set(reterr, fs_problem(r), NULL,
-                                    "cannot replace the damaged certificate files: %s",
-                                    strerror(-r));
+        for (size_t i = 0; i < p->n_certs; i++) {
+                if (!cert_staged[i][0])
+                        continue;
+                r = install_cert(&p->certs[i], cert_staged[i], reterr);
+                if (r < 0)
                         goto fail_unstaged;
-                }
-                if (rename(cert_staged, p->cert_dir) < 0) {
-                        r = -errno;
-                        problem_set(reterr, fs_problem(r), NULL,
-                                    "cannot install the certificate files: %s", strerror(-r));
-                        goto fail_unstaged;
-                }
-                fs_remove_tree(broken);
-                char parent[PATH_MAX];
-                snprintf(parent, sizeof(parent), "%s", p->cert_dir);
-                *strrchr(parent, '/') = 0;
-                fs_fsync_dir(parent);
-                cert_staged[0] = 0;
+                cert_staged[i][0] = 0;
         }
         if (p->main_cf_changed) {
                 r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
@@ -897,8 +933,9 @@ reload:
         return 0;
 
 fail_unstaged:
-        if (cert_staged[0])
-                fs_remove_tree(cert_staged);
+        for (size_t i = 0; i < SETTINGS_CERTS_MAX; i++)
+                if (cert_staged[i][0])
+                        fs_remove_tree(cert_staged[i]);
         if (layout_check_dir(cfg, check, sizeof(check)) >= 0)
                 fs_remove_tree(check);
         if (res->map_swapped) {

@@ -557,9 +557,33 @@ static BIO_METHOD *bio_fd_method(void)
         return m;
 }
 
+/* The signature algorithms a client offers to be served the certificate of one key type (the
+ * names of `openssl s_client -sigalgs`): with a server that holds one certificate per key type
+ * (Postfix's smtpd_tls_chain_files), only that one can be chosen. TLS 1.3 binds ECDSA schemes to
+ * curves: all three are offered. */
+static const struct {
+        const char *key_type, *sigalgs;
+} sigalgs_by_key_type[] = {
+        { "RSA", "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256:"
+                 "rsa_pkcs1_sha384:rsa_pkcs1_sha512" },
+        { "RSA-PSS", "rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512" },
+        { "EC", "ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512" },
+        { "Ed25519", "ed25519" },
+        { "Ed448", "ed448" },
+};
+
+const char *smtp_probe_sigalgs(const char *key_type)
+{
+        for (size_t i = 0; key_type && i < ARRAY_SIZE(sigalgs_by_key_type); i++)
+                if (streq(sigalgs_by_key_type[i].key_type, key_type))
+                        return sigalgs_by_key_type[i].sigalgs;
+        return NULL;
+}
+
 /* verify false: no trust anchors are loaded (that takes tens of ms); only the certificate is read.
- */
-static int make_ctx(const char *ca_file, bool verify, SSL_CTX **ret, struct smtp_probe_result *res)
+ * sigalgs (NULL: OpenSSL's default list) is the signature_algorithms extension sent. */
+static int make_ctx(const char *ca_file, bool verify, const char *sigalgs, SSL_CTX **ret,
+                    struct smtp_probe_result *res)
 {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
         if (!ctx) {
@@ -569,6 +593,11 @@ static int make_ctx(const char *ca_file, bool verify, SSL_CTX **ret, struct smtp
         /* Complete the handshake whatever the chain: the verification result is a finding. */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        if (sigalgs && SSL_CTX_set1_sigalgs_list(ctx, sigalgs) != 1) {
+                set_error(res, "TLS setup: signature algorithms \"%s\": %s", sigalgs, ssl_reason());
+                SSL_CTX_free(ctx);
+                return -EINVAL;
+        }
         if (verify && (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
                                : SSL_CTX_set_default_verify_paths(ctx) != 1)) {
                 if (ca_file)
@@ -652,6 +681,12 @@ static int collect_cert(X509 *cert, struct smtp_probe_result *res)
         name_string(X509_get_issuer_name(cert), res->issuer, sizeof(res->issuer));
         if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
                 res->not_after = timegm(&tm);
+        EVP_PKEY *pub = X509_get0_pubkey(cert);
+        const char *type = NULL;
+        for (size_t i = 0; pub && i < ARRAY_SIZE(sigalgs_by_key_type); i++)
+                if (EVP_PKEY_is_a(pub, sigalgs_by_key_type[i].key_type))
+                        type = sigalgs_by_key_type[i].key_type;
+        strcpy_bounded(res->key_type, sizeof(res->key_type), type ? type : "unknown");
         return collect_dns_names(cert, res);
 }
 
@@ -749,6 +784,7 @@ static int tls_handshake(struct conn *c, SSL_CTX *ctx, BIO_METHOD *meth, const c
 struct probe {
         const char *servername;
         const char *ca_file;
+        const char *sigalgs;
         bool verify;
         struct conn conn;
         SSL_CTX *ctx;
@@ -826,7 +862,7 @@ static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result
                 set_error(res, "STARTTLS: unexpected data after the 220 reply");
                 return -EPROTO;
         }
-        r = make_ctx(p->ca_file, p->verify, &p->ctx, res);
+        r = make_ctx(p->ca_file, p->verify, p->sigalgs, &p->ctx, res);
         if (r < 0)
                 return r;
         r = tls_handshake(c, p->ctx, p->meth, p->servername, p->verify, res);
@@ -851,11 +887,13 @@ void smtp_probe_result_done(struct smtp_probe_result *res)
 }
 
 static int probe_run(const char *host, unsigned port, const char *servername, const char *ca_file,
-                     bool verify, uint64_t timeout_usec, struct smtp_probe_result *res)
+                     const char *sigalgs, bool verify, uint64_t timeout_usec,
+                     struct smtp_probe_result *res)
 {
         uint64_t deadline = deadline_after(timeout_usec);
         struct probe p = { .servername = servername,
                            .ca_file = ca_file,
+                           .sigalgs = sigalgs,
                            .verify = verify,
                            .conn = { .fd = -1, .deadline = deadline } };
         int r;
@@ -901,7 +939,7 @@ out:
 int smtp_probe(const char *host, unsigned port, const char *servername, const char *ca_file,
                uint64_t timeout_usec, struct smtp_probe_result *res)
 {
-        return probe_run(host, port, servername, ca_file, true, timeout_usec, res);
+        return probe_run(host, port, servername, ca_file, NULL, true, timeout_usec, res);
 }
 
 /* The 32 bytes of a fingerprint written as hex, with or without ':' separators. */
@@ -930,7 +968,7 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b)
         return memcmp(x, y, sizeof(x)) == 0;
 }
 
-int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
+int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
                       struct smtp_probe_result *last, const volatile int *stop)
 {
@@ -953,7 +991,7 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint,
                 struct smtp_probe_result obs;
                 uint64_t now = now_monotonic_usec();
                 uint64_t budget = now < deadline ? deadline - now : 0;
-                int k = probe_run(host, port, NULL, NULL, false,
+                int k = probe_run(host, port, NULL, NULL, sigalgs, false,
                                   budget < attempt_max ? budget : attempt_max, &obs);
                 unsigned char got[32];
                 bool match;

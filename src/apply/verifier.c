@@ -21,7 +21,8 @@ struct check {
         int64_t ids[MAX_IDS];
         size_t n;
         bool expect_starttls;
-        char fingerprint[96];
+        struct verifier_expect expect[VERIFIER_EXPECT_MAX];
+        size_t n_expect;
 };
 
 struct verifier {
@@ -35,8 +36,9 @@ struct verifier {
         struct check next;
         /* status */
         char state[16];
-        int matches;     /* -1 unknown, 0 no, 1 yes */
-        char served[96]; /* the fingerprint smtpd served at the last check; "": none */
+        int matches;                           /* -1 unknown, 0 no, 1 yes */
+        char served[VERIFIER_EXPECT_MAX * 96]; /* what smtpd served at the last check, ','
+                                                * joined; "": none */
         char detail[1024];
 };
 
@@ -89,6 +91,72 @@ static void record(const struct config *cfg, const struct check *c, bool ok)
         PQfinish(pg);
 }
 
+/* One expectation of check c (e NULL: no STARTTLS offered) within the time left until
+ * deadline. Describes the outcome in detail; served receives what was served. */
+static bool probe_one(struct verifier *v, const char *host, unsigned port, const struct check *c,
+                      const struct verifier_expect *e, uint64_t deadline, char *detail, size_t size,
+                      char *served, size_t served_size)
+{
+        struct smtp_probe_result last = { 0 };
+        uint64_t now = now_monotonic_usec();
+        /* with two certificates, each handshake offers only its key type's algorithms */
+        const char *sigalgs = e && c->n_expect > 1 ? smtp_probe_sigalgs(e->key_type) : NULL;
+        int r = smtp_probe_expect(host, port, e ? e->fingerprint : NULL, sigalgs,
+                                  deadline > now ? deadline - now : 0, VERIFY_INTERVAL_USEC, &last,
+                                  &v->stop_probe);
+        bool ok = r >= 0;
+        char with[96] = "";
+        if (sigalgs)
+                snprintf(with, sizeof(with), " to a client offering only %s signatures",
+                         e->key_type);
+        if (ok && e)
+                snprintf(detail, size, "%s:%u serves the bound certificate %s%s", host, port,
+                         e->fingerprint, with);
+        else if (ok)
+                snprintf(detail, size, "%s:%u offers no STARTTLS", host, port);
+        else if (e)
+                snprintf(detail, size, "%s:%u did not serve %s%s within %llu s (last seen: %s%s%s)",
+                         host, port, e->fingerprint, with,
+                         (unsigned long long)(VERIFY_TIMEOUT_USEC / 1000000),
+                         last.sha256_fingerprint[0] ? last.sha256_fingerprint : "no certificate",
+                         last.error[0] ? "; " : "", last.error);
+        else if (last.error[0])
+                snprintf(detail, size, "%s:%u could not be checked: %s", host, port, last.error);
+        else
+                snprintf(detail, size, "%s:%u still offers STARTTLS", host, port);
+        snprintf(served, served_size, "%s", last.sha256_fingerprint);
+        smtp_probe_result_done(&last);
+        return ok;
+}
+
+/* Every expectation of c in turn, within one VERIFY_TIMEOUT_USEC; stops at the first failure,
+ * whose detail is kept. */
+static bool probe_all(struct verifier *v, const char *host, unsigned port, const struct check *c,
+                      char *detail, size_t size, char *served, size_t served_size)
+{
+        uint64_t deadline = now_monotonic_usec() + VERIFY_TIMEOUT_USEC;
+        /* no certificate expected with STARTTLS cannot match: the one probe says so */
+        size_t n = c->expect_starttls && c->n_expect > 1 ? c->n_expect : 1, o = 0;
+        char one[96], part[1024];
+        bool ok = true;
+        served[0] = detail[0] = 0;
+        for (size_t i = 0; ok && i < n; i++) {
+                ok = probe_one(v, host, port, c, c->expect_starttls ? &c->expect[i] : NULL,
+                               deadline, part, sizeof(part), one, sizeof(one));
+                if (one[0] && o < served_size)
+                        o += (size_t)snprintf(served + o, served_size - o, "%s%s", o ? "," : "",
+                                              one);
+                /* the failure alone, or every success joined by "; " */
+                size_t d = ok ? strlen(detail) : 0;
+                if (d > 0 && d + 2 < size) {
+                        memcpy(detail + d, "; ", 3);
+                        d += 2;
+                }
+                strcpy_bounded(detail + d, size - d, part);
+        }
+        return ok;
+}
+
 static void *verifier_main(void *arg)
 {
         struct verifier *v = arg;
@@ -107,45 +175,20 @@ static void *verifier_main(void *arg)
                 snprintf(v->state, sizeof(v->state), "checking");
                 pthread_mutex_unlock(&v->lock);
 
-                struct smtp_probe_result last = { 0 };
-                int r = -EINVAL;
-                if (addr_ok)
-                        r = smtp_probe_expect(host, port, c.expect_starttls ? c.fingerprint : NULL,
-                                              VERIFY_TIMEOUT_USEC, VERIFY_INTERVAL_USEC, &last,
-                                              &v->stop_probe);
-                bool ok = r >= 0;
-                char detail[1024];
+                char detail[1024], served[sizeof(v->served)] = "";
+                bool ok = addr_ok && probe_all(v, host, port, &c, detail, sizeof(detail), served,
+                                               sizeof(served));
                 if (!addr_ok)
                         snprintf(detail, sizeof(detail), "smtp_probe_address '%s' is not host:port",
                                  v->cfg->smtp_probe_address);
-                else if (ok)
-                        snprintf(detail, sizeof(detail), "%s:%u %s", host, port,
-                                 c.expect_starttls ? "serves the bound certificate"
-                                                   : "offers no STARTTLS");
-                else if (c.expect_starttls)
-                        snprintf(
-                            detail, sizeof(detail),
-                            "%s:%u did not serve %s within %llu s (last seen: %s%s%s)", host, port,
-                            c.fingerprint, (unsigned long long)(VERIFY_TIMEOUT_USEC / 1000000),
-                            last.sha256_fingerprint[0] ? last.sha256_fingerprint : "no certificate",
-                            last.error[0] ? "; " : "", last.error);
-                else if (last.error[0])
-                        snprintf(detail, sizeof(detail), "%s:%u could not be checked: %s", host,
-                                 port, last.error);
-                else
-                        snprintf(detail, sizeof(detail), "%s:%u still offers STARTTLS", host, port);
                 if (!ok)
                         log_warning("verification failed: %s", detail);
-                char served[sizeof(v->served)];
-                snprintf(served, sizeof(served), "%s", last.sha256_fingerprint);
-                smtp_probe_result_done(&last);
                 record(v->cfg, &c, ok);
 
                 pthread_mutex_lock(&v->lock);
                 snprintf(v->state, sizeof(v->state), "%s", ok ? "verified" : "failed");
                 v->matches = ok ? 1 : 0;
-                snprintf(v->served, sizeof(v->served), "%s",
-                         ok && c.expect_starttls ? c.fingerprint : served);
+                snprintf(v->served, sizeof(v->served), "%s", served);
                 snprintf(v->detail, sizeof(v->detail), "%s", detail);
         }
         pthread_mutex_unlock(&v->lock);
@@ -187,7 +230,7 @@ void verifier_stop(struct verifier *v)
 }
 
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
-                     const char *fingerprint)
+                     const struct verifier_expect *expect, size_t n_expect)
 {
         pthread_mutex_lock(&v->lock);
         /* Jobs of a check that never started are verified by this newer one. */
@@ -196,8 +239,9 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
                 v->next.ids[keep++] = job_ids[i];
         v->next.n = keep;
         v->next.expect_starttls = expect_starttls;
-        snprintf(v->next.fingerprint, sizeof(v->next.fingerprint), "%s",
-                 fingerprint ? fingerprint : "");
+        v->next.n_expect = 0;
+        for (size_t i = 0; i < n_expect && i < VERIFIER_EXPECT_MAX; i++)
+                v->next.expect[v->next.n_expect++] = expect[i];
         v->has_check = true;
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");

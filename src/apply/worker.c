@@ -18,8 +18,10 @@
 #include "smtptlsd/conf.h"
 #include "smtptlsd/etag.h"
 #include "smtptlsd/fault.h"
+#include "smtptlsd/fsutil.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
+#include "smtptlsd/maincf.h"
 #include "smtptlsd/metrics.h"
 #include "smtptlsd/notify.h"
 #include "smtptlsd/pending.h"
@@ -58,9 +60,9 @@ struct worker {
         /* jobs handed to the worker and not yet completed (queued, or in the running batch):
          * while there are any the status says applying and desired_generation runs ahead */
         atomic_size_t backlog;
-        /* the bound certificate's fingerprint that Postfix was last reloaded with ("" unknown):
-         * an ACME renewal changes it without changing main.cf */
-        char applied_fingerprint[96];
+        /* the bound certificates' fingerprints (joined by ',') that Postfix was last reloaded
+         * with ("" unknown): an ACME renewal changes one without changing main.cf */
+        char applied_fingerprint[SETTINGS_CERTS_MAX * 96];
         /* the batch running: its generation before the bump, and whether a job before the one
          * running changed something (a state If-Match must then fail: the state moved on) */
         int64_t batch_generation;
@@ -140,8 +142,65 @@ static int check_if_match(json_t *request, const char *etag, struct problem *ret
         return check_precondition(request, "the settings", etag, reterr);
 }
 
+/* The key type of the certificate in `path` (a legacy parameter's value), or `fallback` when it
+ * cannot be read here (a $variable in the value, a file gone). */
+static void legacy_key_type(const char *path, const char *fallback, char type[16])
+{
+        _cleanup_free_ char *pem = NULL;
+        size_t len = 0;
+        struct cert_info info = { 0 };
+        struct problem ignore = { 0 };
+        snprintf(type, 16, "%s", fallback);
+        if (!strchr(path, '$') && fs_read_file(path, CERT_BUNDLE_MAX, &pem, &len) >= 0 &&
+            cert_info_from_pem(pem, len, &info, &ignore) >= 0 && !streq(info.key_type, "unknown"))
+                snprintf(type, 16, "%s", info.key_type);
+        cert_info_done(&info);
+        problem_done(&ignore);
+}
+
+/* Postfix ignores smtpd_tls_eccert_file/eckey_file and dcert_file/dkey_file once
+ * smtpd_tls_chain_files is set, and the rendering removes them then: a write that binds a
+ * certificate while the live main.cf serves one from them must bind one of the same key type
+ * (bound_types), or the ECDSA (DSA) certificate of the installation would silently be gone.
+ * The RSA pair (cert_file/key_file) is what `certificate` replaces, as it always did. */
+static int check_legacy_pairs(struct worker *w, char bound_types[][16], size_t n_bound,
+                              struct problem *reterr)
+{
+        const struct config *cfg = w->app->cfg;
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (n_bound == 0 || layout_main_cf(cfg, path, sizeof(path)) < 0 ||
+            fs_read_file(path, 4u << 20, &text, &len) < 0)
+                return 0;
+        for (const struct settings_legacy_pair *l = settings_legacy_pairs + 1; l->cert_param; l++) {
+                _cleanup_free_ char *live = NULL, *value = NULL;
+                /* the text first (no command for a main.cf without it), then Postfix's reading */
+                if (maincf_get(text, len, l->cert_param, &live) < 0 || isempty(live) ||
+                    postconf_value(cfg, l->cert_param, &value) < 0 || isempty(value))
+                        continue;
+                char type[16];
+                legacy_key_type(value, l->key_type, type);
+                bool covered = false;
+                for (size_t i = 0; i < n_bound; i++)
+                        covered = covered || streq(bound_types[i], type);
+                if (covered)
+                        continue;
+                return problem_set(
+                    reterr, PROBLEM_LEGACY_CERTIFICATE,
+                    n_bound < SETTINGS_CERTS_MAX ? "/additional_certificate" : "/certificate",
+                    "main.cf serves a %s certificate from %s = %s (key: %s); Postfix ignores "
+                    "that parameter once smtpd_tls_chain_files is set, so this write would drop "
+                    "it. Import it (PUT /api/v1/certificates/{name} with the PEM of the "
+                    "certificate and its key) and bind it as additional_certificate, or remove "
+                    "%s and %s from main.cf to drop it",
+                    type, l->cert_param, value, l->key_param, l->cert_param, l->key_param);
+        }
+        return 0;
+}
+
 /* A settings write onto the row loaded (for update) into *s: body applied (PUT or PATCH), the
- * bound certificate checked (or, with none, that no master.cf service needs one), saved. */
+ * bound certificates checked (or, with none, that no master.cf service needs one), saved. */
 static int settings_store(struct worker *w, struct settings *s, json_t *body, bool patch,
                           struct problem *reterr)
 {
@@ -166,22 +225,30 @@ static int settings_store(struct worker *w, struct settings *s, json_t *body, bo
                 if (r < 0)
                         return r;
         }
-        if (s->certificate[0]) {
+        const char *names[SETTINGS_CERTS_MAX] = { s->certificate, s->additional_certificate };
+        const char *fields[SETTINGS_CERTS_MAX] = { "/certificate", "/additional_certificate" };
+        char types[SETTINGS_CERTS_MAX][16];
+        size_t n = 0;
+        for (size_t i = 0; i < SETTINGS_CERTS_MAX && names[i][0]; i++) {
                 struct cert_row row;
-                r = store_cert_by_name(&w->db, s->certificate, &row, reterr);
+                r = store_cert_by_name(&w->db, names[i], &row, reterr);
                 if (r == -ENOENT)
-                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, "/certificate",
-                                           "no certificate named '%s'", s->certificate);
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, fields[i],
+                                           "no certificate named '%s'", names[i]);
                 if (r < 0)
                         return r;
                 bool expired = row.not_after > 0 && row.not_after < time(NULL);
                 bool system = row.system;
+                snprintf(types[n++], sizeof(types[0]), "%s", row.key_type);
                 cert_row_done(&row);
                 if (!system && expired)
-                        return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, "/certificate",
-                                           "certificate '%s' has expired", s->certificate);
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, fields[i],
+                                           "certificate '%s' has expired", names[i]);
         }
-        return store_settings_save(&w->db, s, reterr);
+        r = store_settings_save(&w->db, s, reterr);
+        if (r >= 0)
+                r = check_legacy_pairs(w, types, n, reterr);
+        return r;
 }
 
 static int run_settings(struct worker *w, struct job *job, json_t **before, json_t **after)
@@ -877,27 +944,30 @@ static json_t *settings_warnings(struct worker *w, const struct desired *d, cons
         json_t *warnings = reconcile_settings_warnings(d, p);
         if (!d->settings.managed)
                 return warnings;
-        if (!d->has_cert || !p->key_path[0])
-                return warnings;
-        struct cert_info info = { 0 };
-        struct problem ignore = { 0 };
-        if (reconcile_check_cert(w->app->cfg, p, time(NULL), &info, &ignore) >= 0) {
-                long days = (long)cert_days_left(info.not_after, time(NULL));
-                if (days < CERT_EXPIRING_DAYS)
-                        warnings_add(warnings, "certificate_expiring",
-                                     "certificate '%s' expires in %ld days", d->cert.name, days);
-                char *host = NULL;
-                if (postconf_value(w->app->cfg, "myhostname", &host) >= 0) {
-                        if (!cert_covers_hostname(&info, host))
-                                warnings_add(warnings, "hostname_mismatch",
-                                             "certificate '%s' does not cover myhostname '%s': "
-                                             "strict peers will refuse it",
-                                             d->cert.name, host);
-                        free(host);
+        char *host = NULL;
+        for (size_t i = 0; i < p->n_certs; i++) {
+                const struct plan_cert *pc = &p->certs[i];
+                struct cert_info info = { 0 };
+                struct problem ignore = { 0 };
+                if (pc->key_path[0] &&
+                    reconcile_check_cert(w->app->cfg, pc, time(NULL), &info, &ignore) >= 0) {
+                        long days = (long)cert_days_left(info.not_after, time(NULL));
+                        if (days < CERT_EXPIRING_DAYS)
+                                warnings_add(warnings, "certificate_expiring",
+                                             "certificate '%s' expires in %ld days", pc->name,
+                                             days);
+                        if (host || postconf_value(w->app->cfg, "myhostname", &host) >= 0) {
+                                if (!cert_covers_hostname(&info, host))
+                                        warnings_add(warnings, "hostname_mismatch",
+                                                     "certificate '%s' does not cover myhostname "
+                                                     "'%s': strict peers will refuse it",
+                                                     pc->name, host);
+                        }
                 }
+                cert_info_done(&info);
+                problem_done(&ignore);
         }
-        cert_info_done(&info);
-        problem_done(&ignore);
+        free(host);
         return warnings;
 }
 
@@ -1209,8 +1279,16 @@ static int run_batch(struct worker *w, struct slot *slots, size_t n, bool dry_ru
                 for (size_t i = 0; i < n; i++) /* the jobs the reload was for */
                         if (slots[i].ok && slots[i].changed && slots[i].job->id > 0)
                                 ids[nids++] = slots[i].job->id;
-                verifier_submit(w->verifier, ids, nids, plan.expect_starttls,
-                                plan.expect_fingerprint);
+                struct verifier_expect expect[VERIFIER_EXPECT_MAX] = { 0 };
+                size_t n_expect = 0;
+                for (; n_expect < plan.n_certs && n_expect < VERIFIER_EXPECT_MAX; n_expect++) {
+                        const struct plan_cert *pc = &plan.certs[n_expect];
+                        snprintf(expect[n_expect].fingerprint, sizeof(expect[0].fingerprint), "%s",
+                                 pc->fingerprint);
+                        snprintf(expect[n_expect].key_type, sizeof(expect[0].key_type), "%s",
+                                 pc->key_type);
+                }
+                verifier_submit(w->verifier, ids, nids, plan.expect_starttls, expect, n_expect);
         }
         problem_done(&p);
         goto out;
@@ -1636,8 +1714,9 @@ static int initial_reconcile(struct worker *w)
                 w->drift = drift;
                 pthread_mutex_unlock(&w->lock);
                 /* Postfix may still hold an ACME certificate renewed while we were away. */
-                if (d.has_cert && streq(d.cert.type, "acme") && postfix_is_running(cfg))
-                        plan.reload = true;
+                for (size_t i = 0; i < plan.n_certs; i++)
+                        if (plan.certs[i].acme_name[0] && postfix_is_running(cfg))
+                                plan.reload = true;
                 r = reconcile_apply(cfg, &plan, &res, &p);
                 if (r >= 0)
                         snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",

@@ -83,6 +83,7 @@ struct settings_body {
         const char *inbound_mode;
         const char *outbound_mode;
         const char *certificate;
+        const char *additional_certificate;
         const char *profile;
         bool auth_only;
         bool received_header;
@@ -144,6 +145,7 @@ enum {
         F_INBOUND,
         F_OUTBOUND,
         F_CERTIFICATE,
+        F_ADDITIONAL,
         F_PROFILE,
         F_AUTH_ONLY,
         F_RECEIVED_HEADER,
@@ -165,6 +167,8 @@ static const struct json_spec settings_spec[] = {
                          .choices = modes_with_empty },
         [F_CERTIFICATE] = { "certificate", JS_STRING, JS_NULLABLE, SB(certificate), .max = 64,
                             .check = check_certificate_name },
+        [F_ADDITIONAL] = { "additional_certificate", JS_STRING, JS_NULLABLE,
+                           SB(additional_certificate), .max = 64, .check = check_certificate_name },
         [F_PROFILE] = { "profile", JS_CHOICE, 0, SB(profile), .choices = profile_names },
         [F_AUTH_ONLY] = { "auth_only", JS_BOOL, 0, SB(auth_only), .choices = NULL },
         [F_RECEIVED_HEADER] = { "received_header", JS_BOOL, 0, SB(received_header),
@@ -216,6 +220,9 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
         if (HAS(F_CERTIFICATE))
                 snprintf(n.certificate, sizeof(n.certificate), "%s",
                          b.certificate ? b.certificate : "");
+        if (HAS(F_ADDITIONAL))
+                snprintf(n.additional_certificate, sizeof(n.additional_certificate), "%s",
+                         b.additional_certificate ? b.additional_certificate : "");
         if (HAS(F_PROFILE))
                 tls_profile_from_string(b.profile, &n.profile);
         if (HAS(F_AUTH_ONLY))
@@ -231,6 +238,18 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
                 return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
                                    "a certificate is required when the inbound mode is '%s'",
                                    tls_mode_to_string(settings_inbound(&n)));
+        /* The additional certificate serves beside the first one, never alone (PATCH null on
+         * certificate must clear both). */
+        if (n.additional_certificate[0] && !n.certificate[0])
+                return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
+                                   "additional_certificate '%s' is served beside certificate, "
+                                   "which is not set: bind it as certificate instead",
+                                   n.additional_certificate);
+        if (n.additional_certificate[0] && streq(n.additional_certificate, n.certificate))
+                return problem_set(reterr, PROBLEM_DUPLICATE_KEY_TYPE, "/additional_certificate",
+                                   "'%s' is already bound as certificate: the additional "
+                                   "certificate must have another key type",
+                                   n.certificate);
         n.managed = true;
         *s = n;
         return 0;
@@ -352,6 +371,9 @@ json_t *settings_to_json(const struct settings *s)
         json_object_set_new(j, "outbound_mode", mode_or_null(s->outbound_mode));
         json_object_set_new(j, "certificate",
                             s->certificate[0] ? json_string(s->certificate) : json_null());
+        json_object_set_new(j, "additional_certificate",
+                            s->additional_certificate[0] ? json_string(s->additional_certificate)
+                                                         : json_null());
         json_object_set_new(j, "profile", json_string(tls_profile_to_string(s->profile)));
         json_object_set_new(j, "auth_only", json_boolean(s->auth_only));
         json_object_set_new(j, "received_header", json_boolean(s->received_header));
@@ -391,8 +413,33 @@ static const struct profile {
         [PROFILE_LEGACY] = { NULL, NULL, NULL },
 };
 
-size_t settings_render(const struct settings *s, const struct cert_files *cert, char *chain_buf,
-                       size_t chain_buf_size, struct maincf_param out[SETTINGS_PARAMS_MAX])
+const struct settings_legacy_pair settings_legacy_pairs[] = {
+        { "smtpd_tls_cert_file", "smtpd_tls_key_file", "RSA" },
+        { "smtpd_tls_eccert_file", "smtpd_tls_eckey_file", "EC" },
+        { "smtpd_tls_dcert_file", "smtpd_tls_dkey_file", "DSA" },
+        { NULL, NULL, NULL },
+};
+
+/* "key1, chain1, key2, chain2": each key directly followed by its chain (postconf(5),
+ * smtpd_tls_chain_files; Postfix >= 3.4). NULL when there is none or it does not fit. */
+static const char *chain_files(const struct cert_files *certs, size_t n, char *buf, size_t size)
+{
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!certs[i].key || !certs[i].chain)
+                        return NULL;
+                int w = snprintf(buf + o, size - o, "%s%s, %s", i ? ", " : "", certs[i].key,
+                                 certs[i].chain);
+                if (w < 0 || (size_t)w >= size - o)
+                        return NULL;
+                o += (size_t)w;
+        }
+        return o ? buf : NULL;
+}
+
+size_t settings_render(const struct settings *s, const struct cert_files *certs, size_t n_certs,
+                       const char *ca_file, char *chain_buf, size_t chain_buf_size,
+                       struct maincf_param out[SETTINGS_PARAMS_MAX])
 {
         static const char *const yes_no[] = { "no", "yes" };
         static const char *const levels[] = { "0", "1", "2", "3", "4" };
@@ -405,18 +452,18 @@ size_t settings_render(const struct settings *s, const struct cert_files *cert, 
                                           tls_mode_to_string(settings_inbound(s)) };
         out[n++] = (struct maincf_param){ "smtp_tls_security_level",
                                           tls_mode_to_string(settings_outbound(s)) };
-        const char *chain = NULL;
-        if (cert && cert->key && cert->chain) {
-                /* Postfix >= 3.4: key first, then the leaf and its intermediates. */
-                int w = snprintf(chain_buf, chain_buf_size, "%s, %s", cert->key, cert->chain);
-                if (w > 0 && (size_t)w < chain_buf_size)
-                        chain = chain_buf;
-        }
+        const char *chain = chain_files(certs, n_certs, chain_buf, chain_buf_size);
         out[n++] = (struct maincf_param){ "smtpd_tls_chain_files", chain };
-        /* The legacy pair would be ignored beside chain_files; remove it so that nobody reads a
-         * stale path (Debian's default main.cf points it at the snakeoil pair). */
-        out[n++] = (struct maincf_param){ "smtpd_tls_cert_file", NULL };
-        out[n++] = (struct maincf_param){ "smtpd_tls_key_file", NULL };
+        /* The legacy RSA pair would be ignored beside chain_files; remove it so that nobody reads
+         * a stale path (Debian's default main.cf points it at the snakeoil pair). The ECDSA and
+         * DSA pairs go too once chain_files is set (Postfix ignores them then); the worker
+         * refuses a write that would drop a key type they serve (worker.c, legacy_pairs). */
+        for (const struct settings_legacy_pair *l = settings_legacy_pairs; l->cert_param; l++) {
+                if (l != settings_legacy_pairs && !chain)
+                        continue;
+                out[n++] = (struct maincf_param){ l->cert_param, NULL };
+                out[n++] = (struct maincf_param){ l->key_param, NULL };
+        }
         out[n++] = (struct maincf_param){ "smtpd_tls_auth_only", yes_no[s->auth_only] };
         out[n++] = (struct maincf_param){ "smtpd_tls_received_header", yes_no[s->received_header] };
         out[n++] = (struct maincf_param){ "smtpd_tls_loglevel", levels[s->loglevel] };
@@ -435,6 +482,6 @@ size_t settings_render(const struct settings *s, const struct cert_files *cert, 
         out[n++] = (struct maincf_param){ "smtp_tls_mandatory_exclude_ciphers",
                                           p->mandatory_exclude_ciphers };
         /* the trust anchors of verify and secure; read by smtp before it enters a chroot jail */
-        out[n++] = (struct maincf_param){ "smtp_tls_CAfile", cert ? cert->ca_file : NULL };
+        out[n++] = (struct maincf_param){ "smtp_tls_CAfile", ca_file };
         return n;
 }

@@ -12,7 +12,8 @@
 
 #define CERT_COLUMNS                                                                               \
         "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, c.missing, "    \
-        "c.id = (SELECT certificate_id FROM settings), "                                           \
+        "EXISTS (SELECT 1 FROM settings s "                                                        \
+        "        WHERE c.id IN (s.certificate_id, s.additional_certificate_id)), "                 \
         "coalesce(extract(epoch from c.not_after)::bigint, 0), c.version"
 #define COL_VERSION 8 /* the row's version (ETag) */
 
@@ -376,7 +377,9 @@ int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reter
         _cleanup_pgresult_ PGresult *res = NULL;
         int r = db_exec(c, &res, reterr,
                         "SELECT c.name, extract(epoch from c.not_after)::bigint, c.type, "
-                        "c.id = (SELECT certificate_id FROM settings) FROM certificates c "
+                        "EXISTS (SELECT 1 FROM settings s "
+                        "        WHERE c.id IN (s.certificate_id, s.additional_certificate_id)) "
+                        "FROM certificates c "
                         "WHERE c.not_after IS NOT NULL ORDER BY c.name",
                         0, NULL);
         if (r < 0)

@@ -2,6 +2,7 @@
  * counter. HTTP threads read; the worker writes inside its transaction. */
 #include <stdio.h>
 
+#include "smtptlsd/cert.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/policy.h"
 #include "smtptlsd/store.h"
@@ -32,8 +33,9 @@ static enum tls_mode mode_of(const PGresult *res, int col)
 #define SETTINGS_SELECT                                                                            \
         "SELECT s.managed, s.version, s.mode, s.inbound_mode, s.outbound_mode, c.name, "           \
         "s.profile, s.auth_only, s.received_header, s.loglevel, " TS("s.updated_at") ", "          \
-        "g.generation, s.outbound_ca FROM settings s LEFT JOIN certificates c ON c.id = s.certificate_id, "       \
-        "config_state g"
+        "g.generation, s.outbound_ca, a.name FROM settings s "                                     \
+        "LEFT JOIN certificates c ON c.id = s.certificate_id "                                     \
+        "LEFT JOIN certificates a ON a.id = s.additional_certificate_id, config_state g"
 /* clang-format on */
 
 int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version, bool for_update,
@@ -66,6 +68,8 @@ int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version,
         const char *ca = PQgetvalue(res, 0, 12);
         if (streq(ca, OUTBOUND_CA_SYSTEM) || outbound_ca_path_is_valid(ca))
                 snprintf(s->outbound_ca, sizeof(s->outbound_ca), "%s", ca);
+        snprintf(s->additional_certificate, sizeof(s->additional_certificate), "%s",
+                 PQgetisnull(res, 0, 13) ? "" : PQgetvalue(res, 0, 13));
         return 0;
 }
 
@@ -107,7 +111,8 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
         int r = db_exec(c, &res, reterr,
                         "SELECT id, name, type, system, certificate_pem, chain_pem, "
                         "private_key_pem, coalesce(sha256_fingerprint, ''), "
-                        "coalesce(extract(epoch from not_after)::bigint, 0) "
+                        "coalesce(extract(epoch from not_after)::bigint, 0), "
+                        "coalesce(info->'key'->>'type', '') "
                         "FROM certificates WHERE name = $1",
                         1, params);
         if (r < 0)
@@ -129,6 +134,17 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
         snprintf(row->sha256_fingerprint, sizeof(row->sha256_fingerprint), "%s",
                  PQgetvalue(res, 0, 7));
         row->not_after = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
+        snprintf(row->key_type, sizeof(row->key_type), "%s", PQgetvalue(res, 0, 9));
+        if (!row->key_type[0] && row->certificate_pem) {
+                /* a row without its details (written around the API): read the leaf */
+                struct cert_info info = { 0 };
+                struct problem ignore = { 0 };
+                if (cert_info_from_pem(row->certificate_pem, strlen(row->certificate_pem), &info,
+                                       &ignore) >= 0)
+                        snprintf(row->key_type, sizeof(row->key_type), "%s", info.key_type);
+                cert_info_done(&info);
+                problem_done(&ignore);
+        }
         /* a value too long for its field is refused, not checked in its cut-down form */
         if (strlen(PQgetvalue(res, 0, 1)) >= sizeof(row->name))
                 row->name[0] = 0;
@@ -142,33 +158,56 @@ int store_cert_by_name(struct db_conn *c, const char *name, struct cert_row *row
         return r;
 }
 
+/* The id of the certificate `name` bound at `field` (into idbuf, NULL when name is ""), and its
+ * key type. */
+static int bound_cert(struct db_conn *c, const char *name, const char *field, char *idbuf,
+                      size_t size, const char **id, char key_type[16], struct problem *reterr)
+{
+        struct cert_row row;
+        *id = NULL;
+        if (!name[0])
+                return 0;
+        int r = store_cert_by_name(c, name, &row, reterr);
+        if (r == -ENOENT)
+                return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, field,
+                                   "no certificate named '%s'", name);
+        if (r < 0)
+                return r;
+        bool system = row.system;
+        snprintf(key_type, 16, "%s", row.key_type);
+        snprintf(idbuf, size, "%lld", (long long)row.id);
+        cert_row_done(&row);
+        /* Decided by the flag, never by an id (the reference page compared id = 1). */
+        if (system)
+                return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE_REFUSED, field,
+                                   "'%s' is the system's self-signed certificate: strict "
+                                   "peers refuse it; import a real certificate first",
+                                   name);
+        *id = idbuf;
+        return 0;
+}
+
 int store_settings_save(struct db_conn *c, const struct settings *s, struct problem *reterr)
 {
         char loglevel[8];
-        const char *cert_id = NULL;
-        char idbuf[24];
-        int r;
-
-        if (s->certificate[0]) {
-                struct cert_row row;
-                r = store_cert_by_name(c, s->certificate, &row, reterr);
-                if (r == -ENOENT)
-                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, "/certificate",
-                                           "no certificate named '%s'", s->certificate);
-                if (r < 0)
-                        return r;
-                bool system = row.system;
-                cert_row_done(&row);
-                /* Decided by the flag, never by an id (the reference page compared id = 1). */
-                if (system)
-                        return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE_REFUSED,
-                                           "/certificate",
-                                           "'%s' is the system's self-signed certificate: strict "
-                                           "peers refuse it; import a real certificate first",
-                                           s->certificate);
-                snprintf(idbuf, sizeof(idbuf), "%lld", (long long)row.id);
-                cert_id = idbuf;
-        }
+        const char *cert_id = NULL, *additional_id = NULL;
+        char idbuf[24], idbuf2[24], type[16] = "", type2[16] = "";
+        int r = bound_cert(c, s->certificate, "/certificate", idbuf, sizeof(idbuf), &cert_id, type,
+                           reterr);
+        if (r >= 0)
+                r = bound_cert(c, s->additional_certificate, "/additional_certificate", idbuf2,
+                               sizeof(idbuf2), &additional_id, type2, reterr);
+        if (r < 0)
+                return r;
+        /* Postfix keeps one certificate per key type: a second of the same type replaces the
+         * first (the last one in smtpd_tls_chain_files wins). */
+        if (additional_id && streq(type, type2))
+                return problem_set(reterr, PROBLEM_DUPLICATE_KEY_TYPE, "/additional_certificate",
+                                   "'%s' has a key of type %s, as certificate '%s' has: Postfix "
+                                   "serves one certificate per key type (bind one of another "
+                                   "type here, e.g. EC beside RSA)",
+                                   s->additional_certificate, type2[0] ? type2 : "unknown",
+                                   s->certificate);
         snprintf(loglevel, sizeof(loglevel), "%d", s->loglevel);
         const char *params[] = {
                 tls_mode_to_string(s->mode),
@@ -180,6 +219,7 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                 s->received_header ? "t" : "f",
                 loglevel,
                 s->outbound_ca,
+                additional_id,
         };
         /* Settings that are already these change nothing: not the version (ETag), not
          * updated_at (and the worker then bumps no generation). */
@@ -187,11 +227,13 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                        "UPDATE settings SET managed = true, version = version + 1, mode = $1, "
                        "inbound_mode = $2, outbound_mode = $3, certificate_id = $4::bigint, "
                        "profile = $5, auth_only = $6, received_header = $7, loglevel = $8, "
-                       "outbound_ca = $9, updated_at = now() WHERE (managed, mode, inbound_mode, "
-                       "outbound_mode, certificate_id, profile, auth_only, received_header, "
-                       "loglevel, outbound_ca) IS DISTINCT FROM (true, $1, $2, $3, $4::bigint, $5, "
-                       "$6::boolean, $7::boolean, $8::int, $9)",
-                       9, params);
+                       "outbound_ca = $9, additional_certificate_id = $10::bigint, "
+                       "updated_at = now() WHERE (managed, mode, inbound_mode, outbound_mode, "
+                       "certificate_id, profile, auth_only, received_header, loglevel, "
+                       "outbound_ca, additional_certificate_id) IS DISTINCT "
+                       "FROM (true, $1, $2, $3, $4::bigint, $5, $6::boolean, $7::boolean, "
+                       "$8::int, $9, $10::bigint)",
+                       10, params);
 }
 
 int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr)

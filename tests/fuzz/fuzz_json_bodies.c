@@ -381,17 +381,19 @@ static void check_settings_render(const struct settings *s, bool with_map)
 {
         static const char *const modes[] = { "none", "may", "encrypt" };
         struct maincf_param params[SETTINGS_PARAMS_MAX + 1];
-        char key[160], chain[160], chain_buf[400];
-        struct cert_files files = { 0 };
+        char key[2][160], chain[2][160], chain_buf[800];
+        const char *names[2] = { s->certificate, s->additional_certificate };
+        struct cert_files files[2] = { 0 };
+        size_t n_files = 0;
 
-        if (s->certificate[0]) {
-                snprintf(key, sizeof(key), "/etc/postfix/smtptlsd/certs/%s/0a1b2c/privkey.pem",
-                         s->certificate);
-                snprintf(chain, sizeof(chain),
-                         "/etc/postfix/smtptlsd/certs/%s/0a1b2c/fullchain.pem", s->certificate);
-                files = (struct cert_files){ key, chain };
+        for (; n_files < 2 && names[n_files][0]; n_files++) {
+                snprintf(key[n_files], sizeof(key[0]),
+                         "/etc/postfix/smtptlsd/certs/%s/0a1b2c/privkey.pem", names[n_files]);
+                snprintf(chain[n_files], sizeof(chain[0]),
+                         "/etc/postfix/smtptlsd/certs/%s/0a1b2c/fullchain.pem", names[n_files]);
+                files[n_files] = (struct cert_files){ key[n_files], chain[n_files] };
         }
-        size_t n = settings_render(s, s->certificate[0] ? &files : NULL, chain_buf,
+        size_t n = settings_render(s, files, n_files, "/etc/ssl/certs/ca-certificates.crt", chain_buf,
                                    sizeof(chain_buf), params);
         FUZZ_ASSERT(n > 0 && n <= SETTINGS_PARAMS_MAX, "settings_render: %zu parameters", n);
         if (with_map && n < SETTINGS_PARAMS_MAX)
@@ -406,9 +408,12 @@ static void check_settings_render(const struct settings *s, bool with_map)
         v = param_value(params, n, "smtp_tls_security_level");
         FUZZ_ASSERT(v && strcmp(v, modes[out]) == 0, "smtp_tls_security_level '%s'", v);
         v = param_value(params, n, "smtpd_tls_chain_files");
-        if (s->certificate[0]) {
-                char want[400];
-                snprintf(want, sizeof(want), "%s, %s", key, chain);
+        if (n_files > 0) {
+                /* each key directly followed by its chain, certificate first */
+                char want[800];
+                int w = snprintf(want, sizeof(want), "%s, %s", key[0], chain[0]);
+                if (n_files > 1)
+                        snprintf(want + w, sizeof(want) - (size_t)w, ", %s, %s", key[1], chain[1]);
                 FUZZ_ASSERT(v && strcmp(v, want) == 0, "smtpd_tls_chain_files '%s'", v);
         } else {
                 FUZZ_ASSERT(!v, "smtpd_tls_chain_files '%s' without a certificate", v);

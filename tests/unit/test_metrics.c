@@ -69,6 +69,20 @@ static void test_families_and_escaping(void **state)
         free(text);
 }
 
+/* Two bound certificates (RSA and ECDSA): one served_certificate_info sample each. */
+static void test_two_served_fingerprints(void **state)
+{
+        const struct metrics_live live = { .served_fingerprint = "AB:CD,EF:01" };
+        char *text = NULL;
+        size_t len = 0;
+        assert_int_equal(metrics_render(NULL, 0, &live, &text, &len), 0);
+        assert_non_null(strstr(text,
+                               "smtptlsd_served_certificate_info{fingerprint=\"AB:CD\"} 1\n"
+                               "smtptlsd_served_certificate_info{fingerprint=\"EF:01\"} 1\n"));
+        assert_int_equal(count(text, "smtptlsd_served_certificate_info{"), 2);
+        free(text);
+}
+
 static void test_unknown_state_and_no_fingerprint(void **state)
 {
         const struct metrics_live live = { 0 };
@@ -87,6 +101,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_families_and_escaping),
                 cmocka_unit_test(test_unknown_state_and_no_fingerprint),
+                cmocka_unit_test(test_two_served_fingerprints),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,13 +30,15 @@
 
 #define SEC 1000000ULL
 
-enum tls_mode { MODE_NONE, MODE_LEAF1, MODE_LEAF2 };
+/* MODE_DUAL: leaf1 (ECDSA) and leaf3 (RSA) from one smtpd_tls_chain_files list */
+enum tls_mode { MODE_NONE, MODE_LEAF1, MODE_LEAF2, MODE_DUAL };
 
 static struct {
         char dir[64];
         char etc[96];
         char ca[96];
         char fp1[96], fp2[96]; /* `openssl x509 -fingerprint -sha256` of leaf1 and leaf2 */
+        char fp3[96];          /* of leaf3, the RSA one */
         bool postfix_ok;       /* false: the Postfix cases are skipped */
         bool started;
         unsigned port;
@@ -130,8 +132,9 @@ static uint64_t elapsed_since(uint64_t t0)
 
 /* ---- test certificates (openssl CLI) --------------------------------------------------------- */
 
+/* rsa: an RSA 2048 key, else ECDSA P-256. */
 static int make_leaf(const char *name, const char *serial, const char *cn, const char *sans,
-                     char fp[96])
+                     bool rsa, char fp[96])
 {
         char key[160], csr[160], crt[160], ext[160], cakey[160], subj[128], extname[64];
         char text[256], out[256];
@@ -154,9 +157,9 @@ static int make_leaf(const char *name, const char *serial, const char *cn, const
                                     "req",
                                     "-new",
                                     "-newkey",
-                                    "ec",
+                                    rsa ? "rsa" : "ec",
                                     "-pkeyopt",
-                                    "ec_paramgen_curve:prime256v1",
+                                    rsa ? "rsa_keygen_bits:2048" : "ec_paramgen_curve:prime256v1",
                                     "-nodes",
                                     "-keyout",
                                     key,
@@ -206,9 +209,12 @@ static int make_certs(void)
         if (run(ca, NULL, 0) != 0)
                 return -1;
         if (make_leaf("leaf1", "1001", "mx.test.example",
-                      "DNS:mx.test.example, DNS:alt.test.example", fx.fp1) < 0)
+                      "DNS:mx.test.example, DNS:alt.test.example", false, fx.fp1) < 0)
                 return -1;
-        return make_leaf("leaf2", "1002", "mx2.test.example", "DNS:mx2.test.example", fx.fp2);
+        if (make_leaf("leaf3", "1003", "mx.test.example", "DNS:mx.test.example", true, fx.fp3) < 0)
+                return -1;
+        return make_leaf("leaf2", "1002", "mx2.test.example", "DNS:mx2.test.example", false,
+                         fx.fp2);
 }
 
 /* ---- the private Postfix instance ----------------------------------------------------------- */
@@ -229,7 +235,14 @@ static int write_main_cf(enum tls_mode mode)
 {
         char tls[512] = "smtpd_tls_security_level = none\n";
         char text[2048];
-        if (mode != MODE_NONE) {
+        if (mode == MODE_DUAL) {
+                /* each key directly followed by its certificate, one pair per key type */
+                snprintf(tls, sizeof(tls),
+                         "smtpd_tls_security_level = may\n"
+                         "smtpd_tls_chain_files = %s/leaf1.key, %s/leaf1.crt, %s/leaf3.key, "
+                         "%s/leaf3.crt\n",
+                         fx.dir, fx.dir, fx.dir, fx.dir);
+        } else if (mode != MODE_NONE) {
                 const char *leaf = mode == MODE_LEAF1 ? "leaf1" : "leaf2";
                 snprintf(tls, sizeof(tls),
                          "smtpd_tls_security_level = may\n"
@@ -428,8 +441,9 @@ static void use_mode(enum tls_mode mode)
                 return;
         assert_int_equal(write_main_cf(mode), 0);
         assert_int_equal(postfix("reload"), 0);
-        const char *fp = mode == MODE_NONE ? NULL : mode == MODE_LEAF1 ? fx.fp1 : fx.fp2;
-        int r = smtp_probe_expect("127.0.0.1", fx.port, fp, 10 * SEC, 50000, &last, NULL);
+        const char *fp = mode == MODE_NONE ? NULL : mode == MODE_LEAF2 ? fx.fp2 : fx.fp1;
+        const char *sigalgs = mode == MODE_DUAL ? smtp_probe_sigalgs("EC") : NULL;
+        int r = smtp_probe_expect("127.0.0.1", fx.port, fp, sigalgs, 10 * SEC, 50000, &last, NULL);
         if (r != 0) {
                 fprintf(stderr, "# still served: %s (%s)\n", last.sha256_fingerprint, last.error);
                 print_maillog();
@@ -662,7 +676,7 @@ static void test_reload_serves_new_certificate(void **state)
         assert_int_equal(postfix("reload"), 0);
         uint64_t t0 = now_monotonic_usec();
         assert_int_equal(
-            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 10 * SEC, 50000, &last, NULL), 0);
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, NULL, 10 * SEC, 50000, &last, NULL), 0);
         print_message("# new certificate served %.1f ms after the reload returned\n",
                       (double)elapsed_since(t0) / 1000);
         assert_string_equal(last.sha256_fingerprint, fx.fp2);
@@ -672,7 +686,7 @@ static void test_reload_serves_new_certificate(void **state)
         /* the old one is not coming back: -ETIMEDOUT in time, last holds what is served */
         t0 = now_monotonic_usec();
         assert_int_equal(
-            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &last, NULL),
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, NULL, 800000, 100000, &last, NULL),
             -ETIMEDOUT);
         assert_true(elapsed_since(t0) >= 800000 && elapsed_since(t0) < 1800000);
         assert_string_equal(last.sha256_fingerprint, fx.fp2);
@@ -686,11 +700,46 @@ static void test_reload_serves_new_certificate(void **state)
                 if (*p != ':')
                         plain[strlen(plain)] = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
         assert_int_equal(
-            smtp_probe_expect("127.0.0.1", fx.port, plain, 5 * SEC, 50000, &last, NULL), 0);
+            smtp_probe_expect("127.0.0.1", fx.port, plain, NULL, 5 * SEC, 50000, &last, NULL), 0);
         smtp_probe_result_done(&last);
         /* and without one to keep */
         assert_int_equal(
-            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, 5 * SEC, 50000, NULL, NULL), 0);
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp2, NULL, 5 * SEC, 50000, NULL, NULL), 0);
+}
+
+/* One smtpd with an ECDSA and an RSA certificate: a client offering only one key type's
+ * signature algorithms is served that type's certificate, in TLS 1.3 and 1.2 alike. */
+static void test_sigalgs_choose_the_certificate(void **state)
+{
+        struct smtp_probe_result last;
+        use_mode(MODE_DUAL);
+        assert_non_null(smtp_probe_sigalgs("RSA"));
+        assert_non_null(smtp_probe_sigalgs("EC"));
+        assert_null(smtp_probe_sigalgs("DSA"));
+        assert_null(smtp_probe_sigalgs(NULL));
+
+        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp3, smtp_probe_sigalgs("RSA"),
+                                           10 * SEC, 50000, &last, NULL),
+                         0);
+        assert_string_equal(last.key_type, "RSA");
+        smtp_probe_result_done(&last);
+        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, smtp_probe_sigalgs("EC"),
+                                           10 * SEC, 50000, &last, NULL),
+                         0);
+        assert_string_equal(last.key_type, "EC");
+        smtp_probe_result_done(&last);
+        /* never the other one: the RSA certificate is not served to an ECDSA-only client */
+        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp3, smtp_probe_sigalgs("EC"),
+                                           600000, 100000, &last, NULL),
+                         -ETIMEDOUT);
+        assert_string_equal(last.sha256_fingerprint, fx.fp1);
+        smtp_probe_result_done(&last);
+        /* a list OpenSSL refuses is an argument error, before any waiting */
+        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, fx.fp3, "no_such_sigalg", 5 * SEC,
+                                           50000, &last, NULL),
+                         -EINVAL);
+        assert_non_null(strstr(last.error, "signature algorithms"));
+        smtp_probe_result_done(&last);
 }
 
 static void test_tls_disabled(void **state)
@@ -700,8 +749,8 @@ static void test_tls_disabled(void **state)
 
         assert_int_equal(write_main_cf(MODE_NONE), 0);
         assert_int_equal(postfix("reload"), 0);
-        assert_int_equal(smtp_probe_expect("127.0.0.1", fx.port, NULL, 10 * SEC, 50000, &res, NULL),
-                         0);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", fx.port, NULL, NULL, 10 * SEC, 50000, &res, NULL), 0);
         assert_false(res.starttls_offered);
         smtp_probe_result_done(&res);
 
@@ -719,7 +768,7 @@ static void test_tls_disabled(void **state)
 
         /* waiting for a certificate on a server without TLS ends with -ETIMEDOUT */
         assert_int_equal(
-            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, 800000, 100000, &res, NULL),
+            smtp_probe_expect("127.0.0.1", fx.port, fx.fp1, NULL, 800000, 100000, &res, NULL),
             -ETIMEDOUT);
         assert_true(res.connected);
         assert_false(res.starttls_offered);
@@ -771,7 +820,7 @@ static void test_nothing_listening(void **state)
         smtp_probe_result_done(&res);
         assert_int_equal(smtp_probe("127.0.0.1", 70000, NULL, NULL, SEC, &res), -EINVAL);
         smtp_probe_result_done(&res);
-        assert_int_equal(smtp_probe_expect("127.0.0.1", 25, "AB:CD", SEC, 1000, &res, NULL),
+        assert_int_equal(smtp_probe_expect("127.0.0.1", 25, "AB:CD", NULL, SEC, 1000, &res, NULL),
                          -EINVAL);
         smtp_probe_result_done(&res);
 }
@@ -795,8 +844,9 @@ static void test_silent_server(void **state)
 
         /* smtp_probe_expect keeps to its own limit as well */
         t0 = now_monotonic_usec();
-        assert_int_equal(smtp_probe_expect("127.0.0.1", port, NULL, 300000, 100000, &res, NULL),
-                         -ETIMEDOUT);
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", port, NULL, NULL, 300000, 100000, &res, NULL),
+            -ETIMEDOUT);
         assert_true(elapsed_since(t0) < 300000 + SEC);
         smtp_probe_result_done(&res);
 }
@@ -967,6 +1017,7 @@ int main(void)
                 cmocka_unit_test(test_starttls_served),
                 cmocka_unit_test(test_concurrent_probes),
                 cmocka_unit_test(test_reload_serves_new_certificate),
+                cmocka_unit_test(test_sigalgs_choose_the_certificate),
                 cmocka_unit_test(test_tls_disabled),
                 cmocka_unit_test(test_nothing_listening),
                 cmocka_unit_test(test_silent_server),
