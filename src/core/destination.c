@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "smtptlsd/policy.h"
+#include "smtptlsd/tokens.h"
 
 #define DEST PROBLEM_INVALID_DESTINATION
 #define FORMS                                                                                      \
@@ -474,6 +475,12 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
         int r = check_bytes(in, field, reterr);
         if (r < 0)
                 return r;
+        /* "stk_" + 43 base64url characters is a valid host name now that '_' is: a token pasted
+         * into the wrong field must not end up in the map, the jobs and the database */
+        if (token_is_well_formed(in))
+                return bad(reterr, field,
+                           "the destination has the shape of an smtptlsd API token; a token never "
+                           "belongs in a policy (revoke it if it was shared by mistake)");
         size_t n = strlen(in);
         if (n <= DESTINATION_UKEY_MAX)
                 r = in[0] == '[' ? bracketed(in, key, &o, field, reterr)

@@ -393,8 +393,8 @@ static void check_settings_render(const struct settings *s, bool with_map)
                          "/etc/postfix/smtptlsd/certs/%s/0a1b2c/fullchain.pem", names[n_files]);
                 files[n_files] = (struct cert_files){ key[n_files], chain[n_files] };
         }
-        size_t n = settings_render(s, files, n_files, "/etc/ssl/certs/ca-certificates.crt", chain_buf,
-                                   sizeof(chain_buf), params);
+        size_t n = settings_render(s, files, n_files, "/etc/ssl/certs/ca-certificates.crt",
+                                   chain_buf, sizeof(chain_buf), params);
         FUZZ_ASSERT(n > 0 && n <= SETTINGS_PARAMS_MAX, "settings_render: %zu parameters", n);
         if (with_map && n < SETTINGS_PARAMS_MAX)
                 params[n++] = (struct maincf_param){ "smtp_tls_policy_maps",
@@ -521,9 +521,11 @@ static void fuzz_settings(json_t *body, bool patch, unsigned variant)
  * Policies
  * ============================================================================================== */
 
-static const char *const policy_keys[] = { "destination", "level",      "match",      "protocols",
-                                           "ciphers",     "exclude",    "note",       "enabled",
-                                           "managed_by",  "created_at", "updated_at", NULL };
+static const char *const policy_keys[] = { "destination", "level",      "match",
+                                           "protocols",   "ciphers",    "exclude",
+                                           "servername",  "tafile",     "connection_reuse",
+                                           "note",        "enabled",    "managed_by",
+                                           "created_at",  "updated_at", NULL };
 static const char *const level_strings[] = { "none",   "may",       "encrypt",
                                              "dane",   "dane-only", "fingerprint",
                                              "verify", "secure",    NULL };
@@ -579,6 +581,8 @@ static bool policy_equal(const struct policy *a, const struct policy *b)
                strv_equal(a->match, a->n_match, b->match, b->n_match) &&
                strcmp(a->protocols, b->protocols) == 0 && strcmp(a->ciphers, b->ciphers) == 0 &&
                strv_equal(a->exclude, a->n_exclude, b->exclude, b->n_exclude) &&
+               strcmp(a->servername, b->servername) == 0 && strcmp(a->tafile, b->tafile) == 0 &&
+               a->connection_reuse == b->connection_reuse &&
                strcmp(str_or_empty(a->note), str_or_empty(b->note)) == 0 &&
                a->enabled == b->enabled && strcmp(a->managed_by, b->managed_by) == 0;
 }
@@ -701,6 +705,44 @@ static void policy_oracle(json_t *body, bool patch, const char *url, const struc
                         want.note = xstrdup(json_string_value(v));
                 }
         }
+        if ((v = json_object_get(body, "servername"))) {
+                want.servername[0] = 0;
+                if (!json_is_null(v)) {
+                        const char *sv = json_is_string(v) ? json_string_value(v) : "";
+                        size_t sn = strlen(sv);
+                        FUZZ_ASSERT(sn > 0 && sn <= POLICY_SERVERNAME_MAX &&
+                                        sn == json_string_length(v) &&
+                                        strspn(sv, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                                                   "vwxyz0123456789.-_") == sn,
+                                    "policy: accepted a bad servername");
+                        for (size_t i = 0; i <= sn; i++)
+                                want.servername[i] =
+                                    (char)(sv[i] >= 'A' && sv[i] <= 'Z' ? sv[i] - 'A' + 'a'
+                                                                        : sv[i]);
+                }
+        }
+        if ((v = json_object_get(body, "tafile"))) {
+                want.tafile[0] = 0;
+                if (!json_is_null(v)) {
+                        const char *tv = json_is_string(v) ? json_string_value(v) : "";
+                        size_t tn = strlen(tv);
+                        FUZZ_ASSERT(tn > 1 && tn <= POLICY_TAFILE_MAX && tv[0] == '/' &&
+                                        tn == json_string_length(v) &&
+                                        strspn(tv, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                                                   "vwxyz0123456789._+-/") == tn &&
+                                        !strstr(tv, "//") && !strstr(tv, "/./") &&
+                                        !strstr(tv, "/../"),
+                                    "policy: accepted a bad tafile");
+                        snprintf(want.tafile, sizeof(want.tafile), "%s", tv);
+                }
+        }
+        if ((v = json_object_get(body, "connection_reuse"))) {
+                FUZZ_ASSERT(json_is_null(v) || json_is_boolean(v),
+                            "policy: accepted a bad connection_reuse");
+                want.connection_reuse = json_is_null(v)   ? POLICY_REUSE_UNSET
+                                        : json_is_true(v) ? POLICY_REUSE_YES
+                                                          : POLICY_REUSE_NO;
+        }
         if ((v = json_object_get(body, "enabled"))) {
                 FUZZ_ASSERT(json_is_boolean(v), "policy: accepted a non-boolean enabled");
                 want.enabled = json_is_true(v);
@@ -764,6 +806,18 @@ static char *expected_entry(const struct policy *p)
                                 sb_add(&b, ":");
                         sb_add(&b, p->exclude[i]);
                 }
+        }
+        if (p->servername[0]) {
+                sb_add(&b, " servername=");
+                sb_add(&b, p->servername);
+        }
+        if (p->tafile[0]) {
+                sb_add(&b, " tafile=");
+                sb_add(&b, p->tafile);
+        }
+        if (p->connection_reuse != POLICY_REUSE_UNSET) {
+                sb_add(&b, " connection_reuse=");
+                sb_add(&b, p->connection_reuse == POLICY_REUSE_YES ? "yes" : "no");
         }
         return b.p;
 }

@@ -315,8 +315,10 @@ class Site:
         st = self.status()
         jobs = self.jobs()
         self.last_job_ids = [j["id"] for j in jobs]
+        # days_left is the clock's, not the store's: it may tick between two snapshots
+        listing = [{k: v for k, v in c.items() if k != "days_left"} for c in self.listing()]
         out = {
-            "list": self.listing(),
+            "list": listing,
             "applied jobs": [j["id"] for j in jobs if j["status"] == "applied"],
             "generation": (st["desired_generation"], st["applied_generation"]),
             "files": tree(self.cert_dir, self.live_dir),

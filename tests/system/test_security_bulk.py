@@ -232,7 +232,8 @@ def test_a_bulk_killed_before_commit_is_resumed_from_its_job_row(fault_site):
     assert site.psql.query(f"SELECT request->'body'->'policy'->0 FROM jobs WHERE id = {job}") == \
         site.psql.query("SELECT jsonb_build_object('destination', 'k0000000.example', 'level', "
                         "'may', 'match', '[]'::jsonb, 'protocols', null, 'ciphers', null, "
-                        "'exclude', '[]'::jsonb, 'note', repeat('n', 50), 'enabled', true, "
+                        "'exclude', '[]'::jsonb, 'servername', null, 'tafile', null, "
+                        "'connection_reuse', null, 'note', repeat('n', 50), 'enabled', true, "
                         "'managed_by', null)")
     os.unlink(site.fault_file)
     site.d.start()
