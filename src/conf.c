@@ -23,6 +23,7 @@
         }
 
 static const char *const map_types[] = { "hash", "btree", "lmdb", "cdb", NULL };
+static const char *const secure_choices[] = { "auto", "yes", "no", NULL };
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
 
 const struct conf_key conf_keys[] = {
@@ -77,6 +78,18 @@ const struct conf_key conf_keys[] = {
             "memory for one connection's headers and buffers"),
         KEY(shutdown_timeout, CONF_DURATION, "10s", 0, 600 * SEC,
             "how long a stop waits for in-flight requests"),
+        KEY(session_idle_timeout, CONF_DURATION, "30m", SEC, 30 * 86400 * SEC,
+            "a console session ends after this long without a request"),
+        { .name = "session_cookie_secure",
+          .type = CONF_CHOICE,
+          .def = "auto",
+          .offset = offsetof(struct config, session_cookie_secure),
+          .choices = secure_choices,
+          .help = "Secure attribute of the session cookie: yes, no, or auto (when the request "
+                  "came through HTTPS: an https Origin or X-Forwarded-Proto/Forwarded proto)" },
+        KEY(cors_allowed_origins, CONF_STRING, "", 0, 0,
+            "origins (scheme://host[:port], separated by spaces or commas) whose pages may call "
+            "the API with a bearer token (empty: none)"),
         { .name = "log_level",
           .type = CONF_CHOICE,
           .def = "info",

@@ -18,6 +18,9 @@ int api_tokens_list(struct request *req, struct problem *reterr);
 int api_tokens_create(struct request *req, struct problem *reterr);
 int api_tokens_get(struct request *req, struct problem *reterr);
 int api_tokens_delete(struct request *req, struct problem *reterr);
+int api_session_create(struct request *req, struct problem *reterr);
+int api_session_get(struct request *req, struct problem *reterr);
+int api_session_delete(struct request *req, struct problem *reterr);
 
 int api_settings_get(struct request *req, struct problem *reterr);
 int api_settings_put(struct request *req, struct problem *reterr);

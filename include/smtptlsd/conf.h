@@ -45,6 +45,9 @@ struct config {
         int64_t per_ip_connection_limit;
         int64_t connection_memory_limit;
         int64_t shutdown_timeout;
+        int64_t session_idle_timeout;
+        char *session_cookie_secure;
+        char *cors_allowed_origins;
         char *log_level;
         /* not a key: what key_encryption_key_file holds, read by config_load (NULL: none) */
         struct kek *kek;

@@ -97,6 +97,9 @@ struct request {
         /* who is asking */
         char actor[72];
         enum scope scope;
+        /* the session cookie's value when the request was authenticated by it (owned by MHD's
+         * connection; NULL for a bearer token or no authentication) */
+        const char *session_id;
         /* the body, collected by server.c up to the route's limit */
         char *body;
         size_t body_len, body_cap, body_limit;
@@ -112,6 +115,7 @@ struct request {
         size_t n_headers;
         bool replied;
         bool reply_secret; /* the body holds private keys: wiped when it is freed */
+        bool preflight;    /* a CORS preflight (http/server.c) */
         bool suspended;    /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
          * handed it to the request's job */
@@ -156,9 +160,16 @@ int request_query(struct request *req, const char *key, char *buf, size_t size, 
 /* A request header's value, or NULL. */
 const char *request_header(struct request *req, const char *name);
 
-/* Checks the request's bearer token against the scope the route needs (http/auth.c): 401, 403,
- * or 503 while the database is unreachable. */
+/* Checks the request's bearer token, or else its session cookie, against the scope the route
+ * needs (http/auth.c): 401, 403, or 503 while the database is unreachable. A request
+ * authenticated by the cookie must also come from this server's own origin (auth_same_origin). */
 int auth_request(struct request *req, enum scope needed, struct problem *reterr);
+/* For a request that uses (or opens) a session: refuses (403 csrf_refused) one that says it came
+ * from another origin (Sec-Fetch-Site, Origin) and, unless it is a GET or HEAD, one without the
+ * header the console sends (X-Requested-With: smtptlsd). */
+int auth_same_origin(struct request *req, struct problem *reterr);
+/* The session cookie's value, or NULL. */
+const char *request_session_cookie(struct request *req);
 
 /* Replies (http/reply.c): each takes ownership of what it is given. */
 int reply_json(struct request *req, int status, json_t *body);

@@ -23,6 +23,9 @@ enum scope {
  * request can be refused before it costs a database connection. */
 bool token_is_well_formed(const char *token);
 
+/* The SHA-256 of a secret (a token, a session id) as 64 lowercase hex digits: what is stored. */
+void secret_sha256_hex(const char *secret, char out[65]);
+
 int scope_from_string(const char *s, enum scope *ret);
 const char *scope_to_string(enum scope s);
 /* Names of tokens (and certificates) are [a-z0-9][a-z0-9._-]{0,63}. */
@@ -48,3 +51,22 @@ int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
  * revoked), or another error with reterr set. */
 int tokens_authenticate(struct db_conn *c, const char *token, char name_out[static 72],
                         enum scope *scope, struct problem *reterr);
+
+/* Console sessions (store/sessions.c): a random id (base64url of 32 bytes) in a cookie, stored
+ * only as its SHA-256, bound to the token it was opened with. */
+#define SESSION_ID_SIZE 44 /* 43 base64url characters + NUL */
+/* Whether id has the shape of a session id we issue (pure). */
+bool session_id_is_well_formed(const char *id);
+/* Opens a session for the active token `token`: writes its id to id_out, its token's name and
+ * scope. -ENOENT when the token is unknown or revoked. Also deletes sessions idle longer than
+ * idle_usec (housekeeping, bounded by the index). */
+int sessions_open(struct db_conn *c, const char *token, int64_t idle_usec,
+                  char id_out[static SESSION_ID_SIZE], char name_out[static 72], enum scope *scope,
+                  struct problem *reterr);
+/* The session with this id, if it was used within idle_usec and its token is active: 0 with the
+ * token's name and scope (last_used_at refreshed at most once a minute, or per tenth of
+ * idle_usec when that is shorter); -ENOENT otherwise. */
+int sessions_authenticate(struct db_conn *c, const char *id, int64_t idle_usec,
+                          char name_out[static 72], enum scope *scope, struct problem *reterr);
+/* Ends the session with this id (no error when there is none). */
+int sessions_close(struct db_conn *c, const char *id, struct problem *reterr);

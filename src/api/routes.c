@@ -13,6 +13,11 @@ const struct route api_routes[] = {
         { "/api/v1/tokens/{name}",
           { { HTTP_GET, api_tokens_get, SCOPE_ADMIN, BODY_NONE, 0 },
             { HTTP_DELETE, api_tokens_delete, SCOPE_ADMIN, BODY_NONE, QUERY_DRY_RUN } } },
+        /* the console's sign-in: the POST checks the token itself (it has no session yet) */
+        { "/api/v1/session",
+          { { HTTP_GET, api_session_get, SCOPE_READ, BODY_NONE, 0 },
+            { HTTP_POST, api_session_create, SCOPE_NONE, BODY_JSON | BODY_SECRET, 0 },
+            { HTTP_DELETE, api_session_delete, SCOPE_READ, BODY_NONE, 0 } } },
         { "/api/v1/settings",
           { { HTTP_GET, api_settings_get, SCOPE_READ, BODY_NONE, 0 },
             { HTTP_PUT, api_settings_put, SCOPE_WRITE, BODY_JSON, QUERY_WRITE },

@@ -52,6 +52,8 @@ static const struct {
         [PROBLEM_NOT_A_SERVER_CERTIFICATE] = { 422, "Not a server certificate" },
         [PROBLEM_POSTFIX_REJECTED] = { 422, "Postfix rejected the configuration" },
         [PROBLEM_DESTINATION_FAILS_PROBE] = { 422, "Destination fails probe" },
+        [PROBLEM_CSRF_REFUSED] = { 403, "Cross-site request refused" },
+        [PROBLEM_ORIGIN_NOT_ALLOWED] = { 403, "Origin not allowed" },
         [PROBLEM_SERVICE_UNAVAILABLE] = { 503, "Service unavailable" },
         [PROBLEM_INSUFFICIENT_STORAGE] = { 507, "Insufficient Storage" },
         [PROBLEM_INTERNAL_ERROR] = { 500, "Internal Server Error" },

@@ -13,6 +13,8 @@
 #include <sys/un.h>
 
 #include "smtptlsd/app.h"
+#include "smtptlsd/browser.h"
+#include "smtptlsd/conf.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -337,6 +339,68 @@ static int check_query(struct request *req, struct problem *reterr)
         return w.r;
 }
 
+static int match_route(struct request *req, const char *url, struct problem *reterr)
+{
+        int r = router_match(api_routes, api_routes_count, url, req->params);
+        if (r == -ENOENT)
+                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no resource at %.200s", url);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL,
+                                   "the path holds an invalid percent-escape");
+        req->route_index = r;
+        req->route = &api_routes[r];
+        return 0;
+}
+
+/* CORS (Fetch standard): a page of an origin in cors_allowed_origins may call the API with a
+ * bearer token. Its preflight is answered 204 with the route's methods and the request headers
+ * the API reads; never Access-Control-Allow-Credentials, so a browser never sends the session
+ * cookie across origins, and never "*". The preflight of any other origin gets 403: without
+ * Access-Control-Allow-Origin the browser fails it whatever the status, and the problem tells a
+ * person with curl why. */
+#define CORS_ALLOW_HEADERS  "Authorization, If-Match, If-None-Match, Content-Type"
+#define CORS_EXPOSE_HEADERS "ETag, Location, Job-Id, Retry-After"
+#define CORS_MAX_AGE_SEC    600
+
+static int cors_preflight(struct request *req, const char *url, struct problem *reterr)
+{
+        const char *origin = request_header(req, "Origin");
+        char allow[96];
+        int r = match_route(req, url, reterr);
+        if (r < 0)
+                return r;
+        if (!origin_is_listed(req->app->cfg->cors_allowed_origins, origin))
+                return problem_set(reterr, PROBLEM_ORIGIN_NOT_ALLOWED, NULL,
+                                   "origin '%.100s' is not in cors_allowed_origins", origin);
+        router_allow(req->route, allow, sizeof(allow));
+        req->preflight = true;
+        reply_empty(req, 204);
+        reply_header(req, "Access-Control-Allow-Origin", "%s", origin);
+        reply_header(req, "Access-Control-Allow-Methods", "%s", allow);
+        reply_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        reply_header(req, "Access-Control-Max-Age", "%d", CORS_MAX_AGE_SEC);
+        return 0;
+}
+
+/* Every reply when CORS is on: Vary: Origin (a cache must not serve one origin's reply to
+ * another); to an allowed origin, Access-Control-Allow-Origin and the headers its script may
+ * read. */
+static void cors_headers(struct request *req, struct MHD_Response *resp)
+{
+        const char *list = req->app->cfg->cors_allowed_origins;
+        const char *origin;
+        if (!list || !*list)
+                return;
+        MHD_add_response_header(resp, "Vary", "Origin");
+        origin = request_header(req, "Origin");
+        if (!origin_is_listed(list, origin))
+                return;
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+        if (!req->preflight)
+                MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                        CORS_EXPOSE_HEADERS);
+}
+
 /* Everything decided before the body arrives: framing, route, method, token, query parameters,
  * media type, size. */
 static int admit(struct request *req, const char *url, struct problem *reterr)
@@ -345,14 +409,9 @@ static int admit(struct request *req, const char *url, struct problem *reterr)
         int r = check_framing(req, reterr);
         if (r < 0)
                 return r;
-        r = router_match(api_routes, api_routes_count, url, req->params);
-        if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no resource at %.200s", url);
+        r = match_route(req, url, reterr);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL,
-                                   "the path holds an invalid percent-escape");
-        req->route_index = r;
-        req->route = &api_routes[r];
+                return r;
         req->op = router_find_op(req->route, req->method);
         if (!req->op) {
                 char allow[96];
@@ -486,6 +545,7 @@ static enum MHD_Result send_reply(struct request *req)
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         for (size_t i = 0; i < req->n_headers; i++)
                 MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+        cors_headers(req, resp);
         enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -522,6 +582,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 if (!watch_headers_done(srv, conn)) {
                         log_debug("closing a connection whose request headers came too late");
                         return MHD_NO;
+                }
+                if (streq(method, "OPTIONS") && request_header(req, "Origin") &&
+                    request_header(req, "Access-Control-Request-Method")) {
+                        /* A CORS preflight; an OPTIONS without these is refused by admit (405
+                         * with Allow). */
+                        req->body_done = true;
+                        watch_stop(srv, conn);
+                        if (cors_preflight(req, url, &p) < 0)
+                                return fail(req, &p);
+                        problem_done(&p);
+                        return send_reply(req);
                 }
                 if (admit(req, url, &p) < 0) {
                         /* Answer before the body: a refused upload is not read. */

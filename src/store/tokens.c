@@ -43,7 +43,7 @@ bool name_is_valid(const char *s)
         return true;
 }
 
-static void sha256_hex(const char *s, char out[65])
+void secret_sha256_hex(const char *s, char out[65])
 {
         unsigned char md[32];
         unsigned int len = 0;
@@ -131,7 +131,7 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
         if (r < 0)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "no random bytes available");
-        sha256_hex(token_out, hash);
+        secret_sha256_hex(token_out, hash);
         const char *params[] = { name, scope_to_string(scope), hash };
         r = db_exec(c, &res, reterr,
                     "INSERT INTO tokens (name, scope, sha256) VALUES ($1, $2, $3) "
@@ -205,13 +205,16 @@ int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { name };
+        /* Its console sessions end with it, in the same statement. */
         int r = db_exec(c, &res, reterr,
-                        "UPDATE tokens SET revoked_at = now() "
-                        "WHERE name = $1 AND revoked_at IS NULL",
+                        "WITH r AS (UPDATE tokens SET revoked_at = now() "
+                        "WHERE name = $1 AND revoked_at IS NULL RETURNING id), "
+                        "s AS (DELETE FROM sessions WHERE token_id IN (SELECT id FROM r)) "
+                        "SELECT count(*) FROM r",
                         1, params);
         if (r < 0)
                 return r;
-        if (strtol(PQcmdTuples(res), NULL, 10) == 0)
+        if (strtol(PQgetvalue(res, 0, 0), NULL, 10) == 0)
                 return no_such_token(name, reterr);
         return 0;
 }
@@ -227,7 +230,7 @@ int tokens_authenticate(struct db_conn *c, const char *token, char name_out[stat
          * reveals nothing about the secret. */
         if (!token_is_well_formed(token))
                 return -ENOENT;
-        sha256_hex(token, hash);
+        secret_sha256_hex(token, hash);
         const char *params[] = { hash };
         r = db_exec(c, &res, reterr,
                     "SELECT name, scope, sha256, "
