@@ -9,9 +9,9 @@
 
 int session_cookie_format(char *buf, size_t size, const char *id, bool secure)
 {
-        int n = snprintf(buf, size, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s",
-                         SESSION_COOKIE_NAME, id ? id : "", id ? "" : " Max-Age=0;",
-                         secure ? "; Secure" : "");
+        int n =
+            snprintf(buf, size, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s", SESSION_COOKIE_NAME,
+                     id ? id : "", id ? "" : " Max-Age=0;", secure ? "; Secure" : "");
         if (n < 0 || (size_t)n >= size)
                 return -ENOBUFS;
         return n;

@@ -397,8 +397,7 @@ static void cors_headers(struct request *req, struct MHD_Response *resp)
                 return;
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
         if (!req->preflight)
-                MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                                        CORS_EXPOSE_HEADERS);
+                MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
 }
 
 /* Everything decided before the body arrives: framing, route, method, token, query parameters,

@@ -24,8 +24,8 @@ static void test_cookie_format(void **state)
         assert_true(session_cookie_format(buf, sizeof(buf), NULL, false) > 0);
         assert_string_equal(buf, "smtptlsd_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
         assert_true(session_cookie_format(buf, sizeof(buf), NULL, true) > 0);
-        assert_string_equal(buf,
-                            "smtptlsd_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure");
+        assert_string_equal(
+            buf, "smtptlsd_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure");
         assert_int_equal(session_cookie_format(buf, 20, id, false), -ENOBUFS);
 }
 
@@ -89,8 +89,8 @@ static void test_https(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_cookie_format),   cmocka_unit_test(test_session_id_shape),
-                cmocka_unit_test(test_origin_is_same),  cmocka_unit_test(test_origin_is_listed),
+                cmocka_unit_test(test_cookie_format),  cmocka_unit_test(test_session_id_shape),
+                cmocka_unit_test(test_origin_is_same), cmocka_unit_test(test_origin_is_listed),
                 cmocka_unit_test(test_https),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
