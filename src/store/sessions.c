@@ -47,7 +47,7 @@ int sessions_open(struct db_conn *c, const char *token, int64_t idle_usec,
         const char *oparams[] = { idle };
         db_exec(c, &old, &ignore,
                 "DELETE FROM sessions WHERE last_used_at < "
-                "now() - make_interval(secs => $1::bigint / 1e6)",
+                "now() - make_interval(secs => ($1::bigint / 1e6)::float8)",
                 1, oparams);
         problem_done(&ignore);
         const char *params[] = { id_hash, token_hash };
@@ -88,13 +88,14 @@ int sessions_authenticate(struct db_conn *c, const char *id, int64_t idle_usec,
         snprintf(idle, sizeof(idle), "%" PRId64, idle_usec);
         snprintf(refresh, sizeof(refresh), "%" PRId64, refresh_usec);
         const char *params[] = { hash, idle, refresh };
-        r = db_exec(c, &res, reterr,
-                    "SELECT t.name, t.scope, s.sha256, "
-                    "s.last_used_at < now() - make_interval(secs => $3::bigint / 1e6) "
-                    "FROM sessions s JOIN tokens t ON t.id = s.token_id "
-                    "WHERE s.sha256 = $1 AND t.revoked_at IS NULL "
-                    "AND s.last_used_at >= now() - make_interval(secs => $2::bigint / 1e6)",
-                    3, params);
+        r = db_exec(
+            c, &res, reterr,
+            "SELECT t.name, t.scope, s.sha256, "
+            "s.last_used_at < now() - make_interval(secs => ($3::bigint / 1e6)::float8) "
+            "FROM sessions s JOIN tokens t ON t.id = s.token_id "
+            "WHERE s.sha256 = $1 AND t.revoked_at IS NULL "
+            "AND s.last_used_at >= now() - make_interval(secs => ($2::bigint / 1e6)::float8)",
+            3, params);
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1 || CRYPTO_memcmp(PQgetvalue(res, 0, 2), hash, 64) != 0)
