@@ -88,9 +88,9 @@ def test_sign_in_refusals(daemon, pg):
     r = d.get("/api/v1/session", token=None)
     assert r.status == 401, r
     # a garbage cookie costs nothing and gets 401
-    r = d.get("/api/v1/status", token=None, headers=with_cookie("x" * 43))
+    r = d.get("/api/v1/jobs", token=None, headers=with_cookie("x" * 43))
     assert r.status == 401, r
-    r = d.get("/api/v1/status", token=None, headers=with_cookie("AAAA"))
+    r = d.get("/api/v1/jobs", token=None, headers=with_cookie("AAAA"))
     assert r.status == 401, r
 
 
@@ -155,18 +155,18 @@ def test_revoking_the_token_ends_its_sessions(daemon, pg):
     _, sid2 = sign_in(d, d.read_token)
     _, admin_sid = sign_in(d, d.token)
     assert sid != sid2
-    assert d.get("/api/v1/status", token=None, headers=with_cookie(sid)).status == 200
+    assert d.get("/api/v1/jobs", token=None, headers=with_cookie(sid)).status == 200
     assert d.http("DELETE", "/api/v1/tokens/reader").status == 204
     for s in (sid, sid2):
-        r = d.get("/api/v1/status", token=None, headers=with_cookie(s))
+        r = d.get("/api/v1/jobs", token=None, headers=with_cookie(s))
         assert r.status == 401 and "revoked" in r.body["detail"], r
     n = pg.psql("SELECT count(*) FROM sessions s JOIN tokens t ON t.id = s.token_id "
                 "WHERE t.name = 'reader'", db=db_name(d)).strip()
     assert n == "0", n
-    assert d.get("/api/v1/status", token=None, headers=with_cookie(admin_sid)).status == 200
+    assert d.get("/api/v1/jobs", token=None, headers=with_cookie(admin_sid)).status == 200
     # a new token of the same name does not revive them
     d.add_token("reader", "read")
-    assert d.get("/api/v1/status", token=None, headers=with_cookie(sid)).status == 401
+    assert d.get("/api/v1/jobs", token=None, headers=with_cookie(sid)).status == 401
 
 
 def test_idle_expiry(make_daemon, pg):
@@ -177,12 +177,12 @@ def test_idle_expiry(make_daemon, pg):
     # used every second, it lives past its idle time (last_used_at is refreshed)
     start = time.monotonic()
     while time.monotonic() - start < 5:
-        r = d.get("/api/v1/status", token=None, headers=with_cookie(sid))
+        r = d.get("/api/v1/jobs", token=None, headers=with_cookie(sid))
         assert r.status == 200, (time.monotonic() - start, r)
         time.sleep(1)
     # left alone, it ends
     time.sleep(4)
-    r = d.get("/api/v1/status", token=None, headers=with_cookie(sid))
+    r = d.get("/api/v1/jobs", token=None, headers=with_cookie(sid))
     assert r.status == 401 and r.body["code"] == "unauthorized", r
     # the next sign-in sweeps the expired row away
     _, sid2 = sign_in(d, d.token)
