@@ -45,6 +45,12 @@ def test_session_life_cycle(daemon, pg):
     assert r.status == 200, r
     assert r.body == {"token_name": "admin", "scope": "admin", "idle_timeout": 1800}, r
     assert sid.encode() not in r.raw and d.token.encode() not in r.raw
+    # last_used_at is not a write per request: at most once a minute with a 30 min idle time
+    used = "SELECT last_used_at = created_at FROM sessions"
+    assert pg.psql(used, db=db_name(d)).strip() == "t"
+    for _ in range(3):
+        assert d.get("/api/v1/session", token=None, headers=with_cookie(sid)).status == 200
+    assert pg.psql(used, db=db_name(d)).strip() == "t"
     # the cookie authenticates every operation with the token's scope
     r = d.get("/api/v1/tokens", token=None, headers=with_cookie(sid))
     assert r.status == 200 and {t["name"] for t in r.body["items"]} == {"admin", "reader"}, r
