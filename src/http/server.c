@@ -366,7 +366,9 @@ static int cors_preflight(struct request *req, const char *url, struct problem *
 {
         const char *origin = request_header(req, "Origin");
         char allow[96];
-        int r = match_route(req, url, reterr);
+        int r = check_framing(req, reterr);
+        if (r >= 0)
+                r = match_route(req, url, reterr);
         if (r < 0)
                 return r;
         if (!origin_is_listed(req->app->cfg->cors_allowed_origins, origin))
