@@ -53,6 +53,22 @@ const char *api_state(json_t *worker_status, int64_t desired);
 json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings);
 int api_config(struct request *req, struct problem *reterr);
 int api_openapi(struct request *req, struct problem *reterr);
+
+/* The web console (api/console.c): its files, compiled in by scripts/embed-console.py; the first
+ * is index.html. */
+struct console_asset {
+        const char *name;       /* one path segment: /console/<name> */
+        const char *media_type; /* the Content-Type */
+        const unsigned char *data;
+        size_t len;
+        const char *etag; /* strong, from the SHA-256 of data */
+};
+extern const struct console_asset console_assets[];
+extern const size_t console_assets_count;
+/* The asset of that name, or NULL. */
+const struct console_asset *console_asset_find(const char *name);
+int api_console_index(struct request *req, struct problem *reterr);
+int api_console_asset(struct request *req, struct problem *reterr);
 int api_state_get(struct request *req, struct problem *reterr);
 int api_state_put(struct request *req, struct problem *reterr);
 

@@ -60,7 +60,7 @@ enum {
 #define QUERY_PAGE (QUERY_LIMIT | QUERY_AFTER)
 
 #define ROUTE_MAX_PARAMS  2
-#define REPLY_MAX_HEADERS 6
+#define REPLY_MAX_HEADERS 12
 
 struct request;
 /* A handler returns >= 0 with a reply set on req (reply_*), or < 0 with reterr filled. */
@@ -175,6 +175,10 @@ const char *request_session_cookie(struct request *req);
 int reply_json(struct request *req, int status, json_t *body);
 int reply_text(struct request *req, int status, const char *content_type, char *text, size_t len);
 int reply_empty(struct request *req, int status);
+/* Bytes compiled into the daemon (the contract, the console) with their strong ETag: 304 when
+ * If-None-Match has it, else 200 with a copy of data. */
+int reply_static(struct request *req, const char *content_type, const unsigned char *data,
+                 size_t len, const char *etag, struct problem *reterr);
 int reply_header(struct request *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The one place where a problem code becomes an HTTP status. */

@@ -4,6 +4,9 @@
 #include "smtptlsd/api.h"
 
 const struct route api_routes[] = {
+        /* the web console (api/console.c): public files; the page signs in by itself */
+        { "/", { { HTTP_GET, api_console_index, SCOPE_NONE, BODY_NONE, 0 } } },
+        { "/console/{path}", { { HTTP_GET, api_console_asset, SCOPE_NONE, BODY_NONE, 0 } } },
         { "/healthz", { { HTTP_GET, api_healthz, SCOPE_NONE, BODY_NONE, 0 } } },
         { "/readyz", { { HTTP_GET, api_readyz, SCOPE_NONE, BODY_NONE, 0 } } },
         { "/metrics", { { HTTP_GET, api_metrics, SCOPE_READ, BODY_NONE, 0 } } },

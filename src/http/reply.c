@@ -109,6 +109,22 @@ int reply_text(struct request *req, int status, const char *content_type, char *
         return set_body(req, status, content_type, text, len);
 }
 
+int reply_static(struct request *req, const char *content_type, const unsigned char *data,
+                 size_t len, const char *etag, struct problem *reterr)
+{
+        int r = reply_header(req, "ETag", "%s", etag);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "too many headers");
+        const char *none_match = request_header(req, "If-None-Match");
+        if (none_match && etag_list_has_weak(none_match, etag))
+                return reply_empty(req, 304);
+        char *copy = malloc(len ? len : 1); /* the reply owns its body */
+        if (!copy)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        memcpy(copy, data, len);
+        return reply_text(req, 200, content_type, copy, len);
+}
+
 int reply_empty(struct request *req, int status)
 {
         return set_body(req, status, NULL, NULL, 0);
