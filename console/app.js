@@ -1,136 +1,126 @@
-// app.js: the console's shell: sign-in, navigation (paths under /console/), and the views.
-import { call } from '/console/api.js';
+// app.js: the console's shell: who is signed in, the sign-in form, navigation between the pages
+// (paths under /console/, history API), and loading each page's module (console/page-<name>.js)
+// when it is first shown. A page module exports render(main, ctx) and may return a function that
+// stops it (timers, requests) when another page is shown.
+import { call, onSessionEnded } from '/console/api.js';
+import { el } from '/console/ui.js';
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = {
-  overview: { title: 'Overview', render: overview },
-  settings: { title: 'TLS settings' },
-  certificates: { title: 'Certificates' },
-  policies: { title: 'TLS policy domains' },
-  jobs: { title: 'Jobs' },
-  tokens: { title: 'Tokens' },
+const PAGES = {
+  overview: 'Overview',
+  settings: 'TLS settings',
+  certificates: 'Certificates',
+  policies: 'TLS policy domains',
+  jobs: 'Jobs',
+  tokens: 'Tokens',
 };
-let stopView = null;
+// ctx.session: {token_name, scope, idle_timeout} of GET /api/v1/session
+const ctx = { session: null, navigate };
+let stopPage = null;
+let generation = 0; // of route(): a slow module load must not draw over a later page
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const c of children) e.append(c);
-  return e;
-}
+function ready(yes) { document.documentElement.dataset.ready = yes ? 'yes' : 'no'; }
 
 function showSignin(message) {
-  if (stopView) stopView();
+  if (stopPage) stopPage();
+  stopPage = null;
+  ctx.session = null;
   $('shell').hidden = true;
-  $('signout').hidden = true;
+  $('who').hidden = true;
   $('signin').hidden = false;
   const err = $('signin-error');
   err.hidden = !message;
   err.textContent = message || '';
   $('token').focus();
+  ready(true);
 }
 
-function viewFromPath() {
-  const m = location.pathname.match(/^\/console\/([a-z]+)$/);
-  return m && VIEWS[m[1]] ? m[1] : 'overview';
+function pageFromPath() {
+  const m = location.pathname.match(/^\/console\/([a-z]+)\/?$/);
+  return m && PAGES[m[1]] ? m[1] : 'overview';
 }
 
-function showShell() {
+function showShell(session) {
+  ctx.session = session;
   $('signin').hidden = true;
   $('shell').hidden = false;
-  $('signout').hidden = false;
+  $('who').hidden = false;
+  $('who-name').textContent = `${session.token_name} (${session.scope})`;
+  $('nav-tokens').hidden = session.scope !== 'admin';
+  document.documentElement.dataset.scope = session.scope;
   route();
 }
 
-function route() {
-  if (stopView) stopView();
-  stopView = null;
-  const name = viewFromPath();
+async function route() {
+  const my = ++generation;
+  if (stopPage) stopPage();
+  stopPage = null;
+  ready(false);
+  const name = pageFromPath();
   for (const a of document.querySelectorAll('nav a'))
-    if (a.dataset.view === name) a.setAttribute('aria-current', 'page');
+    if (a.dataset.page === name) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   const main = $('main');
-  main.replaceChildren(el('h1', {}, VIEWS[name].title));
-  document.title = `${VIEWS[name].title} - smtptlsd`;
-  if (VIEWS[name].render) stopView = VIEWS[name].render(main);
-  else main.append(el('p', { class: 'muted' }, 'This page is not built yet.'));
+  const title = el('h1', {}, PAGES[name]);
+  main.replaceChildren(title);
+  document.title = `${PAGES[name]} · smtptlsd`;
+  try {
+    const page = await import(`/console/page-${name}.js`);
+    if (my !== generation) return;
+    const stop = await page.render(main, ctx);
+    if (my !== generation) { if (stop) stop(); return; }
+    stopPage = stop || null;
+  } catch (e) {
+    if (my !== generation) return;
+    main.append(el('p', { class: 'error', role: 'alert' }, `This page failed to load: ${e.message}`));
+    console.error(e); // a fault of the console itself: the browser tests count these
+  }
+  ready(true);
 }
 
-// Overview: GET /api/v1/status every 5 s, conditional (If-None-Match) so an unchanged status
-// costs a 304; rendered only when it changed.
-function overview(main) {
-  const box = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, 'Loading…'));
-  main.append(box);
-  let etag = null, timer = null, alive = true;
-  async function tick() {
-    const r = await call('GET', '/api/v1/status', { etag });
-    if (!alive) return;
-    if (r.status === 401) return showSignin('Your session has ended; sign in again.');
-    if (r.status === 200) { etag = r.etag; box.replaceChildren(statusFacts(r.data)); }
-    else if (r.status !== 304) box.replaceChildren(el('p', { class: 'error' }, r.problem.detail || 'Error'));
-    timer = setTimeout(tick, 5000);
-  }
-  tick();
-  return () => { alive = false; clearTimeout(timer); };
-}
-
-function statusFacts(s) {
-  const dl = el('dl', { class: 'facts' });
-  const fact = (k, v) => dl.append(el('dt', {}, k), el('dd', {}, v));
-  fact('State', el('span', { class: `badge ${s.state}` }, s.state.replace('_', ' ')));
-  fact('Generation', `${s.applied_generation} applied of ${s.desired_generation}`);
-  fact('Queued jobs', String(s.queued_jobs));
-  const c = s.certificate;
-  fact('Certificate', c ? `${c.name}${c.days_left != null ? ` (${c.days_left} days left)` : ''}` : 'none bound');
-  const served = { true: 'yes, the bound certificate', false: 'no: it serves another certificate', null: 'not checked' };
-  if (c) fact('Served by Postfix', served[c.served_fingerprint_matches]);
-  if (s.verification) fact('Verifier', `${s.verification.state}${s.verification.detail ? `: ${s.verification.detail}` : ''}`);
-  fact('Postfix', `${s.postfix.running ? 'running' : 'not running'}${s.postfix.version ? `, ${s.postfix.version}` : ''}`);
-  fact('Drift', s.drift.length ? s.drift.map((d) => d.parameter || d.name || JSON.stringify(d)).join(', ') : 'none');
-  const frag = document.createDocumentFragment();
-  frag.append(dl);
-  if (s.warnings.length) {
-    frag.append(el('h2', {}, 'Warnings'));
-    frag.append(el('ul', { class: 'warnings' }, ...s.warnings.map((w) => el('li', {}, w.detail || w.code || String(w)))));
-  }
-  if (s.last_job) frag.append(el('p', { class: 'muted' }, `Last job: ${s.last_job.action || ''} ${s.last_job.status || ''}`));
-  return frag;
+// Another page of the console, as a link would (pages call it after a save that moves on).
+function navigate(path) {
+  history.pushState(null, '', path);
+  route();
+  $('main').focus();
 }
 
 async function signin(ev) {
   ev.preventDefault();
   const token = $('token').value.trim();
   if (!token) return showSignin('Enter an API token.');
-  const button = ev.submitter || $('signin-form').querySelector('button');
+  const button = $('signin-form').querySelector('button');
   button.disabled = true;
   const r = await call('POST', '/api/v1/session', { body: { token } });
-  button.disabled = false;
   $('token').value = '';
-  if (r.status >= 200 && r.status < 300) return showShell();
-  if (r.status === 401) return showSignin('That token is not valid (unknown, revoked or mistyped).');
-  if (r.status === 404 || r.status === 405) return showSignin('This daemon does not offer console sign-in.');
+  button.disabled = false;
+  if (r.status === 204) {
+    const who = await call('GET', '/api/v1/session');
+    if (who.status === 200) return showShell(who.data);
+    return showSignin(who.problem.detail);
+  }
+  if (r.status === 401) return showSignin('That token is not valid: unknown, revoked or mistyped.');
   showSignin(r.problem.detail || `Sign-in failed (${r.status}).`);
 }
 
 async function signout() {
   await call('DELETE', '/api/v1/session');
   history.pushState(null, '', '/');
-  showSignin();
+  showSignin('You have signed out.');
 }
 
 document.addEventListener('click', (ev) => {
-  const a = ev.target.closest('nav a');
-  if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+  const a = ev.target.closest('a[data-page], a[data-internal]');
+  if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
   ev.preventDefault();
-  history.pushState(null, '', a.getAttribute('href'));
-  route();
-  $('main').focus();
+  navigate(a.getAttribute('href'));
 });
-window.addEventListener('popstate', () => { if (!$('shell').hidden) route(); });
+window.addEventListener('popstate', () => { if (ctx.session) route(); });
 $('signin-form').addEventListener('submit', signin);
 $('signout').addEventListener('click', signout);
+onSessionEnded(() => { if (ctx.session) showSignin('Your session has ended (idle too long, signed out elsewhere, or the token was revoked). Sign in again.'); });
 
-// A session cookie may already be there (HttpOnly: only the server can tell).
+// The session cookie is HttpOnly: only the server can say whether there is one.
 const who = await call('GET', '/api/v1/session');
-if (who.status === 200) showShell(); else showSignin();
-performance.mark('console-ready');
+if (who.status === 200) showShell(who.data);
+else showSignin();

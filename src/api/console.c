@@ -27,9 +27,11 @@ static int console_reply(struct request *req, const struct console_asset *a, str
         static const struct {
                 const char *name, *value;
         } headers[] = {
-                { "Cache-Control", "no-cache" },         { "Content-Security-Policy", CONSOLE_CSP },
-                { "X-Content-Type-Options", "nosniff" }, { "Referrer-Policy", "no-referrer" },
+                { "Cache-Control", "no-cache" }, /* revalidated: a 304 while unchanged */
+                { "Content-Security-Policy", CONSOLE_CSP },
+                { "Referrer-Policy", "no-referrer" },
                 { "X-Frame-Options", "DENY" },
+                /* X-Content-Type-Options: nosniff is on every reply (http/server.c) */
         };
         for (size_t i = 0; i < ARRAY_SIZE(headers); i++)
                 if (reply_header(req, headers[i].name, "%s", headers[i].value) < 0)

@@ -377,7 +377,7 @@ static int cors_preflight(struct request *req, const char *url, struct problem *
         router_allow(req->route, allow, sizeof(allow));
         req->preflight = true;
         reply_empty(req, 204);
-        reply_header(req, "Access-Control-Allow-Origin", "%s", origin);
+        /* Access-Control-Allow-Origin: cors_headers(), as on every reply to the origin */
         reply_header(req, "Access-Control-Allow-Methods", "%s", allow);
         reply_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
         reply_header(req, "Access-Control-Max-Age", "%d", CORS_MAX_AGE_SEC);
@@ -395,7 +395,9 @@ static void cors_headers(struct request *req, struct MHD_Response *resp)
                 return;
         MHD_add_response_header(resp, "Vary", "Origin");
         origin = request_header(req, "Origin");
-        if (!origin_is_listed(list, origin))
+        /* a preflight refused (no such path) grants nothing; any other reply is readable */
+        if (!origin_is_listed(list, origin) ||
+            (streq(req->method_name, "OPTIONS") && !req->preflight))
                 return;
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
         if (!req->preflight)
@@ -530,6 +532,15 @@ static int append_body(struct request *req, const char *data, size_t n)
         return 0;
 }
 
+/* Whether the handler set this header itself (reply_header). */
+static bool reply_has_header(const struct request *req, const char *name)
+{
+        for (size_t i = 0; i < req->n_headers; i++)
+                if (strcasecmp(req->headers[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
 static enum MHD_Result send_reply(struct request *req)
 {
         struct MHD_Response *resp;
@@ -542,7 +553,9 @@ static enum MHD_Result send_reply(struct request *req)
         req->reply_body = NULL;
         if (req->reply_type)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        /* API replies are never cached; the console's files say otherwise (revalidated) */
+        if (!reply_has_header(req, MHD_HTTP_HEADER_CACHE_CONTROL))
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         for (size_t i = 0; i < req->n_headers; i++)
                 MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);

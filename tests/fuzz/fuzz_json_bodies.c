@@ -107,10 +107,43 @@ static void sb_add(struct sbuf *b, const char *s)
  * ============================================================================================== */
 
 static const char *const settings_keys[] = {
-        "mode",       "inbound_mode", "outbound_mode",   "certificate",
-        "profile",    "auth_only",    "received_header", "loglevel",
+        "mode",       "inbound_mode", "outbound_mode",   "certificate", "additional_certificate",
+        "profile",    "auth_only",    "received_header", "loglevel",    "outbound_ca",
         "generation", "updated_at",   "managed",         NULL
 };
+
+/* api.md: outbound_ca is "system" or an absolute path of A-Z a-z 0-9 . _ + @ - / whose
+ * components are neither empty, "." nor "..", at most 1024 bytes. Written apart from
+ * settings.c's check, from the documentation. */
+static bool outbound_ca_ok(json_t *v)
+{
+        if (!json_is_string(v))
+                return false;
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (strlen(s) != n)
+                return false;
+        if (strcmp(s, "system") == 0)
+                return true;
+        if (n < 2 || n > 1024 || s[0] != '/')
+                return false;
+        const char *start = s + 1;
+        for (size_t i = 1; i <= n; i++) {
+                if (i < n && s[i] != '/') {
+                        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                    "._+@-",
+                                    s[i]))
+                                return false;
+                        continue;
+                }
+                size_t len = (size_t)(s + i - start);
+                if (len == 0 || (len == 1 && start[0] == '.') ||
+                    (len == 2 && start[0] == '.' && start[1] == '.'))
+                        return false;
+                start = s + i + 1;
+        }
+        return true;
+}
 static const char *const mode_strings[] = { "none", "may", "encrypt", "", NULL };
 static const char *const profile_strings[] = { "modern", "intermediate", "legacy", NULL };
 
@@ -153,6 +186,8 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
                 want.mode = MODE_NONE;
                 want.inbound_mode = want.outbound_mode = MODE_UNSET;
                 want.certificate[0] = 0;
+                want.additional_certificate[0] = 0;
+                snprintf(want.outbound_ca, sizeof(want.outbound_ca), "system");
                 want.profile = PROFILE_INTERMEDIATE;
                 want.auth_only = true;
                 want.received_header = false;
@@ -187,6 +222,21 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
                                  json_string_value(v));
                 }
         }
+        if ((v = json_object_get(body, "additional_certificate"))) {
+                if (json_is_null(v)) {
+                        want.additional_certificate[0] = 0;
+                } else {
+                        FUZZ_ASSERT(json_is_string(v) && cert_name_ok(json_string_value(v)) &&
+                                        strlen(json_string_value(v)) == json_string_length(v),
+                                    "settings: accepted a bad additional_certificate name");
+                        snprintf(want.additional_certificate, sizeof(want.additional_certificate),
+                                 "%s", json_string_value(v));
+                }
+        }
+        if ((v = json_object_get(body, "outbound_ca"))) {
+                FUZZ_ASSERT(outbound_ca_ok(v), "settings: accepted a bad outbound_ca");
+                snprintf(want.outbound_ca, sizeof(want.outbound_ca), "%s", json_string_value(v));
+        }
         if ((v = json_object_get(body, "profile"))) {
                 FUZZ_ASSERT(json_is_string(v) &&
                                 index_of(json_string_value(v), profile_strings) >= 0,
@@ -212,10 +262,17 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
         enum tls_mode in = want.inbound_mode == MODE_UNSET ? want.mode : want.inbound_mode;
         FUZZ_ASSERT(in == MODE_NONE || want.certificate[0],
                     "settings: accepted inbound TLS without a certificate");
+        FUZZ_ASSERT(
+            !want.additional_certificate[0] ||
+                (want.certificate[0] && strcmp(want.additional_certificate, want.certificate) != 0),
+            "settings: accepted an additional_certificate without a certificate, or the "
+            "same one twice");
         FUZZ_ASSERT(got->managed == want.managed && got->mode == want.mode &&
                         got->inbound_mode == want.inbound_mode &&
                         got->outbound_mode == want.outbound_mode &&
                         strcmp(got->certificate, want.certificate) == 0 &&
+                        strcmp(got->additional_certificate, want.additional_certificate) == 0 &&
+                        strcmp(got->outbound_ca, want.outbound_ca) == 0 &&
                         got->profile == want.profile && got->auth_only == want.auth_only &&
                         got->received_header == want.received_header &&
                         got->loglevel == want.loglevel && got->generation == before->generation,
@@ -525,7 +582,8 @@ static const char *const policy_keys[] = { "destination", "level",      "match",
                                            "protocols",   "ciphers",    "exclude",
                                            "servername",  "tafile",     "connection_reuse",
                                            "note",        "enabled",    "managed_by",
-                                           "created_at",  "updated_at", NULL };
+                                           "created_at",  "updated_at", "generation",
+                                           "warnings",    NULL };
 static const char *const level_strings[] = { "none",   "may",       "encrypt",
                                              "dane",   "dane-only", "fingerprint",
                                              "verify", "secure",    NULL };

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from tests.harness.browser import Browser
 from tests.harness.certs import CertFactory
 from tests.harness.daemon import Daemon
 from tests.harness.pg import PostgresSandbox
@@ -72,6 +73,28 @@ def postfix(session_dir):
     sandbox = PostfixSandbox(os.path.join(session_dir, "postfix")).start()
     yield sandbox
     sandbox.destroy()
+
+
+@pytest.fixture(scope="session")
+def browser_process(session_dir):
+    """Debian's chromium under playwright-core (tests/browser/bridge.mjs), started on first use and
+    shared by the session."""
+    workdir = os.path.join(session_dir, "browser")
+    os.makedirs(workdir, exist_ok=True)
+    b = Browser(workdir)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def browser(browser_process):
+    """The session's browser for this test: browser.open(url, width, height) -> a page in a fresh
+    context (its own cookies). After the test its pages are closed and any script error they had
+    (an uncaught exception, a console.error) fails the test."""
+    yield browser_process
+    errors = browser_process.close_pages()
+    if errors:
+        pytest.fail("script errors in the console:\n  " + "\n  ".join(errors), pytrace=False)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 
 CSRF = {"X-Requested-With": "smtptlsd"}
 COOKIE_RE = re.compile(r"^smtptlsd_session=([A-Za-z0-9_-]{43}); Path=/; HttpOnly; "
-                       r"SameSite=Strict$")
+                       r"SameSite=Strict(; Secure)?$")
 CLEARED = "smtptlsd_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
 
 
