@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "smtptlsd/log.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/sealed.h"
 #include "smtptlsd/util.h"
 
@@ -25,6 +26,8 @@
 static const char *const map_types[] = { "hash", "btree", "lmdb", "cdb", NULL };
 static const char *const secure_choices[] = { "auto", "yes", "no", NULL };
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
+
+static int check_manager_urls(const char *value, char *err, size_t errsize);
 
 const struct conf_key conf_keys[] = {
         KEY(listen_address, CONF_STRING, "127.0.0.1", 0, 0, "address the HTTP API listens on"),
@@ -90,6 +93,13 @@ const struct conf_key conf_keys[] = {
         KEY(cors_allowed_origins, CONF_STRING, "", 0, 0,
             "origins (scheme://host[:port], separated by spaces or commas) whose pages may call "
             "the API with a bearer token (empty: none)"),
+        { .name = "console_manager_urls",
+          .type = CONF_STRING,
+          .def = "",
+          .offset = offsetof(struct config, console_manager_urls),
+          .check = check_manager_urls,
+          .help = "manager=URL pairs (separated by spaces): the console links a row managed by "
+                  "that manager to the URL, {destination} replaced (empty: no links)" },
         { .name = "log_level",
           .type = CONF_CHOICE,
           .def = "info",
@@ -223,6 +233,14 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
                                 return -EINVAL;
                         }
                 }
+                if (k->check) {
+                        char msg[384];
+                        r = k->check(value, msg, sizeof(msg));
+                        if (r < 0) {
+                                snprintf(err, errsize, "%s: %s", key, msg);
+                                return r;
+                        }
+                }
                 char *d = strdup(value);
                 if (!d)
                         return -ENOMEM;
@@ -269,6 +287,91 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
         }
         *(int64_t *)field(c, k) = v;
         return 0;
+}
+
+#define MANAGER_URL_MAX 2048
+#define URL_PLACEHOLDER "{destination}"
+
+/* A URL template: http:// or https://, a host, then printable ASCII without quotes, angle
+ * brackets, backslash, caret, backquote, '|' or braces other than {destination}. */
+static bool manager_url_is_valid(const char *u, size_t n)
+{
+        size_t scheme = n >= 7 && !strncmp(u, "http://", 7)    ? 7
+                        : n >= 8 && !strncmp(u, "https://", 8) ? 8
+                                                               : 0;
+        if (!scheme || n > MANAGER_URL_MAX || scheme == n || strchr("/?#", u[scheme]))
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)u[i];
+                if (ch == '{' && n - i >= strlen(URL_PLACEHOLDER) &&
+                    !strncmp(u + i, URL_PLACEHOLDER, strlen(URL_PLACEHOLDER))) {
+                        i += strlen(URL_PLACEHOLDER) - 1;
+                        continue;
+                }
+                if (ch <= 0x20 || ch >= 0x7f || strchr("\"<>\\^`{|}", ch))
+                        return false;
+        }
+        return true;
+}
+
+int config_manager_urls_foreach(const char *value, manager_url_fn fn, void *userdata, char *err,
+                                size_t errsize)
+{
+        char name[POLICY_MANAGER_MAX + 1];
+        for (const char *s = value;;) {
+                s += strspn(s, " \t");
+                if (!*s)
+                        return 0;
+                size_t len = strcspn(s, " \t");
+                const char *eq = memchr(s, '=', len);
+                size_t nl = eq ? (size_t)(eq - s) : 0;
+                if (!eq || nl > POLICY_MANAGER_MAX) {
+                        snprintf(err, errsize,
+                                 "'%.*s' is not manager=URL (e.g. "
+                                 "domains=https://admin.example.net/domains?d={destination})",
+                                 (int)(len > 80 ? 80 : len), s);
+                        return -EINVAL;
+                }
+                memcpy(name, s, nl);
+                name[nl] = 0;
+                if (!policy_manager_is_valid(name)) {
+                        snprintf(err, errsize,
+                                 "'%s' is not a manager name ([a-z0-9][a-z0-9._-]{0,63})", name);
+                        return -EINVAL;
+                }
+                for (const char *o = value; o < s;) {
+                        o += strspn(o, " \t");
+                        if (o >= s)
+                                break;
+                        size_t ol = strcspn(o, " \t");
+                        if (ol > nl && o[nl] == '=' && !strncmp(o, name, nl)) {
+                                snprintf(err, errsize, "manager '%s' is named twice", name);
+                                return -EINVAL;
+                        }
+                        o += ol;
+                }
+                const char *url = eq + 1;
+                size_t ul = len - nl - 1;
+                if (!manager_url_is_valid(url, ul)) {
+                        snprintf(err, errsize,
+                                 "the URL of '%s' must be http:// or https:// with a host, at "
+                                 "most %d printable characters without quotes, spaces, angle "
+                                 "brackets or braces other than " URL_PLACEHOLDER,
+                                 name, MANAGER_URL_MAX);
+                        return -EINVAL;
+                }
+                if (fn) {
+                        int r = fn(s, nl, url, ul, userdata);
+                        if (r < 0)
+                                return r;
+                }
+                s += len;
+        }
+}
+
+static int check_manager_urls(const char *value, char *err, size_t errsize)
+{
+        return config_manager_urls_foreach(value, NULL, NULL, err, errsize);
 }
 
 static char *strip(char *s)

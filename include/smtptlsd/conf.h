@@ -48,6 +48,7 @@ struct config {
         int64_t session_idle_timeout;
         char *session_cookie_secure;
         char *cors_allowed_origins;
+        char *console_manager_urls;
         char *log_level;
         /* not a key: what key_encryption_key_file holds, read by config_load (NULL: none) */
         struct kek *kek;
@@ -61,6 +62,8 @@ struct conf_key {
         size_t offset;
         const char *const *choices; /* for CHOICE */
         const char *help;
+        /* for STRING: refuses a value at load (err names the problem), or NULL */
+        int (*check)(const char *value, char *err, size_t errsize);
 };
 
 extern const struct conf_key conf_keys[];
@@ -73,5 +76,14 @@ int config_load(struct config *c, const char *path, int required, char *err, siz
 /* Sets one key from text; used by config_load and by tests. */
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errsize);
 void config_free(struct config *c);
+/* console_manager_urls: `manager=URL-template` pairs separated by whitespace; the manager a
+ * policy manager name (policy_manager_is_valid), each once; the template an http:// or https://
+ * URL of printable ASCII that may hold {destination} (no other braces, quotes or angle
+ * brackets). Calls fn (NULL: only checks) with each pair, not NUL-terminated; returns 0, what fn
+ * returned when negative, or -EINVAL with err naming the bad pair. */
+typedef int (*manager_url_fn)(const char *name, size_t name_len, const char *url, size_t url_len,
+                              void *userdata);
+int config_manager_urls_foreach(const char *value, manager_url_fn fn, void *userdata, char *err,
+                                size_t errsize);
 /* Prints the effective configuration as `key = value` lines. */
 void config_print(const struct config *c, FILE *f);

@@ -9,6 +9,7 @@
 #include "smtptlsd/browser.h"
 #include "smtptlsd/conf.h"
 #include "smtptlsd/json_spec.h"
+#include "smtptlsd/policy.h"
 #include "smtptlsd/tokens.h"
 
 struct session_body {
@@ -87,15 +88,33 @@ static int need_session(struct request *req, struct problem *reterr)
                            "no console session: sign in with POST /api/v1/session");
 }
 
+static int add_manager_url(const char *name, size_t name_len, const char *url, size_t url_len,
+                           void *userdata)
+{
+        json_t *v = json_stringn(url, url_len);
+        char key[POLICY_MANAGER_MAX + 1];
+        snprintf(key, sizeof(key), "%.*s", (int)name_len, name);
+        return v && json_object_set_new(userdata, key, v) == 0 ? 0 : -ENOMEM;
+}
+
 int api_session_get(struct request *req, struct problem *reterr)
 {
+        char err[384];
         int r = need_session(req, reterr);
         if (r < 0)
                 return r;
+        json_t *urls = json_object();
+        /* checked at load: only memory can fail here */
+        if (!urls || config_manager_urls_foreach(req->app->cfg->console_manager_urls,
+                                                 add_manager_url, urls, err, sizeof(err)) < 0) {
+                json_decref(urls);
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        }
         return reply_json(req, 200,
-                          json_pack("{s:s, s:s, s:I}", "token_name", req->actor, "scope",
+                          json_pack("{s:s, s:s, s:I, s:o}", "token_name", req->actor, "scope",
                                     scope_to_string(req->scope), "idle_timeout",
-                                    (json_int_t)(req->app->cfg->session_idle_timeout / 1000000)));
+                                    (json_int_t)(req->app->cfg->session_idle_timeout / 1000000),
+                                    "manager_urls", urls));
 }
 
 int api_session_delete(struct request *req, struct problem *reterr)

@@ -167,6 +167,70 @@ static void test_print_round_trips(void **state)
         free(path);
 }
 
+static int collect_url(const char *name, size_t nl, const char *url, size_t ul, void *userdata)
+{
+        char *out = userdata;
+        size_t o = strlen(out);
+        snprintf(out + o, 512 - o, "[%.*s|%.*s]", (int)nl, name, (int)ul, url);
+        return 0;
+}
+
+/* console_manager_urls: manager=URL pairs, checked when the configuration is loaded. */
+static void test_console_manager_urls(void **state)
+{
+        static const char *const good[] = {
+                "",
+                "domains=https://admin.example.net/domains?d={destination}",
+                "  "
+                "domains=http://10.0.0.5:8080/x\tsasl.auth=https://h/{destination}/{destination} ",
+        };
+        static const char *const bad[] = {
+                "domains",                               /* no '=' */
+                "Domains=https://h/",                    /* manager name upper case */
+                "=https://h/",                           /* no name */
+                "domains=javascript:alert(1)",           /* not http(s) */
+                "domains=ftp://h/",                      /* not http(s) */
+                "domains=https://",                      /* no host */
+                "domains=https:///path",                 /* no host */
+                "domains=https://h/\"onclick=",          /* a quote */
+                "domains=https://h/<script>",            /* angle brackets */
+                "domains=https://h/{dest}",              /* another placeholder */
+                "domains=https://h/\xc3\xa9",            /* not ASCII */
+                "domains=https://a/ domains=https://b/", /* a manager twice */
+        };
+        char err[256], out[512];
+        struct config c;
+        for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+                memset(&c, 0, sizeof(c));
+                assert_int_equal(config_set(&c, "console_manager_urls", good[i], err, sizeof(err)),
+                                 0);
+                assert_string_equal(c.console_manager_urls, good[i]);
+                free(c.console_manager_urls);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                memset(&c, 0, sizeof(c));
+                err[0] = 0;
+                if (config_set(&c, "console_manager_urls", bad[i], err, sizeof(err)) != -EINVAL)
+                        fail_msg("accepted console_manager_urls = %s", bad[i]);
+                assert_non_null(strstr(err, "console_manager_urls: "));
+                assert_null(c.console_manager_urls);
+        }
+        out[0] = 0;
+        assert_int_equal(config_manager_urls_foreach(good[2], collect_url, out, err, sizeof(err)),
+                         0);
+        assert_string_equal(out,
+                            "[domains|http://10.0.0.5:8080/x][sasl.auth|https://h/{destination}/"
+                            "{destination}]");
+        /* a bad line in the file stops the load, naming the line */
+        clear_env();
+        char *path = write_temp("console_manager_urls = domains=file:///etc/passwd\n");
+        assert_true(config_load(&c, path, 1, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, ":1: console_manager_urls: "));
+        config_free(&c);
+        unlink(path);
+        free(path);
+}
+
 /* docs/configuration.md is the reference: every key of the table must have a row there. */
 static void test_docs_list_every_key(void **state)
 {
@@ -198,6 +262,7 @@ int main(void)
                 cmocka_unit_test(test_env_overrides_file),
                 cmocka_unit_test(test_errors_name_the_line),
                 cmocka_unit_test(test_print_round_trips),
+                cmocka_unit_test(test_console_manager_urls),
                 cmocka_unit_test(test_docs_list_every_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
