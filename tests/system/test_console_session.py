@@ -43,7 +43,8 @@ def test_session_life_cycle(daemon, pg):
     assert rows == [hashlib.sha256(sid.encode()).hexdigest() + "|admin"], rows
     r = d.get("/api/v1/session", token=None, headers=with_cookie(sid))
     assert r.status == 200, r
-    assert r.body == {"token_name": "admin", "scope": "admin", "idle_timeout": 1800}, r
+    assert r.body == {"token_name": "admin", "scope": "admin", "idle_timeout": 1800,
+                      "manager_urls": {}}, r
     assert sid.encode() not in r.raw and d.token.encode() not in r.raw
     # last_used_at is not a write per request: at most once a minute with a 30 min idle time
     used = "SELECT last_used_at = created_at FROM sessions"
