@@ -85,7 +85,7 @@ export async function render(main, ctx) {
       ...['Domain', 'Encryption mode', 'Note', 'Enabled', 'Updated', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
     tbody);
 
-  main.append(
+  main.append(...[
     el('p', { class: 'muted intro' }, 'Per-destination overrides of the outbound TLS mode, in Postfix\'s ',
       el('code', {}, 'smtp_tls_policy_maps'), '. A change reaches Postfix without a reload.'),
     readOnly ? el('p', { class: 'notice warn read-only' }, READ_ONLY_REASON) : null,
@@ -94,7 +94,7 @@ export async function render(main, ctx) {
       field('Search', search), field('Encryption mode filter', levelFilter), field('Rows', managedFilter)),
     el('div', { class: 'toolbar' }, addButton, importButton, exportJson, exportMap, deleteSelected),
     el('div', { class: 'table-wrap' }, table),
-    el('div', { class: 'toolbar pager' }, prev, pageInfo, next));
+    el('div', { class: 'toolbar pager' }, prev, pageInfo, next)].filter(Boolean));
   disableForReadOnly(main, session);
   for (const b of [addButton, importButton, deleteSelected]) if (readOnly) b.title = READ_ONLY_REASON;
 
@@ -134,7 +134,8 @@ export async function render(main, ctx) {
   }
 
   function rowOf(p) {
-    const cell = (label, ...c) => el('td', { 'data-label': label }, ...c);
+    // one child per cell: on phones the cell is a grid of its label and this
+    const cell = (label, ...c) => el('td', { 'data-label': label }, c.length ? el('div', { class: 'cell' }, ...c) : null);
     const managed = !!p.managed_by;
     const select = managed ? cell('Select')
       : cell('Select', el('input', { type: 'checkbox', class: 'pick', 'aria-label': `Select ${p.destination}`, value: p.destination }));
@@ -358,13 +359,13 @@ function policyForm(row) {
       ? 'The destination is the row\'s key: to rename, add a new row and delete this one.'
       : 'A domain (example.com), its subdomains only (.example.com), or a next-hop as the transport map spells it ([mx.example.net]:587).' }),
     levelField,
+    callout,
     el('fieldset', { class: 'attrs' }, el('legend', {}, 'Attributes of this mode'),
       el('p', { class: 'hint no-attrs' }, 'No TLS: this mode takes no attribute.'),
       ...ALL_ATTRS.map((a) => wraps[a]), datalist),
     field('Note', note, { field: '/note', hint: 'Free text shown in the table (not written to Postfix).' }),
     el('div', { class: 'field' }, el('label', { class: 'inline', for: enabled.id }, enabled, 'Enabled'),
       el('p', { class: 'hint' }, 'A disabled row stays here but is left out of Postfix\'s map.')),
-    callout,
     el('div', { class: 'actions' }, el('button', { type: 'submit' }, 'Save'),
       el('button', { type: 'button', class: 'secondary cancel' }, 'Cancel')));
   enabled.dataset.field = '/enabled';
@@ -389,6 +390,16 @@ function policyForm(row) {
   }
   level.addEventListener('change', follow);
   follow();
+  // a refusal shown next to a control goes once that control is edited
+  const mended = (ev) => {
+    const c = ev.target;
+    if (c.getAttribute('aria-invalid') !== 'true') return;
+    c.removeAttribute('aria-invalid');
+    const msg = document.getElementById(c.getAttribute('aria-errormessage'));
+    if (msg) msg.remove();
+  };
+  element.addEventListener('input', mended);
+  element.addEventListener('change', mended);
 
   const items = (text, sep) => text.split(sep).map((s) => s.trim()).filter(Boolean);
   return {
