@@ -70,6 +70,17 @@ def test_add_edit_delete_managed_and_import(make_policy_site, browser):  # noqa:
         if (await dlg.getByLabel('Domain').getAttribute('aria-invalid') !== 'true')
             throw new Error('Domain not marked invalid');
     """)
+    # a bad attribute: next to its field (Protocols), in words
+    page.run("""
+        const dlg = page.getByRole('dialog');
+        await dlg.getByLabel('Domain').fill('ok.example');
+        await dlg.getByLabel('Protocols').fill('TLSv9');
+        await dlg.getByRole('button', { name: 'Save' }).click();
+        const err = dlg.locator('.field:has(input[data-field="/protocols"]) + .field-error');
+        await err.waitFor();
+        if (!(await err.innerText()).includes('TLSv9')) throw new Error(await err.innerText());
+        await dlg.getByLabel('Protocols').fill('');
+    """)
     assert site.snapshot() == before, "a refused add changed something"
 
     # the attribute fields follow the level: match for secure (and tafile), not for may
@@ -223,6 +234,17 @@ def test_add_edit_delete_managed_and_import(make_policy_site, browser):  # noqa:
     r = site.bulk(body["items"], "?dry_run=true")
     assert (r.status, r.body["added"], r.body["changed"], r.body["removed"]) == (200, 0, 0, 0), r
 
+    # several rows at once: the checkboxes and "Delete selected"
+    page.run("""
+        for (const d of ['keep.example', 'new.example'])
+            await page.getByRole('checkbox', { name: `Select ${d}` }).check();
+        await page.getByRole('button', { name: 'Delete selected (2)' }).click();
+        await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+        await page.locator('.notice.ok').filter({ hasText: 'Deleted keep.example' }).waitFor();
+        await page.locator('tbody tr[data-destination="new.example"]').waitFor({ state: 'detached' });
+    """)
+    assert site.map_query("keep.example", "new.example") == {}
+
     # the layout at 390 px: the table stacks, nothing scrolls sideways; the dialogs too
     phone = open_page(site, browser, *PHONE)
     phone.run(f"await {row(phone, MANAGED)}.getByText('Managed by domains').waitFor()")
@@ -243,7 +265,11 @@ def test_add_edit_delete_managed_and_import(make_policy_site, browser):  # noqa:
         await page.getByRole('dialog').getByLabel('Or paste it here').fill(args.text);
         await page.getByRole('dialog').getByRole('button', { name: 'Preview' }).click();
         await page.getByRole('dialog').getByRole('button', { name: 'Apply' }).waitFor();
-    """, text="keep.example encrypt\nfresh.example dane\n")
+    """, text=json.dumps({"items": body["items"] + [
+        {"destination": MANAGED, "level": "may", "managed_by": "domains"}]}))
+    text = phone.text("dialog")
+    assert "2 Added" in text and "0 Removed" in text and "2 Unchanged" in text, text
+    assert "1 managed row was left out" in text, text
     assert phone.no_horizontal_scroll()
     phone.screenshot("policies-bulk")
     assert page.errors() == [] and phone.errors() == []
