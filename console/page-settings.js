@@ -12,13 +12,14 @@ import {
 
 // The seed's three modes, with its advice ("Use when").
 const MODES = [
-  { value: 'none', label: 'Disabled',
+  { value: 'none', label: 'Disabled', verdict: 'Not for the Internet.',
     advice: 'No STARTTLS is advertised: every message travels in cleartext. For test or isolated '
-      + 'networks; not recommended for a server exposed to the Internet.' },
-  { value: 'may', label: 'Opportunistic TLS (may) — Recommended',
+      + 'networks only.' },
+  { value: 'may', label: 'Opportunistic TLS (may) — Recommended', verdict: 'Recommended.',
     advice: 'The standard for the public Internet. STARTTLS is advertised; peers that support it '
       + 'use it, peers that don\'t fall back to cleartext, so no mail is lost.' },
   { value: 'encrypt', label: 'Mandatory TLS (encrypt) — not recommended for Internet-facing servers',
+    verdict: 'Not recommended for Internet-facing servers.',
     advice: 'For closed networks where every peer is known to support TLS. On the open Internet this '
       + 'drops mail from any sender that can\'t negotiate STARTTLS (a long tail of misconfigured '
       + 'small senders) and defers mail to every MX without STARTTLS. To require TLS for a few '
@@ -147,7 +148,7 @@ export async function render(main, ctx) {
   const inboundLevel = () => inbound.value || mode.value;
   function modeChanged(animate = true) {
     const m = MODES.find((x) => x.value === mode.value);
-    advice.textContent = m ? m.advice : '';
+    advice.replaceChildren(el('strong', {}, `${m.verdict} `), m.advice);
     advice.className = `mode-advice ${mode.value === 'may' ? 'ok' : 'warn'}`;
     reveal(certPart, inboundLevel() !== 'none', animate);
   }
@@ -382,7 +383,7 @@ function planView(plan) {
   if (plan.tls_policy_diff) {
     const pre = el('pre', { class: 'diff', 'aria-label': 'Policy map changes' });
     for (const line of plan.tls_policy_diff.replace(/\n$/, '').split('\n'))
-      pre.append(el('span', { class: line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : '' }, line));
+      pre.append(el('span', { class: /^(\+\+\+|---|@@)/.test(line) ? 'hdr' : line[0] === '+' ? 'add' : line[0] === '-' ? 'del' : null }, line));
     box.append(el('h3', {}, 'Policy map'), pre);
   }
   box.append(el('p', { class: 'reload' }, plan.reload
