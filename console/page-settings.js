@@ -233,6 +233,7 @@ export async function render(main, ctx) {
 
   async function preview() {
     clearProblem(form);
+    results.replaceChildren(el('p', { class: 'muted' }, 'Working out what Save would do…'));
     busy(true);
     const r = await call('PUT', '/api/v1/settings', { body: body(), query: { dry_run: 'true' } });
     busy(false);
@@ -291,6 +292,14 @@ export async function render(main, ctx) {
       refuse(e);
       return;
     }
+    // The check of what smtpd serves runs after a reload, once the job is applied: wait for it
+    // (bounded: the verifier gives up after 15 s).
+    for (const end = Date.now() + 20000; job.reload && job.verified == null && Date.now() < end;) {
+      progress.say(`Job ${job.id} applied; checking what Postfix serves now…`, 'info');
+      await new Promise((ok) => setTimeout(ok, 500));
+      if (!alive) return;
+      job = await followJob(job.id); // one GET: the job has finished
+    }
     await load();
     const lines = [];
     lines.push(job.changed
@@ -303,7 +312,7 @@ export async function render(main, ctx) {
 
   // What the check after the reload found, in words.
   async function verification(job) {
-    if (job.verified === null || job.verified === undefined) return [];
+    if (job.verified == null) return job.reload ? ['What Postfix serves could not be checked yet: see Overview.'] : [];
     const s = loaded;
     if (job.verified && inboundLevel() === 'none' && !s.certificate) return ['Postfix now offers no STARTTLS (checked).'];
     const st = await call('GET', '/api/v1/status');

@@ -62,10 +62,25 @@ def test_bind_a_certificate_through_the_page_and_postfix_serves_it(make_site, ce
         check(labels.join('|') === 'Disabled|Opportunistic TLS (may) — Recommended|'
               + 'Mandatory TLS (encrypt) — not recommended for Internet-facing servers', labels.join('|'));
         await page.getByText('peers that don\\'t fall back to cleartext', { exact: false }).waitFor();
+        // it slides (a CSS transition) unless the user prefers reduced motion
+        await page.emulateMedia({ reducedMotion: 'no-preference' });
+        const part = page.locator('#settings-certificate');
+        check(await part.evaluate((e) => getComputedStyle(e).transitionDuration) !== '0s', 'no transition');
+        await part.evaluate((e) => {
+          e.seen = [];
+          new MutationObserver(() => e.seen.push({ hidden: e.hidden, collapsed: e.classList.contains('collapsed'),
+                                                   at: performance.now() })).observe(e, { attributes: true });
+        });
         await mode.selectOption('none');
-        await picker.waitFor({ state: 'hidden' });
+        await page.waitForFunction(() => document.getElementById('settings-certificate').hidden);
+        const seen = await part.evaluate((e) => e.seen);
+        const out = seen.find((x) => x.collapsed && !x.hidden), gone = seen.find((x) => x.hidden);
+        check(out && gone && gone.at - out.at >= 200, 'it did not slide out: ' + JSON.stringify(seen));
         await mode.selectOption('may');
         await picker.waitFor({ state: 'visible' });
+        await page.emulateMedia({ reducedMotion: 'reduce' });
+        check(await part.evaluate((e) => getComputedStyle(e).transitionDuration) === '0s',
+              'it moves although the user prefers reduced motion');
     """)
 
     # Opportunistic without a certificate: the refusal, in words, next to the certificate field
@@ -106,6 +121,19 @@ def test_bind_a_certificate_through_the_page_and_postfix_serves_it(make_site, ce
                  "Type", "Imported", "Expires", info["not_after"][:10], "days"):
         assert fact in facts, (fact, facts)
 
+    # the warnings of a legal but likely wrong choice, in words
+    plan = page.run(JS_CONTROLS + """
+        await mode.selectOption('encrypt');
+        await preview.click();
+        const warning = page.locator('.plan .warnings li').first();
+        await warning.waitFor();
+        const text = await page.locator('.plan').innerText();
+        await mode.selectOption('may');
+        return text;
+    """)
+    assert "Warning: " in plan and "mandatory_inbound" not in plan, plan
+    assert "+ smtpd_tls_security_level = encrypt" in plan, plan
+
     # Preview: the main.cf diff and the reload, and nothing changes
     plan = page.run(JS_CONTROLS + """
         await preview.click();
@@ -122,7 +150,6 @@ def test_bind_a_certificate_through_the_page_and_postfix_serves_it(make_site, ce
     page.run("await page.getByText('Advanced', { exact: true }).click();"
              "await page.getByLabel('TLS log level').waitFor()")
     assert page.no_horizontal_scroll()
-    page.screenshot("settings")
 
     # Save: the job's progress, then what Postfix serves, as the page says and as openssl sees it
     text = page.run(JS_CONTROLS + """
@@ -135,6 +162,8 @@ def test_bind_a_certificate_through_the_page_and_postfix_serves_it(make_site, ce
     fingerprint = mx.fingerprint()
     assert f"Postfix now serves mx-primary (fingerprint {fingerprint})" in text, text
     assert pf.served_certificate() == fingerprint
+    assert page.no_horizontal_scroll()
+    page.screenshot("settings")  # a certificate picked, Advanced open, the outcome of Save
     s = site.settings()
     assert (s["mode"], s["certificate"], s["managed"]) == ("may", "mx-primary", True), s
 
