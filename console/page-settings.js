@@ -540,6 +540,7 @@ function certificatePicker({ label, pointer, hint, reason }, stops) {
   function set(c) {
     picked = c;
     input.value = c ? c.name : '';
+    status.textContent = '';
     showDetails(c);
   }
 

@@ -221,6 +221,24 @@ def test_keyboard_phone_conflict_and_read_only(make_site, certs, browser):
     assert page.no_horizontal_scroll()
     page.screenshot("settings")
 
+    # a refusal of the worker (the job fails) next to its field, in the Advanced part it opens
+    text = page.run(JS_CONTROLS + """
+        const ca = page.getByLabel('Outbound CA file');
+        await ca.fill('/nonexistent/ca-bundle.pem');
+        await page.getByText('Advanced', { exact: true }).click();  // closed again
+        check(!(await ca.isVisible()), 'Advanced did not close');
+        await save.click();
+        const error = page.locator('.field:has([data-field="/outbound_ca"]) + .field-error');
+        await error.waitFor({ timeout: 30000 });
+        await page.getByText('failed: nothing was changed').waitFor();
+        check(await ca.isVisible(), 'Advanced was not opened to show the refusal');
+        const text = await error.innerText();
+        await ca.fill('system');
+        return text;
+    """)
+    assert "/nonexistent/ca-bundle.pem" in text and "invalid_value" not in text, text
+    assert site.settings()["managed"] is False
+
     # someone else changes the settings meanwhile: Save is a conflict, offered to reload
     assert d.http("PATCH", "/api/v1/settings", {"loglevel": 2}).status == 200
     page.run(JS_CONTROLS + """
