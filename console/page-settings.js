@@ -171,7 +171,9 @@ export async function render(main, ctx) {
     outboundCa.value = s.outbound_ca;
     primary.set(cert(s.certificate));
     additional.set(cert(s.additional_certificate));
-    if (s.additional_certificate) advanced.open = true;
+    // what differs from a new installation's defaults is not tucked away
+    if (s.inbound_mode || s.outbound_mode || s.additional_certificate || s.profile !== 'intermediate'
+        || !s.auth_only || s.received_header || s.loglevel !== 1 || s.outbound_ca !== 'system') advanced.open = true;
     managedNote.hidden = s.managed;
     modeChanged(false);
   }
@@ -313,13 +315,12 @@ export async function render(main, ctx) {
   // What the check after the reload found, in words.
   async function verification(job) {
     if (job.verified == null) return job.reload ? ['What Postfix serves could not be checked yet: see Overview.'] : [];
-    const s = loaded;
-    if (job.verified && inboundLevel() === 'none' && !s.certificate) return ['Postfix now offers no STARTTLS (checked).'];
+    if (job.verified && inboundLevel() === 'none') return ['Postfix now offers no STARTTLS (checked).'];
     const st = await call('GET', '/api/v1/status');
     if (!alive || st.status !== 200) return [];
     if (job.verified === false || st.data.certificate?.served_fingerprint_matches === false)
       return [`Postfix does not serve the bound certificate: ${st.data.verification?.detail || 'the check after the reload saw another one'}.`];
-    if (inboundLevel() === 'none') return ['Postfix now offers no STARTTLS (checked).'];
+    const s = loaded;
     const names = [s.certificate, s.additional_certificate].filter(Boolean);
     const parts = await Promise.all(names.map(async (n) => {
       const c = await call('GET', `/api/v1/certificates/${encodeURIComponent(n)}`);

@@ -218,7 +218,18 @@ def test_keyboard_phone_conflict_and_read_only(make_site, certs, browser):
         check(await picker.inputValue() === 'mx-a', 'mx-a not picked');
     """)
     assert page.no_horizontal_scroll()
-    page.run("await page.getByText('Advanced', { exact: true }).click()")
+    # the additional certificate: the one above and one of its key type cannot be picked
+    page.run(JS_CONTROLS + """
+        await page.getByText('Advanced', { exact: true }).click();
+        const second = page.getByRole('combobox', { name: 'Additional certificate (another key type)' });
+        await second.fill('mx-');
+        await listed(['mx-a', 'mx-b']);
+        const same = page.getByRole('option', { name: /^mx-a/ });
+        check(await same.getAttribute('aria-disabled') === 'true', 'mx-a offered twice');
+        check((await same.innerText()).includes('It is the certificate above already'), await same.innerText());
+        await page.getByRole('option', { name: /^mx-b/ }).click();
+        check(await second.inputValue() === 'mx-b', 'mx-b not picked as the additional certificate');
+    """)
     assert page.no_horizontal_scroll()
     page.screenshot("settings")
 
