@@ -118,6 +118,14 @@ export function sortPem(sources) {
   };
 }
 
+// Text that may wrap after its dots, commas, '=' and '-' (names, distinguished names).
+function breakable(text) {
+  const out = [];
+  for (const part of String(text).split(/(?<=[.,=@-])/)) out.push(part, el('wbr'));
+  out.pop();
+  return out;
+}
+
 // ---- the page ------------------------------------------------------------------------------
 export async function render(main, ctx) {
   pageStyle('certificates');
@@ -140,14 +148,14 @@ export async function render(main, ctx) {
     el('caption', { class: 'skip' }, 'Certificates in the store'),
     el('thead', {}, el('tr', {}, HEAD.map((h) => el('th', { scope: 'col' }, h)))), tbody);
 
-  main.append(
+  main.append(...[
     el('p', { class: 'muted' }, 'The certificates Postfix can serve: uploaded here (imported), found in the ACME ',
       'live directory (acme), and the operating system\'s own (system). Bind one in ',
       el('a', { href: '/console/settings', 'data-internal': '' }, 'TLS settings'), '.'),
     el('div', { class: 'toolbar cert-toolbar' },
       field('Search', search), field('Type', type), el('div', { class: 'cert-buttons' }, upload, rescan)),
     readOnly ? el('p', { class: 'callout read-only' }, READ_ONLY_REASON) : null,
-    status, count, el('div', { class: 'table-wrap' }, table));
+    status, count, el('div', { class: 'table-wrap' }, table)].filter(Boolean));
   disableForReadOnly(main, ctx.session);
 
   search.addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(load, 250); });
@@ -200,13 +208,13 @@ export async function render(main, ctx) {
       actions.push(el('span', { class: 'muted' }, 'System certificate: cannot be replaced, deleted or bound'));
     }
     return el('tr', { dataset: { name: c.name } },
-      td('Name', el('strong', {}, c.name)),
+      td('Name', el('strong', {}, breakable(c.name))),
       td('Type', c.type),
-      td('Subject', c.subject),
-      td('DNS names', c.dns_names.length ? el('ul', { class: 'dns' }, c.dns_names.map((d) => el('li', {}, d))) : '—'),
-      td('Issuer', c.issuer, c.self_signed ? el('span', { class: 'muted' }, ' (self-signed)') : null),
+      td('Subject', breakable(c.subject)),
+      td('DNS names', c.dns_names.length ? el('ul', { class: 'dns' }, c.dns_names.map((d) => el('li', {}, breakable(d)))) : '—'),
+      td('Issuer', breakable(c.issuer), c.self_signed ? el('span', { class: 'muted' }, ' (self-signed)') : null),
       td('Days left', daysLeftBadge(c.days_left)),
-      td('Chain verified', c.chain_verified ? badge('verified', 'ok') : badge('not verified', 'warn')),
+      td('Chain verified', c.chain_verified ? badge('yes', 'ok') : badge('no', 'warn')),
       td('In use', ...inUse),
       td('ACME missing', c.type !== 'acme' ? '—'
         : c.missing ? badge('live directory gone', 'bad') : 'no'),
@@ -304,7 +312,7 @@ export async function render(main, ctx) {
       if (r.status === 200 || r.status === 201) {
         d.finish(true);
         const name = r.data.name;
-        outcome(rotating ? `Replaced ${name}` : `Uploaded ${name}`, r.jobId, r.data, cert && cert.in_use);
+        outcome(rotating ? `Replaced ${name}` : `Uploaded ${name}`, r.jobId, r.data);
         load();
         return;
       }
@@ -314,7 +322,7 @@ export async function render(main, ctx) {
   }
 
   // The result of a write: the job, its warnings and, after a reload, what Postfix serves.
-  async function outcome(what, jobId, certData, bound) {
+  async function outcome(what, jobId, certData) {
     const say = (parts, kind = 'ok') => { if (alive) notice(status, parts, kind); };
     const head = `${what}${jobId ? ` (job ${jobId})` : ''}.`;
     say([el('p', {}, head)]);
@@ -327,7 +335,8 @@ export async function render(main, ctx) {
       return say(lines, 'bad');
     }
     if (!job.reload) {
-      if (bound === false || !certData.in_use) lines.push(el('p', {}, 'It is not bound: Postfix was not reloaded.'));
+      lines.push(el('p', {}, job.changed === false ? 'Nothing changed (the same certificate): Postfix was not reloaded.'
+        : certData.in_use ? 'Postfix was not reloaded.' : 'It is not bound: Postfix was not reloaded.'));
       return say(lines, job.warnings && job.warnings.length ? 'warn' : 'ok');
     }
     lines.push(el('p', {}, 'Postfix reloaded; checking that it serves the new certificate…'));

@@ -5,8 +5,10 @@ stored), replacing the bound certificate (the real Postfix serves the new one), 
 bound certificate with the reason on screen, no delete for the system certificate, the ACME rescan,
 a read-only session, the phone layout."""
 import os
+import shutil
 
 from tests.harness.browser import PHONE
+from tests.harness.util import wait_until
 from tests.system.conftest import setup_tokens
 from tests.system.test_certificates import (  # noqa: F401 (make_site is a fixture)
     HOST, Lineage, acme_leaf, json_body, make_site)
@@ -138,6 +140,9 @@ def test_upload_paste_files_refusal_search_delete_and_phone(make_site, certs, br
         await page.getByText('Deleted filed').waitFor();
     """, row=ROW.format("filed"))
     assert "filed" not in names(d)
+    # the ten columns fit a desktop window: the table does not scroll sideways
+    assert page.run("return await page.locator('.table-wrap').evaluate("
+                    "(w) => w.scrollWidth <= w.clientWidth)")
     page.screenshot("certificates")
 
     phone = open_page(browser, d, size=PHONE)
@@ -146,11 +151,19 @@ def test_upload_paste_files_refusal_search_delete_and_phone(make_site, certs, br
     label = phone.run("""return await page.locator(args.row).locator('td').nth(5).evaluate(
         (td) => getComputedStyle(td, '::before').content)""", row=ROW.format("pasted"))
     assert label == '"Days left"', label
-    phone.run("await page.getByRole('button', { name: 'Upload', exact: true }).click();"
-              "await page.getByRole('dialog', { name: 'Upload a certificate' }).waitFor()")
-    assert phone.no_horizontal_scroll()
-    phone.run("await page.keyboard.press('Escape')")
     phone.screenshot("certificates")
+    # the upload dialog fits too, and says what it read
+    phone.run("""
+        await page.getByRole('button', { name: 'Upload', exact: true }).click();
+        const dlg = page.getByRole('dialog', { name: 'Upload a certificate' });
+        await dlg.getByLabel('PEM text').fill(args.pem);
+        await dlg.locator('ul.pem-summary').filter({ hasText: 'Chain: 1 certificate' }).waitFor();
+    """, pem=chained.read() + inter.read() + chained.read("key"))
+    assert phone.no_horizontal_scroll()
+    summary = phone.text("ul.pem-summary")
+    assert "Certificate: mx.test.example (from the pasted text)" in summary, summary
+    assert "Private key: found" in summary, summary
+    phone.run("await page.keyboard.press('Escape')")
 
 
 def test_replace_bound_delete_refused_rescan_and_read_only(make_site, certs, browser):
@@ -165,6 +178,28 @@ def test_replace_bound_delete_refused_rescan_and_read_only(make_site, certs, bro
     assert site.pf.served_certificate() == old.fingerprint()
     page = open_page(browser, d)
     assert "as the SMTP TLS certificate" in page.text(ROW.format("mx"))
+
+    # a replace of a certificate someone changed meanwhile: refused (If-Match), said in words
+    mid = certs.leaf("console-mid", (HOST,), kind="ec")
+    page.run("""
+        await page.getByRole('button', { name: 'Replace mx' }).click();
+        const dlg = page.getByRole('dialog', { name: 'Replace mx' });
+        await dlg.getByRole('button', { name: 'Replace', exact: true }).and(
+            page.locator(':enabled')).waitFor();
+    """)
+    site.put_ok("mx", json_body(mid), status=200)
+    text = page.run("""
+        const dlg = page.getByRole('dialog', { name: 'Replace mx' });
+        await dlg.getByLabel('PEM text').fill(args.pem);
+        await dlg.getByRole('button', { name: 'Replace', exact: true }).click();
+        const e = dlg.locator('.form-error');
+        await e.waitFor();
+        const text = await e.innerText();
+        await dlg.getByRole('button', { name: 'Cancel' }).click();
+        return text;
+    """, pem=new.read("key") + new.read())
+    assert "changed meanwhile" in text, text
+    assert site.get("mx")["sha256_fingerprint"] == mid.fingerprint()
 
     # replace the bound certificate in place: Postfix reloaded, and it serves the new one
     page.run("""
@@ -204,6 +239,14 @@ def test_replace_bound_delete_refused_rescan_and_read_only(make_site, certs, bro
     """, row=ROW.format("mail"))
     assert "mail" in names(d, "?type=acme")
     assert "Managed by the ACME client" in page.text(ROW.format("mail"))
+    # bound, then its live directory gone: kept, and the table says so
+    site.bind("mail")
+    shutil.rmtree(mail.live)
+    wait_until(lambda: site.get("mail")["missing"] is True, 10, "the bound certificate missing")
+    page.goto("/console/certificates")
+    page.run("await page.locator(args.row).locator('td[data-label=\"ACME missing\"]')"
+             ".filter({ hasText: 'live directory gone' }).waitFor()", row=ROW.format("mail"))
+    assert "as the SMTP TLS certificate" in page.text(ROW.format("mail"))
 
     # a read-only session sees the table; every write is disabled, saying why
     ro = open_page(browser, d, token=d.read_token)
