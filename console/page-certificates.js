@@ -118,10 +118,10 @@ export function sortPem(sources) {
   };
 }
 
-// Text that may wrap after its dots, commas, '=' and '-' (names, distinguished names).
+// Text that may wrap after its dots, commas, @ and - (names, distinguished names).
 function breakable(text) {
   const out = [];
-  for (const part of String(text).split(/(?<=[.,=@-])/)) out.push(part, el('wbr'));
+  for (const part of String(text).split(/(?<=[.,@-])/)) out.push(part, el('wbr'));
   out.pop();
   return out;
 }

@@ -113,6 +113,26 @@ def test_upload_paste_files_refusal_search_delete_and_phone(make_site, certs, br
     page.run("await page.locator(args.row).waitFor()", row=ROW.format("filed"))
     assert site.get("filed")["sha256_fingerprint"] == ec.fingerprint()
 
+    # files dropped on the dialog (certificate first, then the key)
+    rsa = certs.rsa_leaf()
+    page.run("""
+        await page.getByRole('button', { name: 'Upload', exact: true }).click();
+        const dlg = page.getByRole('dialog', { name: 'Upload a certificate' });
+        await dlg.getByLabel('Name', { exact: true }).fill('dropped');
+        const dt = await page.evaluateHandle((files) => {
+            const dt = new DataTransfer();
+            for (const [name, text] of files) dt.items.add(new File([text], name));
+            return dt;
+        }, args.files);
+        await dlg.locator('form').dispatchEvent('drop', { dataTransfer: dt });
+        await dlg.locator('ul.pem-summary').filter({ hasText: 'Private key: found (from privkey.pem)' })
+                 .waitFor();
+        await dlg.getByRole('button', { name: 'Upload', exact: true }).click();
+        await page.locator(args.row).waitFor();
+    """, files=[["cert.pem", rsa.read()], ["privkey.pem", rsa.read("key")]],
+        row=ROW.format("dropped"))
+    assert site.get("dropped")["sha256_fingerprint"] == rsa.fingerprint()
+
     # search and type filter
     shown = page.run("""
         await page.getByLabel('Search').fill('filed');
