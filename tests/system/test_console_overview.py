@@ -139,9 +139,25 @@ def test_overview_shows_the_served_certificate_and_drift_as_it_happens(make_site
     replies = page.run("return page.statusReplies")
     assert replies[0] == 200 and replies.count(304) >= 2 and replies[1:].count(200) == 0, replies
 
-    # a hand edit of main.cf shows as drift, by the page's own refresh (no reload)
-    hand_edit(site, "smtpd_tls_loglevel = 1\n", "smtpd_tls_loglevel = 3\n")
+    # a hidden tab does not poll ...
     page.run("""
+        await page.evaluate(() => {
+            Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+            document.dispatchEvent(new Event('visibilitychange'));
+        });
+        await page.waitForTimeout(500);  // a request already in flight comes back
+    """)
+    n = len(page.run("return page.statusReplies"))
+    hand_edit(site, "smtpd_tls_loglevel = 1\n", "smtpd_tls_loglevel = 3\n")
+    page.run("await page.waitForTimeout(3500)")  # longer than one polling period
+    assert len(page.run("return page.statusReplies")) == n, "a hidden page polled"
+    # ... and once shown again, the hand edit of main.cf shows as drift, by the page's own
+    # refresh (no reload)
+    page.run("""
+        await page.evaluate(() => {
+            delete document.hidden;  // the Document's own getter again
+            document.dispatchEvent(new Event('visibilitychange'));
+        });
         const drift = page.getByRole('region', { name: 'Drift' });
         const row = drift.getByRole('row').filter({ hasText: 'smtpd_tls_loglevel' });
         await row.waitFor({ timeout: 20000 });
