@@ -137,7 +137,8 @@ function jobDetails(j) {
   fact('Target', el('code', {}, j.target));
   if (j.location) fact('Resource', el('code', {}, j.location));
   fact('Created', when(j.created_at));
-  fact('Started', j.started_at ? when(j.started_at) : el('span', { class: 'muted' }, j.finished_at ? '—' : 'not yet'));
+  if (j.started_at || !j.finished_at) // the list leaves started_at out
+    fact('Started', j.started_at ? when(j.started_at) : el('span', { class: 'muted' }, 'not yet'));
   fact('Finished', j.finished_at ? when(j.finished_at) : el('span', { class: 'muted' }, 'not yet'));
   fact('Generation', j.generation !== null ? String(j.generation)
     : el('span', { class: 'muted' }, j.status === 'applied' ? 'none: the job changed nothing' : 'none'));

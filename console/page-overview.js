@@ -78,6 +78,10 @@ function drawStatus(s) {
   fact('Postfix', s.postfix.running ? badge('running', 'ok') : badge('not running', 'bad'),
     s.postfix.version ? ` version ${s.postfix.version}` : '',
     el('span', { class: 'muted' }, ` · ${s.postfix.config_directory}`));
+  const last = s.last_job;
+  if (last && last.status === 'failed' && last.error)
+    fact('Last apply', el('span', { class: 'error' }, 'failed: ', last.error.detail || last.error.code, ' '),
+      el('a', { href: `/console/jobs#id=${last.id}`, 'data-internal': true }, `job #${last.id}`));
   fact('Node', s.node);
   fact('Managed', s.managed ? 'yes: smtptlsd writes main.cf\'s TLS parameters'
     : 'not yet: main.cf is left as it is until the first settings write');

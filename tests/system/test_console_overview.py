@@ -239,6 +239,7 @@ def test_jobs_page_filters_expands_and_deep_links(make_site, browser, tmp_path):
     assert changed["loglevel"] == ["1", "2"], diff
     assert not {"mode", "certificate", "profile"} & set(changed), diff
     assert {"mode", "certificate", "profile"} <= set(diff["same"]), diff
+    page.screenshot("jobs")
     for words in ("postfix reload ran", "Postfix serves the bound certificate", "by admin"):
         assert words in diff["text"] or words in page.text(), (words, diff["text"])
 
@@ -260,7 +261,6 @@ def test_jobs_page_filters_expands_and_deep_links(make_site, browser, tmp_path):
     assert "simulated reload failure" in failed_view["output"], failed_view
     assert "Failed:" in failed_view["error"] and "postfix_rejected" not in failed_view["error"], \
         failed_view
-    page.screenshot("jobs")
 
     # the filtered view is a bookmark: opened afresh, it filters the same
     open_bookmark(page, "/console/jobs#status=failed&action=settings.patch")
@@ -295,3 +295,13 @@ def test_jobs_page_filters_expands_and_deep_links(make_site, browser, tmp_path):
     """, id=patch["id"])
     assert phone.no_horizontal_scroll()
     phone.screenshot("jobs")
+
+    # the overview names the failed apply and links to its job
+    state = site.status()["state"]
+    phone.goto("/console/overview")
+    phone.run("""
+        const region = page.getByRole('region', { name: 'State' });
+        await region.locator('.badge.' + args.state).waitFor();
+        await region.getByText('simulated reload failure').waitFor();
+        await region.getByRole('link', { name: 'job #' + args.failed }).waitFor();
+    """, state=state, failed=failed)
