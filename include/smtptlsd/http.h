@@ -179,6 +179,11 @@ int reply_empty(struct request *req, int status);
  * If-None-Match has it, else 200 with a copy of data. */
 int reply_static(struct request *req, const char *content_type, const unsigned char *data,
                  size_t len, const char *etag, struct problem *reterr);
+/* A 200 JSON reply that has no version of its own (/status, the jobs list), tagged by its bytes:
+ * the strong ETag is the first REPLY_TAG_BYTES of their SHA-256, in hex; 304 without the body
+ * when If-None-Match has it, so a poller pays a hash, not a transfer, while nothing changed. */
+#define REPLY_TAG_BYTES 16
+int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr);
 int reply_header(struct request *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The one place where a problem code becomes an HTTP status. */

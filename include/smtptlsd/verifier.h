@@ -28,7 +28,7 @@ struct verifier_expect {
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
                      const struct verifier_expect *expect, size_t n_expect);
 /* {"state": "idle"|"checking"|"verified"|"failed", "served_fingerprint_matches": bool|null,
- *  "detail": "..."} */
+ *  "detail": "...", "served_fingerprints": [what verifier_served says, one string each]} */
 json_t *verifier_status(struct verifier *v);
 /* The SHA-256 fingerprints smtpd served at the last finished check, joined by ',' (one per
  * expected certificate; "" before one, or when it offered no STARTTLS). */

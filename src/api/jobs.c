@@ -136,7 +136,7 @@ int api_jobs_list(struct request *req, struct problem *reterr)
                 json_object_set_new(body, "next", json_string(cursor));
         else
                 json_object_set_new(body, "next", json_null());
-        return reply_json(req, 200, body);
+        return reply_json_tagged(req, body, reterr);
 }
 
 int api_jobs_get(struct request *req, struct problem *reterr)

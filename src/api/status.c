@@ -194,8 +194,9 @@ json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
         return drift ? drift : json_array();
 }
 
-/* {name, days_left, served_fingerprint_matches} of the bound certificate `name` (null when
- * "" or gone), with its warnings (expiring, an ACME directory gone) added to warnings. */
+/* {name, sha256_fingerprint, days_left, served_fingerprint_matches} of the bound certificate
+ * `name` (null when "" or gone), with its warnings (expiring, an ACME directory gone) added to
+ * warnings. */
 static json_t *cert_status(struct db_conn *c, const char *name, json_t *ws, json_t *warnings)
 {
         struct cert_row row;
@@ -206,10 +207,11 @@ static json_t *cert_status(struct db_conn *c, const char *name, json_t *ws, json
         if (store_cert_by_name(c, name, &row, &ignore) >= 0) {
                 long days = row.not_after ? (long)cert_days_left(row.not_after, time(NULL)) : 0;
                 json_t *v = json_object_get(ws, "verification");
-                cert = json_pack("{s:s, s:o, s:O}", "name", row.name, "days_left",
-                                 row.not_after ? json_integer(days) : json_null(),
-                                 "served_fingerprint_matches",
-                                 json_object_get(v, "served_fingerprint_matches"));
+                cert = json_pack(
+                    "{s:s, s:o, s:o, s:O}", "name", row.name, "sha256_fingerprint",
+                    row.sha256_fingerprint[0] ? json_string(row.sha256_fingerprint) : json_null(),
+                    "days_left", row.not_after ? json_integer(days) : json_null(),
+                    "served_fingerprint_matches", json_object_get(v, "served_fingerprint_matches"));
                 if (row.not_after && days < CERT_EXPIRING_DAYS)
                         warnings_add(warnings, "certificate_expiring",
                                      "the bound certificate '%s' expires in under 21 days",
@@ -305,7 +307,8 @@ int api_status(struct request *req, struct problem *reterr)
                       json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
                       "verification", json_object_get(ws, "verification"), "managed", s.managed);
         json_decref(ws);
-        return reply_json(req, 200, body);
+        /* pollers (the console's overview) ask with If-None-Match: 304 while nothing changed */
+        return reply_json_tagged(req, body, reterr);
 }
 
 int api_config(struct request *req, struct problem *reterr)

@@ -258,10 +258,18 @@ void verifier_served(struct verifier *v, char *buf, size_t size)
 
 json_t *verifier_status(struct verifier *v)
 {
+        json_t *served = json_array();
         pthread_mutex_lock(&v->lock);
+        /* what smtpd served at the last check: v->served is ','-joined (no ',' in a fingerprint) */
+        for (const char *p = v->served; *p;) {
+                size_t n = strcspn(p, ",");
+                json_array_append_new(served, json_stringn(p, n));
+                p += n + (p[n] == ',');
+        }
         json_t *j =
-            json_pack("{s:s, s:o, s:s}", "state", v->state, "served_fingerprint_matches",
-                      v->matches < 0 ? json_null() : json_boolean(v->matches), "detail", v->detail);
+            json_pack("{s:s, s:o, s:s, s:o}", "state", v->state, "served_fingerprint_matches",
+                      v->matches < 0 ? json_null() : json_boolean(v->matches), "detail", v->detail,
+                      "served_fingerprints", served);
         pthread_mutex_unlock(&v->lock);
         return j;
 }

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <openssl/evp.h>
+
 #include "smtptlsd/http.h"
 #include "smtptlsd/sealed.h"
 
@@ -109,15 +111,41 @@ int reply_text(struct request *req, int status, const char *content_type, char *
         return set_body(req, status, content_type, text, len);
 }
 
+/* Sets the reply's ETag; 1 when the request's If-None-Match has it (the reply is then a 304). */
+static int not_modified(struct request *req, const char *etag, struct problem *reterr)
+{
+        if (reply_header(req, "ETag", "%s", etag) < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "too many headers");
+        const char *none_match = request_header(req, "If-None-Match");
+        return none_match && etag_list_has_weak(none_match, etag) ? 1 : 0;
+}
+
+int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
+{
+        int r = reply_json(req, 200, body);
+        if (r < 0)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (EVP_Digest(req->reply_body, req->reply_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+            mdlen < REPLY_TAG_BYTES)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "SHA-256 failed");
+        char etag[REPLY_TAG_BYTES * 2 + 3] = "\"";
+        hex_encode(md, REPLY_TAG_BYTES, etag + 1);
+        etag[REPLY_TAG_BYTES * 2 + 1] = '"';
+        etag[REPLY_TAG_BYTES * 2 + 2] = 0;
+        r = not_modified(req, etag, reterr);
+        if (r > 0)
+                return reply_empty(req, 304);
+        return r;
+}
+
 int reply_static(struct request *req, const char *content_type, const unsigned char *data,
                  size_t len, const char *etag, struct problem *reterr)
 {
-        int r = reply_header(req, "ETag", "%s", etag);
-        if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "too many headers");
-        const char *none_match = request_header(req, "If-None-Match");
-        if (none_match && etag_list_has_weak(none_match, etag))
-                return reply_empty(req, 304);
+        int r = not_modified(req, etag, reterr);
+        if (r != 0)
+                return r < 0 ? r : reply_empty(req, 304);
         char *copy = malloc(len ? len : 1); /* the reply owns its body */
         if (!copy)
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
