@@ -99,6 +99,7 @@ def test_keyboard_only_sign_in_and_phone_layout(daemon, browser):
     d = daemon
     page = browser.open(d.url, *PHONE)
     page.goto("/")
+    page.screenshot("signin")
     page.run("""
         // the token field has the focus when the page opens; Tab goes on to the button
         if (await page.evaluate(() => document.activeElement.id) !== 'token')
@@ -111,4 +112,3 @@ def test_keyboard_only_sign_in_and_phone_layout(daemon, browser):
         await page.getByRole('navigation', { name: 'Sections' }).waitFor();
     """, token=d.token)
     assert page.no_horizontal_scroll()
-    page.screenshot("overview")

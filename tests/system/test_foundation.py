@@ -26,7 +26,8 @@ ALL_KEYS = {
     "certificate_directory", "acme_live_directory", "system_certificate_file", "system_key_file",
     "system_ca_file", "smtp_probe_address", "node_name", "http_threads", "body_limit", "bulk_body_limit",
     "connection_timeout", "connection_limit", "per_ip_connection_limit", "connection_memory_limit",
-    "shutdown_timeout", "log_level", "key_encryption_key_file",
+    "shutdown_timeout", "log_level", "key_encryption_key_file", "session_idle_timeout",
+    "session_cookie_secure", "cors_allowed_origins", "console_manager_urls",
 }
 DB_ERRORS = r"(?i)database|postgres|connect|server closed|terminat"
 
@@ -769,6 +770,9 @@ def test_config_prints_every_key_with_defaults(tmp_path):
     assert size_bytes(cfg["connection_memory_limit"]) == 64 << 10
     assert seconds(cfg["shutdown_timeout"]) == 10
     assert cfg["log_level"] == "info"
+    assert seconds(cfg["session_idle_timeout"]) == 1800
+    assert cfg["session_cookie_secure"] == "auto"
+    assert cfg["cors_allowed_origins"] == "" and cfg["console_manager_urls"] == ""
 
 
 def test_config_file_values_units_and_comments(tmp_path):
