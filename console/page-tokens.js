@@ -7,9 +7,9 @@ import { el, field, showProblem, clearProblem, notice, dialog, badge, when, page
 
 // What each scope may do (the API's scopes: docs/api.md, "Tokens").
 const SCOPES = [
-  ['read', 'read: sees everything (every GET, /metrics), changes nothing'],
-  ['write', 'write: also changes TLS settings, certificates and TLS policies not managed elsewhere'],
-  ['admin', 'admin: also manages tokens and managed policy rows'],
+  ['read', 'sees everything (every GET, /metrics), changes nothing'],
+  ['write', 'also changes the TLS settings, certificates and TLS policies not managed elsewhere'],
+  ['admin', 'also manages tokens and managed policy rows'],
 ];
 
 export async function render(main, ctx) {
@@ -44,7 +44,7 @@ export async function render(main, ctx) {
       const mine = t.name === me.token_name;
       const cell = (label, ...c) => el('td', { 'data-label': label }, ...c);
       return el('tr', { dataset: { token: t.name } },
-        cell('Name', el('span', { class: 'mono' }, t.name), mine ? [' ', badge('this session', 'ok')] : null),
+        cell('Name', el('span', {}, el('span', { class: 'mono' }, t.name), mine ? [' ', badge('this session', 'ok')] : null)),
         cell('Scope', t.scope),
         cell('Created', when(t.created_at)),
         cell('Last used', t.last_used_at ? when(t.last_used_at) : el('span', { class: 'muted' }, 'never')),
@@ -63,11 +63,15 @@ export async function render(main, ctx) {
       name: 'name', autocomplete: 'off', spellcheck: 'false', required: true, maxlength: 64,
       pattern: '[a-z0-9][a-z0-9._-]{0,63}',
     });
-    const scope = el('select', { name: 'scope' }, SCOPES.map(([v, text]) => el('option', { value: v }, text)));
+    const scope = el('select', { name: 'scope' }, SCOPES.map(([v]) => el('option', { value: v }, v)));
+    const scopeField = field('Scope', scope, { field: '/scope', hint: 'What requests with the token may do; give each program the smallest scope that does its job:' });
+    scopeField.append(el('ul', { class: 'hint scopes' }, SCOPES.map(([v, text]) => el('li', {}, el('strong', {}, v), `: ${text}`))));
+    scope.setAttribute('aria-describedby', `${scope.id}-hint ${scope.id}-scopes`);
+    scopeField.lastChild.id = `${scope.id}-scopes`;
     const button = el('button', { type: 'submit', 'data-write': true }, 'Add');
     const form = el('form', { class: 'token-add', novalidate: true },
       field('Name', name, { field: '/name', hint: '1 to 64 characters of a-z, 0-9, dot, dash and underscore, starting with a letter or digit; e.g. ci or monitoring.' }),
-      field('Scope', scope, { field: '/scope', hint: 'What requests with the token may do. Give each program the smallest scope that does its job.' }),
+      scopeField,
       el('div', { class: 'actions' }, button));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
