@@ -1,4 +1,5 @@
-// page-tokens.js: the Tokens page (admin scope): the active API tokens (GET /api/v1/tokens),
+// page-tokens.js: the Tokens page (admin scope): the API tokens (GET /api/v1/tokens, the revoked
+// ones too on demand: ?include_revoked=true),
 // adding one (POST: its secret shown once, with a Copy button) and revoking one (DELETE, after a
 // confirmation that says when it ends this very session). Runs in the page; other scopes get a
 // sentence instead (the API would refuse them with 403 anyway).
@@ -25,11 +26,13 @@ export async function render(main, ctx) {
   const status = el('div', { class: 'tokens-status' });
   const secretBox = el('section', { class: 'card token-secret', 'aria-labelledby': 'token-secret-title', hidden: true });
   const list = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, 'Loading…'));
-  main.append(status, secretBox, addForm(), el('h2', {}, 'Active tokens'), list,
-    el('p', { class: 'hint' }, 'Revoked tokens are not listed here; smtptlsd token list on the host shows them too.'));
+  const showRevoked = el('input', { type: 'checkbox', id: 'tokens-revoked', onchange: () => load() });
+  main.append(status, secretBox, addForm(), el('h2', {}, 'Tokens'),
+    el('div', { class: 'toolbar' }, el('label', { class: 'inline', for: showRevoked.id }, showRevoked, 'Show revoked tokens')),
+    list);
 
   async function load() {
-    const r = await call('GET', '/api/v1/tokens');
+    const r = await call('GET', '/api/v1/tokens', { query: { include_revoked: showRevoked.checked ? 'true' : '' } });
     if (r.aborted || r.status === 401) return;
     if (r.status !== 200) {
       list.replaceChildren(el('p', { class: 'error', role: 'alert' }, r.problem.detail));
@@ -39,10 +42,16 @@ export async function render(main, ctx) {
   }
 
   function table(items) {
-    if (!items.length) return el('p', { class: 'muted' }, 'No active token.');
+    if (!items.length) return el('p', { class: 'muted' }, 'No token.');
     const rows = items.map((t) => {
-      const mine = t.name === me.token_name;
       const cell = (label, ...c) => el('td', { 'data-label': label }, ...c);
+      if (t.revoked_at)
+        return el('tr', { class: 'revoked', dataset: { revokedToken: t.name } },
+          cell('Name', el('span', { class: 'mono' }, t.name)), cell('Scope', t.scope),
+          cell('Created', when(t.created_at)),
+          cell('Last used', t.last_used_at ? when(t.last_used_at) : el('span', { class: 'muted' }, 'never')),
+          cell('Actions', badge(`revoked ${when(t.revoked_at)}`, 'muted')));
+      const mine = t.name === me.token_name;
       return el('tr', { dataset: { token: t.name } },
         cell('Name', el('span', {}, el('span', { class: 'mono' }, t.name), mine ? [' ', badge('this session', 'ok')] : null)),
         cell('Scope', t.scope),

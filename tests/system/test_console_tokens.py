@@ -81,6 +81,15 @@ def test_add_copy_refuse_and_revoke(daemon, browser):
         await page.locator('tr[data-token=victim]').waitFor({ state: 'detached' });
     """)
     assert d.get("/api/v1/settings", token=victim).status == 401
+    # revoked tokens on demand, with when
+    page.run("""
+        await page.getByLabel('Show revoked tokens').check();
+        await page.locator('tr[data-revoked-token=victim]').filter({ hasText: 'revoked 20' }).waitFor();
+        if (await page.locator('tr[data-revoked-token=victim] button').count())
+            throw new Error('a revoked token has a button');
+        await page.getByLabel('Show revoked tokens').uncheck();
+        await page.locator('tr[data-revoked-token]').first().waitFor({ state: 'detached' });
+    """)
     # Cancel changes nothing
     page.run("""
         await page.getByRole('button', { name: 'Revoke ci' }).click();
@@ -102,6 +111,29 @@ def test_add_copy_refuse_and_revoke(daemon, browser):
     assert "revoking it ends this session" in said, said
     assert d.get("/api/v1/settings", token=boss).status == 401
     assert {t["name"] for t in d.get("/api/v1/tokens").body["items"]} == {"admin", "ci", "reader"}
+
+
+def test_include_revoked(daemon):
+    """GET /api/v1/tokens?include_revoked=true (the page's "Show revoked tokens")."""
+    d = daemon
+    d.add_token("old", "write")
+    assert d.http("DELETE", "/api/v1/tokens/old").status == 204
+    d.add_token("old", "read")
+    active = d.get("/api/v1/tokens").body["items"]
+    assert [(t["name"], t["scope"]) for t in active] == \
+        [("admin", "admin"), ("old", "read"), ("reader", "read")], active
+    assert not any("revoked_at" in t for t in active)
+    every = d.get("/api/v1/tokens?include_revoked=true").body["items"]
+    assert [(t["name"], t["scope"], "revoked_at" in t) for t in every] == \
+        [("admin", "admin", False), ("old", "write", True), ("old", "read", False),
+         ("reader", "read", False)], every
+    assert every[1]["revoked_at"] >= every[1]["created_at"], every
+    assert d.get("/api/v1/tokens?include_revoked=false").body["items"] == active
+    r = d.get("/api/v1/tokens?include_revoked=maybe")
+    assert r.status == 422 and r.body["code"] == "invalid_value" and \
+        r.body["field"] == "include_revoked", r
+    r = d.get("/api/v1/tokens?include_revoked=true", token=d.read_token)
+    assert r.status == 403, r
 
 
 def test_other_scopes_and_phone_layout(daemon, browser):
