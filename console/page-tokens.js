@@ -27,7 +27,7 @@ export async function render(main, ctx) {
   const secretBox = el('section', { class: 'card token-secret', 'aria-labelledby': 'token-secret-title', hidden: true });
   const list = el('div', { 'aria-live': 'polite' }, el('p', { class: 'muted' }, 'Loading…'));
   const showRevoked = el('input', { type: 'checkbox', id: 'tokens-revoked', onchange: () => load() });
-  main.append(status, secretBox, addForm(), el('h2', {}, 'Tokens'),
+  main.append(status, secretBox, addForm(), el('h2', {}, 'API tokens'),
     el('div', { class: 'toolbar' }, el('label', { class: 'inline', for: showRevoked.id }, showRevoked, 'Show revoked tokens')),
     list);
 

@@ -19,6 +19,9 @@ def test_add_copy_refuse_and_revoke(daemon, browser):
     assert page.run(ROWS) == ["admin", "boss", "reader", "victim"]
     row = page.text("tr[data-token=boss]")
     assert "this session" in row and "admin" in row, row
+    # signing in is a use of the token: "Last used" says when, not "never"
+    used = d.get("/api/v1/tokens/boss").body["last_used_at"]
+    assert used and used[:16].replace("T", " ") in row and "never" not in row, (used, row)
     assert "never" in page.text("tr[data-token=victim]")
 
     # add: the secret is shown once, read-only, with Copy and the "only now" message
@@ -142,6 +145,7 @@ def test_other_scopes_and_phone_layout(daemon, browser):
     for token, scope in ((writer, "write"), (d.read_token, "read")):
         page = browser.open(d.url)
         page.sign_in(token, "/console/tokens")
+        page.run("await page.getByText('Tokens are managed with an admin token').waitFor()")
         text = page.text()
         assert "Tokens are managed with an admin token" in text and f"scope is {scope}" in text, text
         assert page.run("return await page.locator('main table, main form, main button').count()") == 0
