@@ -53,6 +53,7 @@ enum {
         QUERY_TARGET = 1 << 12,
         QUERY_SINCE = 1 << 13,
         QUERY_INCLUDE_KEYS = 1 << 14,
+        QUERY_INCLUDE_REVOKED = 1 << 15,
 };
 /* What every write takes (api/write.c reads them). */
 #define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)

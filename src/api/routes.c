@@ -11,7 +11,7 @@ const struct route api_routes[] = {
         { "/readyz", { { HTTP_GET, api_readyz, SCOPE_NONE, BODY_NONE, 0 } } },
         { "/metrics", { { HTTP_GET, api_metrics, SCOPE_READ, BODY_NONE, 0 } } },
         { "/api/v1/tokens",
-          { { HTTP_GET, api_tokens_list, SCOPE_ADMIN, BODY_NONE, 0 },
+          { { HTTP_GET, api_tokens_list, SCOPE_ADMIN, BODY_NONE, QUERY_INCLUDE_REVOKED },
             { HTTP_POST, api_tokens_create, SCOPE_ADMIN, BODY_JSON, QUERY_DRY_RUN } } },
         { "/api/v1/tokens/{name}",
           { { HTTP_GET, api_tokens_get, SCOPE_ADMIN, BODY_NONE, 0 },

@@ -37,10 +37,13 @@ int api_tokens_list(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
         json_t *items = NULL;
-        int r = db_acquire(req->app->db, &c, reterr);
+        bool revoked = false;
+        int r = api_query_flag(req, "include_revoked", &revoked, reterr);
+        if (r >= 0)
+                r = db_acquire(req->app->db, &c, reterr);
         if (r < 0)
                 return r;
-        r = tokens_list(c, false, &items, reterr);
+        r = tokens_list(c, revoked, &items, reterr);
         if (r < 0)
                 return r;
         return reply_json(req, 200, json_pack("{s:o, s:n}", "items", items, "next"));

@@ -147,6 +147,7 @@ static const struct {
         { QUERY_TARGET, "target", false },
         { QUERY_SINCE, "since", false },
         { QUERY_INCLUDE_KEYS, "include_keys", false },
+        { QUERY_INCLUDE_REVOKED, "include_revoked", false },
 };
 
 const char *router_query_name(unsigned bit)

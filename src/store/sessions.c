@@ -51,11 +51,12 @@ int sessions_open(struct db_conn *c, const char *token, int64_t idle_usec,
                 1, oparams);
         problem_done(&ignore);
         const char *params[] = { id_hash, token_hash };
+        /* Signing in is a use of the token: its last_used_at says so (the Tokens page shows it). */
         r = db_exec(c, &res, reterr,
-                    "INSERT INTO sessions (sha256, token_id) "
-                    "SELECT $1, id FROM tokens WHERE sha256 = $2 AND revoked_at IS NULL "
-                    "RETURNING (SELECT name FROM tokens WHERE id = token_id), "
-                    "(SELECT scope FROM tokens WHERE id = token_id)",
+                    "WITH t AS (UPDATE tokens SET last_used_at = now() "
+                    "WHERE sha256 = $2 AND revoked_at IS NULL RETURNING id, name, scope) "
+                    "INSERT INTO sessions (sha256, token_id) SELECT $1, id FROM t "
+                    "RETURNING (SELECT name FROM t), (SELECT scope FROM t)",
                     2, params);
         if (r < 0) {
                 OPENSSL_cleanse(id, sizeof(id));
