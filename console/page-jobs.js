@@ -84,15 +84,15 @@ async function showOne(main, id) {
 
 function filterForm(query) {
   const select = (name, values, anyText) => {
-    const s = el('select', { name }, el('option', { value: '' }, anyText),
+    const s = el('select', { name, 'data-read-ok': '' }, el('option', { value: '' }, anyText),
       ...values.map((v) => el('option', { value: v }, v)));
     s.value = values.includes(query.get(name)) ? query.get(name) : '';
     return s;
   };
-  const input = (name, attrs = {}) => el('input', { name, value: query.get(name) || '', ...attrs });
+  const input = (name, attrs = {}) => el('input', { name, value: query.get(name) || '', 'data-read-ok': '', ...attrs });
   // the API takes RFC 3339; the control shows the UTC date and time to the minute
   const sinceValue = (query.get('since') || '').match(/^(\d{4}-\d\d-\d\dT\d\d:\d\d)/);
-  const since = el('input', { name: 'since', type: 'datetime-local' });
+  const since = el('input', { name: 'since', type: 'datetime-local', 'data-read-ok': '' });
   if (sinceValue) since.value = sinceValue[1];
   const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter jobs' },
     field('Status', select('status', STATUSES, 'any status'), { field: 'status' }),
