@@ -77,6 +77,12 @@ class Browser:
         errors = []
         for p in self.pages:
             errors += [f"page {p.id}: {e}" for e in self.call(op="errors", page=p.id)]
+            # leave the console first: its timers stop and its requests in flight are cut, so
+            # the daemon's connections end now (its fd check follows)
+            try:
+                p.run("await page.goto('about:blank')")
+            except BrowserError:
+                pass
             self.call(op="close", page=p.id)
         self.pages = []
         return errors

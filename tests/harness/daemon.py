@@ -350,7 +350,7 @@ class Daemon:
     def mark_fd_baseline(self):
         self.fd_baseline = self.fds_except_db()
 
-    def fd_leaks(self, settle=3.0):
+    def fd_leaks(self, settle=10.0):
         """If the count of non-database fds has not come back to the baseline's within `settle`
         seconds, the fds that are new since mark_fd_baseline() ({fd: description}); else {}."""
         if self.fd_baseline is None:
