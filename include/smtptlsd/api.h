@@ -44,9 +44,10 @@ int api_policy_delete(struct request *req, struct problem *reterr);
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
-/* The state /status reports (in_sync, applying, degraded) from worker_status() and the committed
- * generation: "applying" while that is not live yet. */
-const char *api_state(json_t *worker_status, int64_t desired);
+/* The state /status reports (in_sync, applying, degraded) from worker_status(), the committed
+ * generation and the live drift: "applying" while that generation is not live yet, "degraded"
+ * while managed main.cf parameters differ from their rendering (n_drift > 0). */
+const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift);
 /* The managed main.cf parameters whose live value differs from the desired state now (a JSON
  * array; empty when it cannot be told). With warnings, the desired settings' state warnings
  * (reconcile_settings_warnings) are appended to it. */

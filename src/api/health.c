@@ -88,9 +88,9 @@ int api_metrics(struct request *req, struct problem *reterr)
                 worker_served_fingerprint(app->worker, served, sizeof(served));
                 live.served_fingerprint = served;
                 if (live.database_up) {
-                        live.state = api_state(ws, desired);
                         drift = api_drift(app->cfg, c, NULL);
                         live.drift = (int64_t)json_array_size(drift);
+                        live.state = api_state(ws, desired, json_array_size(drift));
                 }
         }
         _cleanup_free_ struct metrics_certificate *certs =

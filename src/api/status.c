@@ -160,12 +160,14 @@ static int desired_load_cached(struct db_conn *c, struct desired *d, int64_t *ge
         return 0;
 }
 
-const char *api_state(json_t *worker_status, int64_t desired)
+const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)
 {
         const char *state = json_string_value(json_object_get(worker_status, "state"));
         int64_t applied = json_integer_value(json_object_get(worker_status, "applied_generation"));
         if (streq(state, "in_sync") && applied != desired)
                 state = "applying";
+        else if (streq(state, "in_sync") && n_drift > 0)
+                state = "degraded"; /* a hand edit since the last apply */
         return state;
 }
 
@@ -246,7 +248,9 @@ int api_status(struct request *req, struct problem *reterr)
 
         json_t *ws = worker_status(req->app->worker);
         json_t *warnings = json_array();
-        const char *state = api_state(ws, desired);
+        json_t *settings_warnings = json_array();
+        json_t *drift = api_drift(cfg, c, settings_warnings);
+        const char *state = api_state(ws, desired, json_array_size(drift));
         int64_t applied = json_integer_value(json_object_get(ws, "applied_generation"));
         json_int_t queued = json_integer_value(json_object_get(ws, "queued_jobs"));
         /* Jobs waiting or running will create the next generation: the backlog shows as
@@ -256,8 +260,10 @@ int api_status(struct request *req, struct problem *reterr)
 
         json_t *cert = cert_status(c, s.certificate, ws, warnings);
         json_t *additional = cert_status(c, s.additional_certificate, ws, warnings);
-        json_object_set_new(ws, "drift", api_drift(cfg, c, warnings));
-        if (json_array_size(json_object_get(ws, "drift")) > 0)
+        json_array_extend(warnings, settings_warnings);
+        json_decref(settings_warnings);
+        json_object_set_new(ws, "drift", drift);
+        if (json_array_size(drift) > 0)
                 json_array_append_new(warnings,
                                       json_pack("{s:s, s:s}", "code", "drift", "detail",
                                                 "managed main.cf parameters were edited by hand; "

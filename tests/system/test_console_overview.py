@@ -73,6 +73,8 @@ def test_status_and_jobs_list_answer_304_until_they_change(make_site):  # noqa: 
     r = d.get("/api/v1/status", headers={"If-None-Match": status_tag})
     assert r.status == 200 and tag_of(r) != status_tag, r
     assert r.body["drift"] == [{"name": "smtpd_tls_loglevel", "live": "3", "desired": "1"}], r.body
+    # a hand edit since the last apply: the state says so (api.md: degraded while drift exists)
+    assert r.body["state"] == "degraded", r.body
     assert d.get("/api/v1/jobs?limit=5", headers={"If-None-Match": jobs_tag}).status == 304
     # ... a new job for both
     status_tag = tag_of(r)
@@ -84,6 +86,7 @@ def test_status_and_jobs_list_answer_304_until_they_change(make_site):  # noqa: 
     assert r.status == 200 and r.body["drift"] == [], r
     # the bound certificate's fingerprint, and what the verifier saw served
     site.wait_verified()
+    assert d.get("/api/v1/status").body["state"] == "in_sync"
     st = site.status()
     fp = site.d.get("/api/v1/certificates/mx").body["sha256_fingerprint"]
     assert st["certificate"]["sha256_fingerprint"] == fp, st
@@ -163,6 +166,7 @@ def test_overview_shows_the_served_certificate_and_drift_as_it_happens(make_site
         await row.waitFor({ timeout: 20000 });
         const cells = await row.getByRole('cell').allInnerTexts();
         if (cells.join('|') !== 'smtpd_tls_loglevel|3|1') throw new Error('drift row: ' + cells);
+        await page.getByRole('region', { name: 'State' }).getByText('degraded').waitFor();
         await page.getByRole('region', { name: 'Warnings' }).getByText('edited by hand').waitFor();
         if (!await page.evaluate(() => window.notReloaded)) throw new Error('the page was reloaded');
     """)
