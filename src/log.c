@@ -19,13 +19,6 @@ int log_level_from_string(const char *s)
         return -EINVAL;
 }
 
-const char *log_level_to_string(int level)
-{
-        if (level < 0 || (size_t)level >= ARRAY_SIZE(level_names) || !level_names[level])
-                return "?";
-        return level_names[level];
-}
-
 void log_internal(int level, const char *fmt, ...)
 {
         char buf[2048];

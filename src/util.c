@@ -12,21 +12,6 @@ uint64_t now_monotonic_usec(void)
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-uint64_t now_realtime_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-void format_rfc3339(uint64_t usec, char buf[static 32])
-{
-        time_t t = (time_t)(usec / 1000000u);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* n digits at *s as a number within [min, max], advancing *s; -1 when not so. */
 static int digits(const char **s, int n, int min, int max)
 {
@@ -215,7 +200,7 @@ ssize_t base64url_decode(const char *in, unsigned char *out, size_t size)
         return (ssize_t)n;
 }
 
-int sleep_unless(uint64_t usec, const volatile int *stop)
+int sleep_unless(uint64_t usec, const atomic_bool *stop)
 {
         uint64_t end = now_monotonic_usec() + usec;
         for (;;) {

@@ -39,8 +39,6 @@ static inline void db_releasep(struct db_conn **c)
                 db_release(*c);
 }
 #define _cleanup_db_conn_ _cleanup_(db_releasep)
-/* Whether the last attempt to reach the database worked (for /readyz and metrics). */
-bool db_pool_available(struct db_pool *p);
 /* When (monotonic) the database last could not be reached (a connect or a query lost the
  * connection); 0: never. */
 uint64_t db_pool_failed_usec(struct db_pool *p);

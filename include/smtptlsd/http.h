@@ -121,7 +121,6 @@ struct request {
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
          * handed it to the request's job */
         atomic_bool *slot;
-        uint64_t wait_usec; /* ?wait, for writes */
 };
 
 /* The route table (src/api/routes.c) and the matcher (src/http/router.c). */
@@ -215,4 +214,3 @@ int http_server_connect_private(struct http_server *s, int *ret);
 void http_server_quiesce(struct http_server *s);
 /* Stops accepting, waits up to timeout for in-flight requests, then stops the threads. */
 void http_server_stop(struct http_server *s, uint64_t timeout_usec);
-unsigned http_server_in_flight(const struct http_server *s);

@@ -28,7 +28,6 @@ struct job {
         /* a slot the job holds (app.bulk_busy), released when it is freed */
         atomic_bool *slot;
         /* results, set by the worker */
-        bool done;
         bool failed;
         struct problem problem;
         json_t *result;     /* the resource after the write, or the dry-run plan */

@@ -35,8 +35,6 @@ const char *layout_map_suffix(const char *type);
  */
 int layout_imported_dir(const struct config *cfg, const char *name, const char *fingerprint,
                         char *buf, size_t size);
-/* <certificate_directory>/<name> */
-int layout_imported_parent(const struct config *cfg, const char *name, char *buf, size_t size);
 /* ACME certificates are used in place: <acme_live_directory>/<name>/{privkey,fullchain}.pem */
 int layout_acme_dir(const struct config *cfg, const char *name, char *buf, size_t size);
 int layout_join(const char *dir, const char *file, char *buf, size_t size);

@@ -9,7 +9,6 @@
 extern int log_max_level;
 
 int log_level_from_string(const char *s);
-const char *log_level_to_string(int level);
 
 void log_internal(int level, const char *fmt, ...) _printf_(2, 3);
 

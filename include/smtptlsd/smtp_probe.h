@@ -6,6 +6,7 @@
  * one overall deadline; lines and replies are capped. No globals: any thread. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,7 +77,7 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
  * must then serve the one of that type. A list OpenSSL refuses is -EINVAL. */
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
-                      struct smtp_probe_result *last, const volatile int *stop);
+                      struct smtp_probe_result *last, const atomic_bool *stop);
 /* The signature algorithms that only a certificate with a key of key_type ("RSA", "EC",
  * "Ed25519", as cert_info's key_type) can answer; NULL for a type without its own. */
 const char *smtp_probe_sigalgs(const char *key_type);

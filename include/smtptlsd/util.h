@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,12 +15,11 @@
 
 /* Ownership: a local marked _cleanup_xxx_ is released when it leaves scope; TAKE_PTR hands it on.
  */
-#define _cleanup_(f)         __attribute__((cleanup(f)))
-#define _cleanup_free_       _cleanup_(freep)
-#define _cleanup_close_      _cleanup_(closep)
-#define _unused_             __attribute__((unused))
-#define _printf_(a, b)       __attribute__((format(printf, a, b)))
-#define _warn_unused_result_ __attribute__((warn_unused_result))
+#define _cleanup_(f)    __attribute__((cleanup(f)))
+#define _cleanup_free_  _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _unused_        __attribute__((unused))
+#define _printf_(a, b)  __attribute__((format(printf, a, b)))
 
 #define TAKE_PTR(p)                                                                                \
         __extension__({                                                                            \
@@ -74,11 +74,8 @@ static inline bool isempty(const char *s)
         return !s || !*s;
 }
 
-/* Monotonic and wall clocks in microseconds. */
+/* The monotonic clock in microseconds. */
 uint64_t now_monotonic_usec(void);
-uint64_t now_realtime_usec(void);
-/* Formats a wall-clock time in microseconds as RFC 3339 UTC ("2026-11-22T10:00:00Z"). */
-void format_rfc3339(uint64_t usec, char buf[static 32]);
 /* Parses an RFC 3339 date-time ("2026-11-22T10:00:00Z", "2026-11-22t10:00:00.5+02:00") into
  * seconds since the epoch (fractions dropped): 0, or -EINVAL for anything else (a date or a time
  * alone, a missing offset, a field out of range). */
@@ -118,4 +115,4 @@ void base64url_encode(const unsigned char *in, size_t n, char *out);
 ssize_t base64url_decode(const char *in, unsigned char *out, size_t size);
 
 /* Sleeps up to usec, returning early (-EINTR) when *stop becomes true; polls every 50 ms. */
-int sleep_unless(uint64_t usec, const volatile int *stop);
+int sleep_unless(uint64_t usec, const atomic_bool *stop);

@@ -30,7 +30,7 @@
 struct acme_watch {
         struct app *app;
         pthread_t thread;
-        volatile int stopping;
+        atomic_bool stopping;
         int fd;
         int root_wd;
 };
@@ -157,7 +157,7 @@ void acme_watch_stop(struct acme_watch *w)
 {
         if (!w)
                 return;
-        w->stopping = 1;
+        w->stopping = true;
         pthread_join(w->thread, NULL);
         close(w->fd);
         free(w);

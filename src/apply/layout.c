@@ -38,11 +38,6 @@ int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size)
         return fmt(buf, size, cfg->postfix_config_directory, "/", LAYOUT_STATE_DIR "/main.cf.lkg");
 }
 
-int layout_imported_parent(const struct config *cfg, const char *name, char *buf, size_t size)
-{
-        return fmt(buf, size, cfg->certificate_directory, "/", name);
-}
-
 int layout_imported_dir(const struct config *cfg, const char *name, const char *fingerprint,
                         char *buf, size_t size)
 {

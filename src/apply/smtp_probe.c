@@ -970,7 +970,7 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b)
 
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
-                      struct smtp_probe_result *last, const volatile int *stop)
+                      struct smtp_probe_result *last, const atomic_bool *stop)
 {
         struct smtp_probe_result scratch;
         struct smtp_probe_result *out = last ? last : &scratch;

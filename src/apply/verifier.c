@@ -31,7 +31,7 @@ struct verifier {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool stopping;
-        volatile int stop_probe; /* ends a check in progress when stopping */
+        atomic_bool stop_probe; /* ends a check in progress when stopping */
         bool has_check;
         struct check next;
         /* status */
@@ -220,7 +220,7 @@ void verifier_stop(struct verifier *v)
                 return;
         pthread_mutex_lock(&v->lock);
         v->stopping = true;
-        v->stop_probe = 1;
+        v->stop_probe = true;
         pthread_cond_signal(&v->cond);
         pthread_mutex_unlock(&v->lock);
         pthread_join(v->thread, NULL);

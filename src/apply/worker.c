@@ -1360,7 +1360,6 @@ static void complete(struct worker *w, struct slot *s)
         struct job *job = s->job;
         if (!s->ok && !job->dry_run)
                 finish_failed(w, job);
-        job->done = true;
         if (!job->dry_run)
                 record_last_job(w, job);
         if (!s->settled)
@@ -1452,7 +1451,6 @@ static int process(struct worker *w, struct job **jobs, size_t n)
                         job->retry = false;
                         if (k > 0) {
                                 /* finished by the attempt that lost the connection */
-                                job->done = true;
                                 record_last_job(w, job);
                                 job_settled(w);
                                 pending_complete(job);

@@ -131,6 +131,8 @@ void problem_done(struct problem *p)
 }
 
 static void warnings_addv(json_t *warnings, const char *code, const char *field, const char *fmt,
+                          va_list ap) __attribute__((format(printf, 4, 0)));
+static void warnings_addv(json_t *warnings, const char *code, const char *field, const char *fmt,
                           va_list ap)
 {
         char detail[512];

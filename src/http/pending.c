@@ -22,7 +22,7 @@ struct entry {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *entries;
 static pthread_t reaper;
-static volatile int stopping;
+static atomic_bool stopping;
 static bool started;
 
 /* 202: the job is durable and will be applied; the client follows Location. A dry run has no
@@ -145,7 +145,7 @@ static void *reaper_main(void *arg)
 
 int pending_start(void)
 {
-        stopping = 0;
+        stopping = false;
         int r = pthread_create(&reaper, NULL, reaper_main, NULL);
         if (r)
                 return -r;
@@ -157,7 +157,7 @@ void pending_stop(void)
 {
         if (!started)
                 return;
-        stopping = 1;
+        stopping = true;
         pthread_join(reaper, NULL);
         started = false;
         pending_flush();

@@ -56,7 +56,7 @@ struct http_server {
         uint64_t timeout_usec;
         pthread_t watchdog;
         bool watchdog_started;
-        volatile int watchdog_stop;
+        atomic_bool watchdog_stop;
 };
 
 /* Starts a wait for a request (phase_start = now) or moves the deadline of the body's. Call
@@ -807,11 +807,6 @@ unsigned http_server_port(const struct http_server *s)
         return s->port;
 }
 
-unsigned http_server_in_flight(const struct http_server *s)
-{
-        return atomic_load(&((struct http_server *)s)->in_flight);
-}
-
 void http_server_stop(struct http_server *s, uint64_t timeout_usec)
 {
         if (!s)
@@ -826,7 +821,7 @@ void http_server_stop(struct http_server *s, uint64_t timeout_usec)
                             atomic_load(&s->in_flight));
         MHD_stop_daemon(s->mhd);
         if (s->watchdog_started) {
-                s->watchdog_stop = 1;
+                s->watchdog_stop = true;
                 pthread_join(s->watchdog, NULL);
         }
         pthread_mutex_destroy(&s->watch_lock);

@@ -107,14 +107,6 @@ void db_pool_free(struct db_pool *p)
         free(p);
 }
 
-bool db_pool_available(struct db_pool *p)
-{
-        pthread_mutex_lock(&p->lock);
-        bool a = p->available;
-        pthread_mutex_unlock(&p->lock);
-        return a;
-}
-
 uint64_t db_pool_failed_usec(struct db_pool *p)
 {
         pthread_mutex_lock(&p->lock);

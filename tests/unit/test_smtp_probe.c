@@ -782,7 +782,7 @@ static void test_nothing_listening(void **state)
         struct smtp_probe_result res;
         unsigned port;
         /* bound but not listening: the port stays ours and refuses connections */
-        _cleanup_close_ int fd = loopback_socket(0, &port);
+        _cleanup_close_ _unused_ int fd = loopback_socket(0, &port);
 
         uint64_t t0 = now_monotonic_usec();
         assert_int_equal(smtp_probe("127.0.0.1", port, NULL, NULL, 5 * SEC, &res), -ECONNREFUSED);
@@ -830,7 +830,7 @@ static void test_silent_server(void **state)
         struct smtp_probe_result res;
         unsigned port;
         /* listening, never accepting: the kernel completes the connection, nobody speaks */
-        _cleanup_close_ int fd = loopback_socket(4, &port);
+        _cleanup_close_ _unused_ int fd = loopback_socket(4, &port);
 
         uint64_t t0 = now_monotonic_usec();
         assert_int_equal(smtp_probe("127.0.0.1", port, NULL, NULL, 500000, &res), -ETIMEDOUT);
