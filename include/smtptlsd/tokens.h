@@ -25,6 +25,12 @@ bool token_is_well_formed(const char *token);
 
 /* The SHA-256 of a secret (a token, a session id) as 64 lowercase hex digits: what is stored. */
 void secret_sha256_hex(const char *secret, char out[65]);
+/* The row of a credential lookup by hash (name, scope, sha256, "t" when last_used_at is due for
+ * a refresh): 0 with the name, the scope and whether to refresh; -ENOENT when there is no such
+ * row or it does not hold exactly this hash (compared in constant time). For store/. */
+struct pg_result;
+int credential_row(const struct pg_result *res, const char hash[65], char name_out[static 72],
+                   enum scope *scope, bool *refresh);
 
 int scope_from_string(const char *s, enum scope *ret);
 const char *scope_to_string(enum scope s);

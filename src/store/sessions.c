@@ -97,14 +97,12 @@ int sessions_authenticate(struct db_conn *c, const char *id, int64_t idle_usec,
             "WHERE s.sha256 = $1 AND t.revoked_at IS NULL "
             "AND s.last_used_at >= now() - make_interval(secs => ($2::bigint / 1e6)::float8)",
             3, params);
+        bool due = false;
+        if (r >= 0)
+                r = credential_row(res, hash, name_out, scope, &due);
         if (r < 0)
                 return r;
-        if (PQntuples(res) != 1 || CRYPTO_memcmp(PQgetvalue(res, 0, 2), hash, 64) != 0)
-                return -ENOENT;
-        if (scope_from_string(PQgetvalue(res, 0, 1), scope) < 0)
-                return -ENOENT;
-        snprintf(name_out, 72, "%s", PQgetvalue(res, 0, 0));
-        if (streq(PQgetvalue(res, 0, 3), "t")) {
+        if (due) {
                 _cleanup_pgresult_ PGresult *upd = NULL;
                 struct problem ignore = { 0 };
                 db_exec(c, &upd, &ignore,

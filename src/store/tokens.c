@@ -219,6 +219,18 @@ int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr)
         return 0;
 }
 
+int credential_row(const struct pg_result *res, const char hash[65], char name_out[static 72],
+                   enum scope *scope, bool *refresh)
+{
+        if (PQntuples(res) != 1 || CRYPTO_memcmp(PQgetvalue(res, 0, 2), hash, 64) != 0)
+                return -ENOENT;
+        if (scope_from_string(PQgetvalue(res, 0, 1), scope) < 0)
+                return -ENOENT;
+        snprintf(name_out, 72, "%s", PQgetvalue(res, 0, 0));
+        *refresh = streq(PQgetvalue(res, 0, 3), "t");
+        return 0;
+}
+
 int tokens_authenticate(struct db_conn *c, const char *token, char name_out[static 72],
                         enum scope *scope, struct problem *reterr)
 {
@@ -237,14 +249,12 @@ int tokens_authenticate(struct db_conn *c, const char *token, char name_out[stat
                     "last_used_at IS NULL OR last_used_at < now() - interval '1 minute' "
                     "FROM tokens WHERE sha256 = $1 AND revoked_at IS NULL",
                     1, params);
+        bool refresh = false;
+        if (r >= 0)
+                r = credential_row(res, hash, name_out, scope, &refresh);
         if (r < 0)
                 return r;
-        if (PQntuples(res) != 1 || CRYPTO_memcmp(PQgetvalue(res, 0, 2), hash, 64) != 0)
-                return -ENOENT;
-        if (scope_from_string(PQgetvalue(res, 0, 1), scope) < 0)
-                return -ENOENT;
-        snprintf(name_out, 72, "%s", PQgetvalue(res, 0, 0));
-        if (streq(PQgetvalue(res, 0, 3), "t")) {
+        if (refresh) {
                 /* last_used_at, at most once a minute per token: cheap and good enough. */
                 _cleanup_pgresult_ PGresult *upd = NULL;
                 struct problem ignore = { 0 };
