@@ -42,6 +42,9 @@ struct job {
 };
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request);
+/* Gives back the bulk slot the job holds (app.bulk_busy), if any; again: nothing. Done before
+ * the job's reply can reach the client, so that its next bulk is not refused as concurrent. */
+void job_release_slot(struct job *j);
 void job_free(struct job *j);
 /* The job as GET /api/v1/jobs/{id} shows it while it waits (status queued, nothing run yet):
  * the body of a 202. NULL when out of memory. */

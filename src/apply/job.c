@@ -30,15 +30,21 @@ json_t *job_accepted_json(const struct job *j)
                          "verified", "warnings", "before", "after", "location", "changed", false);
 }
 
+void job_release_slot(struct job *j)
+{
+        atomic_bool *slot = TAKE_PTR(j->slot);
+        if (slot) {
+                /* a bulk replace's: what it took (rendering, results) goes back to the system */
+                malloc_trim(0);
+                atomic_store(slot, false);
+        }
+}
+
 void job_free(struct job *j)
 {
         if (!j)
                 return;
-        if (j->slot) {
-                /* a bulk replace's: what it took (rendering, results) goes back to the system */
-                malloc_trim(0);
-                atomic_store(j->slot, false);
-        }
+        job_release_slot(j);
         free(j->items);
         json_decref(j->request);
         free_wiped(j->secret);

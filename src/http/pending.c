@@ -99,6 +99,7 @@ int pending_add(struct request *req, struct job *job, uint64_t deadline)
 
 void pending_complete(struct job *job)
 {
+        job_release_slot(job); /* before the reply: the client may send its next bulk at once */
         pthread_mutex_lock(&lock);
         for (struct entry **p = &entries; *p; p = &(*p)->next) {
                 if ((*p)->job != job)

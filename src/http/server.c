@@ -544,6 +544,11 @@ static bool reply_has_header(const struct request *req, const char *name)
 static enum MHD_Result send_reply(struct request *req)
 {
         struct MHD_Response *resp;
+        /* a bulk slot still held (the request ended before it made a job) is free before the
+         * client can read the reply and send its next bulk */
+        atomic_bool *slot = TAKE_PTR(req->slot);
+        if (slot)
+                atomic_store(slot, false);
         resp = req->reply_secret ? MHD_create_response_from_buffer_with_free_callback(
                                        req->reply_len, req->reply_body, free_wiped)
                                  : MHD_create_response_from_buffer(req->reply_len, req->reply_body,
