@@ -154,7 +154,7 @@ static int run_serve(const struct config *cfg)
                 r = worker_start(&app, &app.worker);
         }
         if (r >= 0)
-                r = pending_start();
+                r = pending_new(&app.pending);
         struct acme_watch *acme = NULL;
         if (r >= 0 && acme_watch_start(&app, &acme) < 0)
                 log_warning("cannot watch %s; renewals are picked up by POST "
@@ -195,7 +195,8 @@ static int run_serve(const struct config *cfg)
         http_server_quiesce(http);
         acme_watch_stop(acme);
         worker_stop(app.worker);
-        pending_stop();
+        pending_free(app.pending); /* the requests still waiting get 202 */
+        app.pending = NULL;
         http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
         worker_free(app.worker);
         db_pool_free(app.db);

@@ -9,6 +9,7 @@
 struct config;
 struct db_pool;
 struct http_server;
+struct pending;
 struct worker;
 
 struct app {
@@ -16,8 +17,9 @@ struct app {
         struct db_pool *db;
         struct http_server *http;
         struct worker *worker;
-        atomic_bool ready;    /* database reached, migrations ran, first reconcile done */
-        atomic_bool stopping; /* SIGTERM seen */
+        struct pending *pending; /* requests waiting for their job (api/pending.c) */
+        atomic_bool ready;       /* database reached, migrations ran, first reconcile done */
+        atomic_bool stopping;    /* SIGTERM seen */
         /* One bulk replace at a time: taken when its headers are admitted (http/server.c), held
          * by its job until the job is freed (job.h: slot). */
         atomic_bool bulk_busy;

@@ -31,6 +31,9 @@ void queue_push_front(struct queue *q, struct queue_item *list);
 /* Waits up to timeout_usec for at least one item, then takes every queued item in FIFO order.
  * Returns the list (NULL on timeout or when closed and empty). */
 struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec);
+/* Waits up to timeout_usec for the queue to close (a pause of the consumer that a stop cuts
+ * short; pushes do not end it). Returns whether it is closed. */
+bool queue_wait_closed(struct queue *q, uint64_t timeout_usec);
 /* Wakes the consumer; later pushes fail. Items still queued stay for a last drain. */
 void queue_close(struct queue *q);
 size_t queue_depth(struct queue *q);

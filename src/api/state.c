@@ -15,6 +15,7 @@
 #include "smtptlsd/resource.h"
 #include "smtptlsd/sealed.h"
 #include "smtptlsd/store.h"
+#include "smtptlsd/tx.h"
 
 /* json_dumps into a strbuf, appended. */
 static int add_json(struct strbuf *out, json_t *j)
@@ -34,8 +35,7 @@ static int state_read(struct request *req, struct db_conn *c, bool keys, struct 
         struct settings s;
         json_t *certs = NULL;
         char head[64];
-        int r =
-            db_exec(c, NULL, reterr, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL);
+        int r = tx_begin(c, TX_SNAPSHOT, reterr);
         if (r < 0)
                 return r;
         size_t size = 0;
@@ -63,7 +63,7 @@ static int state_read(struct request *req, struct db_conn *c, bool keys, struct 
                 r = store_policies_dump(c, out, reterr);
         if (r >= 0)
                 r = store_certs_state(c, req->app->cfg->kek, keys, &certs, reterr);
-        db_exec(c, NULL, NULL, r >= 0 ? "COMMIT" : "ROLLBACK", 0, NULL);
+        tx_rollback(c); /* read only: nothing to keep */
         if (r >= 0 && (strbuf_add(out, ",\"certificates\":", 16) < 0 || add_json(out, certs) < 0 ||
                        strbuf_add(out, "}\n", 2) < 0))
                 r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");

@@ -122,7 +122,7 @@ static int submit(struct request *req, const char *action, const char *target, j
                 return reply_json(req, 202, accepted);
         }
         uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
-        r = pending_add(req, job, deadline);
+        r = pending_add(req->app->pending, req, job, deadline);
         if (r < 0) {
                 pthread_mutex_unlock(&order);
                 job_free(job);
@@ -135,7 +135,7 @@ static int submit(struct request *req, const char *action, const char *target, j
                             "smtptlsd is stopping; the write was %s",
                             dry_run ? "not run" : "recorded and runs at the next start");
                 job->failed = true;
-                pending_complete(job);
+                job_complete(job);
                 job_free(job);
         }
         return HANDLER_SUSPENDED;

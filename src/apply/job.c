@@ -16,7 +16,6 @@ struct job *job_new(const char *action, const char *target, const char *actor, j
         snprintf(j->target, sizeof(j->target), "%s", target);
         snprintf(j->actor, sizeof(j->actor), "%s", actor);
         j->request = json_incref(request);
-        j->http_status = 200;
         return j;
 }
 
@@ -38,6 +37,34 @@ void job_release_slot(struct job *j)
                 malloc_trim(0);
                 atomic_store(slot, false);
         }
+}
+
+void job_reset(struct job *j)
+{
+        problem_done(&j->problem); /* TODO(r14-merge): problem_reset */
+        j->problem = (struct problem){ 0 };
+        json_decref(j->result);
+        json_decref(j->warnings);
+        j->result = j->warnings = NULL;
+        free(j->output);
+        j->output = NULL;
+        j->postmap = j->reloaded = false;
+        j->outcome = JOB_REPLACED;
+        j->versioned = false;
+        j->version = 0;
+}
+
+void job_set_version(struct job *j, int64_t version)
+{
+        j->versioned = true;
+        j->version = version;
+}
+
+void job_complete(struct job *j)
+{
+        job_release_slot(j); /* before the reply: the client may send its next bulk at once */
+        if (j->on_done)
+                j->on_done(j, j->on_done_arg);
 }
 
 void job_free(struct job *j)

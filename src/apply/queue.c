@@ -68,18 +68,23 @@ void queue_push_front(struct queue *q, struct queue_item *list)
         pthread_mutex_unlock(&q->lock);
 }
 
+static void deadline_in(struct timespec *deadline, uint64_t timeout_usec)
+{
+        clock_gettime(CLOCK_MONOTONIC, deadline);
+        deadline->tv_sec += (time_t)(timeout_usec / 1000000);
+        deadline->tv_nsec += (long)(timeout_usec % 1000000) * 1000;
+        if (deadline->tv_nsec >= 1000000000) {
+                deadline->tv_sec++;
+                deadline->tv_nsec -= 1000000000;
+        }
+}
+
 struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
 {
         struct timespec deadline;
         struct queue_item *list;
 
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += (time_t)(timeout_usec / 1000000);
-        deadline.tv_nsec += (long)(timeout_usec % 1000000) * 1000;
-        if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-        }
+        deadline_in(&deadline, timeout_usec);
         pthread_mutex_lock(&q->lock);
         while (!q->head && !q->closed)
                 if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
@@ -89,6 +94,19 @@ struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
         q->depth = 0;
         pthread_mutex_unlock(&q->lock);
         return list;
+}
+
+bool queue_wait_closed(struct queue *q, uint64_t timeout_usec)
+{
+        struct timespec deadline;
+        deadline_in(&deadline, timeout_usec);
+        pthread_mutex_lock(&q->lock);
+        while (!q->closed)
+                if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
+                        break;
+        bool closed = q->closed;
+        pthread_mutex_unlock(&q->lock);
+        return closed;
 }
 
 void queue_close(struct queue *q)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "smtptlsd/etag.h"
 #include "smtptlsd/util.h"
 
 static bool unreserved(unsigned char c)
@@ -37,45 +38,95 @@ void policy_path(const char *destination, char buf[static RESOURCE_PATH_MAX])
         append_encoded(buf, RESOURCE_PATH_MAX, &o, destination);
 }
 
-/* What each action writes: a fixed path, or the collection's path + the encoded target. */
+/* What each action writes: the kind of resource (its tag, its name in a precondition's words)
+ * and where it is: a fixed path, or the collection's path + the encoded target. */
 static const struct {
         const char *action;
+        enum resource_kind kind;
         const char *path;
         bool per_target;
-} locations[] = {
-        { "policies.put", NULL, true },
-        { "policies.patch", NULL, true },
-        { "policies.post", NULL, true },
-        { "policies.bulk", "/api/v1/tls-policies", false },
-        { "settings.put", "/api/v1/settings", false },
-        { "settings.patch", "/api/v1/settings", false },
-        { "certificates.put", "/api/v1/certificates/", true },
-        { "certificates.post", "/api/v1/certificates/", true },
-        { "certificates.rescan", "/api/v1/certificates", false },
-        { "state.put", "/api/v1/state", false },
+} actions[] = {
+        { "policies.put", RESOURCE_POLICY, NULL, true },
+        { "policies.patch", RESOURCE_POLICY, NULL, true },
+        { "policies.post", RESOURCE_POLICY, NULL, true },
+        { "policies.delete", RESOURCE_POLICY, NULL, true },
+        { "policies.bulk", RESOURCE_POLICIES, "/api/v1/tls-policies", false },
+        { "settings.put", RESOURCE_SETTINGS, "/api/v1/settings", false },
+        { "settings.patch", RESOURCE_SETTINGS, "/api/v1/settings", false },
+        { "certificates.put", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
+        { "certificates.post", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
+        { "certificates.delete", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
+        { "certificates.rescan", RESOURCE_CERTIFICATES, "/api/v1/certificates", false },
+        { "state.put", RESOURCE_STATE, "/api/v1/state", false },
 };
+
+/* Each kind's tag prefix and its name in words (followed by the quoted target when named). */
+static const struct {
+        const char *tag;
+        const char *what;
+        bool named;
+} kinds[] = {
+        [RESOURCE_SETTINGS] = { "settings", "the settings", false },
+        [RESOURCE_CERTIFICATE] = { "certificate", "certificate", true },
+        [RESOURCE_CERTIFICATES] = { "certificates", "the certificate collection", false },
+        [RESOURCE_POLICY] = { "policy", "the TLS policy for", true },
+        [RESOURCE_POLICIES] = { "policies", "the TLS policy collection", false },
+        [RESOURCE_STATE] = { "state", "the desired state", false },
+};
+
+static int find_action(const char *action)
+{
+        for (size_t i = 0; action && i < ARRAY_SIZE(actions); i++)
+                if (streq(actions[i].action, action))
+                        return (int)i;
+        return -ENOENT;
+}
+
+int resource_of_action(const char *action, enum resource_kind *ret)
+{
+        int i = find_action(action);
+        if (i < 0)
+                return i;
+        *ret = actions[i].kind;
+        return 0;
+}
 
 bool job_location(const char *action, const char *target, char buf[static RESOURCE_PATH_MAX])
 {
         buf[0] = 0;
-        for (size_t i = 0; i < ARRAY_SIZE(locations); i++) {
-                if (!streq(locations[i].action, action))
-                        continue;
-                if (!locations[i].per_target) {
-                        snprintf(buf, RESOURCE_PATH_MAX, "%s", locations[i].path);
-                } else if (!locations[i].path) {
-                        policy_path(target ? target : "", buf);
-                } else {
-                        size_t o =
-                            (size_t)snprintf(buf, RESOURCE_PATH_MAX, "%s", locations[i].path);
-                        append_encoded(buf, RESOURCE_PATH_MAX, &o, target ? target : "");
-                }
-                return true;
+        int i = find_action(action);
+        if (i < 0 || streq(action + strlen(action) - 7, ".delete"))
+                return false;
+        if (!actions[i].per_target) {
+                snprintf(buf, RESOURCE_PATH_MAX, "%s", actions[i].path);
+        } else if (!actions[i].path) {
+                policy_path(target ? target : "", buf);
+        } else {
+                size_t o = (size_t)snprintf(buf, RESOURCE_PATH_MAX, "%s", actions[i].path);
+                append_encoded(buf, RESOURCE_PATH_MAX, &o, target ? target : "");
         }
-        return false;
+        return true;
+}
+
+void resource_etag(enum resource_kind kind, int64_t version, char buf[static RESOURCE_ETAG_MAX])
+{
+        snprintf(buf, RESOURCE_ETAG_MAX, "\"%s-%lld\"", kinds[kind].tag, (long long)version);
+}
+
+int resource_precondition(const char *if_match, enum resource_kind kind, const char *target,
+                          bool exists, int64_t version, struct problem *reterr)
+{
+        char etag[RESOURCE_ETAG_MAX] = "", what[RESOURCE_PATH_MAX];
+        if (exists)
+                resource_etag(kind, version, etag);
+        if (kinds[kind].named)
+                snprintf(what, sizeof(what), "%s '%s'", kinds[kind].what, target ? target : "");
+        else
+                snprintf(what, sizeof(what), "%s", kinds[kind].what);
+        return if_match_evaluate(if_match, what, etag, reterr);
 }
 
 void state_etag(int64_t generation, char buf[static STATE_ETAG_MAX])
 {
-        snprintf(buf, STATE_ETAG_MAX, "\"state-%lld\"", (long long)generation);
+        resource_etag(RESOURCE_STATE, generation, buf);
 }

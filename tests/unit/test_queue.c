@@ -163,6 +163,37 @@ static void test_many_producers(void **state)
         queue_destroy(&q);
 }
 
+static void *close_later(void *arg)
+{
+        struct timespec ts = { 0, 100 * 1000000 };
+        nanosleep(&ts, NULL);
+        queue_close(arg);
+        return NULL;
+}
+
+/* The worker's pause while the database is away: a push does not end it, its bound does, and a
+ * close ends it at once (not at the end of the bound). */
+static void test_wait_closed(void **state)
+{
+        struct queue q;
+        struct queue_item a = { 0 };
+        assert_int_equal(queue_init(&q), 0);
+        assert_int_equal(queue_push(&q, &a), 0);
+        uint64_t t0 = now_monotonic_usec();
+        assert_false(queue_wait_closed(&q, 150000));
+        assert_true(now_monotonic_usec() - t0 >= 150000);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, close_later, &q), 0);
+        t0 = now_monotonic_usec();
+        assert_true(queue_wait_closed(&q, 30 * 1000000));
+        uint64_t waited = now_monotonic_usec() - t0;
+        pthread_join(t, NULL);
+        assert_true(waited < 5 * 1000000);
+        assert_true(queue_wait_closed(&q, 0));
+        queue_drain(&q, 0);
+        queue_destroy(&q);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -171,6 +202,7 @@ int main(void)
                 cmocka_unit_test(test_timeout_is_bounded),
                 cmocka_unit_test(test_close),
                 cmocka_unit_test(test_many_producers),
+                cmocka_unit_test(test_wait_closed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,237 @@
+/* action_policies.c - the TLS policies' rows of the action table: one policy written (PUT,
+ * PATCH, POST) or deleted, and the bulk replace; the manager and scope rules of managed rows, and
+ * the warnings of a written row (DANE without DNSSEC, verify without trust anchors, its own
+ * attributes, parents). Worker thread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtptlsd/action.h"
+#include "smtptlsd/job.h"
+#include "smtptlsd/policy.h"
+#include "smtptlsd/policy_host.h"
+#include "smtptlsd/postfix.h"
+#include "smtptlsd/store.h"
+#include "smtptlsd/util.h"
+
+static json_t *policy_json(const struct action_env *env, const char *destination, int64_t *version)
+{
+        json_t *j = NULL;
+        struct problem ignore = { 0 };
+        if (store_policy_get(env->db, destination, NULL, &j, version, &ignore) < 0)
+                j = NULL;
+        problem_done(&ignore);
+        return j;
+}
+
+/* A managed row changes only when the request names its manager (?manager=, admin scope). */
+static int check_manager(struct job *job, const struct policy *cur)
+{
+        const char *manager =
+            json_string_value(json_object_get(json_object_get(job->request, "body"), "manager"));
+        if (manager && action_scope(job) < SCOPE_ADMIN)
+                return problem_set(&job->problem, PROBLEM_FORBIDDEN, "manager",
+                                   "acting as a manager needs a token with scope 'admin'");
+        if (!cur->managed_by[0] || streq_ptr(manager, cur->managed_by))
+                return 0;
+        return problem_set(&job->problem, PROBLEM_MANAGED_ROW, NULL,
+                           "this row is managed by \"%s\"; change it there, or pass "
+                           "?manager=%s",
+                           cur->managed_by, cur->managed_by);
+}
+
+/* Entries Postfix accepts but that will not do what their author expects. */
+static json_t *policy_warnings(const struct action_env *env, const struct policy *p)
+{
+        json_t *warnings = json_array();
+        static const char *const dns[] = { "smtp_dns_support_level", "smtp_host_lookup", NULL };
+        char *v[2] = { 0 };
+        bool dane = p->level == TLS_LEVEL_DANE || p->level == TLS_LEVEL_DANE_ONLY;
+        /* Postfix looks up TLSA records only with DNSSEC lookups on, and host addresses from DNS
+         * (smtp_tls_policy.c dane_init): otherwise dane is may and dane-only defers */
+        if (dane && postconf_values(env->cfg, dns, v) >= 0) {
+                bool dns_hosts = strstr(v[1], "dns") != NULL;
+                if (!streq(v[0], "dnssec") || !dns_hosts)
+                        warnings_add(warnings, "dane_without_dnssec",
+                                     "%s needs smtp_dns_support_level = dnssec and dns in "
+                                     "smtp_host_lookup (they are '%s' and '%s'): until then "
+                                     "Postfix looks up no TLSA record and %s",
+                                     p->level == TLS_LEVEL_DANE ? "dane" : "dane-only", v[0], v[1],
+                                     p->level == TLS_LEVEL_DANE
+                                         ? "treats the level as may (unauthenticated, optional TLS)"
+                                         : "defers all mail to the destination");
+        }
+        free(v[0]);
+        free(v[1]);
+        char why[POSTFIX_TRUST_WHY_MAX];
+        /* a policy with its own tafile has its trust anchors (tafile_unusable checks the file) */
+        if ((p->level == TLS_LEVEL_VERIFY || p->level == TLS_LEVEL_SECURE) && !p->tafile[0] &&
+            postfix_outbound_trust(env->cfg, why, sizeof(why)) == 0)
+                warnings_add(warnings, "no_trust_anchors",
+                             "%s; until then Postfix defers all mail to %s (certificate not "
+                             "trusted)",
+                             why, p->destination);
+        return warnings;
+}
+
+/* Fingerprints the effective smtp_tls_fingerprint_digest cannot produce never match (Postfix
+ * then defers all mail to the destination): refused. */
+static int check_fingerprint_digest(const struct action_env *env, const struct policy *p,
+                                    struct problem *pb)
+{
+        struct fingerprint_digest d;
+        if (p->level != TLS_LEVEL_FINGERPRINT || !action_fingerprint_digest(env, &d))
+                return 0;
+        for (size_t i = 0; i < p->n_match; i++) {
+                char field[32];
+                snprintf(field, sizeof(field), "/match/%zu", i);
+                int r = policy_check_fingerprint_digest(&d, p->match[i], field, pb);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* What smtptlsd itself can tell of the written row (issue 12): its attributes, the live
+ * configuration, and the ".d" without "d" it leaves. */
+static int policy_own_warnings(const struct action_env *env, struct job *job,
+                               const struct policy *p)
+{
+        if (!job->warnings && !(job->warnings = json_array()))
+                return problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        if (p->enabled)
+                policy_warnings_add(p, job->warnings);
+        policy_host_warnings(env->cfg, p, job->warnings);
+        return policy_parent_warnings(env->db, p->destination, job->warnings, &job->problem);
+}
+
+/* The read-only members of a policy write against the row as a GET shows it now, with the
+ * generation a write's reply carries. */
+static int policy_read_only(const struct action_env *env, struct job *job, json_t *body,
+                            json_t *row)
+{
+        json_t *now = json_deep_copy(row);
+        int r = action_with_generation(env, job, now);
+        if (r >= 0)
+                r = policy_check_read_only(body, now, "", &job->problem);
+        json_decref(now);
+        return r;
+}
+
+int action_policy_write(const struct action_env *env, struct job *job, unsigned flags,
+                        json_t **before, json_t **after)
+{
+        json_t *body = json_object_get(json_object_get(job->request, "body"), "policy");
+        bool patch = flags & ACTION_PATCH;
+        bool post = flags & ACTION_CREATE;
+        struct policy cur = { 0 };
+        bool created = false;
+        int64_t version = 0;
+        int r = action_check_if_match(env, job, post ? RESOURCE_POLICIES : RESOURCE_POLICY);
+        if (r < 0)
+                return r;
+        r = store_policy_get(env->db, job->target, &cur, before, NULL, &job->problem);
+        bool exists = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (post && exists) {
+                policy_done(&cur);
+                return problem_set(&job->problem, PROBLEM_DUPLICATE_DESTINATION, "/destination",
+                                   "a TLS policy for '%s' exists; PUT replaces it", job->target);
+        }
+        if (patch && !exists)
+                return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
+                                   job->target);
+        if (exists && (r = check_manager(job, &cur)) < 0) {
+                policy_done(&cur);
+                return r;
+        }
+        if (exists && (r = policy_read_only(env, job, body, *before)) < 0) {
+                policy_done(&cur);
+                return r;
+        }
+        char was[sizeof(cur.managed_by)];
+        memcpy(was, cur.managed_by, sizeof(was));
+        /* PUT and POST carry the whole normalized policy; PATCH merges onto the row now */
+        struct policy next = { 0 };
+        if (patch) {
+                next = cur;
+                cur = (struct policy){ 0 };
+                r = policy_apply_json(&next, body, true, job->target, "", &job->problem);
+        } else {
+                r = policy_apply_json(&next, body, false, job->target, "", &job->problem);
+                /* a managed row keeps its manager unless the manager itself says otherwise */
+                if (r >= 0 && exists && !json_object_get(body, "managed_by"))
+                        snprintf(next.managed_by, sizeof(next.managed_by), "%s", cur.managed_by);
+        }
+        if (r >= 0)
+                r = policy_check_manager_change(was, next.managed_by, action_scope(job), "",
+                                                &job->problem);
+        if (r >= 0)
+                r = check_fingerprint_digest(env, &next, &job->problem);
+        if (r >= 0)
+                r = store_policy_put(env->db, &next, &created, &job->problem);
+        if (r >= 0)
+                job->warnings = policy_warnings(env, &next);
+        if (r >= 0)
+                r = policy_own_warnings(env, job, &next);
+        policy_done(&cur);
+        policy_done(&next);
+        if (r < 0)
+                return r;
+        *after = policy_json(env, job->target, &version);
+        action_wrote(job, *after, version, created);
+        return 0;
+}
+
+int action_policy_delete(const struct action_env *env, struct job *job, unsigned flags,
+                         json_t **before, json_t **after)
+{
+        struct policy cur = { 0 };
+        int r = action_check_if_match(env, job, RESOURCE_POLICY);
+        if (r >= 0)
+                r = store_policy_get(env->db, job->target, &cur, before, NULL, &job->problem);
+        if (r == -ENOENT)
+                return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'",
+                                   job->target);
+        if (r >= 0)
+                r = check_manager(job, &cur);
+        policy_done(&cur);
+        if (r >= 0)
+                r = store_policy_delete(env->db, job->target, &job->problem);
+        /* the job record and a dry run show it (a 204 has no body) */
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(env->db, job->target, job->warnings, &job->problem);
+        if (r < 0)
+                return r;
+        job->outcome = JOB_DELETED;
+        job->result = json_null();
+        return 0;
+}
+
+int action_policies_bulk(const struct action_env *env, struct job *job, unsigned flags,
+                         json_t **before, json_t **after)
+{
+        json_t *counts = NULL;
+        int64_t version = 0;
+        struct fingerprint_digest digest;
+        int r = action_check_if_match(env, job, RESOURCE_POLICIES);
+        /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
+        if (r >= 0)
+                r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false,
+                                        action_fingerprint_digest(env, &digest), "/items", &counts,
+                                        &job->problem);
+        if (r >= 0 && (job->warnings = json_array()))
+                r = policy_parent_warnings(env->db, NULL, job->warnings, &job->problem);
+        if (r >= 0)
+                r = store_collection_version(env->db, STORE_POLICIES, &version, &job->problem);
+        if (r < 0) {
+                json_decref(counts);
+                return r;
+        }
+        /* The audit trail keeps the counts, not 100,000 rows. */
+        *after = counts;
+        job->result = json_incref(counts);
+        job_set_version(job, version);
+        return 0;
+}

@@ -1,0 +1,182 @@
+/* worker_start.c - the reconcile worker's start, before its thread runs and before READY:
+ * staging left by an interrupted apply cleaned, the ACME and system certificate files scanned,
+ * private keys sealed (key_encryption_key_file), the committed state reconciled with the live
+ * files, and the jobs a previous run acknowledged but did not finish taken up again. The thread
+ * that calls worker_start (main). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "smtptlsd/app.h"
+#include "smtptlsd/certsync.h"
+#include "smtptlsd/conf.h"
+#include "smtptlsd/job.h"
+#include "smtptlsd/log.h"
+#include "smtptlsd/postfix.h"
+#include "smtptlsd/reconcile.h"
+#include "smtptlsd/sealed.h"
+#include "smtptlsd/store.h"
+#include "smtptlsd/tx.h"
+#include "smtptlsd/util.h"
+#include "smtptlsd/worker_internal.h"
+
+#define MAX_ATTEMPTS 3
+
+/* Start-up, key_encryption_key_file configured: the plaintext keys left in the database are
+ * sealed (one transaction, under the lock of one writer across nodes). Either way, certificates
+ * whose key no configured key opens are named. */
+static void keys_at_start(struct worker *w)
+{
+        const struct kek *kek = w->app->cfg->kek;
+        struct problem p = { 0 };
+        json_t *bad = NULL, *it;
+        size_t i;
+        int64_t gen = 0;
+        int n = 0;
+        if (kek) {
+                int r = tx_begin(&w->db, TX_WRITE, &p);
+                if (r >= 0)
+                        r = store_generation(&w->db, &gen, true, &p);
+                if (r >= 0)
+                        r = store_certs_seal_keys(&w->db, kek, &n, &p);
+                if (r >= 0)
+                        r = tx_commit(&w->db, &p);
+                if (r < 0) {
+                        tx_rollback(&w->db);
+                        log_error("cannot encrypt the private keys in the database: %s", p.detail);
+                } else if (n > 0) {
+                        log_notice("encrypted the private keys of %d certificate(s) with key %s "
+                                   "(key_encryption_key_file)",
+                                   n, kek->id);
+                }
+        }
+        problem_done(&p);
+        p = (struct problem){ 0 };
+        if (store_certs_unreadable_keys(&w->db, kek, &bad, &p) >= 0)
+                json_array_foreach (bad, i, it)
+                        log_error("certificate '%s' is unusable: its private key is encrypted with "
+                                  "key %s, and key_encryption_key_file %s",
+                                  json_string_value(json_object_get(it, "name")),
+                                  json_string_value(json_object_get(it, "key_id")),
+                                  kek ? "holds another key" : "is not configured");
+        json_decref(bad);
+        problem_done(&p);
+}
+
+void worker_initial_reconcile(struct worker *w)
+{
+        const struct config *cfg = w->app->cfg;
+        struct problem p = { 0 };
+        struct desired d = { 0 };
+        struct plan plan = { 0 };
+        struct apply_result res = { 0 };
+        int64_t gen = 0;
+        int r;
+
+        reconcile_cleanup_staging(cfg);
+        r = worker_ensure_db(w, &p);
+        if (r >= 0) {
+                /* The files may have changed while we were away (renewals, a new system pair). */
+                json_t *warnings = json_array(), *summary = NULL;
+                struct problem sp = { 0 };
+                int k = tx_begin(&w->db, TX_WRITE, &sp);
+                if (k >= 0)
+                        k = certsync_run(cfg, &w->db, warnings, &summary, &sp);
+                if (k >= 0)
+                        k = tx_commit(&w->db, &sp);
+                if (k < 0) {
+                        tx_rollback(&w->db);
+                        log_warning("start-up certificate scan failed: %s", sp.detail);
+                }
+                problem_done(&sp);
+                json_decref(warnings);
+                json_decref(summary);
+        }
+        if (r >= 0)
+                keys_at_start(w);
+        if (r >= 0)
+                r = store_generation(&w->db, &gen, false, &p);
+        if (r >= 0)
+                r = desired_load(&w->db, &d, &p);
+        if (r >= 0)
+                r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r >= 0) {
+                json_t *drift = reconcile_drift(cfg, &plan);
+                if (json_array_size(drift) > 0)
+                        log_notice("main.cf differs from the committed state in %zu managed "
+                                   "parameter(s): applying generation %lld",
+                                   json_array_size(drift), (long long)gen);
+                pthread_mutex_lock(&w->lock);
+                w->drift = drift;
+                pthread_mutex_unlock(&w->lock);
+                /* Postfix may still hold an ACME certificate renewed while we were away. */
+                for (size_t i = 0; i < plan.n_certs; i++)
+                        if (plan.certs[i].acme_name[0] && postfix_is_running(cfg))
+                                plan.reload = true;
+                r = reconcile_apply(cfg, &plan, &res, &p);
+                if (r >= 0)
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 plan.expect_fingerprint);
+        }
+        if (r < 0) {
+                log_error("start-up reconcile failed: %s", p.detail);
+                worker_set_state(w, "failed", p.detail);
+        } else {
+                worker_mark_applied(w, gen, res.reloaded);
+        }
+        apply_result_done(&res);
+        plan_done(&plan);
+        desired_done(&d);
+        problem_done(&p);
+        /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
+}
+
+/* Jobs left queued in the database (by a crash, or by an HTTP thread whose push raced a stop):
+ * they were acknowledged, so they run. */
+size_t worker_recover(struct worker *w, struct job **jobs, size_t n, size_t cap)
+{
+        struct problem p = { 0 };
+        json_t *rows = NULL, *row;
+        size_t i;
+        if (store_jobs_pending(&w->db, w->app->cfg->node_name, &rows, &p) < 0) {
+                problem_done(&p);
+                return n;
+        }
+        json_array_foreach (rows, i, row) {
+                int64_t id = json_integer_value(json_object_get(row, "id"));
+                bool known = false;
+                for (size_t k = 0; k < n; k++)
+                        if (jobs[k]->id == id)
+                                known = true;
+                if (known || n >= cap)
+                        continue;
+                int attempts = 0;
+                struct job *job = job_new(json_string_value(json_object_get(row, "action")),
+                                          json_string_value(json_object_get(row, "target")),
+                                          json_string_value(json_object_get(row, "actor")),
+                                          json_object_get(row, "request"));
+                if (!job)
+                        break;
+                atomic_fetch_add(&w->backlog, 1);
+                job->id = id;
+                store_job_attempt(&w->db, id, &attempts, &p);
+                if (attempts > MAX_ATTEMPTS)
+                        problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL,
+                                    "given up after %d attempts", MAX_ATTEMPTS);
+                else if (store_job_key_open(w->app->cfg->kek, row, &job->secret, &job->problem) ==
+                         -ENOMEM)
+                        problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                if (job->problem.code != PROBLEM_NONE) {
+                        log_warning("job %lld (%s %s) left by a previous run fails: %s",
+                                    (long long)id, job->action, job->target, job->problem.detail);
+                        struct slot s = { .job = job };
+                        worker_complete(w, &s);
+                        continue;
+                }
+                log_notice("resuming job %lld (%s %s) left by a previous run", (long long)id,
+                           job->action, job->target);
+                jobs[n++] = job;
+        }
+        json_decref(rows);
+        problem_done(&p);
+        return n;
+}
