@@ -92,5 +92,12 @@ static bool is_set(void *s)
 
 int stop_event_wait(struct stop_event *s, uint64_t usec)
 {
+        if (!s) {
+                struct timespec left = { .tv_sec = (time_t)(usec / 1000000),
+                                         .tv_nsec = (long)(usec % 1000000) * 1000 };
+                while (nanosleep(&left, &left) < 0 && errno == EINTR)
+                        ;
+                return 0;
+        }
         return event_wait(&s->ev, is_set, s, usec) == 0 ? -EINTR : 0;
 }

@@ -41,5 +41,5 @@ void stop_event_destroy(struct stop_event *s);
 void stop_event_set(struct stop_event *s);
 bool stop_event_is_set(struct stop_event *s);
 /* Sleeps usec unless the event is or becomes set: 0 after the whole sleep, -EINTR at once when
- * set. */
+ * set. s NULL: a plain sleep (for a caller that has nothing to stop it). */
 int stop_event_wait(struct stop_event *s, uint64_t usec);

@@ -324,6 +324,10 @@ static void test_stop_event_wakes_at_once(void **state)
         assert_int_equal(stop_event_wait(&ev, 30000000), -EINTR);
         assert_true(now_monotonic_usec() - t0 < 1000000);
         stop_event_destroy(&ev);
+
+        t0 = now_monotonic_usec();
+        assert_int_equal(stop_event_wait(NULL, 100000), 0);
+        assert_true(now_monotonic_usec() - t0 >= 100000);
 }
 
 struct countdown {
