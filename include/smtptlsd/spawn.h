@@ -28,8 +28,16 @@ struct spawn_options {
         bool stderr_apart; /* stderr into errors, stdout alone in output */
 };
 
-/* Called about every 100 ms while a child runs (the worker uses it for its heartbeat). */
-extern void (*spawn_progress)(void);
+/* What a thread that spawns is told while its child runs. */
+struct spawn_hooks {
+        void (*progress)(void *arg); /* about every 100 ms (the worker: its heartbeat) */
+        void *arg;
+};
+/* Sets the hooks of the calling thread's spawns (a copy; NULL: none). Only that thread's: a
+ * `postfix status` run by an HTTP thread does not beat the worker's heartbeat. */
+void spawn_hooks_set(const struct spawn_hooks *h);
+/* A progress hook: stores now_monotonic_usec() into the atomic_uint_fast64_t at clock. */
+void spawn_progress_stamp(void *clock);
 
 /* Creates what spawn_cancel_all signals (an eventfd). Idempotent; call before the threads that
  * spawn start, so that the descriptor exists before anyone counts them. */

@@ -1,7 +1,9 @@
 /* acme_watch.c - inotify on <acme_live_directory> and each <name>/ below it (see acme_watch.h).
  * Events are debounced (certbot switches four symlinks per renewal) into one rescan job, recorded
  * in the audit trail with the actor "acme-watch". A directory that does not exist yet is looked
- * for again every few seconds. Its own thread; every wait is bounded. */
+ * for again every few seconds. Its own thread, asleep in poll on the inotify descriptor and a stop
+ * eventfd (acme_watch_stop wakes it at once); the only timeouts are the debounce and the look for
+ * a missing directory, and an idle wait is bounded by RETRY_USEC. */
 #include "smtptlsd/acme_watch.h"
 
 #include <dirent.h>
@@ -10,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -30,7 +33,7 @@
 struct acme_watch {
         struct app *app;
         pthread_t thread;
-        atomic_bool stopping;
+        int stop_fd; /* an eventfd: readable once acme_watch_stop ran */
         int fd;
         int root_wd;
 };
@@ -93,7 +96,7 @@ static void *watch_main(void *arg)
         bool started = false; /* the start-up scan already read what is there now */
         char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
 
-        while (!w->stopping) {
+        for (;;) {
                 uint64_t now = now_monotonic_usec();
                 if (w->root_wd < 0 && now >= next_look) {
                         if (watch_root(w)) {
@@ -104,8 +107,21 @@ static void *watch_main(void *arg)
                         next_look = now + RETRY_USEC;
                         started = true;
                 }
-                struct pollfd p = { .fd = w->fd, .events = POLLIN };
-                if (poll(&p, 1, 200) > 0) {
+                /* Asleep until an event, the stop, or what is due next: the end of a
+                 * debounce, or the next look for a missing directory. */
+                uint64_t due = now + RETRY_USEC;
+                if (first) {
+                        uint64_t quiet = last + QUIET_USEC, most = first + MAX_DELAY_USEC;
+                        due = quiet < most ? quiet : most;
+                }
+                if (w->root_wd < 0 && next_look < due)
+                        due = next_look;
+                struct pollfd p[2] = { { .fd = w->fd, .events = POLLIN },
+                                       { .fd = w->stop_fd, .events = POLLIN } };
+                int woke = poll(p, 2, due > now ? (int)((due - now + 999) / 1000) : 0);
+                if (woke > 0 && (p[1].revents & POLLIN))
+                        break;
+                if (woke > 0 && (p[0].revents & POLLIN)) {
                         ssize_t n = read(w->fd, buf, sizeof(buf));
                         for (char *q = buf; n > 0 && q < buf + n;) {
                                 const struct inotify_event *ev = (const void *)q;
@@ -138,16 +154,16 @@ int acme_watch_start(struct app *app, struct acme_watch **ret)
         w->app = app;
         w->root_wd = -1;
         w->fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        if (w->fd < 0) {
-                int r = -errno;
+        w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int r =
+            w->fd < 0 || w->stop_fd < 0 ? -errno : -pthread_create(&w->thread, NULL, watch_main, w);
+        if (r < 0) {
+                if (w->fd >= 0)
+                        close(w->fd);
+                if (w->stop_fd >= 0)
+                        close(w->stop_fd);
                 free(w);
                 return r;
-        }
-        int r = pthread_create(&w->thread, NULL, watch_main, w);
-        if (r) {
-                close(w->fd);
-                free(w);
-                return -r;
         }
         *ret = w;
         return 0;
@@ -157,8 +173,12 @@ void acme_watch_stop(struct acme_watch *w)
 {
         if (!w)
                 return;
-        w->stopping = true;
+        uint64_t one = 1;
+        /* the counter goes from 0 to 1: nothing to fail on */
+        if (write(w->stop_fd, &one, sizeof(one)) < 0)
+                log_warning("cannot wake the ACME directory watch: %s", strerror(errno));
         pthread_join(w->thread, NULL);
+        close(w->stop_fd);
         close(w->fd);
         free(w);
 }

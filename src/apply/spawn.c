@@ -1,5 +1,7 @@
 /* spawn.c - bounded child processes without a shell (see spawn.h). Worker thread (and start-up,
- * and HTTP threads through postfix_running_recent); spawn_cancel_all from the main thread. */
+ * and HTTP threads through postfix_running_recent), each with its own hooks; spawn_cancel_all
+ * from the main thread. A child is waited for in poll on its pidfd, its output and the cancel
+ * eventfd, which spawn_cancel_all makes readable: the wait ends at once. */
 #include "smtptlsd/spawn.h"
 
 #include <errno.h>
@@ -23,7 +25,8 @@
 #define DEFAULT_PATH  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define DRAIN_READS   64 /* after the child exited: at most this many reads of what is left */
 
-void (*spawn_progress)(void);
+/* The calling thread's hooks (spawn_hooks_set). */
+static _Thread_local struct spawn_hooks hooks;
 
 /* Readable once spawn_cancel_all ran (never read but by spawn_cancel_reset): every wait wakes. */
 static atomic_int cancel_fd = -1;
@@ -37,6 +40,16 @@ static void cancel_init(void)
         if (fd < 0)
                 cancel_error = -errno;
         atomic_store(&cancel_fd, fd);
+}
+
+void spawn_hooks_set(const struct spawn_hooks *h)
+{
+        hooks = h ? *h : (struct spawn_hooks){ 0 };
+}
+
+void spawn_progress_stamp(void *clock)
+{
+        atomic_store((atomic_uint_fast64_t *)clock, now_monotonic_usec());
 }
 
 int spawn_init(void)
@@ -302,8 +315,8 @@ int spawn_run_opts(const char *const argv[], uint64_t timeout_usec, const struct
                         killed = -ECANCELED;
                 else if (p[2].revents & POLLIN)
                         break;
-                if (spawn_progress)
-                        spawn_progress();
+                if (hooks.progress)
+                        hooks.progress(hooks.arg);
         }
         if (killed)
                 kill(-pid, SIGKILL); /* the whole group: what the child started dies with it */

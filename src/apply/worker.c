@@ -295,7 +295,7 @@ static void *worker_main(void *arg)
         static struct job *jobs[WORKER_MAX_BATCH];
 
         current = w;
-        spawn_progress = touch;
+        spawn_hooks_set(&(const struct spawn_hooks){ spawn_progress_stamp, &w->heartbeat });
         for (;;) {
                 touch();
                 struct queue_item *list = queue_drain(&w->queue, IDLE_TICK_USEC);

@@ -15,6 +15,7 @@
 #include "smtptlsd/app.h"
 #include "smtptlsd/browser.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/event.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -49,6 +50,7 @@ struct http_server {
         struct app *app;
         struct http_server_options opt;
         atomic_uint in_flight;
+        struct event idle; /* signalled when in_flight drops to 0 (http_server_stop waits) */
         unsigned port;
         /* request deadlines: the watched connections, under watch_lock */
         pthread_mutex_t watch_lock;
@@ -56,7 +58,7 @@ struct http_server {
         uint64_t timeout_usec;
         pthread_t watchdog;
         bool watchdog_started;
-        atomic_bool watchdog_stop;
+        struct stop_event watchdog_stop;
 };
 
 /* Starts a wait for a request (phase_start = now) or moves the deadline of the body's. Call
@@ -177,7 +179,7 @@ static void *watchdog_main(void *arg)
                 period = 50000;
         if (period > 1000000)
                 period = 1000000;
-        while (sleep_unless(period, &srv->watchdog_stop) == 0) {
+        while (stop_event_wait(&srv->watchdog_stop, period) == 0) {
                 uint64_t now = now_monotonic_usec();
                 unsigned cut = 0;
                 pthread_mutex_lock(&srv->watch_lock);
@@ -687,7 +689,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
         request_reply_free(req);
         free(req);
         *con_cls = NULL;
-        atomic_fetch_sub(&srv->in_flight, 1);
+        if (atomic_fetch_sub(&srv->in_flight, 1) == 1)
+                event_signal(&srv->idle);
 }
 
 /* Keep the path as sent: the router splits segments first and decodes each, so "%2F" inside a
@@ -742,6 +745,18 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         srv->listen_fd = MHD_INVALID_SOCKET;
         srv->timeout_usec = (uint64_t)o->connection_timeout_sec * 1000000;
         pthread_mutex_init(&srv->watch_lock, NULL);
+        r = event_init(&srv->idle);
+        if (r >= 0) {
+                r = stop_event_init(&srv->watchdog_stop);
+                if (r < 0)
+                        event_destroy(&srv->idle);
+        }
+        if (r < 0) {
+                freeaddrinfo(ai);
+                pthread_mutex_destroy(&srv->watch_lock);
+                free(srv);
+                return r;
+        }
         app->http = srv;
         srv->mhd = MHD_start_daemon(
             flags, (uint16_t)o->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER,
@@ -757,6 +772,8 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         if (!srv->mhd) {
                 log_error("cannot listen on %s port %u: %s", o->address, o->port, strerror(errno));
                 app->http = NULL;
+                stop_event_destroy(&srv->watchdog_stop);
+                event_destroy(&srv->idle);
                 pthread_mutex_destroy(&srv->watch_lock);
                 free(srv);
                 return -EADDRINUSE;
@@ -812,23 +829,27 @@ unsigned http_server_port(const struct http_server *s)
         return s->port;
 }
 
+static bool none_in_flight(void *s)
+{
+        return atomic_load(&((struct http_server *)s)->in_flight) == 0;
+}
+
 void http_server_stop(struct http_server *s, uint64_t timeout_usec)
 {
         if (!s)
                 return;
         /* Stop accepting; let requests in progress finish (bounded), then stop the threads. */
         http_server_quiesce(s);
-        uint64_t end = now_monotonic_usec() + timeout_usec;
-        while (atomic_load(&s->in_flight) > 0 && now_monotonic_usec() < end)
-                sleep_unless(20000, NULL);
-        if (atomic_load(&s->in_flight) > 0)
+        if (event_wait(&s->idle, none_in_flight, s, timeout_usec) < 0)
                 log_warning("stopping with %u requests still in progress",
                             atomic_load(&s->in_flight));
         MHD_stop_daemon(s->mhd);
         if (s->watchdog_started) {
-                s->watchdog_stop = true;
+                stop_event_set(&s->watchdog_stop);
                 pthread_join(s->watchdog, NULL);
         }
+        stop_event_destroy(&s->watchdog_stop);
+        event_destroy(&s->idle);
         pthread_mutex_destroy(&s->watch_lock);
         if (s->listen_fd != MHD_INVALID_SOCKET)
                 close(s->listen_fd);

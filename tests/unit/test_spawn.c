@@ -1,7 +1,8 @@
 /* test_spawn.c - child processes: output captured (stderr together or apart), exit codes, no
  * shell, a hard time limit that kills the whole process group, cancellation, and a clean start
- * (signal mask and dispositions, environment, descriptors, process group). The shell in some
- * children here is the test's, never the daemon's. */
+ * (signal mask and dispositions, environment, descriptors, process group); and the waits that
+ * end at once on their event (spawn's cancel, event.h's stop event) rather than at a poll. The
+ * shell in some children here is the test's, never the daemon's. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "smtptlsd/event.h"
 #include "smtptlsd/spawn.h"
 #include "smtptlsd/util.h"
 
@@ -233,10 +235,9 @@ static void test_stderr_apart(void **state)
         spawn_result_done(&res);
 }
 
-static unsigned progress_calls;
-static void count_progress(void)
+static void count_progress(void *calls)
 {
-        progress_calls++;
+        (*(unsigned *)calls)++;
 }
 
 /* A child that closed its output and runs on: the wait sleeps on its exit (pidfd), woken for the
@@ -245,16 +246,132 @@ static void test_wait_is_on_events(void **state)
 {
         struct spawn_result res;
         const char *const argv[] = { "sh", "-c", "exec >&- 2>&-; sleep 0.6", NULL };
-        progress_calls = 0;
-        spawn_progress = count_progress;
+        unsigned progress_calls = 0;
+        spawn_hooks_set(&(const struct spawn_hooks){ count_progress, &progress_calls });
         uint64_t t0 = now_monotonic_usec();
         assert_int_equal(spawn_run(argv, 5000000, &res), 0);
         uint64_t took = now_monotonic_usec() - t0;
-        spawn_progress = NULL;
+        spawn_hooks_set(NULL);
         assert_int_equal(res.exit_status, 0);
         assert_true(took >= 550000 && took < 2000000);
         assert_true(progress_calls >= 3 && progress_calls <= 10);
         spawn_result_done(&res);
+}
+
+/* When the other thread set its event or cancelled (monotonic usec). */
+static atomic_uint_fast64_t fired_at;
+
+static void *cancel_soon(void *arg)
+{
+        usleep(200000);
+        atomic_store(&fired_at, now_monotonic_usec());
+        spawn_cancel_all();
+        return NULL;
+}
+
+/* A child that is silent and far from its time limit: cancel from another thread ends the wait
+ * at once (the cancel eventfd is in the poll set), not at the next heartbeat or at the limit. */
+static void test_cancel_wakes_at_once(void **state)
+{
+        struct spawn_result res;
+        const char *const argv[] = { "sh", "-c", "exec >&- 2>&-; sleep 30", NULL };
+        unsigned progress_calls = 0;
+        pthread_t t;
+        assert_int_equal(spawn_init(), 0);
+        spawn_cancel_reset();
+        spawn_hooks_set(&(const struct spawn_hooks){ count_progress, &progress_calls });
+        assert_int_equal(pthread_create(&t, NULL, cancel_soon, NULL), 0);
+        assert_int_equal(spawn_run(argv, 20000000, &res), -ECANCELED);
+        uint64_t late = now_monotonic_usec() - atomic_load(&fired_at);
+        spawn_hooks_set(NULL);
+        pthread_join(t, NULL);
+        spawn_cancel_reset();
+        fprintf(stderr, "spawn: cancel ended the wait after %.1f ms\n", (double)late / 1000.0);
+        assert_true(res.cancelled);
+        assert_true(late < 1000000);
+        /* the heartbeat ran while it waited (about 200 ms: twice), once more for the cancel */
+        assert_true(progress_calls >= 1 && progress_calls <= 6);
+        spawn_result_done(&res);
+}
+
+static void *set_soon(void *ev)
+{
+        usleep(200000);
+        atomic_store(&fired_at, now_monotonic_usec());
+        stop_event_set(ev);
+        return NULL;
+}
+
+/* A stop event ends a long wait at once; unset, a wait lasts its time; set, none waits. */
+static void test_stop_event_wakes_at_once(void **state)
+{
+        struct stop_event ev;
+        pthread_t t;
+        assert_int_equal(stop_event_init(&ev), 0);
+
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(stop_event_wait(&ev, 150000), 0);
+        assert_true(now_monotonic_usec() - t0 >= 150000);
+
+        assert_int_equal(pthread_create(&t, NULL, set_soon, &ev), 0);
+        assert_int_equal(stop_event_wait(&ev, 30000000), -EINTR);
+        uint64_t late = now_monotonic_usec() - atomic_load(&fired_at);
+        pthread_join(t, NULL);
+        fprintf(stderr, "stop_event: woken %.1f ms after the set\n", (double)late / 1000.0);
+        assert_true(late < 1000000);
+
+        t0 = now_monotonic_usec();
+        assert_int_equal(stop_event_wait(&ev, 30000000), -EINTR);
+        assert_true(now_monotonic_usec() - t0 < 1000000);
+        stop_event_destroy(&ev);
+
+        t0 = now_monotonic_usec();
+        assert_int_equal(stop_event_wait(NULL, 100000), 0);
+        assert_true(now_monotonic_usec() - t0 >= 100000);
+}
+
+struct countdown {
+        struct event ev;
+        atomic_uint left;
+};
+
+static bool none_left(void *c)
+{
+        return atomic_load(&((struct countdown *)c)->left) == 0;
+}
+
+static void *count_down(void *arg)
+{
+        struct countdown *c = arg;
+        for (int i = 0; i < 3; i++) {
+                usleep(50000);
+                if (atomic_fetch_sub(&c->left, 1) == 1) {
+                        atomic_store(&fired_at, now_monotonic_usec());
+                        event_signal(&c->ev);
+                }
+        }
+        return NULL;
+}
+
+/* event_wait: returns when the condition holds after a signal (the last of three in flight),
+ * long before its time; -ETIMEDOUT when it never holds. */
+static void test_event_waits_for_its_condition(void **state)
+{
+        struct countdown c = { .left = 3 };
+        pthread_t t;
+        assert_int_equal(event_init(&c.ev), 0);
+        assert_int_equal(pthread_create(&t, NULL, count_down, &c), 0);
+        assert_int_equal(event_wait(&c.ev, none_left, &c, 30000000), 0);
+        uint64_t late = now_monotonic_usec() - atomic_load(&fired_at);
+        pthread_join(t, NULL);
+        assert_int_equal(atomic_load(&c.left), 0);
+        assert_true(late < 1000000);
+
+        atomic_store(&c.left, 1);
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(event_wait(&c.ev, none_left, &c, 100000), -ETIMEDOUT);
+        assert_true(now_monotonic_usec() - t0 >= 100000);
+        event_destroy(&c.ev);
 }
 
 int main(void)
@@ -270,6 +387,9 @@ int main(void)
                 cmocka_unit_test(test_cancel_kills_the_group_and_later_spawns),
                 cmocka_unit_test(test_stderr_apart),
                 cmocka_unit_test(test_wait_is_on_events),
+                cmocka_unit_test(test_cancel_wakes_at_once),
+                cmocka_unit_test(test_stop_event_wakes_at_once),
+                cmocka_unit_test(test_event_waits_for_its_condition),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
