@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "smtptlsd/event.h"
 #include "smtptlsd/http.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
@@ -161,8 +162,8 @@ static void *reaper_main(void *arg)
                         pthread_cond_wait(&p->wake, &p->lock);
                         continue;
                 }
-                struct timespec ts = { .tv_sec = (time_t)(next / 1000000),
-                                       .tv_nsec = (long)(next % 1000000) * 1000 };
+                uint64_t now = now_monotonic_usec();
+                struct timespec ts = monotonic_after(next > now ? next - now : 0);
                 pthread_cond_timedwait(&p->wake, &p->lock, &ts);
         }
         pthread_mutex_unlock(&p->lock);
@@ -172,15 +173,16 @@ static void *reaper_main(void *arg)
 int pending_new(struct pending **ret)
 {
         struct pending *p = calloc(1, sizeof(*p));
-        pthread_condattr_t ca;
         if (!p)
                 return -ENOMEM;
         pthread_mutex_init(&p->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the deadlines are monotonic */
-        pthread_cond_init(&p->wake, &ca);
-        pthread_condattr_destroy(&ca);
-        int r = pthread_create(&p->reaper, NULL, reaper_main, p);
+        int r = cond_init_monotonic(&p->wake); /* the deadlines are monotonic */
+        if (r < 0) {
+                pthread_mutex_destroy(&p->lock);
+                free(p);
+                return r;
+        }
+        r = pthread_create(&p->reaper, NULL, reaper_main, p);
         if (r) {
                 pthread_cond_destroy(&p->wake);
                 pthread_mutex_destroy(&p->lock);

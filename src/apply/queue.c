@@ -5,24 +5,18 @@
 #include <errno.h>
 #include <time.h>
 
+#include "smtptlsd/event.h"
+
 int queue_init(struct queue *q)
 {
-        pthread_condattr_t attr;
-        int r;
-
         *q = (struct queue){ 0 };
-        r = pthread_mutex_init(&q->lock, NULL);
+        int r = pthread_mutex_init(&q->lock, NULL);
         if (r)
                 return -r;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        r = pthread_cond_init(&q->cond, &attr);
-        pthread_condattr_destroy(&attr);
-        if (r) {
+        r = cond_init_monotonic(&q->cond);
+        if (r < 0)
                 pthread_mutex_destroy(&q->lock);
-                return -r;
-        }
-        return 0;
+        return r;
 }
 
 void queue_destroy(struct queue *q)
@@ -68,23 +62,12 @@ void queue_push_front(struct queue *q, struct queue_item *list)
         pthread_mutex_unlock(&q->lock);
 }
 
-static void deadline_in(struct timespec *deadline, uint64_t timeout_usec)
-{
-        clock_gettime(CLOCK_MONOTONIC, deadline);
-        deadline->tv_sec += (time_t)(timeout_usec / 1000000);
-        deadline->tv_nsec += (long)(timeout_usec % 1000000) * 1000;
-        if (deadline->tv_nsec >= 1000000000) {
-                deadline->tv_sec++;
-                deadline->tv_nsec -= 1000000000;
-        }
-}
-
 struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
 {
         struct timespec deadline;
         struct queue_item *list;
 
-        deadline_in(&deadline, timeout_usec);
+        deadline = monotonic_after(timeout_usec);
         pthread_mutex_lock(&q->lock);
         while (!q->head && !q->closed)
                 if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
@@ -99,7 +82,7 @@ struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
 bool queue_wait_closed(struct queue *q, uint64_t timeout_usec)
 {
         struct timespec deadline;
-        deadline_in(&deadline, timeout_usec);
+        deadline = monotonic_after(timeout_usec);
         pthread_mutex_lock(&q->lock);
         while (!q->closed)
                 if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)

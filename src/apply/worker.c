@@ -12,6 +12,7 @@
 
 #include "smtptlsd/app.h"
 #include "smtptlsd/conf.h"
+#include "smtptlsd/event.h"
 #include "smtptlsd/job.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/metrics.h"
@@ -28,17 +29,9 @@
 #define IDLE_TICK_USEC (500 * 1000)
 #define DB_RETRY_USEC  (500 * 1000)
 
-static struct worker *current; /* for spawn's progress hook */
-
 void worker_touch(struct worker *w)
 {
         atomic_store(&w->heartbeat, now_monotonic_usec());
-}
-
-static void touch(void)
-{
-        if (current)
-                worker_touch(current);
 }
 
 void worker_set_state(struct worker *w, const char *state, const char *error)
@@ -294,10 +287,9 @@ static void *worker_main(void *arg)
         struct worker *w = arg;
         static struct job *jobs[WORKER_MAX_BATCH];
 
-        current = w;
         spawn_hooks_set(&(const struct spawn_hooks){ spawn_progress_stamp, &w->heartbeat });
         for (;;) {
-                touch();
+                worker_touch(w);
                 struct queue_item *list = queue_drain(&w->queue, IDLE_TICK_USEC);
                 size_t n = 0;
                 while (list && n < WORKER_MAX_BATCH) {
@@ -344,7 +336,6 @@ static void *worker_main(void *arg)
                         continue;
                 metrics_gauge_set(METRIC_QUEUE_DEPTH, (int64_t)queue_depth(&w->queue));
         }
-        current = NULL;
         return NULL;
 }
 
@@ -411,9 +402,7 @@ void worker_stop(struct worker *w)
          * reload` that hangs) is killed with its process group, and so is every later one (a
          * rollback's reload). Its batch is not committed: the jobs run at the next start. */
         uint64_t limit = (uint64_t)w->app->cfg->shutdown_timeout;
-        uint64_t end = now_monotonic_usec() + limit;
-        struct timespec ts = { .tv_sec = (time_t)(end / 1000000),
-                               .tv_nsec = (long)(end % 1000000) * 1000 };
+        struct timespec ts = monotonic_after(limit);
         if (pthread_clockjoin_np(w->thread, NULL, CLOCK_MONOTONIC, &ts) != 0) {
                 log_warning("stopping: the worker is still busy after shutdown_timeout (%.1f s); "
                             "killing its running command",
