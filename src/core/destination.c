@@ -16,7 +16,6 @@
 #include <strings.h>
 
 #include "smtptlsd/policy.h"
-#include "smtptlsd/tokens.h"
 
 #define DEST PROBLEM_INVALID_DESTINATION
 #define FORMS                                                                                      \

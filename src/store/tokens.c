@@ -7,42 +7,6 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 
-static const char *const scope_names[] = {
-        [SCOPE_NONE] = "none",
-        [SCOPE_READ] = "read",
-        [SCOPE_WRITE] = "write",
-        [SCOPE_ADMIN] = "admin",
-};
-
-int scope_from_string(const char *s, enum scope *ret)
-{
-        for (size_t i = SCOPE_READ; i < ARRAY_SIZE(scope_names); i++)
-                if (streq(scope_names[i], s)) {
-                        *ret = (enum scope)i;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
-const char *scope_to_string(enum scope s)
-{
-        return (size_t)s < ARRAY_SIZE(scope_names) ? scope_names[s] : "none";
-}
-
-bool name_is_valid(const char *s)
-{
-        size_t n = strlen(s);
-        if (n == 0 || n > TOKEN_NAME_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-                        return false;
-        }
-        return true;
-}
-
 void secret_sha256_hex(const char *s, char out[65])
 {
         unsigned char md[32];
