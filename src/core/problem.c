@@ -94,6 +94,16 @@ int problem_set(struct problem *p, enum problem_code code, const char *field, co
         return r;
 }
 
+int problem_set_errno(struct problem *p, int error, enum problem_code code, const char *field,
+                      const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        problem_setv(p, code, field, fmt, ap);
+        va_end(ap);
+        return error;
+}
+
 int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
 {
         char detail[512];
@@ -130,6 +140,14 @@ void problem_done(struct problem *p)
         json_decref(p->errors);
         json_decref(p->extra);
         p->errors = p->extra = NULL;
+}
+
+void problem_reset(struct problem *p)
+{
+        if (!p)
+                return;
+        problem_done(p);
+        *p = (struct problem){ 0 };
 }
 
 static void warnings_addv(json_t *warnings, const char *code, const char *field, const char *fmt,

@@ -38,13 +38,14 @@ static int make_token(char out[static TOKEN_SIZE])
 
 static int duplicate_name(const char *name, struct problem *reterr)
 {
-        return problem_set(reterr, PROBLEM_DUPLICATE_NAME, "/name",
-                           "a token named '%s' exists; revoke it first", name);
+        return problem_set_errno(reterr, -EEXIST, PROBLEM_DUPLICATE_NAME, "/name",
+                                 "a token named '%s' exists; revoke it first", name);
 }
 
 static int no_such_token(const char *name, struct problem *reterr)
 {
-        return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'", name);
+        return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                 "no active token named '%s'", name);
 }
 
 int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct problem *reterr)
@@ -56,13 +57,11 @@ int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct p
                     "SELECT scope FROM tokens WHERE name = $1 AND revoked_at IS NULL", 1, params);
         if (r < 0)
                 return r;
-        if (PQntuples(res) == 0) {
-                no_such_token(name, reterr);
-                return -ENOENT;
-        }
+        if (PQntuples(res) == 0)
+                return no_such_token(name, reterr);
         if (scope && scope_from_string(PQgetvalue(res, 0, 0), scope) < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "token '%s' has an unknown scope", name);
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "token '%s' has an unknown scope", name);
         return 0;
 }
 
@@ -93,8 +92,8 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
                                    "token names are [a-z0-9][a-z0-9._-]{0,63}");
         r = make_token(token_out);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "no random bytes available");
+                return problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no random bytes available");
         secret_sha256_hex(token_out, hash);
         const char *params[] = { name, scope_to_string(scope), hash };
         r = db_exec(c, &res, reterr,
@@ -157,8 +156,7 @@ int tokens_get(struct db_conn *c, const char *name, json_t **row, struct problem
                 return r;
         if (json_array_size(items) == 0) {
                 json_decref(items);
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'",
-                                   name);
+                return no_such_token(name, reterr);
         }
         *row = json_incref(json_array_get(items, 0));
         json_decref(items);
