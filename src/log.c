@@ -4,19 +4,20 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "smtptlsd/name_code.h"
+
 int log_max_level = LOG_INFO;
 
-static const char *const level_names[] = {
-        [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+static const struct name_code level_names[] = {
+        { "err", LOG_ERR },   { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+        { "info", LOG_INFO }, { "debug", LOG_DEBUG },
 };
 
 int log_level_from_string(const char *s)
 {
-        for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
-                if (level_names[i] && streq(level_names[i], s))
-                        return (int)i;
-        return -EINVAL;
+        int level;
+        int r = name_to_code(level_names, ARRAY_SIZE(level_names), s, &level);
+        return r < 0 ? r : level;
 }
 
 void log_internal(int level, const char *fmt, ...)

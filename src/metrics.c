@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "smtptlsd/http.h"
 
 #define MAX_ROUTES  48
 #define ROUTE_SLOTS (MAX_ROUTES + 1) /* the last slot: requests that matched no route */
@@ -17,10 +18,7 @@ static const int statuses[] = { 200, 201, 202, 204, 304, 400, 401, 403, 404,
                                 405, 409, 412, 413, 415, 422, 500, 503, 0 /* other */ };
 #define N_STATUS ARRAY_SIZE(statuses)
 
-static const char *const method_names[] = {
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OTHER"
-};
-#define N_METHOD ARRAY_SIZE(method_names)
+#define N_METHOD HTTP_METHOD_COUNT /* http_methods[]: by bit, OTHER last */
 
 static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                   0.25,   0.5,   1,      2.5,   5,    10,    30 };
@@ -68,10 +66,10 @@ static const struct {
 /* The values of smtptlsd_state's label: exactly one is 1 when the state is known. */
 static const char *const states[] = { "in_sync", "applying", "degraded" };
 
-static size_t method_index(enum http_method m)
+static size_t method_index(unsigned m)
 {
         for (size_t i = 0; i < N_METHOD - 1; i++)
-                if (m == (enum http_method)(1 << i))
+                if (m == 1u << i)
                         return i;
         return N_METHOD - 1;
 }
@@ -84,7 +82,7 @@ static size_t status_index(int status)
         return N_STATUS - 1;
 }
 
-void metrics_observe_request(int route_index, enum http_method method, int status, uint64_t usec)
+void metrics_observe_request(int route_index, unsigned method, int status, uint64_t usec)
 {
         size_t r = route_index >= 0 && route_index < MAX_ROUTES ? (size_t)route_index : MAX_ROUTES;
         atomic_fetch_add_explicit(&requests[r][method_index(method)][status_index(status)], 1,
@@ -247,7 +245,7 @@ int metrics_render(const struct route *routes, size_t n_routes, const struct met
                                 bprintf(&b,
                                         "smtptlsd_http_requests_total{route=\"%s\",method=\"%s\","
                                         "code=\"%s\"} %llu\n",
-                                        route, method_names[m], code, (unsigned long long)v);
+                                        route, http_methods[m].name, code, (unsigned long long)v);
                         }
         }
 

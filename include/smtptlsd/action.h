@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "smtptlsd/names.h"
 #include "smtptlsd/resource.h"
 
 struct config;
@@ -77,8 +78,8 @@ int action_precondition(struct job *job, enum resource_kind kind, bool exists, i
  * job's transaction, so that no other write comes between check and change. */
 int action_check_if_match(const struct action_env *env, struct job *job, enum resource_kind kind);
 /* The scope the request was made with, as recorded (none or unknown counts as the lowest, so a
- * job nobody vouched for cannot do what needs admin): an enum scope. */
-int action_scope(const struct job *job);
+ * job nobody vouched for cannot do what needs admin). */
+enum scope action_scope(const struct job *job);
 /* A member of the request's body, as a string (NULL when absent). */
 const char *action_body_string(const struct job *job, const char *key);
 /* The job wrote `after` (its reply; NULL when it cannot be read back) at `version`, creating it

@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 #include "smtptlsd/problem.h"
-#include "smtptlsd/tokens.h"
+#include "smtptlsd/name_code.h"
+#include "smtptlsd/names.h"
 
 struct MHD_Connection;
 struct app;
@@ -23,6 +24,10 @@ enum http_method {
         HTTP_DELETE = 1 << 5,
         HTTP_OTHER = 1 << 6,
 };
+#define HTTP_METHOD_COUNT 7
+/* The methods' names ("GET"), one row per bit in the order of the bits, HTTP_OTHER ("OTHER")
+ * last (router.c). */
+extern const struct name_code http_methods[HTTP_METHOD_COUNT];
 
 /* What a route accepts as a body. */
 enum {

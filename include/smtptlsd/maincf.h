@@ -8,10 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct maincf_param {
-        const char *name;
-        const char *value; /* NULL: remove the parameter (back to Postfix's default) */
-};
+#include "smtptlsd/maincf_param.h"
 
 /* One definition: name, and its value as `postconf -n`/`-h` print it (unexpanded, trimmed, every
  * run of whitespace, line breaks of continuation lines included, as one space). A negative return

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "smtptlsd/http.h"
+struct route;
 
 enum metric_counter {
         METRIC_JOBS_APPLIED,
@@ -28,7 +28,8 @@ enum metric_gauge {
         _METRIC_GAUGE_MAX,
 };
 
-void metrics_observe_request(int route_index, enum http_method method, int status, uint64_t usec);
+/* method: one HTTP_* bit of enum http_method (http.h). */
+void metrics_observe_request(int route_index, unsigned method, int status, uint64_t usec);
 void metrics_count(enum metric_counter c, uint64_t n);
 void metrics_gauge_set(enum metric_gauge g, int64_t v);
 /* One certificate's row of smtptlsd_certificate_expiry_seconds. */

@@ -69,15 +69,29 @@ struct problem {
 };
 
 /* Fills p (when not NULL) and returns -EINVAL, so callers can `return problem_set(...)`. A
- * problem already set is kept: the first failure is the one reported. */
+ * problem already set is kept: the first failure is the one reported. For what the client sent
+ * (a 4xx of bad input); any other failure says what happened with problem_set_errno. */
 int problem_set(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
     _printf_(4, 5);
+/* The same, returning error (a negative errno) instead: the caller's channel, on which code
+ * branches, while the problem is the client's. The convention, by the code's HTTP status:
+ * -ENOENT what is named does not exist (not_found, certificate_not_found); -EEXIST it exists
+ * already (duplicate_name, duplicate_destination); -EACCES no valid credential (unauthorized);
+ * -EPERM the credential or the row does not allow it (forbidden, csrf_refused,
+ * origin_not_allowed, managed_row); -ESTALE a precondition failed (If-Match); -EBUSY come
+ * back later (a slot or every connection taken); -ENOTCONN the database is gone; -ETIMEDOUT it
+ * did not answer in time; -EIO or -ENOMEM an internal error. */
+int problem_set_errno(struct problem *p, int error, enum problem_code code, const char *field,
+                      const char *fmt, ...) _printf_(5, 6);
 int problem_setv(struct problem *p, enum problem_code code, const char *field, const char *fmt,
                  va_list ap) _printf_(4, 0);
 /* Adds one more field error to p->errors (the first also becomes the main code). */
 int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
     _printf_(4, 5);
+/* Frees what p holds (errors, extra); p keeps its code, field and detail. */
 void problem_done(struct problem *p);
+/* problem_done, then p is empty again (PROBLEM_NONE): ready for the next failure. */
+void problem_reset(struct problem *p);
 /* {code, detail[, field]}: a problem as a job's error or a plan's error (no field member when
  * the problem names none). NULL when out of memory. */
 json_t *problem_error_json(const struct problem *p);

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "smtptlsd/maincf.h"
+#include "smtptlsd/maincf_param.h"
 #include "smtptlsd/problem.h"
 
 enum tls_mode {

@@ -5,19 +5,12 @@
 #include <jansson.h>
 
 #include "smtptlsd/db.h"
+#include "smtptlsd/names.h"
 #include "smtptlsd/problem.h"
-
-enum scope {
-        SCOPE_NONE = 0, /* no token needed */
-        SCOPE_READ,
-        SCOPE_WRITE,
-        SCOPE_ADMIN,
-};
 
 #define TOKEN_PREFIX "stk_"
 /* "stk_" + 43 characters of base64url (32 random bytes) + NUL */
-#define TOKEN_SIZE     48
-#define TOKEN_NAME_MAX 64
+#define TOKEN_SIZE 48
 
 /* Whether token has the shape of one we issue ("stk_" + 43 base64url characters); pure, so a
  * request can be refused before it costs a database connection. */
@@ -31,11 +24,6 @@ void secret_sha256_hex(const char *secret, char out[65]);
 struct pg_result;
 int credential_row(const struct pg_result *res, const char hash[65], char name_out[static 72],
                    enum scope *scope, bool *refresh);
-
-int scope_from_string(const char *s, enum scope *ret);
-const char *scope_to_string(enum scope s);
-/* Names of tokens (and certificates) are [a-z0-9][a-z0-9._-]{0,63}. */
-bool name_is_valid(const char *s);
 
 /* Creates a token; *row = {name, scope, created_at}. duplicate_name while an active token has
  * that name. The plain token is written to token_out and nowhere else. */

@@ -60,8 +60,8 @@ int api_certificates_get(struct request *req, struct problem *reterr)
         if (r >= 0)
                 r = store_cert_get(c, req->params[0], &cert, &version, reterr);
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no certificate named '%s'",
-                                   req->params[0]);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                         "no certificate named '%s'", req->params[0]);
         if (r < 0)
                 return r;
         json_object_set_new(cert, "files", layout_cert_files_json(req->app->cfg, cert));

@@ -35,8 +35,8 @@ static int console_reply(struct request *req, const struct console_asset *a, str
         };
         for (size_t i = 0; i < ARRAY_SIZE(headers); i++)
                 if (reply_header(req, headers[i].name, "%s", headers[i].value) < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                           "too many headers");
+                        return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                                 "too many headers");
         return reply_static(req, a->media_type, a->data, a->len, a->etag, reterr);
 }
 
@@ -50,7 +50,7 @@ int api_console_asset(struct request *req, struct problem *reterr)
         const char *name = req->params[0];
         const struct console_asset *a = console_asset_find(name);
         if (!a && strchr(name, '.'))
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL,
-                                   "the console has no file named '%.64s'", name);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                         "the console has no file named '%.64s'", name);
         return console_reply(req, a ? a : &console_assets[0], reterr);
 }

@@ -118,6 +118,7 @@ int api_metrics(struct request *req, struct problem *reterr)
         json_decref(drift);
         problem_done(&ignore);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         return reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

@@ -145,7 +145,8 @@ int api_jobs_get(struct request *req, struct problem *reterr)
         int64_t id;
         json_t *job = NULL;
         if (parse_int64(req->params[0], 1, INT64_MAX, &id) < 0)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no job %s", req->params[0]);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL, "no job %s",
+                                         req->params[0]);
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
                 r = store_job_get(c, id, &job, reterr);

@@ -23,8 +23,8 @@ static int manager_of(struct request *req, char *buf, size_t size, const char **
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "manager",
                                    "manager is a manager name, [a-z0-9][a-z0-9._-]{0,63}");
         if (*ret && req->scope < SCOPE_ADMIN)
-                return problem_set(reterr, PROBLEM_FORBIDDEN, "manager",
-                                   "acting as a manager needs a token with scope 'admin'");
+                return problem_set_errno(reterr, -EPERM, PROBLEM_FORBIDDEN, "manager",
+                                         "acting as a manager needs a token with scope 'admin'");
         return 0;
 }
 
@@ -117,7 +117,8 @@ static int url_destination(struct request *req, char out[static 256], bool for_w
                 return r;
         }
         problem_done(&p);
-        return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no TLS policy for that destination");
+        return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                 "no TLS policy for that destination");
 }
 
 int api_policy_get(struct request *req, struct problem *reterr)
@@ -132,7 +133,8 @@ int api_policy_get(struct request *req, struct problem *reterr)
         if (r >= 0)
                 r = store_policy_get(c, dest, NULL, &j, &version, reterr);
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no TLS policy for '%s'", dest);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                         "no TLS policy for '%s'", dest);
         if (r < 0)
                 return r;
         char etag[POLICY_ETAG_MAX];
@@ -201,8 +203,8 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                 if (r == -ENOENT && if_match)
                         r = 0; /* a failed precondition (412), which the worker decides */
                 else if (r == -ENOENT)
-                        r = problem_set(reterr, PROBLEM_NOT_FOUND, NULL,
-                                        "no TLS policy for '%s'; PUT creates one", dest);
+                        r = problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                              "no TLS policy for '%s'; PUT creates one", dest);
                 else if (r >= 0) {
                         char was[sizeof(cur.managed_by)];
                         memcpy(was, cur.managed_by, sizeof(was));
@@ -275,7 +277,8 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
         size_t i;
         int r = 0;
         if (!seen || strbuf_add(&text, "[", 1) < 0) {
-                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
                 goto out;
         }
         json_array_foreach (items, i, item) {
@@ -305,8 +308,8 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
                         json_t *n = policy_to_json(&p);
                         if (!n || (i && strbuf_add(&text, ",", 1) < 0) ||
                             json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
-                                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                                "out of memory");
+                                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                                      "out of memory");
                         json_decref(n);
                         /* validated and copied out: the parsed item goes now */
                         json_array_set_new(items, i, json_null());
@@ -318,7 +321,8 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
                         goto out;
         }
         if (strbuf_add(&text, "]", 1) < 0) {
-                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
                 goto out;
         }
         *ret = TAKE_PTR(text.p);

@@ -68,8 +68,8 @@ int api_session_create(struct request *req, struct problem *reterr)
                 r = sessions_open(c, body.token, req->app->cfg->session_idle_timeout, id,
                                   req->actor, &scope, reterr);
                 if (r == -ENOENT)
-                        r = problem_set(reterr, PROBLEM_UNAUTHORIZED, "/token",
-                                        "the token is not valid or has been revoked");
+                        r = problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, "/token",
+                                              "the token is not valid or has been revoked");
         }
         if (r >= 0)
                 r = set_cookie(req, id);
@@ -84,8 +84,8 @@ static int need_session(struct request *req, struct problem *reterr)
 {
         if (req->session_id)
                 return 0;
-        return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
-                           "no console session: sign in with POST /api/v1/session");
+        return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,
+                                 "no console session: sign in with POST /api/v1/session");
 }
 
 static int add_manager_url(const char *name, size_t name_len, const char *url, size_t url_len,
@@ -108,7 +108,8 @@ int api_session_get(struct request *req, struct problem *reterr)
         if (!urls || config_manager_urls_foreach(req->app->cfg->console_manager_urls,
                                                  add_manager_url, urls, err, sizeof(err)) < 0) {
                 json_decref(urls);
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         }
         return reply_json(req, 200,
                           json_pack("{s:s, s:s, s:I, s:o}", "token_name", req->actor, "scope",

@@ -57,7 +57,8 @@ static int state_read(struct request *req, struct db_conn *c, bool keys, struct 
                         r = strbuf_add(out, ",\"tls_policies\":", 16);
                 json_decref(sj);
                 if (r < 0)
-                        r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                        r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
         }
         if (r >= 0)
                 r = store_policies_dump(c, out, reterr);
@@ -66,7 +67,8 @@ static int state_read(struct request *req, struct db_conn *c, bool keys, struct 
         tx_rollback(c); /* read only: nothing to keep */
         if (r >= 0 && (strbuf_add(out, ",\"certificates\":", 16) < 0 || add_json(out, certs) < 0 ||
                        strbuf_add(out, "}\n", 2) < 0))
-                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
         json_decref(certs);
         return r;
 }
@@ -81,8 +83,8 @@ int api_state_get(struct request *req, struct problem *reterr)
         if (r < 0)
                 return r;
         if (keys && req->scope < SCOPE_ADMIN)
-                return problem_set(reterr, PROBLEM_FORBIDDEN, "include_keys",
-                                   "include_keys=true needs a token with scope 'admin'");
+                return problem_set_errno(reterr, -EPERM, PROBLEM_FORBIDDEN, "include_keys",
+                                         "include_keys=true needs a token with scope 'admin'");
         r = db_acquire(req->app->db, &c, reterr);
         if (r < 0)
                 return r;
@@ -295,7 +297,8 @@ static int state_put(struct request *req, struct problem *reterr)
                                "managed", managed ? json_is_true(managed) : true, "certificates",
                                certs, "policy", "scope", scope_to_string(req->scope));
                 if (json_object_size(keys) > 0 && !(keys_text = json_dumps(keys, JSON_COMPACT)))
-                        r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                        r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
         }
         json_decref(settings);
         json_decref(keys);

@@ -220,8 +220,7 @@ static json_t *cert_status(struct db_conn *c, const char *name, json_t *ws, json
                                      row.name);
                 cert_row_done(&row);
         }
-        problem_done(&ignore);
-        ignore = (struct problem){ 0 };
+        problem_reset(&ignore);
         json_t *details = NULL;
         if (store_cert_get_json(c, name, &details, &ignore) >= 0 &&
             json_is_true(json_object_get(details, "missing")))
@@ -375,6 +374,7 @@ int api_config(struct request *req, struct problem *reterr)
         free(head);
         map_render_unref(m);
         if (!text)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         return reply_text(req, 200, "application/json", text, len);
 }

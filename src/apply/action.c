@@ -88,7 +88,7 @@ int action_precondition(struct job *job, enum resource_kind kind, bool exists, i
                                      &job->problem);
 }
 
-int action_scope(const struct job *job)
+enum scope action_scope(const struct job *job)
 {
         enum scope scope = SCOPE_NONE;
         const char *s = action_body_string(job, "scope");

@@ -41,8 +41,7 @@ void job_release_slot(struct job *j)
 
 void job_reset(struct job *j)
 {
-        problem_done(&j->problem); /* TODO(r14-merge): problem_reset */
-        j->problem = (struct problem){ 0 };
+        problem_reset(&j->problem);
         json_decref(j->result);
         json_decref(j->warnings);
         j->result = j->warnings = NULL;

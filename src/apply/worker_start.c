@@ -49,8 +49,7 @@ static void keys_at_start(struct worker *w)
                                    n, kek->id);
                 }
         }
-        problem_done(&p);
-        p = (struct problem){ 0 };
+        problem_reset(&p);
         if (store_certs_unreadable_keys(&w->db, kek, &bad, &p) >= 0)
                 json_array_foreach (bad, i, it)
                         log_error("certificate '%s' is unusable: its private key is encrypted with "

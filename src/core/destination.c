@@ -16,7 +16,6 @@
 #include <strings.h>
 
 #include "smtptlsd/policy.h"
-#include "smtptlsd/tokens.h"
 
 #define DEST PROBLEM_INVALID_DESTINATION
 #define FORMS                                                                                      \
@@ -165,7 +164,8 @@ static int host_name(const char *s, size_t n, unsigned flags, char *out, size_t 
         if (r != IDN2_OK) {
                 free(a);
                 if (r == IDN2_MALLOC)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                        return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                                 "out of memory");
                 return bad(reterr, field,
                            "the destination's internationalized name is not valid IDNA (UTS #46 "
                            "non-transitional, as Postfix converts it): %s",
@@ -496,7 +496,8 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
         /* a name written with U-labels must get its U-label key, or it would match nothing */
         enum ukey_result u = all_ascii(in, n) ? UKEY_NONE : unicode_key(key, ukey);
         if (u == UKEY_NO_MEMORY)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         if (u == UKEY_FOLDED)
                 return bad(reterr, field,
                            "the destination's name has 'ß' or final 'ς', which Postfix folds to "

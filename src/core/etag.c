@@ -107,14 +107,14 @@ int if_match_evaluate(const char *value, const char *what, const char *etag, str
         if (etag[0] && (star || matched))
                 return 0;
         if (!etag[0])
-                return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                                   "%s does not exist (If-Match: %.200s)", what, value);
+                return problem_set_errno(reterr, -ESTALE, PROBLEM_PRECONDITION_FAILED, "If-Match",
+                                         "%s does not exist (If-Match: %.200s)", what, value);
         if (!strong)
-                return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                                   "weak entity tags (W/\"...\") never match a write "
-                                   "precondition (RFC 9110 13.1.1); send the ETag as a reply "
-                                   "gave it, without W/ (now %s)",
-                                   etag);
-        return problem_set(reterr, PROBLEM_PRECONDITION_FAILED, "If-Match",
-                           "%s changed since %.200s was read (now %s)", what, value, etag);
+                return problem_set_errno(reterr, -ESTALE, PROBLEM_PRECONDITION_FAILED, "If-Match",
+                                         "weak entity tags (W/\"...\") never match a write "
+                                         "precondition (RFC 9110 13.1.1); send the ETag as a reply "
+                                         "gave it, without W/ (now %s)",
+                                         etag);
+        return problem_set_errno(reterr, -ESTALE, PROBLEM_PRECONDITION_FAILED, "If-Match",
+                                 "%s changed since %.200s was read (now %s)", what, value, etag);
 }

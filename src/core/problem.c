@@ -3,70 +3,72 @@
 
 #include <stdio.h>
 
+#include "smtptlsd/name_code.h"
 #include "smtptlsd/util.h"
 
-static const char *const code_names[_PROBLEM_MAX] = {
-        [PROBLEM_NONE] = "none",
-        [PROBLEM_UNAUTHORIZED] = "unauthorized",
-        [PROBLEM_FORBIDDEN] = "forbidden",
-        [PROBLEM_NOT_FOUND] = "not_found",
-        [PROBLEM_METHOD_NOT_ALLOWED] = "method_not_allowed",
-        [PROBLEM_INVALID_JSON] = "invalid_json",
-        [PROBLEM_BAD_REQUEST] = "bad_request",
-        [PROBLEM_UNSUPPORTED_MEDIA_TYPE] = "unsupported_media_type",
-        [PROBLEM_PAYLOAD_TOO_LARGE] = "payload_too_large",
-        [PROBLEM_PRECONDITION_FAILED] = "precondition_failed",
-        [PROBLEM_UNKNOWN_FIELD] = "unknown_field",
-        [PROBLEM_MISSING_FIELD] = "missing_field",
-        [PROBLEM_INVALID_VALUE] = "invalid_value",
-        [PROBLEM_UNKNOWN_PARAMETER] = "unknown_parameter",
-        [PROBLEM_CERTIFICATE_REQUIRED] = "certificate_required",
-        [PROBLEM_CERTIFICATE_NOT_FOUND] = "certificate_not_found",
-        [PROBLEM_SYSTEM_CERTIFICATE_REFUSED] = "system_certificate_refused",
-        [PROBLEM_CERTIFICATE_UNUSABLE] = "certificate_unusable",
-        [PROBLEM_DUPLICATE_KEY_TYPE] = "duplicate_key_type",
-        [PROBLEM_INVALID_DESTINATION] = "invalid_destination",
-        [PROBLEM_INVALID_ATTRIBUTE] = "invalid_attribute",
-        [PROBLEM_DUPLICATE_DESTINATION] = "duplicate_destination",
-        [PROBLEM_DUPLICATE_NAME] = "duplicate_name",
-        [PROBLEM_MANAGED_ROW] = "managed_row",
-        [PROBLEM_CERTIFICATE_IN_USE] = "certificate_in_use",
-        [PROBLEM_LEGACY_CERTIFICATE] = "legacy_certificate",
-        [PROBLEM_SYSTEM_CERTIFICATE] = "system_certificate",
-        [PROBLEM_ACME_CERTIFICATE] = "acme_certificate",
-        [PROBLEM_INVALID_NAME] = "invalid_name",
-        [PROBLEM_INVALID_PEM] = "invalid_pem",
-        [PROBLEM_NO_CERTIFICATE] = "no_certificate",
-        [PROBLEM_NO_PRIVATE_KEY] = "no_private_key",
-        [PROBLEM_ENCRYPTED_PRIVATE_KEY] = "encrypted_private_key",
-        [PROBLEM_KEY_MISMATCH] = "key_mismatch",
-        [PROBLEM_CERTIFICATE_EXPIRED] = "certificate_expired",
-        [PROBLEM_CERTIFICATE_NOT_YET_VALID] = "certificate_not_yet_valid",
-        [PROBLEM_CHAIN_MISMATCH] = "chain_mismatch",
-        [PROBLEM_WEAK_KEY] = "weak_key",
-        [PROBLEM_NOT_A_SERVER_CERTIFICATE] = "not_a_server_certificate",
-        [PROBLEM_POSTFIX_REJECTED] = "postfix_rejected",
-        [PROBLEM_DESTINATION_FAILS_PROBE] = "destination_fails_probe",
-        [PROBLEM_CSRF_REFUSED] = "csrf_refused",
-        [PROBLEM_ORIGIN_NOT_ALLOWED] = "origin_not_allowed",
-        [PROBLEM_SERVICE_UNAVAILABLE] = "service_unavailable",
-        [PROBLEM_INSUFFICIENT_STORAGE] = "insufficient_storage",
-        [PROBLEM_INTERNAL_ERROR] = "internal_error",
+static const struct name_code code_names[] = {
+        { "none", PROBLEM_NONE },
+        { "unauthorized", PROBLEM_UNAUTHORIZED },
+        { "forbidden", PROBLEM_FORBIDDEN },
+        { "not_found", PROBLEM_NOT_FOUND },
+        { "method_not_allowed", PROBLEM_METHOD_NOT_ALLOWED },
+        { "invalid_json", PROBLEM_INVALID_JSON },
+        { "bad_request", PROBLEM_BAD_REQUEST },
+        { "unsupported_media_type", PROBLEM_UNSUPPORTED_MEDIA_TYPE },
+        { "payload_too_large", PROBLEM_PAYLOAD_TOO_LARGE },
+        { "precondition_failed", PROBLEM_PRECONDITION_FAILED },
+        { "unknown_field", PROBLEM_UNKNOWN_FIELD },
+        { "missing_field", PROBLEM_MISSING_FIELD },
+        { "invalid_value", PROBLEM_INVALID_VALUE },
+        { "unknown_parameter", PROBLEM_UNKNOWN_PARAMETER },
+        { "certificate_required", PROBLEM_CERTIFICATE_REQUIRED },
+        { "certificate_not_found", PROBLEM_CERTIFICATE_NOT_FOUND },
+        { "system_certificate_refused", PROBLEM_SYSTEM_CERTIFICATE_REFUSED },
+        { "certificate_unusable", PROBLEM_CERTIFICATE_UNUSABLE },
+        { "duplicate_key_type", PROBLEM_DUPLICATE_KEY_TYPE },
+        { "invalid_destination", PROBLEM_INVALID_DESTINATION },
+        { "invalid_attribute", PROBLEM_INVALID_ATTRIBUTE },
+        { "duplicate_destination", PROBLEM_DUPLICATE_DESTINATION },
+        { "duplicate_name", PROBLEM_DUPLICATE_NAME },
+        { "managed_row", PROBLEM_MANAGED_ROW },
+        { "certificate_in_use", PROBLEM_CERTIFICATE_IN_USE },
+        { "legacy_certificate", PROBLEM_LEGACY_CERTIFICATE },
+        { "system_certificate", PROBLEM_SYSTEM_CERTIFICATE },
+        { "acme_certificate", PROBLEM_ACME_CERTIFICATE },
+        { "invalid_name", PROBLEM_INVALID_NAME },
+        { "invalid_pem", PROBLEM_INVALID_PEM },
+        { "no_certificate", PROBLEM_NO_CERTIFICATE },
+        { "no_private_key", PROBLEM_NO_PRIVATE_KEY },
+        { "encrypted_private_key", PROBLEM_ENCRYPTED_PRIVATE_KEY },
+        { "key_mismatch", PROBLEM_KEY_MISMATCH },
+        { "certificate_expired", PROBLEM_CERTIFICATE_EXPIRED },
+        { "certificate_not_yet_valid", PROBLEM_CERTIFICATE_NOT_YET_VALID },
+        { "chain_mismatch", PROBLEM_CHAIN_MISMATCH },
+        { "weak_key", PROBLEM_WEAK_KEY },
+        { "not_a_server_certificate", PROBLEM_NOT_A_SERVER_CERTIFICATE },
+        { "postfix_rejected", PROBLEM_POSTFIX_REJECTED },
+        { "destination_fails_probe", PROBLEM_DESTINATION_FAILS_PROBE },
+        { "csrf_refused", PROBLEM_CSRF_REFUSED },
+        { "origin_not_allowed", PROBLEM_ORIGIN_NOT_ALLOWED },
+        { "service_unavailable", PROBLEM_SERVICE_UNAVAILABLE },
+        { "insufficient_storage", PROBLEM_INSUFFICIENT_STORAGE },
+        { "internal_error", PROBLEM_INTERNAL_ERROR },
 };
+_Static_assert(ARRAY_SIZE(code_names) == _PROBLEM_MAX, "every problem code has its name");
 
 const char *problem_code_name(enum problem_code code)
 {
-        if ((unsigned)code >= _PROBLEM_MAX || !code_names[code])
-                return "internal_error";
-        return code_names[code];
+        const char *name = code_to_name(code_names, ARRAY_SIZE(code_names), (int)code);
+        return name ? name : "internal_error";
 }
 
 enum problem_code problem_code_from_name(const char *name)
 {
-        for (enum problem_code c = PROBLEM_NONE + 1; name && c < _PROBLEM_MAX; c++)
-                if (code_names[c] && streq(code_names[c], name))
-                        return c;
-        return PROBLEM_INTERNAL_ERROR;
+        int code;
+        if (name_to_code(code_names, ARRAY_SIZE(code_names), name, &code) < 0 ||
+            code == PROBLEM_NONE)
+                return PROBLEM_INTERNAL_ERROR;
+        return (enum problem_code)code;
 }
 
 int problem_setv(struct problem *p, enum problem_code code, const char *field, const char *fmt,
@@ -90,6 +92,16 @@ int problem_set(struct problem *p, enum problem_code code, const char *field, co
         int r = problem_setv(p, code, field, fmt, ap);
         va_end(ap);
         return r;
+}
+
+int problem_set_errno(struct problem *p, int error, enum problem_code code, const char *field,
+                      const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        problem_setv(p, code, field, fmt, ap);
+        va_end(ap);
+        return error;
 }
 
 int problem_add(struct problem *p, enum problem_code code, const char *field, const char *fmt, ...)
@@ -128,6 +140,14 @@ void problem_done(struct problem *p)
         json_decref(p->errors);
         json_decref(p->extra);
         p->errors = p->extra = NULL;
+}
+
+void problem_reset(struct problem *p)
+{
+        if (!p)
+                return;
+        problem_done(p);
+        *p = (struct problem){ 0 };
 }
 
 static void warnings_addv(json_t *warnings, const char *code, const char *field, const char *fmt,

@@ -7,44 +7,53 @@
 #include <strings.h>
 
 #include "smtptlsd/json_spec.h"
-#include "smtptlsd/tokens.h"
+#include "smtptlsd/name_code.h"
+#include "smtptlsd/names.h"
 
-static const char *const mode_names[] = { "none", "may", "encrypt", NULL };
+static const struct name_code mode_names[] = {
+        { "none", MODE_NONE },
+        { "may", MODE_MAY },
+        { "encrypt", MODE_ENCRYPT },
+};
+static const struct name_code profile_names[] = {
+        { "modern", PROFILE_MODERN },
+        { "intermediate", PROFILE_INTERMEDIATE },
+        { "legacy", PROFILE_LEGACY },
+};
+/* The JSON fields' choices (json_spec.h): the names above, and "" for none. */
 static const char *const modes_with_empty[] = { "none", "may", "encrypt", "", NULL };
-static const char *const profile_names[] = { "modern", "intermediate", "legacy", NULL };
+static const char *const profile_choices[] = { "modern", "intermediate", "legacy", NULL };
 
 const char *tls_mode_to_string(enum tls_mode m)
 {
-        return m >= MODE_NONE && m <= MODE_ENCRYPT ? mode_names[m] : NULL;
+        return code_to_name(mode_names, ARRAY_SIZE(mode_names), (int)m);
 }
 
 int tls_mode_from_string(const char *s, enum tls_mode *ret)
 {
+        int m;
         if (isempty(s)) {
                 *ret = MODE_NONE; /* the reference admin page's "" (Disabled) */
                 return 0;
         }
-        for (int i = 0; mode_names[i]; i++)
-                if (streq(mode_names[i], s)) {
-                        *ret = (enum tls_mode)i;
-                        return 0;
-                }
-        return -EINVAL;
+        if (name_to_code(mode_names, ARRAY_SIZE(mode_names), s, &m) < 0)
+                return -EINVAL;
+        *ret = (enum tls_mode)m;
+        return 0;
 }
 
 const char *tls_profile_to_string(enum tls_profile p)
 {
-        return profile_names[p];
+        return code_to_name(profile_names, ARRAY_SIZE(profile_names), (int)p);
 }
 
 int tls_profile_from_string(const char *s, enum tls_profile *ret)
 {
-        for (int i = 0; profile_names[i]; i++)
-                if (streq(profile_names[i], s)) {
-                        *ret = (enum tls_profile)i;
-                        return 0;
-                }
-        return -EINVAL;
+        int p;
+        if (name_to_code(profile_names, ARRAY_SIZE(profile_names), s, &p) < 0)
+                return -EINVAL;
+        *ret = (enum tls_profile)p;
+        return 0;
 }
 
 void settings_etag(int64_t version, char *buf, size_t size)
@@ -169,7 +178,7 @@ static const struct json_spec settings_spec[] = {
                             .check = check_certificate_name },
         [F_ADDITIONAL] = { "additional_certificate", JS_STRING, JS_NULLABLE,
                            SB(additional_certificate), .max = 64, .check = check_certificate_name },
-        [F_PROFILE] = { "profile", JS_CHOICE, 0, SB(profile), .choices = profile_names },
+        [F_PROFILE] = { "profile", JS_CHOICE, 0, SB(profile), .choices = profile_choices },
         [F_AUTH_ONLY] = { "auth_only", JS_BOOL, 0, SB(auth_only), .choices = NULL },
         [F_RECEIVED_HEADER] = { "received_header", JS_BOOL, 0, SB(received_header),
                                 .choices = NULL },

@@ -25,21 +25,23 @@ int auth_same_origin(struct request *req, struct problem *reterr)
         /* "none" is a navigation the user made (typed, bookmarked): fine for a read only. */
         if (site && strcasecmp(site, "same-origin") != 0 &&
             (write || strcasecmp(site, "none") != 0))
-                return problem_set(reterr, PROBLEM_CSRF_REFUSED, NULL,
-                                   "Sec-Fetch-Site is '%.32s': the session cookie is accepted "
-                                   "from this server's own pages only; other origins send "
-                                   "'Authorization: Bearer <token>'",
-                                   site);
+                return problem_set_errno(
+                    reterr, -EPERM, PROBLEM_CSRF_REFUSED, NULL,
+                    "Sec-Fetch-Site is '%.32s': the session cookie is accepted "
+                    "from this server's own pages only; other origins send "
+                    "'Authorization: Bearer <token>'",
+                    site);
         if (origin && !origin_is_same(origin, request_header(req, "Host")))
-                return problem_set(reterr, PROBLEM_CSRF_REFUSED, NULL,
-                                   "Origin '%.100s' is not this server's: the session cookie is "
-                                   "accepted from this server's own pages only; other origins "
-                                   "send 'Authorization: Bearer <token>'",
-                                   origin);
+                return problem_set_errno(
+                    reterr, -EPERM, PROBLEM_CSRF_REFUSED, NULL,
+                    "Origin '%.100s' is not this server's: the session cookie is "
+                    "accepted from this server's own pages only; other origins "
+                    "send 'Authorization: Bearer <token>'",
+                    origin);
         if (write && !(csrf && strcasecmp(csrf, CSRF_HEADER_VALUE) == 0))
-                return problem_set(reterr, PROBLEM_CSRF_REFUSED, NULL,
-                                   "a write with the session cookie must send the header "
-                                   "'" CSRF_HEADER ": " CSRF_HEADER_VALUE "'");
+                return problem_set_errno(reterr, -EPERM, PROBLEM_CSRF_REFUSED, NULL,
+                                         "a write with the session cookie must send the header "
+                                         "'" CSRF_HEADER ": " CSRF_HEADER_VALUE "'");
         return 0;
 }
 
@@ -50,8 +52,8 @@ static int authenticate_bearer(struct request *req, const char *h, enum scope *h
         int r;
 
         if (strncasecmp(h, "Bearer ", 7) != 0)
-                return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
-                                   "only the Bearer authentication scheme is supported");
+                return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,
+                                         "only the Bearer authentication scheme is supported");
         h += 7;
         while (*h == ' ')
                 h++;
@@ -63,8 +65,8 @@ static int authenticate_bearer(struct request *req, const char *h, enum scope *h
                         r = tokens_authenticate(c, h, req->actor, have, reterr);
         }
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
-                                   "the token is not valid or has been revoked");
+                return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,
+                                         "the token is not valid or has been revoked");
         return r;
 }
 
@@ -83,9 +85,9 @@ static int authenticate_session(struct request *req, const char *id, enum scope 
                                                   req->actor, have, reterr);
         }
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
-                                   "the session has ended (idle too long, signed out, or its "
-                                   "token was revoked): sign in again");
+                return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,
+                                         "the session has ended (idle too long, signed out, or its "
+                                         "token was revoked): sign in again");
         if (r >= 0)
                 req->session_id = id;
         return r;
@@ -106,14 +108,15 @@ int auth_request(struct request *req, enum scope needed, struct problem *reterr)
         else if ((cookie = request_session_cookie(req)))
                 r = authenticate_session(req, cookie, &have, reterr);
         else
-                return problem_set(reterr, PROBLEM_UNAUTHORIZED, NULL,
-                                   "send a token as 'Authorization: Bearer <token>'");
+                return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,
+                                         "send a token as 'Authorization: Bearer <token>'");
         if (r < 0)
                 return r;
         req->scope = have;
         if (have < needed)
-                return problem_set(reterr, PROBLEM_FORBIDDEN, NULL,
-                                   "this needs a token with scope '%s'; token '%s' has '%s'",
-                                   scope_to_string(needed), req->actor, scope_to_string(have));
+                return problem_set_errno(reterr, -EPERM, PROBLEM_FORBIDDEN, NULL,
+                                         "this needs a token with scope '%s'; token '%s' has '%s'",
+                                         scope_to_string(needed), req->actor,
+                                         scope_to_string(have));
         return 0;
 }

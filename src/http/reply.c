@@ -115,7 +115,8 @@ int reply_text(struct request *req, int status, const char *content_type, char *
 static int not_modified(struct request *req, const char *etag, struct problem *reterr)
 {
         if (reply_header(req, "ETag", "%s", etag) < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "too many headers");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "too many headers");
         const char *none_match = request_header(req, "If-None-Match");
         return none_match && etag_list_has_weak(none_match, etag) ? 1 : 0;
 }
@@ -124,12 +125,14 @@ int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
 {
         int r = reply_json(req, 200, body);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
         if (EVP_Digest(req->reply_body, req->reply_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
             mdlen < REPLY_TAG_BYTES)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "SHA-256 failed");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "SHA-256 failed");
         char etag[REPLY_TAG_BYTES * 2 + 3] = "\"";
         hex_encode(md, REPLY_TAG_BYTES, etag + 1);
         etag[REPLY_TAG_BYTES * 2 + 1] = '"';
@@ -148,7 +151,8 @@ int reply_static(struct request *req, const char *content_type, const unsigned c
                 return r < 0 ? r : reply_empty(req, 304);
         char *copy = malloc(len ? len : 1); /* the reply owns its body */
         if (!copy)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         memcpy(copy, data, len);
         return reply_text(req, 200, content_type, copy, len);
 }

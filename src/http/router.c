@@ -4,19 +4,18 @@
 
 #include "smtptlsd/http.h"
 
+const struct name_code http_methods[HTTP_METHOD_COUNT] = {
+        { "GET", HTTP_GET },     { "HEAD", HTTP_HEAD },   { "POST", HTTP_POST },
+        { "PUT", HTTP_PUT },     { "PATCH", HTTP_PATCH }, { "DELETE", HTTP_DELETE },
+        { "OTHER", HTTP_OTHER },
+};
+
 enum http_method http_method_from_string(const char *s)
 {
-        static const struct {
-                const char *name;
-                enum http_method m;
-        } methods[] = {
-                { "GET", HTTP_GET }, { "HEAD", HTTP_HEAD },   { "POST", HTTP_POST },
-                { "PUT", HTTP_PUT }, { "PATCH", HTTP_PATCH }, { "DELETE", HTTP_DELETE },
-        };
-        for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
-                if (streq(methods[i].name, s))
-                        return methods[i].m;
-        return HTTP_OTHER;
+        int m;
+        if (name_to_code(http_methods, HTTP_METHOD_COUNT, s, &m) < 0)
+                return HTTP_OTHER;
+        return (enum http_method)m;
 }
 
 int http_percent_decode(const char *s, size_t n, bool plus_is_space, char **ret)
@@ -106,19 +105,12 @@ const struct route_op *router_find_op(const struct route *r, enum http_method m)
 
 void router_allow(const struct route *r, char *buf, size_t size)
 {
-        static const struct {
-                enum http_method m;
-                const char *name;
-        } order[] = {
-                { HTTP_GET, "GET" }, { HTTP_HEAD, "HEAD" },   { HTTP_POST, "POST" },
-                { HTTP_PUT, "PUT" }, { HTTP_PATCH, "PATCH" }, { HTTP_DELETE, "DELETE" },
-        };
         size_t n = 0;
         buf[0] = 0;
-        for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-                if (!router_find_op(r, order[i].m))
+        for (size_t i = 0; i < HTTP_METHOD_COUNT; i++) {
+                if (!router_find_op(r, (enum http_method)http_methods[i].code))
                         continue;
-                int w = snprintf(buf + n, size - n, "%s%s", n ? ", " : "", order[i].name);
+                int w = snprintf(buf + n, size - n, "%s%s", n ? ", " : "", http_methods[i].name);
                 if (w < 0 || (size_t)w >= size - n)
                         break;
                 n += (size_t)w;

@@ -345,7 +345,8 @@ static int match_route(struct request *req, const char *url, struct problem *ret
 {
         int r = router_match(api_routes, api_routes_count, url, req->params);
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no resource at %.200s", url);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                         "no resource at %.200s", url);
         if (r < 0)
                 return problem_set(reterr, PROBLEM_BAD_REQUEST, NULL,
                                    "the path holds an invalid percent-escape");
@@ -374,8 +375,8 @@ static int cors_preflight(struct request *req, const char *url, struct problem *
         if (r < 0)
                 return r;
         if (!origin_is_listed(req->app->cfg->cors_allowed_origins, origin))
-                return problem_set(reterr, PROBLEM_ORIGIN_NOT_ALLOWED, NULL,
-                                   "origin '%.100s' is not in cors_allowed_origins", origin);
+                return problem_set_errno(reterr, -EPERM, PROBLEM_ORIGIN_NOT_ALLOWED, NULL,
+                                         "origin '%.100s' is not in cors_allowed_origins", origin);
         router_allow(req->route, allow, sizeof(allow));
         req->preflight = true;
         reply_empty(req, 204);

@@ -62,7 +62,8 @@ int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t 
                 return r;
         int n = PQntuples(res);
         if (n < 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "config_state is empty");
         if (version)
                 *version = strtoll(PQgetvalue(res, 0, COL_VERSION + 1), NULL, 10);
         if (n == 1 && PQgetisnull(res, 0, 0))
@@ -249,13 +250,13 @@ int store_cert_put_imported(struct db_conn *c, const char *name, const struct ce
                 return r;
         *created = r == -ENOENT;
         if (!*created && streq(type, "acme"))
-                return problem_set(reterr, PROBLEM_ACME_CERTIFICATE, NULL,
-                                   "'%s' is an ACME certificate: renew it with the ACME client",
-                                   name);
+                return problem_set_errno(
+                    reterr, -EPERM, PROBLEM_ACME_CERTIFICATE, NULL,
+                    "'%s' is an ACME certificate: renew it with the ACME client", name);
         if (!*created && streq(type, "system"))
-                return problem_set(reterr, PROBLEM_SYSTEM_CERTIFICATE, NULL,
-                                   "'%s' is the system certificate and cannot be replaced here",
-                                   name);
+                return problem_set_errno(
+                    reterr, -EPERM, PROBLEM_SYSTEM_CERTIFICATE, NULL,
+                    "'%s' is the system certificate and cannot be replaced here", name);
         _cleanup_free_ char *dns = dns_array(&imp->info);
         json_t *info = cert_info_to_json(&imp->info, time(NULL));
         json_object_del(info, "days_left");
@@ -267,8 +268,8 @@ int store_cert_put_imported(struct db_conn *c, const char *name, const struct ce
                 char context[256];
                 key_context(context, sizeof(context), name, imp->info.sha256_fingerprint);
                 if (sealed_seal(kek, context, imp->key_pem, strlen(imp->key_pem), &sealed) < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                           "cannot encrypt the private key of '%s'", name);
+                        return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                                 "cannot encrypt the private key of '%s'", name);
         }
         const char *params[] = {
                 name,

@@ -287,8 +287,7 @@ static int classify(PGconn *pg, PGresult *res, struct problem *reterr)
         }
         const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(pg);
         log_error("database error: %s", msg);
-        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "database error");
-        return -EIO;
+        return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL, "database error");
 }
 
 int db_exec_pg(PGconn *pg, PGresult **ret, struct problem *reterr, const char *sql, int nparams,

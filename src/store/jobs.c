@@ -76,7 +76,8 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
         unsigned char raw[16];
         char ref[33], context[400];
         if (RAND_bytes(raw, sizeof(raw)) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "no random bytes");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no random bytes");
         hex_encode(raw, sizeof(raw), ref);
         json_object_set_new(request, "private_key_ref", json_string(ref));
         if (!kek)
@@ -85,8 +86,8 @@ int store_job_insert_with_key(struct db_conn *c, const char *node, const char *a
         _cleanup_free_ char *sealed = NULL;
         pending_key_context(context, sizeof(context), ref, target);
         if (sealed_seal(kek, context, key_pem, strlen(key_pem), &sealed) < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "cannot encrypt the private key");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "cannot encrypt the private key");
         return job_insert(c, node, actor, action, target, request, items, ref, sealed, id,
                           created_at, reterr);
 }
@@ -179,7 +180,8 @@ int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *r
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no job %lld", (long long)id);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL, "no job %lld",
+                                         (long long)id);
         *ret = job_json(res, 0);
         return 0;
 }
@@ -214,7 +216,8 @@ int store_job_list(struct db_conn *c, const struct job_filter *f, int limit, jso
         snprintf(l, sizeof(l), "%d", limit + 1);
         snprintf(since, sizeof(since), "%lld", (long long)f->since);
         if (f->actions && !(actions = text_array(f->actions)))
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         const char *params[] = {
                 b, l, f->status, f->actor, actions, f->target, f->since ? since : NULL,
         };

@@ -125,8 +125,8 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
         free(ptrs);
         if (r < 0) {
                 free(out.p);
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "cannot render the policy map: %s", strerror(-r));
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "cannot render the policy map: %s", strerror(-r));
         }
         *text = out.p;
         if (len)
@@ -236,7 +236,8 @@ int store_policies_uncovered(struct db_conn *c, const char *destination, int lim
         for (int i = 0; a && i < n && i < limit; i++)
                 json_array_append_new(a, json_string(PQgetvalue(res, i, 0)));
         if (!a)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
         *names = a;
         *more = n > limit;
         return 0;
@@ -270,7 +271,8 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
                 return r;
         int n = PQntuples(res);
         if (n < 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "config_state is empty");
         if (version)
                 *version = strtoll(PQgetvalue(res, 0, COL_VERSION + 1), NULL, 10);
         if (n == 1 && PQgetisnull(res, 0, 0))
@@ -315,10 +317,11 @@ static int check_managed_unchanged(struct db_conn *c, const char *base, struct p
         }
         if (!streq(was, now) && prefix[0])
                 return policy_check_manager_change(was, now, SCOPE_WRITE, prefix, reterr);
-        return problem_set(reterr, PROBLEM_MANAGED_ROW, field,
-                           "'%s' is managed by '%s': only a token with scope 'admin' replaces "
-                           "managed rows (the document must carry it unchanged)",
-                           dest, was[0] ? was : now);
+        return problem_set_errno(
+            reterr, -EPERM, PROBLEM_MANAGED_ROW, field,
+            "'%s' is managed by '%s': only a token with scope 'admin' replaces "
+            "managed rows (the document must carry it unchanged)",
+            dest, was[0] ? was : now);
 }
 
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
@@ -401,9 +404,10 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
         if (r < 0)
                 goto out;
         if (PQntuples(clash) > 0) {
-                r = problem_set(reterr, PROBLEM_MANAGED_ROW, NULL,
-                                "'%s' is managed by '%s'; bulk replace leaves managed rows alone",
-                                PQgetvalue(clash, 0, 0), PQgetvalue(clash, 0, 1));
+                r = problem_set_errno(
+                    reterr, -EPERM, PROBLEM_MANAGED_ROW, NULL,
+                    "'%s' is managed by '%s'; bulk replace leaves managed rows alone",
+                    PQgetvalue(clash, 0, 0), PQgetvalue(clash, 0, 1));
                 goto out;
         }
 apply:;
@@ -447,7 +451,8 @@ apply:;
                            : "(p.level, " ATTR_COLUMNS("p.") ") IS NOT DISTINCT FROM "
                                                              "(EXCLUDED.level, " ATTR_COLUMNS(
                                                                  "EXCLUDED.") ")") < 0) {
-                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
                 goto out;
         }
         r = db_exec(c, &res, reterr, count_sql, 0, NULL);
@@ -539,14 +544,15 @@ int store_policies_dump(struct db_conn *c, struct strbuf *out, struct problem *r
                         json_decref(j);
                         if (!text || (!first && strbuf_add(out, ",", 1) < 0) ||
                             strbuf_add(out, text, strlen(text)) < 0)
-                                r = problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                                "out of memory");
+                                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                                      "out of memory");
                         first = false;
                 }
         }
         if (r >= 0)
                 r = strbuf_add(out, "]", 1) < 0
-                        ? problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory")
+                        ? problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                            "out of memory")
                         : 0;
         db_exec(c, NULL, NULL, "CLOSE state_policies", 0, NULL);
         return r;

@@ -38,8 +38,8 @@ int sessions_open(struct db_conn *c, const char *token, int64_t idle_usec,
         if (!token_is_well_formed(token))
                 return -ENOENT;
         if (make_session_id(id) < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "no random bytes available");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no random bytes available");
         secret_sha256_hex(token, token_hash);
         secret_sha256_hex(id, id_hash);
         snprintf(idle, sizeof(idle), "%" PRId64, idle_usec);

@@ -47,7 +47,8 @@ int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version,
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "no settings row");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no settings row");
         settings_defaults(s);
         s->managed = streq(PQgetvalue(res, 0, 0), "t");
         if (version)
@@ -169,8 +170,8 @@ static int bound_cert(struct db_conn *c, const char *name, const char *field, ch
                 return 0;
         int r = store_cert_by_name(c, name, &row, reterr);
         if (r == -ENOENT)
-                return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_FOUND, field,
-                                   "no certificate named '%s'", name);
+                return problem_set_errno(reterr, -ENOENT, PROBLEM_CERTIFICATE_NOT_FOUND, field,
+                                         "no certificate named '%s'", name);
         if (r < 0)
                 return r;
         bool system = row.system;
@@ -261,7 +262,8 @@ int store_collection_version(struct db_conn *c, enum store_collection which, int
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "config_state is empty");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "config_state is empty");
         *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         return 0;
 }
@@ -276,8 +278,8 @@ int store_state_versions(struct db_conn *c, struct state_versions *v, struct pro
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "no settings or config_state row");
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no settings or config_state row");
         v->settings = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         v->policies = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         v->certificates = strtoll(PQgetvalue(res, 0, 2), NULL, 10);

@@ -7,42 +7,6 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 
-static const char *const scope_names[] = {
-        [SCOPE_NONE] = "none",
-        [SCOPE_READ] = "read",
-        [SCOPE_WRITE] = "write",
-        [SCOPE_ADMIN] = "admin",
-};
-
-int scope_from_string(const char *s, enum scope *ret)
-{
-        for (size_t i = SCOPE_READ; i < ARRAY_SIZE(scope_names); i++)
-                if (streq(scope_names[i], s)) {
-                        *ret = (enum scope)i;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
-const char *scope_to_string(enum scope s)
-{
-        return (size_t)s < ARRAY_SIZE(scope_names) ? scope_names[s] : "none";
-}
-
-bool name_is_valid(const char *s)
-{
-        size_t n = strlen(s);
-        if (n == 0 || n > TOKEN_NAME_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-                        return false;
-        }
-        return true;
-}
-
 void secret_sha256_hex(const char *s, char out[65])
 {
         unsigned char md[32];
@@ -74,13 +38,14 @@ static int make_token(char out[static TOKEN_SIZE])
 
 static int duplicate_name(const char *name, struct problem *reterr)
 {
-        return problem_set(reterr, PROBLEM_DUPLICATE_NAME, "/name",
-                           "a token named '%s' exists; revoke it first", name);
+        return problem_set_errno(reterr, -EEXIST, PROBLEM_DUPLICATE_NAME, "/name",
+                                 "a token named '%s' exists; revoke it first", name);
 }
 
 static int no_such_token(const char *name, struct problem *reterr)
 {
-        return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'", name);
+        return problem_set_errno(reterr, -ENOENT, PROBLEM_NOT_FOUND, NULL,
+                                 "no active token named '%s'", name);
 }
 
 int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct problem *reterr)
@@ -92,13 +57,11 @@ int tokens_find(struct db_conn *c, const char *name, enum scope *scope, struct p
                     "SELECT scope FROM tokens WHERE name = $1 AND revoked_at IS NULL", 1, params);
         if (r < 0)
                 return r;
-        if (PQntuples(res) == 0) {
-                no_such_token(name, reterr);
-                return -ENOENT;
-        }
+        if (PQntuples(res) == 0)
+                return no_such_token(name, reterr);
         if (scope && scope_from_string(PQgetvalue(res, 0, 0), scope) < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "token '%s' has an unknown scope", name);
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "token '%s' has an unknown scope", name);
         return 0;
 }
 
@@ -129,8 +92,8 @@ int tokens_add(struct db_conn *c, const char *name, enum scope scope,
                                    "token names are [a-z0-9][a-z0-9._-]{0,63}");
         r = make_token(token_out);
         if (r < 0)
-                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
-                                   "no random bytes available");
+                return problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "no random bytes available");
         secret_sha256_hex(token_out, hash);
         const char *params[] = { name, scope_to_string(scope), hash };
         r = db_exec(c, &res, reterr,
@@ -193,8 +156,7 @@ int tokens_get(struct db_conn *c, const char *name, json_t **row, struct problem
                 return r;
         if (json_array_size(items) == 0) {
                 json_decref(items);
-                return problem_set(reterr, PROBLEM_NOT_FOUND, NULL, "no active token named '%s'",
-                                   name);
+                return no_such_token(name, reterr);
         }
         *row = json_incref(json_array_get(items, 0));
         json_decref(items);

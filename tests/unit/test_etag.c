@@ -71,6 +71,8 @@ static void expect(const char *value, const char *etag, enum problem_code code, 
         if (r == 0)
                 fail_msg("%s vs %s: held", value, etag);
         assert_int_equal(p.code, code);
+        /* the caller's channel: a failed precondition, not bad input */
+        assert_int_equal(r, code == PROBLEM_PRECONDITION_FAILED ? -ESTALE : -EINVAL);
         assert_string_equal(p.field, "If-Match");
         if (!strstr(p.detail, word))
                 fail_msg("%s vs %s: '%s' lacks '%s'", value, etag, p.detail, word);
