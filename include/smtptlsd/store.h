@@ -76,12 +76,12 @@ int store_job_key_open(const struct kek *kek, json_t *row, char **ret, struct pr
 int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *reterr);
 /* Which jobs a list shows; NULL (or 0) members do not filter. */
 struct job_filter {
-        int64_t before;             /* ids below (the cursor's position) */
-        const char *status;         /* queued, running, applied or failed */
-        const char *actor;          /* exactly */
-        const char *const *actions; /* any of these (NULL-terminated) */
-        const char *target;         /* exactly */
-        int64_t since;              /* created at or after (seconds since the epoch); 0 none */
+        int64_t before;     /* ids below (the cursor's position) */
+        const char *status; /* queued, running, applied or failed */
+        const char *actor;  /* exactly */
+        const char *action; /* exactly (a name of apply/action.c's table) */
+        const char *target; /* exactly */
+        int64_t since;      /* created at or after (seconds since the epoch); 0 none */
 };
 /* Newest first, those that pass f; *next = the id the page ended at, or 0 for the last page. */
 int store_job_list(struct db_conn *c, const struct job_filter *f, int limit, json_t **items,

@@ -2,6 +2,7 @@
  * action, target and time) and /api/v1/jobs/{id}. HTTP threads. */
 #include <stdio.h>
 
+#include "smtptlsd/action.h"
 #include "smtptlsd/api.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/cursor.h"
@@ -21,26 +22,6 @@ int api_list_limit(struct request *req, int *limit, struct problem *reterr)
         *limit = (int)v;
         return 0;
 }
-
-/* ?action= takes the names of api/openapi.yaml's Job.action, the names the jobs are recorded under.
- */
-static const struct {
-        const char *name;
-        const char *recorded[2];
-} job_actions[] = {
-        { "settings.put", { "settings.put" } },
-        { "settings.patch", { "settings.patch" } },
-        { "certificates.post", { "certificates.post" } },
-        { "certificates.put", { "certificates.put" } },
-        { "certificates.delete", { "certificates.delete" } },
-        { "certificates.rescan", { "certificates.rescan" } },
-        { "policies.post", { "policies.post" } },
-        { "policies.put", { "policies.put" } },
-        { "policies.patch", { "policies.patch" } },
-        { "policies.delete", { "policies.delete" } },
-        { "policies.bulk", { "policies.bulk" } },
-        { "state.put", { "state.put" } },
-};
 
 static const char *const job_statuses[] = { "queued", "running", "applied", "failed", NULL };
 
@@ -96,11 +77,11 @@ static int jobs_filter(struct request *req, struct job_filter *f, char (*bufs)[C
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "actor",
                                    "actor is a token name or cli, acme-watch, reconcile: "
                                    "[a-z0-9][a-z0-9._-]{0,63}");
+        /* ?action= takes the names of api/openapi.yaml's Job.action: the worker's actions */
         if (action) {
-                for (size_t i = 0; i < ARRAY_SIZE(job_actions) && !f->actions; i++)
-                        if (streq(job_actions[i].name, action))
-                                f->actions = job_actions[i].recorded;
-                if (!f->actions)
+                const struct action *a = action_find(action);
+                f->action = a ? a->name : NULL;
+                if (!f->action)
                         return problem_set(reterr, PROBLEM_INVALID_VALUE, "action",
                                            "action is one of Job.action's values in "
                                            "api/openapi.yaml (settings.put, policies.put, "

@@ -186,46 +186,22 @@ int store_job_get(struct db_conn *c, int64_t id, json_t **ret, struct problem *r
         return 0;
 }
 
-/* A NULL-terminated list as a PostgreSQL array literal ({"a","b"}): the values are action names,
- * checked against a table before they come here, so they need no quoting beyond the quotes. */
-static char *text_array(const char *const *v)
-{
-        struct strbuf b = { 0 };
-        strbuf_add(&b, "{", 1);
-        for (size_t i = 0; v[i]; i++) {
-                if (i)
-                        strbuf_add(&b, ",", 1);
-                strbuf_add(&b, "\"", 1);
-                strbuf_add(&b, v[i], strlen(v[i]));
-                strbuf_add(&b, "\"", 1);
-        }
-        if (strbuf_add(&b, "}", 1) < 0) {
-                free(b.p);
-                return NULL;
-        }
-        return b.p;
-}
-
 int store_job_list(struct db_conn *c, const struct job_filter *f, int limit, json_t **items,
                    int64_t *next, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        _cleanup_free_ char *actions = NULL;
         char b[24], l[16], since[24];
         snprintf(b, sizeof(b), "%lld", (long long)(f->before > 0 ? f->before : INT64_MAX));
         snprintf(l, sizeof(l), "%d", limit + 1);
         snprintf(since, sizeof(since), "%lld", (long long)f->since);
-        if (f->actions && !(actions = text_array(f->actions)))
-                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                         "out of memory");
         const char *params[] = {
-                b, l, f->status, f->actor, actions, f->target, f->since ? since : NULL,
+                b, l, f->status, f->actor, f->action, f->target, f->since ? since : NULL,
         };
         int r = db_exec(c, &res, reterr,
                         "SELECT " JOB_COLUMNS " FROM jobs WHERE id < $1 "
                         "AND ($3::text IS NULL OR status = $3) "
                         "AND ($4::text IS NULL OR actor = $4) "
-                        "AND ($5::text[] IS NULL OR action = ANY ($5::text[])) "
+                        "AND ($5::text IS NULL OR action = $5) "
                         "AND ($6::text IS NULL OR target = $6) "
                         "AND ($7::bigint IS NULL OR created_at >= to_timestamp($7::bigint)) "
                         "ORDER BY id DESC LIMIT $2",

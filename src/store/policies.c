@@ -467,7 +467,11 @@ apply:;
         if (r >= 0)
                 r = db_exec(c, NULL, reterr, insert_sql, 0, NULL);
 out:
-        db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
+        /* After a failure the caller rolls back (the job's savepoint, or the dry run's
+         * transaction), which drops the table; a statement now would only meet an aborted
+         * transaction ("commands ignored until end of transaction block"). */
+        if (r >= 0)
+                db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
         return r;
 }
 
