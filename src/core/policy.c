@@ -1,4 +1,4 @@
-/* policy.c - a TLS policy row (policy.h): its lifetime, the level names, the whole-row check
+/* policy.c - a TLS policy row (policy.h): its lifetime, level name lookups, the whole-row check
  * against Postfix's level/attribute rules, who may change its manager, the warnings about what
  * Postfix accepts but is likely wrong, and its JSON form. The JSON body is policy_json.c, the
  * grammar of each value policy_grammar.c, the map text policy_render.c and policy_map_read.c.
