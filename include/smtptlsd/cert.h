@@ -1,16 +1,17 @@
-/* cert.h - X.509 material: validating an upload (leaf, key, chain) into normalized PEM, splitting a
- * PEM bundle, describing a certificate for the API, checking rendered files the way Postfix loads
- * them, hostname coverage (RFC 6125) and chain verification. Pure, no I/O except the CA file
- * cert_verify_chain() may be named; any thread (HTTP threads and the worker).
+/* cert.h - X.509 material, the room's front door: validating an upload (leaf, key, chain) into
+ * normalized PEM and splitting a PEM bundle (cert.c), and, through the headers it includes,
+ * describing a certificate for the API (cert_info.h), checking rendered files the way Postfix
+ * loads them, hostname coverage (RFC 6125) and chain verification (cert_verify.h). Pure, no I/O
+ * except the CA file cert_verify_chain() may be named; any thread (HTTP threads and the worker).
  * Every public function leaves the calling thread's OpenSSL error queue empty. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <time.h>
-#include <jansson.h>
 
+#include "smtptlsd/cert_info.h"
+#include "smtptlsd/cert_verify.h"
 #include "smtptlsd/problem.h"
 
 #define CERT_PEM_MAX           (256 * 1024)  /* each field of an upload (payload_too_large) */
@@ -18,62 +19,6 @@
 #define CERT_CHAIN_MAX_CERTS   10            /* leaf + chain (invalid_pem beyond) */
 #define CERT_BUNDLE_MAX_BLOCKS 11            /* key + leaf + chain */
 #define CERT_KEY_MAX_BLOCKS    2             /* the key, and the EC PARAMETERS ecparam writes */
-
-/* The ETags of one certificate and of the whole collection at a version (versions come from one
- * sequence, store.h): "\"certificate-N\"" and "\"certificates-N\"" (quotes included).
- * CERT_ETAG_MAX bytes always suffice. */
-#define CERT_ETAG_MAX 48
-void cert_etag(int64_t version, char *buf, size_t size);
-void certs_etag(int64_t version, char *buf, size_t size);
-
-/* Read-only members of a certificate (what a GET shows, and the generation a write's reply
- * carries) in an upload body, so that a GET reply can be sent back with the new PEM: taken out of
- * the body into an object of their own (a `chain` only when it is the GET's array: an upload's
- * chain is PEM text), and compared by the worker with the certificate as it is then: equal, or
- * invalid_value naming the member; nothing to compare when it does not exist yet. */
-json_t *cert_take_read_only(json_t *body);
-int cert_check_read_only(json_t *read_only, json_t *current, struct problem *reterr);
-
-struct cert_chain_entry {
-        char *subject;
-        char *issuer;
-        time_t not_after;
-};
-
-struct cert_info {
-        char *subject; /* "CN=mx1.example.com,O=Example" (RFC 2253 order, UTF-8) */
-        char *issuer;
-        char *serial; /* upper-case hex, "1A2B" */
-        time_t not_before;
-        time_t not_after;
-        char **dns_names; /* SAN dNSNames; the CN when there is none */
-        size_t n_dns_names;
-        char key_type[16]; /* "RSA", "RSA-PSS", "EC", "Ed25519", "Ed448", "DSA" */
-        int key_bits;
-        char sha256_fingerprint[96];    /* "AB:CD:..." of the leaf DER */
-        char spki_sha256[65];           /* lower hex of the SubjectPublicKeyInfo DER (TLSA 3 1 1) */
-        bool self_signed;               /* issuer == subject and the signature verifies */
-        bool is_ca;                     /* basicConstraints CA:TRUE */
-        struct cert_chain_entry *chain; /* the intermediates, issuer order */
-        size_t n_chain;
-};
-
-void cert_info_done(struct cert_info *info);
-
-/* Under this many days left, the bound certificate is reported as expiring. */
-#define CERT_EXPIRING_DAYS 21
-/* Whole days from now until not_after, rounded down (negative once expired). */
-int64_t cert_days_left(time_t not_after, time_t now);
-
-/* The members of api.md's certificate object that come from the PEM: subject, issuer, serial,
- * not_before, not_after (RFC 3339 UTC), days_left (floor, negative once expired), dns_names,
- * key {type, bits}, sha256_fingerprint, spki_sha256, chain [{subject, issuer, not_after}],
- * self_signed. NULL on allocation failure. */
-json_t *cert_info_to_json(const struct cert_info *info, time_t now);
-
-/* Parses a PEM holding a leaf and, after it, its chain (fullchain.pem, or the stored leaf and chain
- * concatenated) without judging it: for ACME certificates and stored rows. */
-int cert_info_from_pem(const char *pem, size_t len, struct cert_info *ret, struct problem *reterr);
 
 struct cert_import {
         char *cert_pem;      /* the leaf, one CERTIFICATE block */
@@ -115,31 +60,3 @@ int cert_import_bundle(const char *pem, size_t len, time_t now, struct cert_impo
 
 /* Wipes and frees a string holding a private key. */
 void cert_secret_free(char *s);
-
-/* The bytes of a rendered key and fullchain file, read by the caller (apply/), and their paths (for
- * messages only: nothing here opens a file). */
-struct cert_pair {
-        const char *key_path, *chain_path;
-        const char *key_pem, *chain_pem;
-        size_t key_len, chain_len;
-};
-/* Loads key and chain exactly as Postfix loads its files (SSL_CTX_use_certificate_chain_file's
- * rules on the bytes: the first certificate is the leaf, the rest the chain;
- * SSL_CTX_use_PrivateKey, SSL_CTX_check_private_key; never prompts for a passphrase). Any
- * failure, or a leaf expired at now: certificate_unusable (field "") with a detail naming the file
- * and OpenSSL's reason. On success fills *info_ret when not NULL. */
-int cert_check_pem(const struct cert_pair *pair, time_t now, struct cert_info *info_ret,
-                   struct problem *reterr);
-
-/* RFC 6125: whether a dNSName of info covers hostname. Case-insensitive, a trailing dot ignored, a
- * wildcard only as the whole left-most label of a name with at least three labels ("*.example.com"
- * covers "mx.example.com", not "example.com" nor "a.b.example.com"); no partial wildcards. */
-bool cert_covers_hostname(const struct cert_info *info, const char *hostname);
-
-/* Whether the leaf (the first certificate of cert_pem) chains, through the other certificates of
- * cert_pem and chain_pem (NULL for none), to a trust anchor of ca_file, or of the system store
- * (X509_STORE_set_default_paths) when ca_file is NULL, at time now, for TLS server use. Returns 0
- * with *verified set; -EINVAL when the PEM does not parse, -ENOENT when ca_file cannot be loaded,
- * -ENOMEM. */
-int cert_verify_chain(const char *cert_pem, size_t cert_len, const char *chain_pem,
-                      size_t chain_len, const char *ca_file, time_t now, bool *verified);
