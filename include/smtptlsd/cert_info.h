@@ -11,13 +11,6 @@
 
 #include "smtptlsd/problem.h"
 
-/* The ETags of one certificate and of the whole collection at a version (versions come from one
- * sequence, store.h): "\"certificate-N\"" and "\"certificates-N\"" (quotes included).
- * CERT_ETAG_MAX bytes always suffice. */
-#define CERT_ETAG_MAX 48
-void cert_etag(int64_t version, char *buf, size_t size);
-void certs_etag(int64_t version, char *buf, size_t size);
-
 /* Read-only members of a certificate (what a GET shows, and the generation a write's reply
  * carries) in an upload body, so that a GET reply can be sent back with the new PEM: taken out of
  * the body into an object of their own (a `chain` only when it is the GET's array: an upload's

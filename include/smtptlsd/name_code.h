@@ -15,3 +15,6 @@ struct name_code {
 int name_to_code(const struct name_code *table, size_t n, const char *name, int *code);
 /* The name of the first row with code, NULL when there is none. */
 const char *code_to_name(const struct name_code *table, size_t n, int code);
+/* The same for a list indexed by the code (names[code], which may double as a JSON choice
+ * list): the index of name, or -EINVAL. */
+int name_to_index(const char *const *names, size_t n, const char *name);

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "smtptlsd/problem.h"
-#include "smtptlsd/tokens.h"
+#include "smtptlsd/names.h"
 
 enum tls_level {
         TLS_LEVEL_NONE,
@@ -142,13 +142,6 @@ int policy_check(const struct policy *p, const char *prefix, struct problem *ret
  * tafile|null, connection_reuse|null, note, enabled, managed_by|null}; created_at/updated_at are
  * the caller's. */
 json_t *policy_to_json(const struct policy *p);
-
-/* The ETags of one row and of the whole collection at a version (store.h: versions come from one
- * sequence, so no tag is ever issued twice): "\"policy-N\"" and "\"policies-N\"" (quotes
- * included). POLICY_ETAG_MAX bytes always suffice. */
-#define POLICY_ETAG_MAX 48
-void policy_etag(int64_t version, char *buf, size_t size);
-void policies_etag(int64_t version, char *buf, size_t size);
 
 /* The room's other modules: the JSON form, the map text and reading it back. */
 #include "smtptlsd/policy_json.h"

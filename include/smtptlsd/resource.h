@@ -10,7 +10,6 @@
 
 #define RESOURCE_PATH_MAX 400
 #define RESOURCE_ETAG_MAX 48
-#define STATE_ETAG_MAX    RESOURCE_ETAG_MAX
 
 struct problem;
 
@@ -39,5 +38,3 @@ void resource_etag(enum resource_kind kind, int64_t version, char buf[static RES
  * precondition_failed or invalid_value (core/etag.c: if_match_evaluate). */
 int resource_precondition(const char *if_match, enum resource_kind kind, const char *target,
                           bool exists, int64_t version, struct problem *reterr);
-/* The strong ETag of the desired state at a generation: "\"state-N\"" (quotes included). */
-void state_etag(int64_t generation, char buf[static STATE_ETAG_MAX]);

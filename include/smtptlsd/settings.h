@@ -49,8 +49,6 @@ const char *tls_profile_to_string(enum tls_profile p);
 int tls_profile_from_string(const char *s, enum tls_profile *ret);
 
 void settings_defaults(struct settings *s);
-/* The ETag of the settings resource at a version: "\"settings-N\"" (quotes included). */
-void settings_etag(int64_t version, char *buf, size_t size);
 enum tls_mode settings_inbound(const struct settings *s);
 enum tls_mode settings_outbound(const struct settings *s);
 

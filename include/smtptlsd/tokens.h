@@ -8,14 +8,6 @@
 #include "smtptlsd/names.h"
 #include "smtptlsd/problem.h"
 
-#define TOKEN_PREFIX "stk_"
-/* "stk_" + 43 characters of base64url (32 random bytes) + NUL */
-#define TOKEN_SIZE 48
-
-/* Whether token has the shape of one we issue ("stk_" + 43 base64url characters); pure, so a
- * request can be refused before it costs a database connection. */
-bool token_is_well_formed(const char *token);
-
 /* The SHA-256 of a secret (a token, a session id) as 64 lowercase hex digits: what is stored. */
 void secret_sha256_hex(const char *secret, char out[65]);
 /* The row of a credential lookup by hash (name, scope, sha256, "t" when last_used_at is due for

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "smtptlsd/api.h"
+#include "smtptlsd/resource.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/cert.h"
 #include "smtptlsd/json_spec.h"
@@ -45,8 +46,8 @@ int api_certificates_list(struct request *req, struct problem *reterr)
         json_array_foreach (items, i, it)
                 json_object_set_new(it, "files", layout_cert_files_json(req->app->cfg, it));
         /* the tag of the whole collection, whatever the filters */
-        char etag[CERT_ETAG_MAX];
-        certs_etag(version, etag, sizeof(etag));
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag(RESOURCE_CERTIFICATES, version, etag);
         reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, json_pack("{s:o, s:n}", "items", items, "next"));
 }
@@ -65,8 +66,8 @@ int api_certificates_get(struct request *req, struct problem *reterr)
         if (r < 0)
                 return r;
         json_object_set_new(cert, "files", layout_cert_files_json(req->app->cfg, cert));
-        char etag[CERT_ETAG_MAX];
-        cert_etag(version, etag, sizeof(etag));
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag(RESOURCE_CERTIFICATE, version, etag);
         reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, cert);
 }

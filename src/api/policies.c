@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
+#include "smtptlsd/resource.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/cursor.h"
 #include "smtptlsd/json_spec.h"
@@ -92,8 +93,8 @@ int api_policies_list(struct request *req, struct problem *reterr)
         if (r < 0)
                 return r;
         /* the tag of the whole collection, whatever the filters and the page */
-        char etag[POLICY_ETAG_MAX];
-        policies_etag(version, etag, sizeof(etag));
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag(RESOURCE_POLICIES, version, etag);
         reply_header(req, "ETag", "%s", etag);
         char cursor[CURSOR_MAX];
         bool more = next && cursor_encode(CURSOR_POLICIES, next, cursor, sizeof(cursor)) >= 0;
@@ -137,8 +138,8 @@ int api_policy_get(struct request *req, struct problem *reterr)
                                          "no TLS policy for '%s'", dest);
         if (r < 0)
                 return r;
-        char etag[POLICY_ETAG_MAX];
-        policy_etag(version, etag, sizeof(etag));
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag(RESOURCE_POLICY, version, etag);
         reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, j);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "smtptlsd/api.h"
+#include "smtptlsd/resource.h"
 #include "smtptlsd/app.h"
 #include "smtptlsd/json_spec.h"
 #include "smtptlsd/settings.h"
@@ -20,7 +21,7 @@ int api_settings_get(struct request *req, struct problem *reterr)
         if (r < 0)
                 return r;
         char etag[48];
-        settings_etag(version, etag, sizeof(etag));
+        resource_etag(RESOURCE_SETTINGS, version, etag);
         reply_header(req, "ETag", "%s", etag);
         return reply_json(req, 200, settings_to_json(&s));
 }

@@ -97,8 +97,8 @@ int api_state_get(struct request *req, struct problem *reterr)
                 free_wiped(out.p);
                 return r;
         }
-        char etag[STATE_ETAG_MAX];
-        state_etag(generation, etag);
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag(RESOURCE_STATE, generation, etag);
         reply_header(req, "ETag", "%s", etag);
         req->reply_secret = keys;
         return reply_text(req, 200, "application/json", out.p, out.len);

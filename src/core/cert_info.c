@@ -294,16 +294,6 @@ int cert_check_read_only(json_t *read_only, json_t *current, struct problem *ret
         return json_check_read_only(read_only, read_only_spec, current, "", reterr);
 }
 
-void cert_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"certificate-%lld\"", (long long)version);
-}
-
-void certs_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"certificates-%lld\"", (long long)version);
-}
-
 int64_t cert_days_left(time_t then, time_t now)
 {
         int64_t diff = (int64_t)then - (int64_t)now;

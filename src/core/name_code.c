@@ -20,3 +20,11 @@ const char *code_to_name(const struct name_code *table, size_t n, int code)
                         return table[i].name;
         return NULL;
 }
+
+int name_to_index(const char *const *names, size_t n, const char *name)
+{
+        for (size_t i = 0; name && i < n; i++)
+                if (names[i] && streq(names[i], name))
+                        return (int)i;
+        return -EINVAL;
+}

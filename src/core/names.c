@@ -2,6 +2,8 @@
  * any thread. */
 #include "smtptlsd/names.h"
 
+#include <string.h>
+
 #include "smtptlsd/name_code.h"
 #include "smtptlsd/util.h"
 
@@ -39,4 +41,11 @@ bool name_is_valid(const char *s)
                         return false;
         }
         return true;
+}
+
+bool token_is_well_formed(const char *token)
+{
+        size_t n = strlen(TOKEN_PREFIX);
+        return strncmp(token, TOKEN_PREFIX, n) == 0 && strlen(token) == TOKEN_SIZE - 1 &&
+               strspn(token + n, base64url_alphabet) == TOKEN_SIZE - 1 - n;
 }

@@ -8,17 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "smtptlsd/name_code.h"
 #include "smtptlsd/policy_grammar.h"
-
-void policy_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"policy-%lld\"", (long long)version);
-}
-
-void policies_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"policies-%lld\"", (long long)version);
-}
 
 const char *tls_level_to_string(enum tls_level l)
 {
@@ -27,14 +18,11 @@ const char *tls_level_to_string(enum tls_level l)
 
 int tls_level_from_string(const char *s, enum tls_level *ret)
 {
-        if (!s)
-                return -EINVAL;
-        for (unsigned i = 0; i < _TLS_LEVEL_MAX; i++)
-                if (streq(policy_level_names[i], s)) {
-                        *ret = (enum tls_level)i;
-                        return 0;
-                }
-        return -EINVAL;
+        int i = name_to_index(policy_level_names, _TLS_LEVEL_MAX, s);
+        if (i < 0)
+                return i;
+        *ret = (enum tls_level)i;
+        return 0;
 }
 
 static int strv_copy(char *const *v, size_t n, char ***ret)

@@ -125,8 +125,3 @@ int resource_precondition(const char *if_match, enum resource_kind kind, const c
                 snprintf(what, sizeof(what), "%s", kinds[kind].what);
         return if_match_evaluate(if_match, what, etag, reterr);
 }
-
-void state_etag(int64_t generation, char buf[static STATE_ETAG_MAX])
-{
-        resource_etag(RESOURCE_STATE, generation, buf);
-}

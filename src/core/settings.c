@@ -56,11 +56,6 @@ int tls_profile_from_string(const char *s, enum tls_profile *ret)
         return 0;
 }
 
-void settings_etag(int64_t version, char *buf, size_t size)
-{
-        snprintf(buf, size, "\"settings-%lld\"", (long long)version);
-}
-
 void settings_defaults(struct settings *s)
 {
         int64_t gen = s->generation;

@@ -16,13 +16,6 @@ void secret_sha256_hex(const char *s, char out[65])
         OPENSSL_cleanse(md, sizeof(md));
 }
 
-bool token_is_well_formed(const char *token)
-{
-        size_t n = strlen(TOKEN_PREFIX);
-        return strncmp(token, TOKEN_PREFIX, n) == 0 && strlen(token) == TOKEN_SIZE - 1 &&
-               strspn(token + n, base64url_alphabet) == TOKEN_SIZE - 1 - n;
-}
-
 static int make_token(char out[static TOKEN_SIZE])
 {
         unsigned char raw[32];

@@ -80,26 +80,6 @@ static void test_unknown_action_fails_the_job(void **state)
         job_free(job);
 }
 
-static void test_etags(void **state)
-{
-        static const struct {
-                enum resource_kind kind;
-                const char *want;
-        } cases[] = {
-                { RESOURCE_SETTINGS, "\"settings-7\"" },
-                { RESOURCE_CERTIFICATE, "\"certificate-7\"" },
-                { RESOURCE_CERTIFICATES, "\"certificates-7\"" },
-                { RESOURCE_POLICY, "\"policy-7\"" },
-                { RESOURCE_POLICIES, "\"policies-7\"" },
-                { RESOURCE_STATE, "\"state-7\"" },
-        };
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char etag[RESOURCE_ETAG_MAX];
-                resource_etag(cases[i].kind, 7, etag);
-                assert_string_equal(etag, cases[i].want);
-        }
-}
-
 static void test_preconditions(void **state)
 {
         struct problem p = { 0 };
@@ -135,7 +115,6 @@ int main(void)
                 cmocka_unit_test(test_every_action_has_one_row),
                 cmocka_unit_test(test_flags_agree_with_names),
                 cmocka_unit_test(test_unknown_action_fails_the_job),
-                cmocka_unit_test(test_etags),
                 cmocka_unit_test(test_preconditions),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -873,30 +873,6 @@ static void test_verify_chain(void **state)
         free(full);
 }
 
-/* The tags of a certificate and of the collection: quoted (a strong entity tag), one kind each, and
- * within CERT_ETAG_MAX even at the largest version. */
-static void test_etags(void **state)
-{
-        char buf[CERT_ETAG_MAX], other[CERT_ETAG_MAX];
-        regex_t rx;
-        assert_int_equal(regcomp(&rx, "^\"[\x21\x23-\x7e]*\"$", REG_EXTENDED | REG_NOSUB), 0);
-        cert_etag(7, buf, sizeof(buf));
-        assert_string_equal(buf, "\"certificate-7\"");
-        assert_int_equal(regexec(&rx, buf, 0, NULL, 0), 0);
-        certs_etag(7, other, sizeof(other));
-        assert_string_equal(other, "\"certificates-7\"");
-        assert_int_equal(regexec(&rx, other, 0, NULL, 0), 0);
-        cert_etag(INT64_MAX, buf, sizeof(buf));
-        assert_string_equal(buf, "\"certificate-9223372036854775807\"");
-        certs_etag(INT64_MAX, buf, sizeof(buf));
-        assert_string_equal(buf, "\"certificates-9223372036854775807\"");
-        assert_true(strlen(buf) < CERT_ETAG_MAX);
-        cert_etag(70, buf, sizeof(buf));
-        cert_etag(7, other, sizeof(other));
-        assert_string_not_equal(buf, other);
-        regfree(&rx);
-}
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -906,7 +882,6 @@ int main(void)
                 cmocka_unit_test(test_bundle_orders),   cmocka_unit_test(test_bundle_refusals),
                 cmocka_unit_test(test_info_json),       cmocka_unit_test(test_check_pem),
                 cmocka_unit_test(test_hostnames),       cmocka_unit_test(test_verify_chain),
-                cmocka_unit_test(test_etags),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2606,29 +2606,6 @@ static void test_bulk_scale(void **state)
         free(dests);
 }
 
-/* The tags of a row and of the collection: quoted (a strong entity tag), one kind each, and within
- * POLICY_ETAG_MAX even at the largest version. */
-static void test_etags(void **state)
-{
-        char buf[POLICY_ETAG_MAX], other[POLICY_ETAG_MAX];
-        policy_etag(42, buf, sizeof(buf));
-        assert_string_equal(buf, "\"policy-42\"");
-        policies_etag(42, other, sizeof(other));
-        assert_string_equal(other, "\"policies-42\"");
-        policy_etag(INT64_MAX, buf, sizeof(buf));
-        assert_string_equal(buf, "\"policy-9223372036854775807\"");
-        policies_etag(INT64_MAX, buf, sizeof(buf));
-        assert_string_equal(buf, "\"policies-9223372036854775807\"");
-        assert_true(strlen(buf) < POLICY_ETAG_MAX);
-        policy_etag(1, buf, sizeof(buf));
-        policy_etag(11, other, sizeof(other));
-        assert_string_not_equal(buf, other);
-        /* a short buffer is truncated, never overrun */
-        char tiny[6] = "xxxxx";
-        policy_etag(123456, tiny, sizeof(tiny));
-        assert_string_equal(tiny, "\"poli");
-}
-
 /* One rule for managed_by on every path: a change needs admin, keeping it needs nothing. */
 static void test_manager_change_needs_admin(void **state)
 {
@@ -2669,7 +2646,6 @@ static void test_manager_change_needs_admin(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_etags),
                 cmocka_unit_test(test_levels),
                 cmocka_unit_test(test_fingerprint_digest_length),
                 cmocka_unit_test(test_destination_accepts),

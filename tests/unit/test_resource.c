@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <regex.h>
+#include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -59,12 +61,38 @@ static void test_long_destination_is_cut_whole(void **state)
         assert_string_equal(buf + len - 3, "%3A");
 }
 
-static void test_state_etag(void **state)
+/* Every kind's tag: quoted (a strong entity tag of RFC 9110's characters), one kind each, a
+ * version of its own, within RESOURCE_ETAG_MAX even at the largest version. */
+static void test_etags(void **state)
 {
-        (void)state;
-        char buf[STATE_ETAG_MAX];
-        state_etag(42, buf);
-        assert_string_equal(buf, "\"state-42\"");
+        static const struct {
+                enum resource_kind kind;
+                const char *want42, *want_max;
+        } kinds[] = {
+                { RESOURCE_SETTINGS, "\"settings-42\"", "\"settings-9223372036854775807\"" },
+                { RESOURCE_CERTIFICATE, "\"certificate-42\"",
+                  "\"certificate-9223372036854775807\"" },
+                { RESOURCE_CERTIFICATES, "\"certificates-42\"",
+                  "\"certificates-9223372036854775807\"" },
+                { RESOURCE_POLICY, "\"policy-42\"", "\"policy-9223372036854775807\"" },
+                { RESOURCE_POLICIES, "\"policies-42\"", "\"policies-9223372036854775807\"" },
+                { RESOURCE_STATE, "\"state-42\"", "\"state-9223372036854775807\"" },
+        };
+        regex_t rx;
+        assert_int_equal(regcomp(&rx, "^\"[\x21\x23-\x7e]*\"$", REG_EXTENDED | REG_NOSUB), 0);
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+                char buf[RESOURCE_ETAG_MAX], other[RESOURCE_ETAG_MAX];
+                resource_etag(kinds[i].kind, 42, buf);
+                assert_string_equal(buf, kinds[i].want42);
+                assert_int_equal(regexec(&rx, buf, 0, NULL, 0), 0);
+                resource_etag(kinds[i].kind, INT64_MAX, buf);
+                assert_string_equal(buf, kinds[i].want_max);
+                assert_true(strlen(buf) < RESOURCE_ETAG_MAX);
+                resource_etag(kinds[i].kind, 1, buf);
+                resource_etag(kinds[i].kind, 11, other);
+                assert_string_not_equal(buf, other);
+        }
+        regfree(&rx);
 }
 
 int main(void)
@@ -72,7 +100,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_job_location),
                 cmocka_unit_test(test_long_destination_is_cut_whole),
-                cmocka_unit_test(test_state_etag),
+                cmocka_unit_test(test_etags),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
