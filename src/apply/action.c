@@ -9,16 +9,17 @@
 #include "smtptlsd/store.h"
 #include "smtptlsd/util.h"
 
+/* In the order of api/openapi.yaml's Job.action (tests/system/test_contract_query.py checks). */
 static const struct action actions[] = {
         { "settings.put", action_settings_write, ACTION_SETTINGS },
         { "settings.patch", action_settings_write, ACTION_SETTINGS | ACTION_PATCH },
-        { "certificates.put", action_certificate_put, 0 },
         { "certificates.post", action_certificate_put, ACTION_CREATE },
+        { "certificates.put", action_certificate_put, 0 },
         { "certificates.delete", action_certificate_delete, 0 },
         { "certificates.rescan", action_certificates_rescan, ACTION_COUNTS },
+        { "policies.post", action_policy_write, ACTION_CREATE },
         { "policies.put", action_policy_write, 0 },
         { "policies.patch", action_policy_write, ACTION_PATCH },
-        { "policies.post", action_policy_write, ACTION_CREATE },
         { "policies.delete", action_policy_delete, 0 },
         { "policies.bulk", action_policies_bulk, ACTION_COUNTS },
         { "state.put", action_state_put, ACTION_COUNTS | ACTION_STATE },
