@@ -140,7 +140,10 @@ static void say_goodbye(struct probe_conn *c, uint64_t deadline)
         }
 }
 
-static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result *res)
+/* Greeting, EHLO, and when offered STARTTLS and the handshake. 1 when the conversation is to end
+ * with QUIT (a refusal, no STARTTLS, or after the handshake), 0 when without one (the handshake
+ * failed: no QUIT over a broken session), negative on error. */
+static int converse_steps(struct probe *p, struct smtp_probe_result *res)
 {
         struct probe_conn *c = &p->conn;
         struct reply rp;
@@ -153,7 +156,7 @@ static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result
         strcpy_bounded(res->banner, sizeof(res->banner), rp.first);
         if (rp.code != 220) {
                 probe_set_error(res, "greeting: %s", rp.first);
-                goto quit;
+                return 1;
         }
 
         char name[256];
@@ -164,18 +167,18 @@ static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result
                 return r;
         if (rp.code / 100 != 2) {
                 probe_set_error(res, "EHLO: %s", rp.first);
-                goto quit;
+                return 1;
         }
         res->starttls_offered = rp.starttls;
         if (!rp.starttls)
-                goto quit;
+                return 1;
 
         r = command(c, "STARTTLS", "STARTTLS\r\n", &rp, res);
         if (r < 0)
                 return r;
         if (rp.code != 220) {
                 probe_set_error(res, "STARTTLS: %s", rp.first);
-                goto quit;
+                return 1;
         }
         if (c->len > 0) {
                 /* plaintext pipelined after the 220 would be taken for TLS data (CVE-2011-0411) */
@@ -188,11 +191,15 @@ static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result
         r = probe_tls_handshake(c, p->ctx, p->meth, p->servername, p->verify, res);
         if (r < 0)
                 return r;
+        return r > 0 ? 0 : 1;
+}
+
+static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result *res)
+{
+        int r = converse_steps(p, res);
         if (r > 0)
-                return 0;
-quit:
-        say_goodbye(c, deadline);
-        return 0;
+                say_goodbye(&p->conn, deadline);
+        return r < 0 ? r : 0;
 }
 
 void smtp_probe_result_done(struct smtp_probe_result *res)
