@@ -200,21 +200,6 @@ ssize_t base64url_decode(const char *in, unsigned char *out, size_t size)
         return (ssize_t)n;
 }
 
-int sleep_unless(uint64_t usec, const atomic_bool *stop)
-{
-        uint64_t end = now_monotonic_usec() + usec;
-        for (;;) {
-                if (stop && *stop)
-                        return -EINTR;
-                uint64_t now = now_monotonic_usec();
-                if (now >= end)
-                        return 0;
-                uint64_t step = end - now < 50000 ? end - now : 50000;
-                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000 };
-                nanosleep(&ts, NULL);
-        }
-}
-
 int hex_digit_value(char c)
 {
         if (c >= '0' && c <= '9')

@@ -8,6 +8,8 @@
 struct config;
 
 #define LAYOUT_STATE_DIR ".smtptlsd" /* inside the Postfix directory: staging and lkg */
+/* The largest main.cf (and master.cf) smtptlsd reads. */
+#define LAYOUT_MAIN_CF_MAX (4u << 20)
 
 /* <postfix_dir>/main.cf */
 int layout_main_cf(const struct config *cfg, char *buf, size_t size);

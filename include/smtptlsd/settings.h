@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "smtptlsd/maincf_param.h"
+#include "smtptlsd/managed.h"
 #include "smtptlsd/problem.h"
 
 enum tls_mode {
@@ -89,8 +90,9 @@ struct cert_files {
 /* At most this many bound certificates: certificate and additional_certificate. */
 #define SETTINGS_CERTS_MAX 2
 
-#define SETTINGS_PARAMS_MAX 32
-/* The managed main.cf parameters for s, with the files of the n_certs bound certificates
+#define SETTINGS_PARAMS_MAX MANAGED_PARAMS_MAX
+/* The managed main.cf parameters for s (the rows of managed_params, in their order, but
+ * smtp_tls_policy_maps: the plan's), with the files of the n_certs bound certificates
  * (certificate first) in smtpd_tls_chain_files and ca_file as smtp_tls_CAfile: the file
  * outbound_ca names (system_ca_file for "system"), NULL when it cannot be read (a CAfile
  * Postfix cannot load disables TLS in its smtp client altogether). With s->managed false

@@ -6,6 +6,8 @@
  * one overall deadline; lines and replies are capped. No globals: any thread. */
 #pragma once
 
+struct stop_event;
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,13 +73,13 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
  * -EINVAL). last (may be NULL) receives the last observation (an attempt cut short by the deadline
  * does not replace an earlier one); it is always initialised: call smtp_probe_result_done() on it.
  */
-/* stop (may be NULL): when it becomes non-zero the polling ends early (-ETIMEDOUT).
+/* stop (may be NULL): once set, the polling ends at once (-ETIMEDOUT), its wait included.
  * sigalgs (may be NULL: OpenSSL's defaults): the signature algorithms offered, in the syntax of
  * SSL_CTX_set1_sigalgs_list (see smtp_probe_sigalgs): a server holding a certificate per key type
  * must then serve the one of that type. A list OpenSSL refuses is -EINVAL. */
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
-                      struct smtp_probe_result *last, const atomic_bool *stop);
+                      struct smtp_probe_result *last, struct stop_event *stop);
 /* The signature algorithms that only a certificate with a key of key_type ("RSA", "EC",
  * "Ed25519", as cert_info's key_type) can answer; NULL for a type without its own. */
 const char *smtp_probe_sigalgs(const char *key_type);

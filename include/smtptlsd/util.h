@@ -113,7 +113,3 @@ void base64url_encode(const unsigned char *in, size_t n, char *out);
  * for a character outside the alphabet, an impossible length or non-zero trailing bits (so each
  * byte string has one text), -ENOBUFS when it does not fit. */
 ssize_t base64url_decode(const char *in, unsigned char *out, size_t size);
-
-/* Sleeps up to usec, returning early (-EINTR) when *stop becomes true; polls every 50 ms. Only
- * for the callers not yet moved to stop_event_wait (event.h), which wakes at once instead. */
-int sleep_unless(uint64_t usec, const atomic_bool *stop);

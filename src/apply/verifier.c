@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "smtptlsd/conf.h"
+#include "smtptlsd/event.h"
 #include "smtptlsd/db.h"
 #include "smtptlsd/log.h"
 #include "smtptlsd/smtp_probe.h"
@@ -31,7 +32,7 @@ struct verifier {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool stopping;
-        atomic_bool stop_probe; /* ends a check in progress when stopping */
+        struct stop_event stop_probe; /* ends a check in progress when stopping */
         bool has_check;
         struct check next;
         /* status */
@@ -205,10 +206,15 @@ int verifier_start(const struct config *cfg, struct verifier **ret)
         snprintf(v->state, sizeof(v->state), "idle");
         pthread_mutex_init(&v->lock, NULL);
         pthread_cond_init(&v->cond, NULL);
-        int r = pthread_create(&v->thread, NULL, verifier_main, v);
-        if (r) {
+        int r = stop_event_init(&v->stop_probe);
+        if (r >= 0)
+                r = -pthread_create(&v->thread, NULL, verifier_main, v);
+        if (r < 0) {
+                stop_event_destroy(&v->stop_probe);
+                pthread_cond_destroy(&v->cond);
+                pthread_mutex_destroy(&v->lock);
                 free(v);
-                return -r;
+                return r;
         }
         *ret = v;
         return 0;
@@ -220,10 +226,11 @@ void verifier_stop(struct verifier *v)
                 return;
         pthread_mutex_lock(&v->lock);
         v->stopping = true;
-        v->stop_probe = true;
+        stop_event_set(&v->stop_probe);
         pthread_cond_signal(&v->cond);
         pthread_mutex_unlock(&v->lock);
         pthread_join(v->thread, NULL);
+        stop_event_destroy(&v->stop_probe);
         pthread_cond_destroy(&v->cond);
         pthread_mutex_destroy(&v->lock);
         free(v);

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "smtptlsd/json_spec.h"
+#include "smtptlsd/managed.h"
 #include "smtptlsd/name_code.h"
 #include "smtptlsd/names.h"
 
@@ -315,9 +316,6 @@ static int service_verdict(const struct service_tls *svc, struct problem *reterr
 int settings_check_services(const struct settings *s, const char *service_params,
                             struct problem *reterr)
 {
-        static const char *const cert_params[] = { "smtpd_tls_chain_files", "smtpd_tls_cert_file",
-                                                   "smtpd_tls_eccert_file",
-                                                   "smtpd_tls_dcert_file" };
         static const struct {
                 const char *name, *value, *needs;
         } needs[] = {
@@ -351,11 +349,11 @@ int settings_check_services(const struct settings *s, const char *service_params
                                     strlen(needs[i].value) == value_len &&
                                     strncasecmp(needs[i].value, value, value_len) == 0)
                                         svc.needs = needs[i].needs;
-                        for (size_t i = 0; i < ARRAY_SIZE(cert_params); i++)
-                                if (strlen(cert_params[i]) == name_len &&
-                                    strncmp(cert_params[i], slash + 1, name_len) == 0 &&
-                                    value_len > 0)
-                                        svc.own_cert = true;
+                        /* a certificate of its own: a managed parameter naming certificate
+                         * files (smtpd_tls_chain_files, the legacy *_cert_file) */
+                        if (value_len > 0 &&
+                            managed_param_has(slash + 1, name_len, MANAGED_CERT_FILES))
+                                svc.own_cert = true;
                 }
                 line = *end ? end + 1 : end;
         }
@@ -452,40 +450,32 @@ size_t settings_render(const struct settings *s, const struct cert_files *certs,
 
         if (!s->managed)
                 return 0;
-        out[n++] = (struct maincf_param){ "smtpd_tls_security_level",
-                                          tls_mode_to_string(settings_inbound(s)) };
-        out[n++] = (struct maincf_param){ "smtp_tls_security_level",
-                                          tls_mode_to_string(settings_outbound(s)) };
         const char *chain = chain_files(certs, n_certs, chain_buf, chain_buf_size);
-        out[n++] = (struct maincf_param){ "smtpd_tls_chain_files", chain };
-        /* The legacy RSA pair would be ignored beside chain_files; remove it so that nobody reads
-         * a stale path (Debian's default main.cf points it at the snakeoil pair). The ECDSA and
-         * DSA pairs go too once chain_files is set (Postfix ignores them then); the worker
-         * refuses a write that would drop a key type they serve (worker.c, legacy_pairs). */
-        for (const struct settings_legacy_pair *l = settings_legacy_pairs; l->cert_param; l++) {
-                if (l != settings_legacy_pairs && !chain)
+        /* NULL = removed, Postfix's default */
+        const char *value[MANAGED_SOURCES_MAX] = {
+                [MANAGED_INBOUND_LEVEL] = tls_mode_to_string(settings_inbound(s)),
+                [MANAGED_OUTBOUND_LEVEL] = tls_mode_to_string(settings_outbound(s)),
+                [MANAGED_CHAIN_FILES] = chain,
+                [MANAGED_AUTH_ONLY] = yes_no[s->auth_only],
+                [MANAGED_RECEIVED_HEADER] = yes_no[s->received_header],
+                [MANAGED_LOGLEVEL] = levels[s->loglevel],
+                [MANAGED_MANDATORY_PROTOCOLS] = p->mandatory_protocols,
+                [MANAGED_MANDATORY_CIPHERS] = p->mandatory_ciphers,
+                [MANAGED_MANDATORY_EXCLUDE] = p->mandatory_exclude_ciphers,
+                [MANAGED_CA_FILE] = ca_file,
+        };
+        for (const struct managed_param *m = managed_params; m->name; m++) {
+                /* smtp_tls_policy_maps is the plan's: it merges ours with the administrator's */
+                if (m->source == MANAGED_POLICY_MAPS)
                         continue;
-                out[n++] = (struct maincf_param){ l->cert_param, NULL };
-                out[n++] = (struct maincf_param){ l->key_param, NULL };
+                /* The legacy RSA pair would be ignored beside chain_files; remove it so that
+                 * nobody reads a stale path (Debian's default main.cf points it at the snakeoil
+                 * pair). The ECDSA and DSA pairs go too once chain_files is set (Postfix ignores
+                 * them then); the worker refuses a write that would drop a key type they serve
+                 * (worker.c, legacy_pairs). */
+                if ((m->flags & MANAGED_WITH_CHAIN) && !chain)
+                        continue;
+                out[n++] = (struct maincf_param){ m->name, value[m->source] };
         }
-        out[n++] = (struct maincf_param){ "smtpd_tls_auth_only", yes_no[s->auth_only] };
-        out[n++] = (struct maincf_param){ "smtpd_tls_received_header", yes_no[s->received_header] };
-        out[n++] = (struct maincf_param){ "smtpd_tls_loglevel", levels[s->loglevel] };
-        out[n++] = (struct maincf_param){ "smtp_tls_loglevel", levels[s->loglevel] };
-        /* opportunistic TLS: Postfix's defaults in every profile (see profiles[]) */
-        out[n++] = (struct maincf_param){ "smtpd_tls_protocols", NULL };
-        out[n++] = (struct maincf_param){ "smtp_tls_protocols", NULL };
-        out[n++] = (struct maincf_param){ "smtpd_tls_exclude_ciphers", NULL };
-        out[n++] = (struct maincf_param){ "smtp_tls_exclude_ciphers", NULL };
-        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_protocols", p->mandatory_protocols };
-        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_protocols", p->mandatory_protocols };
-        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_ciphers", p->mandatory_ciphers };
-        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_ciphers", p->mandatory_ciphers };
-        out[n++] = (struct maincf_param){ "smtpd_tls_mandatory_exclude_ciphers",
-                                          p->mandatory_exclude_ciphers };
-        out[n++] = (struct maincf_param){ "smtp_tls_mandatory_exclude_ciphers",
-                                          p->mandatory_exclude_ciphers };
-        /* the trust anchors of verify and secure; read by smtp before it enters a chroot jail */
-        out[n++] = (struct maincf_param){ "smtp_tls_CAfile", ca_file };
         return n;
 }

@@ -18,12 +18,14 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
 #include "smtptlsd/fsutil.h"
+#include "smtptlsd/event.h"
 #include "smtptlsd/smtp_probe.h"
 #include "smtptlsd/spawn.h"
 #include "smtptlsd/util.h"
@@ -462,7 +464,7 @@ struct fake {
         unsigned port;
         const char *const *script;
         const char *endless;
-        volatile int stop;
+        atomic_bool stop;
         char got[512];
         pthread_t thread;
         bool running;
@@ -548,7 +550,7 @@ static void fake_join(void)
 
 static int fake_teardown(void **state)
 {
-        fake.stop = 1;
+        atomic_store(&fake.stop, true);
         fake_join();
         if (fake.lfd > 0)
                 close(fake.lfd);
@@ -851,6 +853,50 @@ static void test_silent_server(void **state)
         smtp_probe_result_done(&res);
 }
 
+struct stopper {
+        struct stop_event *stop;
+        uint64_t after_usec;
+};
+
+static void *stop_later(void *arg)
+{
+        const struct stopper *st = arg;
+        struct timespec ts = { .tv_sec = (time_t)(st->after_usec / SEC),
+                               .tv_nsec = (long)(st->after_usec % SEC) * 1000 };
+        nanosleep(&ts, NULL);
+        stop_event_set(st->stop);
+        return NULL;
+}
+
+/* The wait between two observations of smtp_probe_expect ends as soon as stop is set: no further
+ * attempt is made (each would take its share of the timeout against a server that never speaks). */
+static void test_expect_stops_at_once(void **state)
+{
+        struct smtp_probe_result res;
+        unsigned port;
+        struct stop_event stop;
+        assert_int_equal(stop_event_init(&stop), 0);
+        /* listening, never accepting: each attempt waits for the greeting for its whole share */
+        _cleanup_close_ _unused_ int fd = loopback_socket(4, &port);
+        /* a timeout of 8 s: attempts of 2 s, then a wait of the 30 s interval (capped at what is
+         * left); stop comes half a second into that wait */
+        struct stopper st = { &stop, 2 * SEC + SEC / 2 };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+        uint64_t t0 = now_monotonic_usec();
+        assert_int_equal(
+            smtp_probe_expect("127.0.0.1", port, NULL, NULL, 8 * SEC, 30 * SEC, &res, &stop),
+            -ETIMEDOUT);
+        uint64_t took = elapsed_since(t0);
+        pthread_join(t, NULL);
+        print_message("# stopped after %.1f ms (stop set at 2500 ms)\n", (double)took / 1000);
+        assert_true(took >= 2 * SEC + SEC / 2);
+        assert_true(took < 3 * SEC + SEC / 2); /* a further attempt would end at 4.5 s */
+        assert_string_equal(res.error, "greeting: timed out");
+        smtp_probe_result_done(&res);
+        stop_event_destroy(&stop);
+}
+
 static void test_endless_line(void **state)
 {
         struct smtp_probe_result res;
@@ -1021,6 +1067,7 @@ int main(void)
                 cmocka_unit_test(test_tls_disabled),
                 cmocka_unit_test(test_nothing_listening),
                 cmocka_unit_test(test_silent_server),
+                cmocka_unit_test(test_expect_stops_at_once),
                 cmocka_unit_test_teardown(test_endless_line, fake_teardown),
                 cmocka_unit_test_teardown(test_too_many_lines, fake_teardown),
                 cmocka_unit_test_teardown(test_server_hangs_up, fake_teardown),
