@@ -1,15 +1,15 @@
 /* cli.c - the command table of `smtptlsd` (each command's words, argument, options and help
  * text) and its parser: `--help` anywhere in a command prints that command's help; a wrong
  * invocation names what is wrong plus a hint to the help. Main thread, before anything else. */
-#include "smtptlsd/cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 
 #include "config.h"
-#include "smtptlsd/fault.h"
-#include "smtptlsd/util.h"
+#include "fault.h"
+#include "util.h"
 
 struct cli_option {
         const char *name;  /* long name, without "--" */

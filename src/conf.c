@@ -1,6 +1,6 @@
 /* conf.c - the configuration table and its parser (main.cf-like `key = value` lines, then
  * SMTPTLSD_<KEY> overrides). Main thread, at start-up only. */
-#include "smtptlsd/conf.h"
+#include "conf.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <openssl/crypto.h>
 #include <sys/stat.h>
 
-#include "smtptlsd/log.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/util.h"
+#include "log.h"
+#include "core/policy.h"
+#include "core/sealed.h"
+#include "util.h"
 
 #define SEC INT64_C(1000000)
 #define KEY(n, t, d, lo, hi, h)                                                                    \

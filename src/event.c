@@ -1,11 +1,11 @@
 /* event.c - condition variables on the monotonic clock, and the stop event (see event.h). Any
  * thread: waiters sleep in pthread_cond_timedwait, setters wake them. */
-#include "smtptlsd/event.h"
+#include "event.h"
 
 #include <errno.h>
 #include <time.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 int cond_init_monotonic(pthread_cond_t *c)
 {

@@ -1,6 +1,6 @@
 /* fault.c - test-only fault points (see fault.h): what $SMTPTLSD_FAULT_FILE asks for at a named
  * step of the worker. Built only with `meson -Dfault_injection=true`. Worker thread. */
-#include "smtptlsd/fault.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtptlsd/log.h"
-#include "smtptlsd/util.h"
+#include "log.h"
+#include "util.h"
 
 #define FAULT_FILE_MAX     4096
 #define FAULT_STALL_MAX_MS 600000L

@@ -1,10 +1,10 @@
 /* log.c - stderr logging with <N> prefixes (sd-daemon(3) style). Any thread; one write per line. */
-#include "smtptlsd/log.h"
+#include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "smtptlsd/name_code.h"
+#include "core/name_code.h"
 
 int log_max_level = LOG_INFO;
 

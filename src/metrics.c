@@ -2,14 +2,14 @@
  * (those plus what a scrape reads live: state, drift, served certificate, expiries) in the
  * Prometheus text format; the family names and labels are the ones docs/operations.md lists. Any
  * thread counts; an HTTP thread renders. */
-#include "smtptlsd/metrics.h"
+#include "metrics.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
 #include "config.h"
-#include "smtptlsd/http.h"
+#include "util.h"
 
 #define MAX_ROUTES  48
 #define ROUTE_SLOTS (MAX_ROUTES + 1) /* the last slot: requests that matched no route */
@@ -18,7 +18,7 @@ static const int statuses[] = { 200, 201, 202, 204, 304, 400, 401, 403, 404,
                                 405, 409, 412, 413, 415, 422, 500, 503, 0 /* other */ };
 #define N_STATUS ARRAY_SIZE(statuses)
 
-#define N_METHOD HTTP_METHOD_COUNT /* http_methods[]: by bit, OTHER last */
+#define N_METHOD METRICS_METHOD_SLOTS
 
 static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                   0.25,   0.5,   1,      2.5,   5,    10,    30 };
@@ -66,14 +66,6 @@ static const struct {
 /* The values of smtptlsd_state's label: exactly one is 1 when the state is known. */
 static const char *const states[] = { "in_sync", "applying", "degraded" };
 
-static size_t method_index(unsigned m)
-{
-        for (size_t i = 0; i < N_METHOD - 1; i++)
-                if (m == 1u << i)
-                        return i;
-        return N_METHOD - 1;
-}
-
 static size_t status_index(int status)
 {
         for (size_t i = 0; i < N_STATUS - 1; i++)
@@ -82,11 +74,12 @@ static size_t status_index(int status)
         return N_STATUS - 1;
 }
 
-void metrics_observe_request(int route_index, unsigned method, int status, uint64_t usec)
+void metrics_observe_request(int route_index, unsigned method_slot, int status, uint64_t usec)
 {
         size_t r = route_index >= 0 && route_index < MAX_ROUTES ? (size_t)route_index : MAX_ROUTES;
-        atomic_fetch_add_explicit(&requests[r][method_index(method)][status_index(status)], 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(
+            &requests[r][method_slot < N_METHOD ? method_slot : N_METHOD - 1][status_index(status)],
+            1, memory_order_relaxed);
         size_t b;
         for (b = 0; b < N_BUCKET; b++)
                 if ((double)usec <= buckets[b] * 1e6)
@@ -216,9 +209,13 @@ static void render_live(struct buf *b, const struct metrics_live *live)
         }
 }
 
-int metrics_render(const struct route *routes, size_t n_routes, const struct metrics_live *live,
-                   char **ret, size_t *len)
+int metrics_render(const struct metrics_labels *labels, const struct metrics_live *live, char **ret,
+                   size_t *len)
 {
+        static const struct metrics_labels none = { 0 };
+        if (!labels)
+                labels = &none;
+        size_t n_routes = labels->n_routes;
         struct buf b = { .cap = 16384 };
         b.p = malloc(b.cap);
         if (!b.p)
@@ -230,8 +227,8 @@ int metrics_render(const struct route *routes, size_t n_routes, const struct met
         for (size_t r = 0; r < ROUTE_SLOTS; r++) {
                 if (r >= n_routes && r != MAX_ROUTES)
                         continue;
-                const char *route = r == MAX_ROUTES ? "unmatched" : routes[r].pattern;
-                for (size_t m = 0; m < N_METHOD; m++)
+                const char *route = r == MAX_ROUTES ? "unmatched" : labels->routes[r];
+                for (size_t m = 0; m < labels->n_methods && m < N_METHOD; m++)
                         for (size_t s = 0; s < N_STATUS; s++) {
                                 uint64_t v =
                                     atomic_load_explicit(&requests[r][m][s], memory_order_relaxed);
@@ -245,7 +242,7 @@ int metrics_render(const struct route *routes, size_t n_routes, const struct met
                                 bprintf(&b,
                                         "smtptlsd_http_requests_total{route=\"%s\",method=\"%s\","
                                         "code=\"%s\"} %llu\n",
-                                        route, http_methods[m].name, code, (unsigned long long)v);
+                                        route, labels->methods[m], code, (unsigned long long)v);
                         }
         }
 
@@ -254,7 +251,7 @@ int metrics_render(const struct route *routes, size_t n_routes, const struct met
         for (size_t r = 0; r < ROUTE_SLOTS; r++) {
                 if (r >= n_routes && r != MAX_ROUTES)
                         continue;
-                const char *route = r == MAX_ROUTES ? "unmatched" : routes[r].pattern;
+                const char *route = r == MAX_ROUTES ? "unmatched" : labels->routes[r];
                 uint64_t cum = 0;
                 for (size_t i = 0; i <= N_BUCKET; i++)
                         cum += atomic_load_explicit(&latency[r][i], memory_order_relaxed);

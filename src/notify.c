@@ -1,5 +1,5 @@
 /* notify.c - sd_notify wrappers (see notify.h). Main thread and worker. */
-#include "smtptlsd/notify.h"
+#include "notify.h"
 
 #include <stdarg.h>
 #include <stdio.h>

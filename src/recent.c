@@ -1,8 +1,8 @@
 /* recent.c - a costly yes/no answer kept for a while, asked by one thread at a time (see
  * recent.h). Any thread. */
-#include "smtptlsd/recent.h"
+#include "recent.h"
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 static bool fresh(const struct recent_answer *a)
 {

@@ -1,5 +1,5 @@
 /* util.c - helpers declared in util.h: clocks, bounded copies, number parsing. Any thread. */
-#include "smtptlsd/util.h"
+#include "util.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -10,17 +10,17 @@
  * serve clients answer it, so a 200 proves them responsive, not merely a thread that bumps a
  * counter. A daemon at connection_limit refuses even that connection; that is a refusal, not a
  * hang, so the round counts as passed (the worker's heartbeat is still checked). */
-#include "smtptlsd/watchdog.h"
+#include "watchdog.h"
 
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "smtptlsd/app.h"
-#include "smtptlsd/http.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/util.h"
-#include "smtptlsd/worker.h"
+#include "app.h"
+#include "http/http.h"
+#include "log.h"
+#include "util.h"
+#include "apply/worker.h"
 
 static int wait_fd(int fd, short events, uint64_t deadline)
 {

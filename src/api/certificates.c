@@ -5,15 +5,15 @@
 #include <strings.h>
 #include <time.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tokens.h"
+#include "api/api.h"
+#include "core/resource.h"
+#include "app.h"
+#include "core/cert.h"
+#include "core/json_spec.h"
+#include "apply/layout.h"
+#include "core/sealed.h"
+#include "store/store.h"
+#include "store/tokens.h"
 
 static const char *const types[] = { "imported", "acme", "system", NULL };
 

@@ -7,7 +7,7 @@
  * through /api/v1/session. HTTP threads. */
 #include <string.h>
 
-#include "smtptlsd/api.h"
+#include "api/api.h"
 
 /* No inline script or style, nothing from another origin, never framed. */
 #define CONSOLE_CSP                                                                                \

@@ -4,14 +4,14 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/db.h"
-#include "smtptlsd/metrics.h"
-#include "smtptlsd/recent.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/verifier.h"
-#include "smtptlsd/worker.h"
+#include "api/api.h"
+#include "app.h"
+#include "store/db.h"
+#include "metrics.h"
+#include "recent.h"
+#include "store/store.h"
+#include "apply/verifier.h"
+#include "apply/worker.h"
 
 /* A worker that has shown no progress for this long is stuck: its waits are all bounded. */
 #define WORKER_STUCK_USEC (60ull * 1000000)
@@ -112,7 +112,16 @@ int api_metrics(struct request *req, struct problem *reterr)
 
         char *text = NULL;
         size_t len = 0;
-        int r = metrics_render(api_routes, api_routes_count, &live, &text, &len);
+        /* the request metrics' labels: the route patterns and the method names */
+        const char *routes[64], *methods[HTTP_METHOD_COUNT];
+        size_t n_routes =
+            api_routes_count < ARRAY_SIZE(routes) ? api_routes_count : ARRAY_SIZE(routes);
+        for (size_t k = 0; k < n_routes; k++)
+                routes[k] = api_routes[k].pattern;
+        for (size_t k = 0; k < HTTP_METHOD_COUNT; k++)
+                methods[k] = http_methods[k].name;
+        struct metrics_labels labels = { routes, n_routes, methods, HTTP_METHOD_COUNT };
+        int r = metrics_render(&labels, &live, &text, &len);
         json_decref(items);
         json_decref(ws);
         json_decref(drift);

@@ -2,11 +2,11 @@
  * action, target and time) and /api/v1/jobs/{id}. HTTP threads. */
 #include <stdio.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/cursor.h"
-#include "smtptlsd/store.h"
+#include "apply/action.h"
+#include "api/api.h"
+#include "app.h"
+#include "core/cursor.h"
+#include "store/store.h"
 
 int api_list_limit(struct request *req, int *limit, struct problem *reterr)
 {

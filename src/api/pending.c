@@ -2,7 +2,7 @@
  * turned into the HTTP reply (status, Location, ETag, body), or 202 when the wait runs out. The
  * list is shared by the HTTP threads (add), the worker (a job's completion callback) and the
  * reaper thread (expiry, woken by a new earlier deadline or by the stop), under one mutex. */
-#include "smtptlsd/pending.h"
+#include "api/pending.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "smtptlsd/event.h"
-#include "smtptlsd/http.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/util.h"
+#include "event.h"
+#include "http/http.h"
+#include "apply/job.h"
+#include "log.h"
+#include "core/resource.h"
+#include "util.h"
 
 struct entry {
         struct entry *next;

@@ -5,13 +5,13 @@
 #include <malloc.h>
 #include <stdio.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/cursor.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/store.h"
+#include "api/api.h"
+#include "core/resource.h"
+#include "app.h"
+#include "core/cursor.h"
+#include "core/json_spec.h"
+#include "core/policy.h"
+#include "store/store.h"
 
 /* The manager a request acts as (?manager=), and whether it may act on managed rows. */
 static int manager_of(struct request *req, char *buf, size_t size, const char **ret,

@@ -1,7 +1,7 @@
 /* routes.c - the route table: every path, method, handler, scope, accepted body and accepted query
  * parameters (QUERY_*; any other is refused before the handler runs) in one place.
  * Read-only data, used by the HTTP threads and by /metrics for route labels. */
-#include "smtptlsd/api.h"
+#include "api/api.h"
 
 const struct route api_routes[] = {
         /* the web console (api/console.c): public files; the page signs in by itself */

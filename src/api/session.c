@@ -4,13 +4,14 @@
  * threads. */
 #include <openssl/crypto.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/browser.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/tokens.h"
+#include "api/api.h"
+#include "api/auth.h"
+#include "app.h"
+#include "http/browser.h"
+#include "conf.h"
+#include "core/json_spec.h"
+#include "core/policy.h"
+#include "store/tokens.h"
 
 struct session_body {
         const char *token;

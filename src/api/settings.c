@@ -3,12 +3,12 @@
  * worker. HTTP threads. */
 #include <stdio.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/settings.h"
-#include "smtptlsd/store.h"
+#include "api/api.h"
+#include "core/resource.h"
+#include "app.h"
+#include "core/json_spec.h"
+#include "core/settings.h"
+#include "store/store.h"
 
 int api_settings_get(struct request *req, struct problem *reterr)
 {

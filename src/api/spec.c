@@ -1,7 +1,7 @@
 /* spec.c (api) - GET /api/v1/openapi.yaml: the contract (api/openapi.yaml, embedded at build time
  * by scripts/embed-file.py), with a strong ETag from its SHA-256 and If-None-Match -> 304. No
  * token needed: it is the file every copy of the source has. HTTP threads. */
-#include "smtptlsd/api.h"
+#include "api/api.h"
 
 extern const unsigned char api_openapi_yaml[];
 extern const size_t api_openapi_yaml_len;

@@ -7,15 +7,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tx.h"
+#include "api/api.h"
+#include "app.h"
+#include "core/cert.h"
+#include "conf.h"
+#include "core/json_spec.h"
+#include "core/resource.h"
+#include "core/sealed.h"
+#include "store/store.h"
+#include "store/tx.h"
 
 /* json_dumps into a strbuf, appended. */
 static int add_json(struct strbuf *out, json_t *j)

@@ -6,16 +6,16 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/metrics.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/reconcile.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/worker.h"
+#include "api/api.h"
+#include "app.h"
+#include "core/cert.h"
+#include "conf.h"
+#include "metrics.h"
+#include "core/policy.h"
+#include "apply/postfix.h"
+#include "apply/reconcile.h"
+#include "store/store.h"
+#include "apply/worker.h"
 
 /* The policy map rendered from the database at one generation (100,000 rows are 100,000 rows to
  * read and render): the only part of these replies that depends on the generation alone. Drift,

@@ -4,10 +4,10 @@
  * HTTP threads. */
 #include <openssl/crypto.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/tokens.h"
+#include "api/api.h"
+#include "app.h"
+#include "core/json_spec.h"
+#include "store/tokens.h"
 
 struct token_body {
         const char *name;

@@ -5,14 +5,14 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include "smtptlsd/api.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/etag.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/pending.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/worker.h"
+#include "api/api.h"
+#include "app.h"
+#include "conf.h"
+#include "core/etag.h"
+#include "apply/job.h"
+#include "api/pending.h"
+#include "store/store.h"
+#include "apply/worker.h"
 
 #define WAIT_DEFAULT 30
 #define WAIT_MAX     300

@@ -4,7 +4,7 @@
  * for again every few seconds. Its own thread, asleep in poll on the inotify descriptor and a stop
  * eventfd (acme_watch_stop wakes it at once); the only timeouts are the debounce and the look for
  * a missing directory, and an idle wait is bounded by RETRY_USEC. */
-#include "smtptlsd/acme_watch.h"
+#include "apply/acme_watch.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -16,15 +16,15 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "smtptlsd/app.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/db.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
-#include "smtptlsd/worker.h"
+#include "app.h"
+#include "conf.h"
+#include "store/db.h"
+#include "apply/job.h"
+#include "apply/layout.h"
+#include "log.h"
+#include "store/store.h"
+#include "util.h"
+#include "apply/worker.h"
 
 #define QUIET_USEC     (1000ull * 1000) /* submit once events stop for this long */
 #define MAX_DELAY_USEC (5000ull * 1000) /* ... or this long after the first event */

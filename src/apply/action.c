@@ -1,13 +1,13 @@
 /* action.c - the table of actions a job can name, and what their rows share: the If-Match
  * against the resource as it is now, the scope the request was made with, the generation in a
  * resource's representation. Worker thread, inside the batch's transaction. */
-#include "smtptlsd/action.h"
+#include "apply/action.h"
 
-#include "smtptlsd/job.h"
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/job.h"
+#include "apply/postfix.h"
+#include "core/resource.h"
+#include "store/store.h"
+#include "util.h"
 
 /* In the order of api/openapi.yaml's Job.action (tests/system/test_contract_query.py checks). */
 static const struct action actions[] = {

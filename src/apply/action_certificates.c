@@ -5,14 +5,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/certsync.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/action.h"
+#include "core/cert.h"
+#include "apply/certsync.h"
+#include "conf.h"
+#include "apply/job.h"
+#include "apply/layout.h"
+#include "store/store.h"
+#include "util.h"
 
 static json_t *cert_json(const struct action_env *env, const char *name, int64_t *version)
 {

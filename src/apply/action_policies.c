@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/policy_host.h"
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/action.h"
+#include "apply/job.h"
+#include "core/policy.h"
+#include "apply/policy_host.h"
+#include "apply/postfix.h"
+#include "store/store.h"
+#include "util.h"
 
 static json_t *policy_json(const struct action_env *env, const char *destination, int64_t *version)
 {

@@ -6,17 +6,17 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/maincf.h"
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/reconcile.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/action.h"
+#include "core/cert.h"
+#include "apply/fsutil.h"
+#include "apply/job.h"
+#include "apply/layout.h"
+#include "log.h"
+#include "apply/maincf.h"
+#include "apply/postfix.h"
+#include "apply/reconcile.h"
+#include "store/store.h"
+#include "util.h"
 
 /* The key type of the certificate in `path` (a legacy parameter's value), or `fallback` when it
  * cannot be read here (a $variable in the value, a file gone). */

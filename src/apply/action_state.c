@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/policy_host.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/action.h"
+#include "apply/job.h"
+#include "core/policy.h"
+#include "apply/policy_host.h"
+#include "store/store.h"
+#include "util.h"
 
 /* The certificates of the document, in order: an ACME or system one must exist as such; an
  * imported one is unchanged when stored with the same certificate and chain (it keeps its key: a

@@ -1,15 +1,15 @@
 /* cdb.c - the records of a cdb file (see cdb.h). The format: a 2048-byte header of 256 (position,
  * length) pairs of little-endian 32-bit numbers pointing at hash tables, then the records
  * (key length, data length, key, data) up to the first hash table. Worker thread. */
-#include "smtptlsd/cdb.h"
+#include "apply/cdb.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/util.h"
+#include "apply/fsutil.h"
+#include "util.h"
 
 #define CDB_HEADER 2048
 #define CDB_MAX    (1u << 30)

@@ -1,6 +1,6 @@
 /* certsync.c - scanning the ACME live directory and the system pair into the certificates table
  * (see certsync.h). Worker thread. */
-#include "smtptlsd/certsync.h"
+#include "apply/certsync.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtptlsd/cert.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tokens.h"
-#include "smtptlsd/util.h"
+#include "core/cert.h"
+#include "conf.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "log.h"
+#include "store/store.h"
+#include "store/tokens.h"
+#include "util.h"
 
 #define PEM_FILE_MAX (1u << 20)
 

@@ -1,6 +1,6 @@
 /* fsutil.c - atomic file replacement and small file helpers (see fsutil.h). Worker thread and
  * start-up. Every write is fsynced before it becomes visible under its final name. */
-#include "smtptlsd/fsutil.h"
+#include "apply/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 int fs_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {

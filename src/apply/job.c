@@ -1,11 +1,11 @@
 /* job.c - allocation of struct job (see job.h). Any thread. */
-#include "smtptlsd/job.h"
+#include "apply/job.h"
 
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "smtptlsd/sealed.h"
+#include "core/sealed.h"
 
 struct job *job_new(const char *action, const char *target, const char *actor, json_t *request)
 {

@@ -1,11 +1,11 @@
 /* layout.c - path arithmetic for every file smtptlsd renders (see layout.h). Pure. */
-#include "smtptlsd/layout.h"
+#include "apply/layout.h"
 
 #include <errno.h>
 #include <stdio.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "util.h"
 
 static int fmt(char *buf, size_t size, const char *a, const char *b, const char *c)
 {

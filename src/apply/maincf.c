@@ -9,7 +9,7 @@
  *    whitespace may surround the '=' (also across lines), the value is trimmed;
  *  - a value is reported as postconf prints it: every run of whitespace is one space.
  * Pure; worker thread (and the HTTP threads through reconcile_drift). */
-#include "smtptlsd/maincf.h"
+#include "apply/maincf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 /* Postfix's ISSPACE() (isspace() in the C locale): what readllines() and split_nameval() skip. */
 static bool is_space(char c)

@@ -2,19 +2,19 @@
  * live main.cf: which files an apply writes, whether Postfix must reload, what a STARTTLS probe
  * must then see; and the plan's JSON forms (dry run, drift, warnings). Reads files, writes none.
  * Worker thread, start-up, and the HTTP threads (/status: drift and warnings). */
-#include "smtptlsd/plan.h"
+#include "apply/plan.h"
 
 #include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/map_diff.h"
-#include "smtptlsd/maincf.h"
-#include "smtptlsd/sealed.h"
+#include "conf.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "core/map_diff.h"
+#include "apply/maincf.h"
+#include "core/sealed.h"
 
 void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size)
 {

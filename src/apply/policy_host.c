@@ -1,16 +1,16 @@
 /* policy_host.c - the warnings of a TLS policy write that need more than the row: the other rows,
  * main.cf and master.cf as postconf reads them, the tafile as Postfix loads it (see
  * policy_host.h). Worker thread. */
-#include "smtptlsd/policy_host.h"
+#include "apply/policy_host.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/util.h"
+#include "apply/postfix.h"
+#include "store/store.h"
+#include "util.h"
 
 int policy_parent_warnings(struct db_conn *db, const char *destination, json_t *warnings,
                            struct problem *reterr)

@@ -1,6 +1,6 @@
 /* postfix.c - running postfix and postconf for the worker (see postfix.h). Worker thread; the
  * cached running-state (postfix_running_recent) also HTTP threads. */
-#include "smtptlsd/postfix.h"
+#include "apply/postfix.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,11 +10,11 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/recent.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "log.h"
+#include "core/policy.h"
+#include "recent.h"
+#include "util.h"
 
 static int run_opts(char *const *cmd, const char *const *args, uint64_t timeout,
                     const struct spawn_options *o, struct spawn_result *res)

@@ -2,7 +2,7 @@
  * detached helper thread that the caller stops waiting for, each address tried in turn on a
  * non-blocking socket, every read and write (plain or TLS) polled against the deadline, one line
  * at a time. Any thread; no globals. */
-#include "smtptlsd/probe_conn.h"
+#include "apply/probe_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,7 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 /* The first failure is the one reported. */
 void probe_set_error(struct smtp_probe_result *res, const char *fmt, ...)

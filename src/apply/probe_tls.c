@@ -2,7 +2,7 @@
  * that sends with MSG_NOSIGNAL (a peer that closes early cannot raise SIGPIPE in the caller), the
  * client context (trust anchors, signature algorithms), the handshake polled against the
  * deadline, and what the peer certificate says. Any thread; no globals. */
-#include "smtptlsd/probe_tls.h"
+#include "apply/probe_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 /* ---- TLS ----------------------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* prune.c - housekeeping of the rendered files: at start-up, the staged leftovers of an
  * interrupted apply; after a commit, the certificate version directories the live main.cf no
  * longer names. Worker thread (and start-up, before the worker runs). */
-#include "smtptlsd/prune.h"
+#include "apply/prune.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,11 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/maincf.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "apply/maincf.h"
+#include "util.h"
 
 /* Calls fn for every entry <certificate_directory>/<name>/<entry> (dot entries included). */
 static void each_cert_entry(const struct config *cfg,

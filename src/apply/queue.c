@@ -1,11 +1,11 @@
 /* queue.c - the coalescing job queue (see queue.h). Producers: HTTP threads; consumer: the
  * worker thread. Waits are bounded by the caller's timeout on CLOCK_MONOTONIC. */
-#include "smtptlsd/queue.h"
+#include "apply/queue.h"
 
 #include <errno.h>
 #include <time.h>
 
-#include "smtptlsd/event.h"
+#include "event.h"
 
 int queue_init(struct queue *q)
 {

@@ -4,7 +4,7 @@
  * certificate files first (in a new directory, so nothing live is overwritten), main.cf last:
  * main.cf is the single switch point, so a crash at any moment leaves Postfix with a complete old
  * or new configuration. */
-#include "smtptlsd/reconcile.h"
+#include "apply/reconcile.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -14,14 +14,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fault.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/managed.h"
-#include "smtptlsd/metrics.h"
-#include "smtptlsd/postfix.h"
+#include "conf.h"
+#include "fault.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "log.h"
+#include "core/managed.h"
+#include "metrics.h"
+#include "apply/postfix.h"
 
 /* Postfix re-reads a main.cf modified within the last second or so ("hot"), waiting 300 ms per
  * round, because an editor may still be writing it (src/util/load_file.c). Ours is complete

@@ -3,7 +3,7 @@
  * every step; the connection (resolving, connecting, bounded reads and writes) is probe_conn.c's,
  * the TLS handshake and the certificate's details probe_tls.c's. Lines and replies are capped.
  * Any thread; no globals. */
-#include "smtptlsd/smtp_probe.h"
+#include "apply/smtp_probe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,10 +17,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "smtptlsd/event.h"
-#include "smtptlsd/probe_conn.h"
-#include "smtptlsd/probe_tls.h"
-#include "smtptlsd/util.h"
+#include "event.h"
+#include "apply/probe_conn.h"
+#include "apply/probe_tls.h"
+#include "util.h"
 
 /* QUIT is a courtesy: it gets at most this long (and never more than the overall deadline). */
 #define QUIT_BUDGET_USEC (2 * 1000000ULL)

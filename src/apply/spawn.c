@@ -2,7 +2,7 @@
  * and HTTP threads through postfix_running_recent), each with its own hooks; spawn_cancel_all
  * from the main thread. A child is waited for in poll on its pidfd, its output and the cancel
  * eventfd, which spawn_cancel_all makes readable: the wait ends at once. */
-#include "smtptlsd/spawn.h"
+#include "apply/spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 #define PROGRESS_USEC (100 * 1000)
 #define DEFAULT_PATH  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -3,7 +3,7 @@
  * will, renamed into place) and the policy map (postmap under a new name, every entry read back,
  * swapped index first; the last-known-good copy put back on a restore). Worker thread (and
  * start-up). */
-#include "smtptlsd/stage.h"
+#include "apply/stage.h"
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -11,16 +11,16 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 
-#include "smtptlsd/cdb.h"
-#include "smtptlsd/cert.h"
-#include "smtptlsd/certsync.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fault.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/postfix.h"
+#include "apply/cdb.h"
+#include "core/cert.h"
+#include "apply/certsync.h"
+#include "conf.h"
+#include "fault.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "log.h"
+#include "core/policy.h"
+#include "apply/postfix.h"
 
 void apply_result_done(struct apply_result *r)
 {

@@ -1,18 +1,18 @@
 /* verifier.c - the post-reload STARTTLS check (see verifier.h). Runs on its own thread so that a
  * write returns as soon as Postfix has its files; every wait is bounded. */
-#include "smtptlsd/verifier.h"
+#include "apply/verifier.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/event.h"
-#include "smtptlsd/db.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/smtp_probe.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "event.h"
+#include "store/db.h"
+#include "log.h"
+#include "apply/smtp_probe.h"
+#include "util.h"
 
 #define VERIFY_TIMEOUT_USEC  (15ull * 1000000)
 #define VERIFY_INTERVAL_USEC (200ull * 1000)

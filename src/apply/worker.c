@@ -3,28 +3,28 @@
  * away, retries a spoiled batch job by job, completes each job (recorded, its waiter told), and
  * keeps the status. Only this thread writes configuration rows and Postfix files; the HTTP threads
  * submit and read the status. */
-#include "smtptlsd/worker.h"
+#include "apply/worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "smtptlsd/app.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/event.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/metrics.h"
-#include "smtptlsd/notify.h"
-#include "smtptlsd/reconcile.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/spawn.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tx.h"
-#include "smtptlsd/util.h"
-#include "smtptlsd/verifier.h"
-#include "smtptlsd/worker_internal.h"
+#include "app.h"
+#include "conf.h"
+#include "event.h"
+#include "apply/job.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "apply/reconcile.h"
+#include "core/sealed.h"
+#include "apply/spawn.h"
+#include "store/store.h"
+#include "store/tx.h"
+#include "util.h"
+#include "apply/verifier.h"
+#include "apply/worker_internal.h"
 
 #define IDLE_TICK_USEC (500 * 1000)
 #define DB_RETRY_USEC  (500 * 1000)

@@ -6,18 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "smtptlsd/app.h"
-#include "smtptlsd/certsync.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/postfix.h"
-#include "smtptlsd/reconcile.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tx.h"
-#include "smtptlsd/util.h"
-#include "smtptlsd/worker_internal.h"
+#include "app.h"
+#include "apply/certsync.h"
+#include "conf.h"
+#include "apply/job.h"
+#include "log.h"
+#include "apply/postfix.h"
+#include "apply/reconcile.h"
+#include "core/sealed.h"
+#include "store/store.h"
+#include "store/tx.h"
+#include "util.h"
+#include "apply/worker_internal.h"
 
 #define MAX_ATTEMPTS 3
 

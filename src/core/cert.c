@@ -2,13 +2,13 @@
  * documented order, ordering its chain, and splitting a PEM bundle; the PEM lexer is cert_pem.c.
  * Pure; any thread (HTTP threads and the worker). Never logs; no problem detail ever quotes key
  * material. */
-#include "smtptlsd/cert.h"
+#include "core/cert.h"
 
 #include <stdio.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "smtptlsd/cert_pem.h"
+#include "core/cert_pem.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(char *, cert_secret_free)

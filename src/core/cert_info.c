@@ -1,15 +1,15 @@
 /* cert_info.c - describing a certificate (cert_info.h): the fields read from a leaf and its
  * chain, their JSON form for the API, the resource's read-only members and ETags, and the
  * description of a stored PEM. Pure; any thread. */
-#include "smtptlsd/cert_info.h"
+#include "core/cert_info.h"
 
 #include <stdio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "smtptlsd/cert_pem.h"
-#include "smtptlsd/json_spec.h"
+#include "core/cert_pem.h"
+#include "core/json_spec.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(BIGNUM *, BN_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(GENERAL_NAMES *, GENERAL_NAMES_free)

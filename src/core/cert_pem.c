@@ -2,7 +2,7 @@
  * bounds and classifies the blocks before OpenSSL sees them, their decoding, and the conversions
  * the room shares (PEM out, times, key types). Pure; any thread. Never logs; no problem detail
  * ever quotes key material. */
-#include "smtptlsd/cert_pem.h"
+#include "core/cert_pem.h"
 
 #include <stdio.h>
 #include <strings.h>

@@ -2,7 +2,7 @@
  * loaded the way Postfix loads them, hostname coverage (RFC 6125), and chain verification against
  * a CA file or the system store (the only file anything in the room opens). Pure otherwise; any
  * thread. */
-#include "smtptlsd/cert_verify.h"
+#include "core/cert_verify.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "smtptlsd/cert_pem.h"
+#include "core/cert_pem.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free)

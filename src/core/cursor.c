@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#include "smtptlsd/cursor.h"
+#include "core/cursor.h"
 
 #define CURSOR_VERSION '1'
 #define CHECK_LEN      6

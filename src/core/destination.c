@@ -4,7 +4,7 @@
  * domain, then its parents as ".parent"); host names follow valid_hostname() ('_' allowed),
  * bracketed addresses host_port() ("ipv6:" prefix optional), internationalized names
  * midna_domain.c (UTS #46 non-transitional: libidn2 here). Pure; any thread. */
-#include "smtptlsd/destination.h"
+#include "core/destination.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "smtptlsd/policy.h"
+#include "core/policy.h"
 
 #define DEST PROBLEM_INVALID_DESTINATION
 #define FORMS                                                                                      \

@@ -1,6 +1,6 @@
 /* etag.c - If-Match: the one parser of the header and the strong comparison of RFC 9110
  * 13.1.1 (a weak tag never matches a write precondition). Pure; any thread. */
-#include "smtptlsd/etag.h"
+#include "core/etag.h"
 
 #define HOW_TO                                                                                     \
         "send \"*\" or the ETag exactly as a reply gave it, quotes included (If-Match: "           \

@@ -1,6 +1,6 @@
 /* json_spec.c - json_dispatch(): the one walker of the per-resource spec tables. Pure; any
  * thread. */
-#include "smtptlsd/json_spec.h"
+#include "core/json_spec.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /* managed.c - the table of managed main.cf parameters and its look-ups (see managed.h). Pure,
  * constant; any thread. */
-#include "smtptlsd/managed.h"
+#include "core/managed.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 #define LEGACY (MANAGED_RELOAD | MANAGED_LEGACY)
 

@@ -1,5 +1,5 @@
 /* map_diff.c - the unified diff of two sorted maps (see map_diff.h). Pure; any thread. */
-#include "smtptlsd/map_diff.h"
+#include "core/map_diff.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* name_code.c - looking a {name, code} table up either way (see name_code.h). Pure; any thread. */
-#include "smtptlsd/name_code.h"
+#include "core/name_code.h"
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 int name_to_code(const struct name_code *table, size_t n, const char *name, int *code)
 {

@@ -1,11 +1,11 @@
 /* names.c - the grammar of resource names and the spelling of token scopes (see names.h). Pure;
  * any thread. */
-#include "smtptlsd/names.h"
+#include "core/names.h"
 
 #include <string.h>
 
-#include "smtptlsd/name_code.h"
-#include "smtptlsd/util.h"
+#include "core/name_code.h"
+#include "util.h"
 
 static const struct name_code scope_names[] = {
         { "read", SCOPE_READ },

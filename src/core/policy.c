@@ -3,13 +3,13 @@
  * Postfix accepts but is likely wrong, and its JSON form. The JSON body is policy_json.c, the
  * grammar of each value policy_grammar.c, the map text policy_render.c and policy_map_read.c.
  * Pure; any thread. */
-#include "smtptlsd/policy.h"
+#include "core/policy.h"
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "smtptlsd/name_code.h"
-#include "smtptlsd/policy_grammar.h"
+#include "core/name_code.h"
+#include "core/policy_grammar.h"
 
 const char *tls_level_to_string(enum tls_level l)
 {

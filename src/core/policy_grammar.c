@@ -2,12 +2,12 @@
  * takes which attribute (after Postfix 3.7 src/smtp/smtp_tls_policy.c), and the grammar of each
  * attribute's value: match patterns and fingerprints, protocols, exclude items, servername,
  * tafile, manager names (policy_grammar.h, policy.h). Pure; any thread. */
-#include "smtptlsd/policy_grammar.h"
+#include "core/policy_grammar.h"
 
 #include <stdio.h>
 #include <strings.h>
 
-#include "smtptlsd/destination.h"
+#include "core/destination.h"
 
 const char *const policy_level_names[_TLS_LEVEL_MAX + 1] = {
         [TLS_LEVEL_NONE] = "none",

@@ -1,13 +1,13 @@
 /* policy_json.c - the JSON form of a policy (policy_json.h): one spec table for the single-row
  * and bulk paths, the merge of a PUT/POST/PATCH body onto a row, the read-only members, and the
  * combinations checked on every write. Pure; any thread. */
-#include "smtptlsd/policy_json.h"
+#include "core/policy_json.h"
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/policy_grammar.h"
+#include "core/json_spec.h"
+#include "core/policy_grammar.h"
 
 static int oom(struct problem *reterr)
 {

@@ -1,9 +1,9 @@
 /* policy_map_read.c - reading a policy map's source text back as postmap(1) does
  * (policy_map_read.h): logical lines, comments, continuations, the first of duplicate keys.
  * Pure; any thread. */
-#include "smtptlsd/policy_map_read.h"
+#include "core/policy_map_read.h"
 
-#include "smtptlsd/policy_grammar.h"
+#include "core/policy_grammar.h"
 
 void policy_map_entries_free(struct policy_map_entry *e, size_t n)
 {

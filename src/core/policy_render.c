@@ -1,10 +1,10 @@
 /* policy_render.c - the policy map's source text (policy_render.h): one line per enabled policy,
  * sorted, from whitelisted bytes only, an internationalized destination under both its spellings.
  * Pure; any thread. */
-#include "smtptlsd/policy_render.h"
+#include "core/policy_render.h"
 
-#include "smtptlsd/destination.h"
-#include "smtptlsd/policy_grammar.h"
+#include "core/destination.h"
+#include "core/policy_grammar.h"
 
 static int buf_adds(struct strbuf *b, const char *s)
 {

@@ -1,10 +1,10 @@
 /* problem.c - filling struct problem (see problem.h). Any thread; no I/O. */
-#include "smtptlsd/problem.h"
+#include "core/problem.h"
 
 #include <stdio.h>
 
-#include "smtptlsd/name_code.h"
-#include "smtptlsd/util.h"
+#include "core/name_code.h"
+#include "util.h"
 
 static const struct name_code code_names[] = {
         { "none", PROBLEM_NONE },

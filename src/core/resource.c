@@ -1,13 +1,13 @@
 /* resource.c - the URLs and tags that name resources across the API: the path of the resource a
  * job writes, the ETag of the whole desired state. Pure; any thread (the worker for Location, the
  * HTTP threads for the jobs' location and /api/v1/state). */
-#include "smtptlsd/resource.h"
+#include "core/resource.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "smtptlsd/etag.h"
-#include "smtptlsd/util.h"
+#include "core/etag.h"
+#include "util.h"
 
 static bool unreserved(unsigned char c)
 {

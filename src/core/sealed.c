@@ -1,6 +1,6 @@
 /* sealed.c - the key-encryption key and the AES-256-GCM envelope of private keys at rest (see
  * sealed.h). Pure; any thread. */
-#include "smtptlsd/sealed.h"
+#include "core/sealed.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -13,7 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "smtptlsd/util.h"
+#include "util.h"
 
 #define NONCE_SIZE 12
 #define TAG_SIZE   16

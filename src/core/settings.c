@@ -1,15 +1,15 @@
 /* settings.c - the settings resource's rules and its rendering into main.cf parameters (see
  * settings.h). Pure; any thread. */
-#include "smtptlsd/settings.h"
+#include "core/settings.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/managed.h"
-#include "smtptlsd/name_code.h"
-#include "smtptlsd/names.h"
+#include "core/json_spec.h"
+#include "core/managed.h"
+#include "core/name_code.h"
+#include "core/names.h"
 
 static const struct name_code mode_names[] = {
         { "none", MODE_NONE },

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <strings.h>
 
-#include "smtptlsd/admission.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/browser.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/http.h"
+#include "http/admission.h"
+#include "app.h"
+#include "http/browser.h"
+#include "conf.h"
+#include "http/http.h"
 
 /* The media type of Content-Type without parameters, compared case-insensitively. */
 bool media_type_is(const char *ct, const char *want)

@@ -1,6 +1,6 @@
 /* browser.c - pure decisions about browsers (browser.h): the session cookie's text and origin
  * comparisons. No I/O; any thread. */
-#include "smtptlsd/browser.h"
+#include "http/browser.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,8 +6,8 @@
 
 #include <openssl/evp.h>
 
-#include "smtptlsd/http.h"
-#include "smtptlsd/sealed.h"
+#include "http/http.h"
+#include "core/sealed.h"
 
 static const struct {
         int status;

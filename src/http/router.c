@@ -2,13 +2,24 @@
  * segments, each param percent-decoded. Pure; HTTP threads. */
 #include <stdio.h>
 
-#include "smtptlsd/http.h"
+#include "http/http.h"
+#include "metrics.h"
 
 const struct name_code http_methods[HTTP_METHOD_COUNT] = {
         { "GET", HTTP_GET },     { "HEAD", HTTP_HEAD },   { "POST", HTTP_POST },
         { "PUT", HTTP_PUT },     { "PATCH", HTTP_PATCH }, { "DELETE", HTTP_DELETE },
         { "OTHER", HTTP_OTHER },
 };
+
+_Static_assert(HTTP_METHOD_COUNT <= METRICS_METHOD_SLOTS, "a metrics slot for every method");
+
+unsigned http_method_slot(enum http_method m)
+{
+        for (unsigned i = 0; i < HTTP_METHOD_COUNT - 1; i++)
+                if ((unsigned)m == 1u << i)
+                        return i;
+        return HTTP_METHOD_COUNT - 1;
+}
 
 enum http_method http_method_from_string(const char *s)
 {

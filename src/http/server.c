@@ -12,15 +12,16 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "smtptlsd/admission.h"
-#include "smtptlsd/app.h"
-#include "smtptlsd/browser.h"
-#include "smtptlsd/conf.h"
-#include "smtptlsd/event.h"
-#include "smtptlsd/http.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/metrics.h"
-#include "smtptlsd/sealed.h"
+#include "http/admission.h"
+#include "api/auth.h"
+#include "app.h"
+#include "http/browser.h"
+#include "conf.h"
+#include "event.h"
+#include "http/http.h"
+#include "log.h"
+#include "metrics.h"
+#include "core/sealed.h"
 
 /* Request deadlines. MHD's connection_timeout is an idle timeout: a client that sends a byte now
  * and then is never idle and could hold its connection (and a slot of connection_limit and
@@ -495,7 +496,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
                 return;
         uint64_t usec = now_monotonic_usec() - req->started_usec;
         int status = req->replied ? req->status : 0;
-        metrics_observe_request(req->route_index, req->method, status, usec);
+        metrics_observe_request(req->route_index, http_method_slot(req->method), status, usec);
         log_debug("%s %s -> %d in %.1f ms (%s)", req->method_name,
                   req->route ? req->route->pattern : "-", status, (double)usec / 1000.0,
                   req->actor[0] ? req->actor : "anonymous");

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "smtptlsd/cert.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/store.h"
+#include "core/cert.h"
+#include "core/sealed.h"
+#include "store/store.h"
 
 #define CERT_COLUMNS                                                                               \
         "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, c.missing, "    \

@@ -1,6 +1,6 @@
 /* db.c - PostgreSQL connections: the pool used by HTTP threads (mutex + condition variable,
  * bounded waits), reconnects with back-off, and db_exec()'s error sorting. */
-#include "smtptlsd/db.h"
+#include "store/db.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -9,8 +9,8 @@
 
 #include <openssl/crypto.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/log.h"
+#include "conf.h"
+#include "log.h"
 
 #define ACQUIRE_TIMEOUT_USEC   (5 * 1000000ull)
 #define RECONNECT_BACKOFF_USEC (1000000ull)

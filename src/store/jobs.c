@@ -5,9 +5,9 @@
 #include <openssl/rand.h>
 
 #include "config.h"
-#include "smtptlsd/resource.h"
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/store.h"
+#include "core/resource.h"
+#include "core/sealed.h"
+#include "store/store.h"
 
 #define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
 

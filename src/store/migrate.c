@@ -1,11 +1,11 @@
 /* migrate.c - applies the embedded migrations under pg_advisory_xact_lock. Main thread. */
-#include "smtptlsd/migrate.h"
+#include "store/migrate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "smtptlsd/log.h"
-#include "smtptlsd/util.h"
+#include "log.h"
+#include "util.h"
 
 /* The advisory lock key every smtptlsd takes to migrate (any fixed number works). */
 #define MIGRATE_LOCK_KEY "32199946223184243"

@@ -3,8 +3,8 @@
  * number of items). HTTP threads read; the worker writes. */
 #include <stdio.h>
 
-#include "smtptlsd/policy.h"
-#include "smtptlsd/store.h"
+#include "core/policy.h"
+#include "store/store.h"
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define POLICY_COLUMNS                                                                             \

@@ -6,7 +6,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 
-#include "smtptlsd/tokens.h"
+#include "store/tokens.h"
 
 #define USEC_PER_MINUTE INT64_C(60000000)
 

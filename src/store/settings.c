@@ -2,11 +2,11 @@
  * counter. HTTP threads read; the worker writes inside its transaction. */
 #include <stdio.h>
 
-#include "smtptlsd/cert.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/store.h"
-#include "smtptlsd/tokens.h"
+#include "core/cert.h"
+#include "log.h"
+#include "core/policy.h"
+#include "store/store.h"
+#include "store/tokens.h"
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 

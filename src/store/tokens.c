@@ -1,6 +1,6 @@
 /* tokens.c - the tokens table: create (random, shown once), list, revoke, authenticate by
  * SHA-256. HTTP threads and the command line. Never logs a token. */
-#include "smtptlsd/tokens.h"
+#include "store/tokens.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

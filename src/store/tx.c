@@ -1,11 +1,11 @@
 /* tx.c - transactions on one connection (see tx.h): the statements in one place, and the one
  * policy for failures. Whichever thread owns the connection. */
-#include "smtptlsd/tx.h"
+#include "store/tx.h"
 
 #include <errno.h>
 
-#include "smtptlsd/db.h"
-#include "smtptlsd/problem.h"
+#include "store/db.h"
+#include "core/problem.h"
 
 static int exec(struct db_conn *c, const char *stmt, struct problem *reterr)
 {

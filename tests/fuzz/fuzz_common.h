@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "smtptlsd/problem.h"
+#include "core/problem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

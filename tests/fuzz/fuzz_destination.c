@@ -27,9 +27,9 @@
 #include <strings.h>
 
 #include "fuzz_common.h"
-#include "smtptlsd/destination.h"
-#include "smtptlsd/http.h"
-#include "smtptlsd/policy.h"
+#include "core/destination.h"
+#include "http/http.h"
+#include "core/policy.h"
 
 /* ---- reference percent decoding ---- */
 

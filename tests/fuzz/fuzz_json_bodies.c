@@ -21,11 +21,11 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "smtptlsd/destination.h"
-#include "smtptlsd/json_spec.h"
-#include "smtptlsd/maincf.h"
-#include "smtptlsd/policy.h"
-#include "smtptlsd/settings.h"
+#include "core/destination.h"
+#include "core/json_spec.h"
+#include "apply/maincf.h"
+#include "core/policy.h"
+#include "core/settings.h"
 
 /* ---- small helpers ---- */
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "smtptlsd/cert.h"
+#include "core/cert.h"
 
 #define SEP 0xff
 /* 2027-01-01T00:00:00Z: inside the validity of the seed certificates (tests/fuzz/gen-pem-seeds). */

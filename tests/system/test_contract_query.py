@@ -49,7 +49,7 @@ def table_parameters():
                             src("src/http/router.c")))
     assert len(names) >= 14, names
     macros = {m: set(re.findall(r"QUERY_[A-Z_]+", v)) for m, v in
-              re.findall(r"#define (QUERY_[A-Z]+) \(([^)]*)\)", src("include/smtptlsd/http.h"))}
+              re.findall(r"#define (QUERY_[A-Z]+) \(([^)]*)\)", src("src/http/http.h"))}
 
     def expand(expr):
         out = set()

@@ -1,5 +1,5 @@
 # kill -9 at every step of the worker, through the test-only fault points of the ASan build
-# (include/smtptlsd/fault.h; $SMTPTLSD_FAULT_FILE says "<point> kill" or "<point> stall <ms>"), and a
+# (src/fault.h; $SMTPTLSD_FAULT_FILE says "<point> kill" or "<point> stall <ms>"), and a
 # stuck worker silencing the systemd watchdog. For each point: the files Postfix reads are exactly
 # the old or exactly the new version at the moment of the kill (which one is fixed by the point),
 # and after a restart without the fault the accepted job is applied, the files are the database

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "smtptlsd/action.h"
-#include "smtptlsd/job.h"
-#include "smtptlsd/problem.h"
-#include "smtptlsd/resource.h"
+#include "apply/action.h"
+#include "apply/job.h"
+#include "core/problem.h"
+#include "core/resource.h"
 
 /* The actions api/openapi.yaml's Job.action lists: each has exactly one row in both tables. */
 static const char *const names[] = {

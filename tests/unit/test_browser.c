@@ -8,8 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "smtptlsd/browser.h"
-#include "smtptlsd/tokens.h"
+#include "http/browser.h"
+#include "store/tokens.h"
 
 static void test_cookie_format(void **state)
 {

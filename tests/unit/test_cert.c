@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <openssl/err.h>
 
-#include "smtptlsd/cert.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/util.h"
+#include "core/cert.h"
+#include "apply/fsutil.h"
+#include "util.h"
 
 static char dir[64];
 static time_t now_;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "smtptlsd/cli.h"
-#include "smtptlsd/util.h"
+#include "cli.h"
+#include "util.h"
 
 struct outcome {
         int r;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "util.h"
 
 static char *write_temp(const char *text)
 {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/problem.h"
-#include "smtptlsd/util.h"
+#include "core/problem.h"
+#include "util.h"
 
 static void test_error_json_without_field(void **state)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/cursor.h"
+#include "core/cursor.h"
 
 static void test_base64url(void **state)
 {

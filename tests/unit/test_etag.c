@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/etag.h"
+#include "core/etag.h"
 
 static void test_well_formed(void **state)
 {

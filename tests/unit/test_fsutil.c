@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/util.h"
+#include "apply/fsutil.h"
+#include "util.h"
 
 static char dir[64];
 

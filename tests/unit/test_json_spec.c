@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/json_spec.h"
+#include "core/json_spec.h"
 
 struct body {
         const char *mode;

@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "apply/layout.h"
+#include "util.h"
 
 static struct config cfg = {
         .postfix_config_directory = (char *)"/etc/postfix",

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/maincf.h"
-#include "smtptlsd/util.h"
+#include "apply/fsutil.h"
+#include "apply/maincf.h"
+#include "util.h"
 
 static char *get(const char *text, const char *name)
 {

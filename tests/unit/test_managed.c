@@ -11,9 +11,9 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "smtptlsd/managed.h"
-#include "smtptlsd/settings.h"
-#include "smtptlsd/util.h"
+#include "core/managed.h"
+#include "core/settings.h"
+#include "util.h"
 
 static size_t n_rows(void)
 {

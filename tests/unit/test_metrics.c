@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "smtptlsd/metrics.h"
+#include "metrics.h"
 
 static size_t count(const char *text, const char *needle)
 {
@@ -36,7 +36,7 @@ static void test_families_and_escaping(void **state)
         char *text = NULL;
         size_t len = 0;
         metrics_count(METRIC_JOBS_FAILED, 3);
-        assert_int_equal(metrics_render(NULL, 0, &live, &text, &len), 0);
+        assert_int_equal(metrics_render(NULL, &live, &text, &len), 0);
         assert_int_equal(strlen(text), len);
 
         assert_null(strstr(text, "smtptlsd_up"));
@@ -75,7 +75,7 @@ static void test_two_served_fingerprints(void **state)
         const struct metrics_live live = { .served_fingerprint = "AB:CD,EF:01" };
         char *text = NULL;
         size_t len = 0;
-        assert_int_equal(metrics_render(NULL, 0, &live, &text, &len), 0);
+        assert_int_equal(metrics_render(NULL, &live, &text, &len), 0);
         assert_non_null(strstr(text,
                                "smtptlsd_served_certificate_info{fingerprint=\"AB:CD\"} 1\n"
                                "smtptlsd_served_certificate_info{fingerprint=\"EF:01\"} 1\n"));
@@ -88,7 +88,7 @@ static void test_unknown_state_and_no_fingerprint(void **state)
         const struct metrics_live live = { 0 };
         char *text = NULL;
         size_t len = 0;
-        assert_int_equal(metrics_render(NULL, 0, &live, &text, &len), 0);
+        assert_int_equal(metrics_render(NULL, &live, &text, &len), 0);
         assert_int_equal(count(text, "smtptlsd_state{"), 3);
         assert_int_equal(count(text, "} 1\n"), 1); /* build_info only */
         assert_null(strstr(text, "smtptlsd_served_certificate_info{"));

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/http.h"
-#include "smtptlsd/log.h"
-#include "smtptlsd/name_code.h"
-#include "smtptlsd/names.h"
-#include "smtptlsd/settings.h"
+#include "http/http.h"
+#include "log.h"
+#include "core/name_code.h"
+#include "core/names.h"
+#include "core/settings.h"
 
 static const struct name_code colours[] = {
         { "red", 7 },

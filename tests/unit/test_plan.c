@@ -14,12 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "smtptlsd/conf.h"
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/layout.h"
-#include "smtptlsd/map_diff.h"
-#include "smtptlsd/plan.h"
-#include "smtptlsd/util.h"
+#include "conf.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "core/map_diff.h"
+#include "apply/plan.h"
+#include "util.h"
 
 #define FP                                                                                         \
         "AB:CD:EF:01:23:45:67:89:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:"  \

@@ -13,8 +13,8 @@
 
 #include <sys/stat.h>
 
-#include "smtptlsd/destination.h"
-#include "smtptlsd/policy.h"
+#include "core/destination.h"
+#include "core/policy.h"
 
 #define OK    PROBLEM_NONE
 #define ATTR  PROBLEM_INVALID_ATTRIBUTE

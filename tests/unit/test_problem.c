@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/problem.h"
+#include "core/problem.h"
 
 static void test_set_errno(void **state)
 {

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/queue.h"
-#include "smtptlsd/util.h"
+#include "apply/queue.h"
+#include "util.h"
 
 struct item {
         struct queue_item q;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/http.h"
+#include "http/http.h"
 
 /* Copied from api.md's "Error codes (stable)": the contract the table must honour. */
 static const struct {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "smtptlsd/resource.h"
+#include "core/resource.h"
 
 static const struct {
         const char *action, *target, *want; /* want NULL: no location */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/http.h"
+#include "http/http.h"
 
 static int h(struct request *req, struct problem *p)
 {

@@ -10,8 +10,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "smtptlsd/sealed.h"
-#include "smtptlsd/util.h"
+#include "core/sealed.h"
+#include "util.h"
 
 static const char HEX_A[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 static const char HEX_B[] = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

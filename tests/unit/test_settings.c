@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/settings.h"
-#include "smtptlsd/util.h"
+#include "core/settings.h"
+#include "util.h"
 
 static const char *rendered(const struct maincf_param *out, size_t n, const char *name)
 {

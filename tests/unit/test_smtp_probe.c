@@ -24,11 +24,11 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "smtptlsd/fsutil.h"
-#include "smtptlsd/event.h"
-#include "smtptlsd/smtp_probe.h"
-#include "smtptlsd/spawn.h"
-#include "smtptlsd/util.h"
+#include "apply/fsutil.h"
+#include "event.h"
+#include "apply/smtp_probe.h"
+#include "apply/spawn.h"
+#include "util.h"
 
 #define SEC 1000000ULL
 

@@ -16,9 +16,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "smtptlsd/event.h"
-#include "smtptlsd/spawn.h"
-#include "smtptlsd/util.h"
+#include "event.h"
+#include "apply/spawn.h"
+#include "util.h"
 
 static void test_output_and_status(void **state)
 {

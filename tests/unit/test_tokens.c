@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "smtptlsd/tokens.h"
+#include "store/tokens.h"
 
 static void test_scopes(void **state)
 {

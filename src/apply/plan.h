@@ -1,0 +1,89 @@
+/* plan.h - the desired state (settings, bound certificates, the rendered policy map) and the
+ * plan: what main.cf becomes against the live one, which files an apply writes, whether Postfix
+ * must reload, what a STARTTLS probe must see afterwards; the plan's JSON forms. Reads files,
+ * writes none. Worker thread, start-up, and the HTTP threads (/status). */
+#pragma once
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+
+#include "core/problem.h"
+#include "core/settings.h"
+#include "store/store.h"
+
+struct config;
+
+struct desired {
+        struct settings settings;
+        /* the bound certificates: settings.certificate, then additional_certificate */
+        struct cert_row certs[SETTINGS_CERTS_MAX];
+        size_t n_certs;
+        /* the TLS policy map: managed once settings are, or as soon as a policy exists */
+        bool map_managed;
+        char *map_text; /* rendered from the enabled rows, sorted */
+        size_t map_len;
+        size_t map_entries;
+        bool map_borrowed; /* map_text belongs to someone else: desired_done leaves it */
+};
+/* Reads the committed (or, inside the worker's transaction, the pending) desired state. */
+int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr);
+/* The same without the map (settings and the bound certificate), for a reader that has the map
+ * of this generation already: it sets map_text (borrowed), map_len, map_entries, map_managed. */
+int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr);
+void desired_done(struct desired *d);
+
+/* One bound certificate's files. */
+struct plan_cert {
+        const char *field; /* the settings member that binds it: "/certificate", ... */
+        char name[65];
+        char key_type[16];
+        char fingerprint[96];
+        /* an imported certificate whose version directory does not exist yet */
+        bool write;
+        char dir[PATH_MAX];
+        char *fullchain_pem;
+        char *key_pem; /* decrypted when sealed; wiped by plan_done */
+        char key_path[PATH_MAX], chain_path[PATH_MAX];
+        char acme_name[65]; /* the ACME certificate's name; "" for any other type */
+};
+
+struct plan {
+        char *main_cf_old, *main_cf_new;
+        size_t old_len, new_len;
+        bool main_cf_changed;
+        struct maincf_param params[SETTINGS_PARAMS_MAX];
+        size_t n_params;
+        char chain_value[SETTINGS_CERTS_MAX * (2 * PATH_MAX + 4)];
+        struct plan_cert certs[SETTINGS_CERTS_MAX];
+        size_t n_certs;
+        bool write_cert;        /* some certs[i].write */
+        char ca_file[PATH_MAX]; /* smtp_tls_CAfile's value ("" when none is rendered) */
+        bool reload;
+        /* the policy map: its text differs from the live one (or the index is missing) */
+        bool map_managed;
+        bool map_changed;
+        const char *map_text;
+        size_t map_len, map_entries;
+        char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */
+        /* what a STARTTLS probe must see after the reload: each certs[i].fingerprint (with
+         * its key type's signature algorithms when there are two); expect_fingerprint joins
+         * them with ',' (a renewal that changes one of them needs a reload) */
+        bool expect_starttls;
+        char expect_fingerprint[SETTINGS_CERTS_MAX * 96];
+};
+void plan_done(struct plan *p);
+
+int reconcile_plan(const struct config *cfg, const struct desired *d, struct plan *p,
+                   struct problem *reterr);
+/* The plan for a dry run: [{name, old, new}] of main.cf parameters that change, reload, and the
+ * unified diff of the policy map. */
+json_t *reconcile_plan_json(const struct config *cfg, const struct plan *p);
+
+/* The CA file the settings' outbound_ca names ("system": system_ca_file) into buf. */
+void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size);
+/* The warnings the desired settings earn as state (settings_state_warnings), judged against the
+ * main.cf the plan renders: for a settings write, its dry run and /status. */
+json_t *reconcile_settings_warnings(const struct desired *d, const struct plan *p);
+/* Managed parameters whose live value differs from the desired one: [{name, live, desired}]. */
+json_t *reconcile_drift(const struct config *cfg, const struct plan *p);

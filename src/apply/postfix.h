@@ -1,0 +1,60 @@
+/* postfix.h - the Postfix commands the worker runs, each with `-c <postfix_config_directory>`
+ * (or a check directory), through spawn (argv, no shell, bounded by command_timeout). Worker
+ * thread and start-up; postfix_running_recent any thread. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "apply/spawn.h"
+
+struct config;
+struct fingerprint_digest;
+
+/* `postfix -c DIR status`: whether the master runs. */
+bool postfix_is_running(const struct config *cfg);
+/* The answer of a check at most POSTFIX_RUNNING_MAX_AGE_USEC old (the worker's own checks count),
+ * else a new check; while another thread checks, its predecessor's answer. For HTTP handlers: a
+ * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread). */
+#define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
+bool postfix_running_recent(const struct config *cfg);
+/* Postfix's mail_version (e.g. "3.7.11") into buf, "" when postconf cannot tell: asked at the
+ * first call and then whenever postfix_running_recent asks anew (a package upgrade shows within
+ * POSTFIX_RUNNING_MAX_AGE_USEC of /status being read). Any thread. */
+void postfix_version_recent(const struct config *cfg, char *buf, size_t size);
+/* `postfix -c DIR reload`; the output goes to res (caller frees with spawn_result_done). */
+int postfix_reload(const struct config *cfg, struct spawn_result *res);
+/* `postconf -c DIR -n` on a staged configuration: fails (-EPROTO) when postconf fails or warns
+ * about one of the names given; res holds the output. */
+int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
+                   struct spawn_result *res);
+/* `postmap -c DIR TYPE:PATH`: builds the indexed map next to PATH. */
+int postmap_build(const struct config *cfg, const char *type, const char *path,
+                  struct spawn_result *res);
+/* `postmap -c DIR -s TYPE:PATH`: every entry of the built map, "key value" per line. */
+int postmap_dump(const struct config *cfg, const char *type, const char *path,
+                 struct spawn_result *res);
+/* `postconf -c DIR -x -h NAME`: the effective value of one parameter, defaults included and
+ * expanded ($name, ${{...} <level {...} ? ...}) as Postfix uses it; postconf's warnings (stderr)
+ * are logged, never part of it. */
+int postconf_value(const struct config *cfg, const char *name, char **ret);
+/* `postconf -c DIR -P`: master.cf's `-o` parameters as Postfix reads them (continuation lines,
+ * `-o { name = value }`), one "service/type/name = value" per line (stdout alone). */
+int postconf_service_params(const struct config *cfg, char **ret);
+/* The same for the NULL-terminated names at once (one postconf): ret[i] for names[i], each
+ * freed by the caller (all NULL on failure). */
+int postconf_values(const struct config *cfg, const char *const *names, char **ret);
+/* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
+ * name OpenSSL does not know (then Postfix refuses it too). */
+int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret);
+/* Whether the smtp client has trust anchors for the verify and secure levels (`postconf -x`):
+ * 1 when smtp_tls_CAfile names a readable file, or smtp_tls_CApath is set, or
+ * tls_append_default_CA = yes; 0 when not, with why (naming the parameter); negative when postconf
+ * cannot tell. Worker thread. */
+#define POSTFIX_TRUST_WHY_MAX 512
+int postfix_outbound_trust(const struct config *cfg, char *why, size_t size);
+/* The same as of the last postfix_running_recent check (for /status). Any thread. */
+int postfix_outbound_trust_recent(const struct config *cfg, char *why, size_t size);
+/* postfix_fingerprint_digest as of the last postfix_running_recent check (len 0: unknown). */
+void postfix_fingerprint_digest_recent(const struct config *cfg, struct fingerprint_digest *ret);
+/* `postconf -c DIR -M NAME/TYPE`: whether master.cf defines the service (not commented out). */
+int postconf_service(const struct config *cfg, const char *service, bool *ret);

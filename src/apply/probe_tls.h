@@ -1,0 +1,22 @@
+/* probe_tls.h - the TLS part of the SMTP probe (smtp_probe.h): its socket BIO, the client
+ * context, the handshake after STARTTLS and the peer certificate's details. Any thread; no
+ * globals. */
+#pragma once
+
+#include <stdbool.h>
+#include <openssl/ssl.h>
+
+#include "apply/probe_conn.h"
+#include "apply/smtp_probe.h"
+
+/* A socket BIO method that sends with MSG_NOSIGNAL (BIO_meth_free it); NULL when out of memory. */
+BIO_METHOD *probe_tls_bio_method(void);
+/* The client context into *ret: with verify, the trust anchors of ca_file (NULL: the system
+ * store); sigalgs (NULL: OpenSSL's) the signature algorithms offered. -EINVAL with res->error. */
+int probe_tls_ctx(const char *ca_file, bool verify, const char *sigalgs, SSL_CTX **ret,
+                  struct smtp_probe_result *res);
+/* STARTTLS was accepted: handshake on c (SNI and the name check with servername), then what the
+ * peer certificate says into res. 0 when the handshake finished, 1 when it failed (a finding,
+ * res->error says why), negative on timeout or allocation failure. */
+int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
+                        const char *servername, bool verify, struct smtp_probe_result *res);

@@ -1,0 +1,84 @@
+/* worker_internal.h - the reconcile worker's rooms share this: its state (struct worker), a job's
+ * place in a batch (struct slot), and the few calls between worker.c (the thread, its queue and
+ * status), batch.c (one batch) and worker_start.c (the start-up). Worker thread, and the HTTP
+ * threads through worker.h's locked accessors only. */
+#pragma once
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/db.h"
+#include "apply/queue.h"
+#include "core/settings.h"
+
+#define WORKER_MAX_BATCH       1024
+#define WORKER_FINGERPRINT_MAX (SETTINGS_CERTS_MAX * 96)
+
+struct app;
+struct job;
+struct problem;
+struct verifier;
+
+struct worker {
+        struct app *app;
+        struct queue queue;
+        pthread_t thread;
+        atomic_uint_fast64_t heartbeat;
+        struct db_conn db; /* the worker's own connection (no pool) */
+        struct verifier *verifier;
+        pthread_mutex_t lock; /* guards the status fields below */
+        char state[16];
+        int64_t applied_generation;
+        json_t *last_job;
+        json_t *drift;
+        char last_error[512];
+        uint64_t last_reload_usec;
+        unsigned reloads;
+        bool stopped;
+        /* jobs handed to the worker and not yet completed (queued, or in the running batch):
+         * while there are any the status says applying and desired_generation runs ahead */
+        atomic_size_t backlog;
+        /* the bound certificates' fingerprints (joined by ',') that Postfix was last reloaded
+         * with ("" unknown): an ACME renewal changes one without changing main.cf */
+        char applied_fingerprint[WORKER_FINGERPRINT_MAX];
+};
+
+/* A job's place in a batch. */
+struct slot {
+        struct job *job;
+        bool ok;
+        bool changed; /* the job changed the desired state (a version moved) */
+        bool settled; /* committed: already out of the backlog */
+        json_t *before, *after;
+};
+
+/* ---- worker.c ---- */
+/* The worker shows progress (the watchdog's heartbeat). */
+void worker_touch(struct worker *w);
+void worker_set_state(struct worker *w, const char *state, const char *error);
+/* The desired_generation gauge: the applied generation, plus one while jobs wait or run. */
+void worker_publish_desired(struct worker *w);
+/* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
+void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded);
+/* The worker's connection, (re)connected when needed; service_unavailable when it cannot be. */
+int worker_ensure_db(struct worker *w, struct problem *reterr);
+/* A job is done: recorded (a failure), out of the backlog, its waiter told, freed. */
+void worker_complete(struct worker *w, struct slot *s);
+
+/* ---- batch.c ---- */
+/* Runs the jobs in one transaction (see batch.c). Returns -EAGAIN (the slots' problems set) when
+ * the batch as a whole failed after its jobs had run: the caller may retry them one by one;
+ * -ENOTCONN when the database went away and -ECANCELED when the daemon stops mid-apply: nothing
+ * is committed and the caller puts the jobs back. */
+int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run);
+
+/* ---- worker_start.c ---- */
+/* Before the thread starts: staging cleaned, the certificate files scanned, keys sealed, the
+ * committed state reconciled with the live files (a failure is reported, not fatal). */
+void worker_initial_reconcile(struct worker *w);
+/* Jobs a previous run acknowledged but did not finish, into jobs[n..cap) (those that cannot run
+ * are completed as failed). Returns the new count. */
+size_t worker_recover(struct worker *w, struct job **jobs, size_t n, size_t cap);

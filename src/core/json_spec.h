@@ -1,0 +1,72 @@
+/* json_spec.h - table-driven validation of JSON request bodies: one spec array per resource,
+ * walked by json_dispatch(), which refuses unknown fields and names the failing field as a JSON
+ * pointer. Pure (no I/O); any thread. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/problem.h"
+
+enum json_spec_type {
+        JS_STRING,       /* const char * (borrowed from the json_t) */
+        JS_CHOICE,       /* const char *, one of .choices */
+        JS_BOOL,         /* bool */
+        JS_INT,          /* int64_t in [min, max] */
+        JS_STRING_ARRAY, /* json_t * (borrowed), an array of strings, at most .max items */
+        JS_ANY,          /* json_t * (borrowed), checked by .check alone */
+};
+
+enum {
+        JS_REQUIRED = 1 << 0, /* missing: missing_field (unless dispatching a patch) */
+        JS_NULLABLE = 1 << 1, /* null allowed: strings become NULL, the field still counts as set */
+        /* a read-only member of the resource (generation, updated_at, ...): json_dispatch()
+         * takes any value and writes nothing; json_check_read_only() compares it */
+        JS_READ_ONLY = 1 << 2,
+        /* with JS_READ_ONLY: a count the clock moves (a certificate's days_left) - a reply read
+         * a moment ago may be one off, so the current value +-1 is accepted */
+        JS_CLOCK = 1 << 3,
+        /* a member of a write's reply that is no part of the resource (warnings): accepted, so
+         * that a reply can be sent back, and otherwise ignored */
+        JS_REPLY_ONLY = 1 << 4,
+};
+
+struct json_spec;
+/* An extra check on a well-typed value; fills reterr (with field) and returns < 0 to refuse. */
+typedef int (*json_check_fn)(const struct json_spec *spec, json_t *value, const char *field,
+                             struct problem *reterr);
+
+struct json_spec {
+        const char *name;
+        enum json_spec_type type;
+        unsigned flags;
+        size_t offset;              /* where the value goes in the output struct */
+        const char *const *choices; /* JS_CHOICE: NULL-terminated */
+        int64_t min, max;           /* JS_INT: bounds; JS_STRING: max length in bytes (0: 4096) */
+        json_check_fn check;
+        enum problem_code invalid_code; /* code for a bad value; 0 = invalid_value */
+};
+
+enum {
+        JSON_DISPATCH_PATCH = 1 << 0, /* no field is required (merge-patch bodies) */
+};
+
+/* Validates obj against the NULL-name-terminated spec, writes values into out and sets bit i of
+ * *present for each spec[i] present in obj. prefix is the JSON pointer of obj ("" at the root). */
+int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t *present,
+                  unsigned flags, const char *prefix, struct problem *reterr);
+
+/* The read-only members of obj (spec entries flagged JS_READ_ONLY) must equal the member of the
+ * same name in current (the resource as a GET shows it now), so that a GET reply can be edited and
+ * sent back, and a value that is not the current one is refused, never dropped: invalid_value
+ * naming the member. current NULL (the resource does not exist yet): nothing to compare, accepted.
+ * Timestamps compare as the same instant whatever their form (fraction, offset). */
+int json_check_read_only(json_t *obj, const struct json_spec *spec, json_t *current,
+                         const char *prefix, struct problem *reterr);
+/* Copies the read-only members of from (per spec) into to, for a body normalized without them. */
+void json_copy_read_only(json_t *from, const struct json_spec *spec, json_t *to);
+
+/* Parses a request body into a JSON object: invalid_json (with line and column) for bad JSON,
+ * duplicate keys or \u0000; invalid_value when the top level is not an object. */
+int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *reterr);
