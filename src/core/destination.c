@@ -42,15 +42,6 @@ static inline char to_lower(char c)
         return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-static const char *byte_name(unsigned char c, char buf[static 8])
-{
-        if (c > 0x20 && c < 0x7f)
-                snprintf(buf, 8, "'%c'", c);
-        else
-                snprintf(buf, 8, "0x%02x", c);
-        return buf;
-}
-
 static int bad(struct problem *reterr, const char *field, const char *fmt, ...) _printf_(3, 4);
 static int bad(struct problem *reterr, const char *field, const char *fmt, ...)
 {
@@ -76,7 +67,7 @@ int destination_check_name(const char *s, size_t n, const char *what, unsigned f
                         return problem_set(reterr, code, field,
                                            "%s contains %s: a name is letters, digits, '-'%s and "
                                            "'.'",
-                                           what, byte_name((unsigned char)s[i], cb),
+                                           what, problem_byte_name((unsigned char)s[i], cb),
                                            underscore ? ", '_'" : "");
         size_t start = 0, last = 0;
         for (size_t i = 0; i <= n; i++) {
@@ -318,7 +309,8 @@ static int check_bytes(const char *in, const char *field, struct problem *reterr
                 if (c == ',')
                         return bad(reterr, field,
                                    "the destination contains ',': one destination per policy");
-                return bad(reterr, field, "the destination contains %s; " FORMS, byte_name(c, cb));
+                return bad(reterr, field, "the destination contains %s; " FORMS,
+                           problem_byte_name(c, cb));
         }
         return 0;
 }

@@ -49,16 +49,6 @@ const struct level_rule policy_level_rules[_TLS_LEVEL_MAX] = {
         [TLS_LEVEL_SECURE] = { ATTRS_PKIX, 0, false },
 };
 
-/* A readable name for a byte in a detail: 'x' or 0x0a. */
-static const char *byte_name(unsigned char c, char buf[static 8])
-{
-        if (c > 0x20 && c < 0x7f)
-                snprintf(buf, 8, "'%c'", c);
-        else
-                snprintf(buf, 8, "0x%02x", c);
-        return buf;
-}
-
 /* ---- names: destinations and verify patterns ---- */
 
 /* A DNS name of LDH labels (destination.h); `what` starts the detail. */
@@ -146,7 +136,7 @@ static int protocols_normalize(const char *in, char out[static 128], unsigned *s
                         return bad(reterr, C, field,
                                    "protocols contains %s; it is a list such as '>=TLSv1.2' or "
                                    "'!SSLv2:!SSLv3'",
-                                   byte_name((unsigned char)*c, cb));
+                                   problem_byte_name((unsigned char)*c, cb));
         for (const char *s = in; *s;) {
                 size_t tl = strcspn(s, ":, ");
                 if (tl == 0) {
@@ -246,7 +236,7 @@ int policy_check_exclude_item(const char *s, const char *field, struct problem *
                         return bad(reterr, PROBLEM_INVALID_VALUE, field,
                                    "an exclude item contains %s; send each cipher name as its "
                                    "own item (characters [A-Za-z0-9._+-])",
-                                   byte_name(c, cb));
+                                   problem_byte_name(c, cb));
         }
         return 0;
 }
@@ -289,7 +279,7 @@ int policy_check_tafile(const char *s, const char *field, struct problem *reterr
                         return bad(reterr, PROBLEM_INVALID_VALUE, field,
                                    "tafile contains %s; a path here is made of [A-Za-z0-9._+-] "
                                    "and '/'",
-                                   byte_name(c, cb));
+                                   problem_byte_name(c, cb));
         }
         for (const char *c = s; *c;) {
                 const char *e = strchrnul(c + 1, '/');
@@ -304,17 +294,8 @@ int policy_check_tafile(const char *s, const char *field, struct problem *reterr
 
 bool policy_manager_is_valid(const char *s)
 {
-        size_t n = strlen(s);
-        if (n == 0 || n > POLICY_MANAGER_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                bool ok = (c >= 'a' && c <= 'z') || is_digit((unsigned char)c) ||
-                          (i > 0 && (c == '.' || c == '_' || c == '-'));
-                if (!ok)
-                        return false;
-        }
-        return true;
+        _Static_assert(POLICY_MANAGER_MAX == NAME_LEN_MAX, "a manager is named like a token");
+        return name_is_valid(s);
 }
 
 static const char *digest_of_length(size_t len)
@@ -360,7 +341,7 @@ int policy_check_match_item(const char *s, const char *field, struct problem *re
                         return bad(reterr, PROBLEM_INVALID_VALUE, field,
                                    "a match item contains %s; send each fingerprint or pattern "
                                    "as its own item",
-                                   byte_name(c, cb));
+                                   problem_byte_name(c, cb));
         }
         return 0;
 }

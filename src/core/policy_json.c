@@ -211,6 +211,15 @@ static int strv_from_json(json_t *a, char ***ret, size_t *n)
         return 0;
 }
 
+/* A list member of a write (NULL: absent or null) replaces the row's list. */
+static int strv_replace(json_t *from, char ***v, size_t *n)
+{
+        strv_free(*v, *n);
+        *v = NULL;
+        *n = 0;
+        return from ? strv_from_json(from, v, n) : 0;
+}
+
 /* Rewrites match items into their normalized form for the level that takes them. */
 static int normalize_match(struct policy *p, const char *prefix, struct problem *reterr)
 {
@@ -325,13 +334,8 @@ int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *ur
         memcpy(n.destination, key, sizeof(n.destination));
         if (HAS(F_LEVEL))
                 tls_level_from_string(b.level, &n.level);
-        if (HAS(F_MATCH)) {
-                strv_free(n.match, n.n_match);
-                n.match = NULL;
-                n.n_match = 0;
-                if (b.match && strv_from_json(b.match, &n.match, &n.n_match) < 0)
-                        goto nomem;
-        }
+        if (HAS(F_MATCH) && strv_replace(b.match, &n.match, &n.n_match) < 0)
+                goto nomem;
         if (HAS(F_PROTOCOLS)) {
                 n.protocols[0] = 0;
                 if (b.protocols &&
@@ -340,13 +344,8 @@ int policy_apply_json(struct policy *p, json_t *body, bool patch, const char *ur
         }
         if (HAS(F_CIPHERS))
                 snprintf(n.ciphers, sizeof(n.ciphers), "%s", b.ciphers ? b.ciphers : "");
-        if (HAS(F_EXCLUDE)) {
-                strv_free(n.exclude, n.n_exclude);
-                n.exclude = NULL;
-                n.n_exclude = 0;
-                if (b.exclude && strv_from_json(b.exclude, &n.exclude, &n.n_exclude) < 0)
-                        goto nomem;
-        }
+        if (HAS(F_EXCLUDE) && strv_replace(b.exclude, &n.exclude, &n.n_exclude) < 0)
+                goto nomem;
         if (HAS(F_SERVERNAME)) {
                 n.servername[0] = 0;
                 if (b.servername &&

@@ -187,3 +187,12 @@ void problem_prefix_field(struct problem *p, const char *prefix)
         snprintf(field, sizeof(field), "%s%s", prefix, p->field);
         memcpy(p->field, field, sizeof(field));
 }
+
+const char *problem_byte_name(unsigned char c, char buf[static 8])
+{
+        if (c > 0x20 && c < 0x7f)
+                snprintf(buf, 8, "'%c'", c);
+        else
+                snprintf(buf, 8, "0x%02x", c);
+        return buf;
+}

@@ -106,3 +106,5 @@ const char *problem_code_name(enum problem_code code);
 void problem_prefix_field(struct problem *p, const char *prefix);
 /* The code of a name problem_code_name gives; PROBLEM_INTERNAL_ERROR for an unknown one. */
 enum problem_code problem_code_from_name(const char *name);
+/* A readable name for a byte in a detail: 'x', or 0x0a for one that does not print. */
+const char *problem_byte_name(unsigned char c, char buf[static 8]);

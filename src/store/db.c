@@ -362,3 +362,16 @@ void db_wipe_value(PGresult *res, int row, int col)
         if (res && row < PQntuples(res) && col < PQnfields(res) && !PQgetisnull(res, row, col))
                 OPENSSL_cleanse(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }
+
+int db_page_rows(PGresult *res, int version_col, int64_t *version, int *n, struct problem *reterr)
+{
+        *n = PQntuples(res);
+        if (*n < 1)
+                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "config_state is empty");
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, version_col), NULL, 10);
+        if (*n == 1 && PQgetisnull(res, 0, 0))
+                *n = 0;
+        return 0;
+}

@@ -64,3 +64,7 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
 /* The same on a bare connection (worker, command line). */
 int db_exec_pg(PGconn *pg, PGresult **ret, struct problem *reterr, const char *sql, int nparams,
                const char *const *params);
+/* The rows of a page query LEFT JOINed onto config_state (so that the collection's version comes
+ * even with an empty page: then one row of NULLs): *version from column version_col, *n rows of
+ * the page. -EIO when config_state is empty. */
+int db_page_rows(PGresult *res, int version_col, int64_t *version, int *n, struct problem *reterr);

@@ -267,16 +267,11 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
                         "FROM (SELECT policies_version FROM config_state LIMIT 1) s "
                         "LEFT JOIN page ON true ORDER BY page.destination COLLATE \"C\"",
                         5, params);
+        int n = 0;
+        if (r >= 0)
+                r = db_page_rows(res, COL_VERSION + 1, version, &n, reterr);
         if (r < 0)
                 return r;
-        int n = PQntuples(res);
-        if (n < 1)
-                return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
-                                         "config_state is empty");
-        if (version)
-                *version = strtoll(PQgetvalue(res, 0, COL_VERSION + 1), NULL, 10);
-        if (n == 1 && PQgetisnull(res, 0, 0))
-                n = 0;
         json_t *a = json_array();
         for (int i = 0; i < n && i < limit; i++)
                 json_array_append_new(a, row_json(res, i));
