@@ -285,6 +285,7 @@ static int fail_applied(struct batch *b)
         /* The live files are the committed ones again. A write refused for its own content (a
          * certificate that does not load) leaves the daemon in sync; a tool or the system failing
          * (postmap, reload, disk) makes it degraded until a later apply works. */
+        /* (a category of the client's problem, not an errno: the tools' failures carry theirs) */
         if (b->p.code == PROBLEM_CERTIFICATE_UNUSABLE)
                 worker_set_state(b->w, "in_sync", NULL);
         else
@@ -294,7 +295,7 @@ static int fail_applied(struct batch *b)
 
 /* Nothing of the batch is committed. Without the database the jobs are put back (-ENOTCONN: the
  * caller retries them once it answers); another failure fails them all (-EIO). */
-static int fail_all(struct batch *b)
+static int fail_all(struct batch *b, int r)
 {
         tx_rollback(&b->w->db);
         for (size_t i = 0; i < b->n; i++) {
@@ -307,7 +308,7 @@ static int fail_all(struct batch *b)
                 }
                 b->slots[i].ok = false;
         }
-        return b->p.code == PROBLEM_SERVICE_UNAVAILABLE ? -ENOTCONN : -EIO;
+        return tx_retry_later(r, &b->p) ? -ENOTCONN : -EIO;
 }
 
 int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
@@ -322,7 +323,7 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         if (r >= 0 && !dry_run)
                 r = bump_generation(&b);
         if (r < 0) {
-                r = fail_all(&b);
+                r = fail_all(&b, r);
                 goto out;
         }
         r = desired_load(&w->db, &b.d, &b.p);
@@ -339,7 +340,7 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         if (r >= 0) {
                 r = record_and_commit(&b);
                 if (tx_retry_later(r, &b.p)) {
-                        r = fail_all(&b);
+                        r = fail_all(&b, r);
                         goto out;
                 }
         }
