@@ -142,6 +142,8 @@ void worker_complete(struct worker *w, struct slot *s)
         struct job *job = s->job;
         if (!s->ok && !job->dry_run)
                 finish_failed(w, job);
+        else if (!s->ok) /* a dry run whose plan could not be made: the client gets the problem */
+                job->failed = true;
         if (!job->dry_run)
                 record_last_job(w, job);
         if (!s->settled)

@@ -185,7 +185,7 @@ static void test_services_needing_a_certificate(void **state)
 
 static struct settings managed(void)
 {
-        struct settings s;
+        struct settings s = { 0 };
         settings_defaults(&s);
         return s;
 }
