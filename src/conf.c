@@ -11,9 +11,9 @@
 #include <openssl/crypto.h>
 #include <sys/stat.h>
 
-#include "log.h"
 #include "core/policy.h"
 #include "core/sealed.h"
+#include "log.h"
 #include "util.h"
 
 #define SEC INT64_C(1000000)

@@ -7,22 +7,22 @@
 #include <stdio.h>
 #include <sys/signalfd.h>
 
-#include "config.h"
-#include "apply/acme_watch.h"
+#include "api/pending.h"
 #include "app.h"
+#include "apply/acme_watch.h"
+#include "apply/worker.h"
 #include "cli.h"
 #include "conf.h"
-#include "store/db.h"
+#include "config.h"
+#include "core/sealed.h"
 #include "http/http.h"
 #include "log.h"
 #include "metrics.h"
-#include "store/migrate.h"
-#include "core/sealed.h"
 #include "notify.h"
-#include "api/pending.h"
+#include "store/db.h"
+#include "store/migrate.h"
 #include "store/tokens.h"
 #include "watchdog.h"
-#include "apply/worker.h"
 
 #define DB_BACKOFF_MIN_USEC (500ull * 1000)
 #define DB_BACKOFF_MAX_USEC (10ull * 1000000)

@@ -17,10 +17,10 @@
 #include <sys/socket.h>
 
 #include "app.h"
+#include "apply/worker.h"
 #include "http/http.h"
 #include "log.h"
 #include "util.h"
-#include "apply/worker.h"
 
 static int wait_fd(int fd, short events, uint64_t deadline)
 {

@@ -6,11 +6,11 @@
 #include <time.h>
 
 #include "api/api.h"
-#include "core/resource.h"
 #include "app.h"
+#include "apply/layout.h"
 #include "core/cert.h"
 #include "core/json_spec.h"
-#include "apply/layout.h"
+#include "core/resource.h"
 #include "core/sealed.h"
 #include "store/store.h"
 #include "store/tokens.h"

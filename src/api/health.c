@@ -6,12 +6,12 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "store/db.h"
-#include "metrics.h"
-#include "recent.h"
-#include "store/store.h"
 #include "apply/verifier.h"
 #include "apply/worker.h"
+#include "metrics.h"
+#include "recent.h"
+#include "store/db.h"
+#include "store/store.h"
 
 /* A worker that has shown no progress for this long is stuck: its waits are all bounded. */
 #define WORKER_STUCK_USEC (60ull * 1000000)

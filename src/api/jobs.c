@@ -2,9 +2,9 @@
  * action, target and time) and /api/v1/jobs/{id}. HTTP threads. */
 #include <stdio.h>
 
-#include "apply/action.h"
 #include "api/api.h"
 #include "app.h"
+#include "apply/action.h"
 #include "core/cursor.h"
 #include "store/store.h"
 

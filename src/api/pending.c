@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "apply/job.h"
+#include "core/resource.h"
 #include "event.h"
 #include "http/http.h"
-#include "apply/job.h"
 #include "log.h"
-#include "core/resource.h"
 #include "util.h"
 
 struct entry {

@@ -6,11 +6,11 @@
 #include <stdio.h>
 
 #include "api/api.h"
-#include "core/resource.h"
 #include "app.h"
 #include "core/cursor.h"
 #include "core/json_spec.h"
 #include "core/policy.h"
+#include "core/resource.h"
 #include "store/store.h"
 
 /* The manager a request acts as (?manager=), and whether it may act on managed rows. */

@@ -7,10 +7,10 @@
 #include "api/api.h"
 #include "api/auth.h"
 #include "app.h"
-#include "http/browser.h"
 #include "conf.h"
 #include "core/json_spec.h"
 #include "core/policy.h"
+#include "http/browser.h"
 #include "store/tokens.h"
 
 struct session_body {

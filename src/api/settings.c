@@ -4,9 +4,9 @@
 #include <stdio.h>
 
 #include "api/api.h"
-#include "core/resource.h"
 #include "app.h"
 #include "core/json_spec.h"
+#include "core/resource.h"
 #include "core/settings.h"
 #include "store/store.h"
 

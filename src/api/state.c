@@ -9,8 +9,8 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "core/cert.h"
 #include "conf.h"
+#include "core/cert.h"
 #include "core/json_spec.h"
 #include "core/resource.h"
 #include "core/sealed.h"

@@ -8,14 +8,14 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "core/cert.h"
-#include "conf.h"
-#include "metrics.h"
-#include "core/policy.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
-#include "store/store.h"
 #include "apply/worker.h"
+#include "conf.h"
+#include "core/cert.h"
+#include "core/policy.h"
+#include "metrics.h"
+#include "store/store.h"
 
 /* The policy map rendered from the database at one generation (100,000 rows are 100,000 rows to
  * read and render): the only part of these replies that depends on the generation alone. Drift,

@@ -6,13 +6,13 @@
 #include <stdio.h>
 
 #include "api/api.h"
+#include "api/pending.h"
 #include "app.h"
+#include "apply/job.h"
+#include "apply/worker.h"
 #include "conf.h"
 #include "core/etag.h"
-#include "apply/job.h"
-#include "api/pending.h"
 #include "store/store.h"
-#include "apply/worker.h"
 
 #define WAIT_DEFAULT 30
 #define WAIT_MAX     300

@@ -17,14 +17,14 @@
 #include <unistd.h>
 
 #include "app.h"
-#include "conf.h"
-#include "store/db.h"
 #include "apply/job.h"
 #include "apply/layout.h"
+#include "apply/worker.h"
+#include "conf.h"
 #include "log.h"
+#include "store/db.h"
 #include "store/store.h"
 #include "util.h"
-#include "apply/worker.h"
 
 #define QUIET_USEC     (1000ull * 1000) /* submit once events stop for this long */
 #define MAX_DELAY_USEC (5000ull * 1000) /* ... or this long after the first event */

@@ -6,11 +6,11 @@
 #include <time.h>
 
 #include "apply/action.h"
-#include "core/cert.h"
 #include "apply/certsync.h"
-#include "conf.h"
 #include "apply/job.h"
 #include "apply/layout.h"
+#include "conf.h"
+#include "core/cert.h"
 #include "store/store.h"
 #include "util.h"
 

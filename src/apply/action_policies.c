@@ -8,9 +8,9 @@
 
 #include "apply/action.h"
 #include "apply/job.h"
-#include "core/policy.h"
 #include "apply/policy_host.h"
 #include "apply/postfix.h"
+#include "core/policy.h"
 #include "store/store.h"
 #include "util.h"
 

@@ -7,14 +7,14 @@
 #include <time.h>
 
 #include "apply/action.h"
-#include "core/cert.h"
 #include "apply/fsutil.h"
 #include "apply/job.h"
 #include "apply/layout.h"
-#include "log.h"
 #include "apply/maincf.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
+#include "core/cert.h"
+#include "log.h"
 #include "store/store.h"
 #include "util.h"
 

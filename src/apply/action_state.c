@@ -7,8 +7,8 @@
 
 #include "apply/action.h"
 #include "apply/job.h"
-#include "core/policy.h"
 #include "apply/policy_host.h"
+#include "core/policy.h"
 #include "store/store.h"
 #include "util.h"
 

@@ -6,21 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply/action.h"
 #include "app.h"
-#include "conf.h"
-#include "fault.h"
+#include "apply/action.h"
 #include "apply/job.h"
-#include "log.h"
-#include "metrics.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/spawn.h"
+#include "apply/verifier.h"
+#include "apply/worker_internal.h"
+#include "conf.h"
+#include "fault.h"
+#include "log.h"
+#include "metrics.h"
 #include "store/store.h"
 #include "store/tx.h"
 #include "util.h"
-#include "apply/verifier.h"
-#include "apply/worker_internal.h"
 
 /* One batch on its way: its jobs, the transaction's own failure, and what it rendered and did. */
 struct batch {

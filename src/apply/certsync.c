@@ -11,10 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cert.h"
-#include "conf.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
+#include "conf.h"
+#include "core/cert.h"
 #include "log.h"
 #include "store/store.h"
 #include "store/tokens.h"

@@ -6,8 +6,8 @@
 
 #include <jansson.h>
 
-#include "store/db.h"
 #include "core/problem.h"
+#include "store/db.h"
 
 struct config;
 

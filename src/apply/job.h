@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/problem.h"
 #include "apply/queue.h"
+#include "core/problem.h"
 
 /* What a successful write did to its resource. */
 enum write_outcome {

@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conf.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
-#include "core/map_diff.h"
 #include "apply/maincf.h"
+#include "conf.h"
+#include "core/map_diff.h"
 #include "core/sealed.h"
 
 void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size)

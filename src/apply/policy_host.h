@@ -7,9 +7,9 @@
 #include <jansson.h>
 
 #include "conf.h"
-#include "store/db.h"
 #include "core/policy.h"
 #include "core/problem.h"
+#include "store/db.h"
 
 /* How many ".d" without "d" a bulk or state write names before it says "and more". */
 #define POLICY_UNCOVERED_MAX 10

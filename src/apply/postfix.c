@@ -11,8 +11,8 @@
 #include <openssl/evp.h>
 
 #include "conf.h"
-#include "log.h"
 #include "core/policy.h"
+#include "log.h"
 #include "recent.h"
 #include "util.h"
 

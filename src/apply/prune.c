@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conf.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
 #include "apply/maincf.h"
+#include "conf.h"
 #include "util.h"
 
 /* Calls fn for every entry <certificate_directory>/<name>/<entry> (dot entries included). */

@@ -14,14 +14,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "conf.h"
-#include "fault.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
-#include "log.h"
-#include "core/managed.h"
-#include "metrics.h"
 #include "apply/postfix.h"
+#include "conf.h"
+#include "core/managed.h"
+#include "fault.h"
+#include "log.h"
+#include "metrics.h"
 
 /* Postfix re-reads a main.cf modified within the last second or so ("hot"), waiting 300 ms per
  * round, because an editor may still be writing it (src/util/load_file.c). Ours is complete

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "apply/plan.h"
-#include "core/problem.h"
 #include "apply/prune.h"
 #include "apply/stage.h"
+#include "core/problem.h"
 
 struct config;
 

@@ -17,9 +17,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "event.h"
 #include "apply/probe_conn.h"
 #include "apply/probe_tls.h"
+#include "event.h"
 #include "util.h"
 
 /* QUIT is a courtesy: it gets at most this long (and never more than the overall deadline). */

@@ -12,15 +12,15 @@
 #include <openssl/crypto.h>
 
 #include "apply/cdb.h"
-#include "core/cert.h"
 #include "apply/certsync.h"
-#include "conf.h"
-#include "fault.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
-#include "log.h"
-#include "core/policy.h"
 #include "apply/postfix.h"
+#include "conf.h"
+#include "core/cert.h"
+#include "core/policy.h"
+#include "fault.h"
+#include "log.h"
 
 void apply_result_done(struct apply_result *r)
 {

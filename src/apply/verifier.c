@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "apply/smtp_probe.h"
 #include "conf.h"
 #include "event.h"
-#include "store/db.h"
 #include "log.h"
-#include "apply/smtp_probe.h"
+#include "store/db.h"
 #include "util.h"
 
 #define VERIFY_TIMEOUT_USEC  (15ull * 1000000)

@@ -1,7 +1,7 @@
 /* worker.c - the reconcile worker thread: it takes every queued job at once and hands them to
  * one batch (batch.c; a dry run is a batch of its own), puts them back when the database went
- * away, retries a spoiled batch job by job, completes each job (recorded, its waiter told), and
- * keeps the status. Only this thread writes configuration rows and Postfix files; the HTTP threads
+ * away, retries a spoiled batch job by job and completes each (worker_state.c); its start, stop
+ * and status. Only this thread writes configuration rows and Postfix files; the HTTP threads
  * submit and read the status. */
 #include "apply/worker.h"
 
@@ -11,148 +11,23 @@
 #include <stdlib.h>
 
 #include "app.h"
-#include "conf.h"
-#include "event.h"
 #include "apply/job.h"
+#include "apply/reconcile.h"
+#include "apply/spawn.h"
+#include "apply/verifier.h"
+#include "apply/worker_internal.h"
+#include "conf.h"
+#include "core/sealed.h"
+#include "event.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
-#include "apply/reconcile.h"
-#include "core/sealed.h"
-#include "apply/spawn.h"
 #include "store/store.h"
 #include "store/tx.h"
 #include "util.h"
-#include "apply/verifier.h"
-#include "apply/worker_internal.h"
 
 #define IDLE_TICK_USEC (500 * 1000)
 #define DB_RETRY_USEC  (500 * 1000)
-
-void worker_touch(struct worker *w)
-{
-        atomic_store(&w->heartbeat, now_monotonic_usec());
-}
-
-void worker_set_state(struct worker *w, const char *state, const char *error)
-{
-        pthread_mutex_lock(&w->lock);
-        snprintf(w->state, sizeof(w->state), "%s", state);
-        if (error)
-                snprintf(w->last_error, sizeof(w->last_error), "%s", error);
-        pthread_mutex_unlock(&w->lock);
-}
-
-/* The desired_generation gauge: the applied generation, plus one while jobs wait or run (the
- * generation their batch will create), so that "applied < desired" also sees a backlog. */
-void worker_publish_desired(struct worker *w)
-{
-        pthread_mutex_lock(&w->lock);
-        int64_t gen = w->applied_generation;
-        pthread_mutex_unlock(&w->lock);
-        metrics_gauge_set(METRIC_DESIRED_GENERATION, gen + (atomic_load(&w->backlog) > 0));
-}
-
-int worker_ensure_db(struct worker *w, struct problem *reterr)
-{
-        char err[512];
-        if (w->db.pg && PQstatus(w->db.pg) == CONNECTION_OK)
-                return 0;
-        if (w->db.pg)
-                PQfinish(w->db.pg);
-        w->db.pg = NULL;
-        int r = db_connect(w->app->cfg, &w->db.pg, err, sizeof(err));
-        if (r < 0) {
-                problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
-                            "the database is unavailable: %s", err);
-                return r;
-        }
-        return 0;
-}
-
-/* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
-void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded)
-{
-        struct problem p = { 0 };
-        pthread_mutex_lock(&w->lock);
-        w->applied_generation = gen;
-        json_decref(w->drift);
-        w->drift = json_array();
-        if (reloaded) {
-                w->last_reload_usec = now_monotonic_usec();
-                w->reloads++;
-        }
-        pthread_mutex_unlock(&w->lock);
-        worker_set_state(w, "in_sync", "");
-        worker_publish_desired(w);
-        metrics_gauge_set(METRIC_APPLIED_GENERATION, gen);
-        if (reloaded)
-                metrics_count(METRIC_RELOADS, 1);
-        reconcile_prune_certs(w->app->cfg);
-        store_node_update(&w->db, w->app->cfg->node_name, gen, "in_sync", "", &p);
-        problem_done(&p);
-}
-
-/* A job handed to the worker is done (applied, failed, or found finished): out of the backlog,
- * before its request gets the reply. */
-static void job_settled(struct worker *w)
-{
-        atomic_fetch_sub(&w->backlog, 1);
-        worker_publish_desired(w);
-}
-
-static void finish_failed(struct worker *w, struct job *job)
-{
-        job->failed = true;
-        metrics_count(METRIC_JOBS_FAILED, 1);
-        /* Once per failed job, at warning: the code and field, not the detail (it may quote a
-         * tool's output); the job record has everything. */
-        log_warning("job %lld (%s %s) failed: %s%s%s; details in GET /api/v1/jobs/%lld",
-                    (long long)job->id, job->action, job->target,
-                    problem_code_name(job->problem.code), job->problem.field[0] ? " at " : "",
-                    job->problem.field, (long long)job->id);
-        if (job->id <= 0)
-                return;
-        json_t *err = problem_error_json(&job->problem);
-        struct job_outcome o = { .status = "failed",
-                                 .error = err,
-                                 .output = job->output,
-                                 .postmap = job->postmap,
-                                 .reload = job->reloaded };
-        struct problem ignore = { 0 };
-        if (store_job_finish(&w->db, job->id, &o, &ignore) < 0)
-                log_warning("job %lld: cannot record its failure: %s", (long long)job->id,
-                            ignore.detail);
-        problem_done(&ignore);
-        json_decref(err);
-}
-
-static void record_last_job(struct worker *w, const struct job *job)
-{
-        pthread_mutex_lock(&w->lock);
-        json_decref(w->last_job);
-        w->last_job =
-            json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)job->id, "action", job->action,
-                      "target", job->target, "status", job->failed ? "failed" : "applied");
-        pthread_mutex_unlock(&w->lock);
-}
-
-void worker_complete(struct worker *w, struct slot *s)
-{
-        struct job *job = s->job;
-        if (!s->ok && !job->dry_run)
-                finish_failed(w, job);
-        else if (!s->ok) /* a dry run whose plan could not be made: the client gets the problem */
-                job->failed = true;
-        if (!job->dry_run)
-                record_last_job(w, job);
-        if (!s->settled)
-                job_settled(w);
-        job_complete(job);
-        json_decref(s->before);
-        json_decref(s->after);
-        job_free(job);
-}
 
 /* Puts jobs whose batch lost the database back at the head of the queue, as they were queued:
  * their requests keep waiting (a ?wait that ends answers 202) and nothing is recorded yet. */
@@ -226,10 +101,7 @@ static int process(struct worker *w, struct job **jobs, size_t n)
                         job->retry = false;
                         if (k > 0) {
                                 /* finished by the attempt that lost the connection */
-                                record_last_job(w, job);
-                                job_settled(w);
-                                job_complete(job);
-                                job_free(job);
+                                worker_complete_found(w, job);
                                 continue;
                         }
                 }

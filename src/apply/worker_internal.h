@@ -1,6 +1,7 @@
 /* worker_internal.h - the reconcile worker's rooms share this: its state (struct worker), a job's
  * place in a batch (struct slot), and the few calls between worker.c (the thread, its queue and
- * status), batch.c (one batch) and worker_start.c (the start-up). Worker thread, and the HTTP
+ * status), batch.c (one batch), worker_start.c (the start-up) and worker_state.c (the state
+ * and a job's completion, which the others use). Worker thread, and the HTTP
  * threads through worker.h's locked accessors only. */
 #pragma once
 
@@ -10,9 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "store/db.h"
 #include "apply/queue.h"
 #include "core/settings.h"
+#include "store/db.h"
 
 #define WORKER_MAX_BATCH       1024
 #define WORKER_FINGERPRINT_MAX (SETTINGS_CERTS_MAX * 96)
@@ -55,7 +56,7 @@ struct slot {
         json_t *before, *after;
 };
 
-/* ---- worker.c ---- */
+/* ---- worker_state.c ---- */
 /* The worker shows progress (the watchdog's heartbeat). */
 void worker_touch(struct worker *w);
 void worker_set_state(struct worker *w, const char *state, const char *error);
@@ -67,6 +68,8 @@ void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded);
 int worker_ensure_db(struct worker *w, struct problem *reterr);
 /* A job is done: recorded (a failure), out of the backlog, its waiter told, freed. */
 void worker_complete(struct worker *w, struct slot *s);
+/* The same for a job found finished by an attempt that lost the connection (already recorded). */
+void worker_complete_found(struct worker *w, struct job *job);
 
 /* ---- batch.c ---- */
 /* Runs the jobs in one transaction (see batch.c). Returns -EAGAIN (the slots' problems set) when

@@ -8,16 +8,16 @@
 
 #include "app.h"
 #include "apply/certsync.h"
-#include "conf.h"
 #include "apply/job.h"
-#include "log.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
+#include "apply/worker_internal.h"
+#include "conf.h"
 #include "core/sealed.h"
+#include "log.h"
 #include "store/store.h"
 #include "store/tx.h"
 #include "util.h"
-#include "apply/worker_internal.h"
 
 #define MAX_ATTEMPTS 3
 

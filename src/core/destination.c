@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/chars.h"
 #include "core/policy.h"
 
 #define DEST PROBLEM_INVALID_DESTINATION
@@ -22,28 +23,8 @@
         "a destination is a domain (example.com), .domain, host:port, [host], [host]:port, "       \
         "[192.0.2.1]:port or [ipv6:2001:db8::1]:port"
 
-static inline bool is_digit(unsigned char c)
-{
-        return c >= '0' && c <= '9';
-}
-
-static inline bool is_alpha(unsigned char c)
-{
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static inline bool is_alnum(unsigned char c)
-{
-        return is_digit(c) || is_alpha(c);
-}
-
-static inline char to_lower(char c)
-{
-        return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static int bad(struct problem *reterr, const char *field, const char *fmt, ...) _printf_(3, 4);
-static int bad(struct problem *reterr, const char *field, const char *fmt, ...)
+static int refuse(struct problem *reterr, const char *field, const char *fmt, ...) _printf_(3, 4);
+static int refuse(struct problem *reterr, const char *field, const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
@@ -157,10 +138,10 @@ static int host_name(const char *s, size_t n, unsigned flags, char *out, size_t 
                 if (r == IDN2_MALLOC)
                         return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                                  "out of memory");
-                return bad(reterr, field,
-                           "the destination's internationalized name is not valid IDNA (UTS #46 "
-                           "non-transitional, as Postfix converts it): %s",
-                           idn2_strerror(r));
+                return refuse(reterr, field,
+                              "the destination's internationalized name is not valid IDNA (UTS #46 "
+                              "non-transitional, as Postfix converts it): %s",
+                              idn2_strerror(r));
         }
         size_t an = strlen(a);
         r = destination_check_name(a, an, "the destination (as its A-label)",
@@ -190,15 +171,15 @@ static int ipv4(const char *s, size_t n, char *out, size_t *o, const char *field
                 if (l == 0 || l > 3 || v > 255)
                         break;
                 if (l > 1 && s[st] == '0')
-                        return bad(reterr, field,
-                                   "the destination's IPv4 address has a part with a leading "
-                                   "zero");
+                        return refuse(reterr, field,
+                                      "the destination's IPv4 address has a part with a leading "
+                                      "zero");
                 parts++;
                 if (i == n) {
                         if (parts != 4)
-                                return bad(reterr, field,
-                                           "the destination's IPv4 address does not have four "
-                                           "parts");
+                                return refuse(reterr, field,
+                                              "the destination's IPv4 address does not have four "
+                                              "parts");
                         memcpy(out + *o, s, n);
                         *o += n;
                         return 0;
@@ -207,8 +188,8 @@ static int ipv4(const char *s, size_t n, char *out, size_t *o, const char *field
                         break;
                 i++;
         }
-        return bad(reterr, field,
-                   "the destination's IPv4 address is not a dotted quad of numbers 0..255");
+        return refuse(reterr, field,
+                      "the destination's IPv4 address is not a dotted quad of numbers 0..255");
 }
 
 /* An IPv6 address as Postfix's valid_ipv6_hostaddr() and inet_pton() both take it: hex fields
@@ -232,9 +213,9 @@ static int ipv6(const char *s, size_t n, char *out, size_t *o, const char *field
                 ok = colons <= 7 && inet_pton(AF_INET6, a, bin) == 1;
         }
         if (!ok)
-                return bad(reterr, field,
-                           "the destination's IPv6 address is not valid: hex fields of up to 4 "
-                           "digits separated by ':', as in [ipv6:2001:db8::1]");
+                return refuse(reterr, field,
+                              "the destination's IPv6 address is not valid: hex fields of up to 4 "
+                              "digits separated by ':', as in [ipv6:2001:db8::1]");
         for (size_t i = 0; i < n; i++)
                 out[(*o)++] = to_lower(s[i]);
         return 0;
@@ -247,30 +228,30 @@ static int port(const char *s, char *out, size_t *o, const char *field, struct p
 {
         size_t n = strlen(s);
         if (n == 0)
-                return bad(reterr, field, "the destination has ':' but no port after it");
+                return refuse(reterr, field, "the destination has ':' but no port after it");
         if (is_digit((unsigned char)s[0])) {
                 for (size_t i = 0; i < n; i++)
                         if (!is_digit((unsigned char)s[i]))
-                                return bad(reterr, field,
-                                           "the destination's port must be a decimal number "
-                                           "1..65535 or a service name");
+                                return refuse(reterr, field,
+                                              "the destination's port must be a decimal number "
+                                              "1..65535 or a service name");
                 if (n > 1 && s[0] == '0')
-                        return bad(reterr, field,
-                                   "the destination's port must not have leading zeros");
+                        return refuse(reterr, field,
+                                      "the destination's port must not have leading zeros");
                 unsigned long v = n <= 5 ? strtoul(s, NULL, 10) : 0;
                 if (v < 1 || v > 65535)
-                        return bad(reterr, field,
-                                   "the destination's port must be between 1 and 65535");
+                        return refuse(reterr, field,
+                                      "the destination's port must be between 1 and 65535");
         } else {
                 bool ok =
                     is_alpha((unsigned char)s[0]) && n <= 15 && s[n - 1] != '-' && !strstr(s, "--");
                 for (size_t i = 0; ok && i < n; i++)
                         ok = is_alnum((unsigned char)s[i]) || s[i] == '-';
                 if (!ok)
-                        return bad(reterr, field,
-                                   "the destination's port must be a decimal number 1..65535 "
-                                   "or a service name (letters, digits and '-', starting with a "
-                                   "letter, at most 15 characters, as in submission)");
+                        return refuse(reterr, field,
+                                      "the destination's port must be a decimal number 1..65535 "
+                                      "or a service name (letters, digits and '-', starting with a "
+                                      "letter, at most 15 characters, as in submission)");
         }
         if (*o + 1 + n > DESTINATION_KEY_MAX)
                 return -E2BIG;
@@ -291,26 +272,26 @@ static int check_bytes(const char *in, const char *field, struct problem *reterr
                 if (is_alnum(c) || c >= 0x80 || strchr(".-_[]:", c))
                         continue;
                 if (c == '*')
-                        return bad(reterr, field,
-                                   "the destination contains '*': a policy map has no wildcard; "
-                                   "every destination without a policy of its own gets the "
-                                   "outbound mode (outbound_mode in /api/v1/settings)");
+                        return refuse(reterr, field,
+                                      "the destination contains '*': a policy map has no wildcard; "
+                                      "every destination without a policy of its own gets the "
+                                      "outbound mode (outbound_mode in /api/v1/settings)");
                 if (c == ' ' || c == '\t')
-                        return bad(reterr, field, "the destination contains whitespace");
+                        return refuse(reterr, field, "the destination contains whitespace");
                 if (c == '\n' || c == '\r')
-                        return bad(reterr, field, "the destination contains a line break");
+                        return refuse(reterr, field, "the destination contains a line break");
                 if (c < 0x20 || c == 0x7f)
-                        return bad(reterr, field,
-                                   "the destination contains a control character (0x%02x)", c);
+                        return refuse(reterr, field,
+                                      "the destination contains a control character (0x%02x)", c);
                 if (c == '#')
-                        return bad(reterr, field,
-                                   "the destination contains '#', which starts a comment in a "
-                                   "Postfix map");
+                        return refuse(reterr, field,
+                                      "the destination contains '#', which starts a comment in a "
+                                      "Postfix map");
                 if (c == ',')
-                        return bad(reterr, field,
-                                   "the destination contains ',': one destination per policy");
-                return bad(reterr, field, "the destination contains %s; " FORMS,
-                           problem_byte_name(c, cb));
+                        return refuse(reterr, field,
+                                      "the destination contains ',': one destination per policy");
+                return refuse(reterr, field, "the destination contains %s; " FORMS,
+                              problem_byte_name(c, cb));
         }
         return 0;
 }
@@ -320,14 +301,14 @@ static int bracketed(const char *in, char *out, size_t *o, const char *field,
 {
         const char *close = strchr(in, ']');
         if (!close)
-                return bad(reterr, field, "the destination has an unclosed '['");
+                return refuse(reterr, field, "the destination has an unclosed '['");
         const char *host = in + 1;
         size_t hn = (size_t)(close - host);
         int r;
         if (memchr(host, '[', hn))
-                return bad(reterr, field, "the destination has a '[' inside brackets");
+                return refuse(reterr, field, "the destination has a '[' inside brackets");
         if (hn == 0)
-                return bad(reterr, field, "the destination has empty brackets");
+                return refuse(reterr, field, "the destination has empty brackets");
         out[(*o)++] = '[';
         if (hn >= 5 && strncasecmp(host, "ipv6:", 5) == 0) {
                 memcpy(out + *o, "ipv6:", 5);
@@ -336,8 +317,8 @@ static int bracketed(const char *in, char *out, size_t *o, const char *field,
         } else if (memchr(host, ':', hn)) {
                 r = ipv6(host, hn, out, o, field, reterr);
         } else if (host[0] == '.') {
-                return bad(reterr, field,
-                           "a bracketed next-hop is one host: it cannot start with '.'");
+                return refuse(reterr, field,
+                              "a bracketed next-hop is one host: it cannot start with '.'");
         } else if (strspn(host, "0123456789.") >= hn) {
                 r = ipv4(host, hn, out, o, field, reterr);
         } else {
@@ -349,8 +330,8 @@ static int bracketed(const char *in, char *out, size_t *o, const char *field,
         if (close[1] == ':')
                 return port(close + 2, out, o, field, reterr);
         if (close[1])
-                return bad(reterr, field,
-                           "the destination has text after ']'; only :port may follow");
+                return refuse(reterr, field,
+                              "the destination has text after ']'; only :port may follow");
         return 0;
 }
 
@@ -358,29 +339,29 @@ static int unbracketed(const char *in, char *out, size_t *o, const char *field,
                        struct problem *reterr)
 {
         if (strchr(in, '[') || strchr(in, ']'))
-                return bad(reterr, field,
-                           "brackets must enclose the whole next-hop host: [host] or "
-                           "[host]:port");
+                return refuse(reterr, field,
+                              "brackets must enclose the whole next-hop host: [host] or "
+                              "[host]:port");
         const char *colon = strchr(in, ':'), *host = in;
         if (colon && strchr(colon + 1, ':'))
-                return bad(reterr, field,
-                           "the destination has more than one ':'; an IPv6 next-hop is "
-                           "bracketed: [ipv6:2001:db8::1] or [ipv6:2001:db8::1]:25");
+                return refuse(reterr, field,
+                              "the destination has more than one ':'; an IPv6 next-hop is "
+                              "bracketed: [ipv6:2001:db8::1] or [ipv6:2001:db8::1]:25");
         if (in[0] == '.') {
                 if (!in[1])
-                        return bad(reterr, field,
-                                   "'.' alone is not a destination; write .example.com for the "
-                                   "subdomains of example.com");
+                        return refuse(reterr, field,
+                                      "'.' alone is not a destination; write .example.com for the "
+                                      "subdomains of example.com");
                 if (colon)
-                        return bad(reterr, field,
-                                   ".domain takes no port: Postfix tries parent domains only "
-                                   "for a plain domain; write host:port or [host]:port");
+                        return refuse(reterr, field,
+                                      ".domain takes no port: Postfix tries parent domains only "
+                                      "for a plain domain; write host:port or [host]:port");
                 out[(*o)++] = '.';
                 host++;
         }
         size_t hn = colon ? (size_t)(colon - host) : strlen(host);
         if (hn == 0)
-                return bad(reterr, field, "the destination has no host before ':'");
+                return refuse(reterr, field, "the destination has no host before ':'");
         int r = host_name(host, hn, 0, out, o, field, reterr);
         if (r >= 0 && colon)
                 r = port(colon + 1, out, o, field, reterr);
@@ -463,25 +444,26 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
         _Static_assert(POLICY_DESTINATION_MAX == DESTINATION_KEY_MAX, "one limit");
         out[0] = 0;
         if (isempty(in))
-                return bad(reterr, field, "the destination is empty");
+                return refuse(reterr, field, "the destination is empty");
         int r = check_bytes(in, field, reterr);
         if (r < 0)
                 return r;
         /* "stk_" + 43 base64url characters is a valid host name now that '_' is: a token pasted
          * into the wrong field must not end up in the map, the jobs and the database */
         if (token_is_well_formed(in))
-                return bad(reterr, field,
-                           "the destination has the shape of an smtptlsd API token; a token never "
-                           "belongs in a policy (revoke it if it was shared by mistake)");
+                return refuse(
+                    reterr, field,
+                    "the destination has the shape of an smtptlsd API token; a token never "
+                    "belongs in a policy (revoke it if it was shared by mistake)");
         size_t n = strlen(in);
         if (n <= DESTINATION_UKEY_MAX)
                 r = in[0] == '[' ? bracketed(in, key, &o, field, reterr)
                                  : unbracketed(in, key, &o, field, reterr);
         if (n > DESTINATION_UKEY_MAX || r == -E2BIG || (r >= 0 && o > DESTINATION_KEY_MAX))
-                return bad(reterr, field,
-                           "the destination is %zu characters long%s; at most %d are allowed",
-                           r >= 0 || r == -E2BIG ? (o > n ? o : n) : n,
-                           all_ascii(in, n) ? "" : " (as its A-label)", DESTINATION_KEY_MAX);
+                return refuse(reterr, field,
+                              "the destination is %zu characters long%s; at most %d are allowed",
+                              r >= 0 || r == -E2BIG ? (o > n ? o : n) : n,
+                              all_ascii(in, n) ? "" : " (as its A-label)", DESTINATION_KEY_MAX);
         if (r < 0)
                 return r;
         key[o] = 0;
@@ -491,20 +473,20 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
                 return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                          "out of memory");
         if (u == UKEY_FOLDED)
-                return bad(reterr, field,
-                           "the destination's name has 'ß' or final 'ς', which Postfix folds to "
-                           "'ss' or 'σ' before it looks a UTF-8 name up: not supported (its "
-                           "A-label %s is, for ASCII next-hops)",
-                           key);
+                return refuse(reterr, field,
+                              "the destination's name has 'ß' or final 'ς', which Postfix folds to "
+                              "'ss' or 'σ' before it looks a UTF-8 name up: not supported (its "
+                              "A-label %s is, for ASCII next-hops)",
+                              key);
         if (u == UKEY_NONE && !all_ascii(in, n))
-                return bad(reterr, field,
-                           "the destination's name is the ASCII name %s under IDNA mapping (UTS "
-                           "#46): write that, as Postfix would look the name up as written",
-                           key);
+                return refuse(reterr, field,
+                              "the destination's name is the ASCII name %s under IDNA mapping (UTS "
+                              "#46): write that, as Postfix would look the name up as written",
+                              key);
         if (u == UKEY_NO_IDNA)
-                return bad(reterr, field,
-                           "the destination's internationalized name does not convert back to "
-                           "itself through its A-label");
+                return refuse(reterr, field,
+                              "the destination's internationalized name does not convert back to "
+                              "itself through its A-label");
         memcpy(out, key, o + 1);
         return 0;
 }

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/problem.h"
 #include "core/names.h"
+#include "core/problem.h"
 
 enum tls_level {
         TLS_LEVEL_NONE,

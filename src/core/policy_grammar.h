@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "core/chars.h"
 #include "core/policy.h"
 #include "util.h"
 
@@ -61,37 +62,6 @@ int policy_match_item_normalize(enum tls_level l, const char *s, char out[static
 unsigned policy_protocol_set(const struct policy *p);
 
 /* ---- small helpers ---- */
-
-static inline bool is_digit(unsigned char c)
-{
-        return c >= '0' && c <= '9';
-}
-
-static inline bool is_alnum(unsigned char c)
-{
-        return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static inline bool is_hex(unsigned char c)
-{
-        return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static inline char to_lower(char c)
-{
-        return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static inline char to_upper(char c)
-{
-        return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
-}
-
-/* Postfix's ISSPACE (isspace() in the C locale). */
-static inline bool is_space(unsigned char c)
-{
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
 
 static inline int bad(struct problem *reterr, enum problem_code code, const char *field,
                       const char *fmt, ...) _printf_(4, 5);

@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/problem.h"
 #include "core/name_code.h"
 #include "core/names.h"
+#include "core/problem.h"
 
 struct MHD_Connection;
 struct app;

@@ -6,8 +6,8 @@
 
 #include <openssl/evp.h>
 
-#include "http/http.h"
 #include "core/sealed.h"
+#include "http/http.h"
 
 static const struct {
         int status;

@@ -3,8 +3,8 @@
 #include <stdio.h>
 
 #include "core/cert.h"
-#include "log.h"
 #include "core/policy.h"
+#include "log.h"
 #include "store/store.h"
 #include "store/tokens.h"
 

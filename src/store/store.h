@@ -7,9 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "store/db.h"
 #include "core/problem.h"
 #include "core/settings.h"
+#include "store/db.h"
 #include "store/tokens.h"
 
 struct cert_row {

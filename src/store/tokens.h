@@ -4,9 +4,9 @@
 
 #include <jansson.h>
 
-#include "store/db.h"
 #include "core/names.h"
 #include "core/problem.h"
+#include "store/db.h"
 
 /* The SHA-256 of a secret (a token, a session id) as 64 lowercase hex digits: what is stored. */
 void secret_sha256_hex(const char *secret, char out[65]);

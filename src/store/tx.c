@@ -4,8 +4,8 @@
 
 #include <errno.h>
 
-#include "store/db.h"
 #include "core/problem.h"
+#include "store/db.h"
 
 static int exec(struct db_conn *c, const char *stmt, struct problem *reterr)
 {

@@ -26,10 +26,10 @@
 #include <stdlib.h>
 #include <strings.h>
 
-#include "fuzz_common.h"
 #include "core/destination.h"
-#include "http/http.h"
 #include "core/policy.h"
+#include "fuzz_common.h"
+#include "http/http.h"
 
 /* ---- reference percent decoding ---- */
 

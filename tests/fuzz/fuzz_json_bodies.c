@@ -20,12 +20,12 @@
 #include <jansson.h>
 #include <stdlib.h>
 
-#include "fuzz_common.h"
+#include "apply/maincf.h"
 #include "core/destination.h"
 #include "core/json_spec.h"
-#include "apply/maincf.h"
 #include "core/policy.h"
 #include "core/settings.h"
+#include "fuzz_common.h"
 
 /* ---- small helpers ---- */
 

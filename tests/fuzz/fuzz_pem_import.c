@@ -20,8 +20,8 @@
 #include <openssl/err.h>
 #include <stdlib.h>
 
-#include "fuzz_common.h"
 #include "core/cert.h"
+#include "fuzz_common.h"
 
 #define SEP 0xff
 /* 2027-01-01T00:00:00Z: inside the validity of the seed certificates (tests/fuzz/gen-pem-seeds). */

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <openssl/err.h>
 
-#include "core/cert.h"
 #include "apply/fsutil.h"
+#include "core/cert.h"
 #include "util.h"
 
 static char dir[64];

@@ -11,8 +11,8 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "conf.h"
 #include "apply/layout.h"
+#include "conf.h"
 #include "util.h"
 
 static struct config cfg = {

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "http/http.h"
-#include "log.h"
 #include "core/name_code.h"
 #include "core/names.h"
 #include "core/settings.h"
+#include "http/http.h"
+#include "log.h"
 
 static const struct name_code colours[] = {
         { "red", 7 },

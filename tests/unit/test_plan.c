@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conf.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
-#include "core/map_diff.h"
 #include "apply/plan.h"
+#include "conf.h"
+#include "core/map_diff.h"
 #include "util.h"
 
 #define FP                                                                                         \

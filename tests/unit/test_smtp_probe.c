@@ -25,9 +25,9 @@
 #include <time.h>
 
 #include "apply/fsutil.h"
-#include "event.h"
 #include "apply/smtp_probe.h"
 #include "apply/spawn.h"
+#include "event.h"
 #include "util.h"
 
 #define SEC 1000000ULL

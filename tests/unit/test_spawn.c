@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "event.h"
 #include "apply/spawn.h"
+#include "event.h"
 #include "util.h"
 
 static void test_output_and_status(void **state)
