@@ -195,9 +195,9 @@ static int run_serve(const struct config *cfg)
         http_server_quiesce(http);
         acme_watch_stop(acme);
         worker_stop(app.worker);
-        pending_free(app.pending); /* the requests still waiting get 202 */
-        app.pending = NULL;
+        pending_stop(app.pending); /* the requests still waiting get 202; no more wait */
         http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
+        pending_free(app.pending); /* no HTTP thread is left to call it */
         worker_free(app.worker);
         db_pool_free(app.db);
         log_info("stopped");

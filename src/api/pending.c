@@ -120,11 +120,16 @@ int pending_add(struct pending *p, struct request *req, struct job *job, uint64_
         e->req = req;
         e->job = job;
         e->deadline = deadline;
+        pthread_mutex_lock(&p->lock);
+        if (p->stopping) { /* the daemon stops: nobody would answer it */
+                pthread_mutex_unlock(&p->lock);
+                free(e);
+                return -ESHUTDOWN;
+        }
         job->on_done = job_done;
         job->on_done_arg = p;
         req->suspended = true;
         MHD_suspend_connection(req->conn);
-        pthread_mutex_lock(&p->lock);
         e->next = p->entries;
         p->entries = e;
         pthread_cond_signal(&p->wake);
@@ -193,18 +198,27 @@ int pending_new(struct pending **ret)
         return 0;
 }
 
-void pending_free(struct pending *p)
+void pending_stop(struct pending *p)
 {
         if (!p)
                 return;
         pthread_mutex_lock(&p->lock);
+        bool was = p->stopping;
         p->stopping = true;
         pthread_cond_signal(&p->wake);
         pthread_mutex_unlock(&p->lock);
-        pthread_join(p->reaper, NULL);
+        if (!was)
+                pthread_join(p->reaper, NULL);
         pthread_mutex_lock(&p->lock);
         expire_locked(p, true);
         pthread_mutex_unlock(&p->lock);
+}
+
+void pending_free(struct pending *p)
+{
+        if (!p)
+                return;
+        pending_stop(p);
         pthread_cond_destroy(&p->wake);
         pthread_mutex_destroy(&p->lock);
         free(p);

@@ -12,7 +12,11 @@ struct job;
 
 /* Makes the list and starts its reaper thread. */
 int pending_new(struct pending **ret);
-/* Stops the reaper and answers every request still waiting with 202; frees. NULL: nothing. */
+/* Stops the reaper and answers every request still waiting with 202; later pending_add calls
+ * fail with -ESHUTDOWN (an HTTP thread that got past the ready check as the daemon stops). */
+void pending_stop(struct pending *p);
+/* Stops it (if not stopped) and frees it: only once no HTTP thread can call pending_add (after
+ * http_server_stop). NULL: nothing. */
 void pending_free(struct pending *p);
 /* Suspends req and remembers it until deadline (monotonic usec), and makes the job tell it when
  * done (job->on_done). The job must be queued after this call, so that its completion always

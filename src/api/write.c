@@ -11,6 +11,7 @@
 #include "apply/job.h"
 #include "apply/worker.h"
 #include "conf.h"
+#include "fault.h"
 #include "core/etag.h"
 #include "store/store.h"
 
@@ -122,7 +123,17 @@ static int submit(struct request *req, const char *action, const char *target, j
                 return reply_json(req, 202, accepted);
         }
         uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
+        fault_point("submit_before_wait");
         r = pending_add(req->app->pending, req, job, deadline);
+        if (r == -ESHUTDOWN) {
+                pthread_mutex_unlock(&order);
+                job_free(job);
+                problem_set_errno(reterr, -ESHUTDOWN, PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                                  "smtptlsd is stopping; the write was %s",
+                                  dry_run ? "not run" : "recorded and runs at the next start");
+                reterr->retry_after = 2;
+                return -ESHUTDOWN;
+        }
         if (r < 0) {
                 pthread_mutex_unlock(&order);
                 job_free(job);

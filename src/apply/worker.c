@@ -107,7 +107,14 @@ static int process(struct worker *w, struct job **jobs, size_t n)
                 }
                 if (job->dry_run) {
                         struct slot s = { .job = job };
-                        batch_run(w, &s, 1, true);
+                        if (batch_run(w, &s, 1, true) == -ECANCELED) {
+                                /* stopping killed a tool the plan needed: no plan to show */
+                                job_reset(job);
+                                problem_set_errno(&job->problem, -ECANCELED,
+                                                  PROBLEM_SERVICE_UNAVAILABLE, NULL,
+                                                  "smtptlsd is stopping; ask again");
+                                job->problem.retry_after = 2;
+                        }
                         s.ok = job->problem.code == PROBLEM_NONE;
                         worker_complete(w, &s);
                         continue;

@@ -205,3 +205,30 @@ def test_stuck_worker_stops_the_watchdog_pings(make_site):
     assert site.d.wait_log(r"watchdog: not pinging systemd: the worker has shown no progress")
     wait_until(lambda: len(ping_times(stall_end)) >= 2, 5, "the pings to resume")
     site.assert_in_sync()
+
+
+def test_a_write_caught_by_the_stop_gets_503_and_runs_at_the_next_start(fsite):
+    """SIGTERM while an HTTP thread holds a recorded write it has not handed over yet (stalled at
+    submit_before_wait): the stop finishes the worker and the waiting list first, and the write
+    still arrives after them. It gets 503 (recorded, runs at the next start), the daemon exits 0
+    (it crashed on the freed waiting list), and the next start applies it."""
+    site = fsite
+    arm(site, "submit_before_wait stall 3000")
+    replies = []
+    t = threading.Thread(target=lambda: replies.append(
+        site.d.http("PUT", POLICY + "caught.example", {"level": "encrypt"}, timeout=30)))
+    t.start()
+    site.d.wait_log(r"fault injection: stalling 3000 ms at submit_before_wait", timeout=15)
+    disarm(site)
+    assert site.d.stop(timeout=30) == 0, site.d.log_tail()
+    t.join(30)
+    assert replies, "the write got no reply"
+    r = replies[0]
+    assert r.status == 503 and r.body["code"] == "service_unavailable", r
+    assert "recorded and runs at the next start" in r.body["detail"], r
+    assert r.headers.get("Retry-After") == "2", r.headers
+    assert site.sql("SELECT status FROM jobs WHERE target = 'caught.example'") == "queued"
+    site.d.start()
+    wait_until(lambda: site.sql("SELECT status FROM jobs WHERE target = 'caught.example'")
+               == "applied", timeout=30, what="the caught write applied at the next start")
+    assert "caught.example\tencrypt" in read(site.map_path).decode()
