@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "apply/smtp_probe.h"
+#include "probe/smtp_probe.h"
 #include "conf.h"
 #include "event.h"
 #include "log.h"

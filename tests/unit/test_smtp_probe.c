@@ -25,7 +25,7 @@
 #include <time.h>
 
 #include "apply/fsutil.h"
-#include "apply/smtp_probe.h"
+#include "probe/smtp_probe.h"
 #include "apply/spawn.h"
 #include "event.h"
 #include "util.h"

@@ -2,7 +2,7 @@
  * detached helper thread that the caller stops waiting for, each address tried in turn on a
  * non-blocking socket, every read and write (plain or TLS) polled against the deadline, one line
  * at a time. Any thread; no globals. */
-#include "apply/probe_conn.h"
+#include "probe/probe_conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * every step; the connection (resolving, connecting, bounded reads and writes) is probe_conn.c's,
  * the TLS handshake and the certificate's details probe_tls.c's. Lines and replies are capped.
  * Any thread; no globals. */
-#include "apply/smtp_probe.h"
+#include "probe/smtp_probe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "apply/probe_conn.h"
-#include "apply/probe_tls.h"
+#include "probe/probe_conn.h"
+#include "probe/probe_tls.h"
 #include "event.h"
 #include "util.h"
 

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <openssl/ssl.h>
 
-#include "apply/probe_conn.h"
-#include "apply/smtp_probe.h"
+#include "probe/probe_conn.h"
+#include "probe/smtp_probe.h"
 
 /* A socket BIO method that sends with MSG_NOSIGNAL (BIO_meth_free it); NULL when out of memory. */
 BIO_METHOD *probe_tls_bio_method(void);

@@ -2,7 +2,7 @@
  * that sends with MSG_NOSIGNAL (a peer that closes early cannot raise SIGPIPE in the caller), the
  * client context (trust anchors, signature algorithms), the handshake polled against the
  * deadline, and what the peer certificate says. Any thread; no globals. */
-#include "apply/probe_tls.h"
+#include "probe/probe_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
-#include "apply/smtp_probe.h"
+#include "probe/smtp_probe.h"
 #include "util.h"
 
 struct addrinfo;
