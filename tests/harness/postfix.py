@@ -1,7 +1,9 @@
 # PostfixSandbox: a private Postfix instance (the recipe of shared/design/testing.md): its own config,
 # queue, data and log directories under one base directory, chroot off, the port-25 service removed and
-# one smtpd on 127.0.0.1 at a random free port. Every command gets `-c CONFIG_DIR`. main.cf starts with
-# ADMIN_LINES (the administrator's own settings and comments): the daemon must keep them byte for byte.
+# one smtpd on 127.0.0.1 at a random free port (or, given an address, on that address, by default port 25:
+# a remote MX of its own on 127.X.Y.Z:25 for the destination probe, which always connects to port 25).
+# Every command gets `-c CONFIG_DIR`. main.cf starts with ADMIN_LINES (the administrator's own settings
+# and comments): the daemon must keep them byte for byte.
 # remote_mx() builds a second instance that plays a remote MX (with or without STARTTLS) and discards
 # what it accepts, for outbound-policy tests.
 import os
@@ -30,9 +32,11 @@ biff = no
 
 class PostfixSandbox:
     def __init__(self, basedir, port=None, myhostname="mx.test.example", starttls=False, cert=None,
-                 key=None, extra=None, admin_lines=ADMIN_LINES):
+                 key=None, extra=None, admin_lines=ADMIN_LINES, address=None):
         """starttls: serve STARTTLS with cert/key (paths; key first in smtpd_tls_chain_files).
-        extra: more main.cf parameters {name: value}."""
+        extra: more main.cf parameters {name: value}.
+        address: the smtpd's IPv4 address (its master.cf entry), default 127.0.0.1 at a random free
+        port; with an address the port defaults to 25 (util.free_loopback_address() gives a free one)."""
         self.basedir = os.path.abspath(basedir)
         self.config_dir = os.path.join(self.basedir, "etc")
         self.queue_dir = os.path.join(self.basedir, "spool")
@@ -42,7 +46,8 @@ class PostfixSandbox:
         self.main_cf = os.path.join(self.config_dir, "main.cf")
         self.master_cf = os.path.join(self.config_dir, "master.cf")
         self._port_file = os.path.join(self.basedir, "port")
-        self.port = port or self._saved_port()
+        self.address = address or "127.0.0.1"
+        self.port = port or self._saved_port() or (25 if address else None)
         self.myhostname = myhostname
         self.starttls = starttls
         self.cert, self.key = cert, key
@@ -52,11 +57,14 @@ class PostfixSandbox:
             raise ValueError("starttls=True needs cert and key")
 
     @classmethod
-    def remote_mx(cls, basedir, starttls=False, cert=None, key=None, myhostname="remote.test.example"):
-        """A peer for outbound tests: accepts mail for any domain from 127.0.0.0/8 and discards it."""
+    def remote_mx(cls, basedir, starttls=False, cert=None, key=None, myhostname="remote.test.example",
+                  address=None, port=None):
+        """A peer for outbound tests: accepts mail for any domain from 127.0.0.0/8 and discards it.
+        address/port: as for the constructor (address="127.0.5.7": an MX on 127.0.5.7:25)."""
         extra = {"mynetworks": "127.0.0.0/8", "default_transport": "discard:sandbox remote MX",
                  "relay_transport": "discard:sandbox remote MX", "relay_domains": ""}
-        return cls(basedir, myhostname=myhostname, starttls=starttls, cert=cert, key=key, extra=extra)
+        return cls(basedir, myhostname=myhostname, starttls=starttls, cert=cert, key=key, extra=extra,
+                   address=address, port=port)
 
     def _saved_port(self):
         try:
@@ -110,6 +118,8 @@ class PostfixSandbox:
             "myhostname": self.myhostname,
             "mydomain": "test.example",
             "myorigin": "$myhostname",
+            # 127.X.Y.Z reaches lo but is no interface address: Postfix refuses it in inet_interfaces
+            # ("no local interface found"); the master.cf entry below binds it all the same.
             "inet_interfaces": "127.0.0.1",
             "inet_protocols": "ipv4",
             "mydestination": "",
@@ -134,7 +144,8 @@ class PostfixSandbox:
         shutil.copyfile(MASTER_CF_DIST, self.master_cf)
         self.postconf("-F", "*/*/chroot = n")
         self.postconf("-MX", "smtp/inet")
-        self.postconf("-M", f"127.0.0.1:{self.port}/inet = 127.0.0.1:{self.port} inet n - n - - smtpd")
+        service = f"{self.address}:{self.port}"
+        self.postconf("-M", f"{service}/inet = {service} inet n - n - - smtpd")
         with open(self._port_file, "w") as f:
             f.write(f"{self.port}\n")
         # Postfix commands wait ~2 s while main.cf looks freshly written: date the new files back.
@@ -157,7 +168,8 @@ class PostfixSandbox:
         if proc.returncode != 0:
             raise HarnessError(f"postfix start failed (exit {proc.returncode}): {proc.stderr.strip()}\n"
                                f"--- maillog ---\n{tail(self.maillog_file)}")
-        wait_until(lambda: port_is_open(self.port), timeout, f"Postfix smtpd on 127.0.0.1:{self.port}")
+        wait_until(lambda: port_is_open(self.port, self.address), timeout,
+                   f"Postfix smtpd on {self.address}:{self.port}")
         return self
 
     def stop(self, timeout=30):
@@ -195,19 +207,20 @@ class PostfixSandbox:
     def send_mail(self, rcpt, sender="sender@test.example", subject="smtptlsd test", timeout=20):
         """Submit a message over SMTP to this instance's smtpd (127.0.0.0/8 may relay)."""
         body = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nsent at {time.time()}\r\n"
-        with smtplib.SMTP("127.0.0.1", self.port, timeout=timeout) as s:
+        with smtplib.SMTP(self.address, self.port, timeout=timeout) as s:
             s.sendmail(sender, [rcpt], body)
 
     def served_certificate(self, servername=None, cafile=None, timeout=20):
         """`openssl s_client -starttls smtp` to this instance: the SHA-256 fingerprint it serves
         (AA:BB:..), verified against cafile when given."""
-        argv = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{self.port}",
+        argv = ["openssl", "s_client", "-starttls", "smtp", "-connect", f"{self.address}:{self.port}",
                 "-servername", servername or self.myhostname]
         if cafile:
             argv += ["-CAfile", cafile, "-verify_return_error"]
         proc = run(argv, timeout=timeout, check=False, input="")
         m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", proc.stdout, re.S)
         if proc.returncode != 0 or not m:
-            raise HarnessError(f"no certificate from 127.0.0.1:{self.port}: {proc.stderr.strip()[-500:]}")
+            raise HarnessError(f"no certificate from {self.address}:{self.port}: "
+                               f"{proc.stderr.strip()[-500:]}")
         fp = run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=m.group(0)).stdout
         return fp.strip().split("=", 1)[1]

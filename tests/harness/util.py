@@ -1,6 +1,7 @@
 # Small helpers shared by the harness: bounded waiting, bounded subprocess runs, free ports, short
 # private directories. Nothing here waits without a time limit.
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -52,6 +53,70 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_udp_tcp_port(address="127.0.0.1"):
+    """A port on `address` that was free a moment ago for both TCP and UDP (a DNS server needs both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((address, 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((address, port))
+                except OSError:
+                    continue
+                return port
+    raise HarnessError(f"no port free for both TCP and UDP on {address}")
+
+
+def free_loopback_address(ports=(25, 443)):
+    """A random 127.a.b.c (a in 100..250) where nothing listens on `ports` a moment ago: a peer of its
+    own can then take the well-known ports (SMTP on 25, HTTPS on 443) that the probe connects to. Linux
+    routes all of 127.0.0.0/8 to lo, so no address has to be configured. The address space is large
+    enough that parallel workers (pytest-xdist) do not meet; the bind check rules out one in use."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        address = f"127.{rng.randint(100, 250)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        try:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((address, port))
+        except OSError:
+            continue
+        return address
+    raise HarnessError(f"no free loopback address for ports {ports}")
+
+
+def listening_sockets(pid):
+    """What process `pid` listens on: a set of (proto, address, port), proto tcp/udp/tcp6/udp6 (TCP
+    sockets in LISTEN, bound UDP sockets), read from /proc (no ss/netstat needed)."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for proto, wanted_state in (("tcp", "0A"), ("udp", "07"), ("tcp6", "0A"), ("udp6", "07")):
+        with open(f"/proc/{pid}/net/{proto}") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[9] not in inodes or fields[3] != wanted_state:
+                    continue
+                hex_addr, hex_port = fields[1].split(":")
+                raw = bytes.fromhex(hex_addr)
+                if len(raw) == 4:
+                    address = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                else:  # four host-order 32-bit words
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    address = socket.inet_ntop(socket.AF_INET6, words)
+                found.add((proto, address, int(hex_port, 16)))
+    return found
 
 
 def port_is_open(port, host="127.0.0.1", timeout=0.2):

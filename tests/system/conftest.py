@@ -1,5 +1,6 @@
 # System-test fixtures: one private PostgreSQL per session (a fresh database per test), test certificates,
-# lazily a Postfix sandbox, and smtptlsd daemons started per test. After each test every daemon it started
+# lazily a Postfix sandbox, per-test DNS (knotd) and HTTPS (nginx) peers, and smtptlsd daemons started per
+# test. After each test every daemon it started
 # is checked, as NGINX Unit's harness does: still alive, open fds back to their count before the test, a
 # clean exit 0 on SIGTERM, no <0>..<3> log line the test did not declare (daemon.expect_error(regex) or
 # @pytest.mark.expect_errors(regex, ...)), and no sanitizer report (those come at exit: LeakSanitizer).
@@ -12,6 +13,8 @@ import pytest
 from tests.harness.browser import Browser
 from tests.harness.certs import CertFactory
 from tests.harness.daemon import Daemon
+from tests.harness.dns import DnsServer
+from tests.harness.https import HttpsServer
 from tests.harness.pg import PostgresSandbox
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import free_port, short_tempdir
@@ -111,6 +114,38 @@ def make_postfix(session_dir):
     yield make
     for sandbox in made:
         sandbox.destroy()
+
+
+@pytest.fixture
+def make_dns(session_dir):
+    """Factory: make_dns(address=..., port=...) -> a DnsServer of this test's own, not started (add
+    zones, then start()). Stopped after the test; its files (knotd.log) stay with the session's."""
+    made = []
+
+    def make(**kw):
+        server = DnsServer(os.path.join(session_dir, f"dns{next(_counter)}"), **kw)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def make_https(session_dir):
+    """Factory: make_https(cert, key, address=None, port=443) -> a started HttpsServer of this test's
+    own (default: port 443 of a free loopback address of its own). Stopped after the test."""
+    made = []
+
+    def make(cert, key, **kw):
+        server = HttpsServer(os.path.join(session_dir, f"https{next(_counter)}"), cert, key, **kw)
+        made.append(server)
+        return server.start()
+
+    yield make
+    for server in made:
+        server.stop()
 
 
 def base_config(workdir, database_url, system_cert):

@@ -1,13 +1,19 @@
 # Tests of the test harness itself (no daemon): what later system tests take for granted about the
-# PostgreSQL and Postfix sandboxes, the test certificates and the sd_notify listener.
+# PostgreSQL and Postfix sandboxes, the test certificates, the sd_notify listener, and the destination
+# probe's peers: the DNS server (knotd, validated with unbound-host = libunbound), the HTTPS server (nginx)
+# and remote MXs on port 25 of an address of their own.
 import os
+import smtplib
 import socket
+import ssl
 import subprocess
 
 import pytest
 
+from tests.harness.dns import tlsa_311
 from tests.harness.notify import NotifyListener
 from tests.harness.postfix import ADMIN_LINES
+from tests.harness.util import free_loopback_address, listening_sockets
 
 
 def openssl_verify(certs, cert, untrusted=None):
@@ -89,3 +95,115 @@ def test_remote_mx_shows_what_postfix_does_with_a_level(make_postfix, certs, sta
                              "smtp_tls_policy_maps": f"inline:{{ {nexthop}={level} }}"})
     pf.send_mail("user@remote.test")
     pf.wait_maillog(rf"to=<user@remote\.test>, relay=.*{outcome}", timeout=30)
+
+
+def only_on(address, sockets):
+    """Every listening socket of a process is on `address` (nothing beyond loopback)."""
+    return sockets and all(proto in ("tcp", "udp") and a == address for proto, a, _ in sockets)
+
+
+def probe_zones(dns, mx_cert):
+    """The zones a probe test would use: signed, unsigned and bogus siblings under test. (no parent
+    zone, so the unsigned one has no anchor above it)."""
+    tlsa = tlsa_311(mx_cert)
+    dns.add_zone("secure.test", ["@ 300 IN MX 10 mx1", "mx1 300 IN A 127.0.5.7",
+                                 f"_25._tcp.mx1 300 IN TLSA 3 1 1 {tlsa}",
+                                 '_mta-sts 300 IN TXT "v=STSv1; id=1"'])
+    dns.add_zone("insecure.test", ["@ 300 IN MX 10 mx1", "mx1 300 IN A 127.0.5.8"], signed=False)
+    dns.add_zone("bogus.test", ["@ 300 IN MX 10 mx1", "mx1 300 IN A 127.0.5.9"], bogus_anchor=True)
+    return tlsa
+
+
+def test_dns_server_zones_come_out_secure_insecure_and_bogus(make_dns, certs):
+    dns = make_dns()
+    tlsa = probe_zones(dns, certs.rsa_leaf().cert)
+    dns.start()
+    assert dns.stub_zones() == " ".join(f"{z}=127.0.0.1@{dns.port}"
+                                        for z in ("secure.test", "insecure.test", "bogus.test"))
+    assert only_on("127.0.0.1", listening_sockets(dns.proc.pid))
+    anchors = open(dns.trust_anchor_file()).read()
+    assert "secure.test. IN DNSKEY 257 3 13 " in anchors and "insecure.test." not in anchors
+
+    mx = dns.resolve("secure.test", "MX")
+    assert (mx.security, mx.records) == ("secure", ["10 mx1.secure.test."]), mx.text
+    a = dns.resolve("mx1.secure.test", "A")
+    assert (a.security, a.records) == ("secure", ["127.0.5.7"]), a.text
+    r = dns.resolve("_25._tcp.mx1.secure.test", "TLSA")
+    assert r.security == "secure" and len(r.records) == 1, r.text
+    assert dns.query("_25._tcp.mx1.secure.test", "TLSA")[0].lower().endswith(f"3 1 1 {tlsa}")
+    txt = dns.resolve("_mta-sts.secure.test", "TXT")
+    assert txt.security == "secure" and "v=STSv1; id=1" in txt.text, txt.text
+    missing = dns.resolve("nothing.secure.test", "A")  # a signed denial (NSEC)
+    assert (missing.security, missing.records) == ("secure", []), missing.text
+
+    insecure = dns.resolve("insecure.test", "MX")
+    assert (insecure.security, insecure.records) == ("insecure", ["10 mx1.insecure.test."]), \
+        insecure.text
+    bogus = dns.resolve("mx1.bogus.test", "A")
+    assert bogus.security == "bogus", bogus.text
+
+
+def test_dns_server_set_records_and_late_zones(make_dns):
+    dns = make_dns()
+    dns.add_zone("secure.test", ["@ 300 IN MX 10 mx1", "mx1 300 IN A 127.0.5.7"])
+    dns.add_zone("insecure.test", ["mx1 300 IN A 127.0.5.8"], signed=False)
+    dns.start()
+    dns.set_records("secure.test", ["@ 300 IN MX 20 mx2", "mx2 300 IN AAAA ::1"])
+    assert dns.query("secure.test", "MX") == ["secure.test. 300 IN MX 20 mx2.secure.test."]
+    mx = dns.resolve("secure.test", "MX")
+    assert (mx.security, mx.records) == ("secure", ["20 mx2.secure.test."]), mx.text
+    aaaa = dns.resolve("mx2.secure.test", "AAAA")
+    assert (aaaa.security, aaaa.records) == ("secure", ["::1"]), aaaa.text
+    assert dns.resolve("mx1.secure.test", "A").records == []
+    dns.set_records("insecure.test", ["mx1 300 IN A 127.0.5.18"])
+    assert dns.resolve("mx1.insecure.test", "A").records == ["127.0.5.18"]
+    dns.add_zone("late.test", ["www 300 IN A 127.0.5.19"])  # on the running server: signed at once
+    late = dns.resolve("www.late.test", "A")
+    assert (late.security, late.records) == ("secure", ["127.0.5.19"]), late.text
+    assert f"late.test=127.0.0.1@{dns.port}" in dns.stub_zones().split()
+
+
+def test_https_server_serves_a_policy_with_the_test_ca(make_https, certs):
+    leaf = certs.leaf("mta-sts", ("mta-sts.secure.test",), kind="ec")
+    web = make_https(leaf.cert, leaf.key)
+    assert web.address.startswith("127.") and web.address != "127.0.0.1" and web.port == 443
+    assert only_on(web.address, listening_sockets(web.proc.pid))
+    policy = b"version: STSv1\r\nmode: enforce\r\nmx: mx1.secure.test\r\nmax_age: 86400\r\n"
+    web.put("/.well-known/mta-sts.txt", policy)
+
+    def curl(cafile, path="/.well-known/mta-sts.txt"):
+        return subprocess.run(["curl", "-sS", "-D", "-", "--max-time", "10", "--cacert", cafile,
+                               "--resolve", f"mta-sts.secure.test:443:{web.address}",
+                               f"https://mta-sts.secure.test{path}"],
+                              capture_output=True, timeout=30)
+
+    got = curl(certs.ca().cert)
+    assert got.returncode == 0, got.stderr
+    head, body = got.stdout.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"\r\nContent-Type: text/plain\r\n" in head
+    assert body == policy
+    assert curl(certs.other_ca().cert).returncode == 60, "a CA that did not sign it must not verify"
+    web.put("/.well-known/mta-sts.txt", b"{}", content_type="application/json")
+    assert b"\r\nContent-Type: application/json\r\n" in curl(certs.ca().cert).stdout
+    web.remove("/.well-known/mta-sts.txt")
+    assert curl(certs.ca().cert).stdout.startswith(b"HTTP/1.1 404")
+
+
+def test_remote_mx_on_port_25_of_its_own_address(make_postfix, certs):
+    leaf = certs.leaf("mx1-secure", ("mx1.secure.test",))
+    address = free_loopback_address()
+    mx = make_postfix(remote=True, starttls=True, cert=leaf.cert, key=leaf.key, address=address,
+                      myhostname="mx1.secure.test")
+    assert (mx.address, mx.port) == (address, 25)
+    assert f"{address}:25" in mx.postconf("-M")
+    with smtplib.SMTP(address, 25, timeout=20) as s:
+        code, _ = s.ehlo("probe.test")
+        assert code == 250 and s.has_extn("starttls")
+        context = ssl.create_default_context(cafile=certs.ca().cert)
+        context.check_hostname = False  # smtplib would check the address it connected to
+        s.starttls(context=context)
+        assert ("DNS", "mx1.secure.test") in s.sock.getpeercert()["subjectAltName"]
+        assert s.ehlo("probe.test")[0] == 250
+    assert mx.served_certificate(cafile=certs.ca().cert) == leaf.fingerprint()
+    with open(os.path.join(mx.queue_dir, "pid", "master.pid")) as f:
+        assert listening_sockets(int(f.read())) == {("tcp", address, 25)}
