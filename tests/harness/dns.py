@@ -5,7 +5,8 @@
 # harness tests) reaches the zones as stub zones (stub_zones()) and validates them with the DNSKEYs in
 # trust_anchor_file(): a signed zone is "secure", an unsigned sibling zone "insecure" (no anchor covers it:
 # the zones are siblings under no signed parent), a zone added with bogus_anchor=True "bogus" (the anchor
-# file holds a key that did not sign it). unbound_conf() writes the matching unbound.conf for unbound-host,
+# file holds a key that did not sign it). resolver_options() are the libunbound settings a resolver needs
+# to reach it (the daemon sets the same), unbound_conf() writes them with the stub zones for unbound-host,
 # and resolve() asks unbound-host (libunbound, as the daemon) what a name comes out as.
 import base64
 import os
@@ -16,13 +17,6 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .util import HarnessError, free_udp_tcp_port, run, tail, wait_until
-
-
-# What a libunbound resolver needs to use this server: queries to loopback allowed (unbound refuses them by
-# default) and "test." not answered locally (unbound serves the RFC 6761 name test. itself, NXDOMAIN for
-# everything under it, unless told nodefault). The daemon: ub_ctx_set_option(ctx, NAME, VALUE) for each, then
-# ub_ctx_set_stub(ctx, zone, "ADDRESS@PORT", 0) per stub_zones() entry and ub_ctx_add_ta_file(anchor file).
-RESOLVER_OPTIONS = (("do-not-query-localhost:", "no"), ("local-zone:", "test. nodefault"))
 
 
 def tlsa_311(cert_pem_path):
@@ -337,11 +331,21 @@ zone:
         os.rename(self._anchor_path + ".tmp", self._anchor_path)
         return self._anchor_path
 
+    def resolver_options(self):
+        """What a libunbound context needs to use this server, as (name, value) pairs for
+        ub_ctx_set_option(ctx, name, value): queries to loopback allowed (unbound refuses them by
+        default) and, per zone, a transparent local zone: unbound answers the RFC 6761 name test. itself
+        (NXDOMAIN for all below it) and a more specific transparent local zone lets the stub through.
+        ("test. nodefault" does that in an unbound.conf, not through ub_ctx_set_option.) Then
+        ub_ctx_set_stub(ctx, zone, "ADDRESS@PORT", 0) per stub_zones() entry and ub_ctx_add_ta_file()."""
+        return [("do-not-query-localhost:", "no")] + \
+            [("local-zone:", f"{z} transparent") for z in self.zones]
+
     def unbound_conf(self):
         """(Re)write and return an unbound.conf for unbound-host -C: the zones as stub zones at this
-        server, and RESOLVER_OPTIONS (which the daemon's libunbound needs as well)."""
+        server, and resolver_options() (which the daemon's libunbound needs as well)."""
         text = ["server:", "    verbosity: 0", '    module-config: "validator iterator"']
-        text += [f"    {name} {value}" for name, value in RESOLVER_OPTIONS]
+        text += [f"    {name} {value}" for name, value in self.resolver_options()]
         for z in self.zones:
             text += ["stub-zone:", f'    name: "{z}"', f"    stub-addr: {self.address}@{self.port}"]
         with open(self._unbound_conf_path + ".tmp", "w") as fh:
