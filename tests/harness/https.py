@@ -25,6 +25,7 @@ class HttpsServer:
         self.error_log = os.path.join(self.basedir, "error.log")
         self.access_log = os.path.join(self.basedir, "access.log")
         self._types = {}  # URL path -> Content-Type given to put()
+        self._redirects = {}  # URL path -> (status, location) given to redirect()
         self.proc = None
 
     @property
@@ -34,8 +35,8 @@ class HttpsServer:
 
     def put(self, path, data, content_type="text/plain"):
         """Serve `data` (bytes or str) at URL path `path` (e.g. "/.well-known/mta-sts.txt") with
-        `content_type` (MTA-STS wants text/plain). A running server picks a new file up at once; a new
-        content type takes a reload (done here, bounded)."""
+        `content_type` (MTA-STS wants text/plain), instead of a redirect there. A running server picks
+        a new file up at once; a new content type takes a reload (done here, bounded)."""
         if not path.startswith("/") or ".." in path.split("/"):
             raise ValueError(f"bad URL path {path!r}")
         if isinstance(data, str):
@@ -46,10 +47,21 @@ class HttpsServer:
             f.write(data)
         os.chmod(target + ".tmp", 0o644)
         os.rename(target + ".tmp", target)
-        if self._types.get(path) != content_type:
-            self._types[path] = content_type
-            if self.proc:
-                self.reload()
+        changed = self._types.get(path, "text/plain") != content_type or path in self._redirects
+        self._types[path] = content_type
+        self._redirects.pop(path, None)
+        if changed and self.proc:
+            self.reload()
+        return self
+
+    def redirect(self, path, location, status=301):
+        """Answer `path` with a redirect to `location` (MTA-STS fetchers must not follow it); reloads a
+        running server."""
+        if not path.startswith("/") or '"' in location:
+            raise ValueError(f"bad redirect {path!r} -> {location!r}")
+        self._redirects[path] = (status, location)
+        if self.proc:
+            self.reload()
         return self
 
     def remove(self, path):
@@ -64,7 +76,9 @@ class HttpsServer:
         os.makedirs(temp, exist_ok=True)
         locations = "".join(
             f'        location = "{p}" {{\n            types {{ }}\n            default_type "{t}";\n'
-            f"        }}\n" for p, t in self._types.items())
+            f"        }}\n" for p, t in self._types.items() if p not in self._redirects)
+        locations += "".join(f'        location = "{p}" {{\n            return {status} "{url}";\n'
+                             f"        }}\n" for p, (status, url) in self._redirects.items())
         conf = f"""\
 # nginx of a smtptlsd test (tests/harness/https.py)
 daemon off;

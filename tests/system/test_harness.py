@@ -187,6 +187,10 @@ def test_https_server_serves_a_policy_with_the_test_ca(make_https, certs):
     assert b"\r\nContent-Type: application/json\r\n" in curl(certs.ca().cert).stdout
     web.remove("/.well-known/mta-sts.txt")
     assert curl(certs.ca().cert).stdout.startswith(b"HTTP/1.1 404")
+    web.redirect("/.well-known/mta-sts.txt", "https://elsewhere.test/policy")
+    assert b"\r\nLocation: https://elsewhere.test/policy\r\n" in curl(certs.ca().cert).stdout
+    web.put("/.well-known/mta-sts.txt", policy)
+    assert curl(certs.ca().cert).stdout.endswith(b"\r\n\r\n" + policy)
 
 
 def test_remote_mx_on_port_25_of_its_own_address(make_postfix, certs):
