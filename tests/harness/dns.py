@@ -5,9 +5,10 @@
 # harness tests) reaches the zones as stub zones (stub_zones()) and validates them with the DNSKEYs in
 # trust_anchor_file(): a signed zone is "secure", an unsigned sibling zone "insecure" (no anchor covers it:
 # the zones are siblings under no signed parent), a zone added with bogus_anchor=True "bogus" (the anchor
-# file holds a key that did not sign it). resolver_options() are the libunbound settings a resolver needs
-# to reach it (the daemon sets the same), unbound_conf() writes them with the stub zones for unbound-host,
-# and resolve() asks unbound-host (libunbound, as the daemon) what a name comes out as.
+# file holds a key that did not sign it), and break_signatures() makes one RRset bogus, the rest secure.
+# resolver_options() are the libunbound settings a resolver needs to reach it (the daemon sets the same),
+# unbound_conf() writes them with the stub zones for unbound-host, and resolve() asks unbound-host
+# (libunbound, as the daemon) what a name comes out as.
 import base64
 import os
 import re
@@ -42,6 +43,7 @@ class Zone:
     bogus_anchor: bool = False
     serial: int = 1
     dnskeys: list = field(default_factory=list)  # the served DNSKEY records (signed zones), zone-file lines
+    presigned: bool = False  # break_signatures(): served as signed before, some RRSIGs altered, not re-signed
 
 
 @dataclass
@@ -103,10 +105,54 @@ class DnsServer:
         else:
             zone.serial += 1
         self._write_zone_file(zone)
+        resign, zone.presigned = zone.presigned, False  # knot signs it again (with the same key)
+        if resign:
+            self._write_config()
         if self.proc:
             log_start = self._log_size()
-            self.knotc("zone-reload", zone.name)
+            self.knotc(*(("reload",) if resign else ("zone-reload", zone.name)))
             self._wait_served(zone, timeout, log_start)
+        return self
+
+    def break_signatures(self, zone_name, owner, rtype, timeout=30):
+        """Make one RRset of a signed zone bogus, the rest staying secure: the zone as knot signed it is
+        served from then on unsigned by knot (until set_records) with the RRSIGs over `owner`'s `rtype`
+        altered (e.g. break_signatures("secure.test", "_25._tcp.mx1", "TLSA"): a bogus TLSA record,
+        MX/A/AAAA still secure). owner: relative to the zone, "@" or absolute. Needs a running server."""
+        zone = self.zones[_fqdn(zone_name)]
+        if not (self.proc and zone.signed):
+            raise HarnessError("break_signatures needs a running server and a signed zone")
+        owner = zone.name if owner == "@" else owner.lower() if owner.endswith(".") else \
+            f"{owner.lower()}.{zone.name}"
+        lines, broken = [], []
+        for line in self.knotc("zone-read", zone.name).splitlines():
+            f = line.split()[1:]  # "[zone.] owner TTL TYPE DATA..."
+            if f and f[2] == "RRSIG" and f[0].lower() == owner and f[3] == rtype.upper():
+                raw = bytearray(base64.b64decode("".join(f[11:])))  # after: ... keytag signer
+                raw[len(raw) // 2] ^= 0xff
+                f = f[:11] + [base64.b64encode(bytes(raw)).decode()]
+                broken.append(f[-1])
+            if f:
+                lines.append(" ".join(f))
+        if not broken:
+            raise HarnessError(f"no RRSIG over {owner} {rtype} in {zone.name}")
+        zone.presigned = True
+        path = os.path.join(self.zone_dir, zone.name.rstrip(".") + ".zone")
+        with open(path + ".tmp", "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.rename(path + ".tmp", path)
+        self._write_config()
+        self.knotc("reload")  # the zone's config changed: knot loads the file (same serial) as it is
+
+        def served():
+            sigs = [rr.split()[-1] for rr in self.query(owner, rtype, dnssec=True, check=False)
+                    if rr.split()[3] == "RRSIG"]
+            return sigs and all(sig in broken for sig in sigs)
+
+        try:
+            wait_until(served, timeout, f"the altered RRSIG over {owner} {rtype} served")
+        except TimeoutError as e:
+            raise HarnessError(f"{e}\n--- {self.log_path} ---\n{tail(self.log_path)}") from e
         return self
 
     def _write_zone_file(self, zone):
@@ -125,7 +171,8 @@ class DnsServer:
         zones = []
         for z in self.zones.values():
             zones.append(f"  - domain: {z.name}\n"
-                         + ("    dnssec-signing: on\n    dnssec-policy: p256\n" if z.signed else ""))
+                         + ("    dnssec-signing: on\n    dnssec-policy: p256\n"
+                            if z.signed and not z.presigned else ""))
         conf = f"""\
 # knotd of a smtptlsd test (tests/harness/dns.py)
 server:
@@ -153,6 +200,7 @@ policy:
     zone-max-ttl: 86400
     propagation-delay: 0
     nsec3: off
+    cds-cdnskey-publish: none
 template:
   - id: default
     storage: "{self.zone_dir}"

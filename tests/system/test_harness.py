@@ -142,6 +142,17 @@ def test_dns_server_zones_come_out_secure_insecure_and_bogus(make_dns, certs):
     bogus = dns.resolve("mx1.bogus.test", "A")
     assert bogus.security == "bogus", bogus.text
 
+    dns.break_signatures("secure.test", "_25._tcp.mx1", "TLSA")  # one RRset bogus, the rest secure
+    r = dns.resolve("_25._tcp.mx1.secure.test", "TLSA")
+    assert r.security == "bogus", r.text
+    for name, rtype in (("secure.test", "MX"), ("mx1.secure.test", "A"), ("mx1.secure.test", "AAAA")):
+        r = dns.resolve(name, rtype)
+        assert r.security == "secure", r.text
+    dns.set_records("secure.test", ["@ 300 IN MX 10 mx1", "mx1 300 IN A 127.0.5.7",
+                                    f"_25._tcp.mx1 300 IN TLSA 3 1 1 {tlsa}"])  # signed anew
+    r = dns.resolve("_25._tcp.mx1.secure.test", "TLSA")
+    assert r.security == "secure", r.text
+
 
 def test_dns_server_set_records_and_late_zones(make_dns):
     dns = make_dns()
