@@ -10,6 +10,7 @@ struct config;
 struct db_pool;
 struct http_server;
 struct pending;
+struct probe_runner;
 struct worker;
 
 struct app {
@@ -17,9 +18,10 @@ struct app {
         struct db_pool *db;
         struct http_server *http;
         struct worker *worker;
-        struct pending *pending; /* requests waiting for their job (api/pending.c) */
-        atomic_bool ready;       /* database reached, migrations ran, first reconcile done */
-        atomic_bool stopping;    /* SIGTERM seen */
+        struct pending *pending;     /* requests waiting for their job (api/pending.c) */
+        struct probe_runner *probes; /* destination probes (probe/runner.c); NULL: not running */
+        atomic_bool ready;           /* database reached, migrations ran, first reconcile done */
+        atomic_bool stopping;        /* SIGTERM seen */
         /* One bulk replace at a time: taken when its headers are admitted (http/server.c), held
          * by its job until the job is freed (job.h: slot). */
         atomic_bool bulk_busy;

@@ -25,6 +25,7 @@
 
 static const char *const map_types[] = { "hash", "btree", "lmdb", "cdb", NULL };
 static const char *const secure_choices[] = { "auto", "yes", "no", NULL };
+static const char *const allow_deny[] = { "allow", "deny", NULL };
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
 
 static int check_manager_urls(const char *value, char *err, size_t errsize);
@@ -100,6 +101,40 @@ const struct conf_key conf_keys[] = {
           .check = check_manager_urls,
           .help = "manager=URL pairs (separated by spaces): the console links a row managed by "
                   "that manager to the URL, {destination} replaced (empty: no links)" },
+        KEY(probe_resolvers, CONF_STRING, "resolv.conf", 0, 0,
+            "where the destination probe resolves: resolv.conf (the resolvers of "
+            "/etc/resolv.conf, as Postfix), root (from the root servers), or addresses "
+            "(address[@port], separated by spaces) to forward to; DNSSEC is validated locally"),
+        KEY(probe_stub_zones, CONF_STRING, "", 0, 0,
+            "zone=address[@port] pairs (separated by spaces): zones the probe asks those "
+            "servers for (split DNS, test zones)"),
+        KEY(probe_trust_anchor_file, CONF_STRING, "/usr/share/dns/root.key", 0, 0,
+            "DNSSEC trust anchors (DS or DNSKEY records) of the probe's validation (empty: no "
+            "validation, no DANE)"),
+        KEY(probe_https_ca_file, CONF_STRING, "", 0, 0,
+            "CA certificates that verify MTA-STS policy hosts (empty: the system's)"),
+        KEY(probe_timeout, CONF_DURATION, "30s", SEC, 600 * SEC,
+            "bound on one destination probe (lookups and every conversation)"),
+        KEY(probe_step_timeout, CONF_DURATION, "10s", SEC, 300 * SEC,
+            "bound on the conversation with one address"),
+        KEY(probe_max_concurrent, CONF_INT, "8", 1, 256, "destination probes run at once"),
+        KEY(probe_queue_limit, CONF_INT, "64", 0, 100000,
+            "destination probes waiting for a free slot beyond those (more: 503)"),
+        KEY(probe_max_hosts, CONF_INT, "5", 1, 50,
+            "MX hosts probed per destination (the most "
+            "preferred)"),
+        KEY(probe_max_addresses, CONF_INT, "10", 1, 100, "addresses probed per destination"),
+        KEY(probe_guard_limit, CONF_INT, "20", 1, 1000,
+            "destinations above may one guarded write (?probe=true) may set"),
+        KEY(probe_cache_time, CONF_DURATION, "5m", 0, 86400 * SEC,
+            "how long a probe's report answers again for the same destination (0: never)"),
+        { .name = "probe_private_networks",
+          .type = CONF_CHOICE,
+          .def = "allow",
+          .offset = offsetof(struct config, probe_private_networks),
+          .choices = allow_deny,
+          .help = "whether the probe connects to loopback, private and link-local addresses "
+                  "(deny: refused and reported)" },
         { .name = "log_level",
           .type = CONF_CHOICE,
           .def = "info",

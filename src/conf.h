@@ -49,6 +49,19 @@ struct config {
         char *session_cookie_secure;
         char *cors_allowed_origins;
         char *console_manager_urls;
+        char *probe_resolvers;
+        char *probe_stub_zones;
+        char *probe_trust_anchor_file;
+        char *probe_https_ca_file;
+        int64_t probe_timeout;
+        int64_t probe_step_timeout;
+        int64_t probe_max_concurrent;
+        int64_t probe_queue_limit;
+        int64_t probe_max_hosts;
+        int64_t probe_max_addresses;
+        int64_t probe_cache_time;
+        int64_t probe_guard_limit;
+        char *probe_private_networks;
         char *log_level;
         /* not a key: what key_encryption_key_file holds, read by config_load (NULL: none) */
         struct kek *kek;

@@ -19,6 +19,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "probe/dns.h"
+#include "probe/mtasts.h"
+#include "probe/runner.h"
 #include "store/db.h"
 #include "store/migrate.h"
 #include "store/tokens.h"
@@ -117,6 +120,18 @@ static int run_serve(const struct config *cfg)
         r = setup_signals(&sfd);
         if (r < 0)
                 return log_errno(LOG_ERR, r, "cannot set up signal handling: %s", strerror(-r));
+        struct dns_config dns = { .resolvers = cfg->probe_resolvers,
+                                  .stub_zones = cfg->probe_stub_zones,
+                                  .trust_anchor_file = cfg->probe_trust_anchor_file };
+        char dns_err[256];
+        if (dns_config_check(&dns, dns_err, sizeof(dns_err)) < 0) {
+                log_error("the destination probe's resolver (probe_resolvers, probe_stub_zones, "
+                          "probe_trust_anchor_file): %s",
+                          dns_err);
+                return -EINVAL;
+        }
+        if (mtasts_global_init() < 0)
+                return log_errno(LOG_ERR, -ENOMEM, "cannot set up libcurl");
         r = db_pool_new(cfg, &app.db);
         if (r < 0)
                 return log_errno(LOG_ERR, r, "out of memory");
@@ -155,6 +170,23 @@ static int run_serve(const struct config *cfg)
         }
         if (r >= 0)
                 r = pending_new(&app.pending);
+        struct probe_config probe_cfg = {
+                .dns = dns,
+                .https_ca_file =
+                    isempty(cfg->probe_https_ca_file) ? NULL : cfg->probe_https_ca_file,
+                .timeout_usec = (uint64_t)cfg->probe_timeout,
+                .step_timeout_usec = (uint64_t)cfg->probe_step_timeout,
+                .max_hosts = (unsigned)cfg->probe_max_hosts,
+                .max_addresses = (unsigned)cfg->probe_max_addresses,
+                .allow_private = streq(cfg->probe_private_networks, "allow"),
+        };
+        if (r >= 0) {
+                r = probe_runner_new(&probe_cfg, (unsigned)cfg->probe_max_concurrent,
+                                     (unsigned)cfg->probe_queue_limit,
+                                     (uint64_t)cfg->probe_cache_time, &app.probes);
+                if (r < 0)
+                        log_errno(LOG_ERR, r, "cannot start the destination probe's threads");
+        }
         struct acme_watch *acme = NULL;
         if (r >= 0 && acme_watch_start(&app, &acme) < 0)
                 log_warning("cannot watch %s; renewals are picked up by POST "
@@ -195,9 +227,11 @@ static int run_serve(const struct config *cfg)
         http_server_quiesce(http);
         acme_watch_stop(acme);
         worker_stop(app.worker);
-        pending_stop(app.pending); /* the requests still waiting get 202; no more wait */
+        pending_stop(app.pending);     /* the requests still waiting get 202; no more wait */
+        probe_runner_stop(app.probes); /* probes in flight cancelled; their requests get 503 */
         http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
         pending_free(app.pending); /* no HTTP thread is left to call it */
+        probe_runner_free(app.probes);
         worker_free(app.worker);
         db_pool_free(app.db);
         log_info("stopped");

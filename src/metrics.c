@@ -49,6 +49,17 @@ static const struct {
         [METRIC_STATUS_MAP_RENDERS] = { "smtptlsd_status_map_renders_total", NULL,
                                         "Policy maps rendered for /api/v1/status and "
                                         "/api/v1/config (once per generation; cached)." },
+        [METRIC_PROBES_PASSED] = { "smtptlsd_probes_total", "outcome=\"passed\"",
+                                   "Destination probes, by outcome (passed: reachable and, with a "
+                                   "level asked, passing it; failed: reachable, failing the "
+                                   "level; unreachable: no mail would go out at all; cancelled: "
+                                   "the daemon stopped; refused: too many at once)." },
+        [METRIC_PROBES_FAILED] = { "smtptlsd_probes_total", "outcome=\"failed\"", NULL },
+        [METRIC_PROBES_UNREACHABLE] = { "smtptlsd_probes_total", "outcome=\"unreachable\"", NULL },
+        [METRIC_PROBES_CANCELLED] = { "smtptlsd_probes_total", "outcome=\"cancelled\"", NULL },
+        [METRIC_PROBES_REFUSED] = { "smtptlsd_probes_total", "outcome=\"refused\"", NULL },
+        [METRIC_PROBES_CACHED] = { "smtptlsd_probes_cached_total", NULL,
+                                   "Destination probes answered from the cache." },
 };
 
 static const struct {

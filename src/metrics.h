@@ -15,6 +15,12 @@ enum metric_counter {
         METRIC_RECONCILES,
         METRIC_DB_RECONNECTS,
         METRIC_STATUS_MAP_RENDERS,
+        METRIC_PROBES_PASSED, /* destination probes by outcome (api/probe.c) */
+        METRIC_PROBES_FAILED,
+        METRIC_PROBES_UNREACHABLE,
+        METRIC_PROBES_CANCELLED,
+        METRIC_PROBES_REFUSED,
+        METRIC_PROBES_CACHED, /* answered from the cache (also counted by outcome) */
         _METRIC_COUNTER_MAX,
 };
 

@@ -41,6 +41,9 @@ int api_policy_put(struct request *req, struct problem *reterr);
 int api_policy_patch(struct request *req, struct problem *reterr);
 int api_policy_delete(struct request *req, struct problem *reterr);
 
+/* POST /api/v1/probe (api/probe.c): suspends the request until the probe runner answers. */
+int api_probe(struct request *req, struct problem *reterr);
+int api_probes_list(struct request *req, struct problem *reterr);
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
@@ -96,8 +99,10 @@ int api_query_flag(struct request *req, const char *name, bool *ret, struct prob
  * text of the normalized items (*text, malloc'ed; body_len, the request's size, sizes it), freeing
  * each parsed item as it goes; problems name base/N/field. managed_by in an item: needs admin,
  * and only with allow_managed. */
+struct guard;
+/* guard (may be NULL): every item above may is added to it (api/guard.h). */
 int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
-                     bool allow_managed, char **text, struct problem *reterr);
+                     bool allow_managed, struct guard *guard, char **text, struct problem *reterr);
 /* A certificate name: [a-z0-9][a-z0-9._-]{0,63}, not "rescan"; invalid_name naming field. */
 int api_certificate_name_check(const char *name, const char *field, struct problem *reterr);
 /* ?limit= for lists: 1..1000, default 100. */

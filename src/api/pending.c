@@ -128,8 +128,10 @@ int pending_add(struct pending *p, struct request *req, struct job *job, uint64_
         }
         job->on_done = job_done;
         job->on_done_arg = p;
-        req->suspended = true;
-        MHD_suspend_connection(req->conn);
+        if (!req->suspended) { /* a guarded write comes suspended already (api/guard.c) */
+                req->suspended = true;
+                MHD_suspend_connection(req->conn);
+        }
         e->next = p->entries;
         p->entries = e;
         pthread_cond_signal(&p->wake);

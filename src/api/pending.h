@@ -18,7 +18,8 @@ void pending_stop(struct pending *p);
 /* Stops it (if not stopped) and frees it: only once no HTTP thread can call pending_add (after
  * http_server_stop). NULL: nothing. */
 void pending_free(struct pending *p);
-/* Suspends req and remembers it until deadline (monotonic usec), and makes the job tell it when
+/* Suspends req (unless it is already: a guarded write, api/guard.c) and remembers it until
+ * deadline (monotonic usec), and makes the job tell it when
  * done (job->on_done). The job must be queued after this call, so that its completion always
  * finds the request suspended. */
 int pending_add(struct pending *p, struct request *req, struct job *job, uint64_t deadline);

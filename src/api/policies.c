@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "api/api.h"
+#include "api/guard.h"
 #include "app.h"
 #include "core/cursor.h"
 #include "core/json_spec.h"
@@ -169,9 +170,13 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
 {
         char dest[256] = "", mbuf[80];
         const char *manager = NULL;
-        struct policy p = { 0 };
+        struct policy p = { 0 }, merged = { 0 };
+        const struct policy *set = &p; /* what the write sets: p, or a patch's merge */
         json_t *body = NULL, *normalized = NULL;
+        bool guarded = false, force = false;
         int r = manager_of(req, mbuf, sizeof(mbuf), &manager, reterr);
+        if (r >= 0)
+                r = guard_wanted(req, &guarded, &force, reterr);
         if (r >= 0 && from_url)
                 r = url_destination(req, dest, true, reterr);
         if (r >= 0)
@@ -214,14 +219,28 @@ static int write_one(struct request *req, const char *action, bool patch, bool f
                                 r = policy_check_manager_change(was, cur.managed_by, req->scope, "",
                                                                 reterr);
                 }
-                policy_done(&cur);
+                /* the guard probes what the row becomes */
+                merged = cur;
+                cur = (struct policy){ 0 };
+                set = &merged;
                 normalized = json_incref(body);
         }
         if (r >= 0) {
                 json_t *jb = job_body(req, normalized, manager);
-                r = api_submit(req, action, dest, jb, reterr);
+                if (guarded && guard_level_needs_probe(set->level)) {
+                        struct guard *g = guard_new(req, force, action, dest, jb, NULL);
+                        r = g ? guard_add(g, set, reterr)
+                              : problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                                  "out of memory");
+                        if (r >= 0)
+                                r = guard_run(TAKE_PTR(g), reterr);
+                        guard_free(g);
+                } else {
+                        r = api_submit(req, action, dest, jb, reterr);
+                }
                 json_decref(jb);
         }
+        policy_done(&merged);
         policy_done(&p);
         json_decref(normalized);
         json_decref(body);
@@ -268,7 +287,7 @@ static int text_add(const char *s, size_t n, void *data)
 #define BULK_TRIM_EVERY 16384
 
 int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
-                     bool allow_managed, char **ret, struct problem *reterr)
+                     bool allow_managed, struct guard *guard, char **ret, struct problem *reterr)
 {
         /* about the body's size (normalized items have every field): one allocation, in most
          * cases, and large enough to be a mapping of its own, so it grows without copies */
@@ -304,6 +323,8 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
                             "'%s' appears twice (first at %s/%lld)", p.destination, base,
                             (long long)json_integer_value(json_object_get(seen, p.destination)));
                 }
+                if (r >= 0 && guard && guard_level_needs_probe(p.level))
+                        r = guard_add(guard, &p, reterr);
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
                         json_t *n = policy_to_json(&p);
@@ -340,6 +361,7 @@ out:
  * is recorded; the job keeps only that text until its row has it. */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
+        struct guard *guard = NULL;
         json_t *body = NULL, *items;
         _cleanup_free_ char *text = NULL;
         size_t body_len = req->body_len;
@@ -362,17 +384,35 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                                 "/items", "items must be an array of TLS policies");
                 goto out;
         }
-        r = api_policy_items(req, items, body_len, "/items", false, &text, reterr);
+        bool probe = false, force = false;
+        r = guard_wanted(req, &probe, &force, reterr);
         if (r < 0)
                 goto out;
-        json_decref(TAKE_PTR(body));
-        /* The parsed body was many small blocks: give them back before the row is sent. */
-        malloc_trim(0);
         /* body.policy is null here and the items in the row (api_submit_items) */
         json_t *jb = job_body(req, json_null(), NULL);
-        r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
+        guard = probe ? guard_new(req, force, "policies.bulk", "tls-policies", jb, NULL) : NULL;
+        if (probe && !guard) {
+                json_decref(jb);
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
+                goto out;
+        }
+        r = api_policy_items(req, items, body_len, "/items", false, guard, &text, reterr);
+        if (r >= 0) {
+                json_decref(TAKE_PTR(body));
+                /* The parsed body was many small blocks: give them back before the row is
+                 * sent. */
+                malloc_trim(0);
+        }
+        if (r >= 0 && guard) {
+                guard_set_items(guard, &text);
+                r = guard_run(TAKE_PTR(guard), reterr);
+        } else if (r >= 0) {
+                r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
+        }
         json_decref(jb);
 out:
+        guard_free(guard);
         json_decref(body);
         return r;
 }

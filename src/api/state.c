@@ -290,8 +290,8 @@ static int state_put(struct request *req, struct problem *reterr)
                                 break;
                 }
         if (r >= 0)
-                r = api_policy_items(req, b.tls_policies, body_len, "/tls_policies", true, &items,
-                                     reterr);
+                r = api_policy_items(req, b.tls_policies, body_len, "/tls_policies", true, NULL,
+                                     &items, reterr);
         if (r >= 0) {
                 jb = json_pack("{s:o, s:b, s:O, s:n, s:s}", "settings", TAKE_PTR(settings),
                                "managed", managed ? json_is_true(managed) : true, "certificates",

@@ -37,8 +37,8 @@ struct probe_evidence {
         bool connected;       /* TCP connection established */
         bool smtp_ok;         /* 220 greeting and 2xx EHLO */
         bool starttls_offered;
-        bool handshake_ok; /* STARTTLS accepted and the TLS handshake completed */
-        bool trusted;      /* the chain verifies to the trust anchors (names aside) */
+        bool handshake_ok;             /* STARTTLS accepted and the TLS handshake completed */
+        bool trusted;                  /* the chain verifies to the trust anchors (names aside) */
         const char *const *cert_names; /* the leaf's subjectAltName DNS names, or its subject
                                           CommonName when it has none (Postfix's rule) */
         size_t n_cert_names;
@@ -74,7 +74,9 @@ bool probe_name_matches(const char *cert_name, const char *pattern, const char *
  * handshake_ok and a match entry equals cert_sha256 or pubkey_sha256 (':' and case ignored).
  * verify, secure: handshake_ok, trusted, and a certificate name matches a pattern. dane: by the
  * DANE state: USABLE needs dane_verified, UNUSABLE handshake_ok, FAILED fails, NONE as may.
- * dane-only: USABLE and dane_verified, or UNUSABLE and handshake_ok; else fails. */
+ * dane-only: USABLE and dane_verified; else fails (Postfix defers when the records are missing or
+ * unusable: smtp_tls_policy.c turns dane-only into an invalid level where dane falls back). Every
+ * level first needs connected and smtp_ok; t NULL is an empty target. */
 bool probe_would_pass(enum tls_level level, const struct probe_evidence *e,
                       const struct probe_target *t, char *reason, size_t size);
 

@@ -61,11 +61,16 @@ enum {
         QUERY_SINCE = 1 << 13,
         QUERY_INCLUDE_KEYS = 1 << 14,
         QUERY_INCLUDE_REVOKED = 1 << 15,
+        QUERY_DESTINATION = 1 << 16,
+        QUERY_PROBE = 1 << 17,
+        QUERY_FORCE = 1 << 18,
 };
 /* What every write takes (api/write.c reads them). */
 #define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)
 /* What every paged list takes. */
 #define QUERY_PAGE (QUERY_LIMIT | QUERY_AFTER)
+/* What the policy writes take besides: the probe guard (api/guard.h). */
+#define QUERY_GUARD (QUERY_PROBE | QUERY_FORCE)
 
 #define ROUTE_MAX_PARAMS  2
 #define REPLY_MAX_HEADERS 12

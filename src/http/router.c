@@ -151,6 +151,9 @@ static const struct {
         { QUERY_SINCE, "since", false },
         { QUERY_INCLUDE_KEYS, "include_keys", false },
         { QUERY_INCLUDE_REVOKED, "include_revoked", false },
+        { QUERY_DESTINATION, "destination", false },
+        { QUERY_PROBE, "probe", false },
+        { QUERY_FORCE, "force", false },
 };
 
 const char *router_query_name(unsigned bit)

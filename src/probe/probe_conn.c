@@ -52,8 +52,22 @@ uint64_t probe_deadline_after(uint64_t usec)
         return usec > UINT64_MAX - now ? UINT64_MAX : now + usec;
 }
 
-/* Waits until fd is ready for events or the deadline passes. POLLERR/POLLHUP count as ready: the
- * following I/O call reports what happened. */
+/* The cancel descriptor of this thread (probe_set_cancel_fd); -1: none. */
+static _Thread_local int cancel_fd = -1;
+
+void probe_set_cancel_fd(int fd)
+{
+        cancel_fd = fd;
+}
+
+int probe_cancel_fd(void)
+{
+        return cancel_fd;
+}
+
+/* Waits until fd is ready for events, the deadline passes, or this thread's cancel descriptor
+ * becomes readable (-ECANCELED). POLLERR/POLLHUP count as ready: the following I/O call reports
+ * what happened. */
 int probe_wait_fd(int fd, short events, uint64_t deadline)
 {
         for (;;) {
@@ -61,13 +75,41 @@ int probe_wait_fd(int fd, short events, uint64_t deadline)
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 uint64_t ms = (deadline - now + 999) / 1000;
-                struct pollfd p = { .fd = fd, .events = events };
-                int r = poll(&p, 1, ms > INT_MAX ? INT_MAX : (int)ms);
+                struct pollfd p[2] = { { .fd = fd, .events = events },
+                                       { .fd = cancel_fd, .events = POLLIN } };
+                int r = poll(p, cancel_fd >= 0 ? 2 : 1, ms > INT_MAX ? INT_MAX : (int)ms);
                 if (r < 0 && errno != EINTR)
                         return -errno;
+                if (r > 0 && cancel_fd >= 0 && p[1].revents)
+                        return -ECANCELED;
                 if (r > 0)
                         return 0;
         }
+}
+
+/* Loopback, private (RFC 1918, RFC 4193), shared (RFC 6598), link-local and unspecified
+ * addresses: refused when the configuration says so. */
+bool probe_address_is_private(const char *s)
+{
+        unsigned char a[16];
+        if (inet_pton(AF_INET, s, a) == 1)
+                return a[0] == 127 || a[0] == 10 || a[0] == 0 ||
+                       (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+                       (a[0] == 169 && a[1] == 254) || (a[0] == 100 && (a[1] & 0xc0) == 64);
+        if (inet_pton(AF_INET6, s, a) != 1)
+                return true;
+        static const unsigned char zero[16];
+        if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
+                return true; /* :: and ::1 */
+        if ((a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
+                return true;
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        if (memcmp(a, mapped, 12) == 0) {
+                char v4[16];
+                snprintf(v4, sizeof(v4), "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+                return probe_address_is_private(v4);
+        }
+        return false;
 }
 
 /* The reason of the last OpenSSL error of this thread. */

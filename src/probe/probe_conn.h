@@ -27,8 +27,17 @@ void probe_set_error(struct smtp_probe_result *res, const char *fmt, ...) _print
 void probe_copy_printable(char *dst, size_t size, const char *src, size_t n);
 /* now + usec on the monotonic clock, saturated. */
 uint64_t probe_deadline_after(uint64_t usec);
-/* Waits until fd is ready for events (poll(2)) or the deadline passes (-ETIMEDOUT). */
+/* Waits until fd is ready for events (poll(2)) or the deadline passes (-ETIMEDOUT), or this
+ * thread's cancel descriptor is readable (-ECANCELED). */
 int probe_wait_fd(int fd, short events, uint64_t deadline);
+/* A descriptor (an eventfd, a pipe's read end) whose readability cancels every wait of the
+ * probes this thread runs from now on (the daemon stops); -1: none. Per thread. */
+void probe_set_cancel_fd(int fd);
+int probe_cancel_fd(void);
+/* Whether s (numeric IPv4 or IPv6) is a loopback, private (RFC 1918, RFC 4193), shared
+ * (RFC 6598), link-local or unspecified address (or no address at all): where
+ * probe_private_networks = deny forbids the probe to connect. */
+bool probe_address_is_private(const char *s);
 /* The reason of the last OpenSSL error of this thread. */
 const char *probe_ssl_reason(void);
 

@@ -129,6 +129,34 @@ int probe_tls_ctx(const char *ca_file, bool verify, const char *sigalgs, SSL_CTX
         return 0;
 }
 
+int probe_tls_ctx_paths(const char *ca_file, const char *ca_path, bool system, bool dane,
+                        SSL_CTX **ret, struct smtp_probe_result *res)
+{
+        SSL_CTX *ctx = NULL;
+        int r = probe_tls_ctx(NULL, false, NULL, &ctx, res);
+        if (r < 0)
+                return r;
+        if ((ca_file || ca_path) && SSL_CTX_load_verify_locations(ctx, ca_file, ca_path) != 1) {
+                probe_set_error(res, "trust anchors %s%s%s: %s", ca_file ? ca_file : "",
+                                ca_file && ca_path ? " " : "", ca_path ? ca_path : "",
+                                probe_ssl_reason());
+                SSL_CTX_free(ctx);
+                return -EINVAL;
+        }
+        if (system && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+                probe_set_error(res, "the system's trust anchors: %s", probe_ssl_reason());
+                SSL_CTX_free(ctx);
+                return -EINVAL;
+        }
+        if (dane && SSL_CTX_dane_enable(ctx) <= 0) {
+                probe_set_error(res, "TLS setup: DANE: %s", probe_ssl_reason());
+                SSL_CTX_free(ctx);
+                return -ENOMEM;
+        }
+        *ret = ctx;
+        return 0;
+}
+
 static bool is_ip_literal(const char *s)
 {
         unsigned char buf[sizeof(struct in6_addr)];
@@ -185,17 +213,32 @@ static int collect_dns_names(X509 *cert, struct smtp_probe_result *res)
         return r;
 }
 
+/* "AB:CD:..." of n bytes into dst[size]. */
+static void hex_pairs(const unsigned char *md, unsigned n, char *dst, size_t size)
+{
+        char *p = dst;
+        dst[0] = 0;
+        for (unsigned i = 0; i < n && i * 3 + 3 <= size; i++)
+                p += snprintf(p, 4, i ? ":%02X" : "%02X", md[i]);
+}
+
 static int collect_cert(X509 *cert, struct smtp_probe_result *res)
 {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned n = 0;
         struct tm tm;
 
-        if (X509_digest(cert, EVP_sha256(), md, &n) == 1) {
-                char *p = res->sha256_fingerprint;
-                for (unsigned i = 0; i < n && i * 3 + 3 <= sizeof(res->sha256_fingerprint); i++)
-                        p += snprintf(p, 4, i ? ":%02X" : "%02X", md[i]);
-        }
+        if (X509_digest(cert, EVP_sha256(), md, &n) == 1)
+                hex_pairs(md, n, res->sha256_fingerprint, sizeof(res->sha256_fingerprint));
+        if (X509_pubkey_digest(cert, EVP_sha256(), md, &n) == 1)
+                hex_pairs(md, n, res->pubkey_sha256, sizeof(res->pubkey_sha256));
+        if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm) == 1)
+                res->not_before = timegm(&tm);
+        char cn[256];
+        int k =
+            X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+        if (k > 0)
+                probe_copy_printable(res->common_name, sizeof(res->common_name), cn, (size_t)k);
         name_string(X509_get_subject_name(cert), res->subject, sizeof(res->subject));
         name_string(X509_get_issuer_name(cert), res->issuer, sizeof(res->issuer));
         if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
@@ -209,37 +252,13 @@ static int collect_cert(X509 *cert, struct smtp_probe_result *res)
         return collect_dns_names(cert, res);
 }
 
-/* STARTTLS was accepted: handshake, then collect. Returns 0 when the handshake finished, 1 when it
- * failed (a finding, res->error says why), negative on timeout or allocation failure. */
-int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
-                        const char *servername, bool verify, struct smtp_probe_result *res)
+/* The handshake on c->ssl by c->deadline: 0 done (protocol, cipher and group in res), 1 failed
+ * (a finding: res->error; the session is freed), negative on timeout or allocation failure. */
+static int tls_connect(struct probe_conn *c, BIO_METHOD *meth, struct smtp_probe_result *res)
 {
         BIO *bio;
         int r;
 
-        c->ssl = SSL_new(ctx);
-        if (!c->ssl) {
-                probe_set_error(res, "TLS handshake: %s", probe_ssl_reason());
-                return -ENOMEM;
-        }
-        if (servername) {
-                X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
-                if (is_ip_literal(servername)) {
-                        /* RFC 6066: no IP addresses in SNI; check the IP SANs instead */
-                        r = X509_VERIFY_PARAM_set1_ip_asc(param, servername);
-                } else {
-                        X509_VERIFY_PARAM_set_hostflags(param,
-                                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-                        r = X509_VERIFY_PARAM_set1_host(param, servername, 0) == 1 &&
-                            SSL_set_tlsext_host_name(c->ssl, servername) == 1;
-                }
-                if (r != 1) {
-                        char shown[64];
-                        probe_copy_printable(shown, sizeof(shown), servername, strlen(servername));
-                        probe_set_error(res, "TLS handshake: unusable server name \"%s\"", shown);
-                        return -EINVAL;
-                }
-        }
         bio = BIO_new(meth);
         if (!bio) {
                 probe_set_error(res, "TLS handshake: %s", probe_ssl_reason());
@@ -276,6 +295,45 @@ int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
         res->handshake_ok = true;
         strcpy_bounded(res->protocol, sizeof(res->protocol), SSL_get_version(c->ssl));
         strcpy_bounded(res->cipher, sizeof(res->cipher), SSL_get_cipher_name(c->ssl));
+        int nid = SSL_get_negotiated_group(c->ssl);
+        const char *group = nid > 0 ? SSL_group_to_name(c->ssl, nid) : NULL;
+        strcpy_bounded(res->group, sizeof(res->group), group ? group : "");
+        return 0;
+}
+
+/* STARTTLS was accepted: handshake, then collect. Returns 0 when the handshake finished, 1 when it
+ * failed (a finding, res->error says why), negative on timeout or allocation failure. */
+int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
+                        const char *servername, bool verify, struct smtp_probe_result *res)
+{
+        int r;
+
+        c->ssl = SSL_new(ctx);
+        if (!c->ssl) {
+                probe_set_error(res, "TLS handshake: %s", probe_ssl_reason());
+                return -ENOMEM;
+        }
+        if (servername) {
+                X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+                if (is_ip_literal(servername)) {
+                        /* RFC 6066: no IP addresses in SNI; check the IP SANs instead */
+                        r = X509_VERIFY_PARAM_set1_ip_asc(param, servername);
+                } else {
+                        X509_VERIFY_PARAM_set_hostflags(param,
+                                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                        r = X509_VERIFY_PARAM_set1_host(param, servername, 0) == 1 &&
+                            SSL_set_tlsext_host_name(c->ssl, servername) == 1;
+                }
+                if (r != 1) {
+                        char shown[64];
+                        probe_copy_printable(shown, sizeof(shown), servername, strlen(servername));
+                        probe_set_error(res, "TLS handshake: unusable server name \"%s\"", shown);
+                        return -EINVAL;
+                }
+        }
+        r = tls_connect(c, meth, res);
+        if (r != 0)
+                return r;
         X509 *peer = SSL_get1_peer_certificate(c->ssl);
         if (!peer) {
                 strcpy_bounded(res->verify_error, sizeof(res->verify_error), "no peer certificate");
@@ -296,5 +354,128 @@ int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
         if (!res->verified)
                 strcpy_bounded(res->verify_error, sizeof(res->verify_error),
                                X509_verify_cert_error_string(v));
+        return 0;
+}
+
+/* The chain the server sent, leaf first, as subjects into res. */
+static int collect_chain(SSL *ssl, struct smtp_probe_result *res)
+{
+        STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+        int count = chain ? sk_X509_num(chain) : 0;
+        if (count <= 0)
+                return 0;
+        if (count > 16)
+                count = 16;
+        res->chain_subjects = calloc((size_t)count, sizeof(char *));
+        if (!res->chain_subjects)
+                return -ENOMEM;
+        for (int i = 0; i < count; i++) {
+                char subject[512];
+                name_string(X509_get_subject_name(sk_X509_value(chain, i)), subject,
+                            sizeof(subject));
+                res->chain_subjects[i] = strdup(subject);
+                if (!res->chain_subjects[i])
+                        return -ENOMEM;
+                res->n_chain++;
+        }
+        return 0;
+}
+
+/* Whether the chain the server sent verifies to ctx's trust anchors, names aside (what
+ * Postfix calls trusted); the error in words into res. */
+static int check_trust(SSL *ssl, SSL_CTX *ctx, X509 *peer, struct smtp_probe_result *res)
+{
+        X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+        if (!sctx)
+                return -ENOMEM;
+        int r = 0;
+        if (X509_STORE_CTX_init(sctx, SSL_CTX_get_cert_store(ctx), peer,
+                                SSL_get_peer_cert_chain(ssl)) != 1 ||
+            X509_STORE_CTX_set_default(sctx, "ssl_server") != 1) {
+                r = -ENOMEM;
+        } else if (X509_verify_cert(sctx) == 1) {
+                res->trusted = true;
+        } else {
+                int e = X509_STORE_CTX_get_error(sctx);
+                snprintf(res->trust_error, sizeof(res->trust_error), "%s (depth %d)",
+                         X509_verify_cert_error_string(e), X509_STORE_CTX_get_error_depth(sctx));
+        }
+        X509_STORE_CTX_free(sctx);
+        ERR_clear_error();
+        return r;
+}
+
+/* The DANE set-up of one connection: base domain, no name checks for DANE-EE (RFC 7672 3.1.1),
+ * the records. -EINVAL when none of them is usable to OpenSSL (dane_error says so). */
+static int dane_setup(SSL *ssl, const struct smtp_probe_options *o, struct smtp_probe_result *res)
+{
+        const char *base = o->tlsa_base ? o->tlsa_base : o->servername;
+        if (SSL_dane_enable(ssl, base) <= 0)
+                return -ENOMEM;
+        SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+        int usable = 0;
+        for (size_t i = 0; i < o->n_tlsa; i++) {
+                const struct dns_tlsa *t = &o->tlsa[i];
+                int k = SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype, t->data, t->len);
+                if (k > 0)
+                        usable++;
+        }
+        ERR_clear_error();
+        if (usable == 0) {
+                strcpy_bounded(res->dane_error, sizeof(res->dane_error),
+                               "no TLSA record is usable");
+                return -EINVAL;
+        }
+        res->dane_checked = true;
+        return 0;
+}
+
+int probe_tls_handshake_checked(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
+                                const struct smtp_probe_options *o, struct smtp_probe_result *res)
+{
+        c->ssl = SSL_new(ctx);
+        if (!c->ssl) {
+                probe_set_error(res, "TLS handshake: %s", probe_ssl_reason());
+                return -ENOMEM;
+        }
+        if (o->servername && !is_ip_literal(o->servername) &&
+            SSL_set_tlsext_host_name(c->ssl, o->servername) != 1) {
+                probe_set_error(res, "TLS handshake: unusable server name");
+                return -EINVAL;
+        }
+        if (o->n_tlsa > 0) {
+                int k = dane_setup(c->ssl, o, res);
+                if (k == -ENOMEM) {
+                        probe_set_error(res, "TLS handshake: out of memory");
+                        return k;
+                }
+        }
+        int r = tls_connect(c, meth, res);
+        if (r != 0)
+                return r;
+        X509 *peer = SSL_get1_peer_certificate(c->ssl);
+        if (!peer) {
+                strcpy_bounded(res->trust_error, sizeof(res->trust_error), "no peer certificate");
+                return 0;
+        }
+        r = collect_cert(peer, res);
+        if (r == 0)
+                r = collect_chain(c->ssl, res);
+        if (r == 0)
+                r = check_trust(c->ssl, ctx, peer, res);
+        X509_free(peer);
+        if (r < 0) {
+                probe_set_error(res, "TLS handshake: out of memory");
+                return r;
+        }
+        if (res->dane_checked) {
+                long v = SSL_get_verify_result(c->ssl);
+                res->dane_verified =
+                    v == X509_V_OK && SSL_get0_dane_authority(c->ssl, NULL, NULL) >= 0;
+                if (!res->dane_verified)
+                        strcpy_bounded(res->dane_error, sizeof(res->dane_error),
+                                       v == X509_V_OK ? "no TLSA record matches"
+                                                      : X509_verify_cert_error_string(v));
+        }
         return 0;
 }

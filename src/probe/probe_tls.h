@@ -15,6 +15,16 @@ BIO_METHOD *probe_tls_bio_method(void);
  * store); sigalgs (NULL: OpenSSL's) the signature algorithms offered. -EINVAL with res->error. */
 int probe_tls_ctx(const char *ca_file, bool verify, const char *sigalgs, SSL_CTX **ret,
                   struct smtp_probe_result *res);
+/* The destination probe's context: the trust anchors of ca_file and ca_path (NULL: none) and,
+ * with system, OpenSSL's default ones, as Postfix's smtp client loads them (no anchors at all is
+ * a context that trusts nothing); with dane, OpenSSL's DANE support enabled. */
+int probe_tls_ctx_paths(const char *ca_file, const char *ca_path, bool system, bool dane,
+                        SSL_CTX **ret, struct smtp_probe_result *res);
+/* The destination probe's handshake (smtp_probe_address): SNI o->servername, DANE with o->tlsa,
+ * then the certificate, the chain, its trust (names aside) and the DANE result into res. Same
+ * returns as probe_tls_handshake. */
+int probe_tls_handshake_checked(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
+                                const struct smtp_probe_options *o, struct smtp_probe_result *res);
 /* STARTTLS was accepted: handshake on c (SNI and the name check with servername), then what the
  * peer certificate says into res. 0 when the handshake finished, 1 when it failed (a finding,
  * res->error says why), negative on timeout or allocation failure. */

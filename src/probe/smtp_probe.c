@@ -103,6 +103,7 @@ static void ehlo_name(int fd, char *buf, size_t size)
 /* ---- the conversation ---------------------------------------------------------------------- */
 
 struct probe {
+        const struct smtp_probe_options *o; /* smtp_probe_address(); NULL for the others */
         const char *servername;
         const char *ca_file;
         const char *sigalgs;
@@ -141,9 +142,32 @@ static void say_goodbye(struct probe_conn *c, uint64_t deadline)
         }
 }
 
-/* Greeting, EHLO, and when offered STARTTLS and the handshake. 1 when the conversation is to end
- * with QUIT (a refusal, no STARTTLS, or after the handshake), 0 when without one (the handshake
- * failed: no QUIT over a broken session), negative on error. */
+/* The TLS context and handshake on the connection (after STARTTLS, or at once in wrapper mode).
+ * 1 when the conversation is to end with QUIT, 0 without (the handshake failed), negative on
+ * error. */
+static int start_tls(struct probe *p, struct smtp_probe_result *res)
+{
+        int r;
+        if (p->o)
+                r = probe_tls_ctx_paths(p->o->ca_file, p->o->ca_path, p->o->ca_default,
+                                        p->o->n_tlsa > 0, &p->ctx, res);
+        else
+                r = probe_tls_ctx(p->ca_file, p->verify, p->sigalgs, &p->ctx, res);
+        if (r < 0)
+                return r;
+        if (p->o)
+                r = probe_tls_handshake_checked(&p->conn, p->ctx, p->meth, p->o, res);
+        else
+                r = probe_tls_handshake(&p->conn, p->ctx, p->meth, p->servername, p->verify, res);
+        if (r < 0)
+                return r;
+        return r > 0 ? 0 : 1;
+}
+
+/* Greeting, EHLO, and when offered STARTTLS and the handshake (in wrapper mode the handshake
+ * first). 1 when the conversation is to end with QUIT (a refusal, no STARTTLS, or after the
+ * handshake), 0 when without one (the handshake failed: no QUIT over a broken session),
+ * negative on error. */
 static int converse_steps(struct probe *p, struct smtp_probe_result *res)
 {
         struct probe_conn *c = &p->conn;
@@ -151,6 +175,11 @@ static int converse_steps(struct probe *p, struct smtp_probe_result *res)
         char cmd[300];
         int r;
 
+        if (p->o && p->o->wrapper) {
+                r = start_tls(p, res);
+                if (r <= 0)
+                        return r;
+        }
         r = read_reply(c, "greeting", &rp, res);
         if (r < 0)
                 return r;
@@ -170,6 +199,9 @@ static int converse_steps(struct probe *p, struct smtp_probe_result *res)
                 probe_set_error(res, "EHLO: %s", rp.first);
                 return 1;
         }
+        res->ehlo_ok = true;
+        if (p->o && p->o->wrapper)
+                return 1;
         res->starttls_offered = rp.starttls;
         if (!rp.starttls)
                 return 1;
@@ -186,13 +218,7 @@ static int converse_steps(struct probe *p, struct smtp_probe_result *res)
                 probe_set_error(res, "STARTTLS: unexpected data after the 220 reply");
                 return -EPROTO;
         }
-        r = probe_tls_ctx(p->ca_file, p->verify, p->sigalgs, &p->ctx, res);
-        if (r < 0)
-                return r;
-        r = probe_tls_handshake(c, p->ctx, p->meth, p->servername, p->verify, res);
-        if (r < 0)
-                return r;
-        return r > 0 ? 0 : 1;
+        return start_tls(p, res);
 }
 
 static int converse(struct probe *p, uint64_t deadline, struct smtp_probe_result *res)
@@ -212,20 +238,20 @@ void smtp_probe_result_done(struct smtp_probe_result *res)
         free(res->dns_names);
         res->dns_names = NULL;
         res->n_dns_names = 0;
+        for (size_t i = 0; i < res->n_chain; i++)
+                free(res->chain_subjects[i]);
+        free(res->chain_subjects);
+        res->chain_subjects = NULL;
+        res->n_chain = 0;
 }
 
-static int probe_run(const char *host, unsigned port, const char *servername, const char *ca_file,
-                     const char *sigalgs, bool verify, uint64_t timeout_usec,
-                     struct smtp_probe_result *res)
+/* One conversation with host:port by deadline: p's fields say how. */
+static int run(struct probe *p, const char *host, unsigned port, uint64_t deadline,
+               struct smtp_probe_result *res)
 {
-        uint64_t deadline = probe_deadline_after(timeout_usec);
-        struct probe p = { .servername = servername,
-                           .ca_file = ca_file,
-                           .sigalgs = sigalgs,
-                           .verify = verify,
-                           .conn = { .fd = -1, .deadline = deadline } };
         int r;
 
+        p->conn = (struct probe_conn){ .fd = -1, .deadline = deadline };
         if (!res)
                 return -EINVAL;
         *res = (struct smtp_probe_result){ 0 };
@@ -234,40 +260,57 @@ static int probe_run(const char *host, unsigned port, const char *servername, co
                 probe_set_error(res, "arguments: a host and a port in 1..65535 are needed");
                 return -EINVAL;
         }
-        if (servername && (isempty(servername) || strlen(servername) > 253)) {
+        if (p->servername && (isempty(p->servername) || strlen(p->servername) > 253)) {
                 probe_set_error(res, "arguments: the server name is empty or too long");
                 return -EINVAL;
         }
         /* the trust anchors are loaded only when needed; a CA file we cannot read is an error
          * before any connection */
-        if (ca_file && access(ca_file, R_OK) < 0) {
-                probe_set_error(res, "CA file %s: %s", ca_file, strerror(errno));
+        if (p->ca_file && access(p->ca_file, R_OK) < 0) {
+                probe_set_error(res, "CA file %s: %s", p->ca_file, strerror(errno));
                 return -EINVAL;
         }
 
-        p.meth = probe_tls_bio_method();
-        if (!p.meth) {
+        p->meth = probe_tls_bio_method();
+        if (!p->meth) {
                 probe_set_error(res, "TLS setup: out of memory");
                 r = -ENOMEM;
                 goto out;
         }
-        r = probe_resolve(host, port, deadline, &p.ai, res);
+        r = probe_resolve(host, port, deadline, &p->ai, res);
         if (r < 0)
                 goto out;
-        r = probe_connect_any(p.ai, port, deadline, &p.conn.fd, res);
+        r = probe_connect_any(p->ai, port, deadline, &p->conn.fd, res);
         if (r < 0)
                 goto out;
         res->connected = true;
-        r = converse(&p, deadline, res);
+        r = converse(p, deadline, res);
 out:
-        probe_release(&p);
+        probe_release(p);
         return r;
+}
+
+static int probe_once(const char *host, unsigned port, const char *servername, const char *ca_file,
+                      const char *sigalgs, bool verify, uint64_t timeout_usec,
+                      struct smtp_probe_result *res)
+{
+        struct probe p = {
+                .servername = servername, .ca_file = ca_file, .sigalgs = sigalgs, .verify = verify
+        };
+        return run(&p, host, port, probe_deadline_after(timeout_usec), res);
+}
+
+int smtp_probe_address(const char *address, unsigned port, const struct smtp_probe_options *o,
+                       uint64_t deadline, struct smtp_probe_result *res)
+{
+        struct probe p = { .o = o, .servername = o->servername, .ca_file = o->ca_file };
+        return run(&p, address, port, deadline, res);
 }
 
 int smtp_probe(const char *host, unsigned port, const char *servername, const char *ca_file,
                uint64_t timeout_usec, struct smtp_probe_result *res)
 {
-        return probe_run(host, port, servername, ca_file, NULL, true, timeout_usec, res);
+        return probe_once(host, port, servername, ca_file, NULL, true, timeout_usec, res);
 }
 
 /* The 32 bytes of a fingerprint written as hex, with or without ':' separators. */
@@ -319,8 +362,8 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, 
                 struct smtp_probe_result obs;
                 uint64_t now = now_monotonic_usec();
                 uint64_t budget = now < deadline ? deadline - now : 0;
-                int k = probe_run(host, port, NULL, NULL, sigalgs, false,
-                                  budget < attempt_max ? budget : attempt_max, &obs);
+                int k = probe_once(host, port, NULL, NULL, sigalgs, false,
+                                   budget < attempt_max ? budget : attempt_max, &obs);
                 unsigned char got[32];
                 bool match;
                 if (fingerprint)

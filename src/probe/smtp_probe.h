@@ -14,12 +14,15 @@ struct stop_event;
 #include <stdint.h>
 #include <time.h>
 
+#include "core/dns_wire.h"
+
 #define SMTP_PROBE_LINE_MAX        4096 /* bytes of one reply line, without CRLF */
 #define SMTP_PROBE_REPLY_LINES_MAX 100  /* lines of one (multi-line) reply */
 #define SMTP_PROBE_DNS_NAMES_MAX   256  /* subjectAltName DNS entries kept */
 
 struct smtp_probe_result {
         bool connected;        /* TCP connection established */
+        bool ehlo_ok;          /* a 220 greeting and a 2xx reply to EHLO */
         bool starttls_offered; /* STARTTLS in the EHLO reply */
         bool handshake_ok;     /* STARTTLS accepted (220) and the TLS handshake completed */
         char protocol[32];     /* "TLSv1.3" */
@@ -37,6 +40,32 @@ struct smtp_probe_result {
         char error[256];        /* why the conversation stopped ("step: reason"), "" when fine */
         char banner[256];       /* first line of the greeting, "220 mx.example ESMTP" */
         char address[64];       /* the address connected to, "127.0.0.1" or "::1" */
+        /* filled by smtp_probe_address() */
+        char pubkey_sha256[96]; /* of the leaf's SubjectPublicKeyInfo DER, as above */
+        time_t not_before;      /* 0 when unknown */
+        char common_name[256];  /* the leaf subject's CN, "" when none */
+        char group[48];         /* the key exchange group, "X25519", "" when unknown */
+        bool trusted;           /* the chain verifies to the trust anchors (no name check) */
+        char trust_error[256];  /* why not trusted, "" when trusted */
+        bool dane_checked;      /* usable TLSA records were given and checked */
+        bool dane_verified;     /* the chain matched one of them (OpenSSL's DANE) */
+        char dane_error[256];   /* why not, "" when verified or not checked */
+        char **chain_subjects;  /* the chain the server sent, leaf first (owned) */
+        size_t n_chain;
+};
+
+/* How smtp_probe_address() talks to a server. */
+struct smtp_probe_options {
+        const char *servername; /* sent as SNI (an IP literal is not sent); names are not checked
+                                   here: core/probe_verdict.h judges them */
+        const char *ca_file;    /* trust anchors of the chain check (NULL: none) */
+        const char *ca_path;
+        bool ca_default;             /* and the system's (OpenSSL's default paths) */
+        const struct dns_tlsa *tlsa; /* DNSSEC-validated TLSA records, checked with OpenSSL's
+                                        DANE support (RFC 7672: DANE-EE without name checks) */
+        size_t n_tlsa;
+        const char *tlsa_base; /* the TLSA base domain (the MX host name) for DANE-TA names */
+        bool wrapper;          /* TLS from the first byte (port 465), no STARTTLS */
 };
 
 /* Frees what res owns (dns_names); safe on a zeroed or already released result. */
@@ -59,6 +88,13 @@ void smtp_probe_result_done(struct smtp_probe_result *res);
  * SMTP_PROBE_LINE_MAX or a reply longer than SMTP_PROBE_REPLY_LINES_MAX lines), -ENOMEM. */
 int smtp_probe(const char *host, unsigned port, const char *servername, const char *ca_file,
                uint64_t timeout_usec, struct smtp_probe_result *res);
+
+/* The destination probe's conversation with one address (numeric IPv4/IPv6) and port: as
+ * smtp_probe(), and besides what the peer serves, the chain's trust (without names), the DANE
+ * check against o->tlsa, the key's fingerprint and the chain. Bounded by deadline (monotonic
+ * usec) and the thread's cancel descriptor (probe_conn.h, -ECANCELED). Same return values. */
+int smtp_probe_address(const char *address, unsigned port, const struct smtp_probe_options *o,
+                       uint64_t deadline, struct smtp_probe_result *res);
 
 /* Whether two SHA-256 fingerprints are the same: case and ':' separators are ignored, so
  * "AB:CD:.." matches "abcd..". False unless both hold 64 hex digits. */

@@ -1,0 +1,87 @@
+/* probes.c (store) - the destination probe's audit trail (see probes.h). HTTP threads and the
+ * probe threads. */
+#include "store/probes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/db.h"
+#include "util.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+int store_probe_insert(struct db_conn *c, const char *node, const char *actor,
+                       const char *destination, const char *level, const char *reason, int64_t *id,
+                       struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { node, actor, destination, level, reason };
+        int r = db_exec(c, &res, reterr,
+                        "INSERT INTO probes (node, actor, destination, level, reason) "
+                        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        5, params);
+        if (r < 0)
+                return r;
+        *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        return 0;
+}
+
+int store_probe_finish(struct db_conn *c, int64_t id, const char *outcome, const char *recommended,
+                       json_t *result, bool forced, struct problem *reterr)
+{
+        char idbuf[24];
+        _cleanup_free_ char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+        const char *params[] = { idbuf, outcome, recommended, text, forced ? "t" : "f" };
+        return db_exec(c, NULL, reterr,
+                       "UPDATE probes SET outcome = $2, recommended = $3, result = $4::jsonb, "
+                       "forced = $5, finished_at = clock_timestamp() WHERE id = $1",
+                       5, params);
+}
+
+static json_t *text_or_null(const PGresult *res, int row, int col)
+{
+        return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
+}
+
+int store_probe_list(struct db_conn *c, int64_t before, const char *destination, int limit,
+                     bool with_result, json_t **items, int64_t *next, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char b[24], l[16];
+        snprintf(b, sizeof(b), "%lld", (long long)(before > 0 ? before : INT64_MAX));
+        snprintf(l, sizeof(l), "%d", limit + 1);
+        const char *params[] = { b, l, destination, with_result ? "t" : "f" };
+        int r = db_exec(
+            c, &res, reterr,
+            "SELECT id, actor, destination, level, reason, outcome, recommended, forced, " TS(
+                "created_at") ", " TS("finished_at") ", "
+                                                     "CASE WHEN $4::boolean THEN result::text END "
+                                                     "FROM probes WHERE id < $1 "
+                                                     "AND ($3::text IS NULL OR destination = $3) "
+                                                     "ORDER BY id DESC LIMIT $2",
+            4, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        int n = PQntuples(res);
+        for (int i = 0; i < n && i < limit; i++) {
+                json_t *row =
+                    json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:o, s:b, s:s, s:o}", "id",
+                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "actor",
+                              PQgetvalue(res, i, 1), "destination", PQgetvalue(res, i, 2), "level",
+                              text_or_null(res, i, 3), "reason", PQgetvalue(res, i, 4), "outcome",
+                              text_or_null(res, i, 5), "recommended", text_or_null(res, i, 6),
+                              "forced", streq(PQgetvalue(res, i, 7), "t"), "created_at",
+                              PQgetvalue(res, i, 8), "finished_at", text_or_null(res, i, 9));
+                if (with_result)
+                        json_object_set_new(row, "result",
+                                            PQgetisnull(res, i, 10)
+                                                ? json_null()
+                                                : json_loads(PQgetvalue(res, i, 10), 0, NULL));
+                json_array_append_new(a, row);
+        }
+        *next = n > limit ? strtoll(PQgetvalue(res, limit - 1, 0), NULL, 10) : 0;
+        *items = a;
+        return 0;
+}
