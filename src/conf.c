@@ -124,6 +124,8 @@ const struct conf_key conf_keys[] = {
             "MX hosts probed per destination (the most "
             "preferred)"),
         KEY(probe_max_addresses, CONF_INT, "10", 1, 100, "addresses probed per destination"),
+        KEY(probe_watch_interval, CONF_DURATION, "1h", 0, 30 * 86400 * SEC,
+            "how often the watch re-probes each enabled policy above may (0: no watch)"),
         KEY(probe_guard_limit, CONF_INT, "20", 1, 1000,
             "destinations above may one guarded write (?probe=true) may set"),
         KEY(probe_cache_time, CONF_DURATION, "5m", 0, 86400 * SEC,

@@ -61,6 +61,7 @@ struct config {
         int64_t probe_max_addresses;
         int64_t probe_cache_time;
         int64_t probe_guard_limit;
+        int64_t probe_watch_interval;
         char *probe_private_networks;
         char *log_level;
         /* not a key: what key_encryption_key_file holds, read by config_load (NULL: none) */

@@ -10,6 +10,7 @@
 #include "api/pending.h"
 #include "app.h"
 #include "apply/acme_watch.h"
+#include "apply/probe_watch.h"
 #include "apply/worker.h"
 #include "cli.h"
 #include "conf.h"
@@ -187,6 +188,9 @@ static int run_serve(const struct config *cfg)
                 if (r < 0)
                         log_errno(LOG_ERR, r, "cannot start the destination probe's threads");
         }
+        struct probe_watch *watch = NULL;
+        if (r >= 0 && probe_watch_start(&app, &watch) < 0)
+                log_warning("cannot start the probe watch: policies are not re-probed");
         struct acme_watch *acme = NULL;
         if (r >= 0 && acme_watch_start(&app, &acme) < 0)
                 log_warning("cannot watch %s; renewals are picked up by POST "
@@ -229,6 +233,7 @@ static int run_serve(const struct config *cfg)
         worker_stop(app.worker);
         pending_stop(app.pending);     /* the requests still waiting get 202; no more wait */
         probe_runner_stop(app.probes); /* probes in flight cancelled; their requests get 503 */
+        probe_watch_stop(watch);
         http_server_stop(http, (uint64_t)cfg->shutdown_timeout);
         pending_free(app.pending); /* no HTTP thread is left to call it */
         probe_runner_free(app.probes);

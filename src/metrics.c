@@ -72,6 +72,9 @@ static const struct {
         [METRIC_APPLIED_GENERATION] = { "smtptlsd_applied_generation",
                                         "Configuration generation live in Postfix." },
         [METRIC_QUEUE_DEPTH] = { "smtptlsd_queue_depth", "Jobs waiting for the worker." },
+        [METRIC_POLICIES_FAILING_PROBE] = { "smtptlsd_policies_failing_probe",
+                                            "Enabled policies above may whose last probe at "
+                                            "their level failed (mail to them defers)." },
 };
 
 /* The values of smtptlsd_state's label: exactly one is 1 when the state is known. */

@@ -29,6 +29,7 @@ enum metric_gauge {
         METRIC_DESIRED_GENERATION,
         METRIC_APPLIED_GENERATION,
         METRIC_QUEUE_DEPTH,
+        METRIC_POLICIES_FAILING_PROBE, /* the probe watch (apply/probe_watch.c) */
         _METRIC_GAUGE_MAX,
 };
 

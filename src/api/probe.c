@@ -220,14 +220,23 @@ int api_probes_list(struct request *req, struct problem *reterr)
         int limit = 100;
         int64_t next = 0;
         json_t *items = NULL;
+        bool latest = false;
         int r = api_list_limit(req, &limit, reterr);
         if (r >= 0)
                 r = request_query(req, "destination", buf, sizeof(buf), &dest, reterr);
+        if (r >= 0)
+                r = api_query_flag(req, "latest", &latest, reterr);
+        if (r >= 0 && latest && dest)
+                r = problem_set(reterr, PROBLEM_INVALID_VALUE, "latest",
+                                "latest lists every destination's last probe: not with "
+                                "destination (whose newest is the first of its list)");
         if (r >= 0 && dest)
                 r = policy_destination_normalize(dest, key, "destination", reterr);
         if (r >= 0)
                 r = db_acquire(req->app->db, &c, reterr);
-        if (r >= 0)
+        if (r >= 0 && latest)
+                r = store_probe_latest(c, limit, &items, reterr);
+        else if (r >= 0)
                 r = store_probe_list(c, 0, dest ? key : NULL, limit, dest != NULL, &items, &next,
                                      reterr);
         if (r < 0)

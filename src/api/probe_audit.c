@@ -8,28 +8,18 @@
 #include "apply/postfix.h"
 #include "conf.h"
 #include "log.h"
-#include "metrics.h"
 #include "store/db.h"
 #include "store/probes.h"
 #include "util.h"
 
 void probe_trust_anchors(const struct config *cfg, struct probe_destination *d)
 {
-        static const char *const names[] = { "smtp_tls_CAfile", "smtp_tls_CApath",
-                                             "tls_append_default_CA", NULL };
-        char *v[3] = { 0 };
-        if (postconf_values(cfg, names, v) < 0) {
+        if (postfix_smtp_trust(cfg, d->ca_file, d->ca_path, &d->ca_default) < 0) {
                 log_warning("probe: postconf cannot tell smtp's trust anchors: the system's are "
                             "used");
                 d->ca_file[0] = d->ca_path[0] = 0;
                 d->ca_default = true;
-                return;
         }
-        strcpy_bounded(d->ca_file, sizeof(d->ca_file), v[0] ? v[0] : "");
-        strcpy_bounded(d->ca_path, sizeof(d->ca_path), v[1] ? v[1] : "");
-        d->ca_default = v[2] && streq(v[2], "yes");
-        for (size_t i = 0; i < ARRAY_SIZE(v); i++)
-                free(v[i]);
 }
 
 int probe_audit_insert(struct app *app, const char *actor, const char *destination,
@@ -54,22 +44,4 @@ void probe_audit_finish(struct app *app, int64_t id, const char *outcome, json_t
                 log_warning("probe %lld: cannot record its outcome: %s", (long long)id,
                             p.detail[0] ? p.detail : "database error");
         problem_done(&p);
-}
-
-void probe_count_outcome(const char *outcome, bool cached)
-{
-        static const struct {
-                const char *name;
-                enum metric_counter counter;
-        } counters[] = {
-                { "passed", METRIC_PROBES_PASSED },
-                { "failed", METRIC_PROBES_FAILED },
-                { "unreachable", METRIC_PROBES_UNREACHABLE },
-                { "cancelled", METRIC_PROBES_CANCELLED },
-        };
-        for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
-                if (streq(outcome, counters[i].name))
-                        metrics_count(counters[i].counter, 1);
-        if (cached)
-                metrics_count(METRIC_PROBES_CACHED, 1);
 }

@@ -23,5 +23,3 @@ int probe_audit_insert(struct app *app, const char *actor, const char *destinati
  * recommended level; forced: a write went on past this failing probe. Failures are logged. */
 void probe_audit_finish(struct app *app, int64_t id, const char *outcome, json_t *report,
                         bool forced);
-/* smtptlsd_probes_total{outcome} (and the cached counter). */
-void probe_count_outcome(const char *outcome, bool cached);

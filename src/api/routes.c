@@ -55,7 +55,7 @@ const struct route api_routes[] = {
         { "/api/v1/probe", { { HTTP_POST, api_probe, SCOPE_WRITE, BODY_JSON, 0 } } },
         { "/api/v1/probes",
           { { HTTP_GET, api_probes_list, SCOPE_READ, BODY_NONE,
-              QUERY_LIMIT | QUERY_DESTINATION } } },
+              QUERY_LIMIT | QUERY_DESTINATION | QUERY_LATEST } } },
         { "/api/v1/jobs",
           { { HTTP_GET, api_jobs_list, SCOPE_READ, BODY_NONE,
               QUERY_PAGE | QUERY_STATUS | QUERY_ACTOR | QUERY_ACTION | QUERY_TARGET |

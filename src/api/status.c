@@ -15,6 +15,7 @@
 #include "core/cert.h"
 #include "core/policy.h"
 #include "metrics.h"
+#include "store/probes.h"
 #include "store/store.h"
 
 /* The policy map rendered from the database at one generation (100,000 rows are 100,000 rows to
@@ -287,6 +288,29 @@ int api_status(struct request *req, struct problem *reterr)
                              "that Postfix's smtp_tls_fingerprint_digest (%s) cannot produce: it "
                              "never matches, and all mail to the destination is deferred",
                              fp_dest, digest.name);
+        /* the probe watch's findings: a mandatory destination that would defer mail now */
+        json_t *failing = NULL;
+        int64_t n_failing = 0;
+        if (store_probes_failing(c, 20, &failing, &n_failing, &unknown) >= 0) {
+                size_t i;
+                json_t *f;
+                json_array_foreach (failing, i, f) {
+                        const char *reason = json_string_value(json_object_get(f, "reason"));
+                        warnings_add(warnings, "destination_fails_probe",
+                                     "%s fails its level %s (probed %s): %s; mail to it is "
+                                     "deferred until the destination or the policy changes",
+                                     json_string_value(json_object_get(f, "destination")),
+                                     json_string_value(json_object_get(f, "level")),
+                                     json_string_value(json_object_get(f, "probed_at")),
+                                     reason ? reason : "unreachable");
+                }
+                if (n_failing > (int64_t)json_array_size(failing))
+                        warnings_add(warnings, "destination_fails_probe",
+                                     "and %lld more policies fail their probes (GET "
+                                     "/api/v1/probes?latest=true)",
+                                     (long long)(n_failing - (int64_t)json_array_size(failing)));
+                json_decref(failing);
+        }
         problem_done(&unknown);
         /* The last job as GET /api/v1/jobs/{id} shows it (the worker knows only its id). */
         json_t *last_job = NULL;

@@ -360,3 +360,20 @@ int postconf_service(const struct config *cfg, const char *service, bool *ret)
         spawn_result_done(&res);
         return r;
 }
+
+int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
+                       bool *ca_default)
+{
+        static const char *const names[] = { "smtp_tls_CAfile", "smtp_tls_CApath",
+                                             "tls_append_default_CA", NULL };
+        char *v[3] = { 0 };
+        int r = postconf_values(cfg, names, v);
+        if (r < 0)
+                return r;
+        strcpy_bounded(ca_file, 256, v[0] ? v[0] : "");
+        strcpy_bounded(ca_path, 256, v[1] ? v[1] : "");
+        *ca_default = v[2] && streq(v[2], "yes");
+        for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+                free(v[i]);
+        return 0;
+}

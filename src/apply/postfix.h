@@ -43,6 +43,11 @@ int postconf_service_params(const struct config *cfg, char **ret);
 /* The same for the NULL-terminated names at once (one postconf): ret[i] for names[i], each
  * freed by the caller (all NULL on failure). */
 int postconf_values(const struct config *cfg, const char *const *names, char **ret);
+/* The trust anchors Postfix's smtp client loads: smtp_tls_CAfile and smtp_tls_CApath (""
+ * none) and tls_append_default_CA (the system's besides), as postconf expands them. A negative
+ * errno when postconf cannot tell. */
+int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
+                       bool *ca_default);
 /* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
  * name OpenSSL does not know (then Postfix refuses it too). */
 int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret);

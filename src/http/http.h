@@ -64,6 +64,7 @@ enum {
         QUERY_DESTINATION = 1 << 16,
         QUERY_PROBE = 1 << 17,
         QUERY_FORCE = 1 << 18,
+        QUERY_LATEST = 1 << 19,
 };
 /* What every write takes (api/write.c reads them). */
 #define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)

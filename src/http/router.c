@@ -154,6 +154,7 @@ static const struct {
         { QUERY_DESTINATION, "destination", false },
         { QUERY_PROBE, "probe", false },
         { QUERY_FORCE, "force", false },
+        { QUERY_LATEST, "latest", false },
 };
 
 const char *router_query_name(unsigned bit)

@@ -300,6 +300,14 @@ int probe_connect_any(const struct addrinfo *list, unsigned port, uint64_t deadl
                         return 0;
                 if (r == -ETIMEDOUT)
                         probe_set_error(res, "connect to %s port %u: timed out", addr, port);
+                else if (r == -EPERM)
+                        /* the kernel's answer to a packet an IP filter drops: under the shipped
+                         * systemd unit, IPAddressDeny=any with IPAddressAllow=localhost */
+                        probe_set_error(res,
+                                        "connect to %s port %u: not permitted by this host's IP "
+                                        "filter (the systemd unit allows this host only: "
+                                        "docs/operations.md, \"The destination probe\")",
+                                        addr, port);
                 else
                         probe_set_error(res, "connect to %s port %u: %s", addr, port, strerror(-r));
                 if (now_monotonic_usec() >= deadline)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "util.h"
 
 static const char *security_name(enum dns_security s)
@@ -241,4 +242,22 @@ json_t *probe_report_json(const struct probe_report *r, const struct probe_targe
                 json_object_set_new(out, "probed_at", time_or_null(r->probed_at));
         }
         return out;
+}
+
+void probe_count_outcome(const char *outcome, bool cached)
+{
+        static const struct {
+                const char *name;
+                enum metric_counter counter;
+        } counters[] = {
+                { "passed", METRIC_PROBES_PASSED },
+                { "failed", METRIC_PROBES_FAILED },
+                { "unreachable", METRIC_PROBES_UNREACHABLE },
+                { "cancelled", METRIC_PROBES_CANCELLED },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
+                if (streq(outcome, counters[i].name))
+                        metrics_count(counters[i].counter, 1);
+        if (cached)
+                metrics_count(METRIC_PROBES_CACHED, 1);
 }

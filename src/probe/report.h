@@ -19,3 +19,7 @@ json_t *probe_report_json(const struct probe_report *r, const struct probe_targe
  * names the first that does not ("mx1.example.com 192.0.2.1: STARTTLS not offered"). */
 bool probe_report_passes(const struct probe_report *r, const struct probe_target *t,
                          enum tls_level level, char *reason, size_t size);
+
+/* smtptlsd_probes_total{outcome} (passed, failed, unreachable, cancelled) and, when cached,
+ * smtptlsd_probes_cached_total. */
+void probe_count_outcome(const char *outcome, bool cached);

@@ -2,6 +2,7 @@
  * probe threads. */
 #include "store/probes.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -82,6 +83,98 @@ int store_probe_list(struct db_conn *c, int64_t before, const char *destination,
                 json_array_append_new(a, row);
         }
         *next = n > limit ? strtoll(PQgetvalue(res, limit - 1, 0), NULL, 10) : 0;
+        *items = a;
+        return 0;
+}
+
+/* the last finished probe of policy p at its level */
+#define LAST_PROBE                                                                                 \
+        "LEFT JOIN LATERAL (SELECT r.outcome, r.created_at, r.result FROM probes r "               \
+        "WHERE r.destination = p.destination AND r.level = p.level AND r.outcome IS NOT NULL "     \
+        "ORDER BY r.id DESC LIMIT 1) last ON true "
+#define ABOVE_MAY "p.enabled AND p.level NOT IN ('none', 'may') "
+
+int store_probe_latest(struct db_conn *c, int limit, json_t **items, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char l[16];
+        snprintf(l, sizeof(l), "%d", limit);
+        const char *params[] = { l };
+        int r = db_exec(
+            c, &res, reterr,
+            "SELECT id, actor, destination, level, reason, outcome, recommended, "
+            "forced, " TS("created_at") ", " TS(
+                "finished_at") " FROM ("
+                               "SELECT DISTINCT ON (destination) * FROM probes WHERE outcome IS "
+                               "NOT NULL "
+                               "ORDER BY destination, id DESC) x ORDER BY destination LIMIT $1",
+            1, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(
+                    a,
+                    json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:o, s:b, s:s, s:o}", "id",
+                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "actor",
+                              PQgetvalue(res, i, 1), "destination", PQgetvalue(res, i, 2), "level",
+                              text_or_null(res, i, 3), "reason", PQgetvalue(res, i, 4), "outcome",
+                              text_or_null(res, i, 5), "recommended", text_or_null(res, i, 6),
+                              "forced", streq(PQgetvalue(res, i, 7), "t"), "created_at",
+                              PQgetvalue(res, i, 8), "finished_at", text_or_null(res, i, 9)));
+        *items = a;
+        return 0;
+}
+
+int store_probe_due(struct db_conn *c, int64_t interval_sec, json_t **ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char iv[24];
+        snprintf(iv, sizeof(iv), "%lld", (long long)interval_sec);
+        const char *params[] = { iv };
+        *ret = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT p.destination, p.level, array_to_json(p.match)::text "
+                        "FROM tls_policies p " LAST_PROBE "WHERE " ABOVE_MAY
+                        "AND (last.created_at IS NULL "
+                        "OR last.created_at < now() - make_interval(secs => $1::bigint) "
+                        "OR last.created_at < p.updated_at) "
+                        "ORDER BY last.created_at NULLS FIRST, p.destination LIMIT 1",
+                        1, params);
+        if (r < 0 || PQntuples(res) == 0)
+                return r < 0 ? r : 0;
+        *ret =
+            json_pack("{s:s, s:s, s:o}", "destination", PQgetvalue(res, 0, 0), "level",
+                      PQgetvalue(res, 0, 1), "match", json_loads(PQgetvalue(res, 0, 2), 0, NULL));
+        return *ret ? 0 : -ENOMEM;
+}
+
+int store_probes_failing(struct db_conn *c, int limit, json_t **items, int64_t *total,
+                         struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char l[16];
+        snprintf(l, sizeof(l), "%d", limit);
+        const char *params[] = { l };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT p.destination, p.level, last.outcome, " TS(
+                            "last.created_at") ", last.result->'reasons'->>p.level, "
+                                               "count(*) OVER () "
+                                               "FROM tls_policies p " LAST_PROBE "WHERE " ABOVE_MAY
+                                               "AND last.outcome IN ('failed', 'unreachable') "
+                                               "ORDER BY p.destination LIMIT $1",
+                        1, params);
+        if (r < 0)
+                return r;
+        json_t *a = json_array();
+        int n = PQntuples(res);
+        for (int i = 0; i < n; i++)
+                json_array_append_new(
+                    a, json_pack("{s:s, s:s, s:s, s:s, s:o}", "destination", PQgetvalue(res, i, 0),
+                                 "level", PQgetvalue(res, i, 1), "outcome", PQgetvalue(res, i, 2),
+                                 "probed_at", PQgetvalue(res, i, 3), "reason",
+                                 text_or_null(res, i, 4)));
+        *total = n > 0 ? strtoll(PQgetvalue(res, 0, 5), NULL, 10) : 0;
         *items = a;
         return 0;
 }

@@ -24,3 +24,16 @@ int store_probe_finish(struct db_conn *c, int64_t id, const char *outcome, const
  * page starts below, 0 for the last page. */
 int store_probe_list(struct db_conn *c, int64_t before, const char *destination, int limit,
                      bool with_result, json_t **items, int64_t *next, struct problem *reterr);
+/* The newest finished probe of each destination, ordered by destination, at most limit: the
+ * rows as store_probe_list shows them, without the report. */
+int store_probe_latest(struct db_conn *c, int limit, json_t **items, struct problem *reterr);
+
+/* The watch (apply/probe_watch.c): the enabled policy above may whose last finished probe at its
+ * level is the oldest and older than interval_sec (or older than the policy's last change, or
+ * missing): {destination, level, match[]} into *ret, NULL when none is due. */
+int store_probe_due(struct db_conn *c, int64_t interval_sec, json_t **ret, struct problem *reterr);
+/* The enabled policies above may whose last finished probe at their level failed (outcome
+ * failed or unreachable): [{destination, level, outcome, probed_at, reason}] by destination, at
+ * most limit; *total how many in all. */
+int store_probes_failing(struct db_conn *c, int limit, json_t **items, int64_t *total,
+                         struct problem *reterr);

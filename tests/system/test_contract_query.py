@@ -117,11 +117,9 @@ def test_unknown_or_repeated_query_parameters_are_refused_and_change_nothing(sit
     refused = [
         # the typo of issue 11: it used to be a real write
         ("PUT", f"{POLICIES}/{qd('b.example')}?dryrun=true", {"level": "encrypt"}, "dryrun"),
-        # the probe is not built: refused, never a write without the probe
-        ("PUT", f"{POLICIES}/{qd('b.example')}?probe=true", {"level": "encrypt"}, "probe"),
-        ("POST", f"{POLICIES}?probe=true&force=true", {"destination": "b.example",
-                                                       "level": "encrypt"}, "probe"),
-        ("PATCH", f"{POLICIES}/{qd('a.example')}?force=true", {"level": "encrypt"}, "force"),
+        # the probe guard is the policy writes' (PUT, POST, PATCH): a delete has nothing to probe
+        ("DELETE", f"{POLICIES}/{qd('a.example')}?probe=true", None, "probe"),
+        ("PATCH", "/api/v1/settings?force=true", {"mode": "may"}, "force"),
         ("DELETE", f"{POLICIES}/{qd('a.example')}?dry-run=true", None, "dry-run"),
         # a parameter of another operation
         ("PUT", f"{POLICIES}?manager=domains", {"items": []}, "manager"),
@@ -146,7 +144,7 @@ def test_unknown_or_repeated_query_parameters_are_refused_and_change_nothing(sit
         assert "Job-Id" not in r.headers, r
     # the detail says what the operation takes
     r = d.http("PUT", f"{POLICIES}/{qd('b.example')}?dryrun=true", {"level": "encrypt"})
-    assert "accepts wait, dry_run, manager" in r.body["detail"], r
+    assert "accepts wait, dry_run, manager, probe, force" in r.body["detail"], r
     r = d.get("/api/v1/status?x=1")
     assert "accepts none" in r.body["detail"], r
     # /healthz takes none either (and needs no token)

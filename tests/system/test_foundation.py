@@ -30,7 +30,8 @@ ALL_KEYS = {
     "session_cookie_secure", "cors_allowed_origins", "console_manager_urls",
     "probe_resolvers", "probe_stub_zones", "probe_trust_anchor_file", "probe_https_ca_file", "probe_timeout",
     "probe_step_timeout", "probe_max_concurrent", "probe_queue_limit", "probe_max_hosts",
-    "probe_max_addresses", "probe_cache_time", "probe_guard_limit", "probe_private_networks",
+    "probe_max_addresses", "probe_cache_time", "probe_guard_limit", "probe_watch_interval",
+    "probe_private_networks",
 }
 DB_ERRORS = r"(?i)database|postgres|connect|server closed|terminat"
 

@@ -12,7 +12,7 @@ import pytest
 from tests.harness.dns import DnsServer, tlsa_311
 from tests.harness.https import HttpsServer
 from tests.harness.postfix import PostfixSandbox
-from tests.harness.util import free_loopback_address
+from tests.harness.util import free_loopback_address, wait_until
 from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import make_policy_site  # noqa: F401 (a fixture)
 
@@ -320,3 +320,52 @@ def test_the_guard_probes_each_item_of_a_bulk_above_may(site):
         "good.sec.test": "dane-only", "plain.ins.test": "encrypt", "wrong.ins.test": "may"}
     too_many = [{"destination": f"d{i}.ins.test", "level": "encrypt"} for i in range(21)]
     assert_problem(site.bulk(too_many, "?probe=true"), 422, "invalid_value", "probe")
+
+
+def test_the_watch_warns_when_a_mandatory_destination_stops_offering_starttls(
+        make_policy_site, peers, certs):
+    """A peer of this test's own, under a zone of its own: encrypt passes while it offers
+    STARTTLS; once it stops, the watch's next probe fails, and /status, the metric and the log
+    say so before any mail defers."""
+    leaf = certs.leaf("probe-watch", ("mx.watch.ins2.test",))
+    mx = PostfixSandbox.remote_mx(os.path.join(peers.base, f"mx-watch-{os.getpid()}"),
+                                  starttls=True, cert=leaf.cert, key=leaf.key,
+                                  address=free_loopback_address(), myhostname="mx.watch.ins2.test")
+    mx.start()
+    try:
+        zone = f"z{os.getpid()}.test"
+        if f"{zone}." not in peers.dns.zones:
+            peers.dns.add_zone(zone, ["watch 60 IN MX 10 mx.watch", f"mx.watch 60 IN A {mx.address}"],
+                               signed=False)
+        s = make_policy_site(config={**peers.config(), "probe_watch_interval": "2s",
+                                     "probe_stub_zones": peers.dns.stub_zones()})
+        d = s.d
+        dest = f"watch.{zone}"
+        s.put_ok(dest, {"level": "encrypt"})
+
+        def last():
+            items = s.req("GET", f"/api/v1/probes?destination={dest}").body["items"]
+            done = [p for p in items if p["reason"] == "watch" and p["outcome"]]
+            return done[0] if done else None
+
+        first = wait_until(last, 30, "the watch's first probe")
+        assert (first["actor"], first["level"], first["outcome"]) == ("watch", "encrypt", "passed")
+        status = s.req("GET", "/api/v1/status").body
+        assert not [w for w in status["warnings"] if w["code"] == "destination_fails_probe"]
+
+        mx.postconf("-e", "smtpd_tls_security_level=none")
+        mx.reload()
+        failed = wait_until(lambda: (p := last()) and p["outcome"] == "failed" and p, 30,
+                            "the watch's probe after STARTTLS went away")
+        assert failed["recommended"] == "may", failed
+        warnings = [w for w in s.req("GET", "/api/v1/status").body["warnings"]
+                    if w["code"] == "destination_fails_probe"]
+        assert len(warnings) == 1 and dest in warnings[0]["detail"], warnings
+        assert "STARTTLS not offered" in warnings[0]["detail"]
+        assert s.metric("smtptlsd_policies_failing_probe") == 1
+        assert [p["destination"] for p in s.req("GET", "/api/v1/probes?latest=true").body["items"]
+                if p["outcome"] == "failed"] == [dest]
+        wait_until(lambda: any(f"{dest} now fails its level encrypt" in line
+                               for line in d.log_lines()), 10, "the watch's warning in the log")
+    finally:
+        mx.destroy()
