@@ -21,7 +21,8 @@ const char *mtasts_mode_name(enum mtasts_mode m);
 
 /* The id of a TXT record "v=STSv1; id=20160831085700Z;" into id[MTASTS_ID_MAX + 1]: 0, or
  * -ENOENT when the text is not an STS record (does not start with "v=STSv1"), -EINVAL with
- * err[size] when it is one but malformed (no or a bad id). */
+ * err[size] (and id "") when it is one but off the grammar of 3.1 (no or a bad id, fields not
+ * separated by ';', an extension that is not name=value). */
 int mtasts_txt_parse(const char *txt, char id[MTASTS_ID_MAX + 1], char *err, size_t size);
 
 struct mtasts_policy {
@@ -31,9 +32,12 @@ struct mtasts_policy {
         size_t n_mx;
 };
 
-/* A policy file of len bytes (lines "key: value" ending in CRLF or LF, RFC 8461 3.2): version
- * STSv1, mode, max_age (0..31557600), mx (one per line; enforce and testing need one) - unknown
- * keys are ignored, as the RFC says. -EINVAL with err[size] naming what is wrong. */
+/* A policy file of len bytes (lines "key: value" ending in CRLF or LF, RFC 8461 3.2; names and
+ * values case-sensitive, in any order): version STSv1, mode, max_age (1 to 10 digits,
+ * 0..31557600), mx (["*."] and a host name, one per line, the first MTASTS_MX_MAX kept; enforce
+ * and testing need one) - unknown keys are ignored, as the RFC says, but a line must be
+ * "key: value" by the grammar; blank lines are let through. -EINVAL with err[size] naming what is
+ * wrong. */
 int mtasts_policy_parse(const char *text, size_t len, struct mtasts_policy *p, char *err,
                         size_t size);
 
