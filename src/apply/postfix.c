@@ -89,6 +89,9 @@ static struct {
         int trust; /* postfix_outbound_trust's answer */
         char trust_why[POSTFIX_TRUST_WHY_MAX];
         struct fingerprint_digest digest; /* len 0: unknown */
+        char ca_file[256], ca_path[256];  /* smtp_tls_CAfile, smtp_tls_CApath */
+        bool ca_default;                  /* tls_append_default_CA = yes */
+        bool ca_known;                    /* postconf answered */
 } facts = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 enum { V_VERSION, V_CAFILE, V_CAPATH, V_APPEND, V_DIGEST, V_MAX };
@@ -147,6 +150,10 @@ static void facts_refresh(const struct config *cfg)
         snprintf(facts.version, sizeof(facts.version), "%s", v[V_VERSION] ? v[V_VERSION] : "");
         facts.trust = trust;
         snprintf(facts.trust_why, sizeof(facts.trust_why), "%s", why);
+        facts.ca_known = v[V_APPEND] != NULL;
+        snprintf(facts.ca_file, sizeof(facts.ca_file), "%s", v[V_CAFILE] ? v[V_CAFILE] : "");
+        snprintf(facts.ca_path, sizeof(facts.ca_path), "%s", v[V_CAPATH] ? v[V_CAPATH] : "");
+        facts.ca_default = v[V_APPEND] && streq(v[V_APPEND], "yes");
         facts.known = true;
         pthread_mutex_unlock(&facts.lock);
         for (size_t i = 0; i < V_MAX; i++)
@@ -364,16 +371,15 @@ int postconf_service(const struct config *cfg, const char *service, bool *ret)
 int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
                        bool *ca_default)
 {
-        static const char *const names[] = { "smtp_tls_CAfile", "smtp_tls_CApath",
-                                             "tls_append_default_CA", NULL };
-        char *v[3] = { 0 };
-        int r = postconf_values(cfg, names, v);
-        if (r < 0)
-                return r;
-        strcpy_bounded(ca_file, 256, v[0] ? v[0] : "");
-        strcpy_bounded(ca_path, 256, v[1] ? v[1] : "");
-        *ca_default = v[2] && streq(v[2], "yes");
-        for (size_t i = 0; i < ARRAY_SIZE(v); i++)
-                free(v[i]);
-        return 0;
+        /* asked anew when the running answer is (POSTFIX_RUNNING_MAX_AGE_USEC): a probe costs
+         * no postconf run, and a settings write shows within that time */
+        postfix_running_recent(cfg);
+        facts_known(cfg);
+        pthread_mutex_lock(&facts.lock);
+        int r = facts.ca_known ? 0 : -EIO;
+        snprintf(ca_file, 256, "%s", facts.ca_file);
+        snprintf(ca_path, 256, "%s", facts.ca_path);
+        *ca_default = facts.ca_default;
+        pthread_mutex_unlock(&facts.lock);
+        return r;
 }

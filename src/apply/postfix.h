@@ -44,8 +44,9 @@ int postconf_service_params(const struct config *cfg, char **ret);
  * freed by the caller (all NULL on failure). */
 int postconf_values(const struct config *cfg, const char *const *names, char **ret);
 /* The trust anchors Postfix's smtp client loads: smtp_tls_CAfile and smtp_tls_CApath (""
- * none) and tls_append_default_CA (the system's besides), as postconf expands them. A negative
- * errno when postconf cannot tell. */
+ * none) and tls_append_default_CA (the system's besides), as postconf expanded them at the last
+ * postfix_running_recent check (asked anew when that is stale). -EIO when postconf could not
+ * tell. Any thread. */
 int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
                        bool *ca_default);
 /* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
