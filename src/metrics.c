@@ -52,10 +52,12 @@ static const struct {
         [METRIC_PROBES_PASSED] = { "smtptlsd_probes_total", "outcome=\"passed\"",
                                    "Destination probes, by outcome (passed: reachable and, with a "
                                    "level asked, passing it; failed: reachable, failing the "
-                                   "level; unreachable: no mail would go out at all; cancelled: "
+                                   "level; reachable: no level asked, mail would go out; "
+                                   "unreachable: no mail would go out at all; cancelled: "
                                    "the daemon stopped; refused: too many at once)." },
         [METRIC_PROBES_FAILED] = { "smtptlsd_probes_total", "outcome=\"failed\"", NULL },
         [METRIC_PROBES_UNREACHABLE] = { "smtptlsd_probes_total", "outcome=\"unreachable\"", NULL },
+        [METRIC_PROBES_REACHABLE] = { "smtptlsd_probes_total", "outcome=\"reachable\"", NULL },
         [METRIC_PROBES_CANCELLED] = { "smtptlsd_probes_total", "outcome=\"cancelled\"", NULL },
         [METRIC_PROBES_REFUSED] = { "smtptlsd_probes_total", "outcome=\"refused\"", NULL },
         [METRIC_PROBES_CACHED] = { "smtptlsd_probes_cached_total", NULL,

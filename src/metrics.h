@@ -18,6 +18,7 @@ enum metric_counter {
         METRIC_PROBES_PASSED, /* destination probes by outcome (api/probe.c) */
         METRIC_PROBES_FAILED,
         METRIC_PROBES_UNREACHABLE,
+        METRIC_PROBES_REACHABLE, /* no level asked, and mail would go out */
         METRIC_PROBES_CANCELLED,
         METRIC_PROBES_REFUSED,
         METRIC_PROBES_CACHED, /* answered from the cache (also counted by outcome) */

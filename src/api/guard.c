@@ -17,6 +17,7 @@
 #include "app.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "probe/report.h"
 #include "probe/runner.h"
 #include "store/db.h"
@@ -125,7 +126,8 @@ int guard_add(struct guard *g, const struct policy *p, struct problem *reterr)
         struct guard_dest *d = &g->d[g->n];
         char why[256];
         *d = (struct guard_dest){ .g = g, .level = p->level };
-        if (probe_destination_parse(p->destination, &d->dest, why, sizeof(why)) < 0)
+        /* any port: the administrator writes the policy, the probe follows it */
+        if (probe_destination_parse(p->destination, true, &d->dest, why, sizeof(why)) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_DESTINATION, "/destination",
                                    "cannot probe %s: %s", p->destination, why);
         g->n++;
@@ -144,9 +146,7 @@ static void finish_audits(struct guard *g, bool forced)
 {
         for (size_t i = 0; i < g->n; i++) {
                 struct guard_dest *d = &g->d[i];
-                const char *outcome = d->status == -ECANCELED || !d->report ? "cancelled"
-                                      : d->passes                           ? "passed"
-                                                                            : "failed";
+                const char *outcome = probe_outcome(d->status == 0 ? d->report : NULL);
                 probe_audit_finish(g->app, d->audit_id, outcome, d->report, forced && !d->passes);
         }
 }
@@ -164,10 +164,17 @@ static void conclude(struct guard *g)
                         failed = &g->d[i];
         }
         int r = 0;
+        bool busy = false;
+        for (size_t i = 0; i < g->n; i++)
+                busy |= g->d[i].status == -EAGAIN;
         if (cancelled) {
                 finish_audits(g, false);
                 r = problem_set(&p, PROBLEM_SERVICE_UNAVAILABLE, NULL,
-                                "the probe was cancelled: the daemon stops; nothing was written");
+                                busy ? "too many probes at once (probe_max_concurrent and "
+                                       "probe_queue_limit); nothing was written: try again shortly"
+                                     : "the probe was cancelled: the daemon stops; nothing was "
+                                       "written");
+                p.retry_after = busy ? 5 : 2;
         } else if (failed && !g->force) {
                 finish_audits(g, false);
                 const char *why =
@@ -207,16 +214,19 @@ static void guard_answered(const struct probe_report *r, bool cached, int status
 {
         struct guard_dest *d = arg;
         struct guard *g = d->g;
-        struct probe_target t = { .nexthop = d->dest.name,
-                                  .match = (const char *const *)d->match,
-                                  .n_match = d->n_match };
+        struct probe_target t =
+            probe_target_of(&d->dest, (const char *const *)d->match, d->n_match);
         d->status = r ? status : -ENOMEM;
+        /* status -EAGAIN: refused by the runner (counted as refused) */
         if (r && status == 0) {
                 d->report = probe_report_json(r, &t, d->level, cached);
                 json_object_set_new(d->report, "id", json_integer(d->audit_id));
                 d->passes = json_is_true(json_object_get(d->report, "passes"));
         }
-        probe_count_outcome(d->status < 0 ? "cancelled" : d->passes ? "passed" : "failed", cached);
+        if (d->status == -EAGAIN)
+                metrics_count(METRIC_PROBES_REFUSED, 1);
+        else
+                probe_count_outcome(probe_outcome(d->status == 0 ? d->report : NULL), cached);
         pthread_mutex_lock(&g->lock);
         bool last = --g->waiting == 0;
         pthread_mutex_unlock(&g->lock);
@@ -239,18 +249,17 @@ int guard_run(struct guard *g, struct problem *reterr)
                 return problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
                                    "the probe is not running");
         }
-        struct probe_destination trust = { 0 };
-        probe_trust_anchors(g->app->cfg, &trust);
         for (size_t i = 0; i < g->n && r >= 0; i++) {
                 struct guard_dest *d = &g->d[i];
-                strcpy_bounded(d->dest.ca_file, sizeof(d->dest.ca_file), trust.ca_file);
-                strcpy_bounded(d->dest.ca_path, sizeof(d->dest.ca_path), trust.ca_path);
-                d->dest.ca_default = trust.ca_default;
+                probe_trust_anchors(g->app->cfg, &d->dest);
                 r = probe_audit_insert(g->app, req->actor, d->dest.key,
                                        tls_level_to_string(d->level), "guard", &d->audit_id,
                                        reterr);
         }
         if (r < 0) {
+                /* the rows recorded before the failure end as cancelled: nothing was probed */
+                for (size_t i = 0; i < g->n && g->d[i].audit_id > 0; i++)
+                        probe_audit_finish(g->app, g->d[i].audit_id, "cancelled", NULL, false);
                 guard_free(g);
                 return r;
         }
@@ -263,10 +272,12 @@ int guard_run(struct guard *g, struct problem *reterr)
         struct guard_dest *ds = g->d;
         struct probe_runner *runner = g->app->probes;
         for (size_t i = 0; i < n; i++) {
-                if (probe_runner_submit(runner, &ds[i].dest, false, guard_answered, &ds[i]) < 0) {
-                        /* not started (too many, or stopping): the write does not happen */
+                int k = probe_runner_submit(runner, &ds[i].dest, false, guard_answered, &ds[i]);
+                if (k < 0) {
+                        /* not started (too many at once, or stopping): the write does not
+                         * happen */
                         struct probe_report none = { .dest = ds[i].dest, .cancelled = true };
-                        guard_answered(&none, false, -ECANCELED, &ds[i]);
+                        guard_answered(&none, false, k == -EAGAIN ? -EAGAIN : -ECANCELED, &ds[i]);
                 }
         }
         return HANDLER_SUSPENDED;

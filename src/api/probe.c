@@ -66,27 +66,15 @@ static void asked_free(struct asked *a)
         free(a);
 }
 
-/* The outcome the audit trail and the metrics record. */
-static const char *outcome_of(const struct probe_report *r, int status, json_t *report)
-{
-        if (status == -ECANCELED || !r)
-                return "cancelled";
-        if (!json_is_true(json_object_get(json_object_get(report, "would_pass"), "none")))
-                return "unreachable";
-        json_t *passes = json_object_get(report, "passes");
-        return json_is_false(passes) ? "failed" : "passed";
-}
-
 /* The runner's answer (a probe thread, or the HTTP thread for a cache hit). */
 static void probe_answered(const struct probe_report *r, bool cached, int status, void *arg)
 {
         struct asked *a = arg;
-        struct probe_target t = { .nexthop = a->dest.name,
-                                  .match = (const char *const *)a->match,
-                                  .n_match = a->n_match };
+        struct probe_target t =
+            probe_target_of(&a->dest, (const char *const *)a->match, a->n_match);
         json_t *report =
             r && status != -ECANCELED ? probe_report_json(r, &t, a->level, cached) : NULL;
-        const char *outcome = outcome_of(r, status, report);
+        const char *outcome = probe_outcome(report);
         probe_audit_finish(a->app, a->audit_id, outcome, report, false);
         probe_count_outcome(outcome, cached);
         log_info("probe %lld of %s: %s%s, recommended %s", (long long)a->audit_id, a->dest.key,
@@ -160,7 +148,7 @@ int api_probe(struct request *req, struct problem *reterr)
                 r = json_dispatch(j, probe_spec, &b, NULL, 0, "", reterr);
         if (r >= 0)
                 r = policy_destination_normalize(b.destination, key, "/destination", reterr);
-        if (r >= 0 && probe_destination_parse(key, &a->dest, why, sizeof(why)) < 0)
+        if (r >= 0 && probe_destination_parse(key, false, &a->dest, why, sizeof(why)) < 0)
                 r = problem_set(reterr, PROBLEM_INVALID_DESTINATION, "/destination", "%s", why);
         if (r >= 0)
                 r = take_level_and_match(&b, a, reterr);

@@ -14,12 +14,16 @@
 
 void probe_trust_anchors(const struct config *cfg, struct probe_destination *d)
 {
-        if (postfix_smtp_trust(cfg, d->ca_file, d->ca_path, &d->ca_default) < 0) {
+        struct postfix_smtp_tls t;
+        if (postfix_smtp_tls_recent(cfg, &t) < 0) {
                 log_warning("probe: postconf cannot tell smtp's trust anchors: the system's are "
                             "used");
                 d->ca_file[0] = d->ca_path[0] = 0;
                 d->ca_default = true;
+                return;
         }
+        probe_destination_set_smtp(d, t.ca_file, t.ca_path, t.ca_default, t.verify_match,
+                                   t.secure_match, t.inet_protocols);
 }
 
 int probe_audit_insert(struct app *app, const char *actor, const char *destination,

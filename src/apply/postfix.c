@@ -89,17 +89,29 @@ static struct {
         int trust; /* postfix_outbound_trust's answer */
         char trust_why[POSTFIX_TRUST_WHY_MAX];
         struct fingerprint_digest digest; /* len 0: unknown */
-        char ca_file[256], ca_path[256];  /* smtp_tls_CAfile, smtp_tls_CApath */
-        bool ca_default;                  /* tls_append_default_CA = yes */
-        bool ca_known;                    /* postconf answered */
+        struct postfix_smtp_tls smtp;     /* the smtp client's trust and match lists */
+        bool smtp_known;                  /* postconf answered */
 } facts = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-enum { V_VERSION, V_CAFILE, V_CAPATH, V_APPEND, V_DIGEST, V_MAX };
+enum {
+        V_VERSION,
+        V_CAFILE,
+        V_CAPATH,
+        V_APPEND,
+        V_DIGEST,
+        V_VERIFY_MATCH,
+        V_SECURE_MATCH,
+        V_INET_PROTOCOLS,
+        V_MAX
+};
 static const char *const fact_names[] = { "mail_version",
                                           "smtp_tls_CAfile",
                                           "smtp_tls_CApath",
                                           "tls_append_default_CA",
                                           "smtp_tls_fingerprint_digest",
+                                          "smtp_tls_verify_cert_match",
+                                          "smtp_tls_secure_cert_match",
+                                          "inet_protocols",
                                           NULL };
 
 /* The digest named v (Postfix asks OpenSSL for it by name, tls_validate_digest). */
@@ -150,10 +162,17 @@ static void facts_refresh(const struct config *cfg)
         snprintf(facts.version, sizeof(facts.version), "%s", v[V_VERSION] ? v[V_VERSION] : "");
         facts.trust = trust;
         snprintf(facts.trust_why, sizeof(facts.trust_why), "%s", why);
-        facts.ca_known = v[V_APPEND] != NULL;
-        snprintf(facts.ca_file, sizeof(facts.ca_file), "%s", v[V_CAFILE] ? v[V_CAFILE] : "");
-        snprintf(facts.ca_path, sizeof(facts.ca_path), "%s", v[V_CAPATH] ? v[V_CAPATH] : "");
-        facts.ca_default = v[V_APPEND] && streq(v[V_APPEND], "yes");
+        struct postfix_smtp_tls *t = &facts.smtp;
+        facts.smtp_known = v[V_APPEND] != NULL;
+        snprintf(t->ca_file, sizeof(t->ca_file), "%s", v[V_CAFILE] ? v[V_CAFILE] : "");
+        snprintf(t->ca_path, sizeof(t->ca_path), "%s", v[V_CAPATH] ? v[V_CAPATH] : "");
+        t->ca_default = v[V_APPEND] && streq(v[V_APPEND], "yes");
+        snprintf(t->verify_match, sizeof(t->verify_match), "%s",
+                 v[V_VERIFY_MATCH] ? v[V_VERIFY_MATCH] : "");
+        snprintf(t->secure_match, sizeof(t->secure_match), "%s",
+                 v[V_SECURE_MATCH] ? v[V_SECURE_MATCH] : "");
+        snprintf(t->inet_protocols, sizeof(t->inet_protocols), "%s",
+                 v[V_INET_PROTOCOLS] ? v[V_INET_PROTOCOLS] : "all");
         facts.known = true;
         pthread_mutex_unlock(&facts.lock);
         for (size_t i = 0; i < V_MAX; i++)
@@ -368,18 +387,15 @@ int postconf_service(const struct config *cfg, const char *service, bool *ret)
         return r;
 }
 
-int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
-                       bool *ca_default)
+int postfix_smtp_tls_recent(const struct config *cfg, struct postfix_smtp_tls *ret)
 {
         /* asked anew when the running answer is (POSTFIX_RUNNING_MAX_AGE_USEC): a probe costs
          * no postconf run, and a settings write shows within that time */
         postfix_running_recent(cfg);
         facts_known(cfg);
         pthread_mutex_lock(&facts.lock);
-        int r = facts.ca_known ? 0 : -EIO;
-        snprintf(ca_file, 256, "%s", facts.ca_file);
-        snprintf(ca_path, 256, "%s", facts.ca_path);
-        *ca_default = facts.ca_default;
+        int r = facts.smtp_known ? 0 : -EIO;
+        *ret = facts.smtp;
         pthread_mutex_unlock(&facts.lock);
         return r;
 }

@@ -43,12 +43,20 @@ int postconf_service_params(const struct config *cfg, char **ret);
 /* The same for the NULL-terminated names at once (one postconf): ret[i] for names[i], each
  * freed by the caller (all NULL on failure). */
 int postconf_values(const struct config *cfg, const char *const *names, char **ret);
-/* The trust anchors Postfix's smtp client loads: smtp_tls_CAfile and smtp_tls_CApath (""
- * none) and tls_append_default_CA (the system's besides), as postconf expanded them at the last
- * postfix_running_recent check (asked anew when that is stale). -EIO when postconf could not
- * tell. Any thread. */
-int postfix_smtp_trust(const struct config *cfg, char ca_file[256], char ca_path[256],
-                       bool *ca_default);
+/* What the destination probe judges by as Postfix's smtp client would: its trust anchors
+ * (smtp_tls_CAfile, smtp_tls_CApath: "" none; tls_append_default_CA: the system's besides) and
+ * the default match lists of verify and secure, and inet_protocols, as postconf expanded them. */
+struct postfix_smtp_tls {
+        char ca_file[256];
+        char ca_path[256];
+        bool ca_default;
+        char verify_match[256];  /* smtp_tls_verify_cert_match */
+        char secure_match[256];  /* smtp_tls_secure_cert_match */
+        char inet_protocols[64]; /* the address families smtp connects over */
+};
+/* As of the last postfix_running_recent check (asked anew when that is stale). -EIO when
+ * postconf could not tell. Any thread. */
+int postfix_smtp_tls_recent(const struct config *cfg, struct postfix_smtp_tls *ret);
 /* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
  * name OpenSSL does not know (then Postfix refuses it too). */
 int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret);

@@ -95,7 +95,7 @@ static uint64_t round_once(struct probe_watch *w)
         const char *level = json_string_value(json_object_get(due, "level"));
         struct probe_destination d;
         if (!dest || !level || tls_level_from_string(level, &w->level) < 0 ||
-            probe_destination_parse(dest, &d, why, sizeof(why)) < 0) {
+            probe_destination_parse(dest, true, &d, why, sizeof(why)) < 0) {
                 log_warning("probe watch: cannot probe %s: %s", dest ? dest : "?", why);
                 sleep = RETRY_USEC;
                 goto out;
@@ -105,11 +105,14 @@ static uint64_t round_once(struct probe_watch *w)
         json_array_foreach (json_object_get(due, "match"), i, m)
                 if (n_match < POLICY_MATCH_MAX && json_is_string(m))
                         match[n_match++] = (char *)json_string_value(m);
-        w->target = (struct probe_target){ .nexthop = d.name,
-                                           .match = (const char *const *)match,
-                                           .n_match = n_match };
-        if (postfix_smtp_trust(cfg, d.ca_file, d.ca_path, &d.ca_default) < 0)
+        struct postfix_smtp_tls smtp;
+        if (postfix_smtp_tls_recent(cfg, &smtp) < 0)
                 d.ca_default = true;
+        else
+                probe_destination_set_smtp(&d, smtp.ca_file, smtp.ca_path, smtp.ca_default,
+                                           smtp.verify_match, smtp.secure_match,
+                                           smtp.inet_protocols);
+        w->target = probe_target_of(&d, (const char *const *)match, n_match);
         if (store_probe_insert(c, cfg->node_name, "watch", dest, level, "watch", &id, &p) < 0) {
                 sleep = RETRY_USEC;
                 goto out;

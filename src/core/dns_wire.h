@@ -15,7 +15,9 @@
 
 #define DNS_NAME_TEXT_MAX 1024 /* a name in text form, every byte escaped as \DDD at worst */
 #define DNS_ADDRESS_MAX   46   /* INET6_ADDRSTRLEN */
-#define DNS_TLSA_DATA_MAX 1024 /* bytes of certificate association data kept */
+#define DNS_TLSA_DATA_MAX                                                                          \
+        2048 /* bytes of certificate association data kept (a full                                 \
+                certificate, 2 0 0, fits) */
 
 /* The name at data[*pos] (uncompressed labels) into out in text form without the trailing dot
  * ("mx1.example.com"; the root is "."), letters as they are; bytes other than letters, digits,

@@ -91,6 +91,29 @@ static bool fpr_equal(const char *a, const char *b)
 
 /* ---- the verdict ---------------------------------------------------------------------------- */
 
+/* A main.cf match list (smtp_tls_*_cert_match) of at most DEFAULT_MATCH_TEXT - 1 bytes split
+ * on whitespace, ',' and ':' into items (at most POLICY_MATCH_MAX) pointing into text; the
+ * count (0: none, or a NULL or empty list). */
+#define DEFAULT_MATCH_TEXT 512
+static size_t split_match(const char *list, char text[DEFAULT_MATCH_TEXT],
+                          const char *items[POLICY_MATCH_MAX])
+{
+        size_t n = 0;
+        if (!list || strlen(list) >= DEFAULT_MATCH_TEXT)
+                return 0;
+        memcpy(text, list, strlen(list) + 1);
+        for (char *p = text; *p && n < POLICY_MATCH_MAX;) {
+                p += strspn(p, " \t\r\n,:");
+                if (!*p)
+                        break;
+                items[n++] = p;
+                p += strcspn(p, " \t\r\n,:");
+                if (*p)
+                        *p++ = 0;
+        }
+        return n;
+}
+
 static const char *const verify_default[] = { "hostname" };
 static const char *const secure_default[] = { "nexthop", "dot-nexthop" };
 
@@ -185,6 +208,13 @@ static bool would_pass(enum tls_level level, const struct probe_evidence *e,
         case TLS_LEVEL_SECURE: {
                 const char *const *match = t->match;
                 size_t n = t->match ? t->n_match : 0;
+                char text[DEFAULT_MATCH_TEXT];
+                const char *items[POLICY_MATCH_MAX];
+                if (n == 0) {
+                        bool v = level == TLS_LEVEL_VERIFY;
+                        n = split_match(v ? t->verify_default : t->secure_default, text, items);
+                        match = items;
+                }
                 if (n == 0) {
                         bool v = level == TLS_LEVEL_VERIFY;
                         match = v ? verify_default : secure_default;

@@ -52,12 +52,17 @@ struct probe_evidence {
 /* The destination as a policy names it: nexthop is the domain ("example.com", or the
  * sub-domain part of ".example.com" without its dot) or the literal next-hop's host;
  * match is the policy's match list (NULL or n_match == 0: the level's default,
- * smtp_tls_verify_cert_match = hostname for verify, smtp_tls_secure_cert_match =
- * nexthop, dot-nexthop for secure; for fingerprint: the fingerprints, none given fails). */
+ * smtp_tls_verify_cert_match (Postfix's default: hostname) for verify,
+ * smtp_tls_secure_cert_match (nexthop, dot-nexthop) for secure, as main.cf sets them; for
+ * fingerprint: the fingerprints, none given fails). */
 struct probe_target {
         const char *nexthop;
         const char *const *match;
         size_t n_match;
+        /* main.cf's smtp_tls_verify_cert_match and smtp_tls_secure_cert_match as text (items
+         * separated by whitespace, ',' or ':'); NULL or "": Postfix's defaults above */
+        const char *verify_default;
+        const char *secure_default;
 };
 
 /* Whether the certificate name cert_name satisfies one match pattern ("hostname", "nexthop",

@@ -202,13 +202,16 @@ int mtasts_check(struct dns *d, const char *domain, const char *ca_file, bool al
                                 strcat(a, "]");
                                 text = a;
                         }
-                        int k = snprintf(addresses + used, sizeof(addresses) - used, "%s%s",
-                                         used ? "," : "", text);
-                        if (k < 0 || (size_t)k >= sizeof(addresses) - used)
-                                break;
-                        used += (size_t)k;
+                        /* whole addresses only: one that does not fit ends the list */
+                        size_t need = strlen(text) + (used ? 1 : 0);
+                        if (need >= sizeof(addresses) - used)
+                                goto listed;
+                        snprintf(addresses + used, sizeof(addresses) - used, "%s%s",
+                                 used ? "," : "", text);
+                        used += need;
                 }
         }
+listed:
         if (!used) {
                 snprintf(out->error, sizeof(out->error), "%.100s has no address%s", host,
                          refused ? " the probe may connect to (probe_private_networks = deny)"

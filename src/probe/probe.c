@@ -56,7 +56,8 @@ static bool is_smtp_port(unsigned port)
         return port == 25 || port == 465 || port == 587;
 }
 
-int probe_destination_parse(const char *key, struct probe_destination *out, char *err, size_t size)
+int probe_destination_parse(const char *key, bool any_port, struct probe_destination *out,
+                            char *err, size_t size)
 {
         char host[256];
         const char *port = NULL;
@@ -107,7 +108,7 @@ int probe_destination_parse(const char *key, struct probe_destination *out, char
         }
         if (port && parse_port(port, &out->port, err, size) < 0)
                 return -EINVAL;
-        if (!out->literal && !is_smtp_port(out->port)) {
+        if (!any_port && !out->literal && !is_smtp_port(out->port)) {
                 snprintf(err, size,
                          "port %u is not an SMTP port (25, 465, 587): only a literal next-hop "
                          "\"[host]:%u\" may name another",
@@ -115,6 +116,32 @@ int probe_destination_parse(const char *key, struct probe_destination *out, char
                 return -EINVAL;
         }
         return 0;
+}
+
+void probe_destination_set_smtp(struct probe_destination *d, const char *ca_file,
+                                const char *ca_path, bool ca_default, const char *verify_match,
+                                const char *secure_match, const char *inet_protocols)
+{
+        /* "all", "ipv4", "ipv6", "ipv4, ipv6" */
+        const char *p = inet_protocols ? inet_protocols : "all";
+        bool all = strstr(p, "all") != NULL;
+        d->only_ipv4 = !all && strstr(p, "ipv4") && !strstr(p, "ipv6");
+        d->only_ipv6 = !all && strstr(p, "ipv6") && !strstr(p, "ipv4");
+        snprintf(d->ca_file, sizeof(d->ca_file), "%s", ca_file ? ca_file : "");
+        snprintf(d->ca_path, sizeof(d->ca_path), "%s", ca_path ? ca_path : "");
+        d->ca_default = ca_default;
+        snprintf(d->verify_match, sizeof(d->verify_match), "%s", verify_match ? verify_match : "");
+        snprintf(d->secure_match, sizeof(d->secure_match), "%s", secure_match ? secure_match : "");
+}
+
+struct probe_target probe_target_of(const struct probe_destination *d, const char *const *match,
+                                    size_t n_match)
+{
+        return (struct probe_target){ .nexthop = d->name,
+                                      .match = match,
+                                      .n_match = n_match,
+                                      .verify_default = d->verify_match,
+                                      .secure_default = d->secure_match };
 }
 
 /* ---- lookups ------------------------------------------------------------------------------- */
@@ -213,6 +240,16 @@ static enum dns_security combine(const struct dns_lookup *a, const struct dns_lo
         return DNS_SECURE;
 }
 
+/* A record DANE for SMTP uses (RFC 7672 3.1): DANE-TA(2) or DANE-EE(3), the certificate or its
+ * key, and the whole data or a SHA-256/SHA-512 digest of the right length; the others are
+ * ignored, as Postfix and OpenSSL ignore them. */
+static bool tlsa_usable(const struct dns_tlsa *x)
+{
+        static const size_t digest_len[] = { 0, 32, 64 };
+        return (x->usage == 2 || x->usage == 3) && x->selector <= 1 && x->mtype <= 2 &&
+               x->len > 0 && (x->mtype == 0 || x->len == digest_len[x->mtype]);
+}
+
 /* The TLSA state of a host by RFC 7672 2.2: records count only when the chain that led to them
  * (the MX answer, the host's addresses) was validated too. */
 static void dane_state_of(const struct probe_report *r, struct probe_host *h,
@@ -244,16 +281,23 @@ static void dane_state_of(const struct probe_report *r, struct probe_host *h,
                          n ? "DNSSEC-validated " : "");
                 return;
         }
-        bool usable = false;
-        for (size_t i = 0; i < n && h->n_tlsa < PROBE_TLSA_MAX; i++) {
+        struct dns_tlsa *x = malloc(sizeof(*x));
+        for (size_t i = 0; x && i < n; i++) {
                 size_t len;
                 const uint8_t *data = dns_lookup_rdata(t, i, &len);
-                struct dns_tlsa *x = &h->tlsa[h->n_tlsa];
-                if (dns_wire_tlsa(data, len, x) < 0)
+                if (dns_wire_tlsa(data, len, x) < 0 || !tlsa_usable(x) ||
+                    h->n_tlsa >= PROBE_TLSA_MAX) {
+                        h->n_tlsa_unusable++;
                         continue;
-                h->n_tlsa++;
-                usable |= (x->usage == 2 || x->usage == 3) && x->selector <= 1 && x->mtype <= 2;
+                }
+                struct dns_tlsa *grown = realloc(h->tlsa, (h->n_tlsa + 1) * sizeof(*grown));
+                if (!grown)
+                        break;
+                h->tlsa = grown;
+                h->tlsa[h->n_tlsa++] = *x;
         }
+        free(x);
+        bool usable = h->n_tlsa > 0;
         h->dane = usable ? DANE_USABLE : DANE_UNUSABLE;
         if (!usable)
                 snprintf(h->dane_note, sizeof(h->dane_note),
@@ -313,8 +357,10 @@ static int resolve_hosts(const struct probe_config *cfg, struct dns *d, struct p
                                  "address lookup of %.80s failed: %.80s", h->name,
                                  q[3 * i].why[0] ? q[3 * i].why : q[3 * i + 1].why);
                 } else {
-                        ret = add_addresses(h, &q[3 * i], DNS_TYPE_A, &budget);
-                        if (ret == 0)
+                        /* the families Postfix's smtp connects over (inet_protocols) */
+                        ret = r->dest.only_ipv6 ? 0
+                                                : add_addresses(h, &q[3 * i], DNS_TYPE_A, &budget);
+                        if (ret == 0 && !r->dest.only_ipv4)
                                 ret = add_addresses(h, &q[3 * i + 1], DNS_TYPE_AAAA, &budget);
                         if (ret < 0)
                                 goto out;
@@ -533,6 +579,23 @@ out:
         return ret;
 }
 
+bool probe_report_transient(const struct probe_report *r)
+{
+        if (r->cancelled || r->mx_security == DNS_FAILED)
+                return true;
+        for (size_t i = 0; i < r->n_hosts; i++) {
+                const struct probe_host *h = &r->hosts[i];
+                if (h->address_security == DNS_FAILED || h->dane == DANE_FAILED)
+                        return true;
+                for (size_t j = 0; j < h->n_addresses; j++) {
+                        int st = h->addresses[j].status;
+                        if (st == -ETIMEDOUT || st == -EAGAIN || st == -ECANCELED)
+                                return true;
+                }
+        }
+        return false;
+}
+
 void probe_report_done(struct probe_report *r)
 {
         if (!r)
@@ -541,6 +604,7 @@ void probe_report_done(struct probe_report *r)
                 for (size_t j = 0; j < r->hosts[i].n_addresses; j++)
                         smtp_probe_result_done(&r->hosts[i].addresses[j].smtp);
                 free(r->hosts[i].addresses);
+                free(r->hosts[i].tlsa);
         }
         free(r->hosts);
         r->hosts = NULL;

@@ -20,7 +20,7 @@
 #include "probe/mtasts.h"
 #include "probe/smtp_probe.h"
 
-#define PROBE_TLSA_MAX 8 /* TLSA records kept per host */
+#define PROBE_TLSA_MAX 16 /* usable TLSA records kept per host */
 
 struct probe_config {
         struct dns_config dns;
@@ -45,11 +45,27 @@ struct probe_destination {
         char ca_file[256];
         char ca_path[256];
         bool ca_default;
+        /* main.cf's smtp_tls_verify_cert_match and smtp_tls_secure_cert_match (verdicts only) */
+        char verify_match[256];
+        char secure_match[256];
+        /* inet_protocols: the families Postfix's smtp uses (both false: both) */
+        bool only_ipv4, only_ipv6;
 };
 
+/* How Postfix's smtp client judges (probe_destination's ca_* and *_match); strings may be
+ * NULL. */
+void probe_destination_set_smtp(struct probe_destination *d, const char *ca_file,
+                                const char *ca_path, bool ca_default, const char *verify_match,
+                                const char *secure_match, const char *inet_protocols);
+/* The verdicts' target for d with a policy's match list (borrowed). */
+struct probe_target probe_target_of(const struct probe_destination *d, const char *const *match,
+                                    size_t n_match);
+
 /* The key's parts into *out: -EINVAL with err[size] naming what is wrong (a service name other
- * than smtp, submission, submissions/smtps; a port outside 25, 465, 587 without brackets). */
-int probe_destination_parse(const char *key, struct probe_destination *out, char *err, size_t size);
+ * than smtp, submission, submissions/smtps; unless any_port, a port outside 25, 465, 587
+ * without brackets). */
+int probe_destination_parse(const char *key, bool any_port, struct probe_destination *out,
+                            char *err, size_t size);
 
 struct probe_address {
         char address[DNS_ADDRESS_MAX];
@@ -65,9 +81,11 @@ struct probe_host {
         char address_error[192];            /* no address: why */
         enum dns_security tlsa_security;
         enum dane_state dane;
-        char dane_note[192]; /* why DANE_NONE or DANE_FAILED, in words */
-        struct dns_tlsa tlsa[PROBE_TLSA_MAX];
+        char dane_note[192];   /* why DANE_NONE or DANE_FAILED, in words */
+        struct dns_tlsa *tlsa; /* the usable records (RFC 7672 3.1: usage 2 or 3, selector 0
+                                  or 1, matching type 0, 1 or 2 of the right length; owned) */
         size_t n_tlsa;
+        size_t n_tlsa_unusable; /* records Postfix ignores */
         struct probe_address *addresses;
         size_t n_addresses;
 };
@@ -91,3 +109,6 @@ struct probe_report {
 int probe_run(const struct probe_config *cfg, const struct probe_destination *dest,
               struct probe_report *ret);
 void probe_report_done(struct probe_report *r);
+/* Whether r holds a failure that may pass by itself (a lookup with no answer, a conversation
+ * that timed out, a probe cut short): such a report is not cached. */
+bool probe_report_transient(const struct probe_report *r);

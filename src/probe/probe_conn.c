@@ -93,21 +93,31 @@ bool probe_address_is_private(const char *s)
 {
         unsigned char a[16];
         if (inet_pton(AF_INET, s, a) == 1)
-                return a[0] == 127 || a[0] == 10 || a[0] == 0 ||
+                return a[0] == 127 || a[0] == 10 || a[0] == 0 || a[0] >= 224 || /* multicast,
+                                                                                   reserved */
                        (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
-                       (a[0] == 169 && a[1] == 254) || (a[0] == 100 && (a[1] & 0xc0) == 64);
+                       (a[0] == 169 && a[1] == 254) || (a[0] == 100 && (a[1] & 0xc0) == 64) ||
+                       (a[0] == 198 && (a[1] & 0xfe) == 18) ||  /* benchmarking, RFC 2544 */
+                       (a[0] == 192 && a[1] == 0 && a[2] == 0); /* IETF protocol assignments */
         if (inet_pton(AF_INET6, s, a) != 1)
                 return true;
         static const unsigned char zero[16];
         if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
                 return true; /* :: and ::1 */
-        if ((a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
-                return true;
+        if ((a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+            (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) || a[0] == 0xff)
+                return true; /* unique local, link-local, site-local, multicast */
+        /* an IPv4 address inside: mapped ::ffff:a.b.c.d, NAT64 64:ff9b::a.b.c.d, 6to4 2002:ab:cd::
+         */
         static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-        if (memcmp(a, mapped, 12) == 0) {
-                char v4[16];
-                snprintf(v4, sizeof(v4), "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
-                return probe_address_is_private(v4);
+        static const unsigned char nat64[12] = { 0, 0x64, 0xff, 0x9b };
+        const unsigned char *v4 = memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 ? a + 12
+                                  : a[0] == 0x20 && a[1] == 0x02                          ? a + 2
+                                                                                          : NULL;
+        if (v4) {
+                char text[16];
+                snprintf(text, sizeof(text), "%u.%u.%u.%u", v4[0], v4[1], v4[2], v4[3]);
+                return probe_address_is_private(text);
         }
         return false;
 }

@@ -136,18 +136,21 @@ int probe_tls_ctx_paths(const char *ca_file, const char *ca_path, bool system, b
         int r = probe_tls_ctx(NULL, false, NULL, &ctx, res);
         if (r < 0)
                 return r;
-        if ((ca_file || ca_path) && SSL_CTX_load_verify_locations(ctx, ca_file, ca_path) != 1) {
-                probe_set_error(res, "trust anchors %s%s%s: %s", ca_file ? ca_file : "",
-                                ca_file && ca_path ? " " : "", ca_path ? ca_path : "",
-                                probe_ssl_reason());
-                SSL_CTX_free(ctx);
-                return -EINVAL;
-        }
-        if (system && SSL_CTX_set_default_verify_paths(ctx) != 1) {
-                probe_set_error(res, "the system's trust anchors: %s", probe_ssl_reason());
-                SSL_CTX_free(ctx);
-                return -EINVAL;
-        }
+        /* anchors that do not load make the chain untrusted, as in Postfix's smtp; the
+         * handshake is still made and reported */
+        if ((ca_file || ca_path) && SSL_CTX_load_verify_locations(ctx, ca_file, ca_path) != 1)
+                snprintf(res->trust_error, sizeof(res->trust_error),
+                         "the trust anchors %.90s%s%.90s do not load: %.40s",
+                         ca_file ? ca_file : "", ca_file && ca_path ? " " : "",
+                         ca_path ? ca_path : "", probe_ssl_reason());
+        if (system && SSL_CTX_set_default_verify_paths(ctx) != 1 && !res->trust_error[0])
+                snprintf(res->trust_error, sizeof(res->trust_error),
+                         "the system's trust anchors do not load: %.100s", probe_ssl_reason());
+        if (!ca_file && !ca_path && !system)
+                snprintf(res->trust_error, sizeof(res->trust_error),
+                         "no trust anchors: smtp_tls_CAfile and smtp_tls_CApath are empty and "
+                         "tls_append_default_CA = no");
+        ERR_clear_error();
         if (dane && SSL_CTX_dane_enable(ctx) <= 0) {
                 probe_set_error(res, "TLS setup: DANE: %s", probe_ssl_reason());
                 SSL_CTX_free(ctx);
@@ -395,7 +398,8 @@ static int check_trust(SSL *ssl, SSL_CTX *ctx, X509 *peer, struct smtp_probe_res
                 r = -ENOMEM;
         } else if (X509_verify_cert(sctx) == 1) {
                 res->trusted = true;
-        } else {
+                res->trust_error[0] = 0;
+        } else if (!res->trust_error[0]) { /* a failed anchor load said why already */
                 int e = X509_STORE_CTX_get_error(sctx);
                 snprintf(res->trust_error, sizeof(res->trust_error), "%s (depth %d)",
                          X509_verify_cert_error_string(e), X509_STORE_CTX_get_error_depth(sctx));
@@ -438,11 +442,10 @@ int probe_tls_handshake_checked(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *
                 probe_set_error(res, "TLS handshake: %s", probe_ssl_reason());
                 return -ENOMEM;
         }
-        if (o->servername && !is_ip_literal(o->servername) &&
-            SSL_set_tlsext_host_name(c->ssl, o->servername) != 1) {
-                probe_set_error(res, "TLS handshake: unusable server name");
-                return -EINVAL;
-        }
+        /* SNI when the name can be one (an escaped or odd name goes without) */
+        if (o->servername && !is_ip_literal(o->servername))
+                SSL_set_tlsext_host_name(c->ssl, o->servername);
+        ERR_clear_error();
         if (o->n_tlsa > 0) {
                 int k = dane_setup(c->ssl, o, res);
                 if (k == -ENOMEM) {

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "probe/probe_conn.h"
 #include "util.h"
 
 static const char *security_name(enum dns_security s)
@@ -64,33 +65,62 @@ static void evidence_of(const struct probe_host *h, const struct probe_address *
         }
 }
 
+/* Whether one address passes level: the verdict, and in wrapper mode (port 465, TLS from the
+ * first byte: smtp_tls_wrappermode) no level below encrypt can deliver. */
+static bool address_passes(const struct probe_report *r, const struct probe_host *h,
+                           const struct probe_address *a, const struct probe_target *t,
+                           enum tls_level level, char *why, size_t size)
+{
+        const char *names[1];
+        struct probe_evidence e;
+        evidence_of(h, a, names, &e);
+        if (!probe_would_pass(level, &e, t, why, size))
+                return false;
+        if (r->dest.port == 465 && (level == TLS_LEVEL_NONE || level == TLS_LEVEL_MAY)) {
+                snprintf(why, size,
+                         "port 465 speaks TLS from the first byte: Postfix needs "
+                         "smtp_tls_wrappermode = yes and a level of encrypt or above");
+                return false;
+        }
+        return true;
+}
+
 bool probe_report_passes(const struct probe_report *r, const struct probe_target *t,
                          enum tls_level level, char *reason, size_t size)
 {
-        size_t probed = 0;
+        size_t reachable = 0;
+        char unreachable[400] = "";
         reason[0] = 0;
         if (r->error[0]) {
                 snprintf(reason, size, "%s", r->error);
                 return false;
         }
+        /* Postfix tries the next address (and MX) when one does not answer: the destination is
+         * judged by the addresses that answered, and fails only if none did */
         for (size_t i = 0; i < r->n_hosts; i++) {
                 const struct probe_host *h = &r->hosts[i];
                 for (size_t j = 0; j < h->n_addresses; j++) {
                         const struct probe_address *a = &h->addresses[j];
-                        const char *names[1];
-                        struct probe_evidence e;
                         char why[256];
-                        evidence_of(h, a, names, &e);
-                        probed++;
-                        if (!probe_would_pass(level, &e, t, why, sizeof(why))) {
+                        if (!a->smtp.connected) {
+                                if (!unreachable[0])
+                                        snprintf(unreachable, sizeof(unreachable),
+                                                 "%.120s %s: not reachable: %.150s", h->name,
+                                                 a->address,
+                                                 a->smtp.error[0] ? a->smtp.error : "not probed");
+                                continue;
+                        }
+                        reachable++;
+                        if (!address_passes(r, h, a, t, level, why, sizeof(why))) {
                                 snprintf(reason, size, "%.120s %s: %s", h->name, a->address, why);
                                 return false;
                         }
                 }
         }
-        if (probed == 0)
-                snprintf(reason, size, "no address was probed");
-        return probed > 0;
+        if (reachable == 0)
+                snprintf(reason, size, "%s",
+                         unreachable[0] ? unreachable : "no address was probed");
+        return reachable > 0;
 }
 
 static json_t *certificate_json(const struct smtp_probe_result *s)
@@ -111,17 +141,15 @@ static json_t *certificate_json(const struct smtp_probe_result *s)
 }
 
 /* would_pass {level: bool} and reasons {level: "why"} (only failing levels) of one address. */
-static void verdicts_json(const struct probe_host *h, const struct probe_address *a,
-                          const struct probe_target *t, json_t **would, json_t **reasons)
+static void verdicts_json(const struct probe_report *r, const struct probe_host *h,
+                          const struct probe_address *a, const struct probe_target *t,
+                          json_t **would, json_t **reasons)
 {
-        const char *names[1];
-        struct probe_evidence e;
-        evidence_of(h, a, names, &e);
         *would = json_object();
         *reasons = json_object();
         for (int l = 0; l < _TLS_LEVEL_MAX; l++) {
                 char why[256];
-                bool pass = probe_would_pass((enum tls_level)l, &e, t, why, sizeof(why));
+                bool pass = address_passes(r, h, a, t, (enum tls_level)l, why, sizeof(why));
                 json_object_set_new(*would, tls_level_to_string((enum tls_level)l),
                                     json_boolean(pass));
                 if (!pass)
@@ -135,7 +163,7 @@ static json_t *address_json(const struct probe_report *r, const struct probe_hos
 {
         const struct smtp_probe_result *s = &a->smtp;
         json_t *would, *reasons;
-        verdicts_json(h, a, t, &would, &reasons);
+        verdicts_json(r, h, a, t, &would, &reasons);
         json_t *tls = s->handshake_ok
                           ? json_pack("{s:s, s:s, s:o}", "protocol", s->protocol, "cipher",
                                       s->cipher, "group", string_or_null(s->group))
@@ -173,9 +201,10 @@ static json_t *host_json(const struct probe_report *r, const struct probe_host *
         json_t *addresses = json_array();
         for (size_t j = 0; j < h->n_addresses; j++)
                 json_array_append_new(addresses, address_json(r, h, &h->addresses[j], t));
-        json_t *tlsa = json_pack("{s:s, s:s, s:o, s:o}", "dnssec", security_name(h->tlsa_security),
-                                 "dane", dane_name(h->dane), "note", string_or_null(h->dane_note),
-                                 "records", tlsa_records_json(h));
+        json_t *tlsa =
+            json_pack("{s:s, s:s, s:o, s:o, s:I}", "dnssec", security_name(h->tlsa_security),
+                      "dane", dane_name(h->dane), "note", string_or_null(h->dane_note), "records",
+                      tlsa_records_json(h), "unusable", (json_int_t)h->n_tlsa_unusable);
         json_t *sts = r->mta_sts.has_policy
                           ? json_boolean(mtasts_mx_matches(&r->mta_sts.policy, h->name))
                           : json_null();
@@ -183,6 +212,17 @@ static json_t *host_json(const struct probe_report *r, const struct probe_host *
                          (int)h->preference, "dnssec", security_name(h->address_security), "error",
                          string_or_null(h->address_error), "tlsa", tlsa, "mta_sts_match", sts,
                          "addresses", addresses);
+}
+
+/* Text from the network (a TXT record, a policy's lines, errors quoting them) as printable
+ * ASCII: JSON strings must be UTF-8, and a cut multi-byte character or a raw byte is not. */
+static json_t *printable_or_null(const char *s)
+{
+        char buf[512];
+        if (!s || !*s)
+                return json_null();
+        probe_copy_printable(buf, sizeof(buf), s, strlen(s));
+        return json_string(buf);
 }
 
 static json_t *mta_sts_json(const struct mtasts_result *m)
@@ -193,14 +233,14 @@ static json_t *mta_sts_json(const struct mtasts_result *m)
         if (m->has_policy) {
                 json_t *mx = json_array();
                 for (size_t i = 0; i < m->policy.n_mx; i++)
-                        json_array_append_new(mx, json_string(m->policy.mx[i]));
+                        json_array_append_new(mx, printable_or_null(m->policy.mx[i]));
                 policy = json_pack("{s:s, s:I, s:o}", "mode", mtasts_mode_name(m->policy.mode),
                                    "max_age", (json_int_t)m->policy.max_age, "mx", mx);
         }
         return json_pack("{s:o, s:o, s:s, s:o, s:o}", "record",
-                         m->has_record ? json_string(m->record) : json_null(), "id",
-                         string_or_null(m->id), "dnssec", security_name(m->txt_security), "policy",
-                         policy, "error", string_or_null(m->error));
+                         m->has_record ? printable_or_null(m->record) : json_null(), "id",
+                         printable_or_null(m->id), "dnssec", security_name(m->txt_security),
+                         "policy", policy, "error", printable_or_null(m->error));
 }
 
 json_t *probe_report_json(const struct probe_report *r, const struct probe_target *t,
@@ -244,6 +284,18 @@ json_t *probe_report_json(const struct probe_report *r, const struct probe_targe
         return out;
 }
 
+const char *probe_outcome(json_t *report)
+{
+        if (!report)
+                return "cancelled";
+        if (!json_is_true(json_object_get(json_object_get(report, "would_pass"), "none")))
+                return "unreachable";
+        json_t *passes = json_object_get(report, "passes");
+        if (json_is_null(passes) || !passes)
+                return "reachable";
+        return json_is_true(passes) ? "passed" : "failed";
+}
+
 void probe_count_outcome(const char *outcome, bool cached)
 {
         static const struct {
@@ -253,6 +305,7 @@ void probe_count_outcome(const char *outcome, bool cached)
                 { "passed", METRIC_PROBES_PASSED },
                 { "failed", METRIC_PROBES_FAILED },
                 { "unreachable", METRIC_PROBES_UNREACHABLE },
+                { "reachable", METRIC_PROBES_REACHABLE },
                 { "cancelled", METRIC_PROBES_CANCELLED },
         };
         for (size_t i = 0; i < ARRAY_SIZE(counters); i++)

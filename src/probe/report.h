@@ -20,6 +20,11 @@ json_t *probe_report_json(const struct probe_report *r, const struct probe_targe
 bool probe_report_passes(const struct probe_report *r, const struct probe_target *t,
                          enum tls_level level, char *reason, size_t size);
 
-/* smtptlsd_probes_total{outcome} (passed, failed, unreachable, cancelled) and, when cached,
+/* The outcome the audit trail and the metrics record of a report's JSON (NULL: cancelled):
+ * unreachable (no mail would go out at all), else with a level asked passed or failed, without
+ * one reachable. */
+const char *probe_outcome(json_t *report);
+/* smtptlsd_probes_total{outcome} (passed, failed, unreachable, reachable, cancelled) and, when
+ * cached,
  * smtptlsd_probes_cached_total. */
 void probe_count_outcome(const char *outcome, bool cached);

@@ -87,24 +87,37 @@ static struct cached *cache_find_locked(struct probe_runner *pr, const struct pr
         return NULL;
 }
 
+/* Reports the cache keeps at most: the oldest goes (a write-scope client probing random names
+ * must not grow it without bound). */
+#define CACHE_MAX 1024
+
 static void cache_put_locked(struct probe_runner *pr, struct cached *c)
 {
-        for (struct cached **p = &pr->cache; *p; p = &(*p)->next)
-                if (same_question(&(*p)->report.dest, &c->report.dest)) {
-                        struct cached *old = *p;
-                        *p = old->next;
-                        cached_unref_locked(old);
-                        break;
+        uint64_t now = now_monotonic_usec();
+        size_t n = 0;
+        /* the same question's older report, the expired ones, and beyond CACHE_MAX - 1 the
+         * oldest (the list is newest first) */
+        for (struct cached **p = &pr->cache; *p;) {
+                struct cached *x = *p;
+                if (same_question(&x->report.dest, &c->report.dest) || x->expires <= now ||
+                    n >= CACHE_MAX - 1) {
+                        *p = x->next;
+                        cached_unref_locked(x);
+                        continue;
                 }
+                n++;
+                p = &x->next;
+        }
         c->refs++;
         c->next = pr->cache;
         pr->cache = c;
 }
 
-static struct flight *flight_find_locked(struct probe_runner *pr, const struct probe_destination *d)
+static struct flight *flight_find_locked(struct probe_runner *pr, const struct probe_destination *d,
+                                         bool queued_only)
 {
         for (struct flight *f = pr->flights; f; f = f->next)
-                if (same_question(&f->dest, d))
+                if (same_question(&f->dest, d) && !(queued_only && f->running))
                         return f;
         return NULL;
 }
@@ -152,14 +165,14 @@ static void *probe_thread(void *arg)
                                 break;
                         }
                 pr->running--;
-                if (c && r == 0 && pr->cache_usec > 0) {
+                if (c && r == 0 && pr->cache_usec > 0 && !probe_report_transient(&c->report)) {
                         c->expires = now_monotonic_usec() + pr->cache_usec;
                         cache_put_locked(pr, c);
                 }
                 struct waiter *w = f->waiters;
                 pthread_mutex_unlock(&pr->lock);
                 /* the waiters are answered without the lock: a callback may submit again */
-                answer_all(w, c ? &c->report : NULL, r == -ECANCELED ? r : c ? 0 : -ENOMEM);
+                answer_all(w, c ? &c->report : NULL, c ? (r < 0 ? r : 0) : -ENOMEM);
                 free(f);
                 pthread_mutex_lock(&pr->lock);
                 if (c)
@@ -227,11 +240,9 @@ int probe_runner_submit(struct probe_runner *pr, const struct probe_destination 
                 pthread_mutex_unlock(&pr->lock);
                 return 0;
         }
-        /* a probe of the same destination that has not started yet answers this one too; a
-         * running one started before the request: a fresh one is queued */
-        struct flight *f = flight_find_locked(pr, d);
-        if (f && (f->running && fresh))
-                f = NULL;
+        /* a probe of the same question answers this one too; a fresh request takes only one
+         * that has not started (a running one began before the request) */
+        struct flight *f = flight_find_locked(pr, d, fresh);
         if (!f) {
                 if (pr->queued >= pr->queue_max + pr->n_threads - pr->running) {
                         pthread_mutex_unlock(&pr->lock);

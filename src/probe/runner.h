@@ -13,7 +13,8 @@
 struct probe_runner;
 
 /* A finished probe: r is valid during the call only. status 0 (r may still carry an error of
- * the destination), -ECANCELED (the daemon stops; r says so) or -ENOMEM (r NULL). cached: r
+ * the destination), -ECANCELED (the daemon stops; r says so), or another negative errno of the
+ * probe itself (-ENOMEM; r NULL or partial: not to be shown as a finding). cached: r
  * came from the cache. Called on a probe thread, or on the submitting thread for a cache hit
  * or a refusal after the request was taken. */
 typedef void (*probe_done_fn)(const struct probe_report *r, bool cached, int status, void *arg);

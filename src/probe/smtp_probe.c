@@ -260,13 +260,15 @@ static int run(struct probe *p, const char *host, unsigned port, uint64_t deadli
                 probe_set_error(res, "arguments: a host and a port in 1..65535 are needed");
                 return -EINVAL;
         }
+        if (p->o && p->servername && (isempty(p->servername) || strlen(p->servername) > 253))
+                p->servername = NULL; /* the destination probe: no SNI, still a conversation */
         if (p->servername && (isempty(p->servername) || strlen(p->servername) > 253)) {
                 probe_set_error(res, "arguments: the server name is empty or too long");
                 return -EINVAL;
         }
         /* the trust anchors are loaded only when needed; a CA file we cannot read is an error
-         * before any connection */
-        if (p->ca_file && access(p->ca_file, R_OK) < 0) {
+         * before any connection (the destination probe reports it as the chain's trust) */
+        if (!p->o && p->ca_file && access(p->ca_file, R_OK) < 0) {
                 probe_set_error(res, "CA file %s: %s", p->ca_file, strerror(errno));
                 return -EINVAL;
         }

@@ -58,6 +58,8 @@ class Peers:
             '_mta-sts.good 300 IN TXT "v=STSv1; id=20261204"', f"mta-sts.good 300 IN A {self.web.address}",
             f"nomx 300 IN A {good}",
             "nullmx 300 IN MX 0 .",
+            "half 300 IN MX 10 down.half", f"down.half 300 IN A {free_loopback_address()}",
+            "half 300 IN MX 20 mx1.good",
             "danebad 300 IN MX 10 mx.danebad", f"mx.danebad 300 IN A {good}",
             "_25._tcp.mx.danebad 300 IN TLSA 3 1 1 " + "00" * 32,
         ])
@@ -184,6 +186,17 @@ def test_domains_without_mail_hosts_are_findings_not_errors(site, peers):
         assert r["hosts"] == [] and words in r["error"], r
         assert r["would_pass"] == {lv: False for lv in LEVELS} and r["recommended"] is None
         assert r["passes"] is False
+
+
+def test_a_host_that_does_not_answer_is_skipped_as_postfix_skips_it(site):
+    r = probe(site, {"destination": "half.sec.test", "level": "encrypt"})
+    down, up = r["hosts"]
+    assert down["name"] == "down.half.sec.test" and up["name"] == "mx1.good.sec.test", r
+    assert down["addresses"][0]["connected"] is False
+    assert "Connection refused" in down["addresses"][0]["error"], down
+    assert up["addresses"][0]["would_pass"]["encrypt"] is True
+    assert r["passes"] is True and r["would_pass"]["none"] is True, r
+    assert r["recommended"] == "dane-only", r
 
 
 def test_two_mx_hosts_the_destination_passes_only_what_both_pass(site):

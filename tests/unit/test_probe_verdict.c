@@ -325,7 +325,7 @@ static void test_would_pass(void **state)
         for (size_t i = 0; i < ARRAY_SIZE(verdicts); i++) {
                 const struct row *r = &verdicts[i];
                 struct probe_evidence e = evidence_of(r);
-                struct probe_target t = { "example.com", r->match, r->n_match };
+                struct probe_target t = { "example.com", r->match, r->n_match, NULL, NULL };
                 strcpy(reason, "junk");
                 bool pass = probe_would_pass(r->level, &e, &t, reason, sizeof(reason));
                 if (pass != r->pass)
@@ -343,9 +343,9 @@ static void test_default_match_lists(void **state)
         static const char *const unused[] = { "mx.example.net" };
         struct probe_evidence e = evidence_of(&(struct row){ 0 });
         const struct probe_target targets[] = {
-                { "example.com", NULL, 0 },
-                { "example.com", unused, 0 },
-                { "example.com", NULL, 3 },
+                { "example.com", NULL, 0, NULL, NULL },
+                { "example.com", unused, 0, NULL, NULL },
+                { "example.com", NULL, 3, NULL, NULL },
         };
         char reason[128];
         for (size_t i = 0; i < ARRAY_SIZE(targets); i++) {
@@ -375,11 +375,44 @@ static void test_default_match_lists(void **state)
         assert_string_equal(reason, "no fingerprint given (match)");
 }
 
+/* main.cf's smtp_tls_verify_cert_match and smtp_tls_secure_cert_match replace Postfix's
+ * defaults when the policy has no match list (and a policy's list still wins). */
+static void test_maincf_match_lists(void **state)
+{
+        static const char *const apex[] = { "example.com" };
+        struct probe_evidence e = evidence_of(&(struct row){ 0 });
+        struct probe_target t = { "example.com", NULL, 0, NULL, NULL };
+        char reason[160];
+        e.cert_names = apex;
+        e.n_cert_names = 1;
+
+        assert_false(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, reason, sizeof(reason)));
+        assert_string_equal(reason, "no certificate name matches hostname");
+        t.verify_default = "nexthop";
+        assert_true(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, reason, sizeof(reason)));
+        t.verify_default = " hostname,\tnexthop ";
+        assert_true(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, reason, sizeof(reason)));
+        t.verify_default = "";
+        assert_false(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, reason, sizeof(reason)));
+
+        t.secure_default = "dot-nexthop";
+        assert_false(probe_would_pass(TLS_LEVEL_SECURE, &e, &t, reason, sizeof(reason)));
+        assert_string_equal(reason, "no certificate name matches dot-nexthop");
+        t.secure_default = "hostname:nexthop";
+        assert_true(probe_would_pass(TLS_LEVEL_SECURE, &e, &t, reason, sizeof(reason)));
+
+        static const char *const policy[] = { "other.example" };
+        t.match = policy;
+        t.n_match = 1;
+        assert_false(probe_would_pass(TLS_LEVEL_SECURE, &e, &t, reason, sizeof(reason)));
+        assert_string_equal(reason, "no certificate name matches other.example");
+}
+
 /* Missing evidence parts: no names, no fingerprints, no host name, no evidence. */
 static void test_missing_evidence(void **state)
 {
         struct probe_evidence e = evidence_of(&(struct row){ 0 });
-        struct probe_target t = { "example.com", NULL, 0 };
+        struct probe_target t = { "example.com", NULL, 0, NULL, NULL };
         char reason[128];
 
         e.cert_names = NULL;
@@ -398,7 +431,7 @@ static void test_missing_evidence(void **state)
         e = evidence_of(&(struct row){ 0 });
         e.hostname = NULL;
         e.error = NULL;
-        t = (struct probe_target){ NULL, NULL, 0 };
+        t = (struct probe_target){ NULL, NULL, 0, NULL, NULL };
         assert_false(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, reason, sizeof(reason)));
         e.connected = false;
         assert_false(probe_would_pass(TLS_LEVEL_NONE, &e, &t, reason, sizeof(reason)));
@@ -417,7 +450,7 @@ static void test_reason_buffer(void **state)
                 "a-very-long-pattern-4.example.com", "a-very-long-pattern-5.example.com",
         };
         struct probe_evidence e = evidence_of(&(struct row){ 0 });
-        struct probe_target t = { "example.com", many, ARRAY_SIZE(many) };
+        struct probe_target t = { "example.com", many, ARRAY_SIZE(many), NULL, NULL };
         char full[512];
 
         assert_false(probe_would_pass(TLS_LEVEL_VERIFY, &e, &t, full, sizeof(full)));
@@ -508,7 +541,7 @@ static void test_servers(void **state)
         };
         for (size_t i = 0; i < ARRAY_SIZE(servers); i++) {
                 struct probe_evidence e = evidence_of(&servers[i].r);
-                struct probe_target t = { "example.com", NULL, 0 };
+                struct probe_target t = { "example.com", NULL, 0, NULL, NULL };
                 bool pass[_TLS_LEVEL_MAX];
                 for (unsigned l = 0; l < _TLS_LEVEL_MAX; l++)
                         pass[l] = probe_would_pass((enum tls_level)l, &e, &t, NULL, 0);
@@ -524,6 +557,7 @@ int main(void)
                 cmocka_unit_test(test_name_matches),
                 cmocka_unit_test(test_would_pass),
                 cmocka_unit_test(test_default_match_lists),
+                cmocka_unit_test(test_maincf_match_lists),
                 cmocka_unit_test(test_missing_evidence),
                 cmocka_unit_test(test_reason_buffer),
                 cmocka_unit_test(test_recommended),

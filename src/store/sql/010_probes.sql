@@ -10,7 +10,7 @@ CREATE TABLE probes (
     destination text NOT NULL,
     level text,
     reason text NOT NULL CHECK (reason IN ('request', 'guard', 'watch')),
-    outcome text CHECK (outcome IN ('passed', 'failed', 'unreachable', 'cancelled')),
+    outcome text CHECK (outcome IN ('passed', 'failed', 'reachable', 'unreachable', 'cancelled')),
     recommended text,
     forced boolean NOT NULL DEFAULT false,
     result jsonb,
