@@ -108,7 +108,7 @@ const struct conf_key conf_keys[] = {
         KEY(probe_stub_zones, CONF_STRING, "", 0, 0,
             "zone=address[@port] pairs (separated by spaces): zones the probe asks those "
             "servers for (split DNS, test zones)"),
-        KEY(probe_trust_anchor_file, CONF_STRING, "/usr/share/dns/root.key", 0, 0,
+        KEY(probe_trust_anchor_file, CONF_STRING, PROBE_DEFAULT_TRUST_ANCHOR, 0, 0,
             "DNSSEC trust anchors (DS or DNSKEY records) of the probe's validation (empty: no "
             "validation, no DANE)"),
         KEY(probe_https_ca_file, CONF_STRING, "", 0, 0,

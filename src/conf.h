@@ -16,6 +16,9 @@ enum conf_type {
         CONF_CHOICE,   /* one of the key's choices */
 };
 
+/* probe_trust_anchor_file's default (Debian's dns-root-data) */
+#define PROBE_DEFAULT_TRUST_ANCHOR "/usr/share/dns/root.key"
+
 struct config {
         char *listen_address;
         int64_t listen_port;

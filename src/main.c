@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "api/pending.h"
 #include "app.h"
@@ -124,6 +125,15 @@ static int run_serve(const struct config *cfg)
         struct dns_config dns = { .resolvers = cfg->probe_resolvers,
                                   .stub_zones = cfg->probe_stub_zones,
                                   .trust_anchor_file = cfg->probe_trust_anchor_file };
+        /* the default anchor comes with Debian's dns-root-data: without it the probe runs, but
+         * validates nothing (a file named in the configuration must be there) */
+        if (streq(dns.trust_anchor_file, PROBE_DEFAULT_TRUST_ANCHOR) &&
+            access(dns.trust_anchor_file, R_OK) < 0) {
+                log_warning("%s cannot be read (%s): the destination probe validates no DNSSEC "
+                            "and finds no DANE records; install dns-root-data",
+                            dns.trust_anchor_file, strerror(errno));
+                dns.trust_anchor_file = "";
+        }
         char dns_err[256];
         if (dns_config_check(&dns, dns_err, sizeof(dns_err)) < 0) {
                 log_error("the destination probe's resolver (probe_resolvers, probe_stub_zones, "
