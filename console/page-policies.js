@@ -67,7 +67,7 @@ export async function render(main, ctx) {
   const readOnly = session.scope === 'read';
   const managerUrls = session.manager_urls || {};
   const state = { q: '', level: '', managed: '', cursors: [null], index: 0, next: null };
-  let alive = true, searchTimer = null, inflight = null, loadSeq = 0, latestSeq = 0;
+  let alive = true, searchTimer = null, inflight = null, loadSeq = 0, latestSeq = 0, latestCut = false;
   const latest = new Map(); // destination -> its last finished probe (ProbeAuditEntry, no report)
 
   const status = el('div', { class: 'status-area' });
@@ -176,6 +176,7 @@ export async function render(main, ctx) {
     if (!alive || my !== latestSeq || r.status !== 200) return;
     latest.clear();
     for (const e of r.data.items) latest.set(e.destination, e);
+    latestCut = r.data.items.length >= LATEST_LIMIT; // more tested destinations than one answer holds
     for (const tr of tbody.querySelectorAll('tr[data-destination]')) drawLastTest(tr);
     main.dataset.latestLoaded = String(my); // tests wait on this
   }
@@ -186,6 +187,11 @@ export async function render(main, ctx) {
     const td = tr.querySelector('td.last-test');
     const failing = !!e && isFailing(e, tr.dataset.level);
     tr.classList.toggle('probe-failing', failing);
+    if (!e && latestCut) {
+      td.replaceChildren(el('div', { class: 'cell' }, el('button', { type: 'button', class: 'secondary small', 'data-read-ok': '',
+        'aria-label': `Look up the last test of ${dest}`, onclick: () => lastProbeDialog(dest, null) }, 'Look up')));
+      return;
+    }
     if (!e) { td.replaceChildren(el('div', { class: 'cell' }, el('span', { class: 'muted' }, 'not tested'))); return; }
     td.replaceChildren(el('div', { class: 'cell' }, lastTestBadge(e, failing, () => lastProbeDialog(dest, e))));
   }
@@ -414,7 +420,7 @@ async function lastProbeDialog(dest, entry) {
   }
   area.replaceChildren(auditLine(last), last.result ? resultPanel(last.result)
     : el('p', { class: 'muted' }, `No report: the test ${last.outcome || 'is still running'}.`));
-  if (last.id !== entry.id) area.prepend(el('p', { class: 'hint' }, 'A newer test has run since this page was loaded.'));
+  if (entry && last.id !== entry.id) area.prepend(el('p', { class: 'hint' }, 'A newer test has run since this page was loaded.'));
 }
 
 const OUTCOME = {

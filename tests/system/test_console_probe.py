@@ -3,9 +3,10 @@ real daemon (make_policy_site of test_policies.py) and a real remote MX: a Postf
 on port 25 of a loopback address of its own, named by the literal destination [ADDRESS]:25 (no DNS
 needed). "Test destination" in the add dialog (encrypt fails for "STARTTLS not offered",
 recommended may; may passes), a row's "Test" and its last-test badge (failing rows stand out, the
-report on click), a read-scope session (the buttons disabled), and the guarded save (refused, then
-"Save anyway")."""
+report on click), a read-scope session (the buttons disabled), the guarded save (refused, then
+"Save anyway"), and a page that stays usable while a slow probe runs."""
 import os
+import socket
 
 import pytest
 
@@ -48,7 +49,6 @@ def test_the_add_dialog_tests_the_destination_as_entered(make_policy_site, brows
         await dlg.getByLabel('Domain').fill(args.dest);
         await dlg.getByLabel('Encryption mode').selectOption('encrypt');
         await dlg.getByRole('button', { name: 'Test destination' }).click();
-        await dlg.locator('.probe-busy').waitFor();
         const result = dlg.locator('.probe-result');
         await result.waitFor({ timeout: args.wait });
         const verdict = result.locator('.verdict');
@@ -183,3 +183,43 @@ def test_the_guarded_save_is_refused_then_saved_anyway(make_policy_site, browser
     trail = site.req("GET", "/api/v1/probes?limit=10").body["items"]
     assert [(p["reason"], p["outcome"], p["forced"]) for p in trail] == \
         [("guard", "failed", True), ("guard", "failed", False)], trail
+
+
+def test_the_page_stays_usable_while_a_slow_probe_runs(make_policy_site, browser):  # noqa: F811
+    """A peer that takes the connection and never greets (a listening socket nobody accepts on:
+    the kernel completes the handshake): the probe waits out probe_step_timeout. Meanwhile the
+    dialog says it is busy and can be closed, and the page searches and opens dialogs; when the
+    probe ends the row's badge says no mail would go out."""
+    site = make_policy_site({**PROBE_CONFIG, "probe_step_timeout": "6s"})
+    with socket.socket() as silent:
+        silent.bind((free_loopback_address(ports=(25,)), 25))
+        silent.listen(8)
+        dest = f"[{silent.getsockname()[0]}]:25"
+        site.put_ok(dest, {"level": "encrypt"})
+        site.put_ok("other.example", {"level": "may"})
+        page = open_page(site, browser)
+        got = page.run("""
+            const r = page.locator(`tbody tr[data-destination="${args.dest}"]`);
+            await r.getByRole('button', { name: `Test destination ${args.dest}` }).click();
+            const dlg = page.getByRole('dialog');
+            const busy = dlg.locator('.probe-busy');
+            await busy.waitFor();
+            const out = { busy: await busy.innerText(), areaBusy: await dlg.locator('.probe-area').getAttribute('aria-busy') };
+            await dlg.getByRole('button', { name: 'Close' }).click();
+            await dlg.waitFor({ state: 'detached' });
+            // the page meanwhile: a search, a dialog opened and closed
+            await page.getByLabel('Search').fill('other');
+            await page.waitForFunction(() => document.querySelectorAll('tbody tr').length === 1);
+            await page.getByRole('button', { name: 'Edit other.example' }).click();
+            await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+            await page.getByLabel('Search').fill('');
+            await r.waitFor();
+            out.badgeMeanwhile = await r.locator('button.probe-badge').count();
+            const badge = r.locator('button.probe-badge');
+            await badge.waitFor({ timeout: args.wait });
+            out.badge = await badge.innerText();
+            return out;""", dest=dest, wait=WAIT_MS)
+    assert f"Testing {dest} at encrypt" in got["busy"] and got["areaBusy"] == "true", got
+    assert got["badgeMeanwhile"] == 0, "the probe ended before the page was used: not a slow probe"
+    assert "Unreachable" in got["badge"] and "nothing passes" in got["badge"], got
+    assert page.errors() == []
