@@ -3,7 +3,10 @@
 // whole set), add and edit dialogs whose attribute fields follow the encryption mode (Postfix's
 // rules as src/core/policy.c enforces them), delete, managed rows linked to the page of their
 // manager (manager_urls of the session), bulk import (Postfix map text or JSON) through a dry
-// run and its diff, export of the unmanaged set (JSON bulk body, map text) as a download.
+// run and its diff, export of the unmanaged set (JSON bulk body, map text) as a download; the
+// destination probe (POST /api/v1/probe): "Test destination" in the form and on each row, its
+// report in words, each row's last probe as a badge (GET /api/v1/probes?latest=true), and the
+// guarded save (?probe=true, then "Save anyway" with force=true).
 import { call, followJob } from '/console/api.js';
 import {
   el, field, showProblem, clearProblem, notice, dialog, badge, when, disableForReadOnly,
@@ -13,6 +16,8 @@ import {
 const PAGE_SIZE = 50;
 const SEARCH_DELAY = 250; // ms after the last key before the list is asked again
 const API = '/api/v1/tls-policies';
+const PROBES = '/api/v1/probes';
+const LATEST_LIMIT = 1000; // the last probe of this many destinations, once per page load
 
 // The levels, in words; `mandatory`: the seed's warning callout before saving one.
 const LEVELS = [
@@ -62,7 +67,8 @@ export async function render(main, ctx) {
   const readOnly = session.scope === 'read';
   const managerUrls = session.manager_urls || {};
   const state = { q: '', level: '', managed: '', cursors: [null], index: 0, next: null };
-  let alive = true, searchTimer = null, inflight = null, loadSeq = 0;
+  let alive = true, searchTimer = null, inflight = null, loadSeq = 0, latestSeq = 0, latestCut = false;
+  const latest = new Map(); // destination -> its last finished probe (ProbeAuditEntry, no report)
 
   const status = el('div', { class: 'status-area' });
   const search = el('input', { type: 'search', placeholder: 'example.com or a note', autocomplete: 'off', 'data-read-ok': '' });
@@ -82,7 +88,7 @@ export async function render(main, ctx) {
   const table = el('table', { class: 'cards policies' },
     el('caption', { class: 'visually-hidden' }, 'TLS policy domains'),
     el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, el('span', { class: 'visually-hidden' }, 'Select')),
-      ...['Domain', 'Encryption mode', 'Note', 'Enabled', 'Updated', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
+      ...['Domain', 'Encryption mode', 'Note', 'Enabled', 'Last test', 'Updated', 'Actions'].map((h) => el('th', { scope: 'col' }, h)))),
     tbody);
 
   main.append(...[
@@ -126,7 +132,7 @@ export async function render(main, ctx) {
 
   function drawRows(items) {
     if (!items.length) {
-      tbody.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: '7' },
+      tbody.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: '8' },
         state.q || state.level || state.managed ? 'No policy matches.' : 'No TLS policy yet: every destination follows the outbound mode.')));
     } else tbody.replaceChildren(...items.map(rowOf));
     disableForReadOnly(tbody, session);
@@ -145,16 +151,51 @@ export async function render(main, ctx) {
         el('button', { type: 'button', class: 'secondary small', 'data-write': '', 'aria-label': `Edit ${p.destination}`,
           title: readOnly ? READ_ONLY_REASON : null, onclick: () => openEditor(p.destination) }, 'Edit'),
         el('button', { type: 'button', class: 'danger small', 'data-write': '', 'aria-label': `Delete ${p.destination}`,
-          title: readOnly ? READ_ONLY_REASON : null, onclick: () => confirmDelete([p.destination]) }, 'Delete')));
-    return el('tr', { class: managed ? 'managed' : null, dataset: { destination: p.destination } },
+          title: readOnly ? READ_ONLY_REASON : null, onclick: () => confirmDelete([p.destination]) }, 'Delete'),
+        el('button', { type: 'button', class: 'secondary small test', 'data-write': '', 'aria-label': `Test destination ${p.destination}`,
+          title: readOnly ? READ_ONLY_REASON : 'Connect to its mail servers now and see which TLS levels would deliver',
+          onclick: () => probeDialog(probeRequest(p.destination, p.level, p.match), refreshLatest) }, 'Test')));
+    const tr = el('tr', { class: managed ? 'managed' : null, dataset: { destination: p.destination, level: p.level } },
       select,
       cell('Domain', el('span', { class: 'mono dest' }, p.destination)),
       cell('Encryption mode', wordsOf(p.level), attrSummary(p)),
       cell('Note', managed ? managedNote(p) : (p.note || '')),
       cell('Enabled', p.enabled ? 'yes' : badge('disabled', 'muted')),
+      el('td', { 'data-label': 'Last test', class: 'last-test' }),
       cell('Updated', when(p.updated_at)),
       actions);
+    drawLastTest(tr);
+    return tr;
   }
+
+  // ---- each row's last probe ----
+  // The latest list, once per page load and after each test or write: a badge in every row.
+  async function refreshLatest() {
+    const my = ++latestSeq;
+    const r = await call('GET', PROBES, { query: { latest: 'true', limit: LATEST_LIMIT } });
+    if (!alive || my !== latestSeq || r.status !== 200) return;
+    latest.clear();
+    for (const e of r.data.items) latest.set(e.destination, e);
+    latestCut = r.data.items.length >= LATEST_LIMIT; // more tested destinations than one answer holds
+    for (const tr of tbody.querySelectorAll('tr[data-destination]')) drawLastTest(tr);
+    main.dataset.latestLoaded = String(my); // tests wait on this
+  }
+
+  function drawLastTest(tr) {
+    const dest = tr.dataset.destination;
+    const e = latest.get(dest);
+    const td = tr.querySelector('td.last-test');
+    const failing = !!e && isFailing(e, tr.dataset.level);
+    tr.classList.toggle('probe-failing', failing);
+    if (!e && latestCut) {
+      td.replaceChildren(el('div', { class: 'cell' }, el('button', { type: 'button', class: 'secondary small', 'data-read-ok': '',
+        'aria-label': `Look up the last test of ${dest}`, onclick: () => lastProbeDialog(dest, null) }, 'Look up')));
+      return;
+    }
+    if (!e) { td.replaceChildren(el('div', { class: 'cell' }, el('span', { class: 'muted' }, 'not tested'))); return; }
+    td.replaceChildren(el('div', { class: 'cell' }, lastTestBadge(e, failing, () => lastProbeDialog(dest, e))));
+  }
+
 
   // The note of a managed row links to the page of its manager (console_manager_urls).
   function managedNote(p) {
@@ -207,6 +248,7 @@ export async function render(main, ctx) {
     notice(status, [el('p', {}, `${what}${job}. Postfix's policy map is updated.`), warningList(warnings)].filter(Boolean),
       warnings && warnings.length ? 'warn' : 'ok');
     load();
+    refreshLatest(); // a guarded write probed
   }
 
   function openEditor(destination) { editor(destination); }
@@ -220,20 +262,27 @@ export async function render(main, ctx) {
       row = r.data;
       etag = r.etag;
     }
-    const form = policyForm(row);
-    const d = dialog(row ? `Edit ${row.destination}` : 'Add a TLS policy', form.element);
-    form.element.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
+    const form = policyForm(row, refreshLatest);
+    const d = dialog(row ? `Edit ${row.destination}` : 'Add a TLS policy', form.element, { wide: true });
+    // force: "Save anyway" after the guard's refusal (?probe=true&force=true)
+    async function submit(force) {
       clearProblem(form.element);
       const local = form.check();
       if (local) return showProblem(form.element, local);
       const save = form.element.querySelector('button[type=submit]');
       save.disabled = true;
       const body = form.body();
+      const query = form.guarded() ? { probe: 'true', force: force ? 'true' : undefined } : undefined;
+      const stopBusy = query && !force ? form.guardBusy(body.destination || row.destination) : () => {};
       const r = row
-        ? await call('PUT', rowPath(row.destination), { body, ifMatch: etag })
-        : await call('POST', API, { body });
+        ? await call('PUT', rowPath(row.destination), { body, ifMatch: etag, query })
+        : await call('POST', API, { body, query });
+      stopBusy();
       save.disabled = false;
+      if (r.status === 422 && r.problem.code === 'destination_fails_probe') {
+        refreshLatest();
+        return form.showGuardRefusal(r.problem, () => submit(true));
+      }
       if (r.status === 200 || r.status === 201 || r.status === 202) {
         d.finish(true);
         return outcome(r, `${row ? 'Saved' : 'Added'} ${(r.data && r.data.destination) || body.destination || row.destination}`);
@@ -241,7 +290,8 @@ export async function render(main, ctx) {
       if (r.status === 412)
         return showProblem(form.element, { detail: `Someone else changed ${row.destination} since you opened it (${r.problem.detail}). Close this dialog and open the row again to see their change.` });
       showProblem(form.element, r.problem);
-    });
+    }
+    form.element.addEventListener('submit', (ev) => { ev.preventDefault(); submit(false); });
     form.element.querySelector('.cancel').addEventListener('click', () => d.finish(null));
     form.focus();
   }
@@ -277,7 +327,7 @@ export async function render(main, ctx) {
   exportJson.addEventListener('click', () => exportSet('json', status));
   exportMap.addEventListener('click', () => exportSet('map', status));
 
-  await load();
+  await Promise.all([load(), refreshLatest()]);
   return () => { alive = false; clearTimeout(searchTimer); if (inflight) inflight.abort(); };
 }
 
@@ -304,8 +354,189 @@ function attrSummary(p) {
   return parts.length ? el('span', { class: 'attrs muted' }, parts.join(' · ')) : null;
 }
 
+// ---- the destination probe ----
+// POST /api/v1/probe's body for a destination at a level: match only where the level takes it.
+function probeRequest(destination, level, match) {
+  const body = { destination, level };
+  if (ATTRS[level] && ATTRS[level].includes('match') && match && match.length) body.match = match;
+  return body;
+}
+
+// A busy state in area ("… 12 s"): the probe is not a job and cannot be cancelled, so the page
+// only waits (everything else stays usable). Returns the function that ends it.
+function busy(area, text) {
+  const started = Date.now();
+  const secs = el('span', { class: 'elapsed', 'aria-hidden': 'true' }, '');
+  area.setAttribute('aria-busy', 'true');
+  area.replaceChildren(el('p', { class: 'probe-busy', role: 'status' },
+    el('span', { class: 'spinner', 'aria-hidden': 'true' }), text, ' ', secs,
+    el('span', { class: 'hint' }, ' It connects to the mail servers now: up to half a minute.')));
+  const timer = setInterval(() => { secs.textContent = `${Math.round((Date.now() - started) / 1000)} s`; }, 1000);
+  return () => { clearInterval(timer); area.removeAttribute('aria-busy'); };
+}
+
+// Probes req into area: the busy state, then the report (or the refusal in words). Resolves to
+// the call's answer.
+async function runProbe(req, area) {
+  const stop = busy(area, `Testing ${req.destination} at ${req.level}…`);
+  const r = await call('POST', '/api/v1/probe', { body: req });
+  stop();
+  if (r.aborted) return r;
+  if (r.status === 200) area.replaceChildren(resultPanel(r.data));
+  else {
+    const retry = r.status === 503 && r.headers && r.headers.get('Retry-After');
+    area.replaceChildren(el('div', { class: 'form-error', role: 'alert' },
+      el('p', {}, r.status === 403 ? 'Your token may not test destinations (the write scope is needed).'
+        : `The test was refused: ${r.problem.detail || r.status}`),
+      retry ? el('p', {}, `Too many tests at once: try again in ${retry} s.`) : null));
+  }
+  return r;
+}
+
+// A dialog that probes req and shows the report; closing it does not wait for the probe.
+function probeDialog(req, onProbed) {
+  const area = el('div', { class: 'probe-area', 'aria-live': 'polite' });
+  const close = el('button', { type: 'button', class: 'secondary' }, 'Close');
+  const d = dialog(`Test destination ${req.destination}`, el('div', {}, area, el('div', { class: 'actions' }, close)), { wide: true });
+  close.addEventListener('click', () => d.finish(null));
+  runProbe(req, area).then(() => { if (onProbed) onProbed(); });
+  close.focus();
+}
+
+// The last probe of dest with its report (GET /api/v1/probes?destination=D&limit=1).
+async function lastProbeDialog(dest, entry) {
+  const area = el('div', { class: 'probe-area', 'aria-live': 'polite' });
+  const close = el('button', { type: 'button', class: 'secondary' }, 'Close');
+  const d = dialog(`Last test of ${dest}`, el('div', {}, area, el('div', { class: 'actions' }, close)), { wide: true });
+  close.addEventListener('click', () => d.finish(null));
+  close.focus();
+  area.replaceChildren(el('p', { class: 'muted' }, 'Loading the report…'));
+  const r = await call('GET', PROBES, { query: { destination: dest, limit: 1 } });
+  const last = r.status === 200 && r.data.items[0];
+  if (!last) {
+    area.replaceChildren(el('p', { class: 'error', role: 'alert' }, r.status === 200 ? 'No test of this destination is kept.'
+      : `The report cannot be read: ${r.problem.detail || r.status}`));
+    return;
+  }
+  area.replaceChildren(auditLine(last), last.result ? resultPanel(last.result)
+    : el('p', { class: 'muted' }, `No report: the test ${last.outcome || 'is still running'}.`));
+  if (entry && last.id !== entry.id) area.prepend(el('p', { class: 'hint' }, 'A newer test has run since this page was loaded.'));
+}
+
+const OUTCOME = {
+  passed: { mark: '✓', words: 'Passed', kind: 'ok' },
+  failed: { mark: '✗', words: 'Failed', kind: 'bad' },
+  unreachable: { mark: '✗', words: 'Unreachable', kind: 'bad' },
+  cancelled: { mark: '–', words: 'Cancelled', kind: 'muted' },
+};
+const WHY = { request: 'a test from the console or the API', guard: 'a guarded save', watch: 'the watch' };
+
+// A row's last probe fails it: at the row's own level, or no mail would go out at all.
+function isFailing(e, level) {
+  return e.outcome === 'unreachable' || (e.outcome === 'failed' && (!e.level || e.level === level));
+}
+
+// The badge of a row's last probe: a button (the report on click), its outcome in words and a
+// mark (not color alone), the level tested, the recommended level and the date.
+function lastTestBadge(e, failing, open) {
+  const o = OUTCOME[e.outcome] || { mark: '?', words: e.outcome || 'running', kind: 'muted' };
+  const lv = e.level ? ` at ${e.level}` : '';
+  const label = `Last test of ${e.destination}: ${o.words.toLowerCase()}${lv}`;
+  return el('button', { type: 'button', class: `probe-badge ${o.kind}${failing ? ' failing' : ''}`, 'data-read-ok': '',
+    'aria-label': `${label}. Show the report`, title: 'Show the report', dataset: { outcome: e.outcome || '' }, onclick: open },
+  el('span', { class: 'mark', 'aria-hidden': 'true' }, o.mark), ' ', el('strong', {}, o.words), lv,
+  el('span', { class: 'probe-meta' }, [e.recommended ? `recommended ${e.recommended}` : 'nothing passes', when(e.finished_at || e.created_at)].join(' · ')));
+}
+
+function auditLine(e) {
+  return el('p', { class: 'muted audit' }, `Tested ${when(e.finished_at || e.created_at)} by ${e.actor} (${WHY[e.reason] || e.reason})`,
+    e.forced ? ', then saved anyway' : '', '.');
+}
+
+const yesNo = (b) => (b === null || b === undefined ? 'unknown' : b ? 'yes' : 'no');
+// A definition list of [label, value] pairs; pairs without a value are left out.
+function facts(pairs) {
+  const dl = el('dl', { class: 'facts' });
+  for (const [k, v] of pairs) if (v !== null && v !== undefined && v !== '') dl.append(el('dt', {}, k), el('dd', {}, v));
+  return dl;
+}
+const mark = (pass) => el('span', { class: `pass-mark ${pass ? 'ok' : 'bad'}` }, pass ? '✓ passes' : '✗ fails');
+
+// A probe report (ProbeReport) in words: the verdict on the level asked, the recommended level,
+// every level's verdict with its reason, then each host and address.
+export function resultPanel(rep) {
+  const asked = rep.level;
+  const verdict = asked && rep.passes !== null ? el('div', { class: `verdict ${rep.passes ? 'pass' : 'fail'}` },
+    el('span', { class: 'verdict-mark', 'aria-hidden': 'true' }, rep.passes ? '✓' : '✗'),
+    el('div', {},
+      el('p', { class: 'verdict-word' }, rep.passes ? `Yes: ${asked} passes` : `No: ${asked} fails`),
+      el('p', { class: 'verdict-why' }, rep.passes
+        ? `Mail to ${rep.destination} would go out at ${wordsOf(asked)}.`
+        : rep.reasons[asked] || rep.error || 'The test gives no reason.'))) : null;
+  const levels = el('table', { class: 'probe-levels' },
+    el('caption', {}, 'What each mode would do'),
+    el('thead', {}, el('tr', {}, ...['Mode', 'Mail goes out', 'Why not'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, ...LEVELS.map((l) => el('tr', { class: [l.value === asked ? 'asked' : '', rep.would_pass[l.value] ? '' : 'fails'].join(' ').trim() || null },
+      el('th', { scope: 'row' }, l.value, l.value === asked ? el('span', { class: 'muted' }, ' (tested)') : null,
+        l.value === rep.recommended ? el('span', { class: 'muted' }, ' (recommended)') : null),
+      el('td', {}, mark(rep.would_pass[l.value])),
+      el('td', {}, rep.reasons[l.value] || '')))));
+  const sts = rep.mta_sts;
+  return el('section', { class: 'probe-result', 'aria-label': `Test of ${rep.destination}` },
+    verdict,
+    el('p', { class: 'recommended' }, 'Recommended mode: ',
+      rep.recommended ? el('strong', {}, `${wordsOf(rep.recommended)}`) : el('strong', {}, 'none passes (no mail would go out)')),
+    rep.error ? el('p', { class: 'error' }, rep.error) : null,
+    facts([
+      ['Destination', el('span', { class: 'mono' }, rep.destination)],
+      ['Next hop', el('span', { class: 'mono' }, `${rep.nexthop}:${rep.port}`)],
+      ['MX lookup', rep.mx ? `DNSSEC ${rep.mx.dnssec}${rep.mx.implicit ? ', no MX records: the domain itself' : ''}` : 'none (a literal next-hop)'],
+      ['MTA-STS', !sts ? 'not applicable (a literal next-hop)' : !sts.record ? 'no policy published'
+        : sts.policy ? `mode ${sts.policy.mode}, mx ${sts.policy.mx.join(', ')}` : `no usable policy: ${sts.error || 'unknown'}`],
+      ['Tested', `${when(rep.probed_at)} in ${rep.duration_ms < 1000 ? `${rep.duration_ms} ms` : `${(rep.duration_ms / 1000).toFixed(1)} s`}${rep.cached ? ' (a recent result, cached)' : ''}`],
+    ]),
+    el('div', { class: 'table-wrap' }, levels),
+    ...rep.hosts.map(hostPanel));
+}
+
+function hostPanel(h) {
+  const tlsa = h.tlsa;
+  return el('section', { class: 'probe-host' },
+    el('h3', {}, el('span', { class: 'mono' }, h.name), el('span', { class: 'muted' }, ` preference ${h.preference}`)),
+    facts([
+      ['DNSSEC', h.dnssec],
+      ['DANE', `${tlsa.dane}${tlsa.records.length ? ` (${tlsa.records.length} TLSA ${tlsa.records.length === 1 ? 'record' : 'records'}, DNSSEC ${tlsa.dnssec})` : ''}${tlsa.note ? `: ${tlsa.note}` : ''}`],
+      ['MTA-STS match', h.mta_sts_match === null ? null : yesNo(h.mta_sts_match)],
+      ['Error', h.error],
+    ]),
+    ...h.addresses.map(addressPanel));
+}
+
+function addressPanel(a) {
+  const c = a.certificate;
+  const failing = Object.entries(a.would_pass).filter(([, v]) => !v).map(([k]) => k);
+  return el('div', { class: 'probe-address' },
+    el('h4', { class: 'mono' }, `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`),
+    facts([
+      ['Connected', yesNo(a.connected)],
+      ['Banner', a.banner ? el('span', { class: 'mono' }, a.banner) : null],
+      ['STARTTLS', a.connected ? (a.starttls ? 'offered' : 'not offered') : null],
+      ['TLS', a.tls ? `${a.tls.protocol}, ${a.tls.cipher}${a.tls.group ? `, ${a.tls.group}` : ''}` : null],
+      ['Certificate', c ? c.subject : null],
+      ['Issuer', c ? c.issuer : null],
+      ['Names', c && c.dns_names.length ? c.dns_names.join(', ') : null],
+      ['Expires', c && c.not_after ? when(c.not_after) : null],
+      ['SHA-256', c ? el('span', { class: 'mono fp' }, c.sha256_fingerprint) : null],
+      ['Trusted', a.tls ? (a.trusted ? 'yes' : `no: ${a.trust_error || 'not trusted'}`) : null],
+      ['DANE', a.dane_verified === null ? null : a.dane_verified ? 'verified' : `fails: ${a.dane_error || 'no match'}`],
+      ['Error', a.error ? el('span', { class: 'error' }, a.error) : null],
+      ['Fails', failing.length ? failing.join(', ') : 'no mode'],
+    ]));
+}
+
 // ---- the add/edit form ----
-function policyForm(row) {
+// onProbed(): after a "Test destination" (the rows' badges are asked again).
+function policyForm(row, onProbed) {
   const v = row || { level: 'encrypt', enabled: true };
   const f = {};
   const dest = el('input', { type: 'text', autocomplete: 'off', spellcheck: 'false', required: true, maxlength: '300',
@@ -323,6 +554,9 @@ function policyForm(row) {
   const note = el('input', { type: 'text', maxlength: '1024', value: v.note || '' });
   const enabled = el('input', { type: 'checkbox', checked: v.enabled ? true : null, id: `pe${Math.random().toString(36).slice(2)}` });
   const confirm = el('input', { type: 'checkbox', id: `pc${Math.random().toString(36).slice(2)}`, 'data-field': 'confirm_starttls' });
+  const guard = el('input', { type: 'checkbox', id: `pg${Math.random().toString(36).slice(2)}` });
+  const testButton = el('button', { type: 'button', class: 'secondary test', 'data-write': '' }, 'Test destination');
+  const probeArea = el('div', { class: 'probe-area', 'aria-live': 'polite' });
 
   for (const a of ALL_ATTRS) {
     const x = v[a];
@@ -366,9 +600,25 @@ function policyForm(row) {
     field('Note', note, { field: '/note', hint: 'Free text shown in the table (not written to Postfix).' }),
     el('div', { class: 'field' }, el('label', { class: 'inline', for: enabled.id }, enabled, 'Enabled'),
       el('p', { class: 'hint' }, 'A disabled row stays here but is left out of Postfix\'s map.')),
+    el('div', { class: 'field guard' }, el('label', { class: 'inline', for: guard.id }, guard, 'Test the destination before saving'),
+      el('p', { class: 'hint' }, 'A mode above Opportunistic is saved only if the destination\'s mail servers pass it now (the test can take up to half a minute).')),
     el('div', { class: 'actions' }, el('button', { type: 'submit' }, 'Save'),
-      el('button', { type: 'button', class: 'secondary cancel' }, 'Cancel')));
+      el('button', { type: 'button', class: 'secondary cancel' }, 'Cancel'), testButton),
+    probeArea);
   enabled.dataset.field = '/enabled';
+
+  // "Test destination": the destination, mode and match as entered, without saving
+  testButton.addEventListener('click', async () => {
+    const destination = row ? row.destination : dest.value.trim();
+    if (!destination) return showProblem(element, { field: '/destination', detail: 'Enter the destination to test.' });
+    clearProblem(element);
+    const l = level.value;
+    const match = ATTRS[l].includes('match') ? items(f.match.value.trim(), l === 'fingerprint' ? /[\s,|]+/ : /[\s,:]+/) : [];
+    testButton.disabled = true;
+    await runProbe(probeRequest(destination, l, match), probeArea);
+    testButton.disabled = false;
+    if (onProbed) onProbed();
+  });
 
   function follow() {
     const l = level.value, allowed = new Set(ATTRS[l]);
@@ -405,6 +655,24 @@ function policyForm(row) {
   return {
     element,
     focus() { (row ? level : dest).focus(); },
+    // Whether the save asks the daemon to probe first (?probe=true).
+    guarded() { return guard.checked; },
+    // While a guarded save probes: says so (it can take up to probe_timeout); returns its end.
+    guardBusy(destination) {
+      const stop = busy(probeArea, `Testing ${destination} before saving…`);
+      return () => { stop(); probeArea.replaceChildren(); };
+    },
+    // The guard's refusal (422 destination_fails_probe): why, the report, and "Save anyway".
+    showGuardRefusal(problem, force) {
+      const anyway = el('button', { type: 'button', class: 'danger', 'data-write': '' }, 'Save anyway');
+      anyway.addEventListener('click', () => { anyway.disabled = true; force(); });
+      probeArea.replaceChildren(el('div', { class: 'form-error guard-refusal', role: 'alert' },
+        el('p', {}, el('strong', {}, 'Not saved: '), problem.detail || 'the destination fails this mode.'),
+        el('p', {}, 'Mail at this mode would be deferred, then bounced. Save anyway only if you know the test is wrong or the destination is about to be fixed.'),
+        el('div', { class: 'actions' }, anyway)),
+      ...(problem.probes || []).map((rep) => resultPanel(rep)));
+      anyway.focus();
+    },
     // What the page itself refuses before asking: the warning callout not acknowledged.
     check() {
       if (!callout.hidden && !confirm.checked)
