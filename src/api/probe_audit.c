@@ -23,7 +23,7 @@ void probe_trust_anchors(const struct config *cfg, struct probe_destination *d)
                 return;
         }
         probe_destination_set_smtp(d, t.ca_file, t.ca_path, t.ca_default, t.verify_match,
-                                   t.secure_match, t.inet_protocols);
+                                   t.secure_match, t.inet_protocols, t.fingerprint_digest);
 }
 
 int probe_audit_insert(struct app *app, const char *actor, const char *destination,

@@ -173,6 +173,8 @@ static void facts_refresh(const struct config *cfg)
                  v[V_SECURE_MATCH] ? v[V_SECURE_MATCH] : "");
         snprintf(t->inet_protocols, sizeof(t->inet_protocols), "%s",
                  v[V_INET_PROTOCOLS] ? v[V_INET_PROTOCOLS] : "all");
+        snprintf(t->fingerprint_digest, sizeof(t->fingerprint_digest), "%s",
+                 digest.len ? digest.name : "");
         facts.known = true;
         pthread_mutex_unlock(&facts.lock);
         for (size_t i = 0; i < V_MAX; i++)

@@ -111,7 +111,7 @@ static uint64_t round_once(struct probe_watch *w)
         else
                 probe_destination_set_smtp(&d, smtp.ca_file, smtp.ca_path, smtp.ca_default,
                                            smtp.verify_match, smtp.secure_match,
-                                           smtp.inet_protocols);
+                                           smtp.inet_protocols, smtp.fingerprint_digest);
         w->target = probe_target_of(&d, (const char *const *)match, n_match);
         if (store_probe_insert(c, cfg->node_name, "watch", dest, level, "watch", &id, &p) < 0) {
                 sleep = RETRY_USEC;

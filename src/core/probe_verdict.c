@@ -12,7 +12,8 @@
 #include "core/chars.h"
 #include "util.h"
 
-#define FPR_BYTES 32 /* SHA-256 */
+#define FPR_BYTES_MIN 16 /* MD5 */
+#define FPR_BYTES_MAX 64 /* SHA-512 */
 
 /* ---- certificate names ---------------------------------------------------------------------- */
 
@@ -65,9 +66,9 @@ bool probe_name_matches(const char *cert_name, const char *pattern, const char *
 
 /* ---- fingerprints --------------------------------------------------------------------------- */
 
-/* The 64 hex digits of a SHA-256 fingerprint, colons dropped, upper case; false when s is not one.
- */
-static bool fpr_digits(const char *s, char out[2 * FPR_BYTES + 1])
+/* The hex digits of a fingerprint (MD5 to SHA-512: 16 to 64 bytes), colons dropped, upper
+ * case; false when s is not one. */
+static bool fpr_digits(const char *s, char out[2 * FPR_BYTES_MAX + 1])
 {
         size_t n = 0;
         if (!s)
@@ -75,17 +76,18 @@ static bool fpr_digits(const char *s, char out[2 * FPR_BYTES + 1])
         for (; *s; s++) {
                 if (*s == ':')
                         continue;
-                if (!is_hex((unsigned char)*s) || n == 2 * FPR_BYTES)
+                if (!is_hex((unsigned char)*s) || n == 2 * FPR_BYTES_MAX)
                         return false;
                 out[n++] = to_upper(*s);
         }
         out[n] = 0;
-        return n == 2 * FPR_BYTES;
+        return n >= 2 * FPR_BYTES_MIN && n % 2 == 0;
 }
 
+/* The same digest of the same bytes: the same digits (digests of other lengths never are). */
 static bool fpr_equal(const char *a, const char *b)
 {
-        char da[2 * FPR_BYTES + 1], db[2 * FPR_BYTES + 1];
+        char da[2 * FPR_BYTES_MAX + 1], db[2 * FPR_BYTES_MAX + 1];
         return fpr_digits(a, da) && fpr_digits(b, db) && streq(da, db);
 }
 
@@ -170,8 +172,8 @@ static bool fingerprint_ok(const struct probe_evidence *e, const struct probe_ta
         if (t->n_match == 0 || !t->match)
                 return fail(reason, size, "no fingerprint given (match)");
         for (size_t i = 0; i < t->n_match; i++)
-                if (fpr_equal(t->match[i], e->cert_sha256) ||
-                    fpr_equal(t->match[i], e->pubkey_sha256))
+                if (fpr_equal(t->match[i], e->cert_fingerprint) ||
+                    fpr_equal(t->match[i], e->pubkey_fingerprint))
                         return true;
         return fail(reason, size, "certificate fingerprint not in match");
 }

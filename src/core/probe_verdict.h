@@ -42,8 +42,10 @@ struct probe_evidence {
         const char *const *cert_names; /* the leaf's subjectAltName DNS names, or its subject
                                           CommonName when it has none (Postfix's rule) */
         size_t n_cert_names;
-        const char *cert_sha256;   /* "AB:CD:..." of the leaf's DER */
-        const char *pubkey_sha256; /* "AB:CD:..." of the leaf's SubjectPublicKeyInfo DER */
+        /* "AB:CD:..." of the leaf's DER and of its SubjectPublicKeyInfo DER, by the digest of
+         * Postfix's smtp_tls_fingerprint_digest */
+        const char *cert_fingerprint;
+        const char *pubkey_fingerprint;
         enum dane_state dane;
         bool dane_verified; /* with DANE_USABLE: the handshake verified against the records */
         const char *error;  /* why the conversation stopped ("step: reason"), "" when fine */
@@ -76,7 +78,8 @@ bool probe_name_matches(const char *cert_name, const char *pattern, const char *
  * in words ("STARTTLS not offered", "certificate not trusted", "no certificate name matches
  * nexthop, dot-nexthop", ...) else reason is "". Rules: none: smtp_ok. may: smtp_ok (a failed
  * opportunistic handshake is retried in plain text). encrypt: handshake_ok. fingerprint:
- * handshake_ok and a match entry equals cert_sha256 or pubkey_sha256 (':' and case ignored).
+ * handshake_ok and a match entry equals cert_fingerprint or pubkey_fingerprint (':' and case
+ * ignored; MD5 to SHA-512).
  * verify, secure: handshake_ok, trusted, and a certificate name matches a pattern. dane: by the
  * DANE state: USABLE needs dane_verified, UNUSABLE handshake_ok, FAILED fails, NONE as may.
  * dane-only: USABLE and dane_verified; else fails (Postfix defers when the records are missing or

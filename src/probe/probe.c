@@ -120,8 +120,11 @@ int probe_destination_parse(const char *key, bool any_port, struct probe_destina
 
 void probe_destination_set_smtp(struct probe_destination *d, const char *ca_file,
                                 const char *ca_path, bool ca_default, const char *verify_match,
-                                const char *secure_match, const char *inet_protocols)
+                                const char *secure_match, const char *inet_protocols,
+                                const char *fingerprint_digest)
 {
+        snprintf(d->fingerprint_digest, sizeof(d->fingerprint_digest), "%s",
+                 fingerprint_digest ? fingerprint_digest : "");
         /* "all", "ipv4", "ipv6", "ipv4, ipv6" */
         const char *p = inet_protocols ? inet_protocols : "all";
         bool all = strstr(p, "all") != NULL;
@@ -410,6 +413,8 @@ static void *converse_thread(void *arg)
                 .n_tlsa = dane ? c->h->n_tlsa : 0,
                 .tlsa_base = c->h->name,
                 .wrapper = c->r->dest.port == 465,
+                .fingerprint_digest =
+                    c->r->dest.fingerprint_digest[0] ? c->r->dest.fingerprint_digest : NULL,
         };
         uint64_t start = now_monotonic_usec();
         c->a->status =

@@ -50,13 +50,16 @@ struct probe_destination {
         char secure_match[256];
         /* inet_protocols: the families Postfix's smtp uses (both false: both) */
         bool only_ipv4, only_ipv6;
+        /* smtp_tls_fingerprint_digest ("": sha256), for fingerprint's match */
+        char fingerprint_digest[32];
 };
 
 /* How Postfix's smtp client judges (probe_destination's ca_* and *_match); strings may be
  * NULL. */
 void probe_destination_set_smtp(struct probe_destination *d, const char *ca_file,
                                 const char *ca_path, bool ca_default, const char *verify_match,
-                                const char *secure_match, const char *inet_protocols);
+                                const char *secure_match, const char *inet_protocols,
+                                const char *fingerprint_digest);
 /* The verdicts' target for d with a policy's match list (borrowed). */
 struct probe_target probe_target_of(const struct probe_destination *d, const char *const *match,
                                     size_t n_match);

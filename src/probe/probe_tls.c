@@ -360,6 +360,22 @@ int probe_tls_handshake(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *meth,
         return 0;
 }
 
+/* The leaf's fingerprints by the digest Postfix matches fingerprint policies with, when it is
+ * not SHA-256 (whose are always there). */
+static void collect_digest(X509 *cert, const char *name, struct smtp_probe_result *res)
+{
+        const EVP_MD *md = EVP_get_digestbyname(name);
+        unsigned char buf[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        if (!md || EVP_MD_is_a(md, "SHA256"))
+                return;
+        strcpy_bounded(res->digest_name, sizeof(res->digest_name), name);
+        if (X509_digest(cert, md, buf, &n) == 1)
+                hex_pairs(buf, n, res->cert_digest, sizeof(res->cert_digest));
+        if (X509_pubkey_digest(cert, md, buf, &n) == 1)
+                hex_pairs(buf, n, res->pubkey_digest, sizeof(res->pubkey_digest));
+}
+
 /* The chain the server sent, leaf first, as subjects into res. */
 static int collect_chain(SSL *ssl, struct smtp_probe_result *res)
 {
@@ -462,6 +478,8 @@ int probe_tls_handshake_checked(struct probe_conn *c, SSL_CTX *ctx, BIO_METHOD *
                 return 0;
         }
         r = collect_cert(peer, res);
+        if (r == 0 && o->fingerprint_digest)
+                collect_digest(peer, o->fingerprint_digest, res);
         if (r == 0)
                 r = collect_chain(c->ssl, res);
         if (r == 0)

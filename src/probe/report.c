@@ -49,8 +49,9 @@ static void evidence_of(const struct probe_host *h, const struct probe_address *
                     s->starttls_offered || (s->handshake_ok && !s->starttls_offered),
                 .handshake_ok = s->handshake_ok,
                 .trusted = s->trusted,
-                .cert_sha256 = s->sha256_fingerprint,
-                .pubkey_sha256 = s->pubkey_sha256,
+                /* fingerprint matches with Postfix's digest (SHA-256 unless said otherwise) */
+                .cert_fingerprint = s->digest_name[0] ? s->cert_digest : s->sha256_fingerprint,
+                .pubkey_fingerprint = s->digest_name[0] ? s->pubkey_digest : s->pubkey_sha256,
                 .dane = h->dane,
                 .dane_verified = s->dane_verified,
                 .error = s->error,
@@ -85,9 +86,21 @@ static bool address_passes(const struct probe_report *r, const struct probe_host
         return true;
 }
 
+/* "mx.example.com 192.0.2.1", or the address alone when the host is that address (a literal). */
+static const char *where(const struct probe_host *h, const struct probe_address *a, char *buf,
+                         size_t size)
+{
+        if (streq(h->name, a->address))
+                snprintf(buf, size, "%s", a->address);
+        else
+                snprintf(buf, size, "%.120s %s", h->name, a->address);
+        return buf;
+}
+
 bool probe_report_passes(const struct probe_report *r, const struct probe_target *t,
                          enum tls_level level, char *reason, size_t size)
 {
+        char at[180];
         size_t reachable = 0;
         char unreachable[400] = "";
         reason[0] = 0;
@@ -105,14 +118,14 @@ bool probe_report_passes(const struct probe_report *r, const struct probe_target
                         if (!a->smtp.connected) {
                                 if (!unreachable[0])
                                         snprintf(unreachable, sizeof(unreachable),
-                                                 "%.120s %s: not reachable: %.150s", h->name,
-                                                 a->address,
+                                                 "%s: not reachable: %.150s",
+                                                 where(h, a, at, sizeof(at)),
                                                  a->smtp.error[0] ? a->smtp.error : "not probed");
                                 continue;
                         }
                         reachable++;
                         if (!address_passes(r, h, a, t, level, why, sizeof(why))) {
-                                snprintf(reason, size, "%.120s %s: %s", h->name, a->address, why);
+                                snprintf(reason, size, "%s: %s", where(h, a, at, sizeof(at)), why);
                                 return false;
                         }
                 }
@@ -132,12 +145,16 @@ static json_t *certificate_json(const struct smtp_probe_result *s)
                 json_array_append_new(names, json_string(s->dns_names[i]));
         for (size_t i = 0; i < s->n_chain; i++)
                 json_array_append_new(chain, json_string(s->chain_subjects[i]));
-        return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o}", "subject",
-                         s->subject, "issuer", s->issuer, "common_name",
-                         string_or_null(s->common_name), "dns_names", names, "not_before",
-                         time_or_null(s->not_before), "not_after", time_or_null(s->not_after),
-                         "key_type", s->key_type, "sha256_fingerprint", s->sha256_fingerprint,
-                         "pubkey_sha256_fingerprint", s->pubkey_sha256, "chain", chain);
+        json_t *other = s->digest_name[0]
+                            ? json_pack("{s:s, s:s, s:s}", "digest", s->digest_name, "fingerprint",
+                                        s->cert_digest, "pubkey_fingerprint", s->pubkey_digest)
+                            : json_null();
+        return json_pack(
+            "{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o}", "subject", s->subject,
+            "issuer", s->issuer, "common_name", string_or_null(s->common_name), "dns_names", names,
+            "not_before", time_or_null(s->not_before), "not_after", time_or_null(s->not_after),
+            "key_type", s->key_type, "sha256_fingerprint", s->sha256_fingerprint,
+            "pubkey_sha256_fingerprint", s->pubkey_sha256, "postfix_digest", other, "chain", chain);
 }
 
 /* would_pass {level: bool} and reasons {level: "why"} (only failing levels) of one address. */

@@ -41,16 +41,19 @@ struct smtp_probe_result {
         char banner[256];       /* first line of the greeting, "220 mx.example ESMTP" */
         char address[64];       /* the address connected to, "127.0.0.1" or "::1" */
         /* filled by smtp_probe_address() */
-        char pubkey_sha256[96]; /* of the leaf's SubjectPublicKeyInfo DER, as above */
-        time_t not_before;      /* 0 when unknown */
-        char common_name[256];  /* the leaf subject's CN, "" when none */
-        char group[48];         /* the key exchange group, "X25519", "" when unknown */
-        bool trusted;           /* the chain verifies to the trust anchors (no name check) */
-        char trust_error[256];  /* why not trusted, "" when trusted */
-        bool dane_checked;      /* usable TLSA records were given and checked */
-        bool dane_verified;     /* the chain matched one of them (OpenSSL's DANE) */
-        char dane_error[256];   /* why not, "" when verified or not checked */
-        char **chain_subjects;  /* the chain the server sent, leaf first (owned) */
+        char pubkey_sha256[96];  /* of the leaf's SubjectPublicKeyInfo DER, as above */
+        time_t not_before;       /* 0 when unknown */
+        char common_name[256];   /* the leaf subject's CN, "" when none */
+        char group[48];          /* the key exchange group, "X25519", "" when unknown */
+        bool trusted;            /* the chain verifies to the trust anchors (no name check) */
+        char trust_error[256];   /* why not trusted, "" when trusted */
+        bool dane_checked;       /* usable TLSA records were given and checked */
+        bool dane_verified;      /* the chain matched one of them (OpenSSL's DANE) */
+        char dane_error[256];    /* why not, "" when verified or not checked */
+        char digest_name[32];    /* fingerprint_digest's, "" when none was asked */
+        char cert_digest[200];   /* the leaf's fingerprint by it */
+        char pubkey_digest[200]; /* its key's */
+        char **chain_subjects;   /* the chain the server sent, leaf first (owned) */
         size_t n_chain;
 };
 
@@ -66,6 +69,9 @@ struct smtp_probe_options {
         size_t n_tlsa;
         const char *tlsa_base; /* the TLSA base domain (the MX host name) for DANE-TA names */
         bool wrapper;          /* TLS from the first byte (port 465), no STARTTLS */
+        const char *fingerprint_digest; /* besides SHA-256, the fingerprints by this digest
+                                           (an OpenSSL name: Postfix's
+                                           smtp_tls_fingerprint_digest); NULL: none */
 };
 
 /* Frees what res owns (dns_names); safe on a zeroed or already released result. */

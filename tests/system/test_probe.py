@@ -6,6 +6,7 @@
 # probe says each level would do is checked against what a real Postfix then does for the same
 # next-hop (deliver or defer).
 import os
+import subprocess
 
 import pytest
 
@@ -382,3 +383,22 @@ def test_the_watch_warns_when_a_mandatory_destination_stops_offering_starttls(
                                for line in d.log_lines()), 10, "the watch's warning in the log")
     finally:
         mx.destroy()
+
+
+def test_fingerprint_is_matched_with_postfix_s_digest(make_policy_site, peers):
+    """smtp_tls_fingerprint_digest = sha512: a fingerprint policy's match holds SHA-512 digests,
+    and the probe compares with the same digest (the report shows both)."""
+    s = make_policy_site(config=peers.config(), extra={"smtp_tls_CAfile": peers.ca,
+                                                       "smtp_tls_fingerprint_digest": "sha512"})
+    out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha512", "-in",
+                          peers.good_cert.cert], capture_output=True, text=True, check=True)
+    sha512 = out.stdout.strip().split("=", 1)[1]
+    dest = f"[{peers.mx['good'].address}]:25"
+    r = probe(s, {"destination": dest, "level": "fingerprint", "match": [sha512]})
+    _, a = only_address(r)
+    assert a["certificate"]["postfix_digest"]["digest"] == "sha512", a["certificate"]
+    assert a["certificate"]["postfix_digest"]["fingerprint"] == sha512.upper()
+    assert r["passes"] is True, r["reasons"]
+    sha256 = probe(s, {"destination": dest, "level": "fingerprint",
+                       "match": [peers.good_cert.fingerprint()]})
+    assert sha256["passes"] is False, "Postfix compares SHA-512 digests: a SHA-256 never matches"

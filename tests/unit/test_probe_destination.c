@@ -71,15 +71,17 @@ static void test_smtp_settings(void **state)
         struct probe_destination d;
         char err[64];
         assert_int_equal(probe_destination_parse("example.com", false, &d, err, sizeof(err)), 0);
-        probe_destination_set_smtp(&d, "/etc/ssl/ca.pem", NULL, true, "nexthop", NULL, "ipv4");
+        probe_destination_set_smtp(&d, "/etc/ssl/ca.pem", NULL, true, "nexthop", NULL, "ipv4",
+                                   "md5");
         assert_string_equal(d.ca_file, "/etc/ssl/ca.pem");
         assert_string_equal(d.ca_path, "");
         assert_true(d.ca_default && d.only_ipv4 && !d.only_ipv6);
-        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "ipv4, ipv6");
+        assert_string_equal(d.fingerprint_digest, "md5");
+        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "ipv4, ipv6", NULL);
         assert_false(d.only_ipv4 || d.only_ipv6);
-        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "all");
+        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "all", NULL);
         assert_false(d.only_ipv4 || d.only_ipv6);
-        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "ipv6");
+        probe_destination_set_smtp(&d, NULL, NULL, false, NULL, NULL, "ipv6", NULL);
         assert_true(d.only_ipv6 && !d.only_ipv4);
         struct probe_target t = probe_target_of(&d, NULL, 0);
         assert_string_equal(t.nexthop, "example.com");

@@ -193,8 +193,8 @@ static struct probe_evidence evidence_of(const struct row *r)
                 .trusted = !(r->off & NO_TRUST),
                 .cert_names = r->names ? r->names : names_mx,
                 .n_cert_names = r->names ? r->n_names : ARRAY_SIZE(names_mx),
-                .cert_sha256 = FP_CERT,
-                .pubkey_sha256 = FP_KEY,
+                .cert_fingerprint = FP_CERT,
+                .pubkey_fingerprint = FP_KEY,
                 .dane = r->dane,
                 .dane_verified = !(r->off & NO_DANE_VERIFY),
                 .error = r->error ? r->error : "",
@@ -422,7 +422,7 @@ static void test_missing_evidence(void **state)
         assert_true(probe_would_pass(TLS_LEVEL_ENCRYPT, &e, &t, reason, sizeof(reason)));
 
         e = evidence_of(&(struct row){ 0 });
-        e.cert_sha256 = e.pubkey_sha256 = NULL;
+        e.cert_fingerprint = e.pubkey_fingerprint = NULL;
         t.match = fp_cert;
         t.n_match = 1;
         assert_false(probe_would_pass(TLS_LEVEL_FINGERPRINT, &e, &t, reason, sizeof(reason)));
