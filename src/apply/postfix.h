@@ -54,8 +54,8 @@ struct postfix_smtp_tls {
         char secure_match[256]; /* smtp_tls_secure_cert_match */
         char inet_protocols[64];
         char fingerprint_digest[32];
-            /* smtp_tls_fingerprint_digest ("" unknown) */ /* the address families smtp connects
-                                                              over */
+        /* smtp_tls_fingerprint_digest ("" unknown) */ /* the address families smtp connects
+                                                          over */
 };
 /* As of the last postfix_running_recent check (asked anew when that is stale). -EIO when
  * postconf could not tell. Any thread. */
