@@ -282,16 +282,19 @@ int mtasts_policy_parse(const char *text, size_t len, struct mtasts_policy *p, c
 
 bool mtasts_mx_matches(const struct mtasts_policy *p, const char *host)
 {
+        /* the end of the host's first label: its first '.' that is not escaped (dns_wire_name()
+         * writes a '.' inside a label "\.", any other escape is "\DDD") */
+        const char *dot = host;
+        while (*dot && *dot != '.')
+                dot += dot[0] == '\\' && dot[1] ? 2 : 1;
         for (size_t i = 0; i < p->n_mx; i++) {
                 const char *pat = p->mx[i];
                 if (strcasecmp(pat, host) == 0)
                         return true;
-                if (pat[0] == '*' && pat[1] == '.' && pat[2]) {
-                        /* exactly one label in place of the '*' */
-                        const char *dot = strchr(host, '.');
-                        if (dot && dot != host && strcasecmp(dot + 1, pat + 2) == 0)
-                                return true;
-                }
+                /* exactly one label in place of the '*' */
+                if (pat[0] == '*' && pat[1] == '.' && pat[2] && *dot == '.' && dot != host &&
+                    strcasecmp(dot + 1, pat + 2) == 0)
+                        return true;
         }
         return false;
 }

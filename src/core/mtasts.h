@@ -20,9 +20,9 @@ enum mtasts_mode {
 const char *mtasts_mode_name(enum mtasts_mode m);
 
 /* The id of a TXT record "v=STSv1; id=20160831085700Z;" into id[MTASTS_ID_MAX + 1]: 0, or
- * -ENOENT when the text is not an STS record (does not start with "v=STSv1"), -EINVAL with
- * err[size] (and id "") when it is one but off the grammar of 3.1 (no or a bad id, fields not
- * separated by ';', an extension that is not name=value). */
+ * -ENOENT when the text is not an STS record (does not start with "v=STSv1" and then ';',
+ * whitespace or its end), -EINVAL with err[size] (and id "") when it is one but off the grammar
+ * of 3.1 (no or a bad id, fields not separated by ';', an extension that is not name=value). */
 int mtasts_txt_parse(const char *txt, char id[MTASTS_ID_MAX + 1], char *err, size_t size);
 
 struct mtasts_policy {
@@ -41,6 +41,7 @@ struct mtasts_policy {
 int mtasts_policy_parse(const char *text, size_t len, struct mtasts_policy *p, char *err,
                         size_t size);
 
-/* Whether host (an MX host name, no trailing dot) matches one of p's mx patterns: the same name
- * case-insensitively, or "*.d" for a name of exactly one more label under d (4.1). */
+/* Whether host (an MX host name, no trailing dot, in the text form of dns_wire_name(): "a\.b" is
+ * one label) matches one of p's mx patterns: the same name case-insensitively, or "*.d" for a
+ * name of exactly one more label under d (4.1). */
 bool mtasts_mx_matches(const struct mtasts_policy *p, const char *host);

@@ -446,6 +446,12 @@ static void test_mx_matches(void **state)
                 { "*", "mx", false },
                 { "*", "mx.example.com", false },
                 { "*.", "mx.", false },
+                /* the text form of dns_wire_name(): "\." is a dot inside a label */
+                { "*.b.example", "a\\.b.example", false },
+                { "*.example", "a\\.b.example", true },
+                { "*.example", "a\\032b.example", true },
+                { "*.example", "\\..example", true },
+                { "*.example", "\\.example", false }, /* one label, ".example" */
         };
         struct mtasts_policy p = { .mode = MTASTS_MODE_ENFORCE, .max_age = 1, .n_mx = 1 };
         for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
