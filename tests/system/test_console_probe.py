@@ -190,7 +190,8 @@ def test_the_page_stays_usable_while_a_slow_probe_runs(make_policy_site, browser
     the kernel completes the handshake): the probe waits out probe_step_timeout. Meanwhile the
     dialog says it is busy and can be closed, and the page searches and opens dialogs; when the
     probe ends the row's badge says no mail would go out."""
-    site = make_policy_site({**PROBE_CONFIG, "probe_step_timeout": "6s"})
+    # long enough for the page to be used meanwhile on a loaded machine, short enough for a test
+    site = make_policy_site({**PROBE_CONFIG, "probe_step_timeout": "12s"})
     with socket.socket() as silent:
         silent.bind((free_loopback_address(ports=(25,)), 25))
         silent.listen(8)
