@@ -376,26 +376,32 @@ static void collect_digest(X509 *cert, const char *name, struct smtp_probe_resul
                 hex_pairs(buf, n, res->pubkey_digest, sizeof(res->pubkey_digest));
 }
 
-/* The chain the server sent, leaf first, as subjects into res. */
+/* The chain the server sent, leaf first (at most SMTP_PROBE_CHAIN_MAX), into res. */
 static int collect_chain(SSL *ssl, struct smtp_probe_result *res)
 {
         STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
         int count = chain ? sk_X509_num(chain) : 0;
         if (count <= 0)
                 return 0;
-        if (count > 16)
-                count = 16;
-        res->chain_subjects = calloc((size_t)count, sizeof(char *));
-        if (!res->chain_subjects)
+        if (count > SMTP_PROBE_CHAIN_MAX)
+                count = SMTP_PROBE_CHAIN_MAX;
+        res->chain = calloc((size_t)count, sizeof(*res->chain));
+        if (!res->chain)
                 return -ENOMEM;
         for (int i = 0; i < count; i++) {
-                char subject[512];
-                name_string(X509_get_subject_name(sk_X509_value(chain, i)), subject,
-                            sizeof(subject));
-                res->chain_subjects[i] = strdup(subject);
-                if (!res->chain_subjects[i])
-                        return -ENOMEM;
-                res->n_chain++;
+                X509 *x = sk_X509_value(chain, i);
+                struct smtp_probe_chain_cert *c = &res->chain[res->n_chain++];
+                unsigned char md[EVP_MAX_MD_SIZE];
+                unsigned n = 0;
+                struct tm tm;
+                name_string(X509_get_subject_name(x), c->subject, sizeof(c->subject));
+                name_string(X509_get_issuer_name(x), c->issuer, sizeof(c->issuer));
+                if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+                        c->not_before = timegm(&tm);
+                if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+                        c->not_after = timegm(&tm);
+                if (X509_digest(x, EVP_sha256(), md, &n) == 1)
+                        hex_pairs(md, n, c->sha256_fingerprint, sizeof(c->sha256_fingerprint));
         }
         return 0;
 }

@@ -143,8 +143,14 @@ static json_t *certificate_json(const struct smtp_probe_result *s)
         json_t *names = json_array(), *chain = json_array();
         for (size_t i = 0; i < s->n_dns_names; i++)
                 json_array_append_new(names, json_string(s->dns_names[i]));
-        for (size_t i = 0; i < s->n_chain; i++)
-                json_array_append_new(chain, json_string(s->chain_subjects[i]));
+        for (size_t i = 0; i < s->n_chain; i++) {
+                const struct smtp_probe_chain_cert *c = &s->chain[i];
+                json_array_append_new(
+                    chain, json_pack("{s:s, s:s, s:o, s:o, s:s}", "subject", c->subject, "issuer",
+                                     c->issuer, "not_before", time_or_null(c->not_before),
+                                     "not_after", time_or_null(c->not_after), "sha256_fingerprint",
+                                     c->sha256_fingerprint));
+        }
         json_t *other = s->digest_name[0]
                             ? json_pack("{s:s, s:s, s:s}", "digest", s->digest_name, "fingerprint",
                                         s->cert_digest, "pubkey_fingerprint", s->pubkey_digest)

@@ -238,10 +238,8 @@ void smtp_probe_result_done(struct smtp_probe_result *res)
         free(res->dns_names);
         res->dns_names = NULL;
         res->n_dns_names = 0;
-        for (size_t i = 0; i < res->n_chain; i++)
-                free(res->chain_subjects[i]);
-        free(res->chain_subjects);
-        res->chain_subjects = NULL;
+        free(res->chain);
+        res->chain = NULL;
         res->n_chain = 0;
 }
 

@@ -20,6 +20,16 @@ struct stop_event;
 #define SMTP_PROBE_REPLY_LINES_MAX 100  /* lines of one (multi-line) reply */
 #define SMTP_PROBE_DNS_NAMES_MAX   256  /* subjectAltName DNS entries kept */
 
+#define SMTP_PROBE_CHAIN_MAX 16 /* certificates of the served chain described */
+
+/* One certificate of the chain a server sent. */
+struct smtp_probe_chain_cert {
+        char subject[512]; /* RFC 2253, printable */
+        char issuer[512];
+        time_t not_before, not_after; /* 0 when unknown */
+        char sha256_fingerprint[96];
+};
+
 struct smtp_probe_result {
         bool connected;        /* TCP connection established */
         bool ehlo_ok;          /* a 220 greeting and a 2xx reply to EHLO */
@@ -53,7 +63,7 @@ struct smtp_probe_result {
         char digest_name[32];    /* fingerprint_digest's, "" when none was asked */
         char cert_digest[200];   /* the leaf's fingerprint by it */
         char pubkey_digest[200]; /* its key's */
-        char **chain_subjects;   /* the chain the server sent, leaf first (owned) */
+        struct smtp_probe_chain_cert *chain; /* the chain the server sent, leaf first (owned) */
         size_t n_chain;
 };
 

@@ -129,6 +129,9 @@ def test_a_dane_domain_with_mta_sts_passes_every_level_but_fingerprint(site, pee
     cert = a["certificate"]
     assert cert["dns_names"] == ["mx1.good.sec.test"]
     assert cert["sha256_fingerprint"] == peers.good_cert.fingerprint()
+    [leaf] = cert["chain"]  # the peer sends its certificate alone
+    assert leaf["sha256_fingerprint"] == cert["sha256_fingerprint"] and "mx1.good.sec.test" in \
+        leaf["subject"] and "Test CA" in leaf["issuer"] and leaf["not_after"] == cert["not_after"]
     assert a["trusted"] is True and a["trust_error"] is None
     assert a["dane_verified"] is True and a["dane_error"] is None
     expect = {lv: lv != "fingerprint" for lv in LEVELS}
