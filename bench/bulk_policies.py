@@ -118,6 +118,8 @@ def bench_sandbox(binary, map_type="hash", keep=False, config=None):
             "acme_live_directory": os.path.join(workdir, "letsencrypt", "live"),
             "system_certificate_file": system.cert, "system_key_file": system.key,
             "smtp_probe_address": f"127.0.0.1:{pf.port}",
+            # the benchmarks' made-up destinations are not re-probed (bench/probe.py asks itself)
+            "probe_watch_interval": 0,
             **(config or {}),
         }
         d = Daemon(workdir, cfg, binary=binary, db_port=pg.port)

@@ -164,6 +164,9 @@ def base_config(workdir, database_url, system_cert):
         "system_certificate_file": system_cert.cert,
         "system_key_file": system_cert.key,
         "smtp_probe_address": "127.0.0.1:1",
+        # no re-probing of the tests' made-up destinations (a watch test turns it on): a test
+        # daemon reaches nothing beyond its own peers
+        "probe_watch_interval": 0,
     }
 
 
