@@ -44,6 +44,11 @@ int api_policy_delete(struct request *req, struct problem *reterr);
 /* POST /api/v1/probe (api/probe.c): suspends the request until the probe runner answers. */
 int api_probe(struct request *req, struct problem *reterr);
 int api_probes_list(struct request *req, struct problem *reterr);
+/* The fleet's registry (api/nodes.c). */
+int api_nodes_list(struct request *req, struct problem *reterr);
+int api_nodes_get(struct request *req, struct problem *reterr);
+/* {nodes, in_sync, unreachable} of the registry, for /api/v1/status. */
+int api_fleet_summary(const struct config *cfg, struct db_conn *c, json_t **ret);
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);

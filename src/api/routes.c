@@ -56,6 +56,9 @@ const struct route api_routes[] = {
         { "/api/v1/probes",
           { { HTTP_GET, api_probes_list, SCOPE_READ, BODY_NONE,
               QUERY_LIMIT | QUERY_DESTINATION | QUERY_LATEST } } },
+        /* the fleet (api/nodes.c) */
+        { "/api/v1/nodes", { { HTTP_GET, api_nodes_list, SCOPE_READ, BODY_NONE, 0 } } },
+        { "/api/v1/nodes/{name}", { { HTTP_GET, api_nodes_get, SCOPE_READ, BODY_NONE, 0 } } },
         { "/api/v1/jobs",
           { { HTTP_GET, api_jobs_list, SCOPE_READ, BODY_NONE,
               QUERY_PAGE | QUERY_STATUS | QUERY_ACTOR | QUERY_ACTION | QUERY_TARGET |

@@ -321,6 +321,9 @@ int api_status(struct request *req, struct problem *reterr)
                         last_job = NULL;
                 problem_done(&ignore);
         }
+        json_t *fleet = NULL;
+        if (api_fleet_summary(cfg, c, &fleet) < 0)
+                fleet = json_null();
         bool running = postfix_running_recent(cfg);
         char version[32];
         postfix_version_recent(cfg, version, sizeof(version));
@@ -335,6 +338,7 @@ int api_status(struct request *req, struct problem *reterr)
                       "certificate", cert, "additional_certificate", additional, "drift",
                       json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
                       "verification", json_object_get(ws, "verification"), "managed", s.managed);
+        json_object_set_new(body, "fleet", fleet);
         json_decref(ws);
         /* pollers (the console's overview) ask with If-None-Match: 304 while nothing changed */
         return reply_json_tagged(req, body, reterr);

@@ -185,6 +185,7 @@ static void *worker_main(void *arg)
                 if (n == 0) {
                         if (queue_closed(&w->queue))
                                 break;
+                        worker_node_heartbeat(w);
                         continue;
                 }
                 struct problem p = { 0 };

@@ -45,6 +45,8 @@ struct worker {
         /* the bound certificates' fingerprints (joined by ',') that Postfix was last reloaded
          * with ("" unknown): an ACME renewal changes one without changing main.cf */
         char applied_fingerprint[WORKER_FINGERPRINT_MAX];
+        /* when this node's heartbeat was last written (nodes.last_contact), monotonic usec */
+        uint64_t node_heartbeat_usec;
 };
 
 /* A job's place in a batch. */
@@ -65,6 +67,11 @@ void worker_publish_desired(struct worker *w);
 /* Generation gen is live in Postfix: status, metrics, node row, old certificate files. */
 void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded);
 /* The worker's connection, (re)connected when needed; service_unavailable when it cannot be. */
+/* This node in the fleet's registry (store/nodes.h): registered at start (its version and
+ * Postfix's, started now), and its heartbeat, written when node_heartbeat_interval has passed
+ * since the last (the idle worker calls it every round). */
+void worker_register_node(struct worker *w);
+void worker_node_heartbeat(struct worker *w);
 int worker_ensure_db(struct worker *w, struct problem *reterr);
 /* A job is done: recorded (a failure), out of the backlog, its waiter told, freed. */
 void worker_complete(struct worker *w, struct slot *s);

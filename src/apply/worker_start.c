@@ -73,6 +73,8 @@ void worker_initial_reconcile(struct worker *w)
 
         reconcile_cleanup_staging(cfg);
         r = worker_ensure_db(w, &p);
+        if (r >= 0)
+                worker_register_node(w);
         if (r >= 0) {
                 /* The files may have changed while we were away (renewals, a new system pair). */
                 json_t *warnings = json_array(), *summary = NULL;

@@ -10,11 +10,14 @@
 
 #include "app.h"
 #include "apply/job.h"
+#include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/worker_internal.h"
 #include "conf.h"
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "store/nodes.h"
 #include "store/store.h"
 #include "util.h"
 
@@ -40,6 +43,33 @@ void worker_publish_desired(struct worker *w)
         int64_t gen = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
         metrics_gauge_set(METRIC_DESIRED_GENERATION, gen + (atomic_load(&w->backlog) > 0));
+}
+
+void worker_register_node(struct worker *w)
+{
+        const struct config *cfg = w->app->cfg;
+        struct problem p = { 0 };
+        char postfix_version[32];
+        postfix_version_recent(cfg, postfix_version, sizeof(postfix_version));
+        if (store_node_register(&w->db, cfg->node_name, SMTPTLSD_VERSION, postfix_version, &p) < 0)
+                log_warning("cannot register node %s: %s", cfg->node_name, p.detail);
+        else
+                w->node_heartbeat_usec = now_monotonic_usec();
+        problem_done(&p);
+}
+
+void worker_node_heartbeat(struct worker *w)
+{
+        uint64_t now = now_monotonic_usec();
+        uint64_t every = (uint64_t)w->app->cfg->node_heartbeat_interval;
+        if (now - w->node_heartbeat_usec < every)
+                return;
+        struct problem p = { 0 };
+        w->node_heartbeat_usec = now; /* tried: the next one in an interval, whatever happens */
+        if (worker_ensure_db(w, &p) >= 0 &&
+            store_node_heartbeat(&w->db, w->app->cfg->node_name, &p) < 0)
+                log_debug("node heartbeat: %s", p.detail);
+        problem_done(&p);
 }
 
 int worker_ensure_db(struct worker *w, struct problem *reterr)
