@@ -11,6 +11,7 @@
 #include "api/pending.h"
 #include "app.h"
 #include "apply/acme_watch.h"
+#include "apply/follower.h"
 #include "apply/probe_watch.h"
 #include "apply/worker.h"
 #include "cli.h"
@@ -198,6 +199,10 @@ static int run_serve(const struct config *cfg)
                 if (r < 0)
                         log_errno(LOG_ERR, r, "cannot start the destination probe's threads");
         }
+        struct follower *follower = NULL;
+        if (r >= 0 && follower_start(&app, &follower) < 0)
+                log_warning("cannot start the fleet listener: generations other nodes commit are "
+                            "applied at the next start");
         struct probe_watch *watch = NULL;
         if (r >= 0 && probe_watch_start(&app, &watch) < 0)
                 log_warning("cannot start the probe watch: policies are not re-probed");
@@ -240,6 +245,7 @@ static int run_serve(const struct config *cfg)
          * requests in progress finish and the HTTP threads stop. */
         http_server_quiesce(http);
         acme_watch_stop(acme);
+        follower_stop(follower);
         worker_stop(app.worker);
         pending_stop(app.pending);     /* the requests still waiting get 202; no more wait */
         probe_runner_stop(app.probes); /* probes in flight cancelled; their requests get 503 */

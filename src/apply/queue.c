@@ -69,14 +69,23 @@ struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec)
 
         deadline = monotonic_after(timeout_usec);
         pthread_mutex_lock(&q->lock);
-        while (!q->head && !q->closed)
+        while (!q->head && !q->closed && !q->woken)
                 if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
                         break;
+        q->woken = false;
         list = q->head;
         q->head = q->tail = NULL;
         q->depth = 0;
         pthread_mutex_unlock(&q->lock);
         return list;
+}
+
+void queue_wake(struct queue *q)
+{
+        pthread_mutex_lock(&q->lock);
+        q->woken = true;
+        pthread_cond_broadcast(&q->cond);
+        pthread_mutex_unlock(&q->lock);
 }
 
 bool queue_wait_closed(struct queue *q, uint64_t timeout_usec)

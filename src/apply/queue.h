@@ -18,6 +18,7 @@ struct queue {
         struct queue_item *head, *tail;
         size_t depth;
         bool closed;
+        bool woken; /* queue_wake: the next drain returns at once, empty-handed */
 };
 
 int queue_init(struct queue *q);
@@ -36,5 +37,8 @@ struct queue_item *queue_drain(struct queue *q, uint64_t timeout_usec);
 bool queue_wait_closed(struct queue *q, uint64_t timeout_usec);
 /* Wakes the consumer; later pushes fail. Items still queued stay for a last drain. */
 void queue_close(struct queue *q);
+/* Wakes the drainer without an item (something besides the queue needs it: a generation
+ * another node committed); one wake ends one drain. */
+void queue_wake(struct queue *q);
 size_t queue_depth(struct queue *q);
 bool queue_closed(struct queue *q);

@@ -185,6 +185,7 @@ static void *worker_main(void *arg)
                 if (n == 0) {
                         if (queue_closed(&w->queue))
                                 break;
+                        worker_follow_committed(w);
                         worker_node_heartbeat(w);
                         continue;
                 }
@@ -263,6 +264,15 @@ int worker_start(struct app *app, struct worker **ret)
         }
         *ret = w;
         return 0;
+}
+
+void worker_generation_committed(struct worker *w, int64_t gen)
+{
+        int64_t seen = atomic_load(&w->committed_generation);
+        while (gen > seen && !atomic_compare_exchange_weak(&w->committed_generation, &seen, gen))
+                ;
+        if (gen > seen)
+                queue_wake(&w->queue);
 }
 
 int worker_submit(struct worker *w, struct job *job)

@@ -19,6 +19,9 @@ void worker_stop(struct worker *w);
 void worker_free(struct worker *w);
 /* Hands a job to the worker (ownership passes). -ESHUTDOWN when stopping. */
 int worker_submit(struct worker *w, struct job *job);
+/* Another node committed generation gen (apply/follower.c, any thread): the idle worker applies
+ * the committed state when it is newer than what this node applied. */
+void worker_generation_committed(struct worker *w, int64_t gen);
 /* Microseconds since the worker last showed progress (its loop or a bounded wait it is in). */
 uint64_t worker_heartbeat_age(struct worker *w);
 /* A snapshot for /api/v1/status: state, applied generation, last job, drift, verification. */

@@ -47,6 +47,9 @@ struct worker {
         char applied_fingerprint[WORKER_FINGERPRINT_MAX];
         /* when this node's heartbeat was last written (nodes.last_contact), monotonic usec */
         uint64_t node_heartbeat_usec;
+        /* the newest generation committed in the database that this node has heard of (its own
+         * commits and the fleet's, apply/follower.c) */
+        atomic_int_fast64_t committed_generation;
 };
 
 /* A job's place in a batch. */
@@ -89,6 +92,9 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run);
 /* Before the thread starts: staging cleaned, the certificate files scanned, keys sealed, the
  * committed state reconciled with the live files (a failure is reported, not fatal). */
 void worker_initial_reconcile(struct worker *w);
+/* When a generation newer than the applied one was committed (by another node): applies the
+ * committed state (worker thread, idle). */
+void worker_follow_committed(struct worker *w);
 /* Jobs a previous run acknowledged but did not finish, into jobs[n..cap) (those that cannot run
  * are completed as failed). Returns the new count. */
 size_t worker_recover(struct worker *w, struct job **jobs, size_t n, size_t cap);

@@ -61,7 +61,10 @@ static void keys_at_start(struct worker *w)
         problem_done(&p);
 }
 
-void worker_initial_reconcile(struct worker *w)
+/* Renders the committed state for this node's Postfix and applies it (stage, validate, swap,
+ * reload when needed, verify; the last-known-good files stay on a failure), recording the
+ * generation as applied. why names the occasion in the log. */
+static void apply_committed(struct worker *w, const char *why)
 {
         const struct config *cfg = w->app->cfg;
         struct problem p = { 0 };
@@ -69,6 +72,53 @@ void worker_initial_reconcile(struct worker *w)
         struct plan plan = { 0 };
         struct apply_result res = { 0 };
         int64_t gen = 0;
+        int r = worker_ensure_db(w, &p);
+        if (r >= 0)
+                r = store_generation(&w->db, &gen, false, &p);
+        if (r >= 0)
+                r = desired_load(&w->db, &d, &p);
+        if (r >= 0)
+                r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r >= 0) {
+                json_t *drift = reconcile_drift(cfg, &plan);
+                if (json_array_size(drift) > 0)
+                        log_notice("main.cf differs from the committed state in %zu managed "
+                                   "parameter(s): applying generation %lld (%s)",
+                                   json_array_size(drift), (long long)gen, why);
+                pthread_mutex_lock(&w->lock);
+                json_decref(w->drift);
+                w->drift = drift;
+                pthread_mutex_unlock(&w->lock);
+                /* Postfix may still hold an ACME certificate renewed while we were away. */
+                for (size_t i = 0; i < plan.n_certs; i++)
+                        if (plan.certs[i].acme_name[0] && postfix_is_running(cfg))
+                                plan.reload = true;
+                r = reconcile_apply(cfg, &plan, &res, &p);
+                if (r >= 0)
+                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
+                                 plan.expect_fingerprint);
+        }
+        if (r < 0) {
+                log_error("%s reconcile failed: %s", why, p.detail);
+                worker_set_state(w, "failed", p.detail);
+                struct problem ignore = { 0 };
+                if (w->db.pg)
+                        store_node_update(&w->db, cfg->node_name, w->applied_generation, "failed",
+                                          p.detail, &ignore);
+                problem_done(&ignore);
+        } else {
+                worker_mark_applied(w, gen, res.reloaded);
+        }
+        apply_result_done(&res);
+        plan_done(&plan);
+        desired_done(&d);
+        problem_done(&p);
+}
+
+void worker_initial_reconcile(struct worker *w)
+{
+        const struct config *cfg = w->app->cfg;
+        struct problem p = { 0 };
         int r;
 
         reconcile_cleanup_staging(cfg);
@@ -94,41 +144,28 @@ void worker_initial_reconcile(struct worker *w)
         }
         if (r >= 0)
                 keys_at_start(w);
-        if (r >= 0)
-                r = store_generation(&w->db, &gen, false, &p);
-        if (r >= 0)
-                r = desired_load(&w->db, &d, &p);
-        if (r >= 0)
-                r = reconcile_plan(cfg, &d, &plan, &p);
-        if (r >= 0) {
-                json_t *drift = reconcile_drift(cfg, &plan);
-                if (json_array_size(drift) > 0)
-                        log_notice("main.cf differs from the committed state in %zu managed "
-                                   "parameter(s): applying generation %lld",
-                                   json_array_size(drift), (long long)gen);
-                pthread_mutex_lock(&w->lock);
-                w->drift = drift;
-                pthread_mutex_unlock(&w->lock);
-                /* Postfix may still hold an ACME certificate renewed while we were away. */
-                for (size_t i = 0; i < plan.n_certs; i++)
-                        if (plan.certs[i].acme_name[0] && postfix_is_running(cfg))
-                                plan.reload = true;
-                r = reconcile_apply(cfg, &plan, &res, &p);
-                if (r >= 0)
-                        snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
-                                 plan.expect_fingerprint);
-        }
         if (r < 0) {
                 log_error("start-up reconcile failed: %s", p.detail);
                 worker_set_state(w, "failed", p.detail);
         } else {
-                worker_mark_applied(w, gen, res.reloaded);
+                apply_committed(w, "start-up");
         }
-        apply_result_done(&res);
-        plan_done(&plan);
-        desired_done(&d);
         problem_done(&p);
         /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
+}
+
+void worker_follow_committed(struct worker *w)
+{
+        int64_t committed = atomic_load(&w->committed_generation);
+        pthread_mutex_lock(&w->lock);
+        int64_t applied = w->applied_generation;
+        pthread_mutex_unlock(&w->lock);
+        if (committed <= applied)
+                return;
+        log_info("generation %lld was committed by another node: applying it",
+                 (long long)committed);
+        worker_set_state(w, "applying", "");
+        apply_committed(w, "fleet");
 }
 
 /* Jobs left queued in the database (by a crash, or by an HTTP thread whose push raced a stop):

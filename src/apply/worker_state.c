@@ -49,9 +49,13 @@ void worker_register_node(struct worker *w)
 {
         const struct config *cfg = w->app->cfg;
         struct problem p = { 0 };
-        char postfix_version[32];
-        postfix_version_recent(cfg, postfix_version, sizeof(postfix_version));
-        if (store_node_register(&w->db, cfg->node_name, SMTPTLSD_VERSION, postfix_version, &p) < 0)
+        /* asked of postconf now, not of the cached Postfix facts: loading those this early
+         * would keep an administrator's later main.cf edit out of /status until they refresh */
+        _cleanup_free_ char *postfix_version = NULL;
+        if (postconf_value(cfg, "mail_version", &postfix_version) < 0)
+                postfix_version = NULL;
+        if (store_node_register(&w->db, cfg->node_name, SMTPTLSD_VERSION,
+                                postfix_version ? postfix_version : "", &p) < 0)
                 log_warning("cannot register node %s: %s", cfg->node_name, p.detail);
         else
                 w->node_heartbeat_usec = now_monotonic_usec();

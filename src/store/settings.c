@@ -289,9 +289,12 @@ int store_state_versions(struct db_conn *c, struct state_versions *v, struct pro
 int store_generation_bump(struct db_conn *c, int64_t *gen, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
+        /* every node LISTENs (apply/follower.c): the notification leaves with the commit */
         int r = db_exec(c, &res, reterr,
-                        "UPDATE config_state SET generation = generation + 1, updated_at = now() "
-                        "RETURNING generation",
+                        "WITH g AS (UPDATE config_state SET generation = generation + 1, "
+                        "updated_at = now() RETURNING generation) "
+                        "SELECT generation, pg_notify('smtptlsd_generation', generation::text) "
+                        "FROM g",
                         0, NULL);
         if (r < 0)
                 return r;

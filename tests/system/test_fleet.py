@@ -2,11 +2,17 @@
 # registering at start (its version, its Postfix's, when it started), keeping a heartbeat; any node
 # lists all of them (GET /api/v1/nodes), one that stops its heartbeat becomes unreachable, and
 # /api/v1/status sums the fleet up. Real daemons, one real database.
+import itertools
+import os
+
 import pytest
 
+from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import wait_until
+from tests.system.test_policies import MAP_NAME, make_policy_site  # noqa: F401 (a fixture)
 
 FAST = {"node_heartbeat_interval": "1s"}
+_serial = itertools.count(1)
 
 
 @pytest.fixture
@@ -54,3 +60,50 @@ def test_a_node_that_stops_is_unreachable_and_back_when_it_starts(two_nodes):
     back = wait_until(lambda: (n := nodes(one)["mx2"])["state"] != "unreachable" and n, 20,
                       "mx2 back")
     assert back["started_at"] >= first, back
+
+
+@pytest.fixture
+def fleet_of_two(make_policy_site, make_daemon, session_dir):
+    """Two nodes, each with a Postfix of its own, on one database: node 1 is a PolicySite (a.d,
+    a.pf), node 2 a daemon with its own sandbox."""
+    a = make_policy_site(config={**FAST, "node_name": "mx1"})
+    pf = PostfixSandbox(os.path.join(session_dir, f"fleet-pf-{next(_serial)}")).start()
+    b = make_daemon({**FAST, "node_name": "mx2", "postfix_config_directory": pf.config_dir,
+                     **pf.argv_prefixes, "smtp_probe_address": f"127.0.0.1:{pf.port}"},
+                    database_url=a.d.config["database_url"], tokens=False)
+    b.token, b.read_token = a.d.token, a.d.read_token
+    b.mark_fd_baseline()
+    yield a, b, pf
+    pf.stop()
+
+
+def map_query(pf, key):
+    path = os.path.join(pf.config_dir, MAP_NAME)
+    r = pf.postmap("-q", key, f"hash:{path}", check=False)
+    return r.strip() or None
+
+
+def test_a_write_on_one_node_is_applied_by_the_other(fleet_of_two):
+    a, b, pf2 = fleet_of_two
+    a.put_ok("partner.example", {"level": "encrypt"})
+    assert map_query(a.pf, "partner.example") == "encrypt"
+    wait_until(lambda: map_query(pf2, "partner.example") == "encrypt", 10,
+               "the policy in node 2's map")
+    gen = a.generation()
+    listed = wait_until(lambda: (n := nodes(b))["mx2"]["applied_generation"] == gen and n, 10,
+                        "node 2 reports the generation applied")
+    assert listed["mx1"]["applied_generation"] == gen and listed["mx2"]["state"] == "in_sync"
+    # a write on node 2 goes the other way
+    r = b.http("PUT", "/api/v1/tls-policies/other.example", {"level": "may"})
+    assert r.status == 201, r
+    wait_until(lambda: map_query(a.pf, "other.example") == "may", 10, "node 1 follows node 2")
+
+
+def test_a_node_that_was_down_catches_up_when_it_starts(fleet_of_two):
+    a, b, pf2 = fleet_of_two
+    b.stop()
+    a.put_ok("while-away.example", {"level": "encrypt"})
+    assert map_query(pf2, "while-away.example") is None
+    b.start()
+    b.mark_fd_baseline()
+    assert map_query(pf2, "while-away.example") == "encrypt", "caught up before READY"

@@ -81,6 +81,21 @@ static void test_timeout_is_bounded(void **state)
         queue_destroy(&q);
 }
 
+/* A wake ends one drain at once, empty-handed; the next waits again (for its timeout). */
+static void test_wake(void **state)
+{
+        struct queue q;
+        assert_int_equal(queue_init(&q), 0);
+        queue_wake(&q);
+        uint64_t t0 = now_monotonic_usec();
+        assert_null(queue_drain(&q, 10 * 1000000ULL));
+        assert_true(now_monotonic_usec() - t0 < 1000000ULL);
+        t0 = now_monotonic_usec();
+        assert_null(queue_drain(&q, 100 * 1000ULL));
+        assert_true(now_monotonic_usec() - t0 >= 90 * 1000ULL);
+        queue_destroy(&q);
+}
+
 static void test_close(void **state)
 {
         struct queue q;
@@ -200,6 +215,7 @@ int main(void)
                 cmocka_unit_test(test_fifo_and_drain_all),
                 cmocka_unit_test(test_push_front_keeps_id_order),
                 cmocka_unit_test(test_timeout_is_bounded),
+                cmocka_unit_test(test_wake),
                 cmocka_unit_test(test_close),
                 cmocka_unit_test(test_many_producers),
                 cmocka_unit_test(test_wait_closed),

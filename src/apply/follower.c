@@ -1,0 +1,140 @@
+/* follower.c - the fleet's generation listener (see follower.h): a libpq session with LISTEN,
+ * poll on its socket and a stop eventfd, bounded by node_heartbeat_interval for the safety-net
+ * read of the generation; a lost connection is made again after a pause. Its own thread. */
+#include "apply/follower.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "app.h"
+#include "apply/worker.h"
+#include "conf.h"
+#include "log.h"
+#include "store/db.h"
+#include "util.h"
+
+#define RECONNECT_USEC (2ull * 1000 * 1000) /* the pause before connecting again */
+
+struct follower {
+        struct app *app;
+        pthread_t thread;
+        int stop_fd;
+        PGconn *pg;
+};
+
+/* Waits up to usec for the stop (true) or for pg's socket (false). */
+static bool wait_for(struct follower *f, int sock, uint64_t usec, bool *readable)
+{
+        struct pollfd p[2] = { { .fd = f->stop_fd, .events = POLLIN },
+                               { .fd = sock, .events = POLLIN } };
+        int ms = (int)(usec / 1000);
+        int r = poll(p, sock >= 0 ? 2 : 1, ms);
+        *readable = r > 0 && sock >= 0 && p[1].revents;
+        return r > 0 && p[0].revents;
+}
+
+/* The generation as committed now: the safety net for notifications lost while away. */
+static void read_generation(struct follower *f)
+{
+        PGresult *res = PQexec(f->pg, "SELECT generation FROM config_state");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+                worker_generation_committed(f->app->worker,
+                                            strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+        PQclear(res);
+}
+
+static bool listen_now(struct follower *f)
+{
+        char err[512];
+        if (db_connect(f->app->cfg, &f->pg, err, sizeof(err)) < 0) {
+                log_debug("fleet listener: %s", err);
+                return false;
+        }
+        PGresult *res = PQexec(f->pg, "LISTEN smtptlsd_generation");
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        if (!ok) {
+                log_warning("fleet listener: LISTEN failed: %s", PQerrorMessage(f->pg));
+                PQfinish(f->pg);
+                f->pg = NULL;
+                return false;
+        }
+        read_generation(f); /* what was committed while we were not listening */
+        return true;
+}
+
+static void *follower_main(void *arg)
+{
+        struct follower *f = arg;
+        uint64_t every = (uint64_t)f->app->cfg->node_heartbeat_interval;
+        for (;;) {
+                bool readable = false;
+                if (!f->pg && !listen_now(f)) {
+                        if (wait_for(f, -1, RECONNECT_USEC, &readable))
+                                break;
+                        continue;
+                }
+                if (wait_for(f, PQsocket(f->pg), every, &readable))
+                        break;
+                if (!readable) {
+                        read_generation(f);
+                } else if (PQconsumeInput(f->pg) == 1) {
+                        PGnotify *n;
+                        while ((n = PQnotifies(f->pg))) {
+                                worker_generation_committed(f->app->worker,
+                                                            strtoll(n->extra, NULL, 10));
+                                PQfreemem(n);
+                        }
+                }
+                if (PQstatus(f->pg) != CONNECTION_OK) {
+                        log_notice("fleet listener: the database connection was lost; "
+                                   "listening again");
+                        PQfinish(f->pg);
+                        f->pg = NULL;
+                }
+        }
+        if (f->pg)
+                PQfinish(f->pg);
+        return NULL;
+}
+
+int follower_start(struct app *app, struct follower **ret)
+{
+        struct follower *f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->app = app;
+        f->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (f->stop_fd < 0) {
+                int r = -errno;
+                free(f);
+                return r;
+        }
+        int r = pthread_create(&f->thread, NULL, follower_main, f);
+        if (r != 0) {
+                close(f->stop_fd);
+                free(f);
+                return -r;
+        }
+        *ret = f;
+        return 0;
+}
+
+void follower_stop(struct follower *f)
+{
+        if (!f)
+                return;
+        uint64_t one = 1;
+        if (write(f->stop_fd, &one, sizeof(one)) < 0)
+                log_warning("fleet listener: cannot stop it: %s", strerror(errno));
+        pthread_join(f->thread, NULL);
+        close(f->stop_fd);
+        free(f);
+}
