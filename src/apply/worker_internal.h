@@ -50,6 +50,8 @@ struct worker {
         /* the newest generation committed in the database that this node has heard of (its own
          * commits and the fleet's, apply/follower.c) */
         atomic_int_fast64_t committed_generation;
+        /* a generation the follow could not apply: tried again when a newer one comes */
+        int64_t follow_failed_generation;
 };
 
 /* A job's place in a batch. */

@@ -64,7 +64,7 @@ static void keys_at_start(struct worker *w)
 /* Renders the committed state for this node's Postfix and applies it (stage, validate, swap,
  * reload when needed, verify; the last-known-good files stay on a failure), recording the
  * generation as applied. why names the occasion in the log. */
-static void apply_committed(struct worker *w, const char *why)
+static int apply_committed(struct worker *w, const char *why)
 {
         const struct config *cfg = w->app->cfg;
         struct problem p = { 0 };
@@ -113,6 +113,7 @@ static void apply_committed(struct worker *w, const char *why)
         plan_done(&plan);
         desired_done(&d);
         problem_done(&p);
+        return r < 0 ? r : 0;
 }
 
 void worker_initial_reconcile(struct worker *w)
@@ -148,7 +149,7 @@ void worker_initial_reconcile(struct worker *w)
                 log_error("start-up reconcile failed: %s", p.detail);
                 worker_set_state(w, "failed", p.detail);
         } else {
-                apply_committed(w, "start-up");
+                (void)apply_committed(w, "start-up");
         }
         problem_done(&p);
         /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
@@ -160,12 +161,15 @@ void worker_follow_committed(struct worker *w)
         pthread_mutex_lock(&w->lock);
         int64_t applied = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
-        if (committed <= applied)
+        if (committed <= applied || committed == w->follow_failed_generation)
                 return;
         log_info("generation %lld was committed by another node: applying it",
                  (long long)committed);
         worker_set_state(w, "applying", "");
-        apply_committed(w, "fleet");
+        /* refused (Postfix, the files): the last-known-good files stay, the node says failed,
+         * and the next generation is tried; not this one again and again */
+        if (apply_committed(w, "fleet") < 0)
+                w->follow_failed_generation = committed;
 }
 
 /* Jobs left queued in the database (by a crash, or by an HTTP thread whose push raced a stop):

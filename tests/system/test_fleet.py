@@ -107,3 +107,44 @@ def test_a_node_that_was_down_catches_up_when_it_starts(fleet_of_two):
     b.start()
     b.mark_fd_baseline()
     assert map_query(pf2, "while-away.example") == "encrypt", "caught up before READY"
+
+
+def test_a_node_whose_postfix_refuses_is_failed_alone_and_follows_the_next_generation(
+        make_policy_site, make_daemon, session_dir):
+    """Node 2's postmap refuses (a wrapper, while a flag file exists): node 1 applies, node 2
+    keeps its last good map and says failed with the tool's words; once the cause is gone, the
+    next generation brings node 2 back in sync with everything."""
+    a = make_policy_site(config={**FAST, "node_name": "mx1"})
+    pf = PostfixSandbox(os.path.join(session_dir, f"fleet-pf-{next(_serial)}")).start()
+    wrapper = os.path.join(pf.basedir, "postmap-wrapper")
+    flag = os.path.join(pf.basedir, "refuse")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"if [ -e '{flag}' ]; then echo 'postmap: fatal: simulated refusal' >&2; exit 1; fi\n"
+                "exec postmap \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    b = make_daemon({**FAST, "node_name": "mx2", "postfix_config_directory": pf.config_dir,
+                     **pf.argv_prefixes, "postmap_command": wrapper,
+                     "smtp_probe_address": f"127.0.0.1:{pf.port}"},
+                    database_url=a.d.config["database_url"], tokens=False)
+    b.token, b.read_token = a.d.token, a.d.read_token
+    b.mark_fd_baseline()
+    b.expect_error(r"(?i)fleet reconcile failed|postmap|simulated refusal")
+    try:
+        a.put_ok("first.example", {"level": "encrypt"})
+        wait_until(lambda: map_query(pf, "first.example") == "encrypt", 10, "node 2 follows")
+        open(flag, "w").close()
+        a.put_ok("second.example", {"level": "encrypt"})
+        failed = wait_until(lambda: (n := nodes(a.d)["mx2"])["state"] == "failed" and n, 10,
+                            "node 2 failed")
+        assert "simulated refusal" in failed["detail"], failed
+        assert nodes(a.d)["mx1"]["state"] == "in_sync"
+        assert map_query(pf, "first.example") == "encrypt", "node 2 keeps its last good map"
+        assert map_query(pf, "second.example") is None
+        os.unlink(flag)
+        a.put_ok("third.example", {"level": "may"})
+        wait_until(lambda: nodes(a.d)["mx2"]["state"] == "in_sync", 10, "node 2 in sync again")
+        assert map_query(pf, "second.example") == "encrypt" and map_query(pf, "third.example") == \
+            "may"
+    finally:
+        pf.stop()
