@@ -57,7 +57,9 @@ static bool listen_now(struct follower *f)
                 log_debug("fleet listener: %s", err);
                 return false;
         }
-        PGresult *res = PQexec(f->pg, "LISTEN smtptlsd_generation");
+        /* named, so that an operator (or a test) can tell this session in pg_stat_activity */
+        PGresult *res = PQexec(f->pg, "SET application_name = 'smtptlsd-listener'; "
+                                      "LISTEN smtptlsd_generation");
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok) {

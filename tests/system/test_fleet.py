@@ -148,3 +148,18 @@ def test_a_node_whose_postfix_refuses_is_failed_alone_and_follows_the_next_gener
             "may"
     finally:
         pf.stop()
+
+
+def test_the_listening_sessions_cut_the_nodes_still_converge(fleet_of_two):
+    """Every listener's session terminated by the server (as a failover or a pooler would): the
+    listeners connect again and read the generation, so a write made meanwhile still reaches the
+    other node."""
+    a, b, pf2 = fleet_of_two
+    a.put_ok("before.example", {"level": "encrypt"})
+    wait_until(lambda: map_query(pf2, "before.example") == "encrypt", 10, "node 2 follows")
+    cut = a.psql.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE application_name = 'smtptlsd-listener'")
+    assert cut.strip() == "2", cut
+    a.put_ok("after.example", {"level": "encrypt"})
+    wait_until(lambda: map_query(pf2, "after.example") == "encrypt", 15,
+               "node 2 follows after its listener came back")
