@@ -428,11 +428,14 @@ PLAIN_CASES = ("plain-encrypt", "plain-may", "plain-disabled", "plain-change")
 TLS_CASES = ("tls-encrypt", "tls-none", "tls-fp", "tls-fp-wrong", "tls-fp-multi", "tls-change")
 
 
-def add_listeners(pf, names):
-    """More smtpd listeners on a (set-up, not started) sandbox: {name: port}."""
+def add_listeners(pf, names, taken=()):
+    """More smtpd listeners on a (set-up, not started) sandbox: {name: port}, none of them one of
+    taken's (free_port can hand out a port twice while nothing binds it yet)."""
     ports = {}
     for name in names:
         port = free_port()
+        while port in ports.values() or port in taken or port == pf.port:
+            port = free_port()
         pf.postconf("-M", f"127.0.0.1:{port}/inet = 127.0.0.1:{port} inet n - n - - smtpd")
         ports[name] = port
     old = time.time() - 10  # Postfix waits while its configuration looks freshly written
@@ -527,7 +530,7 @@ def outbound(make_policy_site, session_dir, certs):
     try:
         for peer, cases in ((plain, PLAIN_CASES), (tls, TLS_CASES)):
             peer.setup()
-            ports.update(add_listeners(peer, cases))
+            ports.update(add_listeners(peer, cases, set(ports.values()) | {plain.port, tls.port}))
             started.append(peer)
             peer.start()
         site = make_policy_site(transport={f"{case}.example": f"smtp:[127.0.0.1]:{port}"
