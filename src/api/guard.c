@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/probe_audit.h"
 #include "app.h"
+#include "apply/postfix.h"
 #include "conf.h"
 #include "log.h"
 #include "metrics.h"
@@ -251,7 +252,7 @@ int guard_run(struct guard *g, struct problem *reterr)
         }
         for (size_t i = 0; i < g->n && r >= 0; i++) {
                 struct guard_dest *d = &g->d[i];
-                probe_trust_anchors(g->app->cfg, &d->dest);
+                postfix_smtp_for_probe(g->app->cfg, &d->dest);
                 r = probe_audit_insert(g->app, req->actor, d->dest.key,
                                        tls_level_to_string(d->level), "guard", &d->audit_id,
                                        reterr);

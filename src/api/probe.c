@@ -170,7 +170,7 @@ int api_probe(struct request *req, struct problem *reterr)
                 asked_free(a);
                 return r;
         }
-        probe_trust_anchors(app->cfg, &a->dest);
+        postfix_smtp_for_probe(app->cfg, &a->dest);
         log_info("probe %lld of %s asked by %s", (long long)a->audit_id, key, req->actor);
         a->req = req;
         a->app = app;

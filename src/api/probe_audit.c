@@ -5,26 +5,11 @@
 #include <stdlib.h>
 
 #include "app.h"
-#include "apply/postfix.h"
 #include "conf.h"
 #include "log.h"
 #include "store/db.h"
 #include "store/probes.h"
 #include "util.h"
-
-void probe_trust_anchors(const struct config *cfg, struct probe_destination *d)
-{
-        struct postfix_smtp_tls t;
-        if (postfix_smtp_tls_recent(cfg, &t) < 0) {
-                log_warning("probe: postconf cannot tell smtp's trust anchors: the system's are "
-                            "used");
-                d->ca_file[0] = d->ca_path[0] = 0;
-                d->ca_default = true;
-                return;
-        }
-        probe_destination_set_smtp(d, t.ca_file, t.ca_path, t.ca_default, t.verify_match,
-                                   t.secure_match, t.inet_protocols, t.fingerprint_digest);
-}
 
 int probe_audit_insert(struct app *app, const char *actor, const char *destination,
                        const char *level, const char *reason, int64_t *id, struct problem *reterr)

@@ -13,9 +13,6 @@
 struct app;
 struct config;
 
-/* smtp_tls_CAfile, smtp_tls_CApath and tls_append_default_CA, as postconf expands them, into
- * d's ca_*; the system's when postconf cannot tell (logged). */
-void probe_trust_anchors(const struct config *cfg, struct probe_destination *d);
 /* The audit row (reason: request, guard or watch; level may be NULL); its id into *id. */
 int probe_audit_insert(struct app *app, const char *actor, const char *destination,
                        const char *level, const char *reason, int64_t *id, struct problem *reterr);

@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "core/policy.h"
 #include "log.h"
+#include "probe/probe.h"
 #include "recent.h"
 #include "util.h"
 
@@ -400,4 +401,17 @@ int postfix_smtp_tls_recent(const struct config *cfg, struct postfix_smtp_tls *r
         *ret = facts.smtp;
         pthread_mutex_unlock(&facts.lock);
         return r;
+}
+
+void postfix_smtp_for_probe(const struct config *cfg, struct probe_destination *d)
+{
+        struct postfix_smtp_tls t;
+        if (postfix_smtp_tls_recent(cfg, &t) < 0) {
+                log_warning("probe: postconf cannot tell smtp's trust anchors: the system's are "
+                            "used");
+                probe_destination_set_smtp(d, NULL, NULL, true, NULL, NULL, NULL, NULL);
+                return;
+        }
+        probe_destination_set_smtp(d, t.ca_file, t.ca_path, t.ca_default, t.verify_match,
+                                   t.secure_match, t.inet_protocols, t.fingerprint_digest);
 }

@@ -60,6 +60,10 @@ struct postfix_smtp_tls {
 /* As of the last postfix_running_recent check (asked anew when that is stale). -EIO when
  * postconf could not tell. Any thread. */
 int postfix_smtp_tls_recent(const struct config *cfg, struct postfix_smtp_tls *ret);
+/* The same into a probe's destination (probe_destination_set_smtp); when postconf cannot tell,
+ * the system's trust anchors and Postfix's defaults (logged). For the API and the watch. */
+struct probe_destination;
+void postfix_smtp_for_probe(const struct config *cfg, struct probe_destination *d);
 /* The effective smtp_tls_fingerprint_digest and the length of its fingerprints; -EINVAL for a
  * name OpenSSL does not know (then Postfix refuses it too). */
 int postfix_fingerprint_digest(const struct config *cfg, struct fingerprint_digest *ret);

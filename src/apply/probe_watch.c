@@ -105,13 +105,7 @@ static uint64_t round_once(struct probe_watch *w)
         json_array_foreach (json_object_get(due, "match"), i, m)
                 if (n_match < POLICY_MATCH_MAX && json_is_string(m))
                         match[n_match++] = (char *)json_string_value(m);
-        struct postfix_smtp_tls smtp;
-        if (postfix_smtp_tls_recent(cfg, &smtp) < 0)
-                d.ca_default = true;
-        else
-                probe_destination_set_smtp(&d, smtp.ca_file, smtp.ca_path, smtp.ca_default,
-                                           smtp.verify_match, smtp.secure_match,
-                                           smtp.inet_protocols, smtp.fingerprint_digest);
+        postfix_smtp_for_probe(cfg, &d);
         w->target = probe_target_of(&d, (const char *const *)match, n_match);
         if (store_probe_insert(c, cfg->node_name, "watch", dest, level, "watch", &id, &p) < 0) {
                 sleep = RETRY_USEC;

@@ -327,11 +327,3 @@ void probe_runner_free(struct probe_runner *pr)
         free(pr->threads);
         free(pr);
 }
-
-unsigned probe_runner_busy(struct probe_runner *pr)
-{
-        pthread_mutex_lock(&pr->lock);
-        unsigned n = pr->queued + pr->running;
-        pthread_mutex_unlock(&pr->lock);
-        return n;
-}

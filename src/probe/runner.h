@@ -33,5 +33,3 @@ int probe_runner_submit(struct probe_runner *pr, const struct probe_destination 
 void probe_runner_stop(struct probe_runner *pr);
 /* Stops it if needed and frees it; NULL: nothing. */
 void probe_runner_free(struct probe_runner *pr);
-/* Probes running and queued now (for /status and metrics). */
-unsigned probe_runner_busy(struct probe_runner *pr);

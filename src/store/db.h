@@ -39,6 +39,9 @@ static inline void db_releasep(struct db_conn **c)
                 db_release(*c);
 }
 #define _cleanup_db_conn_ _cleanup_(db_releasep)
+
+/* A timestamp column as every timestamp of the API: RFC 3339 in UTC, whole seconds. */
+#define DB_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 /* When (monotonic) the database last could not be reached (a connect or a query lost the
  * connection); 0: never. */
 uint64_t db_pool_failed_usec(struct db_pool *p);

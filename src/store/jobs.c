@@ -11,10 +11,8 @@
 
 #define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
 
-/* RFC 3339 in UTC, whole seconds, as every timestamp of the API */
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define JOB_COLUMNS                                                                                \
-        "id, status, actor, action, target, " TS("created_at") ", " TS(                            \
+        "id, status, actor, action, target, " DB_TS("created_at") ", " DB_TS(                      \
             "finished_at") ", "                                                                    \
                            "generation, postmap, reload, error::text, output, verified, "          \
                            "before::text, after::text, "                                           \
@@ -41,13 +39,14 @@ static int job_insert(struct db_conn *c, const char *node, const char *actor, co
         int r = db_exec(
             c, &res, reterr,
             key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
-                  "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST ") RETURNING id, " TS(
+                  "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
+                  ") RETURNING id, " DB_TS(
                       "created_at") " AS created_at), "
                                     "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
                                     "SELECT $7, id, $8 FROM j) SELECT id, created_at FROM j"
                 : "INSERT INTO jobs (node, status, actor, action, target, request) "
                   "VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
-                  ") RETURNING id, " TS("created_at"),
+                  ") RETURNING id, " DB_TS("created_at"),
             key ? 8 : 6, params);
 #undef JOB_REQUEST
         if (items)

@@ -8,12 +8,12 @@
 #include "store/db.h"
 #include "util.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 /* $1: microseconds of silence after which a node is unreachable */
 #define NODE_COLUMNS                                                                               \
         "name, version, postfix_version, applied_generation, "                                     \
         "CASE WHEN last_contact < now() - make_interval(secs => $1::double precision / 1e6) "      \
-        "THEN 'unreachable' ELSE state END, detail, " TS("started_at") ", " TS("last_contact")
+        "THEN 'unreachable' ELSE state END, detail, " DB_TS("started_at") ", " DB_TS(              \
+            "last_contact")
 
 int store_node_register(struct db_conn *c, const char *name, const char *version,
                         const char *postfix_version, struct problem *reterr)

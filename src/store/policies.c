@@ -6,11 +6,10 @@
 #include "core/policy.h"
 #include "store/store.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define POLICY_COLUMNS                                                                             \
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
         "array_to_json(exclude)::text, note, enabled, managed_by, servername, tafile, "            \
-        "connection_reuse, " TS("created_at") ", " TS("updated_at") ", version"
+        "connection_reuse, " DB_TS("created_at") ", " DB_TS("updated_at") ", version"
 #define COL_CREATED_AT 12
 #define COL_UPDATED_AT 13
 #define COL_VERSION    14 /* the row's version (ETag) */

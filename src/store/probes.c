@@ -9,8 +9,6 @@
 #include "store/db.h"
 #include "util.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 int store_probe_insert(struct db_conn *c, const char *node, const char *actor,
                        const char *destination, const char *level, const char *reason, int64_t *id,
                        struct problem *reterr)
@@ -45,6 +43,24 @@ static json_t *text_or_null(const PGresult *res, int row, int col)
         return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
 }
 
+/* The audit columns every list selects first: id, actor, destination, level, reason, outcome,
+ * recommended, forced, created_at, finished_at. */
+#define PROBE_COLUMNS                                                                              \
+        "id, actor, destination, level, reason, outcome, recommended, forced, " DB_TS(             \
+            "created_at") ", " DB_TS("finished_at")
+
+/* One row of PROBE_COLUMNS as the API shows it. */
+static json_t *probe_row_json(const PGresult *res, int i)
+{
+        return json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:o, s:b, s:s, s:o}", "id",
+                         (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "actor",
+                         PQgetvalue(res, i, 1), "destination", PQgetvalue(res, i, 2), "level",
+                         text_or_null(res, i, 3), "reason", PQgetvalue(res, i, 4), "outcome",
+                         text_or_null(res, i, 5), "recommended", text_or_null(res, i, 6), "forced",
+                         streq(PQgetvalue(res, i, 7), "t"), "created_at", PQgetvalue(res, i, 8),
+                         "finished_at", text_or_null(res, i, 9));
+}
+
 int store_probe_list(struct db_conn *c, int64_t before, const char *destination, int limit,
                      bool with_result, json_t **items, int64_t *next, struct problem *reterr)
 {
@@ -53,28 +69,18 @@ int store_probe_list(struct db_conn *c, int64_t before, const char *destination,
         snprintf(b, sizeof(b), "%lld", (long long)(before > 0 ? before : INT64_MAX));
         snprintf(l, sizeof(l), "%d", limit + 1);
         const char *params[] = { b, l, destination, with_result ? "t" : "f" };
-        int r = db_exec(
-            c, &res, reterr,
-            "SELECT id, actor, destination, level, reason, outcome, recommended, forced, " TS(
-                "created_at") ", " TS("finished_at") ", "
-                                                     "CASE WHEN $4::boolean THEN result::text END "
-                                                     "FROM probes WHERE id < $1 "
-                                                     "AND ($3::text IS NULL OR destination = $3) "
-                                                     "ORDER BY id DESC LIMIT $2",
-            4, params);
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " PROBE_COLUMNS ", CASE WHEN $4::boolean THEN result::text END "
+                        "FROM probes WHERE id < $1 "
+                        "AND ($3::text IS NULL OR destination = $3) "
+                        "ORDER BY id DESC LIMIT $2",
+                        4, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();
         int n = PQntuples(res);
         for (int i = 0; i < n && i < limit; i++) {
-                json_t *row =
-                    json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:o, s:b, s:s, s:o}", "id",
-                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "actor",
-                              PQgetvalue(res, i, 1), "destination", PQgetvalue(res, i, 2), "level",
-                              text_or_null(res, i, 3), "reason", PQgetvalue(res, i, 4), "outcome",
-                              text_or_null(res, i, 5), "recommended", text_or_null(res, i, 6),
-                              "forced", streq(PQgetvalue(res, i, 7), "t"), "created_at",
-                              PQgetvalue(res, i, 8), "finished_at", text_or_null(res, i, 9));
+                json_t *row = probe_row_json(res, i);
                 if (with_result)
                         json_object_set_new(row, "result",
                                             PQgetisnull(res, i, 10)
@@ -100,28 +106,17 @@ int store_probe_latest(struct db_conn *c, int limit, json_t **items, struct prob
         char l[16];
         snprintf(l, sizeof(l), "%d", limit);
         const char *params[] = { l };
-        int r = db_exec(
-            c, &res, reterr,
-            "SELECT id, actor, destination, level, reason, outcome, recommended, "
-            "forced, " TS("created_at") ", " TS(
-                "finished_at") " FROM ("
-                               "SELECT DISTINCT ON (destination) * FROM probes WHERE outcome IS "
-                               "NOT NULL "
-                               "ORDER BY destination, id DESC) x ORDER BY destination LIMIT $1",
-            1, params);
+        int r = db_exec(c, &res, reterr,
+                        "SELECT " PROBE_COLUMNS " FROM ("
+                        "SELECT DISTINCT ON (destination) * FROM probes WHERE outcome IS "
+                        "NOT NULL "
+                        "ORDER BY destination, id DESC) x ORDER BY destination LIMIT $1",
+                        1, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();
         for (int i = 0; i < PQntuples(res); i++)
-                json_array_append_new(
-                    a,
-                    json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:o, s:b, s:s, s:o}", "id",
-                              (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "actor",
-                              PQgetvalue(res, i, 1), "destination", PQgetvalue(res, i, 2), "level",
-                              text_or_null(res, i, 3), "reason", PQgetvalue(res, i, 4), "outcome",
-                              text_or_null(res, i, 5), "recommended", text_or_null(res, i, 6),
-                              "forced", streq(PQgetvalue(res, i, 7), "t"), "created_at",
-                              PQgetvalue(res, i, 8), "finished_at", text_or_null(res, i, 9)));
+                json_array_append_new(a, probe_row_json(res, i));
         *items = a;
         return 0;
 }
@@ -157,7 +152,7 @@ int store_probes_failing(struct db_conn *c, int limit, json_t **items, int64_t *
         snprintf(l, sizeof(l), "%d", limit);
         const char *params[] = { l };
         int r = db_exec(c, &res, reterr,
-                        "SELECT p.destination, p.level, last.outcome, " TS(
+                        "SELECT p.destination, p.level, last.outcome, " DB_TS(
                             "last.created_at") ", last.result->'reasons'->>p.level, "
                                                "count(*) OVER () "
                                                "FROM tls_policies p " LAST_PROBE "WHERE " ABOVE_MAY

@@ -8,8 +8,6 @@
 #include "store/store.h"
 #include "store/tokens.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 void cert_row_done(struct cert_row *c)
 {
         free(c->certificate_pem);
@@ -32,7 +30,7 @@ static enum tls_mode mode_of(const PGresult *res, int col)
 /* clang-format off */
 #define SETTINGS_SELECT                                                                            \
         "SELECT s.managed, s.version, s.mode, s.inbound_mode, s.outbound_mode, c.name, "           \
-        "s.profile, s.auth_only, s.received_header, s.loglevel, " TS("s.updated_at") ", "          \
+        "s.profile, s.auth_only, s.received_header, s.loglevel, " DB_TS("s.updated_at") ", "          \
         "g.generation, s.outbound_ca, a.name FROM settings s "                                     \
         "LEFT JOIN certificates c ON c.id = s.certificate_id "                                     \
         "LEFT JOIN certificates a ON a.id = s.additional_certificate_id, config_state g"
