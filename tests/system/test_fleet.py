@@ -20,9 +20,21 @@ def two_nodes(make_daemon):
     one = make_daemon(config={**FAST, "node_name": "mx1"})
     two = make_daemon(config={**FAST, "node_name": "mx2"},
                       database_url=one.config["database_url"], tokens=False)
-    two.token, two.read_token = one.token, one.read_token  # one database: the same tokens
-    two.mark_fd_baseline()
+    share_tokens(two, one)
     return one, two
+
+
+def node_config(name, pf):
+    """The configuration keys of fleet node `name` managing Postfix sandbox pf (FAST heartbeat)."""
+    return {**FAST, "node_name": name, "postfix_config_directory": pf.config_dir,
+            **pf.argv_prefixes, "smtp_probe_address": f"127.0.0.1:{pf.port}"}
+
+
+def share_tokens(d, first):
+    """Node d uses the tokens the first node made (one database: the same tokens); takes d's fd
+    baseline."""
+    d.token, d.read_token = first.token, first.read_token
+    d.mark_fd_baseline()
 
 
 def nodes(d, **kw):
@@ -68,11 +80,8 @@ def fleet_of_two(make_policy_site, make_daemon, session_dir):
     a.pf), node 2 a daemon with its own sandbox."""
     a = make_policy_site(config={**FAST, "node_name": "mx1"})
     pf = PostfixSandbox(os.path.join(session_dir, f"fleet-pf-{next(_serial)}")).start()
-    b = make_daemon({**FAST, "node_name": "mx2", "postfix_config_directory": pf.config_dir,
-                     **pf.argv_prefixes, "smtp_probe_address": f"127.0.0.1:{pf.port}"},
-                    database_url=a.d.config["database_url"], tokens=False)
-    b.token, b.read_token = a.d.token, a.d.read_token
-    b.mark_fd_baseline()
+    b = make_daemon(node_config("mx2", pf), database_url=a.d.config["database_url"], tokens=False)
+    share_tokens(b, a.d)
     yield a, b, pf
     pf.stop()
 
@@ -123,12 +132,9 @@ def test_a_node_whose_postfix_refuses_is_failed_alone_and_follows_the_next_gener
                 f"if [ -e '{flag}' ]; then echo 'postmap: fatal: simulated refusal' >&2; exit 1; fi\n"
                 "exec postmap \"$@\"\n")
     os.chmod(wrapper, 0o755)
-    b = make_daemon({**FAST, "node_name": "mx2", "postfix_config_directory": pf.config_dir,
-                     **pf.argv_prefixes, "postmap_command": wrapper,
-                     "smtp_probe_address": f"127.0.0.1:{pf.port}"},
+    b = make_daemon({**node_config("mx2", pf), "postmap_command": wrapper},
                     database_url=a.d.config["database_url"], tokens=False)
-    b.token, b.read_token = a.d.token, a.d.read_token
-    b.mark_fd_baseline()
+    share_tokens(b, a.d)
     b.expect_error(r"(?i)fleet reconcile failed|postmap|simulated refusal")
     try:
         a.put_ok("first.example", {"level": "encrypt"})
