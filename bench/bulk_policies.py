@@ -91,6 +91,24 @@ def daemon_binary(arg):
     return os.path.abspath(binary)
 
 
+def daemon_config(workdir, url, pf, system, map_type="hash", config=None):
+    """The benchmarks' daemon configuration: files under workdir, the database url, Postfix
+    sandbox pf, the system certificate (a tests.harness.certs.Cert); config: more keys."""
+    return {
+        "listen_address": "127.0.0.1", "listen_port": 0, "database_url": url,
+        "http_threads": 2, "log_level": "notice",
+        "postfix_config_directory": pf.config_dir, **pf.argv_prefixes,
+        "policy_map_type": map_type,
+        "certificate_directory": os.path.join(workdir, "certs"),
+        "acme_live_directory": os.path.join(workdir, "letsencrypt", "live"),
+        "system_certificate_file": system.cert, "system_key_file": system.key,
+        "smtp_probe_address": f"127.0.0.1:{pf.port}",
+        # the benchmarks' made-up destinations are not re-probed (bench/probe.py asks itself)
+        "probe_watch_interval": 0,
+        **(config or {}),
+    }
+
+
 @contextlib.contextmanager
 def bench_sandbox(binary, map_type="hash", keep=False, config=None):
     """A private PostgreSQL (statement durations logged) and Postfix under /tmp/stls-bench-*, and
@@ -109,19 +127,7 @@ def bench_sandbox(binary, map_type="hash", keep=False, config=None):
         pf.start()
         system = CertFactory(os.path.join(base, "certs")).leaf("system", ("localhost",))
         workdir = os.path.join(base, "daemon")
-        cfg = {
-            "listen_address": "127.0.0.1", "listen_port": 0, "database_url": url,
-            "http_threads": 2, "log_level": "notice",
-            "postfix_config_directory": pf.config_dir, **pf.argv_prefixes,
-            "policy_map_type": map_type,
-            "certificate_directory": os.path.join(workdir, "certs"),
-            "acme_live_directory": os.path.join(workdir, "letsencrypt", "live"),
-            "system_certificate_file": system.cert, "system_key_file": system.key,
-            "smtp_probe_address": f"127.0.0.1:{pf.port}",
-            # the benchmarks' made-up destinations are not re-probed (bench/probe.py asks itself)
-            "probe_watch_interval": 0,
-            **(config or {}),
-        }
+        cfg = daemon_config(workdir, url, pf, system, map_type, config)
         d = Daemon(workdir, cfg, binary=binary, db_port=pg.port)
         d.start()
         d.token = d.add_token("bench", "admin")
