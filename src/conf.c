@@ -71,6 +71,8 @@ const struct conf_key conf_keys[] = {
         KEY(node_name, CONF_STRING, "", 0, 0, "this node's name in fleet mode (empty: hostname)"),
         KEY(node_heartbeat_interval, CONF_DURATION, "5s", SEC, 300 * SEC,
             "how often a node says it is alive (nodes.last_contact); three missed: unreachable"),
+        KEY(fleet_wait_timeout, CONF_DURATION, "10s", SEC, 300 * SEC,
+            "how long a write with ?wait=fleet waits for the other nodes once applied here"),
         KEY(http_threads, CONF_INT, "0", 0, 256, "HTTP worker threads (0: number of cores)"),
         KEY(body_limit, CONF_SIZE, "1M", 1024, INT64_C(1) << 30, "largest request body"),
         KEY(bulk_body_limit, CONF_SIZE, "64M", 1024, INT64_C(4) << 30,

@@ -41,6 +41,7 @@ struct config {
         char *smtp_probe_address;
         char *node_name;
         int64_t node_heartbeat_interval;
+        int64_t fleet_wait_timeout;
         int64_t http_threads;
         int64_t body_limit;
         int64_t bulk_body_limit;

@@ -181,7 +181,7 @@ static int run_serve(const struct config *cfg)
                 r = worker_start(&app, &app.worker);
         }
         if (r >= 0)
-                r = pending_new(&app.pending);
+                r = pending_new(&app, &app.pending);
         struct probe_config probe_cfg = {
                 .dns = dns,
                 .https_ca_file =
@@ -200,7 +200,7 @@ static int run_serve(const struct config *cfg)
                         log_errno(LOG_ERR, r, "cannot start the destination probe's threads");
         }
         struct follower *follower = NULL;
-        if (r >= 0 && follower_start(&app, &follower) < 0)
+        if (r >= 0 && follower_start(&app, pending_nodes_changed, app.pending, &follower) < 0)
                 log_warning("cannot start the fleet listener: generations other nodes commit are "
                             "applied at the next start");
         struct probe_watch *watch = NULL;

@@ -211,6 +211,25 @@ static void render_live(struct buf *b, const struct metrics_live *live)
                 f = end ? end + 1 : NULL;
         }
 
+        static const char *const node_states[] = { "starting", "applying", "in_sync",
+                                                   "degraded", "failed",   "unreachable" };
+        bfamily(b, "smtptlsd_fleet_nodes", "gauge",
+                "Nodes of the fleet (the daemons sharing this database) by state, as this node "
+                "sees the registry.");
+        for (size_t k = 0; live->database_up && k < ARRAY_SIZE(node_states); k++) {
+                size_t n = 0;
+                for (size_t i = 0; i < live->n_nodes; i++)
+                        n += streq(live->nodes[i].state, node_states[k]);
+                bprintf(b, "smtptlsd_fleet_nodes{state=\"%s\"} %zu\n", node_states[k], n);
+        }
+        bfamily(b, "smtptlsd_fleet_node_generation_lag", "gauge",
+                "Generations a node is behind the committed one (0: it applied the newest).");
+        for (size_t i = 0; i < live->n_nodes; i++) {
+                bprintf(b, "smtptlsd_fleet_node_generation_lag{");
+                blabel(b, "node", live->nodes[i].name);
+                bprintf(b, "} %lld\n", (long long)live->nodes[i].lag);
+        }
+
         bfamily(b, "smtptlsd_certificate_expiry_seconds", "gauge",
                 "Seconds until the certificate expires (negative: expired); in_use=\"true\" for "
                 "those settings bind (certificate and additional_certificate).");

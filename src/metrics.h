@@ -56,6 +56,12 @@ struct metrics_certificate {
         int64_t expiry_seconds;
 };
 
+/* One node of the fleet as the registry shows it. */
+struct metrics_node {
+        const char *name, *state; /* in_sync, applying, degraded, failed, starting, unreachable */
+        int64_t lag;              /* committed generation minus the one it applied */
+};
+
 /* What a scrape reads live (from the database, the worker, the verifier) for /metrics. */
 struct metrics_live {
         bool database_up;               /* the scrape's queries were answered */
@@ -64,6 +70,8 @@ struct metrics_live {
         const char *served_fingerprint; /* what smtpd served at the last check; NULL/"": none */
         const struct metrics_certificate *certificates;
         size_t n_certificates;
+        const struct metrics_node *nodes;
+        size_t n_nodes;
 };
 
 /* Renders every metric in Prometheus text format 0.0.4 (a malloc'ed string). */

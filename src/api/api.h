@@ -47,8 +47,18 @@ int api_probes_list(struct request *req, struct problem *reterr);
 /* The fleet's registry (api/nodes.c). */
 int api_nodes_list(struct request *req, struct problem *reterr);
 int api_nodes_get(struct request *req, struct problem *reterr);
+int api_nodes_delete(struct request *req, struct problem *reterr);
+int api_nodes_retry(struct request *req, struct problem *reterr);
+int api_node_settings_get(struct request *req, struct problem *reterr);
+int api_node_settings_put(struct request *req, struct problem *reterr);
+int api_node_settings_delete(struct request *req, struct problem *reterr);
 /* {nodes, in_sync, unreachable} of the registry, for /api/v1/status. */
 int api_fleet_summary(const struct config *cfg, struct db_conn *c, json_t **ret);
+/* Each node's outcome for generation gen, as a write's reply (?wait=fleet) and its job show it:
+ * {generation, complete, nodes: [{name, outcome, state, applied_generation, detail}]}; outcome
+ * applied (it applied gen or later), failed (it could not apply gen or later), unreachable
+ * (silent), pending (none of these yet); complete when none is pending. */
+int api_fleet_outcome(const struct config *cfg, struct db_conn *c, int64_t gen, json_t **ret);
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);

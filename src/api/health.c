@@ -11,7 +11,9 @@
 #include "metrics.h"
 #include "recent.h"
 #include "store/db.h"
+#include "store/nodes.h"
 #include "store/store.h"
+#include "conf.h"
 
 /* A worker that has shown no progress for this long is stuck: its waits are all bounded. */
 #define WORKER_STUCK_USEC (60ull * 1000000)
@@ -109,6 +111,25 @@ int api_metrics(struct request *req, struct problem *reterr)
                 live.n_certificates = i + 1;
         }
         live.certificates = certs;
+        /* the fleet's registry: each node's state and how far behind it is */
+        json_t *nodes = NULL, *n;
+        _cleanup_free_ struct metrics_node *mn = NULL;
+        if (live.database_up &&
+            store_nodes_list(c, 3 * (uint64_t)app->cfg->node_heartbeat_interval, &nodes, &ignore) >=
+                0 &&
+            (mn = calloc(json_array_size(nodes) + 1, sizeof(*mn)))) {
+                json_array_foreach (nodes, i, n) {
+                        int64_t applied =
+                            json_integer_value(json_object_get(n, "applied_generation"));
+                        mn[i] = (struct metrics_node){
+                                .name = json_string_value(json_object_get(n, "name")),
+                                .state = json_string_value(json_object_get(n, "state")),
+                                .lag = desired > applied ? desired - applied : 0,
+                        };
+                }
+                live.nodes = mn;
+                live.n_nodes = json_array_size(nodes);
+        }
 
         char *text = NULL;
         size_t len = 0;
@@ -123,6 +144,7 @@ int api_metrics(struct request *req, struct problem *reterr)
         struct metrics_labels labels = { routes, n_routes, methods, HTTP_METHOD_COUNT };
         int r = metrics_render(&labels, &live, &text, &len);
         json_decref(items);
+        json_decref(nodes);
         json_decref(ws);
         json_decref(drift);
         problem_done(&ignore);

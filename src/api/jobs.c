@@ -133,5 +133,13 @@ int api_jobs_get(struct request *req, struct problem *reterr)
                 r = store_job_get(c, id, &job, reterr);
         if (r < 0)
                 return r;
+        /* it made a generation: where in the fleet it is live (with two nodes or more) */
+        json_t *gen = json_object_get(job, "generation"), *fleet = NULL;
+        if (json_is_integer(gen) &&
+            api_fleet_outcome(req->app->cfg, c, json_integer_value(gen), &fleet) >= 0) {
+                if (json_array_size(json_object_get(fleet, "nodes")) > 1)
+                        json_object_set(job, "fleet", fleet);
+                json_decref(fleet);
+        }
         return reply_json(req, 200, job);
 }

@@ -58,7 +58,15 @@ const struct route api_routes[] = {
               QUERY_LIMIT | QUERY_DESTINATION | QUERY_LATEST } } },
         /* the fleet (api/nodes.c) */
         { "/api/v1/nodes", { { HTTP_GET, api_nodes_list, SCOPE_READ, BODY_NONE, 0 } } },
-        { "/api/v1/nodes/{name}", { { HTTP_GET, api_nodes_get, SCOPE_READ, BODY_NONE, 0 } } },
+        { "/api/v1/nodes/{name}",
+          { { HTTP_GET, api_nodes_get, SCOPE_READ, BODY_NONE, 0 },
+            { HTTP_DELETE, api_nodes_delete, SCOPE_WRITE, BODY_NONE, 0 } } },
+        { "/api/v1/nodes/{name}/settings",
+          { { HTTP_GET, api_node_settings_get, SCOPE_READ, BODY_NONE, 0 },
+            { HTTP_PUT, api_node_settings_put, SCOPE_WRITE, BODY_JSON, QUERY_WRITE },
+            { HTTP_DELETE, api_node_settings_delete, SCOPE_WRITE, BODY_NONE, QUERY_WRITE } } },
+        { "/api/v1/nodes/{name}/retry",
+          { { HTTP_POST, api_nodes_retry, SCOPE_WRITE, BODY_NONE, 0 } } },
         { "/api/v1/jobs",
           { { HTTP_GET, api_jobs_list, SCOPE_READ, BODY_NONE,
               QUERY_PAGE | QUERY_STATUS | QUERY_ACTOR | QUERY_ACTION | QUERY_TARGET |

@@ -145,12 +145,12 @@ static int map_get(struct db_conn *c, int64_t *generation, struct map_render **r
 }
 
 /* desired_load with the cached map of this generation: the map is borrowed from m. */
-static int desired_load_cached(struct db_conn *c, struct desired *d, int64_t *generation,
-                               struct map_render **m, struct problem *reterr)
+static int desired_load_cached(struct db_conn *c, const char *node, struct desired *d,
+                               int64_t *generation, struct map_render **m, struct problem *reterr)
 {
         int r = map_get(c, generation, m, reterr);
         if (r >= 0)
-                r = desired_load_settings(c, d, reterr);
+                r = desired_load_settings(c, node, d, reterr);
         if (r < 0)
                 return r;
         d->map_text = (*m)->text;
@@ -181,7 +181,7 @@ json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
         struct problem ignore = { 0 };
         struct map_render *m = NULL;
         int64_t gen = 0;
-        if (desired_load_cached(c, &d, &gen, &m, &ignore) >= 0 &&
+        if (desired_load_cached(c, cfg->node_name, &d, &gen, &m, &ignore) >= 0 &&
             reconcile_plan(cfg, &d, &plan, &ignore) >= 0) {
                 drift = reconcile_drift(cfg, &plan);
                 if (warnings) {
@@ -354,7 +354,7 @@ int api_config(struct request *req, struct problem *reterr)
         int64_t gen = 0;
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
-                r = desired_load_cached(c, &d, &gen, &m, reterr);
+                r = desired_load_cached(c, cfg->node_name, &d, &gen, &m, reterr);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, reterr);
         if (r < 0) {

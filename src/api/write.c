@@ -41,7 +41,7 @@ static int submit(struct request *req, const char *action, const char *target, j
 {
         char buf[16];
         int64_t wait = WAIT_DEFAULT;
-        bool dry_run = false;
+        bool dry_run = false, fleet = false;
         int r;
 
         if (!atomic_load(&req->app->ready) || !req->app->worker) {
@@ -54,9 +54,11 @@ static int submit(struct request *req, const char *action, const char *target, j
         r = request_query(req, "wait", buf, sizeof(buf), &v, reterr);
         if (r < 0)
                 return r;
-        if (v && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
+        /* fleet: as the default wait, then on for the other nodes (api/pending.c) */
+        fleet = v && streq(v, "fleet");
+        if (v && !fleet && parse_int64(v, 0, WAIT_MAX, &wait) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, "wait",
-                                   "wait is a number of seconds from 0 to %d", WAIT_MAX);
+                                   "wait is a number of seconds from 0 to %d, or fleet", WAIT_MAX);
         r = api_query_flag(req, "dry_run", &dry_run, reterr);
         if (r < 0)
                 return r;
@@ -124,7 +126,7 @@ static int submit(struct request *req, const char *action, const char *target, j
         }
         uint64_t deadline = now_monotonic_usec() + (uint64_t)(wait ? wait : WAIT_DEFAULT) * 1000000;
         fault_point("submit_before_wait");
-        r = pending_add(req->app->pending, req, job, deadline);
+        r = pending_add(req->app->pending, req, job, deadline, fleet);
         if (r == -ESHUTDOWN) {
                 pthread_mutex_unlock(&order);
                 job_free(job);

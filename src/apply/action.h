@@ -67,6 +67,10 @@ int action_policy_delete(const struct action_env *env, struct job *job, unsigned
                          json_t **before, json_t **after);
 int action_policies_bulk(const struct action_env *env, struct job *job, unsigned flags,
                          json_t **before, json_t **after);
+int action_node_settings_put(const struct action_env *env, struct job *job, unsigned flags,
+                             json_t **before, json_t **after);
+int action_node_settings_delete(const struct action_env *env, struct job *job, unsigned flags,
+                                json_t **before, json_t **after);
 int action_state_put(const struct action_env *env, struct job *job, unsigned flags, json_t **before,
                      json_t **after);
 

@@ -13,8 +13,10 @@
 #include "apply/maincf.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
+#include "conf.h"
 #include "core/cert.h"
 #include "log.h"
+#include "store/nodes.h"
 #include "store/store.h"
 #include "util.h"
 
@@ -114,12 +116,30 @@ int action_settings_store(const struct action_env *env, struct settings *s, json
                 if (r < 0)
                         return r;
                 bool expired = row.not_after > 0 && row.not_after < time(NULL);
-                bool system = row.system;
+                bool system = row.system, acme = streq(row.type, "acme");
+                int64_t id = row.id;
                 snprintf(types[n++], sizeof(types[0]), "%s", row.key_type);
                 cert_row_done(&row);
                 if (!system && expired)
                         return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, fields[i],
                                            "certificate '%s' has expired", names[i]);
+                /* ACME certificates are per node: every other node this binding applies to has it
+                 * (this one's files are checked with the plan, as always) */
+                _cleanup_free_ char *lacking = NULL;
+                uint64_t stale = 3 * (uint64_t)env->cfg->node_heartbeat_interval;
+                r = acme ? store_cert_nodes_lacking(env->db, id, stale, env->cfg->node_name,
+                                                    &lacking, reterr)
+                         : 0;
+                if (r < 0)
+                        return r;
+                if (lacking && lacking[0])
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_NOT_ON_NODE, fields[i],
+                                           "'%s' is an ACME certificate that node(s) %s do not "
+                                           "have: each node serves ACME certificates from its own "
+                                           "live directory; obtain it there, or bind another "
+                                           "certificate on those nodes (PUT "
+                                           "/api/v1/nodes/{name}/settings)",
+                                           names[i], lacking);
         }
         r = store_settings_save(env->db, s, reterr);
         if (r >= 0)

@@ -196,6 +196,7 @@ static int record_and_commit(struct batch *b)
                 s->job->warnings = warnings;
                 /* a job that changed nothing in a batch that did: no generation of its own */
                 bool mine = s->changed;
+                s->job->generation = mine ? b->gen : 0;
                 struct job_outcome o = {
                         .status = "applied",
                         .generation = mine ? b->gen : 0,
@@ -251,15 +252,7 @@ static void committed(struct batch *b)
         for (size_t i = 0; i < b->n; i++) /* the jobs the reload was for */
                 if (b->slots[i].ok && b->slots[i].changed && b->slots[i].job->id > 0)
                         ids[nids++] = b->slots[i].job->id;
-        struct verifier_expect expect[VERIFIER_EXPECT_MAX] = { 0 };
-        size_t n_expect = 0;
-        for (; n_expect < b->plan.n_certs && n_expect < VERIFIER_EXPECT_MAX; n_expect++) {
-                const struct plan_cert *pc = &b->plan.certs[n_expect];
-                snprintf(expect[n_expect].fingerprint, sizeof(expect[0].fingerprint), "%s",
-                         pc->fingerprint);
-                snprintf(expect[n_expect].key_type, sizeof(expect[0].key_type), "%s", pc->key_type);
-        }
-        verifier_submit(w->verifier, ids, nids, b->plan.expect_starttls, expect, n_expect);
+        worker_verify(w, &b->plan, ids, nids);
 }
 
 /* The batch could not be applied after its jobs ran: nothing committed, every job that had run
@@ -326,7 +319,7 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
                 r = fail_all(&b, r);
                 goto out;
         }
-        r = desired_load(&w->db, &b.d, &b.p);
+        r = desired_load(&w->db, w->app->cfg->node_name, &b.d, &b.p);
         if (r >= 0)
                 r = reconcile_plan(w->app->cfg, &b.d, &b.plan, &b.p);
         if (r >= 0 && dry_run) {

@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "core/cert.h"
 #include "log.h"
+#include "store/nodes.h"
 #include "store/store.h"
 #include "store/tokens.h"
 #include "util.h"
@@ -294,6 +295,11 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                 }
                 r = store_cert_put_file_backed(c, de->d_name, "acme", &info, verified, reterr);
                 cert_info_done(&info);
+                if (r >= 0) { /* on this node (ACME certificates are per node) */
+                        int k = store_cert_node_mark(c, de->d_name, cfg->node_name, reterr);
+                        if (k < 0)
+                                r = k;
+                }
                 if (r == -EEXIST) {
                         warn(warnings, "acme_name_conflict",
                              "ACME certificate '%s' has the name of an imported certificate; "
@@ -326,6 +332,13 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                         if (streq(json_string_value(s), name))
                                 present = true;
                 if (present)
+                        continue;
+                /* not on this node: still another's (each node scans its own directory) */
+                int holders = 0;
+                r = store_cert_node_forget(c, name, cfg->node_name, &holders, reterr);
+                if (r < 0)
+                        goto out;
+                if (holders > 0)
                         continue;
                 json_t *row = NULL;
                 struct problem p = { 0 };

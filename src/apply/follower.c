@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "log.h"
 #include "store/db.h"
+#include "store/nodes.h"
 #include "util.h"
 
 #define RECONNECT_USEC (2ull * 1000 * 1000) /* the pause before connecting again */
@@ -27,6 +28,8 @@ struct follower {
         pthread_t thread;
         int stop_fd;
         PGconn *pg;
+        void (*on_nodes_changed)(void *arg);
+        void *on_nodes_changed_arg;
 };
 
 /* Waits up to usec for the stop (true) or for pg's socket (false). */
@@ -40,14 +43,38 @@ static bool wait_for(struct follower *f, int sock, uint64_t usec, bool *readable
         return r > 0 && p[0].revents;
 }
 
-/* The generation as committed now: the safety net for notifications lost while away. */
+/* The generation as committed now, and a retry asked of this node: the safety net for
+ * notifications lost while away. */
 static void read_generation(struct follower *f)
 {
-        PGresult *res = PQexec(f->pg, "SELECT generation FROM config_state");
-        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        const char *params[] = { f->app->cfg->node_name };
+        PGresult *res = PQexecParams(f->pg,
+                                     "SELECT generation, coalesce((SELECT retry_requested FROM "
+                                     "nodes WHERE name = $1), false) FROM config_state",
+                                     1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
                 worker_generation_committed(f->app->worker,
                                             strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+                if (streq(PQgetvalue(res, 0, 1), "t"))
+                        worker_retry_requested(f->app->worker);
+        }
         PQclear(res);
+        if (f->on_nodes_changed)
+                f->on_nodes_changed(f->on_nodes_changed_arg);
+}
+
+/* One notification: a generation committed, a retry asked (of this node?), a node's row. */
+static void notified(struct follower *f, const PGnotify *n)
+{
+        if (streq(n->relname, NODE_RETRY_CHANNEL)) {
+                if (streq(n->extra, f->app->cfg->node_name))
+                        worker_retry_requested(f->app->worker);
+        } else if (streq(n->relname, NODE_CHANGED_CHANNEL)) {
+                if (f->on_nodes_changed)
+                        f->on_nodes_changed(f->on_nodes_changed_arg);
+        } else {
+                worker_generation_committed(f->app->worker, strtoll(n->extra, NULL, 10));
+        }
 }
 
 static bool listen_now(struct follower *f)
@@ -59,7 +86,8 @@ static bool listen_now(struct follower *f)
         }
         /* named, so that an operator (or a test) can tell this session in pg_stat_activity */
         PGresult *res = PQexec(f->pg, "SET application_name = 'smtptlsd-listener'; "
-                                      "LISTEN smtptlsd_generation");
+                                      "LISTEN smtptlsd_generation; LISTEN " NODE_RETRY_CHANNEL
+                                      "; LISTEN " NODE_CHANGED_CHANNEL);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok) {
@@ -90,8 +118,7 @@ static void *follower_main(void *arg)
                 } else if (PQconsumeInput(f->pg) == 1) {
                         PGnotify *n;
                         while ((n = PQnotifies(f->pg))) {
-                                worker_generation_committed(f->app->worker,
-                                                            strtoll(n->extra, NULL, 10));
+                                notified(f, n);
                                 PQfreemem(n);
                         }
                 }
@@ -107,12 +134,15 @@ static void *follower_main(void *arg)
         return NULL;
 }
 
-int follower_start(struct app *app, struct follower **ret)
+int follower_start(struct app *app, void (*on_nodes_changed)(void *arg), void *arg,
+                   struct follower **ret)
 {
         struct follower *f = calloc(1, sizeof(*f));
         if (!f)
                 return -ENOMEM;
         f->app = app;
+        f->on_nodes_changed = on_nodes_changed;
+        f->on_nodes_changed_arg = arg;
         f->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (f->stop_fd < 0) {
                 int r = -errno;

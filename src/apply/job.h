@@ -47,8 +47,9 @@ struct job {
         json_t *result;   /* the resource after the write, or the dry-run plan */
         json_t *warnings; /* [{code, detail}] */
         enum write_outcome outcome;
-        bool versioned;  /* version is the written resource's, after the write (its ETag) */
-        int64_t version; /* for the state: the generation the batch created */
+        bool versioned;     /* version is the written resource's, after the write (its ETag) */
+        int64_t version;    /* for the state: the generation the batch created */
+        int64_t generation; /* the generation it made (applied and changed), else 0 */
         /* what the tools printed and did in a failed apply (the audit trail keeps it) */
         char *output;
         bool postmap, reloaded;

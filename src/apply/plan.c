@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "core/map_diff.h"
 #include "core/sealed.h"
+#include "store/nodes.h"
 
 void reconcile_ca_file(const struct config *cfg, const struct settings *s, char *buf, size_t size)
 {
@@ -22,12 +23,23 @@ void reconcile_ca_file(const struct config *cfg, const struct settings *s, char 
                  streq(s->outbound_ca, OUTBOUND_CA_SYSTEM) ? cfg->system_ca_file : s->outbound_ca);
 }
 
-int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr)
+int desired_load_settings(struct db_conn *c, const char *node, struct desired *d,
+                          struct problem *reterr)
 {
         *d = (struct desired){ 0 };
         int r = store_settings_load(c, &d->settings, NULL, false, reterr);
         if (r < 0)
                 return r;
+        /* this node's own binding, if it has one, in place of the settings' */
+        char cert[sizeof(d->settings.certificate)], add[sizeof(d->settings.additional_certificate)];
+        _Static_assert(sizeof(cert) >= 65 && sizeof(add) >= 65, "a certificate's name fits");
+        r = store_node_settings_load(c, node, cert, add, reterr);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                memcpy(d->settings.certificate, cert, sizeof(cert));
+                memcpy(d->settings.additional_certificate, add, sizeof(add));
+        }
         const char *names[SETTINGS_CERTS_MAX] = { d->settings.certificate,
                                                   d->settings.additional_certificate };
         for (size_t i = 0; i < SETTINGS_CERTS_MAX && names[i][0]; i++) {
@@ -43,9 +55,9 @@ int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *
         return 0;
 }
 
-int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr)
+int desired_load(struct db_conn *c, const char *node, struct desired *d, struct problem *reterr)
 {
-        int r = desired_load_settings(c, d, reterr);
+        int r = desired_load_settings(c, node, d, reterr);
         if (r < 0)
                 return r;
         int64_t rows = 0;

@@ -26,11 +26,13 @@ struct desired {
         size_t map_entries;
         bool map_borrowed; /* map_text belongs to someone else: desired_done leaves it */
 };
-/* Reads the committed (or, inside the worker's transaction, the pending) desired state. */
-int desired_load(struct db_conn *c, struct desired *d, struct problem *reterr);
+/* Reads the committed (or, inside the worker's transaction, the pending) desired state of node
+ * (its own certificate binding, if it has one, in place of the settings'). */
+int desired_load(struct db_conn *c, const char *node, struct desired *d, struct problem *reterr);
 /* The same without the map (settings and the bound certificate), for a reader that has the map
  * of this generation already: it sets map_text (borrowed), map_len, map_entries, map_managed. */
-int desired_load_settings(struct db_conn *c, struct desired *d, struct problem *reterr);
+int desired_load_settings(struct db_conn *c, const char *node, struct desired *d,
+                          struct problem *reterr);
 void desired_done(struct desired *d);
 
 /* One bound certificate's files. */

@@ -12,6 +12,7 @@
 #include "event.h"
 #include "log.h"
 #include "store/db.h"
+#include "store/nodes.h"
 #include "util.h"
 
 #define VERIFY_TIMEOUT_USEC  (15ull * 1000000)
@@ -65,30 +66,36 @@ static int parse_address(const char *s, char *host, size_t size, unsigned *port)
         return 0;
 }
 
-static void record(const struct config *cfg, const struct check *c, bool ok)
+/* The outcome on the jobs the check was for, and what this node's smtpd served on its row in
+ * the fleet's registry: on a connection of its own (the worker's is the worker's). */
+static void record(const struct config *cfg, const struct check *c, bool ok, const char *served)
 {
-        char err[256], *list = NULL;
-        size_t cap = c->n * 21 + 3, o = 0;
+        char err[256];
         PGconn *pg = NULL;
-        if (c->n == 0 || db_connect(cfg, &pg, err, sizeof(err)) < 0)
-                return;
-        list = malloc(cap);
-        if (!list) {
-                PQfinish(pg);
+        struct problem p = { 0 };
+        if (db_connect(cfg, &pg, err, sizeof(err)) < 0) {
+                log_debug("verification not recorded: %s", err);
                 return;
         }
-        list[o++] = '{';
-        for (size_t i = 0; i < c->n; i++)
-                o += (size_t)snprintf(list + o, cap - o, "%s%lld", i ? "," : "",
-                                      (long long)c->ids[i]);
-        list[o++] = '}';
-        list[o] = 0;
-        const char *params[] = { ok ? "t" : "f", list };
-        struct problem p = { 0 };
-        db_exec_pg(pg, NULL, &p, "UPDATE jobs SET verified = $1 WHERE id = ANY($2::bigint[])", 2,
-                   params);
+        if (c->n > 0) {
+                size_t cap = c->n * 21 + 3, o = 0;
+                _cleanup_free_ char *list = malloc(cap);
+                if (list) {
+                        list[o++] = '{';
+                        for (size_t i = 0; i < c->n; i++)
+                                o += (size_t)snprintf(list + o, cap - o, "%s%lld", i ? "," : "",
+                                                      (long long)c->ids[i]);
+                        list[o++] = '}';
+                        list[o] = 0;
+                        const char *params[] = { ok ? "t" : "f", list };
+                        db_exec_pg(pg, NULL, &p,
+                                   "UPDATE jobs SET verified = $1 WHERE id = ANY($2::bigint[])", 2,
+                                   params);
+                        problem_done(&p);
+                }
+        }
+        store_node_served(pg, cfg->node_name, served, ok, &p);
         problem_done(&p);
-        free(list);
         PQfinish(pg);
 }
 
@@ -184,7 +191,7 @@ static void *verifier_main(void *arg)
                                  v->cfg->smtp_probe_address);
                 if (!ok)
                         log_warning("verification failed: %s", detail);
-                record(v->cfg, &c, ok);
+                record(v->cfg, &c, ok, served);
 
                 pthread_mutex_lock(&v->lock);
                 snprintf(v->state, sizeof(v->state), "%s", ok ? "verified" : "failed");

@@ -275,6 +275,12 @@ void worker_generation_committed(struct worker *w, int64_t gen)
                 queue_wake(&w->queue);
 }
 
+void worker_retry_requested(struct worker *w)
+{
+        atomic_store(&w->retry_asked, true);
+        queue_wake(&w->queue);
+}
+
 int worker_submit(struct worker *w, struct job *job)
 {
         atomic_fetch_add(&w->backlog, 1);

@@ -22,6 +22,9 @@ int worker_submit(struct worker *w, struct job *job);
 /* Another node committed generation gen (apply/follower.c, any thread): the idle worker applies
  * the committed state when it is newer than what this node applied. */
 void worker_generation_committed(struct worker *w, int64_t gen);
+/* A retry was asked of this node (POST /api/v1/nodes/{name}/retry, told by apply/follower.c):
+ * the idle worker applies the committed state again, even a generation it could not apply. */
+void worker_retry_requested(struct worker *w);
 /* Microseconds since the worker last showed progress (its loop or a bounded wait it is in). */
 uint64_t worker_heartbeat_age(struct worker *w);
 /* A snapshot for /api/v1/status: state, applied generation, last job, drift, verification. */

@@ -52,6 +52,8 @@ struct worker {
         atomic_int_fast64_t committed_generation;
         /* a generation the follow could not apply: tried again when a newer one comes */
         int64_t follow_failed_generation;
+        /* a retry was asked of this node: the next idle round applies again */
+        atomic_bool retry_asked;
 };
 
 /* A job's place in a batch. */
@@ -76,6 +78,10 @@ void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded);
  * Postfix's, started now), and its heartbeat, written when node_heartbeat_interval has passed
  * since the last (the idle worker calls it every round). */
 void worker_register_node(struct worker *w);
+/* The verifier checks what smtpd serves now against what plan p bound (job ids: the jobs the
+ * check is for, recorded on them; n may be 0). */
+struct plan;
+void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n);
 void worker_node_heartbeat(struct worker *w);
 int worker_ensure_db(struct worker *w, struct problem *reterr);
 /* A job is done: recorded (a failure), out of the backlog, its waiter told, freed. */

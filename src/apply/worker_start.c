@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "core/sealed.h"
 #include "log.h"
+#include "store/nodes.h"
 #include "store/store.h"
 #include "store/tx.h"
 #include "util.h"
@@ -63,8 +64,9 @@ static void keys_at_start(struct worker *w)
 
 /* Renders the committed state for this node's Postfix and applies it (stage, validate, swap,
  * reload when needed, verify; the last-known-good files stay on a failure), recording the
- * generation as applied. why names the occasion in the log. */
-static int apply_committed(struct worker *w, const char *why)
+ * generation as applied; refused, the node's state is fail_state with the reason. why names the
+ * occasion in the log. */
+static int apply_committed(struct worker *w, const char *why, const char *fail_state)
 {
         const struct config *cfg = w->app->cfg;
         struct problem p = { 0 };
@@ -76,7 +78,7 @@ static int apply_committed(struct worker *w, const char *why)
         if (r >= 0)
                 r = store_generation(&w->db, &gen, false, &p);
         if (r >= 0)
-                r = desired_load(&w->db, &d, &p);
+                r = desired_load(&w->db, cfg->node_name, &d, &p);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
         if (r >= 0) {
@@ -100,20 +102,27 @@ static int apply_committed(struct worker *w, const char *why)
         }
         if (r < 0) {
                 log_error("%s reconcile failed: %s", why, p.detail);
-                worker_set_state(w, "failed", p.detail);
+                worker_set_state(w, fail_state, p.detail);
                 struct problem ignore = { 0 };
+                int64_t tried = gen ? gen : atomic_load(&w->committed_generation);
                 if (w->db.pg)
-                        store_node_update(&w->db, cfg->node_name, w->applied_generation, "failed",
-                                          p.detail, &ignore);
+                        store_node_update(&w->db, cfg->node_name, w->applied_generation, fail_state,
+                                          p.detail, tried, &ignore);
                 problem_done(&ignore);
         } else {
                 worker_mark_applied(w, gen, res.reloaded);
+                /* what this node's smtpd serves now, for its row in the fleet's registry: after
+                 * a reload, and at the start (nothing may have changed, but nothing was seen) */
+                if (res.postfix_running && (res.reloaded || streq(why, "start-up")))
+                        worker_verify(w, &plan, NULL, 0);
         }
+        /* the database, not Postfix: the same generation is worth trying again */
+        bool database = r < 0 && p.code == PROBLEM_SERVICE_UNAVAILABLE;
         apply_result_done(&res);
         plan_done(&plan);
         desired_done(&d);
         problem_done(&p);
-        return r < 0 ? r : 0;
+        return database ? -EAGAIN : r < 0 ? r : 0;
 }
 
 void worker_initial_reconcile(struct worker *w)
@@ -149,26 +158,46 @@ void worker_initial_reconcile(struct worker *w)
                 log_error("start-up reconcile failed: %s", p.detail);
                 worker_set_state(w, "failed", p.detail);
         } else {
-                (void)apply_committed(w, "start-up");
+                (void)apply_committed(w, "start-up", "failed");
         }
         problem_done(&p);
         /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
 }
 
+/* A retry asked of this node: the flag taken from its row; true when there was one. */
+static bool take_retry(struct worker *w)
+{
+        if (!atomic_exchange(&w->retry_asked, false))
+                return false;
+        struct problem p = { 0 };
+        bool requested = false;
+        if (worker_ensure_db(w, &p) >= 0)
+                (void)store_node_retry_take(&w->db, w->app->cfg->node_name, &requested, &p);
+        problem_done(&p);
+        return requested;
+}
+
 void worker_follow_committed(struct worker *w)
 {
+        bool retry = take_retry(w);
         int64_t committed = atomic_load(&w->committed_generation);
         pthread_mutex_lock(&w->lock);
         int64_t applied = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
-        if (committed <= applied || committed == w->follow_failed_generation)
+        if (retry) {
+                log_notice("a retry was asked of this node: applying the committed state again");
+                w->follow_failed_generation = 0;
+        } else if (committed <= applied || committed == w->follow_failed_generation) {
                 return;
-        log_info("generation %lld was committed by another node: applying it",
-                 (long long)committed);
+        }
+        if (!retry)
+                log_info("generation %lld was committed by another node: applying it",
+                         (long long)committed);
         worker_set_state(w, "applying", "");
-        /* refused (Postfix, the files): the last-known-good files stay, the node says failed,
-         * and the next generation is tried; not this one again and again */
-        if (apply_committed(w, "fleet") < 0)
+        /* refused (Postfix, the files): the last-known-good files stay, the node says degraded,
+         * and the next generation (or a retry) is tried; not this one again and again */
+        int r = apply_committed(w, retry ? "retry" : "fleet", "degraded");
+        if (r < 0 && r != -EAGAIN)
                 w->follow_failed_generation = committed;
 }
 

@@ -12,6 +12,7 @@
 #include "apply/job.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
+#include "apply/verifier.h"
 #include "apply/worker_internal.h"
 #include "conf.h"
 #include "config.h"
@@ -51,15 +52,31 @@ void worker_register_node(struct worker *w)
         struct problem p = { 0 };
         /* asked of postconf now, not of the cached Postfix facts: loading those this early
          * would keep an administrator's later main.cf edit out of /status until they refresh */
-        _cleanup_free_ char *postfix_version = NULL;
+        _cleanup_free_ char *postfix_version = NULL, *myhostname = NULL;
         if (postconf_value(cfg, "mail_version", &postfix_version) < 0)
                 postfix_version = NULL;
+        if (postconf_value(cfg, "myhostname", &myhostname) < 0)
+                myhostname = NULL;
         if (store_node_register(&w->db, cfg->node_name, SMTPTLSD_VERSION,
-                                postfix_version ? postfix_version : "", &p) < 0)
+                                postfix_version ? postfix_version : "",
+                                myhostname ? myhostname : "", &p) < 0)
                 log_warning("cannot register node %s: %s", cfg->node_name, p.detail);
         else
                 w->node_heartbeat_usec = now_monotonic_usec();
         problem_done(&p);
+}
+
+void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n)
+{
+        struct verifier_expect expect[VERIFIER_EXPECT_MAX] = { 0 };
+        size_t n_expect = 0;
+        for (; n_expect < p->n_certs && n_expect < VERIFIER_EXPECT_MAX; n_expect++) {
+                const struct plan_cert *pc = &p->certs[n_expect];
+                snprintf(expect[n_expect].fingerprint, sizeof(expect[0].fingerprint), "%s",
+                         pc->fingerprint);
+                snprintf(expect[n_expect].key_type, sizeof(expect[0].key_type), "%s", pc->key_type);
+        }
+        verifier_submit(w->verifier, ids, n, p->expect_starttls, expect, n_expect);
 }
 
 void worker_node_heartbeat(struct worker *w)
@@ -112,7 +129,7 @@ void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded)
         if (reloaded)
                 metrics_count(METRIC_RELOADS, 1);
         reconcile_prune_certs(w->app->cfg);
-        store_node_update(&w->db, w->app->cfg->node_name, gen, "in_sync", "", &p);
+        store_node_update(&w->db, w->app->cfg->node_name, gen, "in_sync", "", 0, &p);
         problem_done(&p);
 }
 

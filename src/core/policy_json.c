@@ -149,6 +149,7 @@ enum {
         F_UPDATED_AT,
         F_GENERATION,
         F_WARNINGS,
+        F_FLEET,
 };
 
 #define PB(f) offsetof(struct policy_body, f)
@@ -185,6 +186,7 @@ static const struct json_spec policy_spec[] = {
         [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, PB(ignored), .choices = NULL },
         [F_WARNINGS] = { "warnings", JS_ANY, JS_REPLY_ONLY, PB(ignored), .choices = NULL },
+        [F_FLEET] = { "fleet", JS_ANY, JS_REPLY_ONLY, PB(ignored), .choices = NULL },
         { 0 },
 };
 

@@ -48,6 +48,8 @@ static const struct name_code code_names[] = {
         { "not_a_server_certificate", PROBLEM_NOT_A_SERVER_CERTIFICATE },
         { "postfix_rejected", PROBLEM_POSTFIX_REJECTED },
         { "destination_fails_probe", PROBLEM_DESTINATION_FAILS_PROBE },
+        { "node_alive", PROBLEM_NODE_ALIVE },
+        { "certificate_not_on_node", PROBLEM_CERTIFICATE_NOT_ON_NODE },
         { "csrf_refused", PROBLEM_CSRF_REFUSED },
         { "origin_not_allowed", PROBLEM_ORIGIN_NOT_ALLOWED },
         { "service_unavailable", PROBLEM_SERVICE_UNAVAILABLE },

@@ -39,25 +39,28 @@ void policy_path(const char *destination, char buf[static RESOURCE_PATH_MAX])
 }
 
 /* What each action writes: the kind of resource (its tag, its name in a precondition's words)
- * and where it is: a fixed path, or the collection's path + the encoded target. */
+ * and where it is: a fixed path, or the collection's path + the encoded target (+ a suffix). */
 static const struct {
         const char *action;
         enum resource_kind kind;
         const char *path;
         bool per_target;
+        const char *suffix;
 } actions[] = {
-        { "policies.put", RESOURCE_POLICY, NULL, true },
-        { "policies.patch", RESOURCE_POLICY, NULL, true },
-        { "policies.post", RESOURCE_POLICY, NULL, true },
-        { "policies.delete", RESOURCE_POLICY, NULL, true },
-        { "policies.bulk", RESOURCE_POLICIES, "/api/v1/tls-policies", false },
-        { "settings.put", RESOURCE_SETTINGS, "/api/v1/settings", false },
-        { "settings.patch", RESOURCE_SETTINGS, "/api/v1/settings", false },
-        { "certificates.put", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
-        { "certificates.post", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
-        { "certificates.delete", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true },
-        { "certificates.rescan", RESOURCE_CERTIFICATES, "/api/v1/certificates", false },
-        { "state.put", RESOURCE_STATE, "/api/v1/state", false },
+        { "policies.put", RESOURCE_POLICY, NULL, true, NULL },
+        { "policies.patch", RESOURCE_POLICY, NULL, true, NULL },
+        { "policies.post", RESOURCE_POLICY, NULL, true, NULL },
+        { "policies.delete", RESOURCE_POLICY, NULL, true, NULL },
+        { "policies.bulk", RESOURCE_POLICIES, "/api/v1/tls-policies", false, NULL },
+        { "settings.put", RESOURCE_SETTINGS, "/api/v1/settings", false, NULL },
+        { "settings.patch", RESOURCE_SETTINGS, "/api/v1/settings", false, NULL },
+        { "certificates.put", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true, NULL },
+        { "certificates.post", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true, NULL },
+        { "certificates.delete", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true, NULL },
+        { "certificates.rescan", RESOURCE_CERTIFICATES, "/api/v1/certificates", false, NULL },
+        { "state.put", RESOURCE_STATE, "/api/v1/state", false, NULL },
+        { "nodes.settings.put", RESOURCE_NODE_SETTINGS, "/api/v1/nodes/", true, "/settings" },
+        { "nodes.settings.delete", RESOURCE_NODE_SETTINGS, "/api/v1/nodes/", true, "/settings" },
 };
 
 /* Each kind's tag prefix and its name in words (followed by the quoted target when named). */
@@ -72,6 +75,7 @@ static const struct {
         [RESOURCE_POLICY] = { "policy", "the TLS policy for", true },
         [RESOURCE_POLICIES] = { "policies", "the TLS policy collection", false },
         [RESOURCE_STATE] = { "state", "the desired state", false },
+        [RESOURCE_NODE_SETTINGS] = { "node-settings", "the certificate binding of node", true },
 };
 
 static int find_action(const char *action)
@@ -104,6 +108,8 @@ bool job_location(const char *action, const char *target, char buf[static RESOUR
         } else {
                 size_t o = (size_t)snprintf(buf, RESOURCE_PATH_MAX, "%s", actions[i].path);
                 append_encoded(buf, RESOURCE_PATH_MAX, &o, target ? target : "");
+                if (actions[i].suffix && o < RESOURCE_PATH_MAX)
+                        snprintf(buf + o, RESOURCE_PATH_MAX - o, "%s", actions[i].suffix);
         }
         return true;
 }

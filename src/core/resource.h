@@ -19,8 +19,9 @@ enum resource_kind {
         RESOURCE_CERTIFICATE,
         RESOURCE_CERTIFICATES, /* the collection */
         RESOURCE_POLICY,
-        RESOURCE_POLICIES, /* the collection */
-        RESOURCE_STATE,    /* tagged by the generation */
+        RESOURCE_POLICIES,      /* the collection */
+        RESOURCE_STATE,         /* tagged by the generation */
+        RESOURCE_NODE_SETTINGS, /* a node's own certificate binding */
 };
 
 /* The path of one TLS policy: /api/v1/tls-policies/<destination>, every byte outside RFC 3986's

@@ -10,12 +10,19 @@
 #include "core/sealed.h"
 #include "store/store.h"
 
+/* bound by the settings or by a node of its own (node_settings) */
+#define CERT_IN_USE                                                                                \
+        "(EXISTS (SELECT 1 FROM settings s "                                                       \
+        "         WHERE c.id IN (s.certificate_id, s.additional_certificate_id)) "                 \
+        " OR EXISTS (SELECT 1 FROM node_settings o "                                               \
+        "            WHERE c.id IN (o.certificate_id, o.additional_certificate_id)))"
 #define CERT_COLUMNS                                                                               \
-        "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, c.missing, "    \
-        "EXISTS (SELECT 1 FROM settings s "                                                        \
-        "        WHERE c.id IN (s.certificate_id, s.additional_certificate_id)), "                 \
-        "coalesce(extract(epoch from c.not_after)::bigint, 0), c.version"
-#define COL_VERSION 8 /* the row's version (ETag) */
+        "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, "               \
+        "c.missing, " CERT_IN_USE ", coalesce(extract(epoch from c.not_after)::bigint, 0), "       \
+        "(SELECT coalesce(json_agg(n.node ORDER BY n.node), '[]')::text FROM certificate_nodes n " \
+        " WHERE n.certificate_id = c.id), c.version"
+#define COL_NODES   8 /* an ACME certificate's nodes (JSON array) */
+#define COL_VERSION 9 /* the row's version (ETag) */
 
 static json_t *row_json(const PGresult *res, int i)
 {
@@ -32,6 +39,8 @@ static json_t *row_json(const PGresult *res, int i)
             PQgetisnull(res, i, 4) ? json_null() : json_boolean(streq(PQgetvalue(res, i, 4), "t")));
         json_object_set_new(j, "missing", json_boolean(streq(PQgetvalue(res, i, 5), "t")));
         json_object_set_new(j, "in_use", json_boolean(streq(PQgetvalue(res, i, 6), "t")));
+        if (streq(PQgetvalue(res, i, 1), "acme")) /* per node: where it is */
+                json_object_set_new(j, "nodes", json_loads(PQgetvalue(res, i, COL_NODES), 0, NULL));
         long long not_after = strtoll(PQgetvalue(res, i, 7), NULL, 10);
         if (not_after) {
                 json_object_set_new(j, "days_left",
@@ -371,13 +380,12 @@ int store_cert_delete(struct db_conn *c, const char *name, struct problem *reter
 int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        int r = db_exec(c, &res, reterr,
-                        "SELECT c.name, extract(epoch from c.not_after)::bigint, c.type, "
-                        "EXISTS (SELECT 1 FROM settings s "
-                        "        WHERE c.id IN (s.certificate_id, s.additional_certificate_id)) "
-                        "FROM certificates c "
-                        "WHERE c.not_after IS NOT NULL ORDER BY c.name",
-                        0, NULL);
+        int r =
+            db_exec(c, &res, reterr,
+                    "SELECT c.name, extract(epoch from c.not_after)::bigint, c.type, " CERT_IN_USE
+                    " FROM certificates c "
+                    "WHERE c.not_after IS NOT NULL ORDER BY c.name",
+                    0, NULL);
         if (r < 0)
                 return r;
         json_t *a = json_array();

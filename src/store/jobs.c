@@ -9,8 +9,6 @@
 #include "core/sealed.h"
 #include "store/store.h"
 
-#define SMTPTLSD_VERSION_STR SMTPTLSD_VERSION
-
 #define JOB_COLUMNS                                                                                \
         "id, status, actor, action, target, " DB_TS("created_at") ", " DB_TS(                      \
             "finished_at") ", "                                                                    \
@@ -294,18 +292,4 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         }
         *rows = a;
         return 0;
-}
-
-int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
-                      const char *detail, struct problem *reterr)
-{
-        char gen[24];
-        snprintf(gen, sizeof(gen), "%lld", (long long)applied);
-        const char *params[] = { node, gen, state, detail ? detail : "", SMTPTLSD_VERSION_STR };
-        return db_exec(c, NULL, reterr,
-                       "INSERT INTO nodes (name, applied_generation, state, detail, version, "
-                       "last_contact) VALUES ($1, $2, $3, $4, $5, now()) "
-                       "ON CONFLICT (name) DO UPDATE SET applied_generation = $2, state = $3, "
-                       "detail = $4, version = $5, last_contact = now()",
-                       5, params);
 }

@@ -104,8 +104,6 @@ int store_job_attempt(struct db_conn *c, int64_t id, int *attempts, struct probl
  * [{id, action, target, actor, request, private_key?}] oldest first (private_key: the stored
  * pending key of an upload, sealed or not: open it with store_job_key_open()). */
 int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struct problem *reterr);
-int store_node_update(struct db_conn *c, const char *node, int64_t applied, const char *state,
-                      const char *detail, struct problem *reterr);
 
 /* Versions (ETags, If-Match): every certificate and TLS policy row has a version, and each of the
  * two collections one (config_state), all from one sequence (never reused, not even after a delete

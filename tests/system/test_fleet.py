@@ -9,6 +9,7 @@ import pytest
 
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import wait_until
+from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import MAP_NAME, make_policy_site  # noqa: F401 (a fixture)
 
 FAST = {"node_heartbeat_interval": "1s"}
@@ -56,6 +57,24 @@ def test_every_node_lists_every_node(two_nodes):
     assert one.get("/api/v1/nodes/mx3").status == 404
     fleet = one.get("/api/v1/status").body["fleet"]
     assert fleet["nodes"] == 2 and fleet["unreachable"] == 0, fleet
+
+
+def test_only_a_node_that_is_gone_can_be_deleted(two_nodes):
+    one, two = two_nodes
+    wait_until(lambda: len(nodes(one)) == 2, 20, "both nodes registered")
+    assert_problem(one.http("DELETE", "/api/v1/nodes/mx2"), 409, "node_alive")
+    assert_problem(one.http("DELETE", "/api/v1/nodes/mx2", token=one.read_token), 403,
+                   "forbidden")
+    assert_problem(one.http("DELETE", "/api/v1/nodes/mx9"), 404, "not_found")
+    two.stop()
+    wait_until(lambda: nodes(one)["mx2"]["state"] == "unreachable", 20, "mx2 unreachable")
+    r = one.http("DELETE", "/api/v1/nodes/mx2")
+    assert r.status == 204, r
+    assert list(nodes(one)) == ["mx1"]
+    assert one.get("/api/v1/status").body["fleet"]["nodes"] == 1
+    two.start()  # a node that starts again registers again
+    two.mark_fd_baseline()
+    wait_until(lambda: len(nodes(one)) == 2, 20, "mx2 registered again")
 
 
 def test_a_node_that_stops_is_unreachable_and_back_when_it_starts(two_nodes):
@@ -118,11 +137,12 @@ def test_a_node_that_was_down_catches_up_when_it_starts(fleet_of_two):
     assert map_query(pf2, "while-away.example") == "encrypt", "caught up before READY"
 
 
-def test_a_node_whose_postfix_refuses_is_failed_alone_and_follows_the_next_generation(
+def test_a_node_whose_postfix_refuses_is_degraded_alone_and_recovers_on_retry_or_next_generation(
         make_policy_site, make_daemon, session_dir):
     """Node 2's postmap refuses (a wrapper, while a flag file exists): node 1 applies, node 2
-    keeps its last good map and says failed with the tool's words; once the cause is gone, the
-    next generation brings node 2 back in sync with everything."""
+    keeps its last good map and says degraded with the tool's words (a write waiting for the
+    fleet says failed for it at once); once the cause is gone, a retry asked of it brings it back
+    in sync without a new generation, and a refusal again is cured by the next generation."""
     a = make_policy_site(config={**FAST, "node_name": "mx1"})
     pf = PostfixSandbox(os.path.join(session_dir, f"fleet-pf-{next(_serial)}")).start()
     wrapper = os.path.join(pf.basedir, "postmap-wrapper")
@@ -135,22 +155,41 @@ def test_a_node_whose_postfix_refuses_is_failed_alone_and_follows_the_next_gener
     b = make_daemon({**node_config("mx2", pf), "postmap_command": wrapper},
                     database_url=a.d.config["database_url"], tokens=False)
     share_tokens(b, a.d)
-    b.expect_error(r"(?i)fleet reconcile failed|postmap|simulated refusal")
+    b.expect_error(r"(?i)(fleet|retry) reconcile failed|postmap|simulated refusal")
     try:
         a.put_ok("first.example", {"level": "encrypt"})
         wait_until(lambda: map_query(pf, "first.example") == "encrypt", 10, "node 2 follows")
         open(flag, "w").close()
-        a.put_ok("second.example", {"level": "encrypt"})
-        failed = wait_until(lambda: (n := nodes(a.d)["mx2"])["state"] == "failed" and n, 10,
-                            "node 2 failed")
-        assert "simulated refusal" in failed["detail"], failed
+        r = a.d.http("PUT", "/api/v1/tls-policies/second.example?wait=fleet",
+                     {"level": "encrypt"}, timeout=60)
+        assert r.status == 201, r
+        outcome = {n["name"]: n for n in r.body["fleet"]["nodes"]}
+        assert r.body["fleet"]["complete"] is True, r.body["fleet"]
+        assert outcome["mx1"]["outcome"] == "applied", outcome
+        assert outcome["mx2"]["outcome"] == "failed", outcome
+        assert "simulated refusal" in outcome["mx2"]["detail"], outcome
+        failed = nodes(a.d)["mx2"]
+        assert failed["state"] == "degraded" and "simulated refusal" in failed["detail"], failed
+        assert failed["failed_generation"] == r.body["generation"], failed
         assert nodes(a.d)["mx1"]["state"] == "in_sync"
         assert map_query(pf, "first.example") == "encrypt", "node 2 keeps its last good map"
         assert map_query(pf, "second.example") is None
         os.unlink(flag)
+        # the cause removed: a retry, and no new write
+        r = a.d.http("POST", "/api/v1/nodes/mx2/retry")
+        assert r.status == 202 and r.body["name"] == "mx2", r
+        assert_problem(a.d.http("POST", "/api/v1/nodes/mx9/retry"), 404, "not_found")
+        wait_until(lambda: nodes(a.d)["mx2"]["state"] == "in_sync", 10, "node 2 retried")
+        assert map_query(pf, "second.example") == "encrypt"
+        assert "failed_generation" not in nodes(a.d)["mx2"]
+        # refused again; the next generation (the cause gone) brings it back as well
+        open(flag, "w").close()
+        a.put_ok("fourth.example", {"level": "encrypt"})
+        wait_until(lambda: nodes(a.d)["mx2"]["state"] == "degraded", 10, "node 2 degraded")
+        os.unlink(flag)
         a.put_ok("third.example", {"level": "may"})
         wait_until(lambda: nodes(a.d)["mx2"]["state"] == "in_sync", 10, "node 2 in sync again")
-        assert map_query(pf, "second.example") == "encrypt" and map_query(pf, "third.example") == \
+        assert map_query(pf, "fourth.example") == "encrypt" and map_query(pf, "third.example") == \
             "may"
     finally:
         pf.stop()

@@ -7,7 +7,9 @@
 #     everywhere;
 #  2. a policy written on node 2 is in every node's map, and every node lists all three nodes in
 #     sync at one generation;
-#  3. PostgreSQL restarted under the running fleet: a write while it is away is 503 and changes no
+#  3. per node: a certificate bound on one node only (PUT /api/v1/nodes/{name}/settings) is served
+#     there only, and an ACME certificate (per node) is bound only where it is;
+#  4. PostgreSQL restarted under the running fleet: a write while it is away is 503 and changes no
 #     node; once it is back, without a daemon restart, a write on one node converges on all three.
 # The two-node registry and follower cases are tests/system/test_fleet.py's. Every wait is bounded
 # (FAST: a 1 s heartbeat; a listener connects again after ~2 s). After each test every node is
@@ -23,7 +25,7 @@ from tests.harness.pg import PostgresSandbox
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import free_port, wait_until
 from tests.system.conftest import base_config, check_daemon, setup_tokens
-from tests.system.test_certificates import poll_served, served
+from tests.system.test_certificates import Lineage, acme_leaf, poll_served, served
 from tests.system.test_contract_state import put_cert
 from tests.system.test_fleet import map_query, node_config, nodes, share_tokens
 from tests.system.test_foundation import DB_ERRORS, assert_problem
@@ -187,7 +189,92 @@ def test_a_policy_written_on_node_2_is_in_every_map_and_every_node_lists_the_fle
             (n.name, fleet_status)
 
 
-# == 3. the database restarted =====================================================================
+# == 3. per node ===================================================================================
+def test_a_node_binds_a_certificate_of_its_own_served_there_only(fleet, certs):
+    """PUT /api/v1/nodes/mx2/settings on node 1 (?wait=fleet): node 2 serves its own certificate,
+    the others the settings'; the hostname warning is computed against node 2's myhostname; the
+    registry shows the binding and what node 2 serves; the job says where it is live; DELETE puts
+    node 2 back on the settings' certificate."""
+    one, two, three = fleet
+    bound = one.d.get("/api/v1/settings").body["certificate"]
+    shared = one.d.get(f"/api/v1/certificates/{bound}").body["sha256_fingerprint"]
+    own = certs.leaf("mx2-own", ("mx2.test.example",))
+    put_cert(one.d, "mx2-own", own)
+    r = one.d.http("PUT", "/api/v1/nodes/mx2/settings?wait=fleet", {"certificate": "mx2-own"},
+                   timeout=60)
+    assert r.status == 200, r
+    assert r.body["certificate"] == "mx2-own" and r.body["additional_certificate"] is None, r.body
+    assert any(w["code"] == "hostname_mismatch" and "mx2" in w["detail"] and HOST in w["detail"]
+               for w in r.body.get("warnings", [])), r.body
+    fleet_outcome = r.body["fleet"]
+    assert fleet_outcome["complete"] is True, fleet_outcome
+    assert {n["name"]: n["outcome"] for n in fleet_outcome["nodes"]} == \
+        dict.fromkeys(NAMES, "applied"), fleet_outcome
+    # applied everywhere when the reply came: node 2 serves its own, the others the settings'
+    poll_served(two.pf.port, own.fingerprint(), FOLLOW)
+    assert served(one.pf.port) == shared and served(three.pf.port) == shared
+    mx2 = wait_until(lambda: (n := nodes(three.d)["mx2"])["served"]["fingerprint"] ==
+                     own.fingerprint() and n, FOLLOW, "mx2's verifier saw its own certificate")
+    assert mx2["settings"] == {"certificate": "mx2-own", "additional_certificate": None}, mx2
+    assert mx2["served"]["verified"] is True and mx2["myhostname"] == HOST, mx2
+    assert nodes(three.d)["mx1"]["settings"] is None
+    job = one.d.get(f"/api/v1/jobs/{r.headers['Job-Id']}").body
+    assert job["action"] == "nodes.settings.put" and job["fleet"]["complete"], job
+    # bound on a node: in use, so not deletable
+    assert one.d.get("/api/v1/certificates/mx2-own").body["in_use"] is True
+    assert_problem(one.d.http("DELETE", "/api/v1/certificates/mx2-own"), 409,
+                   "certificate_in_use")
+    # bad bindings change nothing
+    assert_problem(one.d.http("PUT", "/api/v1/nodes/mx2/settings", {"certificate": "nope"}),
+                   422, "certificate_not_found", "/certificate")
+    assert_problem(one.d.http("PUT", "/api/v1/nodes/mx2/settings", {}), 422, "missing_field",
+                   "/certificate")
+    assert_problem(one.d.http("PUT", "/api/v1/nodes/mx9/settings", {"certificate": "mx2-own"}),
+                   404, "not_found")
+    assert one.d.get("/api/v1/nodes/mx2/settings").body["certificate"] == "mx2-own"
+    # back to the settings' certificate
+    r = three.d.http("DELETE", "/api/v1/nodes/mx2/settings?wait=fleet", timeout=60)
+    assert r.status == 204, r
+    poll_served(two.pf.port, shared, FOLLOW)
+    assert one.d.get("/api/v1/nodes/mx2/settings").body == \
+        {"node": "mx2", "certificate": None, "additional_certificate": None}
+    assert one.d.get("/api/v1/certificates/mx2-own").body["in_use"] is False
+    metrics = one.d.get("/metrics").body
+    assert 'smtptlsd_fleet_nodes{state="in_sync"} 3' in metrics, metrics
+    assert 'smtptlsd_fleet_node_generation_lag{node="mx2"}' in metrics
+
+
+def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
+    """An ACME lineage in node 1's live directory only: the list says so, binding it for every
+    node is refused naming the nodes that lack it, binding it on node 2 is refused, binding it
+    on node 1 alone is served there."""
+    one, two, three = fleet
+    acme = acme_leaf(certs, "fleet", 1)
+    Lineage(one.d.config["acme_live_directory"], "fleet-acme").create(acme)
+    assert one.d.http("POST", "/api/v1/certificates/rescan", timeout=60).status == 200
+    for n in fleet:
+        assert n.d.get("/api/v1/certificates/fleet-acme").body["nodes"] == ["mx1"]
+    r = one.d.http("PATCH", "/api/v1/settings", {"certificate": "fleet-acme"},
+                   content_type="application/merge-patch+json", timeout=60)
+    assert_problem(r, 409, "certificate_not_on_node", "/certificate")
+    assert "mx2, mx3" in r.body["detail"], r.body
+    assert_problem(two.d.http("PUT", "/api/v1/nodes/mx2/settings", {"certificate": "fleet-acme"}),
+                   409, "certificate_not_on_node", "/certificate")
+    # a rescan on a node without it keeps it (it is still node 1's)
+    assert three.d.http("POST", "/api/v1/certificates/rescan", timeout=60).status == 200
+    assert one.d.get("/api/v1/certificates/fleet-acme").body["nodes"] == ["mx1"]
+    r = two.d.http("PUT", "/api/v1/nodes/mx1/settings?wait=fleet", {"certificate": "fleet-acme"},
+                   timeout=60)
+    assert r.status == 200 and r.body["fleet"]["complete"], r
+    poll_served(one.pf.port, acme.fingerprint(), FOLLOW)
+    r = two.d.http("DELETE", "/api/v1/nodes/mx1/settings?wait=fleet", timeout=60)
+    assert r.status == 204, r
+    bound = one.d.get("/api/v1/settings").body["certificate"]
+    poll_served(one.pf.port, one.d.get(f"/api/v1/certificates/{bound}").body["sha256_fingerprint"],
+                FOLLOW)
+
+
+# == 4. the database restarted =====================================================================
 def test_after_a_database_restart_a_write_converges_without_restarting_a_daemon(fleet, fleet_pg):
     one, two, three = fleet
     pids = [n.d.pid for n in fleet]
