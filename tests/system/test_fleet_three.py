@@ -36,6 +36,10 @@ FOLLOW = 15  # seconds for the other nodes to follow a committed write (NOTIFY, 
 
 Node = collections.namedtuple("Node", "name d pf")
 
+# one fleet, one worker, file order: the tests build on each other's state (scripts/test runs
+# pytest-xdist with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("fleet_three")
+
 
 @pytest.fixture(scope="module")
 def fleet_pg(session_dir):
