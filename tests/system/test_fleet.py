@@ -12,7 +12,7 @@ from tests.harness.util import wait_until
 from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import MAP_NAME, make_policy_site  # noqa: F401 (a fixture)
 
-FAST = {"node_heartbeat_interval": "1s"}
+FAST = {"node_heartbeat_interval": "1s", "fleet_wait_timeout": "2s"}
 _serial = itertools.count(1)
 
 
@@ -208,3 +208,53 @@ def test_the_listening_sessions_cut_the_nodes_still_converge(fleet_of_two):
     a.put_ok("after.example", {"level": "encrypt"})
     wait_until(lambda: map_query(pf2, "after.example") == "encrypt", 15,
                "node 2 follows after its listener came back")
+
+
+def test_a_write_waiting_for_the_fleet_says_pending_then_unreachable_and_the_job_keeps_up(
+        fleet_of_two):
+    """Node 2 stopped: a write with ?wait=fleet gives up after fleet_wait_timeout with node 2
+    pending (it was alive a moment ago); once it is silent for three heartbeats, the next such
+    write is complete at once with node 2 unreachable; node 2 started again catches up, and the
+    first write's job then shows it applied everywhere."""
+    a, b, pf2 = fleet_of_two
+    a.put_ok("before.example", {"level": "may"})
+    wait_until(lambda: map_query(pf2, "before.example") == "may", 10, "node 2 follows")
+    b.stop()
+    r = a.d.http("PUT", "/api/v1/tls-policies/pending.example?wait=fleet", {"level": "encrypt"},
+                 timeout=60)
+    assert r.status == 201, r
+    first_job = r.headers["Job-Id"]
+    outcome = {n["name"]: n["outcome"] for n in r.body["fleet"]["nodes"]}
+    assert r.body["fleet"]["complete"] is False and outcome == \
+        {"mx1": "applied", "mx2": "pending"}, r.body["fleet"]
+    wait_until(lambda: nodes(a.d)["mx2"]["state"] == "unreachable", 20, "mx2 unreachable")
+    r = a.d.http("PUT", "/api/v1/tls-policies/unreachable.example?wait=fleet", {"level": "may"},
+                 timeout=60)
+    assert r.status == 201 and r.body["fleet"]["complete"] is True, r
+    assert {n["name"]: n["outcome"] for n in r.body["fleet"]["nodes"]} == \
+        {"mx1": "applied", "mx2": "unreachable"}, r.body["fleet"]
+    b.start()
+    b.mark_fd_baseline()
+    assert map_query(pf2, "pending.example") == "encrypt", "caught up before READY"
+    job = a.d.get(f"/api/v1/jobs/{first_job}").body
+    assert job["fleet"]["complete"] and \
+        {n["name"]: n["outcome"] for n in job["fleet"]["nodes"]} == \
+        {"mx1": "applied", "mx2": "applied"}, job
+    # a wait that is not a number nor fleet is refused before anything is recorded
+    r = a.d.http("PUT", "/api/v1/tls-policies/x.example?wait=everyone", {"level": "may"})
+    assert_problem(r, 422, "invalid_value", "wait")
+
+
+def test_a_node_refuses_to_start_against_a_schema_newer_than_it_knows(make_daemon, pg):
+    """Mixed versions: a newer node migrated the database; this older binary says what to do and
+    exits 1 rather than run against a schema it does not know."""
+    d = make_daemon(start=False)
+    assert d.run_cli(["migrate"]).returncode == 0
+    dbname = d.config["database_url"].rsplit("/", 1)[1]
+    pg.psql("INSERT INTO schema_migrations (version, name) VALUES (999, '999_from_the_future')",
+            db=dbname)
+    for args in ([], ["migrate"]):
+        proc = d.run_cli(args, timeout=60)
+        assert proc.returncode == 1, (args, proc)
+        said = proc.stdout + proc.stderr
+        assert "newer than this smtptlsd knows" in said and "upgrade smtptlsd" in said, said
