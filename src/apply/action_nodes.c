@@ -127,6 +127,15 @@ int action_node_settings_put(const struct action_env *env, struct job *job, unsi
                 json_decref(warnings);
                 return r;
         }
+        /* a binding nobody serves yet: say so rather than let it look applied */
+        struct settings s;
+        struct problem ignore = { 0 };
+        if (store_settings_load(env->db, &s, NULL, false, &ignore) >= 0 && !s.managed)
+                warnings_add(warnings, "settings_not_managed",
+                             "smtptlsd does not manage main.cf yet (no settings write): node '%s' "
+                             "serves this certificate once the settings are written",
+                             node);
+        problem_done(&ignore);
         json_decref(job->warnings);
         job->warnings = warnings;
         job->result = json_incref(*after);

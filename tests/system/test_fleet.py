@@ -9,6 +9,7 @@ import pytest
 
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import wait_until
+from tests.system.test_contract_state import put_cert
 from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import MAP_NAME, make_policy_site  # noqa: F401 (a fixture)
 
@@ -57,6 +58,23 @@ def test_every_node_lists_every_node(two_nodes):
     assert one.get("/api/v1/nodes/mx3").status == 404
     fleet = one.get("/api/v1/status").body["fleet"]
     assert fleet["nodes"] == 2 and fleet["unreachable"] == 0, fleet
+
+
+def test_a_node_binding_before_any_settings_write_says_nobody_serves_it(two_nodes, certs):
+    one, two = two_nodes
+    wait_until(lambda: len(nodes(one)) == 2, 20, "both nodes registered")
+    put_cert(one, "mx2-early", certs.leaf("mx2-early", ("mx2.test.example",)))
+    r = two.http("PUT", "/api/v1/nodes/mx2/settings", {"certificate": "mx2-early"}, timeout=60)
+    assert r.status == 200 and r.body["certificate"] == "mx2-early", r
+    assert "settings_not_managed" in {w["code"] for w in r.body["warnings"]}, r.body
+    assert nodes(one)["mx2"]["settings"]["certificate"] == "mx2-early"
+    # the system certificate is never bound; a node gone from the registry has no settings
+    system = [c["name"] for c in one.get("/api/v1/certificates").body["items"] if c["system"]][0]
+    assert_problem(two.http("PUT", "/api/v1/nodes/mx1/settings", {"certificate": system}), 422,
+                   "system_certificate_refused", "/certificate")
+    assert_problem(two.http("PUT", "/api/v1/nodes/mx1/settings",
+                            {"certificate": "mx2-early", "node": "mx2"}), 422, "invalid_value",
+                   "/node")
 
 
 def test_only_a_node_that_is_gone_can_be_deleted(two_nodes):
