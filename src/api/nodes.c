@@ -7,7 +7,10 @@
 #include "conf.h"
 #include "store/db.h"
 #include "core/json_spec.h"
+#include "core/resource.h"
 #include "store/nodes.h"
+#include "store/store.h"
+#include "store/tx.h"
 
 /* A node is unreachable after three heartbeats it did not write. */
 static uint64_t stale_usec(const struct config *cfg)
@@ -77,11 +80,23 @@ int api_fleet_summary(const struct config *cfg, struct db_conn *c, json_t **ret)
 int api_nodes_delete(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
+        int64_t gen = 0;
         int r = db_acquire(req->app->db, &c, reterr);
-        if (r >= 0)
-                r = store_node_delete(c, req->params[0], stale_usec(req->app->cfg), reterr);
         if (r < 0)
                 return r;
+        /* the one writer's lock first, as every writer takes it: the node's binding goes with
+         * it, and its triggers touch certificate rows a batch may hold */
+        r = tx_begin(c, TX_WRITE, reterr);
+        if (r >= 0)
+                r = store_generation(c, &gen, true, reterr);
+        if (r >= 0)
+                r = store_node_delete(c, req->params[0], stale_usec(req->app->cfg), reterr);
+        if (r >= 0)
+                r = tx_commit(c, reterr);
+        if (r < 0) {
+                tx_rollback(c);
+                return r;
+        }
         return reply_empty(req, 204);
 }
 
@@ -94,7 +109,9 @@ int api_nodes_retry(struct request *req, struct problem *reterr)
         if (r < 0)
                 return r;
         /* asked: the node retries when it hears of it (at once, or at its next poll) */
-        reply_header(req, "Location", "/api/v1/nodes/%s", req->params[0]);
+        char location[RESOURCE_PATH_MAX];
+        node_path(req->params[0], location);
+        reply_header(req, "Location", "%s", location);
         return reply_node(req, c, 202, reterr);
 }
 
@@ -144,13 +161,19 @@ int api_node_settings_get(struct request *req, struct problem *reterr)
 {
         _cleanup_db_conn_ struct db_conn *c = NULL;
         char cert[65], add[65];
+        int64_t version = 0;
         int r = db_acquire(req->app->db, &c, reterr);
         if (r >= 0)
                 r = store_node_lookup(c, req->params[0], NULL, reterr);
         if (r >= 0)
-                r = store_node_settings_load(c, req->params[0], cert, add, reterr);
+                r = store_node_settings_load(c, req->params[0], cert, add, &version, reterr);
         if (r < 0)
                 return r;
+        if (r > 0) { /* a binding of its own: If-Match can name it */
+                char etag[RESOURCE_ETAG_MAX];
+                resource_etag(RESOURCE_NODE_SETTINGS, version, etag);
+                reply_header(req, "ETag", "%s", etag);
+        }
         if (r == 0) /* it follows the settings */
                 return reply_json(req, 200,
                                   json_pack("{s:s, s:n, s:n}", "node", req->params[0],

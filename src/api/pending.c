@@ -248,11 +248,13 @@ static void fleet_look_locked(struct pending *p)
                 for (size_t i = 0; x->done && i < n; i++)
                         if (gens[i] == x->done->generation)
                                 o = outcomes[i];
-                if (!o || !json_is_object(x->done->result)) {
+                if (!o) {
                         e = &x->next;
                         continue;
                 }
-                json_object_set(x->done->result, "fleet", o);
+                /* a deletion's 204 has no body to carry it: its job does (GET /api/v1/jobs) */
+                if (json_is_object(x->done->result))
+                        json_object_set(x->done->result, "fleet", o);
                 if (!json_is_true(json_object_get(o, "complete"))) {
                         e = &x->next;
                         continue;
@@ -281,6 +283,8 @@ static void *reaper_main(void *arg)
         pthread_mutex_lock(&p->lock);
         uint64_t looked = 0;
         while (!p->stopping) {
+                /* the waits that ran out first: a look at the fleet may take a while */
+                uint64_t next = expire_locked(p, false);
                 bool fleet = fleet_waits_locked(p);
                 if (fleet &&
                     (p->nodes_changed || now_monotonic_usec() - looked >= FLEET_LOOK_USEC)) {
@@ -288,7 +292,6 @@ static void *reaper_main(void *arg)
                         looked = now_monotonic_usec();
                         continue; /* the lock was let go: look at everything again */
                 }
-                uint64_t next = expire_locked(p, false);
                 if (fleet && looked + FLEET_LOOK_USEC < next)
                         next = looked + FLEET_LOOK_USEC;
                 if (next == UINT64_MAX) {

@@ -16,14 +16,17 @@
 #include "store/store.h"
 #include "util.h"
 
-/* The node's binding as its settings resource shows it. */
-static json_t *node_settings_json(const struct action_env *env, const char *node,
-                                  struct problem *reterr)
+/* The node's binding as its settings resource shows it; *exists and *version (NULL: not
+ * wanted) for If-Match. */
+static json_t *node_settings_json(const struct action_env *env, const char *node, bool *exists,
+                                  int64_t *version, struct problem *reterr)
 {
         char cert[65], add[65];
-        int r = store_node_settings_load(env->db, node, cert, add, reterr);
+        int r = store_node_settings_load(env->db, node, cert, add, version, reterr);
         if (r < 0)
                 return NULL;
+        if (exists)
+                *exists = r > 0;
         if (r == 0)
                 return json_pack("{s:s, s:n, s:n}", "node", node, "certificate",
                                  "additional_certificate");
@@ -94,11 +97,16 @@ int action_node_settings_put(const struct action_env *env, struct job *job, unsi
 {
         const char *node = job->target;
         _cleanup_free_ char *host = NULL;
+        bool exists = false;
+        int64_t version = 0;
         int r = store_node_lookup(env->db, node, &host, &job->problem);
         if (r < 0)
                 return r;
-        if (!(*before = node_settings_json(env, node, &job->problem)))
+        if (!(*before = node_settings_json(env, node, &exists, &version, &job->problem)))
                 return -EIO;
+        r = action_precondition(job, RESOURCE_NODE_SETTINGS, exists, version);
+        if (r < 0)
+                return r;
         const char *names[2] = { action_body_string(job, "certificate"),
                                  action_body_string(job, "additional_certificate") };
         const char *fields[2] = { "/certificate", "/additional_certificate" };
@@ -121,7 +129,7 @@ int action_node_settings_put(const struct action_env *env, struct job *job, unsi
         cert_row_done(&rows[1]);
         if (r >= 0)
                 r = store_node_settings_put(env->db, node, ids[0], ids[1], &job->problem);
-        if (r >= 0 && !(*after = node_settings_json(env, node, &job->problem)))
+        if (r >= 0 && !(*after = node_settings_json(env, node, NULL, &version, &job->problem)))
                 r = -EIO;
         if (r < 0) {
                 json_decref(warnings);
@@ -139,8 +147,34 @@ int action_node_settings_put(const struct action_env *env, struct job *job, unsi
         json_decref(job->warnings);
         job->warnings = warnings;
         job->result = json_incref(*after);
-        job->outcome = JOB_REPLACED;
+        job->outcome = exists ? JOB_REPLACED : JOB_CREATED;
+        job_set_version(job, version);
         return 0;
+}
+
+/* The node goes back to the settings' binding: an ACME certificate they bind must be on it. */
+static int node_follows_settings_ok(const struct action_env *env, const char *node,
+                                    struct problem *reterr)
+{
+        struct settings s;
+        int r = store_settings_load(env->db, &s, NULL, false, reterr);
+        const char *names[2] = { s.certificate, s.additional_certificate };
+        const char *fields[2] = { "/certificate", "/additional_certificate" };
+        for (size_t i = 0; r >= 0 && i < 2 && names[i][0]; i++) {
+                struct cert_row row = { 0 };
+                bool on = true;
+                r = store_cert_by_name(env->db, names[i], &row, reterr);
+                if (r >= 0 && streq(row.type, "acme"))
+                        r = store_cert_nodes(env->db, row.id, node, &on, reterr);
+                cert_row_done(&row);
+                if (r >= 0 && !on)
+                        r = problem_set(reterr, PROBLEM_CERTIFICATE_NOT_ON_NODE, fields[i],
+                                        "the settings bind the ACME certificate '%s', which node "
+                                        "'%s' does not have: it keeps its own binding until it "
+                                        "has it (or bind another one there)",
+                                        names[i], node);
+        }
+        return r;
 }
 
 int action_node_settings_delete(const struct action_env *env, struct job *job, unsigned flags,
@@ -148,16 +182,22 @@ int action_node_settings_delete(const struct action_env *env, struct job *job, u
 {
         const char *node = job->target;
         bool existed = false;
+        int64_t version = 0;
         int r = store_node_lookup(env->db, node, NULL, &job->problem);
-        if (r >= 0 && !(*before = node_settings_json(env, node, &job->problem)))
+        if (r >= 0 && !(*before = node_settings_json(env, node, &existed, &version, &job->problem)))
                 r = -EIO;
-        if (r >= 0)
-                r = store_node_settings_delete(env->db, node, &existed, &job->problem);
         if (r < 0)
                 return r;
         if (!existed)
                 return problem_set(&job->problem, PROBLEM_NOT_FOUND, NULL,
                                    "node '%s' has no certificate binding of its own", node);
+        r = action_precondition(job, RESOURCE_NODE_SETTINGS, true, version);
+        if (r >= 0)
+                r = node_follows_settings_ok(env, node, &job->problem);
+        if (r >= 0)
+                r = store_node_settings_delete(env->db, node, &existed, &job->problem);
+        if (r < 0)
+                return r;
         job->outcome = JOB_DELETED;
         return 0;
 }

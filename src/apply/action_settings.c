@@ -84,6 +84,9 @@ int action_settings_store(const struct action_env *env, struct settings *s, json
 {
         char ca_was[sizeof(s->outbound_ca)];
         memcpy(ca_was, s->outbound_ca, sizeof(ca_was));
+        char bound_was[SETTINGS_CERTS_MAX][sizeof(s->certificate)];
+        memcpy(bound_was[0], s->certificate, sizeof(bound_was[0]));
+        memcpy(bound_was[1], s->additional_certificate, sizeof(bound_was[1]));
         int r = settings_apply_json(s, body, patch, reterr);
         if (r < 0)
                 return r;
@@ -124,12 +127,14 @@ int action_settings_store(const struct action_env *env, struct settings *s, json
                         return problem_set(reterr, PROBLEM_CERTIFICATE_UNUSABLE, fields[i],
                                            "certificate '%s' has expired", names[i]);
                 /* ACME certificates are per node: every other node this binding applies to has it
-                 * (this one's files are checked with the plan, as always) */
+                 * (this one's files are checked with the plan, as always); asked when it is bound,
+                 * not of every later settings write (a node losing it is that node's problem) */
                 _cleanup_free_ char *lacking = NULL;
                 uint64_t stale = 3 * (uint64_t)env->cfg->node_heartbeat_interval;
-                r = acme ? store_cert_nodes_lacking(env->db, id, stale, env->cfg->node_name,
-                                                    &lacking, reterr)
-                         : 0;
+                bool newly = !streq(names[i], bound_was[0]) && !streq(names[i], bound_was[1]);
+                r = acme && newly ? store_cert_nodes_lacking(env->db, id, stale,
+                                                             env->cfg->node_name, &lacking, reterr)
+                                  : 0;
                 if (r < 0)
                         return r;
                 if (lacking && lacking[0])

@@ -43,6 +43,17 @@ static bool wait_for(struct follower *f, int sock, uint64_t usec, bool *readable
         return r > 0 && p[0].revents;
 }
 
+static void notified(struct follower *f, const PGnotify *n);
+
+static void drain(struct follower *f)
+{
+        PGnotify *n;
+        while ((n = PQnotifies(f->pg))) {
+                notified(f, n);
+                PQfreemem(n);
+        }
+}
+
 /* The generation as committed now, and a retry asked of this node: the safety net for
  * notifications lost while away. */
 static void read_generation(struct follower *f)
@@ -59,6 +70,8 @@ static void read_generation(struct follower *f)
                         worker_retry_requested(f->app->worker);
         }
         PQclear(res);
+        /* what arrived while the query ran waits in libpq, not on the socket */
+        drain(f);
         if (f->on_nodes_changed)
                 f->on_nodes_changed(f->on_nodes_changed_arg);
 }
@@ -116,11 +129,7 @@ static void *follower_main(void *arg)
                 if (!readable) {
                         read_generation(f);
                 } else if (PQconsumeInput(f->pg) == 1) {
-                        PGnotify *n;
-                        while ((n = PQnotifies(f->pg))) {
-                                notified(f, n);
-                                PQfreemem(n);
-                        }
+                        drain(f);
                 }
                 if (PQstatus(f->pg) != CONNECTION_OK) {
                         log_notice("fleet listener: the database connection was lost; "

@@ -33,7 +33,7 @@ int desired_load_settings(struct db_conn *c, const char *node, struct desired *d
         /* this node's own binding, if it has one, in place of the settings' */
         char cert[sizeof(d->settings.certificate)], add[sizeof(d->settings.additional_certificate)];
         _Static_assert(sizeof(cert) >= 65 && sizeof(add) >= 65, "a certificate's name fits");
-        r = store_node_settings_load(c, node, cert, add, reterr);
+        r = store_node_settings_load(c, node, cert, add, NULL, reterr);
         if (r < 0)
                 return r;
         if (r > 0) {

@@ -22,7 +22,7 @@
  * old certificate (bench/fleet.py, bench/README.md); this check should not be that connection,
  * nor hold that smtpd while a real client waits. */
 #define VERIFY_SETTLE_USEC (250ull * 1000)
-#define MAX_IDS              1024
+#define MAX_IDS            1024
 
 struct check {
         int64_t ids[MAX_IDS];

@@ -100,12 +100,15 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                         snprintf(w->applied_fingerprint, sizeof(w->applied_fingerprint), "%s",
                                  plan.expect_fingerprint);
         }
+        /* the database, not Postfix: the same generation is worth trying again, and it was not
+         * refused (the registry would call it failed for a write waiting on the fleet) */
+        bool database = r < 0 && p.code == PROBLEM_SERVICE_UNAVAILABLE;
         if (r < 0) {
                 log_error("%s reconcile failed: %s", why, p.detail);
-                worker_set_state(w, fail_state, p.detail);
+                worker_set_state(w, database ? "degraded" : fail_state, p.detail);
                 struct problem ignore = { 0 };
                 int64_t tried = gen ? gen : atomic_load(&w->committed_generation);
-                if (w->db.pg)
+                if (w->db.pg && !database)
                         store_node_update(&w->db, cfg->node_name, w->applied_generation, fail_state,
                                           p.detail, tried, &ignore);
                 problem_done(&ignore);
@@ -116,8 +119,6 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                 if (res.postfix_running && (res.reloaded || streq(why, "start-up")))
                         worker_verify(w, &plan, NULL, 0);
         }
-        /* the database, not Postfix: the same generation is worth trying again */
-        bool database = r < 0 && p.code == PROBLEM_SERVICE_UNAVAILABLE;
         apply_result_done(&res);
         plan_done(&plan);
         desired_done(&d);

@@ -38,6 +38,12 @@ void policy_path(const char *destination, char buf[static RESOURCE_PATH_MAX])
         append_encoded(buf, RESOURCE_PATH_MAX, &o, destination);
 }
 
+void node_path(const char *name, char buf[static RESOURCE_PATH_MAX])
+{
+        size_t o = (size_t)snprintf(buf, RESOURCE_PATH_MAX, "/api/v1/nodes/");
+        append_encoded(buf, RESOURCE_PATH_MAX, &o, name);
+}
+
 /* What each action writes: the kind of resource (its tag, its name in a precondition's words)
  * and where it is: a fixed path, or the collection's path + the encoded target (+ a suffix). */
 static const struct {

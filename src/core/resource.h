@@ -27,6 +27,8 @@ enum resource_kind {
 /* The path of one TLS policy: /api/v1/tls-policies/<destination>, every byte outside RFC 3986's
  * unreserved set percent-encoded ("[10.0.0.1]:25" -> "%5B10.0.0.1%5D%3A25"). */
 void policy_path(const char *destination, char buf[static RESOURCE_PATH_MAX]);
+/* The path of one node of the fleet: /api/v1/nodes/<name>, encoded the same way. */
+void node_path(const char *name, char buf[static RESOURCE_PATH_MAX]);
 /* The resource a job of `action` on `target` writes, when it wrote one: false (buf "") for a
  * deletion (the resource is gone) and for an unknown action. */
 bool job_location(const char *action, const char *target, char buf[static RESOURCE_PATH_MAX]);

@@ -208,13 +208,15 @@ int store_node_lookup(struct db_conn *c, const char *name, char **myhostname,
 }
 
 int store_node_settings_load(struct db_conn *c, const char *node, char certificate[65],
-                             char additional[65], struct problem *reterr)
+                             char additional[65], int64_t *version, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { node };
         certificate[0] = additional[0] = 0;
+        if (version)
+                *version = 0;
         int r = db_exec(c, &res, reterr,
-                        "SELECT c.name, a.name FROM node_settings o "
+                        "SELECT c.name, a.name, o.version FROM node_settings o "
                         "JOIN certificates c ON c.id = o.certificate_id "
                         "LEFT JOIN certificates a ON a.id = o.additional_certificate_id "
                         "WHERE o.node = $1",
@@ -225,6 +227,8 @@ int store_node_settings_load(struct db_conn *c, const char *node, char certifica
                 return 0;
         snprintf(certificate, 65, "%s", PQgetvalue(res, 0, 0));
         snprintf(additional, 65, "%s", PQgetvalue(res, 0, 1));
+        if (version)
+                *version = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         return 1;
 }
 
@@ -292,7 +296,8 @@ int store_cert_node_forget(struct db_conn *c, const char *name, const char *node
                         "WHERE c.id = n.certificate_id AND c.name = $1 AND n.node = $2 "
                         "RETURNING n.certificate_id) "
                         "SELECT count(*) FROM certificate_nodes n JOIN certificates c "
-                        "ON c.id = n.certificate_id WHERE c.name = $1 AND n.node <> $2",
+                        "ON c.id = n.certificate_id JOIN nodes r ON r.name = n.node "
+                        "WHERE c.name = $1 AND n.node <> $2",
                         2, params);
         *holders = r >= 0 ? (int)strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
         return r;

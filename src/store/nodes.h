@@ -57,10 +57,10 @@ int store_node_delete(struct db_conn *c, const char *name, uint64_t stale_usec,
 /* The node exists (-ENOENT, not_found, otherwise); *myhostname (NULL: not wanted) its Postfix's. */
 int store_node_lookup(struct db_conn *c, const char *name, char **myhostname,
                       struct problem *reterr);
-/* A node's own certificate binding (node_settings): the names (additional "" when none); 1
- * when it has one, 0 when it follows the settings. */
+/* A node's own certificate binding (node_settings): the names (additional "" when none) and its
+ * version (ETag; NULL: not wanted); 1 when it has one, 0 when it follows the settings. */
 int store_node_settings_load(struct db_conn *c, const char *node, char certificate[65],
-                             char additional[65], struct problem *reterr);
+                             char additional[65], int64_t *version, struct problem *reterr);
 /* Binds certificate (and additional, 0: none) on the node: nothing changes (no version moves)
  * when it is bound so already. */
 int store_node_settings_put(struct db_conn *c, const char *node, int64_t certificate,

@@ -65,7 +65,7 @@ def test_a_node_binding_before_any_settings_write_says_nobody_serves_it(two_node
     wait_until(lambda: len(nodes(one)) == 2, 20, "both nodes registered")
     put_cert(one, "mx2-early", certs.leaf("mx2-early", ("mx2.test.example",)))
     r = two.http("PUT", "/api/v1/nodes/mx2/settings", {"certificate": "mx2-early"}, timeout=60)
-    assert r.status == 200 and r.body["certificate"] == "mx2-early", r
+    assert r.status == 201 and r.body["certificate"] == "mx2-early", r
     assert "settings_not_managed" in {w["code"] for w in r.body["warnings"]}, r.body
     assert nodes(one)["mx2"]["settings"]["certificate"] == "mx2-early"
     # the system certificate is never bound; a node gone from the registry has no settings

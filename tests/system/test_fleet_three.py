@@ -17,6 +17,7 @@
 # checks (fds, exit 0 on SIGTERM, ...) run once at the module's end.
 import collections
 import os
+import time
 
 import pytest
 
@@ -206,8 +207,10 @@ def test_a_node_binds_a_certificate_of_its_own_served_there_only(fleet, certs):
     put_cert(one.d, "mx2-own", own)
     r = one.d.http("PUT", "/api/v1/nodes/mx2/settings?wait=fleet", {"certificate": "mx2-own"},
                    timeout=60)
-    assert r.status == 200, r
+    assert r.status == 201 and r.headers["Location"] == "/api/v1/nodes/mx2/settings", r
     assert r.body["certificate"] == "mx2-own" and r.body["additional_certificate"] is None, r.body
+    etag = r.headers["ETag"]
+    assert one.d.get("/api/v1/nodes/mx2/settings").headers["ETag"] == etag
     assert any(w["code"] == "hostname_mismatch" and "mx2" in w["detail"] and HOST in w["detail"]
                for w in r.body.get("warnings", [])), r.body
     fleet_outcome = r.body["fleet"]
@@ -236,9 +239,21 @@ def test_a_node_binds_a_certificate_of_its_own_served_there_only(fleet, certs):
     assert_problem(one.d.http("PUT", "/api/v1/nodes/mx9/settings", {"certificate": "mx2-own"}),
                    404, "not_found")
     assert one.d.get("/api/v1/nodes/mx2/settings").body["certificate"] == "mx2-own"
-    # back to the settings' certificate
-    r = three.d.http("DELETE", "/api/v1/nodes/mx2/settings?wait=fleet", timeout=60)
+    # the same binding again: applied, unchanged (no generation, the same ETag)
+    r = one.d.http("PUT", "/api/v1/nodes/mx2/settings", {"certificate": "mx2-own"},
+                   headers={"If-Match": etag})
+    assert r.status == 200 and r.headers["ETag"] == etag, r
+    assert_problem(one.d.http("DELETE", "/api/v1/nodes/mx2/settings",
+                              headers={"If-Match": '"node-settings-1"'}), 412,
+                   "precondition_failed")
+    # back to the settings' certificate; the wait for the fleet ends when every node applied it
+    started = time.monotonic()
+    r = three.d.http("DELETE", "/api/v1/nodes/mx2/settings?wait=fleet", timeout=60,
+                     headers={"If-Match": etag})
     assert r.status == 204, r
+    assert time.monotonic() - started < 5, "a deletion waited for the fleet's timeout"
+    job = three.d.get(f"/api/v1/jobs/{r.headers['Job-Id']}").body
+    assert job["fleet"]["complete"] is True, job
     poll_served(two.pf.port, shared, FOLLOW)
     assert one.d.get("/api/v1/nodes/mx2/settings").body == \
         {"node": "mx2", "certificate": None, "additional_certificate": None}
@@ -269,13 +284,36 @@ def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
     assert one.d.get("/api/v1/certificates/fleet-acme").body["nodes"] == ["mx1"]
     r = two.d.http("PUT", "/api/v1/nodes/mx1/settings?wait=fleet", {"certificate": "fleet-acme"},
                    timeout=60)
-    assert r.status == 200 and r.body["fleet"]["complete"], r
+    assert r.status == 201 and r.body["fleet"]["complete"], r
     poll_served(one.pf.port, acme.fingerprint(), FOLLOW)
     r = two.d.http("DELETE", "/api/v1/nodes/mx1/settings?wait=fleet", timeout=60)
     assert r.status == 204, r
     bound = one.d.get("/api/v1/settings").body["certificate"]
     poll_served(one.pf.port, one.d.get(f"/api/v1/certificates/{bound}").body["sha256_fingerprint"],
                 FOLLOW)
+
+    # the settings may bind it once every node that follows them has it: nodes 2 and 3 bind their
+    # own; then node 2 cannot go back to the settings' binding, and other settings writes go on
+    for name in ("mx2", "mx3"):
+        r = one.d.http("PUT", f"/api/v1/nodes/{name}/settings", {"certificate": bound},
+                       timeout=60)
+        assert r.status == 201, r
+    r = one.d.http("PATCH", "/api/v1/settings?wait=fleet", {"certificate": "fleet-acme"},
+                   content_type="application/merge-patch+json", timeout=60)
+    assert r.status == 200 and r.body["fleet"]["complete"], r
+    poll_served(one.pf.port, acme.fingerprint(), FOLLOW)
+    assert_problem(one.d.http("DELETE", "/api/v1/nodes/mx2/settings"), 409,
+                   "certificate_not_on_node", "/certificate")
+    r = three.d.http("PATCH", "/api/v1/settings", {"loglevel": 2}, timeout=60,
+                     content_type="application/merge-patch+json")
+    assert r.status == 200, r
+    # back as it was
+    r = one.d.http("PATCH", "/api/v1/settings", {"certificate": bound, "loglevel": 1},
+                   content_type="application/merge-patch+json", timeout=60)
+    assert r.status == 200, r
+    for name in ("mx2", "mx3"):
+        assert one.d.http("DELETE", f"/api/v1/nodes/{name}/settings?wait=fleet",
+                          timeout=60).status == 204
 
 
 # == 4. the database restarted =====================================================================

@@ -20,11 +20,14 @@ CREATE TABLE node_settings (
     updated_at timestamptz NOT NULL DEFAULT now(),
     CHECK (additional_certificate_id IS NULL OR additional_certificate_id <> certificate_id)
 );
+-- its version moves when (and only when) the binding really changes: its ETag, If-Match
+CREATE TRIGGER node_settings_row_version BEFORE INSERT OR UPDATE ON node_settings
+    FOR EACH ROW EXECUTE FUNCTION resource_row_version();
 
 -- ACME certificates are per node (each scans its own live directory): which nodes have one.
 CREATE TABLE certificate_nodes (
     certificate_id bigint NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
-    node text NOT NULL,
+    node text NOT NULL REFERENCES nodes (name) ON DELETE CASCADE, -- a deleted node holds none
     seen_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (certificate_id, node)
 );
