@@ -83,7 +83,7 @@ int api_metrics(struct request *req, struct problem *reterr)
         struct metrics_live live = { 0 };
         live.database_up = db_acquire(app->db, &c, &ignore) >= 0 &&
                            store_generation(c, &desired, false, &ignore) >= 0 &&
-                           store_cert_expiries(c, &items, &ignore) >= 0;
+                           store_cert_expiries(c, app->cfg->node_name, &items, &ignore) >= 0;
         /* The worker exists once the daemon is ready; before, state and drift are unknown. */
         if (atomic_load(&app->ready) && app->worker) {
                 ws = worker_status(app->worker);

@@ -293,13 +293,27 @@ int certsync_run(const struct config *cfg, struct db_conn *c, json_t *warnings, 
                         json_array_append_new(seen, json_string(de->d_name)); /* keep its row */
                         continue;
                 }
-                r = store_cert_put_file_backed(c, de->d_name, "acme", &info, verified, reterr);
-                cert_info_done(&info);
-                if (r >= 0) { /* on this node (ACME certificates are per node) */
-                        int k = store_cert_node_mark(c, de->d_name, cfg->node_name, reterr);
+                /* ACME certificates are per node, each node renewing its own copy: the shared row
+                 * follows this node's copy when that changed (or is new here), not merely because
+                 * another node's copy differs from it */
+                char mine[96];
+                r = store_cert_node_copy(c, de->d_name, cfg->node_name, mine, reterr);
+                if (r >= 0 && streq(mine, info.sha256_fingerprint)) {
+                        cert_info_done(&info);
+                        json_array_append_new(seen, json_string(de->d_name));
+                        continue;
+                }
+                if (r >= 0)
+                        r = store_cert_put_file_backed(c, de->d_name, "acme", &info, verified,
+                                                       reterr);
+                if (r >= 0) {
+                        int k = store_cert_node_mark(c, de->d_name, cfg->node_name,
+                                                     info.sha256_fingerprint,
+                                                     (int64_t)info.not_after, reterr);
                         if (k < 0)
                                 r = k;
                 }
+                cert_info_done(&info);
                 if (r == -EEXIST) {
                         warn(warnings, "acme_name_conflict",
                              "ACME certificate '%s' has the name of an imported certificate; "

@@ -377,15 +377,20 @@ int store_cert_delete(struct db_conn *c, const char *name, struct problem *reter
         return db_exec(c, NULL, reterr, "DELETE FROM certificates WHERE name = $1", 1, params);
 }
 
-int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr)
+int store_cert_expiries(struct db_conn *c, const char *node, json_t **items, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
-        int r =
-            db_exec(c, &res, reterr,
-                    "SELECT c.name, extract(epoch from c.not_after)::bigint, c.type, " CERT_IN_USE
-                    " FROM certificates c "
-                    "WHERE c.not_after IS NOT NULL ORDER BY c.name",
-                    0, NULL);
+        const char *params[] = { node };
+        /* an ACME certificate: this node's own copy (each node renews its own); one it lacks is
+         * not its to watch */
+        int r = db_exec(c, &res, reterr,
+                        "SELECT c.name, extract(epoch from coalesce(n.not_after, c.not_after))"
+                        "::bigint, c.type, " CERT_IN_USE " FROM certificates c "
+                        "LEFT JOIN certificate_nodes n ON n.certificate_id = c.id AND n.node = $1 "
+                        "WHERE c.not_after IS NOT NULL AND (c.type <> 'acme' OR n.node IS NOT NULL "
+                        "OR NOT EXISTS (SELECT 1 FROM certificate_nodes h "
+                        "               WHERE h.certificate_id = c.id)) ORDER BY c.name",
+                        1, params);
         if (r < 0)
                 return r;
         json_t *a = json_array();

@@ -275,15 +275,35 @@ int store_cert_nodes(struct db_conn *c, int64_t certificate, const char *node, b
         return r;
 }
 
-int store_cert_node_mark(struct db_conn *c, const char *name, const char *node,
-                         struct problem *reterr)
+int store_cert_node_copy(struct db_conn *c, const char *name, const char *node,
+                         char fingerprint[96], struct problem *reterr)
 {
+        _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { name, node };
+        fingerprint[0] = 0;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT n.sha256_fingerprint FROM certificate_nodes n JOIN certificates c "
+                        "ON c.id = n.certificate_id WHERE c.name = $1 AND n.node = $2",
+                        2, params);
+        if (r >= 0 && PQntuples(res) > 0)
+                snprintf(fingerprint, 96, "%s", PQgetvalue(res, 0, 0));
+        return r;
+}
+
+int store_cert_node_mark(struct db_conn *c, const char *name, const char *node,
+                         const char *fingerprint, int64_t not_after, struct problem *reterr)
+{
+        char when[24];
+        snprintf(when, sizeof(when), "%lld", (long long)not_after);
+        const char *params[] = { name, node, fingerprint, not_after ? when : NULL };
         return db_exec(c, NULL, reterr,
-                       "INSERT INTO certificate_nodes (certificate_id, node) "
-                       "SELECT id, $2 FROM certificates WHERE name = $1 "
-                       "ON CONFLICT (certificate_id, node) DO NOTHING",
-                       2, params);
+                       "INSERT INTO certificate_nodes (certificate_id, node, sha256_fingerprint, "
+                       "not_after) SELECT id, $2, $3, to_timestamp($4) FROM certificates "
+                       "WHERE name = $1 ON CONFLICT (certificate_id, node) DO UPDATE SET "
+                       "sha256_fingerprint = $3, not_after = to_timestamp($4), seen_at = now() "
+                       "WHERE (certificate_nodes.sha256_fingerprint, certificate_nodes.not_after) "
+                       "IS DISTINCT FROM ($3, to_timestamp($4))",
+                       4, params);
 }
 
 int store_cert_node_forget(struct db_conn *c, const char *name, const char *node, int *holders,

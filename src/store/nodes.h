@@ -68,11 +68,15 @@ int store_node_settings_put(struct db_conn *c, const char *node, int64_t certifi
 int store_node_settings_delete(struct db_conn *c, const char *node, bool *existed,
                                struct problem *reterr);
 /* ACME certificates per node (certificate_nodes): whether the node has it, the node's scan
- * found it, the node's scan did not (*holders: how many other nodes still have it). */
+ * found it (its own copy: each node renews its own), the node's scan did not (*holders: how many
+ * other nodes still have it). */
 int store_cert_nodes(struct db_conn *c, int64_t certificate, const char *node, bool *on_node,
                      struct problem *reterr);
 int store_cert_node_mark(struct db_conn *c, const char *name, const char *node,
-                         struct problem *reterr);
+                         const char *fingerprint, int64_t not_after, struct problem *reterr);
+/* What the node's scan last found of it (its SHA-256 fingerprint; "" when it had none). */
+int store_cert_node_copy(struct db_conn *c, const char *name, const char *node,
+                         char fingerprint[96], struct problem *reterr);
 int store_cert_node_forget(struct db_conn *c, const char *name, const char *node, int *holders,
                            struct problem *reterr);
 /* The live nodes but except that follow the settings' binding (no binding of their own) and lack

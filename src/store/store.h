@@ -166,8 +166,10 @@ int store_certs_state(struct db_conn *c, const struct kek *kek, bool keys, json_
 /* Names of the rows of one type. */
 int store_cert_names(struct db_conn *c, const char *type, json_t **names, struct problem *reterr);
 int store_cert_delete(struct db_conn *c, const char *name, struct problem *reterr);
-/* [{name, not_after (unix), type, in_use}] of every certificate, for the expiry metric. */
-int store_cert_expiries(struct db_conn *c, json_t **items, struct problem *reterr);
+/* [{name, not_after (unix), type, in_use}] of every certificate, for the expiry metric of node:
+ * its own copy of an ACME certificate, none of one only other nodes have. */
+int store_cert_expiries(struct db_conn *c, const char *node, json_t **items,
+                        struct problem *reterr);
 
 /* TLS policies (store/policies.c). */
 struct policy;

@@ -315,6 +315,21 @@ def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
         assert one.d.http("DELETE", f"/api/v1/nodes/{name}/settings?wait=fleet",
                           timeout=60).status == 204
 
+    # node 2 gets a lineage of that name of its own (each node runs certbot): both have it, each
+    # watches its own copy's expiry, and a scan on node 1 does not take the row back to its copy
+    assert 'name="fleet-acme"' in one.d.get("/metrics").body
+    assert 'name="fleet-acme"' not in two.d.get("/metrics").body, "not node 2's to watch"
+    own = acme_leaf(certs, "fleet", 2)
+    Lineage(two.d.config["acme_live_directory"], "fleet-acme").create(own)
+    summary = two.d.http("POST", "/api/v1/certificates/rescan", timeout=60).body
+    assert summary["changed"] == ["fleet-acme"], summary
+    assert one.d.get("/api/v1/certificates/fleet-acme").body["nodes"] == ["mx1", "mx2"]
+    summary = one.d.http("POST", "/api/v1/certificates/rescan", timeout=60).body
+    assert summary["changed"] == [] and summary["added"] == [], summary
+    assert one.d.get("/api/v1/certificates/fleet-acme").body["sha256_fingerprint"] == \
+        own.fingerprint(), "the row follows the copy that changed last"
+    assert 'name="fleet-acme"' in two.d.get("/metrics").body
+
 
 # == 4. the database restarted =====================================================================
 def test_after_a_database_restart_a_write_converges_without_restarting_a_daemon(fleet, fleet_pg):

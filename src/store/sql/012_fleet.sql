@@ -28,6 +28,9 @@ CREATE TRIGGER node_settings_row_version BEFORE INSERT OR UPDATE ON node_setting
 CREATE TABLE certificate_nodes (
     certificate_id bigint NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
     node text NOT NULL REFERENCES nodes (name) ON DELETE CASCADE, -- a deleted node holds none
+    -- that node's copy (each node renews its own): what its scan found
+    sha256_fingerprint text NOT NULL DEFAULT '',
+    not_after timestamptz,
     seen_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (certificate_id, node)
 );
