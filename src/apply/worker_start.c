@@ -91,9 +91,15 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                 json_decref(w->drift);
                 w->drift = drift;
                 pthread_mutex_unlock(&w->lock);
-                /* Postfix may still hold an ACME certificate renewed while we were away. */
+                /* Postfix may still hold an ACME certificate renewed while we were away (at the
+                 * start nothing says what it was reloaded with); following the fleet, only when
+                 * the certificate changed since this node's last reload, as a batch does */
+                bool unknown = !w->applied_fingerprint[0],
+                     renewed = plan.expect_fingerprint[0] &&
+                               !streq(plan.expect_fingerprint, w->applied_fingerprint);
                 for (size_t i = 0; i < plan.n_certs; i++)
-                        if (plan.certs[i].acme_name[0] && postfix_is_running(cfg))
+                        if (plan.certs[i].acme_name[0] && (unknown || renewed) &&
+                            postfix_is_running(cfg))
                                 plan.reload = true;
                 r = reconcile_apply(cfg, &plan, &res, &p);
                 if (r >= 0)

@@ -29,7 +29,7 @@ from tests.system.conftest import base_config, check_daemon, setup_tokens
 from tests.system.test_certificates import Lineage, acme_leaf, poll_served, served
 from tests.system.test_contract_state import put_cert
 from tests.system.test_fleet import map_query, node_config, nodes, share_tokens
-from tests.system.test_foundation import DB_ERRORS, assert_problem
+from tests.system.test_foundation import DB_ERRORS, assert_problem, parse_metrics
 
 HOST = "mx.test.example"  # the sandboxes' myhostname
 NAMES = ("mx1", "mx2", "mx3")
@@ -147,6 +147,11 @@ def put_policy(d, destination, body):
     r = d.http("PUT", f"/api/v1/tls-policies/{destination}", body, timeout=60)
     assert r.status in (200, 201), r
     return r
+
+
+def reloads_of(d):
+    samples, _ = parse_metrics(d.get("/metrics").body)
+    return samples.get(("smtptlsd_postfix_reloads_total", frozenset({("result", "ok")})), 0)
 
 
 # == 1. certificates ===============================================================================
@@ -286,6 +291,11 @@ def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
                    timeout=60)
     assert r.status == 201 and r.body["fleet"]["complete"], r
     poll_served(one.pf.port, acme.fingerprint(), FOLLOW)
+    # a policy written elsewhere: node 1 follows it without reloading for its ACME certificate
+    reloads = reloads_of(one.d)
+    put_policy(two.d, "acme-follow.example?wait=fleet", {"level": "may"})
+    assert map_query(one.pf, "acme-follow.example") == "may"
+    assert reloads_of(one.d) == reloads, "a policy made node 1 reload"
     r = two.d.http("DELETE", "/api/v1/nodes/mx1/settings?wait=fleet", timeout=60)
     assert r.status == 204, r
     bound = one.d.get("/api/v1/settings").body["certificate"]
