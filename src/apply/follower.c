@@ -64,8 +64,7 @@ static void read_generation(struct follower *f)
                                      "nodes WHERE name = $1), false) FROM config_state",
                                      1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-                worker_generation_committed(f->app->worker,
-                                            strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+                worker_generation_read(f->app->worker, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
                 if (streq(PQgetvalue(res, 0, 1), "t"))
                         worker_retry_requested(f->app->worker);
         }

@@ -275,6 +275,20 @@ void worker_generation_committed(struct worker *w, int64_t gen)
                 queue_wake(&w->queue);
 }
 
+void worker_generation_read(struct worker *w, int64_t gen)
+{
+        pthread_mutex_lock(&w->lock);
+        bool back = gen < w->applied_generation;
+        pthread_mutex_unlock(&w->lock);
+        if (!back) {
+                worker_generation_committed(w, gen);
+                return;
+        }
+        atomic_store(&w->committed_generation, gen);
+        atomic_store(&w->generation_went_back, true);
+        queue_wake(&w->queue);
+}
+
 void worker_retry_requested(struct worker *w)
 {
         atomic_store(&w->retry_asked, true);

@@ -22,6 +22,11 @@ int worker_submit(struct worker *w, struct job *job);
 /* Another node committed generation gen (apply/follower.c, any thread): the idle worker applies
  * the committed state when it is newer than what this node applied. */
 void worker_generation_committed(struct worker *w, int64_t gen);
+/* The generation committed now, as read from the database (the safety net's read, any thread):
+ * like worker_generation_committed, and when it is lower than what this node applied (a
+ * failover to a replica that had not received the last commits), the node applies the committed
+ * state again - a later generation of that number would otherwise look applied already. */
+void worker_generation_read(struct worker *w, int64_t gen);
 /* A retry was asked of this node (POST /api/v1/nodes/{name}/retry, told by apply/follower.c):
  * the idle worker applies the committed state again, even a generation it could not apply. */
 void worker_retry_requested(struct worker *w);

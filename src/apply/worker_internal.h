@@ -54,6 +54,8 @@ struct worker {
         int64_t follow_failed_generation;
         /* a retry was asked of this node: the next idle round applies again */
         atomic_bool retry_asked;
+        /* the database's generation is below the applied one (worker_generation_read) */
+        atomic_bool generation_went_back;
 };
 
 /* A job's place in a batch. */

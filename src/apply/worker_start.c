@@ -186,18 +186,25 @@ static bool take_retry(struct worker *w)
 
 void worker_follow_committed(struct worker *w)
 {
-        bool retry = take_retry(w);
+        bool retry = take_retry(w), back = atomic_exchange(&w->generation_went_back, false);
         int64_t committed = atomic_load(&w->committed_generation);
         pthread_mutex_lock(&w->lock);
         int64_t applied = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
+        back = back && committed < applied;
         if (retry) {
                 log_notice("a retry was asked of this node: applying the committed state again");
+                w->follow_failed_generation = 0;
+        } else if (back) {
+                log_warning("the database's generation went back from %lld to %lld (a failover "
+                            "to a replica without the last commits?): applying the committed "
+                            "state again",
+                            (long long)applied, (long long)committed);
                 w->follow_failed_generation = 0;
         } else if (committed <= applied || committed == w->follow_failed_generation) {
                 return;
         }
-        if (!retry)
+        if (!retry && !back)
                 log_info("generation %lld was committed by another node: applying it",
                          (long long)committed);
         worker_set_state(w, "applying", "");

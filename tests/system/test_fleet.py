@@ -10,7 +10,7 @@ import pytest
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import wait_until
 from tests.system.test_contract_state import put_cert
-from tests.system.test_foundation import assert_problem
+from tests.system.test_foundation import DB_ERRORS, assert_problem
 from tests.system.test_policies import MAP_NAME, make_policy_site  # noqa: F401 (a fixture)
 
 FAST = {"node_heartbeat_interval": "1s", "fleet_wait_timeout": "2s"}
@@ -276,3 +276,32 @@ def test_a_node_refuses_to_start_against_a_schema_newer_than_it_knows(make_daemo
         assert proc.returncode == 1, (args, proc)
         said = proc.stdout + proc.stderr
         assert "newer than this smtptlsd knows" in said and "upgrade smtptlsd" in said, said
+
+
+def test_a_generation_that_goes_back_is_applied_again_and_its_number_reused(fleet_of_two):
+    """A failover to a replica that had not received the last commit: that write is gone and the
+    generation is one lower, every connection dropped. Both nodes apply the committed state again
+    (the lost policy leaves their maps), and the next write - which makes the lost generation's
+    number again, with other content - is followed, not taken for applied already."""
+    a, b, pf2 = fleet_of_two
+    for d in (a.d, b):
+        d.expect_error(DB_ERRORS)
+    a.put_ok("kept.example", {"level": "may"})
+    a.put_ok("lost.example", {"level": "encrypt"})
+    wait_until(lambda: map_query(pf2, "lost.example") == "encrypt", 10, "node 2 follows")
+    gen = a.generation()
+    a.psql.query("DELETE FROM tls_policies WHERE destination = 'lost.example'; "
+                 f"UPDATE config_state SET generation = {gen - 1}")
+    a.psql.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    for pf in (a.pf, pf2):
+        wait_until(lambda pf=pf: map_query(pf, "lost.example") is None, 20,
+                   "the lost policy out of the map")
+        assert map_query(pf, "kept.example") == "may"
+    listed = wait_until(lambda: (n := nodes(a.d)) and all(
+        x["applied_generation"] == gen - 1 for x in n.values()) and n, 10, "both at gen - 1")
+    assert all(x["state"] == "in_sync" for x in listed.values()), listed
+    a.put_ok("after-failover.example", {"level": "encrypt"})
+    assert a.generation() == gen
+    wait_until(lambda: map_query(pf2, "after-failover.example") == "encrypt", 10,
+               "node 2 follows the generation number it had applied before")
