@@ -117,6 +117,10 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                 if (w->db.pg && !database)
                         store_node_update(&w->db, cfg->node_name, w->applied_generation, fail_state,
                                           p.detail, tried, &ignore);
+                /* refused: not tried again until a newer generation or a retry (the follow would
+                 * otherwise take the generation a failed start-up tried for a new one) */
+                if (!database)
+                        w->follow_failed_generation = tried;
                 problem_done(&ignore);
         } else {
                 worker_mark_applied(w, gen, res.reloaded);
