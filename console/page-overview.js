@@ -111,7 +111,7 @@ function drawStatus(s) {
   const warnings = card('ov-warnings', 'Warnings', s.warnings.length
     ? el('ul', { class: 'warnings' }, ...s.warnings.map((w) => el('li', {}, w.detail || w.code)))
     : el('p', { class: 'muted' }, 'None.'));
-  return [state, fleet, certCard, drift, warnings].filter(Boolean);
+  return [state, certCard, fleet, drift, warnings].filter(Boolean);
 }
 
 // The fleet in one line (status.fleet), with a link to the Fleet page; nothing for a lone node.
