@@ -12,6 +12,7 @@ const PAGES = {
   certificates: 'Certificates',
   policies: 'TLS policy domains',
   jobs: 'Jobs',
+  fleet: 'Fleet',
   tokens: 'Tokens',
 };
 // ctx.session: {token_name, scope, idle_timeout} of GET /api/v1/session

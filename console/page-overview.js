@@ -1,6 +1,7 @@
 // page-overview.js: the Overview page: what GET /api/v1/status says (state, generations, queued
-// jobs, drift, warnings, the bound certificates and whether Postfix serves them, Postfix, node)
-// and the last jobs (GET /api/v1/jobs?limit=5). Both are polled every POLL_MS with If-None-Match
+// jobs, drift, warnings, the bound certificates and whether Postfix serves them, Postfix, node,
+// the fleet's summary when several nodes share the database) and the last jobs
+// (GET /api/v1/jobs?limit=5). Both are polled every POLL_MS with If-None-Match
 // (the daemon answers 304 while nothing changed) and a part is redrawn only on a 200; polling
 // pauses while the tab is hidden and stops when another page is shown (render returns the stop).
 import { call } from '/console/api.js';
@@ -105,10 +106,26 @@ function drawStatus(s) {
         el('td', { 'data-label': 'Desired' }, value(d.desired))))))),
   ] : [el('p', { class: 'muted' }, 'None: main.cf\'s managed parameters are as rendered.')]));
 
+  const fleet = drawFleet(s.fleet);
+
   const warnings = card('ov-warnings', 'Warnings', s.warnings.length
     ? el('ul', { class: 'warnings' }, ...s.warnings.map((w) => el('li', {}, w.detail || w.code)))
     : el('p', { class: 'muted' }, 'None.'));
-  return [state, certCard, drift, warnings];
+  return [state, certCard, fleet, drift, warnings].filter(Boolean);
+}
+
+// The fleet in one line (status.fleet), with a link to the Fleet page; nothing for a lone node.
+function drawFleet(f) {
+  if (!f || f.nodes < 2) return null;
+  const other = f.nodes - f.in_sync - f.unreachable; // applying, degraded, failed, starting
+  const kind = f.unreachable || other ? (f.in_sync ? 'warn' : 'bad') : 'ok';
+  return card('ov-fleet', 'Fleet',
+    el('p', { class: 'state-line' }, badge(`${f.in_sync} of ${f.nodes} in sync`, kind), ' ',
+      el('span', {}, `${f.nodes} nodes share this database: ${f.in_sync} in sync`,
+        f.unreachable ? `, ${f.unreachable} unreachable` : '',
+        other ? `, ${other} applying or refusing` : '', '.')),
+    el('p', {}, el('a', { href: '/console/fleet', 'data-internal': true }, 'Open the Fleet page'),
+      ': every node, its state and what it serves.'));
 }
 
 // A main.cf value of the drift: null is "not set".

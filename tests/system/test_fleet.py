@@ -155,6 +155,19 @@ def test_a_node_that_was_down_catches_up_when_it_starts(fleet_of_two):
     assert map_query(pf2, "while-away.example") == "encrypt", "caught up before READY"
 
 
+def refusing_postmap(directory):
+    """A postmap_command that runs postmap, except while FLAG exists: then it prints
+    'postmap: fatal: simulated refusal' and fails. Returns (wrapper path, flag path)."""
+    wrapper = os.path.join(directory, "postmap-wrapper")
+    flag = os.path.join(directory, "refuse")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"if [ -e '{flag}' ]; then echo 'postmap: fatal: simulated refusal' >&2; exit 1; fi\n"
+                "exec postmap \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper, flag
+
+
 def test_a_node_whose_postfix_refuses_is_degraded_alone_and_recovers_on_retry_or_next_generation(
         make_policy_site, make_daemon, session_dir):
     """Node 2's postmap refuses (a wrapper, while a flag file exists): node 1 applies, node 2
@@ -163,13 +176,7 @@ def test_a_node_whose_postfix_refuses_is_degraded_alone_and_recovers_on_retry_or
     in sync without a new generation, and a refusal again is cured by the next generation."""
     a = make_policy_site(config={**FAST, "node_name": "mx1"})
     pf = PostfixSandbox(os.path.join(session_dir, f"fleet-pf-{next(_serial)}")).start()
-    wrapper = os.path.join(pf.basedir, "postmap-wrapper")
-    flag = os.path.join(pf.basedir, "refuse")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\n"
-                f"if [ -e '{flag}' ]; then echo 'postmap: fatal: simulated refusal' >&2; exit 1; fi\n"
-                "exec postmap \"$@\"\n")
-    os.chmod(wrapper, 0o755)
+    wrapper, flag = refusing_postmap(pf.basedir)
     b = make_daemon({**node_config("mx2", pf), "postmap_command": wrapper},
                     database_url=a.d.config["database_url"], tokens=False)
     share_tokens(b, a.d)
