@@ -583,7 +583,7 @@ static const char *const policy_keys[] = { "destination", "level",      "match",
                                            "servername",  "tafile",     "connection_reuse",
                                            "note",        "enabled",    "managed_by",
                                            "created_at",  "updated_at", "generation",
-                                           "warnings",    NULL };
+                                           "warnings",    "fleet",      NULL };
 static const char *const level_strings[] = { "none",   "may",       "encrypt",
                                              "dane",   "dane-only", "fingerprint",
                                              "verify", "secure",    NULL };

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tests.harness.browser import PHONE
+from tests.harness.util import wait_until
 from tests.system.test_settings import fail_reload_wrapper
 from tests.system.test_settings import make_site  # noqa: F401 (a fixture)
 
@@ -215,6 +216,10 @@ def test_jobs_page_filters_expands_and_deep_links(make_site, browser, tmp_path):
     jobs = site.jobs()
     assert [j["status"] for j in jobs].count("failed") == 1, jobs
     patch = next(j for j in jobs if j["action"] == "settings.patch" and j["status"] == "applied")
+    # the post-reload check runs in the background (after a short settle): the page is to show
+    # its outcome, so it is in before the page is opened
+    wait_until(lambda: d.get(f"/api/v1/jobs/{patch['id']}").body["verified"] is True, 20,
+               "the loglevel patch verified")
 
     # read-only: the audit trail, every job listed
     page = browser.open(d.url)
