@@ -252,7 +252,7 @@ static void committed(struct batch *b)
         for (size_t i = 0; i < b->n; i++) /* the jobs the reload was for */
                 if (b->slots[i].ok && b->slots[i].changed && b->slots[i].job->id > 0)
                         ids[nids++] = b->slots[i].job->id;
-        worker_verify(w, &b->plan, ids, nids);
+        worker_verify(w, &b->plan, ids, nids, false);
 }
 
 /* The batch could not be applied after its jobs ran: nothing committed, every job that had run

@@ -17,10 +17,12 @@
 
 #define VERIFY_TIMEOUT_USEC  (15ull * 1000000)
 #define VERIFY_INTERVAL_USEC (200ull * 1000)
-/* Before the first handshake after a reload: an smtpd started before the reload that accepts a
- * connection in the moments after it waits a second for the restarted tlsmgr and may serve the
- * old certificate (bench/fleet.py, bench/README.md); this check should not be that connection,
- * nor hold that smtpd while a real client waits. */
+/* Before the first handshake after a follower's reload: an smtpd started before the reload that
+ * accepts a connection in the moments after it waits a second for the restarted tlsmgr and may
+ * serve the old certificate (bench/fleet.py, bench/README.md); this check should not be that
+ * connection, nor hold that smtpd while a client waits. After a write's own reload the check goes
+ * at once, as it always did: a client that asks right after the reply finds the old smtpds gone
+ * to this check rather than to it. */
 #define VERIFY_SETTLE_USEC (250ull * 1000)
 #define MAX_IDS            1024
 
@@ -28,6 +30,7 @@ struct check {
         int64_t ids[MAX_IDS];
         size_t n;
         bool expect_starttls;
+        bool settle; /* VERIFY_SETTLE_USEC before the first handshake */
         struct verifier_expect expect[VERIFIER_EXPECT_MAX];
         size_t n_expect;
 };
@@ -189,7 +192,7 @@ static void *verifier_main(void *arg)
                 pthread_mutex_unlock(&v->lock);
 
                 char detail[1024], served[sizeof(v->served)] = "";
-                if (stop_event_wait(&v->stop_probe, VERIFY_SETTLE_USEC) < 0) {
+                if (c.settle && stop_event_wait(&v->stop_probe, VERIFY_SETTLE_USEC) < 0) {
                         pthread_mutex_lock(&v->lock);
                         break; /* stopping */
                 }
@@ -253,7 +256,7 @@ void verifier_stop(struct verifier *v)
 }
 
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
-                     const struct verifier_expect *expect, size_t n_expect)
+                     const struct verifier_expect *expect, size_t n_expect, bool settle)
 {
         pthread_mutex_lock(&v->lock);
         /* Jobs of a check that never started are verified by this newer one. */
@@ -262,6 +265,7 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
                 v->next.ids[keep++] = job_ids[i];
         v->next.n = keep;
         v->next.expect_starttls = expect_starttls;
+        v->next.settle = settle;
         v->next.n_expect = 0;
         for (size_t i = 0; i < n_expect && i < VERIFIER_EXPECT_MAX; i++)
                 v->next.expect[v->next.n_expect++] = expect[i];

@@ -24,9 +24,11 @@ struct verifier_expect {
 /* Replaces any check not yet started: only the newest expectation matters. With
  * expect_starttls, each of the n_expect certificates must be served (with one, to a client
  * offering OpenSSL's default signature algorithms; with more, to one offering only those of its
- * key type); without, no STARTTLS may be offered. */
+ * key type); without, no STARTTLS may be offered. settle: wait a moment before the first
+ * handshake (a reload nobody's reply waits on - a fleet follower's - whose first connections an
+ * smtpd from before it may still take: let a client's be served rather than this check's). */
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
-                     const struct verifier_expect *expect, size_t n_expect);
+                     const struct verifier_expect *expect, size_t n_expect, bool settle);
 /* {"state": "idle"|"checking"|"verified"|"failed", "served_fingerprint_matches": bool|null,
  *  "detail": "...", "served_fingerprints": [what verifier_served says, one string each]} */
 json_t *verifier_status(struct verifier *v);

@@ -81,9 +81,10 @@ void worker_mark_applied(struct worker *w, int64_t gen, bool reloaded);
  * since the last (the idle worker calls it every round). */
 void worker_register_node(struct worker *w);
 /* The verifier checks what smtpd serves now against what plan p bound (job ids: the jobs the
- * check is for, recorded on them; n may be 0). */
+ * check is for, recorded on them; n may be 0; settle: verifier_submit's). */
 struct plan;
-void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n);
+void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n,
+                   bool settle);
 void worker_node_heartbeat(struct worker *w);
 int worker_ensure_db(struct worker *w, struct problem *reterr);
 /* A job is done: recorded (a failure), out of the backlog, its waiter told, freed. */

@@ -127,7 +127,7 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                 /* what this node's smtpd serves now, for its row in the fleet's registry: after
                  * a reload, and at the start (nothing may have changed, but nothing was seen) */
                 if (res.postfix_running && (res.reloaded || streq(why, "start-up")))
-                        worker_verify(w, &plan, NULL, 0);
+                        worker_verify(w, &plan, NULL, 0, !streq(why, "start-up"));
         }
         apply_result_done(&res);
         plan_done(&plan);

@@ -66,7 +66,8 @@ void worker_register_node(struct worker *w)
         problem_done(&p);
 }
 
-void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n)
+void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, size_t n,
+                   bool settle)
 {
         struct verifier_expect expect[VERIFIER_EXPECT_MAX] = { 0 };
         size_t n_expect = 0;
@@ -76,7 +77,7 @@ void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, s
                          pc->fingerprint);
                 snprintf(expect[n_expect].key_type, sizeof(expect[0].key_type), "%s", pc->key_type);
         }
-        verifier_submit(w->verifier, ids, n, p->expect_starttls, expect, n_expect);
+        verifier_submit(w->verifier, ids, n, p->expect_starttls, expect, n_expect, settle);
 }
 
 void worker_node_heartbeat(struct worker *w)
