@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "api/auth.h"
+#include "api/token_cache.h"
 #include "app.h"
 #include "http/browser.h"
 #include "conf.h"
@@ -58,12 +59,20 @@ static int authenticate_bearer(struct request *req, const char *h, enum scope *h
         h += 7;
         while (*h == ' ')
                 h++;
-        /* A token we cannot have issued costs no database connection. */
+        /* A token we cannot have issued costs no database connection; one authenticated a
+         * moment ago none either (token_cache.h: revoked, it is refused within a second). */
         r = -ENOENT;
         if (token_is_well_formed(h)) {
+                char hash[65];
+                secret_sha256_hex(h, hash);
+                if (token_cache_get(hash, req->actor, have))
+                        return 0;
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0)
                         r = tokens_authenticate(c, h, req->actor, have, reterr);
+                if (r >= 0)
+                        token_cache_put(hash, req->actor, *have);
+                explicit_bzero(hash, sizeof(hash));
         }
         if (r == -ENOENT)
                 return problem_set_errno(reterr, -EACCES, PROBLEM_UNAUTHORIZED, NULL,

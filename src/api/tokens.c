@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/token_cache.h"
 #include "app.h"
 #include "core/json_spec.h"
 #include "store/tokens.h"
@@ -129,5 +130,6 @@ int api_tokens_delete(struct request *req, struct problem *reterr)
         r = tokens_revoke(c, req->params[0], reterr);
         if (r < 0)
                 return r;
+        token_cache_clear(); /* refused here at once; elsewhere within TOKEN_CACHE_USEC */
         return reply_empty(req, 204);
 }

@@ -495,9 +495,22 @@ def test_token_lifecycle_through_the_cli(daemon):
 
     rv = daemon.run_cli(["token", "revoke", "cli-reader"])
     assert rv.returncode == 0, rv
+    # the daemon authenticated it a moment ago and keeps that for at most a second: revoked by
+    # another process (the CLI, another node), it is refused within that
+    revoked = time.monotonic()
+    wait_until(lambda: daemon.get("/metrics", token=tok).status == 401, 5, "the token refused")
+    assert time.monotonic() - revoked < 1.5, "a revoked token worked for more than a second"
     assert_problem(daemon.get("/metrics", token=tok), 401, "unauthorized")
     row = token_rows(daemon).get("cli-reader")
     assert row is None or "revoked" in row, f"token list shows a revoked token as live: {row}"
+
+
+def test_a_token_revoked_through_the_api_is_refused_at_once(daemon):
+    tok = daemon.add_token("api-reader", "read")
+    assert daemon.get("/metrics", token=tok).status == 200  # authenticated a moment ago
+    r = daemon.http("DELETE", "/api/v1/tokens/api-reader")
+    assert r.status == 204, r
+    assert_problem(daemon.get("/metrics", token=tok), 401, "unauthorized")
 
 
 def test_cli_token_errors(daemon):
