@@ -349,8 +349,9 @@ def main(argv=None):
     wrk_version = run([WRK, "-v"], check=False).stdout.split()[1]
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
           f"the start")
-    print(f"daemon {binary if shown.startswith('..') else shown} (http_threads 2), PostgreSQL 15 "
-          f"(fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: -t{args.threads} "
+    version = run([binary, "--version"], check=False).stdout.strip()
+    print(f"daemon {binary if shown.startswith('..') else shown} ({version}, http_threads 2), "
+          f"PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: -t{args.threads} "
           f"-c{args.connections} -d{args.seconds}s --latency --timeout 10s -s bench/compare.lua "
           f"-H 'Authorization: Bearer <read token>' [-H 'Connection: close'] URL, after a "
           f"{args.warmup} s warm-up of the same; {args.policies} policies, 3 certificates",
