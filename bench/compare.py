@@ -5,8 +5,9 @@ Starts the same private PostgreSQL, Postfix and daemon as bench/bulk_policies.py
 bench_sandbox(), the release build by default; per_ip_connection_limit 0, since every wrk
 connection comes from 127.0.0.1) and seeds the state of issue 17's table: three imported
 certificates, one bound by the settings, and --policies policies (1000; a page of 100 is ~30 KB:
-every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each request (GET settings, a policy page of 100, the certificate list, one policy, status,
-/healthz) it fetches the reply once with a read token and writes its exact body to a file that
+every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each
+request (GET settings, a policy page of 100, the certificate list, one policy, status, /healthz)
+it fetches the reply once with a read token and writes its exact body to a file that
 Debian's nginx serves at the same URL path (one worker process, plain HTTP on a random loopback
 port, a configuration of its own under the sandbox, access_log off, keepalive_requests 10000000,
 the daemon's Content-Type). Then, per mode - keep-alive, and one request per connection (wrk's
@@ -351,9 +352,10 @@ def main(argv=None):
           f"the start")
     version = run([binary, "--version"], check=False).stdout.strip()
     print(f"daemon {binary if shown.startswith('..') else shown} ({version}, http_threads 2), "
-          f"PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s --latency --timeout 10s -s bench/compare.lua "
-          f"-H 'Authorization: Bearer <read token>' [-H 'Connection: close'] URL, after a "
+          f"PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: "
+          f"-t{args.threads} -c{args.connections} -d{args.seconds}s --latency --timeout 10s "
+          f"-s bench/compare.lua -H 'Authorization: Bearer <read token>' "
+          f"[-H 'Connection: close'] URL, after a "
           f"{args.warmup} s warm-up of the same; {args.policies} policies, 3 certificates",
           flush=True)
 
