@@ -1,0 +1,479 @@
+#!/usr/bin/python3
+"""smtptlsd's reads beside their floor (issue 17): nginx serving the very same response bytes.
+
+Starts the same private PostgreSQL, Postfix and daemon as bench/bulk_policies.py (its
+bench_sandbox(), the release build by default; per_ip_connection_limit 0, since every wrk
+connection comes from 127.0.0.1) and seeds the state of issue 17's table: three imported
+certificates, one bound by the settings, and --policies policies (1000; a page of 100 is ~30 KB:
+every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each
+request (GET settings, a policy page of 100, the certificate list, one policy, status, /healthz)
+it fetches the reply once with a read token and writes its exact body to a file that
+Debian's nginx serves at the same URL path (one worker process, plain HTTP on a random loopback
+port, a configuration of its own under the sandbox, access_log off, keepalive_requests 10000000,
+the daemon's Content-Type). Then, per mode - keep-alive, and one request per connection (wrk's
+-H 'Connection: close') - and per request, it runs
+
+  wrk -t2 -c64 -d10s --latency --timeout 10s -s bench/compare.lua -H 'Authorization: Bearer T' URL
+
+against the daemon and then against nginx (each after a --warmup run that is not counted), and
+prints one table: mode, request, body bytes, smtptlsd req/s and p99, nginx req/s and p99, and the
+ratio smtptlsd/nginx of the req/s; then per run the bytes per reply on the wire (headers
+included) and the CPU of the daemon, PostgreSQL, nginx and wrk (% of one core), the daemon's
+VmRSS before and after (and VmHWM), socket errors, and the daemon's error lines. The command and
+the machine (CPUs, load average) are printed first. Exit status 1 when an answer outside 2xx was
+counted or a run got none (bench/compare.lua counts every status in the warm-up runs; in the
+measured ones wrk's own count of those above 399, so that the client spends no Lua per reply,
+unless --count-statuses), 2 on a set-up problem.
+Standard library only, run as root:
+
+  /usr/bin/python3 bench/compare.py [--seconds 10] [--connections 64] [--threads 2]
+                                    [--policies 1000] [--only REQUEST] [--warmup 2]
+                                    [--mode keep-alive|close] [--count-statuses]
+                                    [--binary build/smtptlsd] [--keep]
+"""
+import argparse
+import datetime
+import http.client
+import os
+import platform
+import re
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bulk_policies import REPO_ROOT, bench_sandbox, daemon_binary  # noqa: E402
+from load import POLICY_BODIES, q  # noqa: E402
+from tests.harness.certs import CertFactory  # noqa: E402
+from tests.harness.util import (HarnessError, free_port, port_is_open,  # noqa: E402
+                                proc_status_kib, run, tail, wait_until)
+
+WRK = "/usr/bin/wrk"
+NGINX = "/usr/sbin/nginx"
+LUA = os.path.join(REPO_ROOT, "bench", "compare.lua")
+# (name for --only, path; {one}: a seeded policy's destination), issue 17's table
+REQUESTS = [
+    ("settings", "/api/v1/settings"),
+    ("policies", "/api/v1/tls-policies?limit=100"),
+    ("certificates", "/api/v1/certificates"),
+    ("policy", "/api/v1/tls-policies/{one}"),
+    ("status", "/api/v1/status"),
+    ("healthz", "/healthz"),
+]
+MODES = [("keep-alive", []), ("close", ["-H", "Connection: close"])]
+WRK_LINE = re.compile(r"^COMPARE (\w+) ?(.*)$")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def on_signal(signum, frame):
+    raise Interrupted(f"signal {signum}")
+
+
+def log(msg):
+    print(f"compare: {msg}", file=sys.stderr, flush=True)
+
+
+class FileServer:
+    """Debian's nginx (foreground, one worker) serving fixed bytes at exact URL paths over plain
+    HTTP on 127.0.0.1 at a free port; its configuration, pid, log and files under basedir. The
+    query string is ignored (an exact `location` with `alias` to the file), so the request line
+    sent to it is the one sent to the daemon."""
+
+    def __init__(self, basedir):
+        self.basedir = os.path.abspath(basedir)
+        self.root = os.path.join(self.basedir, "www")
+        self.conf_path = os.path.join(self.basedir, "nginx.conf")
+        self.error_log = os.path.join(self.basedir, "error.log")
+        self.files = {}  # URL path (no query) -> (file, content type)
+        self.port = None
+        self.proc = None
+
+    def put(self, path, data, content_type):
+        """Serve the bytes data at URL path (its query, if any, is ignored)."""
+        os.makedirs(self.root, exist_ok=True)
+        target = os.path.join(self.root, f"r{len(self.files)}")
+        with open(target, "wb") as f:
+            f.write(data)
+        os.chmod(target, 0o644)
+        self.files[path.split("?", 1)[0]] = (target, content_type)
+
+    def _write_config(self):
+        temp = os.path.join(self.basedir, "temp")
+        os.makedirs(temp, exist_ok=True)
+        locations = "".join(
+            f'        location = "{p}" {{\n            alias {f};\n            types {{ }}\n'
+            f'            default_type "{t}";\n        }}\n' for p, (f, t) in self.files.items())
+        with open(self.conf_path, "w") as f:
+            f.write(f"""\
+# nginx of bench/compare.py: the floor, the daemon's response bytes served from files
+daemon off;
+master_process on;
+worker_processes 1;
+user root root;
+pid {self.basedir}/nginx.pid;
+error_log {self.error_log} warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/client;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    server_tokens off;
+    server {{
+        listen 127.0.0.1:{self.port} default_server;
+        server_name _;
+{locations}    }}
+}}
+""")
+
+    def _argv(self, *args):
+        return [NGINX, "-p", self.basedir, "-c", self.conf_path, "-e", self.error_log, *args]
+
+    def start(self, timeout=20):
+        """Start nginx on a free port and wait (bounded) until it accepts connections; a port taken
+        meanwhile by another process is retried with another one (5 times)."""
+        for _ in range(5):
+            self.port = free_port()
+            self._write_config()
+            run(self._argv("-t"), timeout=30)
+            self._out = open(os.path.join(self.basedir, "nginx.out"), "ab")
+            self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=self._out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+            wait_until(lambda: self.proc.poll() is not None or port_is_open(self.port), timeout,
+                       f"nginx on 127.0.0.1:{self.port}")
+            if self.proc.poll() is None:
+                return self
+            self.proc = None
+            self._out.close()
+        raise HarnessError(f"nginx did not start:\n{tail(self.error_log)}")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def stop(self, timeout=15):
+        """SIGTERM to the process group (master and worker), SIGKILL after timeout seconds."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        self._out.close()
+
+
+def cpu_seconds(pids):
+    """utime + stime of processes (all their threads) that still exist, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(pg):
+    """The postmaster and its children (the backends, among them the daemon's pooled ones)."""
+    with open(os.path.join(pg.datadir, "postmaster.pid")) as f:
+        master = int(f.readline())
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as f:
+            return [master] + [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return [master]
+
+
+def parse_wrk(text):
+    """COMPARE lines of bench/compare.lua -> {"summary": {...}, "latency_us": {...},
+    "status": {code: n}}."""
+    out = {"status": {}}
+    for line in text.splitlines():
+        m = WRK_LINE.match(line)
+        if not m:
+            continue
+        pairs = [kv.split("=") for kv in m.group(2).split()]
+        if m.group(1) == "status":
+            out["status"] = {int(k): int(v) for k, v in pairs}
+        else:
+            out[m.group(1)] = {k: float(v) for k, v in pairs}
+    return out
+
+
+def wrk(url, token, args, extra, seconds, counted, count):
+    """One wrk run; returns the parsed COMPARE lines with "cpu" {part: share of one core} of the
+    pids in counted {part: callable returning pids} and of wrk. count: bench/compare.lua counts
+    every status (else only wrk's own count of statuses above 399 is there)."""
+    argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
+            "--timeout", "10s", "-s", LUA, "-H", f"Authorization: Bearer {token}", *extra, url,
+            *(["--", "count"] if count else [])]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pids = {part: f() for part, f in counted.items()}
+    cpu0 = {part: cpu_seconds(p) for part, p in pids.items()}
+    t0 = time.monotonic()
+    proc = run(argv, timeout=seconds + 60, check=False)
+    wall = time.monotonic() - t0
+    cpu = {part: (cpu_seconds(p) - cpu0[part]) / wall for part, p in pids.items()}
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = parse_wrk(proc.stdout)
+    if proc.returncode != 0 or "summary" not in res:
+        raise RuntimeError(f"wrk failed (exit {proc.returncode}): {shlex.join(argv[:-1])} "
+                           f"{url}\n{proc.stdout}\n{proc.stderr}")
+    res["cpu"] = cpu
+    res["cpu"]["wrk"] = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall
+    res["text"] = proc.stdout
+    return res
+
+
+def seed(d, base, policies):
+    """Three imported certificates (mx1 bound by the settings) and `policies` policies; returns
+    the destination of one of them."""
+    certs = CertFactory(os.path.join(base, "certs"))
+    for name in ("mx1", "mx2", "mx3"):
+        c = certs.leaf(name, ("mx.test.example", f"{name}.test.example"))
+        r = d.http("PUT", f"/api/v1/certificates/{name}", c.read("key") + c.read("fullchain"),
+                   content_type="application/x-pem-file", timeout=60)
+        assert r.status == 201, r
+    r = d.http("PATCH", "/api/v1/settings", {"mode": "may", "certificate": "mx1"},
+               content_type="application/merge-patch+json", timeout=60)
+    assert r.status == 200, r
+    items = [{"destination": f"seed-d{i:06d}.example", **POLICY_BODIES[i % len(POLICY_BODIES)]}
+             for i in range(policies)]
+    r = d.http("PUT", "/api/v1/tls-policies?wait=300", {"items": items}, timeout=600)
+    assert r.status == 200, r
+    return items[min(1, policies - 1)]["destination"]
+
+
+def machine():
+    """One line: CPUs, model, kernel, load average."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    la = os.getloadavg()
+    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, load average "
+            f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+
+
+def rate(res):
+    return res["summary"]["requests"] / (res["summary"]["duration_us"] / 1e6)
+
+
+def bad_statuses(res):
+    """Answers outside 2xx: {status: n} when counted, else wrk's own count of those above 399."""
+    bad = {c: n for c, n in res["status"].items() if not 200 <= c <= 299}
+    if res["summary"]["status"] and not bad:
+        bad[">399"] = int(res["summary"]["status"])
+    return bad
+
+
+def socket_errors(res):
+    s = res["summary"]
+    return {k: int(s[k]) for k in ("connect", "read", "write", "timeout") if s[k]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=10, help="each measured wrk run (default 10)")
+    ap.add_argument("--warmup", type=int, default=2,
+                    help="an uncounted wrk run before each measured one, seconds (default 2; 0: "
+                         "none)")
+    ap.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    ap.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    ap.add_argument("--policies", type=int, default=1000, help="policies seeded (default 1000)")
+    ap.add_argument("--only", action="append", metavar="REQUEST",
+                    choices=[name for name, _ in REQUESTS],
+                    help="only this request (repeatable): " + ", ".join(n for n, _ in REQUESTS))
+    ap.add_argument("--count-statuses", action="store_true",
+                    help="count every status in the measured runs too (Lua per reply: costs the "
+                         "client CPU); by default only the warm-up counts every status and the "
+                         "measured runs count those above 399 (wrk's own count)")
+    ap.add_argument("--mode", action="append", choices=[m for m, _ in MODES],
+                    help="only this mode (repeatable; default both)")
+    ap.add_argument("--binary", default=None,
+                    help="the daemon (default build/smtptlsd, else build-asan/smtptlsd)")
+    ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    args = ap.parse_args(argv)
+    binary = daemon_binary(args.binary)
+    for path, hint in ((WRK, "apt-get install wrk (scripts/deps)"),
+                       (NGINX, "apt-get install nginx (scripts/deps)")):
+        if not os.path.exists(path):
+            print(f"no {path}: {hint}", file=sys.stderr)
+            return 2
+    if not binary or args.policies < 1:
+        return 2
+    signal.signal(signal.SIGTERM, on_signal)
+    requests = [(n, p) for n, p in REQUESTS if not args.only or n in args.only]
+    modes = [(m, h) for m, h in MODES if not args.mode or m in args.mode]
+
+    shown = os.path.relpath(binary, REPO_ROOT)
+    print("$ " + shlex.join(["/usr/bin/python3", "bench/compare.py"] +
+                            list(argv if argv is not None else sys.argv[1:])))
+    nginx_version = run([NGINX, "-v"]).stderr.strip().split("/", 1)[-1]
+    wrk_version = run([WRK, "-v"], check=False).stdout.split()[1]
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
+          f"the start")
+    version = run([binary, "--version"], check=False).stdout.strip()
+    print(f"daemon {binary if shown.startswith('..') else shown} ({version}, http_threads 2), "
+          f"PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: "
+          f"-t{args.threads} -c{args.connections} -d{args.seconds}s --latency --timeout 10s "
+          f"-s bench/compare.lua -H 'Authorization: Bearer <read token>' "
+          f"[-H 'Connection: close'] URL, after a "
+          f"{args.warmup} s warm-up of the same; {args.policies} policies, 3 certificates",
+          flush=True)
+
+    ngx = None
+    results = []  # (mode, name, path, body bytes, daemon result, nginx result)
+    try:
+        config = {"per_ip_connection_limit": 0}
+        with bench_sandbox(binary, keep=args.keep, config=config) as (base, pg, _pf, d):
+            # bench_sandbox logs every statement's duration (bulk_policies.py reads them): not here
+            pg.psql("ALTER SYSTEM RESET log_min_duration_statement")
+            pg.psql("ALTER SYSTEM RESET log_parameter_max_length")
+            pg.psql("SELECT pg_reload_conf()")
+            log(f"seeding 3 certificates and {args.policies} policies")
+            one = seed(d, base, args.policies)
+            token = d.add_token("compare-read", "read")
+            ngx = FileServer(os.path.join(base, "nginx"))
+            bodies = {}
+            for name, path in requests:
+                path = path.format(one=q(one))
+                r = d.http("GET", path, token=token, timeout=60)
+                if r.status != 200:
+                    raise RuntimeError(f"GET {path}: {r}")
+                ngx.put(path, r.raw, r.headers.get("Content-Type"))
+                bodies[name] = (path, len(r.raw))
+            ngx.start()
+            for name, _ in requests:  # the floor answers the very same bytes
+                path = bodies[name][0]
+                conn = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=10)
+                try:
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                    got = resp.read()
+                finally:
+                    conn.close()
+                with open(ngx.files[path.split("?", 1)[0]][0], "rb") as f:
+                    if resp.status != 200 or got != f.read():
+                        raise RuntimeError(f"nginx does not answer the daemon's bytes for {path}")
+            rss0 = proc_status_kib(d.pid, "VmRSS")
+            counted_d = {"smtptlsd": lambda: [d.pid], "postgres": lambda: postgres_pids(pg)}
+            counted_n = {"nginx": ngx.worker_pids}
+            for mode, extra in modes:
+                for name, _ in requests:
+                    path, size = bodies[name]
+                    pair = []
+                    for url, counted in ((f"http://{d.host}:{d.port}{path}", counted_d),
+                                         (ngx.url + path, counted_n)):
+                        warm = None
+                        if args.warmup:
+                            warm = wrk(url, token, args, extra, args.warmup, {}, True)
+                        res = wrk(url, token, args, extra, args.seconds, counted,
+                                  args.count_statuses)
+                        res["warm"] = warm
+                        pair.append(res)
+                        log(f"{mode} {name} {'smtptlsd' if counted is counted_d else 'nginx'}: "
+                            f"{rate(res):,.0f} req/s, p99 "
+                            f"{res['latency_us']['p99'] / 1000:.1f} ms")
+                    results.append((mode, name, path, size, *pair))
+            rss1 = proc_status_kib(d.pid, "VmRSS")
+            hwm = proc_status_kib(d.pid, "VmHWM")
+            daemon_errors = d.unexpected_errors()
+            alive = d.alive()
+    except Interrupted as e:
+        log(f"interrupted ({e})")
+        return 130
+    finally:
+        if ngx is not None:
+            ngx.stop()
+
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
+          f"the end")
+    print()
+    w = max(len(f"GET {p}") for _, _, p, _, _, _ in results) if results else 20
+    head = (f"{'mode':10} {'request':{w}} {'bytes':>6}  {'smtptlsd req/s':>14} {'p99 ms':>7}  "
+            f"{'nginx req/s':>11} {'p99 ms':>7}  {'ratio':>6}")
+    print(head)
+    print("-" * len(head))
+    for mode, name, path, size, rd, rn in results:
+        print(f"{mode:10} {'GET ' + path:{w}} {size:>6}  {rate(rd):>14,.0f} "
+              f"{rd['latency_us']['p99'] / 1000:>7.1f}  {rate(rn):>11,.0f} "
+              f"{rn['latency_us']['p99'] / 1000:>7.1f}  {rate(rd) / rate(rn):>5.2f}x")
+    print()
+    print("per run: bytes per reply on the wire (headers + body), p50 / p99.9 / max latency (ms), "
+          "CPU (% of one core):")
+    for mode, name, path, size, rd, rn in results:
+        parts = []
+        for who, res in (("smtptlsd", rd), ("nginx", rn)):
+            s, lat = res["summary"], res["latency_us"]
+            wire = s["bytes"] / s["requests"] if s["requests"] else 0
+            cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in res["cpu"].items())
+            parts.append(f"{who} {wire:,.0f} B, {lat['p50'] / 1000:.1f} / "
+                         f"{lat['p999'] / 1000:.1f} / {lat['max'] / 1000:.1f} ms, {cpu}")
+        print(f"  {mode:10} {name:12} " + "; ".join(parts))
+    print()
+    print(f"daemon VmRSS {rss0 / 1024:.1f} MiB before the runs (seeded, idle), "
+          f"{rss1 / 1024:.1f} MiB after; VmHWM {hwm / 1024:.1f} MiB")
+
+    problems = []
+    for mode, name, path, size, rd, rn in results:
+        for who, res in (("smtptlsd", rd), ("nginx", rn)):
+            for what, r in (("warm-up", res["warm"]), ("measured", res)):
+                if r is None:
+                    continue
+                bad = bad_statuses(r)
+                if bad or not r["summary"]["requests"]:
+                    problems.append(f"{mode} GET {path} ({who}, {what}): answers outside 2xx "
+                                    f"{bad}, all counted {r['status']}, "
+                                    f"{int(r['summary']['requests'])} requests")
+            errs = socket_errors(res)
+            if errs:
+                print(f"note: {mode} GET {path} ({who}): wrk socket errors {errs}")
+    for line in daemon_errors:
+        print(f"note: daemon log: {line}")
+    if not alive:
+        problems.append("the daemon exited during the runs")
+    for p in problems:
+        print(f"FAIL: {p}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
