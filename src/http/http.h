@@ -186,6 +186,10 @@ int reply_static(struct request *req, const char *content_type, const unsigned c
  * when If-None-Match has it, so a poller pays a hash, not a transfer, while nothing changed. */
 #define REPLY_TAG_BYTES 16
 int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr);
+/* Every 200 JSON reply to a GET gets a strong ETag - the resource's own when the handler set
+ * one, else reply_json_tagged's - and becomes a 304 when If-None-Match has it (server.c, just
+ * before sending): a client or console polling anything pays a hash, not a transfer. */
+void reply_conditional(struct request *req);
 int reply_header(struct request *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The one place where a problem code becomes an HTTP status. */

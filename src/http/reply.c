@@ -3,6 +3,8 @@
  * worker, when it completes a suspended request). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -123,26 +125,55 @@ static int not_modified(struct request *req, const char *etag, struct problem *r
         return none_match && etag_list_has_weak(none_match, etag) ? 1 : 0;
 }
 
+/* The strong ETag of the reply's bytes: the first REPLY_TAG_BYTES of their SHA-256, in hex. */
+static int body_etag(const struct request *req, char etag[REPLY_TAG_BYTES * 2 + 3])
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (EVP_Digest(req->reply_body, req->reply_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+            mdlen < REPLY_TAG_BYTES)
+                return -EIO;
+        etag[0] = '"';
+        hex_encode(md, REPLY_TAG_BYTES, etag + 1);
+        etag[REPLY_TAG_BYTES * 2 + 1] = '"';
+        etag[REPLY_TAG_BYTES * 2 + 2] = 0;
+        return 0;
+}
+
 int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
 {
         int r = reply_json(req, 200, body);
         if (r < 0)
                 return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                          "out of memory");
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (EVP_Digest(req->reply_body, req->reply_len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-            mdlen < REPLY_TAG_BYTES)
+        char etag[REPLY_TAG_BYTES * 2 + 3];
+        if (body_etag(req, etag) < 0)
                 return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
                                          "SHA-256 failed");
-        char etag[REPLY_TAG_BYTES * 2 + 3] = "\"";
-        hex_encode(md, REPLY_TAG_BYTES, etag + 1);
-        etag[REPLY_TAG_BYTES * 2 + 1] = '"';
-        etag[REPLY_TAG_BYTES * 2 + 2] = 0;
         r = not_modified(req, etag, reterr);
         if (r > 0)
                 return reply_empty(req, 304);
         return r;
+}
+
+void reply_conditional(struct request *req)
+{
+        if (req->method != HTTP_GET || req->status != 200 || !req->reply_type ||
+            strcmp(req->reply_type, "application/json") != 0)
+                return;
+        const char *etag = NULL;
+        for (size_t i = 0; i < req->n_headers; i++)
+                if (strcasecmp(req->headers[i].name, "ETag") == 0)
+                        etag = req->headers[i].value;
+        char tag[REPLY_TAG_BYTES * 2 + 3];
+        if (!etag) {
+                if (body_etag(req, tag) < 0 || reply_header(req, "ETag", "%s", tag) < 0)
+                        return; /* no ETag: an ordinary 200 */
+                etag = tag;
+        }
+        const char *none_match = request_header(req, "If-None-Match");
+        if (none_match && etag_list_has_weak(none_match, etag))
+                reply_empty(req, 304); /* the headers, the ETag among them, stay */
 }
 
 int reply_static(struct request *req, const char *content_type, const unsigned char *data,

@@ -345,6 +345,7 @@ static enum MHD_Result send_reply(struct request *req)
         atomic_bool *slot = TAKE_PTR(req->slot);
         if (slot)
                 atomic_store(slot, false);
+        reply_conditional(req);
         resp = req->reply_secret ? MHD_create_response_from_buffer_with_free_callback(
                                        req->reply_len, req->reply_body, free_wiped)
                                  : MHD_create_response_from_buffer(req->reply_len, req->reply_body,
