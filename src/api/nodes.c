@@ -174,10 +174,12 @@ int api_node_settings_get(struct request *req, struct problem *reterr)
                 resource_etag(RESOURCE_NODE_SETTINGS, version, etag);
                 reply_header(req, "ETag", "%s", etag);
         }
-        if (r == 0) /* it follows the settings */
+        if (r == 0) { /* it follows the settings: no binding whose version If-Match could name */
+                req->reply_untagged = true;
                 return reply_json(req, 200,
                                   json_pack("{s:s, s:n, s:n}", "node", req->params[0],
                                             "certificate", "additional_certificate"));
+        }
         return reply_json(req, 200,
                           json_pack("{s:s, s:s, s:o}", "node", req->params[0], "certificate", cert,
                                     "additional_certificate",

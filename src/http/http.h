@@ -129,8 +129,11 @@ struct request {
         size_t n_headers;
         bool replied;
         bool reply_secret; /* the body holds private keys: wiped when it is freed */
-        bool preflight;    /* a CORS preflight (http/server.c) */
-        bool suspended;    /* waiting for its job (http/pending.c) */
+        /* a GET reply that must carry no ETag (reply_conditional adds none): there is no
+         * resource whose version a write's If-Match could name */
+        bool reply_untagged;
+        bool preflight; /* a CORS preflight (http/server.c) */
+        bool suspended; /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
          * handed it to the request's job */
         atomic_bool *slot;

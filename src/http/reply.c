@@ -158,8 +158,8 @@ int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
 
 void reply_conditional(struct request *req)
 {
-        if (req->method != HTTP_GET || req->status != 200 || !req->reply_type ||
-            strcmp(req->reply_type, "application/json") != 0)
+        if (req->method != HTTP_GET || req->status != 200 || req->reply_untagged ||
+            !req->reply_type || strcmp(req->reply_type, "application/json") != 0)
                 return;
         const char *etag = NULL;
         for (size_t i = 0; i < req->n_headers; i++)

@@ -33,6 +33,14 @@ def test_every_get_has_a_strong_etag_and_answers_304_while_it_is_current(site):
         assert d.http("GET", path, headers={"If-None-Match": '"other"'}).status == 200
 
 
+def test_a_node_following_the_settings_has_no_binding_to_tag(site):
+    """GET /api/v1/nodes/{name}/settings of a node without a binding of its own: no ETag - a
+    write's If-Match could name no version of it."""
+    me = [n["name"] for n in site.d.get("/api/v1/nodes").body["items"] if n["self"]][0]
+    r = site.d.get(f"/api/v1/nodes/{me}/settings")
+    assert r.status == 200 and r.body["certificate"] is None and "ETag" not in r.headers, r
+
+
 def test_a_change_moves_the_tag(site):
     d = site.d
     tags = {p: d.get(p).headers["ETag"] for p in ("/api/v1/tls-policies",
