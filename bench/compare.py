@@ -50,7 +50,7 @@ from bulk_policies import REPO_ROOT, bench_sandbox, daemon_binary  # noqa: E402
 from load import POLICY_BODIES, q  # noqa: E402
 from tests.harness.certs import CertFactory  # noqa: E402
 from tests.harness.util import (HarnessError, free_port, port_is_open,  # noqa: E402
-                                proc_status_kib, run, tail, wait_until)
+                                proc_status_kib, run, stop_group, tail, wait_until)
 
 WRK = "/usr/bin/wrk"
 NGINX = "/usr/sbin/nginx"
@@ -182,15 +182,7 @@ http {{
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc, timeout)
         self._out.close()
 
 

@@ -69,7 +69,7 @@ static int authenticate_bearer(struct request *req, const char *h, enum scope *h
                         return 0;
                 r = db_acquire(req->app->db, &c, reterr);
                 if (r >= 0)
-                        r = tokens_authenticate(c, h, req->actor, have, reterr);
+                        r = tokens_authenticate(c, hash, req->actor, have, reterr);
                 if (r >= 0)
                         token_cache_put(hash, req->actor, *have);
                 explicit_bzero(hash, sizeof(hash));

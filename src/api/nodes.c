@@ -56,12 +56,19 @@ int api_nodes_get(struct request *req, struct problem *reterr)
         return r < 0 ? r : reply_node(req, c, 200, reterr);
 }
 
-int api_fleet_summary(const struct config *cfg, struct db_conn *c, json_t **ret)
+/* The registry for a summary of the fleet (a problem is the caller's to word, not a client's). */
+static int fleet_nodes(const struct config *cfg, struct db_conn *c, json_t **items)
 {
         struct problem p = { 0 };
-        json_t *items = NULL;
-        int r = store_nodes_list(c, stale_usec(cfg), &items, &p);
+        int r = store_nodes_list(c, stale_usec(cfg), items, &p);
         problem_done(&p);
+        return r;
+}
+
+int api_fleet_summary(const struct config *cfg, struct db_conn *c, json_t **ret)
+{
+        json_t *items = NULL;
+        int r = fleet_nodes(cfg, c, &items);
         if (r < 0)
                 return r;
         size_t i, in_sync = 0, unreachable = 0;
@@ -131,10 +138,8 @@ static const char *node_outcome(json_t *n, int64_t gen)
 
 int api_fleet_outcome(const struct config *cfg, struct db_conn *c, int64_t gen, json_t **ret)
 {
-        struct problem p = { 0 };
         json_t *items = NULL;
-        int r = store_nodes_list(c, stale_usec(cfg), &items, &p);
-        problem_done(&p);
+        int r = fleet_nodes(cfg, c, &items);
         if (r < 0)
                 return r;
         json_t *nodes = json_array();

@@ -62,12 +62,24 @@ static void keys_at_start(struct worker *w)
         problem_done(&p);
 }
 
+/* Why the committed state is applied outside a batch, and what that decides. */
+struct occasion {
+        const char *why;        /* in the log */
+        const char *fail_state; /* the node's state when Postfix or the files refuse it */
+        bool at_start;          /* nothing says what Postfix serves: check it even without a
+                                 * reload, at once; a follower's check settles first */
+};
+static const struct occasion AT_START = { "start-up", "failed", true };
+static const struct occasion FOLLOWING = { "fleet", "degraded", false };
+static const struct occasion RETRYING = { "retry", "degraded", false };
+
 /* Renders the committed state for this node's Postfix and applies it (stage, validate, swap,
  * reload when needed, verify; the last-known-good files stay on a failure), recording the
- * generation as applied; refused, the node's state is fail_state with the reason. why names the
- * occasion in the log. */
-static int apply_committed(struct worker *w, const char *why, const char *fail_state)
+ * generation as applied; refused, the node's state is the occasion's fail_state with the
+ * reason. */
+static int apply_committed(struct worker *w, const struct occasion *o)
 {
+        const char *why = o->why, *fail_state = o->fail_state;
         const struct config *cfg = w->app->cfg;
         struct problem p = { 0 };
         struct desired d = { 0 };
@@ -126,8 +138,8 @@ static int apply_committed(struct worker *w, const char *why, const char *fail_s
                 worker_mark_applied(w, gen, res.reloaded);
                 /* what this node's smtpd serves now, for its row in the fleet's registry: after
                  * a reload, and at the start (nothing may have changed, but nothing was seen) */
-                if (res.postfix_running && (res.reloaded || streq(why, "start-up")))
-                        worker_verify(w, &plan, NULL, 0, !streq(why, "start-up"));
+                if (res.postfix_running && (res.reloaded || o->at_start))
+                        worker_verify(w, &plan, NULL, 0, !o->at_start);
         }
         apply_result_done(&res);
         plan_done(&plan);
@@ -169,7 +181,7 @@ void worker_initial_reconcile(struct worker *w)
                 log_error("start-up reconcile failed: %s", p.detail);
                 worker_set_state(w, "failed", p.detail);
         } else {
-                (void)apply_committed(w, "start-up", "failed");
+                (void)apply_committed(w, &AT_START);
         }
         problem_done(&p);
         /* A failed start-up reconcile is reported, not fatal: the API must stay up to fix it. */
@@ -214,7 +226,7 @@ void worker_follow_committed(struct worker *w)
         worker_set_state(w, "applying", "");
         /* refused (Postfix, the files): the last-known-good files stay, the node says degraded,
          * and the next generation (or a retry) is tried; not this one again and again */
-        int r = apply_committed(w, retry ? "retry" : "fleet", "degraded");
+        int r = apply_committed(w, retry ? &RETRYING : &FOLLOWING);
         if (r < 0 && r != -EAGAIN)
                 w->follow_failed_generation = committed;
 }

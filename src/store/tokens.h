@@ -33,9 +33,9 @@ int tokens_check_new(struct db_conn *c, const char *name, struct problem *reterr
 int tokens_get(struct db_conn *c, const char *name, json_t **row, struct problem *reterr);
 /* not_found when no active token has that name. */
 int tokens_revoke(struct db_conn *c, const char *name, struct problem *reterr);
-/* Looks a presented token up by its hash. Returns 0 and fills name/scope, or -ENOENT (unknown or
- * revoked), or another error with reterr set. */
-int tokens_authenticate(struct db_conn *c, const char *token, char name_out[static 72],
+/* Looks a presented token up by its hash (secret_sha256_hex of a well-formed token). Returns 0
+ * and fills name/scope, or -ENOENT (unknown or revoked), or another error with reterr set. */
+int tokens_authenticate(struct db_conn *c, const char hash[65], char name_out[static 72],
                         enum scope *scope, struct problem *reterr);
 
 /* Console sessions (store/sessions.c): a random id (base64url of 32 bytes) in a cookie, stored

@@ -13,11 +13,10 @@ import base64
 import os
 import re
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 
-from .util import HarnessError, free_udp_tcp_port, run, tail, wait_until
+from .util import HarnessError, free_udp_tcp_port, run, stop_group, tail, wait_until
 
 
 def tlsa_311(cert_pem_path):
@@ -265,18 +264,7 @@ zone:
         """Stop knotd: SIGTERM to its process group, SIGKILL after `timeout` seconds."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(10)
+            stop_group(proc, timeout)
         if self._log:
             self._log.close()
             self._log = None

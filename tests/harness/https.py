@@ -8,7 +8,8 @@ import shutil
 import signal
 import subprocess
 
-from .util import HarnessError, free_loopback_address, port_is_open, run, tail, wait_until
+from .util import (HarnessError, free_loopback_address, port_is_open, run, stop_group, tail,
+                   wait_until)
 
 
 class HttpsServer:
@@ -159,15 +160,7 @@ http {{
         group after `timeout` seconds."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)  # the master exits after its workers
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # the group: the master is not reaped yet
-                proc.wait(10)
+            stop_group(proc, timeout)  # the master exits after its workers
             self._log.close()
 
     def destroy(self):

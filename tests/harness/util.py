@@ -2,6 +2,7 @@
 # private directories. Nothing here waits without a time limit.
 import os
 import random
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +22,23 @@ def proc_status_kib(pid, key):
 
 class HarnessError(RuntimeError):
     """A sandbox part (PostgreSQL, Postfix, openssl, the daemon) did not do what the harness asked."""
+
+
+def stop_group(proc, timeout=15):
+    """Stop a process started in a session of its own (start_new_session) and whatever it
+    started: SIGTERM to its process group, SIGKILL to the group after `timeout` seconds, reaped."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group: the leader is not reaped yet
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
 
 
 def wait_until(predicate, timeout, what, interval=0.05):

@@ -263,9 +263,13 @@ def test_a_node_binds_a_certificate_of_its_own_served_there_only(fleet, certs):
     assert one.d.get("/api/v1/nodes/mx2/settings").body == \
         {"node": "mx2", "certificate": None, "additional_certificate": None}
     assert one.d.get("/api/v1/certificates/mx2-own").body["in_use"] is False
-    metrics = one.d.get("/metrics").body
-    assert 'smtptlsd_fleet_nodes{state="in_sync"} 3' in metrics, metrics
-    assert 'smtptlsd_fleet_node_generation_lag{node="mx2"}' in metrics
+    wait_in_sync(fleet, None)  # every node at one generation: no lag anywhere
+    samples, _ = parse_metrics(one.d.get("/metrics").body)
+    assert samples[("smtptlsd_fleet_nodes", frozenset({("state", "in_sync")}))] == 3, samples
+    assert samples[("smtptlsd_fleet_nodes", frozenset({("state", "unreachable")}))] == 0
+    for name in NAMES:
+        assert samples[("smtptlsd_fleet_node_generation_lag",
+                        frozenset({("node", name)}))] == 0, (name, samples)
 
 
 def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
