@@ -62,6 +62,12 @@ static const struct {
         [METRIC_PROBES_REFUSED] = { "smtptlsd_probes_total", "outcome=\"refused\"", NULL },
         [METRIC_PROBES_CACHED] = { "smtptlsd_probes_cached_total", NULL,
                                    "Destination probes answered from the cache." },
+        [METRIC_REPLY_CACHE_HITS] = { "smtptlsd_read_model_requests_total", "result=\"hit\"",
+                                      "GETs of the cached routes, by result (hit: served from "
+                                      "the read model, no database round trip; miss: read and "
+                                      "rendered, then kept)." },
+        [METRIC_REPLY_CACHE_MISSES] = { "smtptlsd_read_model_requests_total", "result=\"miss\"",
+                                        NULL },
 };
 
 static const struct {

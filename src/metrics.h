@@ -21,7 +21,9 @@ enum metric_counter {
         METRIC_PROBES_REACHABLE, /* no level asked, and mail would go out */
         METRIC_PROBES_CANCELLED,
         METRIC_PROBES_REFUSED,
-        METRIC_PROBES_CACHED, /* answered from the cache (also counted by outcome) */
+        METRIC_PROBES_CACHED,    /* answered from the cache (also counted by outcome) */
+        METRIC_REPLY_CACHE_HITS, /* GETs answered from the read model (http/reply_cache.c) */
+        METRIC_REPLY_CACHE_MISSES,
         _METRIC_COUNTER_MAX,
 };
 

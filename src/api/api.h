@@ -62,6 +62,11 @@ int api_fleet_outcome(const struct config *cfg, struct db_conn *c, int64_t gen, 
 int api_jobs_list(struct request *req, struct problem *reterr);
 int api_jobs_get(struct request *req, struct problem *reterr);
 int api_status(struct request *req, struct problem *reterr);
+/* The read model's stamps (cache_stamp_fn, http/http.h): nothing but the change count (0), and
+ * the live Postfix files a reply compares with the desired state (main.cf, the policy map and its
+ * index: inode, size, modification time), for /status and /config. */
+uint64_t api_stamp_none(struct request *req);
+uint64_t api_stamp_postfix(struct request *req);
 /* The state /status reports (in_sync, applying, degraded) from worker_status(), the committed
  * generation and the live drift: "applying" while that generation is not live yet, "degraded"
  * while managed main.cf parameters differ from their rendering (n_drift > 0). */

@@ -4,10 +4,12 @@
  * run `postfix status`, never write. */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "api/api.h"
 #include "app.h"
+#include "apply/layout.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/worker.h"
@@ -159,6 +161,42 @@ static int desired_load_cached(struct db_conn *c, const char *node, struct desir
         d->map_borrowed = true;
         d->map_managed = d->settings.managed || (*m)->rows > 0;
         return 0;
+}
+
+uint64_t api_stamp_none(struct request *req)
+{
+        return 0;
+}
+
+/* One file's identity mixed into h (FNV-1a over its numbers; a missing file counts too). */
+static uint64_t stamp_file(uint64_t h, const char *path)
+{
+        struct stat st = { 0 };
+        if (stat(path, &st) < 0)
+                st.st_ino = (ino_t)-1;
+        const uint64_t v[] = { (uint64_t)st.st_ino, (uint64_t)st.st_size,
+                               (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec };
+        for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+                h ^= v[i];
+                h *= 1099511628211ull;
+        }
+        return h;
+}
+
+uint64_t api_stamp_postfix(struct request *req)
+{
+        const struct config *cfg = req->app->cfg;
+        char path[PATH_MAX], index[PATH_MAX + 8];
+        uint64_t h = 14695981039346656037ull;
+        if (layout_main_cf(cfg, path, sizeof(path)) >= 0)
+                h = stamp_file(h, path);
+        if (layout_policy_map(cfg, path, sizeof(path)) >= 0) {
+                h = stamp_file(h, path);
+                snprintf(index, sizeof(index), "%s%s", path,
+                         layout_map_suffix(cfg->policy_map_type));
+                h = stamp_file(h, index);
+        }
+        return h;
 }
 
 const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)

@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "app.h"
+#include "changes.h"
 #include "apply/worker.h"
 #include "conf.h"
 #include "log.h"
@@ -69,6 +70,7 @@ static void read_generation(struct follower *f)
                         worker_retry_requested(f->app->worker);
         }
         PQclear(res);
+        changes_bump(); /* another node may have committed or moved: reads look again */
         /* what arrived while the query ran waits in libpq, not on the socket */
         drain(f);
         if (f->on_nodes_changed)
@@ -78,6 +80,7 @@ static void read_generation(struct follower *f)
 /* One notification: a generation committed, a retry asked (of this node?), a node's row. */
 static void notified(struct follower *f, const PGnotify *n)
 {
+        changes_bump(); /* what this node's reads show has changed (http/reply_cache.h) */
         if (streq(n->relname, NODE_RETRY_CHANNEL)) {
                 if (streq(n->extra, f->app->cfg->node_name))
                         worker_retry_requested(f->app->worker);

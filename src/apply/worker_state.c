@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "app.h"
+#include "changes.h"
 #include "apply/job.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
@@ -34,6 +35,7 @@ void worker_set_state(struct worker *w, const char *state, const char *error)
         if (error)
                 snprintf(w->last_error, sizeof(w->last_error), "%s", error);
         pthread_mutex_unlock(&w->lock);
+        changes_bump(); /* /status shows it */
 }
 
 /* The desired_generation gauge: the applied generation, plus one while jobs wait or run (the
@@ -176,6 +178,7 @@ static void record_last_job(struct worker *w, const struct job *job)
             json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)job->id, "action", job->action,
                       "target", job->target, "status", job->failed ? "failed" : "applied");
         pthread_mutex_unlock(&w->lock);
+        changes_bump(); /* /status shows it */
 }
 
 void worker_complete(struct worker *w, struct slot *s)

@@ -79,6 +79,10 @@ enum {
 struct request;
 /* A handler returns >= 0 with a reply set on req (reply_*), or < 0 with reterr filled. */
 typedef int (*handler_fn)(struct request *req, struct problem *reterr);
+/* For a GET whose 200 replies the read model keeps (http/reply_cache.h): a number that moves
+ * when anything the reply shows changes that the change count (changes.h) does not see - the
+ * live Postfix files, say; 0 when there is nothing else. Cheap: it runs on every such GET. */
+typedef uint64_t (*cache_stamp_fn)(struct request *req);
 
 struct route_op {
         enum http_method method;
@@ -86,6 +90,10 @@ struct route_op {
         enum scope scope;
         unsigned body;
         unsigned query; /* QUERY_* the operation accepts */
+        /* NULL, or a GET served from the read model (http/reply_cache.h) while the change count
+         * and this stamp stay the same: its reply depends on nothing but the URL, the Accept
+         * header, the token's scope, the stored state and what the stamp watches */
+        cache_stamp_fn cached;
 };
 
 struct route {
@@ -132,6 +140,13 @@ struct request {
         /* a GET reply that must carry no ETag (reply_conditional adds none): there is no
          * resource whose version a write's If-Match could name */
         bool reply_untagged;
+        /* a reply served from (or kept in) the read model: its bytes, by reference (released with
+         * the reply); the key and change count noted by a miss, for keeping what the handler
+         * renders (http/reply_cache.c) */
+        struct reply_cache_entry *reply_entry;
+        char *cache_key;
+        size_t cache_key_len;
+        uint64_t cache_hash, cache_changes, cache_stamp;
         bool preflight; /* a CORS preflight (http/server.c) */
         bool suspended; /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit
@@ -193,8 +208,12 @@ int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
  * one, else reply_json_tagged's - and becomes a 304 when If-None-Match has it (server.c, just
  * before sending): a client or console polling anything pays a hash, not a transfer. */
 void reply_conditional(struct request *req);
+/* The first half of reply_conditional: the ETag, without the 304 (what the read model keeps). */
+void reply_tag(struct request *req);
 int reply_header(struct request *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The value of a header the reply has (reply_header), or NULL. */
+const char *reply_header_value(const struct request *req, const char *name);
 /* The one place where a problem code becomes an HTTP status. */
 int problem_http_status(enum problem_code code);
 int reply_problem(struct request *req, const struct problem *p);

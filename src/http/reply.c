@@ -10,6 +10,7 @@
 
 #include "core/sealed.h"
 #include "http/http.h"
+#include "http/reply_cache.h"
 
 static const struct {
         int status;
@@ -84,6 +85,7 @@ static void release_body(struct request *req)
 static int set_body(struct request *req, int status, const char *type, char *body, size_t len)
 {
         release_body(req);
+        reply_cache_entry_unref(TAKE_PTR(req->reply_entry));
         req->status = status;
         req->reply_type = type;
         req->reply_body = body;
@@ -156,23 +158,36 @@ int reply_json_tagged(struct request *req, json_t *body, struct problem *reterr)
         return r;
 }
 
+const char *reply_header_value(const struct request *req, const char *name)
+{
+        for (size_t i = 0; i < req->n_headers; i++)
+                if (strcasecmp(req->headers[i].name, name) == 0)
+                        return req->headers[i].value;
+        return NULL;
+}
+
+static bool taggable(const struct request *req)
+{
+        return req->method == HTTP_GET && req->status == 200 && !req->reply_untagged &&
+               req->reply_type && strcmp(req->reply_type, "application/json") == 0;
+}
+
+void reply_tag(struct request *req)
+{
+        char tag[REPLY_TAG_BYTES * 2 + 3];
+        if (taggable(req) && !reply_header_value(req, "ETag") && req->reply_body &&
+            body_etag(req, tag) == 0)
+                reply_header(req, "ETag", "%s", tag); /* none (too many headers): a plain 200 */
+}
+
 void reply_conditional(struct request *req)
 {
-        if (req->method != HTTP_GET || req->status != 200 || req->reply_untagged ||
-            !req->reply_type || strcmp(req->reply_type, "application/json") != 0)
+        if (!taggable(req))
                 return;
-        const char *etag = NULL;
-        for (size_t i = 0; i < req->n_headers; i++)
-                if (strcasecmp(req->headers[i].name, "ETag") == 0)
-                        etag = req->headers[i].value;
-        char tag[REPLY_TAG_BYTES * 2 + 3];
-        if (!etag) {
-                if (body_etag(req, tag) < 0 || reply_header(req, "ETag", "%s", tag) < 0)
-                        return; /* no ETag: an ordinary 200 */
-                etag = tag;
-        }
+        reply_tag(req);
+        const char *etag = reply_header_value(req, "ETag");
         const char *none_match = request_header(req, "If-None-Match");
-        if (none_match && etag_list_has_weak(none_match, etag))
+        if (etag && none_match && etag_list_has_weak(none_match, etag))
                 reply_empty(req, 304); /* the headers, the ETag among them, stay */
 }
 
@@ -247,6 +262,8 @@ void request_reply_free(struct request *req)
 {
         release_body(req);
         req->reply_body = NULL;
+        reply_cache_entry_unref(TAKE_PTR(req->reply_entry));
+        free(TAKE_PTR(req->cache_key));
         for (size_t i = 0; i < req->n_headers; i++)
                 free(req->headers[i].value);
         req->n_headers = 0;

@@ -20,6 +20,7 @@
 #include "http/admission.h"
 #include "http/browser.h"
 #include "http/http.h"
+#include "http/reply_cache.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -61,6 +62,7 @@ struct http_server {
         pthread_t watchdog;
         bool watchdog_started;
         struct stop_event watchdog_stop;
+        struct reply_cache *cache; /* the read model (http/reply_cache.h) */
 };
 
 /* Starts a wait for a request (phase_start = now) or moves the deadline of the body's. Call
@@ -328,15 +330,6 @@ static int append_body(struct request *req, const char *data, size_t n)
         return 0;
 }
 
-/* Whether the handler set this header itself (reply_header). */
-static bool reply_has_header(const struct request *req, const char *name)
-{
-        for (size_t i = 0; i < req->n_headers; i++)
-                if (strcasecmp(req->headers[i].name, name) == 0)
-                        return true;
-        return false;
-}
-
 static enum MHD_Result send_reply(struct request *req)
 {
         struct MHD_Response *resp;
@@ -346,17 +339,21 @@ static enum MHD_Result send_reply(struct request *req)
         if (slot)
                 atomic_store(slot, false);
         reply_conditional(req);
-        resp = req->reply_secret ? MHD_create_response_from_buffer_with_free_callback(
-                                       req->reply_len, req->reply_body, free_wiped)
-                                 : MHD_create_response_from_buffer(req->reply_len, req->reply_body,
-                                                                   MHD_RESPMEM_MUST_FREE);
+        if (req->reply_entry)
+                resp = reply_cache_response(req->reply_entry);
+        else
+                resp = req->reply_secret
+                           ? MHD_create_response_from_buffer_with_free_callback(
+                                 req->reply_len, req->reply_body, free_wiped)
+                           : MHD_create_response_from_buffer(req->reply_len, req->reply_body,
+                                                             MHD_RESPMEM_MUST_FREE);
         if (!resp)
                 return MHD_NO;
         req->reply_body = NULL;
         if (req->reply_type)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
         /* API replies are never cached; the console's files say otherwise (revalidated) */
-        if (!reply_has_header(req, MHD_HTTP_HEADER_CACHE_CONTROL))
+        if (!reply_header_value(req, MHD_HTTP_HEADER_CACHE_CONTROL))
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         for (size_t i = 0; i < req->n_headers; i++)
@@ -444,6 +441,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                             "the body is larger than the limit of %zu bytes", req->body_limit);
                 return fail(req, &p);
         }
+        bool cached = req->op->cached && req->method == HTTP_GET;
+        if (cached && reply_cache_serve(srv->cache, req, url))
+                return send_reply(req);
         int r = req->op->handler(req, &p);
         if (r == HANDLER_SUSPENDED) {
                 problem_done(&p);
@@ -455,6 +455,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return fail(req, &p);
         }
         problem_done(&p);
+        if (cached) {
+                reply_tag(req);
+                reply_cache_keep(srv->cache, req);
+        }
         return send_reply(req);
 }
 
@@ -540,7 +544,9 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         srv->listen_fd = MHD_INVALID_SOCKET;
         srv->timeout_usec = (uint64_t)o->connection_timeout_sec * 1000000;
         pthread_mutex_init(&srv->watch_lock, NULL);
-        r = event_init(&srv->idle);
+        r = reply_cache_new(&srv->cache);
+        if (r >= 0)
+                r = event_init(&srv->idle);
         if (r >= 0) {
                 r = stop_event_init(&srv->watchdog_stop);
                 if (r < 0)
@@ -549,6 +555,7 @@ int http_server_start(struct app *app, const struct http_server_options *o,
         if (r < 0) {
                 freeaddrinfo(ai);
                 pthread_mutex_destroy(&srv->watch_lock);
+                reply_cache_free(srv->cache);
                 free(srv);
                 return r;
         }
@@ -570,6 +577,7 @@ int http_server_start(struct app *app, const struct http_server_options *o,
                 stop_event_destroy(&srv->watchdog_stop);
                 event_destroy(&srv->idle);
                 pthread_mutex_destroy(&srv->watch_lock);
+                reply_cache_free(srv->cache);
                 free(srv);
                 return -EADDRINUSE;
         }
@@ -648,5 +656,6 @@ void http_server_stop(struct http_server *s, uint64_t timeout_usec)
         pthread_mutex_destroy(&s->watch_lock);
         if (s->listen_fd != MHD_INVALID_SOCKET)
                 close(s->listen_fd);
+        reply_cache_free(s->cache);
         free(s);
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 
+#include "changes.h"
 #include "core/problem.h"
 #include "store/db.h"
 
@@ -21,7 +22,10 @@ int tx_begin(struct db_conn *c, enum tx_kind kind, struct problem *reterr)
 
 int tx_commit(struct db_conn *c, struct problem *reterr)
 {
-        return exec(c, "COMMIT", reterr);
+        int r = exec(c, "COMMIT", reterr);
+        /* what a read may show has changed (a COMMIT lost on the way may have committed too) */
+        changes_bump();
+        return r;
 }
 
 void tx_rollback(struct db_conn *c)

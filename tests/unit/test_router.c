@@ -14,20 +14,21 @@ static int h(struct request *req, struct problem *p)
 }
 
 static const struct route routes[] = {
-        { "/healthz", { { HTTP_GET, h, SCOPE_NONE, BODY_NONE, 0 } } },
+        { "/healthz", { { HTTP_GET, h, SCOPE_NONE, BODY_NONE, 0, 0 } } },
         { "/api/v1/tls-policies",
-          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q },
-            { HTTP_PUT, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE },
-            { HTTP_POST, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE } } },
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q, 0 },
+            { HTTP_PUT, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE, 0 },
+            { HTTP_POST, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE, 0 } } },
         { "/api/v1/tls-policies/{destination}",
-          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q },
-            { HTTP_DELETE, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE },
-            { HTTP_PATCH, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE } } },
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q, 0 },
+            { HTTP_DELETE, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE, 0 },
+            { HTTP_PATCH, h, SCOPE_WRITE, BODY_JSON, QUERY_WRITE, 0 } } },
         { "/api/v1/certificates/rescan",
-          { { HTTP_POST, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE } } },
+          { { HTTP_POST, h, SCOPE_WRITE, BODY_NONE, QUERY_WRITE, 0 } } },
         { "/api/v1/certificates/{name}",
-          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q } } },
-        { "/api/v1/a/{x}/b/{y}", { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q } } },
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q, 0 } } },
+        { "/api/v1/a/{x}/b/{y}",
+          { { HTTP_GET, h, SCOPE_READ, BODY_NONE, QUERY_PAGE | QUERY_Q, 0 } } },
 };
 
 static int match(const char *path, char *params[ROUTE_MAX_PARAMS])
