@@ -110,19 +110,20 @@ def daemon_config(workdir, url, pf, system, map_type="hash", config=None):
 
 
 @contextlib.contextmanager
-def bench_sandbox(binary, map_type="hash", keep=False, config=None):
-    """A private PostgreSQL (statement durations logged) and Postfix under /tmp/stls-bench-*, and
-    the daemon with an admin token (d.token); yields (base, pg, pf, d) and removes it all after.
-    config: more daemon configuration keys."""
+def bench_sandbox(binary, map_type="hash", keep=False, config=None, statement_log=True):
+    """A private PostgreSQL (statement durations logged unless statement_log is false) and Postfix
+    under /tmp/stls-bench-*, and the daemon with an admin token (d.token); yields (base, pg, pf, d)
+    and removes it all after. config: more daemon configuration keys."""
     base = short_tempdir("stls-bench-")
     pg = PostgresSandbox(os.path.join(base, "pg"))
     pf = PostfixSandbox(os.path.join(base, "postfix"))
     d = None
     try:
         pg.start()
-        pg.psql("ALTER SYSTEM SET log_min_duration_statement = 0")
-        pg.psql("ALTER SYSTEM SET log_parameter_max_length = 0")
-        pg.psql("SELECT pg_reload_conf()")
+        if statement_log:  # bulk_policies.py reads the durations; costly for many small writes
+            pg.psql("ALTER SYSTEM SET log_min_duration_statement = 0")
+            pg.psql("ALTER SYSTEM SET log_parameter_max_length = 0")
+            pg.psql("SELECT pg_reload_conf()")
         url = pg.create_database("bench")
         pf.start()
         system = CertFactory(os.path.join(base, "certs")).leaf("system", ("localhost",))

@@ -355,11 +355,8 @@ def main(argv=None):
     results = []  # (mode, name, path, body bytes, daemon result, nginx result)
     try:
         config = {"per_ip_connection_limit": 0}
-        with bench_sandbox(binary, keep=args.keep, config=config) as (base, pg, _pf, d):
-            # bench_sandbox logs every statement's duration (bulk_policies.py reads them): not here
-            pg.psql("ALTER SYSTEM RESET log_min_duration_statement")
-            pg.psql("ALTER SYSTEM RESET log_parameter_max_length")
-            pg.psql("SELECT pg_reload_conf()")
+        with bench_sandbox(binary, keep=args.keep, config=config,
+                           statement_log=False) as (base, pg, _pf, d):
             log(f"seeding 3 certificates and {args.policies} policies")
             one = seed(d, base, args.policies)
             token = d.add_token("compare-read", "read")
