@@ -82,7 +82,7 @@ const struct conf_key conf_keys[] = {
         KEY(connection_limit, CONF_INT, "1024", 1, 1000000, "concurrent HTTP connections"),
         KEY(per_ip_connection_limit, CONF_INT, "32", 0, 1000000,
             "concurrent HTTP connections from one address (0: no limit)"),
-        KEY(connection_memory_limit, CONF_SIZE, "64K", 8192, 16 << 20,
+        KEY(connection_memory_limit, CONF_SIZE, "32K", 8192, 16 << 20,
             "memory for one connection's headers and buffers"),
         KEY(shutdown_timeout, CONF_DURATION, "10s", 0, 600 * SEC,
             "how long a stop waits for in-flight requests"),

@@ -38,6 +38,11 @@ static const struct {
                                   "Jobs finished, by result (failed: refused or failed)." },
         [METRIC_JOBS_FAILED] = { "smtptlsd_jobs_total", "result=\"failed\"", NULL },
         [METRIC_POSTMAP_RUNS] = { "smtptlsd_postmap_runs_total", NULL, "postmap runs." },
+        [METRIC_MAP_EDITS] = { "smtptlsd_policy_map_updates_total", "how=\"edit\"",
+                               "Policy map indexes swapped in, by how they were made (edit: a "
+                               "copy of the live index with the changed rows put and deleted; "
+                               "build: the whole map built)." },
+        [METRIC_MAP_BUILDS] = { "smtptlsd_policy_map_updates_total", "how=\"build\"", NULL },
         [METRIC_RELOADS] = { "smtptlsd_postfix_reloads_total", "result=\"ok\"",
                              "postfix reloads, by result (ok: a new configuration went live; "
                              "failed: Postfix refused it and the last-known-good files are "

@@ -10,6 +10,8 @@ enum metric_counter {
         METRIC_JOBS_APPLIED,
         METRIC_JOBS_FAILED,
         METRIC_POSTMAP_RUNS,
+        METRIC_MAP_EDITS,      /* the policy map's index edited (a copy: postmap -i/-d) */
+        METRIC_MAP_BUILDS,     /* ... built whole */
         METRIC_RELOADS,        /* a reload that made a new configuration live */
         METRIC_RELOADS_FAILED, /* a reload Postfix refused (the job failed, files restored) */
         METRIC_RECONCILES,

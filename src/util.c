@@ -124,6 +124,17 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
         return 0;
 }
 
+uint64_t hash_fnv1a(uint64_t seed, const void *data, size_t n)
+{
+        const unsigned char *p = data;
+        uint64_t h = 14695981039346656037ull ^ seed;
+        for (size_t i = 0; i < n; i++) {
+                h ^= p[i];
+                h *= 1099511628211ull;
+        }
+        return h;
+}
+
 int strbuf_add(struct strbuf *b, const void *s, size_t n)
 {
         if (!b->p || b->len + n + 1 > b->cap) {

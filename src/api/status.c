@@ -168,7 +168,7 @@ uint64_t api_stamp_none(struct request *req)
         return 0;
 }
 
-/* One file's identity mixed into h (FNV-1a over its numbers; a missing file counts too). */
+/* One file's identity mixed into h (a missing file counts too). */
 static uint64_t stamp_file(uint64_t h, const char *path)
 {
         struct stat st = { 0 };
@@ -176,18 +176,14 @@ static uint64_t stamp_file(uint64_t h, const char *path)
                 st.st_ino = (ino_t)-1;
         const uint64_t v[] = { (uint64_t)st.st_ino, (uint64_t)st.st_size,
                                (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec };
-        for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
-                h ^= v[i];
-                h *= 1099511628211ull;
-        }
-        return h;
+        return hash_fnv1a(h, v, sizeof(v));
 }
 
 uint64_t api_stamp_postfix(struct request *req)
 {
         const struct config *cfg = req->app->cfg;
         char path[PATH_MAX], index[PATH_MAX + 8];
-        uint64_t h = 14695981039346656037ull;
+        uint64_t h = 0;
         if (layout_main_cf(cfg, path, sizeof(path)) >= 0)
                 h = stamp_file(h, path);
         if (layout_policy_map(cfg, path, sizeof(path)) >= 0) {

@@ -2,6 +2,7 @@
  * fails alone), then one generation, one render, one validation and one swap for the whole batch;
  * the transaction commits only after Postfix has the new files, and a failure on the way puts
  * the committed files back. A dry run stops after the plan and rolls back. Worker thread. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,9 +104,20 @@ static int run_jobs(struct batch *b)
 
 /* The generation this batch creates (or, when it changes nothing, the current one) goes into
  * the replies, the audit trail, and the state's tag. */
+/* A batch whose map text was larger returns its memory to the system (malloc_trim). */
+#define MAP_TRIM_BYTES (1u << 20)
+
+/* How often a batch forgets the policy map's old deletions (store_policies_prune_tombstones). */
+#define TOMBSTONE_PRUNE_USEC (3600ull * 1000000)
+
 static int bump_generation(struct batch *b)
 {
         int r = b->changed ? store_generation_bump(&b->w->db, &b->gen, &b->p) : 0;
+        uint64_t now = now_monotonic_usec();
+        if (r >= 0 && b->changed && now - b->w->tombstones_pruned_usec > TOMBSTONE_PRUNE_USEC) {
+                r = store_policies_prune_tombstones(&b->w->db, &b->p);
+                b->w->tombstones_pruned_usec = now;
+        }
         for (size_t i = 0; r >= 0 && i < b->n; i++) {
                 struct slot *s = &b->slots[i];
                 if (!s->ok)
@@ -319,7 +331,7 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
                 r = fail_all(&b, r);
                 goto out;
         }
-        r = desired_load(&w->db, w->app->cfg->node_name, &b.d, &b.p);
+        r = desired_load(w->app->cfg, &w->db, &b.d, &b.p);
         if (r >= 0)
                 r = reconcile_plan(w->app->cfg, &b.d, &b.plan, &b.p);
         if (r >= 0 && dry_run) {
@@ -346,7 +358,10 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
 out:
         apply_result_done(&b.res);
         plan_done(&b.plan);
+        bool large = b.d.map_len > MAP_TRIM_BYTES;
         desired_done(&b.d);
         problem_done(&b.p);
+        if (large) /* what a large map took goes back to the system, not to malloc's arenas */
+                malloc_trim(0);
         return r;
 }

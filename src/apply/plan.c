@@ -12,8 +12,12 @@
 #include "apply/fsutil.h"
 #include "apply/layout.h"
 #include "apply/maincf.h"
+#include "apply/map_state.h"
 #include "conf.h"
+#include "log.h"
 #include "core/map_diff.h"
+#include "core/policy.h"
+#include "core/policy_render.h"
 #include "core/sealed.h"
 #include "store/nodes.h"
 
@@ -55,16 +59,114 @@ int desired_load_settings(struct db_conn *c, const char *node, struct desired *d
         return 0;
 }
 
-int desired_load(struct db_conn *c, const char *node, struct desired *d, struct problem *reterr)
+/* More changed rows than this and the map is rendered whole: at 100,000 rows a whole build
+ * costs about what postmap -i of this many lines does. */
+#define MAP_CHANGES_MAX 10000
+
+/* Destination i's block as a change carries it: NULL when it leaves the map. */
+static int change_block(const struct policy *p, char **block)
 {
-        int r = desired_load_settings(c, node, d, reterr);
+        *block = NULL;
+        if (!p->enabled)
+                return 0;
+        const struct policy *items[] = { p };
+        char *text = NULL;
+        size_t len = 0;
+        int r = policy_map_render(items, 1, &text, &len);
         if (r < 0)
                 return r;
-        int64_t rows = 0;
-        r = store_policies_render(c, &d->map_text, &d->map_len, &d->map_entries, &rows, reterr);
+        size_t header = strlen(POLICY_MAP_HEADER);
+        memmove(text, text + header, len - header + 1);
+        *block = text;
+        return 0;
+}
+
+/* The live map brought up to date: 1 done, 0 when it cannot be (render whole), < 0 on a database
+ * error or a row that cannot be rendered. */
+static int load_map_changes(const struct config *cfg, struct db_conn *c, struct desired *d,
+                            struct problem *reterr)
+{
+        struct map_base base = { 0 };
+        struct policy_changes ch = { 0 };
+        int r = map_state_read(cfg, &base);
+        if (r <= 0) {
+                if (r < 0)
+                        log_info("the policy map's record cannot be read (%s): rendering it "
+                                 "whole",
+                                 strerror(-r));
+                return 0;
+        }
+        r = store_policies_changes(c, base.version, MAP_CHANGES_MAX, &ch, reterr);
+        if (r == -E2BIG || r == -ESTALE) {
+                map_base_done(&base);
+                return 0;
+        }
+        size_t n = ch.n_rows + ch.n_gone, k = 0;
+        struct map_change *changes = r >= 0 ? calloc(n ? n : 1, sizeof(*changes)) : NULL;
+        if (r >= 0 && !changes)
+                r = -ENOMEM;
+        /* rows and deletions, both sorted, into one sorted list */
+        for (size_t i = 0, j = 0; r >= 0 && k < n; k++) {
+                bool row = j >= ch.n_gone ||
+                           (i < ch.n_rows && strcmp(ch.rows[i].destination, ch.gone[j]) < 0);
+                char *block = NULL;
+                if (row)
+                        r = change_block(&ch.rows[i], &block);
+                if (r < 0) {
+                        problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                    "cannot render the policy of %s: %s", ch.rows[i].destination,
+                                    strerror(-r));
+                        break;
+                }
+                changes[k] =
+                    (struct map_change){ row ? ch.rows[i++].destination : ch.gone[j++], block };
+        }
+        if (r >= 0) {
+                r = map_merge(base.text, base.len, changes, n, &d->map_text, &d->map_len,
+                              &d->map_edit);
+                if (r == -EINVAL) {
+                        log_info("the live policy map is not one smtptlsd rendered: rendering it "
+                                 "whole");
+                        r = 0;
+                } else if (r >= 0) {
+                        d->map_entries = 0;
+                        for (const char *p = d->map_text; (p = strchr(p, '\n')); p++)
+                                d->map_entries++;
+                        d->map_entries--; /* the header */
+                        d->map_version = ch.version;
+                        d->map_incremental = true;
+                        r = 1;
+                }
+        }
+        for (size_t i = 0; changes && i < k; i++)
+                free((char *)changes[i].block);
+        free(changes);
+        policy_changes_done(&ch);
+        map_base_done(&base);
+        return r;
+}
+
+int desired_load(const struct config *cfg, struct db_conn *c, struct desired *d,
+                 struct problem *reterr)
+{
+        int r = desired_load_settings(c, cfg->node_name, d, reterr);
         if (r < 0)
                 return r;
-        d->map_managed = d->settings.managed || rows > 0;
+        bool any = false;
+        r = store_policies_exist(c, &any, reterr);
+        if (r >= 0)
+                r = load_map_changes(cfg, c, d, reterr);
+        if (r == 0) {
+                int64_t rows = 0;
+                /* the version first: what commits while the map is read is taken again later */
+                r = store_policies_map_version(c, &d->map_version, NULL, reterr);
+                if (r >= 0)
+                        r = store_policies_render(c, &d->map_text, &d->map_len, &d->map_entries,
+                                                  &rows, reterr);
+        }
+        if (r < 0)
+                return r;
+        d->map_managed = d->settings.managed || any;
         return 0;
 }
 
@@ -76,6 +178,8 @@ void desired_done(struct desired *d)
         if (!d->map_borrowed)
                 free(d->map_text);
         d->map_text = NULL;
+        map_edit_done(&d->map_edit);
+        d->map_incremental = false;
 }
 
 void plan_done(struct plan *p)
@@ -206,6 +310,8 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 p->map_text = d->map_text;
                 p->map_len = d->map_len;
                 p->map_entries = d->map_entries;
+                p->map_version = d->map_version;
+                p->map_edit = d->map_incremental ? &d->map_edit : NULL;
                 p->map_changed =
                     !fs_same_content(map, d->map_text, d->map_len) || !file_exists(index);
         }

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdbool.h>
 
+#include "core/map_merge.h"
 #include "core/problem.h"
 #include "core/settings.h"
 #include "store/store.h"
@@ -25,10 +26,19 @@ struct desired {
         size_t map_len;
         size_t map_entries;
         bool map_borrowed; /* map_text belongs to someone else: desired_done leaves it */
+        /* the version of the policies map_text is at (store_policies_map_version); when
+         * map_incremental, map_text is the live map with the rows changed since merged in, and
+         * map_edit what that changes in the live index (apply/map_state.h) */
+        int64_t map_version;
+        bool map_incremental;
+        struct map_edit map_edit;
 };
-/* Reads the committed (or, inside the worker's transaction, the pending) desired state of node
- * (its own certificate binding, if it has one, in place of the settings'). */
-int desired_load(struct db_conn *c, const char *node, struct desired *d, struct problem *reterr);
+/* Reads the committed (or, inside the worker's transaction, the pending) desired state of this
+ * node (its own certificate binding, if it has one, in place of the settings'). The map: the
+ * live one brought up to date with the rows changed since it was rendered, when its record says
+ * what it is (apply/map_state.h) and they are few; else rendered whole. */
+int desired_load(const struct config *cfg, struct db_conn *c, struct desired *d,
+                 struct problem *reterr);
 /* The same without the map (settings and the bound certificate), for a reader that has the map
  * of this generation already: it sets map_text (borrowed), map_len, map_entries, map_managed. */
 int desired_load_settings(struct db_conn *c, const char *node, struct desired *d,
@@ -67,6 +77,8 @@ struct plan {
         bool map_changed;
         const char *map_text;
         size_t map_len, map_entries;
+        int64_t map_version;             /* what the map is at (apply/map_state.h) */
+        const struct map_edit *map_edit; /* NULL: build the index whole */
         char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */
         /* what a STARTTLS probe must see after the reload: each certs[i].fingerprint (with
          * its key type's signature algorithms when there are two); expect_fingerprint joins

@@ -52,6 +52,44 @@ int postmap_build(const struct config *cfg, const char *type, const char *path,
         return res->exit_status == 0 ? 0 : -EPROTO;
 }
 
+/* postmap with its input from a file: -i -r (put), -d - (delete) or -q - (query). */
+static int postmap_input(const struct config *cfg, const char *op, const char *type,
+                         const char *path, const char *input, struct spawn_result *res)
+{
+        char map[4200];
+        snprintf(map, sizeof(map), "%s:%s", type, path);
+        bool put = streq(op, "-i");
+        const char *const args[] = { "-c", cfg->postfix_config_directory, op, put ? "-r" : "-", map,
+                                     NULL };
+        /* a query's stdout is parsed: a warning on stderr must not become an entry */
+        const struct spawn_options o = { .output_max = MAP_DUMP_MAX,
+                                         .stderr_apart = true,
+                                         .stdin_path = input };
+        int r = run_opts(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, &o, res);
+        if (r < 0)
+                return r;
+        /* -d and -q exit 1 when no key was there: the caller checks what it asked */
+        return res->exit_status == 0 || (!put && res->exit_status == 1) ? 0 : -EPROTO;
+}
+
+int postmap_put(const struct config *cfg, const char *type, const char *path, const char *input,
+                struct spawn_result *res)
+{
+        return postmap_input(cfg, "-i", type, path, input, res);
+}
+
+int postmap_delete(const struct config *cfg, const char *type, const char *path, const char *input,
+                   struct spawn_result *res)
+{
+        return postmap_input(cfg, "-d", type, path, input, res);
+}
+
+int postmap_query(const struct config *cfg, const char *type, const char *path, const char *input,
+                  struct spawn_result *res)
+{
+        return postmap_input(cfg, "-q", type, path, input, res);
+}
+
 int postmap_dump(const struct config *cfg, const char *type, const char *path,
                  struct spawn_result *res)
 {

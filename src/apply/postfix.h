@@ -30,6 +30,17 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
 /* `postmap -c DIR TYPE:PATH`: builds the indexed map next to PATH. */
 int postmap_build(const struct config *cfg, const char *type, const char *path,
                   struct spawn_result *res);
+/* An incremental edit of a built map (hash, btree, lmdb: not cdb), its input read from the file
+ * input: `postmap -c DIR -i -r TYPE:PATH` adds its "key<TAB>value" lines, a key's new value
+ * replacing the old; `postmap -c DIR -d - TYPE:PATH` removes its keys (one per line);
+ * `postmap -c DIR -q - TYPE:PATH` prints "key<TAB>value" (stdout) for each of its keys found.
+ * -EPROTO when postmap failed (for -d and -q: other than "no key found"). */
+int postmap_put(const struct config *cfg, const char *type, const char *path, const char *input,
+                struct spawn_result *res);
+int postmap_delete(const struct config *cfg, const char *type, const char *path, const char *input,
+                   struct spawn_result *res);
+int postmap_query(const struct config *cfg, const char *type, const char *path, const char *input,
+                  struct spawn_result *res);
 /* `postmap -c DIR -s TYPE:PATH`: every entry of the built map, "key value" per line. */
 int postmap_dump(const struct config *cfg, const char *type, const char *path,
                  struct spawn_result *res);

@@ -192,7 +192,7 @@ static int open_pipe(int p[2])
 /* posix_spawnp with a clean start (spawn.h): its own process group, signals unblocked and at their
  * defaults (we block SIGTERM/SIGINT/SIGHUP for signalfd and ignore SIGPIPE), descriptors 3 and
  * up closed (they are all close-on-exec as well), the minimal environment. */
-static int start(const char *const argv[], int out, int err, pid_t *pid)
+static int start(const char *const argv[], const char *in, int out, int err, pid_t *pid)
 {
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t at;
@@ -207,7 +207,7 @@ static int start(const char *const argv[], int out, int err, pid_t *pid)
         sigdelset(&all, SIGSTOP);
         posix_spawn_file_actions_init(&fa);
         posix_spawnattr_init(&at);
-        r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, in ? in : "/dev/null", O_RDONLY, 0);
         if (!r)
                 r = posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
         if (!r)
@@ -269,7 +269,7 @@ int spawn_run_opts(const char *const argv[], uint64_t timeout_usec, const struct
         if (r >= 0 && apart)
                 r = open_pipe(err);
         if (r >= 0)
-                r = start(argv, out[1], apart ? err[1] : out[1], &pid);
+                r = start(argv, o ? o->stdin_path : NULL, out[1], apart ? err[1] : out[1], &pid);
         if (out[1] >= 0)
                 close(out[1]);
         if (err[1] >= 0)

@@ -1,9 +1,9 @@
 /* spawn.h - running postfix, postconf and postmap: posix_spawnp with an argv (never a shell),
- * stdin from /dev/null, stdout and stderr captured (together, or apart for a caller that parses
- * stdout), capped, and a hard time bound after which the child's whole process group is killed.
- * The child starts clean: its own process group, no blocked signals, default dispositions, a
- * minimal environment (spawn_environment) and no descriptor but 0, 1 and 2. Worker thread (and
- * start-up); spawn_cancel_all from the main thread. */
+ * stdin from /dev/null (or a file of the caller's), stdout and stderr captured (together, or apart
+ * for a caller that parses stdout), capped, and a hard time bound after which the child's whole
+ * process group is killed. The child starts clean: its own process group, no blocked signals,
+ * default dispositions, a minimal environment (spawn_environment) and no descriptor but 0, 1 and 2.
+ * Worker thread (and start-up); spawn_cancel_all from the main thread. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,8 +24,9 @@ struct spawn_result {
 };
 
 struct spawn_options {
-        size_t output_max; /* 0: SPAWN_OUTPUT_MAX */
-        bool stderr_apart; /* stderr into errors, stdout alone in output */
+        size_t output_max;      /* 0: SPAWN_OUTPUT_MAX */
+        bool stderr_apart;      /* stderr into errors, stdout alone in output */
+        const char *stdin_path; /* the child's standard input (NULL: /dev/null) */
 };
 
 /* What a thread that spawns is told while its child runs. */

@@ -15,12 +15,14 @@
 #include "apply/certsync.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
+#include "apply/map_state.h"
 #include "apply/postfix.h"
 #include "conf.h"
 #include "core/cert.h"
 #include "core/policy.h"
 #include "fault.h"
 #include "log.h"
+#include "metrics.h"
 
 void apply_result_done(struct apply_result *r)
 {
@@ -202,6 +204,31 @@ static int verify_dump(const struct plan *p, const char *dump, size_t dump_len,
         return verify_entries(p, got, n_got, reterr);
 }
 
+/* Whether got holds exactly want's entries (keys and values; in any order): 0, or
+ * postfix_rejected "<what> N entries, M expected; first difference at KEY". Takes ownership of
+ * both. */
+static int same_entries(struct policy_map_entry *want, size_t n_want, struct policy_map_entry *got,
+                        size_t n_got, const char *what, struct problem *reterr)
+{
+        int r = 0;
+        policy_map_entries_sort(got, n_got);
+        policy_map_entries_sort(want, n_want);
+        size_t bad = n_got == n_want ? n_want : 0;
+        for (size_t i = 0; n_got == n_want && i < n_want; i++)
+                if (!streq(want[i].key, got[i].key) || !streq(want[i].value, got[i].value)) {
+                        bad = i;
+                        break;
+                }
+        if (n_got != n_want || bad < n_want)
+                r = problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
+                                "%s %zu entries, %zu expected%s%s", what, n_got, n_want,
+                                bad < n_want ? "; first difference at " : "",
+                                bad < n_want ? want[bad].key : "");
+        policy_map_entries_free(want, n_want);
+        policy_map_entries_free(got, n_got);
+        return r;
+}
+
 /* Takes ownership of got. */
 static int verify_entries(const struct plan *p, struct policy_map_entry *got, size_t n_got,
                           struct problem *reterr)
@@ -215,22 +242,7 @@ static int verify_entries(const struct plan *p, struct policy_map_entry *got, si
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot read the policy map back");
         }
-        policy_map_entries_sort(got, n_got);
-        policy_map_entries_sort(want, n_want);
-        size_t bad = n_got == n_want ? n_want : 0;
-        for (size_t i = 0; n_got == n_want && i < n_want; i++)
-                if (!streq(want[i].key, got[i].key) || !streq(want[i].value, got[i].value)) {
-                        bad = i;
-                        break;
-                }
-        if (n_got != n_want || bad < n_want)
-                r = problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
-                                "the built policy map holds %zu entries, %zu expected%s%s", n_got,
-                                n_want, bad < n_want ? "; first difference at " : "",
-                                bad < n_want ? want[bad].key : "");
-        policy_map_entries_free(want, n_want);
-        policy_map_entries_free(got, n_got);
-        return r;
+        return same_entries(want, n_want, got, n_got, "the built policy map holds", reterr);
 }
 
 /* Whether the index built under staged (its file s_index) holds exactly the rendered entries. */
@@ -266,61 +278,175 @@ static int verify_built(const struct config *cfg, const struct plan *p, const ch
         return r;
 }
 
-int stage_map(const struct config *cfg, const struct plan *p, struct apply_result *res,
-              struct problem *reterr)
-{
-        char state[PATH_MAX], staged[PATH_MAX], map[PATH_MAX], lkg[PATH_MAX];
+/* The files of the policy map: the live text and index, their staged and last-known-good
+ * names, and the input file of an incremental edit. */
+struct map_files {
+        char state[PATH_MAX], staged[PATH_MAX], map[PATH_MAX], lkg[PATH_MAX], input[PATH_MAX];
         char s_index[PATH_MAX + 8], index[PATH_MAX + 8], lkg_index[PATH_MAX + 8];
+};
+
+static int map_files(const struct config *cfg, struct map_files *f, struct problem *reterr)
+{
         const char *suffix = layout_map_suffix(cfg->policy_map_type);
-        struct spawn_result out = { 0 };
-        int r = layout_state_dir(cfg, state, sizeof(state));
+        int r = layout_state_dir(cfg, f->state, sizeof(f->state));
         if (r >= 0)
-                r = fs_mkdir_p(state, 0700);
+                r = fs_mkdir_p(f->state, 0700);
         if (r >= 0)
-                r = layout_policy_staged(cfg, staged, sizeof(staged));
+                r = layout_policy_staged(cfg, f->staged, sizeof(f->staged));
         if (r >= 0)
-                r = layout_policy_map(cfg, map, sizeof(map));
+                r = layout_policy_map(cfg, f->map, sizeof(f->map));
         if (r >= 0)
-                r = layout_policy_lkg(cfg, lkg, sizeof(lkg));
+                r = layout_policy_lkg(cfg, f->lkg, sizeof(f->lkg));
+        if (r >= 0)
+                r = layout_join(f->state, "tls_policy.input", f->input, sizeof(f->input));
         if (r < 0)
                 return problem_set(reterr, stage_problem(r), NULL,
                                    "cannot stage the policy map: %s", strerror(-r));
-        snprintf(s_index, sizeof(s_index), "%s%s", staged, suffix);
-        snprintf(index, sizeof(index), "%s%s", map, suffix);
-        snprintf(lkg_index, sizeof(lkg_index), "%s%s", lkg, suffix);
-        unlink(s_index);
-        r = fs_write_file(staged, p->map_text, p->map_len, 0644);
+        snprintf(f->s_index, sizeof(f->s_index), "%s%s", f->staged, suffix);
+        snprintf(f->index, sizeof(f->index), "%s%s", f->map, suffix);
+        snprintf(f->lkg_index, sizeof(f->lkg_index), "%s%s", f->lkg, suffix);
+        return 0;
+}
+
+/* Every key of the edit, one per line: the lines put, then the keys deleted. */
+static int edit_keys(const struct map_edit *e, struct strbuf *keys)
+{
+        int r = 0;
+        for (const char *p = e->put.p; r >= 0 && p && *p;) {
+                const char *tab = strchr(p, '\t'), *nl = strchr(p, '\n');
+                r = strbuf_add(keys, p, (size_t)(tab - p));
+                if (r >= 0)
+                        r = strbuf_add(keys, "\n", 1);
+                p = nl + 1;
+        }
+        if (r >= 0 && e->del.len)
+                r = strbuf_add(keys, e->del.p, e->del.len);
+        return r;
+}
+
+/* Whether the edited index answers every key of the edit as it should: each line put with its
+ * value, each key deleted not at all. */
+static int verify_edit(const struct map_edit *e, const char *answers, size_t len,
+                       struct problem *reterr)
+{
+        struct policy_map_entry *want = NULL, *got = NULL;
+        size_t n_want = 0, n_got = 0;
+        int r = policy_map_parse(e->put.p ? e->put.p : "", e->put.len, &want, &n_want);
+        if (r >= 0)
+                r = policy_map_parse(answers, len, &got, &n_got);
+        if (r < 0) {
+                policy_map_entries_free(want, n_want);
+                policy_map_entries_free(got, n_got);
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                   "cannot read the policy map's answers back");
+        }
+        /* the keys deleted are among those asked: any answer for one is an entry too many */
+        return same_entries(want, n_want, got, n_got,
+                            "asked for the keys it changed, the edited policy map answers", reterr);
+}
+
+/* The index as a copy of the live one edited: the lines put (postmap -i -r), the keys deleted
+ * (postmap -d -), then every key of the edit asked (postmap -q -) and checked. */
+static int edit_index(const struct config *cfg, const struct plan *p, const struct map_files *f,
+                      struct apply_result *res, struct problem *reterr)
+{
+        const struct map_edit *e = p->map_edit;
+        const char *type = cfg->policy_map_type;
+        struct spawn_result out = { 0 };
+        struct strbuf keys = { 0 };
+        int r = fs_copy_file(f->index, f->s_index, 0644);
+        const char *step = "copy";
+        if (r >= 0 && e->n_put) {
+                step = "postmap -i";
+                r = fs_write_file(f->input, e->put.p, e->put.len, 0600);
+                if (r >= 0)
+                        r = postmap_put(cfg, type, f->staged, f->input, &out);
+                res->postmap = true;
+        }
+        if (r >= 0 && e->n_del) {
+                spawn_result_done(&out);
+                step = "postmap -d";
+                r = fs_write_file(f->input, e->del.p, e->del.len, 0600);
+                if (r >= 0)
+                        r = postmap_delete(cfg, type, f->staged, f->input, &out);
+                res->postmap = true;
+        }
+        if (r >= 0) {
+                spawn_result_done(&out);
+                step = "postmap -q";
+                r = edit_keys(e, &keys);
+                if (r >= 0)
+                        r = fs_write_file(f->input, keys.p ? keys.p : "", keys.len, 0600);
+                if (r >= 0)
+                        r = postmap_query(cfg, type, f->staged, f->input, &out);
+        }
+        if (r < 0) {
+                apply_result_add_output(res, step, !isempty(out.errors) ? out.errors : out.output);
+                problem_set(reterr, r == -EPROTO ? PROBLEM_POSTFIX_REJECTED : stage_problem(r),
+                            NULL, "%s of the policy map failed: %s", step,
+                            res->output ? res->output : strerror(-r));
+        } else {
+                r = verify_edit(e, out.output, out.output_len, reterr);
+        }
+        spawn_result_done(&out);
+        free(keys.p);
+        unlink(f->input);
+        return r;
+}
+
+/* The whole index built under the staged name (postmap writes hash/btree/lmdb in place: never
+ * the live one) and every entry read back. */
+static int build_index(const struct config *cfg, const struct plan *p, const struct map_files *f,
+                       struct apply_result *res, struct problem *reterr)
+{
+        struct spawn_result out = { 0 };
+        int r = postmap_build(cfg, cfg->policy_map_type, f->staged, &out);
+        res->postmap = true;
+        if (r < 0) {
+                apply_result_add_output(res, "postmap", out.output);
+                spawn_result_done(&out);
+                return problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL, "postmap failed: %s",
+                                   res->output ? res->output : strerror(-r));
+        }
+        spawn_result_done(&out);
+        return verify_built(cfg, p, f->staged, f->s_index, res, reterr);
+}
+
+int stage_map(const struct config *cfg, const struct plan *p, struct apply_result *res,
+              struct problem *reterr)
+{
+        struct map_files f;
+        int r = map_files(cfg, &f, reterr);
+        if (r < 0)
+                return r;
+        unlink(f.s_index);
+        r = fs_write_file(f.staged, p->map_text, p->map_len, 0644);
         if (r < 0) {
                 problem_set(reterr, stage_problem(r), NULL, "cannot write the policy map: %s",
                             strerror(-r));
                 goto fail;
         }
-        /* postmap writes hash/btree/lmdb in place: build under the staged name, never the live */
-        r = postmap_build(cfg, cfg->policy_map_type, staged, &out);
-        res->postmap = true;
-        if (r < 0) {
-                apply_result_add_output(res, "postmap", out.output);
-                spawn_result_done(&out);
-                problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL, "postmap failed: %s",
-                            res->output ? res->output : strerror(-r));
-                goto fail;
-        }
-        spawn_result_done(&out);
-        r = verify_built(cfg, p, staged, s_index, res, reterr);
+        /* a few rows changed: a copy of the live index edited (cdb cannot be edited: built) */
+        bool edit = p->map_edit && !streq(cfg->policy_map_type, "cdb");
+        r = edit ? edit_index(cfg, p, &f, res, reterr) : build_index(cfg, p, &f, res, reterr);
         if (r < 0)
                 goto fail;
         fault_point("after_postmap");
-        r = fs_fsync_dir(state);
+        r = fs_fsync_dir(f.state);
         /* The previous index is kept as a COPY: a running smtp process notices a new map only
          * when the file it has open loses its last link (or changes), so the replaced inode must
-         * not live on under another name. Index first (what Postfix reads), then the text. */
-        if (r >= 0 && access(index, F_OK) == 0)
-                r = fs_copy_file(index, lkg_index, 0644);
+         * not live on under another name. Index first (what Postfix reads), then the text. An
+         * edit keeps no copy (it would cost what the edit saves): a restore builds the index
+         * from the last-known-good text instead. */
+        if (r >= 0 && edit)
+                unlink(f.lkg_index);
+        else if (r >= 0 && access(f.index, F_OK) == 0)
+                r = fs_copy_file(f.index, f.lkg_index, 0644);
         if (r >= 0)
-                r = fs_replace(s_index, index, NULL);
+                r = fs_replace(f.s_index, f.index, NULL);
         if (r >= 0) {
                 res->map_swapped = true;
-                r = fs_replace(staged, map, lkg);
+                r = fs_replace(f.staged, f.map, f.lkg);
         }
         if (r < 0) {
                 problem_set(reterr, stage_problem(r), NULL, "cannot install the policy map: %s",
@@ -328,17 +454,63 @@ int stage_map(const struct config *cfg, const struct plan *p, struct apply_resul
                 goto fail;
         }
         fault_point("after_map_rename");
+        metrics_count(edit ? METRIC_MAP_EDITS : METRIC_MAP_BUILDS, 1);
+        /* what the live map is now, for the next apply to edit it (a failure to record it only
+         * makes the next apply build the map whole) */
+        map_state_write(cfg, p->map_version);
         return 0;
 fail:
-        unlink(staged);
-        unlink(s_index);
+        unlink(f.staged);
+        unlink(f.s_index);
         return r < 0 ? r : -EIO;
+}
+
+int stage_map_adopt(const struct config *cfg, const struct plan *p)
+{
+        struct map_files f;
+        struct problem ignore = { 0 };
+        struct apply_result res = { 0 };
+        int r = map_files(cfg, &f, &ignore);
+        if (r >= 0)
+                r = verify_built(cfg, p, f.map, f.index, &res, &ignore);
+        apply_result_done(&res);
+        problem_done(&ignore);
+        if (r < 0)
+                return 0;
+        map_state_write(cfg, p->map_version);
+        return 1;
+}
+
+/* The last-known-good index built from the last-known-good text (an edit keeps no copy of the
+ * index) under tmp, then put in place. */
+static int rebuild_lkg_index(const struct config *cfg, const char *lkg, const char *index)
+{
+        char tmp[PATH_MAX + 16], tmp_index[PATH_MAX + 32];
+        struct spawn_result out = { 0 };
+        snprintf(tmp, sizeof(tmp), "%s.restore", lkg);
+        snprintf(tmp_index, sizeof(tmp_index), "%s%s", tmp,
+                 layout_map_suffix(cfg->policy_map_type));
+        unlink(tmp_index);
+        int r = fs_copy_file(lkg, tmp, 0644);
+        if (r >= 0)
+                r = postmap_build(cfg, cfg->policy_map_type, tmp, &out);
+        if (r < 0)
+                log_error("cannot rebuild the last-known-good policy map: %s",
+                          !isempty(out.output) ? out.output : strerror(-r));
+        spawn_result_done(&out);
+        if (r >= 0)
+                r = fs_replace(tmp_index, index, NULL);
+        unlink(tmp);
+        unlink(tmp_index);
+        return r;
 }
 
 int stage_map_restore(const struct config *cfg)
 {
         char map[PATH_MAX], lkg[PATH_MAX], from[PATH_MAX + 8], to[PATH_MAX + 8], tmp[PATH_MAX + 16];
         const char *suffix = layout_map_suffix(cfg->policy_map_type);
+        /* the files are no longer what the record says */
+        map_state_forget(cfg);
         int r = layout_policy_map(cfg, map, sizeof(map));
         if (r >= 0)
                 r = layout_policy_lkg(cfg, lkg, sizeof(lkg));
@@ -349,8 +521,13 @@ int stage_map_restore(const struct config *cfg)
                 snprintf(from, sizeof(from), "%s%s", lkg, sfx[i]);
                 snprintf(to, sizeof(to), "%s%s", map, sfx[i]);
                 snprintf(tmp, sizeof(tmp), "%s.restore", from);
-                if (access(from, F_OK) < 0)
+                if (access(from, F_OK) < 0) {
+                        /* the index after an edit: only its text was kept */
+                        if (i == 0 && access(lkg, F_OK) == 0 &&
+                            (r = rebuild_lkg_index(cfg, lkg, to)) < 0)
+                                return r;
                         continue;
+                }
                 /* a copy, for the same reason as in stage_map */
                 r = fs_copy_file(from, tmp, 0644);
                 if (r >= 0)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "probe/smtp_probe.h"
+#include "changes.h"
 #include "conf.h"
 #include "event.h"
 #include "log.h"
@@ -189,6 +190,7 @@ static void *verifier_main(void *arg)
                 struct check c = v->next;
                 v->has_check = false;
                 snprintf(v->state, sizeof(v->state), "checking");
+                changes_bump();
                 pthread_mutex_unlock(&v->lock);
 
                 char detail[1024], served[sizeof(v->served)] = "";
@@ -210,6 +212,7 @@ static void *verifier_main(void *arg)
                 v->matches = ok ? 1 : 0;
                 snprintf(v->served, sizeof(v->served), "%s", served);
                 snprintf(v->detail, sizeof(v->detail), "%s", detail);
+                changes_bump(); /* /status shows it, and the job's verified */
         }
         pthread_mutex_unlock(&v->lock);
         return NULL;
@@ -272,6 +275,7 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
         v->has_check = true;
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");
+        changes_bump();
         pthread_cond_signal(&v->cond);
         pthread_mutex_unlock(&v->lock);
 }

@@ -30,7 +30,8 @@ struct worker {
         atomic_uint_fast64_t heartbeat;
         struct db_conn db; /* the worker's own connection (no pool) */
         struct verifier *verifier;
-        pthread_mutex_t lock; /* guards the status fields below */
+        uint64_t tombstones_pruned_usec; /* the last prune of the policy map's deletions */
+        pthread_mutex_t lock;            /* guards the status fields below */
         char state[16];
         int64_t applied_generation;
         json_t *last_job;

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 
 #include "app.h"
+#include "apply/map_state.h"
 #include "apply/certsync.h"
 #include "apply/job.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
+#include "apply/stage.h"
 #include "apply/worker_internal.h"
 #include "conf.h"
 #include "core/sealed.h"
@@ -87,12 +89,19 @@ static int apply_committed(struct worker *w, const struct occasion *o)
         struct apply_result res = { 0 };
         int64_t gen = 0;
         int r = worker_ensure_db(w, &p);
+        /* At start nothing says the live map is committed state: swapped in by a batch whose
+         * COMMIT the crash prevented, it holds rows the database never got. Rendered whole. */
+        if (o->at_start)
+                map_state_forget(cfg);
         if (r >= 0)
                 r = store_generation(&w->db, &gen, false, &p);
         if (r >= 0)
-                r = desired_load(&w->db, cfg->node_name, &d, &p);
+                r = desired_load(cfg, &w->db, &d, &p);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r >= 0 && o->at_start && plan.map_managed && !plan.map_changed &&
+            stage_map_adopt(cfg, &plan) == 0)
+                plan.map_changed = true;
         if (r >= 0) {
                 json_t *drift = reconcile_drift(cfg, &plan);
                 if (json_array_size(drift) > 0)

@@ -46,6 +46,7 @@ void worker_publish_desired(struct worker *w)
         int64_t gen = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
         metrics_gauge_set(METRIC_DESIRED_GENERATION, gen + (atomic_load(&w->backlog) > 0));
+        changes_bump(); /* /status shows the backlog: queued_jobs, applying */
 }
 
 void worker_register_node(struct worker *w)

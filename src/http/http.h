@@ -144,9 +144,10 @@ struct request {
          * the reply); the key and change count noted by a miss, for keeping what the handler
          * renders (http/reply_cache.c) */
         struct reply_cache_entry *reply_entry;
+        bool reply_cached; /* the body is reply_entry's (a 304 made of it is not) */
         char *cache_key;
         size_t cache_key_len;
-        uint64_t cache_hash, cache_changes, cache_stamp;
+        uint64_t cache_hash, cache_changes, cache_stamp, cache_born;
         bool preflight; /* a CORS preflight (http/server.c) */
         bool suspended; /* waiting for its job (http/pending.c) */
         /* a slot it holds (app.bulk_busy): released when the request ends, unless api_submit

@@ -85,7 +85,7 @@ static void release_body(struct request *req)
 static int set_body(struct request *req, int status, const char *type, char *body, size_t len)
 {
         release_body(req);
-        reply_cache_entry_unref(TAKE_PTR(req->reply_entry));
+        req->reply_cached = false; /* the entry's reference stays: its header names are in use */
         req->status = status;
         req->reply_type = type;
         req->reply_body = body;

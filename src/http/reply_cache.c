@@ -21,7 +21,6 @@
 #define BUCKETS   1024 /* a power of two */
 #define CHAIN_MAX 8    /* a longer chain keeps no new entry: a lookup stays short */
 #define KEY_MAX   4096 /* a longer URL is not kept */
-#define KEY_SEP   '\x1f'
 
 struct reply_cache_entry {
         atomic_uint refs;
@@ -106,8 +105,9 @@ void reply_cache_free(struct reply_cache *c)
         free(c);
 }
 
-/* The key: who may see it (the scope: a handler may refuse a weaker one), the path as sent, each
- * query argument in order, and the Accept header (a route may answer in another form). */
+/* The key: who may see it (the scope: a handler may refuse a weaker one), the path as sent and
+ * each query argument in order, every part after its length (no byte a client sends can make
+ * two URLs one key). No cached route reads any header: one that did would need it here. */
 struct key_buf {
         char *s;
         size_t len, cap;
@@ -124,10 +124,14 @@ static void key_add(struct key_buf *k, const char *s, size_t n)
         k->len += n;
 }
 
+/* A part: its length in decimal, ':', its bytes; "-" for none (an argument without '='). */
 static void key_add_str(struct key_buf *k, const char *s)
 {
-        key_add(k, s ? s : "", s ? strlen(s) : 0);
-        key_add(k, &(char){ KEY_SEP }, 1);
+        char len[24];
+        int n = s ? snprintf(len, sizeof(len), "%zu:", strlen(s)) : snprintf(len, sizeof(len), "-");
+        key_add(k, len, (size_t)n);
+        if (s)
+                key_add(k, s, strlen(s));
 }
 
 static enum MHD_Result key_arg(void *cls, enum MHD_ValueKind kind, const char *name,
@@ -136,18 +140,8 @@ static enum MHD_Result key_arg(void *cls, enum MHD_ValueKind kind, const char *n
         (void)kind;
         struct key_buf *k = cls;
         key_add_str(k, name);
-        key_add_str(k, value ? value : "\x1e"); /* "?a" and "?a=" differ */
+        key_add_str(k, value); /* "?a" and "?a=" differ */
         return MHD_YES;
-}
-
-static uint64_t key_hash(uint64_t seed, const char *s, size_t n)
-{
-        uint64_t h = 14695981039346656037ull ^ seed; /* FNV-1a, seeded per process */
-        for (size_t i = 0; i < n; i++) {
-                h ^= (unsigned char)s[i];
-                h *= 1099511628211ull;
-        }
-        return h ^ (h >> 29);
 }
 
 static bool current(const struct reply_cache_entry *e, uint64_t changes, uint64_t stamp,
@@ -175,10 +169,9 @@ bool reply_cache_serve(struct reply_cache *c, struct request *req, const char *u
         key_add(&k, &scope, 1);
         key_add_str(&k, url);
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, key_arg, &k);
-        key_add_str(&k, request_header(req, MHD_HTTP_HEADER_ACCEPT));
         if (k.too_long)
                 return false;
-        uint64_t hash = key_hash(c->seed, buf, k.len), changes = changes_now();
+        uint64_t hash = hash_fnv1a(c->seed, buf, k.len), changes = changes_now();
         uint64_t stamp = req->op->cached(req), now = now_monotonic_usec();
 
         pthread_mutex_lock(&c->lock);
@@ -198,18 +191,22 @@ bool reply_cache_serve(struct reply_cache *c, struct request *req, const char *u
                 req->cache_hash = hash;
                 req->cache_changes = changes;
                 req->cache_stamp = stamp;
+                req->cache_born = now; /* its age counts from before it is read */
                 return false;
         }
-        metrics_count(METRIC_REPLY_CACHE_HITS, 1);
         for (size_t i = 0; i < e->n_headers; i++)
                 if (reply_header(req, e->headers[i].name, "%s", e->headers[i].value) < 0) {
                         reply_cache_entry_unref(e);
                         request_reply_free(req);
-                        return false;
+                        return false; /* cannot happen: it had these headers before */
                 }
+        metrics_count(METRIC_REPLY_CACHE_HITS, 1);
         req->status = 200;
         req->reply_type = "application/json";
-        req->reply_entry = e; /* the request's reference, dropped with its reply */
+        /* the request's reference, held until the request ends: its header names are the
+         * entry's */
+        req->reply_entry = e;
+        req->reply_cached = true;
         req->reply_len = e->len;
         req->replied = true;
         return true;
@@ -218,7 +215,7 @@ bool reply_cache_serve(struct reply_cache *c, struct request *req, const char *u
 void reply_cache_keep(struct reply_cache *c, struct request *req)
 {
         if (!req->cache_key || req->method != HTTP_GET || req->status != 200 || req->reply_secret ||
-            req->reply_entry || !req->reply_body || req->reply_len > REPLY_CACHE_MAX_ENTRY ||
+            req->reply_cached || !req->reply_body || req->reply_len > REPLY_CACHE_MAX_ENTRY ||
             !req->reply_type || strcmp(req->reply_type, "application/json") != 0 ||
             !reply_header_value(req, "ETag"))
                 return;
@@ -241,19 +238,28 @@ void reply_cache_keep(struct reply_cache *c, struct request *req)
         e->hash = req->cache_hash;
         e->changes = req->cache_changes;
         e->stamp = req->cache_stamp;
-        e->born_usec = now_monotonic_usec();
+        e->born_usec = req->cache_born;
         e->body = TAKE_PTR(req->reply_body);
         e->len = req->reply_len;
         atomic_init(&e->refs, 2); /* the table's and the request's */
         req->reply_entry = e;
+        req->reply_cached = true;
 
+        uint64_t changes = changes_now(), now = now_monotonic_usec();
         pthread_mutex_lock(&c->lock);
-        struct reply_cache_entry *old = find(c, e->hash, e->key, e->key_len);
+        /* what is no longer current goes first: it can never be served again */
         size_t chain = 0;
-        for (struct reply_cache_entry *x = c->buckets[e->hash & (BUCKETS - 1)]; x; x = x->next)
-                chain++;
-        bool keep = e->cost <= REPLY_CACHE_MAX_BYTES / 4 &&
-                    (old ? old->changes <= e->changes : chain < CHAIN_MAX);
+        for (struct reply_cache_entry *x = c->buckets[e->hash & (BUCKETS - 1)], *next; x;
+             x = next) {
+                next = x->next;
+                if (!current(x, changes, x->stamp, now))
+                        unlink_entry(c, x);
+                else
+                        chain++;
+        }
+        struct reply_cache_entry *old = find(c, e->hash, e->key, e->key_len);
+        /* a reply read while something changed is no longer current: not kept */
+        bool keep = e->changes == changes && (old ? old->changes <= e->changes : chain < CHAIN_MAX);
         if (keep) {
                 if (old)
                         unlink_entry(c, old);

@@ -1,7 +1,8 @@
 /* reply_cache.h - the read model the HTTP threads serve from: the 200 JSON replies of the routes
- * marked OP_CACHED (the hot GETs: settings, policies, certificates, status, ...), each kept with
- * its ETag and headers under the change count it was read under (changes.h), for at most
- * REPLY_CACHE_TTL_USEC. A request for the same URL (path, query, Accept, scope) while the count
+ * with a `cached` stamp (the hot GETs: settings, policies, certificates, status, ...), each kept
+ * with its ETag and headers under the change count it was read under (changes.h) and its stamp,
+ * for at most REPLY_CACHE_TTL_USEC. A request for the same URL (path, query, scope) while the
+ * count
  * has not moved gets the very bytes again - no database round trip, no rendering; its
  * If-None-Match is answered 304 from the kept tag. Any commit of this process, any generation
  * heard from another node and any change of the worker's state moves the count: a reply never

@@ -339,7 +339,7 @@ static enum MHD_Result send_reply(struct request *req)
         if (slot)
                 atomic_store(slot, false);
         reply_conditional(req);
-        if (req->reply_entry)
+        if (req->reply_cached)
                 resp = reply_cache_response(req->reply_entry);
         else
                 resp = req->reply_secret

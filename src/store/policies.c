@@ -134,6 +134,108 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
         return 0;
 }
 
+int store_policies_map_version(struct db_conn *c, int64_t *version, int64_t *pruned,
+                               struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr,
+                        "SELECT greatest(policies_version, "
+                        "(SELECT coalesce(max(version), 0) FROM tls_policies), "
+                        "(SELECT coalesce(max(version), 0) FROM tls_policy_tombstones)), "
+                        "tombstones_pruned FROM config_state",
+                        0, NULL);
+        if (r < 0)
+                return r;
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        if (pruned)
+                *pruned = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        return 0;
+}
+
+int store_policies_exist(struct db_conn *c, bool *any, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r = db_exec(c, &res, reterr, "SELECT EXISTS (SELECT 1 FROM tls_policies)", 0, NULL);
+        if (r >= 0)
+                *any = streq(PQgetvalue(res, 0, 0), "t");
+        return r;
+}
+
+void policy_changes_done(struct policy_changes *ch)
+{
+        for (size_t i = 0; i < ch->n_rows; i++)
+                policy_done(&ch->rows[i]);
+        free(ch->rows);
+        for (size_t i = 0; i < ch->n_gone; i++)
+                free(ch->gone[i]);
+        free(ch->gone);
+        *ch = (struct policy_changes){ 0 };
+}
+
+int store_policies_changes(struct db_conn *c, int64_t since, size_t max, struct policy_changes *ret,
+                           struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *rows = NULL, *gone = NULL;
+        *ret = (struct policy_changes){ 0 };
+        int64_t pruned = 0;
+        /* the version first: a row committed after it is read again by the next delta, never
+         * missed */
+        int r = store_policies_map_version(c, &ret->version, &pruned, reterr);
+        if (r < 0)
+                return r;
+        if (pruned > since)
+                return -ESTALE;
+        char since_s[24], limit_s[24];
+        snprintf(since_s, sizeof(since_s), "%lld", (long long)since);
+        snprintf(limit_s, sizeof(limit_s), "%zu", max + 1);
+        const char *params[] = { since_s, limit_s };
+        r = db_exec(c, &rows, reterr,
+                    "SELECT " POLICY_RENDER_COLUMNS " FROM tls_policies WHERE version > $1 "
+                    "ORDER BY destination COLLATE \"C\" LIMIT $2",
+                    2, params);
+        if (r >= 0)
+                r = db_exec(c, &gone, reterr,
+                            "SELECT DISTINCT t.destination COLLATE \"C\" FROM "
+                            "tls_policy_tombstones t WHERE t.version > $1 AND NOT EXISTS "
+                            "(SELECT 1 FROM tls_policies p WHERE p.destination = t.destination) "
+                            "ORDER BY 1 LIMIT $2",
+                            2, params);
+        if (r < 0)
+                return r;
+        size_t n = (size_t)PQntuples(rows), m = (size_t)PQntuples(gone);
+        if (n > max || m > max || n + m > max)
+                return -E2BIG;
+        ret->rows = calloc(n ? n : 1, sizeof(*ret->rows));
+        ret->gone = calloc(m + 1, sizeof(char *));
+        if (!ret->rows || !ret->gone) {
+                policy_changes_done(ret);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                row_policy(rows, (int)i, &ret->rows[i]);
+                ret->n_rows = i + 1;
+        }
+        for (size_t i = 0; i < m; i++) {
+                ret->gone[i] = strdup(PQgetvalue(gone, (int)i, 0));
+                if (!ret->gone[i]) {
+                        policy_changes_done(ret);
+                        return -ENOMEM;
+                }
+                ret->n_gone = i + 1;
+        }
+        return 0;
+}
+
+int store_policies_prune_tombstones(struct db_conn *c, struct problem *reterr)
+{
+        return db_exec(c, NULL, reterr,
+                       "WITH d AS (DELETE FROM tls_policy_tombstones WHERE deleted_at < now() - "
+                       "interval '" TOMBSTONE_KEEP "' RETURNING version) UPDATE config_state SET "
+                       "tombstones_pruned = greatest(tombstones_pruned, (SELECT max(version) "
+                       "FROM d)) WHERE EXISTS (SELECT 1 FROM d)",
+                       0, NULL);
+}
+
 int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,
                      int64_t *version, struct problem *reterr)
 {

@@ -1,5 +1,6 @@
 /* probes.c (store) - the destination probe's audit trail (see probes.h). HTTP threads and the
  * probe threads. */
+#include "changes.h"
 #include "store/probes.h"
 
 #include <errno.h>
@@ -32,10 +33,12 @@ int store_probe_finish(struct db_conn *c, int64_t id, const char *outcome, const
         _cleanup_free_ char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
         snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
         const char *params[] = { idbuf, outcome, recommended, text, forced ? "t" : "f" };
-        return db_exec(c, NULL, reterr,
-                       "UPDATE probes SET outcome = $2, recommended = $3, result = $4::jsonb, "
-                       "forced = $5, finished_at = clock_timestamp() WHERE id = $1",
-                       5, params);
+        int r = db_exec(c, NULL, reterr,
+                        "UPDATE probes SET outcome = $2, recommended = $3, result = $4::jsonb, "
+                        "forced = $5, finished_at = clock_timestamp() WHERE id = $1",
+                        5, params);
+        changes_bump(); /* /status shows the policies failing their probe */
+        return r;
 }
 
 static json_t *text_or_null(const PGresult *res, int row, int col)

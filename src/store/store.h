@@ -176,6 +176,29 @@ struct policy;
 /* The map text of the enabled rows (sorted), its entry count, and how many rows exist at all. */
 int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
                           int64_t *rows, struct problem *reterr);
+/* The policy map's changes (store/policies.c, migration 013). A map rendered from the rows is
+ * at the version store_policies_map_version gives (read it BEFORE rendering: a row committed in
+ * between is then taken again by the next delta, never missed); *pruned is the newest
+ * tombstone forgotten (a map older than it cannot be brought up to date by changes). */
+int store_policies_map_version(struct db_conn *c, int64_t *version, int64_t *pruned,
+                               struct problem *reterr);
+/* Whether any policy row exists (enabled or not). */
+int store_policies_exist(struct db_conn *c, bool *any, struct problem *reterr);
+struct policy_changes {
+        struct policy *rows; /* changed after `since`, enabled or not, sorted (byte order) */
+        size_t n_rows;
+        char **gone; /* destinations deleted after `since` and not there now, sorted */
+        size_t n_gone;
+        int64_t version; /* what the map is at with these changes */
+};
+/* The rows and deletions after version since: -E2BIG when more than max (render the map
+ * whole: it is cheaper), -ESTALE when the deletions since then were pruned. */
+int store_policies_changes(struct db_conn *c, int64_t since, size_t max, struct policy_changes *ret,
+                           struct problem *reterr);
+void policy_changes_done(struct policy_changes *ch);
+/* Forgets the deletions older than TOMBSTONE_KEEP (a node whose map is older renders it whole). */
+#define TOMBSTONE_KEEP "1 day"
+int store_policies_prune_tombstones(struct db_conn *c, struct problem *reterr);
 /* One row as the API shows it; -ENOENT when absent. Fills *p, *json and *version (the row's)
  * when not NULL. */
 int store_policy_get(struct db_conn *c, const char *destination, struct policy *p, json_t **json,

@@ -60,8 +60,9 @@ def table_parameters():
     table = {}
     text = re.sub(r"\s+", " ", src("src/api/routes.c"))
     for path, ops in re.findall(r'\{ "(/[^"]*)", \{ (.*?) \} \}', text):
-        for method, query in re.findall(r"\{ HTTP_([A-Z]+), \w+, \w+, [A-Z_| ]+?, ([A-Z_| 0]+?) \}",
-                                        ops + " }"):
+        # { HTTP_GET, handler, scope, body, query, cached stamp }
+        for method, query in re.findall(
+                r"\{ HTTP_([A-Z]+), \w+, \w+, [A-Z_| ]+?, ([A-Z_| 0]+?), \w+ \}", ops + " }"):
             table[(path, method.lower())] = expand(query)
     assert ("/api/v1/jobs", "get") in table and len(table) >= 20, table
     return table

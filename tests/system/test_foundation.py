@@ -784,7 +784,7 @@ def test_config_prints_every_key_with_defaults(tmp_path):
     assert size_bytes(cfg["bulk_body_limit"]) == 64 << 20
     assert seconds(cfg["connection_timeout"]) == 30
     assert cfg["connection_limit"] == "1024" and cfg["per_ip_connection_limit"] == "32"
-    assert size_bytes(cfg["connection_memory_limit"]) == 64 << 10
+    assert size_bytes(cfg["connection_memory_limit"]) == 32 << 10
     assert seconds(cfg["shutdown_timeout"]) == 10
     assert cfg["log_level"] == "info"
     assert seconds(cfg["session_idle_timeout"]) == 1800
