@@ -102,22 +102,39 @@ static int run_jobs(struct batch *b)
         return r;
 }
 
-/* The generation this batch creates (or, when it changes nothing, the current one) goes into
- * the replies, the audit trail, and the state's tag. */
 /* A batch whose map text was larger returns its memory to the system (malloc_trim). */
 #define MAP_TRIM_BYTES (1u << 20)
 
 /* How often a batch forgets the policy map's old deletions (store_policies_prune_tombstones). */
 #define TOMBSTONE_PRUNE_USEC (3600ull * 1000000)
 
+/* At most hourly, in a savepoint of the batch's transaction: a prune that fails costs the
+ * prune, not the batch's writes. */
+static void prune_tombstones(struct batch *b)
+{
+        uint64_t now = now_monotonic_usec();
+        if (now - b->w->tombstones_pruned_usec < TOMBSTONE_PRUNE_USEC)
+                return;
+        b->w->tombstones_pruned_usec = now;
+        struct problem p = { 0 };
+        int r = tx_savepoint(&b->w->db, &p);
+        if (r >= 0) {
+                r = store_policies_prune_tombstones(&b->w->db, &p);
+                if (r < 0)
+                        log_warning("cannot prune the policy map's old deletions: %s", p.detail);
+                problem_done(&p);
+                tx_savepoint_end(&b->w->db, r >= 0, &p);
+        }
+        problem_done(&p);
+}
+
+/* The generation this batch creates (or, when it changes nothing, the current one) goes into
+ * the replies, the audit trail, and the state's tag. */
 static int bump_generation(struct batch *b)
 {
         int r = b->changed ? store_generation_bump(&b->w->db, &b->gen, &b->p) : 0;
-        uint64_t now = now_monotonic_usec();
-        if (r >= 0 && b->changed && now - b->w->tombstones_pruned_usec > TOMBSTONE_PRUNE_USEC) {
-                r = store_policies_prune_tombstones(&b->w->db, &b->p);
-                b->w->tombstones_pruned_usec = now;
-        }
+        if (r >= 0 && b->changed)
+                prune_tombstones(b);
         for (size_t i = 0; r >= 0 && i < b->n; i++) {
                 struct slot *s = &b->slots[i];
                 if (!s->ok)

@@ -203,16 +203,59 @@ int fs_same_content(const char *a, const void *data, size_t len)
         return n == len && memcmp(buf, data, len) == 0;
 }
 
+/* Copies all of in (open for reading, at its start) to out: in the kernel (copy_file_range: no
+ * buffer of ours, a reflink where the file system has them), else through 64 KiB at a time. */
+static int copy_fd(int in, int out)
+{
+        bool kernel = true;
+        char buf[65536];
+        for (;;) {
+                ssize_t n = kernel ? copy_file_range(in, NULL, out, NULL, 1u << 30, 0)
+                                   : read(in, buf, sizeof(buf));
+                if (n == 0)
+                        return 0;
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && kernel &&
+                    (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS)) {
+                        kernel = false; /* both offsets moved together: on from them */
+                        continue;
+                }
+                if (n < 0)
+                        return -errno;
+                for (ssize_t done = 0; !kernel && done < n;) {
+                        ssize_t w = write(out, buf + done, (size_t)(n - done));
+                        if (w < 0 && errno != EINTR)
+                                return -errno;
+                        done += w > 0 ? w : 0;
+                }
+        }
+}
+
 int fs_copy_file(const char *src, const char *dst, mode_t mode)
 {
-        _cleanup_free_ char *data = NULL, *tmp = NULL;
-        size_t len = 0;
-        int r = fs_read_file(src, SIZE_MAX / 2, &data, &len);
-        if (r < 0)
-                return r;
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int in = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat st;
+        if (in < 0)
+                return -errno;
+        if (fstat(in, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EISDIR;
         if (asprintf(&tmp, "%s.tmp", dst) < 0)
                 return -ENOMEM;
-        r = fs_write_file(tmp, data, len, mode);
+        _cleanup_close_ int out =
+            open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+        int r = out < 0 ? -errno : 0;
+        if (r >= 0 && fchmod(out, mode) < 0)
+                r = -errno;
+        if (r >= 0)
+                r = copy_fd(in, out);
+        if (r >= 0 && fsync(out) < 0)
+                r = -errno;
+        if (r >= 0 && close(TAKE_FD(out)) < 0)
+                r = -errno;
         if (r >= 0 && rename(tmp, dst) < 0)
                 r = -errno;
         if (r < 0)

@@ -63,7 +63,7 @@ int desired_load_settings(struct db_conn *c, const char *node, struct desired *d
  * costs about what postmap -i of this many lines does. */
 #define MAP_CHANGES_MAX 10000
 
-/* Destination i's block as a change carries it: NULL when it leaves the map. */
+/* A changed row's block as a change carries it: NULL when it leaves the map (disabled). */
 static int change_block(const struct policy *p, char **block)
 {
         *block = NULL;

@@ -68,8 +68,10 @@ static int postmap_input(const struct config *cfg, const char *op, const char *t
         int r = run_opts(cfg->postmap_command, args, (uint64_t)cfg->command_timeout, &o, res);
         if (r < 0)
                 return r;
-        /* -d and -q exit 1 when no key was there: the caller checks what it asked */
-        return res->exit_status == 0 || (!put && res->exit_status == 1) ? 0 : -EPROTO;
+        /* -d and -q exit 1 when no key was there - and on any fatal error, which says so on
+         * stderr: the caller checks what it asked */
+        bool none_found = !put && res->exit_status == 1 && res->errors_len == 0;
+        return res->exit_status == 0 || none_found ? 0 : -EPROTO;
 }
 
 int postmap_put(const struct config *cfg, const char *type, const char *path, const char *input,

@@ -65,7 +65,9 @@ void reconcile_cleanup_staging(const struct config *cfg)
                         char path[PATH_MAX];
                         bool stale = (n > 8 && streq(de->d_name + n - 8, ".restore")) ||
                                      (n > 4 && streq(de->d_name + n - 4, ".tmp")) ||
-                                     strncmp(de->d_name, "tls_policy.new", 14) == 0;
+                                     (n > 4 && streq(de->d_name + n - 4, ".new")) ||
+                                     strncmp(de->d_name, "tls_policy.new", 14) == 0 ||
+                                     streq(de->d_name, "tls_policy.input");
                         if (stale && layout_join(state, de->d_name, path, sizeof(path)) >= 0)
                                 unlink(path);
                 }

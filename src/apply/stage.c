@@ -369,6 +369,9 @@ static int edit_index(const struct config *cfg, const struct plan *p, const stru
                 r = fs_write_file(f->input, e->del.p, e->del.len, 0600);
                 if (r >= 0)
                         r = postmap_delete(cfg, type, f->staged, f->input, &out);
+                /* every key deleted is in the copy (the record vouched for it): all found */
+                if (r >= 0 && out.exit_status != 0)
+                        r = -EPROTO;
                 res->postmap = true;
         }
         if (r >= 0) {
@@ -379,6 +382,8 @@ static int edit_index(const struct config *cfg, const struct plan *p, const stru
                         r = fs_write_file(f->input, keys.p ? keys.p : "", keys.len, 0600);
                 if (r >= 0)
                         r = postmap_query(cfg, type, f->staged, f->input, &out);
+                if (r >= 0 && e->n_put && out.exit_status != 0)
+                        r = -EPROTO; /* the keys put must be found */
         }
         if (r < 0) {
                 apply_result_add_output(res, step, !isempty(out.errors) ? out.errors : out.output);
@@ -435,12 +440,8 @@ int stage_map(const struct config *cfg, const struct plan *p, struct apply_resul
         r = fs_fsync_dir(f.state);
         /* The previous index is kept as a COPY: a running smtp process notices a new map only
          * when the file it has open loses its last link (or changes), so the replaced inode must
-         * not live on under another name. Index first (what Postfix reads), then the text. An
-         * edit keeps no copy (it would cost what the edit saves): a restore builds the index
-         * from the last-known-good text instead. */
-        if (r >= 0 && edit)
-                unlink(f.lkg_index);
-        else if (r >= 0 && access(f.index, F_OK) == 0)
+         * not live on under another name. Index first (what Postfix reads), then the text. */
+        if (r >= 0 && access(f.index, F_OK) == 0)
                 r = fs_copy_file(f.index, f.lkg_index, 0644);
         if (r >= 0)
                 r = fs_replace(f.s_index, f.index, NULL);
@@ -481,30 +482,6 @@ int stage_map_adopt(const struct config *cfg, const struct plan *p)
         return 1;
 }
 
-/* The last-known-good index built from the last-known-good text (an edit keeps no copy of the
- * index) under tmp, then put in place. */
-static int rebuild_lkg_index(const struct config *cfg, const char *lkg, const char *index)
-{
-        char tmp[PATH_MAX + 16], tmp_index[PATH_MAX + 32];
-        struct spawn_result out = { 0 };
-        snprintf(tmp, sizeof(tmp), "%s.restore", lkg);
-        snprintf(tmp_index, sizeof(tmp_index), "%s%s", tmp,
-                 layout_map_suffix(cfg->policy_map_type));
-        unlink(tmp_index);
-        int r = fs_copy_file(lkg, tmp, 0644);
-        if (r >= 0)
-                r = postmap_build(cfg, cfg->policy_map_type, tmp, &out);
-        if (r < 0)
-                log_error("cannot rebuild the last-known-good policy map: %s",
-                          !isempty(out.output) ? out.output : strerror(-r));
-        spawn_result_done(&out);
-        if (r >= 0)
-                r = fs_replace(tmp_index, index, NULL);
-        unlink(tmp);
-        unlink(tmp_index);
-        return r;
-}
-
 int stage_map_restore(const struct config *cfg)
 {
         char map[PATH_MAX], lkg[PATH_MAX], from[PATH_MAX + 8], to[PATH_MAX + 8], tmp[PATH_MAX + 16];
@@ -521,13 +498,8 @@ int stage_map_restore(const struct config *cfg)
                 snprintf(from, sizeof(from), "%s%s", lkg, sfx[i]);
                 snprintf(to, sizeof(to), "%s%s", map, sfx[i]);
                 snprintf(tmp, sizeof(tmp), "%s.restore", from);
-                if (access(from, F_OK) < 0) {
-                        /* the index after an edit: only its text was kept */
-                        if (i == 0 && access(lkg, F_OK) == 0 &&
-                            (r = rebuild_lkg_index(cfg, lkg, to)) < 0)
-                                return r;
+                if (access(from, F_OK) < 0)
                         continue;
-                }
                 /* a copy, for the same reason as in stage_map */
                 r = fs_copy_file(from, tmp, 0644);
                 if (r >= 0)

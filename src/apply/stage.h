@@ -48,9 +48,9 @@ int stage_cert_install(const struct plan_cert *pc, const char *staged, struct pr
  * last-known-good copy): res->postmap, res->map_swapped. On failure the staged files go. */
 int stage_map(const struct config *cfg, const struct plan *p, struct apply_result *res,
               struct problem *reterr);
-/* Puts the last-known-good policy index and text back. */
 /* At start, the live map whose text is the committed state's: 1 when its index holds exactly
  * those entries too (postmap -s; then recorded, for the next write to edit it), 0 when not (a
  * crash between the index's swap and the text's left a newer index: build it again). */
 int stage_map_adopt(const struct config *cfg, const struct plan *p);
+/* Puts the last-known-good policy index and text back (and forgets the map's record). */
 int stage_map_restore(const struct config *cfg);

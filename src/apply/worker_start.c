@@ -89,14 +89,14 @@ static int apply_committed(struct worker *w, const struct occasion *o)
         struct apply_result res = { 0 };
         int64_t gen = 0;
         int r = worker_ensure_db(w, &p);
-        /* At start nothing says the live map is committed state: swapped in by a batch whose
-         * COMMIT the crash prevented, it holds rows the database never got. Rendered whole. */
-        if (o->at_start)
-                map_state_forget(cfg);
+        /* one snapshot: the generation, the settings and the map's changes of one commit */
+        bool snapshot = r >= 0 && (r = tx_begin(&w->db, TX_SNAPSHOT, &p)) >= 0;
         if (r >= 0)
                 r = store_generation(&w->db, &gen, false, &p);
         if (r >= 0)
                 r = desired_load(cfg, &w->db, &d, &p);
+        if (snapshot)
+                tx_rollback(&w->db);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
         if (r >= 0 && o->at_start && plan.map_managed && !plan.map_changed &&
@@ -164,6 +164,10 @@ void worker_initial_reconcile(struct worker *w)
         int r;
 
         reconcile_cleanup_staging(cfg);
+        /* At start nothing says the live map is committed state: swapped in by a batch whose
+         * COMMIT a crash prevented, it holds rows the database never got. Until it is checked
+         * against the committed state (stage_map_adopt) or built again, no edit builds on it. */
+        map_state_forget(cfg);
         r = worker_ensure_db(w, &p);
         if (r >= 0)
                 worker_register_node(w);
@@ -217,6 +221,10 @@ void worker_follow_committed(struct worker *w)
         int64_t applied = w->applied_generation;
         pthread_mutex_unlock(&w->lock);
         back = back && committed < applied;
+        /* a retry repairs, and a generation gone back may have taken rows the map has with it:
+         * the map is built whole from the committed state */
+        if (retry || back)
+                map_state_forget(w->app->cfg);
         if (retry) {
                 log_notice("a retry was asked of this node: applying the committed state again");
                 w->follow_failed_generation = 0;

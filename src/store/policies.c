@@ -139,7 +139,7 @@ int store_policies_map_version(struct db_conn *c, int64_t *version, int64_t *pru
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         int r = db_exec(c, &res, reterr,
-                        "SELECT greatest(policies_version, "
+                        "SELECT greatest(policies_version, tombstones_pruned, "
                         "(SELECT coalesce(max(version), 0) FROM tls_policies), "
                         "(SELECT coalesce(max(version), 0) FROM tls_policy_tombstones)), "
                         "tombstones_pruned FROM config_state",
@@ -183,7 +183,9 @@ int store_policies_changes(struct db_conn *c, int64_t since, size_t max, struct 
         int r = store_policies_map_version(c, &ret->version, &pruned, reterr);
         if (r < 0)
                 return r;
-        if (pruned > since)
+        /* deletions forgotten since, or a map newer than the database (a failover to a replica
+         * without the last commits): the map cannot be brought up to date by changes */
+        if (pruned > since || since > ret->version)
                 return -ESTALE;
         char since_s[24], limit_s[24];
         snprintf(since_s, sizeof(since_s), "%lld", (long long)since);

@@ -386,7 +386,11 @@ def test_database_outage_under_load(private_pg, make_fault_site, tmp_path):
             assert (r["retry_after"] or "").isdigit() and 0 < int(r["retry_after"]) <= 300, \
                 describe(r, origin)
     during = [r for r in records if r["t0"] >= t_down and r["t1"] <= t_up0]
-    not_503 = [describe(r, origin) for r in during if r["status"] != 503]
+    # the read model and the token cache answer a hot read rendered less than a second before
+    # the outage (REPLY_CACHE_TTL_USEC): nothing can change while the database is down
+    kept = [r for r in during if r["kind"] == "read" and r["status"] == 200 and
+            r["t0"] - t_down < 1.0]
+    not_503 = [describe(r, origin) for r in during if r["status"] != 503 and r not in kept]
     assert not not_503, "answered otherwise than 503 while PostgreSQL was down:\n" + \
         "\n".join(not_503)
     kinds = {k: sum(1 for r in during if r["kind"] == k) for k in ("read", "policy", "settings")}

@@ -4,6 +4,7 @@
 # exactly what a whole rebuild gives; anything that puts the record in doubt (a hand edit, a
 # restart, cdb) builds it whole. Real daemon, real Postfix (postmap -s, postmap -q), real
 # PostgreSQL.
+import os
 import random
 
 import pytest
@@ -130,3 +131,47 @@ def test_a_cdb_map_is_built_whole_every_time_and_stays_right(make_policy_site):
         assert_same_as_whole(site)
     after = updates(site)
     assert after["edit"] == before["edit"] and after["build"] > before["build"], after
+
+
+def failing_postmap(directory, options):
+    """A postmap_command that fails like a fatal Postfix error (exit 1, 'fatal:' on stderr) when
+    called with any of `options` while FLAG exists (a broken main.cf fails them all), else runs
+    postmap. Returns (wrapper path, flag)."""
+    wrapper = os.path.join(directory, "postmap-wrapper")
+    flag = os.path.join(directory, "fail")
+    cases = "|".join(options)
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"if [ -e '{flag}' ]; then for a in \"$@\"; do case \"$a\" in {cases})\n"
+                "  echo 'postmap: fatal: simulated failure' >&2; exit 1;; esac; done; fi\n"
+                "exec postmap \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper, flag
+
+
+@pytest.mark.expect_errors(r"simulated failure", r"failed")
+@pytest.mark.parametrize("write, options", [("delete", ["-d", "-q"]), ("put", ["-i"]),
+                                            ("put", ["-q"])])
+def test_a_postmap_that_dies_during_an_edit_changes_nothing(make_policy_site, tmp_path, write,
+                                                            options):
+    """postmap exits 1 both for 'no key found' (-d, -q) and for any fatal error: a fatal one
+    fails the write (even a delete whose check dies too), the live map stays as it was, and the
+    next write converges."""
+    wrapper, flag = failing_postmap(str(tmp_path), options)
+    site = make_policy_site(config={"postmap_command": wrapper})
+    site.bulk([{"destination": f"f{i:03}.example", "level": "may"} for i in range(50)])
+    site.put_ok("gone.example", {"level": "secure"})
+    before = site.snapshot()
+    open(flag, "w").close()
+    if write == "delete":
+        r = site.delete("gone.example")
+    else:
+        r = site.put("gone.example", {"level": "encrypt"})
+    assert r.status in (422, 500, 507) and "simulated failure" in \
+        r.body.get("detail", "") + (site.job(r)["output"] or ""), r
+    after = site.snapshot()
+    assert after["map text"] == before["map text"] and after["map index"] == before["map index"]
+    assert site.map_query("gone.example") == "secure"
+    os.unlink(flag)
+    site.put_ok("next.example", {"level": "may"})
+    assert_same_as_whole(site)
