@@ -69,8 +69,11 @@ static int postmap_input(const struct config *cfg, const char *op, const char *t
         if (r < 0)
                 return r;
         /* -d and -q exit 1 when no key was there - and on any fatal error, which says so on
-         * stderr: the caller checks what it asked */
-        bool none_found = !put && res->exit_status == 1 && res->errors_len == 0;
+         * stderr ("postmap: fatal: ..."; a warning, say of main.cf, is no failure): the caller
+         * checks what it asked */
+        const char *err = res->errors ? res->errors : "";
+        bool none_found = !put && res->exit_status == 1 && !strstr(err, "fatal:") &&
+                          !strstr(err, "panic:");
         return res->exit_status == 0 || none_found ? 0 : -EPROTO;
 }
 

@@ -34,8 +34,8 @@ int postmap_build(const struct config *cfg, const char *type, const char *path,
  * input: `postmap -c DIR -i -r TYPE:PATH` adds its "key<TAB>value" lines, a key's new value
  * replacing the old; `postmap -c DIR -d - TYPE:PATH` removes its keys (one per line);
  * `postmap -c DIR -q - TYPE:PATH` prints "key<TAB>value" (stdout) for each of its keys found.
- * -EPROTO when postmap failed (for -d and -q: other than "no key found", exit status 1 with
- * nothing on stderr: look at res->exit_status). */
+ * -EPROTO when postmap failed (for -d and -q: other than "no key found", exit status 1 without
+ * a fatal error on stderr: look at res->exit_status). */
 int postmap_put(const struct config *cfg, const char *type, const char *path, const char *input,
                 struct spawn_result *res);
 int postmap_delete(const struct config *cfg, const char *type, const char *path, const char *input,
