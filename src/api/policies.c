@@ -284,6 +284,22 @@ static int text_add(const char *s, size_t n, void *data)
         return strbuf_add(data, s, n) < 0 ? -1 : 0;
 }
 
+/* A normalized item as the job row carries it: the members at their defaults (null, [], "",
+ * enabled true) left out, as the database applies them again (store_policies_bulk): a quarter of
+ * the text, which PostgreSQL parses into the row and out of it. */
+static void item_drop_defaults(json_t *n)
+{
+        for (void *it = json_object_iter(n), *next; it; it = next) {
+                const char *key = json_object_iter_key(it);
+                json_t *v = json_object_iter_value(it);
+                next = json_object_iter_next(n, it); /* before a deletion */
+                if (json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0) ||
+                    (json_is_string(v) && !json_string_length(v) && streq(key, "note")) ||
+                    (json_is_true(v) && streq(key, "enabled")))
+                        json_object_del(n, key);
+        }
+}
+
 /* Parsed items given back to the system while the text grows: every this many. */
 #define BULK_TRIM_EVERY 16384
 
@@ -329,6 +345,8 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
                 if (r >= 0) {
                         json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
                         json_t *n = policy_to_json(&p);
+                        if (n)
+                                item_drop_defaults(n);
                         if (!n || (i && strbuf_add(&text, ",", 1) < 0) ||
                             json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
                                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
