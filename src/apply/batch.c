@@ -333,10 +333,22 @@ static int fail_all(struct batch *b, int r)
         return tx_retry_later(r, &b->p) ? -ENOTCONN : -EIO;
 }
 
+/* The milliseconds since *t, and *t moved to now (the debug line of a batch's phases). */
+static double lap_ms(uint64_t *t)
+{
+        uint64_t now = now_monotonic_usec(), was = *t;
+        *t = now;
+        return (double)(now - was) / 1000.0;
+}
+
 int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
 {
         struct batch b = { .w = w, .slots = slots, .n = n, .dry_run = dry_run };
+        /* phases: jobs, generation, desired state, plan, files, record + commit */
+        double ms[6] = { 0 };
+        uint64_t t = now_monotonic_usec();
         int r = run_jobs(&b);
+        ms[0] = lap_ms(&t);
         if (r >= 0 && b.ok == 0 && !dry_run) { /* every job refused: nothing to do */
                 tx_rollback(&w->db);
                 r = 0;
@@ -344,13 +356,16 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         }
         if (r >= 0 && !dry_run)
                 r = bump_generation(&b);
+        ms[1] = lap_ms(&t);
         if (r < 0) {
                 r = fail_all(&b, r);
                 goto out;
         }
         r = desired_load(w->app->cfg, &w->db, &b.d, &b.p);
+        ms[2] = lap_ms(&t);
         if (r >= 0)
                 r = reconcile_plan(w->app->cfg, &b.d, &b.plan, &b.p);
+        ms[3] = lap_ms(&t);
         if (r >= 0 && dry_run) {
                 dry_run_replies(&b);
                 tx_rollback(&w->db);
@@ -359,8 +374,10 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         }
         if (r >= 0)
                 r = apply_files(&b);
+        ms[4] = lap_ms(&t);
         if (r >= 0) {
                 r = record_and_commit(&b);
+                ms[5] = lap_ms(&t);
                 if (tx_retry_later(r, &b.p)) {
                         r = fail_all(&b, r);
                         goto out;
@@ -373,6 +390,12 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         committed(&b);
         r = 0;
 out:
+        log_debug("batch of %zu job(s)%s: jobs %.1f ms, generation %.1f ms, desired state %.1f ms "
+                  "(map %s, %zu bytes), plan %.1f ms, files %.1f ms (postmap: %s), record and "
+                  "commit %.1f ms",
+                  n, dry_run ? " (dry run)" : "", ms[0], ms[1], ms[2],
+                  b.d.map_incremental ? "edited" : "rendered whole", b.d.map_len, ms[3], ms[4],
+                  b.res.postmap ? "yes" : "no", ms[5]);
         apply_result_done(&b.res);
         plan_done(&b.plan);
         bool large = b.d.map_len > MAP_TRIM_BYTES;

@@ -280,18 +280,22 @@ int json_dispatch(json_t *obj, const struct json_spec *spec, void *out, uint64_t
         }
 
         for (size_t i = 0; spec[i].name; i++) {
-                snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
                 value = json_object_get(obj, spec[i].name);
+                /* the field's pointer is made only for a member that is there or missing (a bulk
+                 * of 100,000 items spent a third of its validation here) */
                 if (!value) {
-                        if ((spec[i].flags & JS_REQUIRED) && !(flags & JSON_DISPATCH_PATCH))
+                        if ((spec[i].flags & JS_REQUIRED) && !(flags & JSON_DISPATCH_PATCH)) {
+                                snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
                                 return problem_set(reterr, PROBLEM_MISSING_FIELD, field,
                                                    "%s is required", spec[i].name);
+                        }
                         continue;
                 }
                 if (spec[i].flags & JS_READ_ONLY)
                         continue; /* compared by json_check_read_only(), never written */
                 if (spec[i].flags & JS_REPLY_ONLY)
                         continue; /* advice of a reply sent back: neither written nor compared */
+                snprintf(field, sizeof(field), "%s/%s", prefix, spec[i].name);
                 r = dispatch_one(&spec[i], value, field, out, reterr);
                 if (r < 0)
                         return r;

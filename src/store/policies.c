@@ -18,7 +18,13 @@
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
         "array_to_json(exclude)::text, NULL, enabled, managed_by, servername, tafile, "            \
         "connection_reuse"
-/* The columns of a bulk's items (jsonb_to_recordset). */
+/* The columns of a bulk's items (jsonb_to_recordset), with the table's defaults applied, so that
+ * an item compares and writes as the row it becomes. */
+#define INCOMING_SELECT                                                                            \
+        "SELECT destination, level, coalesce(match, '{}') AS match, protocols, ciphers, "          \
+        "coalesce(exclude, '{}') AS exclude, coalesce(note, '') AS note, "                         \
+        "coalesce(enabled, true) AS enabled, managed_by, servername, tafile, connection_reuse, n " \
+        "FROM ROWS FROM "
 #define INCOMING_COLUMNS                                                                           \
         "AS (destination text, level text, match text[], protocols text, ciphers text, "           \
         "exclude text[], note text, enabled boolean, managed_by text, servername text, "           \
@@ -34,9 +40,11 @@
 
 static char **strv_from_json(const char *text, size_t *n)
 {
+        *n = 0;
+        if (streq(text, "[]")) /* most rows: no parse (two a row while rendering the map) */
+                return NULL;
         json_t *a = json_loads(text, 0, NULL), *it;
         size_t i;
-        *n = 0;
         if (!json_is_array(a) || json_array_size(a) == 0) {
                 json_decref(a);
                 return NULL;
@@ -191,6 +199,17 @@ int store_policies_changes(struct db_conn *c, int64_t since, size_t max, struct 
         snprintf(since_s, sizeof(since_s), "%lld", (long long)since);
         snprintf(limit_s, sizeof(limit_s), "%zu", max + 1);
         const char *params[] = { since_s, limit_s };
+        /* More rows than max (a bulk replace): known from the version index alone, before
+         * reading and sorting every changed row */
+        _cleanup_pgresult_ PGresult *many = NULL;
+        r = db_exec(c, &many, reterr,
+                    "SELECT count(*) FROM (SELECT 1 FROM tls_policies WHERE version > $1 "
+                    "LIMIT $2) x",
+                    2, params);
+        if (r < 0)
+                return r;
+        if ((size_t)strtoull(PQgetvalue(many, 0, 0), NULL, 10) > max)
+                return -E2BIG;
         r = db_exec(c, &rows, reterr,
                     "SELECT " POLICY_RENDER_COLUMNS " FROM tls_policies WHERE version > $1 "
                     "ORDER BY destination COLLATE \"C\" LIMIT $2",
@@ -427,25 +446,27 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                         json_t **counts, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL, *fpr = NULL;
+        _cleanup_pgresult_ PGresult *deleted = NULL, *updated = NULL, *inserted = NULL;
         /* declared before any goto out (their cleanup runs there) */
-        _cleanup_free_ char *count_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
+        _cleanup_free_ char *update_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         char idbuf[24];
         snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
         const char *params[] = { items ? items : idbuf };
         /* From the job row, the items must be there: a row without them (its request already
          * dropped) is an error ('null' is not an array), never an empty list, which would remove
          * every unmanaged row. */
-        int r = db_exec(
-            c, NULL, reterr,
-            items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-                    "SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
-                  : "CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-                    "SELECT * FROM ROWS FROM (jsonb_to_recordset(coalesce((SELECT "
-                    "request->'body'->'policy' FROM jobs WHERE id = $1::bigint), "
-                    "'null')) " INCOMING_COLUMNS,
-            1, params);
+        int r = db_exec(c, &res, reterr,
+                        items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
+                                "(jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
+                              : "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
+                                "(jsonb_to_recordset(coalesce((SELECT "
+                                "request #> '{body,policy}' FROM jobs WHERE id = $1::bigint), "
+                                "'null')) " INCOMING_COLUMNS,
+                        1, params);
         if (r < 0)
                 return r;
+        /* the items, for the count of the unchanged ones */
+        long long total = strtoll(PQcmdTuples(res), NULL, 10);
         if (digest && digest->len) {
                 /* the first fingerprint the effective digest cannot produce */
                 char len[24];
@@ -509,61 +530,49 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                 goto out;
         }
 apply:;
-        /* the rows this write owns: the unmanaged ones (bulk), all of them (the whole state) */
+        /* The rows this write owns: the unmanaged ones (bulk), all of them (the whole state).
+         * Three statements, each touching only the rows it changes: those gone, those changed
+         * (a row the same as its item is not written: no trigger, no version, no new tuple),
+         * those new. Their row counts are the counts of the reply. */
         const char *mine = whole ? "true" : "p.managed_by IS NULL";
         const char *same = whole ? SAME_WHOLE : SAME_BULK;
-        if (asprintf(&count_sql,
-                     "SELECT "
-                     " (SELECT count(*) FROM incoming i WHERE NOT EXISTS "
-                     "   (SELECT 1 FROM tls_policies p WHERE p.destination = i.destination)), "
-                     " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
-                     "   WHERE NOT %s), "
-                     " (SELECT count(*) FROM tls_policies p WHERE %s AND NOT EXISTS "
-                     "   (SELECT 1 FROM incoming i WHERE i.destination = p.destination)), "
-                     " (SELECT count(*) FROM incoming i JOIN tls_policies p USING (destination) "
-                     "   WHERE %s)",
-                     same, mine, same) < 0 ||
-            asprintf(&delete_sql,
+        const char *manager = whole ? ", managed_by" : "";
+        if (asprintf(&delete_sql,
                      "DELETE FROM tls_policies p WHERE %s AND NOT EXISTS "
                      "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
                      mine) < 0 ||
+            asprintf(&update_sql,
+                     "UPDATE tls_policies p SET level = i.level, match = i.match, "
+                     "protocols = i.protocols, ciphers = i.ciphers, exclude = i.exclude, "
+                     "servername = i.servername, tafile = i.tafile, "
+                     "connection_reuse = i.connection_reuse, note = i.note, enabled = i.enabled%s, "
+                     "updated_at = now() FROM incoming i WHERE p.destination = i.destination "
+                     "AND %s AND NOT %s",
+                     whole ? ", managed_by = i.managed_by" : "", mine, same) < 0 ||
             asprintf(&insert_sql,
-                     "INSERT INTO tls_policies AS p (destination, level, match, protocols, "
-                     "ciphers, exclude, servername, tafile, connection_reuse, note, enabled%s) "
-                     "SELECT destination, level, coalesce(match, '{}'), protocols, ciphers, "
-                     "coalesce(exclude, '{}'), servername, tafile, connection_reuse, "
-                     "coalesce(note, ''), coalesce(enabled, true)%s FROM incoming "
-                     "ON CONFLICT (destination) DO UPDATE SET level = EXCLUDED.level, "
-                     "match = EXCLUDED.match, protocols = EXCLUDED.protocols, "
-                     "ciphers = EXCLUDED.ciphers, exclude = EXCLUDED.exclude, "
-                     "servername = EXCLUDED.servername, tafile = EXCLUDED.tafile, "
-                     "connection_reuse = EXCLUDED.connection_reuse, "
-                     "note = EXCLUDED.note, enabled = EXCLUDED.enabled%s, updated_at = now() "
-                     "WHERE NOT %s",
-                     whole ? ", managed_by" : "", whole ? ", managed_by" : "",
-                     whole ? ", managed_by = EXCLUDED.managed_by" : "",
-                     whole ? "(p.level, " ATTR_COLUMNS("p.") ", p.managed_by) IS NOT DISTINCT "
-                                                             "FROM (EXCLUDED.level, " ATTR_COLUMNS(
-                                                                 "EXCLUDED.") ", "
-                                                                              "EXCLUDED.managed_by)"
-                           : "(p.level, " ATTR_COLUMNS("p.") ") IS NOT DISTINCT FROM "
-                                                             "(EXCLUDED.level, " ATTR_COLUMNS(
-                                                                 "EXCLUDED.") ")") < 0) {
+                     "INSERT INTO tls_policies (destination, level, match, protocols, ciphers, "
+                     "exclude, servername, tafile, connection_reuse, note, enabled%s) "
+                     "SELECT destination, level, match, protocols, ciphers, exclude, servername, "
+                     "tafile, connection_reuse, note, enabled%s FROM incoming i WHERE NOT EXISTS "
+                     "(SELECT 1 FROM tls_policies p WHERE p.destination = i.destination)",
+                     manager, manager) < 0) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
                 goto out;
         }
-        r = db_exec(c, &res, reterr, count_sql, 0, NULL);
+        r = db_exec(c, &deleted, reterr, delete_sql, 0, NULL);
+        if (r >= 0)
+                r = db_exec(c, &updated, reterr, update_sql, 0, NULL);
+        if (r >= 0)
+                r = db_exec(c, &inserted, reterr, insert_sql, 0, NULL);
         if (r < 0)
                 goto out;
-        *counts = json_pack("{s:I, s:I, s:I, s:I}", "added",
-                            (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "changed",
-                            (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "removed",
-                            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "unchanged",
-                            (json_int_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10));
-        r = db_exec(c, NULL, reterr, delete_sql, 0, NULL);
-        if (r >= 0)
-                r = db_exec(c, NULL, reterr, insert_sql, 0, NULL);
+        long long removed = strtoll(PQcmdTuples(deleted), NULL, 10);
+        long long changed = strtoll(PQcmdTuples(updated), NULL, 10);
+        long long added = strtoll(PQcmdTuples(inserted), NULL, 10);
+        *counts = json_pack("{s:I, s:I, s:I, s:I}", "added", (json_int_t)added, "changed",
+                            (json_int_t)changed, "removed", (json_int_t)removed, "unchanged",
+                            (json_int_t)(total - added - changed));
 out:
         /* After a failure the caller rolls back (the job's savepoint, or the dry run's
          * transaction), which drops the table; a statement now would only meet an aborted
