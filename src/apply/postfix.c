@@ -72,8 +72,8 @@ static int postmap_input(const struct config *cfg, const char *op, const char *t
          * stderr ("postmap: fatal: ..."; a warning, say of main.cf, is no failure): the caller
          * checks what it asked */
         const char *err = res->errors ? res->errors : "";
-        bool none_found = !put && res->exit_status == 1 && !strstr(err, "fatal:") &&
-                          !strstr(err, "panic:");
+        bool none_found =
+            !put && res->exit_status == 1 && !strstr(err, "fatal:") && !strstr(err, "panic:");
         return res->exit_status == 0 || none_found ? 0 : -EPROTO;
 }
 
