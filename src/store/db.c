@@ -147,6 +147,11 @@ static void set_available(struct db_pool *p, bool available, const char *why)
         if (!available) {
                 p->failed_usec = now_monotonic_usec();
                 p->retry_after_usec = p->failed_usec + RECONNECT_BACKOFF_USEC;
+        } else {
+                /* a connection just made: the database answers, the others may reconnect at
+                 * once (the read model leaves pooled connections idle, dead since an outage,
+                 * for longer than the queries did) */
+                p->retry_after_usec = 0;
         }
         pthread_mutex_unlock(&p->lock);
         if (was && !available)
