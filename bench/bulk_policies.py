@@ -9,7 +9,9 @@ time of the request and where it went:
   database  the sum of the statement durations PostgreSQL logged meanwhile
             (log_min_duration_statement = 0 on the private cluster: parse, bind, execute)
   postmap   postmap + postmap -s of the map as it is after the step, timed here with the same
-            commands the daemon runs (only for steps whose job says postmap: true)
+            commands the daemon runs (only for steps whose job says postmap: true and whose map
+            was built whole: an edit of a few rows - smtptlsd_policy_map_updates_total{how="edit"}
+            - is not re-timed, it is in "rest")
   rest      wall - database - postmap: HTTP, JSON parsing and validation, rendering, the diff, files
 
 plus the job record (postmap, reload, created_at -> finished_at). Standard library only:
@@ -164,7 +166,14 @@ def main(argv=None):
         log = PgLog(pg.logfile)
         map_path = os.path.join(pf.config_dir, "smtptlsd_tls_policy")
 
+        def updates():
+            text = d.get("/metrics").raw.decode()
+            return {how: float(m.group(1)) if (m := re.search(
+                rf'smtptlsd_policy_map_updates_total{{how="{how}"}} (\S+)', text)) else 0.0
+                for how in ("edit", "build")}
+
         def step(n, name, method, path, body, expect=200):
+            before = updates()
             log.mark()
             t0 = time.monotonic()
             r = d.http(method, path, body, timeout=600)
@@ -177,7 +186,10 @@ def main(argv=None):
             if r.headers.get("Job-Id"):
                 job = d.get(f"/api/v1/jobs/{r.headers['Job-Id']}").body
             pm = 0.0
-            if job and job.get("postmap"):
+            how = {k: v - before[k] for k, v in updates().items()}
+            if job is not None:
+                job["how"] = "edit" if how["edit"] else "build" if how["build"] else "-"
+            if job and job.get("postmap") and how["build"]:
                 with open(map_path) as f:
                     pm = postmap_seconds(pf, args.map_type, f.read(), base)
             counts = ""
@@ -211,17 +223,20 @@ def main(argv=None):
               f"Postfix {version}, PostgreSQL 15 (fsync off), {os.cpu_count()} CPUs, "
               f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
         print(f"{'N':>7}  {'step':24} {'HTTP':>4} {'total':>8} {'database':>9} {'postmap':>8} "
-              f"{'rest':>8}  {'job record':>10}  added/changed/removed/unchanged")
+              f"{'rest':>8}  {'job record':>16}  added/changed/removed/unchanged")
         for n, name, status, wall, db, pm, rest, job, counts in rows:
             js = job_seconds(job)
             jr = "-" if job is None else (f"pm={'y' if job.get('postmap') else 'n'} "
-                                          f"rl={'y' if job.get('reload') else 'n'}")
+                                          f"rl={'y' if job.get('reload') else 'n'} "
+                                          f"{job['how']}")
             print(f"{n:>7}  {name:24} {status:>4} {wall * 1000:>6.0f}ms {db * 1000:>7.0f}ms "
-                  f"{pm * 1000:>6.0f}ms {rest * 1000:>6.0f}ms  {jr:>10}  {counts}"
+                  f"{pm * 1000:>6.0f}ms {rest * 1000:>6.0f}ms  {jr:>16}  {counts}"
                   + (f"  (created->finished {js * 1000:.0f} ms)" if js is not None else ""))
         print("database: statement time PostgreSQL logged during the request; postmap: build + "
-              "-s of the resulting map, timed apart; rest: HTTP, JSON, validation, rendering, "
-              "diff and files. created->finished: the job record's timestamps.")
+              "-s of the resulting map, timed apart (whole builds only); rest: HTTP, JSON, "
+              "validation, rendering, diff and files (an edit's postmap -i/-d/-q too). job "
+              "record: postmap, reload, edit or build. created->finished: the job record's "
+              "timestamps.")
         return 0
 
 
