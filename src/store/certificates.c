@@ -20,9 +20,15 @@
         "c.name, c.type, c.system, coalesce(c.info::text, '{}'), c.chain_verified, "               \
         "c.missing, " CERT_IN_USE ", coalesce(extract(epoch from c.not_after)::bigint, 0), "       \
         "(SELECT coalesce(json_agg(n.node ORDER BY n.node), '[]')::text FROM certificate_nodes n " \
-        " WHERE n.certificate_id = c.id), c.version"
-#define COL_NODES   8 /* an ACME certificate's nodes (JSON array) */
-#define COL_VERSION 9 /* the row's version (ETag) */
+        " WHERE n.certificate_id = c.id), c.version, "                                             \
+        "(SELECT coalesce(json_agg(json_build_object('node', n.node, 'sha256_fingerprint', "       \
+        " nullif(n.sha256_fingerprint, ''), 'not_after', " DB_TS(                                  \
+            "n.not_after") ") "                                                                    \
+                           " ORDER BY n.node), '[]')::text FROM certificate_nodes n WHERE "        \
+                           "n.certificate_id = c.id)"
+#define COL_NODES   8  /* an ACME certificate's nodes (JSON array) */
+#define COL_VERSION 9  /* the row's version (ETag) */
+#define COL_COPIES  10 /* an ACME certificate's copy on each node (JSON array) */
 
 static json_t *row_json(const PGresult *res, int i)
 {
@@ -39,8 +45,11 @@ static json_t *row_json(const PGresult *res, int i)
             PQgetisnull(res, i, 4) ? json_null() : json_boolean(streq(PQgetvalue(res, i, 4), "t")));
         json_object_set_new(j, "missing", json_boolean(streq(PQgetvalue(res, i, 5), "t")));
         json_object_set_new(j, "in_use", json_boolean(streq(PQgetvalue(res, i, 6), "t")));
-        if (streq(PQgetvalue(res, i, 1), "acme")) /* per node: where it is */
+        if (streq(PQgetvalue(res, i, 1), "acme")) { /* per node: where it is, and what */
                 json_object_set_new(j, "nodes", json_loads(PQgetvalue(res, i, COL_NODES), 0, NULL));
+                json_object_set_new(j, "copies",
+                                    json_loads(PQgetvalue(res, i, COL_COPIES), 0, NULL));
+        }
         long long not_after = strtoll(PQgetvalue(res, i, 7), NULL, 10);
         if (not_after) {
                 json_object_set_new(j, "days_left",

@@ -338,6 +338,12 @@ def test_an_acme_certificate_is_bound_only_where_it_is(fleet, certs):
     summary = two.d.http("POST", "/api/v1/certificates/rescan", timeout=60).body
     assert summary["changed"] == ["fleet-acme"], summary
     assert one.d.get("/api/v1/certificates/fleet-acme").body["nodes"] == ["mx1", "mx2"]
+    # each node's own copy, as its scan found it
+    copies = {c["node"]: c for c in one.d.get("/api/v1/certificates/fleet-acme").body["copies"]}
+    assert set(copies) == {"mx1", "mx2"}, copies
+    assert copies["mx1"]["sha256_fingerprint"] == acme.fingerprint(), copies
+    assert copies["mx2"]["sha256_fingerprint"] == own.fingerprint(), copies
+    assert all(c["not_after"] and c["not_after"].endswith("Z") for c in copies.values()), copies
     summary = one.d.http("POST", "/api/v1/certificates/rescan", timeout=60).body
     assert summary["changed"] == [] and summary["added"] == [], summary
     assert one.d.get("/api/v1/certificates/fleet-acme").body["sha256_fingerprint"] == \
