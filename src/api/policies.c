@@ -286,7 +286,9 @@ static int text_add(const char *s, size_t n, void *data)
 
 /* A normalized item as the job row carries it: the members at their defaults (null, [], "",
  * enabled true) left out, as the database applies them again (store_policies_bulk): a quarter of
- * the text, which PostgreSQL parses into the row and out of it. */
+ * the text, which PostgreSQL parses into the row and out of it. Keep in step with
+ * INCOMING_SELECT in store/policies.c: a member with another default dropped here would come back
+ * as NULL. */
 static void item_drop_defaults(json_t *n)
 {
         for (void *it = json_object_iter(n), *next; it; it = next) {
@@ -306,8 +308,9 @@ static void item_drop_defaults(json_t *n)
 int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
                      bool allow_managed, struct guard *guard, char **ret, struct problem *reterr)
 {
-        /* about the body's size (normalized items have every field): one allocation, in most
-         * cases, and large enough to be a mapping of its own, so it grows without copies */
+        /* about the body's size (a bound: normalized items leave their defaults out): one
+         * allocation, in most cases, and large enough to be a mapping of its own, so it grows
+         * without copies (its pages are touched only as it fills) */
         struct strbuf text = { .cap = body_len + body_len / 4 + 64 };
         json_t *seen = json_object(), *item;
         char prefix[48];

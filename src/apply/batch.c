@@ -85,10 +85,15 @@ static int run_jobs(struct batch *b)
                         r = -ENOTCONN;
                         break;
                 }
+                /* a failure that set no problem (a constraint the action did not foresee) is
+                 * one all the same: the job fails, it is never "applied" with nothing written */
+                if (k < 0 && s->job->problem.code == PROBLEM_NONE)
+                        problem_set_errno(&s->job->problem, k, PROBLEM_INTERNAL_ERROR, NULL,
+                                          "%s failed: %s", s->job->action, strerror(-k));
                 r = tx_savepoint_end(&w->db, k >= 0, &b->p);
                 if (r < 0)
                         break;
-                s->ok = s->job->problem.code == PROBLEM_NONE;
+                s->ok = k >= 0 && s->job->problem.code == PROBLEM_NONE;
                 b->ok += s->ok;
                 /* A write that changes nothing changes no version: the job is applied, and
                  * the batch made of such jobs bumps no generation and touches no file. */

@@ -73,7 +73,7 @@ static int postmap_input(const struct config *cfg, const char *op, const char *t
          * checks what it asked */
         const char *err = res->errors ? res->errors : "";
         bool none_found =
-            !put && res->exit_status == 1 && !strstr(err, "fatal:") && !strstr(err, "panic:");
+            !put && res->exit_status == 1 && !strstr(err, ": fatal: ") && !strstr(err, ": panic: ");
         return res->exit_status == 0 || none_found ? 0 : -EPROTO;
 }
 

@@ -139,7 +139,9 @@ bool db_pool_idle_open(struct db_pool *p)
         return open;
 }
 
-static void set_available(struct db_pool *p, bool available, const char *why)
+/* available: a connection made, begun at `since` (a connect begun before the last failure says
+ * nothing of the database after it). */
+static void set_available(struct db_pool *p, bool available, uint64_t since, const char *why)
 {
         pthread_mutex_lock(&p->lock);
         bool was = p->available;
@@ -147,7 +149,7 @@ static void set_available(struct db_pool *p, bool available, const char *why)
         if (!available) {
                 p->failed_usec = now_monotonic_usec();
                 p->retry_after_usec = p->failed_usec + RECONNECT_BACKOFF_USEC;
-        } else {
+        } else if (since >= p->failed_usec) {
                 /* a connection just made: the database answers, the others may reconnect at
                  * once (the read model leaves pooled connections idle, dead since an outage,
                  * for longer than the queries did) */
@@ -234,13 +236,14 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
                         PQfinish(c->pg);
                         c->pg = NULL;
                 }
+                uint64_t since = now_monotonic_usec();
                 int r = db_connect(p->cfg, &c->pg, err, sizeof(err));
                 if (r < 0) {
-                        set_available(p, false, err);
+                        set_available(p, false, 0, err);
                         db_release(c);
                         return unavailable(reterr);
                 }
-                set_available(p, true, NULL);
+                set_available(p, true, since, NULL);
         }
         *ret = c;
         return 0;
@@ -327,12 +330,13 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
                 char err[512];
                 PQfinish(c->pg);
                 c->pg = NULL;
+                uint64_t since = now_monotonic_usec();
                 if (db_connect(c->pool->cfg, &c->pg, err, sizeof(err)) < 0) {
-                        set_available(c->pool, false, err);
+                        set_available(c->pool, false, 0, err);
                         problem_done(&scratch);
                         return unavailable(reterr);
                 }
-                set_available(c->pool, true, NULL);
+                set_available(c->pool, true, since, NULL);
                 r = db_exec_pg(c->pg, ret, reterr, sql, nparams, params);
         } else if (first && r < 0 && reterr && reterr->code == PROBLEM_NONE) {
                 *reterr = scratch;
@@ -340,7 +344,7 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
         }
         problem_done(&scratch);
         if (r == -ENOTCONN && c->pool)
-                set_available(c->pool, false, PQerrorMessage(c->pg));
+                set_available(c->pool, false, 0, PQerrorMessage(c->pg));
         return r;
 }
 

@@ -19,7 +19,8 @@
         "array_to_json(exclude)::text, NULL, enabled, managed_by, servername, tafile, "            \
         "connection_reuse"
 /* The columns of a bulk's items (jsonb_to_recordset), with the table's defaults applied, so that
- * an item compares and writes as the row it becomes. */
+ * an item compares and writes as the row it becomes (the job row leaves the members at their
+ * defaults out: item_drop_defaults in api/policies.c; keep the two in step). */
 #define INCOMING_SELECT                                                                            \
         "SELECT destination, level, coalesce(match, '{}') AS match, protocols, ciphers, "          \
         "coalesce(exclude, '{}') AS exclude, coalesce(note, '') AS note, "                         \
@@ -447,6 +448,7 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
 {
         _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL, *fpr = NULL;
         _cleanup_pgresult_ PGresult *deleted = NULL, *updated = NULL, *inserted = NULL;
+        _cleanup_pgresult_ PGresult *twice = NULL;
         /* declared before any goto out (their cleanup runs there) */
         _cleanup_free_ char *update_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         char idbuf[24];
@@ -467,6 +469,21 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                 return r;
         /* the items, for the count of the unchanged ones */
         long long total = strtoll(PQcmdTuples(res), NULL, 10);
+        /* A destination twice (the API refuses it; a job row that reached the queue some other
+         * way is checked here): the merge below would pick one of them, or fail on the key */
+        r = db_exec(c, &twice, reterr,
+                    "SELECT destination, max(n) - 1 FROM incoming GROUP BY destination "
+                    "HAVING count(*) > 1 ORDER BY 2 LIMIT 1",
+                    0, NULL);
+        if (r < 0)
+                goto out;
+        if (PQntuples(twice) > 0) {
+                char field[64];
+                snprintf(field, sizeof(field), "%s/%s/destination", base, PQgetvalue(twice, 0, 1));
+                r = problem_set_errno(reterr, -EEXIST, PROBLEM_DUPLICATE_DESTINATION, field,
+                                      "'%s' is in the items twice", PQgetvalue(twice, 0, 0));
+                goto out;
+        }
         if (digest && digest->len) {
                 /* the first fingerprint the effective digest cannot produce */
                 char len[24];

@@ -212,19 +212,52 @@ def test_status_and_config_render_the_map_once_per_generation(make_release_site)
     assert renders(site.d) - before == 1
 
 
+def killed_before_commit(site, body):
+    """A bulk acknowledged with 202 whose daemon is killed (fault point before_commit) before it
+    commits; returns its job id, the daemon down."""
+    with open(site.fault_file, "w") as f:
+        f.write("before_commit kill\n")
+    r = site.d.http("PUT", BULK + "?wait=0", body, timeout=60)
+    assert r.status == 202, r
+    site.d.proc.wait(60)
+    site.d.stopped = True
+    assert site.d.proc.returncode == -9, site.d.proc.returncode
+    return r.headers["Job-Id"]
+
+
+def restart(site):
+    os.unlink(site.fault_file)
+    site.d.start()
+    site.d.mark_fd_baseline()
+
+
+def test_a_job_row_with_a_destination_twice_fails_and_writes_nothing(fault_site):
+    """A bulk's job row that reached the queue some other way than the API (here: edited while
+    the daemon was down) with a destination twice is refused by name when it runs - failed, not
+    applied with nothing written - and changes no row."""
+    site = fault_site
+    r = site.d.http("PUT", BULK + "?wait=120", bulk_body(3, 0, "old"), timeout=120)
+    assert r.status == 200, r
+    job = killed_before_commit(site, bulk_body(4, 0, "k"))
+    site.psql.query(f"UPDATE jobs SET request = jsonb_set(request, '{{body,policy}}', "
+                    f"(request #> '{{body,policy}}') || ((request #> '{{body,policy}}') -> 1)) "
+                    f"WHERE id = {job}")
+    before = rows(site)
+    restart(site)
+    done = wait_until(lambda: (j := site.d.get(f"/api/v1/jobs/{job}").body)["status"] in
+                      ("applied", "failed") and j, timeout=120, what="the resumed bulk finished")
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "duplicate_destination", done["error"]
+    assert done["error"]["field"] == "/items/4/destination", done["error"]
+    assert rows(site) == before == 3
+
+
 def test_a_bulk_killed_before_commit_is_resumed_from_its_job_row(fault_site):
     """The items live in the job row only (not in the daemon's memory past the insert): a bulk
     acknowledged with 202 whose daemon is killed before the commit is applied at the next start,
     from the row, and the row's request is dropped once it has run."""
     site = fault_site
-    with open(site.fault_file, "w") as f:
-        f.write("before_commit kill\n")
-    r = site.d.http("PUT", BULK + "?wait=0", bulk_body(500, 50, "k"), timeout=60)
-    assert r.status == 202, r
-    job = r.headers["Job-Id"]
-    site.d.proc.wait(60)
-    site.d.stopped = True
-    assert site.d.proc.returncode == -9, site.d.proc.returncode
+    job = killed_before_commit(site, bulk_body(500, 50, "k"))
     assert rows(site) == 0
     # the row holds the validated, normalized items, members at their defaults left out (the
     # database applies them again)
@@ -233,9 +266,7 @@ def test_a_bulk_killed_before_commit_is_resumed_from_its_job_row(fault_site):
     assert site.psql.query(f"SELECT request->'body'->'policy'->0 FROM jobs WHERE id = {job}") == \
         site.psql.query("SELECT jsonb_build_object('destination', 'k0000000.example', 'level', "
                         "'may', 'note', repeat('n', 50))")
-    os.unlink(site.fault_file)
-    site.d.start()
-    site.d.mark_fd_baseline()
+    restart(site)
     wait_until(lambda: site.d.get(f"/api/v1/jobs/{job}").body["status"] == "applied",
                timeout=120, what="the resumed bulk applied")
     assert rows(site) == 500
