@@ -29,6 +29,7 @@
 #define COL_NODES   8  /* an ACME certificate's nodes (JSON array) */
 #define COL_VERSION 9  /* the row's version (ETag) */
 #define COL_COPIES  10 /* an ACME certificate's copy on each node (JSON array) */
+#define N_COLUMNS   11 /* CERT_COLUMNS: a list's collection version comes after them */
 
 static json_t *row_json(const PGresult *res, int i)
 {
@@ -78,7 +79,7 @@ int store_certs_list(struct db_conn *c, const char *q, const char *type, json_t 
                         2, params);
         int n = 0;
         if (r >= 0)
-                r = db_page_rows(res, COL_VERSION + 1, version, &n, reterr);
+                r = db_page_rows(res, N_COLUMNS, version, &n, reterr);
         if (r < 0)
                 return r;
         json_t *a = json_array();
