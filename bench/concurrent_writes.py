@@ -426,8 +426,13 @@ def main(argv=None):
                         f"{args.level}, e.g. {missing[:3]}")
     if deltas["jobs applied"] != args.writes:
         problems.append(f"jobs applied +{deltas['jobs applied']:.0f}, not {args.writes}")
-    for line in daemon_errors:
-        problems.append(f"daemon log: {line}")
+    return verdict(problems, daemon_errors, alive)
+
+
+def verdict(problems, daemon_errors, alive):
+    """Prints every problem of the run (and the daemon's error lines, and its death) as FAIL:
+    lines; the exit status: 1 with any, else 0."""
+    problems = problems + [f"daemon log: {line}" for line in daemon_errors]
     if not alive:
         problems.append("the daemon exited during the run")
     for p in problems:

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bulk_policies import REPO_ROOT, bench_sandbox, daemon_binary  # noqa: E402
 from compare import machine, seed  # noqa: E402
-from concurrent_writes import metrics, raise_nofile  # noqa: E402
+from concurrent_writes import metrics, raise_nofile, verdict  # noqa: E402
 from tests.harness.daemon import _tcp_sockets  # noqa: E402
 from tests.harness.util import run, wait_until  # noqa: E402
 
@@ -241,13 +241,7 @@ def main(argv=None):
               f"{'by ' + f'{-diff:.1f}' + ' MiB to spare' if ok else f'{diff:.1f} MiB over'})")
         if not ok:
             problems.append(f"goal missed: {what} ({mib(kib)} MiB)")
-    for line in daemon_errors:
-        problems.append(f"daemon log: {line}")
-    if not alive:
-        problems.append("the daemon exited during the run")
-    for p in problems:
-        print(f"FAIL: {p}")
-    return 1 if problems else 0
+    return verdict(problems, daemon_errors, alive)
 
 
 if __name__ == "__main__":

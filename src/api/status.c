@@ -157,7 +157,6 @@ static int desired_load_cached(struct db_conn *c, const char *node, struct desir
                 return r;
         d->map_text = (*m)->text;
         d->map_len = (*m)->len;
-        d->map_entries = (*m)->entries;
         d->map_borrowed = true;
         d->map_managed = d->settings.managed || (*m)->rows > 0;
         return 0;
@@ -182,16 +181,14 @@ static uint64_t stamp_file(uint64_t h, const char *path)
 uint64_t api_stamp_postfix(struct request *req)
 {
         const struct config *cfg = req->app->cfg;
-        char path[PATH_MAX], index[PATH_MAX + 8];
+        char path[PATH_MAX];
         uint64_t h = 0;
         if (layout_main_cf(cfg, path, sizeof(path)) >= 0)
                 h = stamp_file(h, path);
-        if (layout_policy_map(cfg, path, sizeof(path)) >= 0) {
+        if (layout_policy_map(cfg, path, sizeof(path)) >= 0)
                 h = stamp_file(h, path);
-                snprintf(index, sizeof(index), "%s%s", path,
-                         layout_map_suffix(cfg->policy_map_type));
-                h = stamp_file(h, index);
-        }
+        if (layout_policy_index(cfg, path, sizeof(path)) >= 0)
+                h = stamp_file(h, path);
         return h;
 }
 

@@ -82,6 +82,12 @@ int layout_policy_map(const struct config *cfg, char *buf, size_t size)
         return fmt(buf, size, cfg->postfix_config_directory, "/", LAYOUT_POLICY_MAP);
 }
 
+int layout_policy_index(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/" LAYOUT_POLICY_MAP,
+                   layout_map_suffix(cfg->policy_map_type));
+}
+
 int layout_policy_staged(const struct config *cfg, char *buf, size_t size)
 {
         return fmt(buf, size, cfg->postfix_config_directory, "/",

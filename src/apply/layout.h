@@ -26,6 +26,8 @@ int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size);
  */
 #define LAYOUT_POLICY_MAP "smtptlsd_tls_policy"
 int layout_policy_map(const struct config *cfg, char *buf, size_t size);
+/* The live policy map's index: layout_policy_map's path with the map type's suffix (".db"). */
+int layout_policy_index(const struct config *cfg, char *buf, size_t size);
 int layout_policy_staged(const struct config *cfg, char *buf, size_t size);
 int layout_policy_lkg(const struct config *cfg, char *buf, size_t size);
 /* ".db" for hash and btree, ".lmdb", ".cdb" */

@@ -45,9 +45,8 @@ static int paths(const struct config *cfg, char record[PATH_MAX], char text[PATH
                 r = layout_join(state, RECORD, record, PATH_MAX);
         if (r >= 0)
                 r = layout_policy_map(cfg, text, PATH_MAX);
-        if (r >= 0 && snprintf(index, PATH_MAX, "%s%s", text,
-                               layout_map_suffix(cfg->policy_map_type)) >= PATH_MAX)
-                r = -ENAMETOOLONG;
+        if (r >= 0)
+                r = layout_policy_index(cfg, index, PATH_MAX);
         return r;
 }
 

@@ -129,10 +129,6 @@ static int load_map_changes(const struct config *cfg, struct db_conn *c, struct 
                                  "whole");
                         r = 0;
                 } else if (r >= 0) {
-                        d->map_entries = 0;
-                        for (const char *p = d->map_text; (p = strchr(p, '\n')); p++)
-                                d->map_entries++;
-                        d->map_entries--; /* the header */
                         d->map_version = ch.version;
                         d->map_incremental = true;
                         r = 1;
@@ -158,11 +154,12 @@ int desired_load(const struct config *cfg, struct db_conn *c, struct desired *d,
                 r = load_map_changes(cfg, c, d, reterr);
         if (r == 0) {
                 int64_t rows = 0;
+                size_t entries = 0;
                 /* the version first: what commits while the map is read is taken again later */
                 r = store_policies_map_version(c, &d->map_version, NULL, reterr);
                 if (r >= 0)
-                        r = store_policies_render(c, &d->map_text, &d->map_len, &d->map_entries,
-                                                  &rows, reterr);
+                        r = store_policies_render(c, &d->map_text, &d->map_len, &entries, &rows,
+                                                  reterr);
         }
         if (r < 0)
                 return r;
@@ -304,12 +301,12 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                         return -ENOMEM;
                 p->params[p->n_params++] =
                     (struct maincf_param){ "smtp_tls_policy_maps", p->map_param };
-                snprintf(index, sizeof(index), "%s%s", map,
-                         layout_map_suffix(cfg->policy_map_type));
+                if (layout_policy_index(cfg, index, sizeof(index)) < 0)
+                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
+                                           "policy map path too long");
                 p->map_managed = true;
                 p->map_text = d->map_text;
                 p->map_len = d->map_len;
-                p->map_entries = d->map_entries;
                 p->map_version = d->map_version;
                 p->map_edit = d->map_incremental ? &d->map_edit : NULL;
                 p->map_changed =

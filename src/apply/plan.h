@@ -24,7 +24,6 @@ struct desired {
         bool map_managed;
         char *map_text; /* rendered from the enabled rows, sorted */
         size_t map_len;
-        size_t map_entries;
         bool map_borrowed; /* map_text belongs to someone else: desired_done leaves it */
         /* the version of the policies map_text is at (store_policies_map_version); when
          * map_incremental, map_text is the live map with the rows changed since merged in, and
@@ -40,7 +39,7 @@ struct desired {
 int desired_load(const struct config *cfg, struct db_conn *c, struct desired *d,
                  struct problem *reterr);
 /* The same without the map (settings and the bound certificate), for a reader that has the map
- * of this generation already: it sets map_text (borrowed), map_len, map_entries, map_managed. */
+ * of this generation already: it sets map_text (borrowed), map_len, map_managed. */
 int desired_load_settings(struct db_conn *c, const char *node, struct desired *d,
                           struct problem *reterr);
 void desired_done(struct desired *d);
@@ -76,7 +75,7 @@ struct plan {
         bool map_managed;
         bool map_changed;
         const char *map_text;
-        size_t map_len, map_entries;
+        size_t map_len;
         int64_t map_version;             /* what the map is at (apply/map_state.h) */
         const struct map_edit *map_edit; /* NULL: build the index whole */
         char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */

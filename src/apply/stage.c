@@ -299,11 +299,12 @@ static int map_files(const struct config *cfg, struct map_files *f, struct probl
                 r = layout_policy_lkg(cfg, f->lkg, sizeof(f->lkg));
         if (r >= 0)
                 r = layout_join(f->state, "tls_policy.input", f->input, sizeof(f->input));
+        if (r >= 0)
+                r = layout_policy_index(cfg, f->index, sizeof(f->index));
         if (r < 0)
                 return problem_set(reterr, stage_problem(r), NULL,
                                    "cannot stage the policy map: %s", strerror(-r));
         snprintf(f->s_index, sizeof(f->s_index), "%s%s", f->staged, suffix);
-        snprintf(f->index, sizeof(f->index), "%s%s", f->map, suffix);
         snprintf(f->lkg_index, sizeof(f->lkg_index), "%s%s", f->lkg, suffix);
         return 0;
 }

@@ -21,6 +21,7 @@ static struct config cfg = {
         .acme_live_directory = (char *)"/etc/letsencrypt/live",
         .system_certificate_file = (char *)"/etc/ssl/certs/ssl-cert-snakeoil.pem",
         .system_key_file = (char *)"/etc/ssl/private/ssl-cert-snakeoil.key",
+        .policy_map_type = (char *)"hash",
 };
 
 #define FP                                                                                         \
@@ -39,6 +40,7 @@ static void test_postfix_paths(void **state)
                 { layout_check_dir, "/etc/postfix/.smtptlsd/check" },
                 { layout_main_cf_lkg, "/etc/postfix/.smtptlsd/main.cf.lkg" },
                 { layout_policy_map, "/etc/postfix/smtptlsd_tls_policy" },
+                { layout_policy_index, "/etc/postfix/smtptlsd_tls_policy.db" },
                 { layout_policy_staged, "/etc/postfix/.smtptlsd/tls_policy.new" },
                 { layout_policy_lkg, "/etc/postfix/.smtptlsd/tls_policy.lkg" },
         };
