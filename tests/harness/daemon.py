@@ -179,9 +179,51 @@ class Daemon:
                                   f"--- log ---\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise DaemonError(f"no READY=1 within {timeout}s; notify: {self.notify.messages()}\n"
+                                  f"--- where it waits ---\n{self.diagnose()}\n"
                                   f"--- log ---\n{self.log_tail()}")
         self.find_url()
         return self
+
+    def diagnose(self):
+        """What the daemon and the processes it started wait on (a start that does not come):
+        each thread's state, kernel wait channel and system call, then each descendant's."""
+        lines = []
+
+        def read(path):
+            try:
+                with open(path) as f:
+                    return f.read().strip()
+            except OSError:
+                return "?"
+
+        try:
+            for tid in sorted(os.listdir(f"/proc/{self.pid}/task"), key=int):
+                t = f"/proc/{self.pid}/task/{tid}"
+                state = read(f"{t}/stat").rpartition(")")[2].split()[:1]
+                lines.append(f"thread {tid} {read(f'{t}/comm')}: state {''.join(state)} "
+                             f"wchan {read(f'{t}/wchan')} syscall {read(f'{t}/syscall').split(' ')[0]}")
+        except OSError as e:
+            lines.append(f"no threads: {e}")
+        ps = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,etimes=,wchan:28=,args="],
+                            capture_output=True, text=True).stdout.splitlines()
+        parent = {}
+        for row in ps:
+            f = row.split(None, 2)
+            if len(f) >= 2:
+                parent[f[0]] = f[1]
+
+        def descends(pid):
+            seen = set()
+            while pid in parent and pid not in seen:
+                if pid == str(self.pid):
+                    return True
+                seen.add(pid)
+                pid = parent[pid]
+            return False
+
+        lines += [f"child {row.strip()}" for row in ps if descends(row.split(None, 1)[0])
+                  and row.split(None, 1)[0] != str(self.pid)]
+        return "\n".join(lines)
 
     def find_url(self):
         """Learn the URL from a STATUS= line or the log ('listening on http://ADDR:PORT')."""
