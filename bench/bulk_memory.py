@@ -14,6 +14,7 @@ root:
                                         [--binary build/smtptlsd] [--keep]
 """
 import argparse
+import datetime
 import json
 import os
 import select
@@ -51,6 +52,27 @@ def reset_peak(pid):
         f.write("5")
 
 
+def print_timeline(d, results, samples, t0):
+    """VmRSS's peak per half second since the push began, and the job's marks on the same clock
+    (its row's created_at, started_at, finished_at: HTTP thread before created_at, worker after)."""
+    marks = []
+    for status, _, _, what in results:
+        job = (what or {}).get("job") if isinstance(what, dict) else None
+        if job:
+            row = d.get(f"/api/v1/jobs/{job}").body
+            for k in ("created_at", "started_at", "finished_at"):
+                if row.get(k):
+                    at = datetime.datetime.fromisoformat(row[k].replace("Z", "+00:00"))
+                    marks.append((at.timestamp() - t0, f"job {job} {k.split('_')[0]}"))
+    step, rows = 0.5, {}
+    for t, kib in samples:
+        k = int((t - t0) / step)
+        rows[k] = max(rows.get(k, 0), kib)
+    for k in sorted(rows):
+        here = [m for at, m in marks if k * step <= at < (k + 1) * step]
+        print(f"  {k * step:6.1f} s  VmRSS {rows[k] / 1024:6.0f} MiB  {' '.join(here)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mib", type=int, default=64, help="body size in MiB (default 64)")
@@ -61,6 +83,9 @@ def main(argv=None):
     ap.add_argument("--binary", default=None,
                     help="the daemon (default build/smtptlsd, else build-asan/smtptlsd)")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also print VmRSS every 0.5 s and when the job was created, started and "
+                         "finished (which side of the queue holds the peak)")
     args = ap.parse_args(argv)
     binary = daemon_binary(args.binary)
     if not binary:
@@ -78,10 +103,11 @@ def main(argv=None):
 
         def push(k):
             # headers first: a refused bulk is answered before its body, which is then not sent
-            t0 = time.monotonic()
             req = RawRequest(d, "PUT", "/api/v1/tls-policies?wait=300", len(body))
             try:
-                if not select.select([req.sock], [], [], 3)[0]:
+                refused = select.select([req.sock], [], [], 3)[0]
+                t0 = time.monotonic()  # the time of the body, not of the wait for a refusal
+                if not refused:
                     req.send(body)
                 status, headers, raw = req.response(timeout=900)
             finally:
@@ -89,13 +115,26 @@ def main(argv=None):
             got = json.loads(raw)
             results[k] = (status, headers.get("retry-after"), time.monotonic() - t0,
                           got if status != 200 else {x: got.get(x) for x in
-                                                     ("added", "changed", "removed")})
+                                                     ("added", "changed", "removed")}
+                          | {"job": headers.get("job-id")})
 
+        samples, done = [], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                samples.append((time.time(), proc_status_kib(pid, "VmRSS")))
+                done.wait(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        t_start = time.time() + 3  # the wait for a refusal
         threads = [threading.Thread(target=push, args=(k,)) for k in range(args.concurrent)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        done.set()
+        sampler.join()
         hwm = proc_status_kib(pid, "VmHWM")
         rss1 = proc_status_kib(pid, "VmRSS")
 
@@ -107,6 +146,8 @@ def main(argv=None):
         for k, (status, retry, secs, what) in enumerate(results):
             print(f"  request {k}: HTTP {status} in {secs:.1f} s"
                   + (f", Retry-After {retry}" if retry else "") + f": {json.dumps(what)[:200]}")
+        if args.timeline:
+            print_timeline(d, results, samples, t_start)
         grew = (hwm - rss0) / 1024
         print(f"VmRSS before {rss0 / 1024:.0f} MiB, peak (VmHWM) {hwm / 1024:.0f} MiB, "
               f"after {rss1 / 1024:.0f} MiB; peak - before = {grew:.0f} MiB = "

@@ -90,11 +90,11 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
  * etag, by the weak comparison of RFC 9110 13.1.2 (W/ is ignored). */
 bool etag_list_has_weak(const char *list, const char *etag);
 
-/* A growable byte string, kept NUL-terminated: p is malloc'ed (free it), cap its size. */
 /* FNV-1a of n bytes, the offset basis xored with seed (0: the standard hash). Not for anything
  * an attacker may choose against a fixed seed. */
 uint64_t hash_fnv1a(uint64_t seed, const void *data, size_t n);
 
+/* A growable byte string, kept NUL-terminated: p is malloc'ed (free it), cap its size. */
 struct strbuf {
         char *p;
         size_t len, cap;

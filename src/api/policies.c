@@ -3,6 +3,8 @@
  * same table the worker uses (core/policy.c), so a bad item is refused before any job and named
  * as /items/N/field. HTTP threads. */
 #include <malloc.h>
+#include <stdlib.h>
+#include <sys/random.h>
 #include <stdio.h>
 
 #include "api/api.h"
@@ -12,6 +14,7 @@
 #include "core/json_spec.h"
 #include "core/policy.h"
 #include "core/resource.h"
+#include "core/string_set.h"
 #include "log.h"
 #include "store/store.h"
 
@@ -305,144 +308,185 @@ static void item_drop_defaults(json_t *n)
 /* Parsed items given back to the system while the text grows: every this many. */
 #define BULK_TRIM_EVERY 16384
 
-int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
-                     bool allow_managed, struct guard *guard, char **ret, struct problem *reterr)
+/* TLS policies validated one at a time into the JSON text of their normalized forms: what
+ * api_policy_items and the bulk's streamed items share. Destinations are checked against a
+ * compact set (a million of them: ~30 MiB, where a JSON object took several times that). */
+struct policy_items {
+        struct request *req;
+        const char *base;
+        bool allow_managed;
+        struct guard *guard;
+        struct strbuf text;
+        struct string_set seen;
+        size_t n;
+};
+
+static int policy_items_init(struct policy_items *pi, struct request *req, size_t body_len,
+                             const char *base, bool allow_managed, struct guard *guard,
+                             struct problem *reterr)
 {
         /* about the body's size (a bound: normalized items leave their defaults out): one
          * allocation, in most cases, and large enough to be a mapping of its own, so it grows
          * without copies (its pages are touched only as it fills) */
-        struct strbuf text = { .cap = body_len + body_len / 4 + 64 };
-        json_t *seen = json_object(), *item;
-        char prefix[48];
-        size_t i;
-        int r = 0;
-        if (!seen || strbuf_add(&text, "[", 1) < 0) {
-                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                      "out of memory");
-                goto out;
+        *pi = (struct policy_items){ .req = req,
+                                     .base = base,
+                                     .allow_managed = allow_managed,
+                                     .guard = guard,
+                                     .text = { .cap = body_len + body_len / 4 + 64 } };
+        if (getrandom(&pi->seen.seed, sizeof(pi->seen.seed), 0) != sizeof(pi->seen.seed))
+                pi->seen.seed = now_monotonic_usec();
+        if (strbuf_add(&pi->text, "[", 1) < 0)
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        return 0;
+}
+
+static void policy_items_done(struct policy_items *pi)
+{
+        free(pi->text.p);
+        string_set_done(&pi->seen);
+        *pi = (struct policy_items){ 0 };
+}
+
+/* One more item (any JSON value: policy_apply_json refuses what is not a policy). */
+static int policy_items_add(struct policy_items *pi, json_t *item, struct problem *reterr)
+{
+        struct policy p = { 0 };
+        char prefix[48], field[64];
+        size_t i = pi->n;
+        snprintf(prefix, sizeof(prefix), "%s/%zu", pi->base, i);
+        int r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
+        /* a new or replaced row: managed_by needs admin (was "") */
+        if (r >= 0)
+                r = policy_check_manager_change("", p.managed_by, pi->req->scope, prefix, reterr);
+        if (r >= 0 && p.managed_by[0] && !pi->allow_managed) {
+                snprintf(field, sizeof(field), "%s/managed_by", prefix);
+                r = problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                                "bulk replace sets unmanaged rows only");
         }
-        json_array_foreach (items, i, item) {
-                struct policy p = { 0 };
-                snprintf(prefix, sizeof(prefix), "%s/%zu", base, i);
-                r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
-                /* a new or replaced row: managed_by needs admin (was "") */
-                if (r >= 0)
-                        r = policy_check_manager_change("", p.managed_by, req->scope, prefix,
-                                                        reterr);
-                if (r >= 0 && p.managed_by[0] && !allow_managed) {
-                        char field[64];
-                        snprintf(field, sizeof(field), "%s/managed_by", prefix);
-                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, field,
-                                        "bulk replace sets unmanaged rows only");
-                }
-                if (r >= 0 && json_object_get(seen, p.destination)) {
-                        char field[64];
-                        snprintf(field, sizeof(field), "%s/destination", prefix);
-                        r = problem_set(
-                            reterr, PROBLEM_DUPLICATE_DESTINATION, field,
-                            "'%s' appears twice (first at %s/%lld)", p.destination, base,
-                            (long long)json_integer_value(json_object_get(seen, p.destination)));
-                }
-                if (r >= 0 && guard && guard_level_needs_probe(p.level))
-                        r = guard_add(guard, &p, reterr);
-                if (r >= 0) {
-                        json_object_set_new(seen, p.destination, json_integer((json_int_t)i));
-                        json_t *n = policy_to_json(&p);
-                        if (n)
-                                item_drop_defaults(n);
-                        if (!n || (i && strbuf_add(&text, ",", 1) < 0) ||
-                            json_dump_callback(n, text_add, &text, JSON_COMPACT) < 0)
-                                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                                      "out of memory");
-                        json_decref(n);
+        if (r >= 0) {
+                uint32_t first = 0;
+                int k = string_set_add(&pi->seen, p.destination, strlen(p.destination), (uint32_t)i,
+                                       &first);
+                snprintf(field, sizeof(field), "%s/destination", prefix);
+                if (k == 0)
+                        r = problem_set(reterr, PROBLEM_DUPLICATE_DESTINATION, field,
+                                        "'%s' appears twice (first at %s/%lu)", p.destination,
+                                        pi->base, (unsigned long)first);
+                else if (k < 0)
+                        r = problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
+        }
+        if (r >= 0 && pi->guard && guard_level_needs_probe(p.level))
+                r = guard_add(pi->guard, &p, reterr);
+        if (r >= 0) {
+                json_t *n = policy_to_json(&p);
+                if (n)
+                        item_drop_defaults(n);
+                if (!n || (i && strbuf_add(&pi->text, ",", 1) < 0) ||
+                    json_dump_callback(n, text_add, &pi->text, JSON_COMPACT) < 0)
+                        r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
+                json_decref(n);
+                pi->n++;
+        }
+        policy_done(&p);
+        return r;
+}
+
+/* The text of every item added: malloc'ed, into *ret. */
+static int policy_items_finish(struct policy_items *pi, char **ret, struct problem *reterr)
+{
+        if (strbuf_add(&pi->text, "]", 1) < 0)
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        *ret = TAKE_PTR(pi->text.p);
+        return 0;
+}
+
+int api_policy_items(struct request *req, json_t *items, size_t body_len, const char *base,
+                     bool allow_managed, struct guard *guard, char **ret, struct problem *reterr)
+{
+        struct policy_items pi;
+        json_t *item;
+        size_t i;
+        int r = policy_items_init(&pi, req, body_len, base, allow_managed, guard, reterr);
+        if (r >= 0)
+                json_array_foreach (items, i, item) {
+                        r = policy_items_add(&pi, item, reterr);
+                        if (r < 0)
+                                break;
                         /* validated and copied out: the parsed item goes now */
                         json_array_set_new(items, i, json_null());
                         if ((i + 1) % BULK_TRIM_EVERY == 0)
                                 malloc_trim(0);
                 }
-                policy_done(&p);
-                if (r < 0)
-                        goto out;
-        }
-        if (strbuf_add(&text, "]", 1) < 0) {
-                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                      "out of memory");
-                goto out;
-        }
-        *ret = TAKE_PTR(text.p);
-out:
-        free(text.p);
-        json_decref(seen);
+        if (r >= 0)
+                r = policy_items_finish(&pi, ret, reterr);
+        policy_items_done(&pi);
         return r;
 }
 
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
- * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large, so it
- * exists about once at a time: the raw body is freed once parsed, each parsed item once its
- * normalized form is appended to the JSON text of the items, and the parsed body before the job
- * is recorded; the job keeps only that text until its row has it. */
+ * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large (a
+ * million items), so it is never one tree: the items are read from the text one at a time
+ * (json_items), each validated and appended to the JSON text of the normalized items, and freed;
+ * the raw body goes once read, and the job keeps only that text until its row has it. */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
         struct guard *guard = NULL;
-        json_t *body = NULL, *items;
+        struct policy_items pi = { 0 };
+        struct json_items it;
+        json_t *item = NULL;
         _cleanup_free_ char *text = NULL;
         size_t body_len = req->body_len;
-        uint64_t t0 = now_monotonic_usec(), t1 = 0, t2 = 0, t3 = 0;
-        int r = json_parse_body(req->body, req->body_len, &body, reterr);
-        free(TAKE_PTR(req->body));
-        req->body_len = req->body_cap = 0;
-        t1 = now_monotonic_usec();
+        uint64_t t0 = now_monotonic_usec(), t1 = 0;
+        bool probe = false, force = false;
+        int r = guard_wanted(req, &probe, &force, reterr);
         if (r < 0)
                 return r;
-        const char *key;
-        json_t *v;
-        json_object_foreach (body, key, v)
-                if (!streq(key, "items")) {
-                        r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "", "unknown field '%s'",
-                                        key);
-                        goto out;
-                }
-        items = json_object_get(body, "items");
-        if (!json_is_array(items)) {
-                r = problem_set(reterr, items ? PROBLEM_INVALID_VALUE : PROBLEM_MISSING_FIELD,
-                                "/items", "items must be an array of TLS policies");
-                goto out;
-        }
-        bool probe = false, force = false;
-        r = guard_wanted(req, &probe, &force, reterr);
-        if (r < 0)
-                goto out;
         /* body.policy is null here and the items in the row (api_submit_items) */
         json_t *jb = job_body(req, json_null(), NULL);
         guard = probe ? guard_new(req, force, "policies.bulk", "tls-policies", jb, NULL) : NULL;
-        if (probe && !guard) {
-                json_decref(jb);
+        if (!jb || (probe && !guard)) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
                 goto out;
         }
-        r = api_policy_items(req, items, body_len, "/items", false, guard, &text, reterr);
-        t2 = now_monotonic_usec();
-        if (r >= 0) {
-                json_decref(TAKE_PTR(body));
-                /* The parsed body was many small blocks: give them back before the row is
-                 * sent. */
-                malloc_trim(0);
+        r = policy_items_init(&pi, req, body_len, "/items", false, guard, reterr);
+        if (r < 0)
+                goto out;
+        json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
+        while ((r = json_items_next(&it, &item, reterr)) > 0) {
+                r = policy_items_add(&pi, item, reterr);
+                json_decref(TAKE_PTR(item));
+                if (r < 0)
+                        goto out;
         }
-        t3 = now_monotonic_usec();
-        if (r >= 0 && guard) {
+        if (r < 0)
+                goto out;
+        r = policy_items_finish(&pi, &text, reterr);
+        if (r < 0)
+                goto out;
+        /* read: the raw body and the set of destinations go before the row is sent */
+        free(TAKE_PTR(req->body));
+        req->body_len = req->body_cap = 0;
+        policy_items_done(&pi);
+        malloc_trim(0);
+        t1 = now_monotonic_usec();
+        if (guard) {
                 guard_set_items(guard, &text);
                 r = guard_run(TAKE_PTR(guard), reterr);
-        } else if (r >= 0) {
+        } else {
                 r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
         }
-        log_debug("bulk replace of %zu bytes: parse %.1f ms, items %.1f ms, free + trim %.1f ms, "
-                  "submit %.1f ms",
-                  body_len, (double)(t1 - t0) / 1000.0, (double)(t2 - t1) / 1000.0,
-                  (double)(t3 - t2) / 1000.0, (double)(now_monotonic_usec() - t3) / 1000.0);
-        json_decref(jb);
+        log_debug("bulk replace of %zu bytes: items read and checked in %.1f ms, submitted in "
+                  "%.1f ms",
+                  body_len, (double)(t1 - t0) / 1000.0,
+                  (double)(now_monotonic_usec() - t1) / 1000.0);
 out:
+        json_decref(jb);
+        policy_items_done(&pi);
         guard_free(guard);
-        json_decref(body);
         return r;
 }

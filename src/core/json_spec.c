@@ -335,3 +335,228 @@ int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *
         *ret = j;
         return 0;
 }
+
+/* Where a json_items reader is: before the body's '{', before a member's name, before an item,
+ * after an item (',' or ']'), after the member's value (',' or '}'), at the end. */
+enum { ITEMS_START, ITEMS_MEMBER, ITEMS_ITEM, ITEMS_NEXT, ITEMS_AFTER, ITEMS_DONE };
+
+void json_items_init(struct json_items *it, const char *body, size_t len, const char *member,
+                     const char *what)
+{
+        *it = (struct json_items){ .body = body, .len = len, .member = member, .what = what };
+}
+
+static void items_skip_space(struct json_items *it)
+{
+        while (it->pos < it->len && (it->body[it->pos] == ' ' || it->body[it->pos] == '\t' ||
+                                     it->body[it->pos] == '\n' || it->body[it->pos] == '\r'))
+                it->pos++;
+}
+
+/* The line and column (1-based, in characters) of byte `at` of the body: counted only when a
+ * problem names them. */
+static void items_line_column(const struct json_items *it, size_t at, int *line, int *column)
+{
+        *line = 1;
+        *column = 1;
+        for (size_t i = 0; i < at && i < it->len; i++) {
+                if (it->body[i] == '\n') {
+                        ++*line;
+                        *column = 1;
+                } else if (((unsigned char)it->body[i] & 0xc0) != 0x80) {
+                        ++*column;
+                }
+        }
+}
+
+/* invalid_json at a line and column of the body, worded as json_parse_body words it. */
+static int items_bad_json_at(struct json_items *it, int line, int column, const char *what,
+                             struct problem *reterr)
+{
+        char safe[JSON_ERROR_TEXT_LENGTH];
+        snprintf(safe, sizeof(safe), "%s", what);
+        for (char *c = safe; *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                        *c = '?';
+        it->state = ITEMS_DONE;
+        return problem_set(reterr, PROBLEM_INVALID_JSON, "",
+                           "invalid JSON at line %d, column %d: %s", line, column, safe);
+}
+
+/* invalid_json at the character at byte `at`. */
+static int items_bad_json(struct json_items *it, size_t at, const char *what,
+                          struct problem *reterr)
+{
+        int line, column;
+        items_line_column(it, at, &line, &column);
+        return items_bad_json_at(it, line, column, what, reterr);
+}
+
+/* One JSON value at pos (jansson stops after it: its error position is what it read). */
+static int items_value(struct json_items *it, json_t **ret, struct problem *reterr)
+{
+        json_error_t err;
+        json_t *v =
+            json_loadb(it->body + it->pos, it->len - it->pos,
+                       JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &err);
+        if (!v) {
+                /* jansson counts from where the value began */
+                int line, column;
+                items_line_column(it, it->pos, &line, &column);
+                if (err.line <= 1)
+                        column += (err.column > 0 ? err.column : 1) - 1;
+                else
+                        column = err.column;
+                return items_bad_json_at(it, line + (err.line > 1 ? err.line - 1 : 0), column,
+                                         err.text, reterr);
+        }
+        it->pos += (size_t)err.position;
+        *ret = v;
+        return 0;
+}
+
+/* The next byte after white space, which must be one of `want`. */
+static int items_expect(struct json_items *it, const char *want, char *got, struct problem *reterr)
+{
+        items_skip_space(it);
+        if (it->pos >= it->len)
+                return items_bad_json(it, it->pos, "unexpected end of input", reterr);
+        char c = it->body[it->pos];
+        if (!strchr(want, c) || !c) {
+                char what[64];
+                snprintf(what, sizeof(what), "'%s' expected", want);
+                return items_bad_json(it, it->pos, what, reterr);
+        }
+        it->pos++;
+        *got = c;
+        return 0;
+}
+
+/* The member's value is not an array (or there is none): the member named as the field. */
+static int items_not_array(struct json_items *it, enum problem_code code, struct problem *reterr)
+{
+        char field[80];
+        snprintf(field, sizeof(field), "/%s", it->member);
+        it->state = ITEMS_DONE;
+        return problem_set(reterr, code, field, "%s must be %s", it->member, it->what);
+}
+
+int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
+{
+        char c = 0;
+        int r;
+        *ret = NULL;
+        for (;;) {
+                switch (it->state) {
+                case ITEMS_START:
+                        items_skip_space(it);
+                        if (it->pos >= it->len)
+                                return problem_set(reterr, PROBLEM_INVALID_JSON, "",
+                                                   "the request body is empty; a JSON object is "
+                                                   "expected");
+                        if (it->body[it->pos] != '{') {
+                                /* a well-formed value that is no object: invalid_value, as for any
+                                 * body (json_parse_body) */
+                                json_t *v = NULL;
+                                r = items_value(it, &v, reterr);
+                                json_decref(v);
+                                if (r >= 0) {
+                                        items_skip_space(it);
+                                        if (it->pos < it->len)
+                                                return items_bad_json(
+                                                    it, it->pos, "end of file expected", reterr);
+                                        it->state = ITEMS_DONE;
+                                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, "",
+                                                        "the request body must be a JSON object");
+                                }
+                                return r;
+                        }
+                        it->pos++;
+                        items_skip_space(it);
+                        if (it->pos < it->len && it->body[it->pos] == '}') {
+                                it->pos++;
+                                goto end;
+                        }
+                        it->state = ITEMS_MEMBER;
+                        break;
+                case ITEMS_MEMBER: {
+                        items_skip_space(it);
+                        if (it->pos >= it->len || it->body[it->pos] != '"')
+                                return items_bad_json(it, it->pos, "string expected", reterr);
+                        json_t *name = NULL;
+                        r = items_value(it, &name, reterr);
+                        if (r < 0)
+                                return r;
+                        if (!streq(json_string_value(name), it->member)) {
+                                it->state = ITEMS_DONE;
+                                r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "",
+                                                "unknown field '%s'", json_string_value(name));
+                                json_decref(name);
+                                return r;
+                        }
+                        json_decref(name);
+                        if (it->seen)
+                                return items_bad_json(it, it->pos, "duplicate object key", reterr);
+                        it->seen = true;
+                        r = items_expect(it, ":", &c, reterr);
+                        if (r < 0)
+                                return r;
+                        items_skip_space(it);
+                        if (it->pos >= it->len || it->body[it->pos] != '[') {
+                                /* JSON, but no array: the whole text is checked first */
+                                json_t *v = NULL;
+                                r = items_value(it, &v, reterr);
+                                json_decref(v);
+                                if (r < 0)
+                                        return r;
+                                it->state = ITEMS_AFTER;
+                                it->wrong = true;
+                                break;
+                        }
+                        it->pos++;
+                        items_skip_space(it);
+                        if (it->pos < it->len && it->body[it->pos] == ']') {
+                                it->pos++;
+                                it->state = ITEMS_AFTER;
+                                break;
+                        }
+                        it->state = ITEMS_ITEM;
+                        break;
+                }
+                case ITEMS_NEXT:
+                        r = items_expect(it, ",]", &c, reterr);
+                        if (r < 0)
+                                return r;
+                        it->state = c == ']' ? ITEMS_AFTER : ITEMS_ITEM;
+                        break;
+                case ITEMS_ITEM:
+                        items_skip_space(it);
+                        r = items_value(it, ret, reterr);
+                        if (r < 0)
+                                return r;
+                        it->count++;
+                        it->state = ITEMS_NEXT;
+                        return 1;
+                case ITEMS_AFTER:
+                        r = items_expect(it, ",}", &c, reterr);
+                        if (r < 0)
+                                return r;
+                        if (c == '}')
+                                goto end;
+                        it->state = ITEMS_MEMBER;
+                        break;
+                default:
+                        return 0;
+                }
+        }
+end:
+        items_skip_space(it);
+        if (it->pos < it->len)
+                return items_bad_json(it, it->pos, "end of file expected", reterr);
+        if (!it->seen)
+                return items_not_array(it, PROBLEM_MISSING_FIELD, reterr);
+        if (it->wrong)
+                return items_not_array(it, PROBLEM_INVALID_VALUE, reterr);
+        it->state = ITEMS_DONE;
+        return 0;
+}

@@ -70,3 +70,24 @@ void json_copy_read_only(json_t *from, const struct json_spec *spec, json_t *to)
 /* Parses a request body into a JSON object: invalid_json (with line and column) for bad JSON,
  * duplicate keys or \u0000; invalid_value when the top level is not an object. */
 int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *reterr);
+
+/* A body {"<member>": [item, item, ...]} read one item at a time, so that a bulk body of a
+ * million items is never one tree: each item is parsed (jansson, duplicate keys refused) when
+ * asked for. The whole body is checked as json_parse_body would - invalid_json with the line and
+ * column, invalid_value for a top level that is not an object, unknown_field for another member,
+ * missing_field without the member, invalid_value when it is not an array - but in the order of
+ * the text: an item is handed out before anything after it is read (a bad item is found before
+ * bad JSON after it). */
+struct json_items {
+        const char *body;
+        size_t len, pos;
+        const char *member, *what; /* the problem's words: "<member> must be <what>" */
+        size_t count;              /* items handed out */
+        int state;                 /* where in the text pos is (json_spec.c) */
+        bool seen, wrong;          /* the member was there; its value is no array */
+};
+void json_items_init(struct json_items *it, const char *body, size_t len, const char *member,
+                     const char *what);
+/* 1 and *ret an item (any JSON value: the caller checks its type), 0 at the end of a well-formed
+ * body, < 0 with reterr filled. */
+int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr);

@@ -3,6 +3,8 @@
  * Pure; any thread. */
 #include "core/policy_map_read.h"
 
+#include <openssl/evp.h>
+
 #include "core/policy_grammar.h"
 
 void policy_map_entries_free(struct policy_map_entry *e, size_t n)
@@ -78,13 +80,6 @@ static int drop_duplicates(struct policy_map_entry *e, size_t *n)
         return 0;
 }
 
-static char *strndup_trim(const char *s, size_t n)
-{
-        while (n > 0 && is_space((unsigned char)s[n - 1]))
-                n--;
-        return strndup(s, n);
-}
-
 /* One logical line (as Postfix's readllines()) into *line; returns false at the end of text. */
 static int read_logical_line(const char *text, size_t len, size_t *pos, size_t *lineno,
                              struct strbuf *line, size_t *first_line, bool *got)
@@ -127,15 +122,11 @@ static int read_logical_line(const char *text, size_t len, size_t *pos, size_t *
         return 0;
 }
 
-int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret)
+int policy_map_each(const char *text, size_t len, policy_map_entry_fn fn, void *ctx)
 {
-        struct policy_map_entry *e = NULL;
-        size_t n = 0, cap = 0, pos = 0, lineno = 0;
+        size_t pos = 0, lineno = 0;
         struct strbuf line = { 0 };
         int r = 0;
-
-        *ret = NULL;
-        *n_ret = 0;
         for (;;) {
                 size_t first = 0;
                 bool got;
@@ -145,7 +136,7 @@ int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret
                 if (line.len == 0 || is_space((unsigned char)line.p[0]))
                         continue; /* nothing, or continuation text without a first line */
                 size_t ln = strnlen(line.p, line.len); /* text after a NUL is lost */
-                const char *s = line.p;
+                char *s = line.p;
                 size_t kl = 0;
                 while (kl < ln && !strchr(" \t\r\n", s[kl]))
                         kl++;
@@ -160,35 +151,110 @@ int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret
                         kt--;
                 if (kt == 0 || vl == 0)
                         continue; /* "expected format: key whitespace value" */
-                if (n == cap) {
-                        size_t nc = cap ? 2 * cap : 64;
-                        struct policy_map_entry *ne = realloc(e, nc * sizeof(*e));
-                        if (!ne) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        e = ne;
-                        cap = nc;
-                }
-                char *key = strndup(s, kt), *value = strndup_trim(s + v, vl);
-                if (!key || !value) {
-                        free(key);
-                        free(value);
-                        r = -ENOMEM;
+                for (size_t i = 0; i < kt; i++)
+                        s[i] = to_lower(s[i]);
+                r = fn(ctx, s, kt, s + v, vl, first);
+                if (r < 0)
                         break;
-                }
-                for (char *c = key; *c; c++)
-                        *c = to_lower(*c);
-                e[n++] = (struct policy_map_entry){ key, value, first };
         }
         free(line.p);
+        return r < 0 ? r : 0;
+}
+
+struct collect {
+        struct policy_map_entry *e;
+        size_t n, cap;
+};
+
+static int collect_entry(void *ctx, const char *key, size_t key_len, const char *value,
+                         size_t value_len, size_t line)
+{
+        struct collect *c = ctx;
+        if (c->n == c->cap) {
+                size_t nc = c->cap ? 2 * c->cap : 64;
+                struct policy_map_entry *ne = realloc(c->e, nc * sizeof(*c->e));
+                if (!ne)
+                        return -ENOMEM;
+                c->e = ne;
+                c->cap = nc;
+        }
+        char *k = strndup(key, key_len), *v = strndup(value, value_len);
+        if (!k || !v) {
+                free(k);
+                free(v);
+                return -ENOMEM;
+        }
+        c->e[c->n++] = (struct policy_map_entry){ k, v, line };
+        return 0;
+}
+
+int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret)
+{
+        struct collect c = { 0 };
+        *ret = NULL;
+        *n_ret = 0;
+        int r = policy_map_each(text, len, collect_entry, &c);
         if (r >= 0)
-                r = drop_duplicates(e, &n);
+                r = drop_duplicates(c.e, &c.n);
         if (r < 0) {
-                policy_map_entries_free(e, n);
+                policy_map_entries_free(c.e, c.n);
                 return r;
         }
-        *ret = e;
-        *n_ret = n;
+        *ret = c.e;
+        *n_ret = c.n;
         return 0;
+}
+
+struct digesting {
+        EVP_MD_CTX *ctx;
+        const EVP_MD *md;
+        struct policy_map_digest *d;
+};
+
+static int digest_entry(void *ctx, const char *key, size_t key_len, const char *value,
+                        size_t value_len, size_t line)
+{
+        (void)line;
+        struct digesting *g = ctx;
+        unsigned char h[32];
+        unsigned int hl = 0;
+        if (!EVP_DigestInit_ex2(g->ctx, g->md, NULL) || !EVP_DigestUpdate(g->ctx, key, key_len) ||
+            !EVP_DigestUpdate(g->ctx, "", 1) || !EVP_DigestUpdate(g->ctx, value, value_len) ||
+            !EVP_DigestFinal_ex(g->ctx, h, &hl))
+                return -ENOMEM;
+        /* the sum, mod 2^256, of the entries' hashes as four 64-bit words with carries */
+        unsigned carry = 0;
+        for (int w = 3; w >= 0; w--) {
+                uint64_t x = 0;
+                for (int b = 0; b < 8; b++)
+                        x = x << 8 | h[w * 8 + b];
+                uint64_t s = g->d->sum[w] + x;
+                unsigned c = s < x;
+                uint64_t t = s + carry;
+                c |= t < s;
+                g->d->sum[w] = t;
+                carry = c;
+        }
+        g->d->count++;
+        return 0;
+}
+
+int policy_map_digest(const char *text, size_t len, struct policy_map_digest *ret)
+{
+        *ret = (struct policy_map_digest){ 0 };
+        EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        int r = -ENOMEM;
+        if (md && ctx) {
+                struct digesting g = { ctx, md, ret };
+                r = policy_map_each(text, len, digest_entry, &g);
+        }
+        EVP_MD_CTX_free(ctx);
+        EVP_MD_free(md);
+        return r;
+}
+
+bool policy_map_digest_equal(const struct policy_map_digest *a, const struct policy_map_digest *b)
+{
+        return a->count == b->count && memcmp(a->sum, b->sum, sizeof(a->sum)) == 0;
 }

@@ -2,7 +2,9 @@
  * postmap(1)'s rules. Pure; any thread. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A key/value pair read from a map source (or from `postmap -s` output). */
 struct policy_map_entry {
@@ -18,6 +20,24 @@ struct policy_map_entry {
  * logical line is ignored; keys are lower-cased; the FIRST of duplicate keys wins. Entries come
  * in file order. -ENOMEM. */
 int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret);
+/* The same walk, each entry handed to fn (key lower-cased, value trimmed; neither NUL-terminated,
+ * both valid only during the call; line as above), duplicates included; fn's negative value
+ * stops it and is returned. */
+typedef int (*policy_map_entry_fn)(void *ctx, const char *key, size_t key_len, const char *value,
+                                   size_t value_len, size_t line);
+int policy_map_each(const char *text, size_t len, policy_map_entry_fn fn, void *ctx);
+
+/* A digest of a map's entries that ignores their order: their count and the sum, mod 2^256, of
+ * SHA-256(key NUL value) over the entries (duplicates counted each time). Two texts with equal
+ * digests hold the same entries, found without sorting or keeping either (a million entries:
+ * two arrays of them took ~200 MiB); a text with a duplicate key digests unlike its postmap
+ * (which keeps the first): compare those entry by entry. -ENOMEM. */
+struct policy_map_digest {
+        uint64_t sum[4];
+        size_t count;
+};
+int policy_map_digest(const char *text, size_t len, struct policy_map_digest *ret);
+bool policy_map_digest_equal(const struct policy_map_digest *a, const struct policy_map_digest *b);
 /* Sorts entries by key (byte order). */
 void policy_map_entries_sort(struct policy_map_entry *e, size_t n);
 void policy_map_entries_free(struct policy_map_entry *e, size_t n);

@@ -5,6 +5,7 @@
 
 #include "core/policy.h"
 #include "store/store.h"
+#include "store/tx.h"
 
 #define POLICY_COLUMNS                                                                             \
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
@@ -36,8 +37,10 @@
 #define ATTR_COLUMNS(t)                                                                            \
         t "match, " t "protocols, " t "ciphers, " t "exclude, " t "servername, " t "tafile, " t    \
           "connection_reuse, " t "note, " t "enabled"
-/* Rows converted to struct policy at a time while rendering the map. */
-#define RENDER_CHUNK 4096
+/* Rows fetched and converted to struct policy at a time while rendering the map (the two
+ * numbers are one: the FETCH's count is the array's size). */
+#define RENDER_CHUNK 8192
+#define RENDER_FETCH "FETCH 8192 FROM smtptlsd_render"
 
 static char **strv_from_json(const char *text, size_t *n)
 {
@@ -91,36 +94,50 @@ static json_t *row_json(const PGresult *res, int i)
 int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
                           int64_t *rows, struct problem *reterr)
 {
-        _cleanup_pgresult_ PGresult *res = NULL, *count = NULL;
-        int r = db_exec(c, &count, reterr, "SELECT count(*) FROM tls_policies", 0, NULL);
-        if (r < 0)
-                return r;
-        *rows = strtoll(PQgetvalue(count, 0, 0), NULL, 10);
-        r = db_exec(c, &res, reterr,
-                    "SELECT " POLICY_RENDER_COLUMNS " FROM tls_policies WHERE enabled "
+        _cleanup_pgresult_ PGresult *count = NULL;
+        /* A cursor (which needs a transaction: the caller's, else a snapshot of our own), so
+         * that a chunk of rows at a time is in memory: one result of a million rows took
+         * ~250 MiB. */
+        PGTransactionStatusType st = PQtransactionStatus(c->pg);
+        bool own = st != PQTRANS_INTRANS && st != PQTRANS_INERROR;
+        int r = own ? tx_begin(c, TX_SNAPSHOT, reterr) : 0;
+        if (r >= 0)
+                r = db_exec(c, &count, reterr, "SELECT count(*) FROM tls_policies", 0, NULL);
+        if (r >= 0)
+                r = db_exec(
+                    c, NULL, reterr,
+                    "DECLARE smtptlsd_render NO SCROLL CURSOR FOR SELECT " POLICY_RENDER_COLUMNS
+                    " FROM tls_policies WHERE enabled "
                     "ORDER BY destination COLLATE \"C\"",
                     0, NULL);
-        if (r < 0)
+        if (r < 0) {
+                if (own)
+                        tx_rollback(c);
                 return r;
-        /* A chunk of rows at a time (100,000 struct policy would take 50 MiB): the rows come
-         * sorted by byte order and unique, so the header and then each chunk's lines (a chunk
-         * renders after a header of its own) make the one map policy_map_render would give. */
-        size_t n = (size_t)PQntuples(res), header = strlen(POLICY_MAP_HEADER);
+        }
+        *rows = strtoll(PQgetvalue(count, 0, 0), NULL, 10);
+        /* The rows come sorted by byte order and unique, so the header and then each chunk's
+         * lines (a chunk renders after a header of its own) make the one map policy_map_render
+         * would give. */
+        size_t n = 0, header = strlen(POLICY_MAP_HEADER);
         struct policy *v = calloc(RENDER_CHUNK, sizeof(*v));
         const struct policy **ptrs = calloc(RENDER_CHUNK, sizeof(*ptrs));
         struct strbuf out = { 0 };
-        if (!v || !ptrs) {
-                free(v);
-                free(ptrs);
-                return -ENOMEM;
-        }
-        r = strbuf_add(&out, POLICY_MAP_HEADER, header);
-        for (size_t at = 0; r >= 0 && at < n; at += RENDER_CHUNK) {
-                size_t m = n - at < RENDER_CHUNK ? n - at : RENDER_CHUNK;
+        bool failed = !v || !ptrs; /* rendering, not the database */
+        r = failed ? -ENOMEM : strbuf_add(&out, POLICY_MAP_HEADER, header);
+        failed = r < 0;
+        while (r >= 0) {
+                _cleanup_pgresult_ PGresult *res = NULL;
+                r = db_exec(c, &res, reterr, RENDER_FETCH, 0, NULL);
+                if (r < 0)
+                        break;
+                size_t m = (size_t)PQntuples(res);
+                if (m == 0)
+                        break;
                 _cleanup_free_ char *chunk = NULL;
                 size_t chunk_len = 0;
                 for (size_t i = 0; i < m; i++) {
-                        row_policy(res, (int)(at + i), &v[i]);
+                        row_policy(res, (int)i, &v[i]);
                         ptrs[i] = &v[i];
                 }
                 r = policy_map_render(ptrs, m, &chunk, &chunk_len);
@@ -128,11 +145,19 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
                         policy_done(&v[i]);
                 if (r >= 0)
                         r = strbuf_add(&out, chunk + header, chunk_len - header);
+                failed = r < 0;
+                n += m;
         }
         free(v);
         free(ptrs);
+        if (own)
+                tx_rollback(c);
+        else if (r >= 0)
+                r = db_exec(c, NULL, reterr, "CLOSE smtptlsd_render", 0, NULL);
         if (r < 0) {
                 free(out.p);
+                if (!failed)
+                        return r;
                 return problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL,
                                          "cannot render the policy map: %s", strerror(-r));
         }

@@ -175,3 +175,42 @@ def test_a_postmap_that_dies_during_an_edit_changes_nothing(make_policy_site, tm
     os.unlink(flag)
     site.put_ok("next.example", {"level": "may"})
     assert_same_as_whole(site)
+
+
+@pytest.mark.expect_errors(r"entries", r"failed")
+@pytest.mark.parametrize("lie", ["value", "drop", "swap"])
+def test_a_built_map_whose_dump_differs_is_refused_by_name(make_policy_site, tmp_path, lie):
+    """The whole build is checked against its text by digests of both sides (order-free, nothing
+    kept); when they differ, entry by entry, which names the first difference. A `postmap -s`
+    that changes one value, drops an entry, or swaps two entries' values (same keys, same values
+    overall: only the pairs differ) fails the write, and Postfix keeps the old map."""
+    wrapper = os.path.join(str(tmp_path), "postmap-wrapper")
+    flag = os.path.join(str(tmp_path), "lie")
+    edit = {"value": "sed 's/^f007.example\\tmay$/f007.example\\tencrypt/'",
+            "drop": "grep -v '^f007.example\\b'",
+            "swap": "sed 's/^f007.example\\tmay$/f007.example\\tX/; "
+                    "s/^lie.example\\tsecure$/lie.example\\tmay/; s/\\tX$/\\tsecure/'"}[lie]
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"if [ -e '{flag}' ]; then for a in \"$@\"; do case \"$a\" in -s)\n"
+                f"  postmap \"$@\" | {edit}; exit 0;; esac; done; fi\n"
+                "exec postmap \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    site = make_policy_site(config={"postmap_command": wrapper})
+    site.put_ok("first.example", {"level": "may"})
+    # a comment added by hand: the record no longer describes the file, the next write builds
+    with open(site.map_path, "a") as f:
+        f.write("# by hand\n")
+    before = site.snapshot()
+    open(flag, "w").close()
+    r = site.bulk([{"destination": f"f{i:03}.example", "level": "may"} for i in range(50)]
+                  + [{"destination": "lie.example", "level": "secure"}])
+    detail = r.body.get("detail", "") + (site.job(r)["output"] or "")
+    assert r.status in (422, 500), r
+    assert "first difference at f007.example" in detail, detail
+    after = site.snapshot()
+    assert after["map text"] == before["map text"] and after["map index"] == before["map index"]
+    assert site.map_query("lie.example") is None
+    os.unlink(flag)
+    site.put_ok("next.example", {"level": "may"})
+    assert_same_as_whole(site)

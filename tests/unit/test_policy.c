@@ -1770,6 +1770,61 @@ static int postmap_roundtrip(const char *text, size_t len, char **dump, size_t *
         return 0;
 }
 
+/* The order-free digest a whole build is checked with: the same entries in another order (and
+ * another layout: continuation lines, comments, a dump's tabs) digest alike; one value changed,
+ * two values swapped between keys, an entry dropped or a key's case or a duplicate: not. */
+static void test_map_digest(void **state)
+{
+        (void)state;
+        static const char *const same[] = {
+                "a.example may\nb.example\tencrypt protocols=>=TLSv1.2\n[c.example]:25 none\n",
+                "[c.example]:25\tnone\nb.example\tencrypt protocols=>=TLSv1.2\na.example\tmay\n",
+                "# header\nB.EXAMPLE encrypt\n protocols=>=TLSv1.2\n\na.example   may  \n"
+                "[c.example]:25 none",
+        };
+        static const char *const other[] = {
+                "a.example may\nb.example\tencrypt protocols=>=TLSv1.3\n[c.example]:25 none\n",
+                "a.example none\nb.example\tencrypt protocols=>=TLSv1.2\n[c.example]:25 may\n",
+                "a.example may\nb.example\tencrypt protocols=>=TLSv1.2\n",
+                "a.example may\nb.example\tencrypt protocols=>=TLSv1.2\n[c.example]:25 none\n"
+                "a.example none\n",
+                "a.example may\nb.example\tencrypt\tprotocols=>=TLSv1.2\n[c.example]:25 none\n",
+        };
+        struct policy_map_digest d0, d;
+        assert_int_equal(policy_map_digest(same[0], strlen(same[0]), &d0), 0);
+        assert_int_equal(d0.count, 3);
+        for (size_t i = 1; i < ARRAY_SIZE(same); i++) {
+                assert_int_equal(policy_map_digest(same[i], strlen(same[i]), &d), 0);
+                if (!policy_map_digest_equal(&d0, &d))
+                        fail_msg("same entries, other digest: case %zu", i);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(other); i++) {
+                assert_int_equal(policy_map_digest(other[i], strlen(other[i]), &d), 0);
+                if (policy_map_digest_equal(&d0, &d))
+                        fail_msg("other entries, same digest: case %zu", i);
+        }
+        /* each walk hands out what policy_map_parse keeps (before its duplicates go) */
+        struct policy_map_entry *e = NULL;
+        size_t n = 0;
+        assert_int_equal(policy_map_parse(tricky_map, sizeof(tricky_map) - 1, &e, &n), 0);
+        struct strbuf text = { 0 };
+        for (size_t i = n; i-- > 0;) {
+                strbuf_add(&text, e[i].key, strlen(e[i].key));
+                strbuf_add(&text, "\t", 1);
+                strbuf_add(&text, e[i].value, strlen(e[i].value));
+                strbuf_add(&text, "\n", 1);
+        }
+        policy_map_entries_free(e, n);
+        struct policy_map_digest t1, t2;
+        assert_int_equal(policy_map_digest(text.p, text.len, &t1), 0);
+        assert_int_equal(policy_map_digest(tricky_map, sizeof(tricky_map) - 1, &t2), 0);
+        assert_int_equal(t1.count, n);
+        /* tricky_map has duplicate keys: its digest counts them, the entries' does not */
+        assert_true(t2.count > n);
+        assert_false(policy_map_digest_equal(&t1, &t2));
+        free(text.p);
+}
+
 static void test_map_parse_agrees_with_postmap(void **state)
 {
         char *dump = NULL;
@@ -2666,6 +2721,7 @@ int main(void)
                 cmocka_unit_test(test_map_render),
                 cmocka_unit_test(test_map_parse),
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
+                cmocka_unit_test(test_map_digest),
                 cmocka_unit_test(test_property_random_writes),
                 cmocka_unit_test(test_bulk_scale),
                 cmocka_unit_test(test_manager_change_needs_admin),
