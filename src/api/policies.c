@@ -13,6 +13,7 @@
 #include "core/cursor.h"
 #include "core/json_spec.h"
 #include "core/policy.h"
+#include "core/policy_map_text.h"
 #include "core/resource.h"
 #include "core/string_set.h"
 #include "log.h"
@@ -41,8 +42,12 @@ static json_t *job_body(struct request *req, json_t *body, const char *manager)
                          scope_to_string(req->scope));
 }
 
+static int policies_map_file(struct request *req, struct problem *reterr);
+
 int api_policies_list(struct request *req, struct problem *reterr)
 {
+        if (request_prefers_text(req))
+                return policies_map_file(req, reterr);
         _cleanup_db_conn_ struct db_conn *c = NULL;
         char q[256], level[16], managed[8], after[CURSOR_MAX], pos[CURSOR_POSITION_MAX + 1];
         int limit, m = -1;
@@ -101,6 +106,7 @@ int api_policies_list(struct request *req, struct problem *reterr)
         char etag[RESOURCE_ETAG_MAX];
         resource_etag(RESOURCE_POLICIES, version, etag);
         reply_header(req, "ETag", "%s", etag);
+        reply_header(req, "Vary", "Accept");
         char cursor[CURSOR_MAX];
         bool more = next && cursor_encode(CURSOR_POLICIES, next, cursor, sizeof(cursor)) >= 0;
         return reply_json(req, 200,
@@ -348,13 +354,18 @@ static void policy_items_done(struct policy_items *pi)
         *pi = (struct policy_items){ 0 };
 }
 
-/* One more item (any JSON value: policy_apply_json refuses what is not a policy). */
-static int policy_items_add(struct policy_items *pi, json_t *item, struct problem *reterr)
+/* One more item (any JSON value: policy_apply_json refuses what is not a policy); problems name
+ * base/N/field, or /lines/LINE/field for an item read from a map file (line > 0). */
+static int policy_items_add(struct policy_items *pi, json_t *item, size_t line,
+                            struct problem *reterr)
 {
         struct policy p = { 0 };
         char prefix[48], field[64];
         size_t i = pi->n;
-        snprintf(prefix, sizeof(prefix), "%s/%zu", pi->base, i);
+        if (line)
+                snprintf(prefix, sizeof(prefix), "/lines/%zu", line);
+        else
+                snprintf(prefix, sizeof(prefix), "%s/%zu", pi->base, i);
         int r = policy_apply_json(&p, item, false, NULL, prefix, reterr);
         /* a new or replaced row: managed_by needs admin (was "") */
         if (r >= 0)
@@ -366,16 +377,17 @@ static int policy_items_add(struct policy_items *pi, json_t *item, struct proble
         }
         if (r >= 0) {
                 uint32_t first = 0;
-                int k = string_set_add(&pi->seen, p.destination, strlen(p.destination), (uint32_t)i,
-                                       &first);
+                int k = string_set_add(&pi->seen, p.destination, strlen(p.destination),
+                                       (uint32_t)(line ? line : i), &first);
                 snprintf(field, sizeof(field), "%s/destination", prefix);
                 if (k == 0)
                         r = problem_set(reterr, PROBLEM_DUPLICATE_DESTINATION, field,
                                         "'%s' appears twice (first at %s/%lu)", p.destination,
-                                        pi->base, (unsigned long)first);
+                                        line ? "/lines" : pi->base, (unsigned long)first);
                 else if (k < 0)
-                        r = problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL,
-                                              "out of memory");
+                        r = problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL, "%s",
+                                              k == -E2BIG ? "too many destinations"
+                                                          : "out of memory");
         }
         if (r >= 0 && pi->guard && guard_level_needs_probe(p.level))
                 r = guard_add(pi->guard, &p, reterr);
@@ -413,7 +425,7 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
         int r = policy_items_init(&pi, req, body_len, base, allow_managed, guard, reterr);
         if (r >= 0)
                 json_array_foreach (items, i, item) {
-                        r = policy_items_add(&pi, item, reterr);
+                        r = policy_items_add(&pi, item, 0, reterr);
                         if (r < 0)
                                 break;
                         /* validated and copied out: the parsed item goes now */
@@ -427,6 +439,54 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
         return r;
 }
 
+/* A map file's policy (policy_map_text_items' callback). */
+static int map_item(void *ctx, json_t *item, size_t line, struct problem *reterr)
+{
+        int r = policy_items_add(ctx, item, line, reterr);
+        json_decref(item);
+        return r;
+}
+
+static bool media_is_text(struct request *req)
+{
+        const char *ct = req->content_type;
+        return ct && strncasecmp(ct, "text/plain", 10) == 0 &&
+               (ct[10] == 0 || ct[10] == ';' || ct[10] == ' ');
+}
+
+/* GET /api/v1/tls-policies with Accept: text/plain: the unmanaged policies (what a bulk replace
+ * owns) as a Postfix map source file, which PUT takes back unchanged. */
+static int policies_map_file(struct request *req, struct problem *reterr)
+{
+        static const char *const filters[] = { "q", "level", "managed", "after", "limit" };
+        for (size_t i = 0; i < ARRAY_SIZE(filters); i++) {
+                char v[8];
+                const char *got = NULL;
+                struct problem ignore = { 0 };
+                int k = request_query(req, filters[i], v, sizeof(v), &got, &ignore);
+                problem_done(&ignore);
+                if (k != 0)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, filters[i],
+                                           "the map file holds every unmanaged policy: %s is "
+                                           "for the JSON list",
+                                           filters[i]);
+        }
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int64_t version = 0;
+        int r = db_acquire(req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_policies_map_file(c, &text, &len, &version, reterr);
+        if (r < 0)
+                return r;
+        char etag[RESOURCE_ETAG_MAX];
+        resource_etag_map(version, etag);
+        reply_header(req, "Vary", "Accept");
+        return reply_static(req, "text/plain; charset=utf-8", (const unsigned char *)text, len,
+                            etag, reterr);
+}
+
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
  * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large (a
  * million items), so it is never one tree: the items are read from the text one at a time
@@ -437,31 +497,44 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
         struct guard *guard = NULL;
         struct policy_items pi = { 0 };
         struct json_items it;
-        json_t *item = NULL;
+        struct problem refusal = { 0 }; /* of the query or the first bad item */
+        json_t *item = NULL, *jb = NULL;
         _cleanup_free_ char *text = NULL;
         size_t body_len = req->body_len;
         uint64_t t0 = now_monotonic_usec(), t1 = 0;
         bool probe = false, force = false;
-        int r = guard_wanted(req, &probe, &force, reterr);
-        if (r < 0)
-                return r;
-        /* body.policy is null here and the items in the row (api_submit_items) */
-        json_t *jb = job_body(req, json_null(), NULL);
-        guard = probe ? guard_new(req, force, "policies.bulk", "tls-policies", jb, NULL) : NULL;
-        if (!jb || (probe && !guard)) {
-                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                      "out of memory");
-                goto out;
-        }
-        r = policy_items_init(&pi, req, body_len, "/items", false, guard, reterr);
-        if (r < 0)
-                goto out;
-        json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
-        while ((r = json_items_next(&it, &item, reterr)) > 0) {
-                r = policy_items_add(&pi, item, reterr);
-                json_decref(TAKE_PTR(item));
+        int r = 0, refused = guard_wanted(req, &probe, &force, &refusal);
+        refused = refused < 0 ? refused : 0;
+        if (!refused) {
+                /* body.policy is null here and the items in the row (api_submit_items) */
+                jb = job_body(req, json_null(), NULL);
+                guard =
+                    probe ? guard_new(req, force, "policies.bulk", "tls-policies", jb, NULL) : NULL;
+                if (!jb || (probe && !guard)) {
+                        r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
+                        goto out;
+                }
+                r = policy_items_init(&pi, req, body_len, "/items", false, guard, reterr);
                 if (r < 0)
                         goto out;
+        }
+        if (media_is_text(req) && !refused) {
+                r = policy_map_text_items(req->body, req->body_len, map_item, &pi, reterr);
+        } else if (!media_is_text(req)) {
+                /* Once the query or an item is refused, the rest is only read: bad JSON or a bad
+                 * shape after it is what the client hears, as when the body was parsed whole. */
+                json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
+                while ((r = json_items_next(&it, &item, reterr)) > 0) {
+                        if (!refused)
+                                refused = policy_items_add(&pi, item, 0, &refusal);
+                        json_decref(TAKE_PTR(item));
+                }
+        }
+        if (r >= 0 && refused) {
+                *reterr = refusal;
+                refusal = (struct problem){ 0 };
+                r = refused;
         }
         if (r < 0)
                 goto out;
@@ -485,6 +558,7 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                   body_len, (double)(t1 - t0) / 1000.0,
                   (double)(now_monotonic_usec() - t1) / 1000.0);
 out:
+        problem_done(&refusal);
         json_decref(jb);
         policy_items_done(&pi);
         guard_free(guard);

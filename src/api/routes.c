@@ -42,7 +42,7 @@ const struct route api_routes[] = {
               QUERY_PAGE | QUERY_Q | QUERY_LEVEL | QUERY_MANAGED, api_stamp_none },
             { HTTP_POST, api_policies_post, SCOPE_WRITE, BODY_JSON,
               QUERY_WRITE | QUERY_MANAGER | QUERY_GUARD, 0 },
-            { HTTP_PUT, api_policies_bulk, SCOPE_WRITE, BODY_JSON | BODY_BULK,
+            { HTTP_PUT, api_policies_bulk, SCOPE_WRITE, BODY_JSON | BODY_TEXT | BODY_BULK,
               QUERY_WRITE | QUERY_GUARD, 0 } } },
         { "/api/v1/tls-policies/{destination}",
           { { HTTP_GET, api_policy_get, SCOPE_READ, BODY_NONE, 0, api_stamp_none },

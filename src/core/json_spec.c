@@ -448,28 +448,30 @@ int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
         *ret = NULL;
         for (;;) {
                 switch (it->state) {
-                case ITEMS_START:
-                        items_skip_space(it);
-                        if (it->pos >= it->len)
+                case ITEMS_START: {
+                        if (it->len == 0)
                                 return problem_set(reterr, PROBLEM_INVALID_JSON, "",
                                                    "the request body is empty; a JSON object is "
                                                    "expected");
-                        if (it->body[it->pos] != '{') {
-                                /* a well-formed value that is no object: invalid_value, as for any
-                                 * body (json_parse_body) */
-                                json_t *v = NULL;
-                                r = items_value(it, &v, reterr);
+                        /* a raw NUL is never JSON (jansson would skip one after a number) */
+                        const char *nul = memchr(it->body, 0, it->len);
+                        if (nul)
+                                return items_bad_json(it, (size_t)(nul - it->body),
+                                                      "a NUL byte is not JSON", reterr);
+                        items_skip_space(it);
+                        if (it->pos >= it->len || it->body[it->pos] != '{') {
+                                /* as json_parse_body: a scalar is bad JSON; an array is JSON,
+                                 * but no object (invalid_value) */
+                                json_error_t err;
+                                json_t *v =
+                                    json_loadb(it->body, it->len, JSON_REJECT_DUPLICATES, &err);
+                                if (!v)
+                                        return items_bad_json_at(it, err.line, err.column, err.text,
+                                                                 reterr);
                                 json_decref(v);
-                                if (r >= 0) {
-                                        items_skip_space(it);
-                                        if (it->pos < it->len)
-                                                return items_bad_json(
-                                                    it, it->pos, "end of file expected", reterr);
-                                        it->state = ITEMS_DONE;
-                                        r = problem_set(reterr, PROBLEM_INVALID_VALUE, "",
-                                                        "the request body must be a JSON object");
-                                }
-                                return r;
+                                it->state = ITEMS_DONE;
+                                return problem_set(reterr, PROBLEM_INVALID_VALUE, "",
+                                                   "the request body must be a JSON object");
                         }
                         it->pos++;
                         items_skip_space(it);
@@ -479,6 +481,7 @@ int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
                         }
                         it->state = ITEMS_MEMBER;
                         break;
+                }
                 case ITEMS_MEMBER: {
                         items_skip_space(it);
                         if (it->pos >= it->len || it->body[it->pos] != '"')
@@ -488,11 +491,24 @@ int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
                         if (r < 0)
                                 return r;
                         if (!streq(json_string_value(name), it->member)) {
-                                it->state = ITEMS_DONE;
-                                r = problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "",
-                                                "unknown field '%s'", json_string_value(name));
+                                /* said at the end, once the whole text is known to be JSON */
+                                if (!it->unknown[0])
+                                        snprintf(it->unknown, sizeof(it->unknown), "%s",
+                                                 json_string_value(name)[0]
+                                                     ? json_string_value(name)
+                                                     : "\"\"");
                                 json_decref(name);
-                                return r;
+                                r = items_expect(it, ":", &c, reterr);
+                                json_t *v = NULL;
+                                if (r >= 0) {
+                                        items_skip_space(it);
+                                        r = items_value(it, &v, reterr);
+                                }
+                                json_decref(v);
+                                if (r < 0)
+                                        return r;
+                                it->state = ITEMS_AFTER;
+                                break;
                         }
                         json_decref(name);
                         if (it->seen)
@@ -553,6 +569,11 @@ end:
         items_skip_space(it);
         if (it->pos < it->len)
                 return items_bad_json(it, it->pos, "end of file expected", reterr);
+        if (it->unknown[0]) {
+                it->state = ITEMS_DONE;
+                return problem_set(reterr, PROBLEM_UNKNOWN_FIELD, "", "unknown field '%s'",
+                                   it->unknown);
+        }
         if (!it->seen)
                 return items_not_array(it, PROBLEM_MISSING_FIELD, reterr);
         if (it->wrong)

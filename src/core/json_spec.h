@@ -75,9 +75,12 @@ int json_parse_body(const char *body, size_t len, json_t **ret, struct problem *
  * million items is never one tree: each item is parsed (jansson, duplicate keys refused) when
  * asked for. The whole body is checked as json_parse_body would - invalid_json with the line and
  * column, invalid_value for a top level that is not an object, unknown_field for another member,
- * missing_field without the member, invalid_value when it is not an array - but in the order of
- * the text: an item is handed out before anything after it is read (a bad item is found before
- * bad JSON after it). */
+ * missing_field without the member, invalid_value when it is not an array - and an item is handed
+ * out before anything after it is read: a caller that refuses an item reads on to the end
+ * (json_items_next without looking at the items) so that bad JSON or a bad shape after it is
+ * what it says, as json_parse_body would have. Two differences remain: a member other than
+ * the items given twice is not noticed (unknown_field instead of invalid_json), and jansson's
+ * depth limit counts from each item. */
 struct json_items {
         const char *body;
         size_t len, pos;
@@ -85,6 +88,7 @@ struct json_items {
         size_t count;              /* items handed out */
         int state;                 /* where in the text pos is (json_spec.c) */
         bool seen, wrong;          /* the member was there; its value is no array */
+        char unknown[128];         /* the first other member, said at the end */
 };
 void json_items_init(struct json_items *it, const char *body, size_t len, const char *member,
                      const char *what);

@@ -125,6 +125,12 @@ void resource_etag(enum resource_kind kind, int64_t version, char buf[static RES
         snprintf(buf, RESOURCE_ETAG_MAX, "\"%s-%lld\"", kinds[kind].tag, (long long)version);
 }
 
+void resource_etag_map(int64_t version, char buf[static RESOURCE_ETAG_MAX])
+{
+        snprintf(buf, RESOURCE_ETAG_MAX, "\"%s-%lld.map\"", kinds[RESOURCE_POLICIES].tag,
+                 (long long)version);
+}
+
 int resource_precondition(const char *if_match, enum resource_kind kind, const char *target,
                           bool exists, int64_t version, struct problem *reterr)
 {
@@ -135,5 +141,15 @@ int resource_precondition(const char *if_match, enum resource_kind kind, const c
                 snprintf(what, sizeof(what), "%s '%s'", kinds[kind].what, target ? target : "");
         else
                 snprintf(what, sizeof(what), "%s", kinds[kind].what);
+        if (exists && kind == RESOURCE_POLICIES) {
+                /* the tag of the map-file representation names the same version */
+                char map[RESOURCE_ETAG_MAX];
+                struct problem scratch = { 0 };
+                resource_etag_map(version, map);
+                int r = if_match_evaluate(if_match, what, map, &scratch);
+                problem_done(&scratch);
+                if (r >= 0)
+                        return r;
+        }
         return if_match_evaluate(if_match, what, etag, reterr);
 }

@@ -36,6 +36,9 @@ bool job_location(const char *action, const char *target, char buf[static RESOUR
 int resource_of_action(const char *action, enum resource_kind *ret);
 /* The strong ETag of a resource of `kind` at `version` (quotes included). */
 void resource_etag(enum resource_kind kind, int64_t version, char buf[static RESOURCE_ETAG_MAX]);
+/* The strong ETag of the TLS policies as a map file (GET with Accept: text/plain): another
+ * representation, another tag; an If-Match on the collection takes either. */
+void resource_etag_map(int64_t version, char buf[static RESOURCE_ETAG_MAX]);
 /* Whether a write may go on: the request's If-Match (NULL: none) against the resource of `kind`
  * (target: its name, for the message) at `version`, or absent (!exists). 0, or -EINVAL with
  * precondition_failed or invalid_value (core/etag.c: if_match_evaluate). */

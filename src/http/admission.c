@@ -37,6 +37,7 @@ int admission_media_type(struct request *req, struct problem *reterr)
                 { BODY_JSON, "application/json" },
                 { BODY_MERGE_PATCH, "application/merge-patch+json" },
                 { BODY_PEM, "application/x-pem-file" },
+                { BODY_TEXT, "text/plain" },
         };
         unsigned body = req->op->body;
         char list[128] = "";

@@ -40,6 +40,7 @@ enum {
         BODY_BULK = 1 << 3,        /* bulk_body_limit instead of body_limit */
         BODY_SECRET = 1 << 4,      /* may carry a private key: the buffer is wiped when it grows
                                     * and when the request ends */
+        BODY_TEXT = 1 << 5,        /* text/plain (a map source file) */
 };
 
 /* The query parameters a route may accept: one bit each, named in router.c's table. A request
@@ -191,6 +192,12 @@ int request_query(struct request *req, const char *key, char *buf, size_t size, 
                   struct problem *reterr);
 /* A request header's value, or NULL. */
 const char *request_header(struct request *req, const char *name);
+/* Whether an Accept header (NULL: none) asks for type rather than other: a positive q for type
+ * above other's (each from its most specific range: a/b, then a/\*, then \*\/\*), or the same q
+ * with type named before other. No header, or neither named: other (the default). */
+bool http_accept_prefers(const char *accept, const char *type, const char *other);
+/* The request asks for text/plain rather than application/json (a map file of the policies). */
+bool request_prefers_text(struct request *req);
 
 /* Replies (http/reply.c): each takes ownership of what it is given. */
 int reply_json(struct request *req, int status, json_t *body);

@@ -441,7 +441,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                             "the body is larger than the limit of %zu bytes", req->body_limit);
                 return fail(req, &p);
         }
-        bool cached = req->op->cached && req->method == HTTP_GET;
+        /* the read model keeps JSON replies: a request for another representation (the
+         * policies as a map file) is answered by its handler */
+        bool cached = req->op->cached && req->method == HTTP_GET && !request_prefers_text(req);
         if (cached && reply_cache_serve(srv->cache, req, url))
                 return send_reply(req);
         int r = req->op->handler(req, &p);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/policy.h"
+#include "core/policy_map_text.h"
 #include "store/store.h"
 #include "store/tx.h"
 
@@ -154,6 +155,10 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
                 tx_rollback(c);
         else if (r >= 0)
                 r = db_exec(c, NULL, reterr, "CLOSE smtptlsd_render", 0, NULL);
+        else if (PQtransactionStatus(c->pg) == PQTRANS_INTRANS)
+                /* our failure, not the database's: the caller's transaction goes on, without
+                 * the cursor (a second render in it would meet the name) */
+                db_exec(c, NULL, NULL, "CLOSE smtptlsd_render", 0, NULL);
         if (r < 0) {
                 free(out.p);
                 if (!failed)
@@ -165,6 +170,59 @@ int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *e
         if (len)
                 *len = out.len;
         *entries = n;
+        return 0;
+}
+
+int store_policies_map_file(struct db_conn *c, char **text, size_t *len, int64_t *version,
+                            struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *head = NULL;
+        /* one snapshot: the count and version of the header, and the rows, a chunk at a time */
+        int r = tx_begin(c, TX_SNAPSHOT, reterr);
+        if (r < 0)
+                return r;
+        r = db_exec(c, &head, reterr,
+                    "SELECT (SELECT count(*) FROM tls_policies WHERE managed_by IS NULL), "
+                    "policies_version FROM config_state LIMIT 1",
+                    0, NULL);
+        if (r >= 0)
+                r = db_exec(c, NULL, reterr,
+                            "DECLARE smtptlsd_map_file NO SCROLL CURSOR FOR SELECT " POLICY_COLUMNS
+                            " FROM tls_policies WHERE managed_by IS NULL "
+                            "ORDER BY destination COLLATE \"C\"",
+                            0, NULL);
+        if (r < 0) {
+                tx_rollback(c);
+                return r;
+        }
+        *version = strtoll(PQgetvalue(head, 0, 1), NULL, 10);
+        struct strbuf out = { 0 };
+        bool failed =
+            policy_map_text_header(&out, (size_t)strtoull(PQgetvalue(head, 0, 0), NULL, 10)) < 0;
+        r = failed ? -ENOMEM : 0;
+        while (r >= 0) {
+                _cleanup_pgresult_ PGresult *res = NULL;
+                r = db_exec(c, &res, reterr, "FETCH 8192 FROM smtptlsd_map_file", 0, NULL);
+                if (r < 0 || PQntuples(res) == 0)
+                        break;
+                for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                        struct policy p;
+                        row_policy(res, i, &p);
+                        r = policy_map_text_add(&out, &p);
+                        policy_done(&p);
+                }
+                failed = r < 0;
+        }
+        tx_rollback(c);
+        if (r < 0) {
+                free(out.p);
+                return failed ? problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
+                                                  "cannot write the policies as a map file: %s",
+                                                  strerror(-r))
+                              : r;
+        }
+        *text = out.p;
+        *len = out.len;
         return 0;
 }
 

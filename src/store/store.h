@@ -174,6 +174,11 @@ int store_cert_expiries(struct db_conn *c, const char *node, json_t **items,
 /* TLS policies (store/policies.c). */
 struct policy;
 /* The map text of the enabled rows (sorted), its entry count, and how many rows exist at all. */
+/* The unmanaged TLS policies (those a bulk replace owns) as a Postfix map source file
+ * (core/policy_map_text.h), sorted by destination, with the collection's version: one snapshot,
+ * read through a cursor. */
+int store_policies_map_file(struct db_conn *c, char **text, size_t *len, int64_t *version,
+                            struct problem *reterr);
 int store_policies_render(struct db_conn *c, char **text, size_t *len, size_t *entries,
                           int64_t *rows, struct problem *reterr);
 /* The policy map's changes (store/policies.c, migration 013). A map rendered from the rows is

@@ -1087,6 +1087,20 @@ def test_bulk_dry_run_and_one_bad_item(site):
     assert_problem(r, 422, "unknown_field")
     r = site.req("PUT", "/api/v1/tls-policies", {"policies": items})
     assert r.status == 422, r
+    # The body is read item by item, but judged as a whole: bad JSON or a bad shape after a bad
+    # item is what the reply says, as is a bad query parameter before any item.
+    bad_item = json.dumps({"destination": "a.example", "level": "bogus"})
+    for body, status, code in [
+            ('{"items":[%s],"extra":1}' % bad_item, 422, "unknown_field"),
+            ('{"items":[%s],"items":[]}' % bad_item, 400, "invalid_json"),
+            ('{"items":[%s], ' % bad_item, 400, "invalid_json"),
+            ('{"items":[%s]}' % bad_item, 422, "invalid_value"),
+            ('3', 400, "invalid_json"),
+            ('[1]', 422, "invalid_value")]:
+        r = site.req("PUT", "/api/v1/tls-policies", body)
+        assert_problem(r, status, code)
+    r = site.req("PUT", "/api/v1/tls-policies?probe=bogus", '{"items":')
+    assert_problem(r, 400, "invalid_json")
     assert_unchanged(site, before, "refused bulk writes")
     r = site.bulk(items)
     assert r.status == 200, r

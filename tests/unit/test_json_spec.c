@@ -323,12 +323,12 @@ static void same_verdict(const char *text, size_t len)
                          r2 >= 0 ? "accepted" : "refused", (int)len, text, p1.detail, p2.detail);
         if (r1 >= 0 && !json_equal(a, b))
                 fail_msg("different items: %.*s", (int)len, text);
-        /* well-formed JSON refused for its shape: the same code; bad JSON: invalid_json from the
-         * streamed reader unless it met a shape problem before the bad text */
-        if (r1 < 0 && p2.code != PROBLEM_INVALID_JSON && p1.code != p2.code)
-                fail_msg("codes %d / %d: %.*s", p1.code, p2.code, (int)len, text);
-        if (r1 < 0 && p1.code == PROBLEM_INVALID_JSON && p2.code != PROBLEM_INVALID_JSON)
-                fail_msg("invalid_json for well-formed JSON: %.*s", (int)len, text);
+        /* refused: the same code (bad JSON first, then the shape), but for a member other than
+         * the items given twice (json_spec.h: not noticed) */
+        if (r1 < 0 && p1.code != p2.code &&
+            !(p1.code == PROBLEM_UNKNOWN_FIELD && strstr(p2.detail, "duplicate object key")))
+                fail_msg("codes %d / %d: %.*s (%s / %s)", p1.code, p2.code, (int)len, text,
+                         p1.detail, p2.detail);
         json_decref(a);
         json_decref(b);
         problem_done(&p1);
@@ -370,6 +370,15 @@ static void test_items_reader(void **state)
                 "{\"items\":[\"\xff\"]}",
                 "{\"items\":[1]",
                 "{\"items\":5} trailing",
+                "{\"foo\":",
+                "{\"a\"}",
+                "{\"items\":[1], \"x\":[}",
+                "{\"items\":[1],\"extra\":1}",
+                "{\"x\":1,\"items\":[1]",
+                "true",
+                "\"items\" ",
+                "[1,2]",
+                " \n",
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
                 same_verdict(cases[i], strlen(cases[i]));
@@ -394,6 +403,18 @@ static void test_items_reader(void **state)
                         fail_msg("streamed: %s; whole: %s", p.detail, q.detail);
                 problem_done(&p);
                 problem_done(&q);
+        }
+
+        /* a raw NUL is never JSON (jansson skips one after a number: the reader does not) */
+        static const char nul_bodies[][24] = { "{\"items\":[[1\0]}", "{\"items\":[[true\0]]}",
+                                               "{\"items\":[]}\0" };
+        static const size_t nul_len[] = { 15, 19, 14 };
+        for (size_t i = 0; i < ARRAY_SIZE(nul_bodies); i++) {
+                struct problem p = { 0 };
+                json_t *items = NULL;
+                assert_true(read_items(nul_bodies[i], nul_len[i], &items, &p) < 0);
+                assert_int_equal(p.code, PROBLEM_INVALID_JSON);
+                problem_done(&p);
         }
 
         /* random corruptions of valid bodies */

@@ -15,6 +15,8 @@
 
 #include "core/destination.h"
 #include "core/policy.h"
+#include "core/policy_json.h"
+#include "core/policy_map_text.h"
 
 #define OK    PROBLEM_NONE
 #define ATTR  PROBLEM_INVALID_ATTRIBUTE
@@ -1825,6 +1827,134 @@ static void test_map_digest(void **state)
         free(text.p);
 }
 
+/* A map file read as Postfix reads policy values (policy_map_text.c): each case's text gives
+ * these items (compact JSON, in file order), or the problem's code and field. */
+static int collect_item(void *ctx, json_t *item, size_t line, struct problem *reterr)
+{
+        (void)reterr;
+        json_object_set_new(item, "line", json_integer((json_int_t)line));
+        return json_array_append_new(ctx, item);
+}
+
+static void test_map_text_read(void **state)
+{
+        (void)state;
+        static const struct {
+                const char *text, *want, *field;
+        } cases[] = {
+                { "a.example may\n",
+                  "[{\"destination\":\"a.example\",\"level\":\"may\",\"line\":1}]", NULL },
+                { "# c\n\nA.EXAMPLE  SECURE,Match=NextHop:dot-nexthop ,match=.x\n",
+                  "[{\"destination\":\"a.example\",\"level\":\"secure\",\"match\":[\"NextHop\","
+                  "\"dot-nexthop\",\".x\"],\"line\":3}]",
+                  NULL },
+                { "f.example fingerprint match=AB:CD|EF:01\n",
+                  "[{\"destination\":\"f.example\",\"level\":\"fingerprint\",\"match\":[\"AB:CD\","
+                  "\"EF:01\"],\"line\":1}]",
+                  NULL },
+                { "b.example encrypt\n protocols=>=TLSv1.2\n\texclude=aNULL:MD5\n",
+                  "[{\"destination\":\"b.example\",\"level\":\"encrypt\",\"protocols\":\">=TLSv1."
+                  "2\","
+                  "\"exclude\":[\"aNULL\",\"MD5\"],\"line\":1}]",
+                  NULL },
+                { "c.example verify { servername = mx.example } connection_reuse=YES "
+                  "connection_reuse=no\n",
+                  "[{\"destination\":\"c.example\",\"level\":\"verify\",\"servername\":\"mx."
+                  "example\","
+                  "\"connection_reuse\":false,\"line\":1}]",
+                  NULL },
+                { "#@note \"n\\u00e9\"\n#@disabled d.example\tmay\ne.example none\n",
+                  "[{\"destination\":\"d.example\",\"level\":\"may\",\"enabled\":false,\"note\":"
+                  "\"n\\u00E9\",\"line\":2},{\"destination\":\"e.example\",\"level\":\"none\","
+                  "\"line\":3}]",
+                  NULL },
+                { "a.example may\nb.example may colour=red\n", NULL, "/lines/2" },
+                { "a.example may protocols=a protocols=b\n", NULL, "/lines/1" },
+                { "a.example may {protocols=a\n", NULL, "/lines/1" },
+                { "a.example may protocols\n", NULL, "/lines/1" },
+                { "a.example secure match=\n", NULL, "/lines/1" },
+                { "a.example may connection_reuse=maybe\n", NULL, "/lines/1" },
+                { "a.example may\n#@note \"x\"\n", NULL, "/lines/2" },
+                { "#@note \"x\"\n#@note \"y\"\na.example may\n", NULL, "/lines/1" },
+                { "#@note x\na.example may\n", NULL, "/lines/1" },
+                { "#@disabled \n", NULL, "/lines/1" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                json_t *got = json_array();
+                struct problem p = { 0 };
+                int r = policy_map_text_items(cases[i].text, strlen(cases[i].text), collect_item,
+                                              got, &p);
+                if (cases[i].want) {
+                        if (r < 0)
+                                fail_msg("case %zu refused: %s %s", i, p.field, p.detail);
+                        char *text =
+                            json_dumps(got, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+                        if (strcmp(text, cases[i].want) != 0)
+                                fail_msg("case %zu: %s", i, text);
+                        free(text);
+                } else {
+                        if (r >= 0)
+                                fail_msg("case %zu accepted", i);
+                        if (strcmp(p.field, cases[i].field) != 0)
+                                fail_msg("case %zu: field %s (%s)", i, p.field, p.detail);
+                }
+                problem_done(&p);
+                json_decref(got);
+        }
+}
+
+/* Policies written as the file and read back are the same policies (note, disabled, every
+ * attribute). */
+static void test_map_text_round_trip(void **state)
+{
+        (void)state;
+        static const char *const bodies[] = {
+                "{\"destination\":\"a.example\",\"level\":\"may\"}",
+                "{\"destination\":\".sub.example\",\"level\":\"secure\",\"match\":[\"nexthop\","
+                "\"dot-nexthop\"],\"protocols\":\">=TLSv1.2\",\"ciphers\":\"high\",\"exclude\":"
+                "[\"aNULL\",\"MD5\"],\"connection_reuse\":true,\"note\":\"line1\\nline2 "
+                "\\\"q\\\"\","
+                "\"enabled\":false}",
+                "{\"destination\":\"[mx.example]:25\",\"level\":\"verify\",\"servername\":"
+                "\"mx.example\",\"note\":\"caf\\u00e9\"}",
+                "{\"destination\":\"xn--bcher-kva.example\",\"level\":\"dane-only\"}",
+        };
+        struct strbuf file = { 0 };
+        json_t *want = json_array();
+        assert_int_equal(policy_map_text_header(&file, ARRAY_SIZE(bodies)), 0);
+        for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
+                struct policy p = { 0 };
+                struct problem pr = { 0 };
+                json_t *b = json_loads(bodies[i], 0, NULL);
+                assert_int_equal(policy_apply_json(&p, b, false, NULL, "", &pr), 0);
+                assert_int_equal(policy_map_text_add(&file, &p), 0);
+                json_array_append_new(want, policy_to_json(&p));
+                policy_done(&p);
+                json_decref(b);
+        }
+        json_t *items = json_array();
+        struct problem pr = { 0 };
+        assert_int_equal(policy_map_text_items(file.p, file.len, collect_item, items, &pr), 0);
+        assert_int_equal(json_array_size(items), ARRAY_SIZE(bodies));
+        for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
+                struct policy p = { 0 };
+                json_t *item = json_array_get(items, i);
+                json_object_del(item, "line");
+                assert_int_equal(policy_apply_json(&p, item, false, NULL, "", &pr), 0);
+                json_t *got = policy_to_json(&p);
+                if (!json_equal(got, json_array_get(want, i))) {
+                        char *a = json_dumps(got, JSON_COMPACT),
+                             *b = json_dumps(json_array_get(want, i), JSON_COMPACT);
+                        fail_msg("policy %zu: %s, written %s\n%s", i, a, b, file.p);
+                }
+                json_decref(got);
+                policy_done(&p);
+        }
+        json_decref(items);
+        json_decref(want);
+        free(file.p);
+}
+
 static void test_map_parse_agrees_with_postmap(void **state)
 {
         char *dump = NULL;
@@ -2722,6 +2852,8 @@ int main(void)
                 cmocka_unit_test(test_map_parse),
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
                 cmocka_unit_test(test_map_digest),
+                cmocka_unit_test(test_map_text_read),
+                cmocka_unit_test(test_map_text_round_trip),
                 cmocka_unit_test(test_property_random_writes),
                 cmocka_unit_test(test_bulk_scale),
                 cmocka_unit_test(test_manager_change_needs_admin),

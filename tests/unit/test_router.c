@@ -195,6 +195,38 @@ static void test_api_table(void **state)
         }
 }
 
+/* Content negotiation of the policies' map file: text/plain only when the client asks for it
+ * over JSON (q values, the most specific range, then the order named). */
+static void test_accept(void **state)
+{
+        (void)state;
+        static const struct {
+                const char *accept;
+                bool text;
+        } cases[] = {
+                { NULL, false },
+                { "", false },
+                { "*/*", false },
+                { "text/plain", true },
+                { "TEXT/PLAIN; charset=utf-8", true },
+                { "application/json", false },
+                { "text/plain, application/json", true },
+                { "application/json, text/plain", false },
+                { "text/plain;q=0.5, application/json", false },
+                { "application/json;q=0.1, text/plain", true },
+                { "text/*", true },
+                { "text/*, application/*", false },
+                { "text/plain;q=0, */*", false },
+                { "text/html", false },
+                { "*/*;q=0.1, text/plain;q=0.2", true },
+                { "text/plain ; q=0.9 , application/json ; q=0.8", true },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+                if (http_accept_prefers(cases[i].accept, "text/plain", "application/json") !=
+                    cases[i].text)
+                        fail_msg("Accept: %s", cases[i].accept ? cases[i].accept : "(none)");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -206,6 +238,7 @@ int main(void)
                 cmocka_unit_test(test_query_decoding),
                 cmocka_unit_test(test_query_parameters),
                 cmocka_unit_test(test_api_table),
+                cmocka_unit_test(test_accept),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
