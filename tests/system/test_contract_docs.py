@@ -2,7 +2,7 @@
 # document order with bash against a daemon that manages a real Postfix, as a reader would type it
 # (the setup block creates the token file; BASE is the sandbox daemon's address; `smtptlsd` is the
 # binary under test with the sandbox's configuration; the files the examples name - privkey.pem,
-# fullchain.pem, cert.pem, chain.pem, policies.json - are in the working directory). Each block must
+# fullchain.pem, cert.pem, chain.pem, policies.json, tls_policy - are in the working directory). Each block must
 # exit 0, answer no error status or problem the doc does not announce, print no bare `null` (a jq
 # path to a field that is not there), and where a ```json block follows it, print output with every
 # key of that sample. A block that cannot run says so right before it: <!-- not-run: reason -->;
@@ -123,6 +123,10 @@ def reader(make_site, certs, tmp_path):
     (work / "policies.json").write_text(json.dumps({"items": [
         {"destination": ".example.com", "level": "encrypt"},
         {"destination": "[relay.example.net]:587", "level": "secure", "match": ["nexthop"]}]}))
+    (work / "tls_policy").write_text("# partners\n"
+                                     ".example.com            encrypt protocols=>=TLSv1.2\n"
+                                     "[relay.example.net]:587 secure,\n"
+                                     "    match=nexthop:dot-nexthop\n")
     wrapper = work / "bin" / "smtptlsd"
     wrapper.write_text("#!/bin/sh\nexec " + shlex.quote(site.d.binary) + " -c " +
                        shlex.quote(site.d.conf_path) + ' "$@"\n')
