@@ -90,6 +90,33 @@ static const struct cli_option token_add_options[] = {
 };
 static const struct cli_option no_options[] = { { 0 } };
 
+static int set_file(struct cli_invocation *inv, const char *value, char *why, size_t size)
+{
+        if (isempty(value)) {
+                snprintf(why, size, "the file name is empty");
+                return -EINVAL;
+        }
+        inv->file = value;
+        return 0;
+}
+
+static int set_dry_run(struct cli_invocation *inv, const char *value, char *why, size_t size)
+{
+        inv->dry_run = true;
+        return 0;
+}
+
+static const struct cli_option push_options[] = {
+        { "dry-run", 'n', NULL, false, "show what would change; change nothing", set_dry_run },
+        { 0 },
+};
+
+/* What push and pull say about where the daemon is. */
+#define REMOTE_ENVIRONMENT                                                                         \
+        "The daemon is SMTPTLSD_API_URL (e.g. https://mx1.example:8443; default\n"                 \
+        "http://127.0.0.1:8080) and the token SMTPTLSD_API_TOKEN, or the first line of the\n"      \
+        "file SMTPTLSD_API_TOKEN_FILE; SMTPTLSD_API_CA_FILE names the CA to trust for https.\n"
+
 static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
         [CLI_SERVE] = { "serve", NULL, NULL, NULL, "run the daemon (the default)",
                         "Runs the daemon: serves the API, waits for the database, applies its\n"
@@ -122,7 +149,29 @@ static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
                                "Revokes the active token named NAME: requests with it are refused\n"
                                "from now on. The same as DELETE /api/v1/tokens/NAME.",
                                no_options },
+        [CLI_PUSH] = { "push", NULL, "FILE", set_file,
+                       "make the daemon's TLS policies exactly those of FILE",
+                       "Sends FILE (\"-\": standard input) as a bulk replace of the unmanaged TLS\n"
+                       "policies: a Postfix map source file (as `pull` writes it), or a JSON\n"
+                       "document {\"items\": [...]} when it starts with '{'. Prints the change\n"
+                       "(a diff of the policy map) and the job's outcome.\n" REMOTE_ENVIRONMENT
+                       "Exit status: 0 applied or nothing to change, 1 refused (the reason and\n"
+                       "the line are printed), 2 the daemon cannot be reached (or a usage\n"
+                       "error).\n"
+                       "Example: SMTPTLSD_API_TOKEN_FILE=ci.token smtptlsd push tls_policy",
+                       push_options },
+        [CLI_PULL] = { "pull", NULL, NULL, NULL, "print the daemon's TLS policies as a map file",
+                       "Prints the unmanaged TLS policies as a Postfix map source file, which\n"
+                       "`push` takes back unchanged.\n" REMOTE_ENVIRONMENT
+                       "Exit status: 0, 1 refused (a bad token), 2 the daemon cannot be reached.\n"
+                       "Example: smtptlsd pull > tls_policy && git diff tls_policy",
+                       no_options },
 };
+
+bool cli_needs_config(enum cli_command command)
+{
+        return command != CLI_PUSH && command != CLI_PULL;
+}
 
 /* A command's words up to (not including) its last: "token" of "token add", "" of "serve". */
 static size_t group_len(const struct cli_command_spec *c)

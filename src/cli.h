@@ -15,6 +15,8 @@ enum cli_command {
         CLI_TOKEN_ADD,
         CLI_TOKEN_LIST,
         CLI_TOKEN_REVOKE,
+        CLI_PUSH,
+        CLI_PULL,
         _CLI_COMMAND_MAX,
 };
 
@@ -25,7 +27,13 @@ struct cli_invocation {
         const char *config_path; /* -c/--config, or NULL for the default */
         const char *name;        /* NAME of `token add` and `token revoke` (valid) */
         enum scope scope;        /* --scope of `token add` */
+        const char *file;        /* FILE of `push` ("-": standard input) */
+        bool dry_run;            /* --dry-run of `push` */
 };
+
+/* push and pull talk to a daemon's API, not to the database: they need no configuration
+ * file. */
+bool cli_needs_config(enum cli_command command);
 
 /* Parses argv. Returns 0 when *inv is to be run; 1 when a help text or the version was printed
  * on out (exit 0); -EINVAL when the invocation is wrong: err has what is wrong and a one-line

@@ -15,6 +15,7 @@
 #include "apply/probe_watch.h"
 #include "apply/worker.h"
 #include "cli.h"
+#include "remote.h"
 #include "conf.h"
 #include "config.h"
 #include "core/sealed.h"
@@ -367,11 +368,28 @@ static int run_serve_command(const struct config *cfg, _unused_ const struct cli
 
 /* What each command of the table in cli.c runs, once the configuration is loaded; returns the
  * exit status. */
+static int run_push(const struct config *cfg, const struct cli_invocation *inv)
+{
+        (void)cfg;
+        return remote_push(inv, stdout, stderr);
+}
+
+static int run_pull(const struct config *cfg, const struct cli_invocation *inv)
+{
+        (void)cfg;
+        return remote_pull(inv, stdout, stderr);
+}
+
 static int (*const runners[_CLI_COMMAND_MAX])(const struct config *,
                                               const struct cli_invocation *) = {
-        [CLI_SERVE] = run_serve_command,   [CLI_MIGRATE] = run_migrate,
-        [CLI_CONFIG] = run_config,         [CLI_TOKEN_ADD] = run_token_add,
-        [CLI_TOKEN_LIST] = run_token_list, [CLI_TOKEN_REVOKE] = run_token_revoke,
+        [CLI_SERVE] = run_serve_command,
+        [CLI_MIGRATE] = run_migrate,
+        [CLI_CONFIG] = run_config,
+        [CLI_TOKEN_ADD] = run_token_add,
+        [CLI_TOKEN_LIST] = run_token_list,
+        [CLI_TOKEN_REVOKE] = run_token_revoke,
+        [CLI_PUSH] = run_push,
+        [CLI_PULL] = run_pull,
 };
 
 int main(int argc, char **argv)
@@ -385,6 +403,10 @@ int main(int argc, char **argv)
         int r = cli_parse(argc, argv, &inv, stdout, stderr);
         if (r != 0)
                 return r > 0 ? 0 : CLI_EXIT_USAGE;
+
+        /* push and pull talk to a daemon's API: no configuration, no database */
+        if (!cli_needs_config(inv.command))
+                return runners[inv.command](NULL, &inv);
 
         /* Upload bodies carry private keys: jansson frees through a wiping free there. */
         json_wipe_install();

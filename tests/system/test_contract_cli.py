@@ -25,6 +25,8 @@ HELP = {
     ("token", "create"): "Usage: smtptlsd [-c FILE] token add NAME --scope SCOPE",
     ("token", "list"): "Usage: smtptlsd [-c FILE] token list",
     ("token", "revoke"): "Usage: smtptlsd [-c FILE] token revoke NAME",
+    ("push",): "Usage: smtptlsd [-c FILE] push FILE [--dry-run]",
+    ("pull",): "Usage: smtptlsd [-c FILE] pull",
 }
 
 

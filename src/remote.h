@@ -1,0 +1,20 @@
+/* remote.h - `smtptlsd push` and `smtptlsd pull`: a client of a daemon's API for pipelines
+ * (libcurl), which needs neither the configuration file nor the database. Main thread. */
+#pragma once
+
+#include <stdio.h>
+
+#include "cli.h"
+
+/* Exit statuses a CI job can branch on. */
+enum {
+        REMOTE_OK = 0,          /* applied, nothing to change, or the file printed */
+        REMOTE_REFUSED = 1,     /* the daemon said no: the reason is printed */
+        REMOTE_UNREACHABLE = 2, /* no answer, or not one of the API's */
+};
+
+/* The policies of inv->file made the daemon's unmanaged set (a dry run first: its diff printed
+ * on out; with inv->dry_run nothing more). Messages on err. Returns an exit status. */
+int remote_push(const struct cli_invocation *inv, FILE *out, FILE *err);
+/* The daemon's unmanaged policies as a map file on out. Returns an exit status. */
+int remote_pull(const struct cli_invocation *inv, FILE *out, FILE *err);
