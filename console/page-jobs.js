@@ -12,10 +12,10 @@ const PAGE = 25;
 const STATUSES = ['queued', 'running', 'applied', 'failed'];
 const ACTIONS = ['settings.put', 'settings.patch', 'certificates.post', 'certificates.put',
   'certificates.delete', 'certificates.rescan', 'policies.post', 'policies.put', 'policies.patch',
-  'policies.delete', 'policies.bulk', 'state.put'];
+  'policies.delete', 'policies.bulk', 'policies.import', 'state.put'];
 const FILTERS = ['status', 'actor', 'action', 'target', 'since'];
 // the counts a bulk write records instead of its rows, in this order
-const COUNTS = ['added', 'changed', 'unchanged', 'deleted', 'removed', 'total'];
+const COUNTS = ['added', 'changed', 'unchanged', 'deleted', 'removed', 'adopted', 'total'];
 
 export async function render(main) {
   pageStyle('jobs');

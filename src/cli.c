@@ -166,11 +166,24 @@ static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
                        "Exit status: 0, 1 refused (a bad token), 2 the daemon cannot be reached.\n"
                        "Example: smtptlsd pull > tls_policy && git diff tls_policy",
                        no_options },
+        [CLI_IMPORT] = { "import", NULL, NULL, NULL,
+                         "take over the policy maps the live main.cf lists",
+                         "Asks the daemon to read the maps smtp_tls_policy_maps lists after its\n"
+                         "own and to import every map whose entries can all be policies: they\n"
+                         "become policies and main.cf no longer lists the map. The others stay,\n"
+                         "after smtptlsd's map; Postfix answers every key as before. Prints per\n"
+                         "map what is imported or why it stays, the entries refused, and with\n"
+                         "--dry-run the main.cf change and the policy map's diff.\n"
+                         "Needs a token with scope admin.\n" REMOTE_ENVIRONMENT
+                         "Exit status: 0 imported (or nothing to import), 1 refused, 2 the\n"
+                         "daemon cannot be reached.\n"
+                         "Example: smtptlsd import --dry-run",
+                         push_options },
 };
 
 bool cli_needs_config(enum cli_command command)
 {
-        return command != CLI_PUSH && command != CLI_PULL;
+        return command != CLI_PUSH && command != CLI_PULL && command != CLI_IMPORT;
 }
 
 /* A command's words up to (not including) its last: "token" of "token add", "" of "serve". */

@@ -17,6 +17,7 @@ enum cli_command {
         CLI_TOKEN_REVOKE,
         CLI_PUSH,
         CLI_PULL,
+        CLI_IMPORT,
         _CLI_COMMAND_MAX,
 };
 
@@ -28,11 +29,11 @@ struct cli_invocation {
         const char *name;        /* NAME of `token add` and `token revoke` (valid) */
         enum scope scope;        /* --scope of `token add` */
         const char *file;        /* FILE of `push` ("-": standard input) */
-        bool dry_run;            /* --dry-run of `push` */
+        bool dry_run;            /* --dry-run of `push` and `import` */
 };
 
-/* push and pull talk to a daemon's API, not to the database: they need no configuration
- * file. */
+/* push, pull and import talk to a daemon's API, not to the database: they need no
+ * configuration file. */
 bool cli_needs_config(enum cli_command command);
 
 /* Parses argv. Returns 0 when *inv is to be run; 1 when a help text or the version was printed

@@ -380,6 +380,12 @@ static int run_pull(const struct config *cfg, const struct cli_invocation *inv)
         return remote_pull(inv, stdout, stderr);
 }
 
+static int run_import(const struct config *cfg, const struct cli_invocation *inv)
+{
+        (void)cfg;
+        return remote_import(inv, stdout, stderr);
+}
+
 static int (*const runners[_CLI_COMMAND_MAX])(const struct config *,
                                               const struct cli_invocation *) = {
         [CLI_SERVE] = run_serve_command,
@@ -390,6 +396,7 @@ static int (*const runners[_CLI_COMMAND_MAX])(const struct config *,
         [CLI_TOKEN_REVOKE] = run_token_revoke,
         [CLI_PUSH] = run_push,
         [CLI_PULL] = run_pull,
+        [CLI_IMPORT] = run_import,
 };
 
 int main(int argc, char **argv)

@@ -331,3 +331,81 @@ int remote_pull(const struct cli_invocation *inv, FILE *out, FILE *err)
         free(rep.body.p);
         return status;
 }
+
+/* The report of an import, for a terminal. */
+static void print_import(json_t *j, bool dry_run, FILE *out)
+{
+        size_t i;
+        json_t *m;
+        json_array_foreach (json_object_get(j, "maps"), i, m) {
+                bool adopt = streq(json_string_value(json_object_get(m, "action")), "adopt");
+                fprintf(out, "%s %s: %lld entries", adopt ? "adopt" : "keep ",
+                        json_string_value(json_object_get(m, "map")),
+                        (long long)json_integer_value(json_object_get(m, "entries")));
+                if (adopt)
+                        fprintf(out, ", %lld imported, %lld already smtptlsd's, %lld shadowed",
+                                (long long)json_integer_value(json_object_get(m, "imported")),
+                                (long long)json_integer_value(json_object_get(m, "already")),
+                                (long long)json_integer_value(json_object_get(m, "shadowed")));
+                else
+                        fprintf(out, " (it stays: %s)",
+                                json_string_value(json_object_get(m, "reason")));
+                fputc('\n', out);
+        }
+        json_array_foreach (json_object_get(j, "refused"), i, m)
+                fprintf(out, "refused %s in %s: %s\n", json_string_value(json_object_get(m, "key")),
+                        json_string_value(json_object_get(m, "map")),
+                        json_string_value(json_object_get(m, "detail")));
+        json_t *plan = json_object_get(j, "plan");
+        json_array_foreach (json_object_get(plan, "main_cf"), i, m)
+                fprintf(out, "main.cf %s:\n- %s\n+ %s\n",
+                        json_string_value(json_object_get(m, "name")),
+                        json_string_value(json_object_get(m, "old"))
+                            ? json_string_value(json_object_get(m, "old"))
+                            : "(not set)",
+                        json_string_value(json_object_get(m, "new"))
+                            ? json_string_value(json_object_get(m, "new"))
+                            : "(removed)");
+        const char *diff = json_string_value(json_object_get(plan, "tls_policy_diff"));
+        if (dry_run && !isempty(diff))
+                fputs(diff, out);
+}
+
+int remote_import(const struct cli_invocation *inv, FILE *out, FILE *err)
+{
+        struct remote r;
+        struct reply rep = { 0 };
+        int status = REMOTE_UNREACHABLE;
+        if (remote_from_env(&r, err) < 0)
+                return status;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        char path[64];
+        snprintf(path, sizeof(path), "/api/v1/import?%s",
+                 inv->dry_run ? "dry_run=true" : "wait=300");
+        if (request(&r, "POST", path, NULL, "application/json", NULL, 0, &rep, err) < 0)
+                return status;
+        json_t *j = rep.status == 200 ? json_loads(rep.body.p, 0, NULL) : NULL;
+        if (j) {
+                print_import(j, inv->dry_run, out);
+                if (inv->dry_run)
+                        fprintf(err, "smtptlsd import: dry run, nothing changed: %lld to import\n",
+                                (long long)json_integer_value(json_object_get(j, "imported")));
+                else
+                        fprintf(err,
+                                "smtptlsd import: %lld policies added, %lld map(s) adopted "
+                                "(job %s)\n",
+                                (long long)json_integer_value(json_object_get(j, "added")),
+                                (long long)json_integer_value(json_object_get(j, "adopted")),
+                                rep.job_id[0] ? rep.job_id : "?");
+                status = REMOTE_OK;
+        } else if (rep.status == 202) {
+                fprintf(err, "smtptlsd import: accepted, still running: job %s\n",
+                        rep.job_id[0] ? rep.job_id : "?");
+                status = REMOTE_OK;
+        } else {
+                status = refused("import", &rep, err);
+        }
+        json_decref(j);
+        free(rep.body.p);
+        return status;
+}

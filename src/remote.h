@@ -16,5 +16,8 @@ enum {
 /* The policies of inv->file made the daemon's unmanaged set (a dry run first: its diff printed
  * on out; with inv->dry_run nothing more). Messages on err. Returns an exit status. */
 int remote_push(const struct cli_invocation *inv, FILE *out, FILE *err);
+/* POST /api/v1/import (inv->dry_run: ?dry_run=true): its report on out. Returns an exit
+ * status. */
+int remote_import(const struct cli_invocation *inv, FILE *out, FILE *err);
 /* The daemon's unmanaged policies as a map file on out. Returns an exit status. */
 int remote_pull(const struct cli_invocation *inv, FILE *out, FILE *err);

@@ -36,6 +36,8 @@ int api_certificates_rescan(struct request *req, struct problem *reterr);
 int api_policies_list(struct request *req, struct problem *reterr);
 int api_policies_post(struct request *req, struct problem *reterr);
 int api_policies_bulk(struct request *req, struct problem *reterr);
+/* POST /api/v1/import (api/import.c) */
+int api_import(struct request *req, struct problem *reterr);
 int api_policy_get(struct request *req, struct problem *reterr);
 int api_policy_put(struct request *req, struct problem *reterr);
 int api_policy_patch(struct request *req, struct problem *reterr);

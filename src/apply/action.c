@@ -22,6 +22,7 @@ static const struct action actions[] = {
         { "policies.patch", action_policy_write, ACTION_PATCH },
         { "policies.delete", action_policy_delete, 0 },
         { "policies.bulk", action_policies_bulk, ACTION_COUNTS },
+        { "policies.import", action_policies_import, ACTION_COUNTS },
         { "state.put", action_state_put, ACTION_COUNTS | ACTION_STATE },
         { "nodes.settings.put", action_node_settings_put, 0 },
         { "nodes.settings.delete", action_node_settings_delete, 0 },

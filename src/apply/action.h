@@ -65,6 +65,10 @@ int action_policy_write(const struct action_env *env, struct job *job, unsigned 
                         json_t **before, json_t **after);
 int action_policy_delete(const struct action_env *env, struct job *job, unsigned flags,
                          json_t **before, json_t **after);
+/* An import (api/import.c): the administrator's map entries added as policies, their maps
+ * adopted (no longer listed after ours); the result is the API's report with the counts. */
+int action_policies_import(const struct action_env *env, struct job *job, unsigned flags,
+                           json_t **before, json_t **after);
 int action_policies_bulk(const struct action_env *env, struct job *job, unsigned flags,
                          json_t **before, json_t **after);
 int action_node_settings_put(const struct action_env *env, struct job *job, unsigned flags,

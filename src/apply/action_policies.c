@@ -235,3 +235,42 @@ int action_policies_bulk(const struct action_env *env, struct job *job, unsigned
         job_set_version(job, version);
         return 0;
 }
+
+int action_policies_import(const struct action_env *env, struct job *job, unsigned flags,
+                           json_t **before, json_t **after)
+{
+        /* the request: the report the API made, whose maps to adopt, and the items (in the row,
+         * or in job->items for a dry run) */
+        json_t *body = json_object_get(job->request, "body");
+        json_t *report = json_object_get(body, "report"), *adopt = json_object_get(body, "adopt");
+        int64_t added = 0, version = 0, adopted = 0;
+        size_t i;
+        json_t *m;
+        int r = action_check_if_match(env, job, RESOURCE_POLICIES);
+        if (r >= 0 && json_integer_value(json_object_get(report, "imported")) > 0)
+                r = store_policies_import(env->db, job->items, job->id, &added, &job->problem);
+        json_array_foreach (adopt, i, m) {
+                bool fresh = false;
+                if (r >= 0)
+                        r = store_adopted_maps_add(
+                            env->db, json_string_value(json_object_get(m, "map")),
+                            json_integer_value(json_object_get(m, "entries")), job->actor, &fresh,
+                            &job->problem);
+                adopted += fresh;
+        }
+        if (r >= 0)
+                r = store_collection_version(env->db, STORE_POLICIES, &version, &job->problem);
+        if (r < 0)
+                return r;
+        json_t *result = json_deep_copy(report);
+        if (!result)
+                return problem_set_errno(&job->problem, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        json_object_set_new(result, "added", json_integer(added));
+        json_object_set_new(result, "adopted", json_integer(adopted));
+        *after =
+            json_pack("{s:I, s:I}", "added", (json_int_t)added, "adopted", (json_int_t)adopted);
+        job->result = result;
+        job_set_version(job, version);
+        return 0;
+}

@@ -345,7 +345,27 @@ bool maincf_maps_names(const char *value, const char *path)
         return false;
 }
 
-int maincf_maps_merge(const char *value, const char *ours, const char *path, char **ret)
+int maincf_maps_each(const char *value, maincf_map_fn fn, void *ctx)
+{
+        const char *p = value ? value : "", *t;
+        size_t len;
+        int r = 0;
+        while (r >= 0 && next_map(&p, &t, &len))
+                r = fn(ctx, t, len);
+        return r;
+}
+
+/* Whether the token is one of skip (NULL-terminated; NULL: none), byte for byte. */
+static bool token_listed(const char *t, size_t len, const char *const *skip)
+{
+        for (; skip && *skip; skip++)
+                if (strlen(*skip) == len && memcmp(*skip, t, len) == 0)
+                        return true;
+        return false;
+}
+
+int maincf_maps_merge(const char *value, const char *ours, const char *path,
+                      const char *const *skip, char **ret)
 {
         const char *p = value ? value : "", *t;
         size_t len, o = strlen(ours);
@@ -356,7 +376,7 @@ int maincf_maps_merge(const char *value, const char *ours, const char *path, cha
                 return -ENOMEM;
         memcpy(out, ours, o);
         while (next_map(&p, &t, &len)) {
-                if (token_names(t, len, path))
+                if (token_names(t, len, path) || token_listed(t, len, skip))
                         continue;
                 out[o++] = ',';
                 out[o++] = ' ';

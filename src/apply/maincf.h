@@ -45,5 +45,13 @@ bool maincf_maps_names(const char *value, const char *path);
  * verbatim and in order, except those naming the map at path (so ours is never listed twice and
  * a changed map type replaces the old token); tokens joined by ", ". Whitespace inside a brace
  * group (a tab, say) is written as a space, so the result is one clean line. Idempotent:
- * merging the result again gives the result. *ret is malloc'ed. */
-int maincf_maps_merge(const char *value, const char *ours, const char *path, char **ret);
+ * merging the result again gives the result. Also without the tokens listed in skip
+ * (NULL-terminated, byte for byte; NULL: none): the administrator's maps whose entries were
+ * imported (the adopted maps). *ret is malloc'ed. */
+int maincf_maps_merge(const char *value, const char *ours, const char *path,
+                      const char *const *skip, char **ret);
+
+/* Each token of the list `value` (NULL = none), in order, as the merge splits them; fn's
+ * negative value stops the walk and is returned. */
+typedef int (*maincf_map_fn)(void *ctx, const char *token, size_t len);
+int maincf_maps_each(const char *value, maincf_map_fn fn, void *ctx);

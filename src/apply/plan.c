@@ -56,7 +56,7 @@ int desired_load_settings(struct db_conn *c, const char *node, struct desired *d
                         return r;
                 d->n_certs = i + 1;
         }
-        return 0;
+        return store_adopted_maps(c, &d->adopted_maps, reterr);
 }
 
 /* More changed rows than this and the map is rendered whole: at 100,000 rows a whole build
@@ -177,6 +177,10 @@ void desired_done(struct desired *d)
         d->map_text = NULL;
         map_edit_done(&d->map_edit);
         d->map_incremental = false;
+        for (char **m = d->adopted_maps; m && *m; m++)
+                free(*m);
+        free(d->adopted_maps);
+        d->adopted_maps = NULL;
 }
 
 void plan_done(struct plan *p)
@@ -279,7 +283,8 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         const char *ca_file = p->ca_file[0] && access(p->ca_file, R_OK) == 0 ? p->ca_file : NULL;
         p->n_params = settings_render(&d->settings, files, n_files, ca_file, p->chain_value,
                                       sizeof(p->chain_value), p->params);
-        /* The administrator's own policy maps (and anything else listed) stay after ours. */
+        /* The administrator's own policy maps (and anything else listed) stay after ours, but
+         * for those whose entries were imported (adopted). */
         char map[PATH_MAX], ours[PATH_MAX + 32];
         _cleanup_free_ char *live_maps = NULL;
         r = layout_policy_map(cfg, map, sizeof(map));
@@ -297,7 +302,8 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 p->map_managed = true;
         if (d->map_managed || p->map_managed) {
                 char index[PATH_MAX + 8];
-                if (maincf_maps_merge(live_maps, ours, map, &p->map_param) < 0)
+                if (maincf_maps_merge(live_maps, ours, map, (const char *const *)d->adopted_maps,
+                                      &p->map_param) < 0)
                         return -ENOMEM;
                 p->params[p->n_params++] =
                     (struct maincf_param){ "smtp_tls_policy_maps", p->map_param };

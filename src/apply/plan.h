@@ -31,6 +31,9 @@ struct desired {
         int64_t map_version;
         bool map_incremental;
         struct map_edit map_edit;
+        /* the administrator's maps whose entries were imported: not listed after ours
+         * (NULL-terminated, or NULL) */
+        char **adopted_maps;
 };
 /* Reads the committed (or, inside the worker's transaction, the pending) desired state of this
  * node (its own certificate binding, if it has one, in place of the settings'). The map: the

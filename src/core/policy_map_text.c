@@ -229,16 +229,30 @@ struct reading {
         size_t note_line; /* where that note was */
 };
 
+int policy_map_entry_item(const char *key, size_t key_len, const char *value, size_t value_len,
+                          size_t line, json_t **ret, struct problem *reterr)
+{
+        json_t *item = json_object();
+        *ret = NULL;
+        if (!item || json_object_set_new(item, "destination", json_stringn(key, key_len)) < 0) {
+                json_decref(item);
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        }
+        int r = parse_value(value, value_len, item, line, reterr);
+        if (r < 0) {
+                json_decref(item);
+                return r;
+        }
+        *ret = item;
+        return 0;
+}
+
 static int emit(struct reading *rd, const char *key, size_t key_len, const char *value,
                 size_t value_len, size_t line, bool enabled)
 {
-        json_t *item = json_object();
-        if (!item || json_object_set_new(item, "destination", json_stringn(key, key_len)) < 0) {
-                json_decref(item);
-                return problem_set_errno(rd->reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                         "out of memory");
-        }
-        int r = parse_value(value, value_len, item, line, rd->reterr);
+        json_t *item = NULL;
+        int r = policy_map_entry_item(key, key_len, value, value_len, line, &item, rd->reterr);
         if (r >= 0 && !enabled)
                 json_object_set_new(item, "enabled", json_false());
         if (r >= 0 && rd->note)

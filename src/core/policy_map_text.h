@@ -29,6 +29,12 @@ typedef int (*policy_map_item_fn)(void *ctx, json_t *item, size_t line, struct p
 int policy_map_text_items(const char *text, size_t len, policy_map_item_fn fn, void *ctx,
                           struct problem *reterr);
 
+/* One entry of a map (key as postmap keeps it, value by the smtp client's rules) as a policy's
+ * JSON body: what an import takes from a map it reads with `postmap -s`; problems name
+ * /lines/LINE. */
+int policy_map_entry_item(const char *key, size_t key_len, const char *value, size_t value_len,
+                          size_t line, json_t **ret, struct problem *reterr);
+
 /* The file's first lines (comments): what it is and how many policies it holds. */
 int policy_map_text_header(struct strbuf *out, size_t count);
 /* One policy as the file has it: its note line (if any), then "KEY<TAB>VALUE", or the

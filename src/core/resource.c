@@ -58,6 +58,7 @@ static const struct {
         { "policies.post", RESOURCE_POLICY, NULL, true, NULL },
         { "policies.delete", RESOURCE_POLICY, NULL, true, NULL },
         { "policies.bulk", RESOURCE_POLICIES, "/api/v1/tls-policies", false, NULL },
+        { "policies.import", RESOURCE_POLICIES, "/api/v1/tls-policies", false, NULL },
         { "settings.put", RESOURCE_SETTINGS, "/api/v1/settings", false, NULL },
         { "settings.patch", RESOURCE_SETTINGS, "/api/v1/settings", false, NULL },
         { "certificates.put", RESOURCE_CERTIFICATE, "/api/v1/certificates/", true, NULL },

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/policy.h"
+#include "core/policy_grammar.h"
 #include "core/policy_map_text.h"
 #include "store/store.h"
 #include "store/tx.h"
@@ -224,6 +225,126 @@ int store_policies_map_file(struct db_conn *c, char **text, size_t *len, int64_t
         *text = out.p;
         *len = out.len;
         return 0;
+}
+
+int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, int64_t *added,
+                          struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL;
+        char idbuf[24];
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
+        const char *params[] = { items ? items : idbuf };
+        int r = db_exec(c, &res, reterr,
+                        items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
+                                "(jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
+                              : "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
+                                "(jsonb_to_recordset(coalesce((SELECT "
+                                "request #> '{body,policy}' FROM jobs WHERE id = $1::bigint), "
+                                "'null')) " INCOMING_COLUMNS,
+                        1, params);
+        if (r < 0)
+                return r;
+        /* an import adds: a row made since it looked is a conflict, never overwritten */
+        r = db_exec(c, &clash, reterr,
+                    "SELECT i.destination FROM incoming i JOIN tls_policies p USING (destination) "
+                    "ORDER BY 1 LIMIT 1",
+                    0, NULL);
+        if (r >= 0 && PQntuples(clash) > 0) {
+                r = problem_set_errno(reterr, -EEXIST, PROBLEM_DUPLICATE_DESTINATION, NULL,
+                                      "a policy for '%s' was made since the import looked; "
+                                      "import again",
+                                      PQgetvalue(clash, 0, 0));
+                return r;
+        }
+        _cleanup_pgresult_ PGresult *ins = NULL;
+        if (r >= 0)
+                r = db_exec(c, &ins, reterr,
+                            "INSERT INTO tls_policies (destination, level, match, protocols, "
+                            "ciphers, exclude, servername, tafile, connection_reuse, note, "
+                            "enabled) SELECT destination, level, match, protocols, ciphers, "
+                            "exclude, servername, tafile, connection_reuse, note, enabled "
+                            "FROM incoming",
+                            0, NULL);
+        if (r >= 0)
+                *added = strtoll(PQcmdTuples(ins), NULL, 10);
+        if (r >= 0)
+                db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
+        return r;
+}
+
+int store_policies_enabled_of(struct db_conn *c, json_t *destinations, json_t **ret,
+                              struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        _cleanup_free_ char *list = json_dumps(destinations, JSON_COMPACT);
+        *ret = NULL;
+        if (!list)
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        const char *params[] = { list };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT destination, enabled FROM tls_policies WHERE destination IN "
+                        "(SELECT jsonb_array_elements_text($1::jsonb))",
+                        1, params);
+        if (r < 0)
+                return r;
+        json_t *o = json_object();
+        for (int i = 0; o && i < PQntuples(res); i++)
+                json_object_set_new(o, PQgetvalue(res, i, 0),
+                                    json_boolean(streq(PQgetvalue(res, i, 1), "t")));
+        if (!o)
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        *ret = o;
+        return 0;
+}
+
+int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        *ret = NULL;
+        int r =
+            db_exec(c, &res, reterr, "SELECT spec FROM adopted_policy_maps ORDER BY spec", 0, NULL);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        if (n == 0)
+                return 0;
+        char **v = calloc((size_t)n + 1, sizeof(char *));
+        for (int i = 0; v && i < n; i++)
+                if (!(v[i] = strdup(PQgetvalue(res, i, 0)))) {
+                        strv_free(v, (size_t)i);
+                        v = NULL;
+                }
+        if (!v)
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        *ret = v;
+        return 0;
+}
+
+int store_adopted_maps_add(struct db_conn *c, const char *spec, int64_t entries, const char *actor,
+                           bool *added, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char n[24];
+        snprintf(n, sizeof(n), "%lld", (long long)entries);
+        const char *params[] = { spec, n, actor };
+        int r = db_exec(c, &res, reterr,
+                        "INSERT INTO adopted_policy_maps (spec, entries, actor) "
+                        "VALUES ($1, $2::int, $3) ON CONFLICT (spec) DO NOTHING",
+                        3, params);
+        bool new = r >= 0 && strtol(PQcmdTuples(res), NULL, 10) > 0;
+        /* what main.cf lists changes with it: a new version of the policies makes the batch a
+         * generation (store_state_versions) */
+        if (new)
+                r = db_exec(
+                    c, NULL, reterr,
+                    "UPDATE config_state SET policies_version = nextval('resource_version')", 0,
+                    NULL);
+        if (r >= 0 && added)
+                *added = new;
+        return r;
 }
 
 int store_policies_map_version(struct db_conn *c, int64_t *version, int64_t *pruned,

@@ -174,6 +174,19 @@ int store_cert_expiries(struct db_conn *c, const char *node, json_t **items,
 /* TLS policies (store/policies.c). */
 struct policy;
 /* The map text of the enabled rows (sorted), its entry count, and how many rows exist at all. */
+/* Which of destinations (a JSON array of normalized ones) have a row: {destination: enabled}. */
+int store_policies_enabled_of(struct db_conn *c, json_t *destinations, json_t **ret,
+                              struct problem *reterr);
+/* An import's policies (the JSON text of normalized items, or NULL: the job row's), added:
+ * one that exists meanwhile is duplicate_destination; *added the rows inserted. */
+int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, int64_t *added,
+                          struct problem *reterr);
+/* The administrator's policy maps adopted by an import (their main.cf tokens), NULL-terminated
+ * (NULL: none). */
+int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr);
+/* One more adopted map with the number of its entries; *added false when it was already. */
+int store_adopted_maps_add(struct db_conn *c, const char *spec, int64_t entries,
+                           const char *actor, bool *added, struct problem *reterr);
 /* The unmanaged TLS policies (those a bulk replace owns) as a Postfix map source file
  * (core/policy_map_text.h), sorted by destination, with the collection's version: one snapshot,
  * read through a cursor. */

@@ -16,10 +16,10 @@
 
 /* The actions api/openapi.yaml's Job.action lists: each has exactly one row in both tables. */
 static const char *const names[] = {
-        "settings.put",        "settings.patch",        "certificates.put", "certificates.post",
-        "certificates.delete", "certificates.rescan",   "policies.put",     "policies.patch",
-        "policies.post",       "policies.delete",       "policies.bulk",    "state.put",
-        "nodes.settings.put",  "nodes.settings.delete",
+        "settings.put",        "settings.patch",      "certificates.put",      "certificates.post",
+        "certificates.delete", "certificates.rescan", "policies.put",          "policies.patch",
+        "policies.post",       "policies.delete",     "policies.bulk",         "policies.import",
+        "state.put",           "nodes.settings.put",  "nodes.settings.delete",
 };
 
 static void test_every_action_has_one_row(void **state)

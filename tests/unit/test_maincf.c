@@ -219,18 +219,45 @@ static void test_whitespace_and_crlf(void **state)
 static void expect_merge(const char *value, const char *want)
 {
         char *got = NULL;
-        assert_int_equal(maincf_maps_merge(value, OURS, OURS_PATH, &got), 0);
+        assert_int_equal(maincf_maps_merge(value, OURS, OURS_PATH, NULL, &got), 0);
         if (!streq(got, want))
                 fail_msg("merge of '%s': got '%s', want '%s'", value ? value : "(unset)", got,
                          want);
         /* idempotent: merging the result again gives the result */
         char *again = NULL;
-        assert_int_equal(maincf_maps_merge(got, OURS, OURS_PATH, &again), 0);
+        assert_int_equal(maincf_maps_merge(got, OURS, OURS_PATH, NULL, &again), 0);
         if (!streq(again, want))
                 fail_msg("merge of '%s' is not idempotent: '%s'", want, again);
         assert_true(maincf_maps_names(got, OURS_PATH));
         free(again);
         free(got);
+}
+
+/* Adopted maps (an import took their entries) are left out, byte for byte, wherever they are;
+ * the walk gives the tokens as the merge splits them. */
+static int collect_token(void *ctx, const char *token, size_t len)
+{
+        char *out = ctx;
+        strncat(out, token, len);
+        strcat(out, "|");
+        return 0;
+}
+
+static void test_maps_merge_adopted(void **state)
+{
+        (void)state;
+        static const char *const adopted[] = { "hash:/etc/postfix/tls_policy", "cdb:/etc/postfix/b",
+                                               NULL };
+        char *got = NULL;
+        assert_int_equal(maincf_maps_merge("hash:/etc/postfix/tls_policy, inline:{ a=may },"
+                                           "cdb:/etc/postfix/b hash:/etc/postfix/tls_policy2",
+                                           OURS, OURS_PATH, adopted, &got),
+                         0);
+        assert_string_equal(got, OURS ", inline:{ a=may }, hash:/etc/postfix/tls_policy2");
+        free(got);
+        char tokens[256] = "";
+        assert_int_equal(maincf_maps_each("a:/x, { b c },d:/y\te:/z", collect_token, tokens), 0);
+        assert_string_equal(tokens, "a:/x|{ b c }|d:/y|e:/z|");
 }
 
 static void test_maps_merge(void **state)
@@ -286,14 +313,14 @@ static void test_maps_merge_through_edit(void **state)
                          "\tinline:{ {a = may} }\n"
                          "biff = no\n";
         char *live = get(cf, "smtp_tls_policy_maps"), *merged = NULL;
-        assert_int_equal(maincf_maps_merge(live, OURS, OURS_PATH, &merged), 0);
+        assert_int_equal(maincf_maps_merge(live, OURS, OURS_PATH, NULL, &merged), 0);
         struct maincf_param p[] = { { "smtp_tls_policy_maps", merged } };
         char *out = edit(cf, p, 1);
         assert_string_equal(out, "smtp_tls_policy_maps = " OURS ", hash:/etc/postfix/admin, "
                                  "texthash:/etc/postfix/second, inline:{ {a = may} }\n"
                                  "biff = no\n");
         char *live2 = get(out, "smtp_tls_policy_maps"), *merged2 = NULL;
-        assert_int_equal(maincf_maps_merge(live2, OURS, OURS_PATH, &merged2), 0);
+        assert_int_equal(maincf_maps_merge(live2, OURS, OURS_PATH, NULL, &merged2), 0);
         struct maincf_param p2[] = { { "smtp_tls_policy_maps", merged2 } };
         char *out2 = edit(out, p2, 1);
         assert_string_equal(out2, out);
@@ -426,7 +453,7 @@ static void edit_spec_bind(struct edit_spec *e, const char *text, size_t len,
                 if (maincf_get(text, len, e->p[k].name, &live) < 0)
                         live = NULL;
                 free(e->merged[k]);
-                assert_int_equal(maincf_maps_merge(live, ours, path, &e->merged[k]), 0);
+                assert_int_equal(maincf_maps_merge(live, ours, path, NULL, &e->merged[k]), 0);
                 out[k].value = e->merged[k];
         }
 }
@@ -504,6 +531,7 @@ int main(void)
                 cmocka_unit_test(test_name_and_value_on_separate_lines),
                 cmocka_unit_test(test_whitespace_and_crlf),
                 cmocka_unit_test(test_maps_merge),
+                cmocka_unit_test(test_maps_merge_adopted),
                 cmocka_unit_test(test_maps_merge_through_edit),
                 cmocka_unit_test(test_corpus),
         };

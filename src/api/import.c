@@ -1,0 +1,371 @@
+/* import.c - POST /api/v1/import: moving a live Postfix's TLS policy maps in without losing a
+ * policy. The maps main.cf lists in smtp_tls_policy_maps are read as Postfix reads them (an
+ * indexed map with `postmap -s`, a cdb file directly, a texthash source as postmap would), each
+ * entry checked as a policy, and the report says per map what is imported, what is refused and
+ * why, and which maps stay. A map is adopted - its entries become policies and main.cf no longer
+ * lists it - only when every entry of it can be, and only while no map that stays comes before
+ * it (a map that stays answers first today; ours would answer first after). What smtptlsd has
+ * already wins, as it does now (our map is first). Then one job (policies.import) adds the rows
+ * and records the adopted maps; `?dry_run=true` gives the report and the plan (the main.cf and
+ * map diffs) and changes nothing. HTTP threads (the reads of the maps are bounded by
+ * command_timeout). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "apply/cdb.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
+#include "apply/maincf.h"
+#include "apply/postfix.h"
+#include "apply/spawn.h"
+#include "core/policy.h"
+#include "core/policy_json.h"
+#include "core/policy_map_read.h"
+#include "core/policy_map_text.h"
+#include "core/string_set.h"
+#include "log.h"
+#include "store/store.h"
+
+#define MAIN_CF_MAX    (4u << 20)
+#define TEXTHASH_MAX   (256u << 20)
+#define REFUSED_LISTED 100 /* entries named in the report; the count is whole */
+
+/* One map of smtp_tls_policy_maps, as the report says it. */
+struct import_map {
+        char *spec;     /* the token, as main.cf has it */
+        json_t *items;  /* its importable entries (normalized policies), in order */
+        json_t *report; /* {map, type, entries, imported, already, shadowed, refused, action,
+                         * reason} */
+        bool keep;      /* not adopted */
+};
+
+struct import {
+        struct request *req;
+        struct import_map *maps;
+        size_t n_maps;
+        json_t *refused; /* {map, key, field, detail}, the first REFUSED_LISTED */
+        size_t n_refused;
+        struct string_set seen; /* destinations of the maps before, first one wins */
+};
+
+static int add_token(void *ctx, const char *token, size_t len)
+{
+        struct import *im = ctx;
+        struct import_map *m = realloc(im->maps, (im->n_maps + 1) * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        im->maps = m;
+        m = &im->maps[im->n_maps++];
+        *m = (struct import_map){ .spec = strndup(token, len), .items = json_array() };
+        return m->spec && m->items ? 0 : -ENOMEM;
+}
+
+/* How a map is read, by its type: 0 postmap -s, 1 the cdb file, 2 the source text; -1 it
+ * cannot be listed (a dynamic map: socketmap, a database, regexp, ...). */
+static int map_kind(const char *type)
+{
+        if (streq(type, "hash") || streq(type, "btree") || streq(type, "lmdb"))
+                return 0;
+        if (streq(type, "cdb"))
+                return 1;
+        if (streq(type, "texthash"))
+                return 2;
+        return -1;
+}
+
+static void map_keep(struct import_map *m, const char *reason)
+{
+        m->keep = true;
+        json_object_set_new(m->report, "action", json_string("keep"));
+        if (!json_object_get(m->report, "reason"))
+                json_object_set_new(m->report, "reason", json_string(reason));
+}
+
+static void count(json_t *report, const char *what)
+{
+        json_object_set_new(report, what,
+                            json_integer(json_integer_value(json_object_get(report, what)) + 1));
+}
+
+struct entry_ctx {
+        struct import *im;
+        struct import_map *m;
+};
+
+/* One entry of the map: a policy (kept in m->items), shadowed by an earlier map, or refused. */
+static int on_entry(void *ctx, const char *key, size_t key_len, const char *value, size_t value_len,
+                    size_t line)
+{
+        struct entry_ctx *e = ctx;
+        struct import_map *m = e->m;
+        struct problem p = { 0 };
+        json_t *item = NULL;
+        struct policy pol = { 0 };
+        count(m->report, "entries");
+        int r = policy_map_entry_item(key, key_len, value, value_len, line, &item, &p);
+        if (r >= 0)
+                r = policy_apply_json(&pol, item, false, NULL, "", &p);
+        if (r >= 0) {
+                uint32_t first = 0;
+                int k = string_set_add(&e->im->seen, pol.destination, strlen(pol.destination), 0,
+                                       &first);
+                if (k < 0) {
+                        policy_done(&pol);
+                        json_decref(item);
+                        return k;
+                }
+                if (k == 0) {
+                        count(m->report, "shadowed"); /* an earlier map answers for it */
+                } else {
+                        json_array_append_new(m->items, policy_to_json(&pol));
+                }
+        } else if (p.code == PROBLEM_INTERNAL_ERROR) {
+                r = -ENOMEM;
+        } else {
+                count(m->report, "refused");
+                map_keep(m, "an entry cannot be a policy of smtptlsd (see refused)");
+                if (e->im->n_refused++ < REFUSED_LISTED) {
+                        /* the problem's field without the /lines/N its reader gave it */
+                        const char *f = p.field;
+                        if (strncmp(f, "/lines/", 7) == 0)
+                                f = strchr(f + 7, '/') ? strchr(f + 7, '/') : "";
+                        json_array_append_new(e->im->refused,
+                                              json_pack("{s:s, s:s%, s:s, s:s}", "map", m->spec,
+                                                        "key", key, key_len, "field", f, "detail",
+                                                        p.detail));
+                }
+                r = 0;
+        }
+        policy_done(&pol);
+        json_decref(item);
+        problem_done(&p);
+        return r;
+}
+
+/* Reads one map's entries into m (the report says what could not be read). */
+static int read_map(struct import *im, struct import_map *m, struct problem *reterr)
+{
+        const struct config *cfg = im->req->app->cfg;
+        char type[64] = "";
+        const char *colon = strchr(m->spec, ':');
+        const char *path = colon ? colon + 1 : "";
+        if (colon && (size_t)(colon - m->spec) < sizeof(type))
+                snprintf(type, sizeof(type), "%.*s", (int)(colon - m->spec), m->spec);
+        m->report = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s}", "map", m->spec, "type",
+                              type, "entries", 0, "imported", 0, "already", 0, "shadowed", 0,
+                              "refused", 0, "action", "adopt");
+        if (!m->report)
+                return -ENOMEM;
+        int kind = map_kind(type);
+        if (strchr(m->spec, '$') || strchr(m->spec, '{')) {
+                map_keep(m, "it names a $parameter or a { } group: write it out to import it");
+                return 0;
+        }
+        if (!colon || kind < 0 || path[0] != '/') {
+                map_keep(m, kind < 0 ? "a map whose entries cannot be listed (a lookup service, "
+                                       "patterns or another type): it stays, after smtptlsd's"
+                                     : "not an absolute path");
+                return 0;
+        }
+        struct entry_ctx e = { im, m };
+        int r = 0;
+        if (kind == 0) {
+                struct spawn_result out = { 0 };
+                r = postmap_dump(cfg, type, path, &out);
+                if (r >= 0)
+                        r = policy_map_each(out.output, out.output_len, on_entry, &e);
+                else
+                        map_keep(m, "postmap -s cannot read it");
+                spawn_result_done(&out);
+                return r == -EPROTO || r == -ETIMEDOUT ? 0 : r;
+        }
+        if (kind == 1) {
+                char file[PATH_MAX];
+                struct policy_map_entry *ent = NULL;
+                size_t n = 0;
+                snprintf(file, sizeof(file), "%s.cdb", path);
+                if (cdb_read_entries(file, &ent, &n) < 0) {
+                        map_keep(m, "its .cdb file cannot be read");
+                        return 0;
+                }
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        r = on_entry(&e, ent[i].key, strlen(ent[i].key), ent[i].value,
+                                     strlen(ent[i].value), i + 1);
+                policy_map_entries_free(ent, n);
+                return r;
+        }
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (fs_read_file(path, TEXTHASH_MAX, &text, &len) < 0) {
+                map_keep(m, "its file cannot be read");
+                return 0;
+        }
+        (void)reterr;
+        return policy_map_each(text, len, on_entry, &e);
+}
+
+/* The destinations smtptlsd has already, among the items of the adoptable maps: an enabled one
+ * answers first today and after (already: not imported); a disabled one does not answer today,
+ * so the map's entry does: importing it would change that (refused, the map stays). */
+static int against_ours(struct import *im, struct problem *reterr)
+{
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        json_t *dests = json_array();
+        for (size_t i = 0; i < im->n_maps; i++) {
+                size_t k;
+                json_t *it;
+                json_array_foreach (im->maps[i].items, k, it)
+                        json_array_append(dests, json_object_get(it, "destination"));
+        }
+        json_t *ours = NULL;
+        int r = db_acquire(im->req->app->db, &c, reterr);
+        if (r >= 0)
+                r = store_policies_enabled_of(c, dests, &ours, reterr);
+        json_decref(dests);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < im->n_maps; i++) {
+                struct import_map *m = &im->maps[i];
+                json_t *keep = json_array(), *it;
+                size_t k;
+                json_array_foreach (m->items, k, it) {
+                        json_t *enabled = json_object_get(
+                            ours, json_string_value(json_object_get(it, "destination")));
+                        if (!enabled) {
+                                json_array_append(keep, it);
+                        } else if (json_is_true(enabled)) {
+                                count(m->report, "already");
+                        } else {
+                                count(m->report, "refused");
+                                map_keep(m,
+                                         "an entry cannot be a policy of smtptlsd (see refused)");
+                                if (im->n_refused++ < REFUSED_LISTED)
+                                        json_array_append_new(
+                                            im->refused,
+                                            json_pack("{s:s, s:O, s:s, s:s}", "map", m->spec, "key",
+                                                      json_object_get(it, "destination"), "field",
+                                                      "/destination", "detail",
+                                                      "smtptlsd has a disabled policy for it: "
+                                                      "Postfix takes this map's entry today"));
+                        }
+                }
+                json_decref(m->items);
+                m->items = keep;
+        }
+        json_decref(ours);
+        return 0;
+}
+
+static void import_done(struct import *im)
+{
+        for (size_t i = 0; i < im->n_maps; i++) {
+                free(im->maps[i].spec);
+                json_decref(im->maps[i].items);
+                json_decref(im->maps[i].report);
+        }
+        free(im->maps);
+        json_decref(im->refused);
+        string_set_done(&im->seen);
+}
+
+int api_import(struct request *req, struct problem *reterr)
+{
+        const struct config *cfg = req->app->cfg;
+        struct import im = { .req = req, .refused = json_array() };
+        _cleanup_free_ char *main_cf = NULL, *maps = NULL, *items_text = NULL;
+        char path[PATH_MAX], ours[PATH_MAX];
+        size_t len = 0;
+        json_t *report = NULL, *adopt = NULL, *jb = NULL, *all = NULL, *list = NULL;
+        int r;
+        if (getrandom(&im.seen.seed, sizeof(im.seen.seed), 0) != sizeof(im.seen.seed))
+                im.seen.seed = now_monotonic_usec();
+        if (layout_main_cf(cfg, path, sizeof(path)) < 0 ||
+            layout_policy_map(cfg, ours, sizeof(ours)) < 0 ||
+            fs_read_file(path, MAIN_CF_MAX, &main_cf, &len) < 0) {
+                r = problem_set_errno(reterr, -EIO, PROBLEM_INTERNAL_ERROR, NULL, "cannot read %s",
+                                      path);
+                goto out;
+        }
+        if (maincf_get(main_cf, len, "smtp_tls_policy_maps", &maps) < 0)
+                maps = NULL;
+        r = maincf_maps_each(maps, add_token, &im);
+        /* Postfix's order: ours (never imported from), then theirs */
+        bool stays = false;
+        for (size_t i = 0; r >= 0 && i < im.n_maps; i++) {
+                struct import_map *m = &im.maps[i];
+                if (maincf_maps_names(m->spec, ours)) {
+                        m->report = NULL;
+                        continue;
+                }
+                r = read_map(&im, m, reterr);
+                if (r >= 0 && stays && !m->keep)
+                        map_keep(m, "a map that stays comes before it (it answers first today)");
+                stays = stays || (r >= 0 && m->keep);
+        }
+        if (r >= 0)
+                r = against_ours(&im, reterr);
+        if (r < 0) {
+                if (reterr->code == PROBLEM_NONE)
+                        problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
+                                          "cannot read the policy maps: %s", strerror(-r));
+                goto out;
+        }
+        /* a map that refused an entry after the others were judged: those after it stay too */
+        stays = false;
+        all = json_array();
+        list = json_array();
+        adopt = json_array();
+        size_t imported = 0, already = 0, kept = 0;
+        for (size_t i = 0; i < im.n_maps; i++) {
+                struct import_map *m = &im.maps[i];
+                if (!m->report)
+                        continue;
+                if (stays && !m->keep)
+                        map_keep(m, "a map that stays comes before it (it answers first today)");
+                stays = stays || m->keep;
+                already += (size_t)json_integer_value(json_object_get(m->report, "already"));
+                if (m->keep) {
+                        kept++;
+                } else {
+                        json_object_set_new(m->report, "imported",
+                                            json_integer((json_int_t)json_array_size(m->items)));
+                        imported += json_array_size(m->items);
+                        json_array_extend(all, m->items);
+                        json_array_append_new(adopt,
+                                              json_pack("{s:s, s:O}", "map", m->spec, "entries",
+                                                        json_object_get(m->report, "entries")));
+                }
+                json_array_append(list, m->report);
+        }
+        report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O}", "maps", list, "imported",
+                           (json_int_t)imported, "already", (json_int_t)already, "kept",
+                           (json_int_t)kept, "refused_entries", (json_int_t)im.n_refused, "refused",
+                           im.refused);
+        list = NULL;
+        items_text = json_dumps(all, JSON_COMPACT);
+        jb = json_pack("{s:n, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt, "scope",
+                       scope_to_string(req->scope));
+        if (!report || !items_text || !jb) {
+                r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                      "out of memory");
+                goto out;
+        }
+        log_info("import: %zu map(s) read, %zu polic%s to import, %zu already kept, %zu map(s) "
+                 "stay",
+                 im.n_maps, imported, imported == 1 ? "y" : "ies", already, kept);
+        r = api_submit_items(req, "policies.import", "tls-policies", jb, &items_text, reterr);
+out:
+        json_decref(jb);
+        json_decref(report);
+        json_decref(adopt);
+        json_decref(all);
+        json_decref(list);
+        import_done(&im);
+        return r;
+}

@@ -1,0 +1,154 @@
+# Moving a live Postfix's TLS policy maps in (POST /api/v1/import, src/api/import.c): the maps
+# smtp_tls_policy_maps lists are read as Postfix reads them, a map whose every entry can be a
+# policy is adopted (its entries become policies, main.cf no longer lists it), anything else stays
+# after smtptlsd's map - and for every key Postfix answers after the import, and after the next
+# write, exactly what it answered before (postmap -q through the live list, first match wins).
+# Real daemon, real Postfix, real PostgreSQL.
+import os
+import subprocess
+
+from tests.system.test_cli_push_pull import cli
+from tests.system.test_policies import make_policy_site  # noqa: F401 (a fixture)
+
+LEVELS = ["encrypt", "may", "none", "secure match=nexthop:dot-nexthop", "dane",
+          "verify match=hostname", "encrypt protocols=>=TLSv1.2"]
+
+
+def write_map(site, name, entries, index=True):
+    path = os.path.join(site.pf.config_dir, name)
+    with open(path, "w") as f:
+        f.write("# the administrator's own map\n")
+        f.writelines(f"{k}\t{v}\n" for k, v in entries)
+    if index:
+        site.pf.postmap(f"hash:{path}")
+    return path
+
+
+def listed_maps(site):
+    """The live list as Postfix splits it: commas and blanks, a { } group in its token."""
+    value = site.pf.postconf("-h", "smtp_tls_policy_maps").strip()
+    maps, token, depth = [], "", 0
+    for c in value + ",":
+        if depth == 0 and c in ", \t":
+            if token:
+                maps.append(token)
+            token = ""
+            continue
+        depth += (c == "{") - (c == "}")
+        token += c
+    return maps
+
+
+def answers(site, keys):
+    """{key: value} as Postfix's smtp client finds them: each map of the live list in order,
+    the first that has the key."""
+    maps = listed_maps(site)
+    got = {}
+    for key in keys:
+        for m in maps:
+            r = subprocess.run(["postmap", "-c", site.pf.config_dir, "-q", key, m],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                got[key] = r.stdout.strip()
+                break
+    return got
+
+
+def set_maps(site, value):
+    site.pf.postconf("-e", f"smtp_tls_policy_maps = {value}")
+
+
+def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_policy_site):
+    site = make_policy_site()
+    first = [(f"bank{i:02}.example", LEVELS[i % len(LEVELS)]) for i in range(50)]
+    first.append(("[relay.example.net]:587", "secure match=nexthop"))
+    second = [("bank03.example", "none"),            # shadowed: the first map answers
+              ("ours.example", "may"),               # smtptlsd has it already: ours answers
+              ("only-second.example", "encrypt")]
+    a = write_map(site, "admin_policy", first)
+    b = write_map(site, "second_policy", second)
+    inline = "inline:{ inline.example=encrypt }"
+    set_maps(site, f"hash:{a}, hash:{b}, {inline}")
+    keys = [k for k, _ in first + second] + ["inline.example"]
+    # smtptlsd's first write: its map first, the administrator's after (nothing lost)
+    site.put_ok("ours.example", {"level": "secure"})
+    before = answers(site, keys)
+    assert before["bank03.example"] == first[3][1] and before["ours.example"] == "secure"
+    assert len(before) == len(set(keys))
+    state = site.snapshot()
+
+    # the dry run: the report and the plan, nothing changes
+    r = site.req("POST", "/api/v1/import?dry_run=true")
+    assert r.status == 200, r
+    rep = r.body
+    maps = {m["map"]: m for m in rep["maps"]}
+    assert maps[f"hash:{a}"]["action"] == "adopt" and maps[f"hash:{a}"]["entries"] == 51
+    assert maps[f"hash:{b}"]["action"] == "adopt", maps
+    assert maps[f"hash:{b}"]["shadowed"] == 1 and maps[f"hash:{b}"]["already"] == 1, maps
+    assert maps[inline]["action"] == "keep" and maps[inline]["reason"], maps
+    assert rep["imported"] == 52 and rep["refused"] == [], rep
+    change = {c["name"]: c for c in rep["plan"]["main_cf"]}["smtp_tls_policy_maps"]
+    assert f"hash:{a}" in change["old"] and f"hash:{a}" not in change["new"], change
+    assert change["new"].endswith(inline), change
+    assert "+bank00.example\tencrypt" in rep["plan"]["tls_policy_diff"].splitlines()
+    assert site.snapshot() == state
+
+    # the import: the maps adopted, the inline map after ours, every key as before
+    r = site.req("POST", "/api/v1/import")
+    assert r.status == 200, r
+    assert r.body["added"] == 52 and r.body["adopted"] == 2, r.body
+    live = listed_maps(site)
+    assert len(live) == 2 and live[1] == inline, live
+    assert answers(site, keys) == before
+    # the next write keeps it so; a policy deleted through smtptlsd does not come back from
+    # the old file
+    site.put_ok("new.example", {"level": "encrypt"})
+    assert answers(site, keys) == before
+    r = site.delete("bank05.example")
+    assert r.status in (200, 204), r
+    assert "bank05.example" not in answers(site, ["bank05.example"])
+    # a second import has nothing left to take
+    r = site.req("POST", "/api/v1/import")
+    assert r.status == 200 and r.body["imported"] == 0 and r.body["kept"] == 1, r.body
+
+
+def test_a_map_with_an_entry_that_cannot_be_a_policy_stays_and_so_do_those_after(
+        make_policy_site):
+    site = make_policy_site()
+    a = write_map(site, "admin_policy", [("good.example", "encrypt"),
+                                         ("odd.example", "may ciphers=high foo=bar")])
+    b = write_map(site, "second_policy", [("later.example", "encrypt")])
+    set_maps(site, f"hash:{a}, hash:{b}")
+    site.put_ok("ours.example", {"level": "secure"})
+    keys = ["good.example", "odd.example", "later.example", "ours.example"]
+    before = answers(site, keys)
+    r = site.req("POST", "/api/v1/import")
+    assert r.status == 200, r
+    maps = {m["map"]: m for m in r.body["maps"]}
+    assert maps[f"hash:{a}"]["action"] == "keep" and maps[f"hash:{a}"]["refused"] == 1, maps
+    assert maps[f"hash:{b}"]["action"] == "keep", maps
+    assert r.body["refused"][0]["key"] == "odd.example", r.body
+    assert "foo" in r.body["refused"][0]["detail"], r.body
+    assert r.body["added"] == 0 and r.body["adopted"] == 0
+    assert listed_maps(site)[1:] == [f"hash:{a}", f"hash:{b}"]
+    assert answers(site, keys) == before
+
+
+def test_the_import_command(make_policy_site):
+    """`smtptlsd import [--dry-run]` as an administrator runs it: the report per map, the main.cf
+    change; an admin token needed (exit 1 without), nothing changed by the dry run."""
+    site = make_policy_site()
+    a = write_map(site, "admin_policy", [("one.example", "encrypt"), ("two.example", "may")])
+    set_maps(site, f"hash:{a}, inline:{{ x.example=none }}")
+    write = site.d.add_token("ci", scope="write")
+    r = cli(site, "import", token=write)
+    assert r.returncode == 1 and "403" in r.stderr, r
+    r = cli(site, "import", "--dry-run")
+    assert r.returncode == 0, r
+    assert f"adopt hash:{a}: 2 entries, 2 imported" in r.stdout, r.stdout
+    assert "keep  inline:{ x.example=none }" in r.stdout and "it stays" in r.stdout, r.stdout
+    assert "main.cf smtp_tls_policy_maps:" in r.stdout and "+one.example\tencrypt" in r.stdout
+    assert site.policies() == []
+    r = cli(site, "import")
+    assert r.returncode == 0 and "2 policies added, 1 map(s) adopted" in r.stderr, r
+    assert [p["destination"] for p in site.policies()] == ["one.example", "two.example"]
