@@ -77,6 +77,10 @@ const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift);
  * array; empty when it cannot be told). With warnings, the desired settings' state warnings
  * (reconcile_settings_warnings) are appended to it. */
 json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings);
+/* The same, and in *foreign (when not NULL) the administrator's own policy maps main.cf still
+ * lists after ours: what an import would look at (a JSON array of their tokens). */
+json_t *api_drift_maps(const struct config *cfg, struct db_conn *c, json_t *warnings,
+                       json_t **foreign);
 int api_config(struct request *req, struct problem *reterr);
 int api_openapi(struct request *req, struct problem *reterr);
 

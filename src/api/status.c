@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "apply/maincf.h"
 #include "app.h"
 #include "apply/layout.h"
 #include "apply/postfix.h"
@@ -203,7 +204,47 @@ const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)
         return state;
 }
 
+struct foreign_maps {
+        const char *ours;     /* our map's path */
+        char *const *adopted; /* NULL-terminated, or NULL */
+        json_t *list;
+};
+
+static int foreign_map(void *ctx, const char *token, size_t len)
+{
+        struct foreign_maps *f = ctx;
+        _cleanup_free_ char *t = strndup(token, len);
+        if (!t)
+                return -ENOMEM;
+        if (maincf_maps_names(t, f->ours))
+                return 0;
+        for (char *const *a = f->adopted; a && *a; a++)
+                if (streq(*a, t))
+                        return 0;
+        return json_array_append_new(f->list, json_string(t));
+}
+
+/* The administrator's own policy maps the live main.cf still lists (not ours, not adopted by an
+ * import): what POST /api/v1/import would look at. */
+static json_t *foreign_policy_maps(const struct config *cfg, const struct desired *d,
+                                   const struct plan *plan)
+{
+        char ours[PATH_MAX];
+        _cleanup_free_ char *live = NULL;
+        struct foreign_maps f = { .ours = ours, .adopted = d->adopted_maps, .list = json_array() };
+        if (f.list && layout_policy_map(cfg, ours, sizeof(ours)) >= 0 && plan->main_cf_old &&
+            maincf_get(plan->main_cf_old, plan->old_len, "smtp_tls_policy_maps", &live) >= 0)
+                (void)maincf_maps_each(live, foreign_map, &f);
+        return f.list;
+}
+
 json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
+{
+        return api_drift_maps(cfg, c, warnings, NULL);
+}
+
+json_t *api_drift_maps(const struct config *cfg, struct db_conn *c, json_t *warnings,
+                       json_t **foreign)
 {
         /* Drift is what the live main.cf says now, not what it said at start-up. */
         json_t *drift = NULL;
@@ -215,6 +256,8 @@ json_t *api_drift(const struct config *cfg, struct db_conn *c, json_t *warnings)
         if (desired_load_cached(c, cfg->node_name, &d, &gen, &m, &ignore) >= 0 &&
             reconcile_plan(cfg, &d, &plan, &ignore) >= 0) {
                 drift = reconcile_drift(cfg, &plan);
+                if (foreign)
+                        *foreign = foreign_policy_maps(cfg, &d, &plan);
                 if (warnings) {
                         json_t *mine = reconcile_settings_warnings(&d, &plan);
                         json_array_extend(warnings, mine);
@@ -280,7 +323,8 @@ int api_status(struct request *req, struct problem *reterr)
         json_t *ws = worker_status(req->app->worker);
         json_t *warnings = json_array();
         json_t *settings_warnings = json_array();
-        json_t *drift = api_drift(cfg, c, settings_warnings);
+        json_t *foreign = NULL;
+        json_t *drift = api_drift_maps(cfg, c, settings_warnings, &foreign);
         const char *state = api_state(ws, desired, json_array_size(drift));
         int64_t applied = json_integer_value(json_object_get(ws, "applied_generation"));
         json_int_t queued = json_integer_value(json_object_get(ws, "queued_jobs"));
@@ -370,6 +414,11 @@ int api_status(struct request *req, struct problem *reterr)
                       json_object_get(ws, "drift"), "warnings", warnings, "node", cfg->node_name,
                       "verification", json_object_get(ws, "verification"), "managed", s.managed);
         json_object_set_new(body, "fleet", fleet);
+        /* what smtptlsd would take over: the TLS parameters at the first settings write, the
+         * administrator's maps by an import */
+        json_object_set_new(body, "takeover",
+                            json_pack("{s:b, s:o}", "settings", !s.managed, "policy_maps",
+                                      foreign ? foreign : json_array()));
         json_decref(ws);
         /* pollers (the console's overview) ask with If-None-Match: 304 while nothing changed */
         return reply_json_tagged(req, body, reterr);

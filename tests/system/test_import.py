@@ -74,6 +74,9 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     site.put_ok("ours.example", {"level": "secure"})
     before = answers(site, keys)
     assert before["bank03.example"] == first[3][1] and before["ours.example"] == "secure"
+    # /status says what an import would look at
+    assert site.d.get("/api/v1/status").body["takeover"] == \
+        {"settings": True, "policy_maps": [f"hash:{a}", f"hash:{b}", inline]}
     assert len(before) == len(set(keys))
     state = site.snapshot()
 
@@ -99,6 +102,7 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert r.body["added"] == 52 and r.body["adopted"] == 2, r.body
     live = listed_maps(site)
     assert len(live) == 2 and live[1] == inline, live
+    assert site.d.get("/api/v1/status").body["takeover"]["policy_maps"] == [inline]
     assert answers(site, keys) == before
     # the next write keeps it so; a policy deleted through smtptlsd does not come back from
     # the old file
