@@ -185,8 +185,8 @@ int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, 
  * (NULL: none). */
 int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr);
 /* One more adopted map with the number of its entries; *added false when it was already. */
-int store_adopted_maps_add(struct db_conn *c, const char *spec, int64_t entries,
-                           const char *actor, bool *added, struct problem *reterr);
+int store_adopted_maps_add(struct db_conn *c, const char *spec, int64_t entries, const char *actor,
+                           bool *added, struct problem *reterr);
 /* The unmanaged TLS policies (those a bulk replace owns) as a Postfix map source file
  * (core/policy_map_text.h), sorted by destination, with the collection's version: one snapshot,
  * read through a cursor. */
