@@ -2,13 +2,15 @@
 # smtp_tls_policy_maps lists are read as Postfix reads them, a map whose every entry can be a
 # policy is adopted (its entries become policies, main.cf no longer lists it), anything else stays
 # after smtptlsd's map - and for every key Postfix answers after the import, and after the next
-# write, exactly what it answered before (postmap -q through the live list, first match wins).
+# write, exactly what it answered before (postmap -q through the live list, first match wins),
+# and smtpd serves the same certificate.
 # Real daemon, real Postfix, real PostgreSQL.
 import os
 import subprocess
 
 from tests.system.test_cli_push_pull import cli
 from tests.system.test_policies import make_policy_site  # noqa: F401 (a fixture)
+from tests.system.test_settings import served
 
 LEVELS = ["encrypt", "may", "none", "secure match=nexthop:dot-nexthop", "dane",
           "verify match=hostname", "encrypt protocols=>=TLSv1.2"]
@@ -58,8 +60,13 @@ def set_maps(site, value):
     site.pf.postconf("-e", f"smtp_tls_policy_maps = {value}")
 
 
-def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_policy_site):
-    site = make_policy_site()
+def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_policy_site, certs):
+    # the administrator's own certificate, in main.cf by hand: an import leaves it served
+    leaf = certs.leaf("import-own", ("mx.test.example",), kind="ec")
+    site = make_policy_site(extra={"smtpd_tls_security_level": "may",
+                                   "smtpd_tls_chain_files": f"{leaf.key}, {leaf.cert}"})
+    served_before = served(site.pf.port)
+    assert served_before, "the sandbox serves the administrator's certificate"
     first = [(f"bank{i:02}.example", LEVELS[i % len(LEVELS)]) for i in range(50)]
     first.append(("[relay.example.net]:587", "secure match=nexthop"))
     second = [("bank03.example", "none"),            # shadowed: the first map answers
@@ -104,6 +111,7 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert len(live) == 2 and live[1] == inline, live
     assert site.d.get("/api/v1/status").body["takeover"]["policy_maps"] == [inline]
     assert answers(site, keys) == before
+    assert served(site.pf.port) == served_before
     # the next write keeps it so; a policy deleted through smtptlsd does not come back from
     # the old file
     site.put_ok("new.example", {"level": "encrypt"})
