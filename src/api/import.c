@@ -24,6 +24,7 @@
 #include "apply/maincf.h"
 #include "apply/postfix.h"
 #include "apply/spawn.h"
+#include "core/destination.h"
 #include "core/policy.h"
 #include "core/policy_json.h"
 #include "core/policy_map_read.h"
@@ -52,6 +53,7 @@ struct import {
         json_t *refused; /* {map, key, field, detail}, the first REFUSED_LISTED */
         size_t n_refused;
         struct string_set seen; /* destinations of the maps before, first one wins */
+        json_t *answers;        /* key -> the policy the maps answer for it today (first map) */
 };
 
 static int add_token(void *ctx, const char *token, size_t len)
@@ -112,6 +114,35 @@ static int on_entry(void *ctx, const char *key, size_t key_len, const char *valu
         if (r >= 0)
                 r = policy_apply_json(&pol, item, false, NULL, "", &p);
         if (r >= 0) {
+                /* the key must be one smtptlsd renders for the policy, or it would answer no
+                 * more once the map is adopted ("example.com." is kept as "example.com") */
+                char ukey[DESTINATION_UKEY_MAX + 1] = "";
+                (void)destination_unicode_key(pol.destination, ukey);
+                bool same_key = (strlen(pol.destination) == key_len &&
+                                 !memcmp(pol.destination, key, key_len)) ||
+                                (strlen(ukey) == key_len && !memcmp(ukey, key, key_len));
+                if (!same_key) {
+                        problem_set(&p, PROBLEM_INVALID_VALUE, "/destination",
+                                    "smtptlsd keeps this destination as '%s': the key itself would "
+                                    "answer no more",
+                                    pol.destination);
+                        r = -EINVAL;
+                }
+        }
+        if (r >= 0) {
+                /* what Postfix answers for this key today, if no earlier map has it */
+                _cleanup_free_ char *k0 = strndup(key, key_len);
+                json_t *answer = policy_to_json(&pol);
+                if (!k0 || !answer) {
+                        json_decref(answer);
+                        policy_done(&pol);
+                        json_decref(item);
+                        return -ENOMEM;
+                }
+                if (!json_object_get(e->im->answers, k0))
+                        json_object_set_new(e->im->answers, k0, answer);
+                else
+                        json_decref(answer);
                 uint32_t first = 0;
                 int k = string_set_add(&e->im->seen, pol.destination, strlen(pol.destination), 0,
                                        &first);
@@ -210,6 +241,52 @@ static int read_map(struct import *im, struct import_map *m, struct problem *ret
         return policy_map_each(text, len, on_entry, &e);
 }
 
+/* An imported policy answers, after, for the keys smtptlsd renders for it: its destination and,
+ * internationalized, the other spelling too. Each must be a key the maps answer today with the
+ * same policy - else the import would widen a policy to a key that had none (a map with one
+ * spelling only, "example.com." for "example.com") or change one (two spellings, two values):
+ * refused, the map stays. */
+static void same_answers(struct import *im, struct import_map *m)
+{
+        json_t *keep = json_array(), *it;
+        size_t k;
+        json_array_foreach (m->items, k, it) {
+                const char *dest = json_string_value(json_object_get(it, "destination"));
+                char ukey[DESTINATION_UKEY_MAX + 1] = "";
+                const char *keys[2] = { dest, NULL };
+                if (destination_unicode_key(dest, ukey) > 0)
+                        keys[1] = ukey;
+                const char *bad = NULL;
+                for (size_t i = 0; i < 2 && keys[i] && !bad; i++)
+                        if (!json_equal(json_object_get(im->answers, keys[i]), it))
+                                bad = keys[i];
+                if (!bad) {
+                        json_array_append(keep, it);
+                        continue;
+                }
+                count(m->report, "refused");
+                map_keep(m, "an entry cannot be a policy of smtptlsd (see refused)");
+                if (im->n_refused++ < REFUSED_LISTED) {
+                        char detail[640];
+                        json_t *today = json_object_get(im->answers, bad);
+                        snprintf(detail, sizeof(detail),
+                                 "smtptlsd's policy for %s would also answer for '%s', %s: add an "
+                                 "entry for '%s' with the same value to the map (or leave the "
+                                 "map as it is)",
+                                 dest, bad,
+                                 today ? "which the maps answer otherwise today"
+                                       : "which no map answers today",
+                                 bad);
+                        json_array_append_new(im->refused,
+                                              json_pack("{s:s, s:s, s:s, s:s}", "map", m->spec,
+                                                        "key", dest, "field", "/destination",
+                                                        "detail", detail));
+                }
+        }
+        json_decref(m->items);
+        m->items = keep;
+}
+
 /* The destinations smtptlsd has already, among the items of the adoptable maps: an enabled one
  * answers first today and after (already: not imported); a disabled one does not answer today,
  * so the map's entry does: importing it would change that (refused, the map stays). */
@@ -271,13 +348,14 @@ static void import_done(struct import *im)
         }
         free(im->maps);
         json_decref(im->refused);
+        json_decref(im->answers);
         string_set_done(&im->seen);
 }
 
 int api_import(struct request *req, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
-        struct import im = { .req = req, .refused = json_array() };
+        struct import im = { .req = req, .refused = json_array(), .answers = json_object() };
         _cleanup_free_ char *main_cf = NULL, *maps = NULL, *items_text = NULL;
         char path[PATH_MAX], ours[PATH_MAX];
         size_t len = 0;
@@ -308,6 +386,9 @@ int api_import(struct request *req, struct problem *reterr)
                         map_keep(m, "a map that stays comes before it (it answers first today)");
                 stays = stays || (r >= 0 && m->keep);
         }
+        for (size_t i = 0; r >= 0 && i < im.n_maps; i++)
+                if (im.maps[i].report && !im.maps[i].keep)
+                        same_answers(&im, &im.maps[i]);
         if (r >= 0)
                 r = against_ours(&im, reterr);
         if (r < 0) {

@@ -164,3 +164,31 @@ def test_the_import_command(make_policy_site):
     r = cli(site, "import")
     assert r.returncode == 0 and "2 policies added, 1 map(s) adopted" in r.stderr, r
     assert [p["destination"] for p in site.policies()] == ["one.example", "two.example"]
+
+
+def test_an_entry_whose_keys_would_answer_otherwise_is_refused(make_policy_site):
+    """Every key smtptlsd would render for an imported policy must answer the same today, and
+    every key of an adopted map must answer after: a map with one spelling of an
+    internationalized name only (smtptlsd answers for both), two spellings with two values, or a
+    key smtptlsd keeps otherwise ("example.com." as "example.com") stays."""
+    site = make_policy_site()
+    both = write_map(site, "both", [("b\u00fccher.example", "encrypt"),
+                                    ("xn--bcher-kva.example", "encrypt")])
+    one = write_map(site, "one", [("m\u00fcnchen.example", "encrypt")])
+    differ = write_map(site, "differ", [("k\u00f6ln.example", "encrypt"),
+                                        ("xn--kln-sna.example", "may")])
+    dot = write_map(site, "dot", [("trailing.example.", "may")])
+    for path, adopted in [(both, True), (one, False), (differ, False), (dot, False)]:
+        set_maps(site, f"hash:{path}")
+        r = site.req("POST", "/api/v1/import?dry_run=true")
+        assert r.status == 200, r
+        m = r.body["maps"][0]
+        assert (m["action"] == "adopt") == adopted, (path, r.body)
+        if not adopted:
+            assert r.body["refused"] and r.body["refused"][0]["detail"], r.body
+    set_maps(site, f"hash:{both}")
+    keys = ["b\u00fccher.example", "xn--bcher-kva.example"]
+    before = answers(site, keys)
+    r = site.req("POST", "/api/v1/import")
+    assert r.status == 200 and r.body["added"] == 1 and r.body["adopted"] == 1, r.body
+    assert answers(site, keys) == before
