@@ -352,6 +352,15 @@ static void print_import(json_t *j, bool dry_run, FILE *out)
                                 json_string_value(json_object_get(m, "reason")));
                 fputc('\n', out);
         }
+        json_array_foreach (json_object_get(j, "certificates"), i, m) {
+                const char *action = json_string_value(json_object_get(m, "action")),
+                           *name = json_string_value(json_object_get(m, "name")),
+                           *reason = json_string_value(json_object_get(m, "reason"));
+                fprintf(out, "certificate %s: %s%s%s%s%s\n",
+                        json_string_value(json_array_get(json_object_get(m, "files"), 0)),
+                        action ? action : "?", name ? " as " : "", name ? name : "",
+                        reason ? ": " : "", reason ? reason : "");
+        }
         json_array_foreach (json_object_get(j, "refused"), i, m)
                 fprintf(out, "refused %s in %s: %s\n", json_string_value(json_object_get(m, "key")),
                         json_string_value(json_object_get(m, "map")),

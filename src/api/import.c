@@ -9,21 +9,25 @@
  * and records the adopted maps; `?dry_run=true` gives the report and the plan (the main.cf and
  * map diffs) and changes nothing. HTTP threads (the reads of the maps are bounded by
  * command_timeout). */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "app.h"
+#include "conf.h"
 #include "apply/cdb.h"
 #include "apply/fsutil.h"
 #include "apply/layout.h"
 #include "apply/maincf.h"
 #include "apply/postfix.h"
 #include "apply/spawn.h"
+#include "core/cert.h"
 #include "core/destination.h"
 #include "core/policy.h"
 #include "core/policy_json.h"
@@ -352,6 +356,172 @@ static void import_done(struct import *im)
         string_set_done(&im->seen);
 }
 
+/* The certificate files main.cf names: smtpd_tls_chain_files (key, then its certificates; one
+ * pair), else smtpd_tls_cert_file + smtpd_tls_key_file and the EC pair: a JSON array of
+ * {files: [...]}, each pair's files read together as one bundle. */
+static json_t *named_cert_files(const char *main_cf, size_t len)
+{
+        json_t *pairs = json_array();
+        _cleanup_free_ char *chain = NULL;
+        if (maincf_get(main_cf, len, "smtpd_tls_chain_files", &chain) >= 0 && !isempty(chain)) {
+                json_t *files = json_array();
+                char *save = NULL;
+                for (char *t = strtok_r(chain, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save))
+                        json_array_append_new(files, json_string(t));
+                json_array_append_new(pairs, json_pack("{s:o}", "files", files));
+                return pairs;
+        }
+        static const char *const names[][2] = {
+                { "smtpd_tls_key_file", "smtpd_tls_cert_file" },
+                { "smtpd_tls_eckey_file", "smtpd_tls_eccert_file" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+                _cleanup_free_ char *key = NULL, *cert = NULL;
+                if (maincf_get(main_cf, len, names[i][1], &cert) < 0 || isempty(cert))
+                        continue;
+                if (maincf_get(main_cf, len, names[i][0], &key) < 0 || isempty(key)) {
+                        free(key);
+                        key = strdup(cert); /* Postfix: the key may be in the cert file */
+                }
+                if (key)
+                        json_array_append_new(pairs, json_pack("{s:[s,s]}", "files", key, cert));
+        }
+        return pairs;
+}
+
+/* A free name for an imported certificate: "imported-" and the first file's base name (then
+ * -2, -3, ...), neither in the store nor taken by this import (keys). */
+static int free_cert_name(struct db_conn *c, const char *file, json_t *keys, char name[65],
+                          struct problem *reterr)
+{
+        char base[40];
+        const char *b = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+        size_t o = 0;
+        for (; *b && *b != '.' && o + 1 < sizeof(base); b++)
+                if (isalnum((unsigned char)*b) || *b == '-' || *b == '_')
+                        base[o++] = (char)tolower((unsigned char)*b);
+        base[o] = 0;
+        for (int n = 1; n < 100; n++) {
+                struct cert_row row = { 0 };
+                struct problem p = { 0 };
+                if (n == 1)
+                        snprintf(name, 65, "imported-%s", base[0] ? base : "certificate");
+                else
+                        snprintf(name, 65, "imported-%s-%d", base[0] ? base : "certificate", n);
+                int q = store_cert_by_name(c, name, &row, &p);
+                cert_row_done(&row);
+                if (q == -ENOENT && !json_object_get(keys, name)) {
+                        problem_done(&p);
+                        return 0;
+                }
+                if (q < 0 && q != -ENOENT) {
+                        *reterr = p;
+                        return q;
+                }
+                problem_done(&p);
+        }
+        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "no free certificate name");
+}
+
+/* One pair of files: read as one bundle and checked as an upload is. */
+static void import_pair(json_t *files, struct cert_import *imp, json_t *entry)
+{
+        struct strbuf pem = { 0 };
+        size_t k;
+        json_t *f;
+        bool unreadable = false;
+        json_array_foreach (files, k, f) {
+                _cleanup_free_ char *data = NULL;
+                size_t n = 0;
+                if (strchr(json_string_value(f), '$') ||
+                    fs_read_file(json_string_value(f), CERT_BUNDLE_MAX, &data, &n) < 0 ||
+                    strbuf_add(&pem, data, n) < 0 || strbuf_add(&pem, "\n", 1) < 0)
+                        unreadable = true;
+                if (data)
+                        explicit_bzero(data, n);
+        }
+        struct problem p = { 0 };
+        int r =
+            unreadable || !pem.p ? -EIO : cert_import_bundle(pem.p, pem.len, time(NULL), imp, &p);
+        if (pem.p)
+                explicit_bzero(pem.p, pem.len);
+        free(pem.p);
+        if (r < 0) {
+                json_object_set_new(entry, "action", json_string("keep"));
+                json_object_set_new(entry, "reason",
+                                    json_string(unreadable ? "a file cannot be read (or names a "
+                                                             "$parameter)"
+                                                           : p.detail));
+        }
+        problem_done(&p);
+}
+
+/* What an import does with the certificates main.cf names: recognizes them (the system pair, an
+ * ACME live directory, one the store has) or imports them, unbound: Postfix serves them as
+ * before, and a settings write can bind one. Each entry of report: {files, action (system,
+ * acme, already, import, keep), name, sha256_fingerprint, reason}; what to import into store
+ * ({name, certificate, chain}) and keys ({name: key PEM}: a secret). */
+static int import_certs(struct request *req, const char *main_cf, size_t len, json_t *report,
+                        json_t *store, json_t *keys, struct problem *reterr)
+{
+        const struct config *cfg = req->app->cfg;
+        json_t *pairs = named_cert_files(main_cf, len), *pair;
+        size_t i;
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        int r = db_acquire(req->app->db, &c, reterr);
+        json_array_foreach (pairs, i, pair) {
+                if (r < 0)
+                        break;
+                json_t *files = json_object_get(pair, "files");
+                json_t *entry = json_pack("{s:O}", "files", files);
+                json_array_append_new(report, entry);
+                const char *first = json_string_value(json_array_get(files, 0));
+                const char *last =
+                    json_string_value(json_array_get(files, json_array_size(files) - 1));
+                size_t alen = strlen(cfg->acme_live_directory);
+                while (alen && cfg->acme_live_directory[alen - 1] == '/')
+                        alen--;
+                if (streq(last, cfg->system_certificate_file)) {
+                        json_object_set_new(entry, "action", json_string("system"));
+                        json_object_set_new(entry, "name", json_string("system"));
+                        continue;
+                }
+                if (alen && strncmp(last, cfg->acme_live_directory, alen) == 0 &&
+                    last[alen] == '/') {
+                        /* .../live/NAME/fullchain.pem: the ACME watch keeps it in the store */
+                        const char *rest = last + alen + 1;
+                        json_object_set_new(entry, "action", json_string("acme"));
+                        json_object_set_new(entry, "name", json_stringn(rest, strcspn(rest, "/")));
+                        continue;
+                }
+                struct cert_import imp = { 0 };
+                import_pair(files, &imp, entry);
+                if (!imp.cert_pem) {
+                        cert_import_done(&imp);
+                        continue;
+                }
+                char name[80] = "";
+                const char *fp = imp.info.sha256_fingerprint;
+                json_object_set_new(entry, "sha256_fingerprint", json_string(fp));
+                r = store_cert_name_by_fingerprint(c, fp, name, sizeof(name), reterr);
+                if (r > 0) {
+                        json_object_set_new(entry, "action", json_string("already"));
+                        json_object_set_new(entry, "name", json_string(name));
+                        r = 0;
+                } else if (r == 0 && (r = free_cert_name(c, first, keys, name, reterr)) >= 0) {
+                        json_object_set_new(entry, "action", json_string("import"));
+                        json_object_set_new(entry, "name", json_string(name));
+                        json_array_append_new(store, json_pack("{s:s, s:s, s:s}", "name", name,
+                                                               "certificate", imp.cert_pem, "chain",
+                                                               imp.chain_pem));
+                        json_object_set_new(keys, name, json_string(imp.key_pem));
+                }
+                cert_import_done(&imp);
+        }
+        json_decref(pairs);
+        return r < 0 ? r : 0;
+}
+
 int api_import(struct request *req, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
@@ -360,6 +530,8 @@ int api_import(struct request *req, struct problem *reterr)
         char path[PATH_MAX], ours[PATH_MAX];
         size_t len = 0;
         json_t *report = NULL, *adopt = NULL, *jb = NULL, *all = NULL, *list = NULL;
+        json_t *certs = NULL, *store = NULL, *keys = NULL;
+        char *keys_text = NULL;
         int r;
         if (getrandom(&im.seen.seed, sizeof(im.seen.seed), 0) != sizeof(im.seen.seed))
                 im.seen.seed = now_monotonic_usec();
@@ -424,14 +596,20 @@ int api_import(struct request *req, struct problem *reterr)
                 }
                 json_array_append(list, m->report);
         }
-        report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O}", "maps", list, "imported",
+        certs = json_array();
+        store = json_array();
+        keys = json_object();
+        r = import_certs(req, main_cf, len, certs, store, keys, reterr);
+        if (r < 0)
+                goto out;
+        report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O, s:O}", "maps", list, "imported",
                            (json_int_t)imported, "already", (json_int_t)already, "kept",
                            (json_int_t)kept, "refused_entries", (json_int_t)im.n_refused, "refused",
-                           im.refused);
+                           im.refused, "certificates", certs);
         list = NULL;
         items_text = json_dumps(all, JSON_COMPACT);
-        jb = json_pack("{s:n, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt, "scope",
-                       scope_to_string(req->scope));
+        jb = json_pack("{s:n, s:O, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt,
+                       "certificates", store, "scope", scope_to_string(req->scope));
         if (!report || !items_text || !jb) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
@@ -440,8 +618,25 @@ int api_import(struct request *req, struct problem *reterr)
         log_info("import: %zu map(s) read, %zu polic%s to import, %zu already kept, %zu map(s) "
                  "stay",
                  im.n_maps, imported, imported == 1 ? "y" : "ies", already, kept);
-        r = api_submit_items(req, "policies.import", "tls-policies", jb, &items_text, reterr);
+        if (json_object_size(keys) > 0) {
+                /* the private keys travel as a write's secret does (never in the job row) */
+                keys_text = json_dumps(keys, JSON_COMPACT);
+                if (!keys_text) {
+                        r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
+                        goto out;
+                }
+        }
+        r = api_submit_all(req, "policies.import", "tls-policies", jb, keys_text, &items_text,
+                           reterr);
 out:
+        if (keys_text) {
+                explicit_bzero(keys_text, strlen(keys_text));
+                free(keys_text);
+        }
+        json_decref(keys); /* jansson frees the key strings through the wiping free */
+        json_decref(store);
+        json_decref(certs);
         json_decref(jb);
         json_decref(report);
         json_decref(adopt);

@@ -243,10 +243,33 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
          * or in job->items for a dry run) */
         json_t *body = json_object_get(job->request, "body");
         json_t *report = json_object_get(body, "report"), *adopt = json_object_get(body, "adopt");
-        int64_t added = 0, version = 0, adopted = 0;
+        json_t *certs = json_object_get(body, "certificates"), *keys = NULL, *c;
+        int64_t added = 0, version = 0, adopted = 0, stored = 0;
         size_t i;
         json_t *m;
         int r = action_check_if_match(env, job, RESOURCE_POLICIES);
+        /* the certificates main.cf names, stored unbound (their keys are the job's secret) */
+        if (r >= 0 && json_array_size(certs) > 0 && action_scope(job) < SCOPE_ADMIN)
+                r = problem_set(&job->problem, PROBLEM_FORBIDDEN, "/certificates",
+                                "an import with private keys needs a token with scope 'admin'");
+        if (r >= 0 && json_array_size(certs) > 0) {
+                keys = job->secret ? json_loads(job->secret, 0, NULL) : NULL;
+                if (!keys)
+                        r = problem_set(&job->problem, PROBLEM_INTERNAL_ERROR, NULL,
+                                        "the private keys of the import are unreadable");
+        }
+        json_array_foreach (certs, i, c) {
+                const char *name = json_string_value(json_object_get(c, "name"));
+                bool created = false;
+                if (r >= 0)
+                        r = action_cert_store(env, name,
+                                              json_string_value(json_object_get(c, "certificate")),
+                                              json_string_value(json_object_get(c, "chain")),
+                                              json_string_value(json_object_get(keys, name)),
+                                              &created, &job->problem);
+                stored += r >= 0 && created;
+        }
+        json_decref(keys);
         if (r >= 0 && json_integer_value(json_object_get(report, "imported")) > 0)
                 r = store_policies_import(env->db, job->items, job->id, &added, &job->problem);
         json_array_foreach (adopt, i, m) {
@@ -268,8 +291,9 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
                                          "out of memory");
         json_object_set_new(result, "added", json_integer(added));
         json_object_set_new(result, "adopted", json_integer(adopted));
-        *after =
-            json_pack("{s:I, s:I}", "added", (json_int_t)added, "adopted", (json_int_t)adopted);
+        json_object_set_new(result, "certificates_added", json_integer(stored));
+        *after = json_pack("{s:I, s:I, s:I}", "added", (json_int_t)added, "adopted",
+                           (json_int_t)adopted, "certificates_added", (json_int_t)stored);
         job->result = result;
         job_set_version(job, version);
         return 0;

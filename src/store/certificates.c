@@ -458,3 +458,20 @@ int store_certs_state(struct db_conn *c, const struct kek *kek, bool keys, json_
         *items = a;
         return 0;
 }
+
+int store_cert_name_by_fingerprint(struct db_conn *c, const char *fingerprint, char *name,
+                                   size_t size, struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { fingerprint };
+        int r = db_exec(c, &res, reterr,
+                        "SELECT name FROM certificates WHERE sha256_fingerprint = $1 "
+                        "ORDER BY name LIMIT 1",
+                        1, params);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return 0;
+        snprintf(name, size, "%s", PQgetvalue(res, 0, 0));
+        return 1;
+}

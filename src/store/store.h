@@ -181,6 +181,9 @@ int store_policies_enabled_of(struct db_conn *c, json_t *destinations, json_t **
  * one that exists meanwhile is duplicate_destination; *added the rows inserted. */
 int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, int64_t *added,
                           struct problem *reterr);
+/* The name of a certificate of the store with this SHA-256 fingerprint: 1 and name, 0 none. */
+int store_cert_name_by_fingerprint(struct db_conn *c, const char *fingerprint, char *name,
+                                   size_t size, struct problem *reterr);
 /* The administrator's policy maps adopted by an import (their main.cf tokens), NULL-terminated
  * (NULL: none). */
 int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr);

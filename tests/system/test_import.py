@@ -97,6 +97,8 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert maps[f"hash:{b}"]["shadowed"] == 1 and maps[f"hash:{b}"]["already"] == 1, maps
     assert maps[inline]["action"] == "keep" and maps[inline]["reason"], maps
     assert rep["imported"] == 52 and rep["refused"] == [], rep
+    assert [(c["action"], c["name"]) for c in rep["certificates"]] == \
+        [("import", "imported-import-own")], rep["certificates"]
     change = {c["name"]: c for c in rep["plan"]["main_cf"]}["smtp_tls_policy_maps"]
     assert f"hash:{a}" in change["old"] and f"hash:{a}" not in change["new"], change
     assert change["new"].endswith(inline), change
@@ -112,6 +114,9 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert site.d.get("/api/v1/status").body["takeover"]["policy_maps"] == [inline]
     assert answers(site, keys) == before
     assert served(site.pf.port) == served_before
+    # the certificate main.cf names is in the store, unbound; binding it serves the same one
+    cert = site.d.get("/api/v1/certificates/imported-import-own").body
+    assert cert["sha256_fingerprint"] == served_before and cert["in_use"] is False, cert
     # the next write keeps it so; a policy deleted through smtptlsd does not come back from
     # the old file
     site.put_ok("new.example", {"level": "encrypt"})
@@ -122,6 +127,12 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     # a second import has nothing left to take
     r = site.req("POST", "/api/v1/import")
     assert r.status == 200 and r.body["imported"] == 0 and r.body["kept"] == 1, r.body
+    assert r.body["certificates"][0]["action"] == "already", r.body
+    # the first settings write binding it: the same certificate served
+    r = site.req("PUT", "/api/v1/settings?wait=30", {"mode": "may",
+                                                      "certificate": "imported-import-own"})
+    assert r.status == 200, r
+    assert served(site.pf.port) == served_before
 
 
 def test_a_map_with_an_entry_that_cannot_be_a_policy_stays_and_so_do_those_after(
