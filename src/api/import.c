@@ -43,11 +43,13 @@
 
 /* One map of smtp_tls_policy_maps, as the report says it. */
 struct import_map {
-        char *spec;     /* the token, as main.cf has it */
-        json_t *items;  /* its importable entries (normalized policies), in order */
-        json_t *report; /* {map, type, entries, imported, already, shadowed, refused, action,
-                         * reason} */
-        bool keep;      /* not adopted */
+        char *spec;      /* the token, as main.cf has it */
+        json_t *items;   /* its importable entries (normalized policies), in order */
+        json_t *report;  /* {map, type, entries, imported, already, shadowed, refused, action,
+                          * reason} */
+        bool keep;       /* not adopted */
+        char sha256[65]; /* of its file before it was read: the job adopts it only if the file
+                          * is still that (an entry added meanwhile would be lost) */
 };
 
 struct import {
@@ -209,7 +211,14 @@ static int read_map(struct import *im, struct import_map *m, struct problem *ret
                 return 0;
         }
         struct entry_ctx e = { im, m };
-        int r = 0;
+        char file[PATH_MAX];
+        int r = layout_map_file(m->spec, file, sizeof(file));
+        if (r >= 0)
+                r = fs_file_sha256(file, m->sha256);
+        if (r < 0) {
+                map_keep(m, "its file cannot be read");
+                return 0;
+        }
         if (kind == 0) {
                 struct spawn_result out = { 0 };
                 r = postmap_dump(cfg, type, path, &out);
@@ -221,10 +230,8 @@ static int read_map(struct import *im, struct import_map *m, struct problem *ret
                 return r == -EPROTO || r == -ETIMEDOUT ? 0 : r;
         }
         if (kind == 1) {
-                char file[PATH_MAX];
                 struct policy_map_entry *ent = NULL;
                 size_t n = 0;
-                snprintf(file, sizeof(file), "%s.cdb", path);
                 if (cdb_read_entries(file, &ent, &n) < 0) {
                         map_keep(m, "its .cdb file cannot be read");
                         return 0;
@@ -590,9 +597,10 @@ int api_import(struct request *req, struct problem *reterr)
                                             json_integer((json_int_t)json_array_size(m->items)));
                         imported += json_array_size(m->items);
                         json_array_extend(all, m->items);
-                        json_array_append_new(adopt,
-                                              json_pack("{s:s, s:O}", "map", m->spec, "entries",
-                                                        json_object_get(m->report, "entries")));
+                        json_array_append_new(
+                            adopt,
+                            json_pack("{s:s, s:O, s:s}", "map", m->spec, "entries",
+                                      json_object_get(m->report, "entries"), "sha256", m->sha256));
                 }
                 json_array_append(list, m->report);
         }

@@ -2,11 +2,14 @@
  * PATCH, POST) or deleted, and the bulk replace; the manager and scope rules of managed rows, and
  * the warnings of a written row (DANE without DNSSEC, verify without trust anchors, its own
  * attributes, parents). Worker thread. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apply/action.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
 #include "apply/job.h"
 #include "apply/policy_host.h"
 #include "apply/postfix.h"
@@ -272,6 +275,19 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
         json_decref(keys);
         if (r >= 0 && json_integer_value(json_object_get(report, "imported")) > 0)
                 r = store_policies_import(env->db, job->items, job->id, &added, &job->problem);
+        /* each map as the import read it: else an entry added meanwhile would be dropped with
+         * the map from main.cf */
+        json_array_foreach (adopt, i, m) {
+                const char *spec = json_string_value(json_object_get(m, "map")),
+                           *read = json_string_value(json_object_get(m, "sha256"));
+                char file[PATH_MAX], sum[65] = "";
+                if (r >= 0 && (!spec || !read || layout_map_file(spec, file, sizeof(file)) < 0 ||
+                               fs_file_sha256(file, sum) < 0 || !streq(sum, read)))
+                        r = problem_set(&job->problem, PROBLEM_PRECONDITION_FAILED, NULL,
+                                        "%s changed since the import read it: run the import "
+                                        "again",
+                                        spec);
+        }
         json_array_foreach (adopt, i, m) {
                 bool fresh = false;
                 if (r >= 0)

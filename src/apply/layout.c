@@ -100,6 +100,25 @@ int layout_policy_lkg(const struct config *cfg, char *buf, size_t size)
                    LAYOUT_STATE_DIR "/tls_policy.lkg");
 }
 
+int layout_map_file(const char *spec, char *buf, size_t size)
+{
+        const char *colon = strchr(spec, ':');
+        if (!colon || colon[1] != '/')
+                return -EINVAL;
+        char type[32];
+        size_t tl = (size_t)(colon - spec);
+        if (tl == 0 || tl >= sizeof(type))
+                return -EINVAL;
+        memcpy(type, spec, tl);
+        type[tl] = 0;
+        bool indexed = streq(type, "hash") || streq(type, "btree") || streq(type, "lmdb") ||
+                       streq(type, "cdb");
+        if (!indexed && !streq(type, "texthash"))
+                return -EINVAL;
+        int n = snprintf(buf, size, "%s%s", colon + 1, indexed ? layout_map_suffix(type) : "");
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
 const char *layout_map_suffix(const char *type)
 {
         if (streq(type, "lmdb"))

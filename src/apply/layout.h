@@ -32,6 +32,9 @@ int layout_policy_staged(const struct config *cfg, char *buf, size_t size);
 int layout_policy_lkg(const struct config *cfg, char *buf, size_t size);
 /* ".db" for hash and btree, ".lmdb", ".cdb" */
 const char *layout_map_suffix(const char *type);
+/* The file Postfix reads for the map TYPE:PATH (main.cf's token): the index of an indexed type
+ * (hash, btree, lmdb, cdb), the source of texthash; -EINVAL for any other map. */
+int layout_map_file(const char *spec, char *buf, size_t size);
 
 /* An imported certificate's files live in a directory named after its content, so that a new
  * version never overwrites the files the live main.cf points at:

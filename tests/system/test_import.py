@@ -5,6 +5,7 @@
 # write, exactly what it answered before (postmap -q through the live list, first match wins),
 # and smtpd serves the same certificate.
 # Real daemon, real Postfix, real PostgreSQL.
+import json
 import os
 import subprocess
 
@@ -54,6 +55,13 @@ def answers(site, keys):
                 got[key] = r.stdout.strip()
                 break
     return got
+
+
+def wait_job(site, r, timeout=60):
+    """The job of a 202, once it is done."""
+    from tests.harness.util import wait_until
+    return wait_until(lambda: (lambda j: j if j["status"] in ("applied", "failed") else None)(
+        site.job(r)), timeout, "the job to finish")
 
 
 def set_maps(site, value):
@@ -203,3 +211,33 @@ def test_an_entry_whose_keys_would_answer_otherwise_is_refused(make_policy_site)
     r = site.req("POST", "/api/v1/import")
     assert r.status == 200 and r.body["added"] == 1 and r.body["adopted"] == 1, r.body
     assert answers(site, keys) == before
+
+
+def test_a_map_changed_between_the_read_and_the_job_is_not_adopted(make_policy_site, tmp_path):
+    """The import reads the maps on the HTTP thread and its job runs later (here: behind a job
+    held in postmap): a map edited in between is not dropped from main.cf with an entry the
+    import never saw - the job fails (412) and the map stays."""
+    hold = tmp_path / "hold"
+    wrapper = tmp_path / "postmap-wrapper"
+    wrapper.write_text("#!/bin/sh\n"
+                       "for a in \"$@\"; do case \"$a\" in -s|-q) exec postmap \"$@\";; esac; done\n"
+                       f"while [ -e '{hold}' ]; do sleep 0.05; done\n"
+                       "exec postmap \"$@\"\n")
+    wrapper.chmod(0o755)
+    site = make_policy_site(config={"postmap_command": str(wrapper)})
+    a = write_map(site, "admin_policy", [("one.example", "encrypt")])
+    set_maps(site, f"hash:{a}")
+    site.put_ok("first.example", {"level": "may"})
+    hold.write_text("")
+    held = site.put("held.example", {"level": "may"}, query="?wait=0")
+    assert held.status == 202, held
+    r = site.req("POST", "/api/v1/import?wait=0")
+    assert r.status == 202, r
+    # the administrator adds an entry meanwhile (the real postmap: the wrapper holds builds)
+    write_map(site, "admin_policy", [("one.example", "encrypt"), ("late.example", "secure")])
+    hold.unlink()
+    job = wait_job(site, r)
+    assert job["status"] == "failed", job
+    assert "changed since the import read it" in json.dumps(job["error"]), job
+    assert f"hash:{a}" in listed_maps(site)
+    assert answers(site, ["late.example"]) == {"late.example": "secure"}
