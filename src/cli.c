@@ -106,7 +106,19 @@ static int set_dry_run(struct cli_invocation *inv, const char *value, char *why,
         return 0;
 }
 
+static int set_allow_empty(struct cli_invocation *inv, const char *value, char *why, size_t size)
+{
+        inv->allow_empty = true;
+        return 0;
+}
+
 static const struct cli_option push_options[] = {
+        { "dry-run", 'n', NULL, false, "show what would change; change nothing", set_dry_run },
+        { "allow-empty", 0, NULL, false, "a file without one policy removes them all: mean it",
+          set_allow_empty },
+        { 0 },
+};
+static const struct cli_option import_options[] = {
         { "dry-run", 'n', NULL, false, "show what would change; change nothing", set_dry_run },
         { 0 },
 };
@@ -155,9 +167,12 @@ static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
                        "policies: a Postfix map source file (as `pull` writes it), or a JSON\n"
                        "document {\"items\": [...]} when it starts with '{'. Prints the change\n"
                        "(a diff of the policy map) and the job's outcome.\n" REMOTE_ENVIRONMENT
+                       "A file without one policy is refused unless --allow-empty: it would "
+                       "remove\n"
+                       "them all.\n"
                        "Exit status: 0 applied or nothing to change, 1 refused (the reason and\n"
                        "the line are printed), 2 the daemon cannot be reached (or a usage\n"
-                       "error).\n"
+                       "error), 3 accepted but still running when the wait ended.\n"
                        "Example: SMTPTLSD_API_TOKEN_FILE=ci.token smtptlsd push tls_policy",
                        push_options },
         [CLI_PULL] = { "pull", NULL, NULL, NULL, "print the daemon's TLS policies as a map file",
@@ -176,9 +191,9 @@ static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
                          "--dry-run the main.cf change and the policy map's diff.\n"
                          "Needs a token with scope admin.\n" REMOTE_ENVIRONMENT
                          "Exit status: 0 imported (or nothing to import), 1 refused, 2 the\n"
-                         "daemon cannot be reached.\n"
+                         "daemon cannot be reached, 3 accepted but still running.\n"
                          "Example: smtptlsd import --dry-run",
-                         push_options },
+                         import_options },
 };
 
 bool cli_needs_config(enum cli_command command)

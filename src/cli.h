@@ -30,6 +30,7 @@ struct cli_invocation {
         enum scope scope;        /* --scope of `token add` */
         const char *file;        /* FILE of `push` ("-": standard input) */
         bool dry_run;            /* --dry-run of `push` and `import` */
+        bool allow_empty;        /* --allow-empty of `push` */
 };
 
 /* push, pull and import talk to a daemon's API, not to the database: they need no

@@ -188,8 +188,9 @@ static int read_file(const char *path, struct strbuf *b, FILE *err)
 {
         FILE *f = streq(path, "-") ? stdin : fopen(path, "re");
         if (!f) {
-                fprintf(err, "smtptlsd push: cannot open %s: %s\n", path, strerror(errno));
-                return -errno;
+                int e = errno ? errno : EIO;
+                fprintf(err, "smtptlsd push: cannot open %s: %s\n", path, strerror(e));
+                return -e;
         }
         char buf[65536];
         size_t n;
@@ -260,6 +261,20 @@ int remote_push(const struct cli_invocation *inv, FILE *out, FILE *err)
         }
         j = json_loads(dry.body.p, 0, NULL);
         json_t *plan = json_object_get(j, "plan");
+        /* a file without one policy removes them all: an empty checkout, a failed `git show`
+         * into a pipe - not what a pipeline means unless it says so */
+        if (!inv->allow_empty && json_integer_value(json_object_get(j, "removed")) > 0 &&
+            json_integer_value(json_object_get(j, "added")) +
+                    json_integer_value(json_object_get(j, "changed")) +
+                    json_integer_value(json_object_get(j, "unchanged")) ==
+                0) {
+                fprintf(err,
+                        "smtptlsd push: %s holds no policy: pushing it would remove all "
+                        "%lld; refused (--allow-empty to mean it)\n",
+                        inv->file, (long long)json_integer_value(json_object_get(j, "removed")));
+                status = REMOTE_REFUSED;
+                goto out;
+        }
         if (!json_is_true(json_object_get(plan, "valid"))) {
                 json_t *e = json_array_get(json_object_get(plan, "errors"), 0);
                 fprintf(err, "smtptlsd push: refused: %s\n",
@@ -297,7 +312,7 @@ int remote_push(const struct cli_invocation *inv, FILE *out, FILE *err)
         } else if (real.status == 202) {
                 fprintf(err, "smtptlsd push: accepted, still running after %d s: job %s\n", WAIT_S,
                         real.job_id[0] ? real.job_id : "?");
-                status = REMOTE_OK;
+                status = REMOTE_RUNNING;
         } else {
                 status = refused("push", &real, err);
         }
@@ -410,7 +425,7 @@ int remote_import(const struct cli_invocation *inv, FILE *out, FILE *err)
         } else if (rep.status == 202) {
                 fprintf(err, "smtptlsd import: accepted, still running: job %s\n",
                         rep.job_id[0] ? rep.job_id : "?");
-                status = REMOTE_OK;
+                status = REMOTE_RUNNING;
         } else {
                 status = refused("import", &rep, err);
         }

@@ -11,6 +11,8 @@ enum {
         REMOTE_OK = 0,          /* applied, nothing to change, or the file printed */
         REMOTE_REFUSED = 1,     /* the daemon said no: the reason is printed */
         REMOTE_UNREACHABLE = 2, /* no answer, or not one of the API's */
+        REMOTE_RUNNING = 3,     /* accepted, its job still running when the wait ended: not
+                                 * known to be applied (GET /api/v1/jobs/ID tells) */
 };
 
 /* The policies of inv->file made the daemon's unmanaged set (a dry run first: its diff printed

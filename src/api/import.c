@@ -50,6 +50,7 @@ struct import_map {
         bool keep;       /* not adopted */
         char sha256[65]; /* of its file before it was read: the job adopts it only if the file
                           * is still that (an entry added meanwhile would be lost) */
+        json_t *ours;    /* the destinations smtptlsd answers for already (enabled rows) */
 };
 
 struct import {
@@ -185,6 +186,15 @@ static int on_entry(void *ctx, const char *key, size_t key_len, const char *valu
         return r;
 }
 
+/* policy_map_each's walk counting keys: -EEXIST at the first key seen twice. */
+static int count_key(void *ctx, const char *key, size_t key_len, const char *value,
+                     size_t value_len, size_t line)
+{
+        uint32_t first = 0;
+        int k = string_set_add(ctx, key, key_len, (uint32_t)line, &first);
+        return k < 0 ? k : k == 0 ? -EEXIST : 0;
+}
+
 /* Reads one map's entries into m (the report says what could not be read). */
 static int read_map(struct import *im, struct import_map *m, struct problem *reterr)
 {
@@ -249,6 +259,18 @@ static int read_map(struct import *im, struct import_map *m, struct problem *ret
                 return 0;
         }
         (void)reterr;
+        /* a texthash map with a key twice is no map to Postfix's smtp client (each lookup fails):
+         * importing its first entry would change that */
+        struct string_set keys = { .seed = im->seen.seed };
+        r = policy_map_each(text, len, count_key, &keys);
+        bool twice = r == -EEXIST;
+        string_set_done(&keys);
+        if (twice) {
+                map_keep(m, "a key is in it twice: Postfix's smtp client cannot use it as it is");
+                return 0;
+        }
+        if (r < 0)
+                return r;
         return policy_map_each(text, len, on_entry, &e);
 }
 
@@ -329,6 +351,11 @@ static int against_ours(struct import *im, struct problem *reterr)
                                 json_array_append(keep, it);
                         } else if (json_is_true(enabled)) {
                                 count(m->report, "already");
+                                /* the job checks they are still there: else the key would
+                                 * answer no more once the map is dropped */
+                                if (!m->ours)
+                                        m->ours = json_array();
+                                json_array_append(m->ours, json_object_get(it, "destination"));
                         } else {
                                 count(m->report, "refused");
                                 map_keep(m,
@@ -354,6 +381,7 @@ static void import_done(struct import *im)
 {
         for (size_t i = 0; i < im->n_maps; i++) {
                 free(im->maps[i].spec);
+                json_decref(im->maps[i].ours);
                 json_decref(im->maps[i].items);
                 json_decref(im->maps[i].report);
         }
@@ -599,8 +627,9 @@ int api_import(struct request *req, struct problem *reterr)
                         json_array_extend(all, m->items);
                         json_array_append_new(
                             adopt,
-                            json_pack("{s:s, s:O, s:s}", "map", m->spec, "entries",
-                                      json_object_get(m->report, "entries"), "sha256", m->sha256));
+                            json_pack("{s:s, s:O, s:s, s:o}", "map", m->spec, "entries",
+                                      json_object_get(m->report, "entries"), "sha256", m->sha256,
+                                      "ours", m->ours ? json_incref(m->ours) : json_array()));
                 }
                 json_array_append(list, m->report);
         }

@@ -205,8 +205,8 @@ const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)
 }
 
 struct foreign_maps {
-        const char *ours;     /* our map's path */
-        char *const *adopted; /* NULL-terminated, or NULL */
+        const char *ours;           /* our map's path */
+        const char *const *adopted; /* left out by the plan (NULL-terminated, or NULL) */
         json_t *list;
 };
 
@@ -218,7 +218,7 @@ static int foreign_map(void *ctx, const char *token, size_t len)
                 return -ENOMEM;
         if (maincf_maps_names(t, f->ours))
                 return 0;
-        for (char *const *a = f->adopted; a && *a; a++)
+        for (const char *const *a = f->adopted; a && *a; a++)
                 if (streq(*a, t))
                         return 0;
         return json_array_append_new(f->list, json_string(t));
@@ -231,7 +231,9 @@ static json_t *foreign_policy_maps(const struct config *cfg, const struct desire
 {
         char ours[PATH_MAX];
         _cleanup_free_ char *live = NULL;
-        struct foreign_maps f = { .ours = ours, .adopted = d->adopted_maps, .list = json_array() };
+        struct foreign_maps f = { .ours = ours,
+                                  .adopted = plan->adopted_skip,
+                                  .list = json_array() };
         if (f.list && layout_policy_map(cfg, ours, sizeof(ours)) >= 0 && plan->main_cf_old &&
             maincf_get(plan->main_cf_old, plan->old_len, "smtp_tls_policy_maps", &live) >= 0)
                 (void)maincf_maps_each(live, foreign_map, &f);

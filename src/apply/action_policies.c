@@ -13,6 +13,7 @@
 #include "apply/job.h"
 #include "apply/policy_host.h"
 #include "apply/postfix.h"
+#include "conf.h"
 #include "core/policy.h"
 #include "store/store.h"
 #include "util.h"
@@ -287,12 +288,29 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
                                         "%s changed since the import read it: run the import "
                                         "again",
                                         spec);
+                /* the entries left to smtptlsd's own rows: still there, enabled */
+                json_t *ours = json_object_get(m, "ours"), *have = NULL, *d;
+                size_t k, n = 0;
+                if (r >= 0 && json_array_size(ours) > 0 &&
+                    (r = store_policies_enabled_of(env->db, ours, &have, &job->problem)) >= 0) {
+                        json_array_foreach (ours, k, d)
+                                n += json_is_true(json_object_get(have, json_string_value(d)));
+                        if (n != json_array_size(ours))
+                                r = problem_set(&job->problem, PROBLEM_PRECONDITION_FAILED, NULL,
+                                                "a policy of smtptlsd that %s left to it was "
+                                                "deleted or disabled since the import read it: "
+                                                "run the import again",
+                                                spec);
+                }
+                json_decref(have);
         }
         json_array_foreach (adopt, i, m) {
                 bool fresh = false;
                 if (r >= 0)
                         r = store_adopted_maps_add(
-                            env->db, json_string_value(json_object_get(m, "map")),
+                            env->db, env->cfg->node_name,
+                            json_string_value(json_object_get(m, "map")),
+                            json_string_value(json_object_get(m, "sha256")),
                             json_integer_value(json_object_get(m, "entries")), job->actor, &fresh,
                             &job->problem);
                 adopted += fresh;

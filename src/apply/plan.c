@@ -56,7 +56,7 @@ int desired_load_settings(struct db_conn *c, const char *node, struct desired *d
                         return r;
                 d->n_certs = i + 1;
         }
-        return store_adopted_maps(c, &d->adopted_maps, reterr);
+        return store_adopted_maps(c, node, &d->adopted_maps, reterr);
 }
 
 /* More changed rows than this and the map is rendered whole: at 100,000 rows a whole build
@@ -192,6 +192,7 @@ void plan_done(struct plan *p)
                 free_wiped(p->certs[i].key_pem);
         }
         free(p->map_param);
+        free(p->adopted_skip);
         *p = (struct plan){ 0 };
 }
 
@@ -243,6 +244,45 @@ static int plan_one_cert(const struct config *cfg, const struct cert_row *row, c
                 return -ENOMEM;
         }
         return cert_row_private_key(row, cfg->kek, &pc->key_pem, reterr);
+}
+
+struct listed {
+        const char *spec;
+        bool found;
+};
+
+static int token_is(void *ctx, const char *token, size_t len)
+{
+        struct listed *l = ctx;
+        l->found |= strlen(l->spec) == len && memcmp(l->spec, token, len) == 0;
+        return 0;
+}
+
+/* The adopted maps to leave out of smtp_tls_policy_maps: all but one that main.cf lists again
+ * with another file than the one adopted (configuration management writing the token back, a new
+ * map under the old name: its entries were never imported, so it stays listed). */
+static int adopted_skip(const struct desired *d, const char *live, const char ***ret)
+{
+        size_t n = 0, k = 0;
+        *ret = NULL;
+        for (char **a = d->adopted_maps; a && a[0] && a[1]; a += 2)
+                n++;
+        if (n == 0)
+                return 0;
+        const char **skip = calloc(n + 1, sizeof(*skip));
+        if (!skip)
+                return -ENOMEM;
+        for (char **a = d->adopted_maps; a && a[0] && a[1]; a += 2) {
+                struct listed l = { a[0], false };
+                char file[PATH_MAX], sum[65] = "";
+                (void)maincf_maps_each(live, token_is, &l);
+                if (l.found && (layout_map_file(a[0], file, sizeof(file)) < 0 ||
+                                fs_file_sha256(file, sum) < 0 || !streq(sum, a[1])))
+                        continue;
+                skip[k++] = a[0];
+        }
+        *ret = skip;
+        return 0;
 }
 
 int reconcile_plan(const struct config *cfg, const struct desired *d, struct plan *p,
@@ -302,8 +342,8 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 p->map_managed = true;
         if (d->map_managed || p->map_managed) {
                 char index[PATH_MAX + 8];
-                if (maincf_maps_merge(live_maps, ours, map, (const char *const *)d->adopted_maps,
-                                      &p->map_param) < 0)
+                if (adopted_skip(d, live_maps, &p->adopted_skip) < 0 ||
+                    maincf_maps_merge(live_maps, ours, map, p->adopted_skip, &p->map_param) < 0)
                         return -ENOMEM;
                 p->params[p->n_params++] =
                     (struct maincf_param){ "smtp_tls_policy_maps", p->map_param };

@@ -31,8 +31,8 @@ struct desired {
         int64_t map_version;
         bool map_incremental;
         struct map_edit map_edit;
-        /* the administrator's maps whose entries were imported: not listed after ours
-         * (NULL-terminated, or NULL) */
+        /* the administrator's maps whose entries this node imported, with their files'
+         * SHA-256 when adopted: pairs (spec, sha256, ..., NULL), or NULL (store_adopted_maps) */
         char **adopted_maps;
 };
 /* Reads the committed (or, inside the worker's transaction, the pending) desired state of this
@@ -82,6 +82,9 @@ struct plan {
         int64_t map_version;             /* what the map is at (apply/map_state.h) */
         const struct map_edit *map_edit; /* NULL: build the index whole */
         char *map_param; /* smtp_tls_policy_maps: ours first, then the administrator's */
+        /* the adopted maps left out of it: those whose file is still the one adopted
+         * (NULL-terminated pointers into the desired state's adopted_maps, or NULL) */
+        const char **adopted_skip;
         /* what a STARTTLS probe must see after the reload: each certs[i].fingerprint (with
          * its key type's signature algorithms when there are two); expect_fingerprint joins
          * them with ',' (a renewal that changes one of them needs a reload) */

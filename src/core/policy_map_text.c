@@ -111,7 +111,10 @@ static int split_into(json_t *a, const char *v, char sep)
         for (const char *p = v; *p;) {
                 const char *e = strchr(p, sep);
                 size_t n = e ? (size_t)(e - p) : strlen(p);
-                if (n && json_array_append_new(a, json_stringn(p, n)) < 0)
+                json_t *part = n ? json_stringn(p, n) : NULL;
+                if (n && !part)
+                        return -EILSEQ; /* not UTF-8 (jansson's check) */
+                if (n && json_array_append_new(a, part) < 0)
                         return -ENOMEM;
                 p += n + (e ? 1 : 0);
         }
@@ -139,7 +142,10 @@ static int parse_value(const char *value, size_t len, json_t *item, size_t line,
         for (size_t i = 0; i < tl; i++)
                 word[i] = to_lower(tok[i]);
         word[tl] = 0;
-        json_object_set_new(item, "level", json_string(word));
+        json_t *level = json_string(word);
+        if (!level)
+                return bad_line(reterr, line, "the security level is not UTF-8");
+        json_object_set_new(item, "level", level);
         bool fingerprint = streq(word, "fingerprint");
         json_t *match = NULL;
         struct strbuf v = { 0 };
@@ -155,16 +161,20 @@ static int parse_value(const char *value, size_t len, json_t *item, size_t line,
                         r = bad_line(reterr, line, "'%s' is not an attribute=value pair", shown);
                         break;
                 }
+                if (!v.p[0] && !streq(name, "connection_reuse")) {
+                        /* Postfix refuses most; protocols= it reads as "every protocol", which
+                         * smtptlsd cannot keep (an empty value is its default) */
+                        r = bad_line(reterr, line, "'%s' has an empty value", name);
+                        break;
+                }
                 if (streq(name, "match")) {
-                        if (!v.p[0]) {
-                                r = bad_line(reterr, line, "'%s' has an empty value", name);
-                                break;
-                        }
                         if (!match) {
                                 match = json_array();
                                 json_object_set_new(item, "match", match);
                         }
                         r = split_into(match, v.p, fingerprint ? '|' : ':');
+                        if (r == -EILSEQ)
+                                r = bad_line(reterr, line, "the value of match is not UTF-8");
                 } else if (streq(name, "connection_reuse")) {
                         /* the last one wins, as in Postfix */
                         if (strcasecmp(v.p, "yes") && strcasecmp(v.p, "no")) {
@@ -188,17 +198,25 @@ static int parse_value(const char *value, size_t len, json_t *item, size_t line,
                         }
                         if (json_object_get(item, name)) {
                                 r = bad_line(reterr, line,
-                                             "attribute '%s' is given twice (Postfix refuses the "
-                                             "entry)",
+                                             "attribute '%s' is given twice: a policy of "
+                                             "smtptlsd has one",
                                              name);
                                 break;
                         }
+                        if (streq(name, "ciphers")) /* a grade name, in any case to Postfix */
+                                for (char *c = v.p; *c; c++)
+                                        *c = to_lower(*c);
+                        json_t *sv = streq(name, "exclude") ? json_array() : json_string(v.p);
+                        if (!sv) {
+                                r = bad_line(reterr, line, "the value of %s is not UTF-8", name);
+                                break;
+                        }
+                        json_object_set_new(item, name, sv);
                         if (streq(name, "exclude")) {
-                                json_t *a = json_array();
-                                json_object_set_new(item, "exclude", a);
-                                r = split_into(a, v.p, ':');
-                        } else {
-                                json_object_set_new(item, name, json_string(v.p));
+                                r = split_into(sv, v.p, ':');
+                                if (r == -EILSEQ)
+                                        r = bad_line(reterr, line,
+                                                     "the value of exclude is not UTF-8");
                         }
                 }
         }
@@ -232,9 +250,18 @@ struct reading {
 int policy_map_entry_item(const char *key, size_t key_len, const char *value, size_t value_len,
                           size_t line, json_t **ret, struct problem *reterr)
 {
-        json_t *item = json_object();
+        json_t *item = json_object(), *dest = json_stringn(key, key_len);
         *ret = NULL;
-        if (!item || json_object_set_new(item, "destination", json_stringn(key, key_len)) < 0) {
+        if (item && !dest) {
+                json_decref(item);
+                return bad_line(reterr, line, "the key is not UTF-8");
+        }
+        if (!item) {
+                json_decref(dest);
+                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
+                                         "out of memory");
+        }
+        if (json_object_set_new(item, "destination", dest) < 0) {
                 json_decref(item);
                 return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                          "out of memory");

@@ -299,20 +299,24 @@ int store_policies_enabled_of(struct db_conn *c, json_t *destinations, json_t **
         return 0;
 }
 
-int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr)
+int store_adopted_maps(struct db_conn *c, const char *node, char ***ret, struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
+        const char *params[] = { node };
         *ret = NULL;
         int r =
-            db_exec(c, &res, reterr, "SELECT spec FROM adopted_policy_maps ORDER BY spec", 0, NULL);
+            db_exec(c, &res, reterr,
+                    "SELECT spec, sha256 FROM adopted_policy_maps WHERE node = $1 ORDER BY spec", 1,
+                    params);
         if (r < 0)
                 return r;
         int n = PQntuples(res);
         if (n == 0)
                 return 0;
-        char **v = calloc((size_t)n + 1, sizeof(char *));
-        for (int i = 0; v && i < n; i++)
-                if (!(v[i] = strdup(PQgetvalue(res, i, 0)))) {
+        /* spec, sha256, spec, sha256, ..., NULL */
+        char **v = calloc(2 * (size_t)n + 1, sizeof(char *));
+        for (int i = 0; v && i < 2 * n; i++)
+                if (!(v[i] = strdup(PQgetvalue(res, i / 2, i % 2)))) {
                         strv_free(v, (size_t)i);
                         v = NULL;
                 }
@@ -323,17 +327,21 @@ int store_adopted_maps(struct db_conn *c, char ***ret, struct problem *reterr)
         return 0;
 }
 
-int store_adopted_maps_add(struct db_conn *c, const char *spec, int64_t entries, const char *actor,
-                           bool *added, struct problem *reterr)
+int store_adopted_maps_add(struct db_conn *c, const char *node, const char *spec,
+                           const char *sha256, int64_t entries, const char *actor, bool *added,
+                           struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         char n[24];
         snprintf(n, sizeof(n), "%lld", (long long)entries);
-        const char *params[] = { spec, n, actor };
+        const char *params[] = { node, spec, sha256, n, actor };
         int r = db_exec(c, &res, reterr,
-                        "INSERT INTO adopted_policy_maps (spec, entries, actor) "
-                        "VALUES ($1, $2::int, $3) ON CONFLICT (spec) DO NOTHING",
-                        3, params);
+                        "INSERT INTO adopted_policy_maps (node, spec, sha256, entries, actor) "
+                        "VALUES ($1, $2, $3, $4::int, $5) ON CONFLICT (node, spec) DO UPDATE "
+                        "SET sha256 = excluded.sha256, entries = excluded.entries, "
+                        "actor = excluded.actor, adopted_at = now() "
+                        "WHERE adopted_policy_maps.sha256 <> excluded.sha256",
+                        5, params);
         bool new = r >= 0 && strtol(PQcmdTuples(res), NULL, 10) > 0;
         /* what main.cf lists changes with it: a new version of the policies makes the batch a
          * generation (store_state_versions) */

@@ -79,6 +79,15 @@ def test_push_exit_statuses(make_policy_site, tmp_path):
     # no token at all: 2, said
     r = cli(site, "pull", token=False)
     assert r.returncode == 2 and "no token" in r.stderr, r
+    # a file without one policy would remove them all: refused unless meant
+    r = cli(site, "push", "-", stdin="# nothing here\n\n")
+    assert r.returncode == 1 and "holds no policy" in r.stderr, r
+    assert site.snapshot() == before
+    r = cli(site, "push", "--allow-empty", "-", stdin="# nothing here\n")
+    assert r.returncode == 0 and "removed 1" in r.stderr, r
+    assert site.policies() == []
+    site.bulk([{"destination": "kept.example", "level": "encrypt"}])
+    before = site.snapshot()
     # a file that is not there
     r = cli(site, "push", str(tmp_path / "missing"))
     assert r.returncode == 2 and "cannot open" in r.stderr, r

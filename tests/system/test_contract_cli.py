@@ -25,7 +25,7 @@ HELP = {
     ("token", "create"): "Usage: smtptlsd [-c FILE] token add NAME --scope SCOPE",
     ("token", "list"): "Usage: smtptlsd [-c FILE] token list",
     ("token", "revoke"): "Usage: smtptlsd [-c FILE] token revoke NAME",
-    ("push",): "Usage: smtptlsd [-c FILE] push FILE [--dry-run]",
+    ("push",): "Usage: smtptlsd [-c FILE] push FILE [--dry-run] [--allow-empty]",
     ("pull",): "Usage: smtptlsd [-c FILE] pull",
     ("import",): "Usage: smtptlsd [-c FILE] import [--dry-run]",
 }

@@ -312,3 +312,24 @@ def test_a_generation_that_goes_back_is_applied_again_and_its_number_reused(flee
     assert a.generation() == gen
     wait_until(lambda: map_query(pf2, "after-failover.example") == "encrypt", 10,
                "node 2 follows the generation number it had applied before")
+
+
+def test_an_import_on_one_node_leaves_the_other_nodes_maps_listed(fleet_of_two, tmp_path):
+    """An import reads the main.cf and map files of the node it runs on: the maps it adopts are
+    that node's. Node 2, listing the same map path (here: the very same file), keeps it listed
+    after its own - its next apply of the imported rows changes nothing it answers."""
+    a, b, pf2 = fleet_of_two
+    shared = tmp_path / "shared_policy"
+    shared.write_text("partner.example encrypt\n")
+    a.pf.postmap(f"hash:{shared}")
+    for pf in (a.pf, pf2):
+        pf.postconf("-e", f"smtp_tls_policy_maps = hash:{shared}")
+    r = a.req("POST", "/api/v1/import?wait=fleet")
+    assert r.status == 200 and r.body["adopted"] == 1, r
+    # node 1 no longer lists it; node 2 does, after its own map, once it applied the generation
+    assert f"hash:{shared}" not in a.pf.postconf("-h", "smtp_tls_policy_maps")
+    gen = a.generation()
+    wait_until(lambda: nodes(b)["mx2"]["applied_generation"] == gen, 10, "node 2 applies")
+    listed = pf2.postconf("-h", "smtp_tls_policy_maps")
+    assert listed.strip().endswith(f"hash:{shared}"), listed
+    assert map_query(pf2, "partner.example") == "encrypt"

@@ -136,6 +136,17 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     r = site.req("POST", "/api/v1/import")
     assert r.status == 200 and r.body["imported"] == 0 and r.body["kept"] == 1, r.body
     assert r.body["certificates"][0]["action"] == "already", r.body
+    # configuration management writes the adopted map back: the same file is dropped again at
+    # the next write; a changed one (entries never imported) stays listed, after ours
+    set_maps(site, f"{listed_maps(site)[0]}, hash:{a}, {inline}")
+    site.put_ok("again.example", {"level": "may"})
+    assert f"hash:{a}" not in listed_maps(site), listed_maps(site)
+    write_map(site, "admin_policy", first + [("late.example", "secure")])
+    set_maps(site, f"{listed_maps(site)[0]}, hash:{a}, {inline}")
+    site.put_ok("again2.example", {"level": "may"})
+    assert listed_maps(site)[1:] == [f"hash:{a}", inline], listed_maps(site)
+    assert answers(site, ["late.example"]) == {"late.example": "secure"}
+    assert f"hash:{a}" in site.d.get("/api/v1/status").body["takeover"]["policy_maps"]
     # the first settings write binding it: the same certificate served
     r = site.req("PUT", "/api/v1/settings?wait=30", {"mode": "may",
                                                       "certificate": "imported-import-own"})

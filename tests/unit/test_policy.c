@@ -1878,6 +1878,17 @@ static void test_map_text_read(void **state)
                 { "#@note \"x\"\n#@note \"y\"\na.example may\n", NULL, "/lines/1" },
                 { "#@note x\na.example may\n", NULL, "/lines/1" },
                 { "#@disabled \n", NULL, "/lines/1" },
+                /* not UTF-8: refused, never dropped (jansson would give no string) */
+                { "a.example verify tafile=/etc/\xe9.pem\n", NULL, "/lines/1" },
+                { "a.example may\nb\xe9.example may\n", NULL, "/lines/2" },
+                { "a.example secure match=a\xff\n", NULL, "/lines/1" },
+                /* an empty value: Postfix reads protocols= as every protocol */
+                { "a.example encrypt protocols=\n", NULL, "/lines/1" },
+                { "a.example encrypt { protocols = }\n", NULL, "/lines/1" },
+                { "a.example encrypt ciphers=HIGH\n",
+                  "[{\"destination\":\"a.example\",\"level\":\"encrypt\",\"ciphers\":\"high\","
+                  "\"line\":1}]",
+                  NULL },
         };
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 json_t *got = json_array();
