@@ -483,8 +483,8 @@ static int policies_map_file(struct request *req, struct problem *reterr)
         char etag[RESOURCE_ETAG_MAX];
         resource_etag_map(version, etag);
         reply_header(req, "Vary", "Accept");
-        return reply_static(req, "text/plain; charset=utf-8", (const unsigned char *)text, len,
-                            etag, reterr);
+        return reply_text_tagged(req, "text/plain; charset=utf-8", TAKE_PTR(text), len, etag,
+                                 reterr);
 }
 
 /* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as

@@ -299,8 +299,8 @@ static int flush_directives(struct reading *rd, size_t line)
                         if (rd->note) /* two notes: the first has no policy */
                                 return bad_line(rd->reterr, rd->note_line,
                                                 "a #@note with no policy after it");
-                        json_t *s = json_loadb(d->text, d->len,
-                                               JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, NULL);
+                        json_error_t err;
+                        json_t *s = json_loadb(d->text, d->len, JSON_DECODE_ANY, &err);
                         if (!json_is_string(s)) {
                                 json_decref(s);
                                 return bad_line(rd->reterr, d->line,

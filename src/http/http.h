@@ -202,6 +202,10 @@ bool request_prefers_text(struct request *req);
 /* Replies (http/reply.c): each takes ownership of what it is given. */
 int reply_json(struct request *req, int status, json_t *body);
 int reply_text(struct request *req, int status, const char *content_type, char *text, size_t len);
+/* A 200 of text (taken) with its strong ETag, or 304 (text freed) when If-None-Match names it:
+ * a large generated reply without a copy. */
+int reply_text_tagged(struct request *req, const char *content_type, char *text, size_t len,
+                      const char *etag, struct problem *reterr);
 int reply_empty(struct request *req, int status);
 /* Bytes compiled into the daemon (the contract, the console) with their strong ETag: 304 when
  * If-None-Match has it, else 200 with a copy of data. */

@@ -205,6 +205,17 @@ int reply_static(struct request *req, const char *content_type, const unsigned c
         return reply_text(req, 200, content_type, copy, len);
 }
 
+int reply_text_tagged(struct request *req, const char *content_type, char *text, size_t len,
+                      const char *etag, struct problem *reterr)
+{
+        int r = not_modified(req, etag, reterr);
+        if (r != 0) {
+                free(text);
+                return r < 0 ? r : reply_empty(req, 304);
+        }
+        return reply_text(req, 200, content_type, text, len);
+}
+
 int reply_empty(struct request *req, int status)
 {
         return set_body(req, status, NULL, NULL, 0);

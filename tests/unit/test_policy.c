@@ -1877,6 +1877,7 @@ static void test_map_text_read(void **state)
                 { "a.example may\n#@note \"x\"\n", NULL, "/lines/2" },
                 { "#@note \"x\"\n#@note \"y\"\na.example may\n", NULL, "/lines/1" },
                 { "#@note x\na.example may\n", NULL, "/lines/1" },
+                { "#@note \"x\" junk\na.example may\n", NULL, "/lines/1" },
                 { "#@disabled \n", NULL, "/lines/1" },
                 /* not UTF-8: refused, never dropped (jansson would give no string) */
                 { "a.example verify tafile=/etc/\xe9.pem\n", NULL, "/lines/1" },
