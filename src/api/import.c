@@ -1,14 +1,16 @@
-/* import.c - POST /api/v1/import: moving a live Postfix's TLS policy maps in without losing a
- * policy. The maps main.cf lists in smtp_tls_policy_maps are read as Postfix reads them (an
- * indexed map with `postmap -s`, a cdb file directly, a texthash source as postmap would), each
- * entry checked as a policy, and the report says per map what is imported, what is refused and
- * why, and which maps stay. A map is adopted - its entries become policies and main.cf no longer
- * lists it - only when every entry of it can be, and only while no map that stays comes before
- * it (a map that stays answers first today; ours would answer first after). What smtptlsd has
- * already wins, as it does now (our map is first). Then one job (policies.import) adds the rows
- * and records the adopted maps; `?dry_run=true` gives the report and the plan (the main.cf and
- * map diffs) and changes nothing. HTTP threads (the reads of the maps are bounded by
- * command_timeout). */
+/* import.c - POST /api/v1/import: moving a live Postfix's TLS policy maps and certificate
+ * files in without losing a policy. The maps main.cf lists in smtp_tls_policy_maps are read as
+ * Postfix reads them (an indexed map with `postmap -s`, a cdb file directly, a texthash source as
+ * postmap would), each entry checked as a policy, and the report says per map what is imported,
+ * what is refused and why, and which maps stay. A map is adopted - its entries become policies
+ * and this node's main.cf no longer lists it - only when every entry of it can be, the keys
+ * smtptlsd renders for each answer the same today, and no map that stays comes before it (a map
+ * that stays answers first today; ours would answer first after). What smtptlsd has already
+ * wins, as it does now (our map is first). The certificate files main.cf names are recognized or
+ * stored unbound. Then one job (policies.import) adds the rows and certificates and records the
+ * adopted maps, each only if its file is still the one read; `?dry_run=true` gives the report
+ * and the plan (the main.cf and map diffs) and changes nothing. HTTP threads (the reads of the
+ * maps are bounded by command_timeout). */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
