@@ -467,6 +467,13 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
         if (r < 0)
                 return r;
         key[o] = 0;
+        /* and in the form it is kept in: "Stk_..." is lower-cased into that shape (found by
+         * fuzz_destination: the normal form must be one normalize accepts again) */
+        if (token_is_well_formed(key))
+                return refuse(
+                    reterr, field,
+                    "the destination has the shape of an smtptlsd API token; a token never "
+                    "belongs in a policy (revoke it if it was shared by mistake)");
         /* a name written with U-labels must get its U-label key, or it would match nothing */
         enum ukey_result u = all_ascii(in, n) ? UKEY_NONE : unicode_key(key, ukey);
         if (u == UKEY_NO_MEMORY)

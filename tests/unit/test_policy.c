@@ -281,6 +281,11 @@ static void test_destination_refusals(void **state)
         const struct {
                 const char *in, *detail;
         } bad[] = {
+                /* an API token pasted where a destination belongs, in any case (its lower-cased
+                 * form is what would be kept: fuzz_destination found "Stk_..." accepted) */
+                { "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "API token" },
+                { "Stk_exampsssssssssssqssssssssssssssssssssssssss", "API token" },
+                { "STK_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "API token" },
                 /* the injection corpus */
                 { "bank.example none\nvictim.example", "whitespace" },
                 { "bank.example\nvictim.example none", "line break" },
