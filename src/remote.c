@@ -376,6 +376,18 @@ static void print_import(json_t *j, bool dry_run, FILE *out)
                         action ? action : "?", name ? " as " : "", name ? name : "",
                         reason ? ": " : "", reason ? reason : "");
         }
+        json_t *st = json_object_get(j, "settings");
+        if (st)
+                fprintf(out, "settings: %s%s%s\n", json_string_value(json_object_get(st, "action")),
+                        json_object_get(st, "reason") ? ": " : "",
+                        json_object_get(st, "reason")
+                            ? json_string_value(json_object_get(st, "reason"))
+                            : "");
+        json_array_foreach (json_object_get(st, "differs"), i, m)
+                fprintf(out, "  %s: %s here, %s in smtptlsd's settings\n",
+                        json_string_value(json_object_get(m, "name")),
+                        json_string_value(json_object_get(m, "live")),
+                        json_string_value(json_object_get(m, "rendered")));
         json_array_foreach (json_object_get(j, "refused"), i, m)
                 fprintf(out, "refused %s in %s: %s\n", json_string_value(json_object_get(m, "key")),
                         json_string_value(json_object_get(m, "map")),

@@ -559,6 +559,186 @@ static int import_certs(struct request *req, const char *main_cf, size_t len, js
         return r < 0 ? r : 0;
 }
 
+/* Two parameter values the same list to Postfix: the same words, whatever commas and blanks
+ * separate them. */
+static bool same_list(const char *a, const char *b)
+{
+        for (;;) {
+                a += strspn(a, ", \t");
+                b += strspn(b, ", \t");
+                size_t la = strcspn(a, ", \t"), lb = strcspn(b, ", \t");
+                if (la != lb || strncmp(a, b, la) != 0)
+                        return false;
+                if (la == 0)
+                        return true;
+                a += la;
+                b += lb;
+        }
+}
+
+/* The managed parameters an import of the settings must keep as they are: all but the
+ * certificate files (the certificates are compared by what smtpd serves), smtp_tls_CAfile (by the
+ * CA it names) and smtp_tls_policy_maps (the maps above). */
+static bool compared(const struct managed_param *m)
+{
+        return m->source != MANAGED_POLICY_MAPS && m->source != MANAGED_CHAIN_FILES &&
+               m->source != MANAGED_CA_FILE &&
+               !(m->flags & (MANAGED_CERT_FILES | MANAGED_KEY_FILE | MANAGED_WITH_CHAIN));
+}
+
+static int mode_of(const char *level, enum tls_mode *ret)
+{
+        if (isempty(level)) { /* Postfix: no level, no TLS (the legacy switches off) */
+                *ret = MODE_NONE;
+                return 0;
+        }
+        return tls_mode_from_string(level, ret);
+}
+
+/* The settings whose rendering main.cf holds already, if there are ones: the TLS parameters
+ * taken over only when nothing Postfix does would change. *ret: {action (take_over, keep,
+ * managed), settings, reason, differs: [{name, live, rendered}]}; *body: the settings PUT body
+ * to apply (NULL unless take_over). */
+static int import_settings(struct request *req, json_t *certs, json_t **ret, json_t **body,
+                           struct problem *reterr)
+{
+        const struct config *cfg = req->app->cfg;
+        const char *names[MANAGED_PARAMS_MAX + 3];
+        size_t n = 0;
+        for (const struct managed_param *m = managed_params; m->name; m++)
+                if (compared(m))
+                        names[n++] = m->name;
+        size_t ca_file = n, ca_path = n + 1;
+        names[n] = "smtp_tls_CAfile";
+        names[n + 1] = "smtp_tls_CApath";
+        names[n + 2] = NULL;
+        char *live[MANAGED_PARAMS_MAX + 3] = { 0 }, *dflt[MANAGED_PARAMS_MAX + 3] = { 0 };
+        json_t *report = json_object(), *differs = json_array();
+        struct settings s, current;
+        int r = 0;
+        const char *why = NULL;
+        *body = NULL;
+        _cleanup_db_conn_ struct db_conn *c = NULL;
+        if ((r = db_acquire(req->app->db, &c, reterr)) < 0 ||
+            (r = store_settings_load(c, &current, NULL, false, reterr)) < 0)
+                goto out;
+        if (current.managed) {
+                why = "smtptlsd manages the settings already";
+                json_object_set_new(report, "action", json_string("managed"));
+                goto done;
+        }
+        if (postconf_values(cfg, names, live) < 0 || postconf_defaults(cfg, names, dflt) < 0) {
+                why = "postconf cannot tell the live values";
+                goto keep;
+        }
+        settings_defaults(&s);
+        s.managed = true;
+        enum tls_mode in, outb;
+        if (mode_of(live[0], &in) < 0 || mode_of(live[1], &outb) < 0) {
+                why = "a security level smtptlsd's settings have not (none, may and encrypt are "
+                      "theirs; a stricter outbound level belongs in a policy)";
+                goto keep;
+        }
+        s.mode = in;
+        s.inbound_mode = in;
+        s.outbound_mode = outb;
+        /* the certificates: those the import recognizes or stores, in main.cf's order */
+        size_t k;
+        json_t *cert;
+        int bound = 0;
+        json_array_foreach (certs, k, cert) {
+                const char *action = json_string_value(json_object_get(cert, "action"));
+                const char *name = json_string_value(json_object_get(cert, "name"));
+                if (streq(action, "system") || streq(action, "keep") || !name)
+                        continue;
+                if (bound < SETTINGS_CERTS_MAX)
+                        snprintf(bound ? s.additional_certificate : s.certificate,
+                                 sizeof(s.certificate), "%s", name);
+                bound++;
+        }
+        if (in != MODE_NONE && !s.certificate[0]) {
+                why = "smtpd serves no certificate smtptlsd may bind (the system's self-signed "
+                      "one is never bound): bind one of your own with a settings write";
+                goto keep;
+        }
+        /* the CA of verify and secure policies: the system's store, or a file */
+        const char *file = live[ca_file], *path = live[ca_path];
+        if (streq(file, cfg->system_ca_file) || (isempty(file) && !isempty(path)))
+                snprintf(s.outbound_ca, sizeof(s.outbound_ca), "%s", OUTBOUND_CA_SYSTEM);
+        else if (file[0] == '/')
+                snprintf(s.outbound_ca, sizeof(s.outbound_ca), "%s", file);
+        else {
+                why = "smtp_tls_CAfile names no CA file and smtp_tls_CApath no directory";
+                goto keep;
+        }
+        /* the rest: the one profile, switch and log level whose rendering is main.cf's */
+        bool found = false;
+        for (int profile = PROFILE_MODERN; profile <= PROFILE_LEGACY && !found; profile++)
+                for (int bits = 0; bits < 4 * 5 && !found; bits++) {
+                        s.profile = (enum tls_profile)profile;
+                        s.auth_only = bits & 1;
+                        s.received_header = bits & 2;
+                        s.loglevel = bits / 4;
+                        struct maincf_param out[SETTINGS_PARAMS_MAX];
+                        char chain[16];
+                        size_t m = settings_render(&s, NULL, 0, NULL, chain, sizeof(chain), out);
+                        bool all = true;
+                        for (size_t i = 0; i < m && all; i++)
+                                for (size_t j = 0; j < ca_file; j++)
+                                        if (streq(out[i].name, names[j]) &&
+                                            !same_list(out[i].value ? out[i].value : dflt[j],
+                                                       live[j]))
+                                                all = false;
+                        found = all;
+                }
+        if (!found) {
+                /* what the default settings would change, for the report */
+                s.profile = PROFILE_INTERMEDIATE;
+                s.loglevel = 1;
+                s.auth_only = true;
+                s.received_header = false;
+                struct maincf_param out[SETTINGS_PARAMS_MAX];
+                char chain[16];
+                size_t m = settings_render(&s, NULL, 0, NULL, chain, sizeof(chain), out);
+                for (size_t i = 0; i < m; i++)
+                        for (size_t j = 0; j < ca_file; j++) {
+                                const char *would = out[i].value ? out[i].value : dflt[j];
+                                if (streq(out[i].name, names[j]) && !same_list(would, live[j]))
+                                        json_array_append_new(
+                                            differs, json_pack("{s:s, s:s, s:s}", "name", names[j],
+                                                               "live", live[j], "rendered", would));
+                        }
+                why = "main.cf's TLS parameters match no settings of smtptlsd (see differs): "
+                      "choose them in a settings write";
+                goto keep;
+        }
+        json_t *settings = settings_to_json(&s);
+        /* a PUT body: the read-only members are the store's, not these */
+        json_object_del(settings, "generation");
+        json_object_del(settings, "updated_at");
+        json_object_del(settings, "managed");
+        json_object_set_new(report, "action", json_string("take_over"));
+        json_object_set_new(report, "settings", json_incref(settings));
+        *body = settings;
+        goto done;
+keep:
+        json_object_set_new(report, "action", json_string("keep"));
+done:
+        if (why)
+                json_object_set_new(report, "reason", json_string(why));
+        json_object_set_new(report, "differs", json_incref(differs));
+        *ret = report;
+        report = NULL;
+out:
+        for (size_t i = 0; names[i]; i++) {
+                free(live[i]);
+                free(dflt[i]);
+        }
+        json_decref(report);
+        json_decref(differs);
+        return r;
+}
+
 int api_import(struct request *req, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
@@ -567,7 +747,7 @@ int api_import(struct request *req, struct problem *reterr)
         char path[PATH_MAX], ours[PATH_MAX];
         size_t len = 0;
         json_t *report = NULL, *adopt = NULL, *jb = NULL, *all = NULL, *list = NULL;
-        json_t *certs = NULL, *store = NULL, *keys = NULL;
+        json_t *certs = NULL, *store = NULL, *keys = NULL, *settings = NULL, *settings_body = NULL;
         char *keys_text = NULL;
         int r;
         if (getrandom(&im.seen.seed, sizeof(im.seen.seed), 0) != sizeof(im.seen.seed))
@@ -639,16 +819,21 @@ int api_import(struct request *req, struct problem *reterr)
         store = json_array();
         keys = json_object();
         r = import_certs(req, main_cf, len, certs, store, keys, reterr);
+        if (r >= 0)
+                r = import_settings(req, certs, &settings, &settings_body, reterr);
         if (r < 0)
                 goto out;
         report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O, s:O}", "maps", list, "imported",
                            (json_int_t)imported, "already", (json_int_t)already, "kept",
                            (json_int_t)kept, "refused_entries", (json_int_t)im.n_refused, "refused",
                            im.refused, "certificates", certs);
+        if (report)
+                json_object_set(report, "settings", settings);
         list = NULL;
         items_text = json_dumps(all, JSON_COMPACT);
-        jb = json_pack("{s:n, s:O, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt,
-                       "certificates", store, "scope", scope_to_string(req->scope));
+        jb = json_pack("{s:n, s:O, s:O, s:O, s:O?, s:s}", "policy", "report", report, "adopt",
+                       adopt, "certificates", store, "settings", settings_body, "scope",
+                       scope_to_string(req->scope));
         if (!report || !items_text || !jb) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
@@ -676,6 +861,8 @@ out:
         json_decref(keys); /* jansson frees the key strings through the wiping free */
         json_decref(store);
         json_decref(certs);
+        json_decref(settings);
+        json_decref(settings_body);
         json_decref(jb);
         json_decref(report);
         json_decref(adopt);

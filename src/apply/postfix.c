@@ -335,7 +335,21 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
         return 0;
 }
 
+static int postconf_list(const struct config *cfg, const char *flag, const char *const *names,
+                         char **ret);
+
 int postconf_values(const struct config *cfg, const char *const *names, char **ret)
+{
+        return postconf_list(cfg, "-x", names, ret);
+}
+
+int postconf_defaults(const struct config *cfg, const char *const *names, char **ret)
+{
+        return postconf_list(cfg, "-d", names, ret);
+}
+
+static int postconf_list(const struct config *cfg, const char *flag, const char *const *names,
+                         char **ret)
 {
         struct spawn_result res;
         size_t n = 0;
@@ -343,7 +357,7 @@ int postconf_values(const struct config *cfg, const char *const *names, char **r
                 n++;
         /* -x: the values as Postfix uses them ("${{$compatibility_level} <level {3.6} ? {md5}
          * : {sha256}}" is md5 or sha256, $myhostname its value) */
-        const char *const head[] = { "-c", cfg->postfix_config_directory, "-x", "-h", NULL };
+        const char *const head[] = { "-c", cfg->postfix_config_directory, flag, "-h", NULL };
         _cleanup_free_ const char **args = calloc(n + 5, sizeof(char *));
         if (!args)
                 return -ENOMEM;
@@ -354,7 +368,8 @@ int postconf_values(const struct config *cfg, const char *const *names, char **r
         const struct spawn_options o = { .stderr_apart = true };
         int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
         if (r >= 0 && res.errors_len)
-                log_info("postconf -x -h %s%s: %s", names[0], n > 1 ? " ..." : "", res.errors);
+                log_info("postconf %s -h %s%s: %s", flag, names[0], n > 1 ? " ..." : "",
+                         res.errors);
         if (r >= 0 && res.exit_status != 0)
                 r = -EPROTO;
         /* one line a name, in order */

@@ -55,6 +55,8 @@ int postconf_service_params(const struct config *cfg, char **ret);
 /* The same for the NULL-terminated names at once (one postconf): ret[i] for names[i], each
  * freed by the caller (all NULL on failure). */
 int postconf_values(const struct config *cfg, const char *const *names, char **ret);
+/* The same, Postfix's defaults (`postconf -d -h`). */
+int postconf_defaults(const struct config *cfg, const char *const *names, char **ret);
 /* What the destination probe judges by as Postfix's smtp client would: its trust anchors
  * (smtp_tls_CAfile, smtp_tls_CApath: "" none; tls_append_default_CA: the system's besides) and
  * the default match lists of verify and secure, and inet_protocols, as postconf expanded them. */

@@ -72,7 +72,15 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     # the administrator's own certificate, in main.cf by hand: an import leaves it served
     leaf = certs.leaf("import-own", ("mx.test.example",), kind="ec")
     site = make_policy_site(extra={"smtpd_tls_security_level": "may",
+                                   "smtp_tls_security_level": "may",
+                                   "smtp_tls_CApath": "/etc/ssl/certs",
                                    "smtpd_tls_chain_files": f"{leaf.key}, {leaf.cert}"})
+    tls_params = ["smtpd_tls_security_level", "smtp_tls_security_level", "smtpd_tls_auth_only",
+                  "smtpd_tls_loglevel", "smtp_tls_loglevel", "smtpd_tls_received_header",
+                  "smtpd_tls_mandatory_protocols", "smtp_tls_mandatory_protocols",
+                  "smtpd_tls_mandatory_ciphers", "smtp_tls_mandatory_ciphers",
+                  "smtpd_tls_protocols", "smtp_tls_protocols"]
+    tls_before = site.pf.postconf("-x", "-h", *tls_params)
     served_before = served(site.pf.port)
     assert served_before, "the sandbox serves the administrator's certificate"
     first = [(f"bank{i:02}.example", LEVELS[i % len(LEVELS)]) for i in range(50)]
@@ -107,6 +115,9 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert rep["imported"] == 52 and rep["refused"] == [], rep
     assert [(c["action"], c["name"]) for c in rep["certificates"]] == \
         [("import", "imported-import-own")], rep["certificates"]
+    # main.cf's TLS parameters are exactly what some settings render: taken over
+    assert rep["settings"]["action"] == "take_over", rep["settings"]
+    assert rep["settings"]["settings"]["certificate"] == "imported-import-own"
     change = {c["name"]: c for c in rep["plan"]["main_cf"]}["smtp_tls_policy_maps"]
     assert f"hash:{a}" in change["old"] and f"hash:{a}" not in change["new"], change
     assert change["new"].endswith(inline), change
@@ -122,9 +133,14 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert site.d.get("/api/v1/status").body["takeover"]["policy_maps"] == [inline]
     assert answers(site, keys) == before
     assert served(site.pf.port) == served_before
-    # the certificate main.cf names is in the store, unbound; binding it serves the same one
+    # the certificate main.cf names is in the store, bound by the settings taken over; every TLS
+    # parameter Postfix uses is what it was
     cert = site.d.get("/api/v1/certificates/imported-import-own").body
-    assert cert["sha256_fingerprint"] == served_before and cert["in_use"] is False, cert
+    assert cert["sha256_fingerprint"] == served_before and cert["in_use"] is True, cert
+    settings = site.d.get("/api/v1/settings").body
+    assert settings["managed"] is True and settings["certificate"] == "imported-import-own"
+    assert r.body["settings_taken_over"] is True, r.body
+    assert site.pf.postconf("-x", "-h", *tls_params) == tls_before
     # the next write keeps it so; a policy deleted through smtptlsd does not come back from
     # the old file
     site.put_ok("new.example", {"level": "encrypt"})
@@ -147,10 +163,7 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert listed_maps(site)[1:] == [f"hash:{a}", inline], listed_maps(site)
     assert answers(site, ["late.example"]) == {"late.example": "secure"}
     assert f"hash:{a}" in site.d.get("/api/v1/status").body["takeover"]["policy_maps"]
-    # the first settings write binding it: the same certificate served
-    r = site.req("PUT", "/api/v1/settings?wait=30", {"mode": "may",
-                                                      "certificate": "imported-import-own"})
-    assert r.status == 200, r
+    assert r.body["settings"]["action"] == "managed", r.body
     assert served(site.pf.port) == served_before
 
 
@@ -173,6 +186,9 @@ def test_a_map_with_an_entry_that_cannot_be_a_policy_stays_and_so_do_those_after
     assert "foo" in r.body["refused"][0]["detail"], r.body
     assert r.body["added"] == 0 and r.body["adopted"] == 0
     assert listed_maps(site)[1:] == [f"hash:{a}", f"hash:{b}"]
+    # no CA named for verify and secure: the settings are not taken over (said why)
+    assert r.body["settings"]["action"] == "keep" and r.body["settings"]["reason"], r.body
+    assert site.d.get("/api/v1/settings").body["managed"] is False
     assert answers(site, keys) == before
 
 
