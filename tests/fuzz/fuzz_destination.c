@@ -331,13 +331,17 @@ static bool ref_destination(const char *in)
         size_t n = strlen(in);
         if (n == 0 || n > POLICY_DESTINATION_MAX)
                 return false;
-        /* an API token ("stk_" + 43 base64url characters, case as issued) is never a destination */
+        /* an API token ("stk_" + 43 base64url characters, case as issued) is never a destination,
+         * nor is anything whose lower-case form (what would be kept) has that shape */
         if (n == 47 && strncmp(in, "stk_", 4) == 0 &&
             strspn(in + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
                 43)
                 return false;
         for (size_t i = 0; i <= n; i++)
                 l[i] = in[i] >= 'A' && in[i] <= 'Z' ? (char)(in[i] - 'A' + 'a') : in[i];
+        if (n == 47 && strncmp(l, "stk_", 4) == 0 &&
+            strspn(l + 4, "abcdefghijklmnopqrstuvwxyz0123456789-_") == 43)
+                return false;
         if (l[0] == '[') {
                 const char *close = strchr(l, ']');
                 if (!close)
