@@ -595,12 +595,10 @@ static int mode_of(const char *level, enum tls_mode *ret)
         return tls_mode_from_string(level, ret);
 }
 
-/* The settings whose rendering main.cf holds already, if there are ones: the TLS parameters
- * taken over only when nothing Postfix does would change. *ret: {action (take_over, keep,
- * managed), settings, reason, differs: [{name, live, rendered}]}; *body: the settings PUT body
- * to apply (NULL unless take_over). */
-static int import_settings(struct request *req, json_t *certs, json_t **ret, json_t **body,
-                           struct problem *reterr)
+/* The settings whose rendering main.cf holds already, if there are ones - a report for the
+ * administrator, never written by the import. *ret: {action (match, differs, managed),
+ * settings, reason, differs: [{name, live, rendered}]}. */
+static int import_settings(struct request *req, json_t *certs, json_t **ret, struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
         const char *names[MANAGED_PARAMS_MAX + 3];
@@ -617,7 +615,6 @@ static int import_settings(struct request *req, json_t *certs, json_t **ret, jso
         struct settings s, current;
         int r = 0;
         const char *why = NULL;
-        *body = NULL;
         _cleanup_db_conn_ struct db_conn *c = NULL;
         if ((r = db_acquire(req->app->db, &c, reterr)) < 0 ||
             (r = store_settings_load(c, &current, NULL, false, reterr)) < 0)
@@ -627,6 +624,10 @@ static int import_settings(struct request *req, json_t *certs, json_t **ret, jso
                 json_object_set_new(report, "action", json_string("managed"));
                 goto done;
         }
+        /* Only a report: the settings are the whole fleet's while main.cf is this node's, and
+         * a master.cf service, a parameter naming another through $, or a key type of the
+         * system pair may depend on what main.cf holds beyond them. The administrator writes
+         * them (a dry run of the PUT first) knowing that. */
         if (postconf_values(cfg, names, live) < 0 || postconf_defaults(cfg, names, dflt) < 0) {
                 why = "postconf cannot tell the live values";
                 goto keep;
@@ -663,12 +664,13 @@ static int import_settings(struct request *req, json_t *certs, json_t **ret, jso
         }
         /* the CA of verify and secure policies: the system's store, or a file */
         const char *file = live[ca_file], *path = live[ca_path];
-        if (streq(file, cfg->system_ca_file) || (isempty(file) && !isempty(path)))
+        if (streq(file, cfg->system_ca_file) || (isempty(file) && streq(path, "/etc/ssl/certs")))
                 snprintf(s.outbound_ca, sizeof(s.outbound_ca), "%s", OUTBOUND_CA_SYSTEM);
         else if (file[0] == '/')
                 snprintf(s.outbound_ca, sizeof(s.outbound_ca), "%s", file);
         else {
-                why = "smtp_tls_CAfile names no CA file and smtp_tls_CApath no directory";
+                why = "smtp_tls_CAfile names no CA file, and smtp_tls_CApath is not the system's "
+                      "store";
                 goto keep;
         }
         /* the rest: the one profile, switch and log level whose rendering is main.cf's */
@@ -710,19 +712,22 @@ static int import_settings(struct request *req, json_t *certs, json_t **ret, jso
                         }
                 why = "main.cf's TLS parameters match no settings of smtptlsd (see differs): "
                       "choose them in a settings write";
-                goto keep;
+                json_object_set_new(report, "action", json_string("differs"));
+                goto done;
         }
         json_t *settings = settings_to_json(&s);
         /* a PUT body: the read-only members are the store's, not these */
         json_object_del(settings, "generation");
         json_object_del(settings, "updated_at");
         json_object_del(settings, "managed");
-        json_object_set_new(report, "action", json_string("take_over"));
-        json_object_set_new(report, "settings", json_incref(settings));
-        *body = settings;
+        json_object_set_new(report, "action", json_string("match"));
+        json_object_set_new(report, "settings", settings);
+        why = "these settings render main.cf's TLS parameters; the import does not write them: "
+              "check a dry run of PUT /api/v1/settings with them (master.cf services, other "
+              "parameters naming these, every node of a fleet) and write them";
         goto done;
 keep:
-        json_object_set_new(report, "action", json_string("keep"));
+        json_object_set_new(report, "action", json_string("differs"));
 done:
         if (why)
                 json_object_set_new(report, "reason", json_string(why));
@@ -747,7 +752,7 @@ int api_import(struct request *req, struct problem *reterr)
         char path[PATH_MAX], ours[PATH_MAX];
         size_t len = 0;
         json_t *report = NULL, *adopt = NULL, *jb = NULL, *all = NULL, *list = NULL;
-        json_t *certs = NULL, *store = NULL, *keys = NULL, *settings = NULL, *settings_body = NULL;
+        json_t *certs = NULL, *store = NULL, *keys = NULL, *settings = NULL;
         char *keys_text = NULL;
         int r;
         if (getrandom(&im.seen.seed, sizeof(im.seen.seed), 0) != sizeof(im.seen.seed))
@@ -820,7 +825,7 @@ int api_import(struct request *req, struct problem *reterr)
         keys = json_object();
         r = import_certs(req, main_cf, len, certs, store, keys, reterr);
         if (r >= 0)
-                r = import_settings(req, certs, &settings, &settings_body, reterr);
+                r = import_settings(req, certs, &settings, reterr);
         if (r < 0)
                 goto out;
         report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O, s:O}", "maps", list, "imported",
@@ -831,9 +836,8 @@ int api_import(struct request *req, struct problem *reterr)
                 json_object_set(report, "settings", settings);
         list = NULL;
         items_text = json_dumps(all, JSON_COMPACT);
-        jb = json_pack("{s:n, s:O, s:O, s:O, s:O?, s:s}", "policy", "report", report, "adopt",
-                       adopt, "certificates", store, "settings", settings_body, "scope",
-                       scope_to_string(req->scope));
+        jb = json_pack("{s:n, s:O, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt,
+                       "certificates", store, "scope", scope_to_string(req->scope));
         if (!report || !items_text || !jb) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
@@ -862,7 +866,6 @@ out:
         json_decref(store);
         json_decref(certs);
         json_decref(settings);
-        json_decref(settings_body);
         json_decref(jb);
         json_decref(report);
         json_decref(adopt);

@@ -274,22 +274,7 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
                 stored += r >= 0 && created;
         }
         json_decref(keys);
-        /* the TLS parameters main.cf holds, as settings (only while smtptlsd has none: the first
-         * settings write) - the certificates above bound */
-        json_t *settings = json_object_get(body, "settings");
-        bool took_settings = false;
-        if (r >= 0 && json_is_object(settings)) {
-                struct settings cur;
-                r = store_settings_load(env->db, &cur, NULL, true, &job->problem);
-                if (r >= 0 && !cur.managed) {
-                        json_t *doc = json_deep_copy(settings);
-                        json_object_del(doc, "managed");
-                        r = action_settings_store(env, &cur, doc, false, &job->problem);
-                        problem_prefix_field(&job->problem, "/settings");
-                        json_decref(doc);
-                        took_settings = r >= 0;
-                }
-        }
+
         if (r >= 0 && json_integer_value(json_object_get(report, "imported")) > 0)
                 r = store_policies_import(env->db, job->items, job->id, &added, &job->problem);
         /* each map as the import read it: else an entry added meanwhile would be dropped with
@@ -342,7 +327,6 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
         json_object_set_new(result, "added", json_integer(added));
         json_object_set_new(result, "adopted", json_integer(adopted));
         json_object_set_new(result, "certificates_added", json_integer(stored));
-        json_object_set_new(result, "settings_taken_over", json_boolean(took_settings));
         *after = json_pack("{s:I, s:I, s:I}", "added", (json_int_t)added, "adopted",
                            (json_int_t)adopted, "certificates_added", (json_int_t)stored);
         job->result = result;

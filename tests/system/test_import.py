@@ -115,9 +115,11 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert rep["imported"] == 52 and rep["refused"] == [], rep
     assert [(c["action"], c["name"]) for c in rep["certificates"]] == \
         [("import", "imported-import-own")], rep["certificates"]
-    # main.cf's TLS parameters are exactly what some settings render: taken over
-    assert rep["settings"]["action"] == "take_over", rep["settings"]
-    assert rep["settings"]["settings"]["certificate"] == "imported-import-own"
+    # main.cf's TLS parameters are exactly what some settings render: the report says which
+    # (the import does not write them: the administrator does, after a dry run)
+    assert rep["settings"]["action"] == "match", rep["settings"]
+    candidate = rep["settings"]["settings"]
+    assert candidate["certificate"] == "imported-import-own", candidate
     change = {c["name"]: c for c in rep["plan"]["main_cf"]}["smtp_tls_policy_maps"]
     assert f"hash:{a}" in change["old"] and f"hash:{a}" not in change["new"], change
     assert change["new"].endswith(inline), change
@@ -133,13 +135,10 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert site.d.get("/api/v1/status").body["takeover"]["policy_maps"] == [inline]
     assert answers(site, keys) == before
     assert served(site.pf.port) == served_before
-    # the certificate main.cf names is in the store, bound by the settings taken over; every TLS
-    # parameter Postfix uses is what it was
+    # the certificate main.cf names is in the store, unbound; the settings are not written
     cert = site.d.get("/api/v1/certificates/imported-import-own").body
-    assert cert["sha256_fingerprint"] == served_before and cert["in_use"] is True, cert
-    settings = site.d.get("/api/v1/settings").body
-    assert settings["managed"] is True and settings["certificate"] == "imported-import-own"
-    assert r.body["settings_taken_over"] is True, r.body
+    assert cert["sha256_fingerprint"] == served_before and cert["in_use"] is False, cert
+    assert site.d.get("/api/v1/settings").body["managed"] is False
     assert site.pf.postconf("-x", "-h", *tls_params) == tls_before
     # the next write keeps it so; a policy deleted through smtptlsd does not come back from
     # the old file
@@ -163,8 +162,14 @@ def test_import_adopts_the_maps_it_can_and_every_key_answers_as_before(make_poli
     assert listed_maps(site)[1:] == [f"hash:{a}", inline], listed_maps(site)
     assert answers(site, ["late.example"]) == {"late.example": "secure"}
     assert f"hash:{a}" in site.d.get("/api/v1/status").body["takeover"]["policy_maps"]
-    assert r.body["settings"]["action"] == "managed", r.body
+    # the administrator writes the settings the report named: every TLS parameter Postfix uses
+    # keeps its value, and the same certificate is served
+    r = site.req("PUT", "/api/v1/settings?wait=30", candidate)
+    assert r.status == 200, r
+    assert site.pf.postconf("-x", "-h", *tls_params) == tls_before
     assert served(site.pf.port) == served_before
+    r = site.req("POST", "/api/v1/import?dry_run=true")
+    assert r.body["settings"]["action"] == "managed", r.body
 
 
 def test_a_map_with_an_entry_that_cannot_be_a_policy_stays_and_so_do_those_after(
@@ -186,8 +191,8 @@ def test_a_map_with_an_entry_that_cannot_be_a_policy_stays_and_so_do_those_after
     assert "foo" in r.body["refused"][0]["detail"], r.body
     assert r.body["added"] == 0 and r.body["adopted"] == 0
     assert listed_maps(site)[1:] == [f"hash:{a}", f"hash:{b}"]
-    # no CA named for verify and secure: the settings are not taken over (said why)
-    assert r.body["settings"]["action"] == "keep" and r.body["settings"]["reason"], r.body
+    # no CA named for verify and secure: no settings render this main.cf (said why)
+    assert r.body["settings"]["action"] == "differs" and r.body["settings"]["reason"], r.body
     assert site.d.get("/api/v1/settings").body["managed"] is False
     assert answers(site, keys) == before
 
