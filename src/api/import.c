@@ -45,14 +45,15 @@
 
 /* One map of smtp_tls_policy_maps, as the report says it. */
 struct import_map {
-        char *spec;      /* the token, as main.cf has it */
-        json_t *items;   /* its importable entries (normalized policies), in order */
-        json_t *report;  /* {map, type, entries, imported, already, shadowed, refused, action,
-                          * reason} */
-        bool keep;       /* not adopted */
-        char sha256[65]; /* of its file before it was read: the job adopts it only if the file
-                          * is still that (an entry added meanwhile would be lost) */
-        json_t *ours;    /* the destinations smtptlsd answers for already (enabled rows) */
+        char *spec;     /* the token, as main.cf has it */
+        json_t *items;  /* its importable entries (normalized policies), in order */
+        json_t *report; /* {map, type, entries, imported, already, shadowed, refused, action,
+                         * reason} */
+        bool keep;      /* not adopted */
+        char digest[POSTMAP_DIGEST_MAX]; /* of its entries before they were read: the job adopts
+                                          * it only if it still holds those (an entry added
+                                          * meanwhile would be lost) */
+        json_t *ours; /* the destinations smtptlsd answers for already (enabled rows) */
 };
 
 struct import {
@@ -226,9 +227,9 @@ static int read_map(struct import *im, struct import_map *m, struct problem *ret
         char file[PATH_MAX];
         int r = layout_map_file(m->spec, file, sizeof(file));
         if (r >= 0)
-                r = fs_file_sha256(file, m->sha256);
+                r = postmap_content_digest(cfg, m->spec, m->digest);
         if (r < 0) {
-                map_keep(m, "its file cannot be read");
+                map_keep(m, "it cannot be read");
                 return 0;
         }
         if (kind == 0) {
@@ -815,7 +816,7 @@ int api_import(struct request *req, struct problem *reterr)
                         json_array_append_new(
                             adopt,
                             json_pack("{s:s, s:O, s:s, s:o}", "map", m->spec, "entries",
-                                      json_object_get(m->report, "entries"), "sha256", m->sha256,
+                                      json_object_get(m->report, "entries"), "digest", m->digest,
                                       "ours", m->ours ? json_incref(m->ours) : json_array()));
                 }
                 json_array_append(list, m->report);

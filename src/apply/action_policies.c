@@ -281,10 +281,10 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
          * the map from main.cf */
         json_array_foreach (adopt, i, m) {
                 const char *spec = json_string_value(json_object_get(m, "map")),
-                           *read = json_string_value(json_object_get(m, "sha256"));
-                char file[PATH_MAX], sum[65] = "";
-                if (r >= 0 && (!spec || !read || layout_map_file(spec, file, sizeof(file)) < 0 ||
-                               fs_file_sha256(file, sum) < 0 || !streq(sum, read)))
+                           *read = json_string_value(json_object_get(m, "digest"));
+                char now[POSTMAP_DIGEST_MAX] = "";
+                if (r >= 0 && (!spec || !read || postmap_content_digest(env->cfg, spec, now) < 0 ||
+                               !streq(now, read)))
                         r = problem_set(&job->problem, PROBLEM_PRECONDITION_FAILED, NULL,
                                         "%s changed since the import read it: run the import "
                                         "again",
@@ -311,7 +311,7 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
                         r = store_adopted_maps_add(
                             env->db, env->cfg->node_name,
                             json_string_value(json_object_get(m, "map")),
-                            json_string_value(json_object_get(m, "sha256")),
+                            json_string_value(json_object_get(m, "digest")),
                             json_integer_value(json_object_get(m, "entries")), job->actor, &fresh,
                             &job->problem);
                 adopted += fresh;

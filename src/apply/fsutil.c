@@ -4,7 +4,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/openat2.h>
@@ -261,41 +260,5 @@ int fs_copy_file(const char *src, const char *dst, mode_t mode)
                 r = -errno;
         if (r < 0)
                 unlink(tmp);
-        return r;
-}
-
-int fs_file_sha256(const char *path, char hex[static 65])
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-                EVP_MD_CTX_free(ctx);
-                return -ENOMEM;
-        }
-        unsigned char buf[65536], md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        int r = 0;
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                if (!EVP_DigestUpdate(ctx, buf, (size_t)n)) {
-                        r = -EIO;
-                        break;
-                }
-        }
-        if (r >= 0 && !EVP_DigestFinal_ex(ctx, md, &len))
-                r = -EIO;
-        EVP_MD_CTX_free(ctx);
-        if (r >= 0)
-                hex_encode(md, len, hex);
         return r;
 }

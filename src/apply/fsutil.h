@@ -11,8 +11,6 @@ int fs_write_file(const char *path, const void *data, size_t len, mode_t mode);
 /* Reads a whole regular file of at most max bytes into a NUL-terminated buffer. The open never
  * blocks (O_NONBLOCK): a FIFO or a device is refused (-EISDIR) without waiting for a writer. */
 int fs_read_file(const char *path, size_t max, char **ret, size_t *len);
-/* The SHA-256 of a file's bytes, lower hex (read in pieces, any size). */
-int fs_file_sha256(const char *path, char hex[static 65]);
 /* Opens dirfd/rel for reading, without blocking (O_NONBLOCK), resolving every component, symlinks
  * included, beneath dirfd (openat2 RESOLVE_BENEATH): an absolute symlink, or one whose target
  * leaves the tree, is refused (-EXDEV). Returns the fd or a negative errno. */

@@ -13,6 +13,7 @@
 #include "apply/layout.h"
 #include "apply/maincf.h"
 #include "apply/map_state.h"
+#include "apply/postfix.h"
 #include "conf.h"
 #include "log.h"
 #include "core/map_diff.h"
@@ -261,7 +262,8 @@ static int token_is(void *ctx, const char *token, size_t len)
 /* The adopted maps to leave out of smtp_tls_policy_maps: all but one that main.cf lists again
  * with another file than the one adopted (configuration management writing the token back, a new
  * map under the old name: its entries were never imported, so it stays listed). */
-static int adopted_skip(const struct desired *d, const char *live, const char ***ret)
+static int adopted_skip(const struct config *cfg, const struct desired *d, const char *live,
+                        const char ***ret)
 {
         size_t n = 0, k = 0;
         *ret = NULL;
@@ -274,10 +276,9 @@ static int adopted_skip(const struct desired *d, const char *live, const char **
                 return -ENOMEM;
         for (char **a = d->adopted_maps; a && a[0] && a[1]; a += 2) {
                 struct listed l = { a[0], false };
-                char file[PATH_MAX], sum[65] = "";
+                char now[POSTMAP_DIGEST_MAX] = "";
                 (void)maincf_maps_each(live, token_is, &l);
-                if (l.found && (layout_map_file(a[0], file, sizeof(file)) < 0 ||
-                                fs_file_sha256(file, sum) < 0 || !streq(sum, a[1])))
+                if (l.found && (postmap_content_digest(cfg, a[0], now) < 0 || !streq(now, a[1])))
                         continue;
                 skip[k++] = a[0];
         }
@@ -342,7 +343,7 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
                 p->map_managed = true;
         if (d->map_managed || p->map_managed) {
                 char index[PATH_MAX + 8];
-                if (adopted_skip(d, live_maps, &p->adopted_skip) < 0 ||
+                if (adopted_skip(cfg, d, live_maps, &p->adopted_skip) < 0 ||
                     maincf_maps_merge(live_maps, ours, map, p->adopted_skip, &p->map_param) < 0)
                         return -ENOMEM;
                 p->params[p->n_params++] =

@@ -31,8 +31,8 @@ struct desired {
         int64_t map_version;
         bool map_incremental;
         struct map_edit map_edit;
-        /* the administrator's maps whose entries this node imported, with their files'
-         * SHA-256 when adopted: pairs (spec, sha256, ..., NULL), or NULL (store_adopted_maps) */
+        /* the administrator's maps whose entries this node imported, with a digest of those
+         * entries (postmap_content_digest): pairs (spec, digest, ..., NULL), or NULL */
         char **adopted_maps;
 };
 /* Reads the committed (or, inside the worker's transaction, the pending) desired state of this

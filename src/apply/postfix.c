@@ -3,6 +3,7 @@
 #include "apply/postfix.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,11 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 
+#include "apply/cdb.h"
+#include "apply/fsutil.h"
+#include "apply/layout.h"
 #include "conf.h"
+#include "core/policy_map_read.h"
 #include "core/policy.h"
 #include "log.h"
 #include "probe/probe.h"
@@ -472,4 +477,61 @@ void postfix_smtp_for_probe(const struct config *cfg, struct probe_destination *
         }
         probe_destination_set_smtp(d, t.ca_file, t.ca_path, t.ca_default, t.verify_match,
                                    t.secure_match, t.inet_protocols, t.fingerprint_digest);
+}
+
+/* "COUNT:SUM" of a digest (policy_map_digest), in text. */
+static void digest_text(const struct policy_map_digest *d, char out[static POSTMAP_DIGEST_MAX])
+{
+        snprintf(out, POSTMAP_DIGEST_MAX, "%zu:%016llx%016llx%016llx%016llx", d->count,
+                 (unsigned long long)d->sum[0], (unsigned long long)d->sum[1],
+                 (unsigned long long)d->sum[2], (unsigned long long)d->sum[3]);
+}
+
+int postmap_content_digest_text(const char *text, size_t len, char out[static POSTMAP_DIGEST_MAX])
+{
+        struct policy_map_digest d;
+        int r = policy_map_digest(text, len, &d);
+        if (r >= 0)
+                digest_text(&d, out);
+        return r;
+}
+
+int postmap_content_digest(const struct config *cfg, const char *spec,
+                           char out[static POSTMAP_DIGEST_MAX])
+{
+        char file[PATH_MAX], type[32];
+        const char *colon = strchr(spec, ':');
+        int r = layout_map_file(spec, file, sizeof(file));
+        if (r < 0)
+                return r;
+        snprintf(type, sizeof(type), "%.*s", (int)(colon - spec), spec);
+        if (streq(type, "texthash")) {
+                _cleanup_free_ char *text = NULL;
+                size_t len = 0;
+                r = fs_read_file(file, 256u << 20, &text, &len);
+                return r < 0 ? r : postmap_content_digest_text(text, len, out);
+        }
+        if (streq(type, "cdb")) {
+                struct policy_map_entry *e = NULL;
+                size_t n = 0;
+                struct strbuf t = { 0 };
+                r = cdb_read_entries(file, &e, &n);
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        if (strbuf_add(&t, e[i].key, strlen(e[i].key)) < 0 ||
+                            strbuf_add(&t, "\t", 1) < 0 ||
+                            strbuf_add(&t, e[i].value, strlen(e[i].value)) < 0 ||
+                            strbuf_add(&t, "\n", 1) < 0)
+                                r = -ENOMEM;
+                if (r >= 0)
+                        r = postmap_content_digest_text(t.p ? t.p : "", t.len, out);
+                policy_map_entries_free(e, n);
+                free(t.p);
+                return r;
+        }
+        struct spawn_result res = { 0 };
+        r = postmap_dump(cfg, type, colon + 1, &res);
+        if (r >= 0)
+                r = postmap_content_digest_text(res.output, res.output_len, out);
+        spawn_result_done(&res);
+        return r;
 }

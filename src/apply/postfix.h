@@ -57,6 +57,15 @@ int postconf_service_params(const struct config *cfg, char **ret);
 int postconf_values(const struct config *cfg, const char *const *names, char **ret);
 /* The same, Postfix's defaults (`postconf -d -h`). */
 int postconf_defaults(const struct config *cfg, const char *const *names, char **ret);
+
+/* What a policy map holds, whatever its file's bytes (postmap writes an unchanged source into
+ * another .db): "COUNT:SUM" of its entries (policy_map_digest), read as Postfix would - the
+ * index with postmap -s, a cdb file, a texthash source. -EINVAL for a map of another type. */
+#define POSTMAP_DIGEST_MAX 96
+int postmap_content_digest(const struct config *cfg, const char *spec,
+                           char out[static POSTMAP_DIGEST_MAX]);
+/* The same digest of entries already read (map source or postmap -s text). */
+int postmap_content_digest_text(const char *text, size_t len, char out[static POSTMAP_DIGEST_MAX]);
 /* What the destination probe judges by as Postfix's smtp client would: its trust anchors
  * (smtp_tls_CAfile, smtp_tls_CApath: "" none; tls_append_default_CA: the system's besides) and
  * the default match lists of verify and secure, and inet_protocols, as postconf expanded them. */

@@ -435,6 +435,20 @@ int destination_unicode_key(const char *key, char out[static DESTINATION_UKEY_MA
         return r == UKEY_OK ? 1 : r == UKEY_NO_MEMORY ? -ENOMEM : 0;
 }
 
+/* Whether a key holds an API token's shape: itself, after a leading '.', or inside brackets. */
+static bool token_shaped(const char *key)
+{
+        char core[DESTINATION_KEY_MAX + 1];
+        const char *k = key[0] == '.' ? key + 1 : key;
+        if (k[0] != '[')
+                return token_is_well_formed(k);
+        const char *end = strchr(k, ']');
+        if (!end || (size_t)(end - k - 1) >= sizeof(core))
+                return false;
+        snprintf(core, sizeof(core), "%.*s", (int)(end - k - 1), k + 1);
+        return token_is_well_formed(core);
+}
+
 int policy_destination_normalize(const char *in, char out[static POLICY_DESTINATION_MAX + 1],
                                  const char *field, struct problem *reterr)
 {
@@ -468,8 +482,9 @@ int policy_destination_normalize(const char *in, char out[static POLICY_DESTINAT
                 return r;
         key[o] = 0;
         /* and in the form it is kept in: "Stk_..." is lower-cased into that shape (found by
-         * fuzz_destination: the normal form must be one normalize accepts again) */
-        if (token_is_well_formed(key))
+         * fuzz_destination: the normal form must be one normalize accepts again), also as a
+         * parent domain (".stk_...") or a bracketed next-hop ("[stk_...]:25") */
+        if (token_shaped(key))
                 return refuse(
                     reterr, field,
                     "the destination has the shape of an smtptlsd API token; a token never "

@@ -306,14 +306,14 @@ int store_adopted_maps(struct db_conn *c, const char *node, char ***ret, struct 
         *ret = NULL;
         int r =
             db_exec(c, &res, reterr,
-                    "SELECT spec, sha256 FROM adopted_policy_maps WHERE node = $1 ORDER BY spec", 1,
+                    "SELECT spec, digest FROM adopted_policy_maps WHERE node = $1 ORDER BY spec", 1,
                     params);
         if (r < 0)
                 return r;
         int n = PQntuples(res);
         if (n == 0)
                 return 0;
-        /* spec, sha256, spec, sha256, ..., NULL */
+        /* spec, digest, spec, digest, ..., NULL */
         char **v = calloc(2 * (size_t)n + 1, sizeof(char *));
         for (int i = 0; v && i < 2 * n; i++)
                 if (!(v[i] = strdup(PQgetvalue(res, i / 2, i % 2)))) {
@@ -328,19 +328,19 @@ int store_adopted_maps(struct db_conn *c, const char *node, char ***ret, struct 
 }
 
 int store_adopted_maps_add(struct db_conn *c, const char *node, const char *spec,
-                           const char *sha256, int64_t entries, const char *actor, bool *added,
+                           const char *digest, int64_t entries, const char *actor, bool *added,
                            struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *res = NULL;
         char n[24];
         snprintf(n, sizeof(n), "%lld", (long long)entries);
-        const char *params[] = { node, spec, sha256, n, actor };
+        const char *params[] = { node, spec, digest, n, actor };
         int r = db_exec(c, &res, reterr,
-                        "INSERT INTO adopted_policy_maps (node, spec, sha256, entries, actor) "
+                        "INSERT INTO adopted_policy_maps (node, spec, digest, entries, actor) "
                         "VALUES ($1, $2, $3, $4::int, $5) ON CONFLICT (node, spec) DO UPDATE "
-                        "SET sha256 = excluded.sha256, entries = excluded.entries, "
+                        "SET digest = excluded.digest, entries = excluded.entries, "
                         "actor = excluded.actor, adopted_at = now() "
-                        "WHERE adopted_policy_maps.sha256 <> excluded.sha256",
+                        "WHERE adopted_policy_maps.digest <> excluded.digest",
                         5, params);
         bool new = r >= 0 && strtol(PQcmdTuples(res), NULL, 10) > 0;
         /* what main.cf lists changes with it: a new version of the policies makes the batch a

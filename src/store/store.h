@@ -185,12 +185,12 @@ int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, 
 int store_cert_name_by_fingerprint(struct db_conn *c, const char *fingerprint, char *name,
                                    size_t size, struct problem *reterr);
 /* The administrator's policy maps this node adopted by an import: their main.cf tokens and
- * their files' SHA-256 when adopted, in pairs (spec, sha256, ..., NULL), or NULL: none. */
+ * what their entries were when adopted, in pairs (spec, digest, ..., NULL), or NULL: none. */
 int store_adopted_maps(struct db_conn *c, const char *node, char ***ret, struct problem *reterr);
 /* One more map this node adopted (again, with another file: the new digest); *added false when
  * it was already, with this file. */
 int store_adopted_maps_add(struct db_conn *c, const char *node, const char *spec,
-                           const char *sha256, int64_t entries, const char *actor, bool *added,
+                           const char *digest, int64_t entries, const char *actor, bool *added,
                            struct problem *reterr);
 /* The unmanaged TLS policies (those a bulk replace owns) as a Postfix map source file
  * (core/policy_map_text.h), sorted by destination, with the collection's version: one snapshot,

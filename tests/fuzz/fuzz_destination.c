@@ -339,9 +339,19 @@ static bool ref_destination(const char *in)
                 return false;
         for (size_t i = 0; i <= n; i++)
                 l[i] = in[i] >= 'A' && in[i] <= 'Z' ? (char)(in[i] - 'A' + 'a') : in[i];
-        if (n == 47 && strncmp(l, "stk_", 4) == 0 &&
-            strspn(l + 4, "abcdefghijklmnopqrstuvwxyz0123456789-_") == 43)
-                return false;
+        {
+                /* ... as a parent domain or inside brackets too */
+                const char *k = l[0] == '.' ? l + 1 : l;
+                size_t kn = strlen(k);
+                if (k[0] == '[') {
+                        const char *e = strchr(k, ']');
+                        kn = e ? (size_t)(e - k - 1) : 0;
+                        k++;
+                }
+                if (kn == 47 && strncmp(k, "stk_", 4) == 0 &&
+                    strspn(k + 4, "abcdefghijklmnopqrstuvwxyz0123456789-_") >= 43)
+                        return false;
+        }
         if (l[0] == '[') {
                 const char *close = strchr(l, ']');
                 if (!close)

@@ -286,6 +286,8 @@ static void test_destination_refusals(void **state)
                 { "stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "API token" },
                 { "Stk_exampsssssssssssqssssssssssssssssssssssssss", "API token" },
                 { "STK_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "API token" },
+                { ".stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "API token" },
+                { "[stk_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]:25", "API token" },
                 /* the injection corpus */
                 { "bank.example none\nvictim.example", "whitespace" },
                 { "bank.example\nvictim.example none", "line break" },
