@@ -543,6 +543,18 @@ static int import_certs(struct request *req, const char *main_cf, size_t len, js
                 json_object_set_new(entry, "sha256_fingerprint", json_string(fp));
                 r = store_cert_name_by_fingerprint(c, fp, name, sizeof(name), reterr);
                 if (r > 0) {
+                        /* the same leaf with the same chain: a store row with another chain
+                         * (the leaf uploaded alone) would serve other certificates */
+                        struct cert_row row = { 0 };
+                        struct problem ignore = { 0 };
+                        bool same = store_cert_by_name(c, name, &row, &ignore) >= 0 &&
+                                    streq(row.chain_pem ? row.chain_pem : "",
+                                          imp.chain_pem ? imp.chain_pem : "");
+                        cert_row_done(&row);
+                        problem_done(&ignore);
+                        r = same ? 1 : 0;
+                }
+                if (r > 0) {
                         json_object_set_new(entry, "action", json_string("already"));
                         json_object_set_new(entry, "name", json_string(name));
                         r = 0;
