@@ -64,6 +64,15 @@ static int remote_from_env(struct remote *r, FILE *err)
         return 0;
 }
 
+/* Where the daemon is (remote_from_env) and libcurl ready: < 0 said on err. */
+static int remote_begin(struct remote *r, FILE *err)
+{
+        int k = remote_from_env(r, err);
+        if (k >= 0)
+                curl_global_init(CURL_GLOBAL_DEFAULT);
+        return k;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 {
         struct strbuf *b = userdata;
@@ -246,11 +255,10 @@ int remote_push(const struct cli_invocation *inv, FILE *out, FILE *err)
         json_t *j = NULL;
         int status = REMOTE_UNREACHABLE;
         char summary[160];
-        if (remote_from_env(&r, err) < 0 || read_file(inv->file, &file, err) < 0)
+        if (remote_begin(&r, err) < 0 || read_file(inv->file, &file, err) < 0)
                 goto out;
         size_t lead = strspn(file.p, " \t\r\n");
         const char *ctype = file.p[lead] == '{' ? "application/json" : "text/plain";
-        curl_global_init(CURL_GLOBAL_DEFAULT);
 
         /* the dry run: what would change (also the whole check of the file) */
         if (put_bulk(&r, "?dry_run=true", ctype, &file, &dry, err) < 0)
@@ -330,9 +338,8 @@ int remote_pull(const struct cli_invocation *inv, FILE *out, FILE *err)
         struct remote r;
         struct reply rep = { 0 };
         int status = REMOTE_UNREACHABLE;
-        if (remote_from_env(&r, err) < 0)
+        if (remote_begin(&r, err) < 0)
                 return status;
-        curl_global_init(CURL_GLOBAL_DEFAULT);
         if (request(&r, "GET", "/api/v1/tls-policies", NULL, "text/plain", NULL, 0, &rep, err) < 0)
                 return status;
         if (rep.status == 200) {
@@ -412,9 +419,8 @@ int remote_import(const struct cli_invocation *inv, FILE *out, FILE *err)
         struct remote r;
         struct reply rep = { 0 };
         int status = REMOTE_UNREACHABLE;
-        if (remote_from_env(&r, err) < 0)
+        if (remote_begin(&r, err) < 0)
                 return status;
-        curl_global_init(CURL_GLOBAL_DEFAULT);
         char path[64];
         snprintf(path, sizeof(path), "/api/v1/import?%s",
                  inv->dry_run ? "dry_run=true" : "wait=300");

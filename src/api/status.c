@@ -226,8 +226,7 @@ static int foreign_map(void *ctx, const char *token, size_t len)
 
 /* The administrator's own policy maps the live main.cf still lists (not ours, not adopted by an
  * import): what POST /api/v1/import would look at. */
-static json_t *foreign_policy_maps(const struct config *cfg, const struct desired *d,
-                                   const struct plan *plan)
+static json_t *foreign_policy_maps(const struct config *cfg, const struct plan *plan)
 {
         char ours[PATH_MAX];
         _cleanup_free_ char *live = NULL;
@@ -259,7 +258,7 @@ json_t *api_drift_maps(const struct config *cfg, struct db_conn *c, json_t *warn
             reconcile_plan(cfg, &d, &plan, &ignore) >= 0) {
                 drift = reconcile_drift(cfg, &plan);
                 if (foreign)
-                        *foreign = foreign_policy_maps(cfg, &d, &plan);
+                        *foreign = foreign_policy_maps(cfg, &plan);
                 if (warnings) {
                         json_t *mine = reconcile_settings_warnings(&d, &plan);
                         json_array_extend(warnings, mine);

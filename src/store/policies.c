@@ -227,10 +227,14 @@ int store_policies_map_file(struct db_conn *c, char **text, size_t *len, int64_t
         return 0;
 }
 
-int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, int64_t *added,
-                          struct problem *reterr)
+/* The temporary table `incoming` (dropped at commit) of a bulk's or an import's items: the JSON
+ * text given (a dry run), else the job row's. From the job row the items must be there: a row
+ * without them (its request already dropped) is an error ('null' is not an array), never an
+ * empty list, which would remove every unmanaged row. *total: the items (may be NULL). */
+static int load_incoming(struct db_conn *c, const char *items, int64_t job_id, long long *total,
+                         struct problem *reterr)
 {
-        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         char idbuf[24];
         snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
         const char *params[] = { items ? items : idbuf };
@@ -242,6 +246,16 @@ int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, 
                                 "request #> '{body,policy}' FROM jobs WHERE id = $1::bigint), "
                                 "'null')) " INCOMING_COLUMNS,
                         1, params);
+        if (r >= 0 && total)
+                *total = strtoll(PQcmdTuples(res), NULL, 10);
+        return r;
+}
+
+int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, int64_t *added,
+                          struct problem *reterr)
+{
+        _cleanup_pgresult_ PGresult *clash = NULL;
+        int r = load_incoming(c, items, job_id, NULL, reterr);
         if (r < 0)
                 return r;
         /* an import adds: a row made since it looked is a conflict, never overwritten */
@@ -297,62 +311,6 @@ int store_policies_enabled_of(struct db_conn *c, json_t *destinations, json_t **
                                          "out of memory");
         *ret = o;
         return 0;
-}
-
-int store_adopted_maps(struct db_conn *c, const char *node, char ***ret, struct problem *reterr)
-{
-        _cleanup_pgresult_ PGresult *res = NULL;
-        const char *params[] = { node };
-        *ret = NULL;
-        int r =
-            db_exec(c, &res, reterr,
-                    "SELECT spec, digest FROM adopted_policy_maps WHERE node = $1 ORDER BY spec", 1,
-                    params);
-        if (r < 0)
-                return r;
-        int n = PQntuples(res);
-        if (n == 0)
-                return 0;
-        /* spec, digest, spec, digest, ..., NULL */
-        char **v = calloc(2 * (size_t)n + 1, sizeof(char *));
-        for (int i = 0; v && i < 2 * n; i++)
-                if (!(v[i] = strdup(PQgetvalue(res, i / 2, i % 2)))) {
-                        strv_free(v, (size_t)i);
-                        v = NULL;
-                }
-        if (!v)
-                return problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
-                                         "out of memory");
-        *ret = v;
-        return 0;
-}
-
-int store_adopted_maps_add(struct db_conn *c, const char *node, const char *spec,
-                           const char *digest, int64_t entries, const char *actor, bool *added,
-                           struct problem *reterr)
-{
-        _cleanup_pgresult_ PGresult *res = NULL;
-        char n[24];
-        snprintf(n, sizeof(n), "%lld", (long long)entries);
-        const char *params[] = { node, spec, digest, n, actor };
-        int r = db_exec(c, &res, reterr,
-                        "INSERT INTO adopted_policy_maps (node, spec, digest, entries, actor) "
-                        "VALUES ($1, $2, $3, $4::int, $5) ON CONFLICT (node, spec) DO UPDATE "
-                        "SET digest = excluded.digest, entries = excluded.entries, "
-                        "actor = excluded.actor, adopted_at = now() "
-                        "WHERE adopted_policy_maps.digest <> excluded.digest",
-                        5, params);
-        bool new = r >= 0 && strtol(PQcmdTuples(res), NULL, 10) > 0;
-        /* what main.cf lists changes with it: a new version of the policies makes the batch a
-         * generation (store_state_versions) */
-        if (new)
-                r = db_exec(
-                    c, NULL, reterr,
-                    "UPDATE config_state SET policies_version = nextval('resource_version')", 0,
-                    NULL);
-        if (r >= 0 && added)
-                *added = new;
-        return r;
 }
 
 int store_policies_map_version(struct db_conn *c, int64_t *version, int64_t *pruned,
@@ -658,29 +616,16 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                         bool whole, const struct fingerprint_digest *digest, const char *base,
                         json_t **counts, struct problem *reterr)
 {
-        _cleanup_pgresult_ PGresult *res = NULL, *clash = NULL, *managed = NULL, *fpr = NULL;
+        _cleanup_pgresult_ PGresult *clash = NULL, *managed = NULL, *fpr = NULL;
         _cleanup_pgresult_ PGresult *deleted = NULL, *updated = NULL, *inserted = NULL;
         _cleanup_pgresult_ PGresult *twice = NULL;
         /* declared before any goto out (their cleanup runs there) */
         _cleanup_free_ char *update_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
-        char idbuf[24];
-        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)job_id);
-        const char *params[] = { items ? items : idbuf };
-        /* From the job row, the items must be there: a row without them (its request already
-         * dropped) is an error ('null' is not an array), never an empty list, which would remove
-         * every unmanaged row. */
-        int r = db_exec(c, &res, reterr,
-                        items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
-                                "(jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
-                              : "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
-                                "(jsonb_to_recordset(coalesce((SELECT "
-                                "request #> '{body,policy}' FROM jobs WHERE id = $1::bigint), "
-                                "'null')) " INCOMING_COLUMNS,
-                        1, params);
+        /* the items, for the count of the unchanged ones */
+        long long total = 0;
+        int r = load_incoming(c, items, job_id, &total, reterr);
         if (r < 0)
                 return r;
-        /* the items, for the count of the unchanged ones */
-        long long total = strtoll(PQcmdTuples(res), NULL, 10);
         /* A destination twice (the API refuses it; a job row that reached the queue some other
          * way is checked here): the merge below would pick one of them, or fail on the key */
         r = db_exec(c, &twice, reterr,

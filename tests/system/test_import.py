@@ -276,3 +276,27 @@ def test_a_map_changed_between_the_read_and_the_job_is_not_adopted(make_policy_s
     assert "changed since the import read it" in json.dumps(job["error"]), job
     assert f"hash:{a}" in listed_maps(site)
     assert answers(site, ["late.example"]) == {"late.example": "secure"}
+
+
+def test_the_console_jobs_page_shows_an_import(make_policy_site, browser):
+    """The Jobs page (console/page-jobs.js) in Chromium: an import is one of its action filters,
+    and its job shows its counts (rows added, maps adopted, certificates added)."""
+    site = make_policy_site()
+    a = write_map(site, "admin_policy", [("one.example", "encrypt"), ("two.example", "may")])
+    set_maps(site, f"hash:{a}")
+    r = site.req("POST", "/api/v1/import")
+    assert r.status == 200 and r.body["added"] == 2, r
+    page = browser.open(site.d.url)
+    page.sign_in(site.d.read_token, "/console/jobs#action=policies.import")
+    counts = page.run("""
+        await page.getByText('1 job shown').waitFor();
+        if (await page.getByLabel('Action').inputValue() !== 'policies.import')
+            throw new Error('the action filter does not offer policies.import');
+        const job = page.locator('details.job').first();
+        await job.locator('> summary').click();
+        await job.locator('dl.counts').waitFor();
+        return await job.locator('dl.counts').innerText();
+    """)
+    words = counts.split()
+    assert words[words.index("added") + 1] == "2" and words[words.index("adopted") + 1] == "1", \
+        counts
