@@ -2,7 +2,8 @@
 // the TLS mode with its advice, the "SMTP TLS certificate" picker (an autocomplete over
 // GET /api/v1/certificates?q=, hidden while TLS is disabled), the Advanced part (per-side
 // overrides, profile, auth-only, Received: header, log level, outbound CA, a second certificate),
-// Preview (the dry-run plan) and Save (PUT with If-Match and ?wait=0: the job followed to its end,
+// the submission services in master.cf (587 STARTTLS, 465 implicit TLS: left alone, enabled or
+// disabled, under a service name), Preview (the dry-run plan with master.cf's diff) and Save (PUT with If-Match and ?wait=0: the job followed to its end,
 // then what Postfix serves). Runs in the page; marks performance 'settings-usable' once loaded.
 import { call, followJob } from '/console/api.js';
 import {
@@ -40,6 +41,18 @@ const LOGLEVELS = [
   '0 — off', '1 — handshake summary (recommended)', '2 — negotiation details (debugging)',
   '3 — hex dump of the handshake (not in production)',
   '4 — hex dump of everything after STARTTLS (not in production)',
+];
+// The client-facing services in master.cf (settings submission, submissions).
+const SERVICES = [
+  { key: 'submission', title: 'Submission, port 587 (STARTTLS required)',
+    hint: 'Mail clients send here after STARTTLS; AUTH is offered only once TLS is up. '
+      + 'postconf -M/-P on master.cf: syslog_name, smtpd_tls_security_level=encrypt, '
+      + 'smtpd_tls_auth_only, smtpd_sasl_auth_enable.' },
+  { key: 'submissions', title: 'Submissions, port 465 (implicit TLS, preferred by RFC 8314)',
+    hint: 'TLS from the first byte (smtpd_tls_wrappermode), SASL on. Both may run.' },
+];
+const SERVICE_STATES = [
+  ['', 'Leave master.cf as it is'], ['on', 'Enabled'], ['off', 'Disabled (commented out)'],
 ];
 const TYPES = { imported: 'Imported', acme: 'ACME (Let\'s Encrypt)', system: 'System (self-signed)' };
 // The seed's refusal, with its reason.
@@ -129,6 +142,26 @@ export async function render(main, ctx) {
         + 'absolute path of a PEM file of CA certificates.' }),
     additional.root);
 
+  // -- submission services (master.cf) --------------------------------------------------------------
+  const services = SERVICES.map((svc) => {
+    const state = el('select', { 'data-field': `/${svc.key}` },
+      ...SERVICE_STATES.map(([v, t]) => el('option', { value: v }, t)));
+    const name = el('input', { type: 'text', spellcheck: 'false', autocomplete: 'off', maxlength: '64',
+      placeholder: svc.key });
+    const nameField = field('master.cf service name', name, { field: `/${svc.key}/service`,
+      hint: '[host:]port, such as submission, 127.0.0.1:10587 or [::1]:465.' });
+    state.addEventListener('change', () => { nameField.hidden = !state.value; });
+    return { ...svc, state, name, nameField,
+      root: el('div', { class: 'service' },
+        field(svc.title, state, { field: `/${svc.key}`, hint: svc.hint }), nameField) };
+  });
+  const servicesCard = el('details', { class: 'card services' },
+    el('summary', {}, 'Submission services (master.cf)'),
+    el('p', { class: 'hint' }, 'The ports mail clients use. SASL itself (smtpd_sasl_type, '
+      + 'smtpd_sasl_path), restrictions and milters stay yours; an enabled service serves the '
+      + 'certificate above whatever the TLS mode.'),
+    ...services.map((x) => x.root));
+
   // -- actions, results -----------------------------------------------------------------------------
   const previewBtn = el('button', { type: 'button', class: 'secondary', 'data-write': true }, 'Preview');
   const saveBtn = el('button', { type: 'submit', 'data-write': true }, 'Save');
@@ -141,7 +174,7 @@ export async function render(main, ctx) {
   const served = el('p', { class: 'served muted', 'aria-live': 'polite' });
   const results = el('div', { class: 'results' });
   const form = el('form', { class: 'settings-form', novalidate: true, 'aria-label': 'TLS settings' },
-    managedNote, served, modeCard, certPart, advanced, actions, results);
+    managedNote, served, modeCard, certPart, advanced, servicesCard, actions, results);
   main.append(form);
 
   // -- behaviour ------------------------------------------------------------------------------------
@@ -174,6 +207,13 @@ export async function render(main, ctx) {
     // what differs from a new installation's defaults is not tucked away
     if (s.inbound_mode || s.outbound_mode || s.additional_certificate || s.profile !== 'intermediate'
         || !s.auth_only || s.received_header || s.loglevel !== 1 || s.outbound_ca !== 'system') advanced.open = true;
+    for (const x of services) {
+      const m = s[x.key];
+      x.state.value = m ? (m.enabled ? 'on' : 'off') : '';
+      x.name.value = m ? m.service : '';
+      x.nameField.hidden = !m;
+    }
+    if (services.some((x) => s[x.key])) servicesCard.open = true;
     managedNote.hidden = s.managed;
     modeChanged(false);
   }
@@ -213,6 +253,8 @@ export async function render(main, ctx) {
       received_header: received.checked,
       loglevel: Number(loglevel.value),
       outbound_ca: outboundCa.value.trim() || 'system',
+      ...Object.fromEntries(services.map((x) => [x.key, x.state.value
+        ? { enabled: x.state.value === 'on', service: x.name.value.trim() || x.key } : null])),
     };
   }
 
@@ -223,6 +265,11 @@ export async function render(main, ctx) {
       if (!p.field) continue;
       const c = form.querySelector(`[data-field="${CSS.escape(p.field)}"]`);
       if (c && advanced.contains(c)) advanced.open = true;
+      if (c && servicesCard.contains(c)) {
+        servicesCard.open = true;
+        const x = services.find((y) => y.nameField.contains(c));
+        if (x) x.nameField.hidden = false;
+      }
       if (c && certPart.contains(c)) reveal(certPart, true, false);
     }
     showProblem(form, problem);
@@ -389,6 +436,12 @@ function planView(plan) {
     box.append(el('h3', {}, 'main.cf'), pre);
   } else {
     box.append(el('p', {}, 'main.cf would not change.'));
+  }
+  if (plan.master_cf_diff) {
+    const pre = el('pre', { class: 'diff', 'aria-label': 'master.cf changes' });
+    for (const line of plan.master_cf_diff.replace(/\n$/, '').split('\n'))
+      pre.append(el('span', { class: /^(\+\+\+|---|@@)/.test(line) ? 'hdr' : line[0] === '+' ? 'add' : line[0] === '-' ? 'del' : null }, line));
+    box.append(el('h3', {}, 'master.cf'), pre);
   }
   if (plan.tls_policy_diff) {
     const pre = el('pre', { class: 'diff', 'aria-label': 'Policy map changes' });

@@ -11,6 +11,7 @@
  *   after_stage       certificate files and main.cf staged and checked by postconf, nothing swapped
  *   after_postmap     the policy index built and verified under its staged name, nothing swapped
  *   after_map_rename  the new policy index and text in place
+ *   after_master_rename  master.cf swapped (submission services), main.cf not yet
  *   after_rename      main.cf swapped (the switch point), Postfix not reloaded
  *   after_reload      Postfix reloaded, the transaction still open
  *   before_commit     job records written, COMMIT not sent

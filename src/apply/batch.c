@@ -10,6 +10,7 @@
 #include "app.h"
 #include "apply/action.h"
 #include "apply/job.h"
+#include "apply/mastercf.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/spawn.h"
@@ -29,7 +30,8 @@ struct batch {
         struct slot *slots;
         size_t n;
         bool dry_run;
-        struct problem p; /* the batch's failure (not a job's own) */
+        struct problem p;      /* the batch's failure (not a job's own) */
+        struct problem plan_p; /* a dry run's plan that cannot be applied (master.cf) */
         struct desired d;
         struct plan plan;
         struct apply_result res;
@@ -166,9 +168,12 @@ static void dry_run_replies(struct batch *b)
                 if (!b->slots[i].ok)
                         json_array_append_new(errors,
                                               problem_error_json(&b->slots[i].job->problem));
+        if (b->plan_p.code)
+                json_array_append_new(errors, problem_error_json(&b->plan_p));
         json_object_set_new(pl, "valid", json_boolean(json_array_size(errors) == 0));
         json_object_set_new(pl, "errors", errors);
-        bool files_change = b->plan.main_cf_changed || b->plan.map_changed || b->plan.write_cert;
+        bool files_change = b->plan.main_cf_changed || b->plan.map_changed || b->plan.write_cert ||
+                            b->plan.master_cf_changed;
         bool running = files_change && postfix_is_running(cfg);
         json_t *settings_warn = action_settings_warnings(cfg, &b->d, &b->plan);
         for (size_t i = 0; i < b->n; i++) {
@@ -188,6 +193,16 @@ static void dry_run_replies(struct batch *b)
         }
         json_decref(settings_warn);
         json_decref(pl);
+}
+
+static bool touches_settings(const struct batch *b)
+{
+        for (size_t i = 0; i < b->n; i++) {
+                const struct action *a = action_find(b->slots[i].job->action);
+                if (a && (a->flags & (ACTION_SETTINGS | ACTION_STATE)))
+                        return true;
+        }
+        return false;
 }
 
 /* The files of a batch that changed something: rendered, validated, swapped, Postfix reloaded
@@ -313,7 +328,7 @@ static int fail_applied(struct batch *b)
          * certificate that does not load) leaves the daemon in sync; a tool or the system failing
          * (postmap, reload, disk) makes it degraded until a later apply works. */
         /* (a category of the client's problem, not an errno: the tools' failures carry theirs) */
-        if (b->p.code == PROBLEM_CERTIFICATE_UNUSABLE)
+        if (b->p.code == PROBLEM_CERTIFICATE_UNUSABLE || b->p.code == PROBLEM_SERVICE_CONFLICT)
                 worker_set_state(b->w, "in_sync", NULL);
         else
                 worker_set_state(b->w, "degraded", b->p.detail);
@@ -370,6 +385,13 @@ int batch_run(struct worker *w, struct slot *slots, size_t n, bool dry_run)
         ms[2] = lap_ms(&t);
         if (r >= 0)
                 r = reconcile_plan(w->app->cfg, &b.d, &b.plan, &b.p);
+        /* master.cf for a batch with a settings write (a policy write leaves it; the start and a
+         * follower's apply make it too); a dry run's that cannot be made is its plan's error,
+         * not the batch's */
+        if (r >= 0 && touches_settings(&b) &&
+            mastercf_plan(w->app->cfg, &b.d.settings, &b.plan, dry_run ? &b.plan_p : &b.p) < 0 &&
+            !dry_run)
+                r = -EPROTO;
         ms[3] = lap_ms(&t);
         if (r >= 0 && dry_run) {
                 dry_run_replies(&b);
@@ -406,6 +428,7 @@ out:
         bool large = b.d.map_len > MAP_TRIM_BYTES;
         desired_done(&b.d);
         problem_done(&b.p);
+        problem_done(&b.plan_p);
         if (large) /* what a large map took goes back to the system, not to malloc's arenas */
                 malloc_trim(0);
         return r;

@@ -38,6 +38,17 @@ int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size)
         return fmt(buf, size, cfg->postfix_config_directory, "/", LAYOUT_STATE_DIR "/main.cf.lkg");
 }
 
+int layout_master_cf(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/", "master.cf");
+}
+
+int layout_master_cf_lkg(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/",
+                   LAYOUT_STATE_DIR "/master.cf.lkg");
+}
+
 int layout_imported_dir(const struct config *cfg, const char *name, const char *fingerprint,
                         char *buf, size_t size)
 {

@@ -19,6 +19,9 @@ int layout_state_dir(const struct config *cfg, char *buf, size_t size);
 int layout_check_dir(const struct config *cfg, char *buf, size_t size);
 /* <postfix_dir>/.smtptlsd/main.cf.lkg */
 int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size);
+/* <postfix_dir>/master.cf, and its last-known-good copy <postfix_dir>/.smtptlsd/master.cf.lkg */
+int layout_master_cf(const struct config *cfg, char *buf, size_t size);
+int layout_master_cf_lkg(const struct config *cfg, char *buf, size_t size);
 
 /* The TLS policy map: <postfix_dir>/smtptlsd_tls_policy (the text, for humans and postmap) and
  * the indexed file postmap makes beside it (suffix by map type: .db, .lmdb, .cdb). Staged as

@@ -194,6 +194,8 @@ void plan_done(struct plan *p)
         }
         free(p->map_param);
         free(p->adopted_skip);
+        free(p->master_cf_old);
+        free(p->master_cf_new);
         *p = (struct plan){ 0 };
 }
 
@@ -416,6 +418,14 @@ json_t *reconcile_plan_json(const struct config *cfg, const struct plan *p)
         }
         json_object_set_new(plan, "tls_policy_diff", json_string(diff ? diff : ""));
         free(diff);
+        if (p->master_cf_new) {
+                diff = p->master_cf_changed
+                           ? text_diff("master.cf", p->master_cf_old, p->master_old_len,
+                                       p->master_cf_new, p->master_new_len)
+                           : NULL;
+                json_object_set_new(plan, "master_cf_diff", json_string(diff ? diff : ""));
+                free(diff);
+        }
         return plan;
 }
 

@@ -90,6 +90,17 @@ struct plan {
          * them with ',' (a renewal that changes one of them needs a reload) */
         bool expect_starttls;
         char expect_fingerprint[SETTINGS_CERTS_MAX * 96];
+        /* master.cf (apply/mastercf.h): what the managed submission services make of it, staged
+         * by postconf on a copy; master_cf_new NULL when no service is managed */
+        char *master_cf_old, *master_cf_new;
+        size_t master_old_len, master_new_len;
+        bool master_cf_changed;
+        /* the enabled services, for the check after the reload */
+        struct plan_service {
+                enum submission_kind kind;
+                char service[SUBMISSION_SERVICE_MAX + 1];
+        } services[SUBMISSION_KINDS];
+        size_t n_services;
 };
 void plan_done(struct plan *p);
 

@@ -42,6 +42,37 @@ static int run(char *const *cmd, const char *const *args, uint64_t timeout,
         return run_opts(cmd, args, timeout, NULL, res);
 }
 
+int postconf_in(const struct config *cfg, const char *dir, const char *const *args,
+                struct spawn_result *res)
+{
+        const char *argv[16] = { "-c", dir };
+        size_t n = 2;
+        for (size_t i = 0; args[i]; i++) {
+                if (n + 1 >= ARRAY_SIZE(argv)) {
+                        *res = (struct spawn_result){ 0 };
+                        return -E2BIG;
+                }
+                argv[n++] = args[i];
+        }
+        argv[n] = NULL;
+        const struct spawn_options o = { .stderr_apart = true };
+        int r = run_opts(cfg->postconf_command, argv, (uint64_t)cfg->command_timeout, &o, res);
+        if (r >= 0 && res->exit_status != 0)
+                r = -EPROTO;
+        return r;
+}
+
+int postfix_check(const struct config *cfg, const char *dir, struct spawn_result *res)
+{
+        const char *const args[] = { "-c", dir, "check", NULL };
+        int r = run(cfg->postfix_command, args, (uint64_t)cfg->command_timeout, res);
+        if (r < 0)
+                return r;
+        /* a warning (a file it would own otherwise, a service it cannot parse) is a refusal */
+        return res->exit_status == 0 && !(res->output && strstr(res->output, "warning:")) ? 0
+                                                                                          : -EPROTO;
+}
+
 /* A dump of a map with 100,000 entries is about 10 MiB; 1,000,000 fit in this. */
 #define MAP_DUMP_MAX (256u << 20)
 

@@ -27,6 +27,13 @@ int postfix_reload(const struct config *cfg, struct spawn_result *res);
  * about one of the names given; res holds the output. */
 int postconf_check(const struct config *cfg, const char *dir, const char *const *names,
                    struct spawn_result *res);
+/* `postconf -c DIR ARGS...` (a master.cf edit or read on a staged copy: -M, -P, -M#): stdout in
+ * res->output, stderr (warnings) apart in res->errors; -EPROTO when it exits non-zero. */
+int postconf_in(const struct config *cfg, const char *dir, const char *const *args,
+                struct spawn_result *res);
+/* `postfix -c DIR check` on a staged configuration: -EPROTO when it fails or warns (res holds
+ * what it said). */
+int postfix_check(const struct config *cfg, const char *dir, struct spawn_result *res);
 /* `postmap -c DIR TYPE:PATH`: builds the indexed map next to PATH. */
 int postmap_build(const struct config *cfg, const char *type, const char *path,
                   struct spawn_result *res);

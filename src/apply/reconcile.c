@@ -1,9 +1,11 @@
 /* reconcile.c - an apply of a plan (see reconcile.h): stage certificate files and the policy map
- * (stage.c), stage main.cf and have postconf check it, swap, reload; and the restore of the
- * last-known-good files. Worker thread (and start-up, before the worker runs). Order of a swap:
- * certificate files first (in a new directory, so nothing live is overwritten), main.cf last:
- * main.cf is the single switch point, so a crash at any moment leaves Postfix with a complete old
- * or new configuration. */
+ * (stage.c), stage main.cf (and master.cf, mastercf.c's) and have postconf and postfix check
+ * them, swap, reload; and the restore of the last-known-good files. Worker thread (and start-up,
+ * before the worker runs). Order of a swap: certificate files first (in a new directory, so
+ * nothing live is overwritten), then master.cf, main.cf last; each file is renamed whole, so a
+ * crash at any moment leaves each old or new, and the job, not yet committed, runs again at the
+ * next start: nothing in master.cf needs what a new main.cf alone brings (the certificate is
+ * main.cf's already, or the write that binds it is the same one). */
 #include "apply/reconcile.h"
 
 #include <stdio.h>
@@ -75,6 +77,37 @@ static int put_main_cf(const struct config *cfg, const char *staged, const char 
         return r;
 }
 
+/* master.cf is read by postfix reload and postfix start, not by running services: no date to
+ * move back, but a rename of a complete file all the same. */
+static int put_master_cf(const struct config *cfg, const char *staged, const char *lkg)
+{
+        char master_cf[PATH_MAX];
+        int r = layout_master_cf(cfg, master_cf, sizeof(master_cf));
+        if (r >= 0)
+                r = fs_replace(staged, master_cf, lkg);
+        return r;
+}
+
+/* A last-known-good file put back under its live name by a second name (a link, else a copy):
+ * no data is written, so a full disk cannot stop the way back. */
+static int restore_lkg(const struct config *cfg, const char *lkg, const char *name,
+                       int (*put)(const struct config *, const char *, const char *))
+{
+        char state[PATH_MAX], staged[PATH_MAX];
+        int r = layout_state_dir(cfg, state, sizeof(state));
+        if (r >= 0)
+                r = layout_join(state, name, staged, sizeof(staged));
+        if (r >= 0 && (unlink(staged) < 0 && errno != ENOENT))
+                r = -errno;
+        if (r >= 0 && link(lkg, staged) < 0)
+                r = errno == EXDEV || errno == EPERM ? copy_file(lkg, staged, 0644) : -errno;
+        if (r >= 0)
+                r = put(cfg, staged, NULL);
+        if (r < 0)
+                unlink(staged);
+        return r;
+}
+
 static int reload(const struct config *cfg, struct apply_result *res)
 {
         struct spawn_result out;
@@ -87,33 +120,32 @@ static int reload(const struct config *cfg, struct apply_result *res)
 int reconcile_restore(const struct config *cfg, const struct plan *p,
                       const struct apply_result *res)
 {
-        char lkg[PATH_MAX], staged[PATH_MAX], state[PATH_MAX];
+        char lkg[PATH_MAX];
         if (res->map_swapped) {
                 int k = stage_map_restore(cfg);
                 if (k < 0)
                         log_error("cannot restore the last-known-good policy map: %s",
                                   strerror(-k));
         }
-        if (!res->swapped)
-                return 0;
-        int r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
-        if (r >= 0)
-                r = layout_state_dir(cfg, state, sizeof(state));
-        if (r >= 0)
-                r = layout_join(state, "main.cf.restore", staged, sizeof(staged));
-        /* A second name for the last-known-good file, renamed over main.cf: no data is written,
-         * so a full disk cannot stop the way back. */
-        if (r >= 0 && (unlink(staged) < 0 && errno != ENOENT))
-                r = -errno;
-        if (r >= 0 && link(lkg, staged) < 0)
-                r = errno == EXDEV || errno == EPERM ? copy_file(lkg, staged, 0644) : -errno;
-        if (r >= 0)
-                r = put_main_cf(cfg, staged, NULL);
-        if (r < 0) {
-                unlink(staged);
-                log_error("cannot restore the last-known-good main.cf: %s", strerror(-r));
-                return r;
+        int r = 0;
+        if (res->master_swapped) {
+                r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
+                if (r >= 0)
+                        r = restore_lkg(cfg, lkg, "master.cf.restore", put_master_cf);
+                if (r < 0)
+                        log_error("cannot restore the last-known-good master.cf: %s", strerror(-r));
         }
+        if (res->swapped) {
+                r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
+                if (r >= 0)
+                        r = restore_lkg(cfg, lkg, "main.cf.restore", put_main_cf);
+                if (r < 0) {
+                        log_error("cannot restore the last-known-good main.cf: %s", strerror(-r));
+                        return r;
+                }
+        }
+        if (!res->swapped && !res->master_swapped)
+                return r;
         if (p->reload && postfix_is_running(cfg)) {
                 struct apply_result back = { 0 };
                 r = reload(cfg, &back);
@@ -146,8 +178,9 @@ static int stage_certs(const struct config *cfg, const struct plan *p,
         return 0;
 }
 
-/* 3. main.cf in a check directory that postconf can read (with a copy of master.cf), checked:
- * no postconf warning about a managed parameter. Its path into staged_main. */
+/* 3. main.cf in a check directory that postconf can read, with master.cf (the plan's new one, else
+ * a copy of the live one), checked: no postconf warning about a managed parameter, and a new
+ * master.cf passes `postfix check`. Its path into staged_main. */
 static int stage_main_cf(const struct config *cfg, const struct plan *p, struct apply_result *res,
                          char staged_main[PATH_MAX], struct problem *reterr)
 {
@@ -168,7 +201,9 @@ static int stage_main_cf(const struct config *cfg, const struct plan *p, struct 
                 if (r >= 0)
                         r = layout_join(check, "master.cf", master, sizeof(master));
                 if (r >= 0)
-                        r = copy_file(from, master, 0644);
+                        r = p->master_cf_changed
+                                ? fs_write_file(master, p->master_cf_new, p->master_new_len, 0644)
+                                : copy_file(from, master, 0644);
         }
         if (r < 0)
                 return problem_set(reterr, stage_problem(r), NULL, "cannot stage main.cf: %s",
@@ -179,9 +214,18 @@ static int stage_main_cf(const struct config *cfg, const struct plan *p, struct 
         apply_result_add_output(res, "postconf -n", r < 0 ? out.output : NULL);
         spawn_result_done(&out);
         if (r < 0)
+                return problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
+                                   "postconf refused the new main.cf: %s",
+                                   res->output ? res->output : strerror(-r));
+        if (!p->master_cf_changed)
+                return 0;
+        r = postfix_check(cfg, check, &out);
+        apply_result_add_output(res, "postfix check", r < 0 ? out.output : NULL);
+        if (r < 0)
                 problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
-                            "postconf refused the new main.cf: %s",
-                            res->output ? res->output : strerror(-r));
+                            "postfix check refused the new master.cf: %s",
+                            out.output && out.output[0] ? out.output : strerror(-r));
+        spawn_result_done(&out);
         return r;
 }
 
@@ -199,6 +243,21 @@ static int swap_files(const struct config *cfg, const struct plan *p, struct app
                 if (r < 0)
                         return r;
                 cert_staged[i][0] = 0;
+        }
+        if (p->master_cf_changed) {
+                char check[PATH_MAX], staged[PATH_MAX];
+                int r = layout_check_dir(cfg, check, sizeof(check));
+                if (r >= 0)
+                        r = layout_join(check, "master.cf", staged, sizeof(staged));
+                if (r >= 0)
+                        r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
+                if (r >= 0)
+                        r = put_master_cf(cfg, staged, lkg);
+                if (r < 0)
+                        return problem_set(reterr, stage_problem(r), NULL,
+                                           "cannot replace master.cf: %s", strerror(-r));
+                res->master_swapped = true;
+                fault_point("after_master_rename");
         }
         if (p->main_cf_changed) {
                 int r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
@@ -224,7 +283,7 @@ static int reload_postfix(const struct config *cfg, const struct plan *p, struct
                  * The committed files go back; the job runs again at the next start. */
                 problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "the daemon is stopping");
                 reconcile_restore(cfg, p, res);
-                res->swapped = res->map_swapped = false;
+                res->swapped = res->map_swapped = res->master_swapped = false;
                 return -ECANCELED;
         }
         if (p->reload && res->postfix_running) {
@@ -236,7 +295,7 @@ static int reload_postfix(const struct config *cfg, const struct plan *p, struct
                                     "postfix reload failed: %s",
                                     res->output ? res->output : strerror(-r));
                         reconcile_restore(cfg, p, res);
-                        res->swapped = res->map_swapped = false;
+                        res->swapped = res->map_swapped = res->master_swapped = false;
                         return -EPROTO;
                 }
                 fault_point("after_reload");
@@ -252,7 +311,8 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
         int r;
 
         *res = (struct apply_result){ 0 };
-        if (!p->main_cf_changed && !p->write_cert && !p->reload && !p->map_changed)
+        if (!p->main_cf_changed && !p->write_cert && !p->reload && !p->map_changed &&
+            !p->master_cf_changed)
                 return 0;
 
         r = stage_certs(cfg, p, cert_staged, reterr);
@@ -268,7 +328,7 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
 
         /* main.cf and certificate files stay as they are when only the map changed, or for an
          * ACME renewal (same paths, new content) */
-        if (p->main_cf_changed || p->write_cert) {
+        if (p->main_cf_changed || p->write_cert || p->master_cf_changed) {
                 r = stage_main_cf(cfg, p, res, staged_main, reterr);
                 if (r < 0)
                         goto fail_unstaged;
@@ -287,9 +347,9 @@ fail_unstaged:
                         fs_remove_tree(cert_staged[i]);
         if (layout_check_dir(cfg, check, sizeof(check)) >= 0)
                 fs_remove_tree(check);
-        if (res->map_swapped) {
+        if (res->map_swapped || res->master_swapped || res->swapped) {
                 reconcile_restore(cfg, p, res);
-                res->map_swapped = false;
+                res->map_swapped = res->master_swapped = res->swapped = false;
         }
         return r < 0 ? r : -EIO;
 }

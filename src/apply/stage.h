@@ -16,6 +16,7 @@ struct cert_info;
 
 struct apply_result {
         bool swapped;
+        bool master_swapped; /* master.cf replaced (the submission services) */
         bool map_swapped;
         bool postmap;
         bool reloaded;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "apply/mastercf.h"
 #include "probe/smtp_probe.h"
 #include "changes.h"
 #include "conf.h"
@@ -34,6 +35,8 @@ struct check {
         bool settle; /* VERIFY_SETTLE_USEC before the first handshake */
         struct verifier_expect expect[VERIFIER_EXPECT_MAX];
         size_t n_expect;
+        struct verifier_service services[VERIFIER_SERVICES_MAX];
+        size_t n_services;
 };
 
 struct verifier {
@@ -53,26 +56,34 @@ struct verifier {
         char detail[1024];
 };
 
-static int parse_address(const char *s, char *host, size_t size, unsigned *port)
+/* host[:port] as a master.cf service name or smtp_probe_address spells it: the host (brackets
+ * of an IPv6 address dropped; default_host when there is no ':', NULL: then refused) and the
+ * port, a number or (named_port) a services(5) name. */
+static int split_address(const char *s, const char *default_host, bool named_port, char *host,
+                         size_t size, unsigned *port)
 {
         const char *colon = strrchr(s, ':');
-        if (!colon)
+        if (colon) {
+                const char *h = s;
+                size_t len = (size_t)(colon - s);
+                if (*h == '[' && len >= 2 && h[len - 1] == ']') {
+                        h++;
+                        len -= 2;
+                }
+                if (len == 0 || len >= size)
+                        return -EINVAL;
+                memcpy(host, h, len);
+                host[len] = 0;
+        } else if (!default_host || snprintf(host, size, "%s", default_host) >= (int)size) {
                 return -EINVAL;
-        const char *h = s;
-        size_t len = (size_t)(colon - s);
-        if (*h == '[' && len >= 2 && h[len - 1] == ']') {
-                h++;
-                len -= 2;
         }
-        if (len == 0 || len >= size)
-                return -EINVAL;
-        memcpy(host, h, len);
-        host[len] = 0;
-        int64_t p;
-        if (parse_int64(colon + 1, 1, 65535, &p) < 0)
-                return -EINVAL;
-        *port = (unsigned)p;
-        return 0;
+        const char *p = colon ? colon + 1 : s;
+        int64_t v;
+        if (parse_int64(p, 1, 65535, &v) >= 0) {
+                *port = (unsigned)v;
+                return 0;
+        }
+        return named_port ? mastercf_port_number(p, port) : -EINVAL;
 }
 
 /* The outcome on the jobs the check was for, and what this node's smtpd served on its row in
@@ -110,25 +121,25 @@ static void record(const struct config *cfg, const struct check *c, bool ok, con
 
 /* One expectation of check c (e NULL: no STARTTLS offered) within the time left until
  * deadline. Describes the outcome in detail; served receives what was served. */
-static bool probe_one(struct verifier *v, const char *host, unsigned port, const struct check *c,
-                      const struct verifier_expect *e, uint64_t deadline, char *detail, size_t size,
-                      char *served, size_t served_size)
+static bool probe_one(struct verifier *v, const char *host, unsigned port, bool wrapper,
+                      const struct check *c, const struct verifier_expect *e, uint64_t deadline,
+                      char *detail, size_t size, char *served, size_t served_size)
 {
         struct smtp_probe_result last = { 0 };
         uint64_t now = now_monotonic_usec();
         /* with two certificates, each handshake offers only its key type's algorithms */
         const char *sigalgs = e && c->n_expect > 1 ? smtp_probe_sigalgs(e->key_type) : NULL;
-        int r = smtp_probe_expect(host, port, e ? e->fingerprint : NULL, sigalgs,
-                                  deadline > now ? deadline - now : 0, VERIFY_INTERVAL_USEC, &last,
-                                  &v->stop_probe);
+        int r = smtp_probe_expect_tls(host, port, wrapper, e ? e->fingerprint : NULL, sigalgs,
+                                      deadline > now ? deadline - now : 0, VERIFY_INTERVAL_USEC,
+                                      &last, &v->stop_probe);
         bool ok = r >= 0;
         char with[96] = "";
         if (sigalgs)
                 snprintf(with, sizeof(with), " to a client offering only %s signatures",
                          e->key_type);
         if (ok && e)
-                snprintf(detail, size, "%s:%u serves the bound certificate %s%s", host, port,
-                         e->fingerprint, with);
+                snprintf(detail, size, "%s:%u%s serves the bound certificate %s%s", host, port,
+                         wrapper ? " (implicit TLS)" : "", e->fingerprint, with);
         else if (ok)
                 snprintf(detail, size, "%s:%u offers no STARTTLS", host, port);
         else if (e)
@@ -153,14 +164,31 @@ static bool probe_all(struct verifier *v, const char *host, unsigned port, const
 {
         uint64_t deadline = now_monotonic_usec() + VERIFY_TIMEOUT_USEC;
         /* no certificate expected with STARTTLS cannot match: the one probe says so */
-        size_t n = c->expect_starttls && c->n_expect > 1 ? c->n_expect : 1, o = 0;
+        size_t per = c->expect_starttls && c->n_expect > 1 ? c->n_expect : 1, o = 0;
+        /* then each submission service, which serves the bound certificates whatever the MX's
+         * level (at least one is bound while one is enabled) */
+        size_t n = per + (c->n_expect > 0 ? c->n_services * c->n_expect : 0);
         char one[96], part[1024];
         bool ok = true;
         served[0] = detail[0] = 0;
         for (size_t i = 0; ok && i < n; i++) {
-                ok = probe_one(v, host, port, c, c->expect_starttls ? &c->expect[i] : NULL,
-                               deadline, part, sizeof(part), one, sizeof(one));
-                if (one[0] && o < served_size)
+                const struct verifier_service *svc =
+                    i < per ? NULL : &c->services[(i - per) / c->n_expect];
+                const struct verifier_expect *e = !svc ? (c->expect_starttls ? &c->expect[i] : NULL)
+                                                       : &c->expect[(i - per) % c->n_expect];
+                char svc_host[256];
+                unsigned svc_port = 0;
+                if (svc && split_address(svc->name, host, true, svc_host, sizeof(svc_host),
+                                         &svc_port) < 0) {
+                        snprintf(part, sizeof(part), "submission service %s: no such port",
+                                 svc->name);
+                        ok = false;
+                } else {
+                        ok = probe_one(v, svc ? svc_host : host, svc ? svc_port : port,
+                                       svc && svc->wrapper, c, e, deadline, part, sizeof(part), one,
+                                       sizeof(one));
+                }
+                if (!svc && one[0] && o < served_size)
                         o += (size_t)snprintf(served + o, served_size - o, "%s%s", o ? "," : "",
                                               one);
                 /* the failure alone, or every success joined by "; " */
@@ -179,7 +207,8 @@ static void *verifier_main(void *arg)
         struct verifier *v = arg;
         char host[256];
         unsigned port = 0;
-        bool addr_ok = parse_address(v->cfg->smtp_probe_address, host, sizeof(host), &port) >= 0;
+        bool addr_ok =
+            split_address(v->cfg->smtp_probe_address, NULL, false, host, sizeof(host), &port) >= 0;
 
         pthread_mutex_lock(&v->lock);
         for (;;) {
@@ -259,7 +288,8 @@ void verifier_stop(struct verifier *v)
 }
 
 void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool expect_starttls,
-                     const struct verifier_expect *expect, size_t n_expect, bool settle)
+                     const struct verifier_expect *expect, size_t n_expect,
+                     const struct verifier_service *services, size_t n_services, bool settle)
 {
         pthread_mutex_lock(&v->lock);
         /* Jobs of a check that never started are verified by this newer one. */
@@ -272,6 +302,9 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
         v->next.n_expect = 0;
         for (size_t i = 0; i < n_expect && i < VERIFIER_EXPECT_MAX; i++)
                 v->next.expect[v->next.n_expect++] = expect[i];
+        v->next.n_services = 0;
+        for (size_t i = 0; i < n_services && i < VERIFIER_SERVICES_MAX; i++)
+                v->next.services[v->next.n_services++] = services[i];
         v->has_check = true;
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");

@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "apply/map_state.h"
+#include "apply/mastercf.h"
 #include "apply/certsync.h"
 #include "apply/job.h"
 #include "apply/postfix.h"
@@ -99,6 +100,8 @@ static int apply_committed(struct worker *w, const struct occasion *o)
                 tx_rollback(&w->db);
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
+        if (r >= 0)
+                r = mastercf_plan(cfg, &d.settings, &plan, &p);
         if (r >= 0 && o->at_start && plan.map_managed && !plan.map_changed &&
             stage_map_adopt(cfg, &plan) == 0)
                 plan.map_changed = true;

@@ -80,7 +80,15 @@ void worker_verify(struct worker *w, const struct plan *p, const int64_t *ids, s
                          pc->fingerprint);
                 snprintf(expect[n_expect].key_type, sizeof(expect[0].key_type), "%s", pc->key_type);
         }
-        verifier_submit(w->verifier, ids, n, p->expect_starttls, expect, n_expect, settle);
+        struct verifier_service services[VERIFIER_SERVICES_MAX] = { 0 };
+        size_t n_services = 0;
+        for (; n_services < p->n_services && n_services < VERIFIER_SERVICES_MAX; n_services++) {
+                const struct plan_service *ps = &p->services[n_services];
+                snprintf(services[n_services].name, sizeof(services[0].name), "%s", ps->service);
+                services[n_services].wrapper = ps->kind == SUBMISSION_IMPLICIT;
+        }
+        verifier_submit(w->verifier, ids, n, p->expect_starttls, expect, n_expect, services,
+                        n_services, settle);
 }
 
 void worker_node_heartbeat(struct worker *w)

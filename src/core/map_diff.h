@@ -8,3 +8,9 @@
  * "@@ -a,0 +b,1 @@" hunk per added one; "" when they are the same. NULL when out of memory. The
  * caller frees it. */
 char *map_diff(const char *label, const char *old, size_t old_len, const char *new, size_t new_len);
+
+/* A unified diff of two texts whose lines are in no order (master.cf): the header and one hunk
+ * from the first line that differs to the last (no context lines); "" when they are the same.
+ * NULL when out of memory. The caller frees it. */
+char *text_diff(const char *label, const char *old, size_t old_len, const char *new,
+                size_t new_len);

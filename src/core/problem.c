@@ -49,6 +49,7 @@ static const struct name_code code_names[] = {
         { "postfix_rejected", PROBLEM_POSTFIX_REJECTED },
         { "destination_fails_probe", PROBLEM_DESTINATION_FAILS_PROBE },
         { "node_alive", PROBLEM_NODE_ALIVE },
+        { "service_conflict", PROBLEM_SERVICE_CONFLICT },
         { "certificate_not_on_node", PROBLEM_CERTIFICATE_NOT_ON_NODE },
         { "csrf_refused", PROBLEM_CSRF_REFUSED },
         { "origin_not_allowed", PROBLEM_ORIGIN_NOT_ALLOWED },

@@ -94,8 +94,170 @@ struct settings_body {
         bool received_header;
         int64_t loglevel;
         const char *outbound_ca;
+        json_t *services[SUBMISSION_KINDS];
         json_t *ignored;
 };
+
+static const char *const kind_names[SUBMISSION_KINDS] = {
+        [SUBMISSION_STARTTLS] = "submission",
+        [SUBMISSION_IMPLICIT] = "submissions",
+};
+
+const char *submission_kind_name(enum submission_kind k)
+{
+        return k < SUBMISSION_KINDS ? kind_names[k] : "";
+}
+
+static bool is_lower_alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* A port: 1-65535 without a leading zero, or an /etc/services name [a-z][a-z0-9-]{0,31}. */
+static bool port_is_valid(const char *p, size_t n)
+{
+        if (n == 0)
+                return false;
+        if (p[0] >= '0' && p[0] <= '9') {
+                if (n > 5 || p[0] == '0')
+                        return false;
+                unsigned long v = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (p[i] < '0' || p[i] > '9')
+                                return false;
+                        v = v * 10 + (unsigned long)(p[i] - '0');
+                }
+                return v >= 1 && v <= 65535;
+        }
+        if (n > 32 || !(p[0] >= 'a' && p[0] <= 'z') || p[n - 1] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!is_lower_alnum(p[i]) && p[i] != '-')
+                        return false;
+        return true;
+}
+
+/* A host: a bracketed IPv6 address ([0-9A-Fa-f:.], at least one ':'), or dot-separated labels of
+ * [A-Za-z0-9-] (an IPv4 address is one), none empty, none starting or ending with '-'. */
+static bool host_is_valid(const char *h, size_t n)
+{
+        if (n >= 2 && h[0] == '[') {
+                if (h[n - 1] != ']' || n < 4)
+                        return false;
+                bool colon = false;
+                for (size_t i = 1; i + 1 < n; i++) {
+                        char c = h[i];
+                        colon = colon || c == ':';
+                        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                              (c >= 'A' && c <= 'F') || c == ':' || c == '.'))
+                                return false;
+                }
+                return colon;
+        }
+        size_t label = 0;
+        for (size_t i = 0; i <= n; i++) {
+                if (i == n || h[i] == '.') {
+                        if (label == 0 || h[i - 1] == '-')
+                                return false;
+                        label = 0;
+                        continue;
+                }
+                char c = h[i];
+                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || (c == '-' && label > 0);
+                if (!ok || ++label > 63)
+                        return false;
+        }
+        return true;
+}
+
+bool submission_service_is_valid(const char *s)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0 || n > SUBMISSION_SERVICE_MAX)
+                return false;
+        const char *colon = strrchr(s, ':');
+        /* a bracketed IPv6 host has colons of its own: the port's is after the ']' */
+        if (colon && s[0] == '[' && (colon == s || colon[-1] != ']'))
+                return false;
+        const char *port = colon ? colon + 1 : s;
+        size_t port_len = n - (size_t)(port - s);
+        if (colon && !host_is_valid(s, (size_t)(colon - s)))
+                return false;
+        if (!port_is_valid(port, port_len))
+                return false;
+        /* the MX's smtpd: submission belongs on a port of its own */
+        return !(port_len == 4 && memcmp(port, "smtp", 4) == 0) &&
+               !(port_len == 2 && memcmp(port, "25", 2) == 0);
+}
+
+struct service_body {
+        bool enabled;
+        const char *service;
+};
+
+static int check_service_name(const struct json_spec *spec, json_t *v, const char *field,
+                              struct problem *reterr)
+{
+        const char *s = json_string_value(v);
+        if (strlen(s) == json_string_length(v) && submission_service_is_valid(s))
+                return 0;
+        return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                           "service is a master.cf inet service name, [host:]port: the port a "
+                           "number or an /etc/services name ([a-z][a-z0-9-]{0,31}), the host an "
+                           "IPv4 address, a [bracketed] IPv6 address or a host name; at most %d "
+                           "bytes; not the MX's port (smtp, 25)",
+                           SUBMISSION_SERVICE_MAX);
+}
+
+enum { FS_ENABLED, FS_SERVICE };
+#define SV(f) offsetof(struct service_body, f)
+static const struct json_spec service_spec[] = {
+        [FS_ENABLED] = { "enabled", JS_BOOL, 0, SV(enabled), .choices = NULL },
+        [FS_SERVICE] = { "service", JS_STRING, 0, SV(service), .max = SUBMISSION_SERVICE_MAX,
+                         .check = check_service_name },
+        { 0 },
+};
+
+/* A submission service member: null, or an object of service_spec (checked in full here, so
+ * that the field named is the member's: /submission/service). */
+static int check_service(const struct json_spec *spec, json_t *v, const char *field,
+                         struct problem *reterr)
+{
+        struct service_body b = { 0 };
+        uint64_t present = 0;
+        if (!json_is_object(v))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
+                                   "%s is null (master.cf's entry is left alone) or an object "
+                                   "{\"enabled\": true|false, \"service\": \"[host:]port\"}",
+                                   spec->name);
+        return json_dispatch(v, service_spec, &b, &present, 0, field, reterr);
+}
+
+/* Onto *svc (of kind k): the member's value v (NULL: null, unmanaged); with patch, an object
+ * merges into a managed service (RFC 7396: members not sent keep their values). */
+static void apply_service(struct submission_service *svc, enum submission_kind k, json_t *v,
+                          bool patch)
+{
+        struct service_body b = { 0 };
+        uint64_t present = 0;
+        struct problem ignore = { 0 };
+        if (!v) {
+                *svc = (struct submission_service){ 0 };
+                return;
+        }
+        (void)json_dispatch(v, service_spec, &b, &present, JSON_DISPATCH_PATCH, "", &ignore);
+        problem_done(&ignore);
+        if (!patch || !svc->managed) {
+                /* an object asks for the service: enabled unless it says otherwise */
+                *svc = (struct submission_service){ .managed = true, .enabled = true };
+                snprintf(svc->service, sizeof(svc->service), "%s", kind_names[k]);
+        }
+        if (present & (UINT64_C(1) << FS_ENABLED))
+                svc->enabled = b.enabled;
+        if (present & (UINT64_C(1) << FS_SERVICE))
+                snprintf(svc->service, sizeof(svc->service), "%s", b.service);
+}
 
 static int check_certificate_name(const struct json_spec *spec, json_t *v, const char *field,
                                   struct problem *reterr)
@@ -156,6 +318,8 @@ enum {
         F_RECEIVED_HEADER,
         F_LOGLEVEL,
         F_OUTBOUND_CA,
+        F_SUBMISSION,
+        F_SUBMISSIONS,
         F_GENERATION,
         F_UPDATED_AT,
         F_MANAGED,
@@ -181,6 +345,10 @@ static const struct json_spec settings_spec[] = {
         [F_LOGLEVEL] = { "loglevel", JS_INT, 0, SB(loglevel), .min = 0, .max = 4 },
         [F_OUTBOUND_CA] = { "outbound_ca", JS_STRING, 0, SB(outbound_ca), .max = OUTBOUND_CA_MAX,
                             .check = check_outbound_ca },
+        [F_SUBMISSION] = { "submission", JS_ANY, JS_NULLABLE, SB(services[SUBMISSION_STARTTLS]),
+                           .check = check_service },
+        [F_SUBMISSIONS] = { "submissions", JS_ANY, JS_NULLABLE, SB(services[SUBMISSION_IMPLICIT]),
+                            .check = check_service },
         [F_GENERATION] = { "generation", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
         [F_UPDATED_AT] = { "updated_at", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
         [F_MANAGED] = { "managed", JS_ANY, JS_READ_ONLY, SB(ignored), .choices = NULL },
@@ -238,6 +406,10 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
                 n.loglevel = (int)b.loglevel;
         if (HAS(F_OUTBOUND_CA))
                 snprintf(n.outbound_ca, sizeof(n.outbound_ca), "%s", b.outbound_ca);
+        for (int k = 0; k < SUBMISSION_KINDS; k++)
+                if (HAS(F_SUBMISSION + k))
+                        apply_service(&n.services[k], (enum submission_kind)k, b.services[k],
+                                      patch);
 
         if (settings_inbound(&n) != MODE_NONE && !n.certificate[0])
                 return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
@@ -250,6 +422,21 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
                                    "additional_certificate '%s' is served beside certificate, "
                                    "which is not set: bind it as certificate instead",
                                    n.additional_certificate);
+        const struct submission_service *sub = &n.services[SUBMISSION_STARTTLS],
+                                        *subs = &n.services[SUBMISSION_IMPLICIT];
+        if (sub->managed && subs->managed && streq(sub->service, subs->service))
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, "/submissions/service",
+                                   "submission and submissions both name master.cf service "
+                                   "'%s': implicit TLS (465) and STARTTLS (587) need a port "
+                                   "each",
+                                   subs->service);
+        /* an enabled service does TLS with main.cf's certificate, whatever the inbound level */
+        for (int k = 0; k < SUBMISSION_KINDS; k++)
+                if (n.services[k].managed && n.services[k].enabled && !n.certificate[0])
+                        return problem_set(reterr, PROBLEM_CERTIFICATE_REQUIRED, "/certificate",
+                                           "%s is enabled: its clients must get TLS, so a "
+                                           "certificate must be bound",
+                                           kind_names[k]);
         if (n.additional_certificate[0] && streq(n.additional_certificate, n.certificate))
                 return problem_set(reterr, PROBLEM_DUPLICATE_KEY_TYPE, "/additional_certificate",
                                    "'%s' is already bound as certificate: the additional "
@@ -381,6 +568,13 @@ json_t *settings_to_json(const struct settings *s)
         json_object_set_new(j, "received_header", json_boolean(s->received_header));
         json_object_set_new(j, "loglevel", json_integer(s->loglevel));
         json_object_set_new(j, "outbound_ca", json_string(s->outbound_ca));
+        for (int k = 0; k < SUBMISSION_KINDS; k++) {
+                const struct submission_service *svc = &s->services[k];
+                json_object_set_new(j, kind_names[k],
+                                    svc->managed ? json_pack("{s:b, s:s}", "enabled", svc->enabled,
+                                                             "service", svc->service)
+                                                 : json_null());
+        }
         json_object_set_new(j, "managed", json_boolean(s->managed));
         json_object_set_new(j, "generation", json_integer(s->generation));
         json_object_set_new(j, "updated_at",

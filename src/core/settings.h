@@ -24,6 +24,27 @@ enum tls_profile {
         PROFILE_LEGACY,
 };
 
+/* The client-facing services in master.cf that settings may manage: submission (STARTTLS
+ * required, RFC 6409, port 587) and submissions (implicit TLS, RFC 8314, port 465). */
+enum submission_kind {
+        SUBMISSION_STARTTLS,
+        SUBMISSION_IMPLICIT,
+        SUBMISSION_KINDS,
+};
+/* A master.cf service name: [host:]port, at most this many bytes. */
+#define SUBMISSION_SERVICE_MAX 64
+struct submission_service {
+        bool managed; /* false (null in JSON): master.cf's entry is the administrator's alone */
+        bool enabled;
+        char service[SUBMISSION_SERVICE_MAX + 1]; /* "submission", "127.0.0.1:10587" */
+};
+/* The JSON member and the default service name of each kind: "submission", "submissions". */
+const char *submission_kind_name(enum submission_kind k);
+/* Whether s is a master.cf inet service name settings take: [host:]port, the host an IPv4
+ * address, a bracketed IPv6 address or a host name, the port a number (1-65535) or a service
+ * name of /etc/services ([a-z][a-z0-9-]{0,31}); not the MX's port (smtp, 25). */
+bool submission_service_is_valid(const char *s);
+
 /* outbound_ca: "system" (the system's CA bundle, config system_ca_file) or an absolute path. */
 #define OUTBOUND_CA_SYSTEM "system"
 #define OUTBOUND_CA_MAX    1024
@@ -40,6 +61,7 @@ struct settings {
         bool received_header;
         int loglevel;
         char outbound_ca[OUTBOUND_CA_MAX + 1]; /* rendered as smtp_tls_CAfile */
+        struct submission_service services[SUBMISSION_KINDS];
         int64_t generation;
         char updated_at[32];
 };

@@ -58,6 +58,7 @@ static const struct {
         [PROBLEM_POSTFIX_REJECTED] = { 422, "Postfix rejected the configuration" },
         [PROBLEM_DESTINATION_FAILS_PROBE] = { 422, "Destination fails probe" },
         [PROBLEM_NODE_ALIVE] = { 409, "Node is alive" },
+        [PROBLEM_SERVICE_CONFLICT] = { 409, "Service conflict" },
         [PROBLEM_CERTIFICATE_NOT_ON_NODE] = { 409, "Certificate not on node" },
         [PROBLEM_CSRF_REFUSED] = { 403, "Cross-site request refused" },
         [PROBLEM_ORIGIN_NOT_ALLOWED] = { 403, "Origin not allowed" },

@@ -108,6 +108,7 @@ struct probe {
         const char *ca_file;
         const char *sigalgs;
         bool verify;
+        bool wrapper; /* TLS from the first byte (port 465), no STARTTLS */
         struct probe_conn conn;
         SSL_CTX *ctx;
         BIO_METHOD *meth;
@@ -175,7 +176,7 @@ static int converse_steps(struct probe *p, struct smtp_probe_result *res)
         char cmd[300];
         int r;
 
-        if (p->o && p->o->wrapper) {
+        if (p->wrapper) {
                 r = start_tls(p, res);
                 if (r <= 0)
                         return r;
@@ -200,7 +201,7 @@ static int converse_steps(struct probe *p, struct smtp_probe_result *res)
                 return 1;
         }
         res->ehlo_ok = true;
-        if (p->o && p->o->wrapper)
+        if (p->wrapper)
                 return 1;
         res->starttls_offered = rp.starttls;
         if (!rp.starttls)
@@ -291,26 +292,30 @@ out:
 }
 
 static int probe_once(const char *host, unsigned port, const char *servername, const char *ca_file,
-                      const char *sigalgs, bool verify, uint64_t timeout_usec,
+                      const char *sigalgs, bool verify, bool wrapper, uint64_t timeout_usec,
                       struct smtp_probe_result *res)
 {
-        struct probe p = {
-                .servername = servername, .ca_file = ca_file, .sigalgs = sigalgs, .verify = verify
-        };
+        struct probe p = { .servername = servername,
+                           .ca_file = ca_file,
+                           .sigalgs = sigalgs,
+                           .verify = verify,
+                           .wrapper = wrapper };
         return run(&p, host, port, probe_deadline_after(timeout_usec), res);
 }
 
 int smtp_probe_address(const char *address, unsigned port, const struct smtp_probe_options *o,
                        uint64_t deadline, struct smtp_probe_result *res)
 {
-        struct probe p = { .o = o, .servername = o->servername, .ca_file = o->ca_file };
+        struct probe p = {
+                .o = o, .servername = o->servername, .ca_file = o->ca_file, .wrapper = o->wrapper
+        };
         return run(&p, address, port, deadline, res);
 }
 
 int smtp_probe(const char *host, unsigned port, const char *servername, const char *ca_file,
                uint64_t timeout_usec, struct smtp_probe_result *res)
 {
-        return probe_once(host, port, servername, ca_file, NULL, true, timeout_usec, res);
+        return probe_once(host, port, servername, ca_file, NULL, true, false, timeout_usec, res);
 }
 
 /* The 32 bytes of a fingerprint written as hex, with or without ':' separators. */
@@ -343,6 +348,14 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, 
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
                       struct smtp_probe_result *last, struct stop_event *stop)
 {
+        return smtp_probe_expect_tls(host, port, false, fingerprint, sigalgs, timeout_usec,
+                                     poll_interval_usec, last, stop);
+}
+
+int smtp_probe_expect_tls(const char *host, unsigned port, bool wrapper, const char *fingerprint,
+                          const char *sigalgs, uint64_t timeout_usec, uint64_t poll_interval_usec,
+                          struct smtp_probe_result *last, struct stop_event *stop)
+{
         struct smtp_probe_result scratch;
         struct smtp_probe_result *out = last ? last : &scratch;
         unsigned char want[32];
@@ -362,7 +375,7 @@ int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, 
                 struct smtp_probe_result obs;
                 uint64_t now = now_monotonic_usec();
                 uint64_t budget = now < deadline ? deadline - now : 0;
-                int k = probe_once(host, port, NULL, NULL, sigalgs, false,
+                int k = probe_once(host, port, NULL, NULL, sigalgs, false, wrapper,
                                    budget < attempt_max ? budget : attempt_max, &obs);
                 unsigned char got[32];
                 bool match;

@@ -132,6 +132,11 @@ bool smtp_probe_fingerprint_equal(const char *a, const char *b);
 int smtp_probe_expect(const char *host, unsigned port, const char *fingerprint, const char *sigalgs,
                       uint64_t timeout_usec, uint64_t poll_interval_usec,
                       struct smtp_probe_result *last, struct stop_event *stop);
+/* The same with wrapper true: TLS from the first byte (a submissions service, port 465), no
+ * STARTTLS (then give a fingerprint: every wrapped conversation offers no STARTTLS). */
+int smtp_probe_expect_tls(const char *host, unsigned port, bool wrapper, const char *fingerprint,
+                          const char *sigalgs, uint64_t timeout_usec, uint64_t poll_interval_usec,
+                          struct smtp_probe_result *last, struct stop_event *stop);
 /* The signature algorithms that only a certificate with a key of key_type ("RSA", "EC",
  * "Ed25519", as cert_info's key_type) can answer; NULL for a type without its own. */
 const char *smtp_probe_sigalgs(const char *key_type);

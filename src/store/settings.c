@@ -31,7 +31,8 @@ static enum tls_mode mode_of(const PGresult *res, int col)
 #define SETTINGS_SELECT                                                                            \
         "SELECT s.managed, s.version, s.mode, s.inbound_mode, s.outbound_mode, c.name, "           \
         "s.profile, s.auth_only, s.received_header, s.loglevel, " DB_TS("s.updated_at") ", "          \
-        "g.generation, s.outbound_ca, a.name FROM settings s "                                     \
+        "g.generation, s.outbound_ca, a.name, s.submission_service, s.submission_enabled, "       \
+        "s.submissions_service, s.submissions_enabled FROM settings s "                           \
         "LEFT JOIN certificates c ON c.id = s.certificate_id "                                     \
         "LEFT JOIN certificates a ON a.id = s.additional_certificate_id, config_state g"
 /* clang-format on */
@@ -69,6 +70,24 @@ int store_settings_load(struct db_conn *c, struct settings *s, int64_t *version,
                 snprintf(s->outbound_ca, sizeof(s->outbound_ca), "%s", ca);
         snprintf(s->additional_certificate, sizeof(s->additional_certificate), "%s",
                  PQgetisnull(res, 0, 13) ? "" : PQgetvalue(res, 0, 13));
+        /* a service name goes into master.cf: a row written around the API is checked as the
+         * API checks it (else the service is left alone) */
+        for (int k = 0; k < SUBMISSION_KINDS; k++) {
+                int col = 14 + 2 * k;
+                if (PQgetisnull(res, 0, col))
+                        continue;
+                const char *name = PQgetvalue(res, 0, col);
+                if (!submission_service_is_valid(name)) {
+                        log_warning("settings row: %s_service refused (not a [host:]port "
+                                    "service name); master.cf's entry is left alone",
+                                    submission_kind_name((enum submission_kind)k));
+                        continue;
+                }
+                struct submission_service *svc = &s->services[k];
+                svc->managed = true;
+                svc->enabled = streq(PQgetvalue(res, 0, col + 1), "t");
+                snprintf(svc->service, sizeof(svc->service), "%s", name);
+        }
         return 0;
 }
 
@@ -219,7 +238,12 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                 loglevel,
                 s->outbound_ca,
                 additional_id,
+                s->services[0].managed ? s->services[0].service : NULL,
+                s->services[0].enabled ? "t" : "f",
+                s->services[1].managed ? s->services[1].service : NULL,
+                s->services[1].enabled ? "t" : "f",
         };
+        _Static_assert(SUBMISSION_KINDS == 2, "two services, four columns");
         /* Settings that are already these change nothing: not the version (ETag), not
          * updated_at (and the worker then bumps no generation). */
         return db_exec(c, NULL, reterr,
@@ -227,12 +251,16 @@ int store_settings_save(struct db_conn *c, const struct settings *s, struct prob
                        "inbound_mode = $2, outbound_mode = $3, certificate_id = $4::bigint, "
                        "profile = $5, auth_only = $6, received_header = $7, loglevel = $8, "
                        "outbound_ca = $9, additional_certificate_id = $10::bigint, "
+                       "submission_service = $11, submission_enabled = $12, "
+                       "submissions_service = $13, submissions_enabled = $14, "
                        "updated_at = now() WHERE (managed, mode, inbound_mode, outbound_mode, "
                        "certificate_id, profile, auth_only, received_header, loglevel, "
-                       "outbound_ca, additional_certificate_id) IS DISTINCT "
-                       "FROM (true, $1, $2, $3, $4::bigint, $5, $6::boolean, $7::boolean, "
-                       "$8::int, $9, $10::bigint)",
-                       10, params);
+                       "outbound_ca, additional_certificate_id, submission_service, "
+                       "submission_enabled, submissions_service, submissions_enabled) IS "
+                       "DISTINCT FROM (true, $1, $2, $3, $4::bigint, $5, $6::boolean, "
+                       "$7::boolean, $8::int, $9, $10::bigint, $11, $12::boolean, $13, "
+                       "$14::boolean)",
+                       14, params);
 }
 
 int store_generation(struct db_conn *c, int64_t *gen, bool for_update, struct problem *reterr)

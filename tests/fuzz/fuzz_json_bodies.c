@@ -109,8 +109,48 @@ static void sb_add(struct sbuf *b, const char *s)
 static const char *const settings_keys[] = {
         "mode",       "inbound_mode", "outbound_mode",   "certificate", "additional_certificate",
         "profile",    "auth_only",    "received_header", "loglevel",    "outbound_ca",
-        "generation", "updated_at",   "managed",         NULL
+        "submission", "submissions",  "generation",      "updated_at",  "managed",
+        NULL
 };
+
+/* api.md: a submission service's name is [host:]port - the port 1-65535 or a services(5) name
+ * [a-z][a-z0-9-]{0,31}, the host an IPv4 address, a [bracketed] IPv6 address or a host name - at
+ * most 64 bytes, never smtp or 25. Written apart from settings.c's check, from the documentation
+ * (looser on the host: only its characters). */
+static bool service_name_ok(json_t *v)
+{
+        if (!json_is_string(v))
+                return false;
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (strlen(s) != n || n == 0 || n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]",
+                            s[i]))
+                        return false;
+        const char *colon = strrchr(s, ':');
+        if (s[0] == '[' && (!colon || colon[-1] != ']'))
+                return false;
+        const char *port = colon ? colon + 1 : s;
+        if (strcmp(port, "smtp") == 0 || strcmp(port, "25") == 0 || !port[0])
+                return false;
+        if (port[0] >= '0' && port[0] <= '9') {
+                long v_ = 0;
+                for (const char *c = port; *c; c++) {
+                        if (*c < '0' || *c > '9' || c - port >= 5)
+                                return false;
+                        v_ = v_ * 10 + (*c - '0');
+                }
+                return port[0] != '0' && v_ <= 65535;
+        }
+        if (strlen(port) > 32 || port[0] < 'a' || port[0] > 'z')
+                return false;
+        for (const char *c = port; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+                        return false;
+        return true;
+}
 
 /* api.md: outbound_ca is "system" or an absolute path of A-Z a-z 0-9 . _ + @ - / whose
  * components are neither empty, "." nor "..", at most 1024 bytes. Written apart from
@@ -192,6 +232,7 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
                 want.auth_only = true;
                 want.received_header = false;
                 want.loglevel = 1;
+                memset(want.services, 0, sizeof(want.services));
         }
         if ((v = json_object_get(body, "mode"))) {
                 FUZZ_ASSERT(json_is_string(v) && str_is_one_of(json_string_value(v), mode_strings),
@@ -257,6 +298,38 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
                             "settings: accepted a bad loglevel");
                 want.loglevel = (int)json_integer_value(v);
         }
+        static const char *const service_keys[] = { "submission", "submissions" };
+        for (size_t k = 0; k < 2; k++) {
+                struct submission_service *svc = &want.services[k];
+                if (!(v = json_object_get(body, service_keys[k])))
+                        continue;
+                if (json_is_null(v)) {
+                        memset(svc, 0, sizeof(*svc));
+                        continue;
+                }
+                FUZZ_ASSERT(json_is_object(v), "settings: accepted a %s that is no object",
+                            service_keys[k]);
+                const char *member;
+                json_t *m;
+                json_object_foreach (v, member, m)
+                        FUZZ_ASSERT(strcmp(member, "enabled") == 0 ||
+                                        strcmp(member, "service") == 0,
+                                    "settings: accepted %s/%s", service_keys[k], member);
+                /* api.md: a new member is enabled on its default port; a PATCH merges */
+                if (!patch || !svc->managed) {
+                        memset(svc, 0, sizeof(*svc));
+                        svc->managed = svc->enabled = true;
+                        snprintf(svc->service, sizeof(svc->service), "%s", service_keys[k]);
+                }
+                if ((m = json_object_get(v, "enabled"))) {
+                        FUZZ_ASSERT(json_is_boolean(m), "settings: accepted a non-boolean enabled");
+                        svc->enabled = json_is_true(m);
+                }
+                if ((m = json_object_get(v, "service"))) {
+                        FUZZ_ASSERT(service_name_ok(m), "settings: accepted a bad service name");
+                        snprintf(svc->service, sizeof(svc->service), "%s", json_string_value(m));
+                }
+        }
         want.managed = true;
 
         enum tls_mode in = want.inbound_mode == MODE_UNSET ? want.mode : want.inbound_mode;
@@ -267,6 +340,18 @@ static void settings_oracle(json_t *body, bool patch, const struct settings *bef
                 (want.certificate[0] && strcmp(want.additional_certificate, want.certificate) != 0),
             "settings: accepted an additional_certificate without a certificate, or the "
             "same one twice");
+        for (size_t k = 0; k < 2; k++)
+                FUZZ_ASSERT(
+                    !want.services[k].managed || !want.services[k].enabled || want.certificate[0],
+                    "settings: accepted an enabled %s without a certificate", service_keys[k]);
+        FUZZ_ASSERT(!want.services[0].managed || !want.services[1].managed ||
+                        strcmp(want.services[0].service, want.services[1].service) != 0,
+                    "settings: accepted one service name for both");
+        for (size_t k = 0; k < 2; k++)
+                FUZZ_ASSERT(got->services[k].managed == want.services[k].managed &&
+                                got->services[k].enabled == want.services[k].enabled &&
+                                strcmp(got->services[k].service, want.services[k].service) == 0,
+                            "settings: %s differs from the body", service_keys[k]);
         FUZZ_ASSERT(got->managed == want.managed && got->mode == want.mode &&
                         got->inbound_mode == want.inbound_mode &&
                         got->outbound_mode == want.outbound_mode &&

@@ -278,3 +278,70 @@ def test_keyboard_phone_conflict_and_read_only(make_site, certs, browser):
         return await page.locator('#settings-certificate dl.cert-details').innerText();
     """)
     assert "CN=mx.test.example" in facts, facts
+
+
+def test_submission_services_through_the_page(make_site, certs, browser):
+    """The Submission services part: left alone by default (a Save keeps master.cf as it is),
+    enabled under a service name with Preview showing master.cf's diff first, served by Postfix
+    after Save (openssl on the port), a bad name refused next to its field, and a later Save of
+    other settings keeps the service (the page sends what it loaded)."""
+    from tests.harness.util import free_port, wait_until
+    from tests.system.test_submission import SASL, master_cf, served_by_openssl
+    site = make_site(extra=SASL)
+    d = site.d
+    mx = certs.leaf("console-sub", (HOST,))
+    upload(d, "mx-sub", mx)
+    site.put_ok({"mode": "may", "certificate": "mx-sub"})
+    before = master_cf(site)
+    port = free_port()
+    page = settings_page(d, browser, d.token)
+    state = "page.getByLabel('Submissions, port 465 (implicit TLS, preferred by RFC 8314)')"
+    name = "page.locator('.field:has([data-field=\"/submissions\"]) + .field input')"
+
+    # a bad name: refused next to the name field, nothing changed
+    text = page.run(JS_CONTROLS + f"""
+        await page.getByText('Submission services (master.cf)', {{ exact: true }}).click();
+        check(await {state}.inputValue() === '', 'not "leave master.cf as it is" by default');
+        await {state}.selectOption('on');
+        await {name}.fill('smtp');
+        await save.click();
+        const err = page.locator('.field:has([data-field="/submissions/service"]) + .field-error');
+        await err.waitFor();
+        return await err.innerText();
+    """)
+    assert "service is a master.cf inet service name" in text, text
+    assert master_cf(site) == before
+
+    # Preview: master.cf's diff, nothing changed; Save: the port serves the certificate
+    plan = page.run(JS_CONTROLS + f"""
+        await {name}.fill('127.0.0.1:{port}');
+        await preview.click();
+        const region = page.getByRole('region', {{ name: 'Preview: what Save would do' }});
+        await region.locator('pre[aria-label="master.cf changes"]').waitFor();
+        return await region.innerText();
+    """)
+    assert f"+127.0.0.1:{port} inet n" in plan and "smtpd_tls_wrappermode=yes" in plan, plan
+    assert master_cf(site) == before
+    text = page.run(JS_CONTROLS + """
+        await save.click();
+        await page.locator('.job-outcome:is(.ok, .warn, .bad)').waitFor({ timeout: 60000 });
+        return await page.locator('main').innerText();
+    """, timeout=90)
+    assert ": applied." in text and "Postfix now serves mx-sub" in text, text
+    assert served_by_openssl(port, starttls=False) == mx.fingerprint()
+    assert site.settings()["submissions"] == {"enabled": True, "service": f"127.0.0.1:{port}"}
+    page.screenshot("settings-submission")
+
+    # another setting saved from the reloaded page: the service stays
+    now = master_cf(site)
+    page.run(JS_CONTROLS + """
+        await page.getByText('Advanced', { exact: true }).click();
+        await page.getByLabel('TLS log level').selectOption('2');
+        await save.click();
+    """, timeout=90)
+    # (the outcome of the first Save is still on the page: wait for the settings themselves)
+    wait_until(lambda: site.settings()["loglevel"] == 2, 60, "the second Save")
+    site.assert_in_sync()
+    s = site.settings()
+    assert s["loglevel"] == 2 and s["submissions"]["enabled"] is True, s
+    assert s["submission"] is None and master_cf(site) == now
