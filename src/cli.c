@@ -118,8 +118,16 @@ static const struct cli_option push_options[] = {
           set_allow_empty },
         { 0 },
 };
+static int set_settings(struct cli_invocation *inv, const char *value, char *why, size_t size)
+{
+        inv->settings = true;
+        return 0;
+}
+
 static const struct cli_option import_options[] = {
         { "dry-run", 'n', NULL, false, "show what would change; change nothing", set_dry_run },
+        { "settings", 0, NULL, false,
+          "also write the settings main.cf's TLS parameters are, once proved", set_settings },
         { 0 },
 };
 
@@ -188,11 +196,14 @@ static const struct cli_command_spec commands[_CLI_COMMAND_MAX] = {
                          "become policies and main.cf no longer lists the map. The others stay,\n"
                          "after smtptlsd's map; Postfix answers every key as before. Prints per\n"
                          "map what is imported or why it stays, the entries refused, and with\n"
-                         "--dry-run the main.cf change and the policy map's diff.\n"
+                         "--dry-run the main.cf change and the policy map's diff. With --settings\n"
+                         "it also writes the settings whose rendering main.cf's TLS parameters\n"
+                         "are (a single node only), once postconf -x reads every parameter of\n"
+                         "main.cf rendered with them as it reads the live one.\n"
                          "Needs a token with scope admin.\n" REMOTE_ENVIRONMENT
                          "Exit status: 0 imported (or nothing to import), 1 refused, 2 the\n"
                          "daemon cannot be reached, 3 accepted but still running.\n"
-                         "Example: smtptlsd import --dry-run",
+                         "Example: smtptlsd import --dry-run --settings",
                          import_options },
 };
 

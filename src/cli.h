@@ -31,6 +31,7 @@ struct cli_invocation {
         const char *file;        /* FILE of `push` ("-": standard input) */
         bool dry_run;            /* --dry-run of `push` and `import` */
         bool allow_empty;        /* --allow-empty of `push` */
+        bool settings;           /* --settings of `import` */
 };
 
 /* push, pull and import talk to a daemon's API, not to the database: they need no

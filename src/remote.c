@@ -385,7 +385,9 @@ static void print_import(json_t *j, bool dry_run, FILE *out)
         }
         json_t *st = json_object_get(j, "settings");
         if (st)
-                fprintf(out, "settings: %s%s%s\n", json_string_value(json_object_get(st, "action")),
+                fprintf(out, "settings: %s%s%s%s\n",
+                        json_is_true(json_object_get(st, "written")) ? "written, " : "",
+                        json_string_value(json_object_get(st, "action")),
                         json_object_get(st, "reason") ? ": " : "",
                         json_object_get(st, "reason")
                             ? json_string_value(json_object_get(st, "reason"))
@@ -421,9 +423,9 @@ int remote_import(const struct cli_invocation *inv, FILE *out, FILE *err)
         int status = REMOTE_UNREACHABLE;
         if (remote_begin(&r, err) < 0)
                 return status;
-        char path[64];
-        snprintf(path, sizeof(path), "/api/v1/import?%s",
-                 inv->dry_run ? "dry_run=true" : "wait=300");
+        char path[80];
+        snprintf(path, sizeof(path), "/api/v1/import?%s%s",
+                 inv->dry_run ? "dry_run=true" : "wait=300", inv->settings ? "&settings=true" : "");
         if (request(&r, "POST", path, NULL, "application/json", NULL, 0, &rep, err) < 0)
                 return status;
         json_t *j = rep.status == 200 ? json_loads(rep.body.p, 0, NULL) : NULL;

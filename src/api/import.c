@@ -401,9 +401,13 @@ int api_import(struct request *req, struct problem *reterr)
         char path[PATH_MAX], ours[PATH_MAX];
         size_t len = 0;
         json_t *report = NULL, *adopt = NULL, *jb = NULL, *all = NULL, *list = NULL;
-        json_t *certs = NULL, *store = NULL, *keys = NULL, *settings = NULL;
+        json_t *certs = NULL, *store = NULL, *keys = NULL, *settings = NULL, *take = NULL;
+        bool take_settings = false;
         char *keys_text = NULL;
         int r;
+        r = api_query_flag(req, "settings", &take_settings, reterr);
+        if (r < 0)
+                goto out;
         if (getrandom(&im.seen.seed, sizeof(im.seen.seed), 0) != sizeof(im.seen.seed))
                 im.seen.seed = now_monotonic_usec();
         if (layout_main_cf(cfg, path, sizeof(path)) < 0 ||
@@ -474,7 +478,7 @@ int api_import(struct request *req, struct problem *reterr)
         keys = json_object();
         r = import_certs(req, main_cf, len, certs, store, keys, reterr);
         if (r >= 0)
-                r = import_settings(req, certs, &settings, reterr);
+                r = import_settings(req, certs, take_settings, &settings, &take, reterr);
         if (r < 0)
                 goto out;
         report = json_pack("{s:o, s:I, s:I, s:I, s:I, s:O, s:O}", "maps", list, "imported",
@@ -487,6 +491,8 @@ int api_import(struct request *req, struct problem *reterr)
         items_text = json_dumps(all, JSON_COMPACT);
         jb = json_pack("{s:n, s:O, s:O, s:O, s:s}", "policy", "report", report, "adopt", adopt,
                        "certificates", store, "scope", scope_to_string(req->scope));
+        if (jb && take)
+                json_object_set(jb, "take_settings", take);
         if (!report || !items_text || !jb) {
                 r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                       "out of memory");
@@ -515,6 +521,7 @@ out:
         json_decref(store);
         json_decref(certs);
         json_decref(settings);
+        json_decref(take);
         json_decref(jb);
         json_decref(report);
         json_decref(adopt);

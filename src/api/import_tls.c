@@ -1,6 +1,7 @@
 /* import_tls.c - what POST /api/v1/import (api/import.c) does with main.cf's TLS part beside
  * its policy maps: the certificate files it names (recognized, or stored unbound) and the
- * settings that render its TLS parameters (a report, never written). HTTP threads. */
+ * settings that render its TLS parameters (a report; with ?settings=true what the job needs to
+ * write them, which apply/takeover.c proves first). HTTP threads. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "core/cert.h"
 #include "core/managed.h"
 #include "core/settings.h"
+#include "store/nodes.h"
 #include "store/store.h"
 
 /* The certificate files main.cf names: smtpd_tls_chain_files (key, then its certificates; one
@@ -236,7 +238,51 @@ static int mode_of(const char *level, enum tls_mode *ret)
 /* The settings whose rendering main.cf holds already, if there are ones - a report for the
  * administrator, never written by the import. *ret: {action (match, differs, managed),
  * settings, reason, differs: [{name, live, rendered}]}. */
-int import_settings(struct request *req, json_t *certs, json_t **ret, struct problem *reterr)
+/* Why settings that render this node's main.cf may not be written for the fleet: another node
+ * alive (its main.cf may differ), or the system pair served beside the bound certificates (its
+ * key type would be dropped); NULL when none. files: [[key, chain], ...] of the bound ones. */
+static const char *take_over_refusal(struct request *req, struct db_conn *c, json_t *certs,
+                                     json_t *files, struct problem *reterr)
+{
+        json_t *nodes = NULL, *node, *cert;
+        size_t i;
+        const char *why = NULL;
+        uint64_t stale = 3 * (uint64_t)req->app->cfg->node_heartbeat_interval;
+        if (store_nodes_list(c, stale, &nodes, reterr) < 0)
+                return "the fleet's registry cannot be read";
+        json_array_foreach (nodes, i, node)
+                if (!streq(json_string_value(json_object_get(node, "name")),
+                           req->app->cfg->node_name) &&
+                    !streq(json_string_value(json_object_get(node, "state")), "unreachable"))
+                        why = "other nodes of the fleet are running: the settings are every "
+                              "node's while this main.cf is one node's; write them with a "
+                              "settings write after a dry run on each";
+        json_decref(nodes);
+        if (why)
+                return why;
+        bool system = false;
+        json_array_foreach (certs, i, cert) {
+                const char *action = json_string_value(json_object_get(cert, "action"));
+                json_t *f = json_object_get(cert, "files");
+                system = system || streq(action, "system");
+                if (streq(action, "keep"))
+                        return "a certificate main.cf names cannot be imported (see "
+                               "certificates): bound without it, Postfix would no longer serve "
+                               "it";
+                if (streq(action, "system") || streq(action, "keep") ||
+                    !json_string_value(json_object_get(cert, "name")))
+                        continue;
+                json_array_append_new(files, json_pack("[O,O]", json_array_get(f, 0),
+                                                       json_array_get(f, json_array_size(f) - 1)));
+        }
+        if (system && json_array_size(files) > 0)
+                return "main.cf serves the system's self-signed pair beside a certificate of its "
+                       "own: binding that one alone would drop the system pair's key type";
+        return NULL;
+}
+
+int import_settings(struct request *req, json_t *certs, bool take, json_t **ret, json_t **job,
+                    struct problem *reterr)
 {
         const struct config *cfg = req->app->cfg;
         const char *names[MANAGED_PARAMS_MAX + 3];
@@ -360,15 +406,28 @@ int import_settings(struct request *req, json_t *certs, json_t **ret, struct pro
         json_object_del(settings, "managed");
         json_object_set_new(report, "action", json_string("match"));
         json_object_set_new(report, "settings", settings);
-        why = "these settings render main.cf's TLS parameters; the import does not write them: "
-              "check a dry run of PUT /api/v1/settings with them (master.cf services, other "
-              "parameters naming these, every node of a fleet) and write them";
+        why = "these settings render main.cf's TLS parameters; the import writes them only "
+              "with ?settings=true (after proving that Postfix reads every parameter as before)";
+        if (take) {
+                json_t *files = json_array();
+                why = take_over_refusal(req, c, certs, files, reterr);
+                if (!why) {
+                        *job = json_pack("{s:O, s:o}", "settings", settings, "files", files);
+                        why = "the job writes these settings once it has proved that Postfix "
+                              "then reads every parameter as it does now (postconf -x of a "
+                              "main.cf rendered with them in a scratch directory, certificate "
+                              "files aside: the same certificates are served)";
+                } else {
+                        json_decref(files);
+                }
+        }
         goto done;
 keep:
         json_object_set_new(report, "action", json_string("differs"));
 done:
         if (why)
                 json_object_set_new(report, "reason", json_string(why));
+        json_object_set_new(report, "written", json_false()); /* the job says true */
         json_object_set_new(report, "differs", json_incref(differs));
         *ret = report;
         report = NULL;

@@ -79,7 +79,8 @@ const struct route api_routes[] = {
           { { HTTP_GET, api_config, SCOPE_READ, BODY_NONE, 0, api_stamp_postfix } } },
         /* the contract itself: public, as the same file is in every copy of the source */
         { "/api/v1/openapi.yaml", { { HTTP_GET, api_openapi, SCOPE_NONE, BODY_NONE, 0, 0 } } },
-        { "/api/v1/import", { { HTTP_POST, api_import, SCOPE_ADMIN, BODY_NONE, QUERY_WRITE, 0 } } },
+        { "/api/v1/import",
+          { { HTTP_POST, api_import, SCOPE_ADMIN, BODY_NONE, QUERY_WRITE | QUERY_SETTINGS, 0 } } },
         { "/api/v1/state",
           { { HTTP_GET, api_state_get, SCOPE_READ, BODY_NONE, QUERY_INCLUDE_KEYS, api_stamp_none },
             { HTTP_PUT, api_state_put, SCOPE_WRITE, BODY_JSON | BODY_BULK | BODY_SECRET,

@@ -13,6 +13,7 @@
 #include "apply/job.h"
 #include "apply/policy_host.h"
 #include "apply/postfix.h"
+#include "apply/takeover.h"
 #include "conf.h"
 #include "core/policy.h"
 #include "store/store.h"
@@ -240,6 +241,58 @@ int action_policies_bulk(const struct action_env *env, struct job *job, unsigned
         return 0;
 }
 
+/* The settings an import takes over (take: {settings: a PUT body, files: [[key, chain], ...]}),
+ * written when main.cf rendered with them reads as the live one (apply/takeover.h) and they are
+ * not managed yet; report (the import's settings report, in the job's result) says what became
+ * of them: written, or why not and what would differ. */
+static int take_settings(const struct action_env *env, struct job *job, json_t *take,
+                         json_t *report)
+{
+        struct settings s, n;
+        struct cert_files files[SETTINGS_CERTS_MAX];
+        size_t nf = 0, i;
+        json_t *pair, *differs = NULL;
+        int r = store_settings_load(env->db, &s, NULL, true, &job->problem);
+        if (r < 0)
+                return r;
+        if (s.managed) {
+                json_object_set_new(report, "reason",
+                                    json_string("the settings were written since the import "
+                                                "read main.cf: not taken over"));
+                return 0;
+        }
+        json_array_foreach (json_object_get(take, "files"), i, pair)
+                if (nf < SETTINGS_CERTS_MAX)
+                        files[nf++] = (struct cert_files){
+                                json_string_value(json_array_get(pair, 0)),
+                                json_string_value(json_array_get(pair, 1)),
+                        };
+        n = s;
+        r = settings_apply_json(&n, json_object_get(take, "settings"), false, &job->problem);
+        if (r >= 0)
+                r = takeover_check(env->cfg, &n, files, nf, &differs, &job->problem);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                json_object_set_new(report, "action", json_string("differs"));
+                json_object_set_new(report, "differs", differs);
+                json_object_set_new(report, "reason",
+                                    json_string("main.cf rendered with these settings would not "
+                                                "read as it does now (see differs): not taken "
+                                                "over; the policies are imported all the same"));
+                return 0;
+        }
+        r = action_settings_store(env, &s, json_object_get(take, "settings"), false, &job->problem);
+        if (r < 0)
+                return r;
+        json_object_set_new(report, "written", json_true());
+        json_object_set_new(report, "reason",
+                            json_string("written: Postfix reads every parameter as before "
+                                        "(postconf -x of main.cf rendered with them, certificate "
+                                        "files aside; the same certificates are served)"));
+        return 0;
+}
+
 int action_policies_import(const struct action_env *env, struct job *job, unsigned flags,
                            json_t **before, json_t **after)
 {
@@ -324,6 +377,12 @@ int action_policies_import(const struct action_env *env, struct job *job, unsign
         if (!result)
                 return problem_set_errno(&job->problem, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                          "out of memory");
+        /* ?settings=true: the settings that render main.cf, written once proved */
+        json_t *take = json_object_get(body, "take_settings");
+        if (take && (r = take_settings(env, job, take, json_object_get(result, "settings"))) < 0) {
+                json_decref(result);
+                return r;
+        }
         json_object_set_new(result, "added", json_integer(added));
         json_object_set_new(result, "adopted", json_integer(adopted));
         json_object_set_new(result, "certificates_added", json_integer(stored));

@@ -208,34 +208,21 @@ int mastercf_plan(const struct config *cfg, const struct settings *s, struct pla
                 any = any || (s->managed && s->services[k].managed);
         if (!any)
                 return 0;
-        char state[PATH_MAX], dir[PATH_MAX], path[PATH_MAX], live[PATH_MAX];
-        int r = layout_state_dir(cfg, state, sizeof(state));
-        if (r >= 0)
-                r = layout_join(state, "master.check", dir, sizeof(dir));
-        if (r >= 0)
-                r = fs_remove_tree(dir);
-        if (r >= 0)
-                r = fs_mkdir_p(dir, 0700);
-        /* postconf reads main.cf beside master.cf: the one this plan makes */
-        if (r >= 0)
-                r = layout_join(dir, "main.cf", path, sizeof(path));
-        if (r >= 0)
-                r = fs_write_file(path, p->main_cf_new ? p->main_cf_new : p->main_cf_old,
-                                  p->main_cf_new ? p->new_len : p->old_len, 0644);
-        if (r >= 0)
-                r = fs_set_mtime_ago(path, 2);
-        if (r >= 0)
-                r = layout_join(cfg->postfix_config_directory, "master.cf", live, sizeof(live));
+        char dir[PATH_MAX] = "", path[PATH_MAX], live[PATH_MAX];
+        int r = layout_master_cf(cfg, live, sizeof(live));
         if (r >= 0)
                 r = fs_read_file(live, LAYOUT_MAIN_CF_MAX, &p->master_cf_old, &p->master_old_len);
+        /* postconf reads main.cf beside master.cf: the one this plan makes */
+        if (r >= 0)
+                r = postfix_scratch_dir(cfg, "master.check",
+                                        p->main_cf_new ? p->main_cf_new : p->main_cf_old,
+                                        p->main_cf_new ? p->new_len : p->old_len, p->master_cf_old,
+                                        p->master_old_len, dir, sizeof(dir));
         if (r >= 0)
                 r = layout_join(dir, "master.cf", path, sizeof(path));
-        if (r >= 0)
-                r = fs_write_file(path, p->master_cf_old, p->master_old_len, 0644);
-        if (r >= 0)
-                r = fs_set_mtime_ago(path, 2);
         if (r < 0) {
-                fs_remove_tree(dir);
+                if (dir[0])
+                        fs_remove_tree(dir);
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot stage master.cf: %s", strerror(-r));
         }

@@ -62,6 +62,52 @@ int postconf_in(const struct config *cfg, const char *dir, const char *const *ar
         return r;
 }
 
+int postfix_scratch_dir(const struct config *cfg, const char *name, const char *main_cf,
+                        size_t main_len, const char *master, size_t master_len, char *dir,
+                        size_t size)
+{
+        char state[PATH_MAX], path[PATH_MAX];
+        dir[0] = 0;
+        int r = layout_state_dir(cfg, state, sizeof(state));
+        if (r >= 0)
+                r = layout_join(state, name, dir, size);
+        if (r >= 0)
+                r = fs_remove_tree(dir);
+        if (r >= 0)
+                r = fs_mkdir_p(dir, 0700);
+        if (r >= 0)
+                r = layout_join(dir, "main.cf", path, sizeof(path));
+        if (r >= 0)
+                r = fs_write_file(path, main_cf, main_len, 0644);
+        if (r >= 0)
+                r = fs_set_mtime_ago(path, 2);
+        if (r >= 0)
+                r = layout_join(dir, "master.cf", path, sizeof(path));
+        if (r >= 0)
+                r = fs_write_file(path, master, master_len, 0644);
+        if (r >= 0)
+                r = fs_set_mtime_ago(path, 2);
+        if (r < 0 && dir[0])
+                fs_remove_tree(dir);
+        return r;
+}
+
+int postconf_expanded_all(const struct config *cfg, const char *dir, char **ret)
+{
+        const char *const args[] = { "-c", dir, "-x", NULL };
+        const struct spawn_options o = { .stderr_apart = true, .output_max = 4u << 20 };
+        struct spawn_result res;
+        int r = run_opts(cfg->postconf_command, args, (uint64_t)cfg->command_timeout, &o, &res);
+        if (r >= 0 && res.errors_len)
+                log_info("postconf -x: %s", res.errors);
+        if (r >= 0 && (res.exit_status != 0 || res.output_len >= res.output_max))
+                r = -EPROTO;
+        if (r >= 0)
+                *ret = TAKE_PTR(res.output);
+        spawn_result_done(&res);
+        return r;
+}
+
 int postfix_check(const struct config *cfg, const char *dir, struct spawn_result *res)
 {
         const char *const args[] = { "-c", dir, "check", NULL };

@@ -31,6 +31,15 @@ int postconf_check(const struct config *cfg, const char *dir, const char *const 
  * res->output, stderr (warnings) apart in res->errors; -EPROTO when it exits non-zero. */
 int postconf_in(const struct config *cfg, const char *dir, const char *const *args,
                 struct spawn_result *res);
+/* A scratch configuration directory <postfix_dir>/.smtptlsd/<name> (emptied first) that postconf
+ * -c can read: main.cf (main_cf, dated back so that Postfix reads it at once) and master.cf
+ * (master). Its path into dir; the caller removes it (fs_remove_tree). */
+int postfix_scratch_dir(const struct config *cfg, const char *name, const char *main_cf,
+                        size_t main_len, const char *master, size_t master_len, char *dir,
+                        size_t size);
+/* `postconf -c DIR -x`: every parameter, $names expanded, as "name = value" lines (stdout; its
+ * warnings are logged). */
+int postconf_expanded_all(const struct config *cfg, const char *dir, char **ret);
 /* `postfix -c DIR check` on a staged configuration: -EPROTO when it fails or warns (res holds
  * what it said). */
 int postfix_check(const struct config *cfg, const char *dir, struct spawn_result *res);

@@ -66,6 +66,7 @@ enum {
         QUERY_PROBE = 1 << 17,
         QUERY_FORCE = 1 << 18,
         QUERY_LATEST = 1 << 19,
+        QUERY_SETTINGS = 1 << 20,
 };
 /* What every write takes (api/write.c reads them). */
 #define QUERY_WRITE (QUERY_WAIT | QUERY_DRY_RUN)

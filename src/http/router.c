@@ -155,6 +155,7 @@ static const struct {
         { QUERY_PROBE, "probe", false },
         { QUERY_FORCE, "force", false },
         { QUERY_LATEST, "latest", false },
+        { QUERY_SETTINGS, "settings", false },
 };
 
 const char *router_query_name(unsigned bit)

@@ -27,7 +27,7 @@ HELP = {
     ("token", "revoke"): "Usage: smtptlsd [-c FILE] token revoke NAME",
     ("push",): "Usage: smtptlsd [-c FILE] push FILE [--dry-run] [--allow-empty]",
     ("pull",): "Usage: smtptlsd [-c FILE] pull",
-    ("import",): "Usage: smtptlsd [-c FILE] import [--dry-run]",
+    ("import",): "Usage: smtptlsd [-c FILE] import [--dry-run] [--settings]",
 }
 
 

@@ -300,3 +300,83 @@ def test_the_console_jobs_page_shows_an_import(make_policy_site, browser):
     words = counts.split()
     assert words[words.index("added") + 1] == "2" and words[words.index("adopted") + 1] == "1", \
         counts
+
+
+def test_import_with_settings_takes_them_over_when_postfix_reads_every_parameter_as_before(
+        make_policy_site, certs):
+    """?settings=true (smtptlsd import --settings): the settings whose rendering main.cf's TLS
+    parameters are, written by the import's job once `postconf -x` of main.cf rendered with them
+    reads as the live one (certificate files aside): afterwards every parameter Postfix uses -
+    all of `postconf -x`, not a list - is what it was and the same certificate is served. Not
+    written while another node runs, nor when a parameter naming a managed one would change
+    ($smtpd_tls_cert_file); the policies are imported all the same."""
+    leaf = certs.leaf("takeover-own", ("mx.test.example",), kind="ec")
+    tls = {"smtpd_tls_security_level": "may", "smtp_tls_security_level": "may",
+           "smtp_tls_CApath": "/etc/ssl/certs", "smtpd_tls_chain_files": f"{leaf.key}, {leaf.cert}",
+           "smtpd_tls_mandatory_protocols": ">=TLSv1.2", "smtp_tls_mandatory_protocols": ">=TLSv1.2",
+           "smtpd_tls_mandatory_exclude_ciphers": "aNULL, eNULL, EXPORT, DES, RC4, MD5",
+           "smtp_tls_mandatory_exclude_ciphers": "aNULL, eNULL, EXPORT, DES, RC4, MD5",
+           "smtpd_tls_auth_only": "yes", "smtpd_tls_loglevel": "1", "smtp_tls_loglevel": "1"}
+    site = make_policy_site(extra=tls)
+    a = write_map(site, "admin_policy", [("bank.example", "encrypt")])
+    set_maps(site, f"hash:{a}")
+
+    def every_parameter():
+        """postconf -x, but the certificate files (smtptlsd's copies; also where they are named
+        through $smtpd_tls_chain_files: the served certificate is compared apart) and the policy
+        map lists (moved by design, the maps' answers are compared apart), the
+        CA files (the CA directory's certificates as one file: checked below) and postconf's
+        own process id."""
+        skip = ("smtp_tls_CAfile", "lmtp_tls_CAfile", "tlsproxy_client_CAfile", "process_id")
+        return [line for line in site.pf.postconf("-x").splitlines()
+                if not line.startswith(skip) and "_policy" not in line and
+                not any(f in line.split(" = ")[0] for f in ("_chain_files", "_cert_file",
+                                                             "_key_file"))]
+
+    before, served_before = every_parameter(), served(site.pf.port)
+
+    # another node alive: reported, not written
+    site.sql("INSERT INTO nodes (name, state) VALUES ('mx-other', 'in_sync')")
+    r = site.req("POST", "/api/v1/import?dry_run=true&settings=true")
+    assert r.status == 200 and r.body["settings"]["action"] == "match", r
+    assert r.body["settings"]["written"] is False, r.body["settings"]
+    assert "other nodes" in r.body["settings"]["reason"], r.body["settings"]
+    site.sql("DELETE FROM nodes WHERE name = 'mx-other'")
+
+    # the dry run: written (would be), main.cf's change shown, nothing changed
+    state = site.snapshot()
+    r = site.req("POST", "/api/v1/import?dry_run=true&settings=true")
+    assert r.status == 200 and r.body["settings"]["written"] is True, r.body["settings"]
+    assert r.body["settings"]["differs"] == [], r.body["settings"]
+    changed = {c["name"] for c in r.body["plan"]["main_cf"]}
+    assert "smtpd_tls_chain_files" in changed and "smtp_tls_policy_maps" in changed, changed
+    assert site.snapshot() == state
+
+    # the import, through the command
+    r = cli(site, "import", "--settings")
+    assert r.returncode == 0 and "settings: written, match" in r.stdout, (r.stdout, r.stderr)
+    s = site.d.get("/api/v1/settings").body
+    assert s["managed"] is True and s["certificate"] == "imported-takeover-own", s
+    assert s["mode"] == "may" and s["outbound_ca"] == "system", s
+    assert site.d.get("/api/v1/status").body["takeover"]["settings"] is False
+    assert every_parameter() == before
+    ca = site.pf.postconf("-x", "-h", "smtp_tls_CAfile", "lmtp_tls_CAfile",
+                          "tlsproxy_client_CAfile").split()
+    assert ca and set(ca) == {"/etc/ssl/certs/ca-certificates.crt"}, ca  # the CApath's CAs, as one file
+    assert served(site.pf.port) == served_before
+    assert answers(site, ["bank.example"]) == {"bank.example": "encrypt"}
+
+    # a parameter of the administrator's naming a managed one: it would read otherwise, so the
+    # settings are not written (and say which), the maps are imported all the same
+    other = make_policy_site(extra={**{k: v for k, v in tls.items() if k != "smtpd_tls_chain_files"},
+                                    "smtpd_tls_cert_file": leaf.cert, "smtpd_tls_key_file": leaf.key,
+                                    "lmtp_tls_cert_file": "$smtpd_tls_cert_file"})
+    b = write_map(other, "admin_policy", [("bank.example", "encrypt")])
+    set_maps(other, f"hash:{b}")
+    r = other.req("POST", "/api/v1/import?settings=true")
+    assert r.status == 200 and r.body["added"] == 1, r
+    st = r.body["settings"]
+    assert st["written"] is False and st["action"] == "differs", st
+    assert [d["name"] for d in st["differs"]] == ["lmtp_tls_cert_file"], st["differs"]
+    assert other.d.get("/api/v1/settings").body["managed"] is False
+    assert other.pf.postconf("-x", "-h", "lmtp_tls_cert_file").strip() == leaf.cert
