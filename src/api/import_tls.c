@@ -239,8 +239,9 @@ static int mode_of(const char *level, enum tls_mode *ret)
  * administrator, never written by the import. *ret: {action (match, differs, managed),
  * settings, reason, differs: [{name, live, rendered}]}. */
 /* Why settings that render this node's main.cf may not be written for the fleet: another node
- * alive (its main.cf may differ), or the system pair served beside the bound certificates (its
- * key type would be dropped); NULL when none. files: [[key, chain], ...] of the bound ones. */
+ * alive (its main.cf may differ), a certificate main.cf serves that they would not (the system
+ * pair, a file the import cannot read); NULL when none. files: [[key, chain], ...] of the bound
+ * ones. */
 static const char *take_over_refusal(struct request *req, struct db_conn *c, json_t *certs,
                                      json_t *files, struct problem *reterr)
 {
@@ -275,9 +276,13 @@ static const char *take_over_refusal(struct request *req, struct db_conn *c, jso
                 json_array_append_new(files, json_pack("[O,O]", json_array_get(f, 0),
                                                        json_array_get(f, json_array_size(f) - 1)));
         }
-        if (system && json_array_size(files) > 0)
-                return "main.cf serves the system's self-signed pair beside a certificate of its "
-                       "own: binding that one alone would drop the system pair's key type";
+        /* the settings never bind it, and they remove smtpd_tls_cert_file: a service of
+         * master.cf that offers STARTTLS with it (or a second key type beside one's own) would
+         * lose it */
+        if (system)
+                return "main.cf serves the system's self-signed pair, which settings never bind: "
+                       "taking them over would stop serving it (to a master.cf service at may, "
+                       "or as a second key type)";
         return NULL;
 }
 
