@@ -283,6 +283,8 @@ static void committed(struct batch *b)
                         atomic_fetch_sub(&w->backlog, 1);
                 }
         metrics_count(METRIC_JOBS_APPLIED, b->ok);
+        if (b->res.master_swapped)
+                reconcile_master_settled(w->app->cfg);
         if (!b->changed) {
                 worker_publish_desired(w);
                 return;

@@ -49,6 +49,12 @@ int layout_master_cf_lkg(const struct config *cfg, char *buf, size_t size)
                    LAYOUT_STATE_DIR "/master.cf.lkg");
 }
 
+int layout_master_cf_pending(const struct config *cfg, char *buf, size_t size)
+{
+        return fmt(buf, size, cfg->postfix_config_directory, "/",
+                   LAYOUT_STATE_DIR "/master.cf.pending");
+}
+
 int layout_imported_dir(const struct config *cfg, const char *name, const char *fingerprint,
                         char *buf, size_t size)
 {

@@ -22,6 +22,9 @@ int layout_main_cf_lkg(const struct config *cfg, char *buf, size_t size);
 /* <postfix_dir>/master.cf, and its last-known-good copy <postfix_dir>/.smtptlsd/master.cf.lkg */
 int layout_master_cf(const struct config *cfg, char *buf, size_t size);
 int layout_master_cf_lkg(const struct config *cfg, char *buf, size_t size);
+/* <postfix_dir>/.smtptlsd/master.cf.pending: a master.cf swapped and not yet settled (reloaded
+ * and committed) */
+int layout_master_cf_pending(const struct config *cfg, char *buf, size_t size);
 
 /* The TLS policy map: <postfix_dir>/smtptlsd_tls_policy (the text, for humans and postmap) and
  * the indexed file postmap makes beside it (suffix by map type: .db, .lmdb, .cdb). Staged as

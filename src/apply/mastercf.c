@@ -2,10 +2,13 @@
  * read back. Worker thread and start-up. */
 #include "apply/mastercf.h"
 
+#include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "apply/fsutil.h"
 #include "apply/layout.h"
@@ -29,8 +32,51 @@ int mastercf_port_number(const char *port, unsigned *ret)
         return 0;
 }
 
-/* Whether two inet services bind the same port on an overlapping address (no host: every
- * address). An unknown port is compared by its name. */
+/* The addresses of a service name's host: none of them with wild (no host, 0.0.0.0, [::], *:
+ * every address); else what it resolves to (a literal; or a name another entry of master.cf
+ * uses, "localhost"). */
+struct host_addrs {
+        bool wild;
+        size_t n;
+        struct sockaddr_storage a[8];
+};
+
+static void host_addrs(const char *host, struct host_addrs *ret)
+{
+        char h[SUBMISSION_SERVICE_MAX + 1];
+        size_t len = strlen(host);
+        *ret = (struct host_addrs){ 0 };
+        if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+                snprintf(h, sizeof(h), "%.*s", (int)(len - 2), host + 1);
+        else
+                snprintf(h, sizeof(h), "%s", host);
+        if (!h[0] || streq(h, "0.0.0.0") || streq(h, "::") || streq(h, "*")) {
+                ret->wild = true;
+                return;
+        }
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        if (getaddrinfo(h, NULL, &hints, &ai) != 0)
+                return;
+        for (struct addrinfo *a = ai; a && ret->n < ARRAY_SIZE(ret->a); a = a->ai_next)
+                memcpy(&ret->a[ret->n++], a->ai_addr, a->ai_addrlen);
+        freeaddrinfo(ai);
+}
+
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+        if (a->ss_family != b->ss_family)
+                return false;
+        if (a->ss_family == AF_INET)
+                return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+                       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+        return a->ss_family == AF_INET6 &&
+               memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* Whether two inet services take the same port on an overlapping address. Postfix's master
+ * binds both (SO_REUSEPORT) and the kernel shares the connections between them: a client of one
+ * lands on the other. An unknown port is compared by its name. */
 static bool services_overlap(const char *a, const char *b)
 {
         char host_a[SUBMISSION_SERVICE_MAX + 1], port_a[SUBMISSION_SERVICE_MAX + 1];
@@ -42,8 +88,57 @@ static bool services_overlap(const char *a, const char *b)
         unsigned na = 0, nb = 0;
         (void)mastercf_port_number(port_a, &na);
         (void)mastercf_port_number(port_b, &nb);
-        bool same_port = na && nb ? na == nb : streq(port_a, port_b);
-        return same_port && (!host_a[0] || !host_b[0] || strcasecmp(host_a, host_b) == 0);
+        if (na && nb ? na != nb : !streq(port_a, port_b))
+                return false;
+        struct host_addrs x, y;
+        host_addrs(host_a, &x);
+        host_addrs(host_b, &y);
+        if (x.wild || y.wild)
+                return true;
+        for (size_t i = 0; i < x.n; i++)
+                for (size_t j = 0; j < y.n; j++)
+                        if (same_address(&x.a[i], &y.a[j]))
+                                return true;
+        return streq(host_a, host_b);
+}
+
+/* Whether Postfix's master could bind service (a literal host, or every address) now: a test
+ * bind with SO_REUSEADDR and SO_REUSEPORT (as master binds: a port master holds already binds
+ * again). -EADDRNOTAVAIL: the host is no address of this system; -EADDRINUSE: another program
+ * holds the port. Either would stop master at the reload. */
+static int can_bind(const char *service, unsigned port)
+{
+        char host[SUBMISSION_SERVICE_MAX + 1], port_name[SUBMISSION_SERVICE_MAX + 1];
+        submission_service_split(service, host, port_name);
+        struct host_addrs h;
+        host_addrs(host, &h);
+        struct sockaddr_storage ss = { 0 };
+        socklen_t len = sizeof(struct sockaddr_in);
+        if (h.wild || h.n == 0) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                in->sin_family = AF_INET;
+                in->sin_addr.s_addr = htonl(INADDR_ANY);
+                if (!h.wild)
+                        return -EADDRNOTAVAIL; /* a literal getaddrinfo refused */
+        } else {
+                ss = h.a[0];
+                len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
+        }
+        if (ss.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        else
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1, r = 0;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+                r = -errno;
+        close(fd);
+        return r;
 }
 
 struct service_ctx {
@@ -72,47 +167,89 @@ static int run_postconf(const struct service_ctx *c, const char *const *args, ch
         return r;
 }
 
-/* The entry named c->svc->service (type inet) into e; -ENOENT when master.cf has none. Refuses a
- * conflict: that entry running another command, another entry on the same port (enabling). */
-static int find_entry(const struct service_ctx *c, struct master_entry *e, char chroot[8],
+/* Whether master.cf has an inet entry named c->svc->service (*exists); the chroot column of the
+ * MX's smtpd for a new one. Refuses a conflict: that entry running another command than smtpd,
+ * another inet entry on the same port and an overlapping address (enabling), a line postconf
+ * printed that is no entry. */
+static int find_entry(const struct service_ctx *c, bool *exists, char chroot[8],
                       struct problem *reterr)
 {
-        int r = -ENOENT;
+        int r = 0;
+        *exists = false;
         snprintf(chroot, 8, "n");
         bool chroot_found = false;
-        for (const char *line = c->listing; line && *line;) {
+        for (const char *line = c->listing; r >= 0 && line && *line;) {
                 struct master_entry cur;
+                const char *start = line;
                 size_t len = strcspn(line, "\n");
-                bool parsed = master_entry_parse(line, &cur) >= 0;
+                r = master_entry_parse(line, &cur);
                 line += len + (line[len] == '\n');
-                if (!parsed || !streq(cur.field[ME_TYPE], "inet"))
-                        continue;
-                /* a new entry takes the chroot column of the MX's smtpd (Debian chroots it) */
-                if (!chroot_found && streq(cur.field[ME_COMMAND], "smtpd") &&
-                    strlen(cur.field[ME_CHROOT]) < 8) {
-                        snprintf(chroot, 8, "%s", cur.field[ME_CHROOT]);
-                        chroot_found = true;
+                if (r < 0) {
+                        r = problem_set(reterr, PROBLEM_POSTFIX_REJECTED, c->field,
+                                        "postconf -M printed a line that is no master.cf entry: "
+                                        "%.*s",
+                                        (int)(len > 200 ? 200 : len), start);
+                } else if (!streq(cur.field[ME_TYPE], "inet")) {
+                        /* not a network service */
+                } else {
+                        /* a new entry takes the chroot column of the MX's smtpd (Debian
+                         * chroots it) */
+                        if (!chroot_found && streq(cur.field[ME_COMMAND], "smtpd") &&
+                            strlen(cur.field[ME_CHROOT]) < 8) {
+                                snprintf(chroot, 8, "%s", cur.field[ME_CHROOT]);
+                                chroot_found = true;
+                        }
+                        if (streq(cur.field[ME_SERVICE], c->svc->service)) {
+                                if (!streq(cur.field[ME_COMMAND], "smtpd"))
+                                        r = problem_set(
+                                            reterr, PROBLEM_SERVICE_CONFLICT, c->field,
+                                            "master.cf's service %s/inet runs %s, not smtpd: it "
+                                            "is not a submission service; name another",
+                                            c->svc->service, cur.field[ME_COMMAND]);
+                                *exists = true;
+                        } else if (c->svc->enabled &&
+                                   services_overlap(cur.field[ME_SERVICE], c->svc->service)) {
+                                r = problem_set(
+                                    reterr, PROBLEM_SERVICE_CONFLICT, c->field,
+                                    "master.cf's service %s/inet (%s) takes the port of %s on "
+                                    "the same address: Postfix's master binds both and the "
+                                    "kernel shares the connections between them; name a free "
+                                    "port, or disable that service",
+                                    cur.field[ME_SERVICE], cur.field[ME_COMMAND], c->svc->service);
+                        }
                 }
-                if (streq(cur.field[ME_SERVICE], c->svc->service)) {
-                        if (!streq(cur.field[ME_COMMAND], "smtpd"))
-                                return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, c->field,
-                                                   "master.cf's service %s/inet runs %s, not "
-                                                   "smtpd: it is not a submission service; name "
-                                                   "another",
-                                                   c->svc->service, cur.field[ME_COMMAND]);
-                        *e = cur;
-                        r = 0;
-                } else if (c->svc->enabled &&
-                           services_overlap(cur.field[ME_SERVICE], c->svc->service)) {
-                        return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, c->field,
-                                           "master.cf's service %s/inet (%s) binds the port of "
-                                           "%s: Postfix's master could not bind both; name a "
-                                           "free port, or disable that service",
-                                           cur.field[ME_SERVICE], cur.field[ME_COMMAND],
-                                           c->svc->service);
-                }
+                master_entry_done(&cur);
         }
         return r;
+}
+
+/* An entry of that name that exists already is taken over (or commented out) only when it is a
+ * submission service: on the port of its kind (587, 465), or with the syslog name such a service
+ * has (postfix/submission, postfix/submissions, postfix/smtps). A content filter's reinjection
+ * smtpd or a second MX port is not smtptlsd's to change. */
+static int recognize(const struct service_ctx *c, unsigned port, struct problem *reterr)
+{
+        static const char *const names[] = { "postfix/submission", "postfix/submissions",
+                                             "postfix/smtps" };
+        if (port == (c->kind == SUBMISSION_IMPLICIT ? 465u : 587u))
+                return 0;
+        char spec[SUBMISSION_SERVICE_MAX + 16], want[SUBMISSION_SERVICE_MAX + 64];
+        _cleanup_free_ char *now = NULL;
+        snprintf(spec, sizeof(spec), "%s/inet", c->svc->service);
+        const char *const read[] = { "-P", spec, NULL };
+        int r = run_postconf(c, read, &now, reterr);
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(names); i++) {
+                snprintf(want, sizeof(want), "%s/syslog_name = %s\n", spec, names[i]);
+                if (now && strstr(now, want))
+                        return 0;
+        }
+        if (r < 0)
+                return r;
+        return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, c->field,
+                           "master.cf's service %s runs smtpd but is not a submission service "
+                           "(not on port %u, no syslog_name postfix/submission(s)): smtptlsd "
+                           "leaves it alone; name another service",
+                           spec, c->kind == SUBMISSION_IMPLICIT ? 465u : 587u);
 }
 
 static int enable_service(const struct service_ctx *c, bool exists, const char *chroot,
@@ -173,10 +310,11 @@ static int disable_service(const struct service_ctx *c, struct problem *reterr)
         return r;
 }
 
-static int edit_one(struct service_ctx *c, struct plan *p, struct problem *reterr)
+static int edit_one(struct service_ctx *c, struct problem *reterr)
 {
-        struct master_entry e;
-        char chroot[8];
+        char chroot[8], host[SUBMISSION_SERVICE_MAX + 1], port_name[SUBMISSION_SERVICE_MAX + 1];
+        unsigned port = 0;
+        bool exists = false;
         /* the MX's smtpd (the address smtptlsd checks after a reload) is never a submission
          * service, enabled or commented out: its name in master.cf may be anything */
         if (services_overlap(c->cfg->smtp_probe_address, c->svc->service))
@@ -184,20 +322,39 @@ static int edit_one(struct service_ctx *c, struct plan *p, struct problem *reter
                                    "%s binds the port of the MX's smtpd (smtp_probe_address %s): "
                                    "a submission service needs a port of its own",
                                    c->svc->service, c->cfg->smtp_probe_address);
-        int r = find_entry(c, &e, chroot, reterr);
-        if (r < 0 && r != -ENOENT)
+        submission_service_split(c->svc->service, host, port_name);
+        if (mastercf_port_number(port_name, &port) < 0)
+                return problem_set(reterr, PROBLEM_INVALID_VALUE, c->field,
+                                   "port '%s' is no TCP service of /etc/services: Postfix's "
+                                   "master would stop at the reload; give its number",
+                                   port_name);
+        int r = find_entry(c, &exists, chroot, reterr);
+        if (r >= 0 && exists)
+                r = recognize(c, port, reterr);
+        if (r < 0)
                 return r;
-        bool exists = r == 0;
-        if (c->svc->enabled) {
-                r = enable_service(c, exists, chroot, reterr);
+        if (!c->svc->enabled)
+                return exists ? disable_service(c, reterr) : 0;
+        if (!exists) {
+                /* master binds it at the reload: an address not of this host, or a port another
+                 * program holds, would stop it */
+                r = can_bind(c->svc->service, port);
+                if (r == -EADDRNOTAVAIL)
+                        return problem_set(reterr, PROBLEM_INVALID_VALUE, c->field,
+                                           "%s is no address of this host: Postfix's master "
+                                           "could not bind it and would stop at the reload",
+                                           host[0] ? host : "*");
+                if (r == -EADDRINUSE)
+                        return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, c->field,
+                                           "another program holds port %u%s%s: Postfix's master "
+                                           "could not bind it and would stop at the reload",
+                                           port, host[0] ? " on " : "", host);
                 if (r < 0)
-                        return r;
-                struct plan_service *ps = &p->services[p->n_services++];
-                ps->kind = c->kind;
-                snprintf(ps->service, sizeof(ps->service), "%s", c->svc->service);
-                return 0;
+                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, c->field,
+                                           "cannot tell whether %s is free: %s", c->svc->service,
+                                           strerror(-r));
         }
-        return exists ? disable_service(c, reterr) : 0;
+        return enable_service(c, exists, chroot, reterr);
 }
 
 int mastercf_plan(const struct config *cfg, const struct settings *s, struct plan *p,
@@ -239,7 +396,7 @@ int mastercf_plan(const struct config *cfg, const struct settings *s, struct pla
                 c.listing = listing;
                 snprintf(c.field, sizeof(c.field), "/%s/service",
                          submission_kind_name((enum submission_kind)k));
-                r = edit_one(&c, p, reterr);
+                r = edit_one(&c, reterr);
                 if (r >= 0 && k + 1 < SUBMISSION_KINDS) {
                         /* the next service sees this one's entry */
                         free(listing);

@@ -369,6 +369,15 @@ int reconcile_plan(const struct config *cfg, const struct desired *d, struct pla
         p->main_cf_changed =
             p->new_len != p->old_len || memcmp(p->main_cf_new, p->main_cf_old, p->new_len) != 0;
         p->reload = p->main_cf_changed;
+        /* the enabled submission services, for the check after a reload (whatever reloads) */
+        for (int k = 0; d->settings.managed && k < SUBMISSION_KINDS; k++) {
+                const struct submission_service *svc = &d->settings.services[k];
+                if (svc->managed && svc->enabled) {
+                        struct plan_service *ps = &p->services[p->n_services++];
+                        ps->kind = (enum submission_kind)k;
+                        snprintf(ps->service, sizeof(ps->service), "%s", svc->service);
+                }
+        }
         if (d->settings.managed) {
                 p->expect_starttls = settings_inbound(&d->settings) != MODE_NONE;
                 for (size_t i = 0; p->expect_starttls && i < p->n_certs; i++) {

@@ -40,8 +40,8 @@ int postfix_scratch_dir(const struct config *cfg, const char *name, const char *
 /* `postconf -c DIR -x`: every parameter, $names expanded, as "name = value" lines (stdout; its
  * warnings are logged). */
 int postconf_expanded_all(const struct config *cfg, const char *dir, char **ret);
-/* `postfix -c DIR check` on a staged configuration: -EPROTO when it fails or warns (res holds
- * what it said). */
+/* `postfix -c DIR check` on a staged configuration: -EPROTO when it fails (res holds what it
+ * said; its warnings go to the mail log). */
 int postfix_check(const struct config *cfg, const char *dir, struct spawn_result *res);
 /* `postmap -c DIR TYPE:PATH`: builds the indexed map next to PATH. */
 int postmap_build(const struct config *cfg, const char *type, const char *path,

@@ -68,8 +68,15 @@ void reconcile_cleanup_staging(const struct config *cfg)
                                      (n > 4 && streq(de->d_name + n - 4, ".new")) ||
                                      strncmp(de->d_name, "tls_policy.new", 14) == 0 ||
                                      streq(de->d_name, "tls_policy.input");
-                        if (stale && layout_join(state, de->d_name, path, sizeof(path)) >= 0)
-                                unlink(path);
+                        bool scratch = streq(de->d_name, "master.check") ||
+                                       streq(de->d_name, "takeover.check");
+                        if ((stale || scratch) &&
+                            layout_join(state, de->d_name, path, sizeof(path)) >= 0) {
+                                if (scratch)
+                                        fs_remove_tree(path);
+                                else
+                                        unlink(path);
+                        }
                 }
                 if (d)
                         closedir(d);

@@ -127,7 +127,7 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
                         log_error("cannot restore the last-known-good policy map: %s",
                                   strerror(-k));
         }
-        int r = 0;
+        int r = 0, k;
         if (res->master_swapped) {
                 r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
                 if (r >= 0)
@@ -136,16 +136,17 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
                         log_error("cannot restore the last-known-good master.cf: %s", strerror(-r));
         }
         if (res->swapped) {
-                r = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
-                if (r >= 0)
-                        r = restore_lkg(cfg, lkg, "main.cf.restore", put_main_cf);
-                if (r < 0) {
-                        log_error("cannot restore the last-known-good main.cf: %s", strerror(-r));
-                        return r;
+                k = layout_main_cf_lkg(cfg, lkg, sizeof(lkg));
+                if (k >= 0)
+                        k = restore_lkg(cfg, lkg, "main.cf.restore", put_main_cf);
+                if (k < 0) {
+                        log_error("cannot restore the last-known-good main.cf: %s", strerror(-k));
+                        return k;
                 }
         }
         if (!res->swapped && !res->master_swapped)
                 return r;
+        int restored = r;
         if (p->reload && postfix_is_running(cfg)) {
                 struct apply_result back = { 0 };
                 r = reload(cfg, &back);
@@ -154,7 +155,39 @@ int reconcile_restore(const struct config *cfg, const struct plan *p,
                                   back.output ? back.output : "");
                 apply_result_done(&back);
         }
-        return r;
+        /* the master.cf restored and reloaded (or Postfix not running): nothing to recover */
+        if (res->master_swapped && restored >= 0 && r >= 0)
+                reconcile_master_settled(cfg);
+        return restored < 0 ? restored : r;
+}
+
+void reconcile_master_settled(const struct config *cfg)
+{
+        char pending[PATH_MAX];
+        if (layout_master_cf_pending(cfg, pending, sizeof(pending)) >= 0 && unlink(pending) < 0 &&
+            errno != ENOENT)
+                log_warning("cannot remove %s: %s", pending, strerror(errno));
+}
+
+int reconcile_recover_master(const struct config *cfg)
+{
+        char pending[PATH_MAX], lkg[PATH_MAX];
+        struct stat st;
+        if (layout_master_cf_pending(cfg, pending, sizeof(pending)) < 0 || stat(pending, &st) < 0)
+                return 0;
+        int r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
+        if (r >= 0 && stat(lkg, &st) == 0)
+                r = restore_lkg(cfg, lkg, "master.cf.restore", put_master_cf);
+        if (r < 0) {
+                log_error("cannot put back the last-known-good master.cf after an interrupted "
+                          "apply: %s",
+                          strerror(-r));
+                return r;
+        }
+        log_notice("master.cf: an apply was interrupted after its swap; the last-known-good "
+                   "master.cf is back, and Postfix is reloaded");
+        unlink(pending);
+        return 1;
 }
 
 /* 1. Certificate files: a new version in a directory of its own (cert_staged[i]), or the files
@@ -245,8 +278,14 @@ static int swap_files(const struct config *cfg, const struct plan *p, struct app
                 cert_staged[i][0] = 0;
         }
         if (p->master_cf_changed) {
-                char check[PATH_MAX], staged[PATH_MAX];
-                int r = layout_check_dir(cfg, check, sizeof(check));
+                char check[PATH_MAX], staged[PATH_MAX], pending[PATH_MAX];
+                /* a crash from here until the batch settles: the next start puts the
+                 * last-known-good master.cf back and reloads (reconcile_recover_master) */
+                int r = layout_master_cf_pending(cfg, pending, sizeof(pending));
+                if (r >= 0)
+                        r = fs_write_file(pending, "", 0, 0600);
+                if (r >= 0)
+                        r = layout_check_dir(cfg, check, sizeof(check));
                 if (r >= 0)
                         r = layout_join(check, "master.cf", staged, sizeof(staged));
                 if (r >= 0)

@@ -18,6 +18,14 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
 /* Loads path as Postfix loads smtp_tls_CAfile (SSL_CTX_load_verify_locations): invalid_value at
  * field, naming the file, when it cannot be read or holds no certificate. */
 int reconcile_check_ca_file(const char *path, const char *field, struct problem *reterr);
+/* A swapped master.cf is settled once its batch committed (or its restore reloaded): the marker
+ * swap_files leaves goes. */
+void reconcile_master_settled(const struct config *cfg);
+/* At start: a master.cf swapped by an apply that a crash cut short (the marker is there) goes
+ * back to its last-known-good version, whatever the crash left - the committed state and the
+ * jobs run again make it anew - and 1 says Postfix must be reloaded (it may have read neither).
+ * 0 when there was nothing to recover. */
+int reconcile_recover_master(const struct config *cfg);
 /* After a successful apply whose transaction could not commit: last-known-good back, reload. */
 int reconcile_restore(const struct config *cfg, const struct plan *p,
                       const struct apply_result *res);

@@ -98,10 +98,18 @@ static int apply_committed(struct worker *w, const struct occasion *o)
                 r = desired_load(cfg, &w->db, &d, &p);
         if (snapshot)
                 tx_rollback(&w->db);
+        /* a master.cf swap a crash cut short: its last-known-good version back first */
+        int recovered = o->at_start && r >= 0 ? reconcile_recover_master(cfg) : 0;
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
-        if (r >= 0)
-                r = mastercf_plan(cfg, &d.settings, &plan, &p);
+        /* master.cf is this node's: one it cannot take the services into (an entry of its own
+         * on that port) leaves the rest of the generation to apply, and says so */
+        struct problem master_p = { 0 };
+        if (r >= 0 && mastercf_plan(cfg, &d.settings, &plan, &master_p) < 0)
+                log_warning("%s: master.cf's submission services not applied: %s", why,
+                            master_p.detail);
+        if (r >= 0 && recovered > 0 && postfix_is_running(cfg))
+                plan.reload = true;
         if (r >= 0 && o->at_start && plan.map_managed && !plan.map_changed &&
             stage_map_adopt(cfg, &plan) == 0)
                 plan.map_changed = true;
@@ -148,6 +156,16 @@ static int apply_committed(struct worker *w, const struct occasion *o)
                 problem_done(&ignore);
         } else {
                 worker_mark_applied(w, gen, res.reloaded);
+                if (res.master_swapped)
+                        reconcile_master_settled(cfg);
+                if (master_p.code) {
+                        worker_set_state(w, "degraded", master_p.detail);
+                        struct problem ignore = { 0 };
+                        if (w->db.pg)
+                                store_node_update(&w->db, cfg->node_name, w->applied_generation,
+                                                  "degraded", master_p.detail, gen, &ignore);
+                        problem_done(&ignore);
+                }
                 /* what this node's smtpd serves now, for its row in the fleet's registry: after
                  * a reload, and at the start (nothing may have changed, but nothing was seen) */
                 if (res.postfix_running && (res.reloaded || o->at_start))
@@ -157,6 +175,7 @@ static int apply_committed(struct worker *w, const struct occasion *o)
         plan_done(&plan);
         desired_done(&d);
         problem_done(&p);
+        problem_done(&master_p);
         return database ? -EAGAIN : r < 0 ? r : 0;
 }
 

@@ -137,8 +137,9 @@ static bool port_is_valid(const char *p, size_t n)
         return true;
 }
 
-/* A host: a bracketed IPv6 address ([0-9A-Fa-f:.], at least one ':'), or dot-separated labels of
- * [A-Za-z0-9-] (an IPv4 address is one), none empty, none starting or ending with '-'. */
+/* A host: an IPv4 address (four decimal octets) or a bracketed IPv6 address ([0-9A-Fa-f:.], at
+ * least one ':'): a literal, so that the worker can tell whether it is local (a name could
+ * resolve elsewhere at every reload). */
 static bool host_is_valid(const char *h, size_t n)
 {
         if (n >= 2 && h[0] == '[') {
@@ -154,21 +155,19 @@ static bool host_is_valid(const char *h, size_t n)
                 }
                 return colon;
         }
-        size_t label = 0;
+        unsigned octets = 0, value = 0, digits = 0;
         for (size_t i = 0; i <= n; i++) {
                 if (i == n || h[i] == '.') {
-                        if (label == 0 || h[i - 1] == '-')
+                        if (digits == 0 || value > 255 || ++octets > 4)
                                 return false;
-                        label = 0;
+                        value = digits = 0;
                         continue;
                 }
-                char c = h[i];
-                bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || (c == '-' && label > 0);
-                if (!ok || ++label > 63)
+                if (h[i] < '0' || h[i] > '9' || (digits == 1 && value == 0) || ++digits > 3)
                         return false;
+                value = value * 10 + (unsigned)(h[i] - '0');
         }
-        return true;
+        return octets == 4;
 }
 
 bool submission_service_is_valid(const char *s)
@@ -205,7 +204,7 @@ static int check_service_name(const struct json_spec *spec, json_t *v, const cha
         return problem_set(reterr, PROBLEM_INVALID_VALUE, field,
                            "service is a master.cf inet service name, [host:]port: the port a "
                            "number or an /etc/services name ([a-z][a-z0-9-]{0,31}), the host an "
-                           "IPv4 address, a [bracketed] IPv6 address or a host name; at most %d "
+                           "IPv4 address or a [bracketed] IPv6 address of this host; at most %d "
                            "bytes; not the MX's port (smtp, 25)",
                            SUBMISSION_SERVICE_MAX);
 }
@@ -213,9 +212,10 @@ static int check_service_name(const struct json_spec *spec, json_t *v, const cha
 enum { FS_ENABLED, FS_SERVICE };
 #define SV(f) offsetof(struct service_body, f)
 static const struct json_spec service_spec[] = {
-        [FS_ENABLED] = { "enabled", JS_BOOL, 0, SV(enabled), .choices = NULL },
-        [FS_SERVICE] = { "service", JS_STRING, 0, SV(service), .max = SUBMISSION_SERVICE_MAX,
-                         .check = check_service_name },
+        /* null: the default (RFC 7396 removes a member a merge patch sets to null) */
+        [FS_ENABLED] = { "enabled", JS_BOOL, JS_NULLABLE, SV(enabled), .choices = NULL },
+        [FS_SERVICE] = { "service", JS_STRING, JS_NULLABLE, SV(service),
+                         .max = SUBMISSION_SERVICE_MAX, .check = check_service_name },
         { 0 },
 };
 
@@ -253,10 +253,12 @@ static void apply_service(struct submission_service *svc, enum submission_kind k
                 *svc = (struct submission_service){ .managed = true, .enabled = true };
                 snprintf(svc->service, sizeof(svc->service), "%s", kind_names[k]);
         }
-        if (present & (UINT64_C(1) << FS_ENABLED))
-                svc->enabled = b.enabled;
+        json_t *enabled = json_object_get(v, "enabled");
+        if (enabled)
+                svc->enabled = json_is_null(enabled) || json_is_true(enabled);
         if (present & (UINT64_C(1) << FS_SERVICE))
-                snprintf(svc->service, sizeof(svc->service), "%s", b.service);
+                snprintf(svc->service, sizeof(svc->service), "%s",
+                         b.service ? b.service : kind_names[k]);
 }
 
 static int check_certificate_name(const struct json_spec *spec, json_t *v, const char *field,
@@ -430,6 +432,20 @@ int settings_apply_json(struct settings *s, json_t *body, bool patch, struct pro
                                    "'%s': implicit TLS (465) and STARTTLS (587) need a port "
                                    "each",
                                    subs->service);
+        /* an enabled service keeps its name: another would leave the old entry in master.cf,
+         * enabled and no longer managed (disable it first: it is commented out) */
+        for (int k = 0; k < SUBMISSION_KINDS; k++) {
+                const struct submission_service *was = &s->services[k], *now = &n.services[k];
+                char field[32];
+                snprintf(field, sizeof(field), "/%s/service", kind_names[k]);
+                if (was->managed && was->enabled && now->managed &&
+                    !streq(was->service, now->service))
+                        return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, field,
+                                           "%s is enabled as master.cf service '%s': disable it "
+                                           "first (its entry is commented out), then name "
+                                           "another",
+                                           kind_names[k], was->service);
+        }
         /* an enabled service does TLS with main.cf's certificate, whatever the inbound level */
         for (int k = 0; k < SUBMISSION_KINDS; k++)
                 if (n.services[k].managed && n.services[k].enabled && !n.certificate[0])

@@ -3,6 +3,7 @@
 #include "core/submission.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -28,13 +29,18 @@ const struct submission_param *submission_params(enum submission_kind k)
         return k == SUBMISSION_IMPLICIT ? implicit_params : starttls_params;
 }
 
+void master_entry_done(struct master_entry *e)
+{
+        free(e->buf);
+        *e = (struct master_entry){ 0 };
+}
+
 int master_entry_parse(const char *line, struct master_entry *e)
 {
-        size_t len = strcspn(line, "\n");
-        if (len >= sizeof(e->buf))
-                return -EINVAL;
-        memcpy(e->buf, line, len);
-        e->buf[len] = 0;
+        *e = (struct master_entry){ 0 };
+        e->buf = strndup(line, strcspn(line, "\n"));
+        if (!e->buf)
+                return -ENOMEM;
         size_t n = 0;
         char *save = NULL;
         for (char *f = strtok_r(e->buf, " \t", &save); f && n < ARRAY_SIZE(e->field);

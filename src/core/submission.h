@@ -18,15 +18,18 @@ struct submission_param {
  * and SASL ones alone; the administrator's other -o options (restrictions, milters) stay. */
 const struct submission_param *submission_params(enum submission_kind k);
 
-/* The fields of one master.cf entry as `postconf -M` prints it (one line): service, type,
- * private, unpriv, chroot, wakeup, maxproc, command (pointers into buf). */
+/* The fields of one master.cf entry as `postconf -M` prints it (one line, of any length):
+ * service, type, private, unpriv, chroot, wakeup, maxproc, command (pointers into buf, which
+ * master_entry_done frees). */
 struct master_entry {
-        char buf[1024];
+        char *buf;
         const char *field[8];
 };
 enum { ME_SERVICE, ME_TYPE, ME_PRIVATE, ME_UNPRIV, ME_CHROOT, ME_WAKEUP, ME_MAXPROC, ME_COMMAND };
-/* Splits line (up to its first newline) into e: -EINVAL when it has fewer than 8 fields. */
+/* Splits line (up to its first newline) into e: -EINVAL when it has fewer than 8 fields,
+ * -ENOMEM. Call master_entry_done after any return. */
 int master_entry_parse(const char *line, struct master_entry *e);
+void master_entry_done(struct master_entry *e);
 
 /* A service name's host ("" when it has none: every address) and port (a number or a
  * services(5) name) parts, into bufs of size SUBMISSION_SERVICE_MAX + 1; an IPv6 host keeps its

@@ -8,6 +8,7 @@
 import os
 import re
 import smtplib
+import socket
 import ssl
 import subprocess
 
@@ -123,6 +124,18 @@ def test_submission_services_serve_the_bound_certificate(make_site):  # noqa: F8
     assert served_by_openssl(subs, starttls=False) == fp2
     assert served_by_openssl(sub, starttls=True) == fp2
 
+    # the bound certificate rotated (a certificate write, not a settings one): the check after
+    # its reload covers the services too
+    rotated = site.certs.leaf("mx-next-2", ("mx.test.example",), kind="ec")
+    r = site.d.http("PUT", "/api/v1/certificates/mx-next",
+                    {"certificate": rotated.read("cert"), "private_key": rotated.read("key")},
+                    timeout=60)
+    assert r.status == 200, r
+    assert served_by_openssl(subs, starttls=False) == rotated.fingerprint()
+    v = site.wait_verified()
+    assert v["state"] == "verified" and "(implicit TLS) serves" in v["detail"], v
+    fp2 = rotated.fingerprint()
+
     # disabled: commented out (the administrator sees what was there), the port closes
     r = site.patch_ok({"submissions": {"enabled": False}})
     assert r.body["submissions"] == {"enabled": False, "service": f"127.0.0.1:{subs}"}
@@ -143,12 +156,14 @@ def test_submission_services_serve_the_bound_certificate(make_site):  # noqa: F8
 
 def test_an_existing_service_is_taken_over_keeping_the_administrators_options(make_site):  # noqa: F811
     """A submission entry the administrator wrote (with a restriction of theirs and a weaker level)
-    keeps its columns and options; smtptlsd's parameters replace only their own."""
+    keeps its columns and options; smtptlsd's parameters replace only their own. An smtpd entry
+    that is no submission service (a content filter's reinjection port: not on 587, no
+    syslog_name postfix/submission) is not smtptlsd's to change or comment out."""
     site = make_site(extra=SASL)
     port = free_port()
     name = f"127.0.0.1:{port}"
     site.pf.postconf("-M", f"{name}/inet = {name} inet n - n - 7 smtpd "
-                     "-o smtpd_tls_security_level=may "
+                     "-o syslog_name=postfix/submission -o smtpd_tls_security_level=may "
                      "-o smtpd_client_restrictions=permit_sasl_authenticated,reject")
     site.add_cert("mx")
     site.put_ok({"mode": "may", "certificate": "mx",
@@ -159,6 +174,18 @@ def test_an_existing_service_is_taken_over_keeping_the_administrators_options(ma
     assert p["smtpd_tls_security_level"] == "encrypt", p
     assert master_cf(site).decode().count(f"{name} ") == 1, "one entry, not a second"
     assert ehlo(port) == (False, True)
+
+    reinject = free_port()
+    rname = f"127.0.0.1:{reinject}"
+    site.pf.postconf("-M", f"{rname}/inet = {rname} inet n - n - - smtpd "
+                     "-o content_filter= -o receive_override_options=no_header_body_checks")
+    before = master_cf(site)
+    for enabled in (True, False):
+        r = site.patch({"submissions": {"enabled": enabled, "service": rname}})
+        assert r.status == 409 and r.body["code"] == "service_conflict", r
+        assert r.body["field"] == "/submissions/service" and "not a submission service" in \
+            r.body["detail"], r.body
+        assert master_cf(site) == before
 
 
 def postconf_wrapper(directory):
@@ -207,7 +234,30 @@ def test_refusals_name_the_field_and_change_nothing(make_site, tmp_path):  # noq
     refused({"submission": {"service": f"127.0.0.1:{other}"}}, 409, "service_conflict",
             "/submission/service", "runs qmqpd")
     refused({"submission": {"service": str(other)}}, 409, "service_conflict",
-            "/submission/service", "binds the port")
+            "/submission/service", "takes the port")
+    # what would stop Postfix's master at the reload: a port name /etc/services lacks, an
+    # address of another host, a port another program holds
+    refused({"submission": {"service": "nosuchport"}}, 422, "invalid_value",
+            "/submission/service", "/etc/services")
+    refused({"submission": {"service": f"192.0.2.1:{free_port()}"}}, 422, "invalid_value",
+            "/submission/service", "no address of this host")
+    refused({"submission": {"service": "mail.example:10587"}}, 422, "invalid_value",
+            "/submission/service")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        refused({"submissions": {"service": f"127.0.0.1:{held.getsockname()[1]}"}}, 409,
+                "service_conflict", "/submissions/service", "another program holds")
+    # an enabled service keeps its name (the old entry would stay, enabled, unmanaged)
+    port = free_port()
+    site.patch_ok({"submissions": {"service": f"127.0.0.1:{port}"}})
+    before, settings_before = master_cf(site), site.settings()
+    refused({"submissions": {"service": f"127.0.0.1:{free_port()}"}}, 409, "service_conflict",
+            "/submissions/service", "disable it first")
+    site.patch_ok({"submissions": {"enabled": False}})
+    site.patch_ok({"submissions": {"service": f"127.0.0.1:{free_port()}", "enabled": True}})
+    assert entry(site, f"127.0.0.1:{port}") == "", "the old entry is commented out"
+    before, settings_before = master_cf(site), site.settings()
     # a dry run says so as its plan's error
     r = site.patch({"submission": {"service": f"127.0.0.1:{site.pf.port}"}}, query="?dry_run=true")
     assert r.status == 200 and r.body["plan"]["valid"] is False, r
@@ -229,10 +279,12 @@ def test_refusals_name_the_field_and_change_nothing(make_site, tmp_path):  # noq
     assert master_cf(wrapped) == master and wrapped.settings()["managed"] is False
 
 
-def test_kill9_between_master_cf_and_main_cf(make_site):  # noqa: F811
-    """A write that enables a service and binds another certificate, killed after master.cf's
-    swap and before main.cf's: master.cf new and whole, main.cf old and whole; the restart applies
-    the accepted job and both serve."""
+@pytest.mark.parametrize("with_certificate", [True, False], ids=["and-main.cf", "master.cf-only"])
+def test_kill9_between_master_cf_and_main_cf(make_site, with_certificate):  # noqa: F811
+    """A write that enables a service (and binds another certificate, or not), killed after
+    master.cf's swap and before main.cf's: master.cf new and whole, main.cf old and whole; the
+    restart puts the last-known-good master.cf back, applies the accepted job again - which
+    reloads Postfix although master.cf then reads as the job left it - and the service serves."""
     site = make_site(start=False, extra=SASL)
     if not fault_build(site.d.binary):
         pytest.skip(f"{site.d.binary} has no fault points (build-asan has: scripts/build)")
@@ -240,7 +292,7 @@ def test_kill9_between_master_cf_and_main_cf(make_site):  # noqa: F811
     site.d.extra_env["SMTPTLSD_FAULT_FILE"] = site.fault_file
     site.d.start()
     setup_tokens(site.d)
-    site.add_cert("k0")
+    fp0 = site.add_cert("k0")
     fp1 = site.add_cert("k1")
     site.put_ok({"mode": "may", "certificate": "k0"})
     port = free_port()
@@ -249,9 +301,10 @@ def test_kill9_between_master_cf_and_main_cf(make_site):  # noqa: F811
 
     arm(site, "after_master_rename kill")
     try:
-        answer = site.d.http("PATCH", "/api/v1/settings",
-                             {"certificate": "k1",
-                              "submissions": {"service": f"127.0.0.1:{port}"}}, timeout=30).status
+        body = {"submissions": {"service": f"127.0.0.1:{port}"}}
+        if with_certificate:
+            body["certificate"] = "k1"
+        answer = site.d.http("PATCH", "/api/v1/settings", body, timeout=30).status
     except OSError as e:
         answer = repr(e)
     site.d.proc.wait(20)
@@ -267,8 +320,9 @@ def test_kill9_between_master_cf_and_main_cf(make_site):  # noqa: F811
     new_jobs = [j for j in settle(site) if j["id"] > jobs_before]
     assert [j["status"] for j in new_jobs] == ["applied"], new_jobs
     assert site.settings()["submissions"] == {"enabled": True, "service": f"127.0.0.1:{port}"}
-    wait_until(lambda: served_by_openssl(port, starttls=False) == fp1, 20,
-               "the submissions port to serve k1")
-    site.wait_served(fp1)
+    want = fp1 if with_certificate else fp0
+    wait_until(lambda: served_by_openssl(port, starttls=False) == want, 20,
+               "the submissions port to serve the bound certificate")
+    site.wait_served(want)
     site.assert_in_sync()
     assert leftover_problems(site) == []

@@ -27,9 +27,9 @@ static void test_service_names(void **state)
                 "127.0.0.1:10587",
                 "[::1]:10465",
                 "[2001:db8::1]:submission",
-                "mail.example:587",
-                "localhost:smtps",
-                "a-b:x1",
+                "0.0.0.0:587",
+                "10.1.2.3:smtps",
+                "255.255.255.255:x1",
         };
         static const char *const bad[] = {
                 "",
@@ -62,6 +62,14 @@ static void test_service_names(void **state)
                 "*:587",
                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* a port name of 33 */
                 "a.very.long.host.name.that.goes.on.and.on.and.on.and.on.example.org:587",
+                "mail.example:587",
+                "localhost:smtps",
+                "256.1.1.1:587",
+                "1.2.3:587",
+                "1.2.3.4.5:587",
+                "01.2.3.4:587",
+                "1..2.3:587",
+                "1.2.3.4444:587",
         };
         for (size_t i = 0; i < ARRAY_SIZE(good); i++)
                 if (!submission_service_is_valid(good[i]))
@@ -151,7 +159,7 @@ static void test_settings_members(void **state)
         } refused[] = {
                 { "{\"submission\": true}", PROBLEM_INVALID_VALUE, "/submission" },
                 { "{\"submission\": \"587\"}", PROBLEM_INVALID_VALUE, "/submission" },
-                { "{\"submission\": {\"enabled\": null}}", PROBLEM_INVALID_VALUE,
+                { "{\"submission\": {\"enabled\": \"yes\"}}", PROBLEM_INVALID_VALUE,
                   "/submission/enabled" },
                 { "{\"submission\": {\"enabled\": 1}}", PROBLEM_INVALID_VALUE,
                   "/submission/enabled" },
@@ -163,8 +171,8 @@ static void test_settings_members(void **state)
                   PROBLEM_INVALID_VALUE, "/submissions/service" },
                 { "{\"submissions\": {\"enabled\": true, \"service\": \"a\\u0000b\"}}",
                   PROBLEM_INVALID_VALUE, "/submissions/service" },
-                { "{\"submissions\": {\"enabled\": true, \"service\": null}}",
-                  PROBLEM_INVALID_VALUE, "/submissions/service" },
+                { "{\"submissions\": {\"enabled\": true, \"service\": 465}}", PROBLEM_INVALID_VALUE,
+                  "/submissions/service" },
                 { "{\"submission\": {\"enabled\": true, \"service\": \"x\"}, \"submissions\": "
                   "{\"enabled\": false, \"service\": \"x\"}}",
                   PROBLEM_INVALID_VALUE, "/submissions/service" },
@@ -180,12 +188,25 @@ static void test_settings_members(void **state)
                                  problem_code_name(p.code), p.field, p.detail);
                 assert_memory_equal(&s, &before, sizeof(s));
         }
+        /* an enabled service keeps its name (the old entry would stay, enabled, unmanaged):
+         * disabled first, then renamed */
+        assert_true(apply(&s, "{\"submissions\": {\"service\": \"465\"}}", true, &p) < 0);
+        assert_int_equal(p.code, PROBLEM_SERVICE_CONFLICT);
+        assert_string_equal(p.field, "/submissions/service");
+        /* a null member of the object: its default (RFC 7396) */
+        struct settings u = s;
+        assert_int_equal(apply(&u, "{\"submissions\": {\"enabled\": null}}", true, &p), 0);
+        assert_true(u.services[SUBMISSION_IMPLICIT].enabled);
+        assert_int_equal(apply(&u, "{\"submissions\": {\"enabled\": false}}", true, &p), 0);
+        assert_int_equal(apply(&u, "{\"submissions\": {\"service\": null}}", true, &p), 0);
+        assert_string_equal(u.services[SUBMISSION_IMPLICIT].service, "submissions");
         /* disabled needs no certificate; unbinding with one enabled is refused */
-        assert_int_equal(apply(&s,
-                               "{\"mode\": \"none\", \"submission\": {\"enabled\": false}, "
-                               "\"submissions\": {\"enabled\": false}}",
-                               false, &p),
-                         0);
+        assert_int_equal(
+            apply(&s,
+                  "{\"mode\": \"none\", \"submission\": {\"enabled\": false}, "
+                  "\"submissions\": {\"enabled\": false, \"service\": \"127.0.0.1:10465\"}}",
+                  false, &p),
+            0);
         assert_int_equal(
             apply(&s, "{\"certificate\": \"mx\", \"submissions\": {\"enabled\": true}}", true, &p),
             0);
@@ -251,8 +272,21 @@ static void test_master_entries(void **state)
         assert_string_equal(e.field[ME_TYPE], "inet");
         assert_string_equal(e.field[ME_CHROOT], "y");
         assert_string_equal(e.field[ME_COMMAND], "smtpd");
+        master_entry_done(&e);
         assert_true(master_entry_parse("pickup unix n - y 60", &e) < 0);
+        master_entry_done(&e);
         assert_true(master_entry_parse("", &e) < 0);
+        master_entry_done(&e);
+        /* a line of any length (an entry with many -o options) */
+        char *long_line = malloc(70000);
+        assert_non_null(long_line);
+        strcpy(long_line, "127.0.0.1:10587 inet n - n - - smtpd");
+        for (size_t o = strlen(long_line); o < 69000; o += 10)
+                memcpy(long_line + o, " -o a=bbbb", 11);
+        assert_int_equal(master_entry_parse(long_line, &e), 0);
+        assert_string_equal(e.field[ME_COMMAND], "smtpd");
+        master_entry_done(&e);
+        free(long_line);
 
         char host[SUBMISSION_SERVICE_MAX + 1], port[SUBMISSION_SERVICE_MAX + 1];
         submission_service_split("[::1]:10465", host, port);
