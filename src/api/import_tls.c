@@ -121,6 +121,16 @@ static void import_pair(json_t *files, struct cert_import *imp, json_t *entry)
         problem_done(&p);
 }
 
+/* Whether key and chain are privkey.pem and fullchain.pem of one directory right below the ACME
+ * live directory (its path is alen bytes of both). */
+static bool acme_pair(const char *key, const char *chain, size_t alen)
+{
+        const char *kname = strrchr(key, '/'), *cname = strrchr(chain, '/');
+        return kname && cname && streq(kname, "/privkey.pem") && streq(cname, "/fullchain.pem") &&
+               kname - key == cname - chain && strncmp(key, chain, (size_t)(cname - chain)) == 0 &&
+               memchr(chain + alen + 1, '/', (size_t)(cname - chain) - alen - 1) == NULL;
+}
+
 /* What an import does with the certificates main.cf names: recognizes them (the system pair, an
  * ACME live directory, one the store has) or imports them, unbound: Postfix serves them as
  * before, and a settings write can bind one. Each entry of report: {files, action (system,
@@ -151,8 +161,11 @@ int import_certs(struct request *req, const char *main_cf, size_t len, json_t *r
                         json_object_set_new(entry, "name", json_string("system"));
                         continue;
                 }
+                /* the ACME client's own pair (privkey.pem, fullchain.pem of one live directory):
+                 * served as it is after a settings write too; another file of it (cert.pem, the
+                 * leaf alone) is stored like any file */
                 if (alen && strncmp(last, cfg->acme_live_directory, alen) == 0 &&
-                    last[alen] == '/') {
+                    last[alen] == '/' && acme_pair(first, last, alen)) {
                         /* .../live/NAME/fullchain.pem: the ACME watch keeps it in the store */
                         const char *rest = last + alen + 1;
                         json_object_set_new(entry, "action", json_string("acme"));
@@ -249,8 +262,20 @@ static const char *take_over_refusal(struct request *req, struct db_conn *c, jso
         size_t i;
         const char *why = NULL;
         uint64_t stale = 3 * (uint64_t)req->app->cfg->node_heartbeat_interval;
-        if (store_nodes_list(c, stale, &nodes, reterr) < 0)
+        struct problem ignore = { 0 };
+        char bound_cert[65], bound_add[65];
+        int bound = store_node_settings_load(c, req->app->cfg->node_name, bound_cert, bound_add,
+                                             NULL, &ignore);
+        problem_done(&ignore);
+        if (bound != 0)
+                return bound > 0 ? "this node has a certificate binding of its own (PUT "
+                                   "/api/v1/nodes/{name}/settings), which would be served instead "
+                                   "of main.cf's"
+                                 : "this node's certificate binding cannot be read";
+        if (store_nodes_list(c, stale, &nodes, &ignore) < 0) {
+                problem_done(&ignore);
                 return "the fleet's registry cannot be read";
+        }
         json_array_foreach (nodes, i, node)
                 if (!streq(json_string_value(json_object_get(node, "name")),
                            req->app->cfg->node_name) &&

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 
 #include "apply/action.h"
 #include "apply/fsutil.h"
@@ -14,6 +15,7 @@
 #include "apply/policy_host.h"
 #include "apply/postfix.h"
 #include "apply/takeover.h"
+#include "store/nodes.h"
 #include "conf.h"
 #include "core/policy.h"
 #include "store/store.h"
@@ -241,24 +243,65 @@ int action_policies_bulk(const struct action_env *env, struct job *job, unsigned
         return 0;
 }
 
-/* The settings an import takes over (take: {settings: a PUT body, files: [[key, chain], ...]}),
- * written when main.cf rendered with them reads as the live one (apply/takeover.h) and they are
- * not managed yet; report (the import's settings report, in the job's result) says what became
- * of them: written, or why not and what would differ. */
-static int take_settings(const struct action_env *env, struct job *job, json_t *take,
-                         json_t *report)
+/* Why the settings an import read may not be written now (NULL: they may): what changed since
+ * the import read main.cf, or what makes this node's main.cf not the fleet's to speak for. */
+static const char *take_refusal(const struct action_env *env, json_t *take,
+                                const struct settings *s, struct problem *reterr, int *r)
+{
+        char path[PATH_MAX], digest[65] = "", cert[65], add[65];
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        json_t *nodes = NULL, *node;
+        size_t i;
+        *r = 0;
+        if (s->managed)
+                return "the settings were written since the import read main.cf";
+        if (layout_main_cf(env->cfg, path, sizeof(path)) >= 0 &&
+            fs_read_file(path, LAYOUT_MAIN_CF_MAX, &text, &len) >= 0 &&
+            EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
+                hex_encode(md, 32, digest);
+        if (!streq(digest, json_string_value(json_object_get(take, "main_cf_sha256"))))
+                return "main.cf changed since the import read it: run the import again";
+        /* this node's own binding would replace the certificates proved */
+        if ((*r = store_node_settings_load(env->db, env->cfg->node_name, cert, add, NULL, reterr)) <
+            0)
+                return NULL;
+        if (*r > 0) {
+                *r = 0;
+                return "this node has a certificate binding of its own (PUT /api/v1/nodes/{name}/"
+                       "settings), which would be served instead of main.cf's";
+        }
+        uint64_t stale = 3 * (uint64_t)env->cfg->node_heartbeat_interval;
+        if ((*r = store_nodes_list(env->db, stale, &nodes, reterr)) < 0)
+                return NULL;
+        const char *why = NULL;
+        json_array_foreach (nodes, i, node)
+                if (!streq(json_string_value(json_object_get(node, "name")), env->cfg->node_name) &&
+                    !streq(json_string_value(json_object_get(node, "state")), "unreachable"))
+                        why = "other nodes of the fleet are running: the settings are every "
+                              "node's while this main.cf is one node's";
+        json_decref(nodes);
+        return why;
+}
+
+/* take_settings' work inside its savepoint: 0 written or not (report says), < 0 a failure. */
+static int take_settings_try(const struct action_env *env, json_t *take, json_t *report,
+                             struct problem *reterr)
 {
         struct settings s, n;
         struct cert_files files[SETTINGS_CERTS_MAX];
         size_t nf = 0, i;
         json_t *pair, *differs = NULL;
-        int r = store_settings_load(env->db, &s, NULL, true, &job->problem);
+        int r = store_settings_load(env->db, &s, NULL, true, reterr);
         if (r < 0)
                 return r;
-        if (s.managed) {
-                json_object_set_new(report, "reason",
-                                    json_string("the settings were written since the import "
-                                                "read main.cf: not taken over"));
+        const char *why = take_refusal(env, take, &s, reterr, &r);
+        if (r < 0)
+                return r;
+        if (why) {
+                json_object_set_new(report, "reason", json_string(why));
                 return 0;
         }
         json_array_foreach (json_object_get(take, "files"), i, pair)
@@ -268,29 +311,66 @@ static int take_settings(const struct action_env *env, struct job *job, json_t *
                                 json_string_value(json_array_get(pair, 1)),
                         };
         n = s;
-        r = settings_apply_json(&n, json_object_get(take, "settings"), false, &job->problem);
+        r = settings_apply_json(&n, json_object_get(take, "settings"), false, reterr);
         if (r >= 0)
-                r = takeover_check(env->cfg, &n, files, nf, &differs, &job->problem);
+                r = takeover_check(env->cfg, &n, files, nf, &differs, reterr);
         if (r < 0)
                 return r;
         if (r > 0) {
                 json_object_set_new(report, "action", json_string("differs"));
                 json_object_set_new(report, "differs", differs);
                 json_object_set_new(report, "reason",
-                                    json_string("main.cf rendered with these settings would not "
-                                                "read as it does now (see differs): not taken "
-                                                "over; the policies are imported all the same"));
+                                    json_string("main.cf and master.cf rendered with these "
+                                                "settings would not read as they do now (see "
+                                                "differs): not taken over; the policies are "
+                                                "imported all the same"));
                 return 0;
         }
-        r = action_settings_store(env, &s, json_object_get(take, "settings"), false, &job->problem);
+        r = action_settings_store(env, &s, json_object_get(take, "settings"), false, reterr);
         if (r < 0)
                 return r;
         json_object_set_new(report, "written", json_true());
         json_object_set_new(report, "reason",
                             json_string("written: Postfix reads every parameter as before "
-                                        "(postconf -x of main.cf rendered with them, certificate "
-                                        "files aside; the same certificates are served)"));
+                                        "(postconf -x and -P -x of main.cf rendered with them, "
+                                        "certificate files aside: the same certificates are "
+                                        "served, from smtptlsd's copies - renew imported ones "
+                                        "through the API from now on)"));
         return 0;
+}
+
+/* The settings an import takes over (take: {settings: a PUT body, files: [[key, chain], ...],
+ * main_cf_sha256}), written when nothing changed since the import read main.cf, this node's
+ * main.cf speaks for the fleet, and main.cf rendered with them reads as the live one
+ * (apply/takeover.h). Inside a savepoint: a refusal of the write (legacy_certificate, postconf
+ * failing) is reported - written false, reason - and the policies are imported all the same;
+ * only the database's own failure fails the import. */
+static int take_settings(const struct action_env *env, struct job *job, json_t *take,
+                         json_t *report)
+{
+        struct problem p = { 0 };
+        int r = db_exec(env->db, NULL, &job->problem, "SAVEPOINT take_settings", 0, NULL);
+        if (r < 0)
+                return r;
+        r = take_settings_try(env, take, report, &p);
+        if (r < 0 && p.code == PROBLEM_SERVICE_UNAVAILABLE) {
+                problem_set(&job->problem, p.code, p.field, "%s", p.detail);
+                problem_done(&p);
+                return r;
+        }
+        if (r < 0) {
+                json_object_set_new(report, "written", json_false());
+                json_object_set_new(
+                    report, "reason",
+                    json_pack("s++", "not taken over: ", p.detail[0] ? p.detail : "an error", ""));
+                r = db_exec(env->db, NULL, &job->problem, "ROLLBACK TO SAVEPOINT take_settings", 0,
+                            NULL);
+        }
+        problem_done(&p);
+        if (r >= 0)
+                r = db_exec(env->db, NULL, &job->problem, "RELEASE SAVEPOINT take_settings", 0,
+                            NULL);
+        return r;
 }
 
 int action_policies_import(const struct action_env *env, struct job *job, unsigned flags,

@@ -217,6 +217,7 @@ static int apply_files(struct batch *b)
                 b->plan.reload = true;
         worker_set_state(w, "applying", NULL);
         snprintf(b->served_before, sizeof(b->served_before), "%s", w->applied_fingerprint);
+        b->plan.generation = b->gen;
         int r = reconcile_apply(w->app->cfg, &b->plan, &b->res, &b->p);
         /* Postfix has the new files from this moment, whatever becomes of the batch: a batch that
          * loses the database after the reload (and is retried, or found committed) must not make

@@ -3,6 +3,7 @@
 #include "apply/mastercf.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -62,29 +63,46 @@ static void host_addrs(const char *host, struct host_addrs *ret)
         freeaddrinfo(ai);
 }
 
+/* An address as IPv6 (an IPv4 one mapped: ::ffff:a.b.c.d), for comparing. */
+static void as_v6(const struct sockaddr_storage *a, struct in6_addr *ret)
+{
+        if (a->ss_family == AF_INET6) {
+                *ret = ((const struct sockaddr_in6 *)a)->sin6_addr;
+                return;
+        }
+        memset(ret, 0, sizeof(*ret));
+        ret->s6_addr[10] = ret->s6_addr[11] = 0xff;
+        memcpy(&ret->s6_addr[12], &((const struct sockaddr_in *)a)->sin_addr, 4);
+}
+
 static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-        if (a->ss_family != b->ss_family)
-                return false;
-        if (a->ss_family == AF_INET)
-                return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-                       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-        return a->ss_family == AF_INET6 &&
-               memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+        struct in6_addr x, y;
+        as_v6(a, &x);
+        as_v6(b, &y);
+        return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+static bool addrs_overlap(const struct host_addrs *x, const struct host_addrs *y)
+{
+        if (x->wild || y->wild)
+                return true;
+        for (size_t i = 0; i < x->n; i++)
+                for (size_t j = 0; j < y->n; j++)
+                        if (same_address(&x->a[i], &y->a[j]))
+                                return true;
+        return false;
 }
 
 /* Whether two inet services take the same port on an overlapping address. Postfix's master
  * binds both (SO_REUSEPORT) and the kernel shares the connections between them: a client of one
- * lands on the other. An unknown port is compared by its name. */
+ * lands on the other. An unknown port is compared by its name; a host that does not resolve by
+ * its spelling. */
 static bool services_overlap(const char *a, const char *b)
 {
-        char host_a[SUBMISSION_SERVICE_MAX + 1], port_a[SUBMISSION_SERVICE_MAX + 1];
-        char host_b[SUBMISSION_SERVICE_MAX + 1], port_b[SUBMISSION_SERVICE_MAX + 1];
-        if (strlen(a) > SUBMISSION_SERVICE_MAX || strlen(b) > SUBMISSION_SERVICE_MAX)
-                return false; /* not a name settings take: not ours to judge */
-        submission_service_split(a, host_a, port_a);
-        submission_service_split(b, host_b, port_b);
+        char host_a[320], port_a[320], host_b[320], port_b[320];
+        submission_service_split(a, host_a, sizeof(host_a), port_a, sizeof(port_a));
+        submission_service_split(b, host_b, sizeof(host_b), port_b, sizeof(port_b));
         unsigned na = 0, nb = 0;
         (void)mastercf_port_number(port_a, &na);
         (void)mastercf_port_number(port_b, &nb);
@@ -93,52 +111,105 @@ static bool services_overlap(const char *a, const char *b)
         struct host_addrs x, y;
         host_addrs(host_a, &x);
         host_addrs(host_b, &y);
-        if (x.wild || y.wild)
-                return true;
-        for (size_t i = 0; i < x.n; i++)
-                for (size_t j = 0; j < y.n; j++)
-                        if (same_address(&x.a[i], &y.a[j]))
-                                return true;
-        return streq(host_a, host_b);
+        return addrs_overlap(&x, &y) || strcasecmp(host_a, host_b) == 0;
 }
 
-/* Whether Postfix's master could bind service (a literal host, or every address) now: a test
- * bind with SO_REUSEADDR and SO_REUSEPORT (as master binds: a port master holds already binds
- * again). -EADDRNOTAVAIL: the host is no address of this system; -EADDRINUSE: another program
- * holds the port. Either would stop master at the reload. */
+/* Whether a literal address is this system's: an interface's (getifaddrs), or loopback
+ * (127.0.0.0/8 and ::1 are local without being an interface's address). */
+static bool address_is_local(const struct sockaddr_storage *a)
+{
+        struct in6_addr x;
+        as_v6(a, &x);
+        static const struct in6_addr loopback6 = IN6ADDR_LOOPBACK_INIT;
+        if ((IN6_IS_ADDR_V4MAPPED(&x) && x.s6_addr[12] == 127) ||
+            memcmp(&x, &loopback6, sizeof(x)) == 0)
+                return true;
+        struct ifaddrs *list = NULL;
+        bool found = false;
+        if (getifaddrs(&list) < 0)
+                return true; /* cannot tell: Postfix will */
+        for (struct ifaddrs *i = list; i && !found; i = i->ifa_next) {
+                if (!i->ifa_addr ||
+                    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+                        continue;
+                struct sockaddr_storage ss = { 0 };
+                memcpy(&ss, i->ifa_addr,
+                       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                         : sizeof(struct sockaddr_in6));
+                found = same_address(&ss, a);
+        }
+        freeifaddrs(list);
+        return found;
+}
+
+/* One listening socket of /proc/net/tcp{,6} ("0100007F:024B" or 32 hex digits): the kernel
+ * prints each 32-bit word of the address as it lies in memory. */
+static bool listener_address(const char *hex, struct host_addrs *l)
+{
+        struct sockaddr_storage *ss = &l->a[0];
+        *l = (struct host_addrs){ .n = 1 };
+        if (strlen(hex) == 8) {
+                struct sockaddr_in *in = (struct sockaddr_in *)ss;
+                in->sin_family = AF_INET;
+                in->sin_addr.s_addr = (uint32_t)strtoul(hex, NULL, 16);
+                l->wild = in->sin_addr.s_addr == 0;
+                return true;
+        }
+        if (strlen(hex) != 32)
+                return false;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        in6->sin6_family = AF_INET6;
+        for (int w = 0; w < 4; w++) {
+                char word[9];
+                memcpy(word, hex + 8 * w, 8);
+                word[8] = 0;
+                uint32_t v = (uint32_t)strtoul(word, NULL, 16);
+                memcpy(&in6->sin6_addr.s6_addr[4 * w], &v, 4);
+        }
+        l->wild = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        return true;
+}
+
+/* Whether a socket of this system listens on port at an address overlapping h's (a wildcard
+ * on either side overlaps every address). Read from /proc/net/tcp and tcp6, so no privilege is
+ * needed: the unit grants no CAP_NET_BIND_SERVICE, and a test bind of 587 would be refused. */
+static bool port_listened(const struct host_addrs *h, unsigned port)
+{
+        static const char *const tables[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+        bool found = false;
+        for (size_t t = 0; t < ARRAY_SIZE(tables) && !found; t++) {
+                FILE *f = fopen(tables[t], "re");
+                char line[512], hex[40];
+                unsigned lport, state;
+                while (f && !found && fgets(line, sizeof(line), f)) {
+                        struct host_addrs l;
+                        if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x", hex, &lport, &state) ==
+                                3 &&
+                            state == 0x0A && lport == port && listener_address(hex, &l))
+                                found = addrs_overlap(&l, h);
+                }
+                if (f)
+                        fclose(f);
+        }
+        return found;
+}
+
+/* Whether Postfix's master could bind a new service: its host an address of this system, and
+ * no socket listening on its port at an overlapping address (another program's: an entry of
+ * master.cf's own is find_entry's to judge). -EADDRNOTAVAIL, -EADDRINUSE: either would stop
+ * master at the reload. */
 static int can_bind(const char *service, unsigned port)
 {
-        char host[SUBMISSION_SERVICE_MAX + 1], port_name[SUBMISSION_SERVICE_MAX + 1];
-        submission_service_split(service, host, port_name);
+        char host[320], port_name[320];
+        submission_service_split(service, host, sizeof(host), port_name, sizeof(port_name));
         struct host_addrs h;
         host_addrs(host, &h);
-        struct sockaddr_storage ss = { 0 };
-        socklen_t len = sizeof(struct sockaddr_in);
-        if (h.wild || h.n == 0) {
-                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-                in->sin_family = AF_INET;
-                in->sin_addr.s_addr = htonl(INADDR_ANY);
-                if (!h.wild)
-                        return -EADDRNOTAVAIL; /* a literal getaddrinfo refused */
-        } else {
-                ss = h.a[0];
-                len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
-        }
-        if (ss.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-        else
-                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        int one = 1, r = 0;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
-                r = -errno;
-        close(fd);
-        return r;
+        if (!h.wild && h.n == 0)
+                return -EADDRNOTAVAIL;
+        for (size_t i = 0; !h.wild && i < h.n; i++)
+                if (!address_is_local(&h.a[i]))
+                        return -EADDRNOTAVAIL;
+        return port_listened(&h, port) ? -EADDRINUSE : 0;
 }
 
 struct service_ctx {
@@ -322,7 +393,7 @@ static int edit_one(struct service_ctx *c, struct problem *reterr)
                                    "%s binds the port of the MX's smtpd (smtp_probe_address %s): "
                                    "a submission service needs a port of its own",
                                    c->svc->service, c->cfg->smtp_probe_address);
-        submission_service_split(c->svc->service, host, port_name);
+        submission_service_split(c->svc->service, host, sizeof(host), port_name, sizeof(port_name));
         if (mastercf_port_number(port_name, &port) < 0)
                 return problem_set(reterr, PROBLEM_INVALID_VALUE, c->field,
                                    "port '%s' is no TCP service of /etc/services: Postfix's "
@@ -346,13 +417,10 @@ static int edit_one(struct service_ctx *c, struct problem *reterr)
                                            host[0] ? host : "*");
                 if (r == -EADDRINUSE)
                         return problem_set(reterr, PROBLEM_SERVICE_CONFLICT, c->field,
-                                           "another program holds port %u%s%s: Postfix's master "
-                                           "could not bind it and would stop at the reload",
+                                           "another program holds port %u%s%s (a socket "
+                                           "listens there): Postfix's master could not bind "
+                                           "it, or would share its connections",
                                            port, host[0] ? " on " : "", host);
-                if (r < 0)
-                        return problem_set(reterr, PROBLEM_INTERNAL_ERROR, c->field,
-                                           "cannot tell whether %s is free: %s", c->svc->service,
-                                           strerror(-r));
         }
         return enable_service(c, exists, chroot, reterr);
 }

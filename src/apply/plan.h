@@ -95,6 +95,7 @@ struct plan {
         char *master_cf_old, *master_cf_new;
         size_t master_old_len, master_new_len;
         bool master_cf_changed;
+        int64_t generation; /* the generation an apply of this plan makes (the master.cf marker) */
         /* the enabled services, for the check after the reload */
         struct plan_service {
                 enum submission_kind kind;

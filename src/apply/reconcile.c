@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -169,25 +170,71 @@ void reconcile_master_settled(const struct config *cfg)
                 log_warning("cannot remove %s: %s", pending, strerror(errno));
 }
 
-int reconcile_recover_master(const struct config *cfg)
+/* The SHA-256 of a file as 64 hex digits ("" when it cannot be read). */
+static void file_digest(const char *path, char out[65])
 {
-        char pending[PATH_MAX], lkg[PATH_MAX];
-        struct stat st;
-        if (layout_master_cf_pending(cfg, pending, sizeof(pending)) < 0 || stat(pending, &st) < 0)
-                return 0;
-        int r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
-        if (r >= 0 && stat(lkg, &st) == 0)
-                r = restore_lkg(cfg, lkg, "master.cf.restore", put_master_cf);
-        if (r < 0) {
-                log_error("cannot put back the last-known-good master.cf after an interrupted "
-                          "apply: %s",
-                          strerror(-r));
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        out[0] = 0;
+        if (fs_read_file(path, LAYOUT_MAIN_CF_MAX, &data, &len) >= 0 &&
+            EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
+                hex_encode(md, 32, out);
+}
+
+/* Before master.cf's swap: "<generation> <new digest> <last-known-good digest>". */
+static int write_master_marker(const struct config *cfg, const struct plan *p, const char *staged)
+{
+        char pending[PATH_MAX], live[PATH_MAX], text[200], new[65], old[65];
+        int r = layout_master_cf_pending(cfg, pending, sizeof(pending));
+        if (r >= 0)
+                r = layout_master_cf(cfg, live, sizeof(live));
+        if (r < 0)
                 return r;
+        file_digest(staged, new);
+        file_digest(live, old); /* the live one becomes the last-known-good one */
+        int n = snprintf(text, sizeof(text), "%lld %s %s\n", (long long)p->generation, new, old);
+        return fs_write_file(pending, text, (size_t)n, 0600);
+}
+
+int reconcile_recover_master(const struct config *cfg, int64_t committed)
+{
+        char pending[PATH_MAX], lkg[PATH_MAX], live[PATH_MAX], new[65], old[65], now[65];
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        long long gen = 0;
+        if (layout_master_cf_pending(cfg, pending, sizeof(pending)) < 0 ||
+            fs_read_file(pending, 4096, &text, &len) < 0)
+                return 0;
+        /* committed (a batch's, or the committed state a start or a follower applied): kept,
+         * but perhaps not reloaded yet */
+        if (sscanf(text, "%lld %64s %64s", &gen, new, old) != 3 || gen <= committed)
+                return 1;
+        int r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
+        if (r >= 0)
+                r = layout_master_cf(cfg, live, sizeof(live));
+        if (r < 0)
+                return r;
+        file_digest(live, now);
+        if (streq(now, new)) {
+                r = restore_lkg(cfg, lkg, "master.cf.restore", put_master_cf);
+                if (r < 0) {
+                        log_error("cannot put back the last-known-good master.cf after an "
+                                  "interrupted apply: %s",
+                                  strerror(-r));
+                        return r;
+                }
+                log_notice("master.cf: generation %lld was swapped in and never committed; the "
+                           "last-known-good master.cf is back",
+                           gen);
+        } else if (!streq(now, old)) {
+                /* edited since the swap: the administrator's, left alone */
+                log_warning("master.cf: generation %lld was swapped in and never committed, and "
+                            "the file was edited since: left as it is",
+                            gen);
         }
-        log_notice("master.cf: an apply was interrupted after its swap; the last-known-good "
-                   "master.cf is back, and Postfix is reloaded");
-        unlink(pending);
-        return 1;
+        return 1; /* Postfix may hold the uncommitted one, or not the new one yet: reload */
 }
 
 /* 1. Certificate files: a new version in a directory of its own (cert_staged[i]), or the files
@@ -278,23 +325,29 @@ static int swap_files(const struct config *cfg, const struct plan *p, struct app
                 cert_staged[i][0] = 0;
         }
         if (p->master_cf_changed) {
-                char check[PATH_MAX], staged[PATH_MAX], pending[PATH_MAX];
-                /* a crash from here until the batch settles: the next start puts the
-                 * last-known-good master.cf back and reloads (reconcile_recover_master) */
-                int r = layout_master_cf_pending(cfg, pending, sizeof(pending));
-                if (r >= 0)
-                        r = fs_write_file(pending, "", 0, 0600);
-                if (r >= 0)
-                        r = layout_check_dir(cfg, check, sizeof(check));
+                char check[PATH_MAX], staged[PATH_MAX], live[PATH_MAX];
+                int r = layout_check_dir(cfg, check, sizeof(check));
                 if (r >= 0)
                         r = layout_join(check, "master.cf", staged, sizeof(staged));
                 if (r >= 0)
                         r = layout_master_cf_lkg(cfg, lkg, sizeof(lkg));
                 if (r >= 0)
+                        r = layout_master_cf(cfg, live, sizeof(live));
+                /* a crash from here until the batch settles: the marker says what was swapped
+                 * in, for reconcile_recover_master */
+                if (r >= 0)
+                        r = write_master_marker(cfg, p, staged);
+                if (r >= 0)
                         r = put_master_cf(cfg, staged, lkg);
-                if (r < 0)
+                if (r < 0) {
+                        /* renamed already (a failed fsync after it): restored like a swap */
+                        if (fs_same_content(live, p->master_cf_new, p->master_new_len) > 0)
+                                res->master_swapped = true;
+                        else
+                                reconcile_master_settled(cfg);
                         return problem_set(reterr, stage_problem(r), NULL,
                                            "cannot replace master.cf: %s", strerror(-r));
+                }
                 res->master_swapped = true;
                 fault_point("after_master_rename");
         }

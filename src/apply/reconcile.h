@@ -19,13 +19,16 @@ int reconcile_apply(const struct config *cfg, struct plan *p, struct apply_resul
  * field, naming the file, when it cannot be read or holds no certificate. */
 int reconcile_check_ca_file(const char *path, const char *field, struct problem *reterr);
 /* A swapped master.cf is settled once its batch committed (or its restore reloaded): the marker
- * swap_files leaves goes. */
+ * the swap leaves (.smtptlsd/master.cf.pending: the plan's generation, the SHA-256 of the new
+ * master.cf and of the last-known-good one) goes. */
 void reconcile_master_settled(const struct config *cfg);
-/* At start: a master.cf swapped by an apply that a crash cut short (the marker is there) goes
- * back to its last-known-good version, whatever the crash left - the committed state and the
- * jobs run again make it anew - and 1 says Postfix must be reloaded (it may have read neither).
- * 0 when there was nothing to recover. */
-int reconcile_recover_master(const struct config *cfg);
+/* A master.cf swapped by an apply a crash cut short (the marker is there), judged against the
+ * committed generation: not committed - the last-known-good master.cf back when the live one is
+ * still the swapped one (a file edited since is left alone); committed - kept. Either way 1:
+ * Postfix must be reloaded (it may hold the uncommitted one, or not yet the new one), then
+ * reconcile_master_settled (a crash before that finds the marker again). 0 when there is no
+ * marker. Needs no database but the committed generation. */
+int reconcile_recover_master(const struct config *cfg, int64_t committed);
 /* After a successful apply whose transaction could not commit: last-known-good back, reload. */
 int reconcile_restore(const struct config *cfg, const struct plan *p,
                       const struct apply_result *res);

@@ -98,15 +98,51 @@ static bool follows_smtpd(const char *main_cf, size_t main_len, const char *name
         return maincf_get(main_cf, main_len, buf, &value) < 0;
 }
 
+/* A value for the report: its bytes as UTF-8, anything else as '?' (a difference is counted
+ * whatever becomes of its text). */
+static json_t *text_of(const char *p, size_t n)
+{
+        json_t *j = json_stringn(p, n);
+        if (j)
+                return j;
+        char *copy = strndup(p, n);
+        for (size_t i = 0; copy && i < n; i++)
+                if ((unsigned char)copy[i] >= 0x80 || copy[i] == 0)
+                        copy[i] = '?';
+        j = copy ? json_string(copy) : NULL;
+        free(copy);
+        return j ? j : json_string("?");
+}
+
+struct diff {
+        size_t n;       /* every difference, reported or not */
+        json_t *report; /* the first DIFFERS_MAX */
+};
+
+static void differ(struct diff *d, const char *name, size_t name_len, const char *live,
+                   size_t live_len, const char *rendered, size_t rendered_len)
+{
+        d->n++;
+        if (!d->report || json_array_size(d->report) >= DIFFERS_MAX)
+                return;
+        json_array_append_new(d->report,
+                              json_pack("{s:o, s:o, s:o}", "name", text_of(name, name_len), "live",
+                                        live ? text_of(live, live_len) : json_null(), "rendered",
+                                        rendered ? text_of(rendered, rendered_len) : json_null()));
+}
+
+/* Every "name = value" line of live whose value in rendered is another (or missing), and every
+ * one of rendered that live lacks. main_cf (the live text) set: postconf -x's main.cf
+ * parameters, with their exemptions; NULL: postconf -P's master.cf ones, all compared. */
 static void compare(const struct config *cfg, const char *main_cf, size_t main_len,
-                    const char *live, const char *rendered, json_t *differs)
+                    const char *live, const char *rendered, struct diff *d)
 {
         const char *sides[2][2] = { { live, rendered }, { rendered, live } };
         for (int side = 0; side < 2; side++) {
                 for (const char *p = sides[side][0]; p && *p;) {
                         size_t n = strcspn(p, "\n");
                         const char *eq = memmem(p, n, " =", 2);
-                        if (eq && json_array_size(differs) < DIFFERS_MAX) {
+                        if (eq) {
                                 size_t name_len = (size_t)(eq - p), other_len = 0;
                                 size_t value_len = n - name_len - 2 - (n > name_len + 2);
                                 const char *value = eq + 2 + (n > name_len + 2);
@@ -114,23 +150,51 @@ static void compare(const struct config *cfg, const char *main_cf, size_t main_l
                                     find_line(sides[side][1], p, name_len, &other_len);
                                 bool same = other && other_len == value_len &&
                                             memcmp(other, value, value_len) == 0;
-                                bool ca = side == 0 && value_len == 0 && other &&
-                                          same_trust(cfg, live, p, name_len, other, other_len);
-                                if (!exempt(p, name_len) && !ca && !same &&
-                                    !follows_smtpd(main_cf, main_len, p, name_len) &&
-                                    (side == 0 || !other)) {
-                                        json_t *l = json_stringn(value, value_len),
-                                               *o = other ? json_stringn(other, other_len)
-                                                          : json_null();
-                                        json_array_append_new(
-                                            differs,
-                                            json_pack("{s:s%, s:o, s:o}", "name", p, name_len,
-                                                      side == 0 ? "live" : "rendered", l,
-                                                      side == 0 ? "rendered" : "live", o));
-                                }
+                                bool skip =
+                                    main_cf &&
+                                    (exempt(p, name_len) ||
+                                     follows_smtpd(main_cf, main_len, p, name_len) ||
+                                     (side == 0 && value_len == 0 && other &&
+                                      same_trust(cfg, live, p, name_len, other, other_len)));
+                                if (!skip && !same && (side == 0 || !other))
+                                        differ(d, p, name_len, side == 0 ? value : other,
+                                               side == 0 ? value_len : other_len,
+                                               side == 0 ? other : value,
+                                               side == 0 ? other_len : value_len);
                         }
                         p += n + (p[n] == '\n');
                 }
+        }
+}
+
+/* What postconf -P cannot show: a master.cf service's own legacy certificate (-o
+ * smtpd_tls_cert_file=...) is ignored once main.cf sets smtpd_tls_chain_files (postconf(5)), and
+ * a service trusting a CA directory of its own (-o smtp_tls_CApath=...) inherits the CAfile the
+ * settings add. services: postconf -P -x of the live master.cf. */
+static void service_hazards(const char *services, bool chain_added, bool ca_added, struct diff *d)
+{
+        static const char ignored[] = "(ignored once main.cf sets smtpd_tls_chain_files)",
+                          inherits[] = "(and the CAfile the settings add)";
+        static const char *const legacy[] = { "smtpd_tls_cert_file",   "smtpd_tls_key_file",
+                                              "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
+                                              "smtpd_tls_dcert_file",  "smtpd_tls_dkey_file" };
+        for (const char *p = services; p && *p;) {
+                size_t n = strcspn(p, "\n");
+                const char *eq = memmem(p, n, " = ", 3);
+                const char *slash = eq ? memrchr(p, '/', (size_t)(eq - p)) : NULL;
+                if (slash) {
+                        const char *name = slash + 1;
+                        size_t len = (size_t)(eq - name);
+                        for (size_t i = 0; chain_added && i < ARRAY_SIZE(legacy); i++)
+                                if (strlen(legacy[i]) == len && memcmp(name, legacy[i], len) == 0)
+                                        differ(d, p, (size_t)(eq - p), eq + 3,
+                                               n - (size_t)(eq - p) - 3, ignored,
+                                               sizeof(ignored) - 1);
+                        if (ca_added && len > 7 && memcmp(name + len - 7, "_CApath", 7) == 0)
+                                differ(d, p, (size_t)(eq - p), eq + 3, n - (size_t)(eq - p) - 3,
+                                       inherits, sizeof(inherits) - 1);
+                }
+                p += n + (p[n] == '\n');
         }
 }
 
@@ -141,7 +205,8 @@ int takeover_check(const struct config *cfg, const struct settings *s,
         char dir[PATH_MAX] = "", live_main[PATH_MAX], live_master[PATH_MAX], ca_file[PATH_MAX],
              chain[SETTINGS_CERTS_MAX * (2 * PATH_MAX + 4)];
         _cleanup_free_ char *text = NULL, *master = NULL, *rendered = NULL, *live_out = NULL,
-                            *new_out = NULL;
+                            *new_out = NULL, *live_services = NULL, *new_services = NULL,
+                            *old_chain = NULL, *old_ca = NULL;
         size_t len = 0, master_len = 0, new_len = 0;
         struct maincf_param params[SETTINGS_PARAMS_MAX];
         *differs = NULL;
@@ -157,8 +222,8 @@ int takeover_check(const struct config *cfg, const struct settings *s,
                                    "cannot read main.cf and master.cf: %s", strerror(-r));
         /* main.cf as the plan would render it (smtp_tls_policy_maps aside) */
         reconcile_ca_file(cfg, s, ca_file, sizeof(ca_file));
-        size_t np = settings_render(s, certs, n, access(ca_file, R_OK) == 0 ? ca_file : NULL, chain,
-                                    sizeof(chain), params);
+        const char *ca = access(ca_file, R_OK) == 0 ? ca_file : NULL;
+        size_t np = settings_render(s, certs, n, ca, chain, sizeof(chain), params);
         r = maincf_edit(text, len, params, np, &rendered, &new_len);
         if (r >= 0)
                 r = postfix_scratch_dir(cfg, "takeover.check", rendered, new_len, master,
@@ -167,19 +232,37 @@ int takeover_check(const struct config *cfg, const struct settings *s,
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL,
                                    "cannot stage main.cf for the settings' proof: %s",
                                    strerror(-r));
+        /* every main.cf parameter, and every -o of master.cf, expanded */
+        const char *const services_args[] = { "-P", "-x", NULL };
+        struct spawn_result out = { 0 };
         r = postconf_expanded_all(cfg, cfg->postfix_config_directory, &live_out);
         if (r >= 0)
                 r = postconf_expanded_all(cfg, dir, &new_out);
+        if (r >= 0 &&
+            (r = postconf_in(cfg, cfg->postfix_config_directory, services_args, &out)) >= 0)
+                live_services = TAKE_PTR(out.output);
+        spawn_result_done(&out);
+        if (r >= 0 && (r = postconf_in(cfg, dir, services_args, &out)) >= 0)
+                new_services = TAKE_PTR(out.output);
+        spawn_result_done(&out);
         fs_remove_tree(dir);
         if (r < 0)
                 return problem_set(reterr, PROBLEM_POSTFIX_REJECTED, NULL,
                                    "postconf -x failed: the settings cannot be proved");
-        json_t *d = json_array();
-        compare(cfg, text, len, live_out, new_out, d);
-        if (json_array_size(d) == 0) {
-                json_decref(d);
+        struct diff d = { .report = json_array() };
+        compare(cfg, text, len, live_out, new_out, &d);
+        compare(cfg, NULL, 0, live_services, new_services, &d);
+        bool chain_added =
+            maincf_get(text, len, "smtpd_tls_chain_files", &old_chain) < 0 || isempty(old_chain);
+        bool ca_added =
+            ca && (maincf_get(text, len, "smtp_tls_CAfile", &old_ca) < 0 || isempty(old_ca));
+        service_hazards(live_services, chain_added && n > 0, ca_added, &d);
+        if (d.n == 0) {
+                json_decref(d.report);
                 return 0;
         }
-        *differs = d;
+        if (!d.report)
+                return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        *differs = d.report;
         return 1;
 }

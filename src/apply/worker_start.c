@@ -98,10 +98,12 @@ static int apply_committed(struct worker *w, const struct occasion *o)
                 r = desired_load(cfg, &w->db, &d, &p);
         if (snapshot)
                 tx_rollback(&w->db);
-        /* a master.cf swap a crash cut short: its last-known-good version back first */
-        int recovered = o->at_start && r >= 0 ? reconcile_recover_master(cfg) : 0;
+        /* a master.cf swap a crash cut short (at this start or an earlier one whose database
+         * did not answer): its last-known-good version back first, unless committed */
+        int recovered = r >= 0 ? reconcile_recover_master(cfg, gen) : 0;
         if (r >= 0)
                 r = reconcile_plan(cfg, &d, &plan, &p);
+        plan.generation = gen;
         /* master.cf is this node's: one it cannot take the services into (an entry of its own
          * on that port) leaves the rest of the generation to apply, and says so */
         struct problem master_p = { 0 };
@@ -156,7 +158,7 @@ static int apply_committed(struct worker *w, const struct occasion *o)
                 problem_done(&ignore);
         } else {
                 worker_mark_applied(w, gen, res.reloaded);
-                if (res.master_swapped)
+                if (res.master_swapped || recovered > 0)
                         reconcile_master_settled(cfg);
                 if (master_p.code) {
                         worker_set_state(w, "degraded", master_p.detail);

@@ -49,18 +49,19 @@ int master_entry_parse(const char *line, struct master_entry *e)
         return n == ARRAY_SIZE(e->field) ? 0 : -EINVAL;
 }
 
-void submission_service_split(const char *service, char *host, char *port)
+void submission_service_split(const char *service, char *host, size_t host_size, char *port,
+                              size_t port_size)
 {
         const char *colon = strrchr(service, ':');
         if (colon && service[0] == '[' && (colon == service || colon[-1] != ']'))
                 colon = NULL; /* "[::1]" alone: no port (refused before it gets here) */
         if (!colon) {
                 host[0] = 0;
-                snprintf(port, SUBMISSION_SERVICE_MAX + 1, "%s", service);
+                snprintf(port, port_size, "%s", service);
                 return;
         }
-        snprintf(host, SUBMISSION_SERVICE_MAX + 1, "%.*s", (int)(colon - service), service);
-        snprintf(port, SUBMISSION_SERVICE_MAX + 1, "%s", colon + 1);
+        snprintf(host, host_size, "%.*s", (int)(colon - service), service);
+        snprintf(port, port_size, "%s", colon + 1);
 }
 
 int submission_entry(const char *service, const char *chroot, char *buf, size_t size)

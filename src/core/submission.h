@@ -32,9 +32,9 @@ int master_entry_parse(const char *line, struct master_entry *e);
 void master_entry_done(struct master_entry *e);
 
 /* A service name's host ("" when it has none: every address) and port (a number or a
- * services(5) name) parts, into bufs of size SUBMISSION_SERVICE_MAX + 1; an IPv6 host keeps its
- * brackets. */
-void submission_service_split(const char *service, char *host, char *port);
+ * services(5) name) parts, cut to their buffers' sizes; an IPv6 host keeps its brackets. */
+void submission_service_split(const char *service, char *host, size_t host_size, char *port,
+                              size_t port_size);
 
 /* The `postconf -M` value that creates service: "<service> inet n - <chroot> - - smtpd" into
  * buf; -ENAMETOOLONG when it does not fit. */

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 
+from tests.harness.util import free_port
 from tests.system.test_cli_push_pull import cli
 from tests.system.test_policies import make_policy_site  # noqa: F401 (a fixture)
 from tests.system.test_settings import served
@@ -373,10 +374,20 @@ def test_import_with_settings_takes_them_over_when_postfix_reads_every_parameter
                                     "lmtp_tls_cert_file": "$smtpd_tls_cert_file"})
     b = write_map(other, "admin_policy", [("bank.example", "encrypt")])
     set_maps(other, f"hash:{b}")
+    # and in master.cf, where postconf -x does not look: a transport naming it through $, and a
+    # service with a legacy certificate of its own (ignored once smtpd_tls_chain_files is set)
+    other.pf.postconf("-M", "relay2/unix = relay2 unix - - n - - smtp "
+                      "-o smtp_tls_cert_file=$smtpd_tls_cert_file")
+    own = free_port()
+    other.pf.postconf("-M", f"127.0.0.1:{own}/inet = 127.0.0.1:{own} inet n - n - - smtpd "
+                      f"-o smtpd_tls_cert_file={leaf.cert} -o smtpd_tls_key_file={leaf.key}")
     r = other.req("POST", "/api/v1/import?settings=true")
     assert r.status == 200 and r.body["added"] == 1, r
     st = r.body["settings"]
     assert st["written"] is False and st["action"] == "differs", st
-    assert [d["name"] for d in st["differs"]] == ["lmtp_tls_cert_file"], st["differs"]
+    assert {d["name"] for d in st["differs"]} == {
+        "lmtp_tls_cert_file", "relay2/unix/smtp_tls_cert_file",
+        f"127.0.0.1:{own}/inet/smtpd_tls_cert_file",
+        f"127.0.0.1:{own}/inet/smtpd_tls_key_file"}, st["differs"]
     assert other.d.get("/api/v1/settings").body["managed"] is False
     assert other.pf.postconf("-x", "-h", "lmtp_tls_cert_file").strip() == leaf.cert

@@ -289,10 +289,10 @@ static void test_master_entries(void **state)
         free(long_line);
 
         char host[SUBMISSION_SERVICE_MAX + 1], port[SUBMISSION_SERVICE_MAX + 1];
-        submission_service_split("[::1]:10465", host, port);
+        submission_service_split("[::1]:10465", host, sizeof(host), port, sizeof(port));
         assert_string_equal(host, "[::1]");
         assert_string_equal(port, "10465");
-        submission_service_split("submission", host, port);
+        submission_service_split("submission", host, sizeof(host), port, sizeof(port));
         assert_string_equal(host, "");
         assert_string_equal(port, "submission");
 }
