@@ -2,12 +2,15 @@
  * cached running-state (postfix_running_recent) also HTTP threads. */
 #include "apply/postfix.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 
@@ -364,13 +367,99 @@ bool postfix_running_recent(const struct config *cfg)
         return recent_get(&running, ask_running, (void *)cfg);
 }
 
+/* The smtpd processes the master of cfg's Postfix runs now: children of the pid in
+ * <queue_directory>/pid/master.pid named smtpd (none when that master is not ours to see: a
+ * container's). At most max. */
+#define OLD_SMTPD_MAX 64
+static size_t running_smtpds(const struct config *cfg, pid_t *pids, size_t max)
+{
+        _cleanup_free_ char *qdir = NULL, *text = NULL;
+        char path[PATH_MAX];
+        size_t len = 0, n = 0;
+        long master = 0;
+        if (postconf_value(cfg, "queue_directory", &qdir) < 0 ||
+            snprintf(path, sizeof(path), "%s/pid/master.pid", qdir) >= (int)sizeof(path) ||
+            fs_read_file(path, 64, &text, &len) < 0 || (master = strtol(text, NULL, 10)) <= 1)
+                return 0;
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && n < max && (de = readdir(d))) {
+                char stat[512], comm[64];
+                long pid = strtol(de->d_name, NULL, 10), ppid = 0;
+                if (pid <= 1 ||
+                    snprintf(path, sizeof(path), "/proc/%ld/stat", pid) >= (int)sizeof(path))
+                        continue;
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue;
+                bool ok = fgets(stat, sizeof(stat), f) != NULL;
+                fclose(f);
+                /* "pid (comm) state ppid ...": comm has no ')' for smtpd */
+                if (ok && sscanf(stat, "%*d (%63[^)]) %*c %ld", comm, &ppid) == 2 &&
+                    ppid == master && streq(comm, "smtpd"))
+                        pids[n++] = (pid_t)pid;
+        }
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* Waits until each of pids has exited, at most limit_usec: one pidfd each, polled together. */
+static void wait_exited(const pid_t *pids, size_t n, uint64_t limit_usec)
+{
+        struct pollfd fds[OLD_SMTPD_MAX];
+        size_t open_fds = 0;
+        for (size_t i = 0; i < n && i < OLD_SMTPD_MAX; i++) {
+                int fd = (int)syscall(SYS_pidfd_open, pids[i], 0);
+                if (fd >= 0)
+                        fds[open_fds++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+        }
+        uint64_t deadline = now_monotonic_usec() + limit_usec;
+        size_t left = open_fds;
+        while (left > 0) {
+                uint64_t now = now_monotonic_usec();
+                if (now >= deadline)
+                        break;
+                int k = poll(fds, open_fds, (int)((deadline - now + 999) / 1000));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                for (size_t i = 0; i < open_fds; i++)
+                        if (fds[i].fd >= 0 && fds[i].revents) {
+                                close(fds[i].fd);
+                                fds[i].fd = -1; /* poll skips it */
+                                left--;
+                        }
+        }
+        for (size_t i = 0; i < open_fds; i++)
+                if (fds[i].fd >= 0)
+                        close(fds[i].fd);
+}
+
+/* How long a reload waits for the smtpd processes from before it: an idle one exits at once,
+ * one in the middle of a session when the session ends (not waited for). */
+#define RELOAD_OLD_SMTPD_WAIT_USEC (1000ull * 1000)
+
 int postfix_reload(const struct config *cfg, struct spawn_result *res)
 {
+        /* The smtpds from before the reload may each still take a connection in the moments
+         * after it, and serve it with the old configuration: the write's reply waits until they
+         * are gone (bounded), so that a client asking right after it is served the new one. */
+        pid_t old[OLD_SMTPD_MAX];
+        size_t n_old = running_smtpds(cfg, old, OLD_SMTPD_MAX);
         const char *const args[] = { "-c", cfg->postfix_config_directory, "reload", NULL };
         int r = run(cfg->postfix_command, args, (uint64_t)cfg->command_timeout, res);
         if (r < 0)
                 return r;
-        return res->exit_status == 0 ? 0 : -EPROTO;
+        if (res->exit_status != 0)
+                return -EPROTO;
+        uint64_t t0 = now_monotonic_usec();
+        wait_exited(old, n_old, RELOAD_OLD_SMTPD_WAIT_USEC);
+        if (n_old > 0)
+                log_debug("postfix reload: %zu smtpd process(es) from before it, gone in %.1f ms",
+                          n_old, (double)(now_monotonic_usec() - t0) / 1000.0);
+        return 0;
 }
 
 static bool name_char(char c)
