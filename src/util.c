@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
+#include <openssl/evp.h>
 
 uint64_t now_monotonic_usec(void)
 {
@@ -220,4 +221,13 @@ int hex_digit_value(char c)
         if (c >= 'A' && c <= 'F')
                 return c - 'A' + 10;
         return -1;
+}
+
+void sha256_hex(const void *data, size_t len, char out[65])
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        out[0] = 0;
+        if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
+                hex_encode(md, 32, out);
 }

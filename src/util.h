@@ -105,6 +105,8 @@ int strbuf_add(struct strbuf *b, const void *s, size_t n);
 
 /* Hex encoding of bytes, lower case; out must hold 2*n+1 bytes. */
 void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The SHA-256 of data as 64 lower-case hex digits into out ("" when OpenSSL fails). */
+void sha256_hex(const void *data, size_t len, char out[65]);
 /* The value of one hex digit (either case), -1 for anything else. */
 int hex_digit_value(char c);
 

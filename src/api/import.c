@@ -18,8 +18,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <openssl/evp.h>
-
 #include "api/api.h"
 #include "api/import_tls.h"
 #include "app.h"
@@ -495,11 +493,8 @@ int api_import(struct request *req, struct problem *reterr)
                        "certificates", store, "scope", scope_to_string(req->scope));
         if (jb && take) {
                 /* the job writes them only if main.cf is still the one read */
-                unsigned char md[EVP_MAX_MD_SIZE];
-                unsigned int mdlen = 0;
-                char hex[65] = "";
-                if (EVP_Digest(main_cf, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
-                        hex_encode(md, 32, hex);
+                char hex[65];
+                sha256_hex(main_cf, len, hex);
                 json_object_set_new(take, "main_cf_sha256", json_string(hex));
                 json_object_set(jb, "take_settings", take);
         }

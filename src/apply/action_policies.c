@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
 
 #include "apply/action.h"
 #include "apply/fsutil.h"
@@ -251,17 +250,14 @@ static const char *take_refusal(const struct action_env *env, json_t *take,
         char path[PATH_MAX], digest[65] = "", cert[65], add[65];
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
         json_t *nodes = NULL, *node;
         size_t i;
         *r = 0;
         if (s->managed)
                 return "the settings were written since the import read main.cf";
         if (layout_main_cf(env->cfg, path, sizeof(path)) >= 0 &&
-            fs_read_file(path, LAYOUT_MAIN_CF_MAX, &text, &len) >= 0 &&
-            EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
-                hex_encode(md, 32, digest);
+            fs_read_file(path, LAYOUT_MAIN_CF_MAX, &text, &len) >= 0)
+                sha256_hex(text, len, digest);
         if (!streq(digest, json_string_value(json_object_get(take, "main_cf_sha256"))))
                 return "main.cf changed since the import read it: run the import again";
         /* this node's own binding would replace the certificates proved */

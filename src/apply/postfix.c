@@ -78,18 +78,17 @@ int postfix_scratch_dir(const struct config *cfg, const char *name, const char *
                 r = fs_remove_tree(dir);
         if (r >= 0)
                 r = fs_mkdir_p(dir, 0700);
-        if (r >= 0)
-                r = layout_join(dir, "main.cf", path, sizeof(path));
-        if (r >= 0)
-                r = fs_write_file(path, main_cf, main_len, 0644);
-        if (r >= 0)
-                r = fs_set_mtime_ago(path, 2);
-        if (r >= 0)
-                r = layout_join(dir, "master.cf", path, sizeof(path));
-        if (r >= 0)
-                r = fs_write_file(path, master, master_len, 0644);
-        if (r >= 0)
-                r = fs_set_mtime_ago(path, 2);
+        const struct {
+                const char *name, *data;
+                size_t len;
+        } files[] = { { "main.cf", main_cf, main_len }, { "master.cf", master, master_len } };
+        for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(files); i++) {
+                r = layout_join(dir, files[i].name, path, sizeof(path));
+                if (r >= 0)
+                        r = fs_write_file(path, files[i].data, files[i].len, 0644);
+                if (r >= 0)
+                        r = fs_set_mtime_ago(path, 2);
+        }
         if (r < 0 && dir[0])
                 fs_remove_tree(dir);
         return r;

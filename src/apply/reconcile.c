@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -175,12 +174,9 @@ static void file_digest(const char *path, char out[65])
 {
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
         out[0] = 0;
-        if (fs_read_file(path, LAYOUT_MAIN_CF_MAX, &data, &len) >= 0 &&
-            EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
-                hex_encode(md, 32, out);
+        if (fs_read_file(path, LAYOUT_MAIN_CF_MAX, &data, &len) >= 0)
+                sha256_hex(data, len, out);
 }
 
 /* Before master.cf's swap: "<generation> <new digest> <last-known-good digest>". */
