@@ -3,8 +3,10 @@
 
 Starts its own private PostgreSQL and Postfix (tests/harness, under /tmp/stls-bench-*) and a daemon
 (the release build by default), then for each N: a dry run, the real push, a push that changes one
-row, a push that changes nothing, and a single PUT of one row. For every step it prints the wall
-time of the request and where it went:
+row, a push that changes nothing, the same rows as a map file (text/plain, as `smtptlsd push`
+sends it), that file with one row changed, and a single PUT of one row. The pushes after the first
+read against the items the node kept of the last bulk (docs/performance.md: the bulk delta). For
+every step it prints the wall time of the request and where it went:
 
   database  the sum of the statement durations PostgreSQL logged meanwhile
             (log_min_duration_statement = 0 on the private cluster: parse, bind, execute)
@@ -172,11 +174,11 @@ def main(argv=None):
                 rf'smtptlsd_policy_map_updates_total{{how="{how}"}} (\S+)', text)) else 0.0
                 for how in ("edit", "build")}
 
-        def step(n, name, method, path, body, expect=200):
+        def step(n, name, method, path, body, expect=200, content_type="application/json"):
             before = updates()
             log.mark()
             t0 = time.monotonic()
-            r = d.http(method, path, body, timeout=600)
+            r = d.http(method, path, body, timeout=600, content_type=content_type)
             wall = time.monotonic() - t0
             time.sleep(0.2)  # the log is written by another process
             db = log.seconds_since_mark()
@@ -212,6 +214,16 @@ def main(argv=None):
             body = json.dumps({"items": items})
             step(n, "push, one row changed", "PUT", "/api/v1/tls-policies?wait=300", body)
             step(n, "push, nothing changed", "PUT", "/api/v1/tls-policies?wait=300", body)
+            # the same rows as a map file (smtptlsd push), then with one row changed
+            lines = [f"{i['destination']}\t{i['level']}" +
+                     (" match=" + ":".join(i["match"]) if "match" in i else "") for i in items]
+            text = "\n".join(lines) + "\n"
+            step(n, "map file, same rows", "PUT", "/api/v1/tls-policies?wait=300", text,
+                 content_type="text/plain")
+            lines[n // 3] = lines[n // 3].replace("\tmay", "\tnone").replace("\tencrypt",
+                                                                             "\tnone")
+            step(n, "map file, one row changed", "PUT", "/api/v1/tls-policies?wait=300",
+                 "\n".join(lines) + "\n", content_type="text/plain")
             step(n, "single PUT of one row", "PUT",
                  f"/api/v1/tls-policies/{prefix}d000001.example?wait=300", {"level": "may"})
 

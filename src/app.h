@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/item_memo.h"
+
 struct config;
 struct db_pool;
 struct http_server;
@@ -25,5 +27,8 @@ struct app {
         /* One bulk replace at a time: taken when its headers are admitted (http/server.c), held
          * by its job until the job is freed (job.h: slot). */
         atomic_bool bulk_busy;
+        /* The items of the last bulk replace applied here (core/item_memo.h): built by the HTTP
+         * thread that read the next one, published by the worker when it commits. */
+        struct item_memo_slot bulk_memo;
         uint64_t started_usec;
 };

@@ -77,6 +77,8 @@ const struct conf_key conf_keys[] = {
         KEY(body_limit, CONF_SIZE, "1M", 1024, INT64_C(1) << 30, "largest request body"),
         KEY(bulk_body_limit, CONF_SIZE, "64M", 1024, INT64_C(4) << 30,
             "largest body of a bulk policy replace"),
+        KEY(bulk_memo_limit, CONF_SIZE, "16M", 0, INT64_C(1) << 30,
+            "largest bulk body whose items are kept for the next bulk's delta (0: none)"),
         KEY(connection_timeout, CONF_DURATION, "30s", SEC, 3600 * SEC,
             "idle time after which a connection is closed"),
         KEY(connection_limit, CONF_INT, "1024", 1, 1000000, "concurrent HTTP connections"),

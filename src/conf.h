@@ -45,6 +45,7 @@ struct config {
         int64_t http_threads;
         int64_t body_limit;
         int64_t bulk_body_limit;
+        int64_t bulk_memo_limit;
         int64_t connection_timeout;
         int64_t connection_limit;
         int64_t per_ip_connection_limit;

@@ -117,7 +117,9 @@ static int setup_signals(int *ret)
 
 static int run_serve(const struct config *cfg)
 {
-        struct app app = { .cfg = cfg, .started_usec = now_monotonic_usec() };
+        struct app app = { .cfg = cfg,
+                           .started_usec = now_monotonic_usec(),
+                           .bulk_memo = ITEM_MEMO_SLOT_INIT };
         _cleanup_close_ int sfd = -1;
         int r;
 
@@ -255,6 +257,7 @@ static int run_serve(const struct config *cfg)
         pending_free(app.pending); /* no HTTP thread is left to call it */
         probe_runner_free(app.probes);
         worker_free(app.worker);
+        item_memo_forget(&app.bulk_memo);
         db_pool_free(app.db);
         log_info("stopped");
         return r == -ECANCELED ? 0 : r;

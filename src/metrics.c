@@ -43,6 +43,17 @@ static const struct {
                                "copy of the live index with the changed rows put and deleted; "
                                "build: the whole map built)." },
         [METRIC_MAP_BUILDS] = { "smtptlsd_policy_map_updates_total", "how=\"build\"", NULL },
+        [METRIC_BULK_DELTAS] = { "smtptlsd_bulk_replaces_total", "how=\"delta\"",
+                                 "Bulk replaces of TLS policies run by the worker (dry runs too), "
+                                 "by how (delta: only the rows that differ from the last bulk "
+                                 "applied on this node; whole: every item)." },
+        [METRIC_BULK_WHOLE] = { "smtptlsd_bulk_replaces_total", "how=\"whole\"", NULL },
+        [METRIC_BULK_ITEMS_KNOWN] = { "smtptlsd_bulk_items_total", "how=\"known\"",
+                                      "Items of bulk replace bodies read without refusal, by how "
+                                      "(known: the very bytes of an item of the last bulk applied "
+                                      "on this node, taken without being parsed and checked "
+                                      "again; read: parsed and checked)." },
+        [METRIC_BULK_ITEMS_READ] = { "smtptlsd_bulk_items_total", "how=\"read\"", NULL },
         [METRIC_RELOADS] = { "smtptlsd_postfix_reloads_total", "result=\"ok\"",
                              "postfix reloads, by result (ok: a new configuration went live; "
                              "failed: Postfix refused it and the last-known-good files are "

@@ -10,10 +10,14 @@ enum metric_counter {
         METRIC_JOBS_APPLIED,
         METRIC_JOBS_FAILED,
         METRIC_POSTMAP_RUNS,
-        METRIC_MAP_EDITS,      /* the policy map's index edited (a copy: postmap -i/-d) */
-        METRIC_MAP_BUILDS,     /* ... built whole */
-        METRIC_RELOADS,        /* a reload that made a new configuration live */
-        METRIC_RELOADS_FAILED, /* a reload Postfix refused (the job failed, files restored) */
+        METRIC_MAP_EDITS,        /* the policy map's index edited (a copy: postmap -i/-d) */
+        METRIC_MAP_BUILDS,       /* ... built whole */
+        METRIC_BULK_DELTAS,      /* a bulk replace applied as its delta (core/item_memo.h) */
+        METRIC_BULK_WHOLE,       /* ... with every item */
+        METRIC_BULK_ITEMS_KNOWN, /* a bulk body's items taken as the memo had them */
+        METRIC_BULK_ITEMS_READ,  /* ... parsed and checked */
+        METRIC_RELOADS,          /* a reload that made a new configuration live */
+        METRIC_RELOADS_FAILED,   /* a reload Postfix refused (the job failed, files restored) */
         METRIC_RECONCILES,
         METRIC_DB_RECONNECTS,
         METRIC_STATUS_MAP_RENDERS,

@@ -9,6 +9,7 @@
 
 struct config;
 struct db_conn;
+struct item_memo_delta;
 
 int api_healthz(struct request *req, struct problem *reterr);
 int api_readyz(struct request *req, struct problem *reterr);
@@ -111,10 +112,13 @@ int api_submit(struct request *req, const char *action, const char *target, json
 int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, struct problem *reterr);
 /* The same for a bulk replace: body is the request's body without its "policy" member, and
- * *items (taken, set to NULL) the validated items as JSON text: recorded as body.policy in the job
- * row, not kept in memory as a second copy (job.h: items). */
+ * *items (taken, set to NULL) the validated items as JSON text: recorded in the job row (its
+ * items column), not kept in memory as a second copy (job.h: items). */
 int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
                      char **items, struct problem *reterr);
+/* The same with the items' delta from the last bulk applied here (taken; may be NULL). */
+int api_submit_bulk(struct request *req, const char *action, const char *target, json_t *body,
+                    char **items, struct item_memo_delta **delta, struct problem *reterr);
 /* Both: a key (or a state document's keys, as JSON text) and items (PUT /api/v1/state). */
 int api_submit_all(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, char **items, struct problem *reterr);

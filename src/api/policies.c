@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "api/guard.h"
 #include "app.h"
+#include "conf.h"
 #include "core/cursor.h"
 #include "core/json_spec.h"
 #include "core/policy.h"
@@ -17,6 +18,7 @@
 #include "core/resource.h"
 #include "core/string_set.h"
 #include "log.h"
+#include "metrics.h"
 #include "store/store.h"
 
 /* The manager a request acts as (?manager=), and whether it may act on managed rows. */
@@ -324,7 +326,8 @@ struct policy_items {
         struct guard *guard;
         struct strbuf text;
         struct string_set seen;
-        size_t n;
+        size_t n, known;              /* items; those the memo knew */
+        struct item_memo_build *memo; /* a bulk's memo and delta being made, or NULL */
 };
 
 static int policy_items_init(struct policy_items *pi, struct request *req, size_t body_len,
@@ -354,10 +357,25 @@ static void policy_items_done(struct policy_items *pi)
         *pi = (struct policy_items){ 0 };
 }
 
+/* The destination of item i (or of the entry at line) that an earlier one (first) had. */
+static int duplicate(struct policy_items *pi, const char *dest, size_t i, size_t line, size_t first,
+                     struct problem *reterr)
+{
+        char field[64];
+        if (line)
+                snprintf(field, sizeof(field), "/lines/%zu/destination", line);
+        else
+                snprintf(field, sizeof(field), "%s/%zu/destination", pi->base, i);
+        return problem_set(reterr, PROBLEM_DUPLICATE_DESTINATION, field,
+                           "'%s' appears twice (first at %s/%lu)", dest, line ? "/lines" : pi->base,
+                           (unsigned long)first);
+}
+
 /* One more item (any JSON value: policy_apply_json refuses what is not a policy); problems name
- * base/N/field, or /lines/LINE/field for an item read from a map file (line > 0). */
-static int policy_items_add(struct policy_items *pi, json_t *item, size_t line,
-                            struct problem *reterr)
+ * base/N/field, or /lines/LINE/field for an item read from a map file (line > 0). raw and
+ * raw_len: the bytes it was read from alone, for the memo (NULL, 0: none). */
+static int policy_items_add(struct policy_items *pi, json_t *item, size_t line, const char *raw,
+                            size_t raw_len, struct problem *reterr)
 {
         struct policy p = { 0 };
         char prefix[48], field[64];
@@ -379,11 +397,8 @@ static int policy_items_add(struct policy_items *pi, json_t *item, size_t line,
                 uint32_t first = 0;
                 int k = string_set_add(&pi->seen, p.destination, strlen(p.destination),
                                        (uint32_t)(line ? line : i), &first);
-                snprintf(field, sizeof(field), "%s/destination", prefix);
                 if (k == 0)
-                        r = problem_set(reterr, PROBLEM_DUPLICATE_DESTINATION, field,
-                                        "'%s' appears twice (first at %s/%lu)", p.destination,
-                                        line ? "/lines" : pi->base, (unsigned long)first);
+                        r = duplicate(pi, p.destination, i, line, first, reterr);
                 else if (k < 0)
                         r = problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL, "%s",
                                               k == -E2BIG ? "too many destinations"
@@ -395,15 +410,46 @@ static int policy_items_add(struct policy_items *pi, json_t *item, size_t line,
                 json_t *n = policy_to_json(&p);
                 if (n)
                         item_drop_defaults(n);
+                size_t norm_off = pi->text.len + (i ? 1 : 0);
                 if (!n || (i && strbuf_add(&pi->text, ",", 1) < 0) ||
                     json_dump_callback(n, text_add, &pi->text, JSON_COMPACT) < 0)
                         r = problem_set_errno(reterr, -ENOMEM, PROBLEM_INTERNAL_ERROR, NULL,
                                               "out of memory");
                 json_decref(n);
+                size_t was = 0;
+                int k = r >= 0 && pi->memo
+                            ? item_memo_build_added(pi->memo, raw, raw_len, line ? line : i,
+                                                    norm_off, pi->text.len - norm_off,
+                                                    p.destination, strlen(p.destination), &was)
+                            : 0;
+                if (k == -EEXIST)
+                        r = duplicate(pi, p.destination, i, line, was, reterr);
+                else if (k < 0)
+                        r = problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL,
+                                              "out of memory");
                 pi->n++;
         }
         policy_done(&p);
         return r;
+}
+
+/* The next item when the memo knows its bytes (1: added as the memo has it; 0: read it); line:
+ * a map file's entry's. */
+static int policy_items_known(struct policy_items *pi, const char *raw, size_t raw_len, size_t line,
+                              struct problem *reterr)
+{
+        const char *dest = NULL;
+        size_t first = 0;
+        if (!pi->memo)
+                return 0;
+        int k = item_memo_build_known(pi->memo, raw, raw_len, line ? line : pi->n, &dest, &first);
+        if (k == -EEXIST)
+                return duplicate(pi, dest, pi->n, line, first, reterr);
+        if (k < 0)
+                return problem_set_errno(reterr, k, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        pi->n += (size_t)k;
+        pi->known += (size_t)k;
+        return k;
 }
 
 /* The text of every item added: malloc'ed, into *ret. */
@@ -425,7 +471,7 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
         int r = policy_items_init(&pi, req, body_len, base, allow_managed, guard, reterr);
         if (r >= 0)
                 json_array_foreach (items, i, item) {
-                        r = policy_items_add(&pi, item, 0, reterr);
+                        r = policy_items_add(&pi, item, 0, NULL, 0, reterr);
                         if (r < 0)
                                 break;
                         /* validated and copied out: the parsed item goes now */
@@ -439,12 +485,19 @@ int api_policy_items(struct request *req, json_t *items, size_t body_len, const 
         return r;
 }
 
-/* A map file's policy (policy_map_text_items' callback). */
-static int map_item(void *ctx, json_t *item, size_t line, struct problem *reterr)
+/* A map file's policy (policy_map_text_items' callbacks). */
+static int map_item(void *ctx, json_t *item, size_t line, const char *raw, size_t raw_len,
+                    struct problem *reterr)
 {
-        int r = policy_items_add(ctx, item, line, reterr);
+        int r = policy_items_add(ctx, item, line, raw, raw_len, reterr);
         json_decref(item);
         return r;
+}
+
+static int map_known(void *ctx, const char *raw, size_t raw_len, size_t line,
+                     struct problem *reterr)
+{
+        return policy_items_known(ctx, raw, raw_len, line, reterr);
 }
 
 static bool media_is_text(struct request *req)
@@ -491,16 +544,21 @@ static int policies_map_file(struct request *req, struct problem *reterr)
  * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large (a
  * million items), so it is never one tree: the items are read from the text one at a time
  * (json_items), each validated and appended to the JSON text of the normalized items, and freed;
- * the raw body goes once read, and the job keeps only that text until its row has it. */
+ * the raw body goes once read, and the job keeps only that text until its row has it. Up to
+ * bulk_memo_limit, an item whose bytes the last bulk applied here had is taken as the memo has
+ * it, the job carries its delta from that bulk, and its items are kept for the next one
+ * (core/item_memo.h); a larger body drops the items kept (they will not be the rows). */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
         struct guard *guard = NULL;
         struct policy_items pi = { 0 };
         struct json_items it;
+        struct item_memo_build mb = { 0 };
+        struct item_memo_delta *delta = NULL;
         struct problem refusal = { 0 }; /* of the query or the first bad item */
         json_t *item = NULL, *jb = NULL;
         _cleanup_free_ char *text = NULL;
-        size_t body_len = req->body_len;
+        size_t body_len = req->body_len, known = 0;
         uint64_t t0 = now_monotonic_usec(), t1 = 0;
         bool probe = false, force = false;
         int r = 0, refused = guard_wanted(req, &probe, &force, &refusal);
@@ -518,16 +576,48 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 r = policy_items_init(&pi, req, body_len, "/items", false, guard, reterr);
                 if (r < 0)
                         goto out;
+                if (!probe && body_len <= (size_t)req->app->cfg->bulk_memo_limit &&
+                    body_len <= ITEM_MEMO_BODY_MAX) {
+                        struct item_memo *old = item_memo_current(&req->app->bulk_memo);
+                        r = item_memo_build_init(&mb, old, &pi.text, pi.seen.seed);
+                        item_memo_unref(old);
+                        if (r < 0) {
+                                r = problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
+                                                      "out of memory");
+                                goto out;
+                        }
+                        pi.memo = &mb;
+                } else {
+                        item_memo_forget(&req->app->bulk_memo);
+                }
         }
         if (media_is_text(req) && !refused) {
-                r = policy_map_text_items(req->body, req->body_len, map_item, &pi, reterr);
+                r = policy_map_text_items(req->body, req->body_len, map_known, map_item, &pi,
+                                          reterr);
         } else if (!media_is_text(req)) {
                 /* Once the query or an item is refused, the rest is only read: bad JSON or a bad
                  * shape after it is what the client hears, as when the body was parsed whole. */
                 json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
-                while ((r = json_items_next(&it, &item, reterr)) > 0) {
+                for (;;) {
+                        r = json_items_advance(&it, reterr);
+                        if (r <= 0)
+                                break;
+                        size_t off = 0, len = pi.memo ? json_items_peek(&it, &off) : 0;
+                        if (len && !refused) {
+                                int k = policy_items_known(&pi, req->body + off, len, 0, &refusal);
+                                if (k < 0)
+                                        refused = k;
+                                if (k) {
+                                        json_items_skip(&it, len);
+                                        continue;
+                                }
+                        }
+                        r = json_items_next(&it, &item, reterr);
+                        if (r <= 0)
+                                break;
                         if (!refused)
-                                refused = policy_items_add(&pi, item, 0, &refusal);
+                                refused = policy_items_add(&pi, item, 0, req->body + it.item_start,
+                                                           it.pos - it.item_start, &refusal);
                         json_decref(TAKE_PTR(item));
                 }
         }
@@ -538,6 +628,14 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
         }
         if (r < 0)
                 goto out;
+        /* the memo takes a copy of the items' text */
+        if (pi.memo && (r = item_memo_build_finish(&mb, &delta)) < 0) {
+                r = problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+                goto out;
+        }
+        known = pi.known;
+        metrics_count(METRIC_BULK_ITEMS_KNOWN, known);
+        metrics_count(METRIC_BULK_ITEMS_READ, pi.n - known);
         r = policy_items_finish(&pi, &text, reterr);
         if (r < 0)
                 goto out;
@@ -551,16 +649,19 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 guard_set_items(guard, &text);
                 r = guard_run(TAKE_PTR(guard), reterr);
         } else {
-                r = api_submit_items(req, "policies.bulk", "tls-policies", jb, &text, reterr);
+                r = api_submit_bulk(req, "policies.bulk", "tls-policies", jb, &text, &delta,
+                                    reterr);
         }
-        log_debug("bulk replace of %zu bytes: items read and checked in %.1f ms, submitted in "
-                  "%.1f ms",
-                  body_len, (double)(t1 - t0) / 1000.0,
+        log_debug("bulk replace of %zu bytes: items read and checked in %.1f ms (%zu known), "
+                  "submitted in %.1f ms",
+                  body_len, (double)(t1 - t0) / 1000.0, known,
                   (double)(now_monotonic_usec() - t1) / 1000.0);
 out:
         problem_done(&refusal);
         json_decref(jb);
         policy_items_done(&pi);
+        item_memo_build_done(&mb);
+        item_memo_delta_free(delta);
         guard_free(guard);
         return r;
 }

@@ -34,10 +34,11 @@ int api_query_flag(struct request *req, const char *name, bool *ret, struct prob
         return 0;
 }
 
-/* One write: a private key (key_pem) and a bulk's items (JSON text, taken) travel beside the
- * body. */
+/* One write: a private key (key_pem), a bulk's items (JSON text, taken) and their delta (taken)
+ * travel beside the body. */
 static int submit(struct request *req, const char *action, const char *target, json_t *body,
-                  const char *key_pem, char **items, struct problem *reterr)
+                  const char *key_pem, char **items, struct item_memo_delta **delta,
+                  struct problem *reterr)
 {
         char buf[16];
         int64_t wait = WAIT_DEFAULT;
@@ -82,6 +83,7 @@ static int submit(struct request *req, const char *action, const char *target, j
                 return problem_set(reterr, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
         }
         job->items = items ? TAKE_PTR(*items) : NULL;
+        job->delta = delta ? TAKE_PTR(*delta) : NULL;
         /* The job holds the request's slot (one bulk at a time) until it is done. */
         job->slot = TAKE_PTR(req->slot);
 
@@ -157,23 +159,29 @@ static int submit(struct request *req, const char *action, const char *target, j
 int api_submit(struct request *req, const char *action, const char *target, json_t *body,
                struct problem *reterr)
 {
-        return submit(req, action, target, body, NULL, NULL, reterr);
+        return submit(req, action, target, body, NULL, NULL, NULL, reterr);
 }
 
 int api_submit_key(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, struct problem *reterr)
 {
-        return submit(req, action, target, body, key_pem, NULL, reterr);
+        return submit(req, action, target, body, key_pem, NULL, NULL, reterr);
 }
 
 int api_submit_items(struct request *req, const char *action, const char *target, json_t *body,
                      char **items, struct problem *reterr)
 {
-        return submit(req, action, target, body, NULL, items, reterr);
+        return submit(req, action, target, body, NULL, items, NULL, reterr);
+}
+
+int api_submit_bulk(struct request *req, const char *action, const char *target, json_t *body,
+                    char **items, struct item_memo_delta **delta, struct problem *reterr)
+{
+        return submit(req, action, target, body, NULL, items, delta, reterr);
 }
 
 int api_submit_all(struct request *req, const char *action, const char *target, json_t *body,
                    const char *key_pem, char **items, struct problem *reterr)
 {
-        return submit(req, action, target, body, key_pem, items, reterr);
+        return submit(req, action, target, body, key_pem, items, NULL, reterr);
 }

@@ -16,6 +16,8 @@
 #include "apply/takeover.h"
 #include "store/nodes.h"
 #include "conf.h"
+#include "log.h"
+#include "metrics.h"
 #include "core/policy.h"
 #include "store/store.h"
 #include "util.h"
@@ -215,22 +217,71 @@ int action_policy_delete(const struct action_env *env, struct job *job, unsigned
         return 0;
 }
 
+/* The delta the job carries, when the state is still the one it is from (core/item_memo.h):
+ * NULL otherwise (the items are applied whole). */
+static int bulk_delta(const struct action_env *env, struct job *job, size_t digest_len,
+                      struct store_bulk_delta *ret, const struct store_bulk_delta **use)
+{
+        const struct item_memo_delta *d = job->delta;
+        struct state_versions v;
+        *use = NULL;
+        if (!d || !d->base.policies)
+                return 0;
+        int r = store_state_versions(env->db, &v, &job->problem);
+        if (r < 0)
+                return r;
+        if (v.settings != d->base.settings || v.policies != d->base.policies ||
+            digest_len != d->base.digest_len) {
+                log_debug("bulk replace: the state changed since the last bulk here; the %zu "
+                          "items are applied whole",
+                          d->total);
+                return 0;
+        }
+        *ret = (struct store_bulk_delta){ .upserts = d->upserts,
+                                          .deletes = d->deletes,
+                                          .total = (long long)d->total };
+        *use = ret;
+        log_debug("bulk replace: %zu items, applied as a delta of %zu rows written and %zu "
+                  "removed",
+                  d->total, d->n_upserts, d->n_deletes);
+        return 0;
+}
+
 int action_policies_bulk(const struct action_env *env, struct job *job, unsigned flags,
                          json_t **before, json_t **after)
 {
         json_t *counts = NULL;
         int64_t version = 0;
         struct fingerprint_digest digest;
+        struct store_bulk_delta sd;
+        const struct store_bulk_delta *delta = NULL;
+        const struct fingerprint_digest *fd = action_fingerprint_digest(env, &digest);
+        size_t digest_len = fd ? fd->len : 0;
         int r = action_check_if_match(env, job, RESOURCE_POLICIES);
+        if (r >= 0)
+                r = bulk_delta(env, job, digest_len, &sd, &delta);
         /* The items are in the job row (api_submit_items); a dry run has no row and holds them. */
         if (r >= 0)
-                r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false,
-                                        action_fingerprint_digest(env, &digest), "/items", &counts,
-                                        &job->problem);
+                r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false, fd,
+                                        "/items", delta, &counts, &job->problem);
+        if (r == -EAGAIN && delta) { /* a problem the delta cannot place */
+                delta = NULL;
+                r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false, fd,
+                                        "/items", NULL, &counts, &job->problem);
+        }
+        metrics_count(delta ? METRIC_BULK_DELTAS : METRIC_BULK_WHOLE, 1);
         if (r >= 0 && (job->warnings = json_array()))
                 r = policy_parent_warnings(env->db, NULL, job->warnings, &job->problem);
         if (r >= 0)
                 r = store_collection_version(env->db, STORE_POLICIES, &version, &job->problem);
+        if (r >= 0 && job->delta) {
+                /* the state the job's items are the unmanaged rows of (the memo's tag) */
+                struct state_versions v;
+                r = store_state_versions(env->db, &v, &job->problem);
+                if (r >= 0)
+                        job->delta_tag =
+                            (struct item_memo_tag){ v.settings, v.policies, digest_len };
+        }
         if (r < 0) {
                 json_decref(counts);
                 return r;

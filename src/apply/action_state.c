@@ -181,7 +181,7 @@ int action_state_put(const struct action_env *env, struct job *job, unsigned fla
         if (r >= 0)
                 r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), true,
                                         action_fingerprint_digest(env, &digest), "/tls_policies",
-                                        &counts, &job->problem);
+                                        NULL, &counts, &job->problem);
         if (r >= 0) {
                 json_object_set_new(plan, "tls_policies", counts);
                 r = state_prune_certs(env, job, certs, cplan, warnings);

@@ -283,6 +283,12 @@ static void committed(struct batch *b)
                         b->slots[i].settled = true;
                         atomic_fetch_sub(&w->backlog, 1);
                 }
+        /* A bulk replace's items are the unmanaged rows now: the next bulk reads against them. */
+        for (size_t i = 0; i < b->n; i++) {
+                struct job *j = b->slots[i].job;
+                if (b->slots[i].ok && j->delta && j->delta->next && j->delta_tag.policies)
+                        item_memo_publish(&w->app->bulk_memo, j->delta->next, j->delta_tag);
+        }
         metrics_count(METRIC_JOBS_APPLIED, b->ok);
         if (b->res.master_swapped)
                 reconcile_master_settled(w->app->cfg);

@@ -51,6 +51,7 @@ void job_reset(struct job *j)
         j->outcome = JOB_REPLACED;
         j->versioned = false;
         j->version = 0;
+        j->delta_tag = (struct item_memo_tag){ 0 };
 }
 
 void job_set_version(struct job *j, int64_t version)
@@ -72,6 +73,7 @@ void job_free(struct job *j)
                 return;
         job_release_slot(j);
         free(j->items);
+        item_memo_delta_free(j->delta);
         json_decref(j->request);
         free_wiped(j->secret);
         json_decref(j->result);

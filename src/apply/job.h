@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "apply/queue.h"
+#include "core/item_memo.h"
 #include "core/problem.h"
 
 /* What a successful write did to its resource. */
@@ -35,10 +36,15 @@ struct job {
         json_t *request; /* {"body": ..., "if_match": ..., "private_key_ref": ...} */
         char *secret;    /* an upload's private key PEM, never in request (wiped by job_free) */
         bool dry_run;
-        /* A bulk replace's items, as JSON text (the request's body.policy), kept out of request so
+        /* A bulk replace's items, as JSON text (the row's items column), kept out of request so
          * the largest part of a write exists once: recorded with the job row, then dropped; the
          * worker reads them from the row (a dry run, which has no row, from here). */
         char *items;
+        /* A bulk replace's delta from the last bulk applied here and the memo of its items
+         * (core/item_memo.h), or NULL: the worker applies the delta when the state is still
+         * the one it is from, and publishes the memo once the job has committed. */
+        struct item_memo_delta *delta;
+        struct item_memo_tag delta_tag; /* the state right after the job's statements */
         /* a slot the job holds (app.bulk_busy), released when it is freed */
         atomic_bool *slot;
         /* results, set by the worker */

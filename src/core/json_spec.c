@@ -415,6 +415,42 @@ static int items_value(struct json_items *it, json_t **ret, struct problem *rete
         return 0;
 }
 
+size_t json_items_peek(struct json_items *it, size_t *off)
+{
+        if (it->state != ITEMS_ITEM)
+                return 0;
+        items_skip_space(it);
+        const char *s = it->body + it->pos;
+        size_t n = it->len - it->pos, depth = 0;
+        if (!n || s[0] != '{')
+                return 0;
+        bool in_string = false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"') {
+                        in_string = true;
+                } else if (c == '{' || c == '[') {
+                        depth++;
+                } else if ((c == '}' || c == ']') && --depth == 0) {
+                        *off = it->pos;
+                        return i + 1;
+                }
+        }
+        return 0;
+}
+
+void json_items_skip(struct json_items *it, size_t len)
+{
+        it->pos += len;
+        it->count++;
+        it->state = ITEMS_NEXT;
+}
+
 /* The next byte after white space, which must be one of `want`. */
 static int items_expect(struct json_items *it, const char *want, char *got, struct problem *reterr)
 {
@@ -441,11 +477,10 @@ static int items_not_array(struct json_items *it, enum problem_code code, struct
         return problem_set(reterr, code, field, "%s must be %s", it->member, it->what);
 }
 
-int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
+int json_items_advance(struct json_items *it, struct problem *reterr)
 {
         char c = 0;
         int r;
-        *ret = NULL;
         for (;;) {
                 switch (it->state) {
                 case ITEMS_START: {
@@ -547,11 +582,6 @@ int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
                         break;
                 case ITEMS_ITEM:
                         items_skip_space(it);
-                        r = items_value(it, ret, reterr);
-                        if (r < 0)
-                                return r;
-                        it->count++;
-                        it->state = ITEMS_NEXT;
                         return 1;
                 case ITEMS_AFTER:
                         r = items_expect(it, ",}", &c, reterr);
@@ -580,4 +610,19 @@ end:
                 return items_not_array(it, PROBLEM_INVALID_VALUE, reterr);
         it->state = ITEMS_DONE;
         return 0;
+}
+
+int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr)
+{
+        *ret = NULL;
+        int r = json_items_advance(it, reterr);
+        if (r <= 0)
+                return r;
+        it->item_start = it->pos;
+        r = items_value(it, ret, reterr);
+        if (r < 0)
+                return r;
+        it->count++;
+        it->state = ITEMS_NEXT;
+        return 1;
 }

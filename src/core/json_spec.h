@@ -86,6 +86,7 @@ struct json_items {
         size_t len, pos;
         const char *member, *what; /* the problem's words: "<member> must be <what>" */
         size_t count;              /* items handed out */
+        size_t item_start;         /* where the last item handed out began */
         int state;                 /* where in the text pos is (json_spec.c) */
         bool seen, wrong;          /* the member was there; its value is no array */
         char unknown[128];         /* the first other member, said at the end */
@@ -95,3 +96,14 @@ void json_items_init(struct json_items *it, const char *body, size_t len, const 
 /* 1 and *ret an item (any JSON value: the caller checks its type), 0 at the end of a well-formed
  * body, < 0 with reterr filled. */
 int json_items_next(struct json_items *it, json_t **ret, struct problem *reterr);
+/* Goes on to the next item without reading it: 1 standing before it, 0 at the end of a
+ * well-formed body, < 0 with reterr filled, as json_items_next (which is this, then the item). */
+int json_items_advance(struct json_items *it, struct problem *reterr);
+/* Where the next item is when the reader stands before one (json_items_advance) that is a JSON
+ * object: its offset in the body (*off) and its length by a scan of strings and brackets; 0 when
+ * it stands elsewhere or the scan finds no end. No check: a caller that knows these bytes to be
+ * an item read before (compared whole) passes them with json_items_skip, any other reads them
+ * with json_items_next. */
+size_t json_items_peek(struct json_items *it, size_t *off);
+/* Passes the item json_items_peek found (len bytes), as json_items_next would have. */
+void json_items_skip(struct json_items *it, size_t len);

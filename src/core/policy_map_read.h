@@ -21,8 +21,9 @@ struct policy_map_entry {
  * in file order. -ENOMEM. */
 int policy_map_parse(const char *text, size_t len, struct policy_map_entry **ret, size_t *n_ret);
 /* The same walk, each entry handed to fn (key lower-cased, value trimmed; neither NUL-terminated,
- * both valid only during the call; line as above), duplicates included; fn's negative value
- * stops it and is returned. */
+ * both valid only during the call, in one buffer with the key first and only the white space
+ * that separates them between; line as above), duplicates included; fn's negative value stops
+ * it and is returned. */
 typedef int (*policy_map_entry_fn)(void *ctx, const char *key, size_t key_len, const char *value,
                                    size_t value_len, size_t line);
 int policy_map_each(const char *text, size_t len, policy_map_entry_fn fn, void *ctx);

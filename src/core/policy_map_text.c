@@ -238,6 +238,7 @@ struct directive {
 };
 
 struct reading {
+        policy_map_known_fn known;
         policy_map_item_fn fn;
         void *ctx;
         struct problem *reterr;
@@ -276,7 +277,7 @@ int policy_map_entry_item(const char *key, size_t key_len, const char *value, si
 }
 
 static int emit(struct reading *rd, const char *key, size_t key_len, const char *value,
-                size_t value_len, size_t line, bool enabled)
+                size_t value_len, size_t line, bool enabled, const char *raw, size_t raw_len)
 {
         json_t *item = NULL;
         int r = policy_map_entry_item(key, key_len, value, value_len, line, &item, rd->reterr);
@@ -285,7 +286,7 @@ static int emit(struct reading *rd, const char *key, size_t key_len, const char 
         if (r >= 0 && rd->note)
                 json_object_set_new(item, "note", TAKE_PTR(rd->note));
         if (r >= 0)
-                return rd->fn(rd->ctx, item, line, rd->reterr);
+                return rd->fn(rd->ctx, item, line, raw, raw_len, rd->reterr);
         json_decref(item);
         return r;
 }
@@ -322,7 +323,7 @@ static int flush_directives(struct reading *rd, size_t line)
                 const char *v = d->text + kl;
                 size_t vl = d->len - kl;
                 trim(&v, &vl);
-                int r = emit(rd, key, kl, v, vl, d->line, false);
+                int r = emit(rd, key, kl, v, vl, d->line, false, NULL, 0);
                 if (r < 0)
                         return r;
         }
@@ -334,13 +335,21 @@ static int on_entry(void *ctx, const char *key, size_t key_len, const char *valu
 {
         struct reading *rd = ctx;
         int r = flush_directives(rd, line);
-        return r < 0 ? r : emit(rd, key, key_len, value, value_len, line, true);
+        if (r < 0)
+                return r;
+        /* key and value are in one buffer (policy_map_each's line): the bytes from the one to the
+         * end of the other make the item, unless a note comes with it */
+        const char *raw = rd->note ? NULL : key;
+        size_t raw_len = raw ? (size_t)(value + value_len - key) : 0;
+        if (raw && rd->known && (r = rd->known(rd->ctx, raw, raw_len, line, rd->reterr)) != 0)
+                return r < 0 ? r : 0;
+        return emit(rd, key, key_len, value, value_len, line, true, raw, raw_len);
 }
 
-int policy_map_text_items(const char *text, size_t len, policy_map_item_fn fn, void *ctx,
-                          struct problem *reterr)
+int policy_map_text_items(const char *text, size_t len, policy_map_known_fn known,
+                          policy_map_item_fn fn, void *ctx, struct problem *reterr)
 {
-        struct reading rd = { .fn = fn, .ctx = ctx, .reterr = reterr };
+        struct reading rd = { .known = known, .fn = fn, .ctx = ctx, .reterr = reterr };
         size_t cap = 0, lineno = 0;
         int r = 0;
         /* the #@ lines first, with their line numbers (postmap skips them as comments) */

@@ -21,13 +21,21 @@
 
 /* Called for each policy of the file in file order: item is its JSON body (destination, level,
  * the attributes, note and enabled when the file says them; the callback's to keep), line where
- * its entry starts (1-based). A negative return stops the walk and is returned. */
-typedef int (*policy_map_item_fn)(void *ctx, json_t *item, size_t line, struct problem *reterr);
+ * its entry starts (1-based), raw and raw_len the bytes the item was made of alone (the entry's
+ * key, as postmap folds it, to its value, continuation lines joined) or NULL and 0 when more made
+ * it (a #@note, #@disabled). A negative return stops the walk and is returned. */
+typedef int (*policy_map_item_fn)(void *ctx, json_t *item, size_t line, const char *raw,
+                                  size_t raw_len, struct problem *reterr);
+/* Asked first for an entry with such raw bytes: 1 when the caller knows them already (no item
+ * is made: the walk goes on), 0 to have the item made, < 0 to stop. */
+typedef int (*policy_map_known_fn)(void *ctx, const char *raw, size_t raw_len, size_t line,
+                                   struct problem *reterr);
 
 /* Reads text; a malformed value, an unknown or repeated attribute, or a note that no entry
- * follows is invalid_value with field "/lines/N" (the line of the entry). -ENOMEM. */
-int policy_map_text_items(const char *text, size_t len, policy_map_item_fn fn, void *ctx,
-                          struct problem *reterr);
+ * follows is invalid_value with field "/lines/N" (the line of the entry). known may be NULL.
+ * -ENOMEM. */
+int policy_map_text_items(const char *text, size_t len, policy_map_known_fn known,
+                          policy_map_item_fn fn, void *ctx, struct problem *reterr);
 
 /* One entry of a map (key as postmap keeps it, value by the smtp client's rules) as a policy's
  * JSON body: what an import takes from a map it reads with `postmap -s`; problems name

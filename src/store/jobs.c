@@ -22,7 +22,8 @@ static void pending_key_context(char *buf, size_t size, const char *ref, const c
         snprintf(buf, size, "pending_keys.private_key:%s:%s", ref, target);
 }
 
-/* items (a bulk's, JSON text) is set into request as body.policy by PostgreSQL, not copied here. */
+/* items (a bulk's, JSON text) go into their own column as text (016_job_items.sql): PostgreSQL
+ * does not parse them here. */
 static int job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                       const char *target, json_t *request, const char *items, const char *ref,
                       const char *key, int64_t *id, char *created_at, struct problem *reterr)
@@ -30,23 +31,19 @@ static int job_insert(struct db_conn *c, const char *node, const char *actor, co
         _cleanup_pgresult_ PGresult *res = NULL;
         _cleanup_free_ char *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
         const char *params[] = { node, actor, action, target, req, items, ref, key };
-#define JOB_REQUEST                                                                                \
-        "CASE WHEN $6::jsonb IS NULL THEN $5::jsonb ELSE jsonb_set($5::jsonb, '{body,policy}', "   \
-        "$6::jsonb) END"
         /* One statement: the key is durable exactly when the job is. */
         int r = db_exec(
             c, &res, reterr,
             key ? "WITH j AS (INSERT INTO jobs (node, status, actor, action, target, "
-                  "request) VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
-                  ") RETURNING id, " DB_TS(
+                  "request, items) VALUES ($1, 'queued', $2, $3, $4, $5::jsonb, $6) RETURNING "
+                  "id, " DB_TS(
                       "created_at") " AS created_at), "
                                     "k AS (INSERT INTO pending_keys (ref, job_id, private_key) "
                                     "SELECT $7, id, $8 FROM j) SELECT id, created_at FROM j"
-                : "INSERT INTO jobs (node, status, actor, action, target, request) "
-                  "VALUES ($1, 'queued', $2, $3, $4, " JOB_REQUEST
-                  ") RETURNING id, " DB_TS("created_at"),
+                : "INSERT INTO jobs (node, status, actor, action, target, request, items) "
+                  "VALUES ($1, 'queued', $2, $3, $4, $5::jsonb, $6) RETURNING id, " DB_TS(
+                      "created_at"),
             key ? 8 : 6, params);
-#undef JOB_REQUEST
         if (items)
                 db_drop(c); /* its send buffer is as large as the items now */
         if (r < 0)
@@ -242,7 +239,8 @@ int store_job_finish(struct db_conn *c, int64_t id, const struct job_outcome *o,
                        "WITH gone AS (DELETE FROM pending_keys WHERE job_id = $1) "
                        "UPDATE jobs SET status = $2, generation = $3, postmap = $4, reload = $5, "
                        "output = $6, error = $7::jsonb, before = $8::jsonb, after = $9::jsonb, "
-                       "warnings = $10::jsonb, finished_at = clock_timestamp(), request = NULL "
+                       "warnings = $10::jsonb, finished_at = clock_timestamp(), request = NULL, "
+                       "items = NULL "
                        "WHERE id = $1",
                        10, params);
 }
@@ -268,9 +266,8 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         const char *params[] = { node };
         int r = db_exec(c, &res, reterr,
                         /* a bulk's items stay in the row: the worker reads them there */
-                        "SELECT j.id, j.action, j.target, j.actor, coalesce((CASE WHEN j.action = "
-                        "'policies.bulk' THEN j.request #- '{body,policy}' ELSE j.request "
-                        "END)::text, 'null'), k.private_key "
+                        "SELECT j.id, j.action, j.target, j.actor, coalesce(j.request::text, "
+                        "'null'), k.private_key "
                         "FROM jobs j LEFT JOIN pending_keys k ON k.job_id = j.id "
                         "WHERE j.node = $1 AND j.status IN ('queued', 'running') "
                         "ORDER BY j.id",

@@ -21,7 +21,7 @@
         "destination, level, array_to_json(match)::text, protocols, ciphers, "                     \
         "array_to_json(exclude)::text, NULL, enabled, managed_by, servername, tafile, "            \
         "connection_reuse"
-/* The columns of a bulk's items (jsonb_to_recordset), with the table's defaults applied, so that
+/* The columns of a bulk's items (json_to_recordset), with the table's defaults applied, so that
  * an item compares and writes as the row it becomes (the job row leaves the members at their
  * defaults out: item_drop_defaults in api/policies.c; keep the two in step). */
 #define INCOMING_SELECT                                                                            \
@@ -240,11 +240,10 @@ static int load_incoming(struct db_conn *c, const char *items, int64_t job_id, l
         const char *params[] = { items ? items : idbuf };
         int r = db_exec(c, &res, reterr,
                         items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
-                                "(jsonb_to_recordset($1::jsonb) " INCOMING_COLUMNS
+                                "(json_to_recordset($1::json) " INCOMING_COLUMNS
                               : "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
-                                "(jsonb_to_recordset(coalesce((SELECT "
-                                "request #> '{body,policy}' FROM jobs WHERE id = $1::bigint), "
-                                "'null')) " INCOMING_COLUMNS,
+                                "(json_to_recordset(coalesce((SELECT items FROM jobs "
+                                "WHERE id = $1::bigint), 'null')::json) " INCOMING_COLUMNS,
                         1, params);
         if (r >= 0 && total)
                 *total = strtoll(PQcmdTuples(res), NULL, 10);
@@ -281,7 +280,7 @@ int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, 
                             0, NULL);
         if (r >= 0)
                 *added = strtoll(PQcmdTuples(ins), NULL, 10);
-        if (r >= 0)
+        if (r >= 0 || r == -EAGAIN)
                 db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
         return r;
 }
@@ -614,7 +613,8 @@ static int check_managed_unchanged(struct db_conn *c, const char *base, struct p
 
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
                         bool whole, const struct fingerprint_digest *digest, const char *base,
-                        json_t **counts, struct problem *reterr)
+                        const struct store_bulk_delta *delta, json_t **counts,
+                        struct problem *reterr)
 {
         _cleanup_pgresult_ PGresult *clash = NULL, *managed = NULL, *fpr = NULL;
         _cleanup_pgresult_ PGresult *deleted = NULL, *updated = NULL, *inserted = NULL;
@@ -623,9 +623,11 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
         _cleanup_free_ char *update_sql = NULL, *delete_sql = NULL, *insert_sql = NULL;
         /* the items, for the count of the unchanged ones */
         long long total = 0;
-        int r = load_incoming(c, items, job_id, &total, reterr);
+        int r = load_incoming(c, delta ? delta->upserts : items, job_id, &total, reterr);
         if (r < 0)
                 return r;
+        if (delta)
+                total = delta->total;
         /* A destination twice (the API refuses it; a job row that reached the queue some other
          * way is checked here): the merge below would pick one of them, or fail on the key */
         r = db_exec(c, &twice, reterr,
@@ -651,6 +653,11 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                             "AS m(v, k) WHERE level = 'fingerprint' AND length(v) <> $1::int "
                             "ORDER BY n, k LIMIT 1",
                             1, p);
+                if (r >= 0 && PQntuples(fpr) > 0 && delta) {
+                        /* its field needs its place in the body: the items whole say it */
+                        r = -EAGAIN;
+                        goto out;
+                }
                 if (r >= 0 && PQntuples(fpr) > 0) {
                         char field[96];
                         snprintf(field, sizeof(field), "%s/%s/match/%s", base,
@@ -711,10 +718,14 @@ apply:;
         const char *mine = whole ? "true" : "p.managed_by IS NULL";
         const char *same = whole ? SAME_WHOLE : SAME_BULK;
         const char *manager = whole ? ", managed_by" : "";
-        if (asprintf(&delete_sql,
-                     "DELETE FROM tls_policies p WHERE %s AND NOT EXISTS "
-                     "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
-                     mine) < 0 ||
+        if ((delta ? asprintf(&delete_sql,
+                              "DELETE FROM tls_policies p WHERE %s AND p.destination IN "
+                              "(SELECT jsonb_array_elements_text($1::jsonb))",
+                              mine)
+                   : asprintf(&delete_sql,
+                              "DELETE FROM tls_policies p WHERE %s AND NOT EXISTS "
+                              "(SELECT 1 FROM incoming i WHERE i.destination = p.destination)",
+                              mine)) < 0 ||
             asprintf(&update_sql,
                      "UPDATE tls_policies p SET level = i.level, match = i.match, "
                      "protocols = i.protocols, ciphers = i.ciphers, exclude = i.exclude, "
@@ -734,7 +745,8 @@ apply:;
                                       "out of memory");
                 goto out;
         }
-        r = db_exec(c, &deleted, reterr, delete_sql, 0, NULL);
+        const char *del_params[] = { delta ? delta->deletes : NULL };
+        r = db_exec(c, &deleted, reterr, delete_sql, delta ? 1 : 0, delta ? del_params : NULL);
         if (r >= 0)
                 r = db_exec(c, &updated, reterr, update_sql, 0, NULL);
         if (r >= 0)
@@ -751,7 +763,7 @@ out:
         /* After a failure the caller rolls back (the job's savepoint, or the dry run's
          * transaction), which drops the table; a statement now would only meet an aborted
          * transaction ("commands ignored until end of transaction block"). */
-        if (r >= 0)
+        if (r >= 0 || r == -EAGAIN)
                 db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
         return r;
 }

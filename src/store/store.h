@@ -53,7 +53,7 @@ int store_state_versions(struct db_conn *c, struct state_versions *v, struct pro
 /* jobs */
 /* The size of a timestamp of the API: RFC 3339 in UTC, whole seconds ("2026-11-22T10:00:00Z"). */
 #define STORE_TIME_SIZE 24
-/* items (JSON text, or NULL): a bulk replace's items, recorded as request.body.policy.
+/* items (JSON text, or NULL): a bulk replace's items, recorded in the row's items column.
  * created_at (STORE_TIME_SIZE bytes, or NULL) receives the row's created_at. */
 int store_job_insert(struct db_conn *c, const char *node, const char *actor, const char *action,
                      const char *target, json_t *request, const char *items, int64_t *id,
@@ -241,8 +241,14 @@ int store_policies_uncovered(struct db_conn *c, const char *destination, int lim
 int store_policies_list(struct db_conn *c, const char *q, const char *level, int managed,
                         const char *after, int limit, json_t **items, char **next, int64_t *version,
                         struct problem *reterr);
+/* Whether an enabled policy at verify or secure exists (they need trust anchors). */
+int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr);
+/* The first enabled fingerprint policy (by destination) with a digest of another length than len
+ * into *destination (NULL when none; the caller frees it). */
+int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
+                                   struct problem *reterr);
 /* Makes the unmanaged rows exactly the items: `items` (JSON text of an array of normalized
- * policies) or, when NULL, request.body.policy of job `job_id`'s row (read by the database: the
+ * policies) or, when NULL, the items of job `job_id`'s row (read by the database: the
  * body is not copied through the daemon again). A destination held by a managed row: managed_row.
  * An item with managed_by: forbidden below admin `scope`, invalid_value at admin (bulk writes
  * unmanaged rows only). Counts go to *counts {added, changed, removed, unchanged}. */
@@ -251,15 +257,19 @@ int store_policies_list(struct db_conn *c, const char *q, const char *level, int
  * `scope` a managed row (in the items or in the table) must stay exactly as it is (forbidden or
  * managed_row otherwise). `base` is the JSON pointer of the items in the request ("/items",
  * "/tls_policies"), for the fields of problems. */
-/* Whether an enabled policy at verify or secure exists (they need trust anchors). */
-int store_policies_need_trust(struct db_conn *c, bool *ret, struct problem *reterr);
-/* The first enabled fingerprint policy (by destination) with a digest of another length than len
- * into *destination (NULL when none; the caller frees it). */
-int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destination,
-                                   struct problem *reterr);
+/* With `delta` (a bulk replace whose items differ from the unmanaged rows, as they are, only in
+ * delta->upserts and delta->deletes: core/item_memo.h; the caller checked the state is the one
+ * the delta is from) only those rows are read and written; the counts are the same. -EAGAIN when
+ * an upsert's problem would need its place in the body (a fingerprint of another length than
+ * the digest's): nothing is written, the caller applies the items whole. */
+struct store_bulk_delta {
+        const char *upserts, *deletes; /* JSON arrays: normalized items; destinations */
+        long long total;               /* the items of the body */
+};
 int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, enum scope scope,
                         bool whole, const struct fingerprint_digest *digest, const char *base,
-                        json_t **counts, struct problem *reterr);
+                        const struct store_bulk_delta *delta, json_t **counts,
+                        struct problem *reterr);
 /* Appends every row, ordered by destination, as a JSON array of normalized policies (no
  * timestamps: the desired state) to *out. Reads through a cursor a chunk at a time, so the
  * caller must be in a transaction (one snapshot with whatever else it reads). */

@@ -239,8 +239,7 @@ def test_a_job_row_with_a_destination_twice_fails_and_writes_nothing(fault_site)
     r = site.d.http("PUT", BULK + "?wait=120", bulk_body(3, 0, "old"), timeout=120)
     assert r.status == 200, r
     job = killed_before_commit(site, bulk_body(4, 0, "k"))
-    site.psql.query(f"UPDATE jobs SET request = jsonb_set(request, '{{body,policy}}', "
-                    f"(request #> '{{body,policy}}') || ((request #> '{{body,policy}}') -> 1)) "
+    site.psql.query(f"UPDATE jobs SET items = (items::jsonb || (items::jsonb -> 1))::text "
                     f"WHERE id = {job}")
     before = rows(site)
     restart(site)
@@ -259,18 +258,21 @@ def test_a_bulk_killed_before_commit_is_resumed_from_its_job_row(fault_site):
     site = fault_site
     job = killed_before_commit(site, bulk_body(500, 50, "k"))
     assert rows(site) == 0
-    # the row holds the validated, normalized items, members at their defaults left out (the
-    # database applies them again)
-    assert site.psql.query(f"SELECT jsonb_array_length(request->'body'->'policy') FROM jobs "
+    # the row holds the validated, normalized items (as text: 016_job_items.sql), members at
+    # their defaults left out (the database applies them again); the request has no copy
+    assert site.psql.query(f"SELECT json_array_length(items::json) FROM jobs "
                            f"WHERE id = {job}") == "500"
-    assert site.psql.query(f"SELECT request->'body'->'policy'->0 FROM jobs WHERE id = {job}") == \
+    assert site.psql.query(f"SELECT items::jsonb -> 0 FROM jobs WHERE id = {job}") == \
         site.psql.query("SELECT jsonb_build_object('destination', 'k0000000.example', 'level', "
                         "'may', 'note', repeat('n', 50))")
+    assert site.psql.query(f"SELECT request #> '{{body,policy}}' FROM jobs "
+                           f"WHERE id = {job}") == "null"
     restart(site)
     wait_until(lambda: site.d.get(f"/api/v1/jobs/{job}").body["status"] == "applied",
                timeout=120, what="the resumed bulk applied")
     assert rows(site) == 500
-    assert site.psql.query(f"SELECT request IS NULL FROM jobs WHERE id = {job}") == "t"
+    assert site.psql.query(f"SELECT request IS NULL AND items IS NULL FROM jobs "
+                           f"WHERE id = {job}") == "t"
     # and the slot is free for the next one
     r = site.d.http("PUT", BULK + "?wait=120", bulk_body(2, 0, "n"), timeout=120)
     assert r.status == 200 and r.body["removed"] == 500, r

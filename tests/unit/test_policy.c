@@ -1836,11 +1836,56 @@ static void test_map_digest(void **state)
 
 /* A map file read as Postfix reads policy values (policy_map_text.c): each case's text gives
  * these items (compact JSON, in file order), or the problem's code and field. */
-static int collect_item(void *ctx, json_t *item, size_t line, struct problem *reterr)
+static int collect_item(void *ctx, json_t *item, size_t line, const char *raw, size_t raw_len,
+                        struct problem *reterr)
 {
         (void)reterr;
+        (void)raw;
+        (void)raw_len;
         json_object_set_new(item, "line", json_integer((json_int_t)line));
         return json_array_append_new(ctx, item);
+}
+
+/* The raw bytes each item is made of alone: the key (folded) to the value, continuation lines
+ * joined; none with a note or as #@disabled. Those the caller knows make no item. */
+static int collect_raw(void *ctx, json_t *item, size_t line, const char *raw, size_t raw_len,
+                       struct problem *reterr)
+{
+        (void)reterr;
+        (void)line;
+        json_decref(item);
+        return json_array_append_new(ctx, raw ? json_stringn(raw, raw_len) : json_null());
+}
+
+static int know_b(void *ctx, const char *raw, size_t raw_len, size_t line, struct problem *reterr)
+{
+        (void)ctx;
+        (void)reterr;
+        bool b = raw_len == 13 && !memcmp(raw, "b.example\tmay", 13);
+        if (b)
+                assert_int_equal(line, 2);
+        return b;
+}
+
+static void test_map_text_raw(void **state)
+{
+        (void)state;
+        const char *text = "A.Example  encrypt  \n"
+                           "b.example\tmay\n"
+                           "c.example secure\n"
+                           "  match=nexthop\n"
+                           "#@note \"n\"\n"
+                           "d.example may\n"
+                           "#@disabled e.example none\n";
+        json_t *got = json_array();
+        struct problem p = { 0 };
+        assert_int_equal(policy_map_text_items(text, strlen(text), know_b, collect_raw, got, &p),
+                         0);
+        char *dump = json_dumps(got, JSON_COMPACT);
+        assert_string_equal(
+            dump, "[\"a.example  encrypt\",\"c.example secure  match=nexthop\",null,null]");
+        free(dump);
+        json_decref(got);
 }
 
 static void test_map_text_read(void **state)
@@ -1901,8 +1946,8 @@ static void test_map_text_read(void **state)
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
                 json_t *got = json_array();
                 struct problem p = { 0 };
-                int r = policy_map_text_items(cases[i].text, strlen(cases[i].text), collect_item,
-                                              got, &p);
+                int r = policy_map_text_items(cases[i].text, strlen(cases[i].text), NULL,
+                                              collect_item, got, &p);
                 if (cases[i].want) {
                         if (r < 0)
                                 fail_msg("case %zu refused: %s %s", i, p.field, p.detail);
@@ -1953,7 +1998,8 @@ static void test_map_text_round_trip(void **state)
         }
         json_t *items = json_array();
         struct problem pr = { 0 };
-        assert_int_equal(policy_map_text_items(file.p, file.len, collect_item, items, &pr), 0);
+        assert_int_equal(policy_map_text_items(file.p, file.len, NULL, collect_item, items, &pr),
+                         0);
         assert_int_equal(json_array_size(items), ARRAY_SIZE(bodies));
         for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
                 struct policy p = { 0 };
@@ -2872,6 +2918,7 @@ int main(void)
                 cmocka_unit_test(test_map_parse_agrees_with_postmap),
                 cmocka_unit_test(test_map_digest),
                 cmocka_unit_test(test_map_text_read),
+                cmocka_unit_test(test_map_text_raw),
                 cmocka_unit_test(test_map_text_round_trip),
                 cmocka_unit_test(test_property_random_writes),
                 cmocka_unit_test(test_bulk_scale),
