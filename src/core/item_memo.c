@@ -121,9 +121,10 @@ static void table_put(uint32_t *t, size_t slots, uint64_t hash, size_t i)
         t[k] = (uint32_t)(i + 1);
 }
 
-static int grow(struct item_memo *m)
+/* Room for cap entries (a power of two), the tables at most half full. */
+static int grow_to(struct item_memo *m, size_t cap)
 {
-        size_t cap = m->cap ? m->cap * 2 : 1024, slots = cap * 2;
+        size_t slots = cap * 2;
         struct item_memo_entry *e = realloc(m->e, cap * sizeof(*e));
         if (!e)
                 return -ENOMEM;
@@ -149,12 +150,30 @@ static int grow(struct item_memo *m)
         return 0;
 }
 
-/* The entry of these raw bytes, or -1. */
-static ssize_t find_raw(const struct item_memo *m, const char *raw, size_t len)
+/* A hash of n bytes taken 8 at a time (a memo hashes every byte of a body: FNV-1a's byte at a
+ * time was most of the time of reading a known body). Collisions cost a comparison, never a
+ * wrong answer: entries are compared whole. */
+static uint64_t memo_hash(uint64_t seed, const void *data, size_t n)
+{
+        const unsigned char *p = data;
+        uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
+        for (; n >= 8; p += 8, n -= 8) {
+                memcpy(&w, p, 8);
+                h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+                h ^= h >> 31;
+        }
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * 0x94d049bb133111ebull;
+        return h ^ (h >> 29);
+}
+
+/* The entry of these raw bytes, or -1; *hash: theirs. */
+static ssize_t find_raw(const struct item_memo *m, const char *raw, size_t len, uint64_t *hash)
 {
         if (!m || !m->n || !len)
                 return -1;
-        uint64_t h = hash_fnv1a(m->seed, raw, len);
+        uint64_t h = *hash = memo_hash(m->seed, raw, len);
         for (size_t k = (size_t)h & (m->slots - 1); m->by_raw[k]; k = (k + 1) & (m->slots - 1)) {
                 const struct item_memo_entry *e = &m->e[m->by_raw[k] - 1];
                 if (e->raw_hash == h && e->raw_len == len && !memcmp(entry_raw(m, e), raw, len))
@@ -163,12 +182,12 @@ static ssize_t find_raw(const struct item_memo *m, const char *raw, size_t len)
         return -1;
 }
 
-/* The entry of this destination, or -1. */
-static ssize_t find_dest(const struct item_memo *m, const char *dest, size_t len)
+/* The entry of this destination, or -1; *hash: its. */
+static ssize_t find_dest(const struct item_memo *m, const char *dest, size_t len, uint64_t *hash)
 {
-        if (!m || !m->n)
+        uint64_t h = *hash = memo_hash(m->seed, dest, len);
+        if (!m->n)
                 return -1;
-        uint64_t h = hash_fnv1a(m->seed, dest, len);
         for (size_t k = (size_t)h & (m->slots - 1); m->by_dest[k]; k = (k + 1) & (m->slots - 1)) {
                 const struct item_memo_entry *e = &m->e[m->by_dest[k] - 1];
                 if (e->dest_hash == h && e->dest_len == len && !memcmp(entry_dest(m, e), dest, len))
@@ -177,21 +196,23 @@ static ssize_t find_dest(const struct item_memo *m, const char *dest, size_t len
         return -1;
 }
 
-/* A new entry of the memo being built: its raw bytes (len 0: none) and destination copied in. */
-static int add_entry(struct item_memo *m, const char *raw, size_t len, size_t norm_off,
-                     size_t norm_len, const char *dest, size_t dest_len)
+/* A new entry of the memo being built: its raw bytes (len 0: none) and destination copied in,
+ * with their hashes (the memo's seed is the one before it: lookups there hashed them). */
+static int add_entry(struct item_memo *m, const char *raw, size_t len, uint64_t raw_hash,
+                     size_t norm_off, size_t norm_len, const char *dest, size_t dest_len,
+                     uint64_t dest_hash)
 {
         if (m->raw.len + len > UINT32_MAX || norm_off + norm_len > UINT32_MAX ||
             m->dests.len + dest_len + 1 > UINT32_MAX)
                 return -E2BIG;
         if (m->n == m->cap) {
-                int r = grow(m);
+                int r = grow_to(m, m->cap ? m->cap * 2 : 1024);
                 if (r < 0)
                         return r;
         }
         struct item_memo_entry *e = &m->e[m->n];
-        *e = (struct item_memo_entry){ .raw_hash = len ? hash_fnv1a(m->seed, raw, len) : 0,
-                                       .dest_hash = hash_fnv1a(m->seed, dest, dest_len),
+        *e = (struct item_memo_entry){ .raw_hash = raw_hash,
+                                       .dest_hash = dest_hash,
                                        .raw_off = (uint32_t)m->raw.len,
                                        .raw_len = (uint32_t)len,
                                        .norm_off = (uint32_t)norm_off,
@@ -213,15 +234,26 @@ static int add_entry(struct item_memo *m, const char *raw, size_t len, size_t no
 }
 
 int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, struct strbuf *text,
-                         uint64_t seed)
+                         size_t body_len, uint64_t seed)
 {
         *b = (struct item_memo_build){ .text = text };
         b->next = calloc(1, sizeof(*b->next));
         if (!b->next)
                 return -ENOMEM;
         atomic_init(&b->next->refs, 1);
-        b->next->seed = seed;
+        /* one seed along the memos: a hash computed in the old one is the new one's too */
+        b->next->seed = old ? old->seed : seed;
+        /* about the body's bytes: grown once (untouched pages of a large one cost no memory) */
+        b->next->raw.cap = body_len + 1;
         if (old && old->n) {
+                /* as many items as the last body, most likely: the tables made once */
+                size_t cap = 1024;
+                while (cap < old->n + old->n / 8)
+                        cap *= 2;
+                if (grow_to(b->next, cap) < 0) {
+                        item_memo_build_done(b);
+                        return -ENOMEM;
+                }
                 b->seen = calloc(old->n, sizeof(*b->seen));
                 if (!b->seen) {
                         item_memo_build_done(b);
@@ -260,7 +292,8 @@ static int claim(struct item_memo_build *b, size_t e, size_t where, size_t *firs
 int item_memo_build_known(struct item_memo_build *b, const char *raw, size_t len, size_t where,
                           const char **dest, size_t *first)
 {
-        ssize_t i = find_raw(b->old, raw, len);
+        uint64_t h = 0;
+        ssize_t i = find_raw(b->old, raw, len, &h);
         if (i < 0 || where >= UINT32_MAX - 1)
                 return 0;
         const struct item_memo_entry *e = &b->old->e[i];
@@ -271,7 +304,8 @@ int item_memo_build_known(struct item_memo_build *b, const char *raw, size_t len
         size_t at = b->text->len, norm_off = at + (b->n ? 1 : 0);
         if ((b->n && strbuf_add(b->text, ",", 1) < 0) ||
             strbuf_add(b->text, entry_norm(b->old, e), e->norm_len) < 0 ||
-            (r = add_entry(b->next, raw, len, norm_off, e->norm_len, *dest, e->dest_len)) < 0) {
+            (r = add_entry(b->next, raw, len, h, norm_off, e->norm_len, *dest, e->dest_len,
+                           e->dest_hash)) < 0) {
                 b->text->len = at;
                 b->seen[i] = 0;
                 return r < 0 ? r : -ENOMEM;
@@ -284,7 +318,10 @@ int item_memo_build_added(struct item_memo_build *b, const char *raw, size_t len
                           size_t norm_off, size_t norm_len, const char *dest, size_t dest_len,
                           size_t *first)
 {
-        ssize_t i = find_dest(b->old, dest, dest_len);
+        uint64_t dest_hash = 0;
+        ssize_t i = b->old ? find_dest(b->old, dest, dest_len, &dest_hash) : -1;
+        if (!b->old)
+                dest_hash = memo_hash(b->next->seed, dest, dest_len);
         if (i >= 0 && where >= UINT32_MAX - 1)
                 return -E2BIG;
         int r = i >= 0 ? claim(b, (size_t)i, where, first) : 0;
@@ -302,7 +339,8 @@ int item_memo_build_added(struct item_memo_build *b, const char *raw, size_t len
                 }
                 b->n_upserts++;
         }
-        r = add_entry(b->next, raw, len, norm_off, norm_len, dest, dest_len);
+        r = add_entry(b->next, raw, len, len ? memo_hash(b->next->seed, raw, len) : 0, norm_off,
+                      norm_len, dest, dest_len, dest_hash);
         if (r < 0)
                 return r;
         b->n++;

@@ -85,9 +85,10 @@ struct item_memo_build {
 };
 
 /* old: the current memo (a reference is taken), or NULL; text: where the caller's items text
- * grows (its "[" already there). -ENOMEM. */
+ * grows (its "[" already there); body_len: the body's size; seed: the hash's when there is no
+ * old memo (a random one). -ENOMEM. */
 int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, struct strbuf *text,
-                         uint64_t seed);
+                         size_t body_len, uint64_t seed);
 void item_memo_build_done(struct item_memo_build *b);
 
 /* The next item, its raw bytes (len of them), when old has an item of these very bytes: its

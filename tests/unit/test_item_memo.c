@@ -51,7 +51,7 @@ static struct run read_body(struct item_memo *old, char **items, size_t n)
         assert_int_equal(strbuf_add(&body, "]}", 2), 0);
         assert_int_equal(strbuf_add(&text, "[", 1), 0);
         struct item_memo_build b;
-        assert_int_equal(item_memo_build_init(&b, old, &text, 42), 0);
+        assert_int_equal(item_memo_build_init(&b, old, &text, body.len, 42), 0);
         for (size_t i = 0; i < n && !run.dup_at; i++) {
                 size_t len = strlen(items[i]), first = 0;
                 const char *dest = NULL;
