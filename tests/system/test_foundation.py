@@ -24,7 +24,7 @@ ALL_KEYS = {
     "database_statement_timeout", "database_pool_size", "postfix_config_directory", "postfix_command",
     "postconf_command", "postmap_command", "command_timeout", "policy_map_type",
     "certificate_directory", "acme_live_directory", "system_certificate_file", "system_key_file",
-    "system_ca_file", "smtp_probe_address", "node_name", "node_heartbeat_interval", "fleet_wait_timeout", "http_threads", "body_limit", "bulk_body_limit",
+    "system_ca_file", "smtp_probe_address", "node_name", "node_heartbeat_interval", "fleet_wait_timeout", "http_threads", "body_limit", "bulk_body_limit", "bulk_memo_limit",
     "connection_timeout", "connection_limit", "per_ip_connection_limit", "connection_memory_limit",
     "shutdown_timeout", "log_level", "key_encryption_key_file", "session_idle_timeout",
     "session_cookie_secure", "cors_allowed_origins", "console_manager_urls",
