@@ -579,7 +579,9 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                 if (!probe && body_len <= (size_t)req->app->cfg->bulk_memo_limit &&
                     body_len <= ITEM_MEMO_BODY_MAX) {
                         struct item_memo *old = item_memo_current(&req->app->bulk_memo);
-                        r = item_memo_build_init(&mb, old, &pi.text, body_len, pi.seen.seed);
+                        r = item_memo_build_init(
+                            &mb, old, media_is_text(req) ? ITEM_MEMO_MAP : ITEM_MEMO_JSON, &pi.text,
+                            body_len, pi.seen.seed);
                         item_memo_unref(old);
                         if (r < 0) {
                                 r = problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,

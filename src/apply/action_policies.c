@@ -264,7 +264,7 @@ int action_policies_bulk(const struct action_env *env, struct job *job, unsigned
         if (r >= 0)
                 r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false, fd,
                                         "/items", delta, &counts, &job->problem);
-        if (r == -EAGAIN && delta) { /* a problem the delta cannot place */
+        if (r == -ENOTSUP && delta) { /* a problem the delta cannot place */
                 delta = NULL;
                 r = store_policies_bulk(env->db, job->items, job->id, action_scope(job), false, fd,
                                         "/items", NULL, &counts, &job->problem);

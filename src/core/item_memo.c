@@ -18,8 +18,9 @@ struct item_memo_entry {
 struct item_memo {
         atomic_int refs;
         uint64_t seed;
-        struct strbuf raw; /* the items' raw bytes */
-        char *norm;        /* the normalized items */
+        enum item_memo_kind kind; /* of the raw bytes */
+        struct strbuf raw;        /* the items' raw bytes */
+        char *norm;               /* the normalized items */
         struct strbuf dests;
         struct item_memo_entry *e;
         size_t n, cap;
@@ -168,10 +169,11 @@ static uint64_t memo_hash(uint64_t seed, const void *data, size_t n)
         return h ^ (h >> 29);
 }
 
-/* The entry of these raw bytes, or -1; *hash: theirs. */
-static ssize_t find_raw(const struct item_memo *m, const char *raw, size_t len, uint64_t *hash)
+/* The entry of these raw bytes of a body of this kind, or -1; *hash: theirs. */
+static ssize_t find_raw(const struct item_memo *m, enum item_memo_kind kind, const char *raw,
+                        size_t len, uint64_t *hash)
 {
-        if (!m || !m->n || !len)
+        if (!m || !m->n || !len || m->kind != kind)
                 return -1;
         uint64_t h = *hash = memo_hash(m->seed, raw, len);
         for (size_t k = (size_t)h & (m->slots - 1); m->by_raw[k]; k = (k + 1) & (m->slots - 1)) {
@@ -233,8 +235,8 @@ static int add_entry(struct item_memo *m, const char *raw, size_t len, uint64_t 
         return 0;
 }
 
-int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, struct strbuf *text,
-                         size_t body_len, uint64_t seed)
+int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, enum item_memo_kind kind,
+                         struct strbuf *text, size_t body_len, uint64_t seed)
 {
         *b = (struct item_memo_build){ .text = text };
         b->next = calloc(1, sizeof(*b->next));
@@ -243,6 +245,7 @@ int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, struc
         atomic_init(&b->next->refs, 1);
         /* one seed along the memos: a hash computed in the old one is the new one's too */
         b->next->seed = old ? old->seed : seed;
+        b->next->kind = kind;
         /* about the body's bytes: grown once (untouched pages of a large one cost no memory) */
         b->next->raw.cap = body_len + 1;
         if (old && old->n) {
@@ -293,7 +296,7 @@ int item_memo_build_known(struct item_memo_build *b, const char *raw, size_t len
                           const char **dest, size_t *first)
 {
         uint64_t h = 0;
-        ssize_t i = find_raw(b->old, raw, len, &h);
+        ssize_t i = find_raw(b->old, b->next->kind, raw, len, &h);
         if (i < 0 || where >= UINT32_MAX - 1)
                 return 0;
         const struct item_memo_entry *e = &b->old->e[i];

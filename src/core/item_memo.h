@@ -41,6 +41,10 @@ struct item_memo_tag {
 
 struct item_memo;
 
+/* What the raw bytes of a body's items are: a JSON item's text, or a map file's entry. Bytes of
+ * one kind are never known as the other's (a JSON item with a blank in it is a map line too). */
+enum item_memo_kind { ITEM_MEMO_JSON, ITEM_MEMO_MAP };
+
 /* Where the current memo is (one per daemon). */
 struct item_memo_slot {
         pthread_mutex_t lock;
@@ -84,11 +88,11 @@ struct item_memo_build {
         bool delta; /* old is applied somewhere: a delta is worth making */
 };
 
-/* old: the current memo (a reference is taken), or NULL; text: where the caller's items text
- * grows (its "[" already there); body_len: the body's size; seed: the hash's when there is no
- * old memo (a random one). -ENOMEM. */
-int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, struct strbuf *text,
-                         size_t body_len, uint64_t seed);
+/* old: the current memo (a reference is taken), or NULL; kind: the body's; text: where the
+ * caller's items text grows (its "[" already there); body_len: the body's size; seed: the hash's
+ * when there is no old memo (a random one). -ENOMEM. */
+int item_memo_build_init(struct item_memo_build *b, struct item_memo *old, enum item_memo_kind kind,
+                         struct strbuf *text, size_t body_len, uint64_t seed);
 void item_memo_build_done(struct item_memo_build *b);
 
 /* The next item, its raw bytes (len of them), when old has an item of these very bytes: its

@@ -265,9 +265,11 @@ int store_jobs_pending(struct db_conn *c, const char *node, json_t **rows, struc
         _cleanup_pgresult_ PGresult *res = NULL;
         const char *params[] = { node };
         int r = db_exec(c, &res, reterr,
-                        /* a bulk's items stay in the row: the worker reads them there */
-                        "SELECT j.id, j.action, j.target, j.actor, coalesce(j.request::text, "
-                        "'null'), k.private_key "
+                        /* a bulk's items stay in the row: the worker reads them there (an
+                         * older binary's bulk has them in request.body.policy: 016) */
+                        "SELECT j.id, j.action, j.target, j.actor, coalesce((CASE WHEN j.action = "
+                        "'policies.bulk' THEN j.request #- '{body,policy}' ELSE j.request "
+                        "END)::text, 'null'), k.private_key "
                         "FROM jobs j LEFT JOIN pending_keys k ON k.job_id = j.id "
                         "WHERE j.node = $1 AND j.status IN ('queued', 'running') "
                         "ORDER BY j.id",

@@ -228,8 +228,9 @@ int store_policies_map_file(struct db_conn *c, char **text, size_t *len, int64_t
 }
 
 /* The temporary table `incoming` (dropped at commit) of a bulk's or an import's items: the JSON
- * text given (a dry run), else the job row's. From the job row the items must be there: a row
- * without them (its request already dropped) is an error ('null' is not an array), never an
+ * text given (a dry run), else the job row's (its items column; a job an older binary recorded
+ * has them in request.body.policy: 016_job_items.sql). From the job row the items must be there:
+ * a row without them (its request already dropped) is an error ('null' is not an array), never an
  * empty list, which would remove every unmanaged row. *total: the items (may be NULL). */
 static int load_incoming(struct db_conn *c, const char *items, int64_t job_id, long long *total,
                          struct problem *reterr)
@@ -242,8 +243,9 @@ static int load_incoming(struct db_conn *c, const char *items, int64_t job_id, l
                         items ? "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
                                 "(json_to_recordset($1::json) " INCOMING_COLUMNS
                               : "CREATE TEMP TABLE incoming ON COMMIT DROP AS " INCOMING_SELECT
-                                "(json_to_recordset(coalesce((SELECT items FROM jobs "
-                                "WHERE id = $1::bigint), 'null')::json) " INCOMING_COLUMNS,
+                                "(json_to_recordset(coalesce((SELECT coalesce(items, (request "
+                                "#> '{body,policy}')::text) FROM jobs WHERE id = $1::bigint), "
+                                "'null')::json) " INCOMING_COLUMNS,
                         1, params);
         if (r >= 0 && total)
                 *total = strtoll(PQcmdTuples(res), NULL, 10);
@@ -280,7 +282,7 @@ int store_policies_import(struct db_conn *c, const char *items, int64_t job_id, 
                             0, NULL);
         if (r >= 0)
                 *added = strtoll(PQcmdTuples(ins), NULL, 10);
-        if (r >= 0 || r == -EAGAIN)
+        if (r >= 0)
                 db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
         return r;
 }
@@ -655,7 +657,7 @@ int store_policies_bulk(struct db_conn *c, const char *items, int64_t job_id, en
                             1, p);
                 if (r >= 0 && PQntuples(fpr) > 0 && delta) {
                         /* its field needs its place in the body: the items whole say it */
-                        r = -EAGAIN;
+                        r = -ENOTSUP;
                         goto out;
                 }
                 if (r >= 0 && PQntuples(fpr) > 0) {
@@ -763,7 +765,7 @@ out:
         /* After a failure the caller rolls back (the job's savepoint, or the dry run's
          * transaction), which drops the table; a statement now would only meet an aborted
          * transaction ("commands ignored until end of transaction block"). */
-        if (r >= 0 || r == -EAGAIN)
+        if (r >= 0 || r == -ENOTSUP)
                 db_exec(c, NULL, NULL, "DROP TABLE IF EXISTS incoming", 0, NULL);
         return r;
 }

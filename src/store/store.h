@@ -259,9 +259,9 @@ int store_policies_digest_mismatch(struct db_conn *c, size_t len, char **destina
  * "/tls_policies"), for the fields of problems. */
 /* With `delta` (a bulk replace whose items differ from the unmanaged rows, as they are, only in
  * delta->upserts and delta->deletes: core/item_memo.h; the caller checked the state is the one
- * the delta is from) only those rows are read and written; the counts are the same. -EAGAIN when
- * an upsert's problem would need its place in the body (a fingerprint of another length than
- * the digest's): nothing is written, the caller applies the items whole. */
+ * the delta is from) only those rows are read and written; the counts are the same. -ENOTSUP
+ * when an upsert's problem would need its place in the body (a fingerprint of another length
+ * than the digest's): nothing is written, the caller applies the items whole. */
 struct store_bulk_delta {
         const char *upserts, *deletes; /* JSON arrays: normalized items; destinations */
         long long total;               /* the items of the body */

@@ -6,11 +6,14 @@
 # items the node knew and items it did not is refused as before, naming both; a problem found by
 # the worker names the item's place in the body. Any write between two bulks (here, another
 # node's would be the same), a change of main.cf's fingerprint digest or a restart makes the
-# next one apply its items whole - the counter smtptlsd_bulk_replaces_total{how} shows which.
+# next one apply its items whole - the counter smtptlsd_bulk_replaces_total{how} shows which. The
+# bytes of one format are never known as the other's, and a job an older binary recorded (items in
+# request.body.policy, before migration 016) is applied by this one.
 # Contract: api/openapi.yaml, docs/api.md; harness: tests/README.md.
 import json
 import random
 
+from tests.harness.util import wait_until
 from tests.system.test_foundation import assert_problem
 from tests.system.test_policies import (  # noqa: F401 (fixtures)
     FP1, make_policy_site, site)
@@ -235,3 +238,58 @@ def test_dry_runs_map_files_and_a_restart(site):
     assert bulks(site) == {"delta": 1, "whole": 1}
     assert unmanaged_rows(site) == {i["destination"]: row_of(i) for i in items}
     site.assert_map_is_the_enabled_rows()
+
+
+def answer(r):
+    """What a client hears of a bulk: the status and, for a problem, its code and field."""
+    if r.status == 200:
+        return (200, {k: r.body[k] for k in ("added", "changed", "removed", "unchanged")})
+    return (r.status, r.body.get("code"), r.body.get("field"))
+
+
+def test_a_json_items_bytes_sent_as_a_map_file_are_read_as_a_map_entry(site):
+    """A JSON item of the last bulk, written with a blank in it, is also a map file's line:
+    key '{"destination":', value the rest. Read as a map file that line is no policy (its key is
+    no destination): the body is refused. After the JSON bulk the memo knows those very bytes,
+    so the same text/plain body must still be refused, not taken as the JSON item's policy."""
+    item = {"destination": "x.cross.example", "level": "encrypt"}
+    line = json.dumps(item)  # '{"destination": "x.cross.example", "level": "encrypt"}'
+    assert " " in line
+    text = line + "\n"
+    whole = site.req("PUT", BULK + "?wait=60", text, content_type="text/plain")
+    assert whole.status != 200, whole  # no memo yet: read as a map file, refused
+    before = site.rows()
+    r = site.req("PUT", BULK + "?wait=60", '{"items": [' + line + "]}")
+    assert r.status == 200 and r.body["added"] == 1, r
+    # the state the text/plain body meets is the same but for the one row the JSON bulk made:
+    # the answer must not depend on the memo
+    r = site.req("PUT", BULK + "?wait=60", text, content_type="text/plain")
+    assert answer(r) == answer(whole), f"with the memo: {r}, without: {whole}"
+    assert before != site.rows()  # (the JSON bulk's row is there; nothing else matters here)
+
+
+def test_a_bulk_job_an_older_node_queued_after_migration_016_is_applied(site):
+    """docs/operations.md, "Upgrading a fleet": one node migrates while the others still run the
+    older binary, which keeps writing with the queries it knows, then each is restarted with the
+    new binary. A bulk job the older binary recorded after the migration has its items in
+    request.body.policy (its jsonb_set) and none in the items column; the new binary resumes it at
+    start. Before 016 such a row was applied; now the job must still apply (or the release must
+    say the migration is not compatible with older nodes)."""
+    items = [{"destination": "old.upgrade.example", "level": "encrypt"}]
+    assert site.req("PUT", BULK + "?wait=60", {"items": items}).status == 200
+    node = site.sql("SELECT node FROM jobs ORDER BY id DESC LIMIT 1").strip()
+    site.d.stop()
+    request = json.dumps({"body": {"policy": [dict(items[0], level="may")], "manager": None,
+                                   "scope": "admin"}})
+    jid = site.sql("INSERT INTO jobs (node, status, actor, action, target, request) VALUES "
+                   f"('{node}', 'queued', 'test', 'policies.bulk', 'tls-policies', "
+                   f"'{request}'::jsonb) RETURNING id").strip().splitlines()[0]
+    site.d.start()
+
+    def finished():
+        status = site.sql(f"SELECT status FROM jobs WHERE id = {jid}").strip()
+        return status if status in ("applied", "failed") else None
+    status = wait_until(finished, 30, "the resumed job to finish", interval=0.1)
+    error = site.sql(f"SELECT coalesce(error::text, '') FROM jobs WHERE id = {jid}").strip()
+    assert status == "applied", f"job {jid}: {status} {error}"
+    assert site.get("old.upgrade.example").body["level"] == "may"

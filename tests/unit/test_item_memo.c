@@ -36,7 +36,8 @@ static void dest_of(const char *item, size_t len, char *out, size_t size)
         snprintf(out, size, "%.*s", (int)(e - d), d);
 }
 
-static struct run read_body(struct item_memo *old, char **items, size_t n)
+static struct run read_body_of(struct item_memo *old, enum item_memo_kind kind, char **items,
+                               size_t n)
 {
         struct run run = { 0 };
         struct strbuf body = { 0 }, text = { 0 };
@@ -51,7 +52,7 @@ static struct run read_body(struct item_memo *old, char **items, size_t n)
         assert_int_equal(strbuf_add(&body, "]}", 2), 0);
         assert_int_equal(strbuf_add(&text, "[", 1), 0);
         struct item_memo_build b;
-        assert_int_equal(item_memo_build_init(&b, old, &text, body.len, 42), 0);
+        assert_int_equal(item_memo_build_init(&b, old, kind, &text, body.len, 42), 0);
         for (size_t i = 0; i < n && !run.dup_at; i++) {
                 size_t len = strlen(items[i]), first = 0;
                 const char *dest = NULL;
@@ -93,6 +94,11 @@ static struct run read_body(struct item_memo *old, char **items, size_t n)
         free(text.p);
         free(off);
         return run;
+}
+
+static struct run read_body(struct item_memo *old, char **items, size_t n)
+{
+        return read_body_of(old, ITEM_MEMO_JSON, items, n);
 }
 
 static void run_done(struct run *run)
@@ -246,6 +252,12 @@ static void test_duplicates(void **state)
         run = read_body(m, read_then_known, 3);
         assert_int_equal(run.dup_at, 3);
         assert_int_equal(run.dup_first, 0);
+        /* the same bytes in a body of the other type are read, and compared by row */
+        run = read_body_of(m, ITEM_MEMO_MAP, base, 3);
+        assert_int_equal(run.known, 0);
+        assert_int_equal(run.delta->n_upserts, 0);
+        assert_int_equal(run.delta->n_deletes, 0);
+        run_done(&run);
         /* a prefix or an extension of a known item's bytes is not known */
         char *spaced = item(1, 0, true);
         char *reformatted[1] = { spaced };
