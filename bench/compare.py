@@ -8,10 +8,10 @@ certificates, one bound by the settings, and --policies policies (1000; a page o
 every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each
 request (GET settings, a policy page of 100, the certificate list, one policy, status, /healthz)
 it fetches the reply once with a read token and writes its exact body to a file that
-Debian's nginx serves at the same URL path (one worker process, plain HTTP on a random loopback
-port, a configuration of its own under the sandbox, access_log off, keepalive_requests 10000000,
-the daemon's Content-Type). Then, per mode - keep-alive, and one request per connection (wrk's
--H 'Connection: close') - and per request, it runs
+Debian's nginx serves at the same URL path (one worker process, --nginx-workers to change it,
+plain HTTP on a random loopback port, a configuration of its own under the sandbox, access_log
+off, keepalive_requests 10000000, the daemon's Content-Type). Then, per mode - keep-alive, and
+one request per connection (wrk's -H 'Connection: close') - and per request, it runs
 
   wrk -t2 -c64 -d10s --latency --timeout 10s -s bench/compare.lua -H 'Authorization: Bearer T' URL
 
@@ -36,7 +36,7 @@ Standard library only, run as root:
   /usr/bin/python3 bench/compare.py [--seconds 10] [--connections 64] [--threads 2]
                                     [--policies 1000] [--only REQUEST] [--warmup 2]
                                     [--mode keep-alive|close] [--count-statuses]
-                                    [--binary build/smtptlsd] [--keep]
+                                    [--binary build/smtptlsd] [--nginx-workers 1] [--keep]
   /usr/bin/python3 bench/compare.py --variant A=/tmp/a --variant B=/tmp/b,http_threads=1 \
                                     --rounds 3 --only policies
 """
@@ -90,13 +90,14 @@ def log(msg):
 
 
 class FileServer:
-    """Debian's nginx (foreground, one worker) serving fixed bytes at exact URL paths over plain
-    HTTP on 127.0.0.1 at a free port; its configuration, pid, log and files under basedir. The
-    query string is ignored (an exact `location` with `alias` to the file), so the request line
-    sent to it is the one sent to the daemon."""
+    """Debian's nginx (foreground, `workers` worker processes) serving fixed bytes at exact URL
+    paths over plain HTTP on 127.0.0.1 at a free port; its configuration, pid, log and files under
+    basedir. The query string is ignored (an exact `location` with `alias` to the file), so the
+    request line sent to it is the one sent to the daemon."""
 
-    def __init__(self, basedir):
+    def __init__(self, basedir, workers=1):
         self.basedir = os.path.abspath(basedir)
+        self.workers = workers
         self.root = os.path.join(self.basedir, "www")
         self.conf_path = os.path.join(self.basedir, "nginx.conf")
         self.error_log = os.path.join(self.basedir, "error.log")
@@ -124,7 +125,7 @@ class FileServer:
 # nginx of bench/compare.py: the floor, the daemon's response bytes served from files
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {self.workers};
 user root root;
 pid {self.basedir}/nginx.pid;
 error_log {self.error_log} warn;
@@ -376,6 +377,8 @@ def main(argv=None):
                          "replaces --binary); each request runs against each variant in turn")
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of each variant per request and mode, alternating (default 1)")
+    ap.add_argument("--nginx-workers", type=int, default=1,
+                    help="nginx's worker processes (default 1; the daemon has 2 HTTP threads)")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     args = ap.parse_args(argv)
     if args.variant:
@@ -385,7 +388,7 @@ def main(argv=None):
     else:
         b = daemon_binary(args.binary)
         variants = [("smtptlsd", b, {})] if b else [None]
-    if variants[0] is None or args.rounds < 1:
+    if variants[0] is None or args.rounds < 1 or args.nginx_workers < 1:
         return 2
     binary = variants[0][1]
     for path, hint in ((WRK, "apt-get install wrk (scripts/deps)"),
@@ -415,7 +418,8 @@ def main(argv=None):
         print(f"{'daemon' if len(variants) == 1 else 'variant ' + label}: {shown(b)} ({version}"
               f"{'' if 'http_threads' in extra else ', http_threads 2'}{sets})")
     rounds = f"{args.rounds} rounds of each, alternating; " if args.rounds > 1 else ""
-    print(f"{rounds}PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk "
+    print(f"{rounds}PostgreSQL 15 (fsync off), nginx {nginx_version} ({args.nginx_workers} "
+          f"worker{'s' if args.nginx_workers > 1 else ''}), wrk "
           f"{wrk_version}: -t{args.threads} -c{args.connections} -d{args.seconds}s --latency "
           f"--timeout 10s -s bench/compare.lua -H 'Authorization: Bearer <read token>' "
           f"[-H 'Connection: close'] URL, after a "
@@ -431,7 +435,7 @@ def main(argv=None):
             log(f"seeding 3 certificates and {args.policies} policies")
             one = seed(d, base, args.policies)
             token = d.add_token("compare-read", "read")
-            ngx = FileServer(os.path.join(base, "nginx"))
+            ngx = FileServer(os.path.join(base, "nginx"), args.nginx_workers)
             bodies = {}
             for name, path in requests:
                 path = path.format(one=q(one))
