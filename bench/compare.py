@@ -8,10 +8,10 @@ certificates, one bound by the settings, and --policies policies (1000; a page o
 every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each
 request (GET settings, a policy page of 100, the certificate list, one policy, status, /healthz)
 it fetches the reply once with a read token and writes its exact body to a file that
-Debian's nginx serves at the same URL path (one worker process, plain HTTP on a random loopback
-port, a configuration of its own under the sandbox, access_log off, keepalive_requests 10000000,
-the daemon's Content-Type). Then, per mode - keep-alive, and one request per connection (wrk's
--H 'Connection: close') - and per request, it runs
+Debian's nginx serves at the same URL path (one worker process, --nginx-workers to change it,
+plain HTTP on a random loopback port, a configuration of its own under the sandbox, access_log
+off, keepalive_requests 10000000, the daemon's Content-Type). Then, per mode - keep-alive, and
+one request per connection (wrk's -H 'Connection: close') - and per request, it runs
 
   wrk -t2 -c64 -d10s --latency --timeout 10s -s bench/compare.lua -H 'Authorization: Bearer T' URL
 
@@ -20,16 +20,25 @@ prints one table: mode, request, body bytes, smtptlsd req/s and p99, nginx req/s
 ratio smtptlsd/nginx of the req/s; then per run the bytes per reply on the wire (headers
 included) and the CPU of the daemon, PostgreSQL, nginx and wrk (% of one core), the daemon's
 VmRSS before and after (and VmHWM), socket errors, and the daemon's error lines. The command and
-the machine (CPUs, load average) are printed first. Exit status 1 when an answer outside 2xx was
-counted or a run got none (bench/compare.lua counts every status in the warm-up runs; in the
-measured ones wrk's own count of those above 399, so that the client spends no Lua per reply,
-unless --count-statuses), 2 on a set-up problem.
+the machine (CPUs, load average) are printed first.
+
+A/B: --variant LABEL=BINARY[,KEY=VALUE...] (repeatable) runs each request against every variant in
+turn in the same sandbox (the daemon restarted with that binary and those configuration keys when
+the variant changes; the database, tokens and seed stay), --rounds times (A B A B ...), nginx once
+per round beside them, so that a difference is measured within one window of the shared machine;
+a summary then gives each one's median req/s, p99 (and every round's) and p99.9.
+
+Exit status 1 when an answer outside 2xx was counted or a run got none (bench/compare.lua counts
+every status in the warm-up runs; in the measured ones wrk's own count of those above 399, so
+that the client spends no Lua per reply, unless --count-statuses), 2 on a set-up problem.
 Standard library only, run as root:
 
   /usr/bin/python3 bench/compare.py [--seconds 10] [--connections 64] [--threads 2]
                                     [--policies 1000] [--only REQUEST] [--warmup 2]
                                     [--mode keep-alive|close] [--count-statuses]
-                                    [--binary build/smtptlsd] [--keep]
+                                    [--binary build/smtptlsd] [--nginx-workers 1] [--keep]
+  /usr/bin/python3 bench/compare.py --variant A=/tmp/a --variant B=/tmp/b,http_threads=1 \
+                                    --rounds 3 --only policies
 """
 import argparse
 import datetime
@@ -81,13 +90,14 @@ def log(msg):
 
 
 class FileServer:
-    """Debian's nginx (foreground, one worker) serving fixed bytes at exact URL paths over plain
-    HTTP on 127.0.0.1 at a free port; its configuration, pid, log and files under basedir. The
-    query string is ignored (an exact `location` with `alias` to the file), so the request line
-    sent to it is the one sent to the daemon."""
+    """Debian's nginx (foreground, `workers` worker processes) serving fixed bytes at exact URL
+    paths over plain HTTP on 127.0.0.1 at a free port; its configuration, pid, log and files under
+    basedir. The query string is ignored (an exact `location` with `alias` to the file), so the
+    request line sent to it is the one sent to the daemon."""
 
-    def __init__(self, basedir):
+    def __init__(self, basedir, workers=1):
         self.basedir = os.path.abspath(basedir)
+        self.workers = workers
         self.root = os.path.join(self.basedir, "www")
         self.conf_path = os.path.join(self.basedir, "nginx.conf")
         self.error_log = os.path.join(self.basedir, "error.log")
@@ -115,7 +125,7 @@ class FileServer:
 # nginx of bench/compare.py: the floor, the daemon's response bytes served from files
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {self.workers};
 user root root;
 pid {self.basedir}/nginx.pid;
 error_log {self.error_log} warn;
@@ -301,6 +311,47 @@ def socket_errors(res):
     return {k: int(s[k]) for k in ("connect", "read", "write", "timeout") if s[k]}
 
 
+def parse_variant(spec):
+    """LABEL=BINARY[,KEY=VALUE...] -> (label, absolute binary, {key: value}), or None."""
+    label, _, rest = spec.partition("=")
+    binary, *sets = rest.split(",")
+    extra = dict(kv.split("=", 1) for kv in sets if "=" in kv)
+    if not label or not binary or len(extra) != len(sets):
+        print(f"--variant {spec!r}: LABEL=BINARY[,KEY=VALUE...]", file=sys.stderr)
+        return None
+    binary = daemon_binary(binary)
+    return (label, binary, extra) if binary else None
+
+
+class Variants:
+    """The daemon d of the sandbox as one of the variants: use(i) restarts it with variant i's
+    binary and configuration keys unless it already runs them; its error lines of each run are
+    collected before the stop (the log is read from the latest start)."""
+
+    def __init__(self, d, variants, base_config):
+        self.d, self.variants, self.base_config = d, variants, dict(base_config)
+        self.current = 0 if not variants[0][2] else None  # the sandbox started variant 0's binary
+        self.errors = []
+
+    def use(self, i):
+        if i == self.current:
+            return
+        d = self.d
+        self.errors += d.unexpected_errors()
+        d.stop()
+        _, d.binary, extra = self.variants[i]
+        d.config = {**self.base_config, **extra}
+        d.write_config()
+        d.start()
+        self.current = i
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=10, help="each measured wrk run (default 10)")
@@ -321,38 +372,62 @@ def main(argv=None):
                     help="only this mode (repeatable; default both)")
     ap.add_argument("--binary", default=None,
                     help="the daemon (default build/smtptlsd, else build-asan/smtptlsd)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY[,KEY=VALUE]",
+                    help="A/B: a daemon binary with configuration keys of its own (repeatable; "
+                         "replaces --binary); each request runs against each variant in turn")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of each variant per request and mode, alternating (default 1)")
+    ap.add_argument("--nginx-workers", type=int, default=1,
+                    help="nginx's worker processes (default 1; the daemon has 2 HTTP threads)")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     args = ap.parse_args(argv)
-    binary = daemon_binary(args.binary)
+    if args.variant:
+        variants = [parse_variant(v) for v in args.variant]
+        if None in variants or len({v[0] for v in variants}) != len(variants):
+            return 2
+    else:
+        b = daemon_binary(args.binary)
+        variants = [("smtptlsd", b, {})] if b else [None]
+    if variants[0] is None or args.rounds < 1 or args.nginx_workers < 1:
+        return 2
+    binary = variants[0][1]
     for path, hint in ((WRK, "apt-get install wrk (scripts/deps)"),
                        (NGINX, "apt-get install nginx (scripts/deps)")):
         if not os.path.exists(path):
             print(f"no {path}: {hint}", file=sys.stderr)
             return 2
-    if not binary or args.policies < 1:
+    if args.policies < 1:
         return 2
     signal.signal(signal.SIGTERM, on_signal)
     requests = [(n, p) for n, p in REQUESTS if not args.only or n in args.only]
     modes = [(m, h) for m, h in MODES if not args.mode or m in args.mode]
 
-    shown = os.path.relpath(binary, REPO_ROOT)
+    def shown(binary):
+        rel = os.path.relpath(binary, REPO_ROOT)
+        return binary if rel.startswith("..") else rel
+
     print("$ " + shlex.join(["/usr/bin/python3", "bench/compare.py"] +
                             list(argv if argv is not None else sys.argv[1:])))
     nginx_version = run([NGINX, "-v"]).stderr.strip().split("/", 1)[-1]
     wrk_version = run([WRK, "-v"], check=False).stdout.split()[1]
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
           f"the start")
-    version = run([binary, "--version"], check=False).stdout.strip()
-    print(f"daemon {binary if shown.startswith('..') else shown} ({version}, http_threads 2), "
-          f"PostgreSQL 15 (fsync off), nginx {nginx_version} (1 worker), wrk {wrk_version}: "
-          f"-t{args.threads} -c{args.connections} -d{args.seconds}s --latency --timeout 10s "
-          f"-s bench/compare.lua -H 'Authorization: Bearer <read token>' "
+    for label, b, extra in variants:
+        version = run([b, "--version"], check=False).stdout.strip()
+        sets = "".join(f", {k} {v}" for k, v in extra.items())
+        print(f"{'daemon' if len(variants) == 1 else 'variant ' + label}: {shown(b)} ({version}"
+              f"{'' if 'http_threads' in extra else ', http_threads 2'}{sets})")
+    rounds = f"{args.rounds} rounds of each, alternating; " if args.rounds > 1 else ""
+    print(f"{rounds}PostgreSQL 15 (fsync off), nginx {nginx_version} ({args.nginx_workers} "
+          f"worker{'s' if args.nginx_workers > 1 else ''}), wrk "
+          f"{wrk_version}: -t{args.threads} -c{args.connections} -d{args.seconds}s --latency "
+          f"--timeout 10s -s bench/compare.lua -H 'Authorization: Bearer <read token>' "
           f"[-H 'Connection: close'] URL, after a "
           f"{args.warmup} s warm-up of the same; {args.policies} policies, 3 certificates",
           flush=True)
 
     ngx = None
-    results = []  # (mode, name, path, body bytes, daemon result, nginx result)
+    results = []  # (mode, name, path, body bytes, variant label, daemon result, nginx result)
     try:
         config = {"per_ip_connection_limit": 0}
         with bench_sandbox(binary, keep=args.keep, config=config,
@@ -360,7 +435,7 @@ def main(argv=None):
             log(f"seeding 3 certificates and {args.policies} policies")
             one = seed(d, base, args.policies)
             token = d.add_token("compare-read", "read")
-            ngx = FileServer(os.path.join(base, "nginx"))
+            ngx = FileServer(os.path.join(base, "nginx"), args.nginx_workers)
             bodies = {}
             for name, path in requests:
                 path = path.format(one=q(one))
@@ -382,29 +457,38 @@ def main(argv=None):
                 with open(ngx.files[path.split("?", 1)[0]][0], "rb") as f:
                     if resp.status != 200 or got != f.read():
                         raise RuntimeError(f"nginx does not answer the daemon's bytes for {path}")
+            vs = Variants(d, variants, d.config)
+            vs.use(0)
             rss0 = proc_status_kib(d.pid, "VmRSS")
             counted_d = {"smtptlsd": lambda: [d.pid], "postgres": lambda: postgres_pids(pg)}
             counted_n = {"nginx": ngx.worker_pids}
+
+            def measure(url, counted, extra):
+                warm = None
+                if args.warmup:
+                    warm = wrk(url, token, args, extra, args.warmup, {}, True)
+                res = wrk(url, token, args, extra, args.seconds, counted, args.count_statuses)
+                res["warm"] = warm
+                return res
+
             for mode, extra in modes:
                 for name, _ in requests:
                     path, size = bodies[name]
-                    pair = []
-                    for url, counted in ((f"http://{d.host}:{d.port}{path}", counted_d),
-                                         (ngx.url + path, counted_n)):
-                        warm = None
-                        if args.warmup:
-                            warm = wrk(url, token, args, extra, args.warmup, {}, True)
-                        res = wrk(url, token, args, extra, args.seconds, counted,
-                                  args.count_statuses)
-                        res["warm"] = warm
-                        pair.append(res)
-                        log(f"{mode} {name} {'smtptlsd' if counted is counted_d else 'nginx'}: "
-                            f"{rate(res):,.0f} req/s, p99 "
-                            f"{res['latency_us']['p99'] / 1000:.1f} ms")
-                    results.append((mode, name, path, size, *pair))
+                    for _round in range(args.rounds):
+                        runs = []
+                        for i, (label, _, _) in enumerate(variants):
+                            vs.use(i)
+                            runs.append((label, measure(f"http://{d.host}:{d.port}{path}",
+                                                        counted_d, extra)))
+                        rn = measure(ngx.url + path, counted_n, extra)
+                        for label, rd in runs:
+                            results.append((mode, name, path, size, label, rd, rn))
+                        for who, res in runs + [("nginx", rn)]:
+                            log(f"{mode} {name} {who}: {rate(res):,.0f} req/s, p99 "
+                                f"{res['latency_us']['p99'] / 1000:.1f} ms")
             rss1 = proc_status_kib(d.pid, "VmRSS")
             hwm = proc_status_kib(d.pid, "VmHWM")
-            daemon_errors = d.unexpected_errors()
+            daemon_errors = vs.errors + d.unexpected_errors()
             alive = d.alive()
     except Interrupted as e:
         log(f"interrupted ({e})")
@@ -416,19 +500,37 @@ def main(argv=None):
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
           f"the end")
     print()
-    w = max(len(f"GET {p}") for _, _, p, _, _, _ in results) if results else 20
-    head = (f"{'mode':10} {'request':{w}} {'bytes':>6}  {'smtptlsd req/s':>14} {'p99 ms':>7}  "
-            f"{'nginx req/s':>11} {'p99 ms':>7}  {'ratio':>6}")
+    w = max(len(f"GET {r[2]}") for r in results) if results else 20
+    several = len(variants) > 1
+    v = max(len(label) for label, _, _ in variants) + 1 if several else 0
+    head = (f"{'mode':10} {'request':{w}} {'bytes':>6} {'variant' if several else '':{v}} "
+            f"{'smtptlsd req/s':>14} {'p99 ms':>7}  {'nginx req/s':>11} {'p99 ms':>7}  "
+            f"{'ratio':>6}")
     print(head)
     print("-" * len(head))
-    for mode, name, path, size, rd, rn in results:
-        print(f"{mode:10} {'GET ' + path:{w}} {size:>6}  {rate(rd):>14,.0f} "
-              f"{rd['latency_us']['p99'] / 1000:>7.1f}  {rate(rn):>11,.0f} "
+    for mode, name, path, size, label, rd, rn in results:
+        print(f"{mode:10} {'GET ' + path:{w}} {size:>6} {label if several else '':{v}} "
+              f"{rate(rd):>14,.0f} {rd['latency_us']['p99'] / 1000:>7.1f}  {rate(rn):>11,.0f} "
               f"{rn['latency_us']['p99'] / 1000:>7.1f}  {rate(rd) / rate(rn):>5.2f}x")
     print()
+    if several or args.rounds > 1:
+        print(f"median of {args.rounds} round(s): req/s, p99 ms (each round's p99), p99.9 ms")
+        for mode, _ in modes:
+            for name, _ in requests:
+                for label in [label for label, _, _ in variants] + ["nginx"]:
+                    rs = [r[5] if label != "nginx" else r[6] for r in results
+                          if r[0] == mode and r[1] == name and (label == "nginx" or r[4] == label)]
+                    if label == "nginx":
+                        rs = rs[::len(variants)]
+                    p99s = [r["latency_us"]["p99"] / 1000 for r in rs]
+                    print(f"  {mode:10} {name:12} {label:{max(v, 6)}} "
+                          f"{median([rate(r) for r in rs]):>9,.0f} req/s  p99 {median(p99s):5.1f} "
+                          f"({' '.join(f'{x:.1f}' for x in p99s)})  p99.9 "
+                          f"{median([r['latency_us']['p999'] / 1000 for r in rs]):5.1f}")
+        print()
     print("per run: bytes per reply on the wire (headers + body), p50 / p99.9 / max latency (ms), "
           "CPU (% of one core):")
-    for mode, name, path, size, rd, rn in results:
+    for mode, name, path, size, label, rd, rn in results:
         parts = []
         for who, res in (("smtptlsd", rd), ("nginx", rn)):
             s, lat = res["summary"], res["latency_us"]
@@ -436,14 +538,20 @@ def main(argv=None):
             cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in res["cpu"].items())
             parts.append(f"{who} {wire:,.0f} B, {lat['p50'] / 1000:.1f} / "
                          f"{lat['p999'] / 1000:.1f} / {lat['max'] / 1000:.1f} ms, {cpu}")
-        print(f"  {mode:10} {name:12} " + "; ".join(parts))
+        print(f"  {mode:10} {name:12} {label + ' ' if several else ''}" + "; ".join(parts))
     print()
     print(f"daemon VmRSS {rss0 / 1024:.1f} MiB before the runs (seeded, idle), "
-          f"{rss1 / 1024:.1f} MiB after; VmHWM {hwm / 1024:.1f} MiB")
+          f"{rss1 / 1024:.1f} MiB after; VmHWM {hwm / 1024:.1f} MiB"
+          + (f" (variant {variants[0][0]} before, {variants[vs.current][0]} after: each "
+             f"variant's daemon starts anew)" if several else ""))
 
     problems = []
-    for mode, name, path, size, rd, rn in results:
-        for who, res in (("smtptlsd", rd), ("nginx", rn)):
+    seen = set()  # a round's nginx run is in the row of each variant
+    for mode, name, path, size, label, rd, rn in results:
+        for who, res in ((label, rd), ("nginx", rn)):
+            if id(res) in seen:
+                continue
+            seen.add(id(res))
             for what, r in (("warm-up", res["warm"]), ("measured", res)):
                 if r is None:
                     continue
