@@ -2,8 +2,9 @@
 """smtptlsd's reads beside their floor (issue 17): nginx serving the very same response bytes.
 
 Starts the same private PostgreSQL, Postfix and daemon as bench/bulk_policies.py (its
-bench_sandbox(), the release build by default; per_ip_connection_limit 0, since every wrk
-connection comes from 127.0.0.1) and seeds the state of issue 17's table: three imported
+bench_sandbox(), the release build by default, at its default http_threads - one less than the
+cores, 1 on the 2-core machine - where the other benchmarks pin 2; per_ip_connection_limit 0,
+since every wrk connection comes from 127.0.0.1) and seeds the state of issue 17's table: three imported
 certificates, one bound by the settings, and --policies policies (1000; a page of 100 is ~30 KB:
 every row renders all its members, ~300 bytes, so issue 17's "22 KB" is not reached). For each
 request (GET settings, a policy page of 100, the certificate list, one policy, status, /healthz)
@@ -378,7 +379,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of each variant per request and mode, alternating (default 1)")
     ap.add_argument("--nginx-workers", type=int, default=1,
-                    help="nginx's worker processes (default 1; the daemon has 2 HTTP threads)")
+                    help="nginx's worker processes (default 1, as the daemon's HTTP threads on 2 cores)")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     args = ap.parse_args(argv)
     if args.variant:
@@ -412,11 +413,14 @@ def main(argv=None):
     wrk_version = run([WRK, "-v"], check=False).stdout.split()[1]
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()} at "
           f"the start")
+    # the daemon's default thread count (http_threads 0): one less than the cores it may use
+    default_threads = max(1, len(os.sched_getaffinity(0)) - 1)
     for label, b, extra in variants:
         version = run([b, "--version"], check=False).stdout.strip()
         sets = "".join(f", {k} {v}" for k, v in extra.items())
         print(f"{'daemon' if len(variants) == 1 else 'variant ' + label}: {shown(b)} ({version}"
-              f"{'' if 'http_threads' in extra else ', http_threads 2'}{sets})")
+              f"{'' if 'http_threads' in extra else f', http_threads 0 = {default_threads}'}"
+              f"{sets})")
     rounds = f"{args.rounds} rounds of each, alternating; " if args.rounds > 1 else ""
     print(f"{rounds}PostgreSQL 15 (fsync off), nginx {nginx_version} ({args.nginx_workers} "
           f"worker{'s' if args.nginx_workers > 1 else ''}), wrk "
@@ -429,7 +433,8 @@ def main(argv=None):
     ngx = None
     results = []  # (mode, name, path, body bytes, variant label, daemon result, nginx result)
     try:
-        config = {"per_ip_connection_limit": 0}
+        # the daemon as installed: its default thread count (the other benchmarks pin 2)
+        config = {"per_ip_connection_limit": 0, "http_threads": 0}
         with bench_sandbox(binary, keep=args.keep, config=config,
                            statement_log=False) as (base, pg, _pf, d):
             log(f"seeding 3 certificates and {args.policies} policies")

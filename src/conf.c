@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -73,7 +74,8 @@ const struct conf_key conf_keys[] = {
             "how often a node says it is alive (nodes.last_contact); three missed: unreachable"),
         KEY(fleet_wait_timeout, CONF_DURATION, "10s", SEC, 300 * SEC,
             "how long a write with ?wait=fleet waits for the other nodes once applied here"),
-        KEY(http_threads, CONF_INT, "0", 0, 256, "HTTP worker threads (0: number of cores)"),
+        KEY(http_threads, CONF_INT, "0", 0, 256,
+            "HTTP worker threads (0: one less than the CPU cores, at least one)"),
         KEY(body_limit, CONF_SIZE, "1M", 1024, INT64_C(1) << 30, "largest request body"),
         KEY(bulk_body_limit, CONF_SIZE, "64M", 1024, INT64_C(4) << 30,
             "largest body of a bulk policy replace"),
@@ -560,8 +562,15 @@ int config_load(struct config *c, const char *path, int required, char *err, siz
                 return r;
 
         if (c->http_threads == 0) {
-                long n = sysconf(_SC_NPROCESSORS_ONLN);
-                c->http_threads = n > 0 ? n : 2;
+                /* the cores this process may run on (systemd's CPUAffinity, taskset), less one
+                 * for what shares the host with it: Postfix, PostgreSQL, the worker. On two
+                 * cores one thread answers the read model's replies with a shorter tail than
+                 * two contending with everything else (docs/performance.md). */
+                cpu_set_t set;
+                long n = sched_getaffinity(0, sizeof(set), &set) == 0
+                             ? CPU_COUNT(&set)
+                             : sysconf(_SC_NPROCESSORS_ONLN);
+                c->http_threads = n > 1 ? n - 1 : 1;
         }
         if (c->database_pool_size == 0)
                 c->database_pool_size = c->http_threads + 2;

@@ -10,6 +10,11 @@ static bool fresh(const struct recent_answer *a)
         return when && now_monotonic_usec() - when < a->max_age_usec;
 }
 
+static uint64_t age(const struct recent_answer *a)
+{
+        return now_monotonic_usec() - atomic_load(&a->when_usec);
+}
+
 void recent_store(struct recent_answer *a, bool value)
 {
         atomic_store(&a->value, value);
@@ -39,4 +44,21 @@ bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *user
         }
         pthread_mutex_unlock(&a->lock);
         return value;
+}
+
+bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata)
+{
+        if (atomic_load(&a->when_usec) == 0 || age(a) >= RECENT_AHEAD_LIMIT * a->max_age_usec)
+                return recent_get(a, ask, userdata);
+        if (age(a) >= a->max_age_usec / 2)
+                atomic_store(&a->wanted, true);
+        return atomic_load(&a->value);
+}
+
+void recent_refresh(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata)
+{
+        if (!atomic_exchange(&a->wanted, false) || pthread_mutex_trylock(&a->lock) != 0)
+                return;
+        recent_store(a, ask(userdata));
+        pthread_mutex_unlock(&a->lock);
 }

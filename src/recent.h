@@ -13,6 +13,7 @@ struct recent_answer {
         _Atomic bool value;
         _Atomic uint64_t when_usec; /* monotonic; 0: never asked */
         uint64_t max_age_usec;
+        _Atomic bool wanted; /* a reader found the answer half its age: recent_refresh asks */
 };
 
 #define RECENT_ANSWER_INIT(age)                                                                    \
@@ -23,6 +24,15 @@ struct recent_answer {
 /* The answer if it is at most max_age old; else ask(userdata) on this thread, unless another
  * thread is asking: then the previous answer. The very first answer is waited for. */
 bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
+/* For threads whose time is a request's (HTTP): the answer as it is up to RECENT_AHEAD_LIMIT times
+ * max_age old, asking again left to recent_refresh - wanted once the answer is half its
+ * max_age old, so that a steady reader finds it fresh and never waits for the asking; older than
+ * that (no one refreshed), recent_get. The very first answer is waited for. */
+#define RECENT_AHEAD_LIMIT 4
+bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
+/* Asks again if a reader wanted it (recent_get_ahead), on this thread: one whose time is no
+ * request's (the worker's idle round). Nothing when no one read the answer meanwhile. */
+void recent_refresh(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
 /* Records an answer got elsewhere (it counts as fresh). */
 void recent_store(struct recent_answer *a, bool value);
 /* Something went wrong at since_usec (monotonic): a yes got at or before then no longer holds and

@@ -363,7 +363,12 @@ int postfix_outbound_trust(const struct config *cfg, char *why, size_t size)
 
 bool postfix_running_recent(const struct config *cfg)
 {
-        return recent_get(&running, ask_running, (void *)cfg);
+        return recent_get_ahead(&running, ask_running, (void *)cfg);
+}
+
+void postfix_recent_refresh(const struct config *cfg)
+{
+        recent_refresh(&running, ask_running, (void *)cfg);
 }
 
 /* The smtpd processes the master of cfg's Postfix runs now: children of the pid in

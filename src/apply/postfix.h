@@ -14,12 +14,18 @@ struct fingerprint_digest;
 bool postfix_is_running(const struct config *cfg);
 /* The answer of a check at most POSTFIX_RUNNING_MAX_AGE_USEC old (the worker's own checks count),
  * else a new check; while another thread checks, its predecessor's answer. For HTTP handlers: a
- * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread). */
+ * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread),
+ * nor every POSTFIX_RUNNING_MAX_AGE_USEC (the read model's tail): once the first answer is in,
+ * the worker's idle round checks again when a reader found the answer half that old
+ * (postfix_recent_refresh), and a reader waits for a check only when no one did for
+ * RECENT_AHEAD_LIMIT times that. */
 #define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
 bool postfix_running_recent(const struct config *cfg);
+/* The check postfix_running_recent's readers asked for, if any (the worker, when idle). */
+void postfix_recent_refresh(const struct config *cfg);
 /* Postfix's mail_version (e.g. "3.7.11") into buf, "" when postconf cannot tell: asked at the
  * first call and then whenever postfix_running_recent asks anew (a package upgrade shows within
- * POSTFIX_RUNNING_MAX_AGE_USEC of /status being read). Any thread. */
+ * about POSTFIX_RUNNING_MAX_AGE_USEC of /status being read). Any thread. */
 void postfix_version_recent(const struct config *cfg, char *buf, size_t size);
 /* `postfix -c DIR reload`; the output goes to res (caller frees with spawn_result_done). */
 int postfix_reload(const struct config *cfg, struct spawn_result *res);

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "apply/job.h"
+#include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/spawn.h"
 #include "apply/verifier.h"
@@ -187,6 +188,8 @@ static void *worker_main(void *arg)
                                 break;
                         worker_follow_committed(w);
                         worker_node_heartbeat(w);
+                        /* what /status asked of Postfix, checked here, not on its thread */
+                        postfix_recent_refresh(w->app->cfg);
                         continue;
                 }
                 struct problem p = { 0 };
