@@ -846,7 +846,8 @@ def growth_check(samples, start, end, a):
                if start["fd_targets"].get(fd) != t}
         problems.append(f"non-database fds {start['other_fds']} -> {end['other_fds']} "
                         f"(slack {a.fd_slack}); new: {new}")
-    pool = (a.http_threads or os.cpu_count()) + 2
+    threads = a.http_threads or max(1, len(os.sched_getaffinity(0)) - 1)  # the daemon's default
+    pool = threads + 2
     if end["db_fds"] > pool + 4:
         problems.append(f"{end['db_fds']} database connections (pool {pool} + worker and "
                         f"listener)")
@@ -866,7 +867,7 @@ def report(lr, res, start, end, m0, m1, st, state_problems):
     print()
     print(f"$ {cmd}")
     print(f"daemon {os.path.relpath(lr.binary, REPO_ROOT)} (http_threads "
-          f"{a.http_threads or os.cpu_count()}, log_level {a.log_level}), Postfix {version}, "
+          f"{threads}, log_level {a.log_level}), Postfix {version}, "
           f"PostgreSQL 15 (fsync off), {os.cpu_count()} CPUs, "
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, seed {lr.seed}")
     print(f"load: {a.seconds} s after a {a.warmup} s warm-up; wrk -t{a.threads} "
@@ -1052,7 +1053,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections")
     ap.add_argument("--http-threads", type=int, default=0,
-                    help="daemon http_threads (0 = number of CPUs, the daemon's default)")
+                    help="daemon http_threads (0 = one less than the CPUs, the daemon's default)")
     ap.add_argument("--policy-writers", type=int, default=3)
     ap.add_argument("--settings-writers", type=int, default=2)
     ap.add_argument("--settings-pause", type=float, default=0.25,

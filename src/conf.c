@@ -570,10 +570,10 @@ int config_load(struct config *c, const char *path, int required, char *err, siz
                 long n = sched_getaffinity(0, sizeof(set), &set) == 0
                              ? CPU_COUNT(&set)
                              : sysconf(_SC_NPROCESSORS_ONLN);
-                c->http_threads = n > 1 ? n - 1 : 1;
+                c->http_threads = n > 256 ? 255 : n > 1 ? n - 1 : 1;
         }
         if (c->database_pool_size == 0)
-                c->database_pool_size = c->http_threads + 2;
+                c->database_pool_size = c->http_threads + 2 > 64 ? 64 : c->http_threads + 2;
         if (isempty(c->node_name)) {
                 char host[256] = "";
                 if (gethostname(host, sizeof(host) - 1) < 0 || !*host)

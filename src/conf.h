@@ -90,7 +90,7 @@ extern const struct conf_key conf_keys[];
 extern const size_t conf_keys_count;
 
 /* Defaults, then the file (a missing file is an error only when required), then SMTPTLSD_<KEY>
- * environment variables, then derived values (http_threads 0 = cores, node_name "" = hostname).
+ * environment variables, then derived values (http_threads 0 = cores - 1, node_name "" = hostname).
  * On error returns a negative errno and a message naming the line or variable in err. */
 int config_load(struct config *c, const char *path, int required, char *err, size_t errsize);
 /* Sets one key from text; used by config_load and by tests. */

@@ -12,7 +12,9 @@ static bool fresh(const struct recent_answer *a)
 
 static uint64_t age(const struct recent_answer *a)
 {
-        return now_monotonic_usec() - atomic_load(&a->when_usec);
+        uint64_t when =
+            atomic_load(&a->when_usec); /* first: a store after it only makes it older */
+        return now_monotonic_usec() - when;
 }
 
 void recent_store(struct recent_answer *a, bool value)
@@ -48,7 +50,7 @@ bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *user
 
 bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata)
 {
-        if (atomic_load(&a->when_usec) == 0 || age(a) >= RECENT_AHEAD_LIMIT * a->max_age_usec)
+        if (!fresh(a))
                 return recent_get(a, ask, userdata);
         if (age(a) >= a->max_age_usec / 2)
                 atomic_store(&a->wanted, true);
@@ -59,6 +61,8 @@ void recent_refresh(struct recent_answer *a, bool (*ask)(void *userdata), void *
 {
         if (!atomic_exchange(&a->wanted, false) || pthread_mutex_trylock(&a->lock) != 0)
                 return;
-        recent_store(a, ask(userdata));
+        /* asked meanwhile (a reader wanting it while the last ask ran, the worker's own check) */
+        if (age(a) >= a->max_age_usec / 2)
+                recent_store(a, ask(userdata));
         pthread_mutex_unlock(&a->lock);
 }

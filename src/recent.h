@@ -24,11 +24,10 @@ struct recent_answer {
 /* The answer if it is at most max_age old; else ask(userdata) on this thread, unless another
  * thread is asking: then the previous answer. The very first answer is waited for. */
 bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
-/* For threads whose time is a request's (HTTP): the answer as it is up to RECENT_AHEAD_LIMIT times
- * max_age old, asking again left to recent_refresh - wanted once the answer is half its
- * max_age old, so that a steady reader finds it fresh and never waits for the asking; older than
- * that (no one refreshed), recent_get. The very first answer is waited for. */
-#define RECENT_AHEAD_LIMIT 4
+/* recent_get for threads whose time is a request's (HTTP), asking ahead: a reader that finds the
+ * answer half its max_age old takes it and wants it asked again by recent_refresh, so that a
+ * steady reader finds it fresh and never waits for the asking; one that finds it older (no one
+ * refreshed: a quiet while) asks as recent_get does. */
 bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
 /* Asks again if a reader wanted it (recent_get_ahead), on this thread: one whose time is no
  * request's (the worker's idle round). Nothing when no one read the answer meanwhile. */

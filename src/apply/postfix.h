@@ -15,10 +15,9 @@ bool postfix_is_running(const struct config *cfg);
 /* The answer of a check at most POSTFIX_RUNNING_MAX_AGE_USEC old (the worker's own checks count),
  * else a new check; while another thread checks, its predecessor's answer. For HTTP handlers: a
  * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread),
- * nor every POSTFIX_RUNNING_MAX_AGE_USEC (the read model's tail): once the first answer is in,
- * the worker's idle round checks again when a reader found the answer half that old
- * (postfix_recent_refresh), and a reader waits for a check only when no one did for
- * RECENT_AHEAD_LIMIT times that. */
+ * nor, while it is read steadily, every POSTFIX_RUNNING_MAX_AGE_USEC (the read model's tail): a
+ * reader that finds the answer half that old wants it checked again, and the worker's idle round
+ * does (postfix_recent_refresh). */
 #define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
 bool postfix_running_recent(const struct config *cfg);
 /* The check postfix_running_recent's readers asked for, if any (the worker, when idle). */

@@ -1288,3 +1288,37 @@ def test_bulk_100000_policies(make_release_site, capsys):
         with capsys.disabled():
             print("\n" + "\n".join(lines))
     assert time.monotonic() - t_start < 90, "the 100,000-row bulk test took over 90 s"
+
+
+# == 9. one HTTP thread =============================================================================
+def test_one_http_thread_serves_waiting_writes_reads_and_a_stop(make_policy_site):
+    """http_threads 1 - the default on 2 cores (one less than the cores), where libmicrohttpd runs
+    one thread of its own instead of a pool: writes waiting for their job (?wait: suspended
+    connections, resumed by the worker) are answered once applied while the thread answers reads
+    meanwhile; a ?wait=0 write is 202 and applied; /status answers; a stop with a request
+    waiting exits cleanly."""
+    import concurrent.futures
+    site = make_policy_site(config={"http_threads": 1})
+    assert site.d.get("/metrics").status == 200
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        writes = [ex.submit(site.put, f"w{i}.one.example", {"level": "may"}, "?wait=60")
+                  for i in range(8)]
+        reads = 0
+        while not all(f.done() for f in writes):
+            assert site.d.get("/api/v1/settings").status == 200
+            reads += 1
+        assert [f.result().status for f in writes] == [201] * 8
+    assert reads > 0
+    r = site.put("x.one.example", {"level": "encrypt"}, "?wait=0")
+    assert r.status == 202, r
+    wait_until(lambda: site.job(r)["status"] == "applied", 30, "the 202 write applied")
+    st = site.d.get("/api/v1/status")
+    assert st.status == 200 and st.body["postfix"]["running"] is True, st
+    site.assert_map_is_the_enabled_rows()
+    # a write waiting when the stop comes: its reply (202 or the result) before the exit
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        waiting = ex.submit(site.put, "y.one.example", {"level": "may"}, "?wait=60")
+        wait_until(lambda: site.sql("SELECT count(*) FROM jobs WHERE target = 'y.one.example'")
+                   .strip() == "1", 30, "the waiting write recorded")
+        assert site.d.stop() == 0
+        assert waiting.result().status in (201, 202)
