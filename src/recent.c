@@ -52,7 +52,7 @@ bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void
 {
         if (!fresh(a))
                 return recent_get(a, ask, userdata);
-        if (age(a) >= a->max_age_usec / 2)
+        if (age(a) >= a->max_age_usec / 4)
                 atomic_store(&a->wanted, true);
         return atomic_load(&a->value);
 }
@@ -62,7 +62,7 @@ void recent_refresh(struct recent_answer *a, bool (*ask)(void *userdata), void *
         if (!atomic_exchange(&a->wanted, false) || pthread_mutex_trylock(&a->lock) != 0)
                 return;
         /* asked meanwhile (a reader wanting it while the last ask ran, the worker's own check) */
-        if (age(a) >= a->max_age_usec / 2)
+        if (age(a) >= a->max_age_usec / 4)
                 recent_store(a, ask(userdata));
         pthread_mutex_unlock(&a->lock);
 }

@@ -13,7 +13,7 @@ struct recent_answer {
         _Atomic bool value;
         _Atomic uint64_t when_usec; /* monotonic; 0: never asked */
         uint64_t max_age_usec;
-        _Atomic bool wanted; /* a reader found the answer half its age: recent_refresh asks */
+        _Atomic bool wanted; /* a reader found the answer a quarter of its age: refresh asks */
 };
 
 #define RECENT_ANSWER_INIT(age)                                                                    \
@@ -25,9 +25,10 @@ struct recent_answer {
  * thread is asking: then the previous answer. The very first answer is waited for. */
 bool recent_get(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
 /* recent_get for threads whose time is a request's (HTTP), asking ahead: a reader that finds the
- * answer half its max_age old takes it and wants it asked again by recent_refresh, so that a
- * steady reader finds it fresh and never waits for the asking; one that finds it older (no one
- * refreshed: a quiet while) asks as recent_get does. */
+ * answer a quarter of its max_age old takes it and wants it asked again by recent_refresh, so
+ * that a reader that comes back within half max_age finds it fresh and never waits for the
+ * asking; one that finds it older than max_age (no one refreshed: a quiet while) asks as
+ * recent_get does. */
 bool recent_get_ahead(struct recent_answer *a, bool (*ask)(void *userdata), void *userdata);
 /* Asks again if a reader wanted it (recent_get_ahead), on this thread: one whose time is no
  * request's (the worker's idle round). Nothing when no one read the answer meanwhile. */

@@ -16,8 +16,8 @@ bool postfix_is_running(const struct config *cfg);
  * else a new check; while another thread checks, its predecessor's answer. For HTTP handlers: a
  * GET /status must not spawn `postfix status` per request (50-300 ms each, on an HTTP thread),
  * nor, while it is read steadily, every POSTFIX_RUNNING_MAX_AGE_USEC (the read model's tail): a
- * reader that finds the answer half that old wants it checked again, and the worker's idle round
- * does (postfix_recent_refresh). */
+ * reader that finds the answer a quarter that old wants it checked again, and the worker's idle
+ * round does (postfix_recent_refresh). */
 #define POSTFIX_RUNNING_MAX_AGE_USEC (2 * 1000000ULL)
 bool postfix_running_recent(const struct config *cfg);
 /* The check postfix_running_recent's readers asked for, if any (the worker, when idle). */

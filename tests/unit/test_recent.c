@@ -1,7 +1,7 @@
 /* test_recent.c - a costly answer kept for a while (src/recent.c): recent_get asks when the answer
  * is too old; recent_get_ahead, for request threads, takes a fresh answer and wants it asked again
- * once it is half its age, which recent_refresh does (only then, and only once), and asks itself
- * when the answer is too old. Real time, with margins of tens of milliseconds. */
+ * once it is a quarter of its age, which recent_refresh does (only then, and only once), and asks
+ * itself when the answer is too old. Real time, with margins of tens of milliseconds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,8 +34,8 @@ static void test_get_ahead_and_refresh(void **state)
         assert_true(recent_get_ahead(&a, ask, NULL));
         recent_refresh(&a, ask, NULL);
         assert_int_equal(asked, 1);
-        /* half its age: taken as it is, and wanted again */
-        usleep(AGE_USEC / 2 + 20 * 1000);
+        /* a quarter of its age: taken as it is, and wanted again */
+        usleep(AGE_USEC / 4 + 20 * 1000);
         assert_true(recent_get_ahead(&a, ask, NULL));
         assert_int_equal(asked, 1);
         recent_refresh(&a, ask, NULL); /* the worker's idle round */
@@ -44,7 +44,7 @@ static void test_get_ahead_and_refresh(void **state)
         recent_refresh(&a, ask, NULL);                 /* wanted once: asked once */
         assert_int_equal(asked, 2);
         /* wanted, then asked by someone else meanwhile: the refresh does not ask again */
-        usleep(AGE_USEC / 2 + 20 * 1000);
+        usleep(AGE_USEC / 4 + 20 * 1000);
         (void)recent_get_ahead(&a, ask, NULL);
         recent_store(&a, true);
         recent_refresh(&a, ask, NULL);
