@@ -11,6 +11,7 @@
 struct config;
 struct db_pool;
 struct http_server;
+struct live_stamp;
 struct pending;
 struct probe_runner;
 struct worker;
@@ -20,10 +21,11 @@ struct app {
         struct db_pool *db;
         struct http_server *http;
         struct worker *worker;
-        struct pending *pending;     /* requests waiting for their job (api/pending.c) */
-        struct probe_runner *probes; /* destination probes (probe/runner.c); NULL: not running */
-        atomic_bool ready;           /* database reached, migrations ran, first reconcile done */
-        atomic_bool stopping;        /* SIGTERM seen */
+        struct pending *pending;       /* requests waiting for their job (api/pending.c) */
+        struct probe_runner *probes;   /* destination probes (probe/runner.c); NULL: not running */
+        struct live_stamp *live_stamp; /* Postfix's live files changed (apply/live_stamp.c) */
+        atomic_bool ready;             /* database reached, migrations ran, first reconcile done */
+        atomic_bool stopping;          /* SIGTERM seen */
         /* One bulk replace at a time: taken when its headers are admitted (http/server.c), held
          * by its job until the job is freed (job.h: slot). */
         atomic_bool bulk_busy;

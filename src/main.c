@@ -11,6 +11,7 @@
 #include "api/pending.h"
 #include "app.h"
 #include "apply/acme_watch.h"
+#include "apply/live_stamp.h"
 #include "apply/follower.h"
 #include "apply/probe_watch.h"
 #include "apply/worker.h"
@@ -162,9 +163,15 @@ static int run_serve(const struct config *cfg)
                 .body_limit = (size_t)cfg->body_limit,
                 .bulk_body_limit = (size_t)cfg->bulk_body_limit,
         };
+        r = live_stamp_new(cfg, &app.live_stamp);
+        if (r < 0) {
+                db_pool_free(app.db);
+                return log_errno(LOG_ERR, r, "out of memory");
+        }
         struct http_server *http = NULL;
         r = http_server_start(&app, &o, &http);
         if (r < 0) {
+                live_stamp_free(app.live_stamp);
                 db_pool_free(app.db);
                 return r;
         }
@@ -258,6 +265,7 @@ static int run_serve(const struct config *cfg)
         probe_runner_free(app.probes);
         worker_free(app.worker);
         item_memo_forget(&app.bulk_memo);
+        live_stamp_free(app.live_stamp);
         db_pool_free(app.db);
         log_info("stopped");
         return r == -ECANCELED ? 0 : r;

@@ -4,13 +4,13 @@
  * run `postfix status`, never write. */
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "api/api.h"
 #include "apply/maincf.h"
 #include "app.h"
 #include "apply/layout.h"
+#include "apply/live_stamp.h"
 #include "apply/postfix.h"
 #include "apply/reconcile.h"
 #include "apply/worker.h"
@@ -168,29 +168,9 @@ uint64_t api_stamp_none(struct request *req)
         return 0;
 }
 
-/* One file's identity mixed into h (a missing file counts too). */
-static uint64_t stamp_file(uint64_t h, const char *path)
-{
-        struct stat st = { 0 };
-        if (stat(path, &st) < 0)
-                st.st_ino = (ino_t)-1;
-        const uint64_t v[] = { (uint64_t)st.st_ino, (uint64_t)st.st_size,
-                               (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec };
-        return hash_fnv1a(h, v, sizeof(v));
-}
-
 uint64_t api_stamp_postfix(struct request *req)
 {
-        const struct config *cfg = req->app->cfg;
-        char path[PATH_MAX];
-        uint64_t h = 0;
-        if (layout_main_cf(cfg, path, sizeof(path)) >= 0)
-                h = stamp_file(h, path);
-        if (layout_policy_map(cfg, path, sizeof(path)) >= 0)
-                h = stamp_file(h, path);
-        if (layout_policy_index(cfg, path, sizeof(path)) >= 0)
-                h = stamp_file(h, path);
-        return h;
+        return live_stamp_now(req->app->cfg, req->app->live_stamp);
 }
 
 const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)

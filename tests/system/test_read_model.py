@@ -2,6 +2,7 @@
 # daemon's change count - no database round trip while nothing changed - and never outlive a
 # write this node acknowledged. Real daemon, real HTTP clients (several at once, keeping the
 # replies hot), real Postfix.
+import os
 import threading
 
 import pytest
@@ -151,6 +152,88 @@ def test_a_hand_edit_of_main_cf_shows_in_status_at_once(site):
     st = d.get("/api/v1/status").body
     assert [x["name"] for x in st["drift"]] == ["smtpd_tls_loglevel"], st["drift"]
     assert st["state"] == "degraded", st
+
+
+def drift_names(d):
+    return [x["name"] for x in d.get("/api/v1/status").body["drift"]]
+
+
+def keep_hot(d, n=3):
+    """The status reply is kept (and served from the read model) before the edit."""
+    for _ in range(n):
+        assert drift_names(d) == []
+
+
+def test_a_hand_edit_by_rename_shows_in_status_at_once(site):
+    """An editor that writes a new file and renames it over main.cf (a new inode, no write to
+    the old one)."""
+    d, main_cf = site.d, site.pf.main_cf
+    keep_hot(d)
+    text = open(main_cf).read()
+    with open(main_cf + ".edit", "w") as f:
+        f.write(text + "smtpd_tls_loglevel = 3\n")
+    os.replace(main_cf + ".edit", main_cf)
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+
+def test_a_hand_edit_through_a_symlink_shows_in_status_at_once(site, tmp_path):
+    """main.cf a symlink to a file in another directory: an edit of the target there, and the
+    link pointed at another file, each show at the next read."""
+    d, main_cf = site.d, site.pf.main_cf
+    text = open(main_cf).read()
+    elsewhere = tmp_path / "managed-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "main.cf").write_text(text)
+    os.replace(str(make_symlink(elsewhere / "main.cf", main_cf)), main_cf)
+    keep_hot(d)
+    with open(elsewhere / "main.cf", "a") as f:
+        f.write("smtpd_tls_loglevel = 2\n")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "main.cf").write_text(text)
+    keep_hot(d, n=0)
+    os.replace(str(make_symlink(other / "main.cf", main_cf)), main_cf)
+    assert drift_names(d) == []
+    keep_hot(d)
+    with open(other / "main.cf", "a") as f:
+        f.write("smtpd_tls_loglevel = 4\n")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+
+def test_a_dangling_symlink_among_the_files_keeps_hand_edits_seen(site, tmp_path):
+    """The policy map a dangling symlink: where its target will appear cannot be watched, so the
+    files' identity is read at each request - and the map showing up there is seen at once."""
+    d, pf = site.d, site.pf
+
+    def map_drift():
+        return d.get("/api/v1/config").body["tls_policy_map_drift"]
+
+    path = os.path.join(pf.config_dir, "smtptlsd_tls_policy")
+    text = open(path).read()
+    assert "rm.example" in text
+    for _ in range(3):
+        assert map_drift() is False
+    os.rename(path, path + ".saved")
+    os.symlink(str(tmp_path / "not-yet" / "map"), path)
+    for _ in range(3):
+        assert map_drift() is True
+    (tmp_path / "not-yet").mkdir()
+    (tmp_path / "not-yet" / "map").write_text(text)
+    assert map_drift() is False
+    os.replace(path + ".saved", path)
+    for _ in range(3):
+        assert map_drift() is False
+    with open(path, "a") as f:
+        f.write("hand.example may\n")
+    assert map_drift() is True
+
+
+def make_symlink(target, beside):
+    link = f"{beside}.link"
+    os.symlink(str(target), link)
+    return link
 
 
 def test_a_write_waiting_for_the_fleet_is_seen_by_the_next_read_on_every_node(fleet_of_two):
