@@ -80,6 +80,11 @@ void stop_event_set(struct stop_event *s)
         event_signal(&s->ev);
 }
 
+void stop_event_clear(struct stop_event *s)
+{
+        atomic_store(&s->set, false);
+}
+
 bool stop_event_is_set(struct stop_event *s)
 {
         return atomic_load(&s->set);

@@ -37,8 +37,11 @@ struct stop_event {
 
 int stop_event_init(struct stop_event *s);
 void stop_event_destroy(struct stop_event *s);
-/* Sets the event (for good) and wakes every stop_event_wait at once. */
+/* Sets the event (until stop_event_clear) and wakes every stop_event_wait at once. */
 void stop_event_set(struct stop_event *s);
+/* Unsets it, for an owner that stops one piece of work with it and then starts the next (the
+ * verifier: a check superseded by a newer one); nothing may be waiting on it meanwhile. */
+void stop_event_clear(struct stop_event *s);
 bool stop_event_is_set(struct stop_event *s);
 /* Sleeps usec unless the event is or becomes set: 0 after the whole sleep, -EINTR at once when
  * set. s NULL: a plain sleep (for a caller that has nothing to stop it). */

@@ -45,7 +45,10 @@ struct verifier {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool stopping;
-        struct stop_event stop_probe; /* ends a check in progress when stopping */
+        /* Ends a check in progress: when stopping, or when a newer check is submitted (the
+         * files it checked are gone; its jobs go with the newer one, which records them). */
+        struct stop_event stop_probe;
+        bool checking; /* a check is in progress (stop_probe cleared for it) */
         bool has_check;
         struct check next;
         /* status */
@@ -202,6 +205,17 @@ static bool probe_all(struct verifier *v, const char *host, unsigned port, const
         return ok;
 }
 
+/* Hands the jobs of a check stopped by a newer one to the newer one (in front: older). Under
+ * the lock. */
+static void carry_jobs(struct verifier *v, const struct check *stopped)
+{
+        size_t keep = stopped->n < MAX_IDS ? stopped->n : MAX_IDS;
+        size_t tail = v->next.n < MAX_IDS - keep ? v->next.n : MAX_IDS - keep;
+        memmove(v->next.ids + keep, v->next.ids, tail * sizeof(v->next.ids[0]));
+        memcpy(v->next.ids, stopped->ids, keep * sizeof(stopped->ids[0]));
+        v->next.n = keep + tail;
+}
+
 static void *verifier_main(void *arg)
 {
         struct verifier *v = arg;
@@ -218,17 +232,29 @@ static void *verifier_main(void *arg)
                         break;
                 struct check c = v->next;
                 v->has_check = false;
+                v->checking = true;
+                stop_event_clear(&v->stop_probe); /* set only while stopping or superseded */
                 snprintf(v->state, sizeof(v->state), "checking");
                 changes_bump();
                 pthread_mutex_unlock(&v->lock);
 
-                char detail[1024], served[sizeof(v->served)] = "";
-                if (c.settle && stop_event_wait(&v->stop_probe, VERIFY_SETTLE_USEC) < 0) {
-                        pthread_mutex_lock(&v->lock);
-                        break; /* stopping */
+                char detail[1024] = "", served[sizeof(v->served)] = "";
+                bool ok = false;
+                if (!c.settle || stop_event_wait(&v->stop_probe, VERIFY_SETTLE_USEC) == 0)
+                        ok = addr_ok && probe_all(v, host, port, &c, detail, sizeof(detail), served,
+                                                  sizeof(served));
+
+                pthread_mutex_lock(&v->lock);
+                v->checking = false;
+                if (v->stopping)
+                        break;
+                if (v->has_check) {
+                        /* what it found is about files no longer live: nothing is recorded */
+                        carry_jobs(v, &c);
+                        continue;
                 }
-                bool ok = addr_ok && probe_all(v, host, port, &c, detail, sizeof(detail), served,
-                                               sizeof(served));
+                pthread_mutex_unlock(&v->lock);
+
                 if (!addr_ok)
                         snprintf(detail, sizeof(detail), "smtp_probe_address '%s' is not host:port",
                                  v->cfg->smtp_probe_address);
@@ -237,6 +263,8 @@ static void *verifier_main(void *arg)
                 record(v->cfg, &c, ok, served);
 
                 pthread_mutex_lock(&v->lock);
+                if (v->has_check)
+                        continue; /* a newer check came meanwhile: its outcome is the one shown */
                 snprintf(v->state, sizeof(v->state), "%s", ok ? "verified" : "failed");
                 v->matches = ok ? 1 : 0;
                 snprintf(v->served, sizeof(v->served), "%s", served);
@@ -306,6 +334,8 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
         for (size_t i = 0; i < n_services && i < VERIFIER_SERVICES_MAX; i++)
                 v->next.services[v->next.n_services++] = services[i];
         v->has_check = true;
+        if (v->checking)
+                stop_event_set(&v->stop_probe); /* the check in progress is superseded */
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");
         changes_bump();

@@ -29,7 +29,8 @@ struct verifier_service {
         bool wrapper;
 };
 #define VERIFIER_SERVICES_MAX 2
-/* Replaces any check not yet started: only the newest expectation matters. With
+/* Replaces any check not yet started and stops one in progress (which records nothing): only
+ * the newest expectation matters, and its outcome is recorded on their jobs too. With
  * expect_starttls, each of the n_expect certificates must be served (with one, to a client
  * offering OpenSSL's default signature algorithms; with more, to one offering only those of its
  * key type); without, no STARTTLS may be offered. settle: wait a moment before the first

@@ -18,6 +18,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -1160,3 +1161,85 @@ def test_acme_lineage_rescan_bind_renew_and_remove(make_site, certs):
     site.bind("mail")
     assert site.served() == a3.fingerprint()
     assert_problem(unusable, 422, "certificate_unusable", "/certificate")
+
+
+class GatedProxy:
+    """A TCP relay in front of the sandbox's smtpd for the daemon's verification: while the gate
+    is closed, the connections it accepts wait (as to an smtpd that does not answer yet)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.upstream, self.gate, self.closing = None, threading.Event(), False
+        self.gate.set()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closing:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.relay, args=(conn,), daemon=True).start()
+
+    def relay(self, conn):
+        with conn:
+            self.gate.wait(60)
+            if self.upstream is None:
+                return
+            with socket.create_connection(("127.0.0.1", self.upstream), timeout=30) as up:
+                pair = {conn: up, up: conn}
+                while True:
+                    ready, _, _ = select.select(list(pair), [], [], 30)
+                    if not ready:
+                        return
+                    for s in ready:
+                        try:
+                            data = s.recv(65536)
+                        except OSError:
+                            return
+                        if not data:
+                            return
+                        pair[s].sendall(data)
+
+    def close(self):
+        self.closing = True
+        self.gate.set()
+        self.sock.close()
+
+
+def test_a_verification_superseded_by_a_newer_one_records_nothing(make_site, certs):
+    """Two binds in a row while smtpd does not answer yet: the first bind's check, which could
+    only ever see the second certificate, stops when the second's is submitted - it records
+    nothing (no `verified: false`, no warning) and its job gets the second check's outcome."""
+    proxy = GatedProxy()
+    try:
+        site = make_site(config={"smtp_probe_address": f"127.0.0.1:{proxy.port}"})
+        proxy.upstream = site.pf.port
+        a = certs.leaf("sup-a", (HOST,), kind="ec")
+        b = certs.leaf("sup-b", (HOST,))
+        site.put_ok("a", json_body(a))
+        site.put_ok("b", json_body(b))
+        first = site.bind("a")
+        wait_until(lambda: site.job(first.headers["Job-Id"])["verified"] is not None, 20,
+                   "the first bind's verification")
+        assert site.job(first.headers["Job-Id"])["verified"] is True
+
+        proxy.gate.clear()
+        r_a = site.bind("b")
+        time.sleep(0.5)  # its check is waiting on the proxy
+        r_b = site.bind("a")
+        time.sleep(0.5)
+        proxy.gate.set()
+        jobs = [r.headers["Job-Id"] for r in (r_a, r_b)]
+
+        def verified():
+            v = [site.job(j)["verified"] for j in jobs]
+            assert False not in v, f"a superseded check recorded its failure: {v}"
+            return v if None not in v else None
+        assert wait_until(verified, 30, "both binds verified") == [True, True]
+        st = site.status()["verification"]
+        assert st["state"] == "verified" and st["served_fingerprint_matches"] is True, st
+        assert "verification failed" not in site.d.log_text(), "a superseded check warned"
+    finally:
+        proxy.close()
