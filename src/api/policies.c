@@ -548,15 +548,70 @@ static int policies_map_file(struct request *req, struct problem *reterr)
  * bulk_memo_limit, an item whose bytes the last bulk applied here had is taken as the memo has
  * it, the job carries its delta from that bulk, and its items are kept for the next one
  * (core/item_memo.h); a larger body drops the items kept (they will not be the rows). */
+/* Compares the body's items with those the last bulk applied here kept (core/item_memo.h) when
+ * the body is small enough to be kept in turn; else (or for a bulk the probe guards, which may
+ * never be applied) drops them: the next bulk could not be compared with this one. */
+static int bulk_memo_start(struct request *req, bool probe, struct policy_items *pi,
+                           struct item_memo_build *mb, struct problem *reterr)
+{
+        size_t body_len = req->body_len;
+        if (probe || body_len > (size_t)req->app->cfg->bulk_memo_limit ||
+            body_len > ITEM_MEMO_BODY_MAX) {
+                item_memo_forget(&req->app->bulk_memo);
+                return 0;
+        }
+        struct item_memo *old = item_memo_current(&req->app->bulk_memo);
+        int r = item_memo_build_init(mb, old, media_is_text(req) ? ITEM_MEMO_MAP : ITEM_MEMO_JSON,
+                                     &pi->text, body_len, pi->seen.seed);
+        item_memo_unref(old);
+        if (r < 0)
+                return problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL, "out of memory");
+        pi->memo = mb;
+        return 0;
+}
+
+/* The JSON body's items into pi, one at a time: an item whose bytes the last bulk had is taken
+ * as it was, unparsed (json_items_skip); the others are parsed and checked. Once the query or an
+ * item is refused (*refused, the first problem in *refusal), the rest is only read: bad JSON or
+ * a bad shape after it is what the client hears, as when the body was parsed whole. */
+static int bulk_read_json(struct request *req, struct policy_items *pi, int *refused,
+                          struct problem *refusal, struct problem *reterr)
+{
+        struct json_items it;
+        json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
+        for (;;) {
+                int r = json_items_advance(&it, reterr);
+                if (r <= 0)
+                        return r;
+                size_t off = 0, len = pi->memo ? json_items_peek(&it, &off) : 0;
+                if (len && !*refused) {
+                        int k = policy_items_known(pi, req->body + off, len, 0, refusal);
+                        if (k < 0)
+                                *refused = k;
+                        if (k) {
+                                json_items_skip(&it, len);
+                                continue;
+                        }
+                }
+                json_t *item = NULL;
+                r = json_items_next(&it, &item, reterr);
+                if (r <= 0)
+                        return r;
+                if (!*refused)
+                        *refused = policy_items_add(pi, item, 0, req->body + it.item_start,
+                                                    it.pos - it.item_start, refusal);
+                json_decref(item);
+        }
+}
+
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
         struct guard *guard = NULL;
         struct policy_items pi = { 0 };
-        struct json_items it;
         struct item_memo_build mb = { 0 };
         struct item_memo_delta *delta = NULL;
         struct problem refusal = { 0 }; /* of the query or the first bad item */
-        json_t *item = NULL, *jb = NULL;
+        json_t *jb = NULL;
         _cleanup_free_ char *text = NULL;
         size_t body_len = req->body_len, known = 0;
         uint64_t t0 = now_monotonic_usec(), t1 = 0;
@@ -574,55 +629,16 @@ int api_policies_bulk(struct request *req, struct problem *reterr)
                         goto out;
                 }
                 r = policy_items_init(&pi, req, body_len, "/items", false, guard, reterr);
+                if (r >= 0)
+                        r = bulk_memo_start(req, probe, &pi, &mb, reterr);
                 if (r < 0)
                         goto out;
-                if (!probe && body_len <= (size_t)req->app->cfg->bulk_memo_limit &&
-                    body_len <= ITEM_MEMO_BODY_MAX) {
-                        struct item_memo *old = item_memo_current(&req->app->bulk_memo);
-                        r = item_memo_build_init(
-                            &mb, old, media_is_text(req) ? ITEM_MEMO_MAP : ITEM_MEMO_JSON, &pi.text,
-                            body_len, pi.seen.seed);
-                        item_memo_unref(old);
-                        if (r < 0) {
-                                r = problem_set_errno(reterr, r, PROBLEM_INTERNAL_ERROR, NULL,
-                                                      "out of memory");
-                                goto out;
-                        }
-                        pi.memo = &mb;
-                } else {
-                        item_memo_forget(&req->app->bulk_memo);
-                }
         }
-        if (media_is_text(req) && !refused) {
+        if (media_is_text(req) && !refused)
                 r = policy_map_text_items(req->body, req->body_len, map_known, map_item, &pi,
                                           reterr);
-        } else if (!media_is_text(req)) {
-                /* Once the query or an item is refused, the rest is only read: bad JSON or a bad
-                 * shape after it is what the client hears, as when the body was parsed whole. */
-                json_items_init(&it, req->body, req->body_len, "items", "an array of TLS policies");
-                for (;;) {
-                        r = json_items_advance(&it, reterr);
-                        if (r <= 0)
-                                break;
-                        size_t off = 0, len = pi.memo ? json_items_peek(&it, &off) : 0;
-                        if (len && !refused) {
-                                int k = policy_items_known(&pi, req->body + off, len, 0, &refusal);
-                                if (k < 0)
-                                        refused = k;
-                                if (k) {
-                                        json_items_skip(&it, len);
-                                        continue;
-                                }
-                        }
-                        r = json_items_next(&it, &item, reterr);
-                        if (r <= 0)
-                                break;
-                        if (!refused)
-                                refused = policy_items_add(&pi, item, 0, req->body + it.item_start,
-                                                           it.pos - it.item_start, &refusal);
-                        json_decref(TAKE_PTR(item));
-                }
-        }
+        else if (!media_is_text(req))
+                r = bulk_read_json(req, &pi, &refused, &refusal, reterr);
         if (r >= 0 && refused) {
                 *reterr = refusal;
                 refusal = (struct problem){ 0 };

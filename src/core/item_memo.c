@@ -169,32 +169,28 @@ static uint64_t memo_hash(uint64_t seed, const void *data, size_t n)
         return h ^ (h >> 29);
 }
 
-/* The entry of these raw bytes of a body of this kind, or -1; *hash: theirs. */
-static ssize_t find_raw(const struct item_memo *m, enum item_memo_kind kind, const char *raw,
-                        size_t len, uint64_t *hash)
+/* An entry is found by either of two keys: its raw bytes, its destination. */
+enum memo_key { KEY_RAW, KEY_DEST };
+
+static bool entry_has(const struct item_memo *m, const struct item_memo_entry *e, enum memo_key key,
+                      uint64_t hash, const char *s, size_t len)
 {
-        if (!m || !m->n || !len || m->kind != kind)
-                return -1;
-        uint64_t h = *hash = memo_hash(m->seed, raw, len);
-        for (size_t k = (size_t)h & (m->slots - 1); m->by_raw[k]; k = (k + 1) & (m->slots - 1)) {
-                const struct item_memo_entry *e = &m->e[m->by_raw[k] - 1];
-                if (e->raw_hash == h && e->raw_len == len && !memcmp(entry_raw(m, e), raw, len))
-                        return m->by_raw[k] - 1;
-        }
-        return -1;
+        if (key == KEY_RAW)
+                return e->raw_hash == hash && e->raw_len == len && !memcmp(entry_raw(m, e), s, len);
+        return e->dest_hash == hash && e->dest_len == len && !memcmp(entry_dest(m, e), s, len);
 }
 
-/* The entry of this destination, or -1; *hash: its. */
-static ssize_t find_dest(const struct item_memo *m, const char *dest, size_t len, uint64_t *hash)
+/* The entry whose key is s, or -1; *hash: s's. */
+static ssize_t find(const struct item_memo *m, enum memo_key key, const char *s, size_t len,
+                    uint64_t *hash)
 {
-        uint64_t h = *hash = memo_hash(m->seed, dest, len);
+        uint64_t h = *hash = memo_hash(m->seed, s, len);
+        const uint32_t *table = key == KEY_RAW ? m->by_raw : m->by_dest;
         if (!m->n)
                 return -1;
-        for (size_t k = (size_t)h & (m->slots - 1); m->by_dest[k]; k = (k + 1) & (m->slots - 1)) {
-                const struct item_memo_entry *e = &m->e[m->by_dest[k] - 1];
-                if (e->dest_hash == h && e->dest_len == len && !memcmp(entry_dest(m, e), dest, len))
-                        return m->by_dest[k] - 1;
-        }
+        for (size_t k = (size_t)h & (m->slots - 1); table[k]; k = (k + 1) & (m->slots - 1))
+                if (entry_has(m, &m->e[table[k] - 1], key, h, s, len))
+                        return table[k] - 1;
         return -1;
 }
 
@@ -296,7 +292,9 @@ int item_memo_build_known(struct item_memo_build *b, const char *raw, size_t len
                           const char **dest, size_t *first)
 {
         uint64_t h = 0;
-        ssize_t i = find_raw(b->old, b->next->kind, raw, len, &h);
+        /* only against the raw bytes of a body of the same type */
+        bool comparable = b->old && len && b->old->kind == b->next->kind;
+        ssize_t i = comparable ? find(b->old, KEY_RAW, raw, len, &h) : -1;
         if (i < 0 || where >= UINT32_MAX - 1)
                 return 0;
         const struct item_memo_entry *e = &b->old->e[i];
@@ -322,7 +320,7 @@ int item_memo_build_added(struct item_memo_build *b, const char *raw, size_t len
                           size_t *first)
 {
         uint64_t dest_hash = 0;
-        ssize_t i = b->old ? find_dest(b->old, dest, dest_len, &dest_hash) : -1;
+        ssize_t i = b->old ? find(b->old, KEY_DEST, dest, dest_len, &dest_hash) : -1;
         if (!b->old)
                 dest_hash = memo_hash(b->next->seed, dest, dest_len);
         if (i >= 0 && where >= UINT32_MAX - 1)
