@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "event.h"
 #include "log.h"
 
 #define ACQUIRE_TIMEOUT_USEC   (5 * 1000000ull)
@@ -86,7 +87,14 @@ int db_pool_new(const struct config *cfg, struct db_pool **ret)
         for (size_t i = 0; i < p->size; i++)
                 p->conns[i].pool = p;
         pthread_mutex_init(&p->lock, NULL);
-        pthread_cond_init(&p->cond, NULL);
+        int r = cond_init_monotonic(&p->cond);
+        if (r < 0) {
+                pthread_mutex_destroy(&p->lock);
+                free(p->conns);
+                free(p->busy);
+                free(p);
+                return r;
+        }
         *ret = p;
         return 0;
 }
@@ -172,24 +180,12 @@ static int unavailable(struct problem *reterr)
         return -ENOTCONN;
 }
 
-static void abs_deadline(struct timespec *ts, uint64_t usec)
-{
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += (time_t)(usec / 1000000);
-        ts->tv_nsec += (long)(usec % 1000000) * 1000;
-        if (ts->tv_nsec >= 1000000000) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000;
-        }
-}
-
 int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
 {
-        struct timespec deadline;
+        struct timespec deadline = monotonic_after(ACQUIRE_TIMEOUT_USEC);
         struct db_conn *c = NULL;
         size_t i;
 
-        abs_deadline(&deadline, ACQUIRE_TIMEOUT_USEC);
         pthread_mutex_lock(&p->lock);
         for (;;) {
                 for (i = 0; i < p->size; i++)
@@ -197,12 +193,8 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
                                 break;
                 if (i < p->size)
                         break;
-                /* The pool's condition variable uses CLOCK_REALTIME by default; we wait in
-                 * short slices against a monotonic deadline instead. */
-                struct timespec now, slice;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec > deadline.tv_sec ||
-                    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+                /* woken by db_release; the condition variable times on CLOCK_MONOTONIC */
+                if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {
                         pthread_mutex_unlock(&p->lock);
                         problem_set(reterr, PROBLEM_SERVICE_UNAVAILABLE, NULL,
                                     "all database connections are busy; try again shortly");
@@ -210,13 +202,6 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
                                 reterr->retry_after = 1;
                         return -EBUSY;
                 }
-                clock_gettime(CLOCK_REALTIME, &slice);
-                slice.tv_nsec += 100 * 1000000;
-                if (slice.tv_nsec >= 1000000000) {
-                        slice.tv_sec++;
-                        slice.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&p->cond, &p->lock, &slice);
         }
         p->busy[i] = true;
         c = &p->conns[i];

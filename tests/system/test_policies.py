@@ -1322,3 +1322,39 @@ def test_one_http_thread_serves_waiting_writes_reads_and_a_stop(make_policy_site
                    .strip() == "1", 30, "the waiting write recorded")
         assert site.d.stop() == 0
         assert waiting.result().status in (201, 202)
+
+
+def test_a_read_waits_for_a_pooled_connection_a_bounded_time(make_policy_site, pg):
+    """database_pool_size 1 and two HTTP threads: while the one connection waits on a lock, a
+    read that needs the database waits for it - 503 with Retry-After once the pool's 5 s are
+    over, and answered as soon as the connection comes back when that is sooner."""
+    import concurrent.futures
+    site = make_policy_site(config={"http_threads": 2, "database_pool_size": 1})
+    for name in ("held", "late", "woken"):
+        assert site.put(f"{name}.pool.example", {"level": "may"}).status == 201
+    assert site.d.get("/api/v1/settings").status == 200  # the token is known: no round trip
+    lock = Psql(pg, site.db)
+    try:
+        lock.query("BEGIN")
+        lock.query("LOCK TABLE tls_policies IN ACCESS EXCLUSIVE MODE")
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            held = ex.submit(site.d.get, "/api/v1/tls-policies/held.pool.example")
+            wait_until(lambda: lock.query("SELECT count(*) FROM pg_stat_activity WHERE "
+                                          "wait_event_type = 'Lock'") == "1", 20,
+                       "the first read waiting on the lock")
+            t0 = time.monotonic()
+            late = site.d.get("/api/v1/tls-policies/late.pool.example")
+            waited = time.monotonic() - t0
+            assert late.status == 503 and late.headers.get("Retry-After") == "1", late
+            assert "connections are busy" in late.body["detail"], late.body
+            assert 4.5 <= waited < 8, waited
+            woken = ex.submit(site.d.get, "/api/v1/tls-policies/woken.pool.example")
+            time.sleep(0.5)
+            assert not woken.done()
+            t0 = time.monotonic()
+            lock.query("ROLLBACK")
+            assert held.result(20).status == 200
+            assert woken.result(20).status == 200
+            assert time.monotonic() - t0 < 2, "the waiting read was not woken by the release"
+    finally:
+        lock.close()
