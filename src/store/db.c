@@ -13,8 +13,14 @@
 #include "event.h"
 #include "log.h"
 
-#define ACQUIRE_TIMEOUT_USEC   (5 * 1000000ull)
-#define RECONNECT_BACKOFF_USEC (1000000ull)
+#define ACQUIRE_TIMEOUT_USEC (5 * 1000000ull)
+/* After a failed connect, none for the longer of 1 s and 4 times what the attempt took (a
+ * refused connection costs nothing; a connect timing out into a network that drops packets
+ * holds an HTTP thread for database_connect_timeout: at most a fifth of its time then), and
+ * never longer than a minute. */
+#define RECONNECT_BACKOFF_USEC     (1000000ull)
+#define RECONNECT_BACKOFF_FACTOR   4
+#define RECONNECT_BACKOFF_MAX_USEC (60 * 1000000ull)
 
 struct db_pool {
         const struct config *cfg;
@@ -36,12 +42,21 @@ static void notice_to_log(void *arg, const char *message)
 
 int db_connect(const struct config *cfg, PGconn **ret, char *err, size_t errsize)
 {
-        char timeout[32], stmt[64];
+        char timeout[32], unacked[32], stmt[64];
         snprintf(timeout, sizeof(timeout), "%lld",
                  (long long)(cfg->database_connect_timeout / 1000000));
-        const char *keys[] = { "dbname",     "connect_timeout", "application_name",
-                               "keepalives", "keepalives_idle", NULL };
-        const char *vals[] = { cfg->database_url, timeout, "smtptlsd", "1", "30", NULL };
+        snprintf(unacked, sizeof(unacked), "%lld",
+                 (long long)(cfg->database_connect_timeout / 1000));
+        /* A network that drops packets must not hold a thread for TCP's own retransmission
+         * limit (about 15 minutes): data unacknowledged for the connect timeout, or an idle
+         * connection that answers no keepalive for 10 + 3 x 5 s, breaks the connection (a
+         * server busy with a long statement still acknowledges at the TCP level). Over a Unix
+         * socket these do nothing. */
+        const char *keys[] = { "dbname",           "connect_timeout",  "application_name",
+                               "keepalives",       "keepalives_idle",  "keepalives_interval",
+                               "keepalives_count", "tcp_user_timeout", NULL };
+        const char *vals[] = { cfg->database_url, timeout, "smtptlsd", "1", "10", "5", "3",
+                               unacked,           NULL };
 
         PGconn *pg = PQconnectdbParams(keys, vals, 1);
         if (!pg)
@@ -148,7 +163,7 @@ bool db_pool_idle_open(struct db_pool *p)
 }
 
 /* available: a connection made, begun at `since` (a connect begun before the last failure says
- * nothing of the database after it). */
+ * nothing of the database after it); not: a connect begun at `since` failed. */
 static void set_available(struct db_pool *p, bool available, uint64_t since, const char *why)
 {
         pthread_mutex_lock(&p->lock);
@@ -156,7 +171,12 @@ static void set_available(struct db_pool *p, bool available, uint64_t since, con
         p->available = available;
         if (!available) {
                 p->failed_usec = now_monotonic_usec();
-                p->retry_after_usec = p->failed_usec + RECONNECT_BACKOFF_USEC;
+                uint64_t took = p->failed_usec - since;
+                uint64_t wait = took * RECONNECT_BACKOFF_FACTOR;
+                wait = wait < RECONNECT_BACKOFF_USEC       ? RECONNECT_BACKOFF_USEC
+                       : wait > RECONNECT_BACKOFF_MAX_USEC ? RECONNECT_BACKOFF_MAX_USEC
+                                                           : wait;
+                p->retry_after_usec = p->failed_usec + wait;
         } else if (since >= p->failed_usec) {
                 /* a connection just made: the database answers, the others may reconnect at
                  * once (the read model leaves pooled connections idle, dead since an outage,
@@ -205,7 +225,11 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
         }
         p->busy[i] = true;
         c = &p->conns[i];
-        bool need_connect = !c->pg || PQstatus(c->pg) != CONNECTION_OK;
+        /* a connection made before the database was last found unreachable may be dead
+         * without knowing it (a network that drops packets): its first query would wait for
+         * the TCP bound; a new one is asked for instead */
+        bool need_connect =
+            !c->pg || PQstatus(c->pg) != CONNECTION_OK || c->connected_usec < p->failed_usec;
         bool backoff = need_connect && now_monotonic_usec() < p->retry_after_usec;
         pthread_mutex_unlock(&p->lock);
 
@@ -224,10 +248,11 @@ int db_acquire(struct db_pool *p, struct db_conn **ret, struct problem *reterr)
                 uint64_t since = now_monotonic_usec();
                 int r = db_connect(p->cfg, &c->pg, err, sizeof(err));
                 if (r < 0) {
-                        set_available(p, false, 0, err);
+                        set_available(p, false, since, err);
                         db_release(c);
                         return unavailable(reterr);
                 }
+                c->connected_usec = since;
                 set_available(p, true, since, NULL);
         }
         *ret = c;
@@ -317,10 +342,11 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
                 c->pg = NULL;
                 uint64_t since = now_monotonic_usec();
                 if (db_connect(c->pool->cfg, &c->pg, err, sizeof(err)) < 0) {
-                        set_available(c->pool, false, 0, err);
+                        set_available(c->pool, false, since, err);
                         problem_done(&scratch);
                         return unavailable(reterr);
                 }
+                c->connected_usec = since;
                 set_available(c->pool, true, since, NULL);
                 r = db_exec_pg(c->pg, ret, reterr, sql, nparams, params);
         } else if (first && r < 0 && reterr && reterr->code == PROBLEM_NONE) {
@@ -328,8 +354,8 @@ int db_exec(struct db_conn *c, PGresult **ret, struct problem *reterr, const cha
                 scratch = (struct problem){ 0 };
         }
         problem_done(&scratch);
-        if (r == -ENOTCONN && c->pool)
-                set_available(c->pool, false, 0, PQerrorMessage(c->pg));
+        if (r == -ENOTCONN && c->pool) /* lost, not a connect: the shortest back-off */
+                set_available(c->pool, false, now_monotonic_usec(), PQerrorMessage(c->pg));
         return r;
 }
 

@@ -15,7 +15,8 @@ struct db_pool;
 struct db_conn {
         PGconn *pg;
         struct db_pool *pool;
-        bool used; /* a statement ran since db_acquire() */
+        uint64_t connected_usec; /* when its connect began (monotonic; pooled ones) */
+        bool used;               /* a statement ran since db_acquire() */
         bool in_transaction;
 };
 

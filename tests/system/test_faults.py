@@ -30,6 +30,7 @@ import time
 import pytest
 
 from tests.harness import contract
+from tests.harness.blackhole import Blackhole
 from tests.harness.postfix import PostfixSandbox
 from tests.harness.util import run, wait_until
 from tests.system.test_foundation import DB_ERRORS, assert_problem
@@ -800,3 +801,44 @@ def test_full_configuration_directory_changes_nothing_and_the_next_write_converg
     print("\n" + "\n".join(seen))
     if known:
         raise AssertionError("\n".join(known))
+
+
+@pytest.mark.expect_errors(DB_ERRORS)
+def test_a_database_behind_a_network_that_drops_packets(private_pg, make_fault_site):
+    """PostgreSQL's packets dropped (nftables), not refused, under one HTTP thread (the default
+    on 2 cores): a request that needs the database is answered 503 within twice the connect
+    timeout - its query unacknowledged, then one connect - not after TCP's own quarter of an
+    hour; while the pool backs off (4 x what the failed connect took) the others are answered at
+    once, /healthz too; once packets flow again, writes work."""
+    private_pg.start()
+    connect = 2.0
+    site = make_fault_site(db=private_pg, config={"http_threads": 1,
+                                                  "database_connect_timeout": f"{connect:g}s"})
+    site.put_policy_ok("base.example", {"level": "may"})
+
+    def timed(path, token=True):
+        t0 = time.monotonic()
+        r = site.d.http("GET", path, token=site.d.token if token else None, timeout=60)
+        return r, time.monotonic() - t0
+
+    with Blackhole(private_pg.port):
+        r, took = timed("/api/v1/tls-policies/base.example")
+        assert r.status == 503 and r.body["code"] == "service_unavailable", r
+        assert took < 2 * connect + 1.5, f"the first read took {took:.1f} s"
+        t_failed = time.monotonic()
+        # the back-off after a connect that took `connect`: 4 x that
+        while time.monotonic() - t_failed < 3 * connect:
+            for path in ("/api/v1/tls-policies?level=encrypt", "/api/v1/certificates"):
+                r, took = timed(path)
+                assert r.status == 503 and took < 0.5, (path, r.status, took)
+            r, took = timed("/healthz", token=False)
+            assert r.status == 200 and took < 0.5, (r.status, took)
+            time.sleep(0.2)
+    t_up = time.monotonic()
+
+    def written():
+        r = site.put_policy("after.example", {"level": "encrypt"})
+        return r if r.status in (200, 201) else None
+    wait_until(written, 4 * connect + connect + 15, "a write after the packets flow again")
+    assert time.monotonic() - t_up < 4 * connect + connect + 15
+    assert site.d.get("/api/v1/tls-policies/after.example").body["level"] == "encrypt"
