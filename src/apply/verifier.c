@@ -5,9 +5,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apply/mastercf.h"
+#include "probe/probe_conn.h"
 #include "probe/smtp_probe.h"
 #include "changes.h"
 #include "conf.h"
@@ -48,6 +51,7 @@ struct verifier {
         /* Ends a check in progress: when stopping, or when a newer check is submitted (the
          * files it checked are gone; its jobs go with the newer one, which records them). */
         struct stop_event stop_probe;
+        int cancel_fd; /* an eventfd, readable with stop_probe set: ends a handshake's waits */
         bool checking; /* a check is in progress (stop_probe cleared for it) */
         bool has_check;
         struct check next;
@@ -205,6 +209,16 @@ static bool probe_all(struct verifier *v, const char *host, unsigned port, const
         return ok;
 }
 
+/* Ends the check in progress: its pause between attempts (stop_probe) and the waits of the
+ * handshake under way (the thread's cancel descriptor, probe_conn.h). Under the lock. */
+static void end_check(struct verifier *v)
+{
+        uint64_t one = 1;
+        stop_event_set(&v->stop_probe);
+        if (write(v->cancel_fd, &one, sizeof(one)) < 0)
+                log_errno(LOG_DEBUG, -errno, "verifier: cannot cancel the check in progress");
+}
+
 /* Hands the jobs of a check stopped by a newer one to the newer one (in front: older). Under
  * the lock. */
 static void carry_jobs(struct verifier *v, const struct check *stopped)
@@ -223,6 +237,7 @@ static void *verifier_main(void *arg)
         unsigned port = 0;
         bool addr_ok =
             split_address(v->cfg->smtp_probe_address, NULL, false, host, sizeof(host), &port) >= 0;
+        probe_set_cancel_fd(v->cancel_fd);
 
         pthread_mutex_lock(&v->lock);
         for (;;) {
@@ -233,7 +248,11 @@ static void *verifier_main(void *arg)
                 struct check c = v->next;
                 v->has_check = false;
                 v->checking = true;
-                stop_event_clear(&v->stop_probe); /* set only while stopping or superseded */
+                /* both set only while stopping or superseded */
+                stop_event_clear(&v->stop_probe);
+                uint64_t n;
+                while (read(v->cancel_fd, &n, sizeof(n)) > 0)
+                        ;
                 snprintf(v->state, sizeof(v->state), "checking");
                 changes_bump();
                 pthread_mutex_unlock(&v->lock);
@@ -286,9 +305,14 @@ int verifier_start(const struct config *cfg, struct verifier **ret)
         pthread_mutex_init(&v->lock, NULL);
         pthread_cond_init(&v->cond, NULL);
         int r = stop_event_init(&v->stop_probe);
+        v->cancel_fd = r >= 0 ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+        if (r >= 0 && v->cancel_fd < 0)
+                r = -errno;
         if (r >= 0)
                 r = -pthread_create(&v->thread, NULL, verifier_main, v);
         if (r < 0) {
+                if (v->cancel_fd >= 0)
+                        close(v->cancel_fd);
                 stop_event_destroy(&v->stop_probe);
                 pthread_cond_destroy(&v->cond);
                 pthread_mutex_destroy(&v->lock);
@@ -305,10 +329,11 @@ void verifier_stop(struct verifier *v)
                 return;
         pthread_mutex_lock(&v->lock);
         v->stopping = true;
-        stop_event_set(&v->stop_probe);
+        end_check(v);
         pthread_cond_signal(&v->cond);
         pthread_mutex_unlock(&v->lock);
         pthread_join(v->thread, NULL);
+        close(v->cancel_fd);
         stop_event_destroy(&v->stop_probe);
         pthread_cond_destroy(&v->cond);
         pthread_mutex_destroy(&v->lock);
@@ -335,7 +360,7 @@ void verifier_submit(struct verifier *v, const int64_t *job_ids, size_t n, bool 
                 v->next.services[v->next.n_services++] = services[i];
         v->has_check = true;
         if (v->checking)
-                stop_event_set(&v->stop_probe); /* the check in progress is superseded */
+                end_check(v); /* the check in progress is superseded */
         v->matches = -1;
         snprintf(v->state, sizeof(v->state), "checking");
         changes_bump();

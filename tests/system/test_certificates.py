@@ -1171,6 +1171,7 @@ class GatedProxy:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.upstream, self.gate, self.closing = None, threading.Event(), False
+        self.gave_up = []  # when a client closed a connection the gate held (monotonic)
         self.gate.set()
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -1184,7 +1185,11 @@ class GatedProxy:
 
     def relay(self, conn):
         with conn:
-            self.gate.wait(60)
+            deadline = time.monotonic() + 60
+            while not self.gate.is_set() and time.monotonic() < deadline:
+                if select.select([conn], [], [], 0.05)[0] and not conn.recv(1, socket.MSG_PEEK):
+                    self.gave_up.append(time.monotonic())
+                    return
             if self.upstream is None:
                 return
             with socket.create_connection(("127.0.0.1", self.upstream), timeout=30) as up:
@@ -1229,7 +1234,10 @@ def test_a_verification_superseded_by_a_newer_one_records_nothing(make_site, cer
         r_a = site.bind("b")
         time.sleep(0.5)  # its check is waiting on the proxy
         r_b = site.bind("a")
-        time.sleep(0.5)
+        t_b = time.monotonic()
+        # the superseded check hangs up at once, in the middle of its handshake's wait
+        wait_until(lambda: proxy.gave_up, 10, "the superseded check to hang up")
+        assert proxy.gave_up[0] - t_b < 1.0, proxy.gave_up[0] - t_b
         proxy.gate.set()
         jobs = [r.headers["Job-Id"] for r in (r_a, r_b)]
 
