@@ -1,6 +1,7 @@
 /* live_stamp.c - the stamp of Postfix's live files (see live_stamp.h). An inotify descriptor
  * watches the directory of each file and, for a file that is a symlink, the directory its target
- * lives in; a change to a file queues an event before the write (or rename) that made it returns.
+ * lives in (and, when the configuration directory is itself a symlink, the directory holding it);
+ * a change to a file queues an event before the write (or rename) that made it returns.
  * Whoever asks for the stamp reads the queued events without blocking (one read() that finds
  * none while nothing changed: three stat() path walks cost a fifth of a /status hit) and counts
  * them; the stamp is the count. While a directory cannot be watched (inotify refused, a dangling
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "apply/layout.h"
+#include "conf.h"
 #include "util.h"
 
 #define WATCH_MASK                                                                                 \
@@ -97,6 +99,12 @@ static bool watch_all(struct live_stamp *s)
                         return false; /* a dangling symlink: where its target will be is unknown */
                 }
         }
+        /* The configuration directory a symlink itself: pointed elsewhere, it shows in the
+         * directory that holds it. (A symlink further up the path is not watched.) */
+        struct stat st;
+        const char *dir = s->cfg->postfix_config_directory;
+        if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && !watch_dir_of(s->fd, dir))
+                return false;
         return true;
 }
 

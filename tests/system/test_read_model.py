@@ -3,6 +3,7 @@
 # write this node acknowledged. Real daemon, real HTTP clients (several at once, keeping the
 # replies hot), real Postfix.
 import os
+import shutil
 import threading
 
 import pytest
@@ -199,6 +200,27 @@ def test_a_hand_edit_through_a_symlink_shows_in_status_at_once(site, tmp_path):
     keep_hot(d)
     with open(other / "main.cf", "a") as f:
         f.write("smtpd_tls_loglevel = 4\n")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+
+def test_a_symlinked_configuration_directory_pointed_elsewhere_shows_at_once(site, tmp_path):
+    """postfix_config_directory a symlink (/etc/postfix -> a directory managed elsewhere): the
+    link pointed at another copy of the configuration shows at the next read."""
+    d, pf = site.d, site.pf
+    link = str(tmp_path / "postfix")
+    os.symlink(pf.config_dir, link)
+    d.stop()
+    d.config["postfix_config_directory"] = link
+    d.write_config()
+    d.start()
+    d.mark_fd_baseline()
+    keep_hot(d)
+    other = str(tmp_path / "postfix-other")
+    shutil.copytree(pf.config_dir, other, symlinks=True)
+    with open(os.path.join(other, "main.cf"), "a") as f:
+        f.write("smtpd_tls_loglevel = 3\n")
+    os.symlink(other, link + ".new")
+    os.replace(link + ".new", link)
     assert drift_names(d) == ["smtpd_tls_loglevel"]
 
 
