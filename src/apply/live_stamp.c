@@ -126,10 +126,12 @@ static bool watch_path(int fd, const char *path)
                 if (lstat(next, &st) < 0)
                         return errno == ENOENT && last && watch(fd, cur, WATCH_MASK);
                 if (S_ISLNK(st.st_mode)) {
+                        /* watched before it is read: pointed elsewhere after, it queues an event */
+                        if (++links > LINKS_MAX || !watch(fd, cur, WATCH_MASK))
+                                return false;
                         ssize_t k = readlink(next, link, sizeof(link));
                         size_t tail = strlen(rest + at);
-                        if (++links > LINKS_MAX || !watch(fd, cur, WATCH_MASK) || k <= 0 ||
-                            (size_t)k + tail >= sizeof(link))
+                        if (k <= 0 || (size_t)k + tail >= sizeof(link))
                                 return false;
                         memcpy(link + k, rest + at, tail + 1); /* the target, then the rest */
                         memcpy(rest, link, (size_t)k + tail + 1);
