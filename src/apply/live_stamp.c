@@ -1,16 +1,15 @@
 /* live_stamp.c - the stamp of Postfix's live files (see live_stamp.h). An inotify descriptor
- * watches the directory of each file and, for a file that is a symlink, the directory its target
- * lives in (and, when the configuration directory is itself a symlink, the directory holding it);
- * a change to a file queues an event before the write (or rename) that made it returns.
+ * watches each file, the directory it is in and all its path rests on (each directory on the way,
+ * the directory of each symlink met: watch_path); a change to a file, or to what its path leads
+ * to, queues an event before the write (or rename) that made it returns.
  * Whoever asks for the stamp reads the queued events without blocking (one read() that finds
  * none while nothing changed: three stat() path walks cost a fifth of a /status hit) and counts
- * them; the stamp is the count. While a directory cannot be watched (inotify refused, a dangling
+ * them; the stamp is the count. While a path cannot be watched (inotify refused, a dangling
  * symlink, a directory gone) the stamp is made of the files' stat() and the watches are tried again
- * at the next call. HTTP threads, under one mutex. */
+ * a second later. HTTP threads, under one mutex. */
 #include "apply/live_stamp.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,21 +20,28 @@
 #include <unistd.h>
 
 #include "apply/layout.h"
-#include "conf.h"
 #include "util.h"
 
 #define WATCH_MASK                                                                                 \
         (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM |          \
          IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-#define N_FILES   3
-#define READS_MAX 64 /* reads of queued events per call; what is left counts at the next */
+/* a directory on the way to a file: its own move or removal (added to what it has) */
+#define SELF_MASK (IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_MASK_ADD)
+/* the file itself, whichever name it is changed through */
+#define FILE_MASK                                                                                  \
+        (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_MASK_ADD)
+#define LINKS_MAX  40 /* symlinks followed in one path, as the kernel (ELOOP) */
+#define N_FILES    3
+#define READS_MAX  64 /* reads of queued events per call; what is left counts at the next */
+#define RETRY_USEC (1000 * 1000) /* between tries of the watches while they cannot be set */
 
 struct live_stamp {
         const struct config *cfg;
         pthread_mutex_t lock;
-        int fd;          /* inotify, non-blocking; -1: stat() stamps only */
-        bool watching;   /* every directory is watched: the count is the stamp */
-        uint64_t events; /* calls that found events, and (re)starts of the watches */
+        int fd;              /* inotify, non-blocking; -1: stat() stamps only */
+        bool watching;       /* every directory is watched: the count is the stamp */
+        uint64_t events;     /* calls that found events, and (re)starts of the watches */
+        uint64_t retry_usec; /* not watching: when to try the watches again */
 };
 
 static int live_paths(const struct config *cfg, char paths[N_FILES][PATH_MAX])
@@ -70,41 +76,93 @@ static uint64_t stat_stamp(const struct config *cfg)
         return h & ~(uint64_t)1;
 }
 
-static bool watch_dir_of(int fd, const char *path)
+static bool watch(int fd, const char *path, uint32_t mask)
 {
-        char dir[PATH_MAX];
-        size_t n = strlen(path);
-        if (n >= sizeof(dir))
-                return false;
-        memcpy(dir, path, n + 1);
-        return inotify_add_watch(fd, dirname(dir), WATCH_MASK) >= 0;
+        return inotify_add_watch(fd, path[0] ? path : "/", mask) >= 0;
 }
 
-/* Watches the directory of each file and of a symlink's target (a watched directory only gets
- * its mask set again). Under the lock. */
+/* Watches all that what path names rests on, resolving it a component at a time as the kernel
+ * does: each directory it passes through, for its own move or removal (SELF_MASK); the directory
+ * of each symlink met, which may be pointed elsewhere (WATCH_MASK: a symlinked config directory,
+ * a link to a link, a link through a symlinked directory), and the directory the file is in; and
+ * the file itself (FILE_MASK: an edit through another name - a hard link, a bind mount of the
+ * file - queues its events in that name's directory, never in this one). False when the path
+ * cannot be resolved, but for its last component missing: a file (or a symlink's target) that
+ * appears there is seen in its watched directory. Not seen: a mount on the way, a change on
+ * another host (NFS). Under the lock. */
+static bool watch_path(int fd, const char *path)
+{
+        char cur[PATH_MAX] = "", rest[PATH_MAX], next[PATH_MAX], link[PATH_MAX];
+        if (path[0] != '/' && !getcwd(cur, sizeof(cur)))
+                return false;
+        if (strcmp(cur, "/") == 0)
+                cur[0] = 0;
+        if (snprintf(rest, sizeof(rest), "%s", path) >= (int)sizeof(rest))
+                return false;
+        size_t at = 0; /* rest + at: still to resolve */
+        for (int links = 0;;) {
+                at += strspn(rest + at, "/");
+                if (!rest[at])
+                        break;
+                const char *comp = rest + at;
+                size_t len = strcspn(comp, "/"), n = strlen(cur);
+                at += len;
+                bool last = !rest[at + strspn(rest + at, "/")];
+                if (len == 1 && comp[0] == '.')
+                        continue;
+                if (len == 2 && comp[0] == '.' && comp[1] == '.') {
+                        char *slash = strrchr(cur, '/');
+                        if (slash)
+                                *slash = 0;
+                        continue;
+                }
+                if (n + 1 + len >= sizeof(next))
+                        return false;
+                memcpy(next, cur, n);
+                next[n] = '/';
+                memcpy(next + n + 1, comp, len);
+                next[n + 1 + len] = 0;
+                struct stat st;
+                if (lstat(next, &st) < 0)
+                        return errno == ENOENT && last && watch(fd, cur, WATCH_MASK);
+                if (S_ISLNK(st.st_mode)) {
+                        /* watched before it is read: pointed elsewhere after, it queues an event */
+                        if (++links > LINKS_MAX || !watch(fd, cur, WATCH_MASK))
+                                return false;
+                        ssize_t k = readlink(next, link, sizeof(link));
+                        size_t tail = strlen(rest + at);
+                        if (k <= 0 || (size_t)k + tail >= sizeof(link))
+                                return false;
+                        memcpy(link + k, rest + at, tail + 1); /* the target, then the rest */
+                        memcpy(rest, link, (size_t)k + tail + 1);
+                        at = 0;
+                        if (rest[0] == '/')
+                                cur[0] = 0;
+                        continue;
+                }
+                memcpy(cur, next, n + len + 2);
+                if (!last && !watch(fd, cur, SELF_MASK))
+                        return false;
+        }
+        /* cur: what path names, without a symlink on the way */
+        char dir[PATH_MAX];
+        memcpy(dir, cur, sizeof(dir));
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *slash = 0;
+        return watch(fd, dir, WATCH_MASK) && watch(fd, cur, FILE_MASK);
+}
+
+/* Watches what each file's path rests on (watch_path; a watched inode only gets its mask set
+ * again, or added to). Under the lock. */
 static bool watch_all(struct live_stamp *s)
 {
         char paths[N_FILES][PATH_MAX];
         if (live_paths(s->cfg, paths) < 0)
                 return false;
-        for (size_t i = 0; i < N_FILES; i++) {
-                char real[PATH_MAX];
-                struct stat st;
-                if (!watch_dir_of(s->fd, paths[i]))
+        for (size_t i = 0; i < N_FILES; i++)
+                if (!watch_path(s->fd, paths[i]))
                         return false;
-                if (realpath(paths[i], real)) {
-                        if (!watch_dir_of(s->fd, real))
-                                return false;
-                } else if (errno != ENOENT || (lstat(paths[i], &st) == 0 && S_ISLNK(st.st_mode))) {
-                        return false; /* a dangling symlink: where its target will be is unknown */
-                }
-        }
-        /* The configuration directory a symlink itself: pointed elsewhere, it shows in the
-         * directory that holds it. (A symlink further up the path is not watched.) */
-        struct stat st;
-        const char *dir = s->cfg->postfix_config_directory;
-        if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && !watch_dir_of(s->fd, dir))
-                return false;
         return true;
 }
 
@@ -135,10 +193,15 @@ uint64_t live_stamp_now(const struct config *cfg, struct live_stamp *s)
         pthread_mutex_lock(&s->lock);
         /* A change moves the count; the watches are set again after it: an event may be a
          * symlink pointed elsewhere or a directory replaced. Watches set again after stat()
-         * stamps start a new count too. */
-        if (drain(s) || !s->watching) {
+         * stamps start a new count too - tried at most every RETRY_USEC: the stat() stamps are
+         * right meanwhile, and a path that stays unwatchable (a dangling symlink, no inotify
+         * watches left) should not cost every request its walk under the lock. */
+        bool changed = drain(s);
+        if (s->watching ? changed : now_monotonic_usec() >= s->retry_usec) {
                 s->events++;
                 s->watching = watch_all(s);
+                if (!s->watching)
+                        s->retry_usec = now_monotonic_usec() + RETRY_USEC;
         }
         bool watching = s->watching;
         uint64_t stamp = s->events << 1 | 1;

@@ -252,6 +252,42 @@ def test_a_dangling_symlink_among_the_files_keeps_hand_edits_seen(site, tmp_path
     assert map_drift() is True
 
 
+def test_a_symlink_further_along_main_cf_s_path_pointed_elsewhere_shows_at_once(site, tmp_path):
+    """main.cf a symlink to a link in a third directory, and a symlink through a symlinked
+    directory (a 'current' release link): either link pointed elsewhere shows at the next read,
+    though nothing changed in the directory main.cf is in nor in the one it ends in."""
+    d, main_cf = site.d, site.pf.main_cf
+    text = open(main_cf).read()
+    for name, extra in (("v1", ""), ("v2", "smtpd_tls_loglevel = 2\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "main.cf").write_text(text + extra)
+    hop = tmp_path / "hop"
+    hop.mkdir()
+    os.symlink(str(tmp_path / "v1" / "main.cf"), hop / "main.cf")
+    os.replace(make_symlink(hop / "main.cf", main_cf), main_cf)
+    keep_hot(d)
+    os.replace(make_symlink(tmp_path / "v2" / "main.cf", hop / "main.cf"), hop / "main.cf")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+    os.symlink("v1", tmp_path / "current")
+    os.replace(make_symlink(tmp_path / "current" / "main.cf", main_cf), main_cf)
+    keep_hot(d)
+    os.replace(make_symlink("v2", tmp_path / "current"), tmp_path / "current")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+
+def test_a_hand_edit_through_a_hard_link_shows_at_once(site, tmp_path):
+    """main.cf edited in place through another name of the same file (a hard link elsewhere, as a
+    bind mount of the file would be): its events go to the other name's directory."""
+    d, main_cf = site.d, site.pf.main_cf
+    other = tmp_path / "main.cf"
+    os.link(main_cf, other)
+    keep_hot(d)
+    with open(other, "a") as f:
+        f.write("smtpd_tls_loglevel = 2\n")
+    assert drift_names(d) == ["smtpd_tls_loglevel"]
+
+
 def make_symlink(target, beside):
     link = f"{beside}.link"
     os.symlink(str(target), link)
