@@ -1172,6 +1172,7 @@ class GatedProxy:
         self.port = self.sock.getsockname()[1]
         self.upstream, self.gate, self.closing = None, threading.Event(), False
         self.gave_up = []  # when a client closed a connection the gate held (monotonic)
+        self.held = 0  # connections that found the gate closed
         self.gate.set()
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -1186,6 +1187,8 @@ class GatedProxy:
     def relay(self, conn):
         with conn:
             deadline = time.monotonic() + 60
+            if not self.gate.is_set():
+                self.held += 1
             while not self.gate.is_set() and time.monotonic() < deadline:
                 if select.select([conn], [], [], 0.05)[0] and not conn.recv(1, socket.MSG_PEEK):
                     self.gave_up.append(time.monotonic())
@@ -1232,7 +1235,7 @@ def test_a_verification_superseded_by_a_newer_one_records_nothing(make_site, cer
 
         proxy.gate.clear()
         r_a = site.bind("b")
-        time.sleep(0.5)  # its check is waiting on the proxy
+        wait_until(lambda: proxy.held, 10, "the first bind's check held by the relay")
         r_b = site.bind("a")
         t_b = time.monotonic()
         # the superseded check hangs up at once, in the middle of its handshake's wait
