@@ -13,7 +13,7 @@ struct recent_answer {
         _Atomic bool value;
         _Atomic uint64_t when_usec; /* monotonic; 0: never asked */
         uint64_t max_age_usec;
-        _Atomic bool wanted; /* a reader found the answer a quarter of its age: refresh asks */
+        _Atomic bool wanted; /* a reader found the answer a quarter of max_age old: refresh asks */
 };
 
 #define RECENT_ANSWER_INIT(age)                                                                    \

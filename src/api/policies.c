@@ -540,14 +540,6 @@ static int policies_map_file(struct request *req, struct problem *reterr)
                                  reterr);
 }
 
-/* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
- * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large (a
- * million items), so it is never one tree: the items are read from the text one at a time
- * (json_items), each validated and appended to the JSON text of the normalized items, and freed;
- * the raw body goes once read, and the job keeps only that text until its row has it. Up to
- * bulk_memo_limit, an item whose bytes the last bulk applied here had is taken as the memo has
- * it, the job carries its delta from that bulk, and its items are kept for the next one
- * (core/item_memo.h); a larger body drops the items kept (they will not be the rows). */
 /* Compares the body's items with those the last bulk applied here kept (core/item_memo.h) when
  * the body is small enough to be kept in turn; else (or for a bulk the probe guards, which may
  * never be applied) drops them: the next bulk could not be compared with this one. */
@@ -604,6 +596,14 @@ static int bulk_read_json(struct request *req, struct policy_items *pi, int *ref
         }
 }
 
+/* PUT /api/v1/tls-policies {"items": [...]}: every item validated (the first bad one named as
+ * /items/N/...), duplicates refused, then one job. The body may be bulk_body_limit large (a
+ * million items), so it is never one tree: the items are read from the text one at a time
+ * (json_items), each validated and appended to the JSON text of the normalized items, and freed;
+ * the raw body goes once read, and the job keeps only that text until its row has it. Up to
+ * bulk_memo_limit, an item whose bytes the last bulk applied here had is taken as the memo has
+ * it, the job carries its delta from that bulk, and its items are kept for the next one
+ * (core/item_memo.h); a larger body drops the items kept (they will not be the rows). */
 int api_policies_bulk(struct request *req, struct problem *reterr)
 {
         struct guard *guard = NULL;

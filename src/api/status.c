@@ -170,7 +170,7 @@ uint64_t api_stamp_none(struct request *req)
 
 uint64_t api_stamp_postfix(struct request *req)
 {
-        return live_stamp_now(req->app->cfg, req->app->live_stamp);
+        return live_stamp_now(req->app->live_stamp);
 }
 
 const char *api_state(json_t *worker_status, int64_t desired, size_t n_drift)

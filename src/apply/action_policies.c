@@ -272,13 +272,14 @@ int action_policies_bulk(const struct action_env *env, struct job *job, unsigned
         metrics_count(delta ? METRIC_BULK_DELTAS : METRIC_BULK_WHOLE, 1);
         if (r >= 0 && (job->warnings = json_array()))
                 r = policy_parent_warnings(env->db, NULL, job->warnings, &job->problem);
+        /* the policies' version (the reply's ETag) and, with the memo, the state the job's
+         * items are the unmanaged rows of (its tag) */
+        struct state_versions v;
         if (r >= 0)
-                r = store_collection_version(env->db, STORE_POLICIES, &version, &job->problem);
-        if (r >= 0 && job->delta) {
-                /* the state the job's items are the unmanaged rows of (the memo's tag) */
-                struct state_versions v;
                 r = store_state_versions(env->db, &v, &job->problem);
-                if (r >= 0)
+        if (r >= 0) {
+                version = v.policies;
+                if (job->delta)
                         job->delta_tag =
                             (struct item_memo_tag){ v.settings, v.policies, digest_len };
         }

@@ -186,10 +186,10 @@ static bool drain(struct live_stamp *s)
         return any;
 }
 
-uint64_t live_stamp_now(const struct config *cfg, struct live_stamp *s)
+uint64_t live_stamp_now(struct live_stamp *s)
 {
-        if (!s || s->fd < 0)
-                return stat_stamp(cfg);
+        if (s->fd < 0)
+                return stat_stamp(s->cfg);
         pthread_mutex_lock(&s->lock);
         /* A change moves the count; the watches are set again after it: an event may be a
          * symlink pointed elsewhere or a directory replaced. Watches set again after stat()
@@ -206,7 +206,7 @@ uint64_t live_stamp_now(const struct config *cfg, struct live_stamp *s)
         bool watching = s->watching;
         uint64_t stamp = s->events << 1 | 1;
         pthread_mutex_unlock(&s->lock);
-        return watching ? stamp : stat_stamp(cfg);
+        return watching ? stamp : stat_stamp(s->cfg);
 }
 
 int live_stamp_new(const struct config *cfg, struct live_stamp **ret)

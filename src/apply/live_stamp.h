@@ -16,5 +16,5 @@ void live_stamp_free(struct live_stamp *s);
 
 /* The stamp now: different from every earlier one if any of the files changed since (an event
  * queued by the change is read here, so a change whose write returned before this call is
- * seen). s may be NULL: stat() then. */
-uint64_t live_stamp_now(const struct config *cfg, struct live_stamp *s);
+ * seen). */
+uint64_t live_stamp_now(struct live_stamp *s);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 
 #include "core/policy.h"
-#include "core/policy_grammar.h"
 #include "core/policy_map_text.h"
 #include "store/store.h"
 #include "store/tx.h"
